@@ -1,0 +1,114 @@
+# profiled -- plain Makefile. `make` builds bin/profiled and bin/profilectl;
+# `make test` builds the sanitizer (ASan+UBSan) binaries and runs every test.
+# `make deps` installs missing Debian packages; every build target depends on it.
+
+CC      ?= cc
+# Debian's interpreter (with python3-xxhash) runs the black-box tests and oracle.
+PYTHON  ?= /usr/bin/python3
+PKGS    := rdkafka rocksdb libcjson libxxhash
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CSTD    := -std=c11 -D_GNU_SOURCE
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcivetweb -lpthread -lm
+OPT     ?= -O2
+CFLAGS_REL := $(CSTD) $(OPT) -g $(WARN) -Iinclude
+CFLAGS_SAN := $(CSTD) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+              -fno-sanitize-recover=undefined $(WARN) -Iinclude
+LDFLAGS_SAN := -fsanitize=address,undefined
+
+# Explicit source lists.
+CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/store.c
+WORKER_SRC := src/ingest.c src/metrics.c src/http.c src/query.c src/members.c
+CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c
+PROFILED_MAIN  := src/profiled.c
+PROFILECTL_MAIN := src/profilectl.c
+UNIT_SRC   := tests/unit/main.c tests/unit/test_util.c tests/unit/test_config.c \
+              tests/unit/test_event.c tests/unit/test_profile.c tests/unit/test_store.c \
+              tests/unit/test_query.c tests/unit/test_metrics.c tests/unit/test_gen.c
+FUZZ_TARGETS := fuzz_event fuzz_decode
+
+LIB_SRC := $(CORE_SRC) $(WORKER_SRC) $(CTL_SRC)
+REL_OBJ := $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
+SAN_OBJ := $(patsubst %.c,build/san/%.o,$(LIB_SRC))
+HDRS    := $(wildcard include/*.h) tests/unit/test.h
+
+DEPS_STAMP := build/.deps-ok
+
+.PHONY: all deps test unit bb fuzz bench demo clean docs san
+
+all: bin/profiled bin/profilectl
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): deploy/install-deps.sh
+	@sh deploy/install-deps.sh
+	@mkdir -p build && touch $@
+
+build/rel/%.o: %.c $(HDRS) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_REL) $(PKG_CFLAGS) $(CFLAGS) -c $< -o $@
+
+build/san/%.o: %.c $(HDRS) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_SAN) $(PKG_CFLAGS) -c $< -o $@
+
+bin/profiled: build/rel/$(PROFILED_MAIN:.c=.o) $(REL_OBJ)
+	@mkdir -p bin
+	$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+bin/profilectl: build/rel/$(PROFILECTL_MAIN:.c=.o) $(REL_OBJ)
+	@mkdir -p bin
+	$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+# Sanitizer builds used by the test suite.
+san: build/san/bin/profiled build/san/bin/profilectl build/san/bin/test-unit
+
+build/san/bin/profiled: build/san/$(PROFILED_MAIN:.c=.o) $(SAN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(PKG_LIBS)
+
+build/san/bin/profilectl: build/san/$(PROFILECTL_MAIN:.c=.o) $(SAN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(PKG_LIBS)
+
+build/san/bin/test-unit: $(patsubst %.c,build/san/%.o,$(UNIT_SRC)) $(SAN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(PKG_LIBS)
+
+# `make test`: unit tests, then black-box tests against the embedded broker.
+test: san
+	@$(PYTHON) tests/run.py
+
+# `make unit T=name`: unit tests only, optionally filtered.
+unit: build/san/bin/test-unit
+	build/san/bin/test-unit $(T)
+
+# Fuzzers (libFuzzer, clang). FUZZ_SECONDS bounds each target.
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS := $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(WARN) -Iinclude
+FUZZ_LIB := src/util.c src/schema.c src/event.c src/profile.c
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) $(HDRS) | $(DEPS_STAMP)
+	@mkdir -p build/fuzz
+	clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB) $(PKG_LIBS)
+
+fuzz: $(addprefix build/fuzz/,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus-$$t; \
+	  cp tests/fuzz/seeds/$$t/* build/fuzz/corpus-$$t/ 2>/dev/null; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	     build/fuzz/corpus-$$t >build/fuzz/$$t.log 2>&1 || { tail -50 build/fuzz/$$t.log; exit 1; }; \
+	  grep -E 'stat::number_of_executed_units|Done' build/fuzz/$$t.log | tail -2; \
+	done
+
+docs: bin/profiled
+	bin/profiled --print-config-markdown > docs/configuration.md
+
+bench: all
+	@sh bench/run.sh
+
+demo: all
+	@sh deploy/demo.sh
+
+clean:
+	rm -rf build bin

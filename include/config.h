@@ -1,0 +1,113 @@
+/*
+ * config.h -- every setting of profiled in one table.
+ *
+ * The table (pd_config_table in config.c) declares name, type, default,
+ * bounds and help for each setting. The same table drives the config file
+ * (`key = value` lines, '#' comments), command-line flags (`--key value`),
+ * `--help` and the generated docs/configuration.md. Keys starting with
+ * "kafka." are passed verbatim to librdkafka (consumer and producer).
+ *
+ * The generic option machinery (pd_opt, pd_opts_*) is also used by the
+ * profilectl subcommands, each with a small table of its own.
+ */
+#ifndef PD_CONFIG_H
+#define PD_CONFIG_H
+
+#include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    PD_OPT_STR,      /* char * (owned by the struct, freed by pd_opts_free) */
+    PD_OPT_INT,      /* int64_t */
+    PD_OPT_BOOL,     /* int: true/false/yes/no/1/0/on/off */
+    PD_OPT_DOUBLE,   /* double */
+    PD_OPT_DURATION, /* int64_t milliseconds: "250", "250ms", "5s", "10m", "24h", "7d" */
+} pd_opt_type;
+
+typedef struct {
+    const char *name;  /* e.g. "commit_interval_ms"; flag is --name */
+    pd_opt_type type;
+    size_t offset;     /* offsetof(struct, field) */
+    const char *def;   /* default as text (NULL = empty string / 0) */
+    double min, max;   /* bounds for INT/DOUBLE/DURATION (ms); min>max = unbounded */
+    const char *help;
+} pd_opt;
+
+/* Applies every default of `tbl` to `obj`. */
+void pd_opts_defaults(const pd_opt *tbl, size_t n, void *obj);
+/* Sets one option from text. Unknown key or bad/out-of-range value: returns
+ * PD_EINVAL with a message naming the key. */
+int pd_opts_set(const pd_opt *tbl, size_t n, void *obj, const char *key, const char *val,
+                char *err, size_t errlen);
+/* Frees the PD_OPT_STR fields of obj. */
+void pd_opts_free(const pd_opt *tbl, size_t n, void *obj);
+/* Prints "  --name VALUE   help (default: x)" lines. */
+void pd_opts_usage(const pd_opt *tbl, size_t n, FILE *out);
+
+/* Key/value list for passthrough settings (kafka.*). */
+typedef struct {
+    char **keys, **vals; /* owned */
+    int n;
+} pd_kvlist;
+
+typedef struct pd_config {
+    char *config;          /* path of the config file (flag only) */
+    char *brokers;
+    char *topic;
+    char *group;
+    char *data_dir;
+    char *id;
+    char *listen;
+    char *advertise;
+    char *schema;          /* path of a JSON schema file; "" = built-in vehicle schema */
+    char *dlq_topic;       /* "" = <topic>.dlq */
+    char *members_topic;   /* "" = <topic>.members */
+    char *timezone;        /* "UTC", "+01:00" or an IANA name */
+    char *api_token;
+    char *cluster_token;
+    char *auto_offset_reset;
+    int64_t retention_days;
+    int64_t categorical_max_values;
+    int64_t commit_interval_ms;
+    int64_t batch_max_events;
+    int64_t dedup_window_ms;
+    int64_t max_future_skew_ms;
+    int64_t max_event_bytes;
+    int64_t http_threads;
+    int64_t http_request_timeout_ms;
+    int64_t http_max_request_bytes;
+    int64_t forward_timeout_ms;
+    int64_t replicas;
+    int64_t block_cache_mb;
+    int64_t write_buffer_mb;
+    int64_t session_timeout_ms;
+    int64_t shutdown_timeout_ms;
+    int64_t max_partitions;
+    int protect_ops_endpoints;
+    int quiet;
+    pd_kvlist kafka;       /* kafka.* passthrough, key without the prefix */
+} pd_config;
+
+extern const pd_opt pd_config_table[];
+extern const size_t pd_config_table_len;
+
+void pd_config_init(pd_config *c);
+void pd_config_free(pd_config *c);
+int pd_config_set(pd_config *c, const char *key, const char *val, char *err, size_t errlen);
+/* Loads `key = value` lines; errors name file, line and key. */
+int pd_config_load_file(pd_config *c, const char *path, char *err, size_t errlen);
+/* Parses argv (flags only; --config FILE is loaded first, so flags given on
+ * the command line override the file). Sets *help when --help/-h seen. */
+int pd_config_parse_args(pd_config *c, int argc, char **argv, int *help, char *err, size_t errlen);
+/* Fills derived defaults (dlq topic, members topic, id, advertise) and
+ * checks cross-field rules. */
+int pd_config_finalize(pd_config *c, char *err, size_t errlen);
+void pd_config_usage(FILE *out, const char *prog);
+/* Writes docs/configuration.md content. */
+void pd_config_markdown(FILE *out);
+
+/* Parses a duration text into ms. */
+int pd_parse_duration(const char *s, int64_t *ms);
+
+#endif

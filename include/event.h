@@ -1,0 +1,99 @@
+/*
+ * event.h -- parsing and validating one interaction event (pure function).
+ *
+ * Input: the Kafka record value, one JSON object:
+ *   {"event_id":"e-1","user_id":"u-42","ts":1795328747333,"type":"view",
+ *    "item":{"make":"BMW","color":"blue","price":18990}}
+ * Required: user_id (string, 1..256 bytes, valid UTF-8), ts (epoch ms
+ * integer or RFC 3339 string, within [2000-01-01, 2200-01-01)), type
+ * (string, 1..64 bytes, UTF-8). Optional: event_id (string, 1..256 bytes).
+ * Dimension attributes are read from the schema's paths (item.* / filters.*
+ * by default).
+ *
+ * Attributes: a categorical dimension accepts strings (1..256 bytes, valid
+ * UTF-8), numbers (stringified: integers as "%lld", others "%.17g") and
+ * booleans ("true"/"false"); a numeric dimension accepts finite numbers
+ * only. JSON null counts as absent. Anything else is PD_ATTR_BAD: skipped,
+ * counted in ev->n_bad_attrs, and the event is still valid.
+ *
+ * Ownership: pd_event_parse does not keep `buf`; all string pointers in the
+ * event point into memory owned by the event (the parsed cJSON tree and
+ * internal buffers) and stay valid until pd_event_free.
+ */
+#ifndef PD_EVENT_H
+#define PD_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "schema.h"
+
+#define PD_MAX_USER_ID 256
+#define PD_MAX_EVENT_ID 256
+#define PD_MAX_TYPE 64
+#define PD_MAX_CAT_VALUE 256
+#define PD_TS_MIN_MS 946684800000LL   /* 2000-01-01T00:00:00Z */
+#define PD_TS_MAX_MS 7258118400000LL  /* 2200-01-01T00:00:00Z */
+
+/* Reasons an event is rejected. Names (pd_ev_reason_name) are stable: they
+ * appear in the DLQ "reason" header and in metrics labels. */
+typedef enum {
+    PD_EV_OK = 0,
+    PD_EV_EMPTY,            /* "empty": zero-length value */
+    PD_EV_TOO_LARGE,        /* "too_large": value over max_event_bytes */
+    PD_EV_INVALID_JSON,     /* "invalid_json" */
+    PD_EV_NOT_OBJECT,       /* "not_object": top level is not an object */
+    PD_EV_INVALID_UTF8,     /* "invalid_utf8": the value is not valid UTF-8 */
+    PD_EV_MISSING_USER_ID,  /* "missing_user_id" */
+    PD_EV_BAD_USER_ID_TYPE, /* "bad_user_id_type" */
+    PD_EV_EMPTY_USER_ID,    /* "empty_user_id" */
+    PD_EV_USER_ID_TOO_LONG, /* "user_id_too_long" */
+    PD_EV_MISSING_TS,       /* "missing_ts" */
+    PD_EV_BAD_TS_TYPE,      /* "bad_ts_type": not integer / string */
+    PD_EV_BAD_TS_FORMAT,    /* "bad_ts_format": non-integral number or bad RFC 3339 */
+    PD_EV_TS_OUT_OF_RANGE,  /* "ts_out_of_range" */
+    PD_EV_MISSING_TYPE,     /* "missing_type" */
+    PD_EV_BAD_TYPE_TYPE,    /* "bad_type_type" */
+    PD_EV_EMPTY_TYPE,       /* "empty_type" */
+    PD_EV_TYPE_TOO_LONG,    /* "type_too_long" */
+    PD_EV_BAD_EVENT_ID,     /* "bad_event_id": not a string, empty or too long */
+    PD_EV_BAD_ATTR_CONTAINER, /* "bad_attr_container": item/filters present but not an object */
+    /* Decided by the worker, not the parser: */
+    PD_EV_KEY_MISMATCH,     /* "key_mismatch": Kafka key present and != user_id */
+    PD_EV_FUTURE_TS,        /* "future_ts": ts > record timestamp + max_future_skew */
+    PD_EV__COUNT
+} pd_ev_reason;
+
+const char *pd_ev_reason_name(int reason);
+
+typedef enum { PD_ATTR_ABSENT = 0, PD_ATTR_STR, PD_ATTR_NUM, PD_ATTR_BAD } pd_attr_kind;
+
+typedef struct {
+    uint8_t kind;      /* pd_attr_kind */
+    uint32_t len;      /* PD_ATTR_STR: byte length of s */
+    const char *s;     /* PD_ATTR_STR: value (not NUL-terminated necessarily) */
+    double num;        /* PD_ATTR_NUM */
+} pd_attr;
+
+typedef struct {
+    const char *user_id;  size_t user_id_len;
+    const char *event_id; size_t event_id_len; /* NULL/0 when absent */
+    const char *type;     size_t type_len;
+    int64_t ts_ms;
+    int nattrs;                  /* == schema->ndims */
+    pd_attr attrs[PD_MAX_DIMS];  /* indexed by dimension */
+    int n_bad_attrs;             /* attributes skipped for wrong type */
+    /* private */
+    void *root_;                 /* cJSON tree */
+    char numtext_[PD_MAX_DIMS][32];
+} pd_event;
+
+/* Parses and validates buf[0..len). max_bytes bounds len (0 = 1 MiB).
+ * Returns PD_EV_OK (0) and fills *ev, or a pd_ev_reason > 0 with a precise
+ * message in err (e.g. "field 'ts': expected integer epoch ms or RFC 3339
+ * string, got array"). On error *ev holds nothing to free, but calling
+ * pd_event_free on it is harmless. */
+int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len,
+                   size_t max_bytes, char *err, size_t errlen);
+void pd_event_free(pd_event *ev);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * ingest.h -- the exactly-once ingestion loop of one worker.
+ *
+ * The worker joins the consumer group (cooperative-sticky), starts each
+ * assigned partition at the offset checkpointed in its store, pre-aggregates
+ * events per (partition, day, user) in memory, and every commit_interval_ms
+ * or batch_max_events writes one WriteBatch holding the profile deltas, the
+ * de-dup records and the next input offset of every partition it covers.
+ * See the design comment in ingest.c for the failure analysis.
+ *
+ * The record-processing core (pd_ingest_record, pd_ingest_flush) does not
+ * depend on Kafka, so a replay source (bench, tests) can drive the same
+ * code path.
+ */
+#ifndef PD_INGEST_H
+#define PD_INGEST_H
+
+#include "worker.h"
+
+typedef struct pd_ingest pd_ingest;
+
+/* Creates the consumer and the DLQ/misroute producer and subscribes.
+ * With kafka == 0 no Kafka client is created (replay mode: feed records
+ * with pd_ingest_record and partitions with pd_ingest_assign_local). */
+int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t errlen);
+/* Runs the consume loop until w->stop is set. Returns PD_OK or an error
+ * that made the worker unable to continue (store failure). */
+int pd_ingest_run(pd_ingest *ig);
+/* Orderly end: flushes the batch, commits, leaves the group, destroys the
+ * clients. Safe after a failed run. Frees ig. */
+void pd_ingest_close(pd_ingest *ig);
+
+/* ---- the Kafka-independent core ---- */
+/* Marks partition p owned and loads its checkpoint (replay mode). */
+int pd_ingest_assign_local(pd_ingest *ig, int32_t p);
+/* Processes one input record. key may be NULL. rec_ts_ms < 0 = unknown.
+ * Bad events go to the DLQ (Kafka mode) or are only counted (replay). */
+void pd_ingest_record(pd_ingest *ig, int32_t partition, int64_t offset, int64_t rec_ts_ms,
+                      const void *key, size_t keylen, const void *val, size_t vallen,
+                      const char *origin, size_t originlen);
+/* Commits the current batch (one WriteBatch). */
+int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen);
+/* Events currently pre-aggregated and not yet committed. */
+uint64_t pd_ingest_pending(const pd_ingest *ig);
+
+#endif

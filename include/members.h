@@ -1,0 +1,45 @@
+/*
+ * members.h -- who owns which partition, learned from the membership topic.
+ *
+ * Every worker publishes a small JSON record to the single-partition
+ * membership topic (<topic>.members) whenever its assignment changes and as
+ * a heartbeat every 2 s: {"id","url","gen","ts","partitions":[...],"alive"}.
+ * Every worker reads that topic from the beginning (assign mode, no group)
+ * and keeps partition -> owner: the most recent record, in log order, that
+ * claims the partition, unless a later record of the same member drops it.
+ * Heartbeats repeat claims, so "most recent claim" means the claim that
+ * STARTED most recently: per member and partition we keep the log offset of
+ * the first record of its current uninterrupted run of claims, and among
+ * live members claiming p the latest start wins (the newest acquirer).
+ * This works the same on the embedded broker and on real Kafka, and needs
+ * no static peer list. A worker leaving cleanly publishes "alive":false.
+ *
+ * Threads: one background thread consumes the topic; pd_members_owner is
+ * safe from any thread; pd_members_publish is safe from any thread (it
+ * snapshots w->parts[].owned and produces asynchronously).
+ */
+#ifndef PD_MEMBERS_H
+#define PD_MEMBERS_H
+
+#include "worker.h"
+
+int pd_members_start(pd_members **out, pd_worker *w, char *err, size_t errlen);
+/* Publishes this worker's current claim (alive=1) now. */
+void pd_members_publish(pd_members *m);
+/* Copies the current owner of partition p into *out; PD_ENOTFOUND when no
+ * live member claims it. */
+int pd_members_owner(pd_members *m, int32_t partition, pd_owner *out);
+/* JSON array describing every partition's owner, for GET /v1/partitions. */
+void pd_members_render(pd_members *m, pd_buf *out);
+/* Publishes alive=false, stops the thread, frees. NULL is a no-op. */
+void pd_members_stop(pd_members *m);
+
+/* For tests: a map without Kafka (no thread, publish is a no-op) whose
+ * claims are injected with pd_members_set_owner, which records a claim of
+ * partition p by member id/url as if read from the log now (the newest
+ * claim wins). Free with pd_members_stop. */
+pd_members *pd_members_new_static(pd_worker *w);
+void pd_members_set_owner(pd_members *m, int32_t partition, const char *id, const char *url,
+                          int64_t generation);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * metrics.h -- process-wide counters and histograms, rendered in the
+ * Prometheus text format by GET /metrics.
+ *
+ * All fields are C11 atomics updated with relaxed ordering: writers (the
+ * ingest thread, HTTP threads) never take a lock; a scrape may see counters
+ * from slightly different instants, which Prometheus tolerates.
+ */
+#ifndef PD_METRICS_H
+#define PD_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include "event.h"
+#include "util.h"
+
+#define PD_HIST_MAX 20
+
+typedef struct {
+    int n;                          /* number of finite bounds */
+    double bounds[PD_HIST_MAX];     /* ascending upper bounds (le) */
+    _Atomic uint64_t counts[PD_HIST_MAX + 1]; /* last = +Inf; NOT cumulative */
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum_milli;     /* sum * 1000, for fractional units */
+} pd_hist;
+
+void pd_hist_init(pd_hist *h, const double *bounds, int n);
+void pd_hist_observe(pd_hist *h, double v);
+
+typedef enum {
+    PD_ROUTE_PROFILE = 0, PD_ROUTE_PARTITIONS, PD_ROUTE_HEALTHZ, PD_ROUTE_READYZ,
+    PD_ROUTE_METRICS, PD_ROUTE_INTERNAL, PD_ROUTE_OTHER, PD_ROUTE__COUNT
+} pd_route;
+const char *pd_route_name(int r);
+
+#define PD_STATUS_SLOTS 12 /* 200,400,401,404,405,413,414,431,500,502,503,other */
+int pd_status_slot(int status);
+int pd_status_of_slot(int slot); /* 0 for "other" */
+
+typedef struct pd_metrics {
+    /* ingestion */
+    _Atomic uint64_t records_in;        /* Kafka records consumed */
+    _Atomic uint64_t events_accepted;   /* counted into profiles */
+    _Atomic uint64_t events_duplicate;  /* de-dup hits */
+    _Atomic uint64_t events_misrouted;  /* re-produced to their right partition */
+    _Atomic uint64_t events_too_old;    /* older than the retention window: dropped */
+    _Atomic uint64_t events_stale_offset; /* below the checkpoint: skipped */
+    _Atomic uint64_t events_dlq[PD_EV__COUNT]; /* by reason */
+    _Atomic uint64_t attrs_wrong_type;  /* attributes skipped */
+    _Atomic uint64_t dlq_produce_errors;
+    _Atomic uint64_t flushes;
+    _Atomic uint64_t flush_errors;
+    _Atomic uint64_t days_dropped;
+    _Atomic uint64_t rebalances;
+    pd_hist batch_events;               /* events per flush */
+    pd_hist flush_seconds;              /* flush latency */
+    /* http */
+    _Atomic uint64_t http_requests[PD_ROUTE__COUNT][PD_STATUS_SLOTS];
+    pd_hist http_seconds[PD_ROUTE__COUNT];
+    _Atomic uint64_t forwarded;         /* requests forwarded to a peer */
+    _Atomic uint64_t forward_errors;
+} pd_metrics;
+
+void pd_metrics_init(pd_metrics *m);
+
+struct pd_worker;
+/* Appends the Prometheus exposition of m plus the worker's per-partition
+ * gauges (lag, offsets, ownership) and store sizes per day. */
+void pd_metrics_render(const pd_metrics *m, struct pd_worker *w, pd_buf *out);
+
+#define PD_INC(field) atomic_fetch_add_explicit(&(field), 1, memory_order_relaxed)
+#define PD_ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
+
+#endif

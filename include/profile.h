@@ -1,0 +1,99 @@
+/*
+ * profile.h -- the profile model: one user's aggregates for one day.
+ * Pure code, no I/O.
+ *
+ * A profile holds the event count, first/last event time, a count per event
+ * type, and one aggregate per schema dimension:
+ *   categorical -- count per value, capped at schema->max_values distinct
+ *                  values; the rest is counted in `other` ("__other__").
+ *   numeric     -- count, sum, sum of squares, min, max (exact to merge) and
+ *                  a histogram over the schema's bucket bounds (+Inf last).
+ *
+ * The cap is a bottom-k rule: the values kept are the max_values values
+ * with the smallest (XXH3-64 hash, bytes) among all values ever seen, so the
+ * kept set -- and every count -- is a function of the multiset of events
+ * alone. profile_add in any order and profile_merge in any grouping give
+ * identical results: merge is associative and commutative, which is what
+ * lets RocksDB merge operands, replicas compute the owner's state, and the
+ * worker pre-aggregate batches. Event types use the same rule.
+ *
+ * Ownership: a pd_profile owns all its memory (value strings, arrays); it
+ * borrows its schema, which must outlive it.
+ */
+#ifndef PD_PROFILE_H
+#define PD_PROFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "schema.h"
+#include "event.h"
+#include "util.h"
+
+#define PD_PROFILE_VERSION 1
+#define PD_OTHER "__other__"
+
+typedef struct {
+    char *v;          /* owned, NUL-terminated copy */
+    uint32_t len;
+    uint64_t hash;    /* XXH3_64bits(v, len) */
+    uint64_t count;
+} pd_catval;
+
+typedef struct {
+    uint32_t n, cap;
+    pd_catval *vals;  /* unordered */
+    uint64_t other;   /* events whose value was not kept */
+} pd_catset;
+
+typedef struct {
+    uint64_t count;
+    double sum, sumsq, min, max;
+    uint64_t *hist;   /* nbounds+1 buckets when count > 0, else NULL */
+} pd_numagg;
+
+typedef union {
+    pd_catset cat;
+    pd_numagg num;
+} pd_dimagg;
+
+typedef struct {
+    const pd_schema *schema; /* borrowed */
+    uint64_t events;
+    int64_t first_ts, last_ts;  /* epoch ms; 0 when events == 0 */
+    pd_catset types;
+    pd_dimagg dims[PD_MAX_DIMS]; /* indexed like schema->dims */
+} pd_profile;
+
+void pd_profile_init(pd_profile *p, const pd_schema *s);
+/* Frees contents; p is an empty profile of the same schema afterwards. */
+void pd_profile_reset(pd_profile *p);
+void pd_profile_free(pd_profile *p);
+
+/* Adds one validated event. Attributes of kind PD_ATTR_BAD/ABSENT are
+ * skipped; the event still counts. */
+void pd_profile_add(pd_profile *p, const pd_event *ev);
+/* dst += src (same schema). src is unchanged. */
+void pd_profile_merge(pd_profile *dst, const pd_profile *src);
+/* 1 when equal in every count (numeric sums compared exactly). */
+int pd_profile_equal(const pd_profile *a, const pd_profile *b);
+
+/* Binary codec (see docs/data-model.md). encode appends to out. decode
+ * fills an initialised (empty) profile; corrupt input returns PD_ECORRUPT
+ * with a message and leaves p empty, never crashes. */
+void pd_profile_encode(const pd_profile *p, pd_buf *out);
+int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, size_t errlen);
+
+/* Categorical helper: count for value v (0 if not kept). */
+uint64_t pd_catset_get(const pd_catset *c, const char *v, size_t len);
+/* Sum of kept counts + other. */
+uint64_t pd_catset_total(const pd_catset *c);
+
+/* JSON rendering of one stored day profile, for the dump tool:
+ * {"events":N,"first_seen":"..","last_seen":"..","event_types":{..},
+ *  "dimensions":{"color":{"type":"categorical","total":N,"counts":{..}},
+ *                "price":{"type":"numeric","count":N,"sum":..,"sumsq":..,"min":..,
+ *                         "max":..,"mean":..,"stddev":..,"histogram":[{"le":5000,"count":1},..,{"le":"+Inf","count":0}]}}}
+ * Dimensions with no data are omitted; "__other__" appears in counts when > 0. */
+void pd_profile_to_json(const pd_profile *p, pd_buf *out);
+
+#endif

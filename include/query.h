@@ -1,0 +1,51 @@
+/*
+ * query.h -- building a profile query response from stored day profiles.
+ * Pure code: no I/O, no locks; the caller reads the day profiles (from one
+ * store snapshot) and hands them in.
+ *
+ * Request parameters (parsed from the URL query string by
+ * pd_query_parse_params): from/to (YYYY-MM-DD, inclusive) or days=N, dims
+ * (comma list), breakdown=day, decay=exp:H | linear:N.
+ */
+#ifndef PD_QUERY_H
+#define PD_QUERY_H
+
+#include <stdint.h>
+#include "profile.h"
+#include "schema.h"
+#include "util.h"
+
+typedef enum { PD_DECAY_NONE = 0, PD_DECAY_EXP, PD_DECAY_LINEAR } pd_decay_kind;
+
+typedef struct {
+    int64_t from_day, to_day;  /* inclusive day numbers */
+    int ndims;                 /* 0 = all dimensions */
+    int dims[PD_MAX_DIMS];     /* schema indices, in request order */
+    int breakdown_day;
+    pd_decay_kind decay;
+    double decay_param;        /* H (half-life days) or N (days) */
+} pd_query;
+
+/* Parses a URL query string (already split from the path, not yet
+ * percent-decoded). today = current day in the configured zone;
+ * retention_days bounds the default range [today-retention+1, today].
+ * Errors (PD_EINVAL) come with a message fit for the JSON "detail". */
+int pd_query_parse_params(pd_query *q, const char *qs, const pd_schema *s, int64_t today,
+                          int64_t retention_days, char *err, size_t errlen);
+
+/* One stored day of the user. */
+typedef struct {
+    int64_t day;
+    const pd_profile *prof;  /* borrowed */
+} pd_query_day;
+
+/* Renders the response JSON object (without served_by/stale, which the
+ * caller appends: the object is left OPEN, i.e. without the final '}').
+ * days must be ascending and within [from, to]; today is the reference for
+ * decay ages (age = today - day). Returns PD_ENOTFOUND (nothing appended)
+ * when the user has no events in range. */
+int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, size_t ulen,
+                    int32_t partition, int64_t today, const pd_query_day *days, int ndays,
+                    pd_buf *out);
+
+#endif

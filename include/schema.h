@@ -1,0 +1,62 @@
+/*
+ * schema.h -- the profile schema: which dimensions a profile aggregates,
+ * their type, where in the event JSON each one is read from, and the
+ * histogram bucket bounds of numeric dimensions.
+ *
+ * A schema is loaded from a JSON file (see docs/data-model.md) or is the
+ * built-in vehicle-marketplace schema (20 dimensions). It is immutable after
+ * loading and is shared read-only by all threads. Its fingerprint is stored
+ * in the database so that a store is never read with a different schema.
+ */
+#ifndef PD_SCHEMA_H
+#define PD_SCHEMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "util.h"
+
+#define PD_MAX_DIMS 64
+#define PD_MAX_PATHS 4
+#define PD_MAX_PATH_DEPTH 4
+#define PD_MAX_BOUNDS 32
+#define PD_MAX_NAME 64
+
+typedef enum { PD_DIM_CATEGORICAL = 1, PD_DIM_NUMERIC = 2 } pd_dim_type;
+
+typedef struct {
+    int depth;                            /* number of segments */
+    char seg[PD_MAX_PATH_DEPTH][PD_MAX_NAME]; /* "item", "color" */
+} pd_path;
+
+typedef struct {
+    char name[PD_MAX_NAME];
+    pd_dim_type type;
+    int npaths;                 /* tried in order; first present wins */
+    pd_path paths[PD_MAX_PATHS];
+    int nbounds;                /* numeric: histogram upper bounds (le, inclusive), ascending; +Inf implied */
+    double bounds[PD_MAX_BOUNDS];
+} pd_dim;
+
+typedef struct {
+    int ndims;
+    pd_dim dims[PD_MAX_DIMS];
+    uint32_t max_values;   /* categorical cap per user-day-dimension (and for event types) */
+    uint64_t fingerprint;  /* hash of the canonical schema description */
+} pd_schema;
+
+/* The built-in vehicle schema (12 categorical + 8 numeric dimensions). */
+void pd_schema_default(pd_schema *s, uint32_t max_values);
+/* Loads a schema from JSON text:
+ *   {"dimensions":[{"name":"color","type":"categorical","paths":["item.color","filters.color"]},
+ *                  {"name":"price","type":"numeric","buckets":[5000,10000]}]}
+ * "paths" defaults to ["item.<name>", "filters.<name>"]. Errors name the
+ * offending dimension. */
+int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max_values,
+                        char *err, size_t errlen);
+int pd_schema_load_file(pd_schema *s, const char *path, uint32_t max_values, char *err, size_t errlen);
+/* Index of dimension `name` (length n) or -1. */
+int pd_schema_find(const pd_schema *s, const char *name, size_t n);
+/* Writes the schema as JSON text (canonical form, loadable again). */
+void pd_schema_to_json(const pd_schema *s, pd_buf *out);
+
+#endif

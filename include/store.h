@@ -1,0 +1,127 @@
+/*
+ * store.h -- the per-worker RocksDB state store.
+ *
+ * Column families:
+ *   "default"      unused (RocksDB requires it)
+ *   "meta"         'o' + partition(u32 BE)  -> checkpoint (next input offset, partition clock)
+ *                  "schema"                 -> canonical schema JSON
+ *                  "format"                 -> store format version
+ *   "dedup"        partition(u32 BE) + event_id -> first-seen event ts (i64 BE)
+ *   "dYYYY-MM-DD"  one per day: partition(u32 BE) + user_id -> encoded profile
+ *
+ * The partition comes first in every data key, so one partition's state is a
+ * contiguous key range in each family (hand-off, deletion). Day families
+ * sort by name in date order. Profile values use a RocksDB merge operator
+ * whose operation is pd_profile_merge (associative and commutative), so a
+ * commit writes deltas blindly; reads see the merged value.
+ *
+ * Commit order (the exactly-once foundation): a pd_store_batch collects
+ * profile deltas, de-dup records and the next input offset + clock of every
+ * partition it covers; pd_store_commit writes them as ONE WriteBatch. After
+ * a crash the store holds either all of a batch or none of it, and the
+ * checkpoint says exactly which input follows.
+ *
+ * Retention: pd_store_drop_days_before drops whole day families (cheap,
+ * no compaction). The caller decides the cut-off from event time.
+ *
+ * Threads: one writer thread (the ingest loop) calls the batch/commit/drop
+ * functions; any number of reader threads may call the get/snapshot
+ * functions concurrently. Day family handles are reference counted under a
+ * lock so a concurrent drop never invalidates a reader's handle.
+ */
+#ifndef PD_STORE_H
+#define PD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "schema.h"
+#include "profile.h"
+
+typedef struct pd_store pd_store;
+typedef struct pd_store_batch pd_store_batch;
+typedef struct pd_store_snap pd_store_snap;
+
+typedef struct {
+    int read_only;          /* open as a RocksDB secondary instance (dump tool);
+                               never modifies anything; works while a worker
+                               holds the database */
+    const char *secondary_dir; /* read_only: scratch dir for the secondary (NULL = mkdtemp) */
+    int64_t block_cache_mb; /* 0 = 64 */
+    int64_t write_buffer_mb;/* 0 = 32 */
+    int sync;               /* fsync the WAL on every commit (default 0: WAL
+                               written, OS-buffered; survives process crash) */
+} pd_store_opts;
+
+/* Opens (creating if needed, unless read_only) the store at dir. The schema
+ * (borrowed, must outlive the store) must match the one recorded in the
+ * store, else PD_EINVAL naming the mismatch. */
+int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_store_opts *o,
+                  char *err, size_t errlen);
+void pd_store_close(pd_store *st);
+/* read_only instances: catch up with the primary's latest writes. */
+int pd_store_refresh(pd_store *st, char *err, size_t errlen);
+
+/* ---- writing (single writer thread) ---- */
+pd_store_batch *pd_store_batch_new(pd_store *st);
+void pd_store_batch_free(pd_store_batch *b);
+void pd_store_batch_clear(pd_store_batch *b);
+/* Adds delta to the profile of (day, partition, user). Creates the day
+ * family on demand. */
+int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
+                         size_t ulen, const pd_profile *delta, char *err, size_t errlen);
+void pd_store_batch_put_dedup(pd_store_batch *b, int32_t partition, const char *event_id,
+                              size_t idlen, int64_t ts_ms);
+void pd_store_batch_set_checkpoint(pd_store_batch *b, int32_t partition, int64_t next_offset,
+                                   int64_t clock_ms);
+/* Writes the batch atomically (one WriteBatch). The batch is cleared on
+ * success and left intact on failure. */
+int pd_store_commit(pd_store *st, pd_store_batch *b, char *err, size_t errlen);
+
+/* Drops every day family with day < first_kept_day. Returns the number
+ * dropped (>= 0) or a negative error. */
+int pd_store_drop_days_before(pd_store *st, int64_t first_kept_day, char *err, size_t errlen);
+
+/* ---- reading (any thread) ---- */
+typedef struct {
+    int32_t partition;
+    int64_t next_offset;
+    int64_t clock_ms;   /* newest event time seen in the partition */
+} pd_checkpoint;
+
+int pd_store_get_checkpoint(pd_store *st, int32_t partition, pd_checkpoint *out); /* PD_ENOTFOUND */
+/* All checkpoints, sorted by partition; *out is malloc'd, caller frees. */
+int pd_store_list_checkpoints(pd_store *st, pd_checkpoint **out, int *n);
+int pd_store_get_dedup(pd_store *st, int32_t partition, const char *event_id, size_t idlen,
+                       int64_t *ts_ms); /* PD_ENOTFOUND */
+
+/* Day families present, ascending; *days malloc'd, caller frees. */
+int pd_store_list_days(pd_store *st, int64_t **days, int *n);
+
+/* A consistent point-in-time view across all day families. */
+pd_store_snap *pd_store_snap_acquire(pd_store *st);
+void pd_store_snap_release(pd_store *st, pd_store_snap *snap);
+/* Reads one profile into an initialised, empty `out` (snap may be NULL for
+ * latest). PD_ENOTFOUND when the user has nothing that day. */
+int pd_store_get_profile(pd_store *st, pd_store_snap *snap, int64_t day, int32_t partition,
+                         const char *user, size_t ulen, pd_profile *out, char *err, size_t errlen);
+
+/* Scans profiles: day (INT64_MIN = every day), partition (-1 = all), user
+ * (NULL = all). Calls fn for each; a non-zero return from fn stops the scan
+ * and is returned. `prof` is valid only during the call. */
+typedef int (*pd_store_visit_fn)(void *arg, int64_t day, int32_t partition, const char *user,
+                                 size_t ulen, const pd_profile *prof);
+int pd_store_scan(pd_store *st, int64_t day, int32_t partition, const char *user, size_t ulen,
+                  pd_store_visit_fn fn, void *arg, char *err, size_t errlen);
+
+typedef struct {
+    int64_t day;
+    uint64_t keys;       /* estimated (rocksdb.estimate-num-keys) */
+    uint64_t bytes;      /* SST + memtable size estimate */
+} pd_day_stats;
+/* *out malloc'd, caller frees. */
+int pd_store_day_stats(pd_store *st, pd_day_stats **out, int *n);
+
+/* Name of the day family, "dYYYY-MM-DD" (out >= 12 bytes). */
+void pd_store_day_name(int64_t day, char *out);
+
+#endif

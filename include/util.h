@@ -1,0 +1,126 @@
+/*
+ * util.h -- the one error convention, allocation wrappers, assertions and
+ * small helpers shared by every module.
+ *
+ * Errors: every fallible function returns 0 (PD_OK) on success or a negative
+ * PD_E* code, and, when given one, writes a human-readable message into a
+ * caller-supplied `char *err, size_t errlen` buffer (the librdkafka errstr
+ * way). Callers clean up with `goto out`.
+ *
+ * Allocation: pd_malloc/pd_calloc/pd_realloc/pd_strdup never return NULL;
+ * allocation failure aborts in one place (pd_oom) with file and line.
+ */
+#ifndef PD_UTIL_H
+#define PD_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+
+enum {
+    PD_OK = 0,
+    PD_ERR = -1,       /* generic failure, see errstr */
+    PD_EINVAL = -2,    /* invalid argument / input */
+    PD_ENOTFOUND = -3, /* key, user, file not found */
+    PD_EIO = -4,       /* storage or OS I/O failure */
+    PD_ECORRUPT = -5,  /* encoded data failed validation */
+    PD_ERANGE = -6,    /* value out of bounds */
+    PD_EAGAIN = -7,    /* try again later (busy, restoring, unreachable) */
+};
+
+void *pd_malloc_(size_t n, const char *file, int line);
+void *pd_calloc_(size_t nmemb, size_t n, const char *file, int line);
+void *pd_realloc_(void *p, size_t n, const char *file, int line);
+char *pd_strndup_(const char *s, size_t n, const char *file, int line);
+#define pd_malloc(n) pd_malloc_((n), __FILE__, __LINE__)
+#define pd_calloc(m, n) pd_calloc_((m), (n), __FILE__, __LINE__)
+#define pd_realloc(p, n) pd_realloc_((p), (n), __FILE__, __LINE__)
+#define pd_strndup(s, n) pd_strndup_((s), (n), __FILE__, __LINE__)
+#define pd_strdup(s) pd_strndup_((s), strlen(s), __FILE__, __LINE__)
+#define pd_free(p) free(p)
+
+_Noreturn void pd_assert_fail(const char *expr, const char *file, int line);
+#define pd_assert(e) ((e) ? (void)0 : pd_assert_fail(#e, __FILE__, __LINE__))
+
+/* snprintf into err (may be NULL / errlen 0); returns `code` for chaining:
+ * `return pd_seterr(err, errlen, PD_EINVAL, "bad %s", key);` */
+int pd_seterr(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Logging to stderr with a timestamp and level; level names: "info",
+ * "warn", "error". pd_log_quiet suppresses info. */
+extern int pd_log_quiet;
+void pd_log(const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+#define pd_info(...) pd_log("info", __VA_ARGS__)
+#define pd_warn(...) pd_log("warn", __VA_ARGS__)
+#define pd_error(...) pd_log("error", __VA_ARGS__)
+
+/* Monotonic and wall clocks in milliseconds / microseconds. */
+int64_t pd_now_ms(void);      /* CLOCK_REALTIME, epoch ms */
+int64_t pd_mono_us(void);     /* CLOCK_MONOTONIC, microseconds */
+
+/* Growable byte buffer. Owns `p`; pd_buf_free releases it. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} pd_buf;
+void pd_buf_reserve(pd_buf *b, size_t extra);
+void pd_buf_append(pd_buf *b, const void *data, size_t n);
+void pd_buf_printf(pd_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void pd_buf_putc(pd_buf *b, char c);
+void pd_buf_free(pd_buf *b);
+/* Append s as a JSON string literal (quotes + escapes). */
+void pd_buf_json_str(pd_buf *b, const char *s, size_t n);
+
+/* Varints (LEB128, unsigned) and zigzag. Decoders return bytes consumed, or
+ * 0 on truncation/overflow. */
+void pd_put_uvarint(pd_buf *b, uint64_t v);
+size_t pd_get_uvarint(const uint8_t *p, size_t n, uint64_t *out);
+static inline uint64_t pd_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+static inline int64_t pd_unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
+void pd_put_u32be(uint8_t *p, uint32_t v);
+uint32_t pd_get_u32be(const uint8_t *p);
+void pd_put_u64be(uint8_t *p, uint64_t v);
+uint64_t pd_get_u64be(const uint8_t *p);
+
+/* Returns 1 when [s, s+n) is valid UTF-8 (no overlongs, no surrogates,
+ * <= U+10FFFF), else 0. */
+int pd_utf8_valid(const char *s, size_t n);
+
+/* Calendar helpers (proleptic Gregorian, UTC). day number = days since
+ * 1970-01-01. */
+int64_t pd_days_from_civil(int64_t y, unsigned m, unsigned d);
+void pd_civil_from_days(int64_t z, int *y, unsigned *m, unsigned *d);
+/* Formats day number as "YYYY-MM-DD" into out (>= 11 bytes). */
+void pd_day_format(int64_t day, char *out);
+/* Parses "YYYY-MM-DD"; returns PD_OK or PD_EINVAL. */
+int pd_day_parse(const char *s, size_t n, int64_t *day);
+/* Formats epoch ms as RFC 3339 UTC "2026-11-02T10:11:12.345Z" (>= 25 bytes) */
+void pd_ts_format(int64_t ms, char *out);
+/* Parses RFC 3339 ("2026-11-02T10:11:12Z", fraction and +hh:mm offset
+ * allowed) into epoch ms; PD_OK or PD_EINVAL. */
+int pd_ts_parse_rfc3339(const char *s, size_t n, int64_t *ms);
+
+/* Kafka's Java default partitioner: murmur2 with seed 0x9747b28c,
+ * toPositive(h) % nparts. */
+uint32_t pd_murmur2(const void *data, size_t len);
+int32_t pd_partition_for(const void *key, size_t len, int32_t nparts);
+
+#define PD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define PD_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PD_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+
+
+/* Time zone that decides an event's day: UTC, a fixed offset, or an IANA
+ * zone (via the process TZ; one IANA zone per process). */
+typedef struct {
+    int iana;            /* 1: use localtime_r with the process TZ */
+    int64_t offset_ms;   /* fixed offset when !iana */
+} pd_tz;
+int pd_tz_parse(pd_tz *tz, const char *spec, char *err, size_t errlen);
+/* Day number (days since 1970-01-01 in that zone) of epoch ms. */
+int64_t pd_tz_day(const pd_tz *tz, int64_t ms);
+#endif

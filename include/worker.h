@@ -1,0 +1,58 @@
+/*
+ * worker.h -- the state one profiled process shares between its ingest
+ * thread and its HTTP threads.
+ *
+ * Ownership: pd_worker is created by main (profiled.c), which owns every
+ * pointer in it and destroys them in shutdown order. The ingest thread is
+ * the only writer of the store and of pd_partstate fields except where a
+ * field says otherwise; HTTP threads read the atomics.
+ */
+#ifndef PD_WORKER_H
+#define PD_WORKER_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include "config.h"
+#include "schema.h"
+#include "store.h"
+#include "metrics.h"
+#include "util.h"
+
+/* Per-partition state, indexed by partition number. */
+typedef struct {
+    _Atomic int owned;            /* assigned to this worker */
+    _Atomic int ready;            /* restored and consuming */
+    _Atomic int64_t next_offset;  /* next input offset to process (-1 unknown) */
+    _Atomic int64_t committed;    /* next offset checkpointed in the store (-1 none) */
+    _Atomic int64_t high_watermark; /* from the consumer's stats (-1 unknown) */
+    _Atomic int64_t clock_ms;     /* newest event time seen (0 none) */
+    _Atomic int64_t generation;   /* assignment generation when acquired */
+} pd_partstate;
+
+/* Owner of one partition as known from the membership topic. */
+typedef struct {
+    char id[130];
+    char url[256];
+    int64_t generation;
+    int64_t updated_ms;
+} pd_owner;
+
+typedef struct pd_members pd_members; /* members.c */
+
+typedef struct pd_worker {
+    pd_config *cfg;
+    pd_schema *schema;
+    pd_store *store;
+    pd_metrics *metrics;
+    pd_tz tz;
+    int32_t nparts;               /* partitions of the input topic */
+    pd_partstate *parts;          /* nparts entries */
+    pd_members *members;          /* partition -> owner map (may be NULL in tests) */
+    char advertise[256];          /* this worker's URL */
+    _Atomic int64_t generation;   /* bumped on every assignment change */
+    _Atomic int kafka_up;         /* 0 when the consumer reports all brokers down */
+    volatile sig_atomic_t stop;   /* set by the signal handler */
+} pd_worker;
+
+#endif

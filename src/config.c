@@ -1,0 +1,406 @@
+/*
+ * config.c -- the settings table and the generic option machinery.
+ *
+ * pd_config_table is the single declaration of every profiled setting. The
+ * config file, the command line, --help and docs/configuration.md are all
+ * produced from it; nothing else parses settings. Precedence: defaults <
+ * config file (--config) < command-line flags. "kafka.<prop>" keys are kept
+ * verbatim (without the prefix) and handed to librdkafka, which validates
+ * them when the client is created.
+ */
+#include "config.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define OFF(f) offsetof(pd_config, f)
+#define UNB 1, 0 /* unbounded: min > max */
+#define DAY_MS 86400000.0
+
+const pd_opt pd_config_table[] = {
+    {"config", PD_OPT_STR, OFF(config), "", UNB, "Read settings from this file (key = value lines) before the flags."},
+    {"brokers", PD_OPT_STR, OFF(brokers), "localhost:9092", UNB, "Kafka bootstrap servers (host:port,...)."},
+    {"topic", PD_OPT_STR, OFF(topic), "events", UNB, "Input topic of interaction events, keyed by user_id."},
+    {"group", PD_OPT_STR, OFF(group), "profiled", UNB, "Kafka consumer group shared by all workers."},
+    {"data_dir", PD_OPT_STR, OFF(data_dir), "./data", UNB, "Directory of this worker's RocksDB store."},
+    {"id", PD_OPT_STR, OFF(id), "", UNB, "Worker id, unique in the group (default: hostname-pid)."},
+    {"listen", PD_OPT_STR, OFF(listen), "127.0.0.1:8080", UNB, "HTTP listen address host:port (port 0 = ephemeral)."},
+    {"advertise", PD_OPT_STR, OFF(advertise), "", UNB, "URL peers use to reach this worker (default: http://<listen>)."},
+    {"schema", PD_OPT_STR, OFF(schema), "", UNB, "Profile schema JSON file (default: built-in vehicle schema, 20 dimensions)."},
+    {"dlq_topic", PD_OPT_STR, OFF(dlq_topic), "", UNB, "Dead-letter topic for bad events (default: <topic>.dlq)."},
+    {"members_topic", PD_OPT_STR, OFF(members_topic), "", UNB, "Internal membership topic (default: <topic>.members)."},
+    {"timezone", PD_OPT_STR, OFF(timezone), "UTC", UNB, "Time zone that decides an event's day: UTC, +HH:MM/-HH:MM, or an IANA name."},
+    {"api_token", PD_OPT_STR, OFF(api_token), "", UNB, "When set, /v1/ requests need 'Authorization: Bearer <token>'."},
+    {"cluster_token", PD_OPT_STR, OFF(cluster_token), "", UNB, "Shared secret for worker-to-worker requests."},
+    {"auto_offset_reset", PD_OPT_STR, OFF(auto_offset_reset), "earliest", UNB, "Where to start a partition with no checkpoint and no committed offset: earliest or latest."},
+    {"retention_days", PD_OPT_INT, OFF(retention_days), "60", 1, 3650, "Days of profiles kept, counted back from the newest event time seen."},
+    {"categorical_max_values", PD_OPT_INT, OFF(categorical_max_values), "64", 1, 4096, "Distinct values kept per user-day-dimension; the rest fold into __other__."},
+    {"commit_interval_ms", PD_OPT_INT, OFF(commit_interval_ms), "100", 1, 60000, "Flush the in-memory batch (state + offsets, one WriteBatch) at least this often."},
+    {"batch_max_events", PD_OPT_INT, OFF(batch_max_events), "50000", 1, 10000000, "Flush when the batch holds this many events."},
+    {"dedup_window", PD_OPT_DURATION, OFF(dedup_window_ms), "24h", 0, 30 * DAY_MS, "Events repeating an event_id within this event-time window are counted once."},
+    {"max_future_skew", PD_OPT_DURATION, OFF(max_future_skew_ms), "1h", 0, 30 * DAY_MS, "Reject events whose ts is this far ahead of the Kafka record timestamp."},
+    {"max_event_bytes", PD_OPT_INT, OFF(max_event_bytes), "65536", 64, 16777216, "Largest accepted event value in bytes."},
+    {"http_threads", PD_OPT_INT, OFF(http_threads), "8", 1, 256, "HTTP worker threads."},
+    {"http_request_timeout_ms", PD_OPT_INT, OFF(http_request_timeout_ms), "5000", 100, 600000, "Per-request time limit for HTTP."},
+    {"http_max_request_bytes", PD_OPT_INT, OFF(http_max_request_bytes), "16384", 1024, 1048576, "Largest accepted HTTP request head."},
+    {"forward_timeout_ms", PD_OPT_INT, OFF(forward_timeout_ms), "1000", 10, 60000, "Timeout for a query forwarded to the partition's owner."},
+    {"replicas", PD_OPT_INT, OFF(replicas), "1", 0, 16, "Warm copies of each partition kept by other workers."},
+    {"block_cache_mb", PD_OPT_INT, OFF(block_cache_mb), "128", 1, 1048576, "RocksDB block cache size (MiB)."},
+    {"write_buffer_mb", PD_OPT_INT, OFF(write_buffer_mb), "32", 1, 4096, "RocksDB memtable size per column family (MiB)."},
+    {"session_timeout_ms", PD_OPT_INT, OFF(session_timeout_ms), "10000", 1000, 3600000, "Kafka consumer session timeout (rebalances wait about this long)."},
+    {"shutdown_timeout_ms", PD_OPT_INT, OFF(shutdown_timeout_ms), "30000", 100, 600000, "Upper bound on an orderly shutdown."},
+    {"max_partitions", PD_OPT_INT, OFF(max_partitions), "4096", 1, 65536, "Largest partition count of the input topic this worker accepts."},
+    {"protect_ops_endpoints", PD_OPT_BOOL, OFF(protect_ops_endpoints), "false", UNB, "Also require api_token on /healthz, /readyz and /metrics."},
+    {"quiet", PD_OPT_BOOL, OFF(quiet), "false", UNB, "Log warnings and errors only."},
+};
+const size_t pd_config_table_len = PD_ARRAY_LEN(pd_config_table);
+
+/* ---- generic machinery ---- */
+
+int pd_parse_duration(const char *s, int64_t *ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !isfinite(v) || v < 0) return PD_EINVAL;
+    double mul;
+    if (!*end || strcmp(end, "ms") == 0) mul = 1;
+    else if (strcmp(end, "s") == 0) mul = 1000;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0) mul = 60000;
+    else if (strcmp(end, "h") == 0) mul = 3600000;
+    else if (strcmp(end, "d") == 0) mul = 86400000;
+    else return PD_EINVAL;
+    v *= mul;
+    if (v > 9.2e18) return PD_EINVAL;
+    *ms = (int64_t)v;
+    return PD_OK;
+}
+
+static const pd_opt *find_opt(const pd_opt *tbl, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(tbl[i].name, key) == 0) return &tbl[i];
+    }
+    /* accept dashes for underscores: --data-dir == --data_dir */
+    char alt[128];
+    size_t kl = strlen(key);
+    if (kl >= sizeof alt) return NULL;
+    for (size_t i = 0; i <= kl; i++) alt[i] = key[i] == '-' ? '_' : key[i];
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(tbl[i].name, alt) == 0) return &tbl[i];
+    }
+    return NULL;
+}
+
+static int set_opt(const pd_opt *o, void *obj, const char *val, char *err, size_t errlen)
+{
+    char *field = (char *)obj + o->offset;
+    int bounded = o->min <= o->max;
+    switch (o->type) {
+    case PD_OPT_STR: {
+        char **sp = (char **)field;
+        free(*sp);
+        *sp = pd_strdup(val ? val : "");
+        return PD_OK;
+    }
+    case PD_OPT_INT: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (end == val || *end || errno)
+            return pd_seterr(err, errlen, PD_EINVAL, "%s: '%s' is not an integer", o->name, val);
+        if (bounded && (v < o->min || v > o->max))
+            return pd_seterr(err, errlen, PD_ERANGE, "%s: %lld is out of range [%.0f, %.0f]", o->name, v, o->min, o->max);
+        *(int64_t *)field = v;
+        return PD_OK;
+    }
+    case PD_OPT_DOUBLE: {
+        char *end;
+        errno = 0;
+        double v = strtod(val, &end);
+        if (end == val || *end || errno || !isfinite(v))
+            return pd_seterr(err, errlen, PD_EINVAL, "%s: '%s' is not a number", o->name, val);
+        if (bounded && (v < o->min || v > o->max))
+            return pd_seterr(err, errlen, PD_ERANGE, "%s: %g is out of range [%g, %g]", o->name, v, o->min, o->max);
+        *(double *)field = v;
+        return PD_OK;
+    }
+    case PD_OPT_DURATION: {
+        int64_t ms;
+        if (pd_parse_duration(val, &ms))
+            return pd_seterr(err, errlen, PD_EINVAL, "%s: '%s' is not a duration (e.g. 500ms, 30s, 10m, 24h, 7d)", o->name, val);
+        if (bounded && (ms < o->min || ms > o->max))
+            return pd_seterr(err, errlen, PD_ERANGE, "%s: %s is out of range [%.0fms, %.0fms]", o->name, val, o->min, o->max);
+        *(int64_t *)field = ms;
+        return PD_OK;
+    }
+    case PD_OPT_BOOL: {
+        static const char *yes[] = {"true", "yes", "on", "1"}, *no[] = {"false", "no", "off", "0"};
+        for (int i = 0; i < 4; i++) {
+            if (strcasecmp(val, yes[i]) == 0) { *(int *)field = 1; return PD_OK; }
+            if (strcasecmp(val, no[i]) == 0) { *(int *)field = 0; return PD_OK; }
+        }
+        return pd_seterr(err, errlen, PD_EINVAL, "%s: '%s' is not a boolean (true/false)", o->name, val);
+    }
+    }
+    return pd_seterr(err, errlen, PD_EINVAL, "%s: bad option type", o->name);
+}
+
+void pd_opts_defaults(const pd_opt *tbl, size_t n, void *obj)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *d = tbl[i].def ? tbl[i].def : "";
+        if (tbl[i].type != PD_OPT_STR && !*d) d = "0";
+        int rc = set_opt(&tbl[i], obj, d, NULL, 0);
+        pd_assert(rc == PD_OK);
+    }
+}
+
+int pd_opts_set(const pd_opt *tbl, size_t n, void *obj, const char *key, const char *val,
+                char *err, size_t errlen)
+{
+    const pd_opt *o = find_opt(tbl, n, key);
+    if (!o) return pd_seterr(err, errlen, PD_EINVAL, "unknown setting '%s'", key);
+    return set_opt(o, obj, val, err, errlen);
+}
+
+void pd_opts_free(const pd_opt *tbl, size_t n, void *obj)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (tbl[i].type == PD_OPT_STR) {
+            char **sp = (char **)((char *)obj + tbl[i].offset);
+            free(*sp);
+            *sp = NULL;
+        }
+    }
+}
+
+static const char *type_word(pd_opt_type t)
+{
+    switch (t) {
+    case PD_OPT_STR: return "TEXT";
+    case PD_OPT_INT: return "N";
+    case PD_OPT_BOOL: return "BOOL";
+    case PD_OPT_DOUBLE: return "X";
+    case PD_OPT_DURATION: return "DURATION";
+    }
+    return "?";
+}
+
+void pd_opts_usage(const pd_opt *tbl, size_t n, FILE *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        char flag[96];
+        snprintf(flag, sizeof flag, "--%s %s", tbl[i].name, type_word(tbl[i].type));
+        fprintf(out, "  %-34s %s", flag, tbl[i].help);
+        if (tbl[i].def && *tbl[i].def) fprintf(out, " (default: %s)", tbl[i].def);
+        fputc('\n', out);
+    }
+}
+
+/* ---- profiled config ---- */
+
+void pd_config_init(pd_config *c)
+{
+    memset(c, 0, sizeof *c);
+    pd_opts_defaults(pd_config_table, pd_config_table_len, c);
+}
+
+void pd_config_free(pd_config *c)
+{
+    pd_opts_free(pd_config_table, pd_config_table_len, c);
+    for (int i = 0; i < c->kafka.n; i++) {
+        free(c->kafka.keys[i]);
+        free(c->kafka.vals[i]);
+    }
+    free(c->kafka.keys);
+    free(c->kafka.vals);
+    memset(&c->kafka, 0, sizeof c->kafka);
+}
+
+int pd_config_set(pd_config *c, const char *key, const char *val, char *err, size_t errlen)
+{
+    if (strncmp(key, "kafka.", 6) == 0) {
+        const char *k = key + 6;
+        if (!*k) return pd_seterr(err, errlen, PD_EINVAL, "setting '%s': empty librdkafka property", key);
+        for (int i = 0; i < c->kafka.n; i++) {
+            if (strcmp(c->kafka.keys[i], k) == 0) {
+                free(c->kafka.vals[i]);
+                c->kafka.vals[i] = pd_strdup(val);
+                return PD_OK;
+            }
+        }
+        c->kafka.keys = pd_realloc(c->kafka.keys, sizeof(char *) * (size_t)(c->kafka.n + 1));
+        c->kafka.vals = pd_realloc(c->kafka.vals, sizeof(char *) * (size_t)(c->kafka.n + 1));
+        c->kafka.keys[c->kafka.n] = pd_strdup(k);
+        c->kafka.vals[c->kafka.n] = pd_strdup(val);
+        c->kafka.n++;
+        return PD_OK;
+    }
+    return pd_opts_set(pd_config_table, pd_config_table_len, c, key, val, err, errlen);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+    return s;
+}
+
+int pd_config_load_file(pd_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return pd_seterr(err, errlen, PD_ENOTFOUND, "config file '%s': %s", path, strerror(errno));
+    char line[4096], e2[256];
+    int lineno = 0, rc = PD_OK;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *s = trim(line);
+        if (!*s || *s == '#') continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = pd_seterr(err, errlen, PD_EINVAL, "%s:%d: expected 'key = value'", path, lineno);
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *val = trim(eq + 1);
+        size_t vl = strlen(val);
+        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+            val[vl - 1] = '\0';
+            val++;
+        }
+        if (strcmp(key, "config") == 0) {
+            rc = pd_seterr(err, errlen, PD_EINVAL, "%s:%d: 'config' cannot be set in a config file", path, lineno);
+            break;
+        }
+        if ((rc = pd_config_set(c, key, val, e2, sizeof e2)) != PD_OK) {
+            pd_seterr(err, errlen, rc, "%s:%d: %s", path, lineno, e2);
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int pd_config_parse_args(pd_config *c, int argc, char **argv, int *help, char *err, size_t errlen)
+{
+    *help = 0;
+    /* Pass 1: --config FILE, so flags override the file. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            *help = 1;
+            return PD_OK;
+        }
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) return pd_seterr(err, errlen, PD_EINVAL, "--config needs a value");
+            int rc = pd_config_load_file(c, argv[i + 1], err, errlen);
+            if (rc) return rc;
+            pd_config_set(c, "config", argv[i + 1], NULL, 0);
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0)
+            return pd_seterr(err, errlen, PD_EINVAL, "unexpected argument '%s' (settings are --name value)", a);
+        const char *key = a + 2, *val;
+        char keybuf[256];
+        const char *eq = strchr(key, '=');
+        if (eq) {
+            size_t kl = (size_t)(eq - key);
+            if (kl >= sizeof keybuf) return pd_seterr(err, errlen, PD_EINVAL, "setting name too long");
+            memcpy(keybuf, key, kl);
+            keybuf[kl] = '\0';
+            key = keybuf;
+            val = eq + 1;
+        } else {
+            if (i + 1 >= argc) return pd_seterr(err, errlen, PD_EINVAL, "--%s needs a value", key);
+            val = argv[++i];
+        }
+        if (strcmp(key, "config") == 0) continue;
+        int rc = pd_config_set(c, key, val, err, errlen);
+        if (rc) return rc;
+    }
+    return PD_OK;
+}
+
+int pd_config_finalize(pd_config *c, char *err, size_t errlen)
+{
+    char buf[512];
+    if (!*c->topic) return pd_seterr(err, errlen, PD_EINVAL, "topic: must not be empty");
+    if (!*c->group) return pd_seterr(err, errlen, PD_EINVAL, "group: must not be empty");
+    if (!*c->data_dir) return pd_seterr(err, errlen, PD_EINVAL, "data_dir: must not be empty");
+    if (!*c->dlq_topic) {
+        snprintf(buf, sizeof buf, "%s.dlq", c->topic);
+        pd_config_set(c, "dlq_topic", buf, NULL, 0);
+    }
+    if (!*c->members_topic) {
+        snprintf(buf, sizeof buf, "%s.members", c->topic);
+        pd_config_set(c, "members_topic", buf, NULL, 0);
+    }
+    if (strcmp(c->dlq_topic, c->topic) == 0)
+        return pd_seterr(err, errlen, PD_EINVAL, "dlq_topic: must differ from topic");
+    if (!*c->id) {
+        char host[256] = "worker";
+        gethostname(host, sizeof host - 1);
+        host[sizeof host - 1] = '\0';
+        snprintf(buf, sizeof buf, "%s-%d", host, (int)getpid());
+        pd_config_set(c, "id", buf, NULL, 0);
+    }
+    if (strlen(c->id) > 128) return pd_seterr(err, errlen, PD_EINVAL, "id: longer than 128 bytes");
+    if (!strchr(c->listen, ':'))
+        return pd_seterr(err, errlen, PD_EINVAL, "listen: expected host:port, got '%s'", c->listen);
+    if (strcmp(c->auto_offset_reset, "earliest") != 0 && strcmp(c->auto_offset_reset, "latest") != 0)
+        return pd_seterr(err, errlen, PD_EINVAL, "auto_offset_reset: must be earliest or latest");
+    /* advertise is derived after the HTTP port is bound (port 0). */
+    return PD_OK;
+}
+
+void pd_config_usage(FILE *out, const char *prog)
+{
+    fprintf(out,
+            "usage: %s [--config FILE] [--name value ...]\n\n"
+            "profiled is a partition-owning stream worker: it consumes user interaction\n"
+            "events from Kafka, keeps per-user per-day profiles in a local RocksDB and\n"
+            "serves them over HTTP. Settings (config file keys are the same names):\n\n",
+            prog);
+    pd_opts_usage(pd_config_table, pd_config_table_len, out);
+    fprintf(out,
+            "  --kafka.<property> VALUE           Any librdkafka property, passed through\n"
+            "                                     (e.g. --kafka.security.protocol SSL).\n\n"
+            "Other flags: --help, --print-config-markdown.\n");
+}
+
+void pd_config_markdown(FILE *out)
+{
+    fprintf(out,
+            "# Configuration\n\n"
+            "<!-- Generated by `bin/profiled --print-config-markdown` from the settings table in\n"
+            "     src/config.c. Do not edit by hand; run `make docs`. -->\n\n"
+            "Every setting can be given in a config file (`--config FILE`, lines of\n"
+            "`key = value`, `#` comments) or as a command-line flag `--key value`\n"
+            "(`--key=value` and dashes for underscores also work). Flags override the file.\n"
+            "Unknown keys and out-of-range values are rejected with a message naming the key.\n\n"
+            "Durations accept `ms`, `s`, `m`, `h`, `d` suffixes (plain numbers are milliseconds).\n\n"
+            "| Setting | Type | Default | Range | Description |\n"
+            "|---|---|---|---|---|\n");
+    for (size_t i = 0; i < pd_config_table_len; i++) {
+        const pd_opt *o = &pd_config_table[i];
+        char range[64] = "";
+        if (o->min <= o->max) {
+            if (o->type == PD_OPT_DURATION)
+                snprintf(range, sizeof range, "%.0fms – %.0fms", o->min, o->max);
+            else
+                snprintf(range, sizeof range, "%.0f – %.0f", o->min, o->max);
+        }
+        fprintf(out, "| `%s` | %s | `%s` | %s | %s |\n", o->name, type_word(o->type),
+                o->def && *o->def ? o->def : "", range, o->help);
+    }
+    fprintf(out,
+            "| `kafka.<property>` | TEXT | | | Passed verbatim to librdkafka for the consumer and producers. |\n");
+}

@@ -1,0 +1,252 @@
+/*
+ * ctl_broker.c -- `profilectl broker`: an embedded Kafka cluster for tests,
+ * demos and benchmarks, built on librdkafka's mock cluster.
+ *
+ * Sequence: block SIGINT/SIGTERM (before any librdkafka thread exists, so
+ * every thread inherits the mask and only sigtimedwait sees them) -> create
+ * a producer handle -> rd_kafka_mock_cluster_new -> create each topic T with
+ * its internal topics T<dlq-suffix> (same partition count) and
+ * T<members-suffix> (1 partition) -> print the bootstrap list as the first
+ * stdout line (and write --bootstrap-file atomically) -> wait for a signal
+ * in 1 s steps -> destroy cluster, then handle -> restore the signal mask.
+ *
+ * The mock cluster lives inside this process and listens on 127.0.0.1
+ * ephemeral ports; it goes away when the process exits.
+ */
+#include "ctl.h"
+#include "config.h"
+#include "util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+typedef struct {
+    int64_t partitions;
+    int64_t brokers;
+    char *topics;          /* comma list */
+    char *bootstrap_file;  /* "" = none */
+    char *dlq_suffix;
+    char *members_suffix;
+} broker_opts;
+
+#define BOFF(f) offsetof(broker_opts, f)
+static const pd_opt broker_tbl[] = {
+    {"partitions", PD_OPT_INT, BOFF(partitions), "12", 1, 10000, "Partitions of each topic (and of its DLQ)."},
+    {"brokers", PD_OPT_INT, BOFF(brokers), "3", 1, 32, "Number of mock brokers."},
+    {"topics", PD_OPT_STR, BOFF(topics), "events", 1, 0, "Comma-separated topics to create."},
+    {"bootstrap_file", PD_OPT_STR, BOFF(bootstrap_file), "", 1, 0, "Also write the bootstrap list to this file (atomically)."},
+    {"dlq_suffix", PD_OPT_STR, BOFF(dlq_suffix), ".dlq", 1, 0, "Suffix of each topic's dead-letter topic."},
+    {"members_suffix", PD_OPT_STR, BOFF(members_suffix), ".members", 1, 0, "Suffix of each topic's membership topic (1 partition)."},
+};
+#define BROKER_TBL_LEN PD_ARRAY_LEN(broker_tbl)
+
+static void broker_usage(FILE *out)
+{
+    fprintf(out, "usage: profilectl broker [options]\n"
+                 "Runs an in-process Kafka mock cluster on 127.0.0.1 until SIGINT/SIGTERM.\n"
+                 "The first stdout line is the bootstrap server list.\n\n");
+    pd_opts_usage(broker_tbl, BROKER_TBL_LEN, out);
+}
+
+/* Parses `--name value` / `--name=value` flags into o. Returns PD_OK, or
+ * PD_EINVAL with a message naming the flag. *help is set on --help/-h. */
+static int broker_parse(broker_opts *o, int argc, char **argv, int *help, char *err, size_t errlen)
+{
+    *help = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            *help = 1;
+            return PD_OK;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return pd_seterr(err, errlen, PD_EINVAL, "unexpected argument '%s'", a);
+        char key[128];
+        const char *val;
+        const char *eq = strchr(a + 2, '=');
+        size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (kl >= sizeof key) return pd_seterr(err, errlen, PD_EINVAL, "flag '%s' too long", a);
+        memcpy(key, a + 2, kl);
+        key[kl] = '\0';
+        if (eq) {
+            val = eq + 1;
+        } else {
+            if (i + 1 >= argc) return pd_seterr(err, errlen, PD_EINVAL, "--%s needs a value", key);
+            val = argv[++i];
+        }
+        int rc = pd_opts_set(broker_tbl, BROKER_TBL_LEN, o, key, val, err, errlen);
+        if (rc) return rc;
+    }
+    return PD_OK;
+}
+
+/* Writes `text` + "\n" to path via path.tmp.<pid> + rename. */
+static int write_atomic(const char *path, const char *text, char *err, size_t errlen)
+{
+    char tmp[4096];
+    int rc = PD_OK;
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
+        return pd_seterr(err, errlen, PD_EINVAL, "bootstrap_file: path too long");
+    FILE *f = fopen(tmp, "w");
+    if (!f) return pd_seterr(err, errlen, PD_EIO, "bootstrap_file: %s: %s", tmp, strerror(errno));
+    if (fprintf(f, "%s\n", text) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        rc = pd_seterr(err, errlen, PD_EIO, "bootstrap_file: write %s: %s", tmp, strerror(errno));
+        fclose(f);
+        unlink(tmp);
+        goto out;
+    }
+    if (fclose(f) != 0) {
+        rc = pd_seterr(err, errlen, PD_EIO, "bootstrap_file: close %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    if (rename(tmp, path) != 0) {
+        rc = pd_seterr(err, errlen, PD_EIO, "bootstrap_file: rename to %s: %s", path, strerror(errno));
+        unlink(tmp);
+    }
+out:
+    return rc;
+}
+
+/* Creates topic `name` with nparts partitions; logs on failure. */
+static int create_topic(rd_kafka_mock_cluster_t *mc, const char *name, int nparts, int rf,
+                        char *err, size_t errlen)
+{
+    rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc, name, nparts, rf);
+    if (e) return pd_seterr(err, errlen, PD_ERR, "create topic %s: %s", name, rd_kafka_err2str(e));
+    pd_info("broker: topic %s partitions=%d replication=%d", name, nparts, rf);
+    return PD_OK;
+}
+
+int ctl_broker_main(int argc, char **argv)
+{
+    broker_opts o;
+    char err[512];
+    int help = 0, exit_code = 1;
+    rd_kafka_t *rk = NULL;
+    rd_kafka_mock_cluster_t *mc = NULL;
+    sigset_t sigs, oldmask;
+    int mask_set = 0;
+
+    memset(&o, 0, sizeof o);
+    pd_opts_defaults(broker_tbl, BROKER_TBL_LEN, &o);
+    if (broker_parse(&o, argc, argv, &help, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profilectl broker: %s\n", err);
+        broker_usage(stderr);
+        exit_code = 2;
+        goto out;
+    }
+    if (help) {
+        broker_usage(stdout);
+        exit_code = 0;
+        goto out;
+    }
+    if (!*o.topics) {
+        fprintf(stderr, "profilectl broker: topics: must not be empty\n");
+        exit_code = 2;
+        goto out;
+    }
+
+    /* Block the stop signals before librdkafka starts its threads. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &sigs, &oldmask) != 0) {
+        pd_error("broker: pthread_sigmask failed");
+        goto out;
+    }
+    mask_set = 1;
+
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* Nothing is produced through this handle; it only hosts the cluster.
+     * log_level 4 hides the "no bootstrap.servers" notice; warnings stay. */
+    if (rd_kafka_conf_set(conf, "log_level", "4", err, sizeof err) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        pd_error("broker: %s", err);
+        goto out;
+    }
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err); /* takes conf on success */
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        pd_error("broker: rd_kafka_new: %s", err);
+        goto out;
+    }
+    mc = rd_kafka_mock_cluster_new(rk, (int)o.brokers);
+    if (!mc) {
+        pd_error("broker: rd_kafka_mock_cluster_new failed");
+        goto out;
+    }
+    int rf = (int)PD_MIN(3, o.brokers);
+
+    /* topics: each T, T<dlq>, T<members> */
+    {
+        char *list = pd_strdup(o.topics), *save = NULL;
+        int rc = PD_OK;
+        for (char *t = strtok_r(list, ",", &save); t && rc == PD_OK; t = strtok_r(NULL, ",", &save)) {
+            while (*t == ' ') t++;
+            size_t tl = strlen(t);
+            while (tl && t[tl - 1] == ' ') t[--tl] = '\0';
+            if (!tl) continue;
+            pd_buf name = {0};
+            rc = create_topic(mc, t, (int)o.partitions, rf, err, sizeof err);
+            if (rc == PD_OK) {
+                pd_buf_printf(&name, "%s%s", t, o.dlq_suffix);
+                rc = create_topic(mc, name.p, (int)o.partitions, rf, err, sizeof err);
+            }
+            if (rc == PD_OK) {
+                name.len = 0;
+                pd_buf_printf(&name, "%s%s", t, o.members_suffix);
+                rc = create_topic(mc, name.p, 1, rf, err, sizeof err);
+            }
+            pd_buf_free(&name);
+        }
+        free(list);
+        if (rc != PD_OK) {
+            pd_error("broker: %s", err);
+            goto out;
+        }
+    }
+
+    const char *bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
+    printf("%s\n", bootstraps);
+    fflush(stdout);
+    if (*o.bootstrap_file && write_atomic(o.bootstrap_file, bootstraps, err, sizeof err) != PD_OK) {
+        pd_error("broker: %s", err);
+        goto out;
+    }
+    pd_info("broker: %d brokers at %s; stop with SIGTERM or SIGINT", (int)o.brokers, bootstraps);
+    pd_info("broker: mock limits: retention ~5 MiB or 100k batches per partition (oldest "
+            "segments dropped), no log compaction, transactions not enforced, "
+            "group rebalances wait up to session.timeout.ms");
+
+    /* Wait for a stop signal; each wait is bounded to 1 s. */
+    for (;;) {
+        struct timespec ts = {1, 0};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            pd_info("broker: %s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            break;
+        }
+        if (sig < 0 && errno != EAGAIN && errno != EINTR) {
+            pd_error("broker: sigtimedwait: %s", strerror(errno));
+            goto out;
+        }
+    }
+    exit_code = 0;
+
+out:
+    if (mc) rd_kafka_mock_cluster_destroy(mc);
+    if (rk) rd_kafka_destroy(rk);
+    if (mask_set) pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
+    pd_opts_free(broker_tbl, BROKER_TBL_LEN, &o);
+    return exit_code;
+}

@@ -1,0 +1,447 @@
+/*
+ * ctl_dump.c -- `profilectl dump | days | offsets`: read-only inspection of
+ * a worker's store.
+ *
+ *   dump     profiles, filtered by --day, --partition, --user; JSON lines
+ *            {"day":..,"partition":..,"user_id":..,"profile":{..}} or text
+ *   days     the day column families with estimated keys and bytes
+ *   offsets  the committed checkpoint (next offset, clock) of each partition
+ *
+ * The store is opened as a RocksDB secondary instance (pd_store_opts
+ * read_only) in a throw-away scratch directory, so these commands work
+ * while a worker holds the database and never modify it. Each run opens
+ * afresh, so it sees every day family the worker has created so far.
+ *
+ * Schema: by default the schema recorded in the store is used. With
+ * --schema FILE (or --schema builtin) that schema is loaded and the store
+ * refuses to open if it differs from the recorded one.
+ *
+ * Exit codes: 0 success, 1 runtime failure (store cannot be opened, read
+ * error, output error), 2 usage error (the message names the flag).
+ */
+#include "ctl.h"
+#include "config.h"
+#include "profile.h"
+#include "schema.h"
+#include "store.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *data_dir;
+    char *schema;        /* "" = the store's own schema; "builtin"; or a file */
+    int64_t max_values;  /* 0 = from the schema file / 64 */
+    char *day;           /* "" = every day */
+    char *user;          /* "" = every user */
+    int64_t partition;   /* -1 = every partition */
+    char *format;        /* "json" | "text" */
+} dump_opts;
+
+#define DOFF(f) offsetof(dump_opts, f)
+#define OPT_DATA_DIR \
+    {"data_dir", PD_OPT_STR, DOFF(data_dir), "", 1, 0, "Data directory of the worker's store (required)."}
+#define OPT_SCHEMA                                                                               \
+    {"schema", PD_OPT_STR, DOFF(schema), "", 1, 0,                                               \
+     "Schema to read with: a JSON file or 'builtin'; empty = the schema recorded in the store "  \
+     "(a given schema must match it)."}
+#define OPT_MAX_VALUES                                                                           \
+    {"max_values", PD_OPT_INT, DOFF(max_values), "0", 0, 4096,                                    \
+     "With --schema: categorical cap (0 = from the file, else 64)."}
+
+static const pd_opt dump_tbl[] = {
+    OPT_DATA_DIR,
+    OPT_SCHEMA,
+    OPT_MAX_VALUES,
+    {"day", PD_OPT_STR, DOFF(day), "", 1, 0, "Only this day (YYYY-MM-DD)."},
+    {"partition", PD_OPT_INT, DOFF(partition), "-1", -1, 2147483647.0, "Only this partition (-1 = all)."},
+    {"user", PD_OPT_STR, DOFF(user), "", 1, 0, "Only this user_id."},
+    {"format", PD_OPT_STR, DOFF(format), "json", 1, 0, "Output format: json (one object per line) or text."},
+};
+
+static const pd_opt days_tbl[] = {
+    OPT_DATA_DIR,
+    OPT_SCHEMA,
+    OPT_MAX_VALUES,
+    {"format", PD_OPT_STR, DOFF(format), "text", 1, 0, "Output format: text (table) or json (one object per line)."},
+};
+
+static const pd_opt offsets_tbl[] = {
+    OPT_DATA_DIR,
+    OPT_SCHEMA,
+    OPT_MAX_VALUES,
+    {"format", PD_OPT_STR, DOFF(format), "text", 1, 0, "Output format: text (table) or json (one object per line)."},
+};
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    const pd_opt *tbl;
+    size_t n;
+} dump_cmd;
+
+static const dump_cmd cmd_dump = {
+    "dump", "Prints stored profiles (one per day, partition and user).", dump_tbl,
+    PD_ARRAY_LEN(dump_tbl)};
+static const dump_cmd cmd_days = {
+    "days", "Lists the day column families with estimated keys and bytes.", days_tbl,
+    PD_ARRAY_LEN(days_tbl)};
+static const dump_cmd cmd_offsets = {
+    "offsets", "Lists the committed checkpoint of each partition.", offsets_tbl,
+    PD_ARRAY_LEN(offsets_tbl)};
+
+static void usage(const dump_cmd *c, FILE *out)
+{
+    fprintf(out,
+            "usage: profilectl %s --data-dir DIR [options]\n%s\n"
+            "Opens the store read-only (a RocksDB secondary instance); safe while a worker runs.\n\n",
+            c->name, c->summary);
+    pd_opts_usage(c->tbl, c->n, out);
+    fprintf(out, "  %-34s %s\n", "--help", "Show this help.");
+    fprintf(out, "Flags take '-' or '_' alike (--data-dir == --data_dir) and --name=value.\n");
+}
+
+/* Parses `--name value` / `--name=value`; *help set on --help/-h. Errors
+ * name the flag. */
+static int parse_args(const dump_cmd *c, dump_opts *o, int argc, char **argv, int *help,
+                      char *err, size_t errlen)
+{
+    *help = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            *help = 1;
+            return PD_OK;
+        }
+        if (strncmp(a, "--", 2) != 0 || !a[2])
+            return pd_seterr(err, errlen, PD_EINVAL, "unexpected argument '%s'", a);
+        char key[128];
+        const char *eq = strchr(a + 2, '=');
+        size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (kl >= sizeof key) return pd_seterr(err, errlen, PD_EINVAL, "flag '%s' too long", a);
+        memcpy(key, a + 2, kl);
+        key[kl] = '\0';
+        const char *val;
+        if (eq) {
+            val = eq + 1;
+        } else {
+            if (i + 1 >= argc) return pd_seterr(err, errlen, PD_EINVAL, "--%s needs a value", key);
+            val = argv[++i];
+        }
+        char e2[256];
+        int rc = pd_opts_set(c->tbl, c->n, o, key, val, e2, sizeof e2);
+        if (rc && strncmp(e2, "unknown", 7) == 0)
+            return pd_seterr(err, errlen, PD_EINVAL, "unknown flag --%s", key);
+        if (rc) return pd_seterr(err, errlen, PD_EINVAL, "--%s", e2); /* e2 names the flag */
+    }
+    if (!o->data_dir || !*o->data_dir)
+        return pd_seterr(err, errlen, PD_EINVAL, "--data-dir is required");
+    if (o->format && strcmp(o->format, "json") != 0 && strcmp(o->format, "text") != 0)
+        return pd_seterr(err, errlen, PD_EINVAL, "--format: '%s' is not json or text", o->format);
+    if (o->max_values && (!o->schema || !*o->schema))
+        return pd_seterr(err, errlen, PD_EINVAL,
+                         "--max-values needs --schema (the store's schema has its own cap)");
+    return PD_OK;
+}
+
+/* Opens the store read-only with the chosen schema. *schema is malloc'd
+ * (NULL when the store's own schema is used); free after closing. Returns
+ * an exit code (0 ok, 1 runtime error). */
+static int open_ro(const dump_cmd *c, const dump_opts *o, pd_store **st, pd_schema **schema)
+{
+    char err[1024];
+    *st = NULL;
+    *schema = NULL;
+    if (*o->schema) {
+        pd_schema *s = pd_calloc(1, sizeof *s);
+        if (strcmp(o->schema, "builtin") == 0) {
+            pd_schema_default(s, (uint32_t)o->max_values);
+        } else if (pd_schema_load_file(s, o->schema, (uint32_t)o->max_values, err, sizeof err)) {
+            fprintf(stderr, "profilectl %s: --schema: %s\n", c->name, err);
+            pd_free(s);
+            return 1;
+        }
+        *schema = s;
+    }
+    pd_store_opts so = {0};
+    so.read_only = 1;
+    so.block_cache_mb = 16;
+    so.write_buffer_mb = 4;
+    if (pd_store_open(st, o->data_dir, *schema, &so, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profilectl %s: --data-dir %s: %s\n", c->name, o->data_dir, err);
+        pd_free(*schema);
+        *schema = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+/* Flushes buf to stdout; returns 0 or -1 on a write error. */
+static int flush_out(pd_buf *b)
+{
+    int rc = 0;
+    if (b->len && fwrite(b->p, 1, b->len, stdout) != b->len) rc = -1;
+    b->len = 0;
+    return rc;
+}
+
+static int finish_out(const dump_cmd *c)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "profilectl %s: error writing output\n", c->name);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- text rendering ---- */
+
+typedef struct {
+    const pd_catval *v;
+} catref;
+
+static int catref_cmp(const void *x, const void *y)
+{
+    const pd_catval *a = ((const catref *)x)->v, *b = ((const catref *)y)->v;
+    if (a->count != b->count) return a->count > b->count ? -1 : 1;
+    size_t n = PD_MIN(a->len, b->len);
+    int c = memcmp(a->v, b->v, n);
+    if (c) return c;
+    return a->len < b->len ? -1 : a->len > b->len;
+}
+
+/* "v1"=3 "v2"=1 __other__=2, most frequent first. */
+static void text_catset(pd_buf *b, const pd_catset *c)
+{
+    catref *r = pd_malloc((size_t)(c->n ? c->n : 1) * sizeof *r);
+    for (uint32_t i = 0; i < c->n; i++) r[i].v = &c->vals[i];
+    qsort(r, c->n, sizeof *r, catref_cmp);
+    for (uint32_t i = 0; i < c->n; i++) {
+        pd_buf_putc(b, ' ');
+        pd_buf_json_str(b, r[i].v->v, r[i].v->len);
+        pd_buf_printf(b, "=%" PRIu64, r[i].v->count);
+    }
+    if (c->other) pd_buf_printf(b, " %s=%" PRIu64, PD_OTHER, c->other);
+    pd_free(r);
+}
+
+static void text_profile(pd_buf *b, int64_t day, int32_t partition, const char *user, size_t ulen,
+                         const pd_profile *p)
+{
+    char ds[11], t1[32], t2[32];
+    pd_day_format(day, ds);
+    pd_buf_printf(b, "%s partition %d user ", ds, partition);
+    pd_buf_json_str(b, user, ulen);
+    pd_ts_format(p->first_ts, t1);
+    pd_ts_format(p->last_ts, t2);
+    pd_buf_printf(b, "\n  events %" PRIu64 "  first %s  last %s\n  types:", p->events, t1, t2);
+    text_catset(b, &p->types);
+    pd_buf_putc(b, '\n');
+    const pd_schema *s = p->schema;
+    for (int i = 0; i < s->ndims; i++) {
+        const pd_dim *d = &s->dims[i];
+        if (d->type == PD_DIM_CATEGORICAL) {
+            const pd_catset *c = &p->dims[i].cat;
+            if (c->n == 0 && c->other == 0) continue;
+            pd_buf_printf(b, "  %s (total %" PRIu64 "):", d->name, pd_catset_total(c));
+            text_catset(b, c);
+            pd_buf_putc(b, '\n');
+        } else {
+            const pd_numagg *a = &p->dims[i].num;
+            if (a->count == 0) continue;
+            pd_buf_printf(b, "  %s: count %" PRIu64 " sum %.15g min %.15g max %.15g mean %.15g\n",
+                          d->name, a->count, a->sum, a->min, a->max, a->sum / (double)a->count);
+            if (a->hist) {
+                pd_buf_printf(b, "    histogram:");
+                for (int k = 0; k <= d->nbounds; k++) {
+                    if (k < d->nbounds) pd_buf_printf(b, " <=%.15g:", d->bounds[k]);
+                    else pd_buf_printf(b, " +Inf:");
+                    pd_buf_printf(b, "%" PRIu64, a->hist[k]);
+                }
+                pd_buf_putc(b, '\n');
+            }
+        }
+    }
+}
+
+/* ---- dump ---- */
+
+typedef struct {
+    int json;
+    pd_buf out;
+    uint64_t n;
+    int werr;
+} dump_ctx;
+
+static int dump_visit(void *arg, int64_t day, int32_t partition, const char *user, size_t ulen,
+                      const pd_profile *prof)
+{
+    dump_ctx *d = arg;
+    if (d->json) {
+        char ds[11];
+        pd_day_format(day, ds);
+        pd_buf_printf(&d->out, "{\"day\":\"%s\",\"partition\":%d,\"user_id\":", ds, partition);
+        pd_buf_json_str(&d->out, user, ulen);
+        pd_buf_printf(&d->out, ",\"profile\":");
+        pd_profile_to_json(prof, &d->out);
+        pd_buf_printf(&d->out, "}\n");
+    } else {
+        if (d->n) pd_buf_putc(&d->out, '\n');
+        text_profile(&d->out, day, partition, user, ulen, prof);
+    }
+    d->n++;
+    if (d->out.len >= 1 << 16 && flush_out(&d->out) != 0) {
+        d->werr = 1;
+        return 1; /* stop the scan */
+    }
+    return 0;
+}
+
+static int run(const dump_cmd *c, int argc, char **argv, dump_opts *o, int *help)
+{
+    char err[512];
+    memset(o, 0, sizeof *o);
+    pd_opts_defaults(c->tbl, c->n, o);
+    if (parse_args(c, o, argc, argv, help, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profilectl %s: %s\n", c->name, err);
+        fprintf(stderr, "run 'profilectl %s --help' for usage\n", c->name);
+        return 2;
+    }
+    if (*help) {
+        usage(c, stdout);
+        return 0;
+    }
+    return -1; /* go on */
+}
+
+int ctl_dump_main(int argc, char **argv)
+{
+    const dump_cmd *c = &cmd_dump;
+    dump_opts o;
+    int help, ex = run(c, argc, argv, &o, &help);
+    pd_store *st = NULL;
+    pd_schema *schema = NULL;
+    dump_ctx d = {0};
+    if (ex >= 0) goto out;
+    int64_t day = INT64_MIN;
+    if (*o.day && pd_day_parse(o.day, strlen(o.day), &day) != PD_OK) {
+        fprintf(stderr, "profilectl dump: --day: '%s' is not a date (YYYY-MM-DD)\n", o.day);
+        ex = 2;
+        goto out;
+    }
+    if ((ex = open_ro(c, &o, &st, &schema)) != 0) goto out;
+    d.json = strcmp(o.format, "json") == 0;
+    char err[512];
+    int rc = pd_store_scan(st, day, (int32_t)o.partition, *o.user ? o.user : NULL, strlen(o.user),
+                           dump_visit, &d, err, sizeof err);
+    if (d.werr || flush_out(&d.out) != 0) {
+        fprintf(stderr, "profilectl dump: error writing output\n");
+        ex = 1;
+        goto out;
+    }
+    if (rc) {
+        fprintf(stderr, "profilectl dump: %s\n", err);
+        ex = 1;
+        goto out;
+    }
+    ex = finish_out(c);
+out:
+    pd_buf_free(&d.out);
+    pd_store_close(st);
+    pd_free(schema);
+    pd_opts_free(c->tbl, c->n, &o);
+    return ex;
+}
+
+int ctl_days_main(int argc, char **argv)
+{
+    const dump_cmd *c = &cmd_days;
+    dump_opts o;
+    int help, ex = run(c, argc, argv, &o, &help);
+    pd_store *st = NULL;
+    pd_schema *schema = NULL;
+    pd_day_stats *ds = NULL;
+    pd_buf b = {0};
+    if (ex >= 0) goto out;
+    if ((ex = open_ro(c, &o, &st, &schema)) != 0) goto out;
+    int n = 0;
+    pd_store_day_stats(st, &ds, &n);
+    int json = strcmp(o.format, "json") == 0;
+    if (!json) pd_buf_printf(&b, "%-10s %12s %14s\n", "DAY", "KEYS", "BYTES");
+    for (int i = 0; i < n; i++) {
+        char d[11];
+        pd_day_format(ds[i].day, d);
+        if (json)
+            pd_buf_printf(&b, "{\"day\":\"%s\",\"keys\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n", d,
+                          ds[i].keys, ds[i].bytes);
+        else
+            pd_buf_printf(&b, "%-10s %12" PRIu64 " %14" PRIu64 "\n", d, ds[i].keys, ds[i].bytes);
+    }
+    if (flush_out(&b) != 0) {
+        fprintf(stderr, "profilectl days: error writing output\n");
+        ex = 1;
+        goto out;
+    }
+    ex = finish_out(c);
+out:
+    pd_buf_free(&b);
+    pd_free(ds);
+    pd_store_close(st);
+    pd_free(schema);
+    pd_opts_free(c->tbl, c->n, &o);
+    return ex;
+}
+
+int ctl_offsets_main(int argc, char **argv)
+{
+    const dump_cmd *c = &cmd_offsets;
+    dump_opts o;
+    int help, ex = run(c, argc, argv, &o, &help);
+    pd_store *st = NULL;
+    pd_schema *schema = NULL;
+    pd_checkpoint *cp = NULL;
+    pd_buf b = {0};
+    if (ex >= 0) goto out;
+    if ((ex = open_ro(c, &o, &st, &schema)) != 0) goto out;
+    int n = 0;
+    int rc = pd_store_list_checkpoints(st, &cp, &n);
+    if (rc) {
+        fprintf(stderr, "profilectl offsets: reading checkpoints failed (%s)\n",
+                rc == PD_ECORRUPT ? "corrupt checkpoint record" : "I/O error");
+        ex = 1;
+        goto out;
+    }
+    int json = strcmp(o.format, "json") == 0;
+    if (!json) pd_buf_printf(&b, "%-9s %14s  %s\n", "PARTITION", "NEXT_OFFSET", "CLOCK");
+    for (int i = 0; i < n; i++) {
+        char ts[32];
+        if (cp[i].clock_ms > 0) pd_ts_format(cp[i].clock_ms, ts);
+        else snprintf(ts, sizeof ts, "-");
+        if (json) {
+            pd_buf_printf(&b, "{\"partition\":%d,\"next_offset\":%" PRId64 ",\"clock_ms\":%" PRId64
+                              ",\"clock\":",
+                          cp[i].partition, cp[i].next_offset, cp[i].clock_ms);
+            if (cp[i].clock_ms > 0) pd_buf_printf(&b, "\"%s\"}\n", ts);
+            else pd_buf_printf(&b, "null}\n");
+        } else {
+            pd_buf_printf(&b, "%-9d %14" PRId64 "  %s\n", cp[i].partition, cp[i].next_offset, ts);
+        }
+    }
+    if (flush_out(&b) != 0) {
+        fprintf(stderr, "profilectl offsets: error writing output\n");
+        ex = 1;
+        goto out;
+    }
+    ex = finish_out(c);
+out:
+    pd_buf_free(&b);
+    pd_free(cp);
+    pd_store_close(st);
+    pd_free(schema);
+    pd_opts_free(c->tbl, c->n, &o);
+    return ex;
+}

@@ -1,0 +1,1178 @@
+/*
+ * http.c -- the REST API on civetweb, and the forwarding client that sends
+ * a query for a partition this worker does not own to the partition's owner.
+ *
+ * Routes (all answers JSON except /metrics; every answer carries a
+ * Content-Length, never chunked encoding, so peers can keep connections):
+ *   GET /v1/profiles/{user_id}          profile query (local or forwarded)
+ *   GET /v1/partitions                  partition -> owner map + own view
+ *   GET /healthz, /readyz, /metrics     ops endpoints
+ *   GET /internal/v1/profiles/{user_id} the forwarded form: local state only
+ * Errors are {"error":"...","detail":"..."} with application/json. Errors
+ * civetweb detects itself (malformed request, oversized head) go through the
+ * http_error callback and get the same JSON shape.
+ *
+ * Routing works on the RAW request path (civetweb option decode_url=no), so
+ * a user id may contain an encoded '/' ("%2F"); the single path segment
+ * after the prefix is percent-decoded here ('+' stays '+'), must be 1..256
+ * bytes of valid UTF-8.
+ *
+ * Auth: with api_token set, every /v1/ request (and the ops endpoints when
+ * protect_ops_endpoints) needs "Authorization: Bearer <api_token>" (401 +
+ * WWW-Authenticate otherwise). The internal route needs the cluster token:
+ * cluster_token, or api_token when cluster_token is empty (so enabling only
+ * api_token does not leave an unauthenticated back door); missing header ->
+ * 401, wrong token -> 403. Tokens are compared in constant time.
+ *
+ * Forwarding: the public route computes the partition (Kafka murmur2). Not
+ * owned here -> GET <owner.url>/internal/v1/profiles/<user>?<query> with
+ * X-Profiled-Hops: hops+1; the status, body and Retry-After of the owner are
+ * relayed verbatim. The internal route never forwards, and a public request
+ * that arrives with hops >= 2 is refused (508), so a stale owner map cannot
+ * loop. The client is a small HTTP/1.1 client over POSIX sockets with one
+ * deadline (forward_timeout_ms) for connect + send + receive, enforced with
+ * poll(). Idle keep-alive connections are pooled per peer (host:port) under
+ * one mutex; a pooled connection that is readable or older than
+ * FWD_IDLE_MAX_US is discarded before use, and a request that fails on a
+ * reused connection before any response byte arrived is retried once on a
+ * fresh connection (GET is idempotent).
+ *
+ * Threads: civetweb calls on_request from http_threads worker threads; they
+ * share only the worker's atomics, the store (thread-safe reads), the
+ * metrics atomics, the members map (its own lock) and the peer pool (pool
+ * lock). Note: civetweb ties one worker thread to each open keep-alive
+ * connection until keep_alive_timeout_ms of idleness, so pooled peer
+ * connections occupy threads on the peer for at most that long.
+ */
+#include "http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <civetweb.h>
+
+#include "members.h"
+#include "metrics.h"
+#include "query.h"
+#include "util.h"
+
+#define HTTP_MAX_URI 8192          /* longer path -> 414 */
+#define HTTP_MAX_QUERY 4096        /* longer query string -> 414 */
+#define HTTP_KEEPALIVE_MS "1000"   /* server: idle keep-alive connection lifetime */
+#define HTTP_MAX_HOPS 2            /* public request with hops >= this -> 508 */
+#define FWD_POOL_MAX 8             /* idle connections kept per peer */
+#define FWD_IDLE_MAX_US 700000     /* below the peers' keep-alive timeout */
+#define FWD_MAX_HEAD 16384         /* response head limit */
+#define FWD_MAX_BODY (64 << 20)    /* response body limit */
+#define RESP_MAX_HDRS 4
+
+static const char PFX_PROFILE[] = "/v1/profiles/";
+static const char PFX_INTERNAL[] = "/internal/v1/profiles/";
+
+/* ------------------------------------------------------------------ */
+/* types                                                                */
+/* ------------------------------------------------------------------ */
+
+typedef struct fwd_peer {
+    char host[256];
+    char port[16];
+    int nidle;
+    int idle_fd[FWD_POOL_MAX];
+    int64_t idle_since_us[FWD_POOL_MAX];
+    struct fwd_peer *next;
+} fwd_peer;
+
+struct pd_http {
+    pd_worker *w;                  /* borrowed; outlives the server */
+    struct mg_context *ctx;
+    int port;
+    pthread_mutex_t pool_mu;       /* guards peers and every fwd_peer */
+    fwd_peer *peers;               /* owned list */
+};
+
+/* One response under construction. body is owned. */
+typedef struct {
+    int status;
+    const char *ctype;             /* static string */
+    pd_buf body;
+    int nh;
+    const char *hname[RESP_MAX_HDRS]; /* static strings */
+    char hval[RESP_MAX_HDRS][96];
+} http_resp;
+
+/* A forwarded request's answer. body is owned. */
+typedef struct {
+    int status;
+    int keepalive;
+    char retry_after[16];
+    pd_buf body;
+} fwd_resp;
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                        */
+/* ------------------------------------------------------------------ */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 508: return "Loop Detected";
+    default: return "Error";
+    }
+}
+
+static void resp_header(http_resp *r, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void resp_header(http_resp *r, const char *name, const char *fmt, ...)
+{
+    pd_assert(r->nh < RESP_MAX_HDRS);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->hval[r->nh], sizeof r->hval[r->nh], fmt, ap);
+    va_end(ap);
+    r->hname[r->nh++] = name;
+}
+
+/* Replaces the body with {"error":error,"detail":<fmt>}. */
+static void resp_error(http_resp *r, int status, const char *error, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void resp_error(http_resp *r, int status, const char *error, const char *fmt, ...)
+{
+    char detail[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    r->status = status;
+    r->ctype = "application/json";
+    r->body.len = 0;
+    pd_buf_append(&r->body, "{\"error\":", 9);
+    pd_buf_json_str(&r->body, error, strlen(error));
+    pd_buf_append(&r->body, ",\"detail\":", 10);
+    pd_buf_json_str(&r->body, detail, strlen(detail));
+    pd_buf_putc(&r->body, '}');
+}
+
+static void resp_send(struct mg_connection *c, const http_resp *r)
+{
+    char len[32];
+    snprintf(len, sizeof len, "%zu", r->body.len);
+    mg_response_header_start(c, r->status);
+    mg_response_header_add(c, "Content-Type", r->ctype, -1);
+    mg_response_header_add(c, "Content-Length", len, -1);
+    mg_response_header_add(c, "Cache-Control", "no-store", -1);
+    for (int i = 0; i < r->nh; i++) mg_response_header_add(c, r->hname[i], r->hval[i], -1);
+    mg_response_header_send(c);
+    if (r->body.len) mg_write(c, r->body.p, r->body.len);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes a path segment s[0..n) into out (cap bytes). '+' is
+ * literal in a path. PD_EINVAL on a bad escape, PD_ERANGE when longer than
+ * cap. */
+static int path_decode(const char *s, size_t n, char *out, size_t cap, size_t *outlen)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n) return PD_EINVAL;
+            int h1 = hexval((unsigned char)s[i + 1]), h2 = hexval((unsigned char)s[i + 2]);
+            if (h1 < 0 || h2 < 0) return PD_EINVAL;
+            c = h1 * 16 + h2;
+            i += 2;
+        }
+        if (k >= cap) return PD_ERANGE;
+        out[k++] = (char)c;
+    }
+    *outlen = k;
+    return PD_OK;
+}
+
+/* Appends s[0..n) percent-encoded (everything but RFC 3986 unreserved). */
+static void path_encode(pd_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            pd_buf_putc(b, (char)c);
+        } else {
+            pd_buf_putc(b, '%');
+            pd_buf_putc(b, hex[c >> 4]);
+            pd_buf_putc(b, hex[c & 15]);
+        }
+    }
+}
+
+/* Constant-time (in the secret's length) check of "Bearer <secret>". */
+static int bearer_ok(const char *hdr, const char *secret)
+{
+    size_t slen = strlen(secret);
+    if (!hdr || strncasecmp(hdr, "Bearer ", 7) != 0) return 0;
+    const char *tok = hdr + 7;
+    while (*tok == ' ') tok++;
+    size_t tlen = strlen(tok);
+    while (tlen && (tok[tlen - 1] == ' ' || tok[tlen - 1] == '\t')) tlen--;
+    unsigned diff = tlen != slen;
+    for (size_t i = 0; i < slen; i++)
+        diff |= (unsigned char)(i < tlen ? tok[i] : 0) ^ (unsigned char)secret[i];
+    return diff == 0;
+}
+
+/* Token the internal route requires: cluster_token, else api_token, else
+ * NULL (open). */
+static const char *internal_token(const pd_config *cfg)
+{
+    if (cfg->cluster_token && *cfg->cluster_token) return cfg->cluster_token;
+    if (cfg->api_token && *cfg->api_token) return cfg->api_token;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* forwarding client                                                    */
+/* ------------------------------------------------------------------ */
+
+/* Splits "http://host[:port][/base]" into host, port and base path (no
+ * trailing '/'). PD_EINVAL for anything else (https is not supported). */
+static int url_split(const char *url, char *host, size_t hcap, char *port, size_t pcap,
+                     char *base, size_t bcap)
+{
+    if (strncasecmp(url, "http://", 7) != 0) return PD_EINVAL;
+    const char *h = url + 7, *hend, *p;
+    if (*h == '[') {
+        hend = strchr(h, ']');
+        if (!hend) return PD_EINVAL;
+        h++;
+        p = hend + 1;
+    } else {
+        hend = h + strcspn(h, ":/");
+        p = hend;
+    }
+    size_t hl = (size_t)(hend - h);
+    if (hl == 0 || hl >= hcap) return PD_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (*p == ':') {
+        p++;
+        size_t pl = strspn(p, "0123456789");
+        if (pl == 0 || pl >= pcap) return PD_EINVAL;
+        memcpy(port, p, pl);
+        port[pl] = '\0';
+        p += pl;
+    } else {
+        snprintf(port, pcap, "80");
+    }
+    if (*p && *p != '/') return PD_EINVAL;
+    size_t bl = strlen(p);
+    while (bl && p[bl - 1] == '/') bl--;
+    if (bl >= bcap) return PD_EINVAL;
+    memcpy(base, p, bl);
+    base[bl] = '\0';
+    return PD_OK;
+}
+
+static int remaining_ms(int64_t deadline_us)
+{
+    int64_t left = deadline_us - pd_mono_us();
+    if (left <= 0) return 0;
+    return (int)((left + 999) / 1000);
+}
+
+/* Waits for `events` on fd until the deadline: 1 ready, 0 timeout, -1 error. */
+static int wait_fd(int fd, short events, int64_t deadline_us)
+{
+    for (;;) {
+        int ms = remaining_ms(deadline_us);
+        if (ms <= 0) return 0;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        int n = poll(&pfd, 1, ms);
+        if (n > 0) return 1;
+        if (n == 0) continue; /* re-check the deadline */
+        if (errno != EINTR) return -1;
+    }
+}
+
+static int fwd_connect(const char *host, const char *port, int64_t deadline_us, char *err,
+                       size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int grc = getaddrinfo(host, port, &hints, &res);
+    if (grc != 0) {
+        pd_seterr(err, errlen, PD_EIO, "resolve %s: %s", host, gai_strerror(grc));
+        return -1;
+    }
+    int fd = -1;
+    pd_seterr(err, errlen, PD_EIO, "connect %s:%s: no address", host, port);
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            pd_seterr(err, errlen, PD_EIO, "socket: %s", strerror(errno));
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
+        if (errno == EINPROGRESS) {
+            int wr = wait_fd(fd, POLLOUT, deadline_us);
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            if (wr == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
+                break;
+            pd_seterr(err, errlen, PD_EIO, "connect %s:%s: %s", host, port,
+                      wr == 0 ? "timed out" : strerror(soerr ? soerr : errno));
+        } else {
+            pd_seterr(err, errlen, PD_EIO, "connect %s:%s: %s", host, port, strerror(errno));
+        }
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* Takes an idle pooled connection to host:port, or -1. */
+static int pool_get(pd_http *h, const char *host, const char *port)
+{
+    int fd = -1;
+    int64_t now = pd_mono_us();
+    pthread_mutex_lock(&h->pool_mu);
+    for (fwd_peer *p = h->peers; p; p = p->next) {
+        if (strcmp(p->host, host) != 0 || strcmp(p->port, port) != 0) continue;
+        while (p->nidle > 0 && fd < 0) {
+            int cand = p->idle_fd[--p->nidle];
+            struct pollfd pfd = {.fd = cand, .events = POLLIN};
+            /* Readable while idle = EOF or junk: the peer closed it. */
+            if (now - p->idle_since_us[p->nidle] > FWD_IDLE_MAX_US || poll(&pfd, 1, 0) != 0)
+                close(cand);
+            else
+                fd = cand;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&h->pool_mu);
+    return fd;
+}
+
+static void pool_put(pd_http *h, const char *host, const char *port, int fd)
+{
+    pthread_mutex_lock(&h->pool_mu);
+    fwd_peer *p = h->peers;
+    while (p && (strcmp(p->host, host) != 0 || strcmp(p->port, port) != 0)) p = p->next;
+    if (!p) {
+        p = pd_calloc(1, sizeof *p);
+        snprintf(p->host, sizeof p->host, "%s", host);
+        snprintf(p->port, sizeof p->port, "%s", port);
+        p->next = h->peers;
+        h->peers = p;
+    }
+    if (p->nidle < FWD_POOL_MAX) {
+        p->idle_fd[p->nidle] = fd;
+        p->idle_since_us[p->nidle] = pd_mono_us();
+        p->nidle++;
+        fd = -1;
+    }
+    pthread_mutex_unlock(&h->pool_mu);
+    if (fd >= 0) close(fd);
+}
+
+static void pool_free(pd_http *h)
+{
+    fwd_peer *p = h->peers;
+    while (p) {
+        fwd_peer *next = p->next;
+        for (int i = 0; i < p->nidle; i++) close(p->idle_fd[i]);
+        pd_free(p);
+        p = next;
+    }
+    h->peers = NULL;
+}
+
+static int send_all(int fd, const char *buf, size_t len, int64_t deadline_us)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_fd(fd, POLLOUT, deadline_us) != 1) return -2;
+            continue;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads once into b (up to `want` more bytes): >0 bytes, 0 EOF, -1 error,
+ * -2 timeout. */
+static ssize_t recv_some(int fd, pd_buf *b, size_t want, int64_t deadline_us)
+{
+    pd_buf_reserve(b, want + 1);
+    for (;;) {
+        ssize_t n = recv(fd, b->p + b->len, want, 0);
+        if (n >= 0) {
+            b->len += (size_t)n;
+            b->p[b->len] = '\0';
+            return n;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int wr = wait_fd(fd, POLLIN, deadline_us);
+            if (wr == 0) return -2;
+            if (wr < 0) return -1;
+            continue;
+        }
+        return -1;
+    }
+}
+
+/* Finds header `name` in the head (lines after the status line); copies
+ * its trimmed value into out. Returns 1 when found. */
+static int head_get(const char *head, size_t hlen, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    const char *p = memchr(head, '\n', hlen), *end = head + hlen;
+    while (p && p + 1 < end) {
+        const char *line = p + 1;
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (!eol) eol = end;
+        if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            const char *v = line + nl + 1, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t')) v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            size_t vl = PD_MIN((size_t)(ve - v), cap - 1);
+            memcpy(out, v, vl);
+            out[vl] = '\0';
+            return 1;
+        }
+        p = eol < end ? eol : NULL;
+    }
+    return 0;
+}
+
+/* One request/response exchange on fd. On PD_EAGAIN the connection failed
+ * before any response byte (a stale keep-alive connection). */
+static int fwd_exchange(int fd, const char *req, size_t reqlen, int64_t deadline_us, fwd_resp *r,
+                        char *err, size_t errlen)
+{
+    pd_buf in = {0};
+    int rc = PD_OK;
+    int src = send_all(fd, req, reqlen, deadline_us);
+    if (src == -2) {
+        rc = pd_seterr(err, errlen, PD_EIO, "timed out sending request");
+        goto out;
+    }
+    if (src < 0) {
+        rc = pd_seterr(err, errlen, PD_EAGAIN, "send: %s", strerror(errno));
+        goto out;
+    }
+    /* head */
+    char *hend = NULL;
+    while (!hend) {
+        if (in.len >= FWD_MAX_HEAD) {
+            rc = pd_seterr(err, errlen, PD_EIO, "response head over %d bytes", FWD_MAX_HEAD);
+            goto out;
+        }
+        ssize_t n = recv_some(fd, &in, 4096, deadline_us);
+        if (n == -2) {
+            rc = pd_seterr(err, errlen, PD_EIO, "timed out waiting for response");
+            goto out;
+        }
+        if (n <= 0) {
+            int stale = in.len == 0;
+            rc = pd_seterr(err, errlen, stale ? PD_EAGAIN : PD_EIO, "connection %s%s",
+                           n == 0 ? "closed" : "error", stale ? "" : " in response head");
+            goto out;
+        }
+        hend = memmem(in.p, in.len, "\r\n\r\n", 4);
+    }
+    size_t hlen = (size_t)(hend - in.p) + 4;
+    int minor = 0, status = 0;
+    if (sscanf(in.p, "HTTP/1.%d %3d", &minor, &status) != 2 || status < 100 || status > 599) {
+        rc = pd_seterr(err, errlen, PD_EIO, "malformed status line");
+        goto out;
+    }
+    char v[64];
+    r->status = status;
+    r->keepalive = minor >= 1;
+    if (head_get(in.p, hlen, "Connection", v, sizeof v)) {
+        if (strcasecmp(v, "close") == 0) r->keepalive = 0;
+        else if (strcasecmp(v, "keep-alive") == 0) r->keepalive = 1;
+    }
+    if (head_get(in.p, hlen, "Transfer-Encoding", v, sizeof v) && strcasecmp(v, "identity") != 0) {
+        rc = pd_seterr(err, errlen, PD_EIO, "unsupported transfer-encoding '%s'", v);
+        goto out;
+    }
+    head_get(in.p, hlen, "Retry-After", r->retry_after, sizeof r->retry_after);
+    long long clen = -1;
+    if (head_get(in.p, hlen, "Content-Length", v, sizeof v)) {
+        char *e;
+        errno = 0;
+        clen = strtoll(v, &e, 10);
+        if (errno || e == v || *e || clen < 0) {
+            rc = pd_seterr(err, errlen, PD_EIO, "bad content-length '%s'", v);
+            goto out;
+        }
+    } else if (status == 204 || status == 304 || status < 200) {
+        clen = 0;
+    }
+    if (clen > FWD_MAX_BODY) {
+        rc = pd_seterr(err, errlen, PD_EIO, "response body of %lld bytes too large", clen);
+        goto out;
+    }
+    /* body: whatever followed the head, then the rest */
+    size_t have = in.len - hlen;
+    pd_buf_append(&r->body, in.p + hlen, have);
+    if (clen >= 0) {
+        if (r->body.len > (size_t)clen) { /* pipelined junk: do not reuse */
+            r->body.len = (size_t)clen;
+            r->keepalive = 0;
+        }
+        while (r->body.len < (size_t)clen) {
+            ssize_t n = recv_some(fd, &r->body, PD_MIN((size_t)clen - r->body.len, 65536),
+                                  deadline_us);
+            if (n == -2) {
+                rc = pd_seterr(err, errlen, PD_EIO, "timed out reading response body");
+                goto out;
+            }
+            if (n <= 0) {
+                rc = pd_seterr(err, errlen, PD_EIO, "connection closed in response body");
+                goto out;
+            }
+        }
+    } else { /* delimited by close */
+        r->keepalive = 0;
+        for (;;) {
+            if (r->body.len > FWD_MAX_BODY) {
+                rc = pd_seterr(err, errlen, PD_EIO, "response body too large");
+                goto out;
+            }
+            ssize_t n = recv_some(fd, &r->body, 65536, deadline_us);
+            if (n == 0) break;
+            if (n < 0) {
+                rc = pd_seterr(err, errlen, PD_EIO, "%s reading response body",
+                               n == -2 ? "timed out" : "error");
+                goto out;
+            }
+        }
+    }
+out:
+    pd_buf_free(&in);
+    return rc;
+}
+
+/* Sends GET <url base><path_query> to the peer at url; fills *r. The
+ * caller frees r->body in every case. */
+static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops, fwd_resp *r,
+                   char *err, size_t errlen)
+{
+    const pd_config *cfg = h->w->cfg;
+    char host[256], port[16], base[256];
+    if (url_split(url, host, sizeof host, port, sizeof port, base, sizeof base) != PD_OK)
+        return pd_seterr(err, errlen, PD_EINVAL, "unsupported peer URL");
+    pd_buf req = {0};
+    pd_buf_printf(&req, "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\nX-Profiled-Hops: %d\r\n"
+                  "Accept: application/json\r\nConnection: keep-alive\r\n",
+                  base, path_query, strchr(host, ':') ? "[" : "", host,
+                  strchr(host, ':') ? "]" : "", port, hops);
+    const char *tok = internal_token(cfg);
+    if (tok) pd_buf_printf(&req, "Authorization: Bearer %s\r\n", tok);
+    pd_buf_append(&req, "\r\n", 2);
+
+    int64_t deadline = pd_mono_us() + cfg->forward_timeout_ms * 1000;
+    int rc = PD_EIO;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = attempt == 0 ? pool_get(h, host, port) : -1;
+        int reused = fd >= 0;
+        if (fd < 0) fd = fwd_connect(host, port, deadline, err, errlen);
+        if (fd < 0) {
+            rc = PD_EIO;
+            break;
+        }
+        r->status = 0;
+        r->keepalive = 0;
+        r->retry_after[0] = '\0';
+        r->body.len = 0;
+        rc = fwd_exchange(fd, req.p, req.len, deadline, r, err, errlen);
+        if (rc == PD_OK) {
+            if (r->keepalive) pool_put(h, host, port, fd);
+            else close(fd);
+            break;
+        }
+        close(fd);
+        if (!(rc == PD_EAGAIN && reused)) break;
+    }
+    if (rc == PD_EAGAIN) rc = PD_EIO;
+    pd_buf_free(&req);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* profile queries                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Answers from the local store: 200 with the rendered profile, 404, 500. */
+static void profile_local(pd_http *h, const pd_query *q, const char *user, size_t ulen, int32_t p,
+                          int64_t today, http_resp *r)
+{
+    pd_worker *w = h->w;
+    int64_t *days = NULL;
+    int ndays = 0, nq = 0;
+    pd_profile *profs = NULL;
+    pd_query_day *qd = NULL;
+    char err[256];
+    pd_store_snap *snap = pd_store_snap_acquire(w->store);
+    int rc = pd_store_list_days(w->store, &days, &ndays);
+    if (rc != PD_OK) {
+        resp_error(r, 500, "internal error", "listing days failed (%d)", rc);
+        goto out;
+    }
+    if (ndays > 0) {
+        profs = pd_calloc((size_t)ndays, sizeof *profs);
+        qd = pd_calloc((size_t)ndays, sizeof *qd);
+    }
+    for (int i = 0; i < ndays; i++) {
+        if (days[i] < q->from_day || days[i] > q->to_day) continue;
+        pd_profile_init(&profs[nq], w->schema);
+        rc = pd_store_get_profile(w->store, snap, days[i], p, user, ulen, &profs[nq], err,
+                                  sizeof err);
+        if (rc == PD_OK) {
+            qd[nq].day = days[i];
+            qd[nq].prof = &profs[nq];
+            nq++;
+        } else {
+            pd_profile_free(&profs[nq]);
+            if (rc != PD_ENOTFOUND) {
+                resp_error(r, 500, "internal error", "reading profile: %s", err);
+                goto out;
+            }
+        }
+    }
+    rc = nq > 0 ? pd_query_render(q, w->schema, user, ulen, p, today, qd, nq, &r->body)
+                : PD_ENOTFOUND;
+    if (rc == PD_ENOTFOUND) {
+        resp_error(r, 404, "not found", "no events for user in range");
+        goto out;
+    }
+    if (rc != PD_OK) {
+        resp_error(r, 500, "internal error", "rendering failed (%d)", rc);
+        goto out;
+    }
+    pd_buf_append(&r->body, ",\"served_by\":", 13);
+    pd_buf_json_str(&r->body, w->cfg->id, strlen(w->cfg->id));
+    pd_buf_append(&r->body, ",\"stale\":false}", 15);
+    r->status = 200;
+    r->ctype = "application/json";
+out:
+    for (int i = 0; i < nq; i++) pd_profile_free(&profs[i]);
+    pd_free(profs);
+    pd_free(qd);
+    pd_free(days);
+    pd_store_snap_release(w->store, snap);
+}
+
+static void profile_forward(pd_http *h, int32_t p, const char *user, size_t ulen, const char *qs,
+                            int hops, http_resp *r)
+{
+    pd_worker *w = h->w;
+    pd_owner o;
+    if (!w->members || pd_members_owner(w->members, p, &o) != PD_OK) {
+        if (w->metrics) PD_INC(w->metrics->forward_errors);
+        resp_error(r, 503, "partition unavailable", "partition %d: owner unknown", (int)p);
+        resp_header(r, "Retry-After", "1");
+        return;
+    }
+    if (strcmp(o.url, w->advertise) == 0) {
+        /* The map names us but we do not own it: rebalance in flight. */
+        resp_error(r, 503, "partition unavailable",
+                   "partition %d: owner map names this worker (%s) but it is not assigned here",
+                   (int)p, o.id);
+        resp_header(r, "Retry-After", "1");
+        return;
+    }
+    pd_buf pq = {0};
+    pd_buf_append(&pq, PFX_INTERNAL, sizeof PFX_INTERNAL - 1);
+    path_encode(&pq, user, ulen);
+    if (qs && *qs) pd_buf_printf(&pq, "?%s", qs);
+    fwd_resp fr = {0};
+    char err[256] = "";
+    int rc = fwd_get(h, o.url, pq.p, hops + 1, &fr, err, sizeof err);
+    if (rc != PD_OK) {
+        if (w->metrics) PD_INC(w->metrics->forward_errors);
+        pd_warn("http: forward of partition %d to %s (%s) failed: %s", (int)p, o.id, o.url, err);
+        resp_error(r, 503, "partition unavailable", "partition %d: owner %s (%s) unreachable: %s",
+                   (int)p, o.id, o.url, err);
+        resp_header(r, "Retry-After", "1");
+    } else {
+        if (w->metrics) PD_INC(w->metrics->forwarded);
+        r->status = fr.status;
+        r->ctype = "application/json";
+        r->body.len = 0;
+        pd_buf_append(&r->body, fr.body.p ? fr.body.p : "", fr.body.len);
+        if (fr.retry_after[0]) resp_header(r, "Retry-After", "%s", fr.retry_after);
+    }
+    pd_buf_free(&fr.body);
+    pd_buf_free(&pq);
+}
+
+/* GET /v1/profiles/{seg} (internal=0) or /internal/v1/profiles/{seg}. */
+static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, size_t seglen,
+                          const char *qs, int internal, http_resp *r)
+{
+    pd_worker *w = h->w;
+    char user[PD_MAX_USER_ID];
+    size_t ulen = 0;
+    int rc = path_decode(seg, seglen, user, sizeof user, &ulen);
+    if (rc == PD_EINVAL) {
+        resp_error(r, 400, "bad request", "user_id: malformed percent-encoding");
+        return;
+    }
+    if (rc == PD_ERANGE) {
+        resp_error(r, 400, "bad request", "user_id: longer than %d bytes", PD_MAX_USER_ID);
+        return;
+    }
+    if (ulen == 0) {
+        resp_error(r, 400, "bad request", "user_id: must not be empty");
+        return;
+    }
+    if (!pd_utf8_valid(user, ulen)) {
+        resp_error(r, 400, "bad request", "user_id: not valid UTF-8");
+        return;
+    }
+    const char *hh = mg_get_header(c, "X-Profiled-Hops");
+    int hops = 0;
+    if (hh) {
+        char *e;
+        long v = strtol(hh, &e, 10);
+        hops = (e == hh || v < 0) ? 0 : (int)PD_MIN(v, 1000);
+    }
+    if (!internal && hops >= HTTP_MAX_HOPS) {
+        resp_error(r, 508, "forwarding loop", "request already forwarded %d times", hops);
+        return;
+    }
+    int64_t today = pd_tz_day(&w->tz, pd_now_ms());
+    pd_query q;
+    char err[512] = "";
+    if (pd_query_parse_params(&q, qs ? qs : "", w->schema, today, w->cfg->retention_days, err,
+                              sizeof err) != PD_OK) {
+        resp_error(r, 400, "bad request", "%s", err);
+        return;
+    }
+    if (w->nparts <= 0 || !w->parts) {
+        resp_error(r, 503, "partition unavailable", "input topic partition count not known yet");
+        resp_header(r, "Retry-After", "1");
+        return;
+    }
+    int32_t p = pd_partition_for(user, ulen, w->nparts);
+    pd_partstate *ps = &w->parts[p];
+    if (atomic_load(&ps->owned)) {
+        if (atomic_load(&ps->ready)) {
+            profile_local(h, &q, user, ulen, p, today, r);
+        } else {
+            resp_error(r, 503, "partition restoring", "partition %d is being restored on %s",
+                       (int)p, w->cfg->id);
+            resp_header(r, "Retry-After", "1");
+        }
+        return;
+    }
+    if (internal) {
+        resp_error(r, 503, "partition unavailable", "partition %d is not owned by %s", (int)p,
+                   w->cfg->id);
+        resp_header(r, "Retry-After", "1");
+        return;
+    }
+    profile_forward(h, p, user, ulen, qs, hops, r);
+}
+
+/* ------------------------------------------------------------------ */
+/* other routes                                                         */
+/* ------------------------------------------------------------------ */
+
+static void route_partitions(pd_http *h, http_resp *r)
+{
+    pd_worker *w = h->w;
+    pd_buf *b = &r->body;
+    pd_buf_printf(b, "{\"partitions\":%d,\"owners\":", (int)w->nparts);
+    if (w->members) {
+        pd_members_render(w->members, b);
+    } else {
+        pd_buf_putc(b, '[');
+        for (int32_t p = 0; p < w->nparts; p++) {
+            if (p) pd_buf_putc(b, ',');
+            pd_buf_printf(b, "{\"partition\":%d,\"owner\":", (int)p);
+            if (atomic_load(&w->parts[p].owned)) {
+                pd_buf_append(b, "{\"id\":", 6);
+                pd_buf_json_str(b, w->cfg->id, strlen(w->cfg->id));
+                pd_buf_append(b, ",\"url\":", 7);
+                pd_buf_json_str(b, w->advertise, strlen(w->advertise));
+                pd_buf_printf(b, "},\"generation\":%lld}",
+                              (long long)atomic_load(&w->parts[p].generation));
+            } else {
+                pd_buf_append(b, "null,\"generation\":null}", 23);
+            }
+        }
+        pd_buf_putc(b, ']');
+    }
+    pd_buf_append(b, ",\"self\":{\"id\":", 14);
+    pd_buf_json_str(b, w->cfg->id, strlen(w->cfg->id));
+    pd_buf_append(b, ",\"url\":", 7);
+    pd_buf_json_str(b, w->advertise, strlen(w->advertise));
+    pd_buf_printf(b, ",\"generation\":%lld,\"owned\":[", (long long)atomic_load(&w->generation));
+    int first = 1;
+    for (int32_t p = 0; p < w->nparts; p++) {
+        if (!atomic_load(&w->parts[p].owned)) continue;
+        pd_buf_printf(b, "%s%d", first ? "" : ",", (int)p);
+        first = 0;
+    }
+    pd_buf_append(b, "],\"ready\":[", 11);
+    first = 1;
+    for (int32_t p = 0; p < w->nparts; p++) {
+        if (!atomic_load(&w->parts[p].owned) || !atomic_load(&w->parts[p].ready)) continue;
+        pd_buf_printf(b, "%s%d", first ? "" : ",", (int)p);
+        first = 0;
+    }
+    pd_buf_append(b, "]}}", 3);
+    r->status = 200;
+    r->ctype = "application/json";
+}
+
+static void route_readyz(pd_http *h, http_resp *r)
+{
+    pd_worker *w = h->w;
+    int owned = 0, ready = 0;
+    pd_buf restoring = {0};
+    pd_buf_putc(&restoring, '[');
+    for (int32_t p = 0; p < w->nparts; p++) {
+        if (!atomic_load(&w->parts[p].owned)) continue;
+        owned++;
+        if (atomic_load(&w->parts[p].ready)) {
+            ready++;
+        } else {
+            pd_buf_printf(&restoring, "%s%d", restoring.len > 1 ? "," : "", (int)p);
+        }
+    }
+    pd_buf_putc(&restoring, ']');
+    int64_t gen = atomic_load(&w->generation);
+    int kafka_up = atomic_load(&w->kafka_up);
+    const char *status, *detail;
+    if (gen <= 0) {
+        status = "starting";
+        detail = "no partition assignment received yet";
+    } else if (!kafka_up) {
+        status = "kafka_down";
+        detail = "all Kafka brokers are down";
+    } else if (ready < owned) {
+        status = "restoring";
+        detail = "some owned partitions are still being restored";
+    } else {
+        status = "ready";
+        detail = NULL;
+    }
+    pd_buf *b = &r->body;
+    pd_buf_printf(b, "{\"status\":\"%s\"", status);
+    if (detail) pd_buf_printf(b, ",\"error\":\"not ready\",\"detail\":\"%s\"", detail);
+    pd_buf_printf(b, ",\"owned\":%d,\"ready\":%d,\"restoring\":%s,\"kafka_up\":%s,"
+                  "\"generation\":%lld}",
+                  owned, ready, restoring.p, kafka_up ? "true" : "false", (long long)gen);
+    pd_buf_free(&restoring);
+    r->status = detail ? 503 : 200;
+    r->ctype = "application/json";
+    if (detail) resp_header(r, "Retry-After", "1");
+}
+
+static void route_metrics(pd_http *h, http_resp *r)
+{
+    if (h->w->metrics) pd_metrics_render(h->w->metrics, h->w, &r->body);
+    r->status = 200;
+    r->ctype = "text/plain; version=0.0.4";
+}
+
+/* ------------------------------------------------------------------ */
+/* dispatch                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Classifies the raw path. For profile routes *seg, *seglen get the segment
+ * after the prefix (which may contain '/', making it a 404). */
+static int classify(const char *path, const char **seg, size_t *seglen)
+{
+    if (strncmp(path, PFX_PROFILE, sizeof PFX_PROFILE - 1) == 0) {
+        *seg = path + sizeof PFX_PROFILE - 1;
+        *seglen = strlen(*seg);
+        return PD_ROUTE_PROFILE;
+    }
+    if (strncmp(path, PFX_INTERNAL, sizeof PFX_INTERNAL - 1) == 0) {
+        *seg = path + sizeof PFX_INTERNAL - 1;
+        *seglen = strlen(*seg);
+        return PD_ROUTE_INTERNAL;
+    }
+    if (strcmp(path, "/v1/partitions") == 0) return PD_ROUTE_PARTITIONS;
+    if (strcmp(path, "/healthz") == 0) return PD_ROUTE_HEALTHZ;
+    if (strcmp(path, "/readyz") == 0) return PD_ROUTE_READYZ;
+    if (strcmp(path, "/metrics") == 0) return PD_ROUTE_METRICS;
+    return PD_ROUTE_OTHER;
+}
+
+static void count_request(pd_worker *w, int route, int status, int64_t t0_us)
+{
+    if (!w->metrics) return;
+    PD_INC(w->metrics->http_requests[route][pd_status_slot(status)]);
+    pd_hist_observe(&w->metrics->http_seconds[route], (double)(pd_mono_us() - t0_us) / 1e6);
+}
+
+static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_request_info *ri,
+                     int *route, http_resp *r)
+{
+    const pd_config *cfg = h->w->cfg;
+    const char *path = ri->local_uri_raw ? ri->local_uri_raw : ri->request_uri;
+    const char *qs = ri->query_string;
+    *route = PD_ROUTE_OTHER;
+    if (!path || path[0] != '/') {
+        resp_error(r, 400, "bad request", "request target must be an absolute path");
+        return;
+    }
+    if (strlen(path) > HTTP_MAX_URI) {
+        resp_error(r, 414, "uri too long", "path longer than %d bytes", HTTP_MAX_URI);
+        return;
+    }
+    if (qs && strlen(qs) > HTTP_MAX_QUERY) {
+        resp_error(r, 414, "uri too long", "query string longer than %d bytes", HTTP_MAX_QUERY);
+        return;
+    }
+    const char *seg = NULL;
+    size_t seglen = 0;
+    *route = classify(path, &seg, &seglen);
+    int is_v1 = strncmp(path, "/v1/", 4) == 0 || strcmp(path, "/v1") == 0;
+    int is_ops = *route == PD_ROUTE_HEALTHZ || *route == PD_ROUTE_READYZ ||
+                 *route == PD_ROUTE_METRICS;
+    if (*route == PD_ROUTE_OTHER && !is_v1) {
+        resp_error(r, 404, "not found", "no route for this path");
+        return;
+    }
+    int need_api = is_v1 || (is_ops && cfg->protect_ops_endpoints);
+    if (need_api && cfg->api_token && *cfg->api_token &&
+        !bearer_ok(mg_get_header(c, "Authorization"), cfg->api_token)) {
+        resp_error(r, 401, "unauthorized", "missing or invalid bearer token");
+        resp_header(r, "WWW-Authenticate", "Bearer realm=\"profiled\"");
+        return;
+    }
+    if (*route == PD_ROUTE_INTERNAL) {
+        const char *tok = internal_token(cfg);
+        const char *auth = mg_get_header(c, "Authorization");
+        if (tok && !auth) {
+            resp_error(r, 401, "unauthorized", "internal route needs the cluster token");
+            resp_header(r, "WWW-Authenticate", "Bearer realm=\"profiled-cluster\"");
+            return;
+        }
+        if (tok && !bearer_ok(auth, tok)) {
+            resp_error(r, 403, "forbidden", "invalid cluster token");
+            return;
+        }
+    }
+    if (*route == PD_ROUTE_OTHER) {
+        resp_error(r, 404, "not found", "no route for this path");
+        return;
+    }
+    if (strcmp(ri->request_method, "GET") != 0) {
+        resp_error(r, 405, "method not allowed", "%s: only GET is supported", path);
+        resp_header(r, "Allow", "GET");
+        return;
+    }
+    switch (*route) {
+    case PD_ROUTE_PROFILE:
+    case PD_ROUTE_INTERNAL:
+        if (memchr(seg, '/', seglen)) {
+            resp_error(r, 404, "not found", "no route for this path (encode '/' in user_id as %%2F)");
+            return;
+        }
+        route_profile(h, c, seg, seglen, qs, *route == PD_ROUTE_INTERNAL, r);
+        return;
+    case PD_ROUTE_PARTITIONS: route_partitions(h, r); return;
+    case PD_ROUTE_HEALTHZ:
+        r->status = 200;
+        r->ctype = "application/json";
+        pd_buf_append(&r->body, "{\"status\":\"ok\"}", 15);
+        return;
+    case PD_ROUTE_READYZ: route_readyz(h, r); return;
+    case PD_ROUTE_METRICS: route_metrics(h, r); return;
+    default: pd_assert(0);
+    }
+}
+
+static int on_request(struct mg_connection *c, void *cbdata)
+{
+    pd_http *h = cbdata;
+    int64_t t0 = pd_mono_us();
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    http_resp r;
+    memset(&r, 0, sizeof r);
+    r.status = 500;
+    r.ctype = "application/json";
+    int route = PD_ROUTE_OTHER;
+    dispatch(h, c, ri, &route, &r);
+    if (r.body.len == 0 && r.status != 200)
+        resp_error(&r, r.status, "internal error", "no response produced");
+    resp_send(c, &r);
+    count_request(h->w, route, r.status, t0);
+    pd_buf_free(&r.body);
+    return r.status;
+}
+
+/* Errors civetweb detects itself (malformed request line, head over
+ * max_request_size, ...): answer in our JSON shape and close. */
+static int on_http_error(struct mg_connection *c, int status, const char *msg)
+{
+    pd_http *h = mg_get_user_data(mg_get_context(c));
+    int64_t t0 = pd_mono_us();
+    pd_buf b = {0};
+    pd_buf_append(&b, "{\"error\":", 9);
+    const char *e = status_text(status);
+    pd_buf_json_str(&b, e, strlen(e));
+    pd_buf_append(&b, ",\"detail\":", 10);
+    pd_buf_json_str(&b, msg ? msg : "", msg ? strlen(msg) : 0);
+    pd_buf_putc(&b, '}');
+    mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+              "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+              status, status_text(status), b.len);
+    mg_write(c, b.p, b.len);
+    pd_buf_free(&b);
+    if (h) count_request(h->w, PD_ROUTE_OTHER, status, t0);
+    return 0;
+}
+
+static int on_log_message(const struct mg_connection *c, const char *msg)
+{
+    (void)c;
+    pd_warn("http: %s", msg);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* lifecycle                                                            */
+/* ------------------------------------------------------------------ */
+
+int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
+{
+    pd_assert(out && w && w->cfg);
+    const pd_config *cfg = w->cfg;
+    *out = NULL;
+    char threads[24], tmo[24], maxreq[24];
+    snprintf(threads, sizeof threads, "%lld", (long long)cfg->http_threads);
+    snprintf(tmo, sizeof tmo, "%lld", (long long)cfg->http_request_timeout_ms);
+    snprintf(maxreq, sizeof maxreq, "%lld", (long long)cfg->http_max_request_bytes);
+    const char *opts[] = {
+        "listening_ports", cfg->listen,
+        "num_threads", threads,
+        "request_timeout_ms", tmo,
+        "max_request_size", maxreq,
+        "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", HTTP_KEEPALIVE_MS,
+        "tcp_nodelay", "1",
+        "decode_url", "no",
+        NULL,
+    };
+    pd_http *h = pd_calloc(1, sizeof *h);
+    h->w = w;
+    pthread_mutex_init(&h->pool_mu, NULL);
+    struct mg_callbacks cbs;
+    memset(&cbs, 0, sizeof cbs);
+    cbs.http_error = on_http_error;
+    cbs.log_message = on_log_message;
+
+    mg_init_library(0);
+    char mgerr[256] = "";
+    unsigned mgcode = 0;
+    struct mg_error_data ed = {.code = &mgcode, .text = mgerr, .text_buffer_size = sizeof mgerr};
+    struct mg_init_data init = {.callbacks = &cbs, .user_data = h, .configuration_options = opts};
+    h->ctx = mg_start2(&init, &ed);
+    if (!h->ctx) {
+        pd_seterr(err, errlen, PD_EIO, "listen %s: %s", cfg->listen,
+                  mgerr[0] ? mgerr : "civetweb failed to start");
+        goto fail;
+    }
+    struct mg_server_port ports[4];
+    memset(ports, 0, sizeof ports);
+    if (mg_get_server_ports(h->ctx, 4, ports) < 1 || ports[0].port <= 0) {
+        pd_seterr(err, errlen, PD_EIO, "listen %s: no listening port", cfg->listen);
+        goto fail;
+    }
+    h->port = ports[0].port;
+    if (cfg->advertise && *cfg->advertise) {
+        snprintf(w->advertise, sizeof w->advertise, "%s", cfg->advertise);
+    } else {
+        /* host part of listen; wildcard addresses advertise loopback */
+        const char *colon = strrchr(cfg->listen, ':');
+        size_t hl = colon ? (size_t)(colon - cfg->listen) : 0;
+        char host[200];
+        if (hl >= sizeof host) hl = sizeof host - 1;
+        memcpy(host, cfg->listen, hl);
+        host[hl] = '\0';
+        if (hl == 0 || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0)
+            snprintf(host, sizeof host, "127.0.0.1");
+        snprintf(w->advertise, sizeof w->advertise, "http://%s:%d", host, h->port);
+    }
+    /* Only now route requests: w->advertise is final. */
+    mg_set_request_handler(h->ctx, "/", on_request, h);
+    *out = h;
+    return PD_OK;
+fail:
+    if (h->ctx) mg_stop(h->ctx);
+    mg_exit_library();
+    pthread_mutex_destroy(&h->pool_mu);
+    pd_free(h);
+    return PD_EIO;
+}
+
+int pd_http_port(const pd_http *h)
+{
+    return h ? h->port : 0;
+}
+
+void pd_http_stop(pd_http *h)
+{
+    if (!h) return;
+    mg_stop(h->ctx); /* waits for in-flight requests */
+    mg_exit_library();
+    pool_free(h);
+    pthread_mutex_destroy(&h->pool_mu);
+    pd_free(h);
+}

@@ -1,0 +1,303 @@
+/*
+ * metrics.c -- process-wide counters and histograms and their Prometheus
+ * text exposition (format 0.0.4) for GET /metrics.
+ *
+ * Writers update C11 atomics with relaxed ordering (PD_INC / PD_ADD,
+ * pd_hist_observe); nothing here takes a lock. The renderer reads each
+ * atomic once. Histogram buckets are stored NOT cumulative (one increment
+ * per observation) and made cumulative while rendering; the rendered _count
+ * is the cumulative +Inf bucket of the same read, so a scrape is always
+ * self-consistent (+Inf bucket == _count) even while observations race.
+ *
+ * Every metric is named profiled_*; each family gets one # HELP and one
+ * # TYPE line followed by all its samples (the format requires a family's
+ * samples to be contiguous). Series policy: fixed label sets (event
+ * outcomes, DLQ reasons) are always exposed, zeros included, so rate()
+ * works from the first scrape; http_requests_total{route,status} and the
+ * per-route latency histograms are exposed only for series that have seen
+ * a request. Worker gauges (partitions, offsets, lag, clock, kafka_up) and
+ * store sizes per day are exposed only when a worker is given.
+ *
+ * No globals: a pd_metrics is owned by main and shared by pointer.
+ */
+#include "metrics.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "worker.h"
+
+/* ---- histograms ---- */
+
+void pd_hist_init(pd_hist *h, const double *bounds, int n)
+{
+    pd_assert(h && n >= 0 && n <= PD_HIST_MAX && (bounds || n == 0));
+    h->n = n;
+    for (int i = 0; i < PD_HIST_MAX; i++) h->bounds[i] = i < n ? bounds[i] : 0;
+    for (int i = 1; i < n; i++) pd_assert(bounds[i] > bounds[i - 1]);
+    for (int i = 0; i <= PD_HIST_MAX; i++) atomic_init(&h->counts[i], 0);
+    atomic_init(&h->count, 0);
+    atomic_init(&h->sum_milli, 0);
+}
+
+void pd_hist_observe(pd_hist *h, double v)
+{
+    /* First bound >= v (le is inclusive); none (or NaN) -> +Inf bucket. */
+    int lo = 0, hi = h->n;
+    if (isnan(v)) {
+        lo = h->n;
+    } else {
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (h->bounds[mid] >= v) hi = mid;
+            else lo = mid + 1;
+        }
+    }
+    atomic_fetch_add_explicit(&h->counts[lo], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    /* The sum is kept in thousandths; negative / NaN observations add 0 and
+     * one observation adds at most 2^53 thousandths. */
+    double milli = v * 1000.0 + 0.5;
+    uint64_t add = 0;
+    if (milli >= 1.0) add = milli < 9007199254740992.0 ? (uint64_t)milli : (UINT64_C(1) << 53);
+    if (add) atomic_fetch_add_explicit(&h->sum_milli, add, memory_order_relaxed);
+}
+
+/* ---- routes and status slots ---- */
+
+static const char *const route_names[PD_ROUTE__COUNT] = {
+    "profile", "partitions", "healthz", "readyz", "metrics", "internal", "other",
+};
+
+const char *pd_route_name(int r)
+{
+    if (r < 0 || r >= PD_ROUTE__COUNT) return "other";
+    return route_names[r];
+}
+
+/* Slot order; the last slot (0 here) is "other". */
+static const int status_codes[PD_STATUS_SLOTS] = {
+    200, 400, 401, 404, 405, 413, 414, 431, 500, 502, 503, 0,
+};
+
+int pd_status_slot(int status)
+{
+    for (int i = 0; i < PD_STATUS_SLOTS - 1; i++)
+        if (status_codes[i] == status) return i;
+    return PD_STATUS_SLOTS - 1;
+}
+
+int pd_status_of_slot(int slot)
+{
+    if (slot < 0 || slot >= PD_STATUS_SLOTS) return 0;
+    return status_codes[slot];
+}
+
+/* ---- init ---- */
+
+static const double batch_bounds[] = {1, 10, 100, 1000, 10000, 100000};
+static const double flush_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                      0.05, 0.1, 0.25, 0.5, 1};
+static const double http_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                     0.01, 0.025, 0.05, 0.1, 0.5, 1};
+
+void pd_metrics_init(pd_metrics *m)
+{
+    pd_assert(m);
+    memset(m, 0, sizeof *m);
+    atomic_init(&m->records_in, 0);
+    atomic_init(&m->events_accepted, 0);
+    atomic_init(&m->events_duplicate, 0);
+    atomic_init(&m->events_misrouted, 0);
+    atomic_init(&m->events_too_old, 0);
+    atomic_init(&m->events_stale_offset, 0);
+    for (int i = 0; i < PD_EV__COUNT; i++) atomic_init(&m->events_dlq[i], 0);
+    atomic_init(&m->attrs_wrong_type, 0);
+    atomic_init(&m->dlq_produce_errors, 0);
+    atomic_init(&m->flushes, 0);
+    atomic_init(&m->flush_errors, 0);
+    atomic_init(&m->days_dropped, 0);
+    atomic_init(&m->rebalances, 0);
+    pd_hist_init(&m->batch_events, batch_bounds, (int)PD_ARRAY_LEN(batch_bounds));
+    pd_hist_init(&m->flush_seconds, flush_bounds, (int)PD_ARRAY_LEN(flush_bounds));
+    for (int r = 0; r < PD_ROUTE__COUNT; r++) {
+        for (int k = 0; k < PD_STATUS_SLOTS; k++) atomic_init(&m->http_requests[r][k], 0);
+        pd_hist_init(&m->http_seconds[r], http_bounds, (int)PD_ARRAY_LEN(http_bounds));
+    }
+    atomic_init(&m->forwarded, 0);
+    atomic_init(&m->forward_errors, 0);
+}
+
+/* ---- rendering ---- */
+
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static void family(pd_buf *b, const char *name, const char *type, const char *help)
+{
+    pd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter(pd_buf *b, const char *name, const char *help, uint64_t v)
+{
+    family(b, name, "counter", help);
+    pd_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* A float as Prometheus reads it: shortest %.15g/%.17g that reads back. */
+static void put_float(pd_buf *b, double v)
+{
+    char t[40];
+    snprintf(t, sizeof t, "%.15g", v);
+    if (strtod(t, NULL) != v) snprintf(t, sizeof t, "%.17g", v);
+    pd_buf_append(b, t, strlen(t));
+}
+
+/* Samples of one histogram; labels is "" or `route="profile",` (with the
+ * trailing comma, placed before le). */
+static void hist_samples(pd_buf *b, const char *name, const char *labels, const pd_hist *h)
+{
+    uint64_t cum = 0;
+    for (int i = 0; i <= h->n; i++) {
+        cum += LD(h->counts[i]);
+        pd_buf_printf(b, "%s_bucket{%sle=\"", name, labels);
+        if (i < h->n) put_float(b, h->bounds[i]);
+        else pd_buf_append(b, "+Inf", 4);
+        pd_buf_printf(b, "\"} %llu\n", (unsigned long long)cum);
+    }
+    uint64_t sm = LD(h->sum_milli);
+    size_t ll = strlen(labels);
+    /* labels without the trailing comma for _sum/_count */
+    if (ll) pd_buf_printf(b, "%s_sum{%.*s} ", name, (int)(ll - 1), labels);
+    else pd_buf_printf(b, "%s_sum ", name);
+    pd_buf_printf(b, "%llu.%03llu\n", (unsigned long long)(sm / 1000), (unsigned long long)(sm % 1000));
+    if (ll) pd_buf_printf(b, "%s_count{%.*s} %llu\n", name, (int)(ll - 1), labels, (unsigned long long)cum);
+    else pd_buf_printf(b, "%s_count %llu\n", name, (unsigned long long)cum);
+}
+
+static void render_worker(pd_buf *b, pd_worker *w)
+{
+    int owned = 0, ready = 0;
+    for (int32_t p = 0; p < w->nparts; p++) {
+        if (atomic_load(&w->parts[p].owned)) owned++;
+        if (atomic_load(&w->parts[p].ready)) ready++;
+    }
+    family(b, "profiled_partitions", "gauge", "Input partitions by state (owned: assigned; ready: restored and consuming).");
+    pd_buf_printf(b, "profiled_partitions{state=\"owned\"} %d\n", owned);
+    pd_buf_printf(b, "profiled_partitions{state=\"ready\"} %d\n", ready);
+
+    /* One family at a time (samples of a family must be contiguous). */
+    family(b, "profiled_partition_next_offset", "gauge", "Next input offset to process, per owned partition.");
+    for (int32_t p = 0; p < w->nparts; p++) {
+        const pd_partstate *ps = &w->parts[p];
+        int64_t v = atomic_load(&ps->next_offset);
+        if (atomic_load(&ps->owned) && v >= 0)
+            pd_buf_printf(b, "profiled_partition_next_offset{partition=\"%d\"} %lld\n", (int)p, (long long)v);
+    }
+    family(b, "profiled_partition_committed_offset", "gauge", "Next input offset checkpointed in the store, per owned partition.");
+    for (int32_t p = 0; p < w->nparts; p++) {
+        const pd_partstate *ps = &w->parts[p];
+        int64_t v = atomic_load(&ps->committed);
+        if (atomic_load(&ps->owned) && v >= 0)
+            pd_buf_printf(b, "profiled_partition_committed_offset{partition=\"%d\"} %lld\n", (int)p, (long long)v);
+    }
+    family(b, "profiled_consumer_lag", "gauge", "High watermark minus next offset, per owned partition (records).");
+    for (int32_t p = 0; p < w->nparts; p++) {
+        const pd_partstate *ps = &w->parts[p];
+        int64_t next = atomic_load(&ps->next_offset), hw = atomic_load(&ps->high_watermark);
+        if (!atomic_load(&ps->owned) || next < 0 || hw < 0) continue;
+        int64_t lag = hw > next ? hw - next : 0; /* stale watermark: no negative lag */
+        pd_buf_printf(b, "profiled_consumer_lag{partition=\"%d\"} %lld\n", (int)p, (long long)lag);
+    }
+    family(b, "profiled_partition_clock_seconds", "gauge", "Newest event time seen, per owned partition (epoch seconds).");
+    for (int32_t p = 0; p < w->nparts; p++) {
+        const pd_partstate *ps = &w->parts[p];
+        int64_t ms = atomic_load(&ps->clock_ms);
+        if (!atomic_load(&ps->owned) || ms <= 0) continue;
+        pd_buf_printf(b, "profiled_partition_clock_seconds{partition=\"%d\"} %lld.%03lld\n", (int)p,
+                      (long long)(ms / 1000), (long long)(ms % 1000));
+    }
+    family(b, "profiled_kafka_up", "gauge", "1 when the Kafka consumer reaches a broker, else 0.");
+    pd_buf_printf(b, "profiled_kafka_up %d\n", atomic_load(&w->kafka_up) ? 1 : 0);
+
+    if (w->store) {
+        pd_day_stats *st = NULL;
+        int n = 0;
+        if (pd_store_day_stats(w->store, &st, &n) == PD_OK) {
+            char day[16];
+            family(b, "profiled_store_bytes", "gauge", "Estimated store size per day family (bytes).");
+            for (int i = 0; i < n; i++) {
+                pd_day_format(st[i].day, day);
+                pd_buf_printf(b, "profiled_store_bytes{day=\"%s\"} %llu\n", day, (unsigned long long)st[i].bytes);
+            }
+            family(b, "profiled_store_keys", "gauge", "Estimated number of profiles per day family.");
+            for (int i = 0; i < n; i++) {
+                pd_day_format(st[i].day, day);
+                pd_buf_printf(b, "profiled_store_keys{day=\"%s\"} %llu\n", day, (unsigned long long)st[i].keys);
+            }
+        }
+        pd_free(st);
+    }
+}
+
+void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
+{
+    /* Atomic loads need a non-const object in C11; rendering only reads. */
+    pd_metrics *m = (pd_metrics *)cm;
+    pd_assert(m && b);
+
+    counter(b, "profiled_records_in_total", "Kafka records consumed.", LD(m->records_in));
+
+    family(b, "profiled_events_total", "counter", "Events by outcome.");
+    static const char *const outcomes[] = {"accepted", "duplicate", "misrouted", "too_old", "stale_offset"};
+    const uint64_t ov[] = {LD(m->events_accepted), LD(m->events_duplicate), LD(m->events_misrouted),
+                           LD(m->events_too_old), LD(m->events_stale_offset)};
+    for (size_t i = 0; i < PD_ARRAY_LEN(outcomes); i++)
+        pd_buf_printf(b, "profiled_events_total{outcome=\"%s\"} %llu\n", outcomes[i], (unsigned long long)ov[i]);
+
+    family(b, "profiled_dlq_events_total", "counter", "Events sent to the dead-letter queue, by reason.");
+    for (int r = 1; r < PD_EV__COUNT; r++)
+        pd_buf_printf(b, "profiled_dlq_events_total{reason=\"%s\"} %llu\n", pd_ev_reason_name(r),
+                      (unsigned long long)LD(m->events_dlq[r]));
+
+    counter(b, "profiled_dlq_produce_errors_total", "Failures producing to the dead-letter queue.",
+            LD(m->dlq_produce_errors));
+    counter(b, "profiled_attrs_wrong_type_total", "Event attributes skipped for a wrong type.",
+            LD(m->attrs_wrong_type));
+    counter(b, "profiled_flushes_total", "Store commits.", LD(m->flushes));
+    counter(b, "profiled_flush_errors_total", "Failed store commits.", LD(m->flush_errors));
+    counter(b, "profiled_days_dropped_total", "Day families dropped by retention.", LD(m->days_dropped));
+    counter(b, "profiled_rebalances_total", "Consumer group rebalances.", LD(m->rebalances));
+
+    family(b, "profiled_batch_events", "histogram", "Events per store commit.");
+    hist_samples(b, "profiled_batch_events", "", &m->batch_events);
+    family(b, "profiled_flush_seconds", "histogram", "Store commit latency (seconds).");
+    hist_samples(b, "profiled_flush_seconds", "", &m->flush_seconds);
+
+    family(b, "profiled_http_requests_total", "counter", "HTTP requests by route and status.");
+    for (int r = 0; r < PD_ROUTE__COUNT; r++)
+        for (int k = 0; k < PD_STATUS_SLOTS; k++) {
+            uint64_t v = LD(m->http_requests[r][k]);
+            if (!v) continue;
+            int st = pd_status_of_slot(k);
+            if (st) pd_buf_printf(b, "profiled_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                                  pd_route_name(r), st, (unsigned long long)v);
+            else pd_buf_printf(b, "profiled_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                               pd_route_name(r), (unsigned long long)v);
+        }
+
+    family(b, "profiled_http_request_seconds", "histogram", "HTTP request latency by route (seconds).");
+    for (int r = 0; r < PD_ROUTE__COUNT; r++) {
+        if (!LD(m->http_seconds[r].count)) continue;
+        char labels[64];
+        snprintf(labels, sizeof labels, "route=\"%s\",", pd_route_name(r));
+        hist_samples(b, "profiled_http_request_seconds", labels, &m->http_seconds[r]);
+    }
+
+    counter(b, "profiled_forwarded_requests_total", "Requests forwarded to the owning peer.", LD(m->forwarded));
+    counter(b, "profiled_forward_errors_total", "Failed forwards to a peer.", LD(m->forward_errors));
+
+    if (w) render_worker(b, w);
+}

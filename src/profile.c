@@ -1,0 +1,726 @@
+/*
+ * profile.c -- the profile model: add, merge, compare, encode, decode and
+ * render one user's aggregates for one day. Pure code, no I/O, no globals.
+ *
+ * Categorical cap (bottom-k). Every value is ranked by the key
+ * (XXH3_64bits(value), value bytes by memcmp, length); a catset keeps the
+ * max_values values of smallest rank among all values it has ever seen and
+ * counts every other occurrence in `other`. Let S be any state (kept map M,
+ * other o) and merge(S1, S2) = (union of M1 and M2 with counts summed,
+ * o1 + o2), then evict the worst-ranked values down to max_values, adding
+ * their counts to `other`. For any set of inputs, a value x survives the
+ * final eviction iff x is among the max_values best keys of the union of all
+ * keys; such an x is also among the best of every subset union that contains
+ * it, so it is never evicted by an intermediate merge and its final count is
+ * the sum of its counts in all inputs; `other` is the grand total minus the
+ * kept counts. The result therefore depends only on the multiset of inputs:
+ * merge is associative and commutative. Adding one event is a merge with the
+ * singleton {value: 1}, so add in any order == merge in any grouping.
+ *
+ * Invariants kept by every function here:
+ *   - catset values are sorted by strictly increasing rank (so the worst
+ *     kept value is vals[n-1], lookups are binary searches, encoding is
+ *     canonical and equal profiles encode to identical bytes);
+ *   - n <= schema->max_values; every kept count >= 1;
+ *   - the event-type catset total (kept + other) == events; each dimension's
+ *     total <= events;
+ *   - a numeric aggregate has hist != NULL iff count > 0, and its buckets
+ *     sum to count; -0.0 is stored as +0.0 so min/max are order-independent.
+ * Numeric sums are floating point: exact (and thus order-independent) for
+ * integer-valued data below 2^53, within rounding otherwise.
+ *
+ * Encoding (version 1, all integers LEB128 uvarints):
+ *   u8 version | events | zigzag(first_ts) | last_ts - first_ts | types catset
+ *   | ndims_present | per present dimension, by increasing index:
+ *       index, then catset   = n, n x (len, bytes, count), other
+ *              or numeric    = count, sum, sumsq, min, max (f64 little-endian),
+ *                              nbuckets, nbuckets x count
+ * Catset values are written in rank order; the decoder requires it (which
+ * also rules out duplicates), rejects non-minimal varints and validates
+ * every field against the schema, so every accepted input is canonical:
+ * encode(decode(x)) == x byte for byte.
+ */
+#include "profile.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+/* ---- catsets ---- */
+
+static int rank_cmp(uint64_t ha, const char *a, uint32_t la, uint64_t hb, const char *b, uint32_t lb)
+{
+    if (ha != hb) return ha < hb ? -1 : 1;
+    uint32_t m = la < lb ? la : lb;
+    int c = m ? memcmp(a, b, m) : 0;
+    if (c) return c;
+    return la < lb ? -1 : (la > lb ? 1 : 0);
+}
+
+/* Binary search for (h, v, len). Returns the index where it is or would be
+ * inserted; *found set to 1 when present. */
+static uint32_t catset_find(const pd_catset *c, uint64_t h, const char *v, uint32_t len, int *found)
+{
+    uint32_t lo = 0, hi = c->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        const pd_catval *x = &c->vals[mid];
+        int r = rank_cmp(x->hash, x->v, x->len, h, v, len);
+        if (r == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+static void catset_free(pd_catset *c)
+{
+    for (uint32_t i = 0; i < c->n; i++) pd_free(c->vals[i].v);
+    pd_free(c->vals);
+    memset(c, 0, sizeof *c);
+}
+
+/* Adds `count` occurrences of v (borrowed; copied when it becomes kept).
+ * This is merge with the singleton {v: count}. */
+static void catset_add(pd_catset *c, uint32_t max, const char *v, uint32_t len, uint64_t count)
+{
+    uint64_t h = XXH3_64bits(v, len);
+    int found;
+    uint32_t pos = catset_find(c, h, v, len, &found);
+    if (found) {
+        c->vals[pos].count += count;
+        return;
+    }
+    if (c->n >= max) {
+        if (pos >= c->n) { /* ranks after every kept value: not kept */
+            c->other += count;
+            return;
+        }
+        /* Evict the worst kept value to make room. */
+        pd_catval *w = &c->vals[c->n - 1];
+        c->other += w->count;
+        pd_free(w->v);
+        c->n--;
+    }
+    if (c->n == c->cap) {
+        uint32_t ncap = c->cap ? c->cap * 2 : 4;
+        if (ncap > max) ncap = max;
+        if (ncap <= c->n) ncap = c->n + 1;
+        c->vals = pd_realloc(c->vals, (size_t)ncap * sizeof *c->vals);
+        c->cap = ncap;
+    }
+    if (pos < c->n) memmove(&c->vals[pos + 1], &c->vals[pos], (size_t)(c->n - pos) * sizeof *c->vals);
+    pd_catval *x = &c->vals[pos];
+    x->v = pd_strndup(v, len);
+    x->len = len;
+    x->hash = h;
+    x->count = count;
+    c->n++;
+}
+
+/* d += s by one rank-ordered walk over both sets; keeps the first `max`
+ * values, counts the rest in other. d and s must be distinct. */
+static void catset_merge(pd_catset *d, const pd_catset *s, uint32_t max)
+{
+    pd_assert(d != s);
+    d->other += s->other;
+    if (s->n == 0) return;
+    uint32_t total = d->n + s->n;
+    uint32_t cap = total < max ? total : max;
+    pd_catval *nv = cap ? pd_malloc((size_t)cap * sizeof *nv) : NULL;
+    uint32_t i = 0, j = 0, k = 0;
+    while (i < d->n || j < s->n) {
+        int r;
+        if (j >= s->n) r = -1;
+        else if (i >= d->n) r = 1;
+        else {
+            const pd_catval *a = &d->vals[i], *b = &s->vals[j];
+            r = rank_cmp(a->hash, a->v, a->len, b->hash, b->v, b->len);
+        }
+        if (r <= 0) { /* take d's value (plus s's count when equal) */
+            pd_catval x = d->vals[i++];
+            if (r == 0) x.count += s->vals[j++].count;
+            if (k < cap) {
+                nv[k++] = x;
+            } else {
+                d->other += x.count;
+                pd_free(x.v);
+            }
+        } else {
+            const pd_catval *b = &s->vals[j++];
+            if (k < cap) {
+                nv[k] = *b;
+                nv[k].v = pd_strndup(b->v, b->len);
+                k++;
+            } else {
+                d->other += b->count;
+            }
+        }
+    }
+    pd_free(d->vals);
+    d->vals = nv;
+    d->n = k;
+    d->cap = cap;
+}
+
+static int catset_equal(const pd_catset *a, const pd_catset *b)
+{
+    if (a->n != b->n || a->other != b->other) return 0;
+    /* Both sorted by rank: equal as sets iff equal elementwise. */
+    for (uint32_t i = 0; i < a->n; i++) {
+        const pd_catval *x = &a->vals[i], *y = &b->vals[i];
+        if (x->hash != y->hash || x->len != y->len || x->count != y->count ||
+            memcmp(x->v, y->v, x->len) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+uint64_t pd_catset_get(const pd_catset *c, const char *v, size_t len)
+{
+    if (len > UINT32_MAX) return 0;
+    int found;
+    uint32_t pos = catset_find(c, XXH3_64bits(v, len), v, (uint32_t)len, &found);
+    return found ? c->vals[pos].count : 0;
+}
+
+uint64_t pd_catset_total(const pd_catset *c)
+{
+    uint64_t t = c->other;
+    for (uint32_t i = 0; i < c->n; i++) t += c->vals[i].count;
+    return t;
+}
+
+/* ---- numeric aggregates ---- */
+
+/* Histogram bucket of v: the first bound >= v (le, inclusive), or nbounds
+ * (+Inf). */
+static int num_bucket(const pd_dim *d, double v)
+{
+    int lo = 0, hi = d->nbounds;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (d->bounds[mid] >= v) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+static void num_add(pd_numagg *a, const pd_dim *d, double v)
+{
+    if (v == 0) v = 0; /* -0.0 -> +0.0 */
+    if (a->count == 0) {
+        a->hist = pd_calloc((size_t)d->nbounds + 1, sizeof *a->hist);
+        a->sum = a->sumsq = 0;
+        a->min = a->max = v;
+    } else {
+        if (v < a->min) a->min = v;
+        if (v > a->max) a->max = v;
+    }
+    a->count++;
+    a->sum += v;
+    a->sumsq += v * v;
+    a->hist[num_bucket(d, v)]++;
+}
+
+static void num_merge(pd_numagg *a, const pd_numagg *b, const pd_dim *d)
+{
+    if (b->count == 0) return;
+    if (a->count == 0) {
+        a->hist = pd_calloc((size_t)d->nbounds + 1, sizeof *a->hist);
+        a->sum = a->sumsq = 0;
+        a->min = b->min;
+        a->max = b->max;
+    } else {
+        if (b->min < a->min) a->min = b->min;
+        if (b->max > a->max) a->max = b->max;
+    }
+    a->count += b->count;
+    a->sum += b->sum;
+    a->sumsq += b->sumsq;
+    for (int i = 0; i <= d->nbounds; i++) a->hist[i] += b->hist[i];
+}
+
+static void num_free(pd_numagg *a)
+{
+    pd_free(a->hist);
+    memset(a, 0, sizeof *a);
+}
+
+/* Doubles compare exactly; NaN (only reachable as inf + -inf in a sum)
+ * equals NaN so that decode(encode(p)) == p always holds. */
+static int dbl_same(double a, double b)
+{
+    return a == b || (isnan(a) && isnan(b));
+}
+
+static int num_equal(const pd_numagg *a, const pd_numagg *b, const pd_dim *d)
+{
+    if (a->count != b->count) return 0;
+    if (a->count == 0) return 1;
+    if (!dbl_same(a->sum, b->sum) || !dbl_same(a->sumsq, b->sumsq) || !dbl_same(a->min, b->min) ||
+        !dbl_same(a->max, b->max))
+        return 0;
+    return memcmp(a->hist, b->hist, ((size_t)d->nbounds + 1) * sizeof *a->hist) == 0;
+}
+
+/* ---- profiles ---- */
+
+void pd_profile_init(pd_profile *p, const pd_schema *s)
+{
+    memset(p, 0, sizeof *p);
+    p->schema = s;
+}
+
+void pd_profile_free(pd_profile *p)
+{
+    const pd_schema *s = p->schema;
+    catset_free(&p->types);
+    if (s) {
+        for (int i = 0; i < s->ndims; i++) {
+            if (s->dims[i].type == PD_DIM_CATEGORICAL) catset_free(&p->dims[i].cat);
+            else num_free(&p->dims[i].num);
+        }
+    }
+    pd_profile_init(p, s);
+}
+
+void pd_profile_reset(pd_profile *p)
+{
+    pd_profile_free(p);
+}
+
+void pd_profile_add(pd_profile *p, const pd_event *ev)
+{
+    const pd_schema *s = p->schema;
+    pd_assert(ev->type_len >= 1 && ev->type_len <= PD_MAX_TYPE);
+    if (p->events == 0) {
+        p->first_ts = p->last_ts = ev->ts_ms;
+    } else {
+        if (ev->ts_ms < p->first_ts) p->first_ts = ev->ts_ms;
+        if (ev->ts_ms > p->last_ts) p->last_ts = ev->ts_ms;
+    }
+    p->events++;
+    catset_add(&p->types, s->max_values, ev->type, (uint32_t)ev->type_len, 1);
+    int n = ev->nattrs < s->ndims ? ev->nattrs : s->ndims;
+    for (int i = 0; i < n; i++) {
+        const pd_attr *a = &ev->attrs[i];
+        const pd_dim *d = &s->dims[i];
+        if (d->type == PD_DIM_CATEGORICAL) {
+            /* The parser guarantees 1..256 bytes of UTF-8; re-check the
+             * length cheaply so the codec's limits always hold. */
+            if (a->kind == PD_ATTR_STR && a->len >= 1 && a->len <= PD_MAX_CAT_VALUE)
+                catset_add(&p->dims[i].cat, s->max_values, a->s, a->len, 1);
+        } else if (a->kind == PD_ATTR_NUM && isfinite(a->num)) {
+            num_add(&p->dims[i].num, d, a->num);
+        }
+    }
+}
+
+void pd_profile_merge(pd_profile *dst, const pd_profile *src)
+{
+    const pd_schema *s = dst->schema;
+    pd_assert(s == src->schema || (s && src->schema && s->fingerprint == src->schema->fingerprint &&
+                                   s->ndims == src->schema->ndims));
+    if (dst == src) { /* merging with itself: merge from a copy */
+        pd_profile tmp;
+        pd_profile_init(&tmp, s);
+        pd_profile_merge(&tmp, src);
+        pd_profile_merge(dst, &tmp);
+        pd_profile_free(&tmp);
+        return;
+    }
+    if (src->events == 0) return;
+    if (dst->events == 0) {
+        dst->first_ts = src->first_ts;
+        dst->last_ts = src->last_ts;
+    } else {
+        if (src->first_ts < dst->first_ts) dst->first_ts = src->first_ts;
+        if (src->last_ts > dst->last_ts) dst->last_ts = src->last_ts;
+    }
+    dst->events += src->events;
+    catset_merge(&dst->types, &src->types, s->max_values);
+    for (int i = 0; i < s->ndims; i++) {
+        if (s->dims[i].type == PD_DIM_CATEGORICAL)
+            catset_merge(&dst->dims[i].cat, &src->dims[i].cat, s->max_values);
+        else
+            num_merge(&dst->dims[i].num, &src->dims[i].num, &s->dims[i]);
+    }
+}
+
+int pd_profile_equal(const pd_profile *a, const pd_profile *b)
+{
+    const pd_schema *s = a->schema;
+    if (s->ndims != b->schema->ndims) return 0;
+    if (a->events != b->events || a->first_ts != b->first_ts || a->last_ts != b->last_ts) return 0;
+    if (!catset_equal(&a->types, &b->types)) return 0;
+    for (int i = 0; i < s->ndims; i++) {
+        if (s->dims[i].type == PD_DIM_CATEGORICAL) {
+            if (!catset_equal(&a->dims[i].cat, &b->dims[i].cat)) return 0;
+        } else if (!num_equal(&a->dims[i].num, &b->dims[i].num, &s->dims[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- encoding ---- */
+
+static void put_f64(pd_buf *b, double v)
+{
+    uint64_t u;
+    uint8_t x[8];
+    memcpy(&u, &v, sizeof u);
+    for (int i = 0; i < 8; i++) x[i] = (uint8_t)(u >> (8 * i));
+    pd_buf_append(b, x, sizeof x);
+}
+
+static void put_catset(pd_buf *b, const pd_catset *c)
+{
+    pd_put_uvarint(b, c->n);
+    for (uint32_t i = 0; i < c->n; i++) {
+        pd_put_uvarint(b, c->vals[i].len);
+        pd_buf_append(b, c->vals[i].v, c->vals[i].len);
+        pd_put_uvarint(b, c->vals[i].count);
+    }
+    pd_put_uvarint(b, c->other);
+}
+
+static int dim_present(const pd_profile *p, int i)
+{
+    if (p->schema->dims[i].type == PD_DIM_CATEGORICAL)
+        return p->dims[i].cat.n > 0 || p->dims[i].cat.other > 0;
+    return p->dims[i].num.count > 0;
+}
+
+void pd_profile_encode(const pd_profile *p, pd_buf *out)
+{
+    const pd_schema *s = p->schema;
+    uint8_t ver = PD_PROFILE_VERSION;
+    pd_buf_append(out, &ver, 1);
+    pd_put_uvarint(out, p->events);
+    pd_put_uvarint(out, pd_zigzag(p->first_ts));
+    pd_put_uvarint(out, (uint64_t)p->last_ts - (uint64_t)p->first_ts);
+    put_catset(out, &p->types);
+    int present = 0;
+    for (int i = 0; i < s->ndims; i++) present += dim_present(p, i);
+    pd_put_uvarint(out, (uint64_t)present);
+    for (int i = 0; i < s->ndims; i++) {
+        if (!dim_present(p, i)) continue;
+        pd_put_uvarint(out, (uint64_t)i);
+        if (s->dims[i].type == PD_DIM_CATEGORICAL) {
+            put_catset(out, &p->dims[i].cat);
+        } else {
+            const pd_numagg *a = &p->dims[i].num;
+            pd_put_uvarint(out, a->count);
+            put_f64(out, a->sum);
+            put_f64(out, a->sumsq);
+            put_f64(out, a->min);
+            put_f64(out, a->max);
+            pd_put_uvarint(out, (uint64_t)s->dims[i].nbounds + 1);
+            for (int k = 0; k <= s->dims[i].nbounds; k++) pd_put_uvarint(out, a->hist[k]);
+        }
+    }
+}
+
+/* ---- decoding ---- */
+
+typedef struct {
+    const uint8_t *p;
+    size_t n, off;
+    char *err;
+    size_t errlen;
+} rd;
+
+static int rd_fail(rd *r, const char *what)
+{
+    return pd_seterr(r->err, r->errlen, PD_ECORRUPT, "profile: corrupt at byte %zu: %s", r->off, what);
+}
+
+static size_t rd_left(const rd *r) { return r->n - r->off; }
+
+static int rd_uv(rd *r, uint64_t *v, const char *what)
+{
+    size_t k = pd_get_uvarint(r->p + r->off, rd_left(r), v);
+    if (!k) return rd_fail(r, what);
+    if (k > 1 && r->p[r->off + k - 1] == 0) return rd_fail(r, "non-minimal varint");
+    r->off += k;
+    return PD_OK;
+}
+
+static int rd_f64(rd *r, double *v, const char *what)
+{
+    if (rd_left(r) < 8) return rd_fail(r, what);
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++) u |= (uint64_t)r->p[r->off + (size_t)i] << (8 * i);
+    memcpy(v, &u, sizeof *v);
+    r->off += 8;
+    return PD_OK;
+}
+
+/* Decodes a catset into c (empty). Values must be 1..maxlen bytes of UTF-8,
+ * counts >= 1, in strictly increasing rank, at most max of them; *total
+ * receives kept + other (overflow is corruption). */
+static int rd_catset(rd *r, pd_catset *c, uint32_t max, uint32_t maxlen, uint64_t *total)
+{
+    int rc;
+    uint64_t n, t = 0;
+    if ((rc = rd_uv(r, &n, "truncated value count"))) return rc;
+    if (n > max) return rd_fail(r, "more values than max_values");
+    /* Each value takes at least 3 bytes (len, 1 byte, count) + other. */
+    if (n > rd_left(r) / 3) return rd_fail(r, "value count exceeds input");
+    if (n) {
+        c->vals = pd_malloc((size_t)n * sizeof *c->vals);
+        c->cap = (uint32_t)n;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t len, count;
+        if ((rc = rd_uv(r, &len, "truncated value length"))) return rc;
+        if (len < 1 || len > maxlen) return rd_fail(r, "value length out of range");
+        if (len > rd_left(r)) return rd_fail(r, "value bytes truncated");
+        const char *v = (const char *)r->p + r->off;
+        if (!pd_utf8_valid(v, (size_t)len)) return rd_fail(r, "value is not valid UTF-8");
+        uint64_t h = XXH3_64bits(v, (size_t)len);
+        if (c->n > 0) {
+            const pd_catval *prev = &c->vals[c->n - 1];
+            if (rank_cmp(prev->hash, prev->v, prev->len, h, v, (uint32_t)len) >= 0)
+                return rd_fail(r, "values not in strictly increasing rank (duplicate or unordered)");
+        }
+        r->off += (size_t)len;
+        if ((rc = rd_uv(r, &count, "truncated value count"))) return rc;
+        if (count == 0) return rd_fail(r, "kept value with zero count");
+        if (t + count < t) return rd_fail(r, "count overflow");
+        t += count;
+        pd_catval *x = &c->vals[c->n++];
+        x->v = pd_strndup(v, (size_t)len);
+        x->len = (uint32_t)len;
+        x->hash = h;
+        x->count = count;
+    }
+    if ((rc = rd_uv(r, &c->other, "truncated other count"))) return rc;
+    if (t + c->other < t) return rd_fail(r, "count overflow");
+    *total = t + c->other;
+    return PD_OK;
+}
+
+static int rd_numagg(rd *r, pd_numagg *a, const pd_dim *d, uint64_t events)
+{
+    int rc;
+    uint64_t nb, sum = 0;
+    if ((rc = rd_uv(r, &a->count, "truncated numeric count"))) return rc;
+    if (a->count == 0) return rd_fail(r, "present numeric dimension with zero count");
+    if (a->count > events) return rd_fail(r, "numeric count exceeds events");
+    if ((rc = rd_f64(r, &a->sum, "truncated sum")) || (rc = rd_f64(r, &a->sumsq, "truncated sumsq")) ||
+        (rc = rd_f64(r, &a->min, "truncated min")) || (rc = rd_f64(r, &a->max, "truncated max")))
+        return rc;
+    if (isnan(a->sumsq) || a->sumsq < 0) return rd_fail(r, "bad sumsq");
+    if (!isfinite(a->min) || !isfinite(a->max) || a->min > a->max) return rd_fail(r, "bad min/max");
+    if ((rc = rd_uv(r, &nb, "truncated bucket count"))) return rc;
+    if (nb != (uint64_t)d->nbounds + 1) return rd_fail(r, "bucket count does not match schema");
+    a->hist = pd_calloc((size_t)nb, sizeof *a->hist);
+    int first = -1, last = -1;
+    for (int k = 0; k <= d->nbounds; k++) {
+        if ((rc = rd_uv(r, &a->hist[k], "truncated bucket"))) return rc;
+        if (sum + a->hist[k] < sum) return rd_fail(r, "bucket count overflow");
+        sum += a->hist[k];
+        if (a->hist[k]) {
+            if (first < 0) first = k;
+            last = k;
+        }
+    }
+    if (sum != a->count) return rd_fail(r, "bucket counts do not sum to count");
+    if (num_bucket(d, a->min) != first || num_bucket(d, a->max) != last)
+        return rd_fail(r, "min/max inconsistent with histogram");
+    return PD_OK;
+}
+
+int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, size_t errlen)
+{
+    const pd_schema *s = p->schema;
+    rd r = {.p = data, .n = len, .off = 0, .err = err, .errlen = errlen};
+    int rc;
+    uint64_t zz, delta, total, ndp;
+    int64_t prev = -1;
+    pd_profile_reset(p);
+    if (len < 1) {
+        rc = rd_fail(&r, "empty input");
+        goto out;
+    }
+    if (r.p[0] != PD_PROFILE_VERSION) {
+        rc = pd_seterr(err, errlen, PD_ECORRUPT, "profile: unsupported encoding version %u", r.p[0]);
+        goto out;
+    }
+    r.off = 1;
+    if ((rc = rd_uv(&r, &p->events, "truncated events"))) goto out;
+    if ((rc = rd_uv(&r, &zz, "truncated first_ts"))) goto out;
+    if ((rc = rd_uv(&r, &delta, "truncated last_ts"))) goto out;
+    p->first_ts = pd_unzigzag(zz);
+    {
+        /* last_ts = first_ts + delta must fit in int64. */
+        uint64_t room = p->first_ts >= 0 ? (uint64_t)(INT64_MAX - p->first_ts)
+                                         : (uint64_t)INT64_MAX + (uint64_t)(-(p->first_ts + 1)) + 1;
+        if (delta > room) {
+            rc = rd_fail(&r, "last_ts out of range");
+            goto out;
+        }
+        p->last_ts = (int64_t)((uint64_t)p->first_ts + delta);
+    }
+    if (p->events == 0 && (p->first_ts != 0 || p->last_ts != 0)) {
+        rc = rd_fail(&r, "timestamps set on an empty profile");
+        goto out;
+    }
+    if ((rc = rd_catset(&r, &p->types, s->max_values, PD_MAX_TYPE, &total))) goto out;
+    if (total != p->events) {
+        rc = rd_fail(&r, "event type counts do not sum to events");
+        goto out;
+    }
+    if ((rc = rd_uv(&r, &ndp, "truncated dimension count"))) goto out;
+    if (ndp > (uint64_t)s->ndims) {
+        rc = rd_fail(&r, "more dimensions than the schema");
+        goto out;
+    }
+    for (uint64_t k = 0; k < ndp; k++) {
+        uint64_t idx;
+        if ((rc = rd_uv(&r, &idx, "truncated dimension index"))) goto out;
+        if (idx >= (uint64_t)s->ndims || (int64_t)idx <= prev) {
+            rc = rd_fail(&r, "dimension index out of range or not increasing");
+            goto out;
+        }
+        prev = (int64_t)idx;
+        const pd_dim *d = &s->dims[idx];
+        if (d->type == PD_DIM_CATEGORICAL) {
+            if ((rc = rd_catset(&r, &p->dims[idx].cat, s->max_values, PD_MAX_CAT_VALUE, &total))) goto out;
+            if (total == 0) {
+                rc = rd_fail(&r, "present categorical dimension is empty");
+                goto out;
+            }
+            if (total > p->events) {
+                rc = rd_fail(&r, "categorical total exceeds events");
+                goto out;
+            }
+        } else if ((rc = rd_numagg(&r, &p->dims[idx].num, d, p->events))) {
+            goto out;
+        }
+    }
+    if (r.off != r.n) {
+        rc = rd_fail(&r, "trailing bytes");
+        goto out;
+    }
+    rc = PD_OK;
+out:
+    if (rc) pd_profile_reset(p);
+    return rc;
+}
+
+/* ---- JSON ---- */
+
+static void json_num(pd_buf *b, double v)
+{
+    if (isfinite(v)) pd_buf_printf(b, "%.17g", v);
+    else pd_buf_append(b, "null", 4);
+}
+
+static void json_ts(pd_buf *b, int64_t ms)
+{
+    /* pd_ts_format is exact for any sane epoch; print raw ms otherwise. */
+    if (ms > -(INT64_C(1) << 50) && ms < (INT64_C(1) << 50)) {
+        char t[32];
+        pd_ts_format(ms, t);
+        pd_buf_json_str(b, t, strlen(t));
+    } else {
+        pd_buf_printf(b, "%lld", (long long)ms);
+    }
+}
+
+static int cmp_bytes(const void *x, const void *y)
+{
+    const pd_catval *a = *(const pd_catval *const *)x, *b = *(const pd_catval *const *)y;
+    uint32_t m = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->v, b->v, m);
+    if (c) return c;
+    return a->len < b->len ? -1 : (a->len > b->len ? 1 : 0);
+}
+
+/* {"value":count,...,"__other__":other} sorted by value bytes. */
+static void json_counts(pd_buf *b, const pd_catset *c)
+{
+    pd_buf_putc(b, '{');
+    const pd_catval **idx = NULL;
+    if (c->n) {
+        idx = pd_malloc((size_t)c->n * sizeof *idx);
+        for (uint32_t i = 0; i < c->n; i++) idx[i] = &c->vals[i];
+        qsort(idx, c->n, sizeof *idx, cmp_bytes);
+    }
+    for (uint32_t i = 0; i < c->n; i++) {
+        if (i) pd_buf_putc(b, ',');
+        pd_buf_json_str(b, idx[i]->v, idx[i]->len);
+        pd_buf_printf(b, ":%llu", (unsigned long long)idx[i]->count);
+    }
+    if (c->other) {
+        if (c->n) pd_buf_putc(b, ',');
+        pd_buf_printf(b, "\"" PD_OTHER "\":%llu", (unsigned long long)c->other);
+    }
+    pd_buf_putc(b, '}');
+    pd_free(idx);
+}
+
+void pd_profile_to_json(const pd_profile *p, pd_buf *out)
+{
+    const pd_schema *s = p->schema;
+    pd_buf_printf(out, "{\"events\":%llu,\"first_seen\":", (unsigned long long)p->events);
+    if (p->events) json_ts(out, p->first_ts);
+    else pd_buf_append(out, "null", 4);
+    pd_buf_append(out, ",\"last_seen\":", 13);
+    if (p->events) json_ts(out, p->last_ts);
+    else pd_buf_append(out, "null", 4);
+    pd_buf_append(out, ",\"event_types\":", 15);
+    json_counts(out, &p->types);
+    pd_buf_append(out, ",\"dimensions\":{", 15);
+    int first = 1;
+    for (int i = 0; i < s->ndims; i++) {
+        if (!dim_present(p, i)) continue;
+        const pd_dim *d = &s->dims[i];
+        if (!first) pd_buf_putc(out, ',');
+        first = 0;
+        pd_buf_json_str(out, d->name, strlen(d->name));
+        if (d->type == PD_DIM_CATEGORICAL) {
+            const pd_catset *c = &p->dims[i].cat;
+            pd_buf_printf(out, ":{\"type\":\"categorical\",\"total\":%llu,\"counts\":",
+                          (unsigned long long)pd_catset_total(c));
+            json_counts(out, c);
+            pd_buf_putc(out, '}');
+        } else {
+            const pd_numagg *a = &p->dims[i].num;
+            double mean = a->sum / (double)a->count;
+            double var = a->sumsq / (double)a->count - mean * mean;
+            double sd = sqrt(var > 0 ? var : 0);
+            pd_buf_printf(out, ":{\"type\":\"numeric\",\"count\":%llu,\"sum\":", (unsigned long long)a->count);
+            json_num(out, a->sum);
+            pd_buf_append(out, ",\"sumsq\":", 9);
+            json_num(out, a->sumsq);
+            pd_buf_append(out, ",\"min\":", 7);
+            json_num(out, a->min);
+            pd_buf_append(out, ",\"max\":", 7);
+            json_num(out, a->max);
+            pd_buf_append(out, ",\"mean\":", 8);
+            json_num(out, mean);
+            pd_buf_append(out, ",\"stddev\":", 10);
+            json_num(out, isnan(var) ? var : sd);
+            pd_buf_append(out, ",\"histogram\":[", 14);
+            for (int k = 0; k <= d->nbounds; k++) {
+                if (k) pd_buf_putc(out, ',');
+                pd_buf_append(out, "{\"le\":", 6);
+                if (k < d->nbounds) json_num(out, d->bounds[k]);
+                else pd_buf_append(out, "\"+Inf\"", 6);
+                pd_buf_printf(out, ",\"count\":%llu}", (unsigned long long)a->hist[k]);
+            }
+            pd_buf_append(out, "]}", 2);
+        }
+    }
+    pd_buf_append(out, "}}", 2);
+}

@@ -1,0 +1,215 @@
+/*
+ * profiled.c -- the worker daemon: wiring and shutdown order.
+ *
+ * Start-up: settings (table in config.c) -> schema -> store -> Kafka clients
+ * (learn the partition count) -> HTTP -> membership -> ingest loop on the
+ * main thread.
+ *
+ * Shutdown, written as code in main() below, on SIGTERM/SIGINT:
+ *   1. stop HTTP (no new queries; in-flight ones finish),
+ *   2. flush the pending batch (state + offsets, one WriteBatch),
+ *   3. close the consumer (leaves the group so partitions move at once),
+ *   4. publish "alive": false and stop the membership thread,
+ *   5. close the store.
+ * A second signal exits immediately (the store is crash-safe: the next start
+ * resumes from the last checkpoint). A watchdog bounds the whole shutdown by
+ * shutdown_timeout_ms.
+ */
+#include "config.h"
+#include "http.h"
+#include "ingest.h"
+#include "members.h"
+#include "metrics.h"
+#include "schema.h"
+#include "store.h"
+#include "util.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static pd_worker *g_worker; /* only for the signal handler */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_worker->stop) {
+        static const char msg[] = "profiled: second signal, exiting now\n";
+        ssize_t r = write(2, msg, sizeof msg - 1);
+        (void)r;
+        _exit(130);
+    }
+    g_worker->stop = 1;
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+typedef struct {
+    int64_t timeout_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} watchdog;
+
+static void *watchdog_main(void *arg)
+{
+    watchdog *wd = arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += wd->timeout_ms / 1000;
+    ts.tv_nsec += (wd->timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&wd->mu);
+    int rc = 0;
+    while (!wd->done && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&wd->cv, &wd->mu, &ts);
+    int done = wd->done;
+    pthread_mutex_unlock(&wd->mu);
+    if (!done) {
+        fprintf(stderr, "profiled: shutdown took longer than %" PRId64 " ms, exiting\n", wd->timeout_ms);
+        _exit(1);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    pd_config cfg;
+    pd_schema schema;
+    pd_metrics metrics;
+    pd_worker w;
+    pd_store *store = NULL;
+    pd_ingest *ig = NULL;
+    pd_http *http = NULL;
+    pd_members *members = NULL;
+    char err[1024];
+    int help = 0, rc = 1;
+
+    memset(&w, 0, sizeof w);
+    pd_config_init(&cfg);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--print-config-markdown") == 0) {
+            pd_config_markdown(stdout);
+            pd_config_free(&cfg);
+            return 0;
+        }
+    }
+    if (pd_config_parse_args(&cfg, argc, argv, &help, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profiled: %s (see --help)\n", err);
+        pd_config_free(&cfg);
+        return 2;
+    }
+    if (help) {
+        pd_config_usage(stdout, "profiled");
+        pd_config_free(&cfg);
+        return 0;
+    }
+    if (pd_config_finalize(&cfg, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profiled: %s\n", err);
+        pd_config_free(&cfg);
+        return 2;
+    }
+    pd_log_quiet = cfg.quiet;
+    if (pd_tz_parse(&w.tz, cfg.timezone, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profiled: %s\n", err);
+        pd_config_free(&cfg);
+        return 2;
+    }
+    if (*cfg.schema) {
+        if (pd_schema_load_file(&schema, cfg.schema, (uint32_t)cfg.categorical_max_values, err, sizeof err)) {
+            fprintf(stderr, "profiled: %s\n", err);
+            pd_config_free(&cfg);
+            return 2;
+        }
+    } else {
+        pd_schema_default(&schema, (uint32_t)cfg.categorical_max_values);
+    }
+    pd_metrics_init(&metrics);
+    w.cfg = &cfg;
+    w.schema = &schema;
+    w.metrics = &metrics;
+    g_worker = &w;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (mkdir_p(cfg.data_dir) != 0) {
+        fprintf(stderr, "profiled: data_dir '%s': %s\n", cfg.data_dir, strerror(errno));
+        goto out;
+    }
+    pd_store_opts so = {.block_cache_mb = cfg.block_cache_mb, .write_buffer_mb = cfg.write_buffer_mb};
+    if (pd_store_open(&store, cfg.data_dir, &schema, &so, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profiled: store: %s\n", err);
+        goto out;
+    }
+    w.store = store;
+    if (pd_ingest_new(&ig, &w, 1, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profiled: %s\n", err);
+        goto out;
+    }
+    if (pd_http_start(&http, &w, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profiled: http: %s\n", err);
+        goto out;
+    }
+    if (pd_members_start(&members, &w, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profiled: membership: %s\n", err);
+        goto out;
+    }
+    w.members = members;
+    pd_info("worker %s ready: %s, data %s, topic %s (%d partitions)", cfg.id, w.advertise, cfg.data_dir,
+            cfg.topic, w.nparts);
+    /* Machine-readable line for scripts: the URL this worker serves on. */
+    printf("listening %s\n", w.advertise);
+    fflush(stdout);
+
+    rc = pd_ingest_run(ig) == PD_OK ? 0 : 1;
+
+out:;
+    watchdog wd = {.timeout_ms = cfg.shutdown_timeout_ms, .mu = PTHREAD_MUTEX_INITIALIZER,
+                   .cv = PTHREAD_COND_INITIALIZER};
+    pthread_t wdt;
+    int have_wd = pthread_create(&wdt, NULL, watchdog_main, &wd) == 0;
+    pd_info("shutting down");
+    pd_http_stop(http);       /* 1. no new queries */
+    pd_ingest_close(ig);      /* 2+3. flush, leave the group */
+    w.members = NULL;
+    pd_members_stop(members); /* 4. tell peers we are gone */
+    if (store) pd_store_close(store); /* 5. */
+    if (have_wd) {
+        pthread_mutex_lock(&wd.mu);
+        wd.done = 1;
+        pthread_cond_signal(&wd.cv);
+        pthread_mutex_unlock(&wd.mu);
+        pthread_join(wdt, NULL);
+    }
+    free(w.parts);
+    pd_info("stopped");
+    pd_config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,687 @@
+/*
+ * query.c -- the response of GET /v1/profiles/{user_id}: request parameter
+ * parsing and the aggregation of a user's stored day profiles into JSON.
+ *
+ * Pure code: no I/O, no locks, no globals. The caller reads the day
+ * profiles (from one store snapshot) and hands them in, borrowed.
+ *
+ * Parameters (pd_query_parse_params):
+ *   from, to   YYYY-MM-DD, inclusive. from alone: to = today. to alone:
+ *              from = to - retention_days + 1. Neither (and no days):
+ *              [today - retention_days + 1, today].
+ *   days=N     1..3650: [today - N + 1, today]; not combinable with from/to.
+ *   dims       comma list of schema dimension names (duplicates ignored).
+ *   breakdown  "day" | "none".
+ *   decay      "exp:H" (half-life H days) | "linear:N" | "none".
+ * Names and values are percent-decoded ("%XX", '+' = space). Unknown or
+ * repeated parameters, from > to and explicit ranges wider than 3650 days
+ * are PD_EINVAL with a message fit for the JSON "detail".
+ *
+ * Aggregation (pd_query_render): every in-range day d gets a weight w(d)
+ * from its age a = max(0, today - d): none 1, exp 2^(-a/H), linear
+ * max(0, 1 - a/N). Counts (events, event types, categorical counts and
+ * totals, numeric counts, histogram buckets) and numeric sums/sums of
+ * squares are summed weighted; mean = S/W and stddev = sqrt(SS/W - mean^2)
+ * (population) from the weighted sums. min/max are unweighted over days
+ * with weight > 0; first_seen/last_seen are unweighted over every in-range
+ * day. Categorical values sum by value across days; each day's `other`
+ * sums into "__other__" (a value kept on one day and folded into `other`
+ * on another simply stays split).
+ *
+ * Number format (one rule for every number, see put_num): finite integers
+ * with |v| < 2^53 print as integers ("18990"); other values print as the
+ * shortest of %.15g / %.17g that reads back exactly; NaN/Inf print null.
+ * With decay, weighted counts are first rounded to 6 decimal places (so a
+ * weighted count prints like 12.353553, never 12.353553390593273); without
+ * decay every weight is exactly 1 and counts print as exact integers.
+ * shares = count/total printed "%.4f" (e.g. 0.4167, 1.0000).
+ * Keys of event_types and counts are sorted by value bytes (memcmp, shorter
+ * first); "__other__" comes last when non-zero.
+ */
+#include "query.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QRY_MAX_RANGE 3650  /* widest accepted range, days */
+#define QRY_MAX_SHOWN 64    /* bytes of a user-supplied token quoted in an error */
+
+/* ------------------------------------------------------------------ */
+/* parameter parsing                                                    */
+/* ------------------------------------------------------------------ */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into a fresh NUL-terminated string (*out, caller
+ * frees; set even on failure so `goto out` frees uniformly). *outlen gets
+ * the decoded length. PD_EINVAL on a malformed escape or an embedded NUL. */
+static int qry_decode(const char *s, size_t n, char **out, size_t *outlen)
+{
+    char *d = pd_malloc(n + 1);
+    size_t k = 0;
+    *out = d;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%') {
+            if (i + 2 >= n) return PD_EINVAL;
+            int h1 = hexval((unsigned char)s[i + 1]), h2 = hexval((unsigned char)s[i + 2]);
+            if (h1 < 0 || h2 < 0) return PD_EINVAL;
+            c = (char)(h1 * 16 + h2);
+            if (c == '\0') return PD_EINVAL;
+            i += 2;
+        }
+        d[k++] = c;
+    }
+    d[k] = '\0';
+    *outlen = k;
+    return PD_OK;
+}
+
+/* A printable, bounded copy of a user-supplied token for error messages
+ * (non-printable / non-ASCII bytes become '?'), so the message is always
+ * valid UTF-8 and short. out must hold QRY_MAX_SHOWN + 4 bytes. */
+static void qry_shown(const char *s, size_t n, char *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < QRY_MAX_SHOWN; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[k++] = (c >= 0x20 && c < 0x7f && c != '\'') ? (char)c : '?';
+    }
+    if (n > QRY_MAX_SHOWN) {
+        memcpy(out + k, "...", 3);
+        k += 3;
+    }
+    out[k] = '\0';
+}
+
+/* Strict positive decimal number: digits, at most one '.', optional
+ * exponent; finite and > 0. */
+static int qry_parse_pos(const char *s, double *out)
+{
+    if (!*s) return PD_EINVAL;
+    for (const char *p = s; *p; p++)
+        if (!isdigit((unsigned char)*p) && *p != '.' && *p != 'e' && *p != 'E' && *p != '-' &&
+            *p != '+')
+            return PD_EINVAL;
+    if (!isdigit((unsigned char)s[0]) && s[0] != '.') return PD_EINVAL;
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (!end || *end != '\0' || !isfinite(v) || !(v > 0)) return PD_EINVAL;
+    *out = v;
+    return PD_OK;
+}
+
+enum { P_FROM, P_TO, P_DAYS, P_DIMS, P_BREAKDOWN, P_DECAY, P__COUNT };
+static const char *const qry_param_names[P__COUNT] = {
+    "from", "to", "days", "dims", "breakdown", "decay",
+};
+
+static int qry_parse_dims(pd_query *q, const char *v, const pd_schema *s, char *err, size_t errlen)
+{
+    char shown[QRY_MAX_SHOWN + 4];
+    if (!*v) return pd_seterr(err, errlen, PD_EINVAL, "parameter 'dims': empty list");
+    const char *p = v;
+    for (;;) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        if (n == 0)
+            return pd_seterr(err, errlen, PD_EINVAL, "parameter 'dims': empty dimension name");
+        int idx = pd_schema_find(s, p, n);
+        if (idx < 0) {
+            qry_shown(p, n, shown);
+            return pd_seterr(err, errlen, PD_EINVAL, "unknown dimension '%s'", shown);
+        }
+        int dup = 0;
+        for (int i = 0; i < q->ndims; i++)
+            if (q->dims[i] == idx) dup = 1;
+        if (!dup) {
+            pd_assert(q->ndims < PD_MAX_DIMS);
+            q->dims[q->ndims++] = idx;
+        }
+        if (!c) break;
+        p = c + 1;
+    }
+    return PD_OK;
+}
+
+static int qry_parse_decay(pd_query *q, const char *v, char *err, size_t errlen)
+{
+    if (strcmp(v, "none") == 0) {
+        q->decay = PD_DECAY_NONE;
+        q->decay_param = 0;
+        return PD_OK;
+    }
+    if (strncmp(v, "exp:", 4) == 0) {
+        if (qry_parse_pos(v + 4, &q->decay_param))
+            return pd_seterr(err, errlen, PD_EINVAL,
+                             "parameter 'decay': exp:H needs a half-life H > 0 (days)");
+        q->decay = PD_DECAY_EXP;
+        return PD_OK;
+    }
+    if (strncmp(v, "linear:", 7) == 0) {
+        if (qry_parse_pos(v + 7, &q->decay_param))
+            return pd_seterr(err, errlen, PD_EINVAL,
+                             "parameter 'decay': linear:N needs a window N > 0 (days)");
+        q->decay = PD_DECAY_LINEAR;
+        return PD_OK;
+    }
+    return pd_seterr(err, errlen, PD_EINVAL,
+                     "parameter 'decay': expected exp:H, linear:N or none");
+}
+
+int pd_query_parse_params(pd_query *q, const char *qs, const pd_schema *s, int64_t today,
+                          int64_t retention_days, char *err, size_t errlen)
+{
+    int rc = PD_OK;
+    int seen[P__COUNT] = {0};
+    int64_t from = 0, to = 0, days = 0;
+    char *name = NULL, *val = NULL;
+    char shown[QRY_MAX_SHOWN + 4];
+
+    pd_assert(q && s);
+    memset(q, 0, sizeof *q);
+    if (retention_days < 1) retention_days = 1;
+
+    const char *p = qs ? qs : "";
+    while (*p) {
+        const char *amp = strchr(p, '&');
+        size_t seglen = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', seglen);
+        size_t nlen = eq ? (size_t)(eq - p) : seglen;
+        size_t dn, dv;
+        pd_free(name);
+        pd_free(val);
+        name = val = NULL;
+        if (seglen == 0) goto next; /* "a=1&&b=2", trailing '&' */
+        if (qry_decode(p, nlen, &name, &dn)) {
+            qry_shown(p, nlen, shown);
+            rc = pd_seterr(err, errlen, PD_EINVAL, "bad percent-encoding in parameter name '%s'",
+                           shown);
+            goto out;
+        }
+        int k;
+        for (k = 0; k < P__COUNT; k++)
+            if (strcmp(name, qry_param_names[k]) == 0) break;
+        if (k == P__COUNT || strlen(name) != dn) {
+            qry_shown(name, dn, shown);
+            rc = pd_seterr(err, errlen, PD_EINVAL, "unknown parameter '%s'", shown);
+            goto out;
+        }
+        if (seen[k]) {
+            rc = pd_seterr(err, errlen, PD_EINVAL, "parameter '%s' given more than once",
+                           qry_param_names[k]);
+            goto out;
+        }
+        seen[k] = 1;
+        if (eq) {
+            if (qry_decode(eq + 1, seglen - nlen - 1, &val, &dv)) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "parameter '%s': bad percent-encoding",
+                               qry_param_names[k]);
+                goto out;
+            }
+        } else {
+            val = pd_strdup("");
+            dv = 0;
+        }
+        switch (k) {
+        case P_FROM:
+        case P_TO:
+            if (pd_day_parse(val, dv, k == P_FROM ? &from : &to)) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "parameter '%s': expected a date YYYY-MM-DD",
+                               qry_param_names[k]);
+                goto out;
+            }
+            break;
+        case P_DAYS: {
+            int ok = dv > 0 && dv <= 5;
+            days = 0;
+            for (size_t i = 0; ok && i < dv; i++) {
+                if (!isdigit((unsigned char)val[i])) ok = 0;
+                else days = days * 10 + (val[i] - '0');
+            }
+            if (!ok || days < 1 || days > QRY_MAX_RANGE) {
+                rc = pd_seterr(err, errlen, PD_EINVAL,
+                               "parameter 'days': expected an integer from 1 to %d", QRY_MAX_RANGE);
+                goto out;
+            }
+            break;
+        }
+        case P_DIMS:
+            rc = qry_parse_dims(q, val, s, err, errlen);
+            if (rc) goto out;
+            break;
+        case P_BREAKDOWN:
+            if (strcmp(val, "day") == 0) q->breakdown_day = 1;
+            else if (strcmp(val, "none") == 0) q->breakdown_day = 0;
+            else {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'breakdown': expected day or none");
+                goto out;
+            }
+            break;
+        case P_DECAY:
+            rc = qry_parse_decay(q, val, err, errlen);
+            if (rc) goto out;
+            break;
+        default:
+            pd_assert(0);
+        }
+    next:
+        if (!amp) break;
+        p = amp + 1;
+    }
+
+    if (seen[P_DAYS] && (seen[P_FROM] || seen[P_TO])) {
+        rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'days' cannot be combined with from/to");
+        goto out;
+    }
+    if (seen[P_DAYS]) {
+        from = today - days + 1;
+        to = today;
+    } else if (seen[P_FROM] && seen[P_TO]) {
+        /* both given: checked below */
+    } else if (seen[P_FROM]) {
+        to = today;
+    } else if (seen[P_TO]) {
+        from = to - retention_days + 1;
+    } else {
+        from = today - retention_days + 1;
+        to = today;
+    }
+    if (from > to) {
+        char a[16], b[16];
+        pd_day_format(from, a);
+        pd_day_format(to, b);
+        rc = pd_seterr(err, errlen, PD_EINVAL, "empty range: from %s is after to %s", a, b);
+        goto out;
+    }
+    if (seen[P_FROM] && seen[P_TO] && to - from + 1 > QRY_MAX_RANGE) {
+        rc = pd_seterr(err, errlen, PD_EINVAL, "range too wide: at most %d days", QRY_MAX_RANGE);
+        goto out;
+    }
+    q->from_day = from;
+    q->to_day = to;
+out:
+    pd_free(name);
+    pd_free(val);
+    if (rc) memset(q, 0, sizeof *q);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* rendering                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Appends a string literal. */
+#define PUT_LIT(b, lit) pd_buf_append((b), lit, sizeof(lit) - 1)
+
+/* The one number format (see the design comment). */
+static void put_num(pd_buf *b, double v)
+{
+    if (!isfinite(v)) {
+        PUT_LIT(b, "null");
+        return;
+    }
+    if (v == 0) v = 0; /* no "-0" */
+    if (v == trunc(v) && fabs(v) < 9007199254740992.0) {
+        pd_buf_printf(b, "%lld", (long long)v);
+        return;
+    }
+    char t[40];
+    snprintf(t, sizeof t, "%.15g", v);
+    if (strtod(t, NULL) != v) snprintf(t, sizeof t, "%.17g", v);
+    pd_buf_append(b, t, strlen(t));
+}
+
+typedef struct {
+    int weighted; /* decay != none */
+    pd_buf *out;
+} qry_ctx;
+
+/* A (weighted) count: rounded to 6 decimals when weighted. */
+static void put_count(const qry_ctx *c, double v)
+{
+    if (c->weighted && isfinite(v)) v = round(v * 1e6) / 1e6;
+    put_num(c->out, v);
+}
+
+static double qry_weight(const pd_query *q, int64_t today, int64_t day)
+{
+    double age = (double)(today - day);
+    if (age < 0) age = 0;
+    switch (q->decay) {
+    case PD_DECAY_EXP:
+        return exp2(-age / q->decay_param);
+    case PD_DECAY_LINEAR: {
+        double w = 1.0 - age / q->decay_param;
+        return w > 0 ? w : 0;
+    }
+    default:
+        return 1.0;
+    }
+}
+
+/* One merged categorical entry: value bytes are borrowed from a profile. */
+typedef struct {
+    const char *v;
+    uint32_t len;
+    double w;
+} qry_ent;
+
+static int qry_ent_cmp(const void *x, const void *y)
+{
+    const qry_ent *a = x, *b = y;
+    uint32_t m = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->v, b->v, m);
+    if (c) return c;
+    return a->len < b->len ? -1 : (a->len > b->len ? 1 : 0);
+}
+
+/* Merged catset over several days. ents owned (entries borrow strings). */
+typedef struct {
+    qry_ent *ents;
+    size_t n;
+    double other, total;
+} qry_cat;
+
+static int is_other(const char *v, uint32_t len)
+{
+    return len == sizeof PD_OTHER - 1 && memcmp(v, PD_OTHER, len) == 0;
+}
+
+/* Merges the catsets sets[i] weighted by w[i] (days with weight 0 are
+ * skipped). dim < 0: event types, else dimension index. */
+static void qry_cat_merge(qry_cat *r, const pd_query_day *days, const double *w, int ndays,
+                          int dim)
+{
+    size_t cap = 0;
+    memset(r, 0, sizeof *r);
+    for (int d = 0; d < ndays; d++) {
+        if (!(w[d] > 0)) continue;
+        const pd_catset *c = dim < 0 ? &days[d].prof->types : &days[d].prof->dims[dim].cat;
+        cap += c->n;
+    }
+    r->ents = cap ? pd_malloc(cap * sizeof *r->ents) : NULL;
+    for (int d = 0; d < ndays; d++) {
+        if (!(w[d] > 0)) continue;
+        const pd_catset *c = dim < 0 ? &days[d].prof->types : &days[d].prof->dims[dim].cat;
+        for (uint32_t i = 0; i < c->n; i++) {
+            double x = w[d] * (double)c->vals[i].count;
+            if (is_other(c->vals[i].v, c->vals[i].len)) { /* a literal "__other__" value */
+                r->other += x;
+                continue;
+            }
+            r->ents[r->n++] = (qry_ent){c->vals[i].v, c->vals[i].len, x};
+        }
+        r->other += w[d] * (double)c->other;
+    }
+    if (r->n) qsort(r->ents, r->n, sizeof *r->ents, qry_ent_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (k && qry_ent_cmp(&r->ents[k - 1], &r->ents[i]) == 0) r->ents[k - 1].w += r->ents[i].w;
+        else r->ents[k++] = r->ents[i];
+    }
+    r->n = k;
+    r->total = r->other;
+    for (size_t i = 0; i < r->n; i++) r->total += r->ents[i].w;
+}
+
+static void qry_cat_free(qry_cat *r)
+{
+    pd_free(r->ents);
+    memset(r, 0, sizeof *r);
+}
+
+/* {"value":count,...,"__other__":other}; zero entries omitted. */
+static void put_counts(const qry_ctx *c, const qry_cat *r)
+{
+    int first = 1;
+    pd_buf_putc(c->out, '{');
+    for (size_t i = 0; i < r->n; i++) {
+        if (!(r->ents[i].w > 0)) continue;
+        if (!first) pd_buf_putc(c->out, ',');
+        first = 0;
+        pd_buf_json_str(c->out, r->ents[i].v, r->ents[i].len);
+        pd_buf_putc(c->out, ':');
+        put_count(c, r->ents[i].w);
+    }
+    if (r->other > 0) {
+        if (!first) pd_buf_putc(c->out, ',');
+        PUT_LIT(c->out, "\"" PD_OTHER "\":");
+        put_count(c, r->other);
+    }
+    pd_buf_putc(c->out, '}');
+}
+
+static void put_share(const qry_ctx *c, double x, double total)
+{
+    double s = x / total;
+    if (!isfinite(s)) s = 0;
+    pd_buf_printf(c->out, "%.4f", s);
+}
+
+static void put_shares(const qry_ctx *c, const qry_cat *r)
+{
+    int first = 1;
+    pd_buf_putc(c->out, '{');
+    if (r->total > 0) {
+        for (size_t i = 0; i < r->n; i++) {
+            if (!(r->ents[i].w > 0)) continue;
+            if (!first) pd_buf_putc(c->out, ',');
+            first = 0;
+            pd_buf_json_str(c->out, r->ents[i].v, r->ents[i].len);
+            pd_buf_putc(c->out, ':');
+            put_share(c, r->ents[i].w, r->total);
+        }
+        if (r->other > 0) {
+            if (!first) pd_buf_putc(c->out, ',');
+            PUT_LIT(c->out, "\"" PD_OTHER "\":");
+            put_share(c, r->other, r->total);
+        }
+    }
+    pd_buf_putc(c->out, '}');
+}
+
+/* Weighted numeric aggregate over several days. hist owned. */
+typedef struct {
+    double count, sum, sumsq, min, max;
+    int have_minmax;
+    double *hist; /* nbounds + 1 */
+} qry_num;
+
+static void qry_num_merge(qry_num *r, const pd_dim *dim, const pd_query_day *days,
+                          const double *w, int ndays, int di)
+{
+    memset(r, 0, sizeof *r);
+    r->hist = pd_calloc((size_t)dim->nbounds + 1, sizeof *r->hist);
+    for (int d = 0; d < ndays; d++) {
+        const pd_numagg *a = &days[d].prof->dims[di].num;
+        if (!(w[d] > 0) || a->count == 0) continue;
+        r->count += w[d] * (double)a->count;
+        r->sum += w[d] * a->sum;
+        r->sumsq += w[d] * a->sumsq;
+        if (!r->have_minmax || a->min < r->min) r->min = a->min;
+        if (!r->have_minmax || a->max > r->max) r->max = a->max;
+        r->have_minmax = 1;
+        if (a->hist)
+            for (int k = 0; k <= dim->nbounds; k++) r->hist[k] += w[d] * (double)a->hist[k];
+    }
+}
+
+static void put_numeric(const qry_ctx *c, const pd_dim *dim, const qry_num *r)
+{
+    pd_buf *b = c->out;
+    PUT_LIT(b, "{\"type\":\"numeric\",\"count\":");
+    put_count(c, r->count);
+    if (r->count > 0) {
+        double mean = r->sum / r->count;
+        double var = r->sumsq / r->count - mean * mean;
+        PUT_LIT(b, ",\"mean\":");
+        put_num(b, mean);
+        PUT_LIT(b, ",\"stddev\":");
+        put_num(b, isfinite(var) ? sqrt(var > 0 ? var : 0) : var);
+    } else {
+        PUT_LIT(b, ",\"mean\":null,\"stddev\":null");
+    }
+    PUT_LIT(b, ",\"min\":");
+    if (r->have_minmax) put_num(b, r->min);
+    else PUT_LIT(b, "null");
+    PUT_LIT(b, ",\"max\":");
+    if (r->have_minmax) put_num(b, r->max);
+    else PUT_LIT(b, "null");
+    PUT_LIT(b, ",\"histogram\":[");
+    for (int k = 0; k <= dim->nbounds; k++) {
+        if (k) pd_buf_putc(b, ',');
+        PUT_LIT(b, "{\"le\":");
+        if (k < dim->nbounds) put_num(b, dim->bounds[k]);
+        else PUT_LIT(b, "\"+Inf\"");
+        PUT_LIT(b, ",\"count\":");
+        put_count(c, r->hist[k]);
+        pd_buf_putc(b, '}');
+    }
+    PUT_LIT(b, "]}");
+}
+
+/* "events":N,"event_types":{..} over days[0..ndays) with weights w. */
+static void put_events(const qry_ctx *c, const pd_query_day *days, const double *w, int ndays)
+{
+    double ev = 0;
+    for (int d = 0; d < ndays; d++)
+        if (w[d] > 0) ev += w[d] * (double)days[d].prof->events;
+    PUT_LIT(c->out, "\"events\":");
+    put_count(c, ev);
+    PUT_LIT(c->out, ",\"event_types\":");
+    qry_cat t;
+    qry_cat_merge(&t, days, w, ndays, -1);
+    put_counts(c, &t);
+    qry_cat_free(&t);
+}
+
+/* "dimensions":{..}: the requested dimensions (always, in request order)
+ * or every schema dimension with a non-zero weighted count. */
+static void put_dimensions(const qry_ctx *c, const pd_query *q, const pd_schema *s,
+                           const pd_query_day *days, const double *w, int ndays)
+{
+    int n = q->ndims > 0 ? q->ndims : s->ndims;
+    int first = 1;
+    PUT_LIT(c->out, "\"dimensions\":{");
+    for (int j = 0; j < n; j++) {
+        int di = q->ndims > 0 ? q->dims[j] : j;
+        pd_assert(di >= 0 && di < s->ndims);
+        const pd_dim *dim = &s->dims[di];
+        if (dim->type == PD_DIM_CATEGORICAL) {
+            qry_cat r;
+            qry_cat_merge(&r, days, w, ndays, di);
+            if (q->ndims > 0 || r.total > 0) {
+                if (!first) pd_buf_putc(c->out, ',');
+                first = 0;
+                pd_buf_json_str(c->out, dim->name, strlen(dim->name));
+                PUT_LIT(c->out, ":{\"type\":\"categorical\",\"total\":");
+                put_count(c, r.total);
+                PUT_LIT(c->out, ",\"counts\":");
+                put_counts(c, &r);
+                PUT_LIT(c->out, ",\"shares\":");
+                put_shares(c, &r);
+                pd_buf_putc(c->out, '}');
+            }
+            qry_cat_free(&r);
+        } else {
+            qry_num r;
+            qry_num_merge(&r, dim, days, w, ndays, di);
+            if (q->ndims > 0 || r.count > 0) {
+                if (!first) pd_buf_putc(c->out, ',');
+                first = 0;
+                pd_buf_json_str(c->out, dim->name, strlen(dim->name));
+                pd_buf_putc(c->out, ':');
+                put_numeric(c, dim, &r);
+            }
+            pd_free(r.hist);
+        }
+    }
+    pd_buf_putc(c->out, '}');
+}
+
+static void put_day(pd_buf *b, int64_t day)
+{
+    char t[16];
+    pd_day_format(day, t);
+    pd_buf_json_str(b, t, strlen(t));
+}
+
+static void put_ts(pd_buf *b, int64_t ms)
+{
+    char t[32];
+    pd_ts_format(ms, t);
+    pd_buf_json_str(b, t, strlen(t));
+}
+
+int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, size_t ulen,
+                    int32_t partition, int64_t today, const pd_query_day *days, int ndays,
+                    pd_buf *out)
+{
+    pd_assert(q && s && out && ndays >= 0 && (days || ndays == 0));
+    uint64_t raw = 0;
+    int64_t first_ts = 0, last_ts = 0;
+    int have_ts = 0;
+    for (int d = 0; d < ndays; d++) {
+        pd_assert(days[d].prof);
+        pd_assert(days[d].day >= q->from_day && days[d].day <= q->to_day);
+        pd_assert(d == 0 || days[d].day > days[d - 1].day);
+        const pd_profile *p = days[d].prof;
+        if (p->events == 0) continue;
+        raw += p->events;
+        if (!have_ts || p->first_ts < first_ts) first_ts = p->first_ts;
+        if (!have_ts || p->last_ts > last_ts) last_ts = p->last_ts;
+        have_ts = 1;
+    }
+    if (raw == 0) return PD_ENOTFOUND;
+
+    double *w = pd_malloc((size_t)ndays * sizeof *w);
+    for (int d = 0; d < ndays; d++) w[d] = qry_weight(q, today, days[d].day);
+    qry_ctx c = {.weighted = q->decay != PD_DECAY_NONE, .out = out};
+
+    PUT_LIT(out, "{\"user_id\":");
+    pd_buf_json_str(out, user_id, ulen);
+    pd_buf_printf(out, ",\"partition\":%d,\"from\":", (int)partition);
+    put_day(out, q->from_day);
+    PUT_LIT(out, ",\"to\":");
+    put_day(out, q->to_day);
+    pd_buf_putc(out, ',');
+    put_events(&c, days, w, ndays);
+    PUT_LIT(out, ",\"first_seen\":");
+    put_ts(out, first_ts);
+    PUT_LIT(out, ",\"last_seen\":");
+    put_ts(out, last_ts);
+    pd_buf_putc(out, ',');
+    put_dimensions(&c, q, s, days, w, ndays);
+
+    if (q->breakdown_day) {
+        int firstday = 1;
+        PUT_LIT(out, ",\"days\":[");
+        for (int d = 0; d < ndays; d++) {
+            if (days[d].prof->events == 0) continue;
+            if (!firstday) pd_buf_putc(out, ',');
+            firstday = 0;
+            PUT_LIT(out, "{\"day\":");
+            put_day(out, days[d].day);
+            pd_buf_putc(out, ',');
+            put_events(&c, &days[d], &w[d], 1);
+            pd_buf_putc(out, ',');
+            put_dimensions(&c, q, s, &days[d], &w[d], 1);
+            pd_buf_putc(out, '}');
+        }
+        pd_buf_putc(out, ']');
+    }
+    pd_free(w);
+    return PD_OK;
+}

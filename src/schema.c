@@ -1,0 +1,274 @@
+/*
+ * schema.c -- profile schema: built-in vehicle schema, JSON loader,
+ * canonical JSON writer and fingerprint.
+ *
+ * The fingerprint is XXH3-64 of the canonical JSON (pd_schema_to_json), so
+ * two schemas that read the same events into the same dimensions, in the
+ * same order, with the same buckets and cap, have the same fingerprint.
+ */
+#include "schema.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <cjson/cJSON.h>
+#include <xxhash.h>
+
+static int parse_path(pd_path *p, const char *text, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    const char *s = text;
+    if (!*s) return pd_seterr(err, errlen, PD_EINVAL, "empty path");
+    while (*s) {
+        const char *dot = strchr(s, '.');
+        size_t n = dot ? (size_t)(dot - s) : strlen(s);
+        if (n == 0 || n >= PD_MAX_NAME)
+            return pd_seterr(err, errlen, PD_EINVAL, "path '%s': bad segment", text);
+        if (p->depth >= PD_MAX_PATH_DEPTH)
+            return pd_seterr(err, errlen, PD_EINVAL, "path '%s': deeper than %d", text, PD_MAX_PATH_DEPTH);
+        memcpy(p->seg[p->depth], s, n);
+        p->seg[p->depth][n] = '\0';
+        p->depth++;
+        s += n;
+        if (*s == '.') {
+            s++;
+            if (!*s) return pd_seterr(err, errlen, PD_EINVAL, "path '%s': trailing dot", text);
+        }
+    }
+    return PD_OK;
+}
+
+static void default_paths(pd_dim *d)
+{
+    d->npaths = 2;
+    d->paths[0].depth = d->paths[1].depth = 2;
+    snprintf(d->paths[0].seg[0], PD_MAX_NAME, "item");
+    snprintf(d->paths[1].seg[0], PD_MAX_NAME, "filters");
+    snprintf(d->paths[0].seg[1], PD_MAX_NAME, "%s", d->name);
+    snprintf(d->paths[1].seg[1], PD_MAX_NAME, "%s", d->name);
+}
+
+static void finish(pd_schema *s)
+{
+    pd_buf b = {0};
+    pd_schema_to_json(s, &b);
+    s->fingerprint = XXH3_64bits(b.p, b.len);
+    pd_buf_free(&b);
+}
+
+static void add_dim(pd_schema *s, const char *name, pd_dim_type t, const double *bounds, int nb)
+{
+    pd_dim *d = &s->dims[s->ndims++];
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "%s", name);
+    d->type = t;
+    default_paths(d);
+    for (int i = 0; i < nb; i++) d->bounds[i] = bounds[i];
+    d->nbounds = nb;
+}
+
+void pd_schema_default(pd_schema *s, uint32_t max_values)
+{
+    static const char *cats[] = {"make", "model", "color", "fuel", "gearbox", "body", "condition",
+                                 "seller_type", "region", "emission_class", "damaged", "doors"};
+    static const double price[] = {5000, 10000, 15000, 20000, 30000, 50000, 75000, 100000};
+    static const double mileage[] = {10000, 25000, 50000, 100000, 150000, 200000};
+    static const double year[] = {2000, 2005, 2010, 2015, 2018, 2020, 2022, 2024};
+    static const double power[] = {50, 75, 100, 150, 200, 300};
+    static const double seats[] = {2, 4, 5, 7};
+    static const double cc[] = {1000, 1400, 1600, 2000, 3000, 4000};
+    static const double co2[] = {0, 50, 100, 130, 160, 200, 250};
+    static const double owners[] = {1, 2, 3, 5};
+    memset(s, 0, sizeof *s);
+    s->max_values = max_values ? max_values : 64;
+    for (size_t i = 0; i < PD_ARRAY_LEN(cats); i++) add_dim(s, cats[i], PD_DIM_CATEGORICAL, NULL, 0);
+    add_dim(s, "price", PD_DIM_NUMERIC, price, (int)PD_ARRAY_LEN(price));
+    add_dim(s, "mileage", PD_DIM_NUMERIC, mileage, (int)PD_ARRAY_LEN(mileage));
+    add_dim(s, "year", PD_DIM_NUMERIC, year, (int)PD_ARRAY_LEN(year));
+    add_dim(s, "power_kw", PD_DIM_NUMERIC, power, (int)PD_ARRAY_LEN(power));
+    add_dim(s, "seats", PD_DIM_NUMERIC, seats, (int)PD_ARRAY_LEN(seats));
+    add_dim(s, "engine_cc", PD_DIM_NUMERIC, cc, (int)PD_ARRAY_LEN(cc));
+    add_dim(s, "co2_g_km", PD_DIM_NUMERIC, co2, (int)PD_ARRAY_LEN(co2));
+    add_dim(s, "owners", PD_DIM_NUMERIC, owners, (int)PD_ARRAY_LEN(owners));
+    finish(s);
+}
+
+static int valid_name(const char *n)
+{
+    size_t len = strlen(n);
+    if (len == 0 || len >= PD_MAX_NAME) return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = n[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max_values,
+                        char *err, size_t errlen)
+{
+    int rc = PD_EINVAL;
+    char perr[160];
+    memset(s, 0, sizeof *s);
+    s->max_values = max_values ? max_values : 64;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root) return pd_seterr(err, errlen, PD_EINVAL, "schema: invalid JSON");
+    const cJSON *dims = cJSON_GetObjectItemCaseSensitive(root, "dimensions");
+    if (!cJSON_IsArray(dims)) {
+        pd_seterr(err, errlen, rc, "schema: \"dimensions\" must be an array");
+        goto out;
+    }
+    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(root, "categorical_max_values");
+    if (mv) {
+        if (!cJSON_IsNumber(mv) || mv->valuedouble < 1 || mv->valuedouble > 4096) {
+            pd_seterr(err, errlen, rc, "schema: categorical_max_values must be 1..4096");
+            goto out;
+        }
+        if (!max_values) s->max_values = (uint32_t)mv->valuedouble;
+    }
+    const cJSON *d;
+    cJSON_ArrayForEach(d, dims) {
+        if (s->ndims >= PD_MAX_DIMS) {
+            pd_seterr(err, errlen, rc, "schema: more than %d dimensions", PD_MAX_DIMS);
+            goto out;
+        }
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(d, "name");
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(d, "type");
+        if (!cJSON_IsString(name) || !valid_name(name->valuestring)) {
+            pd_seterr(err, errlen, rc, "schema: dimension %d: \"name\" must be 1-63 chars of [A-Za-z0-9_-]", s->ndims);
+            goto out;
+        }
+        const char *nm = name->valuestring;
+        if (pd_schema_find(s, nm, strlen(nm)) >= 0) {
+            pd_seterr(err, errlen, rc, "schema: dimension '%s' declared twice", nm);
+            goto out;
+        }
+        pd_dim *dim = &s->dims[s->ndims];
+        memset(dim, 0, sizeof *dim);
+        snprintf(dim->name, sizeof dim->name, "%s", nm);
+        if (cJSON_IsString(type) && strcmp(type->valuestring, "categorical") == 0) {
+            dim->type = PD_DIM_CATEGORICAL;
+        } else if (cJSON_IsString(type) && strcmp(type->valuestring, "numeric") == 0) {
+            dim->type = PD_DIM_NUMERIC;
+        } else {
+            pd_seterr(err, errlen, rc, "schema: dimension '%s': \"type\" must be \"categorical\" or \"numeric\"", nm);
+            goto out;
+        }
+        const cJSON *paths = cJSON_GetObjectItemCaseSensitive(d, "paths");
+        if (!paths) paths = cJSON_GetObjectItemCaseSensitive(d, "path");
+        if (!paths) {
+            default_paths(dim);
+        } else if (cJSON_IsString(paths)) {
+            if (parse_path(&dim->paths[0], paths->valuestring, perr, sizeof perr)) {
+                pd_seterr(err, errlen, rc, "schema: dimension '%s': %s", nm, perr);
+                goto out;
+            }
+            dim->npaths = 1;
+        } else if (cJSON_IsArray(paths) && cJSON_GetArraySize(paths) >= 1 &&
+                   cJSON_GetArraySize(paths) <= PD_MAX_PATHS) {
+            const cJSON *p;
+            cJSON_ArrayForEach(p, paths) {
+                if (!cJSON_IsString(p) || parse_path(&dim->paths[dim->npaths], p->valuestring, perr, sizeof perr)) {
+                    pd_seterr(err, errlen, rc, "schema: dimension '%s': bad path: %s", nm,
+                              cJSON_IsString(p) ? perr : "not a string");
+                    goto out;
+                }
+                dim->npaths++;
+            }
+        } else {
+            pd_seterr(err, errlen, rc, "schema: dimension '%s': \"paths\" must be a string or 1-%d strings", nm, PD_MAX_PATHS);
+            goto out;
+        }
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(d, "buckets");
+        if (dim->type == PD_DIM_NUMERIC && b) {
+            if (!cJSON_IsArray(b) || cJSON_GetArraySize(b) > PD_MAX_BOUNDS) {
+                pd_seterr(err, errlen, rc, "schema: dimension '%s': \"buckets\" must be an array of at most %d numbers", nm, PD_MAX_BOUNDS);
+                goto out;
+            }
+            const cJSON *v;
+            cJSON_ArrayForEach(v, b) {
+                if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+                    (dim->nbounds > 0 && v->valuedouble <= dim->bounds[dim->nbounds - 1])) {
+                    pd_seterr(err, errlen, rc, "schema: dimension '%s': buckets must be finite and strictly ascending", nm);
+                    goto out;
+                }
+                dim->bounds[dim->nbounds++] = v->valuedouble;
+            }
+        } else if (b) {
+            pd_seterr(err, errlen, rc, "schema: dimension '%s': \"buckets\" only apply to numeric dimensions", nm);
+            goto out;
+        }
+        s->ndims++;
+    }
+    if (s->ndims == 0) {
+        pd_seterr(err, errlen, rc, "schema: no dimensions");
+        goto out;
+    }
+    finish(s);
+    rc = PD_OK;
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int pd_schema_load_file(pd_schema *s, const char *path, uint32_t max_values, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return pd_seterr(err, errlen, PD_ENOTFOUND, "schema file '%s': cannot open", path);
+    pd_buf b = {0};
+    char tmp[4096];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
+        pd_buf_append(&b, tmp, n);
+        if (b.len > (1 << 20)) break;
+    }
+    fclose(f);
+    if (b.len > (1 << 20)) {
+        pd_buf_free(&b);
+        return pd_seterr(err, errlen, PD_EINVAL, "schema file '%s': larger than 1 MiB", path);
+    }
+    char e2[256];
+    int rc = pd_schema_load_json(s, b.p ? b.p : "", b.len, max_values, e2, sizeof e2);
+    if (rc) pd_seterr(err, errlen, rc, "%s: %s", path, e2);
+    pd_buf_free(&b);
+    return rc;
+}
+
+int pd_schema_find(const pd_schema *s, const char *name, size_t n)
+{
+    for (int i = 0; i < s->ndims; i++)
+        if (strlen(s->dims[i].name) == n && memcmp(s->dims[i].name, name, n) == 0) return i;
+    return -1;
+}
+
+void pd_schema_to_json(const pd_schema *s, pd_buf *out)
+{
+    pd_buf_printf(out, "{\"categorical_max_values\":%u,\"dimensions\":[", s->max_values);
+    for (int i = 0; i < s->ndims; i++) {
+        const pd_dim *d = &s->dims[i];
+        if (i) pd_buf_putc(out, ',');
+        pd_buf_append(out, "{\"name\":", 8);
+        pd_buf_json_str(out, d->name, strlen(d->name));
+        pd_buf_printf(out, ",\"type\":\"%s\",\"paths\":[",
+                      d->type == PD_DIM_NUMERIC ? "numeric" : "categorical");
+        for (int p = 0; p < d->npaths; p++) {
+            char path[PD_MAX_PATH_DEPTH * PD_MAX_NAME + 8] = "";
+            for (int k = 0; k < d->paths[p].depth; k++) {
+                if (k) strcat(path, ".");
+                strcat(path, d->paths[p].seg[k]);
+            }
+            if (p) pd_buf_putc(out, ',');
+            pd_buf_json_str(out, path, strlen(path));
+        }
+        pd_buf_putc(out, ']');
+        if (d->type == PD_DIM_NUMERIC) {
+            pd_buf_append(out, ",\"buckets\":[", 12);
+            for (int k = 0; k < d->nbounds; k++) pd_buf_printf(out, "%s%.17g", k ? "," : "", d->bounds[k]);
+            pd_buf_putc(out, ']');
+        }
+        pd_buf_putc(out, '}');
+    }
+    pd_buf_append(out, "]}", 2);
+}

@@ -1,0 +1,1048 @@
+/*
+ * store.c -- the per-worker RocksDB state store (see store.h for the key
+ * layout and the commit contract).
+ *
+ * Layout on disk: one RocksDB database with the families "default",
+ * "meta", "dedup" and one "dYYYY-MM-DD" family per day. The meta family
+ * holds the records
+ *   "format"       store format version, decimal text ("1")
+ *   "schema"       canonical schema JSON (pd_schema_to_json)
+ *   "fingerprint"  schema fingerprint, 16 lower-case hex digits
+ *   'o' + u32 BE   checkpoint: next_offset i64 BE + clock_ms i64 BE
+ * A store is only ever opened with the schema whose fingerprint it
+ * records; a mismatch is refused at open.
+ *
+ * Merge operator: every day family uses the "pd_profile_merge_v1" merge
+ * operator. Full and partial merges decode each operand with
+ * pd_profile_decode, fold them with pd_profile_merge (associative and
+ * commutative, so RocksDB may group operands any way it likes) and encode
+ * the result with pd_profile_encode. Its state is the pd_store (for the
+ * schema). max_successive_merges makes a write fold a key's memtable
+ * operands once there are PD_MAX_SUCCESSIVE_MERGES of them, so a busy
+ * user's reads never merge more than a handful of operands per level. An operand that fails to decode fails the merge, which RocksDB
+ * reports as a Corruption status (mapped to PD_ECORRUPT).
+ *
+ * Day map and threads: the store keeps a sorted array of day entries
+ * {day, family handle, refs}. The map itself holds one reference to each
+ * listed entry; every reader (get, scan, stats, snapshot) takes one more
+ * under `lock` while it uses the handle. Dropping a day unlists the entry,
+ * drops the family in RocksDB and releases the map's reference; whoever
+ * releases the last reference destroys the handle (RocksDB keeps a dropped
+ * family's data readable until its last handle is destroyed). Only the
+ * writer thread adds (batch_merge creates families on demand) or removes
+ * entries, so the writer may use a handle it found without a reference.
+ *
+ * Batches: a pd_store_batch wraps one rocksdb_writebatch_t. Within a batch
+ * several checkpoints for the same partition are simply written in order;
+ * RocksDB applies a batch in order, so the last one wins. A batch must be
+ * committed (or cleared) before pd_store_drop_days_before drops a day it
+ * has merges for.
+ *
+ * Read-only mode opens a RocksDB secondary instance (with its own scratch
+ * directory, which holds the secondary's info log) so the dump tool can read
+ * while a worker holds the primary. It writes nothing into the data
+ * directory: no schema records, no batches, no drops. A secondary only sees
+ * the families that existed when it opened; pd_store_refresh catches up
+ * with writes to those.
+ *
+ * Extension of the store.h contract: in read_only mode the schema argument
+ * of pd_store_open may be NULL, meaning "use the schema recorded in the
+ * store" (loaded from the "schema" record, owned by the store).
+ */
+#include "store.h"
+#include "util.h"
+
+#include <rocksdb/c.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define PD_STORE_FORMAT "1"
+#define PD_MERGE_NAME "pd_profile_merge_v1"
+#define PD_CKPT_KEY_LEN 5
+#define PD_CKPT_VAL_LEN 16
+#define PD_MAX_SUCCESSIVE_MERGES 8
+
+typedef struct {
+    int64_t day;
+    rocksdb_column_family_handle_t *cf;
+    int refs; /* 1 held by the map while listed + 1 per reader */
+} pd_dayent;
+
+struct pd_store {
+    rocksdb_t *db;
+    const pd_schema *schema;     /* borrowed, or == own_schema */
+    pd_schema *own_schema;       /* read_only with NULL schema: loaded from the store */
+    int read_only;
+    char *dir;
+    char *secdir;                /* read_only: scratch dir of the secondary */
+    int secdir_owned;            /* created by mkdtemp: removed on close */
+    rocksdb_cache_t *cache;
+    rocksdb_options_t *db_opts;  /* DB-wide + "default"/"meta" families */
+    rocksdb_options_t *dedup_opts;
+    rocksdb_options_t *day_opts;
+    rocksdb_writeoptions_t *wo;
+    rocksdb_column_family_handle_t *cf_default, *cf_meta, *cf_dedup;
+    rocksdb_column_family_handle_t **other_cfs; /* unknown families, kept open */
+    int n_other;
+    pthread_mutex_t lock;        /* guards days/ndays/capdays and every refs */
+    pd_dayent **days;            /* sorted ascending by day */
+    int ndays, capdays;
+};
+
+struct pd_store_batch {
+    pd_store *st;
+    rocksdb_writebatch_t *wb;
+    pd_buf key, val;             /* scratch */
+};
+
+struct pd_store_snap {
+    const rocksdb_snapshot_t *snap; /* NULL if the instance cannot snapshot */
+    pd_dayent **days;            /* referenced entries, sorted ascending */
+    int ndays;
+};
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+
+/* Converts a RocksDB error string (malloc'd by RocksDB) into an error
+ * code + message and frees it. */
+static int rdb_err(char *e, char *err, size_t errlen, const char *what)
+{
+    int code = (e && strncmp(e, "Corruption", 10) == 0) ? PD_ECORRUPT : PD_EIO;
+    pd_seterr(err, errlen, code, "%s: %s", what, e ? e : "unknown error");
+    rocksdb_free(e);
+    return code;
+}
+
+void pd_store_day_name(int64_t day, char *out)
+{
+    out[0] = 'd';
+    pd_day_format(day, out + 1);
+}
+
+/* Parses "dYYYY-MM-DD" into a day number; 0 on success. */
+static int parse_day_name(const char *name, int64_t *day)
+{
+    size_t n = strlen(name);
+    if (n != 11 || name[0] != 'd') return -1;
+    if (pd_day_parse(name + 1, 10, day) != PD_OK) return -1;
+    char back[12];
+    pd_store_day_name(*day, back);
+    return strcmp(back, name) == 0 ? 0 : -1;
+}
+
+static void data_key(pd_buf *k, int32_t partition, const char *s, size_t n)
+{
+    uint8_t p[4];
+    pd_assert(partition >= 0);
+    pd_put_u32be(p, (uint32_t)partition);
+    k->len = 0;
+    pd_buf_append(k, p, 4);
+    if (n) pd_buf_append(k, s, n);
+}
+
+static void ckpt_key(uint8_t *k, int32_t partition)
+{
+    pd_assert(partition >= 0);
+    k[0] = 'o';
+    pd_put_u32be(k + 1, (uint32_t)partition);
+}
+
+/* ------------------------------------------------------------------ */
+/* merge operator                                                      */
+
+/* Decodes and folds operands into acc; 0 on success. */
+static int merge_fold(pd_store *st, pd_profile *acc, const char *const *ops, const size_t *lens,
+                      int n)
+{
+    char e[256];
+    pd_profile tmp;
+    pd_profile_init(&tmp, st->schema);
+    for (int i = 0; i < n; i++) {
+        pd_profile_reset(&tmp);
+        if (pd_profile_decode(&tmp, ops[i], lens[i], e, sizeof e) != PD_OK) {
+            pd_warn("store: merge operand failed to decode: %s", e);
+            pd_profile_free(&tmp);
+            return -1;
+        }
+        pd_profile_merge(acc, &tmp);
+    }
+    pd_profile_free(&tmp);
+    return 0;
+}
+
+/* Encodes acc into a malloc'd buffer handed to RocksDB (freed by
+ * merge_delete_value). */
+static char *merge_result(const pd_profile *acc, size_t *len)
+{
+    pd_buf b = {0};
+    pd_profile_encode(acc, &b);
+    if (!b.p) b.p = pd_malloc(1);
+    *len = b.len;
+    return b.p;
+}
+
+static char *merge_full(void *state, const char *key, size_t klen, const char *existing,
+                        size_t elen, const char *const *ops, const size_t *lens, int n,
+                        unsigned char *success, size_t *newlen)
+{
+    (void)key; (void)klen;
+    pd_store *st = state;
+    *success = 0;
+    *newlen = 0;
+    if (!st->schema) return NULL;
+    pd_profile acc;
+    pd_profile_init(&acc, st->schema);
+    char *out = NULL;
+    if (existing) {
+        const char *e1[1] = { existing };
+        size_t l1[1] = { elen };
+        if (merge_fold(st, &acc, e1, l1, 1) != 0) goto out;
+    }
+    if (merge_fold(st, &acc, ops, lens, n) != 0) goto out;
+    out = merge_result(&acc, newlen);
+    *success = 1;
+out:
+    pd_profile_free(&acc);
+    return out;
+}
+
+static char *merge_partial(void *state, const char *key, size_t klen, const char *const *ops,
+                           const size_t *lens, int n, unsigned char *success, size_t *newlen)
+{
+    return merge_full(state, key, klen, NULL, 0, ops, lens, n, success, newlen);
+}
+
+static void merge_delete_value(void *state, const char *value, size_t len)
+{
+    (void)state; (void)len;
+    free((void *)value);
+}
+
+/* The C wrapper always calls the destructor; the state (the store) is not
+ * owned by the operator. */
+static void merge_destroy(void *state)
+{
+    (void)state;
+}
+
+static const char *merge_name(void *state)
+{
+    (void)state;
+    return PD_MERGE_NAME;
+}
+
+/* ------------------------------------------------------------------ */
+/* day map                                                             */
+
+/* Index of the first entry with day >= `day` (lock held). */
+static int days_lower_bound(pd_dayent *const *days, int n, int64_t day)
+{
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (days[mid]->day < day) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Inserts a new entry holding the map's reference (lock held). */
+static void days_insert_locked(pd_store *st, pd_dayent *e)
+{
+    int i = days_lower_bound(st->days, st->ndays, e->day);
+    pd_assert(i == st->ndays || st->days[i]->day != e->day);
+    if (st->ndays == st->capdays) {
+        st->capdays = st->capdays ? st->capdays * 2 : 16;
+        st->days = pd_realloc(st->days, (size_t)st->capdays * sizeof *st->days);
+    }
+    memmove(st->days + i + 1, st->days + i, (size_t)(st->ndays - i) * sizeof *st->days);
+    st->days[i] = e;
+    st->ndays++;
+}
+
+static void dayent_unref(pd_store *st, pd_dayent *e)
+{
+    pthread_mutex_lock(&st->lock);
+    pd_assert(e->refs > 0);
+    int last = --e->refs == 0;
+    pthread_mutex_unlock(&st->lock);
+    if (last) {
+        rocksdb_column_family_handle_destroy(e->cf);
+        pd_free(e);
+    }
+}
+
+/* Referenced entry for `day`, or NULL. Release with dayent_unref. */
+static pd_dayent *dayent_ref(pd_store *st, int64_t day)
+{
+    pd_dayent *e = NULL;
+    pthread_mutex_lock(&st->lock);
+    int i = days_lower_bound(st->days, st->ndays, day);
+    if (i < st->ndays && st->days[i]->day == day) {
+        e = st->days[i];
+        e->refs++;
+    }
+    pthread_mutex_unlock(&st->lock);
+    return e;
+}
+
+/* References every entry (day == INT64_MIN) or the one for `day`; *out is
+ * malloc'd (caller releases each entry and frees the array). */
+static void dayents_ref(pd_store *st, int64_t day, pd_dayent ***out, int *n)
+{
+    pthread_mutex_lock(&st->lock);
+    pd_dayent **v = pd_malloc((size_t)(st->ndays ? st->ndays : 1) * sizeof *v);
+    int k = 0;
+    for (int i = 0; i < st->ndays; i++) {
+        if (day != INT64_MIN && st->days[i]->day != day) continue;
+        st->days[i]->refs++;
+        v[k++] = st->days[i];
+    }
+    pthread_mutex_unlock(&st->lock);
+    *out = v;
+    *n = k;
+}
+
+static void dayents_unref(pd_store *st, pd_dayent **v, int n)
+{
+    for (int i = 0; i < n; i++) dayent_unref(st, v[i]);
+    pd_free(v);
+}
+
+/* Writer thread: the family of `day`, created if missing. The handle stays
+ * valid until the writer itself drops the day. */
+static int day_cf_for_write(pd_store *st, int64_t day, rocksdb_column_family_handle_t **cf,
+                            char *err, size_t errlen)
+{
+    pd_dayent *e = dayent_ref(st, day);
+    if (e) {
+        *cf = e->cf;
+        dayent_unref(st, e); /* the map still holds its reference */
+        return PD_OK;
+    }
+    char name[12], *re = NULL;
+    pd_store_day_name(day, name);
+    rocksdb_column_family_handle_t *h = rocksdb_create_column_family(st->db, st->day_opts, name, &re);
+    if (re) return rdb_err(re, err, errlen, "create column family");
+    e = pd_calloc(1, sizeof *e);
+    e->day = day;
+    e->cf = h;
+    e->refs = 1;
+    pthread_mutex_lock(&st->lock);
+    days_insert_locked(st, e);
+    pthread_mutex_unlock(&st->lock);
+    *cf = h;
+    return PD_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* open / close                                                        */
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    return remove(p);
+}
+
+static void free_options(pd_store *st)
+{
+    if (st->db_opts) rocksdb_options_destroy(st->db_opts);
+    if (st->dedup_opts) rocksdb_options_destroy(st->dedup_opts);
+    if (st->day_opts) rocksdb_options_destroy(st->day_opts);
+    if (st->cache) rocksdb_cache_destroy(st->cache);
+    st->db_opts = st->dedup_opts = st->day_opts = NULL;
+    st->cache = NULL;
+}
+
+/* Builds the three option sets. */
+static void build_options(pd_store *st, const pd_store_opts *o, int compression)
+{
+    int64_t cache_mb = o && o->block_cache_mb > 0 ? o->block_cache_mb : 64;
+    int64_t wbuf_mb = o && o->write_buffer_mb > 0 ? o->write_buffer_mb : 32;
+    st->cache = rocksdb_cache_create_lru((size_t)cache_mb << 20);
+
+    rocksdb_block_based_table_options_t *plain = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(plain, st->cache);
+    rocksdb_block_based_table_options_t *bloom = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(bloom, st->cache);
+    /* the table options take ownership of the policy */
+    rocksdb_block_based_options_set_filter_policy(bloom, rocksdb_filterpolicy_create_bloom(10));
+
+    rocksdb_options_t *opts[3];
+    for (int i = 0; i < 3; i++) {
+        rocksdb_options_t *x = rocksdb_options_create();
+        rocksdb_options_set_create_if_missing(x, st->read_only ? 0 : 1);
+        rocksdb_options_set_create_missing_column_families(x, st->read_only ? 0 : 1);
+        rocksdb_options_set_write_buffer_size(x, (size_t)wbuf_mb << 20);
+        rocksdb_options_set_compression(x, compression);
+        rocksdb_options_set_keep_log_file_num(x, 4);
+        rocksdb_options_set_max_log_file_size(x, 16u << 20);
+        if (st->read_only) rocksdb_options_set_max_open_files(x, -1);
+        rocksdb_options_set_block_based_table_factory(x, i == 0 ? plain : bloom);
+        opts[i] = x;
+    }
+    st->db_opts = opts[0];
+    st->dedup_opts = opts[1];
+    st->day_opts = opts[2];
+    /* options take ownership of the merge operator (shared) */
+    /* bound read amplification for busy users: once a key has this many
+     * merge operands in the memtable, the writer folds them into one value */
+    rocksdb_options_set_max_successive_merges(st->day_opts, PD_MAX_SUCCESSIVE_MERGES);
+    rocksdb_options_set_merge_operator(
+        st->day_opts, rocksdb_mergeoperator_create(st, merge_destroy, merge_full, merge_partial,
+                                                   merge_delete_value, merge_name));
+    rocksdb_block_based_options_destroy(plain);
+    rocksdb_block_based_options_destroy(bloom);
+}
+
+/* Family names to open: the existing ones (+ the required ones when
+ * creating). *names malloc'd array of malloc'd strings. */
+static int family_names(pd_store *st, char ***names, int *n, char *err, size_t errlen)
+{
+    char *re = NULL;
+    size_t len = 0;
+    char **list = rocksdb_list_column_families(st->db_opts, st->dir, &len, &re);
+    if (re) {
+        if (list) rocksdb_list_column_families_destroy(list, len);
+        if (st->read_only)
+            return rdb_err(re, err, errlen, "no readable store (listing column families)");
+        rocksdb_free(re); /* a new database: nothing to list */
+        list = NULL;
+        len = 0;
+    }
+    static const char *const required[] = { "default", "meta", "dedup" };
+    char **v = pd_calloc(len + PD_ARRAY_LEN(required), sizeof *v);
+    int k = 0;
+    for (size_t i = 0; i < len; i++) v[k++] = pd_strdup(list[i]);
+    if (list) rocksdb_list_column_families_destroy(list, len);
+    if (!st->read_only) {
+        for (size_t r = 0; r < PD_ARRAY_LEN(required); r++) {
+            int have = 0;
+            for (int i = 0; i < k; i++) have |= strcmp(v[i], required[r]) == 0;
+            if (!have) v[k++] = pd_strdup(required[r]);
+        }
+    }
+    *names = v;
+    *n = k;
+    return PD_OK;
+}
+
+static int open_db(pd_store *st, char *err, size_t errlen)
+{
+    char **names = NULL;
+    int n = 0, rc = family_names(st, &names, &n, err, errlen);
+    if (rc) return rc;
+    const rocksdb_options_t **copts = pd_calloc((size_t)n, sizeof *copts);
+    rocksdb_column_family_handle_t **h = pd_calloc((size_t)n, sizeof *h);
+    int64_t *dayv = pd_calloc((size_t)n, sizeof *dayv);
+    int *kind = pd_calloc((size_t)n, sizeof *kind); /* 0 other, 1 day */
+    for (int i = 0; i < n; i++) {
+        if (parse_day_name(names[i], &dayv[i]) == 0) {
+            kind[i] = 1;
+            copts[i] = st->day_opts;
+        } else if (strcmp(names[i], "dedup") == 0) {
+            copts[i] = st->dedup_opts;
+        } else {
+            copts[i] = st->db_opts;
+        }
+    }
+    char *re = NULL;
+    if (st->read_only)
+        st->db = rocksdb_open_as_secondary_column_families(
+            st->db_opts, st->dir, st->secdir, n, (const char *const *)names, copts, h, &re);
+    else
+        st->db = rocksdb_open_column_families(st->db_opts, st->dir, n, (const char *const *)names,
+                                              copts, h, &re);
+    if (re) {
+        st->db = NULL;
+        rc = rdb_err(re, err, errlen, "open store");
+        goto out;
+    }
+    st->other_cfs = pd_calloc((size_t)n, sizeof *st->other_cfs);
+    for (int i = 0; i < n; i++) {
+        if (kind[i]) {
+            pd_dayent *e = pd_calloc(1, sizeof *e);
+            e->day = dayv[i];
+            e->cf = h[i];
+            e->refs = 1;
+            days_insert_locked(st, e); /* not shared yet */
+        } else if (strcmp(names[i], "default") == 0) {
+            st->cf_default = h[i];
+        } else if (strcmp(names[i], "meta") == 0) {
+            st->cf_meta = h[i];
+        } else if (strcmp(names[i], "dedup") == 0) {
+            st->cf_dedup = h[i];
+        } else {
+            st->other_cfs[st->n_other++] = h[i];
+        }
+    }
+    if (!st->cf_meta || !st->cf_dedup) {
+        rc = pd_seterr(err, errlen, PD_ECORRUPT,
+                       "store %s has no 'meta'/'dedup' column family (not a profiled store?)",
+                       st->dir);
+        goto out;
+    }
+out:
+    for (int i = 0; i < n; i++) pd_free(names[i]);
+    pd_free(names);
+    pd_free(copts);
+    pd_free(h);
+    pd_free(dayv);
+    pd_free(kind);
+    return rc;
+}
+
+/* Reads meta record `key` (malloc'd copy in *val, caller frees with
+ * pd_free); PD_ENOTFOUND when absent. */
+static int meta_get(pd_store *st, const char *key, char **val, size_t *len, char *err,
+                    size_t errlen)
+{
+    char *re = NULL;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *v = rocksdb_get_cf(st->db, ro, st->cf_meta, key, strlen(key), len, &re);
+    rocksdb_readoptions_destroy(ro);
+    if (re) return rdb_err(re, err, errlen, "read meta");
+    if (!v) return PD_ENOTFOUND;
+    *val = pd_strndup(v, *len);
+    rocksdb_free(v);
+    return PD_OK;
+}
+
+static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errlen)
+{
+    char *format = NULL, *fp = NULL, *json = NULL;
+    size_t flen = 0, fplen = 0, jlen = 0;
+    char want[17];
+    int rc = meta_get(st, "format", &format, &flen, err, errlen);
+    if (rc == PD_ENOTFOUND) {
+        if (st->read_only) {
+            rc = pd_seterr(err, errlen, PD_ENOTFOUND,
+                           "store %s has no format record (still being created?)", st->dir);
+            goto out;
+        }
+        /* a new store: record format, schema and fingerprint in one batch */
+        pd_buf sj = {0};
+        pd_schema_to_json(s, &sj);
+        snprintf(want, sizeof want, "%016" PRIx64, s->fingerprint);
+        rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+        rocksdb_writebatch_put_cf(wb, st->cf_meta, "schema", 6, sj.p ? sj.p : "", sj.len);
+        rocksdb_writebatch_put_cf(wb, st->cf_meta, "fingerprint", 11, want, 16);
+        rocksdb_writebatch_put_cf(wb, st->cf_meta, "format", 6, PD_STORE_FORMAT,
+                                  strlen(PD_STORE_FORMAT));
+        rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+        rocksdb_writeoptions_set_sync(wo, 1);
+        char *re = NULL;
+        rocksdb_write(st->db, wo, wb, &re);
+        rocksdb_writeoptions_destroy(wo);
+        rocksdb_writebatch_destroy(wb);
+        pd_buf_free(&sj);
+        rc = re ? rdb_err(re, err, errlen, "write schema record") : PD_OK;
+        goto out;
+    }
+    if (rc) goto out;
+    if (flen != strlen(PD_STORE_FORMAT) || memcmp(format, PD_STORE_FORMAT, flen) != 0) {
+        rc = pd_seterr(err, errlen, PD_EINVAL,
+                       "store %s has format version '%s'; this build reads version %s", st->dir,
+                       format, PD_STORE_FORMAT);
+        goto out;
+    }
+    if ((rc = meta_get(st, "fingerprint", &fp, &fplen, err, errlen)) != PD_OK ||
+        (rc = meta_get(st, "schema", &json, &jlen, err, errlen)) != PD_OK) {
+        if (rc == PD_ENOTFOUND)
+            rc = pd_seterr(err, errlen, PD_ECORRUPT, "store %s lacks its schema record", st->dir);
+        goto out;
+    }
+    if (!s) {
+        /* read_only, schema from the store */
+        pd_assert(st->read_only);
+        st->own_schema = pd_calloc(1, sizeof *st->own_schema);
+        char e2[256];
+        if (pd_schema_load_json(st->own_schema, json, jlen, 0, e2, sizeof e2) != PD_OK) {
+            rc = pd_seterr(err, errlen, PD_ECORRUPT, "store %s: stored schema does not load: %s",
+                           st->dir, e2);
+            goto out;
+        }
+        s = st->own_schema;
+        st->schema = s;
+    }
+    snprintf(want, sizeof want, "%016" PRIx64, s->fingerprint);
+    if (fplen != 16 || memcmp(fp, want, 16) != 0) {
+        rc = pd_seterr(err, errlen, PD_EINVAL,
+                       "schema mismatch: store %s was created with schema fingerprint %s, the "
+                       "configured schema has %s (the store's schema is: %.300s%s)",
+                       st->dir, fp, want, json, jlen > 300 ? "..." : "");
+        goto out;
+    }
+    rc = PD_OK;
+out:
+    pd_free(format);
+    pd_free(fp);
+    pd_free(json);
+    return rc;
+}
+
+int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_store_opts *o,
+                  char *err, size_t errlen)
+{
+    *out = NULL;
+    int ro = o && o->read_only;
+    if (!s && !ro) return pd_seterr(err, errlen, PD_EINVAL, "store: a schema is required");
+    pd_store *st = pd_calloc(1, sizeof *st);
+    st->schema = s;
+    st->read_only = ro;
+    st->dir = pd_strdup(dir);
+    pthread_mutex_init(&st->lock, NULL);
+    int rc = PD_OK;
+    if (ro) {
+        if (o->secondary_dir) {
+            st->secdir = pd_strdup(o->secondary_dir);
+            if (mkdir(st->secdir, 0700) != 0 && errno != EEXIST) {
+                rc = pd_seterr(err, errlen, PD_EIO, "secondary dir %s: %s", st->secdir,
+                               strerror(errno));
+                goto out;
+            }
+        } else {
+            st->secdir = pd_strdup("/tmp/pd-secondary-XXXXXX");
+            if (!mkdtemp(st->secdir)) {
+                rc = pd_seterr(err, errlen, PD_EIO, "mkdtemp %s: %s", st->secdir, strerror(errno));
+                goto out;
+            }
+            st->secdir_owned = 1;
+        }
+    } else if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        rc = pd_seterr(err, errlen, PD_EIO, "data dir %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    char e1[512] = "";
+    build_options(st, o, rocksdb_lz4_compression);
+    rc = open_db(st, e1, sizeof e1);
+    if (rc && !ro && strstr(e1, "ompression")) {
+        /* this librocksdb lacks LZ4: fall back to no compression */
+        pd_warn("store: LZ4 unsupported (%s); using no compression", e1);
+        free_options(st);
+        build_options(st, o, rocksdb_no_compression);
+        rc = open_db(st, e1, sizeof e1);
+    }
+    if (rc) {
+        pd_seterr(err, errlen, rc, "%s", e1);
+        goto out;
+    }
+    if ((rc = check_schema(st, s, err, errlen)) != PD_OK) goto out;
+    st->wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->wo, o && o->sync ? 1 : 0);
+    *out = st;
+    return PD_OK;
+out:
+    pd_store_close(st);
+    return rc;
+}
+
+void pd_store_close(pd_store *st)
+{
+    if (!st) return;
+    for (int i = 0; i < st->ndays; i++) {
+        pd_dayent *e = st->days[i];
+        /* every snapshot and reader must be finished before close */
+        pd_assert(e->refs == 1);
+        rocksdb_column_family_handle_destroy(e->cf);
+        pd_free(e);
+    }
+    pd_free(st->days);
+    for (int i = 0; i < st->n_other; i++) rocksdb_column_family_handle_destroy(st->other_cfs[i]);
+    pd_free(st->other_cfs);
+    if (st->cf_default) rocksdb_column_family_handle_destroy(st->cf_default);
+    if (st->cf_meta) rocksdb_column_family_handle_destroy(st->cf_meta);
+    if (st->cf_dedup) rocksdb_column_family_handle_destroy(st->cf_dedup);
+    if (st->db) rocksdb_close(st->db);
+    if (st->wo) rocksdb_writeoptions_destroy(st->wo);
+    free_options(st);
+    if (st->secdir_owned) nftw(st->secdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    pd_free(st->secdir);
+    pd_free(st->own_schema);
+    pd_free(st->dir);
+    pthread_mutex_destroy(&st->lock);
+    pd_free(st);
+}
+
+int pd_store_refresh(pd_store *st, char *err, size_t errlen)
+{
+    if (!st->read_only) return PD_OK;
+    char *re = NULL;
+    rocksdb_try_catch_up_with_primary(st->db, &re);
+    return re ? rdb_err(re, err, errlen, "catch up with primary") : PD_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* writing                                                             */
+
+pd_store_batch *pd_store_batch_new(pd_store *st)
+{
+    pd_store_batch *b = pd_calloc(1, sizeof *b);
+    b->st = st;
+    b->wb = rocksdb_writebatch_create();
+    return b;
+}
+
+void pd_store_batch_free(pd_store_batch *b)
+{
+    if (!b) return;
+    rocksdb_writebatch_destroy(b->wb);
+    pd_buf_free(&b->key);
+    pd_buf_free(&b->val);
+    pd_free(b);
+}
+
+void pd_store_batch_clear(pd_store_batch *b)
+{
+    rocksdb_writebatch_clear(b->wb);
+}
+
+int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
+                         size_t ulen, const pd_profile *delta, char *err, size_t errlen)
+{
+    pd_store *st = b->st;
+    if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
+    if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
+    rocksdb_column_family_handle_t *cf;
+    int rc = day_cf_for_write(st, day, &cf, err, errlen);
+    if (rc) return rc;
+    data_key(&b->key, partition, user, ulen);
+    b->val.len = 0;
+    pd_profile_encode(delta, &b->val);
+    rocksdb_writebatch_merge_cf(b->wb, cf, b->key.p, b->key.len, b->val.p ? b->val.p : "",
+                                b->val.len);
+    return PD_OK;
+}
+
+void pd_store_batch_put_dedup(pd_store_batch *b, int32_t partition, const char *event_id,
+                              size_t idlen, int64_t ts_ms)
+{
+    uint8_t v[8];
+    data_key(&b->key, partition, event_id, idlen);
+    pd_put_u64be(v, (uint64_t)ts_ms);
+    rocksdb_writebatch_put_cf(b->wb, b->st->cf_dedup, b->key.p, b->key.len, (const char *)v, 8);
+}
+
+void pd_store_batch_set_checkpoint(pd_store_batch *b, int32_t partition, int64_t next_offset,
+                                   int64_t clock_ms)
+{
+    uint8_t k[PD_CKPT_KEY_LEN], v[PD_CKPT_VAL_LEN];
+    ckpt_key(k, partition);
+    pd_put_u64be(v, (uint64_t)next_offset);
+    pd_put_u64be(v + 8, (uint64_t)clock_ms);
+    /* a later put for the same key in this batch supersedes this one */
+    rocksdb_writebatch_put_cf(b->wb, b->st->cf_meta, (const char *)k, sizeof k,
+                              (const char *)v, sizeof v);
+}
+
+int pd_store_commit(pd_store *st, pd_store_batch *b, char *err, size_t errlen)
+{
+    pd_assert(b->st == st);
+    if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
+    if (rocksdb_writebatch_count(b->wb) == 0) return PD_OK;
+    char *re = NULL;
+    rocksdb_write(st->db, st->wo, b->wb, &re);
+    if (re) return rdb_err(re, err, errlen, "commit");
+    rocksdb_writebatch_clear(b->wb);
+    return PD_OK;
+}
+
+int pd_store_drop_days_before(pd_store *st, int64_t first_kept_day, char *err, size_t errlen)
+{
+    if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
+    int dropped = 0;
+    for (;;) {
+        pthread_mutex_lock(&st->lock);
+        pd_dayent *e = NULL;
+        if (st->ndays > 0 && st->days[0]->day < first_kept_day) {
+            e = st->days[0];
+            memmove(st->days, st->days + 1, (size_t)(st->ndays - 1) * sizeof *st->days);
+            st->ndays--;
+        }
+        pthread_mutex_unlock(&st->lock);
+        if (!e) break;
+        char *re = NULL;
+        rocksdb_drop_column_family(st->db, e->cf, &re);
+        if (re) {
+            pthread_mutex_lock(&st->lock);
+            days_insert_locked(st, e); /* only the writer removes: still the smallest */
+            pthread_mutex_unlock(&st->lock);
+            char name[12];
+            pd_store_day_name(e->day, name);
+            char what[64];
+            snprintf(what, sizeof what, "drop column family %s", name);
+            return rdb_err(re, err, errlen, what);
+        }
+        dayent_unref(st, e); /* the map's reference; readers may still hold theirs */
+        dropped++;
+    }
+    return dropped;
+}
+
+/* ------------------------------------------------------------------ */
+/* reading                                                             */
+
+int pd_store_get_checkpoint(pd_store *st, int32_t partition, pd_checkpoint *out)
+{
+    uint8_t k[PD_CKPT_KEY_LEN];
+    ckpt_key(k, partition);
+    char *re = NULL;
+    size_t len = 0;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *v = rocksdb_get_cf(st->db, ro, st->cf_meta, (const char *)k, sizeof k, &len, &re);
+    rocksdb_readoptions_destroy(ro);
+    if (re) {
+        pd_warn("store: read checkpoint %d: %s", partition, re);
+        rocksdb_free(re);
+        return PD_EIO;
+    }
+    if (!v) return PD_ENOTFOUND;
+    int rc = PD_OK;
+    if (len != PD_CKPT_VAL_LEN) {
+        rc = PD_ECORRUPT;
+    } else {
+        out->partition = partition;
+        out->next_offset = (int64_t)pd_get_u64be((const uint8_t *)v);
+        out->clock_ms = (int64_t)pd_get_u64be((const uint8_t *)v + 8);
+    }
+    rocksdb_free(v);
+    return rc;
+}
+
+int pd_store_list_checkpoints(pd_store *st, pd_checkpoint **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    int cap = 0, rc = PD_OK;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf_meta);
+    for (rocksdb_iter_seek(it, "o", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < 1 || k[0] != 'o') break;
+        if (kl != PD_CKPT_KEY_LEN) continue;
+        const char *v = rocksdb_iter_value(it, &vl);
+        if (vl != PD_CKPT_VAL_LEN) {
+            rc = PD_ECORRUPT;
+            break;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = pd_realloc(*out, (size_t)cap * sizeof **out);
+        }
+        pd_checkpoint *c = &(*out)[(*n)++];
+        c->partition = (int32_t)pd_get_u32be((const uint8_t *)k + 1);
+        c->next_offset = (int64_t)pd_get_u64be((const uint8_t *)v);
+        c->clock_ms = (int64_t)pd_get_u64be((const uint8_t *)v + 8);
+    }
+    char *re = NULL;
+    rocksdb_iter_get_error(it, &re);
+    if (re) {
+        pd_warn("store: list checkpoints: %s", re);
+        rocksdb_free(re);
+        rc = PD_EIO;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rc) {
+        pd_free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int pd_store_get_dedup(pd_store *st, int32_t partition, const char *event_id, size_t idlen,
+                       int64_t *ts_ms)
+{
+    pd_buf k = {0};
+    data_key(&k, partition, event_id, idlen);
+    char *re = NULL;
+    size_t len = 0;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *v = rocksdb_get_cf(st->db, ro, st->cf_dedup, k.p, k.len, &len, &re);
+    rocksdb_readoptions_destroy(ro);
+    pd_buf_free(&k);
+    if (re) {
+        pd_warn("store: read dedup: %s", re);
+        rocksdb_free(re);
+        return PD_EIO;
+    }
+    if (!v) return PD_ENOTFOUND;
+    int rc = PD_OK;
+    if (len != 8) rc = PD_ECORRUPT;
+    else *ts_ms = (int64_t)pd_get_u64be((const uint8_t *)v);
+    rocksdb_free(v);
+    return rc;
+}
+
+int pd_store_list_days(pd_store *st, int64_t **days, int *n)
+{
+    pthread_mutex_lock(&st->lock);
+    *days = pd_malloc((size_t)(st->ndays ? st->ndays : 1) * sizeof **days);
+    for (int i = 0; i < st->ndays; i++) (*days)[i] = st->days[i]->day;
+    *n = st->ndays;
+    pthread_mutex_unlock(&st->lock);
+    return PD_OK;
+}
+
+pd_store_snap *pd_store_snap_acquire(pd_store *st)
+{
+    pd_store_snap *sn = pd_calloc(1, sizeof *sn);
+    /* the family list first, then the snapshot: a family created in between
+     * is simply absent from the view; one dropped in between stays readable
+     * through our reference */
+    dayents_ref(st, INT64_MIN, &sn->days, &sn->ndays);
+    sn->snap = rocksdb_create_snapshot(st->db);
+    return sn;
+}
+
+void pd_store_snap_release(pd_store *st, pd_store_snap *snap)
+{
+    if (!snap) return;
+    if (snap->snap) rocksdb_release_snapshot(st->db, snap->snap);
+    dayents_unref(st, snap->days, snap->ndays);
+    pd_free(snap);
+}
+
+int pd_store_get_profile(pd_store *st, pd_store_snap *snap, int64_t day, int32_t partition,
+                         const char *user, size_t ulen, pd_profile *out, char *err, size_t errlen)
+{
+    if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
+    pd_dayent *e = NULL;
+    if (snap) {
+        int i = days_lower_bound(snap->days, snap->ndays, day);
+        if (i < snap->ndays && snap->days[i]->day == day) e = snap->days[i];
+    } else {
+        e = dayent_ref(st, day);
+    }
+    if (!e) return PD_ENOTFOUND;
+    pd_buf k = {0};
+    data_key(&k, partition, user, ulen);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (snap && snap->snap) rocksdb_readoptions_set_snapshot(ro, snap->snap);
+    char *re = NULL;
+    int rc = PD_OK;
+    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(st->db, ro, e->cf, k.p, k.len, &re);
+    if (re) {
+        rc = rdb_err(re, err, errlen, "read profile");
+    } else if (!ps) {
+        rc = PD_ENOTFOUND;
+    } else {
+        size_t vl = 0;
+        const char *v = rocksdb_pinnableslice_value(ps, &vl);
+        rc = pd_profile_decode(out, v, vl, err, errlen);
+        rocksdb_pinnableslice_destroy(ps);
+    }
+    rocksdb_readoptions_destroy(ro);
+    pd_buf_free(&k);
+    if (!snap) dayent_unref(st, e);
+    return rc;
+}
+
+/* Visits one day family; returns 0, fn's non-zero value, or an error. */
+static int scan_day(pd_store *st, pd_dayent *e, int32_t partition, const char *user, size_t ulen,
+                    pd_store_visit_fn fn, void *arg, pd_profile *prof, pd_buf *ubuf, char *err,
+                    size_t errlen)
+{
+    int rc = 0;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, e->cf);
+    uint8_t pfx[4];
+    if (partition >= 0) {
+        pd_put_u32be(pfx, (uint32_t)partition);
+        if (user) {
+            pd_buf k = {0};
+            data_key(&k, partition, user, ulen);
+            rocksdb_iter_seek(it, k.p, k.len);
+            pd_buf_free(&k);
+        } else {
+            rocksdb_iter_seek(it, (const char *)pfx, 4);
+        }
+    } else {
+        rocksdb_iter_seek_to_first(it);
+    }
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < 4) continue; /* not a profile key */
+        if (partition >= 0 && memcmp(k, pfx, 4) != 0) break;
+        if (user && (kl - 4 != ulen || memcmp(k + 4, user, ulen) != 0)) {
+            if (partition >= 0) break; /* seeked to the exact key: it is absent */
+            continue;
+        }
+        const char *v = rocksdb_iter_value(it, &vl);
+        int32_t kp = (int32_t)pd_get_u32be((const uint8_t *)k);
+        pd_profile_reset(prof);
+        char e2[200];
+        if (pd_profile_decode(prof, v, vl, e2, sizeof e2) != PD_OK) {
+            char dn[12];
+            pd_store_day_name(e->day, dn);
+            rc = pd_seterr(err, errlen, PD_ECORRUPT, "profile %s/%d/%.*s: %s", dn + 1, kp,
+                           (int)PD_MIN(kl - 4, 64), k + 4, e2);
+            break;
+        }
+        ubuf->len = 0;
+        pd_buf_append(ubuf, k + 4, kl - 4);
+        pd_buf_putc(ubuf, '\0');
+        rc = fn(arg, e->day, kp, ubuf->p, kl - 4, prof);
+        if (rc) break;
+    }
+    char *re = NULL;
+    rocksdb_iter_get_error(it, &re);
+    if (re) {
+        int r2 = rdb_err(re, err, errlen, "scan");
+        if (!rc) rc = r2;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
+int pd_store_scan(pd_store *st, int64_t day, int32_t partition, const char *user, size_t ulen,
+                  pd_store_visit_fn fn, void *arg, char *err, size_t errlen)
+{
+    pd_dayent **v;
+    int n, rc = 0;
+    dayents_ref(st, day, &v, &n);
+    pd_profile prof;
+    pd_profile_init(&prof, st->schema);
+    pd_buf ubuf = {0};
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = scan_day(st, v[i], partition, user, ulen, fn, arg, &prof, &ubuf, err, errlen);
+    pd_buf_free(&ubuf);
+    pd_profile_free(&prof);
+    dayents_unref(st, v, n);
+    return rc;
+}
+
+int pd_store_day_stats(pd_store *st, pd_day_stats **out, int *n)
+{
+    pd_dayent **v;
+    int k;
+    dayents_ref(st, INT64_MIN, &v, &k);
+    *out = pd_calloc((size_t)(k ? k : 1), sizeof **out);
+    for (int i = 0; i < k; i++) {
+        uint64_t keys = 0, sst = 0, mem = 0;
+        if (rocksdb_property_int_cf(st->db, v[i]->cf, "rocksdb.estimate-num-keys", &keys) != 0)
+            keys = 0;
+        if (rocksdb_property_int_cf(st->db, v[i]->cf, "rocksdb.total-sst-files-size", &sst) != 0)
+            sst = 0;
+        if (rocksdb_property_int_cf(st->db, v[i]->cf, "rocksdb.cur-size-all-mem-tables", &mem) != 0)
+            mem = 0;
+        (*out)[i].day = v[i]->day;
+        (*out)[i].keys = keys;
+        (*out)[i].bytes = sst + mem;
+    }
+    *n = k;
+    dayents_unref(st, v, k);
+    return PD_OK;
+}

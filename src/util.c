@@ -1,0 +1,473 @@
+/*
+ * util.c -- allocation wrappers, error strings, logging, buffers, varints,
+ * UTF-8 validation, calendar arithmetic and Kafka's murmur2 partitioner.
+ *
+ * Everything here is pure or touches only stderr and the clock; no module
+ * state. Calendar math uses Howard Hinnant's civil-from-days algorithm
+ * (public domain description), valid for the whole int64 day range we use.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <pthread.h>
+
+int pd_log_quiet = 0;
+
+void pd_oom(const char *file, int line, size_t n)
+{
+    fprintf(stderr, "profiled: out of memory allocating %zu bytes at %s:%d\n", n, file, line);
+    abort();
+}
+
+void *pd_malloc_(size_t n, const char *file, int line)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) pd_oom(file, line, n);
+    return p;
+}
+
+void *pd_calloc_(size_t nmemb, size_t n, const char *file, int line)
+{
+    void *p = calloc(nmemb ? nmemb : 1, n ? n : 1);
+    if (!p) pd_oom(file, line, nmemb * n);
+    return p;
+}
+
+void *pd_realloc_(void *p, size_t n, const char *file, int line)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) pd_oom(file, line, n);
+    return q;
+}
+
+char *pd_strndup_(const char *s, size_t n, const char *file, int line)
+{
+    char *p = pd_malloc_(n + 1, file, line);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+void pd_assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "profiled: assertion failed: %s (%s:%d)\n", expr, file, line);
+    abort();
+}
+
+int pd_seterr(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void pd_log(const char *level, const char *fmt, ...)
+{
+    if (pd_log_quiet && level[0] == 'i') return;
+    char ts[32];
+    pd_ts_format(pd_now_ms(), ts);
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&log_lock);
+    fprintf(stderr, "%s %-5s ", ts, level);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    pthread_mutex_unlock(&log_lock);
+    va_end(ap);
+}
+
+int64_t pd_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t pd_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- buffers ---- */
+
+void pd_buf_reserve(pd_buf *b, size_t extra)
+{
+    if (b->len + extra <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + extra) cap *= 2;
+    b->p = pd_realloc(b->p, cap);
+    b->cap = cap;
+}
+
+void pd_buf_append(pd_buf *b, const void *data, size_t n)
+{
+    pd_buf_reserve(b, n + 1);
+    if (n) memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void pd_buf_putc(pd_buf *b, char c)
+{
+    pd_buf_reserve(b, 2);
+    b->p[b->len++] = c;
+    b->p[b->len] = '\0';
+}
+
+void pd_buf_printf(pd_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof tmp) {
+        pd_buf_append(b, tmp, (size_t)n);
+        return;
+    }
+    pd_buf_reserve(b, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void pd_buf_free(pd_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+void pd_buf_json_str(pd_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    pd_buf_reserve(b, n + 3);
+    b->p[b->len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            if (b->len + 2 > b->cap) pd_buf_reserve(b, 2);
+            b->p[b->len++] = (char)c;
+            continue;
+        }
+        char esc[7];
+        size_t k = 0;
+        esc[k++] = '\\';
+        switch (c) {
+        case '"': esc[k++] = '"'; break;
+        case '\\': esc[k++] = '\\'; break;
+        case '\n': esc[k++] = 'n'; break;
+        case '\r': esc[k++] = 'r'; break;
+        case '\t': esc[k++] = 't'; break;
+        default:
+            esc[k++] = 'u'; esc[k++] = '0'; esc[k++] = '0';
+            esc[k++] = hex[c >> 4]; esc[k++] = hex[c & 15];
+        }
+        pd_buf_reserve(b, k + 2);
+        memcpy(b->p + b->len, esc, k);
+        b->len += k;
+    }
+    pd_buf_reserve(b, 2);
+    b->p[b->len++] = '"';
+    b->p[b->len] = '\0';
+}
+
+/* ---- varints and fixed-width integers ---- */
+
+void pd_put_uvarint(pd_buf *b, uint64_t v)
+{
+    pd_buf_reserve(b, 11);
+    while (v >= 0x80) {
+        b->p[b->len++] = (char)((v & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    b->p[b->len++] = (char)v;
+}
+
+size_t pd_get_uvarint(const uint8_t *p, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n && i < 10; i++) {
+        uint64_t c = p[i];
+        if (i == 9 && c > 1) return 0; /* overflow */
+        v |= (c & 0x7f) << (7 * i);
+        if (!(c & 0x80)) {
+            *out = v;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+void pd_put_u32be(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+uint32_t pd_get_u32be(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void pd_put_u64be(uint8_t *p, uint64_t v)
+{
+    pd_put_u32be(p, (uint32_t)(v >> 32));
+    pd_put_u32be(p + 4, (uint32_t)v);
+}
+
+uint64_t pd_get_u64be(const uint8_t *p)
+{
+    return (uint64_t)pd_get_u32be(p) << 32 | pd_get_u32be(p + 4);
+}
+
+/* ---- UTF-8 ---- */
+
+int pd_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) { i++; continue; }
+        size_t need;
+        uint32_t cp, min;
+        if ((c & 0xe0) == 0xc0) { need = 1; cp = c & 0x1f; min = 0x80; }
+        else if ((c & 0xf0) == 0xe0) { need = 2; cp = c & 0x0f; min = 0x800; }
+        else if ((c & 0xf8) == 0xf0) { need = 3; cp = c & 0x07; min = 0x10000; }
+        else return 0;
+        if (need >= n - i) return 0; /* truncated sequence */
+        for (size_t k = 1; k <= need; k++) {
+            unsigned cc = s[i + k];
+            if ((cc & 0xc0) != 0x80) return 0;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+/* ---- calendar ---- */
+
+int64_t pd_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const unsigned yoe = (unsigned)(y - era * 400);
+    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+void pd_civil_from_days(int64_t z, int *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const unsigned doe = (unsigned)(z - era * 146097);
+    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const int64_t yy = (int64_t)yoe + era * 400;
+    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int)(yy + (*m <= 2));
+}
+
+static void put_digits(char *out, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        out[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+void pd_day_format(int64_t day, char *out)
+{
+    int y;
+    unsigned m, d;
+    pd_civil_from_days(day, &y, &m, &d);
+    put_digits(out, (unsigned)(y < 0 ? 0 : y), 4);
+    out[4] = '-';
+    put_digits(out + 5, m, 2);
+    out[7] = '-';
+    put_digits(out + 8, d, 2);
+    out[10] = '\0';
+}
+
+static int digits(const char *s, size_t n, int *out)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 29;
+    return dm[m - 1];
+}
+
+int pd_day_parse(const char *s, size_t n, int64_t *day)
+{
+    int y, m, d;
+    if (n != 10 || s[4] != '-' || s[7] != '-') return PD_EINVAL;
+    if (digits(s, 4, &y) || digits(s + 5, 2, &m) || digits(s + 8, 2, &d)) return PD_EINVAL;
+    if (y < 1970 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m)) return PD_EINVAL;
+    *day = pd_days_from_civil(y, (unsigned)m, (unsigned)d);
+    return PD_OK;
+}
+
+void pd_ts_format(int64_t ms, char *out)
+{
+    int64_t day = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
+    unsigned rem = (unsigned)(ms - day * 86400000);
+    pd_day_format(day, out);
+    out[10] = 'T';
+    put_digits(out + 11, rem / 3600000, 2);
+    out[13] = ':';
+    put_digits(out + 14, rem / 60000 % 60, 2);
+    out[16] = ':';
+    put_digits(out + 17, rem / 1000 % 60, 2);
+    out[19] = '.';
+    put_digits(out + 20, rem % 1000, 3);
+    out[23] = 'Z';
+    out[24] = '\0';
+}
+
+int pd_ts_parse_rfc3339(const char *s, size_t n, int64_t *ms)
+{
+    /* YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm) */
+    int64_t day;
+    int hh, mi, ss;
+    if (n < 20) return PD_EINVAL;
+    if (pd_day_parse(s, 10, &day)) return PD_EINVAL;
+    if (s[10] != 'T' && s[10] != 't' && s[10] != ' ') return PD_EINVAL;
+    if (s[13] != ':' || s[16] != ':') return PD_EINVAL;
+    if (digits(s + 11, 2, &hh) || digits(s + 14, 2, &mi) || digits(s + 17, 2, &ss)) return PD_EINVAL;
+    if (hh > 23 || mi > 59 || ss > 60) return PD_EINVAL;
+    if (ss == 60) ss = 59; /* leap second: clamp */
+    size_t i = 19;
+    int frac = 0, fd = 0;
+    if (i < n && s[i] == '.') {
+        i++;
+        size_t st = i;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            if (fd < 3) { frac = frac * 10 + (s[i] - '0'); fd++; }
+            i++;
+        }
+        if (i == st || i - st > 9) return PD_EINVAL;
+        while (fd < 3) { frac *= 10; fd++; }
+    }
+    int64_t off = 0;
+    if (i < n && (s[i] == 'Z' || s[i] == 'z')) {
+        i++;
+    } else if (i < n && (s[i] == '+' || s[i] == '-')) {
+        int oh, om;
+        if (n - i != 6 || s[i + 3] != ':') return PD_EINVAL;
+        if (digits(s + i + 1, 2, &oh) || digits(s + i + 4, 2, &om) || oh > 23 || om > 59) return PD_EINVAL;
+        off = (int64_t)(oh * 60 + om) * 60000;
+        if (s[i] == '-') off = -off;
+        i += 6;
+    } else {
+        return PD_EINVAL;
+    }
+    if (i != n) return PD_EINVAL;
+    *ms = day * 86400000 + (int64_t)hh * 3600000 + mi * 60000 + ss * 1000 + frac - off;
+    return PD_OK;
+}
+
+/* ---- Kafka murmur2 (as in the Java client's Utils.murmur2) ---- */
+
+uint32_t pd_murmur2(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    const uint32_t m = 0x5bd1e995;
+    const int r = 24;
+    uint32_t h = 0x9747b28cU ^ (uint32_t)len;
+    size_t n4 = len / 4;
+    for (size_t i = 0; i < n4; i++) {
+        uint32_t k = (uint32_t)p[i * 4] | (uint32_t)p[i * 4 + 1] << 8 |
+                     (uint32_t)p[i * 4 + 2] << 16 | (uint32_t)p[i * 4 + 3] << 24;
+        k *= m;
+        k ^= k >> r;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    const uint8_t *t = p + n4 * 4;
+    switch (len & 3) {
+    case 3: h ^= (uint32_t)t[2] << 16; /* fall through */
+    case 2: h ^= (uint32_t)t[1] << 8;  /* fall through */
+    case 1: h ^= t[0]; h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+int32_t pd_partition_for(const void *key, size_t len, int32_t nparts)
+{
+    if (nparts <= 0) return -1;
+    return (int32_t)((pd_murmur2(key, len) & 0x7fffffffU) % (uint32_t)nparts);
+}
+
+/* ---- time zones ---- */
+
+int pd_tz_parse(pd_tz *tz, const char *spec, char *err, size_t errlen)
+{
+    memset(tz, 0, sizeof *tz);
+    if (!*spec || strcmp(spec, "UTC") == 0 || strcmp(spec, "Z") == 0 || strcmp(spec, "Etc/UTC") == 0)
+        return PD_OK;
+    if ((spec[0] == '+' || spec[0] == '-') && strlen(spec) == 6 && spec[3] == ':') {
+        int h, m;
+        if (digits(spec + 1, 2, &h) || digits(spec + 4, 2, &m) || h > 23 || m > 59)
+            return pd_seterr(err, errlen, PD_EINVAL, "timezone: bad offset '%s'", spec);
+        tz->offset_ms = (int64_t)(h * 60 + m) * 60000 * (spec[0] == '-' ? -1 : 1);
+        return PD_OK;
+    }
+    /* IANA name: must exist in the zoneinfo database. */
+    char path[512] = "/usr/share/zoneinfo/";
+    size_t sl = strlen(spec), pl = strlen(path);
+    if (sl + pl >= sizeof path) return pd_seterr(err, errlen, PD_EINVAL, "timezone: name too long");
+    memcpy(path + pl, spec, sl + 1);
+    FILE *f = strstr(spec, "..") ? NULL : fopen(path, "rb");
+    if (!f) return pd_seterr(err, errlen, PD_EINVAL, "timezone: unknown zone '%s' (use UTC, +HH:MM or an IANA name)", spec);
+    fclose(f);
+    setenv("TZ", spec, 1);
+    tzset();
+    tz->iana = 1;
+    return PD_OK;
+}
+
+int64_t pd_tz_day(const pd_tz *tz, int64_t ms)
+{
+    int64_t off = tz->offset_ms;
+    if (tz->iana) {
+        time_t t = (time_t)(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000));
+        struct tm tm;
+        if (localtime_r(&t, &tm)) off = (int64_t)tm.tm_gmtoff * 1000;
+    }
+    int64_t l = ms + off;
+    return l >= 0 ? l / 86400000 : -((-l + 86399999) / 86400000);
+}

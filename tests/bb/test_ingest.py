@@ -1,0 +1,298 @@
+"""test_ingest.py -- exactly-once ingestion against the embedded broker.
+
+Each test produces a known input, lets workers ingest it, then compares
+every stored profile with the oracle (tests/oracle.py) fed with the records
+read back from the topic (so re-produced misrouted events are included, in
+log order), and checks the dead-letter topic.
+"""
+import base64
+import json
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib import Cluster, PROFILECTL, check, main, wait_for, TestFailure  # noqa: E402
+from oracle import Oracle, diff_profile, partition_for  # noqa: E402
+
+NPARTS = 4
+DAY = 86400000
+
+
+def generate(c, path, n, users, seed, days=3):
+    start = int(time.time() * 1000) - days * DAY
+    r = c.ctl("generate", str(n), "--users", str(users), "--days", str(days), "--seed", str(seed),
+              "--start_ts", str(start), "--dup_rate", "0.03", timeout=120)
+    with open(path, "wb") as f:
+        f.write(r.stdout)
+    return [l for l in r.stdout.splitlines() if l.strip()]
+
+
+def bad_events(now_ms):
+    """(line, expected DLQ reason) pairs."""
+    ok = {"user_id": "u-bad", "ts": now_ms - 1000, "type": "view", "item": {"color": "red"}}
+
+    def with_(**kw):
+        d = dict(ok)
+        for k, v in kw.items():
+            if v is None:
+                d.pop(k, None)
+            else:
+                d[k] = v
+        return json.dumps(d).encode()
+
+    return [
+        (b"{not json", "invalid_json"),
+        (b"[1,2,3]", "not_object"),
+        (b"\xff\xfe{}", "invalid_utf8"),
+        (with_(user_id=None), "missing_user_id"),
+        (with_(user_id=42), "bad_user_id_type"),
+        (with_(user_id=""), "empty_user_id"),
+        (with_(user_id="u" * 257), "user_id_too_long"),
+        (with_(ts=None), "missing_ts"),
+        (with_(ts=[1]), "bad_ts_type"),
+        (with_(ts="yesterday"), "bad_ts_format"),
+        (with_(ts=1.5), "bad_ts_format"),
+        (with_(ts=12), "ts_out_of_range"),
+        (with_(ts=now_ms + 3 * 3600 * 1000), "future_ts"),
+        (with_(type=None), "missing_type"),
+        (with_(type=7), "bad_type_type"),
+        (with_(type=""), "empty_type"),
+        (with_(event_id=5), "bad_event_id"),
+        (with_(item="red"), "bad_attr_container"),
+        (b"   ", "invalid_json"),
+    ]
+
+
+def misrouted_events(now_ms, n=30):
+    """Events whose Kafka key hashes to another partition than their user_id."""
+    out = []
+    i = 0
+    while len(out) < n:
+        uid = "u-mis-%d" % i
+        key = "k-%d" % i
+        i += 1
+        if partition_for(uid.encode(), NPARTS) == partition_for(key.encode(), NPARTS):
+            continue
+        ev = {"user_id": uid, "ts": now_ms - 5000 - i, "type": "view", "route_key": key,
+              "item": {"make": "Audi", "price": 20000 + i, "color": "black"}}
+        if i % 3:
+            ev["event_id"] = "mis-%d" % i   # the others have no event_id: de-dup by origin
+        out.append(json.dumps(ev).encode())
+    return out
+
+
+def build_input(c, n, users, seed):
+    rnd = random.Random(seed)
+    lines = generate(c, os.path.join(c.dir, "gen.jsonl"), n, users, seed)
+    now = int(time.time() * 1000)
+    bad = bad_events(now)
+    lines += [l for l, _ in bad] + misrouted_events(now)
+    rnd.shuffle(lines)
+    path = os.path.join(c.dir, "input.jsonl")
+    with open(path, "wb") as f:
+        for l in lines:
+            f.write(l.replace(b"\n", b" ") + b"\n")
+    return path, {l: r for l, r in bad}
+
+
+def read_topic(c, topic):
+    _, text = c.end_offsets(topic)
+    recs = [json.loads(l) for l in text.splitlines() if l.strip()]
+    recs.sort(key=lambda r: (r["partition"], r["offset"]))
+    return recs
+
+
+def oracle_from_topic(c):
+    o = Oracle(nparts=NPARTS)
+    for r in read_topic(c, c.topic):
+        if "value_base64" in r:
+            val = base64.b64decode(r["value_base64"])
+        else:
+            val = (r["value"] or "").encode("utf-8")
+        o.feed(r["partition"], r["offset"], val, r["timestamp"], r["headers"].get("profiled-origin"))
+    return o
+
+
+def wait_caught_up(c, data_dirs, timeout=120):
+    """Until the union of stores' checkpoints reaches every partition's end
+    (ends re-read each time: misrouted events are re-produced)."""
+    def done():
+        ends = c.watermarks()
+        best = {p: -1 for p in range(NPARTS)}
+        for d in data_dirs:
+            if not os.path.exists(os.path.join(d, "CURRENT")):
+                continue
+            for p, off in c.offsets(d).items():
+                best[p] = max(best[p], off)
+        return all(best[p] >= ends[p] for p in range(NPARTS)) and (ends, best)
+    return wait_for(done, timeout, "workers to checkpoint every partition's end", interval=0.5)
+
+
+def owner_dirs(c, data_dirs):
+    """For each partition, the store whose checkpoint is the furthest."""
+    best = {}
+    for d in data_dirs:
+        for p, off in c.offsets(d).items():
+            if p not in best or off > best[p][0]:
+                best[p] = (off, d)
+    return {p: d for p, (off, d) in best.items()}
+
+
+def compare_state(c, oracle, data_dirs):
+    want = oracle.profiles()
+    owners = owner_dirs(c, data_dirs)
+    got = {}
+    for p in range(NPARTS):
+        check(p in owners, "no store has a checkpoint for partition %d" % p)
+        for k, v in c.dump(owners[p], partition=p).items():
+            got[k] = v["profile"]
+    errs = []
+    for k in sorted(set(want) | set(got)):
+        if k not in got:
+            errs.append("%s: missing from the store" % (k,))
+        elif k not in want:
+            errs.append("%s: in the store but not in the oracle: %s" % (k, json.dumps(got[k])[:200]))
+        else:
+            errs += ["%s%s" % (k, e) for e in diff_profile(want[k], got[k])]
+    check(not errs, "%d profile differences, e.g.:\n  %s" % (len(errs), "\n  ".join(errs[:10])))
+    check(len(want) > 100, "oracle has too few profiles (%d): input generation broken?" % len(want))
+
+
+def check_dlq(c, oracle, bad):
+    recs = read_topic(c, c.topic + ".dlq")
+    seen = {}
+    for r in recs:
+        h = r["headers"]
+        seen[(int(h["source_partition"]), int(h["source_offset"]))] = h["reason"]
+    for (p, off, reason) in oracle.dlq:
+        check((p, off) in seen, "bad record %d/%d (%s) not in the DLQ" % (p, off, reason))
+        check(seen[(p, off)] == reason, "DLQ reason for %d/%d: %s, oracle says %s" % (p, off, seen[(p, off)], reason))
+    check(len(oracle.dlq) == len(bad), "oracle found %d bad records, input had %d" % (len(oracle.dlq), len(bad)))
+    reasons = sorted(r for _, _, r in oracle.dlq)
+    check(reasons == sorted(bad.values()), "DLQ reasons %s != expected %s" % (reasons, sorted(bad.values())))
+
+
+def test_exactness_dlq_misrouted():
+    c = Cluster(partitions=NPARTS)
+    ok = False
+    try:
+        path, bad = build_input(c, 6000, 400, 11)
+        w = c.start_worker("w1")
+        out = c.produce_file(path, ["--key_field", "route_key"])
+        check("failed=0" in out, "produce reported failures: %s" % out)
+        wait_caught_up(c, [w.data])
+        rc = w.stop()
+        check(rc == 0, "worker exit code %s" % rc)
+        o = oracle_from_topic(c)
+        check(o.outcomes.get("misrouted", 0) == 30, "oracle saw %s misrouted" % o.outcomes)
+        check(o.outcomes.get("duplicate", 0) > 50, "too few duplicates in the input: %s" % o.outcomes)
+        compare_state(c, o, [w.data])
+        check_dlq(c, o, bad)
+        ok = True
+    finally:
+        errs = c.close(ok)
+        if ok and errs:
+            raise TestFailure("; ".join(errs))
+
+
+def test_crash_safety_kill9():
+    c = Cluster(partitions=NPARTS)
+    ok = False
+    try:
+        path, bad = build_input(c, 24000, 2000, 23)
+        data = os.path.join(c.dir, "data-w1")
+        # Produce at a bounded rate in the background so that every kill
+        # lands while the worker is ingesting.
+        prod = c._start("producer", [PROFILECTL, "produce", "--brokers", c.bootstrap, "--topic", c.topic,
+                                     "--file", path, "--key_field", "route_key", "--rate", "3000", "--quiet"])
+        rnd = random.Random(5)
+        kills = 0
+        for i in range(6):
+            w = c.start_worker("w1")
+            time.sleep(rnd.uniform(0.5, 2.0))
+            if not w.alive():
+                raise TestFailure("worker died:\n" + w.tail())
+            w.kill9()
+            kills += 1
+        wait_for(lambda: not prod.alive(), 60, "producer to finish")
+        check(prod.p.returncode == 0, "producer failed")
+        w = c.start_worker("w1")
+        wait_caught_up(c, [data], timeout=180)
+        check(w.stop() == 0, "worker did not exit cleanly")
+        o = oracle_from_topic(c)
+        compare_state(c, o, [data])
+        check_dlq(c, o, bad)
+        check(kills >= 5, "killed only %d times" % kills)
+        ok = True
+    finally:
+        errs = c.close(ok)
+        if ok and errs:
+            raise TestFailure("; ".join(errs))
+
+
+def test_rebalance_leave_rejoin():
+    c = Cluster(partitions=NPARTS)
+    ok = False
+    try:
+        path, bad = build_input(c, 12000, 800, 31)
+        lines = open(path, "rb").read().splitlines()
+        third = len(lines) // 3
+        parts = []
+        for i in range(3):
+            pth = os.path.join(c.dir, "part%d.jsonl" % i)
+            with open(pth, "wb") as f:
+                f.write(b"\n".join(lines[i * third:(i + 1) * third if i < 2 else len(lines)]) + b"\n")
+            parts.append(pth)
+        w1 = c.start_worker("w1")
+        w2 = c.start_worker("w2")
+        c.produce_file(parts[0], ["--key_field", "route_key"])
+        time.sleep(2)
+        check(w2.stop() == 0, "w2 graceful stop failed")          # leaves the group
+        c.produce_file(parts[1], ["--key_field", "route_key"])
+        time.sleep(1)
+        w2 = c.start_worker("w2")                                  # rejoins mid-stream
+        c.produce_file(parts[2], ["--key_field", "route_key"])
+        dirs = [w1.data, w2.data]
+        wait_caught_up(c, dirs, timeout=180)
+        check(w1.stop() == 0 and w2.stop() == 0, "graceful stop failed")
+        o = oracle_from_topic(c)
+        compare_state(c, o, dirs)
+        check_dlq(c, o, bad)
+        ok = True
+    finally:
+        errs = c.close(ok)
+        if ok and errs:
+            raise TestFailure("; ".join(errs))
+
+
+def test_graceful_shutdown_bounded():
+    c = Cluster(partitions=NPARTS)
+    ok = False
+    try:
+        path, _ = build_input(c, 20000, 1000, 41)
+        c.produce_file(path, ["--key_field", "route_key"])
+        w = c.start_worker("w1")
+        time.sleep(1.5)                       # mid-ingestion
+        t0 = time.monotonic()
+        rc = w.stop(timeout=30)
+        took = time.monotonic() - t0
+        check(rc == 0, "exit code %s" % rc)
+        check(took < 20, "shutdown took %.1fs" % took)
+        # What was consumed before the stop was committed: a restart resumes
+        # from the checkpoint and the end state is exact.
+        w = c.start_worker("w1")
+        wait_caught_up(c, [w.data])
+        check(w.stop() == 0, "second stop failed")
+        compare_state(c, oracle_from_topic(c), [w.data])
+        ok = True
+    finally:
+        errs = c.close(ok)
+        if ok and errs:
+            raise TestFailure("; ".join(errs))
+
+
+if __name__ == "__main__":
+    main([test_exactness_dlq_misrouted, test_crash_safety_kill9, test_rebalance_leave_rejoin,
+          test_graceful_shutdown_bounded])

@@ -1,0 +1,89 @@
+/*
+ * fuzz_decode.c -- libFuzzer target for pd_profile_decode.
+ *
+ * Decodes arbitrary bytes against the default schema (max_values 64). A
+ * rejected input must come back as PD_ECORRUPT with a message and an empty
+ * profile. An accepted input must re-encode to exactly the same bytes (the
+ * encoding is canonical), decode(encode(p)) must equal p, merging p with
+ * itself must double every count and keep the invariants, and JSON
+ * rendering must not crash. Any mismatch aborts.
+ */
+#include "profile.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_catset_doubled(const pd_catset *twice, const pd_catset *once)
+{
+    pd_assert(twice->n == once->n);
+    pd_assert(twice->other == 2 * once->other);
+    for (uint32_t i = 0; i < once->n; i++)
+        pd_assert(pd_catset_get(twice, once->vals[i].v, once->vals[i].len) == 2 * once->vals[i].count);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static pd_schema schema;
+    static int ready;
+    if (!ready) {
+        pd_schema_default(&schema, 64);
+        ready = 1;
+    }
+    pd_profile p, q, empty;
+    char err[256] = "";
+    pd_profile_init(&p, &schema);
+    pd_profile_init(&q, &schema);
+    pd_profile_init(&empty, &schema);
+
+    int rc = pd_profile_decode(&p, data, size, err, sizeof err);
+    if (rc != PD_OK) {
+        pd_assert(rc == PD_ECORRUPT);
+        pd_assert(err[0] != '\0');
+        pd_assert(pd_profile_equal(&p, &empty));
+        goto out;
+    }
+
+    pd_buf enc = {0};
+    pd_profile_encode(&p, &enc);
+    pd_assert(enc.len == size && memcmp(enc.p, data, size) == 0);
+    rc = pd_profile_decode(&q, enc.p, enc.len, err, sizeof err);
+    pd_assert(rc == PD_OK);
+    pd_assert(pd_profile_equal(&p, &q));
+    pd_buf_free(&enc);
+
+    pd_assert(pd_catset_total(&p.types) == p.events);
+
+    /* Merge with itself (aliasing) when counts cannot overflow. */
+    if (p.events < (UINT64_C(1) << 62)) {
+        pd_profile_merge(&q, &q);
+        pd_assert(q.events == 2 * p.events);
+        pd_assert(q.first_ts == p.first_ts && q.last_ts == p.last_ts);
+        check_catset_doubled(&q.types, &p.types);
+        for (int i = 0; i < schema.ndims; i++) {
+            if (schema.dims[i].type == PD_DIM_CATEGORICAL) {
+                check_catset_doubled(&q.dims[i].cat, &p.dims[i].cat);
+            } else {
+                pd_assert(q.dims[i].num.count == 2 * p.dims[i].num.count);
+                for (int k = 0; p.dims[i].num.count && k <= schema.dims[i].nbounds; k++)
+                    pd_assert(q.dims[i].num.hist[k] == 2 * p.dims[i].num.hist[k]);
+            }
+        }
+        /* merge into an empty profile is a copy */
+        pd_profile_merge(&empty, &p);
+        pd_assert(pd_profile_equal(&empty, &p));
+        pd_profile_merge(&empty, &p);
+        pd_assert(pd_profile_equal(&empty, &q));
+    }
+
+    pd_buf js = {0};
+    pd_profile_to_json(&p, &js);
+    pd_assert(js.len > 0 && js.p[0] == '{' && js.p[js.len - 1] == '}');
+    pd_buf_free(&js);
+out:
+    pd_profile_free(&p);
+    pd_profile_free(&q);
+    pd_profile_free(&empty);
+    return 0;
+}

@@ -1,0 +1,361 @@
+"""oracle.py -- an independent model of what profiled must compute.
+
+Written from the documented rules (docs/data-model.md, docs/architecture.md),
+not from the C code: event validation, Kafka's murmur2 partitioner, the
+per-partition event-time clock, retention, de-dup and the bottom-k cap. Tests
+feed it the same input they produce to Kafka and compare its profiles with
+what the workers stored or serve.
+"""
+import json
+import math
+
+import xxhash
+
+TS_MIN = 946684800000      # 2000-01-01
+TS_MAX = 7258118400000     # 2200-01-01
+DAY_MS = 86400000
+
+VEHICLE_CATEGORICAL = ["make", "model", "color", "fuel", "gearbox", "body", "condition",
+                       "seller_type", "region", "emission_class", "damaged", "doors"]
+VEHICLE_NUMERIC = {
+    "price": [5000, 10000, 15000, 20000, 30000, 50000, 75000, 100000],
+    "mileage": [10000, 25000, 50000, 100000, 150000, 200000],
+    "year": [2000, 2005, 2010, 2015, 2018, 2020, 2022, 2024],
+    "power_kw": [50, 75, 100, 150, 200, 300],
+    "seats": [2, 4, 5, 7],
+    "engine_cc": [1000, 1400, 1600, 2000, 3000, 4000],
+    "co2_g_km": [0, 50, 100, 130, 160, 200, 250],
+    "owners": [1, 2, 3, 5],
+}
+
+
+def vehicle_schema():
+    dims = [(n, "categorical", None) for n in VEHICLE_CATEGORICAL]
+    dims += [(n, "numeric", b) for n, b in VEHICLE_NUMERIC.items()]
+    return dims
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's Utils.murmur2 (unsigned 32-bit result)."""
+    m, r = 0x5BD1E995, 24
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    n4 = length // 4
+    for i in range(n4):
+        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    rest = length & 3
+    tail = data[4 * n4:]
+    if rest == 3:
+        h ^= tail[2] << 16
+    if rest >= 2:
+        h ^= tail[1] << 8
+    if rest >= 1:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def partition_for(key: bytes, nparts: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % nparts
+
+
+def day_of(ms, tz_offset_ms=0):
+    return (ms + tz_offset_ms) // DAY_MS
+
+
+def day_str(day):
+    import datetime
+    return (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
+
+
+def ts_str(ms):
+    import datetime
+    d = datetime.datetime(1970, 1, 1) + datetime.timedelta(milliseconds=ms)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (ms % 1000)
+
+
+def _utf8_ok(b: bytes):
+    try:
+        b.decode("utf-8", errors="strict")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def parse_rfc3339(s):
+    import re
+    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", s)
+    if not m:
+        return None
+    import datetime
+    y, mo, d, hh, mi, ss = (int(m.group(i)) for i in range(1, 7))
+    try:
+        base = datetime.datetime(y, mo, d)
+    except ValueError:
+        return None
+    if hh > 23 or mi > 59 or ss > 60 or y < 1970:
+        return None
+    ss = min(ss, 59)
+    frac = m.group(7)
+    ms = int((frac[1:] + "000")[:3]) if frac else 0
+    off = 0
+    z = m.group(8)
+    if z not in ("Z", "z"):
+        oh, om = int(z[1:3]), int(z[4:6])
+        if oh > 23 or om > 59:
+            return None
+        off = (oh * 60 + om) * 60000 * (1 if z[0] == "+" else -1)
+    days = (base - datetime.datetime(1970, 1, 1)).days
+    return days * DAY_MS + hh * 3600000 + mi * 60000 + ss * 1000 + ms - off
+
+
+def validate(value: bytes, max_bytes=65536):
+    """Returns (reason, event_dict). reason None = valid."""
+    if len(value) == 0:
+        return "empty", None
+    if len(value) > max_bytes:
+        return "too_large", None
+    if not _utf8_ok(value):
+        return "invalid_utf8", None
+    try:
+        ev = json.loads(value.decode("utf-8"))
+    except ValueError:
+        return "invalid_json", None
+    if not isinstance(ev, dict):
+        return "not_object", None
+    uid = ev.get("user_id")
+    if "user_id" not in ev or uid is None:
+        return "missing_user_id", None
+    if not isinstance(uid, str):
+        return "bad_user_id_type", None
+    if uid == "":
+        return "empty_user_id", None
+    if len(uid.encode("utf-8")) > 256:
+        return "user_id_too_long", None
+    if "ts" not in ev or ev["ts"] is None:
+        return "missing_ts", None
+    ts = ev["ts"]
+    if isinstance(ts, bool) or not isinstance(ts, (int, float, str)):
+        return "bad_ts_type", None
+    if isinstance(ts, str):
+        t = parse_rfc3339(ts)
+        if t is None:
+            return "bad_ts_format", None
+        ts = t
+    elif isinstance(ts, float):
+        if not ts.is_integer():
+            return "bad_ts_format", None
+        ts = int(ts)
+    if not (TS_MIN <= ts < TS_MAX):
+        return "ts_out_of_range", None
+    typ = ev.get("type")
+    if "type" not in ev or typ is None:
+        return "missing_type", None
+    if not isinstance(typ, str):
+        return "bad_type_type", None
+    if typ == "":
+        return "empty_type", None
+    if len(typ.encode("utf-8")) > 64:
+        return "type_too_long", None
+    if "event_id" in ev and ev["event_id"] is not None:
+        eid = ev["event_id"]
+        if not isinstance(eid, str) or eid == "" or len(eid.encode("utf-8")) > 256:
+            return "bad_event_id", None
+    for c in ("item", "filters"):
+        if c in ev and ev[c] is not None and not isinstance(ev[c], dict):
+            return "bad_attr_container", None
+    ev = dict(ev)
+    ev["_ts"] = ts
+    return None, ev
+
+
+def _cat_text(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 2 ** 53:
+            return str(int(v))
+        return "%.17g" % v
+    if isinstance(v, str):
+        b = v.encode("utf-8")
+        if 1 <= len(b) <= 256:
+            return v
+    return None
+
+
+def attribute(ev, dim, kind):
+    """Returns ('absent'|'bad'|'ok', value)."""
+    for cont in ("item", "filters"):
+        c = ev.get(cont)
+        if not isinstance(c, dict) or dim not in c or c[dim] is None:
+            continue
+        v = c[dim]
+        if kind == "categorical":
+            t = _cat_text(v)
+            return ("ok", t) if t is not None else ("bad", None)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return "bad", None
+        return "ok", float(v)
+    return "absent", None
+
+
+def _rank(v: str):
+    b = v.encode("utf-8")
+    return (xxhash.xxh3_64_intdigest(b), b, len(b))
+
+
+def capped(counts: dict, cap: int):
+    """Bottom-k rule: keep the cap values of smallest (xxh3, bytes); rest -> other."""
+    keep = sorted(counts, key=_rank)[:cap]
+    kept = {v: counts[v] for v in keep}
+    other = sum(c for v, c in counts.items() if v not in kept)
+    return kept, other
+
+
+class Oracle:
+    def __init__(self, schema=None, max_values=64, retention_days=60, dedup_window_ms=DAY_MS,
+                 max_future_skew_ms=3600000, nparts=None, tz_offset_ms=0):
+        self.schema = schema or vehicle_schema()
+        self.max_values = max_values
+        self.retention_days = retention_days
+        self.window = dedup_window_ms
+        self.skew = max_future_skew_ms
+        self.nparts = nparts
+        self.tz = tz_offset_ms
+        self.clock = {}        # partition -> newest event ts
+        self.seen = {}         # (partition, id) -> ts
+        self.raw = {}          # (user, day) -> accumulated raw profile
+        self.outcomes = {}     # outcome -> count
+        self.dlq = []          # (partition, offset, reason)
+
+    def _count(self, k):
+        self.outcomes[k] = self.outcomes.get(k, 0) + 1
+
+    def feed(self, partition, offset, value: bytes, record_ts=-1, origin=None):
+        """One record of `partition`, in offset order."""
+        reason, ev = validate(value)
+        if reason is None and record_ts >= 0 and ev["_ts"] > record_ts + self.skew:
+            reason = "future_ts"
+        if reason:
+            self.dlq.append((partition, offset, reason))
+            self._count("dlq")
+            return "dlq:" + reason
+        uid = ev["user_id"]
+        if self.nparts and partition_for(uid.encode("utf-8"), self.nparts) != partition:
+            self._count("misrouted")
+            return "misrouted"
+        ts = ev["_ts"]
+        clock = max(self.clock.get(partition, 0), ts)
+        self.clock[partition] = clock
+        day = day_of(ts, self.tz)
+        if day < day_of(clock, self.tz) - self.retention_days + 1:
+            self._count("too_old")
+            return "too_old"
+        did = ev.get("event_id")
+        if did is None and origin:
+            did = "\x01origin:" + origin
+        if did is not None:
+            key = (partition, did)
+            t0 = self.seen.get(key)
+            if t0 is not None and t0 >= clock - self.window and abs(ts - t0) <= self.window:
+                self._count("duplicate")
+                return "duplicate"
+            self.seen[key] = ts
+        self._add(uid, day, ev, ts)
+        self._count("accepted")
+        return "accepted"
+
+    def _add(self, uid, day, ev, ts):
+        p = self.raw.get((uid, day))
+        if p is None:
+            p = {"events": 0, "first": ts, "last": ts, "types": {}, "cat": {}, "num": {}}
+            self.raw[(uid, day)] = p
+        p["events"] += 1
+        p["first"] = min(p["first"], ts)
+        p["last"] = max(p["last"], ts)
+        p["types"][ev["type"]] = p["types"].get(ev["type"], 0) + 1
+        for name, kind, bounds in self.schema:
+            st, v = attribute(ev, name, kind)
+            if st != "ok":
+                continue
+            if kind == "categorical":
+                d = p["cat"].setdefault(name, {})
+                d[v] = d.get(v, 0) + 1
+            else:
+                if not math.isfinite(v):
+                    continue
+                n = p["num"].setdefault(name, {"count": 0, "sum": 0.0, "sumsq": 0.0, "min": v, "max": v,
+                                               "hist": [0] * (len(bounds) + 1)})
+                n["count"] += 1
+                n["sum"] += v
+                n["sumsq"] += v * v
+                n["min"] = min(n["min"], v)
+                n["max"] = max(n["max"], v)
+                i = next((k for k, b in enumerate(bounds) if v <= b), len(bounds))
+                n["hist"][i] += 1
+
+    def profiles(self):
+        """{(user, day_str): profile in the dump tool's JSON shape}."""
+        out = {}
+        for (uid, day), p in self.raw.items():
+            types, tother = capped(p["types"], self.max_values)
+            if tother:
+                types["__other__"] = tother
+            dims = {}
+            for name, kind, bounds in self.schema:
+                if kind == "categorical" and name in p["cat"]:
+                    kept, other = capped(p["cat"][name], self.max_values)
+                    if other:
+                        kept["__other__"] = other
+                    dims[name] = {"type": "categorical", "total": sum(p["cat"][name].values()), "counts": kept}
+                elif kind == "numeric" and name in p["num"]:
+                    n = p["num"][name]
+                    hist = [{"le": b, "count": c} for b, c in zip(bounds, n["hist"])]
+                    hist.append({"le": "+Inf", "count": n["hist"][-1]})
+                    dims[name] = {"type": "numeric", "count": n["count"], "sum": n["sum"], "sumsq": n["sumsq"],
+                                  "min": n["min"], "max": n["max"], "histogram": hist}
+            out[(uid, day_str(day))] = {"events": p["events"], "first_seen": ts_str(p["first"]),
+                                        "last_seen": ts_str(p["last"]), "event_types": types,
+                                        "dimensions": dims}
+        return out
+
+
+def _close(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+    return a == b
+
+
+def diff_profile(want, got, path=""):
+    """Differences between an oracle profile and a stored one (list of str).
+    Keys the oracle does not model (mean, stddev) are ignored."""
+    errs = []
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            return ["%s: expected object, got %r" % (path, got)]
+        for k, v in want.items():
+            if k not in got:
+                errs.append("%s.%s: missing" % (path, k))
+            else:
+                errs += diff_profile(v, got[k], path + "." + k)
+        for k in got:
+            if k not in want and k not in ("mean", "stddev"):
+                errs.append("%s.%s: unexpected %r" % (path, k, got[k]))
+    elif isinstance(want, list):
+        if not isinstance(got, list) or len(got) != len(want):
+            return ["%s: expected list of %d, got %r" % (path, len(want), got)]
+        for i, (a, b) in enumerate(zip(want, got)):
+            errs += diff_profile(a, b, "%s[%d]" % (path, i))
+    elif not _close(want, got):
+        errs.append("%s: expected %r, got %r" % (path, want, got))
+    return errs

@@ -1,0 +1,67 @@
+"""run.py -- the test runner behind `make test`.
+
+Runs the unit tests (sanitizer build), then every black-box test module in
+tests/bb/ (each against its own embedded broker), each with a time bound.
+Adds up their "N passed, N failed" lines and prints the total as the last line.
+Usage: tests/run.py [module-or-test-substring ...]
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BB = os.path.join(ROOT, "tests", "bb")
+TIMEOUT = int(os.environ.get("PD_TEST_TIMEOUT", "900"))
+
+
+def run(name, args):
+    t0 = time.monotonic()
+    print("== %s" % name, flush=True)
+    try:
+        p = subprocess.run(args, cwd=ROOT, timeout=TIMEOUT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out = p.stdout.decode(errors="replace")
+        rc = p.returncode
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace") + "\n(timed out after %ds)\n" % TIMEOUT
+        rc = -1
+    sys.stdout.write(out)
+    m = None
+    for m in re.finditer(r"^(\d+) passed, (\d+) failed", out, re.M):
+        pass
+    if m:
+        p_, f_ = int(m.group(1)), int(m.group(2))
+    else:
+        p_, f_ = 0, 1
+    if rc != 0 and f_ == 0:
+        print("%s: exited %d with no failed test reported: counted as a failure" % (name, rc))
+        f_ = 1
+    print("   (%s: %.1fs)" % (name, time.monotonic() - t0), flush=True)
+    return p_, f_
+
+
+def main():
+    filt = sys.argv[1:]
+    py = sys.executable
+    total_p = total_f = 0
+    if not filt or "unit" in filt:
+        p, f = run("unit", [os.path.join(ROOT, "build", "san", "bin", "test-unit")])
+        total_p += p
+        total_f += f
+    for mod in sorted(os.listdir(BB)):
+        if not (mod.startswith("test_") and mod.endswith(".py")):
+            continue
+        if filt and not any(x in mod for x in filt) and "unit" not in filt:
+            continue
+        if filt == ["unit"]:
+            continue
+        p, f = run(mod, [py, os.path.join(BB, mod)])
+        total_p += p
+        total_f += f
+    print("%d passed, %d failed" % (total_p, total_f))
+    sys.exit(1 if total_f else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,747 @@
+/* test_query.c -- query parameter parsing and response rendering.
+ *
+ * Oracles: day numbers were computed separately (Python datetime), the
+ * day profiles are built by hand here (no profile.c code), and every
+ * expected aggregate (weighted counts, mean, stddev, histogram buckets) is
+ * recomputed in this file from the raw event values with its own loops;
+ * the rendered JSON is parsed with cJSON and compared field by field. */
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <cJSON.h>
+
+#include "profile.h"
+#include "query.h"
+#include "schema.h"
+#include "util.h"
+
+/* Day numbers (Python: (date(y,m,d) - date(1970,1,1)).days). */
+#define D_2026_01_01 20454
+#define D_2026_11_01 20758
+#define D_2026_11_10 20767
+#define D_2026_11_20 20777
+#define D_2026_11_21 20778
+#define D_2026_11_22 20779
+#define D_2035_12_28 24102
+#define TODAY D_2026_11_22
+
+/* Schema by hand: 0 color (cat), 1 make (cat), 2 price (num 5000,10000,20000),
+ * 3 year (num 2000,2010,2020), 4 "body type" (cat). */
+enum { S_COLOR, S_MAKE, S_PRICE, S_YEAR, S_BODY };
+
+static void add_dim(pd_schema *s, const char *name, pd_dim_type t, const double *b, int nb)
+{
+    pd_dim *d = &s->dims[s->ndims++];
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "%s", name);
+    d->type = t;
+    d->nbounds = nb;
+    for (int i = 0; i < nb; i++) d->bounds[i] = b[i];
+}
+
+static void q_schema(pd_schema *s)
+{
+    static const double pb[] = {5000, 10000, 20000}, yb[] = {2000, 2010, 2020};
+    memset(s, 0, sizeof *s);
+    s->max_values = 8;
+    add_dim(s, "color", PD_DIM_CATEGORICAL, NULL, 0);
+    add_dim(s, "make", PD_DIM_CATEGORICAL, NULL, 0);
+    add_dim(s, "price", PD_DIM_NUMERIC, pb, 3);
+    add_dim(s, "year", PD_DIM_NUMERIC, yb, 3);
+    add_dim(s, "body type", PD_DIM_CATEGORICAL, NULL, 0);
+}
+
+/* ---------------- parameter parsing ---------------- */
+
+static int parse(pd_query *q, const char *qs, char *err, size_t errlen)
+{
+    pd_schema s;
+    q_schema(&s);
+    err[0] = '\0';
+    return pd_query_parse_params(q, qs, &s, TODAY, 30, err, errlen);
+}
+
+TEST(query_params_defaults)
+{
+    pd_query q;
+    char err[256];
+    CHECK_INT(parse(&q, "", err, sizeof err), PD_OK);
+    CHECK_INT(q.from_day, TODAY - 29);
+    CHECK_INT(q.to_day, TODAY);
+    CHECK_INT(q.ndims, 0);
+    CHECK_INT(q.breakdown_day, 0);
+    CHECK_INT(q.decay, PD_DECAY_NONE);
+    CHECK_INT(parse(&q, NULL, err, sizeof err), PD_OK);
+    CHECK_INT(q.from_day, TODAY - 29);
+    CHECK_INT(q.to_day, TODAY);
+    /* empty segments are ignored */
+    CHECK_INT(parse(&q, "&days=7&", err, sizeof err), PD_OK);
+    CHECK_INT(q.from_day, TODAY - 6);
+    CHECK_INT(q.to_day, TODAY);
+}
+
+TEST(query_params_ranges)
+{
+    pd_query q;
+    char err[256];
+    CHECK_INT(parse(&q, "from=2026-11-01&to=2026-11-22", err, sizeof err), PD_OK);
+    CHECK_INT(q.from_day, D_2026_11_01);
+    CHECK_INT(q.to_day, D_2026_11_22);
+    CHECK_INT(parse(&q, "to=2026-11-22&from=2026-11-01", err, sizeof err), PD_OK);
+    CHECK_INT(q.from_day, D_2026_11_01);
+    CHECK_INT(parse(&q, "from=2026-11-01", err, sizeof err), PD_OK);
+    CHECK_INT(q.from_day, D_2026_11_01);
+    CHECK_INT(q.to_day, TODAY);
+    CHECK_INT(parse(&q, "to=2026-11-10", err, sizeof err), PD_OK);
+    CHECK_INT(q.to_day, D_2026_11_10);
+    CHECK_INT(q.from_day, D_2026_11_10 - 29);
+    CHECK_INT(parse(&q, "days=1", err, sizeof err), PD_OK);
+    CHECK_INT(q.from_day, TODAY);
+    CHECK_INT(q.to_day, TODAY);
+    CHECK_INT(parse(&q, "days=3650", err, sizeof err), PD_OK);
+    CHECK_INT(q.from_day, TODAY - 3649);
+    /* single day and exactly 3649 / 3650 days wide */
+    CHECK_INT(parse(&q, "from=2026-11-20&to=2026-11-20", err, sizeof err), PD_OK);
+    CHECK_INT(q.from_day, D_2026_11_20);
+    CHECK_INT(q.to_day, D_2026_11_20);
+    CHECK_INT(parse(&q, "from=2026-01-01&to=2035-12-28", err, sizeof err), PD_OK);
+    CHECK_INT(q.to_day - q.from_day + 1, 3649);
+    CHECK_INT(parse(&q, "from=2026-01-01&to=2035-12-29", err, sizeof err), PD_OK);
+    CHECK_INT(q.to_day, D_2035_12_28 + 1);
+    /* percent-encoded date */
+    CHECK_INT(parse(&q, "from=2026%2D11%2d01", err, sizeof err), PD_OK);
+    CHECK_INT(q.from_day, D_2026_11_01);
+}
+
+TEST(query_params_dims_breakdown_decay)
+{
+    pd_query q;
+    char err[256];
+    CHECK_INT(parse(&q, "dims=price,color,price", err, sizeof err), PD_OK);
+    CHECK_INT(q.ndims, 2);
+    CHECK_INT(q.dims[0], S_PRICE);
+    CHECK_INT(q.dims[1], S_COLOR);
+    CHECK_INT(parse(&q, "dims=%63olo%72,body+type", err, sizeof err), PD_OK);
+    CHECK_INT(q.ndims, 2);
+    CHECK_INT(q.dims[0], S_COLOR);
+    CHECK_INT(q.dims[1], S_BODY);
+    CHECK_INT(parse(&q, "dims=year%2Cmake", err, sizeof err), PD_OK); /* encoded comma */
+    CHECK_INT(q.ndims, 2);
+    CHECK_INT(q.dims[0], S_YEAR);
+    CHECK_INT(q.dims[1], S_MAKE);
+    CHECK_INT(parse(&q, "breakdown=day", err, sizeof err), PD_OK);
+    CHECK_INT(q.breakdown_day, 1);
+    CHECK_INT(parse(&q, "breakdown=none", err, sizeof err), PD_OK);
+    CHECK_INT(q.breakdown_day, 0);
+    CHECK_INT(parse(&q, "decay=exp:7", err, sizeof err), PD_OK);
+    CHECK_INT(q.decay, PD_DECAY_EXP);
+    CHECK_DBL(q.decay_param, 7.0, 0);
+    CHECK_INT(parse(&q, "decay=exp%3A1.5", err, sizeof err), PD_OK);
+    CHECK_INT(q.decay, PD_DECAY_EXP);
+    CHECK_DBL(q.decay_param, 1.5, 0);
+    CHECK_INT(parse(&q, "decay=linear:30", err, sizeof err), PD_OK);
+    CHECK_INT(q.decay, PD_DECAY_LINEAR);
+    CHECK_DBL(q.decay_param, 30.0, 0);
+    CHECK_INT(parse(&q, "decay=none", err, sizeof err), PD_OK);
+    CHECK_INT(q.decay, PD_DECAY_NONE);
+    CHECK_INT(parse(&q, "from=2026-11-01&to=2026-11-22&dims=color,price&breakdown=day&decay=exp:7",
+                    err, sizeof err), PD_OK);
+    CHECK_INT(q.from_day, D_2026_11_01);
+    CHECK_INT(q.to_day, TODAY);
+    CHECK_INT(q.ndims, 2);
+    CHECK_INT(q.breakdown_day, 1);
+    CHECK_INT(q.decay, PD_DECAY_EXP);
+}
+
+TEST(query_params_invalid)
+{
+    static const struct {
+        const char *qs, *msg; /* msg: substring expected in err (NULL: any) */
+    } bad[] = {
+        {"foo=1", "unknown parameter 'foo'"},
+        {"from=2026-11-01&bar", "unknown parameter 'bar'"},
+        {"x%FFy=1", "unknown parameter 'x?y'"},
+        {"days=7&days=8", "more than once"},
+        {"dims=color&dims=price", "more than once"},
+        {"days=7&from=2026-11-01", "days"},
+        {"to=2026-11-22&days=3", "days"},
+        {"from=2026-11-22&to=2026-11-01", "after"},
+        {"from=2026-12-01", "after"}, /* from alone in the future: to = today */
+        {"from=2026-13-01", "from"},
+        {"to=20261101", "to"},
+        {"from=", "from"},
+        {"days=0", "days"},
+        {"days=3651", "days"},
+        {"days=abc", "days"},
+        {"days=-1", "days"},
+        {"days=", "days"},
+        {"days", "days"},
+        {"dims=color,bogus", "unknown dimension 'bogus'"},
+        {"dims=", "dims"},
+        {"dims=color,,price", "dims"},
+        {"dims=color,", "dims"},
+        {"dims=%ZZ", "percent"},
+        {"dims=%6", "percent"},
+        {"dims=col%00or", "percent"},
+        {"breakdown=week", "breakdown"},
+        {"decay=exp:0", "decay"},
+        {"decay=exp:-1", "decay"},
+        {"decay=exp:inf", "decay"},
+        {"decay=exp:nan", "decay"},
+        {"decay=exp:7x", "decay"},
+        {"decay=exp:1e999", "decay"},
+        {"decay=linear:", "decay"},
+        {"decay=linear:0", "decay"},
+        {"decay=cubic:3", "decay"},
+        {"decay=", "decay"},
+        {"from=2026-01-01&to=2035-12-30", "too wide"},
+    };
+    for (size_t i = 0; i < PD_ARRAY_LEN(bad); i++) {
+        pd_query q;
+        char err[256];
+        int rc = parse(&q, bad[i].qs, err, sizeof err);
+        if (rc != PD_EINVAL) {
+            pd_test_fail(__FILE__, __LINE__, "'%s': rc %d, expected PD_EINVAL", bad[i].qs, rc);
+            continue;
+        }
+        if (!err[0] || (bad[i].msg && !strstr(err, bad[i].msg)))
+            pd_test_fail(__FILE__, __LINE__, "'%s': err \"%s\" lacks \"%s\"", bad[i].qs, err,
+                         bad[i].msg);
+    }
+}
+
+/* ---------------- rendering ---------------- */
+
+/* A hand-built day profile (no profile.c code): string values point to
+ * literals; nothing here is freed by pd_profile_free. */
+typedef struct {
+    pd_profile p;
+    pd_catval types[4], colors[4];
+    uint64_t hist[2][4];
+    double vals[2][8]; /* raw numeric values, for the oracle */
+    int nvals[2];
+} tday;
+
+static void td_init(tday *t, const pd_schema *s, uint64_t events, int64_t first, int64_t last)
+{
+    memset(t, 0, sizeof *t);
+    t->p.schema = s;
+    t->p.events = events;
+    t->p.first_ts = first;
+    t->p.last_ts = last;
+    t->p.types.vals = t->types;
+    t->p.dims[S_COLOR].cat.vals = t->colors;
+}
+
+static void cat_put(pd_catset *c, const char *v, uint64_t n)
+{
+    c->vals[c->n].v = (char *)v;
+    c->vals[c->n].len = (uint32_t)strlen(v);
+    c->vals[c->n].count = n;
+    c->n++;
+}
+
+/* numeric dim k (0 = price, 1 = year) */
+static void num_put(tday *t, const pd_schema *s, int k, double v)
+{
+    int di = k == 0 ? S_PRICE : S_YEAR;
+    pd_numagg *a = &t->p.dims[di].num;
+    const pd_dim *d = &s->dims[di];
+    int b = 0;
+    while (b < d->nbounds && !(v <= d->bounds[b])) b++;
+    if (a->count == 0) {
+        a->min = a->max = v;
+        a->hist = t->hist[k];
+    }
+    a->min = v < a->min ? v : a->min;
+    a->max = v > a->max ? v : a->max;
+    a->count++;
+    a->sum += v;
+    a->sumsq += v * v;
+    a->hist[b]++;
+    t->vals[k][t->nvals[k]++] = v;
+}
+
+/* Fixture: A = 2026-11-20, C = 2026-11-21 (empty), B = 2026-11-22. */
+typedef struct {
+    pd_schema s;
+    tday a, b, c;
+    pd_query_day days[3];
+} fixture;
+
+#define TS_A1 1795601472345LL /* arbitrary ms values; only min/max matter */
+#define TS_A2 1795650000000LL
+#define TS_B1 1795766401000LL
+#define TS_B2 1795799999999LL
+
+static void fx_init(fixture *f)
+{
+    q_schema(&f->s);
+    td_init(&f->a, &f->s, 5, TS_A1, TS_A2);
+    cat_put(&f->a.p.types, "view", 4);
+    cat_put(&f->a.p.types, "park", 1);
+    cat_put(&f->a.p.dims[S_COLOR].cat, "blue", 3);
+    cat_put(&f->a.p.dims[S_COLOR].cat, "black", 1);
+    f->a.p.dims[S_COLOR].cat.other = 1;
+    num_put(&f->a, &f->s, 0, 12000);
+    num_put(&f->a, &f->s, 0, 4000);
+    num_put(&f->a, &f->s, 0, 12000);
+
+    td_init(&f->c, &f->s, 0, 0, 0);
+
+    td_init(&f->b, &f->s, 3, TS_B1, TS_B2);
+    cat_put(&f->b.p.types, "contact", 1);
+    cat_put(&f->b.p.types, "view", 2);
+    cat_put(&f->b.p.dims[S_COLOR].cat, "red", 2);
+    cat_put(&f->b.p.dims[S_COLOR].cat, "blue", 1);
+    num_put(&f->b, &f->s, 0, 30000);
+
+    f->days[0] = (pd_query_day){D_2026_11_20, &f->a.p};
+    f->days[1] = (pd_query_day){D_2026_11_21, &f->c.p};
+    f->days[2] = (pd_query_day){D_2026_11_22, &f->b.p};
+}
+
+/* Renders and parses (appending the caller's tail). Returns NULL on a
+ * render error (rc in *rcp). Also checks the object is left open. */
+static cJSON *render(const pd_query *q, const fixture *f, const pd_query_day *days, int ndays,
+                     int *rcp, pd_buf *raw)
+{
+    pd_buf out = {0};
+    pd_buf_append(&out, "X", 1); /* pre-existing content must be kept */
+    int rc = pd_query_render(q, &f->s, "u\"42", 4, 7, TODAY, days, ndays, &out);
+    *rcp = rc;
+    if (rc) {
+        CHECK_INT(out.len, 1);
+        pd_buf_free(&out);
+        return NULL;
+    }
+    CHECK(out.len > 2 && out.p[0] == 'X');
+    /* left open: not a complete JSON value by itself */
+    pd_buf_putc(&out, '\0');
+    cJSON *open = cJSON_Parse(out.p + 1);
+    CHECK(open == NULL);
+    cJSON_Delete(open);
+    out.len--;
+    pd_buf_append(&out, ",\"served_by\":\"w1\",\"stale\":false}", 33);
+    pd_buf_putc(&out, '\0');
+    cJSON *j = cJSON_Parse(out.p + 1);
+    CHECK(j != NULL);
+    if (raw) pd_buf_append(raw, out.p + 1, strlen(out.p + 1) + 1);
+    pd_buf_free(&out);
+    return j;
+}
+
+static double num(const cJSON *o, const char *k)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(x)) {
+        pd_test_fail(__FILE__, __LINE__, "field '%s' is not a number", k);
+        return NAN;
+    }
+    return x->valuedouble;
+}
+
+static const char *str(const cJSON *o, const char *k)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(x) ? x->valuestring : NULL;
+}
+
+static const cJSON *obj(const cJSON *o, const char *k)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+/* Independent oracle for weights. */
+static double wt(pd_decay_kind k, double param, int64_t day)
+{
+    double age = (double)(TODAY - day);
+    if (age < 0) age = 0;
+    if (k == PD_DECAY_EXP) return pow(0.5, age / param);
+    if (k == PD_DECAY_LINEAR) return age >= param ? 0 : (param - age) / param;
+    return 1;
+}
+
+/* Expected numeric stats for price over (value, weight) pairs. */
+typedef struct {
+    double w, mean, sd, min, max, hist[4];
+} num_expect;
+
+static num_expect expect_price(const fixture *f, pd_decay_kind k, double param)
+{
+    num_expect e = {0};
+    const tday *ds[2] = {&f->a, &f->b};
+    const int64_t dn[2] = {D_2026_11_20, D_2026_11_22};
+    double sw = 0, swx = 0;
+    int have = 0;
+    for (int i = 0; i < 2; i++) {
+        double w = wt(k, param, dn[i]);
+        if (w <= 0) continue;
+        for (int j = 0; j < ds[i]->nvals[0]; j++) {
+            double v = ds[i]->vals[0][j];
+            sw += w;
+            swx += w * v;
+            if (!have || v < e.min) e.min = v;
+            if (!have || v > e.max) e.max = v;
+            have = 1;
+            int b = v <= 5000 ? 0 : v <= 10000 ? 1 : v <= 20000 ? 2 : 3;
+            e.hist[b] += w;
+        }
+    }
+    e.w = sw;
+    e.mean = swx / sw;
+    double sv = 0; /* two-pass weighted variance */
+    for (int i = 0; i < 2; i++) {
+        double w = wt(k, param, dn[i]);
+        if (w <= 0) continue;
+        for (int j = 0; j < ds[i]->nvals[0]; j++) {
+            double dlt = ds[i]->vals[0][j] - e.mean;
+            sv += w * dlt * dlt;
+        }
+    }
+    e.sd = sqrt(sv / sw);
+    return e;
+}
+
+static void check_price(const cJSON *p, const num_expect *e, double eps)
+{
+    CHECK_STR(str(p, "type"), "numeric");
+    CHECK_DBL(num(p, "count"), e->w, eps);
+    CHECK_DBL(num(p, "mean"), e->mean, 1e-6 * fabs(e->mean));
+    CHECK_DBL(num(p, "stddev"), e->sd, 1e-6 * e->sd + 1e-9);
+    CHECK_DBL(num(p, "min"), e->min, 0);
+    CHECK_DBL(num(p, "max"), e->max, 0);
+    const cJSON *h = obj(p, "histogram");
+    CHECK_INT(cJSON_GetArraySize(h), 4);
+    static const double le[3] = {5000, 10000, 20000};
+    for (int i = 0; i < 4 && i < cJSON_GetArraySize(h); i++) {
+        const cJSON *b = cJSON_GetArrayItem(h, i);
+        if (i < 3) CHECK_DBL(num(b, "le"), le[i], 0);
+        else CHECK_STR(str(b, "le"), "+Inf");
+        CHECK_DBL(num(b, "count"), e->hist[i], eps);
+    }
+}
+
+/* Keys of an object in output order, joined by ','. */
+static void keys_of(const cJSON *o, char *out, size_t n)
+{
+    out[0] = '\0';
+    for (const cJSON *c = o ? o->child : NULL; c; c = c->next) {
+        if (out[0]) strncat(out, ",", n - strlen(out) - 1);
+        strncat(out, c->string, n - strlen(out) - 1);
+    }
+}
+
+TEST(query_render_plain)
+{
+    fixture f;
+    fx_init(&f);
+    pd_query q;
+    char err[128], keys[256];
+    CHECK_INT(pd_query_parse_params(&q, "from=2026-11-20&to=2026-11-22", &f.s, TODAY, 30, err,
+                                    sizeof err), PD_OK);
+    int rc;
+    pd_buf raw = {0};
+    cJSON *j = render(&q, &f, f.days, 3, &rc, &raw);
+    CHECK_INT(rc, PD_OK);
+    if (!j) return;
+    CHECK_STR(str(j, "user_id"), "u\"42");
+    CHECK_DBL(num(j, "partition"), 7, 0);
+    CHECK_STR(str(j, "from"), "2026-11-20");
+    CHECK_STR(str(j, "to"), "2026-11-22");
+    CHECK_STR(str(j, "served_by"), "w1");
+    CHECK_DBL(num(j, "events"), 8, 0);
+    /* first_seen = TS_A1, last_seen = TS_B2 (formatted by Python datetime) */
+    CHECK_STR(str(j, "first_seen"), "2026-11-25T10:11:12.345Z");
+    CHECK_STR(str(j, "last_seen"), "2026-11-27T17:19:59.999Z");
+    const cJSON *et = obj(j, "event_types");
+    keys_of(et, keys, sizeof keys);
+    CHECK_STR(keys, "contact,park,view");
+    CHECK_DBL(num(et, "view"), 6, 0);
+    CHECK_DBL(num(et, "park"), 1, 0);
+    CHECK_DBL(num(et, "contact"), 1, 0);
+
+    const cJSON *dims = obj(j, "dimensions");
+    keys_of(dims, keys, sizeof keys);
+    CHECK_STR(keys, "color,price"); /* schema order, only with data */
+    const cJSON *color = obj(dims, "color");
+    CHECK_STR(str(color, "type"), "categorical");
+    CHECK_DBL(num(color, "total"), 8, 0);
+    const cJSON *cnt = obj(color, "counts");
+    keys_of(cnt, keys, sizeof keys);
+    CHECK_STR(keys, "black,blue,red,__other__");
+    CHECK_DBL(num(cnt, "blue"), 4, 0);
+    CHECK_DBL(num(cnt, "black"), 1, 0);
+    CHECK_DBL(num(cnt, "red"), 2, 0);
+    CHECK_DBL(num(cnt, "__other__"), 1, 0);
+    const cJSON *sh = obj(color, "shares");
+    CHECK_DBL(num(sh, "blue"), 0.5, 0);
+    CHECK_DBL(num(sh, "black"), 0.125, 0);
+    CHECK_DBL(num(sh, "red"), 0.25, 0);
+    CHECK_DBL(num(sh, "__other__"), 0.125, 0);
+    num_expect e = expect_price(&f, PD_DECAY_NONE, 0);
+    CHECK_DBL(e.mean, 14500, 0);
+    check_price(obj(dims, "price"), &e, 0);
+    CHECK(obj(j, "days") == NULL);
+    /* documented number formats: integers plain, shares with 4 decimals */
+    CHECK(strstr(raw.p, "\"events\":8,") != NULL);
+    CHECK(strstr(raw.p, "\"mean\":14500,") != NULL);
+    CHECK(strstr(raw.p, "\"shares\":{\"black\":0.1250,\"blue\":0.5000,\"red\":0.2500,"
+                        "\"__other__\":0.1250}") != NULL);
+    CHECK(strstr(raw.p, "{\"le\":\"+Inf\",\"count\":1}") != NULL);
+    pd_buf_free(&raw);
+    cJSON_Delete(j);
+}
+
+TEST(query_render_decay_exp)
+{
+    fixture f;
+    fx_init(&f);
+    static const double hl[] = {2, 3, 0.7};
+    for (size_t i = 0; i < PD_ARRAY_LEN(hl); i++) {
+        pd_query q;
+        char err[128], qs[64];
+        snprintf(qs, sizeof qs, "days=3&decay=exp:%g", hl[i]);
+        CHECK_INT(pd_query_parse_params(&q, qs, &f.s, TODAY, 30, err, sizeof err), PD_OK);
+        int rc;
+        cJSON *j = render(&q, &f, f.days, 3, &rc, NULL);
+        CHECK_INT(rc, PD_OK);
+        if (!j) continue;
+        double wa = wt(PD_DECAY_EXP, hl[i], D_2026_11_20), wb = 1.0;
+        const double eps = 6e-7; /* weighted counts are rounded to 6 decimals */
+        CHECK_DBL(num(j, "events"), 5 * wa + 3 * wb, eps);
+        const cJSON *et = obj(j, "event_types");
+        CHECK_DBL(num(et, "view"), 4 * wa + 2 * wb, eps);
+        CHECK_DBL(num(et, "park"), 1 * wa, eps);
+        CHECK_DBL(num(et, "contact"), 1 * wb, eps);
+        const cJSON *color = obj(obj(j, "dimensions"), "color");
+        double tot = 5 * wa + 3 * wb;
+        CHECK_DBL(num(color, "total"), tot, eps);
+        const cJSON *cnt = obj(color, "counts");
+        CHECK_DBL(num(cnt, "blue"), 3 * wa + 1 * wb, eps);
+        CHECK_DBL(num(cnt, "black"), wa, eps);
+        CHECK_DBL(num(cnt, "red"), 2 * wb, eps);
+        CHECK_DBL(num(cnt, "__other__"), wa, eps);
+        const cJSON *sh = obj(color, "shares");
+        CHECK_DBL(num(sh, "blue"), round((3 * wa + wb) / tot * 1e4) / 1e4, 1e-12);
+        CHECK_DBL(num(sh, "red"), round(2 * wb / tot * 1e4) / 1e4, 1e-12);
+        num_expect e = expect_price(&f, PD_DECAY_EXP, hl[i]);
+        check_price(obj(obj(j, "dimensions"), "price"), &e, eps);
+        /* first/last seen are unweighted */
+        CHECK_STR(str(j, "first_seen"), "2026-11-25T10:11:12.345Z");
+        cJSON_Delete(j);
+    }
+}
+
+TEST(query_render_decay_linear)
+{
+    fixture f;
+    fx_init(&f);
+    pd_query q;
+    char err[128];
+    /* linear:2 -> A (age 2) weight 0, B weight 1 */
+    CHECK_INT(pd_query_parse_params(&q, "days=3&decay=linear:2", &f.s, TODAY, 30, err, sizeof err),
+              PD_OK);
+    int rc;
+    cJSON *j = render(&q, &f, f.days, 3, &rc, NULL);
+    CHECK_INT(rc, PD_OK);
+    if (j) {
+        CHECK_DBL(num(j, "events"), 3, 0);
+        const cJSON *cnt = obj(obj(obj(j, "dimensions"), "color"), "counts");
+        char keys[128];
+        keys_of(cnt, keys, sizeof keys);
+        CHECK_STR(keys, "blue,red");
+        const cJSON *p = obj(obj(j, "dimensions"), "price");
+        CHECK_DBL(num(p, "min"), 30000, 0); /* min/max only over weight > 0 */
+        CHECK_DBL(num(p, "max"), 30000, 0);
+        CHECK_DBL(num(p, "stddev"), 0, 0);
+        CHECK_STR(str(j, "first_seen"), "2026-11-25T10:11:12.345Z");
+        cJSON_Delete(j);
+    }
+    /* linear:4 -> A weight 0.5 */
+    CHECK_INT(pd_query_parse_params(&q, "days=3&decay=linear:4", &f.s, TODAY, 30, err, sizeof err),
+              PD_OK);
+    j = render(&q, &f, f.days, 3, &rc, NULL);
+    if (j) {
+        CHECK_DBL(num(j, "events"), 5 * 0.5 + 3, 0);
+        num_expect e = expect_price(&f, PD_DECAY_LINEAR, 4);
+        check_price(obj(obj(j, "dimensions"), "price"), &e, 1e-9);
+        cJSON_Delete(j);
+    }
+    /* only day A, all weight 0: events exist (not ENOTFOUND) but weigh 0 */
+    CHECK_INT(pd_query_parse_params(&q, "from=2026-11-20&to=2026-11-20&decay=linear:1", &f.s, TODAY,
+                                    30, err, sizeof err), PD_OK);
+    j = render(&q, &f, f.days, 1, &rc, NULL);
+    CHECK_INT(rc, PD_OK);
+    if (j) {
+        CHECK_DBL(num(j, "events"), 0, 0);
+        CHECK(obj(j, "dimensions") && obj(j, "dimensions")->child == NULL);
+        cJSON_Delete(j);
+    }
+}
+
+TEST(query_render_dims_filter)
+{
+    fixture f;
+    fx_init(&f);
+    pd_query q;
+    char err[128], keys[128];
+    CHECK_INT(pd_query_parse_params(&q, "days=3&dims=year,color,make", &f.s, TODAY, 30, err,
+                                    sizeof err), PD_OK);
+    int rc;
+    cJSON *j = render(&q, &f, f.days, 3, &rc, NULL);
+    CHECK_INT(rc, PD_OK);
+    if (!j) return;
+    const cJSON *dims = obj(j, "dimensions");
+    keys_of(dims, keys, sizeof keys);
+    CHECK_STR(keys, "year,color,make"); /* request order, empty ones included */
+    const cJSON *y = obj(dims, "year");
+    CHECK_STR(str(y, "type"), "numeric");
+    CHECK_DBL(num(y, "count"), 0, 0);
+    CHECK(cJSON_IsNull(obj(y, "mean")));
+    CHECK(cJSON_IsNull(obj(y, "stddev")));
+    CHECK(cJSON_IsNull(obj(y, "min")));
+    CHECK(cJSON_IsNull(obj(y, "max")));
+    const cJSON *h = obj(y, "histogram");
+    CHECK_INT(cJSON_GetArraySize(h), 4);
+    for (int i = 0; i < cJSON_GetArraySize(h); i++)
+        CHECK_DBL(num(cJSON_GetArrayItem(h, i), "count"), 0, 0);
+    CHECK_DBL(num(cJSON_GetArrayItem(h, 1), "le"), 2010, 0);
+    const cJSON *mk = obj(dims, "make");
+    CHECK_STR(str(mk, "type"), "categorical");
+    CHECK_DBL(num(mk, "total"), 0, 0);
+    CHECK(obj(mk, "counts") && obj(mk, "counts")->child == NULL);
+    CHECK(obj(mk, "shares") && obj(mk, "shares")->child == NULL);
+    CHECK_DBL(num(obj(dims, "color"), "total"), 8, 0);
+    cJSON_Delete(j);
+}
+
+TEST(query_render_breakdown)
+{
+    fixture f;
+    fx_init(&f);
+    pd_query q;
+    char err[128], keys[128];
+    CHECK_INT(pd_query_parse_params(&q, "days=3&breakdown=day&decay=exp:2", &f.s, TODAY, 30, err,
+                                    sizeof err), PD_OK);
+    int rc;
+    cJSON *j = render(&q, &f, f.days, 3, &rc, NULL);
+    CHECK_INT(rc, PD_OK);
+    if (!j) return;
+    const cJSON *days = obj(j, "days");
+    CHECK(cJSON_IsArray(days));
+    CHECK_INT(cJSON_GetArraySize(days), 2); /* the empty day C is skipped */
+    if (cJSON_GetArraySize(days) == 2) {
+        const cJSON *d0 = cJSON_GetArrayItem(days, 0), *d1 = cJSON_GetArrayItem(days, 1);
+        keys_of(d0, keys, sizeof keys);
+        CHECK_STR(keys, "day,events,event_types,dimensions");
+        CHECK_STR(str(d0, "day"), "2026-11-20");
+        CHECK_STR(str(d1, "day"), "2026-11-22");
+        CHECK_DBL(num(d0, "events"), 5 * 0.5, 0); /* age 2, half-life 2: weight 1/2 */
+        CHECK_DBL(num(d1, "events"), 3, 0);
+        CHECK_DBL(num(obj(d0, "event_types"), "view"), 2, 0);
+        CHECK_DBL(num(obj(d0, "event_types"), "park"), 0.5, 0);
+        const cJSON *c0 = obj(obj(d0, "dimensions"), "color");
+        CHECK_DBL(num(obj(c0, "counts"), "blue"), 1.5, 0);
+        CHECK_DBL(num(obj(c0, "counts"), "__other__"), 0.5, 0);
+        CHECK_DBL(num(obj(c0, "shares"), "blue"), 0.6, 0);
+        const cJSON *p0 = obj(obj(d0, "dimensions"), "price");
+        CHECK_DBL(num(p0, "count"), 1.5, 0);
+        CHECK_DBL(num(p0, "mean"), 28000.0 / 3, 1e-6);
+        CHECK_DBL(num(p0, "min"), 4000, 0);
+        const cJSON *p1 = obj(obj(d1, "dimensions"), "price");
+        CHECK_DBL(num(p1, "mean"), 30000, 0);
+        keys_of(obj(d1, "dimensions"), keys, sizeof keys);
+        CHECK_STR(keys, "color,price");
+    }
+    cJSON_Delete(j);
+}
+
+TEST(query_render_notfound)
+{
+    fixture f;
+    fx_init(&f);
+    pd_query q;
+    char err[128];
+    CHECK_INT(pd_query_parse_params(&q, "days=3", &f.s, TODAY, 30, err, sizeof err), PD_OK);
+    int rc;
+    cJSON *j = render(&q, &f, NULL, 0, &rc, NULL);
+    CHECK(j == NULL);
+    CHECK_INT(rc, PD_ENOTFOUND);
+    j = render(&q, &f, &f.days[1], 1, &rc, NULL); /* only the empty day */
+    CHECK(j == NULL);
+    CHECK_INT(rc, PD_ENOTFOUND);
+}
+
+TEST(query_render_number_format)
+{
+    /* A non-integral mean prints so that it reads back exactly; a value
+     * kept in one day and folded into other in another sums separately. */
+    pd_schema s;
+    q_schema(&s);
+    tday a, b;
+    td_init(&a, &s, 2, 1000, 2000);
+    td_init(&b, &s, 1, 3000, 4000);
+    num_put(&a, &s, 0, 0.1);
+    num_put(&a, &s, 0, 0.2);
+    num_put(&b, &s, 0, 1e-3);
+    cat_put(&a.p.dims[S_COLOR].cat, "blue", 2);
+    b.p.dims[S_COLOR].cat.other = 1; /* "blue" folded on day b */
+    pd_query_day days[2] = {{D_2026_11_21, &a.p}, {D_2026_11_22, &b.p}};
+    pd_query q;
+    char err[128];
+    CHECK_INT(pd_query_parse_params(&q, "days=2", &s, TODAY, 30, err, sizeof err), PD_OK);
+    pd_buf out = {0};
+    CHECK_INT(pd_query_render(&q, &s, "u", 1, 0, TODAY, days, 2, &out), PD_OK);
+    pd_buf_append(&out, "}", 2);
+    cJSON *j = cJSON_Parse(out.p);
+    CHECK(j != NULL);
+    if (j) {
+        const cJSON *p = obj(obj(j, "dimensions"), "price");
+        double mean = (0.1 + 0.2 + 1e-3) / 3;
+        CHECK_DBL(num(p, "mean"), mean, 0); /* round-trip exact */
+        CHECK_DBL(num(p, "min"), 1e-3, 0);
+        CHECK_DBL(num(p, "max"), 0.2, 0);
+        const cJSON *cnt = obj(obj(obj(j, "dimensions"), "color"), "counts");
+        CHECK_DBL(num(cnt, "blue"), 2, 0);
+        CHECK_DBL(num(cnt, "__other__"), 1, 0);
+        CHECK_STR(str(j, "first_seen"), "1970-01-01T00:00:01.000Z");
+        CHECK_STR(str(j, "last_seen"), "1970-01-01T00:00:04.000Z");
+        cJSON_Delete(j);
+    }
+    CHECK(strstr(out.p, "\"max\":0.2,") != NULL); /* shortest repr, not 0.20000000000000001 */
+    CHECK(strstr(out.p, "\"min\":0.001,") != NULL);
+    CHECK(strstr(out.p, "\"le\":5000,") != NULL);
+    pd_buf_free(&out);
+}
+
+TEST(query_render_future_day)
+{
+    /* A day after `today` (clock skew) has age < 0: weight 1, never > 1. */
+    pd_schema s;
+    q_schema(&s);
+    tday a;
+    td_init(&a, &s, 4, 1000, 2000);
+    cat_put(&a.p.types, "view", 4);
+    pd_query_day days[1] = {{D_2026_11_22 + 2, &a.p}};
+    static const char *const qs[] = {"from=2026-11-20&to=2026-11-24&decay=exp:1",
+                                     "from=2026-11-20&to=2026-11-24&decay=linear:3"};
+    for (size_t i = 0; i < PD_ARRAY_LEN(qs); i++) {
+        pd_query q;
+        char err[128];
+        CHECK_INT(pd_query_parse_params(&q, qs[i], &s, TODAY, 30, err, sizeof err), PD_OK);
+        pd_buf out = {0};
+        CHECK_INT(pd_query_render(&q, &s, "u", 1, 0, TODAY, days, 1, &out), PD_OK);
+        pd_buf_append(&out, "}", 2);
+        cJSON *j = cJSON_Parse(out.p);
+        CHECK(j != NULL);
+        if (j) {
+            CHECK_DBL(num(j, "events"), 4, 0);
+            CHECK_DBL(num(obj(j, "event_types"), "view"), 4, 0);
+            CHECK_STR(str(j, "to"), "2026-11-24");
+            cJSON_Delete(j);
+        }
+        pd_buf_free(&out);
+    }
+}

@@ -1,0 +1,679 @@
+/*
+ * test_store.c -- the RocksDB store: atomic commit of profiles + checkpoints
+ * + dedup records, merge-on-read, retention drops, schema guard, secondary
+ * (read-only) instances and a reader/writer concurrency smoke test.
+ *
+ * Oracles: expected profile contents are hand-counted from the events the
+ * test feeds in (counts, sums, min/max written as literals), and merged
+ * values are compared with a profile built by adding every event to one
+ * profile in memory (no store, no codec).
+ */
+#include "test.h"
+#include "store.h"
+#include "profile.h"
+#include "event.h"
+#include "schema.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#define DAY0 20414 /* 2025-11-22 */
+
+static char *tmpdir_copy(void)
+{
+    return pd_strdup(pd_test_tmpdir());
+}
+
+/* Adds the event JSON `js` to p (aborting the test on a parse error). */
+static void add_json(pd_profile *p, const char *js)
+{
+    pd_event ev;
+    char err[256];
+    int rc = pd_event_parse(&ev, p->schema, js, strlen(js), 0, err, sizeof err);
+    if (rc != 0) {
+        pd_test_fail(__FILE__, __LINE__, "event parse: %s", err);
+        return;
+    }
+    pd_profile_add(p, &ev);
+    pd_event_free(&ev);
+}
+
+static const char *EV_A[] = {
+    "{\"user_id\":\"u-1\",\"ts\":1763800000000,\"type\":\"view\",\"item\":{\"color\":\"blue\",\"price\":1000}}",
+    "{\"user_id\":\"u-1\",\"ts\":1763800001000,\"type\":\"view\",\"item\":{\"color\":\"blue\",\"price\":12000}}",
+    "{\"user_id\":\"u-1\",\"ts\":1763800002000,\"type\":\"click\",\"item\":{\"color\":\"red\",\"price\":12000}}",
+};
+static const char *EV_B[] = {
+    "{\"user_id\":\"u-1\",\"ts\":1763799000000,\"type\":\"view\",\"item\":{\"color\":\"red\",\"price\":500}}",
+    "{\"user_id\":\"u-1\",\"ts\":1763800009000,\"type\":\"search\",\"filters\":{\"color\":\"green\"}}",
+};
+
+static void build(pd_profile *p, const char **evs, int n)
+{
+    for (int i = 0; i < n; i++) add_json(p, evs[i]);
+}
+
+static pd_store *open_store(const char *dir, const pd_schema *s, int ro)
+{
+    pd_store *st = NULL;
+    char err[512] = "";
+    pd_store_opts o = {0};
+    o.read_only = ro;
+    o.block_cache_mb = 8;
+    o.write_buffer_mb = 4;
+    int rc = pd_store_open(&st, dir, s, &o, err, sizeof err);
+    if (rc) pd_test_fail(__FILE__, __LINE__, "open %s: %d %s", dir, rc, err);
+    return st;
+}
+
+TEST(store_commit_reopen_readback)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    int color = pd_schema_find(&s, "color", 5), price = pd_schema_find(&s, "price", 5);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0);
+    if (!st) goto out;
+
+    pd_profile a, b;
+    pd_profile_init(&a, &s);
+    pd_profile_init(&b, &s);
+    build(&a, EV_A, 3);
+    build(&b, EV_B, 1);
+    pd_store_batch *bt = pd_store_batch_new(st);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0, 3, "u-1", 3, &a, err, sizeof err), 0);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0, 3, "u-2", 3, &b, err, sizeof err), 0);
+    pd_store_batch_put_dedup(bt, 3, "e-1", 3, 1763800000000LL);
+    pd_store_batch_set_checkpoint(bt, 3, 100, 1763800001000LL);
+    pd_store_batch_set_checkpoint(bt, 0, 7, 1763700000000LL);
+    pd_store_batch_set_checkpoint(bt, 3, 150, 1763800002000LL); /* last one wins */
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    pd_store_batch_free(bt);
+    pd_profile_free(&a);
+    pd_profile_free(&b);
+    pd_store_close(st);
+
+    st = open_store(dir, &s, 0);
+    if (!st) goto out;
+    pd_profile p;
+    pd_profile_init(&p, &s);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 3, "u-1", 3, &p, err, sizeof err), 0);
+    /* hand-counted from EV_A */
+    CHECK_INT(p.events, 3);
+    CHECK_INT(p.first_ts, 1763800000000LL);
+    CHECK_INT(p.last_ts, 1763800002000LL);
+    CHECK_INT(pd_catset_get(&p.types, "view", 4), 2);
+    CHECK_INT(pd_catset_get(&p.types, "click", 5), 1);
+    CHECK_INT(pd_catset_get(&p.dims[color].cat, "blue", 4), 2);
+    CHECK_INT(pd_catset_get(&p.dims[color].cat, "red", 3), 1);
+    CHECK_INT(p.dims[price].num.count, 3);
+    CHECK_DBL(p.dims[price].num.sum, 25000.0, 0);
+    CHECK_DBL(p.dims[price].num.min, 1000.0, 0);
+    CHECK_DBL(p.dims[price].num.max, 12000.0, 0);
+    pd_profile_reset(&p);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 3, "u-2", 3, &p, err, sizeof err), 0);
+    CHECK_INT(p.events, 1);
+    CHECK_INT(pd_catset_get(&p.dims[color].cat, "red", 3), 1);
+    pd_profile_reset(&p);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 3, "u-3", 3, &p, err, sizeof err), PD_ENOTFOUND);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 2, "u-1", 3, &p, err, sizeof err), PD_ENOTFOUND);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0 + 1, 3, "u-1", 3, &p, err, sizeof err),
+              PD_ENOTFOUND);
+    pd_profile_free(&p);
+
+    pd_checkpoint c;
+    CHECK_INT(pd_store_get_checkpoint(st, 3, &c), 0);
+    CHECK_INT(c.partition, 3);
+    CHECK_INT(c.next_offset, 150);
+    CHECK_INT(c.clock_ms, 1763800002000LL);
+    CHECK_INT(pd_store_get_checkpoint(st, 1, &c), PD_ENOTFOUND);
+    pd_checkpoint *cl = NULL;
+    int n = 0;
+    CHECK_INT(pd_store_list_checkpoints(st, &cl, &n), 0);
+    CHECK_INT(n, 2);
+    if (n == 2) {
+        CHECK_INT(cl[0].partition, 0);
+        CHECK_INT(cl[0].next_offset, 7);
+        CHECK_INT(cl[0].clock_ms, 1763700000000LL);
+        CHECK_INT(cl[1].partition, 3);
+        CHECK_INT(cl[1].next_offset, 150);
+    }
+    pd_free(cl);
+
+    int64_t ts = 0;
+    CHECK_INT(pd_store_get_dedup(st, 3, "e-1", 3, &ts), 0);
+    CHECK_INT(ts, 1763800000000LL);
+    CHECK_INT(pd_store_get_dedup(st, 2, "e-1", 3, &ts), PD_ENOTFOUND);
+    CHECK_INT(pd_store_get_dedup(st, 3, "e-2", 3, &ts), PD_ENOTFOUND);
+
+    int64_t *days = NULL;
+    CHECK_INT(pd_store_list_days(st, &days, &n), 0);
+    CHECK_INT(n, 1);
+    if (n == 1) CHECK_INT(days[0], DAY0);
+    pd_free(days);
+
+    pd_day_stats *ds = NULL;
+    CHECK_INT(pd_store_day_stats(st, &ds, &n), 0);
+    CHECK_INT(n, 1);
+    if (n == 1) {
+        CHECK_INT(ds[0].day, DAY0);
+        CHECK(ds[0].keys >= 1);
+        CHECK(ds[0].bytes > 0);
+    }
+    pd_free(ds);
+    pd_store_close(st);
+out:
+    pd_free(dir);
+}
+
+TEST(store_merge_two_commits_sum)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    int color = pd_schema_find(&s, "color", 5), price = pd_schema_find(&s, "price", 5);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0);
+    if (!st) goto out;
+    pd_profile a, b, all, got;
+    pd_profile_init(&a, &s);
+    pd_profile_init(&b, &s);
+    pd_profile_init(&all, &s);
+    pd_profile_init(&got, &s);
+    build(&a, EV_A, 3);
+    build(&b, EV_B, 2);
+    build(&all, EV_A, 3);
+    build(&all, EV_B, 2);
+    pd_store_batch *bt = pd_store_batch_new(st);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0, 1, "u-1", 3, &a, err, sizeof err), 0);
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0, 1, "u-1", 3, &b, err, sizeof err), 0);
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    /* a committed batch is cleared: committing it again changes nothing */
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 1, "u-1", 3, &got, err, sizeof err), 0);
+    CHECK(pd_profile_equal(&got, &all));
+    /* hand-counted: 5 events, 3 views, 1 click, 1 search */
+    CHECK_INT(got.events, 5);
+    CHECK_INT(got.first_ts, 1763799000000LL);
+    CHECK_INT(got.last_ts, 1763800009000LL);
+    CHECK_INT(pd_catset_get(&got.types, "view", 4), 3);
+    CHECK_INT(pd_catset_get(&got.types, "search", 6), 1);
+    CHECK_INT(pd_catset_get(&got.dims[color].cat, "red", 3), 2);
+    CHECK_INT(pd_catset_get(&got.dims[color].cat, "green", 5), 1);
+    CHECK_INT(got.dims[price].num.count, 4);
+    CHECK_DBL(got.dims[price].num.sum, 25500.0, 0);
+    CHECK_DBL(got.dims[price].num.min, 500.0, 0);
+
+    /* survives reopen (merge operands replayed from the WAL) */
+    pd_store_close(st);
+    st = open_store(dir, &s, 0);
+    if (st) {
+        pd_profile_reset(&got);
+        CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 1, "u-1", 3, &got, err, sizeof err), 0);
+        CHECK(pd_profile_equal(&got, &all));
+    }
+    pd_store_batch_free(bt);
+    pd_profile_free(&a);
+    pd_profile_free(&b);
+    pd_profile_free(&all);
+    pd_profile_free(&got);
+    pd_store_close(st);
+out:
+    pd_free(dir);
+}
+
+/* Commits one event for (day, partition, user). */
+static void put1(pd_store *st, const pd_schema *s, int64_t day, int32_t part, const char *user)
+{
+    char err[512] = "";
+    pd_profile p;
+    pd_profile_init(&p, s);
+    add_json(&p, EV_A[0]);
+    pd_store_batch *bt = pd_store_batch_new(st);
+    int rc = pd_store_batch_merge(bt, day, part, user, strlen(user), &p, err, sizeof err);
+    if (rc == 0) rc = pd_store_commit(st, bt, err, sizeof err);
+    if (rc) pd_test_fail(__FILE__, __LINE__, "put1: %s", err);
+    pd_store_batch_free(bt);
+    pd_profile_free(&p);
+}
+
+TEST(store_retention_drop)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0);
+    if (!st) goto out;
+    for (int d = -2; d <= 1; d++) put1(st, &s, DAY0 + d, 0, "u-1");
+    int64_t *days = NULL;
+    int n = 0;
+    CHECK_INT(pd_store_list_days(st, &days, &n), 0);
+    CHECK_INT(n, 4);
+    pd_free(days);
+
+    /* a snapshot taken before the drop still reads the dropped day */
+    pd_store_snap *sn = pd_store_snap_acquire(st);
+    CHECK_INT(pd_store_drop_days_before(st, DAY0, err, sizeof err), 2);
+    pd_profile p;
+    pd_profile_init(&p, &s);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0 - 1, 0, "u-1", 3, &p, err, sizeof err),
+              PD_ENOTFOUND);
+    CHECK_INT(pd_store_get_profile(st, sn, DAY0 - 1, 0, "u-1", 3, &p, err, sizeof err), 0);
+    CHECK_INT(p.events, 1);
+    pd_profile_reset(&p);
+    pd_store_snap_release(st, sn);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 0, "u-1", 3, &p, err, sizeof err), 0);
+    CHECK_INT(p.events, 1);
+    pd_profile_reset(&p);
+    CHECK_INT(pd_store_drop_days_before(st, DAY0, err, sizeof err), 0);
+    pd_store_close(st);
+
+    st = open_store(dir, &s, 0);
+    if (!st) goto out2;
+    CHECK_INT(pd_store_list_days(st, &days, &n), 0);
+    CHECK_INT(n, 2);
+    if (n == 2) {
+        CHECK_INT(days[0], DAY0);
+        CHECK_INT(days[1], DAY0 + 1);
+    }
+    pd_free(days);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0 - 2, 0, "u-1", 3, &p, err, sizeof err),
+              PD_ENOTFOUND);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0 + 1, 0, "u-1", 3, &p, err, sizeof err), 0);
+    /* a dropped day may be written again (late data is the caller's call) */
+    pd_profile_reset(&p);
+    put1(st, &s, DAY0 - 2, 0, "u-9");
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0 - 2, 0, "u-9", 3, &p, err, sizeof err), 0);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0 - 2, 0, "u-1", 3, &p, err, sizeof err),
+              PD_ENOTFOUND);
+    CHECK_INT(pd_store_drop_days_before(st, DAY0 + 5, err, sizeof err), 3);
+    CHECK_INT(pd_store_list_days(st, &days, &n), 0);
+    CHECK_INT(n, 0);
+    pd_free(days);
+    pd_store_close(st);
+out2:
+    pd_profile_free(&p);
+out:
+    pd_free(dir);
+}
+
+TEST(store_schema_mismatch_refused)
+{
+    pd_schema s, s2;
+    pd_schema_default(&s, 64);
+    pd_schema_default(&s2, 32);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0);
+    pd_store_close(st);
+    pd_store_opts o = {0};
+    st = NULL;
+    int rc = pd_store_open(&st, dir, &s2, &o, err, sizeof err);
+    CHECK_INT(rc, PD_EINVAL);
+    CHECK(st == NULL);
+    CHECK(strstr(err, "schema mismatch") != NULL);
+    /* the read-only path refuses too */
+    o.read_only = 1;
+    rc = pd_store_open(&st, dir, &s2, &o, err, sizeof err);
+    CHECK_INT(rc, PD_EINVAL);
+    CHECK(strstr(err, "schema mismatch") != NULL);
+    /* and the right schema still opens */
+    st = open_store(dir, &s, 0);
+    CHECK(st != NULL);
+    pd_store_close(st);
+    pd_free(dir);
+}
+
+TEST(store_readonly_missing_dir)
+{
+    char *dir = tmpdir_copy(), err[512] = "", path[600];
+    snprintf(path, sizeof path, "%s/nope", dir);
+    pd_store_opts o = {0};
+    o.read_only = 1;
+    pd_store *st = NULL;
+    CHECK(pd_store_open(&st, path, NULL, &o, err, sizeof err) < 0);
+    CHECK(st == NULL);
+    CHECK(err[0] != '\0');
+    /* and it did not create anything */
+    DIR *d = opendir(path);
+    CHECK(d == NULL);
+    if (d) closedir(d);
+    pd_free(dir);
+}
+
+/* Sorted newline-joined listing of dir (names only). */
+static char *listing(const char *dir)
+{
+    struct dirent **ents = NULL;
+    int n = scandir(dir, &ents, NULL, alphasort);
+    pd_buf b = {0};
+    for (int i = 0; i < n; i++) {
+        pd_buf_printf(&b, "%s\n", ents[i]->d_name);
+        free(ents[i]);
+    }
+    free(ents);
+    pd_buf_putc(&b, '\0');
+    return b.p;
+}
+
+static int count_visit(void *arg, int64_t day, int32_t partition, const char *user, size_t ulen,
+                       const pd_profile *prof)
+{
+    (void)day; (void)partition; (void)user; (void)ulen;
+    ((uint64_t *)arg)[0] += 1;
+    ((uint64_t *)arg)[1] += prof->events;
+    return 0;
+}
+
+TEST(store_readonly_secondary)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0);
+    if (!st) goto out;
+    put1(st, &s, DAY0, 2, "u-1");
+    pd_store_batch *bt = pd_store_batch_new(st);
+    pd_store_batch_set_checkpoint(bt, 2, 42, 1763800000000LL);
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    pd_store_batch_free(bt);
+
+    char *before = listing(dir);
+    /* schema NULL: the store's own schema is used */
+    pd_store *ro = open_store(dir, NULL, 1);
+    pd_store *ro2 = open_store(dir, &s, 1);
+    if (!ro || !ro2) {
+        pd_store_close(ro);
+        pd_store_close(ro2);
+        pd_free(before);
+        pd_store_close(st);
+        goto out;
+    }
+    pd_profile p;
+    pd_profile_init(&p, &s);
+    CHECK_INT(pd_store_get_profile(ro2, NULL, DAY0, 2, "u-1", 3, &p, err, sizeof err), 0);
+    CHECK_INT(p.events, 1);
+    pd_profile_free(&p);
+    uint64_t cnt[2] = {0, 0};
+    CHECK_INT(pd_store_scan(ro, INT64_MIN, -1, NULL, 0, count_visit, cnt, err, sizeof err), 0);
+    CHECK_INT(cnt[0], 1);
+    CHECK_INT(cnt[1], 1);
+    pd_checkpoint c;
+    CHECK_INT(pd_store_get_checkpoint(ro, 2, &c), 0);
+    CHECK_INT(c.next_offset, 42);
+
+    /* writes are refused */
+    pd_profile_init(&p, &s);
+    add_json(&p, EV_A[0]);
+    bt = pd_store_batch_new(ro);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0, 2, "u-1", 3, &p, err, sizeof err), PD_EINVAL);
+    pd_store_batch_set_checkpoint(bt, 2, 99, 0);
+    CHECK_INT(pd_store_commit(ro, bt, err, sizeof err), PD_EINVAL);
+    CHECK_INT(pd_store_drop_days_before(ro, DAY0 + 10, err, sizeof err), PD_EINVAL);
+    pd_store_batch_free(bt);
+
+    /* the primary writes more; the secondary catches up */
+    bt = pd_store_batch_new(st);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0, 2, "u-1", 3, &p, err, sizeof err), 0);
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    pd_store_batch_free(bt);
+    pd_profile_free(&p);
+    CHECK_INT(pd_store_refresh(ro2, err, sizeof err), 0);
+    pd_profile_init(&p, &s);
+    CHECK_INT(pd_store_get_profile(ro2, NULL, DAY0, 2, "u-1", 3, &p, err, sizeof err), 0);
+    CHECK_INT(p.events, 2);
+    pd_profile_free(&p);
+    pd_store_snap *sn = pd_store_snap_acquire(ro2);
+    pd_profile_init(&p, &s);
+    CHECK_INT(pd_store_get_profile(ro2, sn, DAY0, 2, "u-1", 3, &p, err, sizeof err), 0);
+    CHECK_INT(p.events, 2);
+    pd_profile_free(&p);
+    pd_store_snap_release(ro2, sn);
+    pd_store_close(ro);
+    pd_store_close(ro2);
+
+    /* the secondaries left the data directory alone */
+    char *after = listing(dir);
+    CHECK_STR(after, before);
+    pd_free(before);
+    pd_free(after);
+    pd_checkpoint c2;
+    CHECK_INT(pd_store_get_checkpoint(st, 2, &c2), 0);
+    CHECK_INT(c2.next_offset, 42);
+    pd_store_close(st);
+out:
+    pd_free(dir);
+}
+
+TEST(store_scan_filters)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0);
+    if (!st) goto out;
+    /* days 0,1 x partitions 0,1,256 x users a,ab,b = 18 profiles of 1 event */
+    static const int32_t parts[] = {0, 1, 256};
+    static const char *users[] = {"a", "ab", "b"};
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < 3; i++)
+            for (int u = 0; u < 3; u++) put1(st, &s, DAY0 + d, parts[i], users[u]);
+    uint64_t cnt[2];
+    struct { int64_t day; int32_t part; const char *user; uint64_t want; } cases[] = {
+        {INT64_MIN, -1, NULL, 18}, {DAY0, -1, NULL, 9}, {DAY0 + 1, 1, NULL, 3},
+        {INT64_MIN, 256, NULL, 6}, {INT64_MIN, -1, "a", 6}, {DAY0, 1, "a", 1},
+        {DAY0, 1, "ab", 1}, {DAY0, 2, "a", 0}, {DAY0 + 7, -1, NULL, 0}, {INT64_MIN, 0, "c", 0},
+    };
+    for (size_t i = 0; i < PD_ARRAY_LEN(cases); i++) {
+        cnt[0] = cnt[1] = 0;
+        int rc = pd_store_scan(st, cases[i].day, cases[i].part, cases[i].user,
+                               cases[i].user ? strlen(cases[i].user) : 0, count_visit, cnt, err,
+                               sizeof err);
+        CHECK_INT(rc, 0);
+        if (cnt[0] != cases[i].want)
+            pd_test_fail(__FILE__, __LINE__, "case %zu: %" PRIu64 " visits, want %" PRIu64, i,
+                         cnt[0], cases[i].want);
+        CHECK_INT(cnt[1], cnt[0]);
+    }
+    pd_store_close(st);
+out:
+    pd_free(dir);
+}
+
+static int stop_visit(void *arg, int64_t day, int32_t partition, const char *user, size_t ulen,
+                      const pd_profile *prof)
+{
+    (void)day; (void)partition; (void)prof;
+    int *n = arg;
+    CHECK_INT(user[ulen], '\0');
+    return ++*n == 2 ? 77 : 0;
+}
+
+TEST(store_scan_stop)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0);
+    if (!st) goto out;
+    put1(st, &s, DAY0, 0, "x");
+    put1(st, &s, DAY0, 0, "y");
+    put1(st, &s, DAY0, 0, "z");
+    int n = 0;
+    CHECK_INT(pd_store_scan(st, INT64_MIN, -1, NULL, 0, stop_visit, &n, err, sizeof err), 77);
+    CHECK_INT(n, 2);
+    pd_store_close(st);
+out:
+    pd_free(dir);
+}
+
+/* ---- concurrency smoke ---- */
+
+typedef struct {
+    pd_store *st;
+    const pd_schema *s;
+    int done; /* atomic */
+} conc_ctx;
+
+typedef struct {
+    conc_ctx *c;
+    int reads, found, bad; /* this reader's counts */
+} conc_reader;
+
+static void *reader_main(void *arg)
+{
+    conc_reader *r = arg;
+    conc_ctx *c = r->c;
+    char err[512];
+    pd_profile p;
+    pd_profile_init(&p, c->s);
+    for (int i = 0; i < 200000 && !__atomic_load_n(&c->done, __ATOMIC_ACQUIRE); i++) {
+        int64_t *days = NULL;
+        int n = 0;
+        pd_store_list_days(c->st, &days, &n);
+        pd_store_snap *sn = (i % 4 == 0) ? pd_store_snap_acquire(c->st) : NULL;
+        for (int k = 0; k < n; k++) {
+            pd_profile_reset(&p);
+            int rc = pd_store_get_profile(c->st, sn, days[k], 0, "u-1", 3, &p, err, sizeof err);
+            r->reads++;
+            if (rc == 0) {
+                r->found++;
+                if (p.events < 1) r->bad++;
+            } else if (rc != PD_ENOTFOUND) {
+                r->bad++;
+            }
+        }
+        pd_store_snap_release(c->st, sn);
+        pd_free(days);
+    }
+    pd_profile_free(&p);
+    return NULL;
+}
+
+TEST(store_concurrent_readers_with_drops)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0);
+    if (!st) goto out;
+    conc_ctx c = {.st = st, .s = &s};
+    conc_reader rd[2] = {{.c = &c}, {.c = &c}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, reader_main, &rd[i]);
+    int total_dropped = 0;
+    for (int i = 0; i < 30; i++) {
+        put1(st, &s, DAY0 + i, 0, "u-1");
+        if (i > 0) put1(st, &s, DAY0 + i - 1, 0, "u-1");
+        int rc = pd_store_drop_days_before(st, DAY0 + i - 3, err, sizeof err);
+        CHECK(rc >= 0);
+        if (rc > 0) total_dropped += rc;
+    }
+    __atomic_store_n(&c.done, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        CHECK_INT(rd[i].bad, 0);
+        CHECK(rd[i].reads > 0);
+        CHECK(rd[i].found > 0);
+    }
+    int64_t *days = NULL;
+    int n = 0;
+    pd_store_list_days(st, &days, &n);
+    /* days DAY0+26 .. DAY0+29 remain: 30 created, 26 dropped */
+    CHECK_INT(n, 4);
+    CHECK_INT(total_dropped, 26);
+    if (n == 4) CHECK_INT(days[0], DAY0 + 26);
+    pd_free(days);
+    pd_profile p;
+    pd_profile_init(&p, &s);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0 + 28, 0, "u-1", 3, &p, err, sizeof err), 0);
+    CHECK_INT(p.events, 2);
+    pd_profile_free(&p);
+    pd_store_close(st);
+out:
+    pd_free(dir);
+}
+
+/* Reopening flushes the recovered WAL to L0; after enough L0 files RocksDB
+ * compacts them into a full value, so later reads merge operands onto an
+ * existing value (the full-merge path with a base). */
+TEST(store_merge_across_flushes)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_profile all, got;
+    pd_profile_init(&all, &s);
+    pd_profile_init(&got, &s);
+    for (int round = 0; round < 8; round++) {
+        pd_store *st = open_store(dir, &s, 0);
+        if (!st) break;
+        put1(st, &s, DAY0, 5, "u-1");
+        add_json(&all, EV_A[0]);
+        if (round % 3 == 2) {
+            pd_profile_reset(&got);
+            CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 5, "u-1", 3, &got, err, sizeof err), 0);
+            CHECK_INT(got.events, round + 1);
+        }
+        pd_store_close(st);
+    }
+    pd_store *st = open_store(dir, &s, 0);
+    if (st) {
+        put1(st, &s, DAY0, 5, "u-1");
+        add_json(&all, EV_A[0]);
+        pd_profile_reset(&got);
+        CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 5, "u-1", 3, &got, err, sizeof err), 0);
+        CHECK_INT(got.events, 9);
+        CHECK(pd_profile_equal(&got, &all));
+        pd_store_close(st);
+    }
+    pd_profile_free(&all);
+    pd_profile_free(&got);
+    pd_free(dir);
+}
+
+/* Many commits to one key in one memtable: past max_successive_merges the
+ * writer folds operands into a value, and later operands merge onto it. */
+TEST(store_merge_many_commits)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    int price = pd_schema_find(&s, "price", 5);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0);
+    pd_profile all, got, one;
+    pd_profile_init(&all, &s);
+    pd_profile_init(&got, &s);
+    pd_profile_init(&one, &s);
+    if (!st) goto out;
+    pd_store_batch *bt = pd_store_batch_new(st);
+    double sum = 0;
+    for (int i = 0; i < 30; i++) {
+        pd_profile_reset(&one);
+        add_json(&one, EV_A[i % 3]);
+        add_json(&all, EV_A[i % 3]);
+        sum += (i % 3 == 0) ? 1000 : 12000;
+        CHECK_INT(pd_store_batch_merge(bt, DAY0, 0, "hot", 3, &one, err, sizeof err), 0);
+        CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    }
+    pd_store_batch_free(bt);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 0, "hot", 3, &got, err, sizeof err), 0);
+    CHECK_INT(got.events, 30);
+    CHECK_INT(pd_catset_get(&got.types, "view", 4), 20);
+    CHECK_DBL(got.dims[price].num.sum, sum, 0);
+    CHECK(pd_profile_equal(&got, &all));
+    pd_store_close(st);
+    st = open_store(dir, &s, 0);
+    if (st) {
+        pd_profile_reset(&got);
+        CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 0, "hot", 3, &got, err, sizeof err), 0);
+        CHECK(pd_profile_equal(&got, &all));
+        pd_store_close(st);
+    }
+out:
+    pd_profile_free(&all);
+    pd_profile_free(&got);
+    pd_profile_free(&one);
+    pd_free(dir);
+}

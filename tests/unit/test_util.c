@@ -1,0 +1,126 @@
+/* test_util.c -- murmur2 against Kafka's published vectors, UTF-8, calendar,
+ * RFC 3339, varints, time zones, JSON string escaping. */
+#include "test.h"
+#include "util.h"
+
+#include <stdlib.h>
+
+TEST(murmur2_kafka_vectors)
+{
+    /* Expected values from Apache Kafka's UtilsTest.testMurmur2 (Java ints). */
+    static const struct { const char *k; int32_t h; } v[] = {
+        {"21", -973932308},
+        {"foobar", -790332482},
+        {"a-little-bit-long-string", -985981536},
+        {"a-little-bit-longer-string", -1486304829},
+        {"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971},
+        {"abc", 479470107},
+    };
+    for (size_t i = 0; i < PD_ARRAY_LEN(v); i++)
+        CHECK_INT((int32_t)pd_murmur2(v[i].k, strlen(v[i].k)), v[i].h);
+}
+
+TEST(murmur2_partition_to_positive)
+{
+    /* toPositive(h) = h & 0x7fffffff, then modulo. */
+    int32_t h = -973932308; /* "21" */
+    CHECK_INT(pd_partition_for("21", 2, 12), (int32_t)(((uint32_t)h & 0x7fffffffu) % 12u));
+    CHECK_INT(pd_partition_for("21", 2, 1), 0);
+    CHECK_INT(pd_partition_for("x", 1, 0), -1);
+    /* Empty key is still hashed (Java hashes zero bytes: seed ^ 0 mixed). */
+    CHECK(pd_partition_for("", 0, 7) >= 0);
+}
+
+TEST(utf8_validation)
+{
+    CHECK(pd_utf8_valid("plain", 5));
+    CHECK(pd_utf8_valid("\xc3\xa4", 2));             /* ä */
+    CHECK(pd_utf8_valid("\xe2\x82\xac", 3));         /* € */
+    CHECK(pd_utf8_valid("\xf0\x9f\x9a\x97", 4));     /* 🚗 */
+    CHECK(!pd_utf8_valid("\xc3", 1));                /* truncated */
+    CHECK(!pd_utf8_valid("\xe2\x82", 2));
+    CHECK(!pd_utf8_valid("\xc0\xaf", 2));            /* overlong */
+    CHECK(!pd_utf8_valid("\xed\xa0\x80", 3));        /* surrogate */
+    CHECK(!pd_utf8_valid("\xf4\x90\x80\x80", 4));    /* > U+10FFFF */
+    CHECK(!pd_utf8_valid("\xff", 1));
+    CHECK(!pd_utf8_valid("a\x80", 2));               /* stray continuation */
+}
+
+TEST(calendar_days)
+{
+    CHECK_INT(pd_days_from_civil(1970, 1, 1), 0);
+    CHECK_INT(pd_days_from_civil(2000, 3, 1), 11017);
+    CHECK_INT(pd_days_from_civil(2026, 11, 22), 20779);
+    char d[16];
+    pd_day_format(20779, d);
+    CHECK_STR(d, "2026-11-22");
+    pd_day_format(11016, d);
+    CHECK_STR(d, "2000-02-29");
+    int64_t day;
+    CHECK_INT(pd_day_parse("2024-02-29", 10, &day), PD_OK);
+    CHECK_INT(day, pd_days_from_civil(2024, 2, 29));
+    CHECK_INT(pd_day_parse("2023-02-29", 10, &day), PD_EINVAL);
+    CHECK_INT(pd_day_parse("2023-13-01", 10, &day), PD_EINVAL);
+    CHECK_INT(pd_day_parse("2023-1-01", 9, &day), PD_EINVAL);
+    CHECK_INT(pd_day_parse("2023/01/01", 10, &day), PD_EINVAL);
+}
+
+TEST(rfc3339)
+{
+    int64_t ms;
+    const char *s = "2026-11-22T08:00:01Z";
+    CHECK_INT(pd_ts_parse_rfc3339(s, strlen(s), &ms), PD_OK);
+    CHECK_INT(ms, 20779LL * 86400000 + 8 * 3600000 + 1000);
+    s = "2026-11-22T08:00:01.5+01:00";
+    CHECK_INT(pd_ts_parse_rfc3339(s, strlen(s), &ms), PD_OK);
+    CHECK_INT(ms, 20779LL * 86400000 + 7 * 3600000 + 1500);
+    s = "2026-11-22T08:00:01.123456789-02:30";
+    CHECK_INT(pd_ts_parse_rfc3339(s, strlen(s), &ms), PD_OK);
+    CHECK_INT(ms, 20779LL * 86400000 + 10 * 3600000 + 30 * 60000 + 1123);
+    const char *bad[] = {"2026-11-22", "2026-11-22T08:00:01", "2026-11-22T25:00:00Z", "2026-11-22T08:00:01.Z",
+                         "2026-11-22T08:00:01+0100", "2026-11-22T08:00:01Zjunk", "x026-11-22T08:00:01Z"};
+    for (size_t i = 0; i < PD_ARRAY_LEN(bad); i++)
+        CHECK_INT(pd_ts_parse_rfc3339(bad[i], strlen(bad[i]), &ms), PD_EINVAL);
+    char out[32];
+    pd_ts_format(20779LL * 86400000 + 8 * 3600000 + 1001, out);
+    CHECK_STR(out, "2026-11-22T08:00:01.001Z");
+}
+
+TEST(varints_and_zigzag)
+{
+    uint64_t vals[] = {0, 1, 127, 128, 300, 1ULL << 35, UINT64_MAX};
+    for (size_t i = 0; i < PD_ARRAY_LEN(vals); i++) {
+        pd_buf b = {0};
+        pd_put_uvarint(&b, vals[i]);
+        uint64_t out = 0;
+        CHECK_INT(pd_get_uvarint((const uint8_t *)b.p, b.len, &out), (long long)b.len);
+        CHECK(out == vals[i]);
+        CHECK_INT(pd_get_uvarint((const uint8_t *)b.p, b.len - 1, &out), 0); /* truncated */
+        pd_buf_free(&b);
+    }
+    CHECK(pd_zigzag(-1) == 1 && pd_zigzag(1) == 2 && pd_unzigzag(pd_zigzag(INT64_MIN)) == INT64_MIN);
+}
+
+TEST(timezones)
+{
+    pd_tz tz;
+    char err[128];
+    int64_t t = 20779LL * 86400000 + 23 * 3600000; /* 2026-11-22T23:00Z */
+    CHECK_INT(pd_tz_parse(&tz, "UTC", err, sizeof err), PD_OK);
+    CHECK_INT(pd_tz_day(&tz, t), 20779);
+    CHECK_INT(pd_tz_parse(&tz, "+02:00", err, sizeof err), PD_OK);
+    CHECK_INT(pd_tz_day(&tz, t), 20780);
+    CHECK_INT(pd_tz_parse(&tz, "-05:00", err, sizeof err), PD_OK);
+    CHECK_INT(pd_tz_day(&tz, 20779LL * 86400000 + 3600000), 20778);
+    CHECK_INT(pd_tz_parse(&tz, "Mars/Olympus", err, sizeof err), PD_EINVAL);
+    CHECK_INT(pd_tz_parse(&tz, "+25:00", err, sizeof err), PD_EINVAL);
+    CHECK_INT(pd_tz_day(&(pd_tz){0, 0}, -1), -1);
+}
+
+TEST(json_string_escape)
+{
+    pd_buf b = {0};
+    pd_buf_json_str(&b, "a\"b\\c\n\x01", 7);
+    CHECK_STR(b.p, "\"a\\\"b\\\\c\\n\\u0001\"");
+    pd_buf_free(&b);
+}
