@@ -24,6 +24,7 @@ PROFILED_MAIN  := src/profiled.c
 PROFILECTL_MAIN := src/profilectl.c
 UNIT_SRC   := tests/unit/main.c tests/unit/test_util.c tests/unit/test_config.c \
               tests/unit/test_event.c tests/unit/test_profile.c tests/unit/test_store.c \
+              tests/unit/test_http.c \
               tests/unit/test_query.c tests/unit/test_metrics.c tests/unit/test_gen.c
 FUZZ_TARGETS := fuzz_event fuzz_decode
 

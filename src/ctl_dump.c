@@ -105,6 +105,17 @@ static void usage(const dump_cmd *c, FILE *out)
     fprintf(out, "Flags take '-' or '_' alike (--data-dir == --data_dir) and --name=value.\n");
 }
 
+/* 1 when `key` names an option of c ('-' and '_' alike). */
+static int known_flag(const dump_cmd *c, const char *key)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        const char *a = c->tbl[i].name, *b = key;
+        while (*a && *b && (*a == *b || (*a == '_' && *b == '-'))) a++, b++;
+        if (!*a && !*b) return 1;
+    }
+    return 0;
+}
+
 /* Parses `--name value` / `--name=value`; *help set on --help/-h. Errors
  * name the flag. */
 static int parse_args(const dump_cmd *c, dump_opts *o, int argc, char **argv, int *help,
@@ -125,6 +136,7 @@ static int parse_args(const dump_cmd *c, dump_opts *o, int argc, char **argv, in
         if (kl >= sizeof key) return pd_seterr(err, errlen, PD_EINVAL, "flag '%s' too long", a);
         memcpy(key, a + 2, kl);
         key[kl] = '\0';
+        if (!known_flag(c, key)) return pd_seterr(err, errlen, PD_EINVAL, "unknown flag --%s", key);
         const char *val;
         if (eq) {
             val = eq + 1;
@@ -134,8 +146,6 @@ static int parse_args(const dump_cmd *c, dump_opts *o, int argc, char **argv, in
         }
         char e2[256];
         int rc = pd_opts_set(c->tbl, c->n, o, key, val, e2, sizeof e2);
-        if (rc && strncmp(e2, "unknown", 7) == 0)
-            return pd_seterr(err, errlen, PD_EINVAL, "unknown flag --%s", key);
         if (rc) return pd_seterr(err, errlen, PD_EINVAL, "--%s", e2); /* e2 names the flag */
     }
     if (!o->data_dir || !*o->data_dir)

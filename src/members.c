@@ -123,7 +123,7 @@ static void mem_apply(pd_members *m, const char *id, const char *url, int64_t ge
     mm->ts = ts;
     mm->alive = alive;
     if (!alive) nparts = 0;
-    qsort(parts, (size_t)nparts, sizeof *parts, cmp_i32);
+    if (nparts > 0) qsort(parts, (size_t)nparts, sizeof *parts, cmp_i32);
     int32_t *np = nparts ? pd_malloc((size_t)nparts * sizeof *np) : NULL;
     int64_t *ns = nparts ? pd_malloc((size_t)nparts * sizeof *ns) : NULL;
     int k = 0;

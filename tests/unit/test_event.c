@@ -103,7 +103,9 @@ TEST(event_valid_basic)
     CHECK_INT(ev.attrs[D_YEAR].kind, PD_ATTR_ABSENT);
     CHECK_INT(ev.attrs[D_DEEP].kind, PD_ATTR_ABSENT);
     pd_event_free(&ev);
-    CHECK(ev.root_ == NULL);
+    CHECK(ev.root_ == NULL && ev.user_id == NULL && ev.type == NULL && ev.event_id == NULL);
+    CHECK_INT(ev.nattrs, 0);
+    CHECK_INT(ev.n_bad_attrs, 0);
     pd_event_free(&ev); /* twice is harmless */
 }
 
@@ -222,6 +224,9 @@ TEST(event_attr_stringified_categoricals)
         {"9007199254740991", "9007199254740991"},   /* 2^53 - 1: integer path */
         {"9007199254740993", "9007199254740992"},   /* rounds to 2^53: %.17g path */
         {"-9007199254740991", "-9007199254740991"},
+        {"1e17", "1e+17"},                          /* integral but >= 2^53 */
+        {"123456789012345678", "1.2345678901234568e+17"},
+        {"-1e300", "-1.0000000000000001e+300"},
     };
     for (size_t i = 0; i < PD_ARRAY_LEN(cases); i++) {
         char j[256];
@@ -350,8 +355,11 @@ TEST(event_length_limits)
     CHECK(ev.root_ == NULL);
     pd_event_free(&ev);
     CHECK_INT(parse_fields(&ev, u258, "t", "e", err, sizeof err), PD_EV_USER_ID_TOO_LONG);
+    pd_event_free(&ev);
     CHECK_INT(parse_fields(&ev, "u", s65, "e", err, sizeof err), PD_EV_TYPE_TOO_LONG);
+    pd_event_free(&ev);
     CHECK_INT(parse_fields(&ev, "u", "t", s257, err, sizeof err), PD_EV_BAD_EVENT_ID);
+    pd_event_free(&ev);
 }
 
 TEST(event_max_bytes)
@@ -385,6 +393,7 @@ TEST(event_error_messages)
     CHECK_INT(parse(&ev, "{\"user_id\":42,\"ts\":946684800000,\"type\":\"t\"}", err, sizeof err),
               PD_EV_BAD_USER_ID_TYPE);
     CHECK_STR(err, "field 'user_id': expected string, got number");
+    CHECK(ev.root_ == NULL && ev.user_id == NULL && ev.nattrs == 0);
     CHECK_INT(parse(&ev, "{\"user_id\":\"u\",\"ts\":[1],\"type\":\"t\"}", err, sizeof err),
               PD_EV_BAD_TS_TYPE);
     CHECK_STR(err, "field 'ts': expected integer epoch ms or RFC 3339 string, got array");
