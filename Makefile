@@ -113,3 +113,13 @@ demo: all
 
 clean:
 	rm -rf build bin
+
+# bench -- `make bench` (above) runs bench/run.sh; these are its C programs,
+# built with the release flags and linked against the release objects.
+BENCH_BINS := build/bench/bench_process build/bench/bench_consume build/bench/bench_redis
+
+build/bench/%: bench/%.c $(REL_OBJ) $(HDRS) | $(DEPS_STAMP)
+	@mkdir -p build/bench
+	$(CC) $(CFLAGS_REL) $(PKG_CFLAGS) $(CFLAGS) -o $@ $< $(REL_OBJ) $(LDFLAGS) $(PKG_LIBS)
+
+bench-bins: $(BENCH_BINS)

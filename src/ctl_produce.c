@@ -52,6 +52,7 @@ typedef struct {
     double zipf;
     int quiet;
     char *key_field;
+    int live;
 } produce_opts;
 
 #define POFF(f) offsetof(produce_opts, f)
@@ -70,6 +71,7 @@ static const pd_opt produce_tbl[] = {
     {"generate", PD_OPT_INT, POFF(generate), "0", 0, 1e12, "Generate and send N synthetic events instead of --file."},
     {"rate", PD_OPT_DOUBLE, POFF(rate), "0", 0, 1e9, "Events per second (0 = unlimited)."},
     {"quiet", PD_OPT_BOOL, POFF(quiet), "false", 1, 0, "No progress lines on stderr."},
+    {"live", PD_OPT_BOOL, POFF(live), "false", 1, 0, "Generated: stamp each event with the current time instead of spreading over --days (demo, freshness)."},
     {"key_field", PD_OPT_STR, POFF(key_field), "", 1, 0, "--file: take the key from this top-level string field when present, else user_id (tests use it to produce misrouted events)."},
 };
 #define GEN_OPTS 7
@@ -195,6 +197,21 @@ static void produce_usage(FILE *out)
                  "Prints 'acked=N failed=M' at the end; exits 1 if anything failed.\n\n");
     pd_opts_usage(produce_tbl, PRODUCE_TBL_LEN, out);
     fprintf(out, "  %-34s %s\n", "-X key=value", "librdkafka property (repeatable; overrides the defaults).");
+}
+
+/* --live: overwrites the 13-digit epoch-ms value of "ts" in a generated
+ * line with the current time (same width, so the line stays valid). */
+static void stamp_now(char *p, size_t n)
+{
+    char *t = memmem(p, n, "\"ts\":", 5);
+    if (!t) return;
+    t += 5;
+    char now[32];
+    int w = snprintf(now, sizeof now, "%lld", (long long)pd_now_ms());
+    for (int i = 0; i < w; i++)
+        if ((size_t)(t - p + i) >= n || t[i] < '0' || t[i] > '9') return;
+    if ((size_t)(t - p + w) < n && t[w] >= '0' && t[w] <= '9') return;
+    memcpy(t, now, (size_t)w);
 }
 
 /* Key of a JSONL line: the user_id string, or none. Sets *key and *klen into
@@ -361,6 +378,7 @@ int ctl_produce_main(int argc, char **argv)
             if (pd_gen_next(gen, &json, &key) == PD_GEN_END) break;
             v = json.p;
             vlen = json.len;
+            if (o.live) stamp_now(json.p, json.len);
             if (key.len) {
                 k = key.p;
                 klen = key.len;

@@ -46,6 +46,7 @@
  */
 #include "http.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -53,6 +54,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +101,7 @@ struct pd_http {
     int port;
     pthread_mutex_t pool_mu;       /* guards peers and every fwd_peer */
     fwd_peer *peers;               /* owned list */
+    _Atomic int64_t last_fwd_log_ms; /* forward failures: one log line per second */
 };
 
 /* One response under construction. body is owned. */
@@ -739,7 +742,10 @@ static void profile_forward(pd_http *h, int32_t p, const char *user, size_t ulen
     int rc = fwd_get(h, o.url, pq.p, hops + 1, &fr, err, sizeof err);
     if (rc != PD_OK) {
         if (w->metrics) PD_INC(w->metrics->forward_errors);
-        pd_warn("http: forward of partition %d to %s (%s) failed: %s", (int)p, o.id, o.url, err);
+        int64_t now = pd_now_ms(), last = atomic_load(&h->last_fwd_log_ms);
+        if (now - last >= 1000 && atomic_compare_exchange_strong(&h->last_fwd_log_ms, &last, now))
+            pd_warn("http: forward of partition %d to %s (%s) failed: %s", (int)p, o.id, o.url,
+                    err);
         resp_error(r, 503, "partition unavailable", "partition %d: owner %s (%s) unreachable: %s",
                    (int)p, o.id, o.url, err);
         resp_header(r, "Retry-After", "1");
@@ -1064,11 +1070,20 @@ static int on_http_error(struct mg_connection *c, int status, const char *msg)
     pd_http *h = mg_get_user_data(mg_get_context(c));
     int64_t t0 = pd_mono_us();
     pd_buf b = {0};
+    char e[64], detail[256];
+    snprintf(e, sizeof e, "%s", status_text(status));
+    for (char *q = e; *q; q++) *q = (char)tolower((unsigned char)*q);
+    /* civetweb reports a head over max_request_size as "Malformed message" */
+    if (msg && status == 400 && strcmp(msg, "Malformed message") == 0 && h)
+        snprintf(detail, sizeof detail,
+                 "malformed request, or request head larger than %lld bytes",
+                 (long long)h->w->cfg->http_max_request_bytes);
+    else
+        snprintf(detail, sizeof detail, "%s", msg ? msg : "");
     pd_buf_append(&b, "{\"error\":", 9);
-    const char *e = status_text(status);
     pd_buf_json_str(&b, e, strlen(e));
     pd_buf_append(&b, ",\"detail\":", 10);
-    pd_buf_json_str(&b, msg ? msg : "", msg ? strlen(msg) : 0);
+    pd_buf_json_str(&b, detail, strlen(detail));
     pd_buf_putc(&b, '}');
     mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
               "Cache-Control: no-store\r\nConnection: close\r\n\r\n",

@@ -164,6 +164,13 @@ static int mem_owner_locked(pd_members *m, int32_t p, pd_owner *out)
     return PD_OK;
 }
 
+/* A JSON number as int64, 0 when absent, not a number or out of range. */
+static int64_t json_i64(const cJSON *v)
+{
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= -9.0e18 && v->valuedouble <= 9.0e18)) return 0;
+    return (int64_t)v->valuedouble;
+}
+
 /* Parses one record value and applies it. PD_EINVAL for junk. */
 static int mem_apply_json(pd_members *m, const char *val, size_t len, int64_t pos)
 {
@@ -193,9 +200,8 @@ static int mem_apply_json(pd_members *m, const char *val, size_t len, int64_t po
     }
     int is_alive = alive ? cJSON_IsTrue(alive) : 1;
     pthread_mutex_lock(&m->mu);
-    mem_apply(m, id->valuestring, url->valuestring,
-              cJSON_IsNumber(gen) ? (int64_t)gen->valuedouble : 0,
-              cJSON_IsNumber(ts) ? (int64_t)ts->valuedouble : 0, is_alive, parts, k, pos);
+    mem_apply(m, id->valuestring, url->valuestring, json_i64(gen), json_i64(ts), is_alive, parts,
+              k, pos);
     pthread_mutex_unlock(&m->mu);
     rc = PD_OK;
 out:

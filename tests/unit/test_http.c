@@ -815,6 +815,32 @@ TEST(members_kafka_mock)
         CHECK(t_wait_owner(b.m, 1, "w2"));
         CHECK(t_wait_owner(a.m, 0, "w1"));
 
+        /* junk records are skipped; a newer claim wins; its leave restores w2 */
+        static const char *const recs[] = {
+            "garbage",
+            "{\"id\":\"w8\",\"url\":\"http://w8\",\"gen\":1e300,\"ts\":-1e300,"
+            "\"partitions\":[1e300,-1,2.5,\"a\",null],\"alive\":true}",
+            "{\"id\":\"w9\",\"url\":\"http://w9\",\"gen\":7,\"ts\":1,\"partitions\":[3],\"alive\":true}",
+        };
+        for (size_t i = 0; i < PD_ARRAY_LEN(recs); i++)
+            CHECK_INT(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("t.members"), RD_KAFKA_V_PARTITION(0),
+                                        RD_KAFKA_V_VALUE((void *)recs[i], strlen(recs[i])),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                      0);
+        rd_kafka_flush(rk, 5000);
+        CHECK(t_wait_owner(a.m, 3, "w9"));
+        CHECK_INT(pd_members_owner(a.m, 3, &o), PD_OK);
+        CHECK_INT(o.generation, 7);
+        CHECK_INT(pd_members_owner(a.m, 0, &o), PD_OK); /* w8 claimed nothing valid */
+        CHECK_STR(o.id, "w1");
+        const char leave[] = "{\"id\":\"w9\",\"url\":\"http://w9\",\"partitions\":[3],\"alive\":false}";
+        CHECK_INT(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("t.members"), RD_KAFKA_V_PARTITION(0),
+                                    RD_KAFKA_V_VALUE((void *)leave, sizeof leave - 1),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                  0);
+        rd_kafka_flush(rk, 5000);
+        CHECK(t_wait_owner(a.m, 3, "w2"));
+
         /* w2 leaves cleanly: its partitions have no owner */
         pd_members_stop(b.m);
         b.m = NULL;
@@ -828,4 +854,119 @@ TEST(members_kafka_mock)
     pd_config_free(&b.cfg);
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);
+}
+
+/* Sends raw bytes, half-closes, drains the answer (bounded): 1 when the
+ * server answered or closed, 0 on timeout. */
+static int t_blast(int port, const void *req, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return 0;
+    }
+    send(fd, req, len, MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+    char buf[4096];
+    int ok = 1;
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n == 0) break;
+        if (n < 0) {
+            ok = errno == ECONNRESET;
+            break;
+        }
+    }
+    close(fd);
+    return ok;
+}
+
+TEST(http_hostile_inputs)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char users[NPARTS][64];
+    pd_store *st = t_store(&s, users);
+    t_node n;
+    t_node_init(&n, "node-a", st, &s);
+    n.w.members = pd_members_new_static(&n.w);
+    pd_members_set_owner(n.w.members, 1, "far", "http://127.0.0.1:1", 1);
+    atomic_store(&n.parts[1].owned, 0);
+    char err[256];
+    CHECK_INT(pd_http_start(&n.http, &n.w, err, sizeof err), PD_OK);
+    int port = pd_http_port(n.http);
+    static const char *const fixed[] = {
+        "GET /v1/profiles/% HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/profiles/%2 HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/profiles/%00 HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/profiles/alice?% HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/profiles/alice?&&&==&from HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/profiles/alice?dims=%ff HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/profiles/alice?decay=exp:-1 HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/profiles/alice?decay=linear:1e308&breakdown=day HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/profiles/alice HTTP/1.1\r\nHost: t\r\nX-Profiled-Hops: -5\r\n\r\n",
+        "GET /v1/profiles/alice HTTP/1.1\r\nHost: t\r\nX-Profiled-Hops: 99999999999999999999\r\n\r\n",
+        "GET /v1/profiles/alice HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer\r\n\r\n",
+        "GET /v1/profiles/alice HTTP/9.9\r\n\r\n",
+        "GET /v1/profiles/alice\r\n\r\n",
+        "GET\r\n\r\n",
+        "\r\n\r\n",
+        "GET http://x/v1/profiles/alice HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET * HTTP/1.1\r\nHost: t\r\n\r\n",
+        "DELETE /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/profiles/alice HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\nxx",
+        "GET /v1/profiles/alice HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "GET /v1/profiles/alice HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n",
+        "GET /internal/v1/profiles/ HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /internal/v1/profiles/a%2Fb HTTP/1.1\r\nHost: t\r\n\r\n",
+    };
+    for (size_t i = 0; i < PD_ARRAY_LEN(fixed); i++)
+        CHECK(t_blast(port, fixed[i], strlen(fixed[i])));
+    /* the forwarded path with a user in partition 1 (owner unreachable) */
+    char req[256];
+    int rl = snprintf(req, sizeof req, "GET /v1/profiles/%s?days=3 HTTP/1.1\r\nHost: t\r\n\r\n",
+                      users[1]);
+    CHECK(t_blast(port, req, (size_t)rl));
+    /* many headers */
+    pd_buf b = {0};
+    pd_buf_printf(&b, "GET /healthz HTTP/1.1\r\n");
+    for (int i = 0; i < 200; i++) pd_buf_printf(&b, "X-H%d: v\r\n", i);
+    pd_buf_printf(&b, "\r\n");
+    CHECK(t_blast(port, b.p, b.len));
+    pd_buf_free(&b);
+    /* random bytes, deterministic */
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    char rnd[600];
+    for (int k = 0; k < 150; k++) {
+        size_t len = 0;
+        const char *pfx = (k % 3 == 0) ? "" : (k % 3 == 1) ? "GET /v1/profiles/" : "GET /";
+        len = strlen(pfx);
+        memcpy(rnd, pfx, len);
+        size_t extra = (size_t)(k * 7 % 500);
+        for (size_t i = 0; i < extra; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            rnd[len++] = (char)(k % 2 ? (x & 0xff) : (0x20 + (x % 95)));
+        }
+        memcpy(rnd + len, " HTTP/1.1\r\n\r\n", 13);
+        len += 13;
+        CHECK(t_blast(port, rnd, len));
+    }
+    /* still serving */
+    t_resp r;
+    CHECK_INT(t_get(port, "/healthz", NULL, &r), 0);
+    CHECK_INT(r.status, 200);
+    t_resp_free(&r);
+    CHECK_INT(t_get(port, "/v1/profiles/alice", NULL, &r), 0);
+    CHECK_INT(r.status, pd_partition_for("alice", 5, NPARTS) == 1 ? 503 : 200);
+    t_resp_free(&r);
+    t_node_free(&n);
+    pd_store_close(st);
 }
