@@ -35,7 +35,7 @@ HDRS    := $(wildcard include/*.h) tests/unit/test.h
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps test unit bb fuzz bench demo clean docs san
+.PHONY: all deps test unit bb fuzz bench bench-bins demo clean docs san
 
 all: bin/profiled bin/profilectl
 

@@ -822,23 +822,28 @@ TEST(members_kafka_mock)
             "\"partitions\":[1e300,-1,2.5,\"a\",null],\"alive\":true}",
             "{\"id\":\"w9\",\"url\":\"http://w9\",\"gen\":7,\"ts\":1,\"partitions\":[3],\"alive\":true}",
         };
+        rd_kafka_conf_t *pc = rd_kafka_conf_new();
+        rd_kafka_conf_set(pc, "bootstrap.servers", bs, errstr, sizeof errstr);
+        rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof errstr);
+        pd_assert(prod);
         for (size_t i = 0; i < PD_ARRAY_LEN(recs); i++)
-            CHECK_INT(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("t.members"), RD_KAFKA_V_PARTITION(0),
+            CHECK_INT(rd_kafka_producev(prod, RD_KAFKA_V_TOPIC("t.members"), RD_KAFKA_V_PARTITION(0),
                                         RD_KAFKA_V_VALUE((void *)recs[i], strlen(recs[i])),
                                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
                       0);
-        rd_kafka_flush(rk, 5000);
+        CHECK_INT(rd_kafka_flush(prod, 5000), 0);
         CHECK(t_wait_owner(a.m, 3, "w9"));
         CHECK_INT(pd_members_owner(a.m, 3, &o), PD_OK);
         CHECK_INT(o.generation, 7);
         CHECK_INT(pd_members_owner(a.m, 0, &o), PD_OK); /* w8 claimed nothing valid */
         CHECK_STR(o.id, "w1");
         const char leave[] = "{\"id\":\"w9\",\"url\":\"http://w9\",\"partitions\":[3],\"alive\":false}";
-        CHECK_INT(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("t.members"), RD_KAFKA_V_PARTITION(0),
+        CHECK_INT(rd_kafka_producev(prod, RD_KAFKA_V_TOPIC("t.members"), RD_KAFKA_V_PARTITION(0),
                                     RD_KAFKA_V_VALUE((void *)leave, sizeof leave - 1),
                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
                   0);
-        rd_kafka_flush(rk, 5000);
+        CHECK_INT(rd_kafka_flush(prod, 5000), 0);
+        rd_kafka_destroy(prod);
         CHECK(t_wait_owner(a.m, 3, "w2"));
 
         /* w2 leaves cleanly: its partitions have no owner */

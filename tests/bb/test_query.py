@@ -1,0 +1,301 @@
+"""test_query.py -- the REST API across three workers.
+
+After ingestion, every user is queried at every worker with several
+parameter sets; all workers must return the same body (apart from
+served_by) and it must equal the response computed by an independent
+aggregation of the oracle's day profiles. Also checks routing against the
+partition the producer actually used, and error responses.
+"""
+import json
+import math
+import os
+import random
+import sys
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib import Cluster, check, http_get, main, wait_for, TestFailure  # noqa: E402
+from oracle import Oracle, capped, day_str, ts_str, vehicle_schema  # noqa: E402
+import datetime  # noqa: E402
+
+NPARTS = 6
+DAY = 86400000
+
+
+def today():
+    return (datetime.datetime.utcnow().date() - datetime.date(1970, 1, 1)).days
+
+
+def weight(decay, age):
+    age = max(age, 0)
+    if decay is None:
+        return 1.0
+    kind, p = decay
+    if kind == "exp":
+        return 2.0 ** (-age / p)
+    return max(0.0, 1.0 - age / p)
+
+
+def with_other(counts, cap=64):
+    kept, other = capped(counts, cap)
+    if other:
+        kept["__other__"] = other
+    return kept
+
+
+def expected(oracle_raw, user, frm, to, dims=None, decay=None, breakdown=False, t=None):
+    """Independent aggregation of the oracle's raw day profiles."""
+    t = today() if t is None else t
+    days = sorted(d for (u, d) in oracle_raw if u == user and frm <= d <= to)
+    days = [d for d in days if oracle_raw[(user, d)]["events"] > 0]
+    if not days:
+        return None
+    schema = vehicle_schema()
+    names = dims or [n for n, _, _ in schema]
+
+    def agg(day_list):
+        r = {"events": 0.0, "types": {}, "cat": {}, "num": {}}
+        for d in day_list:
+            p = oracle_raw[(user, d)]
+            w = weight(decay, t - d)
+            r["events"] += w * p["events"]
+            for k, v in with_other(p["types"]).items():
+                r["types"][k] = r["types"].get(k, 0) + w * v
+            for n, kind, bounds in schema:
+                if kind == "categorical" and n in p["cat"]:
+                    c = r["cat"].setdefault(n, {})
+                    for k, v in with_other(p["cat"][n]).items():
+                        c[k] = c.get(k, 0) + w * v
+                elif kind == "numeric" and n in p["num"]:
+                    src = p["num"][n]
+                    x = r["num"].setdefault(n, {"count": 0.0, "sum": 0.0, "sumsq": 0.0, "min": None, "max": None,
+                                                "hist": [0.0] * (len(bounds) + 1)})
+                    x["count"] += w * src["count"]
+                    x["sum"] += w * src["sum"]
+                    x["sumsq"] += w * src["sumsq"]
+                    if w > 0:
+                        x["min"] = src["min"] if x["min"] is None else min(x["min"], src["min"])
+                        x["max"] = src["max"] if x["max"] is None else max(x["max"], src["max"])
+                    for i, c in enumerate(src["hist"]):
+                        x["hist"][i] += w * c
+        # A value whose weighted count is 0 (only seen on zero-weight days) is omitted.
+        r["types"] = {k: v for k, v in r["types"].items() if v > 0}
+        for n in r["cat"]:
+            r["cat"][n] = {k: v for k, v in r["cat"][n].items() if v > 0}
+        dims_out = {}
+        for n, kind, bounds in schema:
+            if n not in names:
+                continue
+            if kind == "categorical":
+                c = r["cat"].get(n, {})
+                total = sum(c.values())
+                if total == 0 and not dims:
+                    continue
+                dims_out[n] = {"type": "categorical", "total": total, "counts": c,
+                               "shares": {k: v / total for k, v in c.items()} if total else {}}
+            else:
+                x = r["num"].get(n)
+                if (x is None or x["count"] == 0) and not dims:
+                    continue
+                if x is None or x["count"] == 0:
+                    hist = [0.0] * (len(bounds) + 1)
+                    dims_out[n] = {"type": "numeric", "count": 0, "mean": None, "stddev": None, "min": None,
+                                   "max": None}
+                else:
+                    hist = x["hist"]
+                    mean = x["sum"] / x["count"]
+                    var = max(0.0, x["sumsq"] / x["count"] - mean * mean)
+                    dims_out[n] = {"type": "numeric", "count": x["count"], "mean": mean, "stddev": math.sqrt(var),
+                                   "min": x["min"], "max": x["max"]}
+                dims_out[n]["histogram"] = [{"le": b, "count": c} for b, c in zip(bounds, hist)] + \
+                    [{"le": "+Inf", "count": hist[-1]}]
+        return r, dims_out
+
+    r, dims_out = agg(days)
+    first = min(oracle_raw[(user, d)]["first"] for d in days)
+    last = max(oracle_raw[(user, d)]["last"] for d in days)
+    out = {"user_id": user, "from": day_str(frm), "to": day_str(to), "events": r["events"],
+           "event_types": r["types"], "first_seen": ts_str(first), "last_seen": ts_str(last),
+           "dimensions": dims_out, "stale": False}
+    if breakdown:
+        out["days"] = []
+        for d in days:
+            rd, dd = agg([d])
+            out["days"].append({"day": day_str(d), "events": rd["events"], "event_types": rd["types"],
+                                "dimensions": dd})
+    return out
+
+
+def close(a, b, path, errs):
+    if isinstance(a, dict):
+        if not isinstance(b, dict):
+            errs.append("%s: expected object, got %r" % (path, b))
+            return
+        for k in a:
+            if k not in b:
+                errs.append("%s.%s missing" % (path, k))
+            else:
+                close(a[k], b[k], path + "." + k, errs)
+        for k in b:
+            if k not in a and k not in ("partition", "served_by"):
+                errs.append("%s.%s unexpected (%r)" % (path, k, b[k]))
+    elif isinstance(a, list):
+        if not isinstance(b, list) or len(a) != len(b):
+            errs.append("%s: expected %d items, got %r" % (path, len(a), b))
+            return
+        for i, (x, y) in enumerate(zip(a, b)):
+            close(x, y, "%s[%d]" % (path, i), errs)
+    elif isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None or not math.isclose(a, b, rel_tol=1e-6, abs_tol=2e-4):
+            errs.append("%s: expected %r, got %r" % (path, a, b))
+    elif a != b:
+        errs.append("%s: expected %r, got %r" % (path, a, b))
+
+
+def setup(c, users=150, n=5000, seed=77):
+    start = int(time.time() * 1000) - 5 * DAY
+    r = c.ctl("generate", str(n), "--users", str(users), "--days", "5", "--seed", str(seed),
+              "--start_ts", str(start), "--dup_rate", "0.02")
+    path = os.path.join(c.dir, "in.jsonl")
+    open(path, "wb").write(r.stdout)
+    ws = [c.start_worker("w%d" % i) for i in (1, 2, 3)]
+    out = c.produce_file(path)
+    check("failed=0" in out, out)
+    # Every worker ready and every partition owned, as seen by every worker.
+    def all_owned():
+        for w in ws:
+            st, _, body = http_get(w.url + "/v1/partitions")
+            if st != 200:
+                return False
+            owners = json.loads(body)["owners"]
+            if len(owners) != NPARTS or any(not o.get("owner") for o in owners):
+                return False
+        return all(http_get(w.url + "/readyz")[0] == 200 for w in ws)
+    wait_for(all_owned, 90, "all partitions owned and workers ready", interval=0.5)
+    ends = c.watermarks()
+    def caught_up():
+        best = {p: -1 for p in range(NPARTS)}
+        for w in ws:
+            for p, off in c.offsets(w.data).items():
+                best[p] = max(best[p], off)
+        return all(best[p] >= ends[p] for p in range(NPARTS))
+    wait_for(caught_up, 120, "ingestion to catch up", interval=0.5)
+    _, text = c.end_offsets()
+    o = Oracle(nparts=NPARTS)
+    parts = {}
+    for line in text.splitlines():
+        rec = json.loads(line)
+        o.feed(rec["partition"], rec["offset"], rec["value"].encode(), rec["timestamp"])
+        parts[rec["key"]] = rec["partition"]
+    return ws, o, parts
+
+
+def query_all(ws, user, qs):
+    bodies = []
+    for w in ws:
+        st, _, body = http_get("%s/v1/profiles/%s?%s" % (w.url, urllib.parse.quote(user, safe=""), qs))
+        bodies.append((st, body))
+    return bodies
+
+
+def test_query_every_user_every_worker():
+    c = Cluster(partitions=NPARTS)
+    ok = False
+    try:
+        ws, o, parts = setup(c)
+        t = today()
+        users = sorted({u for (u, d) in o.raw})
+        check(len(users) > 50, "too few users: %d" % len(users))
+        variants = [
+            ("", {}),
+            ("days=2", {"frm": t - 1, "to": t}),
+            ("dims=color,price,make", {"dims": ["make", "color", "price"]}),
+            ("from=%s&to=%s" % (day_str(t - 3), day_str(t - 1)), {"frm": t - 3, "to": t - 1}),
+            ("breakdown=day&dims=fuel,mileage", {"breakdown": True, "dims": ["fuel", "mileage"]}),
+            ("decay=exp:2", {"decay": ("exp", 2.0)}),
+            ("decay=linear:4&dims=price", {"decay": ("linear", 4.0), "dims": ["price"]}),
+        ]
+        errs = []
+        served = set()
+        rnd = random.Random(3)
+        for u in users:
+            for qs, kw in variants:
+                if qs and rnd.random() > 0.5:
+                    continue  # every user gets the default query; others on a sample
+                kw = dict(kw)
+                frm = kw.pop("frm", t - 60 + 1)
+                to = kw.pop("to", t)
+                want = expected(o.raw, u, frm, to, t=t, **kw)
+                got = query_all(ws, u, qs)
+                norm = set()
+                for st, body in got:
+                    if want is None:
+                        if st != 404:
+                            errs.append("%s?%s: expected 404, got %d" % (u, qs, st))
+                        continue
+                    if st != 200:
+                        errs.append("%s?%s: status %d %s" % (u, qs, st, body[:200]))
+                        continue
+                    j = json.loads(body)
+                    served.add(j.get("served_by"))
+                    if j.get("partition") != parts.get(u):
+                        errs.append("%s: partition %s, producer used %s" % (u, j.get("partition"), parts.get(u)))
+                    j.pop("served_by", None)
+                    norm.add(json.dumps(j, sort_keys=True))
+                    e = []
+                    close(want, j, "%s?%s" % (u, qs), e)
+                    errs += e[:3]
+                if len(norm) > 1:
+                    errs.append("%s?%s: workers disagree" % (u, qs))
+            if len(errs) > 20:
+                break
+        check(not errs, "%d mismatches:\n  %s" % (len(errs), "\n  ".join(errs[:15])))
+        check(len(served) == 3, "answers came from %s, expected all three workers" % served)
+        # Errors.
+        w = ws[0]
+        for qs, code in [("from=2026-13-01", 400), ("from=2026-11-10&to=2026-11-01", 400), ("dims=nope", 400),
+                         ("decay=exp:-1", 400), ("days=abc", 400), ("bogus=1", 400)]:
+            st, _, body = http_get(w.url + "/v1/profiles/u-1?" + qs)
+            check(st == code, "%s: %d %s" % (qs, st, body[:200]))
+            check("error" in json.loads(body), "no JSON error for %s" % qs)
+        st, _, body = http_get(w.url + "/v1/profiles/" + "x" * 300)
+        check(st == 400 and "error" in json.loads(body), "over-long user id: %d" % st)
+        st, _, body = http_get(w.url + "/v1/profiles/nobody-at-all")
+        check(st == 404 and "error" in json.loads(body), "unknown user: %d" % st)
+        st, _, body = http_get(w.url + "/v1/nothing")
+        check(st == 404, "unknown route: %d" % st)
+        st, _, body = http_get(w.url + "/v1/profiles/u-1?x=" + "y" * 9000)
+        check(st in (414, 431, 400), "huge URI: %d" % st)
+        for w in ws:
+            check(w.stop() == 0, "%s exit code" % w.name)
+        ok = True
+    finally:
+        errs = c.close(ok)
+        if ok and errs:
+            raise TestFailure("; ".join(errs))
+
+
+def test_api_token():
+    c = Cluster(partitions=2)
+    ok = False
+    try:
+        w = c.start_worker("w1", ["--api_token", "s3cret"])
+        wait_for(lambda: http_get(w.url + "/readyz")[0] == 200, 60, "ready")
+        st, h, body = http_get(w.url + "/v1/profiles/u-1")
+        check(st == 401, "no token: %d" % st)
+        st, h, body = http_get(w.url + "/v1/profiles/u-1", headers={"Authorization": "Bearer wrong"})
+        check(st == 401, "wrong token: %d" % st)
+        st, h, body = http_get(w.url + "/v1/profiles/u-1", headers={"Authorization": "Bearer s3cret"})
+        check(st == 404, "right token, unknown user: %d" % st)
+        check(http_get(w.url + "/healthz")[0] == 200, "healthz must stay open")
+        check(w.stop() == 0, "exit code")
+        ok = True
+    finally:
+        errs = c.close(ok)
+        if ok and errs:
+            raise TestFailure("; ".join(errs))
+
+
+if __name__ == "__main__":
+    main([test_query_every_user_every_worker, test_api_token])
