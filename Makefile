@@ -17,13 +17,13 @@ CFLAGS_SAN := $(CSTD) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefine
 LDFLAGS_SAN := -fsanitize=address,undefined
 
 # Explicit source lists.
-CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/store.c
+CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/store.c src/handoff.c
 WORKER_SRC := src/ingest.c src/metrics.c src/http.c src/query.c src/members.c
 CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c
 PROFILED_MAIN  := src/profiled.c
 PROFILECTL_MAIN := src/profilectl.c
 UNIT_SRC   := tests/unit/main.c tests/unit/test_util.c tests/unit/test_config.c \
-              tests/unit/test_event.c tests/unit/test_profile.c tests/unit/test_store.c \
+              tests/unit/test_event.c tests/unit/test_profile.c tests/unit/test_store.c tests/unit/test_handoff.c \
               tests/unit/test_http.c \
               tests/unit/test_query.c tests/unit/test_metrics.c tests/unit/test_gen.c
 FUZZ_TARGETS := fuzz_event fuzz_decode
@@ -44,36 +44,50 @@ $(DEPS_STAMP): deploy/install-deps.sh
 	@sh deploy/install-deps.sh
 	@mkdir -p build && touch $@
 
+# V=1 shows full command lines.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 build/rel/%.o: %.c $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_REL) $(PKG_CFLAGS) $(CFLAGS) -c $< -o $@
+	@[ "$(V)" = 1 ] || echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_REL) $(PKG_CFLAGS) $(CFLAGS) -c $< -o $@
 
 build/san/%.o: %.c $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_SAN) $(PKG_CFLAGS) -c $< -o $@
+	@[ "$(V)" = 1 ] || echo "  CC-SAN  $<"
+	$(Q)$(CC) $(CFLAGS_SAN) $(PKG_CFLAGS) -c $< -o $@
 
 bin/profiled: build/rel/$(PROFILED_MAIN:.c=.o) $(REL_OBJ)
 	@mkdir -p bin
-	$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
 bin/profilectl: build/rel/$(PROFILECTL_MAIN:.c=.o) $(REL_OBJ)
 	@mkdir -p bin
-	$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
 # Sanitizer builds used by the test suite.
 san: build/san/bin/profiled build/san/bin/profilectl build/san/bin/test-unit
 
 build/san/bin/profiled: build/san/$(PROFILED_MAIN:.c=.o) $(SAN_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_SAN) -o $@ $^ $(PKG_LIBS)
 
 build/san/bin/profilectl: build/san/$(PROFILECTL_MAIN:.c=.o) $(SAN_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_SAN) -o $@ $^ $(PKG_LIBS)
 
 build/san/bin/test-unit: $(patsubst %.c,build/san/%.o,$(UNIT_SRC)) $(SAN_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_SAN) -o $@ $^ $(PKG_LIBS)
 
 # `make test`: unit tests, then black-box tests against the embedded broker.
 test: san

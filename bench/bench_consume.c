@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     int np = md->topics[0].partition_cnt;
     rd_kafka_metadata_destroy(md);
     int64_t *hi = calloc((size_t)np, sizeof *hi), *pos = calloc((size_t)np, sizeof *pos);
-    int64_t total = 0;
+    int64_t total = 0, high_sum = 0;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(np);
     for (int p = 0; p < np; p++) {
         int64_t lo = 0;
@@ -78,6 +78,7 @@ int main(int argc, char **argv)
         }
         pos[p] = lo;
         total += hi[p] - lo;
+        high_sum += hi[p];
         rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     }
     rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
@@ -105,8 +106,8 @@ int main(int argc, char **argv)
     rd_kafka_queue_destroy(q);
     double secs = tlast - t0;
     printf("{\"records\":%" PRId64 ",\"expected\":%" PRId64 ",\"bytes\":%" PRId64
-           ",\"secs\":%.4f,\"eps\":%.0f,\"complete\":%s}\n",
-           got, total, bytes, secs, secs > 0 ? (double)got / secs : 0.0, left == 0 ? "true" : "false");
+           ",\"high_sum\":%" PRId64 ",\"secs\":%.4f,\"eps\":%.0f,\"complete\":%s}\n",
+           got, total, bytes, high_sum, secs, secs > 0 ? (double)got / secs : 0.0, left == 0 ? "true" : "false");
     rc = left == 0 ? 0 : 1;
 out2:
     rd_kafka_topic_partition_list_destroy(l);

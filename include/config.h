@@ -84,6 +84,8 @@ typedef struct pd_config {
     int64_t session_timeout_ms;
     int64_t shutdown_timeout_ms;
     int64_t max_partitions;
+    int64_t handoff_min_lag;      /* restore from a peer when behind it by more */
+    int64_t cleanup_grace_ms;     /* delete partitions neither owned nor replicated after */
     int protect_ops_endpoints;
     int quiet;
     pd_kvlist kafka;       /* kafka.* passthrough, key without the prefix */

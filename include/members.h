@@ -29,6 +29,22 @@ void pd_members_publish(pd_members *m);
 /* Copies the current owner of partition p into *out; PD_ENOTFOUND when no
  * live member claims it. */
 int pd_members_owner(pd_members *m, int32_t partition, pd_owner *out);
+/* A worker holding a checkpointed copy of a partition. */
+typedef struct {
+    char id[130];
+    char url[256];
+    int64_t next_offset;   /* its checkpoint */
+    int owner;             /* 1: owner, 0: replica */
+    int64_t heartbeat_ms;  /* last record seen from it */
+} pd_holder;
+/* Other live workers that report a checkpoint for p, highest offset first.
+ * Returns the count (<= max). */
+int pd_members_holders(pd_members *m, int32_t p, pd_holder *out, int max);
+/* Ids of live members (this worker included), sorted ascending; returns
+ * the count (<= max). A member is live until it says alive=false or has not
+ * been heard from for 10 s. */
+int pd_members_alive(pd_members *m, char (*ids)[130], int max);
+
 /* JSON array describing every partition's owner, for GET /v1/partitions. */
 void pd_members_render(pd_members *m, pd_buf *out);
 /* Publishes alive=false, stops the thread, frees. NULL is a no-op. */

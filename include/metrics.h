@@ -52,6 +52,11 @@ typedef struct pd_metrics {
     _Atomic uint64_t flush_errors;
     _Atomic uint64_t days_dropped;
     _Atomic uint64_t rebalances;
+    _Atomic uint64_t restores_ok;       /* partitions restored from a peer's snapshot */
+    _Atomic uint64_t restores_failed;   /* no usable snapshot: rebuilt instead */
+    _Atomic uint64_t restore_bytes;     /* snapshot bytes received */
+    _Atomic uint64_t rebuilds;          /* partitions rebuilt by replaying the topic */
+    _Atomic uint64_t partitions_deleted;/* local state of released partitions deleted */
     pd_hist batch_events;               /* events per flush */
     pd_hist flush_seconds;              /* flush latency */
     /* http */

@@ -121,6 +121,31 @@ typedef struct {
 /* *out malloc'd, caller frees. */
 int pd_store_day_stats(pd_store *st, pd_day_stats **out, int *n);
 
+/* ---- partition hand-off (state transfer between workers) ---- */
+
+/* Visits every record of `partition` from ONE consistent snapshot: first
+ * each day family's profiles (kind 'd', day set, key = user id without the
+ * partition prefix, value = encoded merged profile), then its de-dup
+ * records (kind 'x', key = event id, value = ts i64 BE). *cp receives the
+ * checkpoint read from the same snapshot. PD_ENOTFOUND (fn never called)
+ * when the partition has no checkpoint here. A non-zero return of fn stops
+ * the export and is returned. Pointers passed to fn are valid only during
+ * the call. Any thread. */
+typedef int (*pd_store_export_fn)(void *arg, char kind, int64_t day, const char *key, size_t klen,
+                                  const char *val, size_t vlen);
+int pd_store_export_partition(pd_store *st, int32_t partition, pd_checkpoint *cp,
+                              pd_store_export_fn fn, void *arg, char *err, size_t errlen);
+/* Writer thread, snapshot import: puts an already merged profile value
+ * (replacing whatever is there) for (day, partition, user). The value is
+ * validated by decoding it first (PD_ECORRUPT). */
+int pd_store_batch_put_profile_raw(pd_store_batch *b, int64_t day, int32_t partition,
+                                   const char *user, size_t ulen, const char *val, size_t vlen,
+                                   char *err, size_t errlen);
+/* Writer thread: deletes every record of `partition` -- its range in every
+ * day family and in the de-dup family, and its checkpoint -- in one
+ * WriteBatch (DeleteRange). */
+int pd_store_delete_partition(pd_store *st, int32_t partition, char *err, size_t errlen);
+
 /* Name of the day family, "dYYYY-MM-DD" (out >= 12 bytes). */
 void pd_store_day_name(int64_t day, char *out);
 

@@ -23,6 +23,10 @@
 typedef struct {
     _Atomic int owned;            /* assigned to this worker */
     _Atomic int ready;            /* restored and consuming */
+    _Atomic int replica;          /* this worker keeps a warm replica of it */
+    _Atomic int restoring;        /* owned or replicated, state being obtained */
+    _Atomic int incomplete;       /* rebuilt from a topic whose retention had
+                                     already deleted older records */
     _Atomic int64_t next_offset;  /* next input offset to process (-1 unknown) */
     _Atomic int64_t committed;    /* next offset checkpointed in the store (-1 none) */
     _Atomic int64_t high_watermark; /* from the consumer's stats (-1 unknown) */

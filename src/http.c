@@ -64,6 +64,7 @@
 
 #include <civetweb.h>
 
+#include "handoff.h"
 #include "members.h"
 #include "metrics.h"
 #include "query.h"
@@ -81,6 +82,7 @@
 
 static const char PFX_PROFILE[] = "/v1/profiles/";
 static const char PFX_INTERNAL[] = "/internal/v1/profiles/";
+static const char PFX_SNAPSHOT[] = "/internal/v1/snapshot/";
 
 /* ------------------------------------------------------------------ */
 /* types                                                                */
@@ -112,6 +114,7 @@ typedef struct {
     int nh;
     const char *hname[RESP_MAX_HDRS]; /* static strings */
     char hval[RESP_MAX_HDRS][96];
+    int sent;                      /* the handler streamed the response itself */
 } http_resp;
 
 /* A forwarded request's answer. body is owned. */
@@ -606,8 +609,8 @@ out:
 
 /* Sends GET <url base><path_query> to the peer at url; fills *r. The
  * caller frees r->body in every case. */
-static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops, fwd_resp *r,
-                   char *err, size_t errlen)
+static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops, int stale_ok,
+                   fwd_resp *r, char *err, size_t errlen)
 {
     const pd_config *cfg = h->w->cfg;
     char host[256], port[16], base[256];
@@ -620,6 +623,7 @@ static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops
                   strchr(host, ':') ? "]" : "", port, hops);
     const char *tok = internal_token(cfg);
     if (tok) pd_buf_printf(&req, "Authorization: Bearer %s\r\n", tok);
+    if (stale_ok) pd_buf_append(&req, "X-Profiled-Stale-Ok: 1\r\n", 25);
     pd_buf_append(&req, "\r\n", 2);
 
     int64_t deadline = pd_mono_us() + cfg->forward_timeout_ms * 1000;
@@ -656,7 +660,7 @@ static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops
 
 /* Answers from the local store: 200 with the rendered profile, 404, 500. */
 static void profile_local(pd_http *h, const pd_query *q, const char *user, size_t ulen, int32_t p,
-                          int64_t today, http_resp *r)
+                          int64_t today, int stale, http_resp *r)
 {
     pd_worker *w = h->w;
     int64_t *days = NULL;
@@ -693,6 +697,14 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
     }
     rc = nq > 0 ? pd_query_render(q, w->schema, user, ulen, p, today, qd, nq, &r->body)
                 : PD_ENOTFOUND;
+    if (rc == PD_ENOTFOUND && stale) {
+        /* A replica cannot tell "no such user" from "not replicated yet":
+         * never answer a silently empty profile from a copy. */
+        resp_error(r, 503, "partition unavailable", "partition %d: owner unavailable and the replica on %s has no "
+                   "events for this user", (int)p, w->cfg->id);
+        resp_header(r, "Retry-After", "1");
+        goto out;
+    }
     if (rc == PD_ENOTFOUND) {
         resp_error(r, 404, "not found", "no events for user in range");
         goto out;
@@ -703,7 +715,13 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
     }
     pd_buf_append(&r->body, ",\"served_by\":", 13);
     pd_buf_json_str(&r->body, w->cfg->id, strlen(w->cfg->id));
-    pd_buf_append(&r->body, ",\"stale\":false}", 15);
+    if (stale) {
+        /* A replica's copy: as fresh as its own consumption of the log. */
+        int64_t hw = atomic_load(&w->parts[p].high_watermark), no = atomic_load(&w->parts[p].next_offset);
+        pd_buf_printf(&r->body, ",\"stale\":true,\"lag\":%lld}", (long long)(hw >= 0 && no >= 0 && hw > no ? hw - no : 0));
+    } else {
+        pd_buf_append(&r->body, ",\"stale\":false}", 15);
+    }
     r->status = 200;
     r->ctype = "application/json";
 out:
@@ -714,12 +732,67 @@ out:
     pd_store_snap_release(w->store, snap);
 }
 
-static void profile_forward(pd_http *h, int32_t p, const char *user, size_t ulen, const char *qs,
-                            int hops, http_resp *r)
+/* Forwards the query to url (internal route). stale_ok asks a replica to
+ * answer from its warm copy. Returns PD_OK when a response was relayed into
+ * r, else an error with err set (r untouched). */
+static int forward_to(pd_http *h, const char *url, const char *user, size_t ulen, const char *qs, int hops,
+                      int stale_ok, http_resp *r, char *err, size_t errlen)
+{
+    pd_worker *w = h->w;
+    pd_buf pq = {0};
+    pd_buf_append(&pq, PFX_INTERNAL, sizeof PFX_INTERNAL - 1);
+    path_encode(&pq, user, ulen);
+    if (qs && *qs) pd_buf_printf(&pq, "?%s", qs);
+    fwd_resp fr = {0};
+    int rc = fwd_get(h, url, pq.p, hops + 1, stale_ok, &fr, err, errlen);
+    if (rc == PD_OK && fr.status == 503 && stale_ok) {
+        rc = pd_seterr(err, errlen, PD_EAGAIN, "replica at %s has no usable copy", url);
+    }
+    if (rc == PD_OK) {
+        if (w->metrics) PD_INC(w->metrics->forwarded);
+        r->status = fr.status;
+        r->ctype = "application/json";
+        r->body.len = 0;
+        pd_buf_append(&r->body, fr.body.p ? fr.body.p : "", fr.body.len);
+        if (fr.retry_after[0]) resp_header(r, "Retry-After", "%s", fr.retry_after);
+    } else if (w->metrics) {
+        PD_INC(w->metrics->forward_errors);
+    }
+    pd_buf_free(&fr.body);
+    pd_buf_free(&pq);
+    return rc;
+}
+
+/* Serving through failures: any worker with a warm copy of p (replica or a
+ * previous owner) answers with "stale":true. Tried when the owner is
+ * unknown, unreachable or still restoring. Returns PD_OK when answered. */
+static int try_replicas(pd_http *h, int32_t p, const pd_query *q, const char *user, size_t ulen, const char *qs,
+                        int hops, int64_t today, http_resp *r)
+{
+    pd_worker *w = h->w;
+    pd_partstate *ps = &w->parts[p];
+    if (atomic_load(&ps->replica) && !atomic_load(&ps->restoring) && atomic_load(&ps->committed) >= 0) {
+        profile_local(h, q, user, ulen, p, today, 1, r);
+        return PD_OK;
+    }
+    if (!w->members) return PD_ENOTFOUND;
+    pd_holder hs[8];
+    int n = pd_members_holders(w->members, p, hs, 8);
+    char err[256];
+    for (int i = 0; i < n; i++) {
+        if (strcmp(hs[i].url, w->advertise) == 0) continue;
+        if (forward_to(h, hs[i].url, user, ulen, qs, hops, 1, r, err, sizeof err) == PD_OK) return PD_OK;
+    }
+    return PD_ENOTFOUND;
+}
+
+static void profile_forward(pd_http *h, int32_t p, const pd_query *q, const char *user, size_t ulen,
+                            const char *qs, int hops, int64_t today, http_resp *r)
 {
     pd_worker *w = h->w;
     pd_owner o;
     if (!w->members || pd_members_owner(w->members, p, &o) != PD_OK) {
+        if (try_replicas(h, p, q, user, ulen, qs, hops, today, r) == PD_OK) return;
         if (w->metrics) PD_INC(w->metrics->forward_errors);
         resp_error(r, 503, "partition unavailable", "partition %d: owner unknown", (int)p);
         resp_header(r, "Retry-After", "1");
@@ -727,38 +800,26 @@ static void profile_forward(pd_http *h, int32_t p, const char *user, size_t ulen
     }
     if (strcmp(o.url, w->advertise) == 0) {
         /* The map names us but we do not own it: rebalance in flight. */
+        if (try_replicas(h, p, q, user, ulen, qs, hops, today, r) == PD_OK) return;
         resp_error(r, 503, "partition unavailable",
                    "partition %d: owner map names this worker (%s) but it is not assigned here",
                    (int)p, o.id);
         resp_header(r, "Retry-After", "1");
         return;
     }
-    pd_buf pq = {0};
-    pd_buf_append(&pq, PFX_INTERNAL, sizeof PFX_INTERNAL - 1);
-    path_encode(&pq, user, ulen);
-    if (qs && *qs) pd_buf_printf(&pq, "?%s", qs);
-    fwd_resp fr = {0};
     char err[256] = "";
-    int rc = fwd_get(h, o.url, pq.p, hops + 1, &fr, err, sizeof err);
-    if (rc != PD_OK) {
-        if (w->metrics) PD_INC(w->metrics->forward_errors);
-        int64_t now = pd_now_ms(), last = atomic_load(&h->last_fwd_log_ms);
-        if (now - last >= 1000 && atomic_compare_exchange_strong(&h->last_fwd_log_ms, &last, now))
-            pd_warn("http: forward of partition %d to %s (%s) failed: %s", (int)p, o.id, o.url,
-                    err);
-        resp_error(r, 503, "partition unavailable", "partition %d: owner %s (%s) unreachable: %s",
-                   (int)p, o.id, o.url, err);
-        resp_header(r, "Retry-After", "1");
-    } else {
-        if (w->metrics) PD_INC(w->metrics->forwarded);
-        r->status = fr.status;
-        r->ctype = "application/json";
-        r->body.len = 0;
-        pd_buf_append(&r->body, fr.body.p ? fr.body.p : "", fr.body.len);
-        if (fr.retry_after[0]) resp_header(r, "Retry-After", "%s", fr.retry_after);
+    if (forward_to(h, o.url, user, ulen, qs, hops, 0, r, err, sizeof err) == PD_OK) {
+        /* The owner may itself be restoring (503): then a replica answers. */
+        if (r->status != 503 || try_replicas(h, p, q, user, ulen, qs, hops, today, r) != PD_OK) return;
+        return;
     }
-    pd_buf_free(&fr.body);
-    pd_buf_free(&pq);
+    int64_t now = pd_now_ms(), last = atomic_load(&h->last_fwd_log_ms);
+    if (now - last >= 1000 && atomic_compare_exchange_strong(&h->last_fwd_log_ms, &last, now))
+        pd_warn("http: forward of partition %d to %s (%s) failed: %s", (int)p, o.id, o.url, err);
+    if (try_replicas(h, p, q, user, ulen, qs, hops, today, r) == PD_OK) return;
+    resp_error(r, 503, "partition unavailable", "partition %d: owner %s (%s) unreachable: %s", (int)p, o.id,
+               o.url, err);
+    resp_header(r, "Retry-After", "1");
 }
 
 /* GET /v1/profiles/{seg} (internal=0) or /internal/v1/profiles/{seg}. */
@@ -811,23 +872,100 @@ static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, 
     }
     int32_t p = pd_partition_for(user, ulen, w->nparts);
     pd_partstate *ps = &w->parts[p];
-    if (atomic_load(&ps->owned)) {
-        if (atomic_load(&ps->ready)) {
-            profile_local(h, &q, user, ulen, p, today, r);
-        } else {
-            resp_error(r, 503, "partition restoring", "partition %d is being restored on %s",
-                       (int)p, w->cfg->id);
-            resp_header(r, "Retry-After", "1");
-        }
+    if (atomic_load(&ps->owned) && atomic_load(&ps->ready)) {
+        profile_local(h, &q, user, ulen, p, today, 0, r);
         return;
     }
     if (internal) {
-        resp_error(r, 503, "partition unavailable", "partition %d is not owned by %s", (int)p,
-                   w->cfg->id);
+        /* A peer asks. Owners answer above; a replica answers only when the
+         * peer accepts a stale copy; nobody forwards again. */
+        const char *so = mg_get_header(c, "X-Profiled-Stale-Ok");
+        if (so && strcmp(so, "1") == 0 && atomic_load(&ps->replica) && !atomic_load(&ps->restoring) &&
+            atomic_load(&ps->committed) >= 0) {
+            profile_local(h, &q, user, ulen, p, today, 1, r);
+            return;
+        }
+        resp_error(r, 503, "partition unavailable", "partition %d is not %s on %s", (int)p,
+                   atomic_load(&ps->owned) ? "ready" : "owned", w->cfg->id);
         resp_header(r, "Retry-After", "1");
         return;
     }
-    profile_forward(h, p, user, ulen, qs, hops, r);
+    if (atomic_load(&ps->owned)) {
+        /* Restoring here: a copy elsewhere may answer (stale), else 503. */
+        if (try_replicas(h, p, &q, user, ulen, qs, hops, today, r) == PD_OK) return;
+        resp_error(r, 503, "partition restoring", "partition %d is being restored on %s", (int)p, w->cfg->id);
+        resp_header(r, "Retry-After", "1");
+        return;
+    }
+    profile_forward(h, p, &q, user, ulen, qs, hops, today, r);
+}
+
+/* GET /internal/v1/snapshot/{p}: the partition's state as a snapshot
+ * stream (see handoff.h). It is first written to a file next to the store
+ * (one consistent RocksDB snapshot, however slow the peer reads) and then
+ * sent with a Content-Length. */
+static int snap_sink(void *arg, const void *d, size_t n)
+{
+    return fwrite(d, 1, n, (FILE *)arg) == n ? 0 : -1;
+}
+
+static void route_snapshot(pd_http *h, struct mg_connection *c, const char *seg, http_resp *r)
+{
+    pd_worker *w = h->w;
+    char *e;
+    long p = strtol(seg, &e, 10);
+    if (e == seg || *e || p < 0 || p >= w->nparts) {
+        resp_error(r, 400, "bad request", "snapshot: bad partition '%.32s'", seg);
+        return;
+    }
+    pd_checkpoint cp;
+    if (pd_store_get_checkpoint(w->store, (int32_t)p, &cp) != PD_OK || atomic_load(&w->parts[p].restoring)) {
+        resp_error(r, 404, "not found", "partition %ld: no state on %s", p, w->cfg->id);
+        return;
+    }
+    char path[1100], err[256];
+    static _Atomic int seq;
+    snprintf(path, sizeof path, "%s/snapshot-out-%ld-%d.tmp", w->cfg->data_dir, p, atomic_fetch_add(&seq, 1));
+    FILE *f = fopen(path, "w+b");
+    if (!f) {
+        resp_error(r, 500, "internal error", "snapshot: cannot create a temporary file");
+        return;
+    }
+    unlink(path); /* anonymous from here on: nothing to clean up after a crash */
+    uint64_t bytes = 0;
+    int64_t t0 = pd_mono_us();
+    int rc = pd_handoff_export(w->store, w->schema, (int32_t)p, snap_sink, f, &cp, &bytes, err, sizeof err);
+    if (rc == PD_ENOTFOUND) {
+        fclose(f);
+        resp_error(r, 404, "not found", "partition %ld: no state on %s", p, w->cfg->id);
+        return;
+    }
+    if (rc || fflush(f) != 0) {
+        fclose(f);
+        resp_error(r, 500, "internal error", "snapshot of partition %ld failed: %s", p, rc ? err : "write");
+        return;
+    }
+    char len[32];
+    snprintf(len, sizeof len, "%llu", (unsigned long long)bytes);
+    mg_response_header_start(c, 200);
+    mg_response_header_add(c, "Content-Type", "application/octet-stream", -1);
+    mg_response_header_add(c, "Content-Length", len, -1);
+    mg_response_header_add(c, "Cache-Control", "no-store", -1);
+    mg_response_header_send(c);
+    rewind(f);
+    enum { CHUNK = 64 * 1024 };
+    char *buf = pd_malloc(CHUNK); /* civetweb worker stacks are small */
+    size_t n, sent = 0;
+    while ((n = fread(buf, 1, CHUNK, f)) > 0) {
+        if (mg_write(c, buf, n) != (int)n) break;
+        sent += n;
+    }
+    pd_free(buf);
+    fclose(f);
+    pd_info("served snapshot of partition %ld: %llu bytes at offset %lld in %.3fs%s", p, (unsigned long long)bytes,
+            (long long)cp.next_offset, (double)(pd_mono_us() - t0) / 1e6, sent == bytes ? "" : " (peer went away)");
+    r->status = 200;
+    r->sent = 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -898,6 +1036,22 @@ static void route_readyz(pd_http *h, http_resp *r)
         }
     }
     pd_buf_putc(&restoring, ']');
+    /* Degraded but serving: partitions rebuilt from a topic whose retention
+     * is shorter than the profile window, and the replicas kept here. */
+    pd_buf extra = {0};
+    pd_buf_printf(&extra, ",\"incomplete_rebuild\":[");
+    int ninc = 0, nrep = 0;
+    for (int32_t p = 0; p < w->nparts; p++)
+        if (atomic_load(&w->parts[p].incomplete))
+            pd_buf_printf(&extra, "%s%d", ninc++ ? "," : "", (int)p);
+    pd_buf_printf(&extra, "],\"replicas\":[");
+    for (int32_t p = 0; p < w->nparts; p++)
+        if (atomic_load(&w->parts[p].replica))
+            pd_buf_printf(&extra, "%s%d", nrep++ ? "," : "", (int)p);
+    pd_buf_putc(&extra, ']');
+    if (ninc)
+        pd_buf_printf(&extra, ",\"warning\":\"some partitions were rebuilt from a topic whose retention is "
+                              "shorter than the profile window: older days are incomplete\"");
     int64_t gen = atomic_load(&w->generation);
     int kafka_up = atomic_load(&w->kafka_up);
     const char *status, *detail;
@@ -918,9 +1072,10 @@ static void route_readyz(pd_http *h, http_resp *r)
     pd_buf_printf(b, "{\"status\":\"%s\"", status);
     if (detail) pd_buf_printf(b, ",\"error\":\"not ready\",\"detail\":\"%s\"", detail);
     pd_buf_printf(b, ",\"owned\":%d,\"ready\":%d,\"restoring\":%s,\"kafka_up\":%s,"
-                  "\"generation\":%lld}",
-                  owned, ready, restoring.p, kafka_up ? "true" : "false", (long long)gen);
+                  "\"generation\":%lld%s}",
+                  owned, ready, restoring.p, kafka_up ? "true" : "false", (long long)gen, extra.p);
     pd_buf_free(&restoring);
+    pd_buf_free(&extra);
     r->status = detail ? 503 : 200;
     r->ctype = "application/json";
     if (detail) resp_header(r, "Retry-After", "1");
@@ -945,6 +1100,11 @@ static int classify(const char *path, const char **seg, size_t *seglen)
         *seg = path + sizeof PFX_PROFILE - 1;
         *seglen = strlen(*seg);
         return PD_ROUTE_PROFILE;
+    }
+    if (strncmp(path, PFX_SNAPSHOT, sizeof PFX_SNAPSHOT - 1) == 0) {
+        *seg = path + sizeof PFX_SNAPSHOT - 1;
+        *seglen = strlen(*seg);
+        return PD_ROUTE_INTERNAL;
     }
     if (strncmp(path, PFX_INTERNAL, sizeof PFX_INTERNAL - 1) == 0) {
         *seg = path + sizeof PFX_INTERNAL - 1;
@@ -1023,6 +1183,10 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
         resp_header(r, "Allow", "GET");
         return;
     }
+    if (strncmp(path, PFX_SNAPSHOT, sizeof PFX_SNAPSHOT - 1) == 0) {
+        route_snapshot(h, c, seg, r);
+        return;
+    }
     switch (*route) {
     case PD_ROUTE_PROFILE:
     case PD_ROUTE_INTERNAL:
@@ -1055,9 +1219,11 @@ static int on_request(struct mg_connection *c, void *cbdata)
     r.ctype = "application/json";
     int route = PD_ROUTE_OTHER;
     dispatch(h, c, ri, &route, &r);
-    if (r.body.len == 0 && r.status != 200)
-        resp_error(&r, r.status, "internal error", "no response produced");
-    resp_send(c, &r);
+    if (!r.sent) {
+        if (r.body.len == 0 && r.status != 200)
+            resp_error(&r, r.status, "internal error", "no response produced");
+        resp_send(c, &r);
+    }
     count_request(h->w, route, r.status, t0);
     pd_buf_free(&r.body);
     return r.status;
@@ -1182,10 +1348,50 @@ int pd_http_port(const pd_http *h)
     return h ? h->port : 0;
 }
 
+/* civetweb's listener thread notices the stop flag only when its poll()
+ * returns (a ~2 s quantum). While mg_stop waits, this thread connects to
+ * the listening port every 20 ms (at most 100 times) to wake it. */
+typedef struct {
+    char host[200];
+    char port[16];
+    _Atomic int done;
+} stop_poke;
+
+static void *stop_poke_thread(void *arg)
+{
+    stop_poke *sp = arg;
+    for (int i = 0; i < 100 && !atomic_load(&sp->done); i++) {
+        usleep(20000);
+        if (atomic_load(&sp->done)) break;
+        int fd = fwd_connect(sp->host, sp->port, pd_mono_us() + 100000, NULL, 0);
+        if (fd >= 0) close(fd);
+    }
+    return NULL;
+}
+
 void pd_http_stop(pd_http *h)
 {
     if (!h) return;
+    stop_poke sp;
+    memset(&sp, 0, sizeof sp);
+    const char *listen = h->w->cfg->listen;
+    const char *colon = strrchr(listen, ':');
+    size_t hl = colon ? (size_t)(colon - listen) : 0;
+    if (hl >= 2 && listen[0] == '[' && listen[hl - 1] == ']') { /* [v6] */
+        listen++;
+        hl -= 2;
+    }
+    if (hl >= sizeof sp.host) hl = 0;
+    memcpy(sp.host, listen, hl);
+    sp.host[hl] = '\0';
+    if (hl == 0 || strcmp(sp.host, "0.0.0.0") == 0) snprintf(sp.host, sizeof sp.host, "127.0.0.1");
+    else if (strcmp(sp.host, "::") == 0) snprintf(sp.host, sizeof sp.host, "::1");
+    snprintf(sp.port, sizeof sp.port, "%d", h->port);
+    pthread_t poker;
+    int poking = pthread_create(&poker, NULL, stop_poke_thread, &sp) == 0;
     mg_stop(h->ctx); /* waits for in-flight requests */
+    atomic_store(&sp.done, 1);
+    if (poking) pthread_join(poker, NULL);
     mg_exit_library();
     pool_free(h);
     pthread_mutex_destroy(&h->pool_mu);

@@ -47,10 +47,14 @@
 #include "ingest.h"
 
 #include "event.h"
+#include "handoff.h"
 #include "members.h"
 #include "profile.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <librdkafka/rdkafka.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,12 +139,39 @@ typedef struct {
     uint32_t idlen;
 } dedup_entry;
 
+enum { ROLE_NONE = 0, ROLE_OWNER = 1, ROLE_REPLICA = 2 };
+
+/* A snapshot download running on its own thread (see handoff.h). The
+ * ingest thread owns the struct; the thread only writes rc/cp/err/bytes
+ * before setting done. */
+typedef struct restore_job {
+    int32_t p;
+    pthread_t th;
+    _Atomic int done;
+    _Atomic int cancel;
+    const pd_config *cfg;
+    const pd_schema *schema;
+    pd_holder src[8];
+    int nsrc;
+    int rc;
+    pd_checkpoint cp;
+    uint64_t bytes;
+    int64_t t0_us;
+    char path[1100];
+    char from[130];
+    char err[256];
+} restore_job;
+
 /* Per-partition private state of the ingest thread. */
 typedef struct {
-    int owned;
+    int role;             /* ROLE_*: owner (group assignment) or warm replica */
     int dirty;            /* offsets advanced since the last commit */
     int64_t next_offset;  /* next offset to process; -1 = take what comes */
     int64_t clock_ms;     /* newest event time seen (0 = none) */
+    int scratch;          /* rebuilt from the start of the topic */
+    int64_t catchup_to;   /* not ready (not served) until committed up to here; 0 = ready */
+    int64_t orphan_since_ms; /* neither owned nor replicated, with local state, since */
+    restore_job *job;     /* != NULL while the state is being fetched */
 } part_priv;
 
 struct pd_ingest {
@@ -149,7 +180,11 @@ struct pd_ingest {
     rd_kafka_t *consumer;
     rd_kafka_queue_t *cq;
     rd_kafka_t *producer;
+    rd_kafka_t *rconsumer;    /* replicas: assign-mode consumer (NULL when replicas = 0) */
+    rd_kafka_queue_t *rq;
     part_priv *pp;            /* w->nparts */
+    int64_t last_replica_us;
+    int64_t last_cleanup_us;
     htab agg;                 /* key: partition(4) day(8) user -> agg_entry */
     htab dedup;               /* key: partition(4) event_id -> dedup_entry */
     agg_entry **free_entries; /* recycled entries */
@@ -357,8 +392,20 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
 {
     pd_worker *w = ig->w;
     pd_metrics *m = w->metrics;
-    if (p < 0 || p >= w->nparts || !ig->pp[p].owned) return;
+    if (p < 0 || p >= w->nparts || ig->pp[p].role == ROLE_NONE || ig->pp[p].job) return;
     part_priv *pp = &ig->pp[p];
+    /* Side effects on Kafka (DLQ, re-produce) belong to the owner only; a
+     * replica computes the same state from the same log without them. */
+    const int owner = pp->role == ROLE_OWNER;
+    if (pp->scratch) {
+        pp->scratch = 0;
+        if (offset > 0) {
+            atomic_store(&w->parts[p].incomplete, 1);
+            pd_warn("partition %d: rebuilt from offset %" PRId64 ": the topic's retention already deleted "
+                    "older records, so profiles miss whatever those held",
+                    (int)p, offset);
+        }
+    }
     PD_INC(m->records_in);
     if (pp->next_offset >= 0 && offset < pp->next_offset) {
         PD_INC(m->events_stale_offset);
@@ -372,7 +419,7 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
     char err[DLQ_MAX_DETAIL];
     int reason = pd_event_parse(&ev, w->schema, val, vallen, (size_t)ig->cfg->max_event_bytes, err, sizeof err);
     if (reason != PD_EV_OK) {
-        to_dlq(ig, reason, err, p, offset, rec_ts, key, keylen, val, vallen);
+        if (owner) to_dlq(ig, reason, err, p, offset, rec_ts, key, keylen, val, vallen);
         goto out;
     }
     if (rec_ts >= 0 && ev.ts_ms > rec_ts + ig->cfg->max_future_skew_ms) {
@@ -381,15 +428,15 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
         pd_ts_format(rec_ts, b);
         snprintf(err, sizeof err, "field 'ts': %s is more than %" PRId64 " ms after the record timestamp %s",
                  a, ig->cfg->max_future_skew_ms, b);
-        to_dlq(ig, PD_EV_FUTURE_TS, err, p, offset, rec_ts, key, keylen, val, vallen);
+        if (owner) to_dlq(ig, PD_EV_FUTURE_TS, err, p, offset, rec_ts, key, keylen, val, vallen);
         goto out;
     }
     int32_t want = pd_partition_for(ev.user_id, ev.user_id_len, w->nparts);
     if (want != p) {
         /* The query router would never look here: move it where it belongs.
          * The origin header makes the copy de-duplicable without event_id. */
-        PD_INC(m->events_misrouted);
-        if (ig->producer) {
+        if (owner) PD_INC(m->events_misrouted);
+        if (owner && ig->producer) {
             char ob[96];
             int on = snprintf(ob, sizeof ob, "%s/%" PRId32 "/%" PRId64, ig->cfg->topic, p, offset);
             rd_kafka_headers_t *h = rd_kafka_headers_new(1);
@@ -444,6 +491,8 @@ out:
 }
 
 uint64_t pd_ingest_pending(const pd_ingest *ig) { return ig->pending_events; }
+
+static void set_role_flags(pd_ingest *ig, int32_t p);
 
 /* Drops day families no partition of this store still needs. */
 static void apply_retention(pd_ingest *ig)
@@ -518,6 +567,12 @@ int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen)
         if (!ig->pp[p].dirty) continue;
         ig->pp[p].dirty = 0;
         atomic_store(&w->parts[p].committed, ig->pp[p].next_offset);
+        if (ig->pp[p].catchup_to && ig->pp[p].next_offset >= ig->pp[p].catchup_to) {
+            ig->pp[p].catchup_to = 0;
+            set_role_flags(ig, p);
+            pd_info("partition %d: caught up at offset %" PRId64 ", serving it", (int)p, ig->pp[p].next_offset);
+            if (w->members) pd_members_publish(w->members);
+        }
         if (offs) rd_kafka_topic_partition_list_add(offs, ig->cfg->topic, p)->offset = ig->pp[p].next_offset;
     }
     if (offs) {
@@ -536,45 +591,344 @@ fail:
     return rc;
 }
 
-/* ---- partition assignment ---- */
+/* ---- partition lifecycle: own, replicate, restore, release ---- */
 
-static void own_partition(pd_ingest *ig, int32_t p, rd_kafka_topic_partition_t *tp)
+static void *restore_main(void *arg)
 {
-    pd_checkpoint cp;
+    restore_job *j = arg;
+    j->rc = PD_EAGAIN;
+    snprintf(j->err, sizeof j->err, "no peer holds partition %d", (int)j->p);
+    for (int round = 0; round < 3 && !atomic_load(&j->cancel); round++) {
+        for (int i = 0; i < j->nsrc && !atomic_load(&j->cancel); i++) {
+            uint64_t bytes = 0;
+            int rc = pd_handoff_fetch(j->src[i].url, j->p, j->cfg->cluster_token, j->schema, j->path, 10000,
+                                      &j->cp, &bytes, j->err, sizeof j->err);
+            if (rc == PD_OK) {
+                j->rc = PD_OK;
+                j->bytes = bytes;
+                snprintf(j->from, sizeof j->from, "%s", j->src[i].id);
+                goto done;
+            }
+            pd_warn("partition %d: snapshot from %s failed (%s)%s", (int)j->p, j->src[i].id, j->err,
+                    rc == PD_ECORRUPT ? ": rejected, will retry" : "");
+            j->rc = rc;
+        }
+        if (round < 2) usleep(300 * 1000);
+    }
+done:
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+static void publish(pd_ingest *ig)
+{
+    if (ig->w->members) pd_members_publish(ig->w->members);
+}
+
+/* Starts consuming p from the beginning of the topic (or the end, with
+ * auto_offset_reset=latest): any leftovers without a checkpoint (a partial
+ * snapshot import) are deleted first, so nothing is counted twice. */
+static void start_scratch(pd_ingest *ig, int32_t p)
+{
+    char err[256];
     part_priv *pp = &ig->pp[p];
-    pd_partstate *ps = &ig->w->parts[p];
-    pp->owned = 1;
-    pp->dirty = 0;
-    if (pd_store_get_checkpoint(ig->w->store, p, &cp) == PD_OK) {
+    if (pd_store_delete_partition(ig->w->store, p, err, sizeof err) != PD_OK)
+        pd_error("partition %d: clearing partial state failed: %s", (int)p, err);
+    pp->next_offset = -1;
+    pp->clock_ms = 0;
+    pp->scratch = strcmp(ig->cfg->auto_offset_reset, "earliest") == 0;
+    pd_info("partition %d: no state here or on any live peer: rebuilding from the %s of the topic", (int)p,
+            pp->scratch ? "beginning" : "end");
+}
+
+/* A partition that starts far behind the end of the log (rebuilt from the
+ * topic, or an old local checkpoint with no better copy anywhere) is not
+ * served until it has caught up to the end seen now: a query must never get
+ * a silently empty or badly outdated profile from it. */
+static void set_catchup(pd_ingest *ig, int32_t p)
+{
+    part_priv *pp = &ig->pp[p];
+    pp->catchup_to = 0;
+    rd_kafka_t *rk = ig->consumer ? ig->consumer : ig->rconsumer;
+    if (!rk) return;
+    int64_t lo = 0, hi = 0;
+    if (rd_kafka_query_watermark_offsets(rk, ig->cfg->topic, p, &lo, &hi, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    int64_t from = pp->next_offset >= 0 ? pp->next_offset : lo;
+    if (hi - from > ig->cfg->handoff_min_lag || (pp->next_offset < 0 && hi > lo)) {
+        pp->catchup_to = hi;
+        pd_info("partition %d: catching up from offset %" PRId64 " to %" PRId64 " before serving it", (int)p,
+                from, hi);
+    }
+}
+
+static int64_t start_offset(pd_ingest *ig, int32_t p)
+{
+    int64_t o = ig->pp[p].next_offset;
+    if (o >= 0) return o;
+    return strcmp(ig->cfg->auto_offset_reset, "earliest") == 0 ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+}
+
+/* Decides how partition p gets its state when this worker takes it on in
+ * `role` (owner or replica): keep a warm local copy, fetch a snapshot from
+ * the best peer, or rebuild from the topic. Returns 1 when a restore job
+ * was started (the partition must not be consumed until it completes). */
+static int prepare_partition(pd_ingest *ig, int32_t p, int role)
+{
+    pd_worker *w = ig->w;
+    part_priv *pp = &ig->pp[p];
+    pd_partstate *ps = &w->parts[p];
+    int was = pp->role;
+    pp->role = role;
+    pp->orphan_since_ms = 0;
+    atomic_store(&ps->generation, atomic_load(&w->generation));
+    if (pp->job) { /* already fetching (e.g. replica being promoted) */
+        atomic_store(&ps->restoring, 1);
+        return 1;
+    }
+    if (was != ROLE_NONE) return 0; /* warm in memory: continue where it is */
+    pd_checkpoint cp;
+    int have = pd_store_get_checkpoint(w->store, p, &cp) == PD_OK;
+    pd_holder hs[8];
+    int n = w->members ? pd_members_holders(w->members, p, hs, 8) : 0;
+    if (n > 0 && (!have || hs[0].next_offset - cp.next_offset > ig->cfg->handoff_min_lag)) {
+        restore_job *j = pd_calloc(1, sizeof *j);
+        j->p = p;
+        j->cfg = ig->cfg;
+        j->schema = w->schema;
+        j->nsrc = n;
+        memcpy(j->src, hs, sizeof hs[0] * (size_t)n);
+        j->t0_us = pd_mono_us();
+        static _Atomic int seq;
+        snprintf(j->path, sizeof j->path, "%s/snapshot-in-%d-%d.tmp", ig->cfg->data_dir, (int)p,
+                 atomic_fetch_add(&seq, 1));
+        if (pthread_create(&j->th, NULL, restore_main, j) != 0) {
+            pd_error("partition %d: cannot start the restore thread", (int)p);
+            free(j);
+        } else {
+            pp->job = j;
+            atomic_store(&ps->restoring, 1);
+            atomic_store(&ps->ready, 0);
+            pd_info("partition %d: %s, fetching a snapshot from %s (offset %" PRId64 ")", (int)p,
+                    have ? "local copy is behind" : "no local state", hs[0].id, hs[0].next_offset);
+            return 1;
+        }
+    }
+    if (have) {
         pp->next_offset = cp.next_offset;
         pp->clock_ms = cp.clock_ms;
-        if (tp) tp->offset = cp.next_offset;
+        pp->scratch = 0;
     } else {
-        pp->next_offset = -1;
-        pp->clock_ms = 0;
-        if (tp) tp->offset = RD_KAFKA_OFFSET_INVALID; /* committed, then auto.offset.reset */
+        start_scratch(ig, p);
     }
+    set_catchup(ig, p);
     atomic_store(&ps->next_offset, pp->next_offset);
     atomic_store(&ps->committed, pp->next_offset);
     atomic_store(&ps->clock_ms, pp->clock_ms);
-    atomic_store(&ps->generation, atomic_load(&ig->w->generation));
-    atomic_store(&ps->owned, 1);
-    atomic_store(&ps->ready, 1);
+    return 0;
 }
 
-static void disown_partition(pd_ingest *ig, int32_t p)
+static void set_role_flags(pd_ingest *ig, int32_t p)
 {
-    ig->pp[p].owned = 0;
-    ig->pp[p].dirty = 0;
-    atomic_store(&ig->w->parts[p].ready, 0);
-    atomic_store(&ig->w->parts[p].owned, 0);
+    pd_partstate *ps = &ig->w->parts[p];
+    part_priv *pp = &ig->pp[p];
+    atomic_store(&ps->owned, pp->role == ROLE_OWNER);
+    atomic_store(&ps->replica, pp->role == ROLE_REPLICA);
+    atomic_store(&ps->restoring, pp->job != NULL || pp->catchup_to > 0);
+    atomic_store(&ps->ready, pp->role != ROLE_NONE && !pp->job && !pp->catchup_to);
+}
+
+static void release_partition(pd_ingest *ig, int32_t p)
+{
+    part_priv *pp = &ig->pp[p];
+    pp->role = ROLE_NONE;
+    pp->dirty = 0;
+    pp->catchup_to = 0;
+    pp->orphan_since_ms = pd_now_ms();
+    if (pp->job) atomic_store(&pp->job->cancel, 1);
+    set_role_flags(ig, p);
+    atomic_store(&ig->w->parts[p].incomplete, 0);
 }
 
 int pd_ingest_assign_local(pd_ingest *ig, int32_t p)
 {
     if (p < 0 || p >= ig->w->nparts) return PD_EINVAL;
-    own_partition(ig, p, NULL);
+    pd_members *saved = ig->w->members;
+    ig->w->members = NULL; /* replay mode: local state only */
+    prepare_partition(ig, p, ROLE_OWNER);
+    ig->w->members = saved;
+    set_role_flags(ig, p);
     return PD_OK;
+}
+
+/* Rebuilds the replica consumer's assignment from the replica partitions
+ * that are not restoring. */
+static void replica_reassign(pd_ingest *ig)
+{
+    if (!ig->rconsumer) return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (int32_t p = 0; p < ig->w->nparts; p++) {
+        part_priv *pp = &ig->pp[p];
+        if (pp->role != ROLE_REPLICA || pp->job) continue;
+        rd_kafka_topic_partition_list_add(l, ig->cfg->topic, p)->offset = start_offset(ig, p);
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(ig->rconsumer, l);
+    if (e) pd_warn("replica assign: %s", rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Owner partitions: pause / seek+resume through the group consumer. */
+static void owner_pause(pd_ingest *ig, int32_t p, int pause)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, ig->cfg->topic, p)->offset = start_offset(ig, p);
+    if (pause) {
+        rd_kafka_pause_partitions(ig->consumer, l);
+    } else {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(ig->consumer, l, 5000);
+        if (e) {
+            pd_warn("partition %d: seek: %s", (int)p, rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        rd_kafka_resume_partitions(ig->consumer, l);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Called from the loop: completes finished restore jobs. */
+static void reap_restores(pd_ingest *ig)
+{
+    pd_worker *w = ig->w;
+    char err[512];
+    for (int32_t p = 0; p < w->nparts; p++) {
+        part_priv *pp = &ig->pp[p];
+        restore_job *j = pp->job;
+        if (!j || !atomic_load(&j->done)) continue;
+        pthread_join(j->th, NULL);
+        pp->job = NULL;
+        int role = pp->role;
+        if (role == ROLE_NONE || atomic_load(&j->cancel)) {
+            remove(j->path);
+            free(j);
+            set_role_flags(ig, p);
+            continue;
+        }
+        int ok = 0;
+        if (j->rc == PD_OK) {
+            /* Nothing of p may be pending in the batch when its range is replaced. */
+            if (pd_ingest_flush(ig, err, sizeof err) != PD_OK) pd_warn("flush before restore: %s", err);
+            pd_checkpoint cp;
+            int64_t t1 = pd_mono_us();
+            if (pd_handoff_apply(w->store, j->path, p, w->schema, &cp, err, sizeof err) == PD_OK) {
+                pp->next_offset = cp.next_offset;
+                pp->clock_ms = cp.clock_ms;
+                pp->scratch = 0;
+                pp->catchup_to = 0;
+                ok = 1;
+                double secs = (double)(pd_mono_us() - j->t0_us) / 1e6;
+                pd_info("partition %d: restored from %s: %llu bytes, offset %" PRId64 ", %.3fs (apply %.3fs)",
+                        (int)p, j->from, (unsigned long long)j->bytes, cp.next_offset, secs,
+                        (double)(pd_mono_us() - t1) / 1e6);
+                PD_INC(w->metrics->restores_ok);
+                PD_ADD(w->metrics->restore_bytes, j->bytes);
+            } else {
+                pd_error("partition %d: applying the snapshot failed: %s", (int)p, err);
+            }
+        }
+        if (!ok) {
+            PD_INC(w->metrics->restores_failed);
+            pd_warn("partition %d: no usable snapshot (%s)", (int)p, j->err);
+            start_scratch(ig, p);
+            set_catchup(ig, p);
+            PD_INC(w->metrics->rebuilds);
+        }
+        remove(j->path);
+        free(j);
+        atomic_store(&w->parts[p].next_offset, pp->next_offset);
+        atomic_store(&w->parts[p].committed, pp->next_offset);
+        atomic_store(&w->parts[p].clock_ms, pp->clock_ms);
+        set_role_flags(ig, p);
+        if (role == ROLE_OWNER) owner_pause(ig, p, 0);
+        else replica_reassign(ig);
+        publish(ig);
+    }
+}
+
+/* Replica placement: a deterministic function of the membership every
+ * worker sees. For partition p with owner O, the replicas are the next
+ * `replicas` live workers after O in ascending id order (a ring), O
+ * excluded. Recomputed every second; frozen while Kafka is unreachable. */
+static void update_replicas(pd_ingest *ig)
+{
+    pd_worker *w = ig->w;
+    if (!ig->rconsumer || !w->members || !atomic_load(&w->kafka_up)) return;
+    enum { MAXM = 256 };
+    static char ids[MAXM][130];
+    int n = pd_members_alive(w->members, ids, MAXM);
+    int k = (int)PD_MIN(ig->cfg->replicas, n - 1);
+    int changed = 0;
+    for (int32_t p = 0; p < w->nparts; p++) {
+        part_priv *pp = &ig->pp[p];
+        if (pp->role == ROLE_OWNER) continue;
+        pd_owner o;
+        if (pd_members_owner(w->members, p, &o) != PD_OK) continue; /* unknown: keep what we do */
+        int want = 0;
+        if (k > 0) {
+            int lo = 0;
+            while (lo < n && strcmp(ids[lo], o.id) <= 0) lo++; /* first id after the owner */
+            for (int i = 0, picked = 0; i < n && picked < k; i++) {
+                const char *id = ids[(lo + i) % n];
+                if (strcmp(id, o.id) == 0) continue;
+                picked++;
+                if (strcmp(id, ig->cfg->id) == 0) want = 1;
+            }
+        }
+        if (want && pp->role == ROLE_NONE) {
+            prepare_partition(ig, p, ROLE_REPLICA);
+            set_role_flags(ig, p);
+            changed = 1;
+        } else if (!want && pp->role == ROLE_REPLICA) {
+            release_partition(ig, p);
+            changed = 1;
+        }
+    }
+    if (changed) {
+        replica_reassign(ig);
+        publish(ig);
+    }
+}
+
+/* Deletes partitions this worker has neither owned nor replicated for
+ * cleanup_grace (their checkpoints would also hold back retention). */
+static void cleanup_orphans(pd_ingest *ig)
+{
+    pd_checkpoint *cps = NULL;
+    int n = 0;
+    if (pd_store_list_checkpoints(ig->w->store, &cps, &n) != PD_OK) return;
+    int64_t now = pd_now_ms();
+    char err[256];
+    for (int i = 0; i < n; i++) {
+        int32_t p = cps[i].partition;
+        if (p < 0 || p >= ig->w->nparts) continue;
+        part_priv *pp = &ig->pp[p];
+        if (pp->role != ROLE_NONE || pp->job) continue;
+        if (!pp->orphan_since_ms) {
+            pp->orphan_since_ms = now;
+            continue;
+        }
+        if (now - pp->orphan_since_ms < ig->cfg->cleanup_grace_ms) continue;
+        if (pd_ingest_flush(ig, err, sizeof err) != PD_OK) return;
+        if (pd_store_delete_partition(ig->w->store, p, err, sizeof err) == PD_OK) {
+            pd_info("partition %d: neither owned nor replicated here for %" PRId64 " s: local state deleted",
+                    (int)p, ig->cfg->cleanup_grace_ms / 1000);
+            pp->orphan_since_ms = 0;
+            pp->next_offset = -1;
+            pp->clock_ms = 0;
+            atomic_store(&ig->w->parts[p].committed, -1);
+            PD_INC(ig->w->metrics->partitions_deleted);
+        }
+    }
+    free(cps);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *parts,
@@ -587,10 +941,15 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
     PD_INC(w->metrics->rebalances);
     atomic_fetch_add(&w->generation, 1);
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        char *restoring = pd_calloc((size_t)w->nparts, 1);
+        int replicas_changed = 0;
         for (int i = 0; i < parts->cnt; i++) {
             int32_t p = parts->elems[i].partition;
             if (strcmp(parts->elems[i].topic, ig->cfg->topic) != 0 || p < 0 || p >= w->nparts) continue;
-            own_partition(ig, p, &parts->elems[i]);
+            if (ig->pp[p].role == ROLE_REPLICA) replicas_changed = 1; /* promotion: warm copy */
+            restoring[p] = (char)prepare_partition(ig, p, ROLE_OWNER);
+            parts->elems[i].offset = start_offset(ig, p);
+            set_role_flags(ig, p);
         }
         rd_kafka_error_t *ke = NULL;
         if (coop) ke = rd_kafka_incremental_assign(rk, parts);
@@ -599,6 +958,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
             pd_error("incremental_assign: %s", rd_kafka_error_string(ke));
             rd_kafka_error_destroy(ke);
         }
+        for (int32_t p = 0; p < w->nparts; p++)
+            if (restoring[p]) owner_pause(ig, p, 1);
+        free(restoring);
+        if (replicas_changed) replica_reassign(ig);
         pd_info("assigned %d partition(s) (%s)", parts->cnt, coop ? "cooperative" : "eager");
     } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         char *which = pd_calloc((size_t)w->nparts, 1);
@@ -609,6 +972,15 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
         if (rd_kafka_assignment_lost(rk)) {
             /* Someone else may already own them: commit nothing for them. */
             batch_clear(ig, which);
+            for (int32_t p = 0; p < w->nparts; p++) {
+                if (!which[p]) continue;
+                /* in-memory progress is gone: reload from the checkpoint if kept */
+                pd_checkpoint cp;
+                if (pd_store_get_checkpoint(w->store, p, &cp) == PD_OK) {
+                    ig->pp[p].next_offset = cp.next_offset;
+                    ig->pp[p].clock_ms = cp.clock_ms;
+                }
+            }
             pd_warn("lost %d partition(s); their uncommitted batch was discarded", parts->cnt);
         } else if (pd_ingest_flush(ig, err, sizeof err) != PD_OK) {
             /* Could not commit: drop their part of the batch; the next
@@ -617,7 +989,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
             batch_clear(ig, which);
         }
         for (int32_t p = 0; p < w->nparts; p++)
-            if (which[p]) disown_partition(ig, p);
+            if (which[p]) release_partition(ig, p);
         if (ig->agg.n == 0) ig->pending_events = 0;
         free(which);
         if (coop) {
@@ -631,7 +1003,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
         pd_error("rebalance error: %s", rd_kafka_err2str(e));
         rd_kafka_assign(rk, NULL);
     }
-    if (w->members) pd_members_publish(w->members);
+    publish(ig);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -773,6 +1145,29 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
             rc = pd_seterr(err, errlen, PD_EIO, "subscribe %s: %s", cfg->topic, rd_kafka_err2str(ke));
             goto fail;
         }
+        if (cfg->replicas > 0) {
+            /* Replicas: a second consumer in assign mode (no group), never
+             * committing; its offsets live in the store like the owner's. */
+            rd_kafka_conf_t *rc2 = base_conf(cfg, err, errlen);
+            if (!rc2) { rc = PD_EINVAL; goto fail; }
+            char gid[400];
+            snprintf(gid, sizeof gid, "%s.replica.%s", cfg->group, cfg->id);
+            apply_conf(rc2, "group.id", gid, NULL, 0);
+            apply_conf(rc2, "enable.auto.commit", "false", NULL, 0);
+            apply_conf(rc2, "enable.auto.offset.store", "false", NULL, 0);
+            apply_conf(rc2, "auto.offset.reset", "earliest", NULL, 0);
+            apply_conf(rc2, "enable.partition.eof", "false", NULL, 0);
+            rd_kafka_conf_set_error_cb(rc2, error_cb);
+            rd_kafka_conf_set_opaque(rc2, ig);
+            if ((rc = passthrough(rc2, cfg, err, errlen))) { rd_kafka_conf_destroy(rc2); goto fail; }
+            ig->rconsumer = rd_kafka_new(RD_KAFKA_CONSUMER, rc2, e2, sizeof e2);
+            if (!ig->rconsumer) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "replica consumer: %s", e2);
+                goto fail;
+            }
+            rd_kafka_poll_set_consumer(ig->rconsumer);
+            ig->rq = rd_kafka_queue_get_consumer(ig->rconsumer);
+        }
         atomic_store(&w->kafka_up, 1);
         pd_info("consuming %s (%d partitions) in group %s", cfg->topic, n, cfg->group);
     }
@@ -790,9 +1185,11 @@ fail:
 static void update_watermarks(pd_ingest *ig)
 {
     for (int32_t p = 0; p < ig->w->nparts; p++) {
-        if (!ig->pp[p].owned) continue;
+        int role = ig->pp[p].role;
+        if (role == ROLE_NONE) continue;
+        rd_kafka_t *rk = role == ROLE_OWNER ? ig->consumer : ig->rconsumer;
         int64_t lo, hi;
-        if (rd_kafka_get_watermark_offsets(ig->consumer, ig->cfg->topic, p, &lo, &hi) == 0 && hi >= 0)
+        if (rk && rd_kafka_get_watermark_offsets(rk, ig->cfg->topic, p, &lo, &hi) == 0 && hi >= 0)
             atomic_store(&ig->w->parts[p].high_watermark, hi);
     }
 }
@@ -817,10 +1214,10 @@ int pd_ingest_run(pd_ingest *ig)
     int backoff_ms = 0;
     while (!w->stop && !ig->fatal) {
         int64_t now = pd_mono_us();
-        int timeout = 100;
+        int timeout = ig->rq ? 10 : 100;
         if (ig->dirty_since_us) {
             int64_t left = ig->dirty_since_us + ig->cfg->commit_interval_ms * 1000 - now;
-            timeout = left <= 0 ? 0 : (int)PD_MIN(left / 1000 + 1, 100);
+            timeout = left <= 0 ? 0 : (int)PD_MIN(left / 1000 + 1, timeout);
         }
         ssize_t n = rd_kafka_consume_batch_queue(ig->cq, timeout, msgs, NB);
         for (ssize_t i = 0; i < n; i++) {
@@ -828,7 +1225,8 @@ int pd_ingest_run(pd_ingest *ig)
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     pd_warn("consume: %s", rd_kafka_message_errstr(m));
-            } else if (rd_kafka_topic_name(m->rkt) && strcmp(rd_kafka_topic_name(m->rkt), ig->cfg->topic) == 0) {
+            } else if (m->partition >= 0 && m->partition < w->nparts && ig->pp[m->partition].role == ROLE_OWNER &&
+                       rd_kafka_topic_name(m->rkt) && strcmp(rd_kafka_topic_name(m->rkt), ig->cfg->topic) == 0) {
                 rd_kafka_timestamp_type_t tt;
                 int64_t ts = rd_kafka_message_timestamp(m, &tt);
                 size_t olen = 0;
@@ -839,8 +1237,34 @@ int pd_ingest_run(pd_ingest *ig)
             }
             rd_kafka_message_destroy(m);
         }
+        if (ig->rq) {
+            n = rd_kafka_consume_batch_queue(ig->rq, 0, msgs, NB);
+            for (ssize_t i = 0; i < n; i++) {
+                rd_kafka_message_t *m = msgs[i];
+                if (!m->err && m->partition >= 0 && m->partition < w->nparts &&
+                    ig->pp[m->partition].role == ROLE_REPLICA && rd_kafka_topic_name(m->rkt) &&
+                    strcmp(rd_kafka_topic_name(m->rkt), ig->cfg->topic) == 0) {
+                    rd_kafka_timestamp_type_t tt;
+                    int64_t ts = rd_kafka_message_timestamp(m, &tt);
+                    size_t olen = 0;
+                    const char *origin = origin_header(m, &olen);
+                    pd_ingest_record(ig, m->partition, m->offset, tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts,
+                                     m->key, m->key_len, m->payload, m->len, origin, olen);
+                }
+                rd_kafka_message_destroy(m);
+            }
+        }
         if (ig->producer) rd_kafka_poll(ig->producer, 0);
+        reap_restores(ig);
         now = pd_mono_us();
+        if (now - ig->last_replica_us > 1000000) {
+            update_replicas(ig);
+            ig->last_replica_us = now;
+        }
+        if (now - ig->last_cleanup_us > 10000000) {
+            cleanup_orphans(ig);
+            ig->last_cleanup_us = now;
+        }
         int due = ig->pending_events >= (uint64_t)ig->cfg->batch_max_events ||
                   (ig->dirty_since_us && now - ig->dirty_since_us >= ig->cfg->commit_interval_ms * 1000);
         if (due) {
@@ -868,6 +1292,20 @@ void pd_ingest_close(pd_ingest *ig)
     pd_worker *w = ig->w;
     if (ig->pp && w->stop < 2 && pd_ingest_flush(ig, err, sizeof err) != PD_OK)
         pd_error("final flush failed: %s (uncommitted input will be replayed)", err);
+    for (int32_t p = 0; ig->pp && p < w->nparts; p++) {
+        restore_job *j = ig->pp[p].job;
+        if (!j) continue;
+        atomic_store(&j->cancel, 1);
+        pthread_join(j->th, NULL); /* bounded: fetches time out */
+        remove(j->path);
+        free(j);
+        ig->pp[p].job = NULL;
+    }
+    if (ig->rq) rd_kafka_queue_destroy(ig->rq);
+    if (ig->rconsumer) {
+        rd_kafka_consumer_close(ig->rconsumer);
+        rd_kafka_destroy(ig->rconsumer);
+    }
     if (ig->cq) rd_kafka_queue_destroy(ig->cq);
     if (ig->consumer) {
         /* Leaves the group; the rebalance callback flushes (nothing left). */

@@ -56,6 +56,11 @@ typedef struct {
     int nclaims;
     int32_t *parts;           /* ascending, owned */
     int64_t *since;           /* parallel to parts, owned */
+    int nheld;                /* checkpointed copies it reports ("held") */
+    int32_t *held_parts;      /* owned */
+    int64_t *held_offs;       /* parallel: next offset of its checkpoint */
+    uint8_t *held_owner;      /* parallel: 1 owner, 0 replica */
+    int64_t seen_ms;          /* local wall clock when its last record was applied */
 } mem_member;
 
 struct pd_members {
@@ -199,9 +204,39 @@ static int mem_apply_json(pd_members *m, const char *val, size_t len, int64_t po
         parts[k++] = (int32_t)e->valuedouble;
     }
     int is_alive = alive ? cJSON_IsTrue(alive) : 1;
+    const cJSON *held = cJSON_GetObjectItemCaseSensitive(root, "held");
+    int nh = cJSON_IsArray(held) ? cJSON_GetArraySize(held) : 0;
+    if (nh > MEM_MAX_CLAIMS) nh = 0;
     pthread_mutex_lock(&m->mu);
     mem_apply(m, id->valuestring, url->valuestring, json_i64(gen), json_i64(ts), is_alive, parts,
               k, pos);
+    mem_member *mm = mem_find(m, id->valuestring, 0);
+    if (mm) {
+        mm->seen_ms = pd_now_ms();
+        pd_free(mm->held_parts);
+        pd_free(mm->held_offs);
+        pd_free(mm->held_owner);
+        mm->held_parts = NULL;
+        mm->held_offs = NULL;
+        mm->held_owner = NULL;
+        mm->nheld = 0;
+        if (nh && is_alive) {
+            mm->held_parts = pd_malloc((size_t)nh * sizeof *mm->held_parts);
+            mm->held_offs = pd_malloc((size_t)nh * sizeof *mm->held_offs);
+            mm->held_owner = pd_malloc((size_t)nh);
+            const cJSON *t;
+            cJSON_ArrayForEach(t, held) {
+                /* [partition, next_offset, owner(0/1)] */
+                if (!cJSON_IsArray(t) || cJSON_GetArraySize(t) != 3) continue;
+                const cJSON *a = cJSON_GetArrayItem(t, 0), *b = cJSON_GetArrayItem(t, 1), *o = cJSON_GetArrayItem(t, 2);
+                if (!cJSON_IsNumber(a) || a->valuedouble < 0 || a->valuedouble > MEM_MAX_PARTITION) continue;
+                mm->held_parts[mm->nheld] = (int32_t)a->valuedouble;
+                mm->held_offs[mm->nheld] = json_i64(b);
+                mm->held_owner[mm->nheld] = cJSON_IsNumber(o) && o->valuedouble == 1;
+                mm->nheld++;
+            }
+        }
+    }
     pthread_mutex_unlock(&m->mu);
     rc = PD_OK;
 out:
@@ -229,6 +264,18 @@ static void mem_publish(pd_members *m, int alive)
     for (int32_t p = 0; alive && w->parts && p < w->nparts; p++) {
         if (!atomic_load(&w->parts[p].owned)) continue;
         pd_buf_printf(&b, "%s%d", first ? "" : ",", (int)p);
+        first = 0;
+    }
+    pd_buf_append(&b, "],\"held\":[", 10);
+    first = 1;
+    for (int32_t p = 0; alive && w->parts && p < w->nparts; p++) {
+        pd_partstate *ps = &w->parts[p];
+        /* Every checkpointed copy is a hand-off source, including one this
+         * worker just released (the new owner restores from it). */
+        int own = atomic_load(&ps->owned);
+        int64_t c = atomic_load(&ps->committed);
+        if (atomic_load(&ps->restoring) || c < 0) continue;
+        pd_buf_printf(&b, "%s[%d,%lld,%d]", first ? "" : ",", (int)p, (long long)c, own ? 1 : 0);
         first = 0;
     }
     pd_buf_printf(&b, "],\"alive\":%s}", alive ? "true" : "false");
@@ -357,6 +404,9 @@ static void mem_free(pd_members *m)
     for (int i = 0; i < m->nmem; i++) {
         pd_free(m->mem[i].parts);
         pd_free(m->mem[i].since);
+        pd_free(m->mem[i].held_parts);
+        pd_free(m->mem[i].held_offs);
+        pd_free(m->mem[i].held_owner);
     }
     pd_free(m->mem);
     pd_free(m->topic);
@@ -509,4 +559,81 @@ void pd_members_set_owner(pd_members *m, int32_t partition, const char *id, cons
     }
     pthread_mutex_unlock(&m->mu);
     pd_free(parts);
+}
+
+/* ------------------------------------------------------------------ */
+/* holders and liveness (hand-off sources, replica placement)           */
+/* ------------------------------------------------------------------ */
+
+#define MEM_LIVE_MS 10000
+
+static int mem_live(const mem_member *mm, int64_t now)
+{
+    return mm->alive && now - mm->seen_ms <= MEM_LIVE_MS;
+}
+
+static int cmp_holder(const void *a, const void *b)
+{
+    const pd_holder *x = a, *y = b;
+    if (x->next_offset != y->next_offset) return x->next_offset > y->next_offset ? -1 : 1;
+    if (x->owner != y->owner) return y->owner - x->owner;
+    return strcmp(x->id, y->id);
+}
+
+int pd_members_holders(pd_members *m, int32_t p, pd_holder *out, int max)
+{
+    if (!m || max <= 0) return 0;
+    const char *self = m->w && m->w->cfg ? m->w->cfg->id : "";
+    int n = 0;
+    int64_t now = pd_now_ms();
+    pthread_mutex_lock(&m->mu);
+    pd_holder *all = NULL;
+    int nall = 0, cap = 0;
+    for (int i = 0; i < m->nmem; i++) {
+        const mem_member *mm = &m->mem[i];
+        if (!mem_live(mm, now) || strcmp(mm->id, self) == 0) continue;
+        for (int k = 0; k < mm->nheld; k++) {
+            if (mm->held_parts[k] != p) continue;
+            if (nall == cap) {
+                cap = cap ? cap * 2 : 8;
+                all = pd_realloc(all, (size_t)cap * sizeof *all);
+            }
+            pd_holder *hh = &all[nall++];
+            memset(hh, 0, sizeof *hh);
+            snprintf(hh->id, sizeof hh->id, "%s", mm->id);
+            snprintf(hh->url, sizeof hh->url, "%s", mm->url);
+            hh->next_offset = mm->held_offs[k];
+            hh->owner = mm->held_owner[k];
+            hh->heartbeat_ms = mm->seen_ms;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (nall > 1) qsort(all, (size_t)nall, sizeof *all, cmp_holder);
+    for (n = 0; n < nall && n < max; n++) out[n] = all[n];
+    pd_free(all);
+    return n;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+int pd_members_alive(pd_members *m, char (*ids)[130], int max)
+{
+    if (!m || max <= 0) return 0;
+    const char *self = m->w && m->w->cfg ? m->w->cfg->id : NULL;
+    int n = 0, have_self = 0;
+    int64_t now = pd_now_ms();
+    pthread_mutex_lock(&m->mu);
+    for (int i = 0; i < m->nmem && n < max; i++) {
+        const mem_member *mm = &m->mem[i];
+        if (!mem_live(mm, now)) continue;
+        snprintf(ids[n++], 130, "%s", mm->id);
+        if (self && strcmp(mm->id, self) == 0) have_self = 1;
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (self && !have_self && n < max) snprintf(ids[n++], 130, "%s", self);
+    qsort(ids, (size_t)n, 130, cmp_id);
+    return n;
 }

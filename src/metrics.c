@@ -121,6 +121,11 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->flush_errors, 0);
     atomic_init(&m->days_dropped, 0);
     atomic_init(&m->rebalances, 0);
+    atomic_init(&m->restores_ok, 0);
+    atomic_init(&m->restores_failed, 0);
+    atomic_init(&m->restore_bytes, 0);
+    atomic_init(&m->rebuilds, 0);
+    atomic_init(&m->partitions_deleted, 0);
     pd_hist_init(&m->batch_events, batch_bounds, (int)PD_ARRAY_LEN(batch_bounds));
     pd_hist_init(&m->flush_seconds, flush_bounds, (int)PD_ARRAY_LEN(flush_bounds));
     for (int r = 0; r < PD_ROUTE__COUNT; r++) {
@@ -179,14 +184,20 @@ static void hist_samples(pd_buf *b, const char *name, const char *labels, const 
 
 static void render_worker(pd_buf *b, pd_worker *w)
 {
-    int owned = 0, ready = 0;
+    int owned = 0, ready = 0, replica = 0, restoring = 0, incomplete = 0;
     for (int32_t p = 0; p < w->nparts; p++) {
         if (atomic_load(&w->parts[p].owned)) owned++;
-        if (atomic_load(&w->parts[p].ready)) ready++;
+        if (atomic_load(&w->parts[p].ready) && atomic_load(&w->parts[p].owned)) ready++;
+        if (atomic_load(&w->parts[p].replica)) replica++;
+        if (atomic_load(&w->parts[p].restoring)) restoring++;
+        if (atomic_load(&w->parts[p].incomplete)) incomplete++;
     }
     family(b, "profiled_partitions", "gauge", "Input partitions by state (owned: assigned; ready: restored and consuming).");
     pd_buf_printf(b, "profiled_partitions{state=\"owned\"} %d\n", owned);
     pd_buf_printf(b, "profiled_partitions{state=\"ready\"} %d\n", ready);
+    pd_buf_printf(b, "profiled_partitions{state=\"replica\"} %d\n", replica);
+    pd_buf_printf(b, "profiled_partitions{state=\"restoring\"} %d\n", restoring);
+    pd_buf_printf(b, "profiled_partitions{state=\"incomplete_rebuild\"} %d\n", incomplete);
 
     /* One family at a time (samples of a family must be contiguous). */
     family(b, "profiled_partition_next_offset", "gauge", "Next input offset to process, per owned partition.");
@@ -270,6 +281,13 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
     counter(b, "profiled_flush_errors_total", "Failed store commits.", LD(m->flush_errors));
     counter(b, "profiled_days_dropped_total", "Day families dropped by retention.", LD(m->days_dropped));
     counter(b, "profiled_rebalances_total", "Consumer group rebalances.", LD(m->rebalances));
+    counter(b, "profiled_restores_total", "Partitions restored from a peer's snapshot.", LD(m->restores_ok));
+    counter(b, "profiled_restore_failures_total", "Partitions for which no usable snapshot could be fetched.",
+            LD(m->restores_failed));
+    counter(b, "profiled_restore_bytes_total", "Snapshot bytes received from peers.", LD(m->restore_bytes));
+    counter(b, "profiled_rebuilds_total", "Partitions rebuilt by replaying the input topic.", LD(m->rebuilds));
+    counter(b, "profiled_partitions_deleted_total", "Released partitions whose local state was deleted.",
+            LD(m->partitions_deleted));
 
     family(b, "profiled_batch_events", "histogram", "Events per store commit.");
     hist_samples(b, "profiled_batch_events", "", &m->batch_events);

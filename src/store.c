@@ -1046,3 +1046,116 @@ int pd_store_day_stats(pd_store *st, pd_day_stats **out, int *n)
     dayents_unref(st, v, k);
     return PD_OK;
 }
+
+/* ------------------------------------------------------------------ */
+/* partition hand-off                                                  */
+
+static int export_range(pd_store *st, const rocksdb_snapshot_t *snap, rocksdb_column_family_handle_t *cf,
+                        int32_t partition, char kind, int64_t day, pd_store_export_fn fn, void *arg,
+                        char *err, size_t errlen)
+{
+    uint8_t lo[4], hi[4];
+    pd_put_u32be(lo, (uint32_t)partition);
+    pd_put_u32be(hi, (uint32_t)partition + 1);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (snap) rocksdb_readoptions_set_snapshot(ro, snap);
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, 4);
+    rocksdb_readoptions_set_fill_cache(ro, 0);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, cf);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo, 4); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < 4 || memcmp(k, lo, 4) != 0) break;
+        const char *v = rocksdb_iter_value(it, &vl);
+        if ((rc = fn(arg, kind, day, k + 4, kl - 4, v, vl)) != 0) break;
+    }
+    char *re = NULL;
+    rocksdb_iter_get_error(it, &re);
+    if (re) {
+        int r2 = rdb_err(re, err, errlen, "export");
+        if (!rc) rc = r2;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
+int pd_store_export_partition(pd_store *st, int32_t partition, pd_checkpoint *cp,
+                              pd_store_export_fn fn, void *arg, char *err, size_t errlen)
+{
+    if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
+    pd_store_snap *sn = pd_store_snap_acquire(st);
+    int rc = PD_OK;
+    /* The checkpoint, read from the same snapshot as the data. */
+    uint8_t k[PD_CKPT_KEY_LEN];
+    ckpt_key(k, partition);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (sn->snap) rocksdb_readoptions_set_snapshot(ro, sn->snap);
+    char *re = NULL;
+    size_t vl = 0;
+    char *v = rocksdb_get_cf(st->db, ro, st->cf_meta, (const char *)k, sizeof k, &vl, &re);
+    rocksdb_readoptions_destroy(ro);
+    if (re) {
+        rc = rdb_err(re, err, errlen, "read checkpoint");
+        goto out;
+    }
+    if (!v || vl != PD_CKPT_VAL_LEN) {
+        rocksdb_free(v);
+        rc = pd_seterr(err, errlen, PD_ENOTFOUND, "partition %d has no checkpoint here", partition);
+        goto out;
+    }
+    cp->partition = partition;
+    cp->next_offset = (int64_t)pd_get_u64be((const uint8_t *)v);
+    cp->clock_ms = (int64_t)pd_get_u64be((const uint8_t *)v + 8);
+    rocksdb_free(v);
+    for (int i = 0; i < sn->ndays && !rc; i++)
+        rc = export_range(st, sn->snap, sn->days[i]->cf, partition, 'd', sn->days[i]->day, fn, arg, err, errlen);
+    if (!rc) rc = export_range(st, sn->snap, st->cf_dedup, partition, 'x', 0, fn, arg, err, errlen);
+out:
+    pd_store_snap_release(st, sn);
+    return rc;
+}
+
+int pd_store_batch_put_profile_raw(pd_store_batch *b, int64_t day, int32_t partition,
+                                   const char *user, size_t ulen, const char *val, size_t vlen,
+                                   char *err, size_t errlen)
+{
+    pd_store *st = b->st;
+    if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
+    if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
+    pd_profile chk;
+    pd_profile_init(&chk, st->schema);
+    int rc = pd_profile_decode(&chk, val, vlen, err, errlen);
+    pd_profile_free(&chk);
+    if (rc) return rc;
+    rocksdb_column_family_handle_t *cf;
+    if ((rc = day_cf_for_write(st, day, &cf, err, errlen))) return rc;
+    data_key(&b->key, partition, user, ulen);
+    rocksdb_writebatch_put_cf(b->wb, cf, b->key.p, b->key.len, val, vlen);
+    return PD_OK;
+}
+
+int pd_store_delete_partition(pd_store *st, int32_t partition, char *err, size_t errlen)
+{
+    if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
+    if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
+    uint8_t lo[4], hi[4], ck[PD_CKPT_KEY_LEN];
+    pd_put_u32be(lo, (uint32_t)partition);
+    pd_put_u32be(hi, (uint32_t)partition + 1);
+    ckpt_key(ck, partition);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    pd_dayent **v;
+    int n;
+    dayents_ref(st, INT64_MIN, &v, &n);
+    for (int i = 0; i < n; i++)
+        rocksdb_writebatch_delete_range_cf(wb, v[i]->cf, (const char *)lo, 4, (const char *)hi, 4);
+    rocksdb_writebatch_delete_range_cf(wb, st->cf_dedup, (const char *)lo, 4, (const char *)hi, 4);
+    rocksdb_writebatch_delete_cf(wb, st->cf_meta, (const char *)ck, sizeof ck);
+    char *re = NULL;
+    rocksdb_write(st->db, st->wo, wb, &re);
+    rocksdb_writebatch_destroy(wb);
+    dayents_unref(st, v, n);
+    if (re) return rdb_err(re, err, errlen, "delete partition");
+    return PD_OK;
+}

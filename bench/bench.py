@@ -1,0 +1,884 @@
+#!/usr/bin/python3
+"""bench.py -- the `make bench` orchestrator (started by bench/run.sh).
+
+Runs, in one go on this machine, each measurement of issue 6 next to its
+reference, writes build/bench/results.json and regenerates docs/BENCHMARKS.md
+and the gnuplot plots docs/bench_throughput.png and docs/bench_latency.png.
+
+  1 processing   bench_process: worker pipeline (replay) vs bare cJSON;
+                 db_bench fillrandom with our key/value sizes and write count
+  2 end to end   one profiled worker from the embedded broker vs bench_consume
+  3 queries      wrk against /v1/profiles (local, forwarded, under ingestion)
+                 vs /healthz (fixed small body, same process)
+  4 freshness    produce -> visible in a query, p50/p99
+  5 redis        bench_redis: HINCRBY ingest and HGETALL queries
+  6 state size   bytes per user-day of compacted state, projected
+  7 recovery     SIGKILL, restart, time to /readyz 200
+
+QUICK=1 uses small sizes (the whole run stays under 3 minutes). Every
+process started here is registered and stopped on exit (also on errors and
+signals); only 127.0.0.1 is used; every wait is bounded.
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import oracle  # noqa: E402  (murmur2 partitioner, same as Kafka's Java client)
+
+BIN = os.path.join(ROOT, "bin")
+BB = os.path.join(ROOT, "build", "bench")
+DOCS = os.path.join(ROOT, "docs")
+QUICK = os.environ.get("QUICK", "") not in ("", "0")
+PARTS = 32
+
+SIZES = {
+    True: dict(proc_n=100_000, users=20_000, e2e_n=100_000, query_secs=4, conns=8,
+               fresh_n=40, recovery=[100_000], redis_threads=8),
+    False: dict(proc_n=1_000_000, users=200_000, e2e_n=250_000, query_secs=15, conns=8,
+                fresh_n=300, recovery=[1_000_000, 10_000_000], redis_threads=8),
+}[QUICK]
+
+
+def log(msg):
+    print("bench: " + msg, flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+class Procs:
+    """Every long-running process the bench starts; stop_all() ends them."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.procs = []
+
+    def start(self, name, args, stdin=None, env=None):
+        logf = open(os.path.join(self.workdir, name + ".log"), "ab")
+        e = dict(os.environ)
+        e.update(env or {})
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf, stdin=stdin, env=e)
+        p.bench_name = name
+        p.bench_log = os.path.join(self.workdir, name + ".log")
+        p.bench_logf = logf
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, timeout=30):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+        for f in (p.stdout, p.stdin):
+            if f:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        p.bench_logf.close()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def kill9(self, p):
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+        self.stop(p)
+
+    def stop_all(self):
+        for p in reversed(list(self.procs)):
+            try:
+                self.stop(p, timeout=15)
+            except Exception as e:  # noqa: BLE001 - keep stopping the others
+                log("could not stop %s: %s" % (p.bench_name, e))
+
+
+def readline(p, timeout):
+    """First stdout line of p, bounded."""
+    import select
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([p.stdout], [], [], 0.1)
+        if r:
+            c = os.read(p.stdout.fileno(), 1)
+            if not c:
+                break
+            if c == b"\n":
+                return buf.decode()
+            buf += c
+        elif p.poll() is not None:
+            break
+    raise RuntimeError("%s printed no line within %ss (log %s)" % (p.bench_name, timeout, p.bench_log))
+
+
+def run(args, timeout, **kw):
+    r = subprocess.run(args, capture_output=True, timeout=timeout, **kw)
+    if r.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (" ".join(map(str, args[:3])), r.returncode,
+                                                 r.stderr.decode(errors="replace")[-2000:]))
+    return r.stdout.decode()
+
+
+def http_get(url, timeout=5.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+def wait_for(pred, timeout, what, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise RuntimeError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def metric_sum(url, name):
+    st, body = http_get(url + "/metrics", timeout=2)
+    if st != 200:
+        return None
+    total = 0
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            try:
+                total += float(line.rsplit(None, 1)[1])
+            except ValueError:
+                pass
+    return total
+
+
+def http_statuses(url):
+    """{"route/status": count} from the worker's profiled_http_requests_total."""
+    st, body = http_get(url + "/metrics", timeout=2)
+    out = {}
+    if st != 200:
+        return out
+    for line in body.decode(errors="replace").splitlines():
+        m = re.match(r'profiled_http_requests_total\{route="(\w+)",status="(\w+)"\} (\d+)', line)
+        if m and m.group(1) != "metrics":
+            out[m.group(1) + "/" + m.group(2)] = int(m.group(3))
+    return out
+
+
+def log_time(path, pattern):
+    """Wall-clock epoch seconds of the first log line matching pattern
+    (lines start with an RFC 3339 UTC timestamp, "2026-11-02T10:11:12.345Z")."""
+    import calendar
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                line = raw.decode(errors="replace")
+                if re.search(pattern, line):
+                    ts = line.split(None, 1)[0]
+                    secs = calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
+                    frac = re.match(r"\.(\d+)", ts[19:])
+                    return secs + (float("0." + frac.group(1)) if frac else 0.0)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def du(path):
+    total = sst = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            n = os.path.getsize(os.path.join(d, f))
+            total += n
+            if f.endswith(".sst"):
+                sst += n
+    return total, sst
+
+
+# ---------------------------------------------------------------- the bench
+
+class Bench:
+    def __init__(self):
+        self.work = tempfile.mkdtemp(prefix="pd-bench-")
+        self.procs = Procs(self.work)
+        self.r = {"quick": QUICK, "sizes": SIZES, "partitions": PARTS}
+        self.broker = None
+        self.bootstrap = None
+        self.w1 = None
+
+    # -- helpers
+    def start_broker(self):
+        self.broker = self.procs.start("broker", [os.path.join(BIN, "profilectl"), "broker", "--partitions",
+                                                  str(PARTS), "--brokers", "1", "--topics", "events,recov"])
+        self.bootstrap = readline(self.broker, 30).strip()
+
+    def start_worker(self, wid, data, topic="events", group="bench", extra=None):
+        args = [os.path.join(BIN, "profiled"), "--brokers", self.bootstrap, "--topic", topic, "--group", group,
+                "--data_dir", data, "--id", wid, "--listen", "127.0.0.1:0", "--session_timeout_ms", "6000",
+                "--quiet", "false"] + (extra or [])
+        t0 = time.time()
+        p = self.procs.start(wid, args)
+        line = readline(p, 120)
+        if not line.startswith("listening "):
+            raise RuntimeError("%s printed %r" % (wid, line))
+        p.url = line.split()[1]
+        p.t_spawn = t0
+        p.t_listen = time.time()
+        return p
+
+    def produce_file(self, path, timeout=300):
+        return run([os.path.join(BIN, "profilectl"), "produce", "--brokers", self.bootstrap, "--topic", "events",
+                    "--file", path, "--quiet", "true"], timeout=timeout)
+
+    def wrk(self, url, secs, users=None, path="/healthz", name="wrk"):
+        before = http_statuses(url)
+        out = os.path.join(self.work, name + ".json")
+        env = dict(os.environ, BENCH_OUT=out, BENCH_PATH=path, BENCH_USERS=users or "")
+        run(["wrk", "-t1", "-c%d" % SIZES["conns"], "-d%ds" % secs, "--timeout", "5s", "-s",
+             os.path.join(ROOT, "bench", "wrk_profiles.lua"), url], timeout=secs + 60, env=env)
+        with open(out) as f:
+            res = json.load(f)
+        res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
+        res["errors"] = sum(res[k] for k in res if k.startswith("errors_"))
+        after = http_statuses(url)
+        res["statuses"] = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0}
+        return res
+
+    # -- 1 + 6: processing and state size
+    def processing(self):
+        log("1/7 processing: generating %d events" % SIZES["proc_n"])
+        self.evfile = os.path.join(self.work, "events.jsonl")
+        with open(self.evfile, "wb") as f:
+            subprocess.run([os.path.join(BIN, "profilectl"), "generate", str(SIZES["proc_n"]), "--users",
+                            str(SIZES["users"]), "--days", "7", "--seed", "1"], stdout=f, check=True, timeout=300)
+        size_dir = os.path.join(self.work, "size-store")
+        out = run([os.path.join(BB, "bench_process"), "process", "--file", self.evfile, "--dir",
+                   os.path.join(self.work, "proc-store"), "--partitions", str(PARTS), "--batch", "20000",
+                   "--size-dir", size_dir], timeout=900)
+        p = json.loads(out)
+        self.r["processing"] = p
+        log("   pipeline %.0f ev/s, cJSON %.0f ev/s" % (p["pipeline_eps"], p["cjson_eps"]))
+        # db_bench fillrandom with our sizes and write count
+        dbb = shutil.which("db_bench") or shutil.which("rocksdb_db_bench")
+        if dbb:
+            out = run([dbb, "--benchmarks=fillrandom", "--num=%d" % p["writes"], "--key_size=%d" % round(p["avg_key"]),
+                       "--value_size=%d" % round(p["avg_value"]), "--compression_type=lz4", "--threads=1",
+                       "--db=" + os.path.join(self.work, "dbbench"), "--statistics=0"], timeout=600)
+            m = re.search(r"fillrandom\s*:\s*([\d.]+) micros/op\s+(\d+) ops/sec", out)
+            self.r["db_bench"] = {"ops_per_sec": float(m.group(2)), "micros_per_op": float(m.group(1)),
+                                  "num": p["writes"], "key_size": round(p["avg_key"]),
+                                  "value_size": round(p["avg_value"]), "binary": dbb} if m else {"error": out[-500:]}
+        else:
+            self.r["db_bench"] = {"error": "db_bench not installed (rocksdb-tools)"}
+        # 6: state size
+        total, sst = du(size_dir)
+        ud = max(p["user_days"], 1)
+        per = total / ud
+        self.r["state_size"] = {
+            "user_days": p["user_days"], "dir_bytes": total, "sst_bytes": sst, "bytes_per_user_day": per,
+            "sst_bytes_per_user_day": sst / ud, "events_per_user_day": p["accepted"] / ud,
+            "logical_value_bytes_per_user_day": p["compact_value_bytes"] / ud,
+            "projection": {str(w): 2_000_000 * 60 * per / w for w in (4, 8, 16)},
+        }
+
+    # -- 2: end to end
+    def end_to_end(self):
+        n = SIZES["e2e_n"]
+        log("2/7 end to end: %d events over %d partitions" % (n, PARTS))
+        # Flatter user distribution than the processing file (Zipf 0.7 over
+        # 200k users) so no partition outgrows the mock broker's 5 MiB
+        # retention (with Zipf 1.1 the top user alone is ~15% of events).
+        e2e = os.path.join(self.work, "e2e.jsonl")
+        with open(e2e, "wb") as f:
+            subprocess.run([os.path.join(BIN, "profilectl"), "generate", str(n), "--users", "200000", "--zipf", "0.7",
+                            "--days", "7", "--seed", "2"], stdout=f, check=True, timeout=300)
+        self.e2e_file = e2e
+        self.start_broker()
+        out = self.produce_file(e2e)
+        m = re.search(r"acked=(\d+)", out)
+        acked = int(m.group(1)) if m else n
+        raw = json.loads(run([os.path.join(BB, "bench_consume"), "--brokers", self.bootstrap, "--topic", "events",
+                              "--timeout_ms", "120000"], timeout=180))
+        w = self.start_worker("w1", os.path.join(self.work, "w1"))
+        self.w1 = w
+        end = raw["high_sum"]
+        t_done = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            v = metric_sum(w.url, "profiled_partition_committed_offset")
+            if v is not None and v >= end:
+                t_done = time.time()
+                break
+            time.sleep(0.02)
+        t_assign = log_time(w.bench_log, r"assigned \d+ partition")
+        res = {"acked": acked, "records": raw["expected"], "raw": raw}
+        end = raw["expected"]
+        if t_done and t_assign:
+            secs = t_done - t_assign
+            res.update({"worker_secs": secs, "worker_eps": end / secs, "spawn_to_assigned": t_assign - w.t_spawn,
+                        "ratio": (end / secs) / raw["eps"]})
+            log("   worker %.0f ev/s, raw consume %.0f ev/s" % (end / secs, raw["eps"]))
+        else:
+            res["error"] = "worker did not catch up (or no assignment line)"
+        self.r["e2e"] = res
+
+    # -- 3 + 4: queries and freshness on w1 (owns every partition)
+    def queries(self):
+        log("3/7 queries")
+        w = self.w1
+        users = sorted({json.loads(l)["user_id"] for l in open(self.e2e_file) if l.strip()})
+        self.users = users
+        ufile = os.path.join(self.work, "users.txt")
+        with open(ufile, "w") as f:
+            f.write("\n".join(users) + "\n")
+        st, body = http_get(w.url + "/v1/profiles/%s?days=30" % users[0])
+        q = {"probe_status": st, "probe_bytes": len(body)}
+        self.r["queries"] = q
+        if st != 200:
+            q["error"] = "GET /v1/profiles answered %d: %s" % (st, body[:200].decode(errors="replace"))
+            log("   " + q["error"])
+            return
+        secs = SIZES["query_secs"]
+        q["fixed"] = self.wrk(w.url, secs, path="/healthz", name="wrk-fixed")
+        q["local"] = self.wrk(w.url, secs, users=ufile, name="wrk-local")
+        log("   local %.0f req/s p99 %.2f ms; fixed %.0f req/s" % (q["local"]["rps"], q["local"]["p99_us"] / 1e3,
+                                                                    q["fixed"]["rps"]))
+        # under ingestion at half the measured end-to-end rate
+        rate = self.r.get("e2e", {}).get("worker_eps", 20000) / 2
+        count = int(rate * (secs + 3))
+        prod = self.procs.start("produce-bg", [os.path.join(BIN, "profilectl"), "produce", "--brokers",
+                                               self.bootstrap, "--topic", "events", "--generate", str(count),
+                                               "--rate", "%.0f" % rate, "--users", "200000", "--zipf", "0.7",
+                                               "--days", "7", "--seed", "7", "--quiet", "true"])
+        time.sleep(1.5)
+        rin0 = metric_sum(w.url, "profiled_records_in_total") or 0
+        t0 = time.monotonic()
+        q["under_ingest"] = self.wrk(w.url, secs, users=ufile, name="wrk-ingest")
+        rin1 = metric_sum(w.url, "profiled_records_in_total") or 0
+        q["under_ingest"]["ingest_rate_target"] = rate
+        q["under_ingest"]["ingest_rate_seen"] = (rin1 - rin0) / (time.monotonic() - t0)
+        try:
+            prod.wait(timeout=secs + 60)
+        except subprocess.TimeoutExpired:
+            pass
+        self.procs.stop(prod)
+        self.freshness(ufile)
+
+    def freshness(self, ufile, w=None, topic="events", key="freshness"):
+        log("4/7 freshness (%s)" % key)
+        w = w or self.w1
+        prod = self.procs.start("produce-" + key, [os.path.join(BIN, "profilectl"), "produce", "--brokers",
+                                                  self.bootstrap, "--topic", topic, "--file", "-",
+                                                  "--quiet", "true"], stdin=subprocess.PIPE)
+        lat = []
+        misses = 0
+        tag = "%d" % os.getpid()
+        for i in range(SIZES["fresh_n"]):
+            u = "fresh-%s-%d" % (tag, i)
+            now_ms = int(time.time() * 1000)
+            ev = {"event_id": "fr-%s-%d" % (tag, i), "user_id": u, "ts": now_ms, "type": "view",
+                  "item": {"make": "BMW", "color": "blue", "price": 10000}}
+            t0 = time.monotonic()
+            prod.stdin.write((json.dumps(ev) + "\n").encode())
+            prod.stdin.flush()
+            deadline = t0 + 5
+            seen = None
+            while time.monotonic() < deadline:
+                st, _ = http_get(w.url + "/v1/profiles/%s?days=30" % u, timeout=2)
+                if st == 200:
+                    seen = time.monotonic()
+                    break
+                time.sleep(0.002)
+            if seen is None:
+                misses += 1
+            else:
+                lat.append((seen - t0) * 1000)
+            time.sleep(max(0, 0.05 - (time.monotonic() - t0)) + 0.02)
+        prod.stdin.close()
+        try:
+            prod.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        self.procs.stop(prod)
+        lat.sort()
+
+        def pct(p):
+            return lat[min(len(lat) - 1, int(round((len(lat) - 1) * p)))] if lat else None
+        self.r[key] = {"samples": len(lat), "misses": misses, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+                               "max_ms": lat[-1] if lat else None, "commit_interval_ms": 100,
+                               "target_ms": 2 * 100 + 50}
+        log("   %s p50 %.0f ms p99 %.0f ms" % (key, pct(0.5) or -1, pct(0.99) or -1))
+
+    def freshness_fast_fetch(self):
+        """Freshness again with kafka.fetch.wait.max.ms=10 (librdkafka's
+        default is 500): on an otherwise idle topic, so it is quick."""
+        w = self.start_worker("w-fresh", os.path.join(self.work, "w-fresh"), topic="recov", group="fresh",
+                              extra=["--kafka.fetch.wait.max.ms", "10"])
+        wait_for(lambda: http_get(w.url + "/readyz")[0] == 200, 60, "w-fresh ready")
+        time.sleep(0.5)
+        self.freshness(None, w=w, topic="recov", key="freshness_fetch10")
+        self.procs.stop(w)
+
+    def forwarded(self):
+        q = self.r.get("queries", {})
+        if "local" not in q:
+            return
+        log("3/7 queries: forwarded (second worker)")
+        w2 = self.start_worker("w2", os.path.join(self.work, "w2"))
+
+        def owners():
+            """partition -> owner id, as w2 sees it, once complete."""
+            if self.w1.poll() is not None:
+                raise RuntimeError("w1 exited with %s while w2 joined (see w1.log)" % self.w1.returncode)
+            st, body = http_get(w2.url + "/v1/partitions")
+            if st != 200:
+                return None
+            m = {o["partition"]: (o["owner"] or {}).get("id") for o in json.loads(body)["owners"]}
+            if len(m) == PARTS and all(m.values()) and "w1" in m.values() and "w2" in m.values():
+                return m
+            return None
+        try:
+            m = wait_for(owners, 60, "the two workers to split the partitions", 0.2)
+        except RuntimeError as e:
+            q["forwarded"] = {"error": str(e)}
+            self.procs.stop(w2)
+            return
+        a = {p for p, o in m.items() if o == "w1"}
+        # Users owned by w1, queried through w2: w2 forwards to w1.
+        fu = [u for u in self.users if oracle.partition_for(u.encode(), PARTS) in a]
+        ufile = os.path.join(self.work, "users-w1.txt")
+        with open(ufile, "w") as f:
+            f.write("\n".join(fu) + "\n")
+        time.sleep(1)
+        q["forwarded_local_same_users"] = self.wrk(self.w1.url, SIZES["query_secs"], users=ufile,
+                                                   name="wrk-local-w1")
+        q["forwarded"] = self.wrk(w2.url, SIZES["query_secs"], users=ufile, name="wrk-forwarded")
+        q["forwarded"]["users"] = len(fu)
+        log("   forwarded %.0f req/s p99 %.2f ms" % (q["forwarded"]["rps"], q["forwarded"]["p99_us"] / 1e3))
+        self.procs.stop(w2)
+
+    # -- 5: redis
+    def redis(self):
+        log("5/7 redis design")
+        exe = shutil.which("redis-server")
+        if not exe:
+            self.r["redis"] = {"error": "redis-server not installed"}
+            return
+        port = free_port()
+        rdir = os.path.join(self.work, "redis")
+        os.makedirs(rdir)
+        rp = self.procs.start("redis", [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                                        "--appendonly", "no", "--dir", rdir, "--protected-mode", "yes"])
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 20, "redis-server")
+        ing = json.loads(run([os.path.join(BB, "bench_redis"), "ingest", "--file", self.evfile, "--port", str(port),
+                              "--pipeline", "200"], timeout=900))
+        res = {"ingest": ing}
+        ufile = os.path.join(self.work, "users.txt")
+        if os.path.exists(ufile):
+            today = int(time.time() // 86400)
+            res["query"] = json.loads(run([os.path.join(BB, "bench_redis"), "query", "--port", str(port), "--users",
+                                           ufile, "--today", str(today), "--days", "30", "--threads",
+                                           str(SIZES["redis_threads"]), "--secs", str(SIZES["query_secs"]),
+                                           "--dist", os.path.join(self.work, "redis-dist.txt")],
+                                          timeout=SIZES["query_secs"] + 60))
+            with open(os.path.join(self.work, "redis-dist.txt")) as f:
+                res["query"]["dist"] = [[float(a), float(b) * 1000] for a, b in (l.split() for l in f if l.strip())]
+        try:
+            info = subprocess.run(["redis-cli", "-p", str(port), "info", "memory"], capture_output=True,
+                                  timeout=10).stdout.decode()
+            m = re.search(r"used_memory:(\d+)", info)
+            res["used_memory"] = int(m.group(1)) if m else None
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.procs.stop(rp)
+        self.r["redis"] = res
+        log("   redis ingest %.0f ev/s" % ing["eps"])
+
+    # -- 7: recovery
+    def recovery(self):
+        log("7/7 recovery")
+        out = []
+        for n in SIZES["recovery"]:
+            d = os.path.join(self.work, "rec-%d" % n)
+            fill = json.loads(run([os.path.join(BB, "bench_process"), "fill", "--file", self.e2e_file, "--dir", d,
+                                   "--partitions", str(PARTS), "--user-days", str(n), "--days", "30"],
+                                  timeout=3600))
+            grp = "rec-%d" % n
+            w = self.start_worker("rec-%d-a" % n, d, topic="recov", group=grp)
+            wait_for(lambda: http_get(w.url + "/readyz")[0] == 200, 120, "first start ready", 0.05)
+            time.sleep(0.5)
+            self.procs.kill9(w)
+            w = self.start_worker("rec-%d-b" % n, d, topic="recov", group=grp)
+            wait_for(lambda: http_get(w.url + "/readyz", timeout=1)[0] == 200, 120, "restart ready", 0.01)
+            t_ready = time.time()
+            total, _ = du(d)
+            out.append({"user_days": n, "fill_secs": fill["secs"], "store_bytes": total,
+                        "listening_secs": w.t_listen - w.t_spawn, "ready_secs": t_ready - w.t_spawn})
+            log("   %d user-days: listening after %.2fs, ready after %.2fs" % (n, w.t_listen - w.t_spawn,
+                                                                             t_ready - w.t_spawn))
+            self.procs.stop(w)
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.rmtree(d + ".tpl", ignore_errors=True)
+        self.r["recovery"] = out
+
+    def run_all(self):
+        t0 = time.monotonic()
+        steps = [("processing", self.processing), ("e2e", self.end_to_end), ("queries", self.queries),
+                 ("forwarded", self.forwarded), ("freshness_fetch10", self.freshness_fast_fetch), ("redis", self.redis), ("recovery", self.recovery)]
+        for name, fn in steps:
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - record and go on with the others
+                import traceback
+                traceback.print_exc()
+                self.r.setdefault("errors", {})[name] = str(e)
+                log("%s failed: %s" % (name, e))
+        self.r["elapsed_secs"] = time.monotonic() - t0
+
+
+# ---------------------------------------------------------------- report
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, timeout=10).stdout.decode().strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def machine_info():
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = [l for l in open("/proc/meminfo") if l.startswith("MemTotal")][0].split()[1]
+        mem_gib = int(mem) / 1024 / 1024
+    except (OSError, IndexError):
+        mem_gib = 0
+    pk = {}
+    for p in ("librdkafka1", "librocksdb7.8", "libcivetweb1", "libcjson1", "libxxhash0", "redis-server", "wrk",
+              "rocksdb-tools", "gcc"):
+        v = sh("dpkg-query -W -f='${Version}' %s 2>/dev/null" % p)
+        if v:
+            pk[p] = v
+    return {"nproc": os.cpu_count(), "cpu": cpu, "mem_gib": round(mem_gib, 1), "kernel": platform.release(),
+            "os": sh(". /etc/os-release && echo $PRETTY_NAME"), "packages": pk,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+
+
+def g(d, *path):
+    for k in path:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and v < 10:
+        return "%.2f%s" % (v, unit)
+    return "{:,.0f}{}".format(v, unit)
+
+
+def rows(r):
+    """(measurement, ours, reference, ratio, target, met) rows."""
+    out = []
+
+    def add(name, ours, ref, ratio, target, met):
+        out.append((name, ours, ref, "n/a" if ratio is None else "%.2f" % ratio, target,
+                    "n/a" if met is None else ("yes" if met else "**no**")))
+    p = r.get("processing", {})
+    if p:
+        ratio = p["pipeline_eps"] / p["cjson_eps"]
+        add("1. Processing (replay pipeline), events/s", fmt(p["pipeline_eps"]),
+            "bare cJSON parse: " + fmt(p["cjson_eps"]), ratio, ">= 0.6x", ratio >= 0.6)
+        db = r.get("db_bench", {})
+        if "ops_per_sec" in db:
+            wps = p["writes"] / p["pipeline_secs"]
+            add("1. Store merge writes/s inside the pipeline (key %d B, value %d B)" % (db["key_size"], db["value_size"]),
+                fmt(wps), "db_bench fillrandom: %s ops/s" % fmt(db["ops_per_sec"]), wps / db["ops_per_sec"],
+                "(reference)", None)
+    e = r.get("e2e", {})
+    if "worker_eps" in e:
+        add("2. End to end (broker -> committed state), events/s", fmt(e["worker_eps"]),
+            "raw librdkafka consume: " + fmt(e["raw"]["eps"]), e["ratio"], ">= 0.9x", e["ratio"] >= 0.9)
+    q = r.get("queries", {})
+    if "local" in q:
+        lr = q["local"]["rps"] / q["fixed"]["rps"]
+        add("3. Local query throughput, req/s (30 days, 20 dims)", fmt(q["local"]["rps"]),
+            "/healthz fixed body: " + fmt(q["fixed"]["rps"]), lr, ">= 0.5x", lr >= 0.5)
+        add("3. Local query p50 / p99 / p999, ms", "%.2f / %.2f / %.2f" % (
+            q["local"]["p50_us"] / 1e3, q["local"]["p99_us"] / 1e3, q["local"]["p999_us"] / 1e3),
+            "/healthz: %.2f / %.2f / %.2f" % (q["fixed"]["p50_us"] / 1e3, q["fixed"]["p99_us"] / 1e3,
+                                             q["fixed"]["p999_us"] / 1e3),
+            q["local"]["p99_us"] / max(q["fixed"]["p99_us"], 1), "p99 <= 1 ms", q["local"]["p99_us"] <= 1000)
+        if "rps" in q.get("forwarded", {}):
+            f = q["forwarded"]
+            add("3. Forwarded query p50 / p99 / p999, ms (%.0f req/s)" % f["rps"],
+                "%.2f / %.2f / %.2f" % (f["p50_us"] / 1e3, f["p99_us"] / 1e3, f["p999_us"] / 1e3),
+                "local, same users: p99 %.2f" % (q["forwarded_local_same_users"]["p99_us"] / 1e3),
+                f["p99_us"] / max(q["forwarded_local_same_users"]["p99_us"], 1), "p99 <= 2.5 ms",
+                f["p99_us"] <= 2500)
+        u = q.get("under_ingest")
+        if u:
+            ratio = u["p99_us"] / max(q["local"]["p99_us"], 1)
+            add("3. Local query p99 under ingestion at %.0f ev/s (seen %.0f), ms" % (
+                u["ingest_rate_target"], u["ingest_rate_seen"]), "%.2f (%.0f req/s)" % (u["p99_us"] / 1e3, u["rps"]),
+                "idle: %.2f" % (q["local"]["p99_us"] / 1e3), ratio, "<= 2x idle", ratio <= 2)
+    fr = r.get("freshness", {})
+    if fr.get("p99_ms") is not None:
+        add("4. Freshness produce -> visible, p50 / p99, ms", "%.0f / %.0f" % (fr["p50_ms"], fr["p99_ms"]),
+            "2 x commit_interval + 50 = %d" % fr["target_ms"], fr["p99_ms"] / fr["target_ms"],
+            "p99 <= %d ms" % fr["target_ms"], fr["p99_ms"] <= fr["target_ms"] and fr["misses"] == 0)
+    fr = r.get("freshness_fetch10", {})
+    if fr.get("p99_ms") is not None:
+        add("4. Freshness with kafka.fetch.wait.max.ms=10, p50 / p99, ms", "%.0f / %.0f" % (fr["p50_ms"], fr["p99_ms"]),
+            "2 x commit_interval + 50 = %d" % fr["target_ms"], fr["p99_ms"] / fr["target_ms"],
+            "p99 <= %d ms" % fr["target_ms"], fr["p99_ms"] <= fr["target_ms"] and fr["misses"] == 0)
+    rd = r.get("redis", {})
+    if "ingest" in rd and p:
+        ratio = p["pipeline_eps"] / rd["ingest"]["eps"]
+        add("5. Ingest events/s vs Redis HINCRBY design", fmt(p["pipeline_eps"]),
+            "Redis (pipelined HINCRBY): " + fmt(rd["ingest"]["eps"]), ratio, ">= 5x", ratio >= 5)
+    if "query" in rd and "local" in q:
+        rq = rd["query"]
+        ratio = q["local"]["p99_us"] / 1e3 / max(rq["p99_ms"], 1e-6)
+        add("5. Query p50 / p99 / p999 vs Redis HGETALL x30 + JSON, ms",
+            "%.2f / %.2f / %.2f (%.0f req/s)" % (q["local"]["p50_us"] / 1e3, q["local"]["p99_us"] / 1e3,
+                                                 q["local"]["p999_us"] / 1e3, q["local"]["rps"]),
+            "Redis: %.2f / %.2f / %.2f (%.0f req/s)" % (rq["p50_ms"], rq["p99_ms"], rq["p999_ms"], rq["rps"]),
+            ratio, "p99 <= Redis p99", ratio <= 1)
+    s = r.get("state_size", {})
+    if s:
+        add("6. Disk bytes per user-day (compacted, LZ4; %.1f events/user-day)" % s["events_per_user_day"],
+            fmt(s["bytes_per_user_day"], " B"), "encoded value %s B" % fmt(s["logical_value_bytes_per_user_day"]),
+            s["bytes_per_user_day"] / max(s["logical_value_bytes_per_user_day"], 1), "(documented)", None)
+        for w, b in s["projection"].items():
+            add("6. Projected disk per worker, 2M profiles/day x 60 days, %s workers" % w, fmt(b / 2**30, " GiB"),
+                "", None, "(documented)", None)
+    for rec in r.get("recovery", []):
+        add("7. Recovery after SIGKILL, %s stored user-days: listening / ready, s" % fmt(rec["user_days"]),
+            "%.2f / %.2f" % (rec["listening_secs"], rec["ready_secs"]), "store %s MiB" % fmt(rec["store_bytes"] / 2**20),
+            None, "(documented)", None)
+    return out
+
+
+def write_plots(r, work):
+    if not shutil.which("gnuplot"):
+        return []
+    made = []
+    # throughput bars
+    bars = []
+    p, e, rd = r.get("processing", {}), r.get("e2e", {}), r.get("redis", {})
+    if p:
+        bars += [("cJSON parse", p["cjson_eps"]), ("pipeline (replay)", p["pipeline_eps"])]
+    if "ingest" in rd:
+        bars.append(("Redis HINCRBY", rd["ingest"]["eps"]))
+    if "worker_eps" in e:
+        bars += [("raw consume", e["raw"]["eps"]), ("worker e2e", e["worker_eps"])]
+    q = r.get("queries", {})
+    for k, label in (("fixed", "q /healthz"), ("local", "q local"), ("under_ingest", "q local+ingest"),
+                     ("forwarded", "q forwarded")):
+        if "rps" in q.get(k, {}):
+            bars.append((label, q[k]["rps"]))
+    if "query" in rd:
+        bars.append(("q Redis", rd["query"]["rps"]))
+    if bars:
+        dat = os.path.join(work, "tp.dat")
+        with open(dat, "w") as f:
+            for i, (n, v) in enumerate(bars):
+                f.write('%d "%s" %f\n' % (i, n, v / 1000))
+        png = os.path.join(DOCS, "bench_throughput.png")
+        script = """set terminal pngcairo size 1000,500 noenhanced
+set output '%s'
+set title 'Throughput (thousand events/s or requests/s), one run'
+set style fill solid 0.8
+set boxwidth 0.7
+set grid ytics
+set yrange [0:*]
+set xtics rotate by -30
+unset key
+plot '%s' using 1:3:xtic(2) with boxes lc rgb '#4477aa', '' using 1:3:(sprintf('%%.1f',$3)) with labels offset 0,0.8
+""" % (png, dat)
+        if subprocess.run(["gnuplot"], input=script.encode(), capture_output=True, timeout=60).returncode == 0:
+            made.append("bench_throughput.png")
+    # latency distributions
+    series = []
+    for k, label in (("fixed", "/healthz"), ("local", "local"), ("under_ingest", "local + ingestion"),
+                     ("forwarded", "forwarded")):
+        if "dist" in q.get(k, {}):
+            series.append((label, [(a, b / 1000) for a, b in q[k]["dist"]]))
+    if "dist" in rd.get("query", {}):
+        series.append(("Redis HGETALL x30", [(a, b / 1000) for a, b in rd["query"]["dist"]]))
+    if series:
+        files = []
+        for i, (label, pts) in enumerate(series):
+            fn = os.path.join(work, "lat%d.dat" % i)
+            with open(fn, "w") as f:
+                for a, b in pts:
+                    if a < 100:
+                        f.write("%f %f\n" % (1 / (1 - a / 100), max(b, 0.001)))
+            files.append((fn, label))
+        png = os.path.join(DOCS, "bench_latency.png")
+        plots = ", ".join("'%s' using 1:2 with linespoints title '%s'" % (fn, label) for fn, label in files)
+        script = """set terminal pngcairo size 1000,500 noenhanced
+set output '%s'
+set title 'Query latency distribution (wrk / bench_redis, %d connections)'
+set logscale xy
+set xlabel 'percentile'
+set ylabel 'latency (ms)'
+set xtics ('0' 1, '50' 2, '90' 10, '99' 100, '99.9' 1000, '99.99' 10000)
+set grid
+set key top left
+plot %s
+""" % (png, SIZES["conns"], plots)
+        if subprocess.run(["gnuplot"], input=script.encode(), capture_output=True, timeout=60).returncode == 0:
+            made.append("bench_latency.png")
+    return made
+
+
+def write_markdown(r, plots):
+    m = r["machine"]
+    L = []
+    L.append("# Benchmarks\n")
+    L.append("Generated by `make bench%s` on %s; do not edit by hand (bench/bench.py writes it)." %
+             (" QUICK=1" if r["quick"] else "", m["date"]))
+    L.append("Raw figures: `build/bench/results.json`. Issue 6 defines the measurements and targets.\n")
+    L.append("## Machine\n")
+    L.append("- CPU: %s, %d logical CPUs (`nproc`)" % (m["cpu"], m["nproc"]))
+    L.append("- Memory: %.1f GiB; kernel %s; %s" % (m["mem_gib"], m["kernel"], m["os"]))
+    L.append("- Libraries: " + ", ".join("%s %s" % kv for kv in sorted(m["packages"].items())))
+    L.append("- Everything (broker, workers, load generators, Redis) runs on this one machine over 127.0.0.1, "
+             "so load generators and servers share the CPUs.\n")
+    L.append("## Results\n")
+    L.append("| Measurement | profiled | Reference | Ratio | Target | Met |")
+    L.append("|---|---|---|---|---|---|")
+    for row in rows(r):
+        L.append("| " + " | ".join(str(c) for c in row) + " |")
+    if r.get("errors"):
+        L.append("\nSteps that failed in this run: " + "; ".join("%s: %s" % kv for kv in r["errors"].items()))
+    q = r.get("queries", {})
+    ans = ["%s: %s" % (k, ", ".join("%s x%d" % kv for kv in sorted(v["statuses"].items())))
+           for k, v in q.items() if isinstance(v, dict) and v.get("statuses")]
+    if ans:
+        L.append("\nAnswers per query run (route/status x count, from the worker's /metrics): " + "; ".join(ans) + ".")
+    if q.get("error"):
+        L.append("\nQueries were not measured: %s" % q["error"])
+    L.append("")
+    for pl in plots:
+        L.append("![%s](%s)\n" % (pl, pl))
+    s, p = r.get("sizes", {}), r.get("processing", {})
+    L.append("## How each figure is measured\n")
+    L.append("1. **Processing** (`bench/bench_process.c`): %s generated events (`profilectl generate`, %s users, "
+             "7 days, 1%% duplicates, ~%s bytes each) loaded into memory; bare cJSON is `cJSON_ParseWithLength` + "
+             "`cJSON_Delete` per line (second of two passes); the pipeline is `pd_ingest_new(kafka=0)` on a real "
+             "store, `pd_ingest_record` per line (partition = murmur2 of user_id over %d partitions) and "
+             "`pd_ingest_flush` every 20,000 events: parse, validate, de-dup (RocksDB lookup), aggregate, one "
+             "WriteBatch with deltas + de-dup records + offsets. db_bench `fillrandom` runs with the average key "
+             "(partition + user) and encoded delta sizes and the number of merge writes the pipeline made, LZ4 "
+             "like the store." % (fmt(s.get("proc_n")), fmt(s.get("users")),
+                                  fmt(p.get("bytes", 0) / max(p.get("lines", 1), 1)), r["partitions"]))
+    L.append("2. **End to end**: `profilectl broker` (librdkafka mock cluster, 1 broker, %d partitions), %s events "
+             "produced first; `bench/bench_consume.c` (assign mode, batch consume, discard) is timed from "
+             "assignment to the last record; one release-build `bin/profiled` is timed from its log line "
+             "\"assigned N partition(s)\" until the sum of `profiled_partition_committed_offset` on /metrics "
+             "(polled every 20 ms) reaches the end offsets." % (r["partitions"], fmt(s.get("e2e_n"))))
+    L.append("3. **Queries**: `wrk -t1 -c%d -d%ds` with `bench/wrk_profiles.lua` (random user of the produced "
+             "events, `GET /v1/profiles/{id}?days=30`, all 20 dimensions) against the worker that owns every "
+             "partition; the reference is `/healthz` (fixed 15-byte JSON) of the same process. Under ingestion: "
+             "`profilectl produce --generate --rate R` with R = half the measured end-to-end rate during the run. "
+             "Forwarded: a second worker joins; users owned by the first are queried through the second. "
+             "wrk does not correct coordinated omission; closed loop with %d connections." %
+             (s.get("conns", 8), s.get("query_secs", 0), s.get("conns", 8)))
+    L.append("4. **Freshness**: one event per new user written to `profilectl produce --file -`, then "
+             "`GET /v1/profiles/{user}` polled every 2 ms until 200; %s samples, commit_interval_ms = 100; once with "
+             "the default consumer settings and once with `kafka.fetch.wait.max.ms=10` (librdkafka's default "
+             "is 500 ms, and the mock broker answers a fetch only when that wait is over)." %
+             s.get("fresh_n"))
+    L.append("5. **Redis design** (`bench/bench_redis.c`, raw RESP over TCP): Debian redis-server (no "
+             "persistence) on a free loopback port; the same events parsed with the same parser, then per event "
+             "HINCRBY on `p:<user>:<day>` for events, `type:<t>`, `<dim>:<value>`, `<dim>:count`, `<dim>:sum`, "
+             "`<dim>:hist:<bucket>`, pipelined 200 events at a time (it does less than the worker: no de-dup, "
+             "min/max/sumsq, value cap or offsets). Queries: %d client threads, pipelined HGETALL of the 30 day "
+             "keys, fields summed and rendered as JSON of the same shape." % s.get("redis_threads", 8))
+    L.append("6. **State size**: every stored user-day of the processing run rewritten as one merged value into a "
+             "fresh store, which is then reopened (recovery flushes the WAL to SST): directory bytes / user-days. "
+             "Projection: 2,000,000 profiles/day x 60 days x bytes per user-day / workers (no replicas). The size "
+             "depends on events per user-day (the generator's Zipf users).")
+    L.append("7. **Recovery**: `bench_process fill` writes N user-days (30 days, templates from the real "
+             "profiles) straight into a store; a worker starts on it, becomes ready, gets SIGKILL, and is "
+             "restarted: \"listening\" = store open + HTTP up, \"ready\" = `GET /readyz` 200 (includes the "
+             "Kafka group rejoin; the killed member's session, 6 s here, must expire first).")
+    L.append("\n## Reproduce\n")
+    L.append("```\nmake bench          # full sizes\nmake bench QUICK=1  # small sizes, under 3 minutes\n```\n")
+    L.append("Run in %.0f s. Bench tools come from Debian (rocksdb-tools, redis-server, wrk, gnuplot-nox); "
+             "`bench/run.sh` installs missing ones through `deploy/install-deps.sh`." % r.get("elapsed_secs", 0))
+    with open(os.path.join(DOCS, "BENCHMARKS.md"), "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+def main():
+    b = Bench()
+
+    def on_signal(sig, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    ok = False
+    try:
+        b.run_all()
+        ok = True
+    finally:
+        b.procs.stop_all()
+        keep = os.environ.get("BENCH_KEEP")
+        if keep:
+            log("work dir kept: %s" % b.work)
+    b.r["machine"] = machine_info()
+    os.makedirs(BB, exist_ok=True)
+    with open(os.path.join(BB, "results.json"), "w") as f:
+        json.dump(b.r, f, indent=1)
+    os.makedirs(DOCS, exist_ok=True)
+    plots = write_plots(b.r, b.work)
+    write_markdown(b.r, plots)
+    for row in rows(b.r):
+        print("  " + " | ".join(str(c) for c in row))
+    if not os.environ.get("BENCH_KEEP"):
+        shutil.rmtree(b.work, ignore_errors=True)
+    log("wrote build/bench/results.json and docs/BENCHMARKS.md in %.0fs" % b.r["elapsed_secs"])
+    return 0 if ok and not b.r.get("errors") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

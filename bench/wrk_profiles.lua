@@ -1,0 +1,45 @@
+-- wrk script for `make bench`: GET /v1/profiles/<random user>?days=30 (or a
+-- fixed path), and a JSON summary with latency percentiles on done().
+-- Environment: BENCH_USERS = file with one user id per line (absent = fixed
+-- path BENCH_PATH), BENCH_OUT = where done() writes its JSON summary.
+local users = {}
+local fixed = os.getenv("BENCH_PATH") or "/healthz"
+local ufile = os.getenv("BENCH_USERS")
+if ufile and ufile ~= "" then
+  for line in io.lines(ufile) do
+    if #line > 0 then users[#users + 1] = line end
+  end
+end
+
+local function urlenc(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
+end
+
+request = function()
+  if #users > 0 then
+    local u = users[math.random(#users)]
+    return wrk.format("GET", "/v1/profiles/" .. urlenc(u) .. "?days=30")
+  end
+  return wrk.format("GET", fixed)
+end
+
+done = function(summary, latency, requests)
+  local out = os.getenv("BENCH_OUT")
+  local f = out and io.open(out, "w") or io.stdout
+  local pcts = {0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 97, 99, 99.5, 99.9, 99.99, 100}
+  local dist = {}
+  for _, p in ipairs(pcts) do
+    local v
+    if p == 0 then v = latency.min elseif p == 100 then v = latency.max else v = latency:percentile(p) end
+    dist[#dist + 1] = string.format("[%g,%.1f]", p, v)
+  end
+  local e = summary.errors
+  f:write(string.format(
+    '{"requests":%d,"duration_us":%d,"bytes":%d,"errors_connect":%d,"errors_read":%d,' ..
+    '"errors_write":%d,"errors_status":%d,"errors_timeout":%d,"p50_us":%.1f,"p99_us":%.1f,' ..
+    '"p999_us":%.1f,"mean_us":%.1f,"max_us":%.1f,"dist":[%s]}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.mean, latency.max,
+    table.concat(dist, ",")))
+  if f ~= io.stdout then f:close() end
+end

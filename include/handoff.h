@@ -1,0 +1,60 @@
+/*
+ * handoff.h -- moving one partition's state between workers.
+ *
+ * A snapshot is a byte stream produced from one RocksDB snapshot of the
+ * source worker's store (pd_store_export_partition):
+ *
+ *   header   "PDSNAP01" | partition u32 BE | schema fingerprint u64 BE
+ *   records  'd' | uvarint zigzag(day) | uvarint klen | user id | uvarint vlen | profile
+ *            'x' | uvarint klen | event id | uvarint vlen | ts (8 bytes)
+ *   trailer  'E' | next_offset i64 BE | clock_ms i64 BE | records u64 BE
+ *            | XXH3-64 of every preceding byte, u64 BE
+ *
+ * The checkpoint travels in the trailer, so a stream is only usable once it
+ * has arrived completely and its checksum matches: a truncated or corrupted
+ * transfer is rejected (and the caller retries), never ingested.
+ *
+ * The receiver downloads to a file next to its store, verifies it, and then
+ * applies it on the writer thread: delete the partition's range (DeleteRange)
+ * and its checkpoint, put the records in bounded batches, and write the
+ * checkpoint in the LAST batch. A crash part-way leaves records without a
+ * checkpoint, which every later start treats as "no state" and deletes
+ * before restoring or replaying -- so a partial import is never counted.
+ */
+#ifndef PD_HANDOFF_H
+#define PD_HANDOFF_H
+
+#include <stdint.h>
+#include "store.h"
+
+#define PD_SNAPSHOT_MAGIC "PDSNAP01"
+
+/* Receives stream bytes; returns 0, or non-zero to abort the export. */
+typedef int (*pd_handoff_sink)(void *arg, const void *data, size_t n);
+
+/* Writes partition p's snapshot through sink. PD_ENOTFOUND when this store
+ * has no checkpoint for p. *cp (optional) receives the exported checkpoint,
+ * *bytes the stream size. Any thread. */
+int pd_handoff_export(pd_store *st, const pd_schema *s, int32_t p, pd_handoff_sink sink, void *arg,
+                      pd_checkpoint *cp, uint64_t *bytes, char *err, size_t errlen);
+
+/* Downloads GET <base_url>/internal/v1/snapshot/<p> (Bearer token when
+ * non-empty) into `path` (created/truncated), then verifies it. Returns
+ * PD_OK with *cp and *bytes, PD_ENOTFOUND when the peer has no state for p,
+ * PD_ECORRUPT for a bad stream, PD_EIO/PD_EAGAIN for network errors.
+ * `idle_timeout_ms` bounds each wait for data. The file is removed on error. */
+int pd_handoff_fetch(const char *base_url, int32_t p, const char *token, const pd_schema *s,
+                     const char *path, int idle_timeout_ms, pd_checkpoint *cp, uint64_t *bytes,
+                     char *err, size_t errlen);
+
+/* Verifies a downloaded stream: magic, partition, schema, structure,
+ * record count and checksum. Fills *cp and *records. */
+int pd_handoff_verify(const char *path, int32_t p, const pd_schema *s, pd_checkpoint *cp,
+                      uint64_t *records, char *err, size_t errlen);
+
+/* Applies a verified stream to the store (writer thread only), as described
+ * above. *cp receives the checkpoint written. */
+int pd_handoff_apply(pd_store *st, const char *path, int32_t p, const pd_schema *s, pd_checkpoint *cp,
+                     char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,190 @@
+/* test_handoff.c -- snapshot export / verify / apply between two stores,
+ * and rejection of corrupted and truncated streams. */
+#include "test.h"
+#include "handoff.h"
+#include "store.h"
+#include "util.h"
+
+#include <stdlib.h>
+
+static int to_file(void *arg, const void *d, size_t n)
+{
+    return fwrite(d, 1, n, (FILE *)arg) == n ? 0 : -1;
+}
+
+static void ev_set(pd_event *ev, const pd_schema *s, const char *user, int64_t ts, const char *color, double price)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->user_id = user;
+    ev->user_id_len = strlen(user);
+    ev->type = "view";
+    ev->type_len = 4;
+    ev->ts_ms = ts;
+    ev->nattrs = s->ndims;
+    int c = pd_schema_find(s, "color", 5), p = pd_schema_find(s, "price", 5);
+    ev->attrs[c].kind = PD_ATTR_STR;
+    ev->attrs[c].s = color;
+    ev->attrs[c].len = (uint32_t)strlen(color);
+    ev->attrs[p].kind = PD_ATTR_NUM;
+    ev->attrs[p].num = price;
+}
+
+typedef struct {
+    int n;
+    uint64_t events;
+} count_ctx;
+
+static int count_cb(void *arg, int64_t day, int32_t p, const char *u, size_t ul, const pd_profile *prof)
+{
+    count_ctx *c = arg;
+    c->n++;
+    c->events += prof->events;
+    return 0;
+}
+
+TEST(handoff_roundtrip_and_rejects_damage)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char err[256], pa[400], pb[400], snap[400];
+    const char *root = pd_test_tmpdir();
+    snprintf(pa, sizeof pa, "%s/a", root);
+    snprintf(pb, sizeof pb, "%s/b", root);
+    snprintf(snap, sizeof snap, "%s/snap", root);
+    pd_store_opts o = {0};
+    pd_store *a = NULL, *b = NULL;
+    CHECK_INT(pd_store_open(&a, pa, &s, &o, err, sizeof err), PD_OK);
+    CHECK_INT(pd_store_open(&b, pb, &s, &o, err, sizeof err), PD_OK);
+    /* Partition 3: 40 users over 3 days; partition 4: one user (must not move). */
+    pd_store_batch *bt = pd_store_batch_new(a);
+    int64_t day0 = 20770;
+    for (int u = 0; u < 40; u++) {
+        char user[16];
+        snprintf(user, sizeof user, "u-%d", u);
+        for (int d = 0; d < 3; d++) {
+            pd_profile pr;
+            pd_profile_init(&pr, &s);
+            pd_event ev;
+            for (int k = 0; k <= u % 3; k++) {
+                ev_set(&ev, &s, user, (day0 + d) * 86400000LL + 1000 * k, k ? "red" : "blue", 1000.0 * (k + 1));
+                pd_profile_add(&pr, &ev);
+            }
+            CHECK_INT(pd_store_batch_merge(bt, day0 + d, 3, user, strlen(user), &pr, err, sizeof err), PD_OK);
+            pd_profile_free(&pr);
+        }
+    }
+    pd_store_batch_put_dedup(bt, 3, "e-1", 3, 42);
+    pd_store_batch_set_checkpoint(bt, 3, 777, 123456);
+    {
+        pd_profile pr;
+        pd_profile_init(&pr, &s);
+        pd_event ev;
+        ev_set(&ev, &s, "other", day0 * 86400000LL, "green", 5);
+        pd_profile_add(&pr, &ev);
+        CHECK_INT(pd_store_batch_merge(bt, day0, 4, "other", 5, &pr, err, sizeof err), PD_OK);
+        pd_profile_free(&pr);
+    }
+    pd_store_batch_set_checkpoint(bt, 4, 5, 1);
+    CHECK_INT(pd_store_commit(a, bt, err, sizeof err), PD_OK);
+    pd_store_batch_free(bt);
+
+    /* Export partition 3. */
+    FILE *f = fopen(snap, "wb");
+    pd_checkpoint cp;
+    uint64_t bytes = 0;
+    CHECK_INT(pd_handoff_export(a, &s, 3, to_file, f, &cp, &bytes, err, sizeof err), PD_OK);
+    fclose(f);
+    CHECK_INT(cp.next_offset, 777);
+    CHECK_INT(cp.clock_ms, 123456);
+    CHECK(bytes > 100);
+    /* No state for partition 9. */
+    f = fopen("/dev/null", "wb");
+    CHECK_INT(pd_handoff_export(a, &s, 9, to_file, f, &cp, NULL, err, sizeof err), PD_ENOTFOUND);
+    fclose(f);
+
+    /* Damaged copies are rejected and never touch the store. */
+    FILE *in = fopen(snap, "rb");
+    char *data = malloc(bytes);
+    CHECK(fread(data, 1, bytes, in) == bytes);
+    fclose(in);
+    char bad[420];
+    snprintf(bad, sizeof bad, "%s.bad", snap);
+    size_t cuts[] = {0, 10, 20, bytes / 2, bytes - 9, bytes - 1};
+    for (size_t i = 0; i < PD_ARRAY_LEN(cuts); i++) {
+        f = fopen(bad, "wb");
+        fwrite(data, 1, cuts[i], f);
+        fclose(f);
+        CHECK_INT(pd_handoff_apply(b, bad, 3, &s, &cp, err, sizeof err), PD_ECORRUPT);
+    }
+    for (size_t pos = 0; pos < bytes; pos += bytes / 7 + 1) {
+        data[pos] ^= 0x20;
+        f = fopen(bad, "wb");
+        fwrite(data, 1, bytes, f);
+        fclose(f);
+        CHECK_INT(pd_handoff_apply(b, bad, 3, &s, &cp, err, sizeof err), PD_ECORRUPT);
+        data[pos] ^= 0x20;
+    }
+    CHECK_INT(pd_handoff_verify(snap, 4, &s, &cp, NULL, err, sizeof err), PD_ECORRUPT); /* wrong partition */
+    pd_checkpoint none;
+    CHECK_INT(pd_store_get_checkpoint(b, 3, &none), PD_ENOTFOUND);
+    count_ctx cb = {0};
+    CHECK_INT(pd_store_scan(b, INT64_MIN, -1, NULL, 0, count_cb, &cb, err, sizeof err), 0);
+    CHECK_INT(cb.n, 0);
+
+    /* A stale partial import is replaced wholesale. */
+    pd_store_batch *bb = pd_store_batch_new(b);
+    {
+        pd_profile pr;
+        pd_profile_init(&pr, &s);
+        pd_event ev;
+        ev_set(&ev, &s, "u-1", day0 * 86400000LL, "pink", 1);
+        pd_profile_add(&pr, &ev);
+        CHECK_INT(pd_store_batch_merge(bb, day0, 3, "u-1", 3, &pr, err, sizeof err), PD_OK);
+        CHECK_INT(pd_store_batch_merge(bb, day0 + 9, 3, "zz", 2, &pr, err, sizeof err), PD_OK);
+        pd_profile_free(&pr);
+    }
+    CHECK_INT(pd_store_commit(b, bb, err, sizeof err), PD_OK);
+    pd_store_batch_free(bb);
+
+    CHECK_INT(pd_handoff_apply(b, snap, 3, &s, &cp, err, sizeof err), PD_OK);
+    CHECK_INT(cp.next_offset, 777);
+    pd_checkpoint got;
+    CHECK_INT(pd_store_get_checkpoint(b, 3, &got), PD_OK);
+    CHECK_INT(got.next_offset, 777);
+    CHECK_INT(got.clock_ms, 123456);
+    int64_t ts;
+    CHECK_INT(pd_store_get_dedup(b, 3, "e-1", 3, &ts), PD_OK);
+    CHECK_INT(ts, 42);
+    CHECK_INT(pd_store_get_checkpoint(b, 4, &got), PD_ENOTFOUND);
+    /* Independent expectation: 40 users x 3 days; user u has (u%3)+1 events a day. */
+    uint64_t want_events = 0;
+    for (int u = 0; u < 40; u++) want_events += 3u * (uint64_t)(u % 3 + 1);
+    cb = (count_ctx){0};
+    CHECK_INT(pd_store_scan(b, INT64_MIN, 3, NULL, 0, count_cb, &cb, err, sizeof err), 0);
+    CHECK_INT(cb.n, 120);
+    CHECK_INT(cb.events, want_events);
+    /* Per-profile equality with the source. */
+    for (int u = 0; u < 40; u += 7) {
+        char user[16];
+        snprintf(user, sizeof user, "u-%d", u);
+        pd_profile x, y;
+        pd_profile_init(&x, &s);
+        pd_profile_init(&y, &s);
+        CHECK_INT(pd_store_get_profile(a, NULL, day0 + 1, 3, user, strlen(user), &x, err, sizeof err), PD_OK);
+        CHECK_INT(pd_store_get_profile(b, NULL, day0 + 1, 3, user, strlen(user), &y, err, sizeof err), PD_OK);
+        CHECK(pd_profile_equal(&x, &y));
+        CHECK_INT(y.events, u % 3 + 1);
+        pd_profile_free(&x);
+        pd_profile_free(&y);
+    }
+    /* delete_partition leaves nothing behind. */
+    CHECK_INT(pd_store_delete_partition(b, 3, err, sizeof err), PD_OK);
+    cb = (count_ctx){0};
+    CHECK_INT(pd_store_scan(b, INT64_MIN, -1, NULL, 0, count_cb, &cb, err, sizeof err), 0);
+    CHECK_INT(cb.n, 0);
+    CHECK_INT(pd_store_get_checkpoint(b, 3, &got), PD_ENOTFOUND);
+    CHECK_INT(pd_store_get_dedup(b, 3, "e-1", 3, &ts), PD_ENOTFOUND);
+    free(data);
+    pd_store_close(a);
+    pd_store_close(b);
+}
