@@ -224,7 +224,7 @@ class Bench:
     def __init__(self):
         self.work = tempfile.mkdtemp(prefix="pd-bench-")
         self.procs = Procs(self.work)
-        self.r = {"quick": QUICK, "sizes": SIZES, "partitions": PARTS}
+        self.r = {"quick": QUICK, "sizes": SIZES, "partitions": PARTS, "loadavg_start": os.getloadavg()}
         self.broker = None
         self.bootstrap = None
         self.w1 = None
@@ -782,7 +782,8 @@ def write_markdown(r, plots):
     L.append("- Memory: %.1f GiB; kernel %s; %s" % (m["mem_gib"], m["kernel"], m["os"]))
     L.append("- Libraries: " + ", ".join("%s %s" % kv for kv in sorted(m["packages"].items())))
     L.append("- Everything (broker, workers, load generators, Redis) runs on this one machine over 127.0.0.1, "
-             "so load generators and servers share the CPUs.\n")
+             "so load generators and servers share the CPUs. Load average when the run started: %s "
+             "(anything else running skews the figures)\n" % " ".join("%.2f" % x for x in r.get("loadavg_start", [])))
     L.append("## Results\n")
     L.append("| Measurement | profiled | Reference | Ratio | Target | Met |")
     L.append("|---|---|---|---|---|---|")

@@ -623,7 +623,7 @@ static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops
                   strchr(host, ':') ? "]" : "", port, hops);
     const char *tok = internal_token(cfg);
     if (tok) pd_buf_printf(&req, "Authorization: Bearer %s\r\n", tok);
-    if (stale_ok) pd_buf_append(&req, "X-Profiled-Stale-Ok: 1\r\n", 25);
+    if (stale_ok) pd_buf_printf(&req, "X-Profiled-Stale-Ok: 1\r\n");
     pd_buf_append(&req, "\r\n", 2);
 
     int64_t deadline = pd_mono_us() + cfg->forward_timeout_ms * 1000;
@@ -770,6 +770,10 @@ static int try_replicas(pd_http *h, int32_t p, const pd_query *q, const char *us
                         int hops, int64_t today, http_resp *r)
 {
     pd_worker *w = h->w;
+    /* Whatever an earlier attempt put into r (say, the owner's 503) goes. */
+    r->body.len = 0;
+    r->nh = 0;
+    r->status = 500;
     pd_partstate *ps = &w->parts[p];
     if (atomic_load(&ps->replica) && !atomic_load(&ps->restoring) && atomic_load(&ps->committed) >= 0) {
         profile_local(h, q, user, ulen, p, today, 1, r);
@@ -810,7 +814,10 @@ static void profile_forward(pd_http *h, int32_t p, const pd_query *q, const char
     char err[256] = "";
     if (forward_to(h, o.url, user, ulen, qs, hops, 0, r, err, sizeof err) == PD_OK) {
         /* The owner may itself be restoring (503): then a replica answers. */
-        if (r->status != 503 || try_replicas(h, p, q, user, ulen, qs, hops, today, r) != PD_OK) return;
+        if (r->status != 503 || try_replicas(h, p, q, user, ulen, qs, hops, today, r) == PD_OK) return;
+        resp_error(r, 503, "partition restoring", "partition %d: owner %s is restoring it and no replica answered",
+                   (int)p, o.id);
+        resp_header(r, "Retry-After", "1");
         return;
     }
     int64_t now = pd_now_ms(), last = atomic_load(&h->last_fwd_log_ms);
