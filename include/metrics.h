@@ -21,7 +21,7 @@ typedef struct {
     double bounds[PD_HIST_MAX];     /* ascending upper bounds (le) */
     _Atomic uint64_t counts[PD_HIST_MAX + 1]; /* last = +Inf; NOT cumulative */
     _Atomic uint64_t count;
-    _Atomic uint64_t sum_milli;     /* sum * 1000, for fractional units */
+    _Atomic uint64_t sum_micro;     /* sum * 1e6 (microseconds for latencies) */
 } pd_hist;
 
 void pd_hist_init(pd_hist *h, const double *bounds, int n);

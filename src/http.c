@@ -1065,18 +1065,21 @@ static void route_readyz(pd_http *h, http_resp *r)
     if (gen <= 0) {
         status = "starting";
         detail = "no partition assignment received yet";
-    } else if (!kafka_up) {
-        status = "kafka_down";
-        detail = "all Kafka brokers are down";
     } else if (ready < owned) {
         status = "restoring";
         detail = "some owned partitions are still being restored";
+    } else if (!kafka_up) {
+        /* Still serving every owned partition from local state: stay in
+         * the load balancer, but say that ingestion has stopped. */
+        status = "degraded";
+        detail = NULL;
     } else {
         status = "ready";
         detail = NULL;
     }
     pd_buf *b = &r->body;
     pd_buf_printf(b, "{\"status\":\"%s\"", status);
+    if (!kafka_up && gen > 0) pd_buf_printf(b, ",\"degraded\":[\"kafka_down\"]");
     if (detail) pd_buf_printf(b, ",\"error\":\"not ready\",\"detail\":\"%s\"", detail);
     pd_buf_printf(b, ",\"owned\":%d,\"ready\":%d,\"restoring\":%s,\"kafka_up\":%s,"
                   "\"generation\":%lld%s}",

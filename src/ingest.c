@@ -1112,6 +1112,10 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
         snprintf(num, sizeof num, "%" PRId64, PD_MAX(cfg->session_timeout_ms / 4, 500));
         apply_conf(cc, "heartbeat.interval.ms", num, NULL, 0);
         apply_conf(cc, "enable.partition.eof", "false", NULL, 0);
+        /* A fetch returns as soon as data is there; an idle one waits at most
+         * this long (librdkafka's 500 ms default would dominate freshness). */
+        snprintf(num, sizeof num, "%" PRId64, PD_MAX(PD_MIN(cfg->commit_interval_ms / 2, 100), 1));
+        apply_conf(cc, "fetch.wait.max.ms", num, NULL, 0);
         rd_kafka_conf_set_opaque(cc, ig);
         rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
         rd_kafka_conf_set_error_cb(cc, error_cb);
@@ -1157,6 +1161,7 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
             apply_conf(rc2, "enable.auto.offset.store", "false", NULL, 0);
             apply_conf(rc2, "auto.offset.reset", "earliest", NULL, 0);
             apply_conf(rc2, "enable.partition.eof", "false", NULL, 0);
+            apply_conf(rc2, "fetch.wait.max.ms", num, NULL, 0);
             rd_kafka_conf_set_error_cb(rc2, error_cb);
             rd_kafka_conf_set_opaque(rc2, ig);
             if ((rc = passthrough(rc2, cfg, err, errlen))) { rd_kafka_conf_destroy(rc2); goto fail; }
@@ -1219,7 +1224,9 @@ int pd_ingest_run(pd_ingest *ig)
             int64_t left = ig->dirty_since_us + ig->cfg->commit_interval_ms * 1000 - now;
             timeout = left <= 0 ? 0 : (int)PD_MIN(left / 1000 + 1, timeout);
         }
-        ssize_t n = rd_kafka_consume_batch_queue(ig->cq, timeout, msgs, NB);
+        /* A batch call returns when the batch is full or the timeout ends,
+         * so the timeout is kept short: it bounds the latency it adds. */
+        ssize_t n = rd_kafka_consume_batch_queue(ig->cq, PD_MIN(timeout, 20), msgs, NB);
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
             if (m->err) {

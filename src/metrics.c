@@ -40,7 +40,7 @@ void pd_hist_init(pd_hist *h, const double *bounds, int n)
     for (int i = 1; i < n; i++) pd_assert(bounds[i] > bounds[i - 1]);
     for (int i = 0; i <= PD_HIST_MAX; i++) atomic_init(&h->counts[i], 0);
     atomic_init(&h->count, 0);
-    atomic_init(&h->sum_milli, 0);
+    atomic_init(&h->sum_micro, 0);
 }
 
 void pd_hist_observe(pd_hist *h, double v)
@@ -58,12 +58,13 @@ void pd_hist_observe(pd_hist *h, double v)
     }
     atomic_fetch_add_explicit(&h->counts[lo], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
-    /* The sum is kept in thousandths; negative / NaN observations add 0 and
-     * one observation adds at most 2^53 thousandths. */
-    double milli = v * 1000.0 + 0.5;
+    /* The sum is kept in millionths (microseconds for latencies, which are
+     * often well under a millisecond); negative / NaN observations add 0 and
+     * one observation adds at most 2^53 millionths. */
+    double micro = v * 1e6 + 0.5;
     uint64_t add = 0;
-    if (milli >= 1.0) add = milli < 9007199254740992.0 ? (uint64_t)milli : (UINT64_C(1) << 53);
-    if (add) atomic_fetch_add_explicit(&h->sum_milli, add, memory_order_relaxed);
+    if (micro >= 1.0) add = micro < 9007199254740992.0 ? (uint64_t)micro : (UINT64_C(1) << 53);
+    if (add) atomic_fetch_add_explicit(&h->sum_micro, add, memory_order_relaxed);
 }
 
 /* ---- routes and status slots ---- */
@@ -172,12 +173,12 @@ static void hist_samples(pd_buf *b, const char *name, const char *labels, const 
         else pd_buf_append(b, "+Inf", 4);
         pd_buf_printf(b, "\"} %llu\n", (unsigned long long)cum);
     }
-    uint64_t sm = LD(h->sum_milli);
+    uint64_t sm = LD(h->sum_micro);
     size_t ll = strlen(labels);
     /* labels without the trailing comma for _sum/_count */
     if (ll) pd_buf_printf(b, "%s_sum{%.*s} ", name, (int)(ll - 1), labels);
     else pd_buf_printf(b, "%s_sum ", name);
-    pd_buf_printf(b, "%llu.%03llu\n", (unsigned long long)(sm / 1000), (unsigned long long)(sm % 1000));
+    pd_buf_printf(b, "%llu.%06llu\n", (unsigned long long)(sm / 1000000), (unsigned long long)(sm % 1000000));
     if (ll) pd_buf_printf(b, "%s_count{%.*s} %llu\n", name, (int)(ll - 1), labels, (unsigned long long)cum);
     else pd_buf_printf(b, "%s_count %llu\n", name, (unsigned long long)cum);
 }

@@ -392,6 +392,10 @@ static void build_options(pd_store *st, const pd_store_opts *o, int compression)
     st->db_opts = opts[0];
     st->dedup_opts = opts[1];
     st->day_opts = opts[2];
+    /* De-dup lookups are almost all misses: a memtable bloom filter answers
+     * them without walking the skiplist. */
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->dedup_opts, 0.05);
+    rocksdb_options_set_memtable_whole_key_filtering(st->dedup_opts, 1);
     /* options take ownership of the merge operator (shared) */
     /* bound read amplification for busy users: once a key has this many
      * merge operands in the memtable, the writer folds them into one value */

@@ -31,8 +31,8 @@ TEST(metrics_hist_edges)
     }
     for (int i = 0; i < 4; i++) CHECK_INT(h.counts[i], want[i]);
     CHECK_INT(h.count, PD_ARRAY_LEN(v));
-    /* thousandths: 500 + 1000 + 1000 + 10000 + 100000 + 100500; -5 and NaN add 0 */
-    CHECK_INT(h.sum_milli, 213000);
+    /* millionths: 0.5 + 1 + 1 + 10 + 100 + 100.5 = 213; -5 and NaN add 0 */
+    CHECK_INT(h.sum_micro, 213000000);
     /* no bounds at all: everything is +Inf */
     pd_hist z;
     pd_hist_init(&z, NULL, 0);
@@ -316,8 +316,8 @@ TEST(metrics_render_counters_and_histograms)
     }
     CHECK_INT(count_prefix(e, "profiled_http_request_seconds_bucket{route=\"profile\""), 13);
     CHECK_INT(count_prefix(e, "profiled_http_request_seconds_bucket{route=\"healthz\""), 0);
-    /* sum in thousandths: 0.0002 rounds to 0, 0.002 -> 2, 2 -> 2000 */
-    CHECK_SERIES(e, "profiled_http_request_seconds_sum{route=\"profile\"}", 2.002);
+    /* sum in millionths: 0.0002 + 0.002 + 2 (sub-millisecond latencies count) */
+    CHECK_SERIES(e, "profiled_http_request_seconds_sum{route=\"profile\"}", 2.0022);
     CHECK_SERIES(e, "profiled_http_request_seconds_count{route=\"profile\"}", 3);
     /* no worker: no worker gauges */
     CHECK(fam_index(e, "profiled_kafka_up") < 0);
