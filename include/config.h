@@ -45,6 +45,27 @@ void pd_opts_free(const pd_opt *tbl, size_t n, void *obj);
 /* Prints "  --name VALUE   help (default: x)" lines. */
 void pd_opts_usage(const pd_opt *tbl, size_t n, FILE *out);
 
+/* Command-line parsing for the profilectl subcommands: `--name value`,
+ * `--name=value`, dashes for underscores, bare boolean flags, optional
+ * `-X key=value` (librdkafka passthrough) and positionals. Pointers stored
+ * in the extra struct point into argv. */
+#define PD_ARGV_MAX_X 32
+#define PD_ARGV_MAX_POS 4
+typedef struct {
+    int allow_x;                 /* in: accept -X key=value */
+    int max_pos;                 /* in: positionals accepted (<= PD_ARGV_MAX_POS) */
+    int (*allow)(const void *ctx, const char *name); /* in: optional per-command filter */
+    const void *allow_ctx;
+    const char *x[PD_ARGV_MAX_X]; /* out */
+    int nx;
+    const char *pos[PD_ARGV_MAX_POS]; /* out */
+    int npos;
+} pd_argv_extra;
+/* Parses argv[1..] into obj. Returns PD_OK (with *help set on --help/-h) or
+ * PD_EINVAL with a message naming the flag. */
+int pd_opts_parse_argv(const pd_opt *tbl, size_t n, void *obj, int argc, char **argv, pd_argv_extra *ex,
+                       int *help, char *err, size_t errlen);
+
 /* Key/value list for passthrough settings (kafka.*). */
 typedef struct {
     char **keys, **vals; /* owned */

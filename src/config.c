@@ -205,6 +205,65 @@ void pd_opts_usage(const pd_opt *tbl, size_t n, FILE *out)
     }
 }
 
+static int is_bool_word(const char *s)
+{
+    static const char *w[] = {"true", "false", "yes", "no", "on", "off", "1", "0"};
+    for (size_t i = 0; i < PD_ARRAY_LEN(w); i++)
+        if (strcasecmp(s, w[i]) == 0) return 1;
+    return 0;
+}
+
+int pd_opts_parse_argv(const pd_opt *tbl, size_t n, void *obj, int argc, char **argv, pd_argv_extra *ex,
+                       int *help, char *err, size_t errlen)
+{
+    *help = 0;
+    ex->nx = ex->npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            *help = 1;
+            return PD_OK;
+        }
+        if (ex->allow_x && strncmp(a, "-X", 2) == 0) {
+            const char *kv = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!kv || !strchr(kv, '=') || kv[0] == '=')
+                return pd_seterr(err, errlen, PD_EINVAL, "-X needs key=value");
+            if (ex->nx >= PD_ARGV_MAX_X) return pd_seterr(err, errlen, PD_EINVAL, "-X: at most %d", PD_ARGV_MAX_X);
+            ex->x[ex->nx++] = kv;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0 || !a[2]) {
+            if (ex->npos >= ex->max_pos || ex->npos >= PD_ARGV_MAX_POS)
+                return pd_seterr(err, errlen, PD_EINVAL, "unexpected argument '%s'", a);
+            ex->pos[ex->npos++] = a;
+            continue;
+        }
+        char key[128];
+        const char *eq = strchr(a + 2, '=');
+        size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (kl >= sizeof key) return pd_seterr(err, errlen, PD_EINVAL, "flag '%s' too long", a);
+        memcpy(key, a + 2, kl);
+        key[kl] = '\0';
+        for (size_t k = 0; k < kl; k++)
+            if (key[k] == '-') key[k] = '_';
+        const pd_opt *opt = find_opt(tbl, n, key);
+        if (!opt || (ex->allow && !ex->allow(ex->allow_ctx, key)))
+            return pd_seterr(err, errlen, PD_EINVAL, "unknown flag '--%s'", key);
+        const char *val;
+        if (eq)
+            val = eq + 1;
+        else if (opt->type == PD_OPT_BOOL && (i + 1 >= argc || !is_bool_word(argv[i + 1])))
+            val = "true";
+        else if (i + 1 >= argc)
+            return pd_seterr(err, errlen, PD_EINVAL, "--%s needs a value", key);
+        else
+            val = argv[++i];
+        int rc = pd_opts_set(tbl, n, obj, key, val, err, errlen);
+        if (rc) return rc;
+    }
+    return PD_OK;
+}
+
 /* ---- profiled config ---- */
 
 void pd_config_init(pd_config *c)

@@ -57,36 +57,11 @@ static void broker_usage(FILE *out)
     pd_opts_usage(broker_tbl, BROKER_TBL_LEN, out);
 }
 
-/* Parses `--name value` / `--name=value` flags into o. Returns PD_OK, or
- * PD_EINVAL with a message naming the flag. *help is set on --help/-h. */
+/* Parses the flags (config.h machinery). */
 static int broker_parse(broker_opts *o, int argc, char **argv, int *help, char *err, size_t errlen)
 {
-    *help = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            *help = 1;
-            return PD_OK;
-        }
-        if (strncmp(a, "--", 2) != 0)
-            return pd_seterr(err, errlen, PD_EINVAL, "unexpected argument '%s'", a);
-        char key[128];
-        const char *val;
-        const char *eq = strchr(a + 2, '=');
-        size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-        if (kl >= sizeof key) return pd_seterr(err, errlen, PD_EINVAL, "flag '%s' too long", a);
-        memcpy(key, a + 2, kl);
-        key[kl] = '\0';
-        if (eq) {
-            val = eq + 1;
-        } else {
-            if (i + 1 >= argc) return pd_seterr(err, errlen, PD_EINVAL, "--%s needs a value", key);
-            val = argv[++i];
-        }
-        int rc = pd_opts_set(broker_tbl, BROKER_TBL_LEN, o, key, val, err, errlen);
-        if (rc) return rc;
-    }
-    return PD_OK;
+    pd_argv_extra ex = {0};
+    return pd_opts_parse_argv(broker_tbl, BROKER_TBL_LEN, o, argc, argv, &ex, help, err, errlen);
 }
 
 /* Writes `text` + "\n" to path via path.tmp.<pid> + rename. */

@@ -105,26 +105,20 @@ int ctl_consume_main(int argc, char **argv)
     int rc = 1;
     memset(&o, 0, sizeof o);
     pd_opts_defaults(consume_table, NOPTS, &o);
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: profilectl consume --brokers B --topic T [flags]\n\n"
-                   "Prints a topic's records (key, value, headers) as JSON lines, from the\n"
-                   "beginning up to the end seen at start. Commits nothing.\n\n");
-            pd_opts_usage(consume_table, NOPTS, stdout);
-            pd_opts_free(consume_table, NOPTS, &o);
-            return 0;
-        }
-        if (strncmp(argv[i], "--", 2) != 0 || i + 1 >= argc) {
-            fprintf(stderr, "profilectl consume: bad argument '%s' (see --help)\n", argv[i]);
-            pd_opts_free(consume_table, NOPTS, &o);
-            return 2;
-        }
-        if (pd_opts_set(consume_table, NOPTS, &o, argv[i] + 2, argv[i + 1], err, sizeof err)) {
-            fprintf(stderr, "profilectl consume: %s\n", err);
-            pd_opts_free(consume_table, NOPTS, &o);
-            return 2;
-        }
-        i++;
+    int help = 0;
+    pd_argv_extra ex = {0};
+    if (pd_opts_parse_argv(consume_table, NOPTS, &o, argc, argv, &ex, &help, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profilectl consume: %s (see --help)\n", err);
+        pd_opts_free(consume_table, NOPTS, &o);
+        return 2;
+    }
+    if (help) {
+        printf("usage: profilectl consume --brokers B --topic T [flags]\n\n"
+               "Prints a topic's records (key, value, headers) as JSON lines, from the\n"
+               "beginning up to the end seen at start. Commits nothing.\n\n");
+        pd_opts_usage(consume_table, NOPTS, stdout);
+        pd_opts_free(consume_table, NOPTS, &o);
+        return 0;
     }
     if (!*o.topic) {
         fprintf(stderr, "profilectl consume: --topic is required\n");

@@ -116,38 +116,18 @@ static int known_flag(const dump_cmd *c, const char *key)
     return 0;
 }
 
-/* Parses `--name value` / `--name=value`; *help set on --help/-h. Errors
- * name the flag. */
+static int dump_allow(const void *ctx, const char *key)
+{
+    return known_flag(ctx, key);
+}
+
+/* Parses the flags (config.h machinery) and checks the combinations. */
 static int parse_args(const dump_cmd *c, dump_opts *o, int argc, char **argv, int *help,
                       char *err, size_t errlen)
 {
-    *help = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            *help = 1;
-            return PD_OK;
-        }
-        if (strncmp(a, "--", 2) != 0 || !a[2])
-            return pd_seterr(err, errlen, PD_EINVAL, "unexpected argument '%s'", a);
-        char key[128];
-        const char *eq = strchr(a + 2, '=');
-        size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-        if (kl >= sizeof key) return pd_seterr(err, errlen, PD_EINVAL, "flag '%s' too long", a);
-        memcpy(key, a + 2, kl);
-        key[kl] = '\0';
-        if (!known_flag(c, key)) return pd_seterr(err, errlen, PD_EINVAL, "unknown flag --%s", key);
-        const char *val;
-        if (eq) {
-            val = eq + 1;
-        } else {
-            if (i + 1 >= argc) return pd_seterr(err, errlen, PD_EINVAL, "--%s needs a value", key);
-            val = argv[++i];
-        }
-        char e2[256];
-        int rc = pd_opts_set(c->tbl, c->n, o, key, val, e2, sizeof e2);
-        if (rc) return pd_seterr(err, errlen, PD_EINVAL, "--%s", e2); /* e2 names the flag */
-    }
+    pd_argv_extra ex = {.allow = dump_allow, .allow_ctx = c};
+    int rc = pd_opts_parse_argv(c->tbl, c->n, o, argc, argv, &ex, help, err, errlen);
+    if (rc || *help) return rc;
     if (!o->data_dir || !*o->data_dir)
         return pd_seterr(err, errlen, PD_EINVAL, "--data-dir is required");
     if (o->format && strcmp(o->format, "json") != 0 && strcmp(o->format, "text") != 0)

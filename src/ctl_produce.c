@@ -32,7 +32,6 @@
 #include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
 
-#define MAX_X 64
 #define QUEUE_FULL_RETRIES 600  /* x 100 ms poll = 60 s of back-pressure */
 #define FLUSH_TIMEOUT_MS 60000
 #define DAY_MS 86400000LL
@@ -76,77 +75,6 @@ static const pd_opt produce_tbl[] = {
 };
 #define GEN_OPTS 7
 #define PRODUCE_TBL_LEN PD_ARRAY_LEN(produce_tbl)
-
-typedef struct {
-    const char *x[MAX_X]; /* "key=value", pointers into argv */
-    int nx;
-    const char *pos[2];   /* positional arguments, pointers into argv */
-    int npos;
-} extra_args;
-
-static int is_bool_word(const char *s)
-{
-    static const char *w[] = {"true", "false", "yes", "no", "on", "off", "1", "0"};
-    for (size_t i = 0; i < PD_ARRAY_LEN(w); i++)
-        if (strcasecmp(s, w[i]) == 0) return 1;
-    return 0;
-}
-
-/* Parses argv[1..]: `--name value`, `--name=value`, bare boolean flags,
- * `-X key=value` (when ex_allow_x) and up to `max_pos` positionals. Flags are
- * looked up in tbl[0..n). Returns PD_OK or PD_EINVAL with a message naming
- * the flag; *help on --help/-h. Strings stored in obj are owned by obj. */
-static int parse_args(const pd_opt *tbl, size_t n, void *obj, int argc, char **argv, int allow_x,
-                      int max_pos, extra_args *ex, int *help, char *err, size_t errlen)
-{
-    *help = 0;
-    memset(ex, 0, sizeof *ex);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            *help = 1;
-            return PD_OK;
-        }
-        if (allow_x && strncmp(a, "-X", 2) == 0) {
-            const char *kv = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!kv || !strchr(kv, '=') || kv[0] == '=')
-                return pd_seterr(err, errlen, PD_EINVAL, "-X needs key=value");
-            if (ex->nx >= MAX_X) return pd_seterr(err, errlen, PD_EINVAL, "-X: at most %d", MAX_X);
-            ex->x[ex->nx++] = kv;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0) {
-            if (ex->npos >= max_pos)
-                return pd_seterr(err, errlen, PD_EINVAL, "unexpected argument '%s'", a);
-            ex->pos[ex->npos++] = a;
-            continue;
-        }
-        char key[128];
-        const char *eq = strchr(a + 2, '=');
-        size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-        if (kl >= sizeof key) return pd_seterr(err, errlen, PD_EINVAL, "flag '%s' too long", a);
-        memcpy(key, a + 2, kl);
-        key[kl] = '\0';
-        for (size_t k = 0; k < kl; k++)
-            if (key[k] == '-') key[k] = '_';
-        const pd_opt *opt = NULL;
-        for (size_t k = 0; k < n; k++)
-            if (strcmp(tbl[k].name, key) == 0) opt = &tbl[k];
-        if (!opt) return pd_seterr(err, errlen, PD_EINVAL, "unknown flag '--%s'", key);
-        const char *val;
-        if (eq)
-            val = eq + 1;
-        else if (opt->type == PD_OPT_BOOL && (i + 1 >= argc || !is_bool_word(argv[i + 1])))
-            val = "true";
-        else if (i + 1 >= argc)
-            return pd_seterr(err, errlen, PD_EINVAL, "--%s needs a value", key);
-        else
-            val = argv[++i];
-        int rc = pd_opts_set(tbl, n, obj, key, val, err, errlen);
-        if (rc) return rc;
-    }
-    return PD_OK;
-}
 
 static void fill_gen_opts(const produce_opts *o, int64_t count, pd_gen_opts *g)
 {
@@ -274,7 +202,7 @@ static int stop_requested(const sigset_t *sigs)
 int ctl_produce_main(int argc, char **argv)
 {
     produce_opts o;
-    extra_args ex;
+    pd_argv_extra ex = {0};
     produce_ctx c;
     char err[512];
     int help = 0, exit_code = 1, interrupted = 0;
@@ -290,7 +218,8 @@ int ctl_produce_main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     memset(&c, 0, sizeof c);
     pd_opts_defaults(produce_tbl, PRODUCE_TBL_LEN, &o);
-    if (parse_args(produce_tbl, PRODUCE_TBL_LEN, &o, argc, argv, 1, 0, &ex, &help, err, sizeof err) != PD_OK)
+    ex.allow_x = 1;
+    if (pd_opts_parse_argv(produce_tbl, PRODUCE_TBL_LEN, &o, argc, argv, &ex, &help, err, sizeof err) != PD_OK)
         goto usage_err;
     if (help) {
         produce_usage(stdout);
@@ -472,7 +401,7 @@ static void generate_usage(FILE *out)
 int ctl_generate_main(int argc, char **argv)
 {
     produce_opts o;
-    extra_args ex;
+    pd_argv_extra ex = {0};
     char err[512];
     int help = 0, exit_code = 1;
     pd_gen *gen = NULL;
@@ -480,7 +409,8 @@ int ctl_generate_main(int argc, char **argv)
 
     memset(&o, 0, sizeof o);
     pd_opts_defaults(produce_tbl, PRODUCE_TBL_LEN, &o);
-    if (parse_args(produce_tbl, GEN_OPTS, &o, argc, argv, 0, 1, &ex, &help, err, sizeof err) != PD_OK)
+    ex.max_pos = 1;
+    if (pd_opts_parse_argv(produce_tbl, GEN_OPTS, &o, argc, argv, &ex, &help, err, sizeof err) != PD_OK)
         goto usage_err;
     if (help) {
         generate_usage(stdout);
