@@ -386,6 +386,13 @@ static void build_options(pd_store *st, const pd_store_opts *o, int compression)
         rocksdb_options_set_keep_log_file_num(x, 4);
         rocksdb_options_set_max_log_file_size(x, 16u << 20);
         if (st->read_only) rocksdb_options_set_max_open_files(x, -1);
+        /* Memory bound: every day family has its own memtable, so one shared
+         * budget caps them all (old days' memtables get flushed when it is
+         * reached), and the WAL cap forces flushes of families that stopped
+         * receiving writes. Total memtable memory <= 2 x write_buffer_mb. */
+        rocksdb_options_set_db_write_buffer_size(x, (size_t)(2 * wbuf_mb) << 20);
+        rocksdb_options_set_max_total_wal_size(x, (uint64_t)(4 * wbuf_mb) << 20);
+        rocksdb_options_set_max_write_buffer_number(x, 2);
         rocksdb_options_set_block_based_table_factory(x, i == 0 ? plain : bloom);
         opts[i] = x;
     }

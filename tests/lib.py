@@ -207,6 +207,19 @@ class Cluster:
                      "--watermarks", "true", timeout=60)
         return {o["partition"]: o["high"] for o in map(json.loads, r.stdout.decode().splitlines())}
 
+    def caught_up(self, data_dirs, copies=1):
+        """True when, for every partition, at least `copies` of the given
+        stores have checkpointed the partition's current end offset."""
+        ends = self.watermarks()
+        have = {p: 0 for p in range(self.partitions)}
+        for d in data_dirs:
+            if not os.path.exists(os.path.join(d, "CURRENT")):
+                continue
+            for p, off in self.offsets(d).items():
+                if p in ends and off >= ends[p]:
+                    have[p] += 1
+        return all(have[p] >= copies for p in range(self.partitions))
+
     def dump(self, data_dir, partition=None):
         args = ["dump", "--data-dir", data_dir, "--format", "json"]
         if partition is not None:

@@ -128,13 +128,7 @@ class Querier(threading.Thread):
 
 
 def all_caught_up(c, workers, nparts, copies=1):
-    ends = c.watermarks()
-    have = {p: 0 for p in range(nparts)}
-    for w in workers:
-        for p, off in c.offsets(w.data).items():
-            if off >= ends[p]:
-                have[p] += 1
-    return all(have[p] >= copies for p in range(nparts))
+    return c.caught_up([w.data for w in workers], copies)
 
 
 def check_final(c, workers, prefix, users):

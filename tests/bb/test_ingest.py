@@ -116,18 +116,10 @@ def oracle_from_topic(c):
 
 
 def wait_caught_up(c, data_dirs, timeout=120):
-    """Until the union of stores' checkpoints reaches every partition's end
-    (ends re-read each time: misrouted events are re-produced)."""
-    def done():
-        ends = c.watermarks()
-        best = {p: -1 for p in range(NPARTS)}
-        for d in data_dirs:
-            if not os.path.exists(os.path.join(d, "CURRENT")):
-                continue
-            for p, off in c.offsets(d).items():
-                best[p] = max(best[p], off)
-        return all(best[p] >= ends[p] for p in range(NPARTS)) and (ends, best)
-    return wait_for(done, timeout, "workers to checkpoint every partition's end", interval=0.5)
+    """Until the stores' checkpoints reach every partition's end (ends are
+    re-read each time: misrouted events are re-produced)."""
+    return wait_for(lambda: c.caught_up(data_dirs), timeout, "workers to checkpoint every partition's end",
+                    interval=0.5)
 
 
 def owner_dirs(c, data_dirs):

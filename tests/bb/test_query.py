@@ -173,14 +173,7 @@ def setup(c, users=150, n=5000, seed=77):
                 return False
         return all(http_get(w.url + "/readyz")[0] == 200 for w in ws)
     wait_for(all_owned, 90, "all partitions owned and workers ready", interval=0.5)
-    ends = c.watermarks()
-    def caught_up():
-        best = {p: -1 for p in range(NPARTS)}
-        for w in ws:
-            for p, off in c.offsets(w.data).items():
-                best[p] = max(best[p], off)
-        return all(best[p] >= ends[p] for p in range(NPARTS))
-    wait_for(caught_up, 120, "ingestion to catch up", interval=0.5)
+    wait_for(lambda: c.caught_up([w.data for w in ws]), 120, "ingestion to catch up", interval=0.5)
     _, text = c.end_offsets()
     o = Oracle(nparts=NPARTS)
     parts = {}
