@@ -304,10 +304,21 @@ class Oracle:
                 i = next((k for k, b in enumerate(bounds) if v <= b), len(bounds))
                 n["hist"][i] += 1
 
+    def drop_floor(self):
+        """First day a store still keeps: day families older than every
+        partition's retention floor are dropped whole."""
+        if not self.clock:
+            return None
+        return min(day_of(c, self.tz) for c in self.clock.values()) - self.retention_days + 1
+
     def profiles(self):
-        """{(user, day_str): profile in the dump tool's JSON shape}."""
+        """{(user, day_str): profile in the dump tool's JSON shape}, without
+        the days a store has dropped by retention."""
         out = {}
+        floor = self.drop_floor()
         for (uid, day), p in self.raw.items():
+            if floor is not None and day < floor:
+                continue
             types, tother = capped(p["types"], self.max_values)
             if tother:
                 types["__other__"] = tother

@@ -1,0 +1,79 @@
+"""test_retention.py -- event-time retention and the de-dup window, end to end.
+
+Events span 8 days with retention_days=3 and dedup_window=1h; late events
+(older than the partition's retention floor) are appended, and some
+event_ids are repeated both inside and outside the window. The stored
+profiles must equal the oracle's (which applies the documented rules
+independently), old day families must be dropped, and the worker's
+counters must agree with the oracle's outcome counts.
+"""
+import json
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib import Cluster, check, http_get, main, wait_for, TestFailure  # noqa: E402
+from oracle import Oracle, day_str  # noqa: E402
+import test_ingest as ti  # noqa: E402
+
+DAY = 86400000
+HOUR = 3600000
+
+
+def test_retention_and_dedup_window():
+    c = Cluster(partitions=ti.NPARTS)
+    ok = False
+    try:
+        now = int(time.time() * 1000)
+        start = now - 8 * DAY
+        r = c.ctl("generate", "6000", "--users", "300", "--days", "8", "--seed", "55", "--start_ts", str(start),
+                  "--dup_rate", "0")
+        lines = [l for l in r.stdout.splitlines() if l.strip()]
+        rnd = random.Random(7)
+        extra = []
+        for i in range(40):                      # late: far below every partition's floor
+            ev = json.loads(rnd.choice(lines[:500]))
+            ev["event_id"] = "late-%d" % i
+            extra.append(ev)
+        # Repeats of the newest events (within the window of their partition's
+        # clock): 1 min later is a duplicate, 3 h earlier is outside the window
+        # and counts again.
+        for ln in lines[-40:]:
+            ev = json.loads(ln)
+            extra += [dict(ev, ts=ev["ts"] + 60000), dict(ev, ts=ev["ts"] - 3 * HOUR)]
+        lines += [json.dumps(e).encode() for e in extra]
+        path = os.path.join(c.dir, "in.jsonl")
+        open(path, "wb").write(b"\n".join(lines) + b"\n")
+        w = c.start_worker("w1", ["--retention_days", "3", "--dedup_window", "1h"])
+        c.produce_file(path)
+        ti.wait_caught_up(c, [w.data])
+        _, _, metrics = http_get(w.url + "/metrics")
+        check(w.stop() == 0, "exit code")
+        o = Oracle(nparts=ti.NPARTS, retention_days=3, dedup_window_ms=HOUR)
+        for rec in ti.read_topic(c, c.topic):
+            o.feed(rec["partition"], rec["offset"], rec["value"].encode(), rec["timestamp"])
+        check(o.outcomes.get("too_old", 0) >= 40, "oracle: too few too-old events %s" % o.outcomes)
+        check(o.outcomes.get("duplicate", 0) >= 20, "oracle: too few duplicates %s" % o.outcomes)
+        ti.compare_state(c, o, [w.data])
+        got = {}
+        for line in metrics.decode().splitlines():
+            if line.startswith("profiled_events_total{"):
+                got[line.split('"')[1]] = int(float(line.split()[-1]))
+        check(got.get("too_old") == o.outcomes.get("too_old"), "too_old %s vs oracle %s" % (got, o.outcomes))
+        check(got.get("duplicate") == o.outcomes.get("duplicate"), "duplicate %s vs oracle %s" % (got, o.outcomes))
+        # Day families older than every partition's floor are gone.
+        floor = o.drop_floor()
+        r = c.ctl("days", "--data-dir", w.data, "--format", "json")
+        days = [json.loads(l)["day"] for l in r.stdout.decode().splitlines() if l.strip()]
+        check(days and min(days) >= day_str(floor), "days kept %s, floor %s" % (days, day_str(floor)))
+        ok = True
+    finally:
+        errs = c.close(ok)
+        if ok and errs:
+            raise TestFailure("; ".join(errs))
+
+
+if __name__ == "__main__":
+    main([test_retention_and_dedup_window])
