@@ -155,7 +155,7 @@ def test_scale_out_kill_restart():
     try:
         first = gen_file(c, "a.jsonl", 6000, 400, 101)
         second = gen_file(c, "b.jsonl", 6000, 400, 202)
-        w1 = c.start_worker("w1")
+        w1 = c.start_worker("w1", ["--cleanup_grace", "2s"])
         c.produce_file(first)
         wait_for(lambda: all_caught_up(c, [w1], nparts), 120, "w1 to ingest the first half", interval=0.5)
         users = sorted({json.loads(l)["user_id"] for l in open(first, "rb") if l.strip()})
@@ -190,6 +190,20 @@ def test_scale_out_kill_restart():
                 if line.startswith("profiled_restores_total "):
                     restores += int(float(line.split()[1]))
         check(restores > 0, "no partition was handed off by snapshot")
+        # w1 gave partitions away: after cleanup_grace their local state is
+        # deleted (DeleteRange), so its store keeps only what it owns/replicates.
+        def w1_cleaned():
+            _, _, m = http_get(w1.url + "/metrics")
+            return any(l.startswith("profiled_partitions_deleted_total ") and float(l.split()[1]) > 0
+                       for l in m.decode().splitlines())
+        wait_for(w1_cleaned, 40, "w1 to delete partitions it no longer holds", interval=1)
+        def w1_holds_only_its_own():
+            _, _, body = http_get(w1.url + "/v1/partitions")
+            held = set(json.loads(body)["self"]["owned"])
+            _, _, rz = http_get(w1.url + "/readyz")
+            held |= set(json.loads(rz).get("replicas", []))
+            return set(c.offsets(w1.data)) <= held
+        wait_for(w1_holds_only_its_own, 40, "w1 to keep only partitions it owns or replicates", interval=1)
         print("  queries: %s, snapshot restores: %d" % (q.counts, restores))
         for w in ws:
             check(w.stop() == 0, "%s exit code" % w.name)
