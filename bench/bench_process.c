@@ -220,7 +220,7 @@ static int run_pipeline(const bench_lines *L, bench_worker *b, int64_t batch, pi
 out:
     if (rc) fprintf(stderr, "bench_process: flush: %s\n", err);
     free(offs);
-    pd_ingest_close(ig);
+    pd_ingest_free(ig);
     return rc;
 }
 

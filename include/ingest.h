@@ -26,9 +26,13 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
 /* Runs the consume loop until w->stop is set. Returns PD_OK or an error
  * that made the worker unable to continue (store failure). */
 int pd_ingest_run(pd_ingest *ig);
-/* Orderly end: flushes the batch, commits, leaves the group, destroys the
- * clients. Safe after a failed run. Frees ig. */
+/* Orderly end: flushes the batch, commits, leaves the group, flushes the
+ * producer. Safe after a failed run. Does not free ig. */
 void pd_ingest_close(pd_ingest *ig);
+/* Destroys the Kafka clients and frees ig (closing it first if needed).
+ * Call after everything that must happen before exit (the destroy of a
+ * consumer can hit a librdkafka 2.0.2 assertion; see ingest.c). */
+void pd_ingest_free(pd_ingest *ig);
 
 /* ---- the Kafka-independent core ---- */
 /* Marks partition p owned and loads its checkpoint (replay mode). */

@@ -200,6 +200,7 @@ out:;
     pd_ingest_close(ig);      /* 2+3. flush, leave the group */
     w.members = NULL;
     pd_members_stop(members); /* 4. tell peers we are gone */
+    pd_ingest_free(ig);       /*    (Kafka handles: see pd_ingest_free) */
     if (store) pd_store_close(store); /* 5. */
     if (have_wd) {
         pthread_mutex_lock(&wd.mu);
