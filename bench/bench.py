@@ -970,7 +970,56 @@ plot %s
 """ % (png, SIZES["conns"], plots)
         if subprocess.run(["gnuplot"], input=script.encode(), capture_output=True, timeout=60).returncode == 0:
             made.append("bench_latency.png")
+    hp = write_handoff_plot(r, work)
+    if hp:
+        made.append(hp)
     return made
+
+
+def write_handoff_plot(r, work):
+    """docs/bench_handoff.png: per-partition restore timeline of the joining
+    worker (fetch, wait for the writer loop, apply), seconds since its start,
+    with its assignment and ready times; one panel per replicas setting."""
+    h = r.get("handoff", {})
+    panels = []
+    for rep in (0, 1):
+        x = h.get("replicas%d" % rep) or {}
+        parts, a = x.get("partitions"), x.get("all_restore")
+        if not parts or not a:
+            continue
+        spawn = min(p["t_start"] for p in parts) - a["first_fetch_after_start"]
+        fn = os.path.join(work, "hoff%d.dat" % rep)
+        with open(fn, "w") as f:
+            for i, p in enumerate(sorted(parts, key=lambda p: p["t_start"])):
+                t0 = p["t_start"] - spawn
+                t3 = p["t_done"] - spawn
+                t1 = t0 + p["fetch_secs"]
+                t2 = max(t1, t3 - p["apply_secs"])
+                f.write("%d %f %f %f %f %d\n" % (i, t0, t1, t2, t3, 1 if p["owned"] else 0))
+        panels.append((rep, fn, x.get("assigned_secs"), x.get("ready_secs"), len(parts)))
+    if not panels:
+        return None
+    png = os.path.join(DOCS, "bench_handoff.png")
+    xmax = max(max(pn[3] or 0, pn[2] or 0) for pn in panels) * 1.1 + 2.5
+    script = ["set terminal pngcairo size 1000,%d noenhanced" % (330 * len(panels)),
+              "set output '%s'" % png, "set multiplot layout %d,1" % len(panels)]
+    for rep, fn, asg, rdy, n in panels:
+        script += ["set title 'Hand-off to a joining worker, replicas=%d: per partition fetch (blue), "
+                   "wait for the writer loop (grey), apply (red)'" % rep,
+                   "set xrange [0:%f]" % xmax, "set yrange [-1:%d]" % n, "set ylabel 'partition (by start)'",
+                   "set xlabel 'seconds since the joining worker started'", "set grid xtics", "unset key", "unset arrow"]
+        for t, label, col, y in ((asg, "assigned", "#228833", 0.93), (rdy, "ready", "#000000", 0.8)):
+            if t is not None:
+                script.append("set arrow from %f,graph 0 to %f,graph 1 nohead lw 2 lc rgb '%s'" % (t, t, col))
+                script.append("set label '%s %.2fs' at %f,graph %f left offset 0.5,0 tc rgb '%s' front"
+                              % (label, t, t, y, col))
+        script.append("plot '%s' using 2:1:($3-$2):(0) with vectors nohead lw 3 lc rgb '#4477aa', "
+                      "'' using 3:1:($4-$3):(0) with vectors nohead lw 3 lc rgb '#bbbbbb', "
+                      "'' using 4:1:($5-$4):(0) with vectors nohead lw 3 lc rgb '#cc3311'" % fn)
+        script.append("unset label")
+    script.append("unset multiplot")
+    res = subprocess.run(["gnuplot"], input="\n".join(script).encode(), capture_output=True, timeout=60)
+    return "bench_handoff.png" if res.returncode == 0 else None
 
 
 def write_markdown(r, plots):
