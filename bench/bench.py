@@ -1112,7 +1112,10 @@ def write_markdown(r, plots):
              "copy of every partition as soon as it sees A's membership record, and a replica promoted to owner "
              "needs no restore). The rebalance wait dominates: on the embedded broker the cooperative protocol "
              "takes two rounds (first B is assigned nothing while A revokes, then B gets its half), each "
-             "waiting for the existing member to rejoin (~5 s here, with session.timeout.ms 6000)." % fmt(h.get("user_days", s.get("handoff"))))
+             "waiting for the existing member to rejoin (~5 s here, with session.timeout.ms 6000). "
+             "`bench_handoff.png` shows each partition's restore: fetch (download + verify, in parallel), wait "
+             "for the worker's single writer loop, apply (the first apply also creates the day column "
+             "families)." % fmt(h.get("user_days", s.get("handoff"))))
     L.append("\n## Reproduce\n")
     L.append("```\nmake bench          # full sizes\nmake bench QUICK=1  # small sizes, under 3 minutes\n```\n")
     L.append("Run in %.0f s. Bench tools come from Debian (rocksdb-tools, redis-server, wrk, gnuplot-nox); "
