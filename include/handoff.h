@@ -53,8 +53,10 @@ int pd_handoff_verify(const char *path, int32_t p, const pd_schema *s, pd_checkp
                       uint64_t *records, char *err, size_t errlen);
 
 /* Applies a verified stream to the store (writer thread only), as described
- * above. *cp receives the checkpoint written. */
+ * above. *cp receives the checkpoint written; *records (optional, may be
+ * NULL) the number of records applied (user-day profiles + de-dup entries),
+ * set only on success. */
 int pd_handoff_apply(pd_store *st, const char *path, int32_t p, const pd_schema *s, pd_checkpoint *cp,
-                     char *err, size_t errlen);
+                     uint64_t *records, char *err, size_t errlen);
 
 #endif

@@ -278,12 +278,12 @@ int pd_handoff_verify(const char *path, int32_t p, const pd_schema *s, pd_checkp
 }
 
 int pd_handoff_apply(pd_store *st, const char *path, int32_t p, const pd_schema *s, pd_checkpoint *cp,
-                     char *err, size_t errlen)
+                     uint64_t *records, char *err, size_t errlen)
 {
     pd_checkpoint v;
     int rc = walk(path, p, s, NULL, &v, NULL, err, errlen); /* never touch the store with a bad file */
     if (rc) return rc;
-    return walk(path, p, s, st, cp, NULL, err, errlen);
+    return walk(path, p, s, st, cp, records, err, errlen);
 }
 
 /* ---- fetch ---- */

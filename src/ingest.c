@@ -143,8 +143,8 @@ typedef struct {
 enum { ROLE_NONE = 0, ROLE_OWNER = 1, ROLE_REPLICA = 2 };
 
 /* A snapshot download running on its own thread (see handoff.h). The
- * ingest thread owns the struct; the thread only writes rc/cp/err/bytes
- * before setting done. */
+ * ingest thread owns the struct; the thread only writes rc/cp/err/bytes/
+ * from/t_fetched_us before setting done. */
 typedef struct restore_job {
     int32_t p;
     pthread_t th;
@@ -157,7 +157,8 @@ typedef struct restore_job {
     int rc;
     pd_checkpoint cp;
     uint64_t bytes;
-    int64_t t0_us;
+    int64_t t0_us;        /* job started */
+    int64_t t_fetched_us; /* download verified (0 until then) */
     char path[1100];
     char from[130];
     char err[256];
@@ -608,6 +609,7 @@ static void *restore_main(void *arg)
             if (rc == PD_OK) {
                 j->rc = PD_OK;
                 j->bytes = bytes;
+                j->t_fetched_us = pd_mono_us();
                 snprintf(j->from, sizeof j->from, "%s", j->src[i].id);
                 goto done;
             }
@@ -820,17 +822,20 @@ static void reap_restores(pd_ingest *ig)
             /* Nothing of p may be pending in the batch when its range is replaced. */
             if (pd_ingest_flush(ig, err, sizeof err) != PD_OK) pd_warn("flush before restore: %s", err);
             pd_checkpoint cp;
+            uint64_t records = 0;
             int64_t t1 = pd_mono_us();
-            if (pd_handoff_apply(w->store, j->path, p, w->schema, &cp, err, sizeof err) == PD_OK) {
+            if (pd_handoff_apply(w->store, j->path, p, w->schema, &cp, &records, err, sizeof err) == PD_OK) {
                 pp->next_offset = cp.next_offset;
                 pp->clock_ms = cp.clock_ms;
                 pp->scratch = 0;
                 pp->catchup_to = 0;
                 ok = 1;
                 double secs = (double)(pd_mono_us() - j->t0_us) / 1e6;
-                pd_info("partition %d: restored from %s: %llu bytes, offset %" PRId64 ", %.3fs (apply %.3fs)",
-                        (int)p, j->from, (unsigned long long)j->bytes, cp.next_offset, secs,
-                        (double)(pd_mono_us() - t1) / 1e6);
+                /* total = fetch (download + verify) + wait for this loop + apply */
+                pd_info("partition %d: restored from %s: %llu bytes, %llu records, offset %" PRId64
+                        ", %.3fs (fetch %.3fs, apply %.3fs)",
+                        (int)p, j->from, (unsigned long long)j->bytes, (unsigned long long)records, cp.next_offset, secs,
+                        (double)(j->t_fetched_us - j->t0_us) / 1e6, (double)(pd_mono_us() - t1) / 1e6);
                 PD_INC(w->metrics->restores_ok);
                 PD_ADD(w->metrics->restore_bytes, j->bytes);
             } else {

@@ -114,14 +114,14 @@ TEST(handoff_roundtrip_and_rejects_damage)
         f = fopen(bad, "wb");
         fwrite(data, 1, cuts[i], f);
         fclose(f);
-        CHECK_INT(pd_handoff_apply(b, bad, 3, &s, &cp, err, sizeof err), PD_ECORRUPT);
+        CHECK_INT(pd_handoff_apply(b, bad, 3, &s, &cp, NULL, err, sizeof err), PD_ECORRUPT);
     }
     for (size_t pos = 0; pos < bytes; pos += bytes / 7 + 1) {
         data[pos] ^= 0x20;
         f = fopen(bad, "wb");
         fwrite(data, 1, bytes, f);
         fclose(f);
-        CHECK_INT(pd_handoff_apply(b, bad, 3, &s, &cp, err, sizeof err), PD_ECORRUPT);
+        CHECK_INT(pd_handoff_apply(b, bad, 3, &s, &cp, NULL, err, sizeof err), PD_ECORRUPT);
         data[pos] ^= 0x20;
     }
     CHECK_INT(pd_handoff_verify(snap, 4, &s, &cp, NULL, err, sizeof err), PD_ECORRUPT); /* wrong partition */
@@ -146,8 +146,12 @@ TEST(handoff_roundtrip_and_rejects_damage)
     CHECK_INT(pd_store_commit(b, bb, err, sizeof err), PD_OK);
     pd_store_batch_free(bb);
 
-    CHECK_INT(pd_handoff_apply(b, snap, 3, &s, &cp, err, sizeof err), PD_OK);
+    uint64_t applied = 0;
+    CHECK_INT(pd_handoff_apply(b, snap, 3, &s, &cp, &applied, err, sizeof err), PD_OK);
     CHECK_INT(cp.next_offset, 777);
+    /* Independent count: 40 users x 3 days of profiles + the one de-dup entry
+     * of partition 3 (partition 4's record does not travel). */
+    CHECK_INT(applied, 40 * 3 + 1);
     pd_checkpoint got;
     CHECK_INT(pd_store_get_checkpoint(b, 3, &got), PD_OK);
     CHECK_INT(got.next_offset, 777);
