@@ -105,6 +105,27 @@ void pd_store_snap_release(pd_store *st, pd_store_snap *snap);
 int pd_store_get_profile(pd_store *st, pd_store_snap *snap, int64_t day, int32_t partition,
                          const char *user, size_t ulen, pd_profile *out, char *err, size_t errlen);
 
+/* The profiles of one user over a day range, read with one MultiGet.
+ * Owns its arrays and the contents of profs[0..n); reusable across calls
+ * (each call resets the previous contents); release with
+ * pd_store_range_free. Zero-initialise before first use (= {0}). */
+typedef struct {
+    int n;                /* days found */
+    int cap;              /* allocated slots */
+    int64_t *days;        /* [n] ascending day numbers */
+    pd_profile *profs;    /* [n] decoded merged profiles (schema of the store) */
+} pd_store_range;
+void pd_store_range_free(pd_store_range *r);
+/* Reads the profiles of (partition, user) for every day family of the view
+ * with from_day <= day <= to_day in ONE RocksDB MultiGet at the snapshot
+ * (snap may be NULL: a fresh view is taken for the call). Days without
+ * data for the user are skipped, so r->n may be 0 (not an error). Families
+ * outside the range are not touched. On error r->n is 0 and err says why
+ * (PD_EIO, PD_ECORRUPT for an undecodable value). Any thread. */
+int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_day, int64_t to_day,
+                               int32_t partition, const char *user, size_t ulen, pd_store_range *r,
+                               char *err, size_t errlen);
+
 /* Scans profiles: day (INT64_MIN = every day), partition (-1 = all), user
  * (NULL = all). Calls fn for each; a non-zero return from fn stops the scan
  * and is returned. `prof` is valid only during the call. */

@@ -325,6 +325,39 @@ out:
 /* Appends a string literal. */
 #define PUT_LIT(b, lit) pd_buf_append((b), lit, sizeof(lit) - 1)
 
+/* Appends v in decimal (what "%lld" prints), without printf. */
+static void put_int(pd_buf *b, int64_t v)
+{
+    char t[24];
+    int k = (int)sizeof t;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        t[--k] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) t[--k] = '-';
+    pd_buf_append(b, t + k, sizeof t - (size_t)k);
+}
+
+/* A JSON string; plain bytes (no quote, backslash or control byte) are
+ * copied in one piece, anything else goes through pd_buf_json_str. */
+static void put_str(pd_buf *b, const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c < 0x20 || c == '"' || c == '\\') {
+            pd_buf_json_str(b, v, n);
+            return;
+        }
+    }
+    pd_buf_reserve(b, n + 3);
+    b->p[b->len++] = '"';
+    memcpy(b->p + b->len, v, n);
+    b->len += n;
+    b->p[b->len++] = '"';
+    b->p[b->len] = '\0';
+}
+
 /* The one number format (see the design comment). */
 static void put_num(pd_buf *b, double v)
 {
@@ -334,7 +367,7 @@ static void put_num(pd_buf *b, double v)
     }
     if (v == 0) v = 0; /* no "-0" */
     if (v == trunc(v) && fabs(v) < 9007199254740992.0) {
-        pd_buf_printf(b, "%lld", (long long)v);
+        put_int(b, (int64_t)v);
         return;
     }
     char t[40];
@@ -387,11 +420,14 @@ static int qry_ent_cmp(const void *x, const void *y)
     return a->len < b->len ? -1 : (a->len > b->len ? 1 : 0);
 }
 
-/* Merged catset over several days. ents owned (entries borrow strings). */
+/* Merged catset over several days. ents is `small` or owned (entries
+ * borrow strings). */
+#define QRY_SMALL_ENTS 64
 typedef struct {
     qry_ent *ents;
     size_t n;
     double other, total;
+    qry_ent small[QRY_SMALL_ENTS];
 } qry_cat;
 
 static int is_other(const char *v, uint32_t len)
@@ -405,13 +441,14 @@ static void qry_cat_merge(qry_cat *r, const pd_query_day *days, const double *w,
                           int dim)
 {
     size_t cap = 0;
-    memset(r, 0, sizeof *r);
+    r->n = 0;
+    r->other = r->total = 0;
     for (int d = 0; d < ndays; d++) {
         if (!(w[d] > 0)) continue;
         const pd_catset *c = dim < 0 ? &days[d].prof->types : &days[d].prof->dims[dim].cat;
         cap += c->n;
     }
-    r->ents = cap ? pd_malloc(cap * sizeof *r->ents) : NULL;
+    r->ents = cap <= QRY_SMALL_ENTS ? r->small : pd_malloc(cap * sizeof *r->ents);
     for (int d = 0; d < ndays; d++) {
         if (!(w[d] > 0)) continue;
         const pd_catset *c = dim < 0 ? &days[d].prof->types : &days[d].prof->dims[dim].cat;
@@ -438,8 +475,9 @@ static void qry_cat_merge(qry_cat *r, const pd_query_day *days, const double *w,
 
 static void qry_cat_free(qry_cat *r)
 {
-    pd_free(r->ents);
-    memset(r, 0, sizeof *r);
+    if (r->ents != r->small) pd_free(r->ents);
+    r->ents = NULL;
+    r->n = 0;
 }
 
 /* {"value":count,...,"__other__":other}; zero entries omitted. */
@@ -451,7 +489,7 @@ static void put_counts(const qry_ctx *c, const qry_cat *r)
         if (!(r->ents[i].w > 0)) continue;
         if (!first) pd_buf_putc(c->out, ',');
         first = 0;
-        pd_buf_json_str(c->out, r->ents[i].v, r->ents[i].len);
+        put_str(c->out, r->ents[i].v, r->ents[i].len);
         pd_buf_putc(c->out, ':');
         put_count(c, r->ents[i].w);
     }
@@ -463,10 +501,37 @@ static void put_counts(const qry_ctx *c, const qry_cat *r)
     pd_buf_putc(c->out, '}');
 }
 
+/* x / total as "%.4f" prints it. Shares lie in [0, 1]: for 0 <= s < 2^31
+ * the digits come from k = s * 10^4 rounded to nearest, ties to even,
+ * like printf (which rounds the exact binary value): k0 = floor(s * 10^4)
+ * (the exact product lies in [k0 - tiny, k0 + 1): rounding of the product
+ * never moves it by 0.5), and the sign of
+ * fma(s, 10^4, -(k0 + 0.5)) -- the exact s * 10^4 - (k0 + 0.5), rounded
+ * once, so its sign is exact -- decides between k0 and k0 + 1. Anything
+ * else goes through snprintf. */
 static void put_share(const qry_ctx *c, double x, double total)
 {
     double s = x / total;
     if (!isfinite(s)) s = 0;
+    if (s >= 0 && s < 2147483648.0) {
+        double k0 = floor(s * 10000.0);
+        double d = fma(s, 10000.0, -(k0 + 0.5));
+        uint64_t k = (uint64_t)k0;
+        if (d > 0 || (d == 0 && (k & 1))) k++;
+        char t[32];
+        int n = (int)sizeof t;
+        for (int i = 0; i < 4; i++) {
+            t[--n] = (char)('0' + k % 10);
+            k /= 10;
+        }
+        t[--n] = '.';
+        do {
+            t[--n] = (char)('0' + k % 10);
+            k /= 10;
+        } while (k);
+        pd_buf_append(c->out, t + n, sizeof t - (size_t)n);
+        return;
+    }
     pd_buf_printf(c->out, "%.4f", s);
 }
 
@@ -479,7 +544,7 @@ static void put_shares(const qry_ctx *c, const qry_cat *r)
             if (!(r->ents[i].w > 0)) continue;
             if (!first) pd_buf_putc(c->out, ',');
             first = 0;
-            pd_buf_json_str(c->out, r->ents[i].v, r->ents[i].len);
+            put_str(c->out, r->ents[i].v, r->ents[i].len);
             pd_buf_putc(c->out, ':');
             put_share(c, r->ents[i].w, r->total);
         }
@@ -492,18 +557,18 @@ static void put_shares(const qry_ctx *c, const qry_cat *r)
     pd_buf_putc(c->out, '}');
 }
 
-/* Weighted numeric aggregate over several days. hist owned. */
+/* Weighted numeric aggregate over several days. */
 typedef struct {
     double count, sum, sumsq, min, max;
     int have_minmax;
-    double *hist; /* nbounds + 1 */
+    double hist[PD_MAX_BOUNDS + 1]; /* [0..nbounds] */
 } qry_num;
 
 static void qry_num_merge(qry_num *r, const pd_dim *dim, const pd_query_day *days,
                           const double *w, int ndays, int di)
 {
+    pd_assert(dim->nbounds >= 0 && dim->nbounds <= PD_MAX_BOUNDS);
     memset(r, 0, sizeof *r);
-    r->hist = pd_calloc((size_t)dim->nbounds + 1, sizeof *r->hist);
     for (int d = 0; d < ndays; d++) {
         const pd_numagg *a = &days[d].prof->dims[di].num;
         if (!(w[d] > 0) || a->count == 0) continue;
@@ -585,7 +650,7 @@ static void put_dimensions(const qry_ctx *c, const pd_query *q, const pd_schema 
             if (q->ndims > 0 || r.total > 0) {
                 if (!first) pd_buf_putc(c->out, ',');
                 first = 0;
-                pd_buf_json_str(c->out, dim->name, strlen(dim->name));
+                put_str(c->out, dim->name, strlen(dim->name));
                 PUT_LIT(c->out, ":{\"type\":\"categorical\",\"total\":");
                 put_count(c, r.total);
                 PUT_LIT(c->out, ",\"counts\":");
@@ -601,11 +666,10 @@ static void put_dimensions(const qry_ctx *c, const pd_query *q, const pd_schema 
             if (q->ndims > 0 || r.count > 0) {
                 if (!first) pd_buf_putc(c->out, ',');
                 first = 0;
-                pd_buf_json_str(c->out, dim->name, strlen(dim->name));
+                put_str(c->out, dim->name, strlen(dim->name));
                 pd_buf_putc(c->out, ':');
                 put_numeric(c, dim, &r);
             }
-            pd_free(r.hist);
         }
     }
     pd_buf_putc(c->out, '}');
@@ -615,14 +679,14 @@ static void put_day(pd_buf *b, int64_t day)
 {
     char t[16];
     pd_day_format(day, t);
-    pd_buf_json_str(b, t, strlen(t));
+    put_str(b, t, strlen(t));
 }
 
 static void put_ts(pd_buf *b, int64_t ms)
 {
     char t[32];
     pd_ts_format(ms, t);
-    pd_buf_json_str(b, t, strlen(t));
+    put_str(b, t, strlen(t));
 }
 
 int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, size_t ulen,
@@ -646,13 +710,16 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
     }
     if (raw == 0) return PD_ENOTFOUND;
 
-    double *w = pd_malloc((size_t)ndays * sizeof *w);
+    double w_s[64];
+    double *w = ndays <= 64 ? w_s : pd_malloc((size_t)ndays * sizeof *w);
     for (int d = 0; d < ndays; d++) w[d] = qry_weight(q, today, days[d].day);
     qry_ctx c = {.weighted = q->decay != PD_DECAY_NONE, .out = out};
 
     PUT_LIT(out, "{\"user_id\":");
-    pd_buf_json_str(out, user_id, ulen);
-    pd_buf_printf(out, ",\"partition\":%d,\"from\":", (int)partition);
+    put_str(out, user_id, ulen);
+    PUT_LIT(out, ",\"partition\":");
+    put_int(out, partition);
+    PUT_LIT(out, ",\"from\":");
     put_day(out, q->from_day);
     PUT_LIT(out, ",\"to\":");
     put_day(out, q->to_day);
@@ -682,6 +749,6 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
         }
         pd_buf_putc(out, ']');
     }
-    pd_free(w);
+    if (w != w_s) pd_free(w);
     return PD_OK;
 }

@@ -198,6 +198,17 @@ static char *merge_full(void *state, const char *key, size_t klen, const char *e
     *success = 0;
     *newlen = 0;
     if (!st->schema) return NULL;
+    if (!existing && n == 1) {
+        /* A lone operand is already the merged value (merge of one
+         * profile is the identity): hand back a copy without the decode /
+         * encode round trip. A corrupt operand then surfaces when the
+         * value is decoded (PD_ECORRUPT) rather than as a merge failure. */
+        char *copy = pd_malloc(lens[0]);
+        if (lens[0]) memcpy(copy, ops[0], lens[0]);
+        *newlen = lens[0];
+        *success = 1;
+        return copy;
+    }
     pd_profile acc;
     pd_profile_init(&acc, st->schema);
     char *out = NULL;
@@ -403,6 +414,13 @@ static void build_options(pd_store *st, const pd_store_opts *o, int compression)
      * them without walking the skiplist. */
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->dedup_opts, 0.05);
     rocksdb_options_set_memtable_whole_key_filtering(st->dedup_opts, 1);
+    /* Day families: a query probes every day of its range, and most users
+     * have no events on most days. A whole-key memtable bloom filter
+     * answers those misses without walking the skiplist (SST files have
+     * their own bloom filters). 1% of the write buffer: ~16 bits per key
+     * for a full memtable of ~200-byte entries. */
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->day_opts, 0.01);
+    rocksdb_options_set_memtable_whole_key_filtering(st->day_opts, 1);
     /* options take ownership of the merge operator (shared) */
     /* bound read amplification for busy users: once a key has this many
      * merge operands in the memtable, the writer folds them into one value */
@@ -920,7 +938,20 @@ void pd_store_snap_release(pd_store *st, pd_store_snap *snap)
 {
     if (!snap) return;
     if (snap->snap) rocksdb_release_snapshot(st->db, snap->snap);
-    dayents_unref(st, snap->days, snap->ndays);
+    /* one lock round for every reference; entries whose last reference
+     * this was (dropped meanwhile) are destroyed after the lock */
+    int ndead = 0;
+    pthread_mutex_lock(&st->lock);
+    for (int i = 0; i < snap->ndays; i++) {
+        pd_assert(snap->days[i]->refs > 0);
+        if (--snap->days[i]->refs == 0) snap->days[ndead++] = snap->days[i];
+    }
+    pthread_mutex_unlock(&st->lock);
+    for (int i = 0; i < ndead; i++) {
+        rocksdb_column_family_handle_destroy(snap->days[i]->cf);
+        pd_free(snap->days[i]);
+    }
+    pd_free(snap->days);
     pd_free(snap);
 }
 
@@ -956,6 +987,109 @@ int pd_store_get_profile(pd_store *st, pd_store_snap *snap, int64_t day, int32_t
     rocksdb_readoptions_destroy(ro);
     pd_buf_free(&k);
     if (!snap) dayent_unref(st, e);
+    return rc;
+}
+
+void pd_store_range_free(pd_store_range *r)
+{
+    if (!r) return;
+    /* slots at and past n are always empty (reset or never used) */
+    for (int i = 0; i < r->n; i++) pd_profile_free(&r->profs[i]);
+    pd_free(r->profs);
+    pd_free(r->days);
+    memset(r, 0, sizeof *r);
+}
+
+/* Room for `need` days in r (contents of existing slots kept). */
+static void range_reserve(pd_store_range *r, const pd_schema *s, int need)
+{
+    if (need <= r->cap) return;
+    r->days = pd_realloc(r->days, (size_t)need * sizeof *r->days);
+    r->profs = pd_realloc(r->profs, (size_t)need * sizeof *r->profs);
+    for (int i = r->cap; i < need; i++) pd_profile_init(&r->profs[i], s);
+    r->cap = need;
+}
+
+/* MultiGet over the view's families in [from_day, to_day]: every lookup
+ * uses the same key (the data key does not depend on the day), so the key
+ * list is one pointer repeated. RocksDB returns malloc'd copies of the
+ * values; they are decoded in place and freed. Small ranges use stack
+ * arrays, wider ones one heap block. */
+#define RANGE_STACK 64
+int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_day, int64_t to_day,
+                               int32_t partition, const char *user, size_t ulen, pd_store_range *r,
+                               char *err, size_t errlen)
+{
+    pd_assert(st && r && (user || ulen == 0));
+    for (int i = 0; i < r->n; i++) pd_profile_reset(&r->profs[i]);
+    r->n = 0;
+    if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
+    if (ulen > PD_MAX_USER_ID) return pd_seterr(err, errlen, PD_EINVAL, "user id too long");
+    pd_store_snap *own = NULL;
+    if (!snap) snap = own = pd_store_snap_acquire(st);
+    int lo = days_lower_bound(snap->days, snap->ndays, from_day);
+    int hi = to_day == INT64_MAX ? snap->ndays : days_lower_bound(snap->days, snap->ndays, to_day + 1);
+    int nk = hi > lo ? hi - lo : 0;
+    int rc = PD_OK;
+    if (nk == 0) goto out_snap;
+
+    char key[4 + PD_MAX_USER_ID];
+    pd_put_u32be((uint8_t *)key, (uint32_t)partition);
+    if (ulen) memcpy(key + 4, user, ulen);
+    size_t klen = 4 + ulen;
+
+    const rocksdb_column_family_handle_t *cfs_s[RANGE_STACK];
+    const char *keys_s[RANGE_STACK];
+    size_t klens_s[RANGE_STACK], vlens_s[RANGE_STACK];
+    char *vals_s[RANGE_STACK], *errs_s[RANGE_STACK];
+    void *heap = NULL;
+    const rocksdb_column_family_handle_t **cfs = cfs_s;
+    const char **keys = keys_s;
+    size_t *klens = klens_s, *vlens = vlens_s;
+    char **vals = vals_s, **errs = errs_s;
+    if (nk > RANGE_STACK) {
+        size_t n = (size_t)nk;
+        char *h = heap = pd_malloc(n * (sizeof *cfs + sizeof *keys + 2 * sizeof(size_t) + 2 * sizeof(char *)));
+        cfs = (const rocksdb_column_family_handle_t **)h; h += n * sizeof *cfs;
+        keys = (const char **)h; h += n * sizeof *keys;
+        klens = (size_t *)h; h += n * sizeof *klens;
+        vlens = (size_t *)h; h += n * sizeof *vlens;
+        vals = (char **)h; h += n * sizeof *vals;
+        errs = (char **)h;
+    }
+    for (int i = 0; i < nk; i++) {
+        cfs[i] = snap->days[lo + i]->cf;
+        keys[i] = key;
+        klens[i] = klen;
+        vals[i] = errs[i] = NULL;
+        vlens[i] = 0;
+    }
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (snap->snap) rocksdb_readoptions_set_snapshot(ro, snap->snap);
+    rocksdb_multi_get_cf(st->db, ro, cfs, (size_t)nk, keys, klens, vals, vlens, errs);
+    rocksdb_readoptions_destroy(ro);
+
+    int found = 0;
+    for (int i = 0; i < nk; i++) found += vals[i] != NULL;
+    range_reserve(r, st->schema, found);
+    for (int i = 0; i < nk; i++) {
+        if (rc == PD_OK && errs[i]) {
+            rc = rdb_err(errs[i], err, errlen, "read profile");
+            errs[i] = NULL;
+        } else if (rc == PD_OK && vals[i]) {
+            rc = pd_profile_decode(&r->profs[r->n], vals[i], vlens[i], err, errlen);
+            if (rc == PD_OK) r->days[r->n++] = snap->days[lo + i]->day;
+        }
+        if (errs[i]) rocksdb_free(errs[i]);
+        if (vals[i]) rocksdb_free(vals[i]);
+    }
+    pd_free(heap);
+    if (rc != PD_OK) {
+        for (int i = 0; i < r->n; i++) pd_profile_reset(&r->profs[i]);
+        r->n = 0;
+    }
+out_snap:
+    if (own) pd_store_snap_release(st, own);
     return rc;
 }
 

@@ -745,3 +745,39 @@ TEST(query_render_future_day)
         pd_buf_free(&out);
     }
 }
+
+/* Shares and integers are printed without printf on the fast path; the
+ * oracle here is printf itself: every share of two values with counts
+ * 1..40 must read exactly like "%.4f" of count / total (ties such as
+ * 1/32 = 0.03125 included), and negative integral values print like
+ * "%lld". */
+TEST(query_render_shares_like_printf)
+{
+    pd_schema s;
+    q_schema(&s);
+    pd_query q;
+    char err[128], want[64];
+    CHECK_INT(pd_query_parse_params(&q, "days=1", &s, TODAY, 30, err, sizeof err), PD_OK);
+    int bad = 0;
+    for (uint64_t a = 1; a <= 40; a++) {
+        for (uint64_t b = 1; b <= 40; b++) {
+            tday t;
+            td_init(&t, &s, a + b, 1000, 2000);
+            cat_put(&t.p.dims[S_COLOR].cat, "x", a);
+            cat_put(&t.p.dims[S_COLOR].cat, "y", b);
+            num_put(&t, &s, 0, -(double)a);
+            pd_query_day d = {TODAY, &t.p};
+            pd_buf out = {0};
+            CHECK_INT(pd_query_render(&q, &s, "u", 1, 0, TODAY, &d, 1, &out), PD_OK);
+            pd_buf_putc(&out, '\0');
+            const char *sh = out.p ? strstr(out.p, "\"shares\":{") : NULL;
+            snprintf(want, sizeof want, "\"shares\":{\"x\":%.4f,\"y\":%.4f}", (double)a / (double)(a + b),
+                     (double)b / (double)(a + b));
+            if (!sh || strncmp(sh, want, strlen(want)) != 0) bad++;
+            snprintf(want, sizeof want, "\"min\":%lld,", -(long long)a);
+            if (!out.p || !strstr(out.p, want)) bad++;
+            pd_buf_free(&out);
+        }
+    }
+    CHECK_INT(bad, 0);
+}

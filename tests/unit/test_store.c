@@ -677,3 +677,104 @@ out:
     pd_profile_free(&one);
     pd_free(dir);
 }
+
+/* pd_store_get_profile_range: one MultiGet over the day families in
+ * [from, to]. Oracle: per day, a profile built in memory by adding the
+ * same events (no store, no codec); days outside the range, other users
+ * and other partitions must not show up. Also reuse of the range struct,
+ * a range with no families, and an explicit snapshot (later writes
+ * invisible). */
+TEST(store_profile_range)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0);
+    if (!st) goto out;
+    /* u-1 in partition 3 on DAY0-2, DAY0 (two commits: merge on read),
+     * DAY0+1 and DAY0+3; u-2 on DAY0-1; u-1 in partition 4 on DAY0+2. */
+    pd_profile exp[5];
+    int64_t expday[5] = {DAY0 - 2, DAY0, DAY0 + 1, DAY0 + 3, 0};
+    for (int i = 0; i < 5; i++) pd_profile_init(&exp[i], &s);
+    build(&exp[0], EV_A, 1);
+    build(&exp[1], EV_A, 3);
+    build(&exp[1], EV_B, 2);
+    build(&exp[2], EV_B, 1);
+    build(&exp[3], EV_A + 1, 2);
+    pd_profile tmp;
+    pd_profile_init(&tmp, &s);
+    pd_store_batch *bt = pd_store_batch_new(st);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0 - 2, 3, "u-1", 3, &exp[0], err, sizeof err), 0);
+    build(&tmp, EV_A, 3);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0, 3, "u-1", 3, &tmp, err, sizeof err), 0);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0 + 1, 3, "u-1", 3, &exp[2], err, sizeof err), 0);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0 - 1, 3, "u-2", 3, &exp[2], err, sizeof err), 0);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0 + 2, 4, "u-1", 3, &exp[2], err, sizeof err), 0);
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    pd_profile_reset(&tmp);
+    build(&tmp, EV_B, 2);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0, 3, "u-1", 3, &tmp, err, sizeof err), 0);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0 + 3, 3, "u-1", 3, &exp[3], err, sizeof err), 0);
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+
+    pd_store_range r = {0};
+    /* whole span: 4 days of u-1 in partition 3, ascending */
+    CHECK_INT(pd_store_get_profile_range(st, NULL, DAY0 - 10, DAY0 + 10, 3, "u-1", 3, &r, err,
+                                         sizeof err), 0);
+    CHECK_INT(r.n, 4);
+    for (int i = 0; i < r.n && i < 4; i++) {
+        CHECK_INT(r.days[i], expday[i]);
+        CHECK(pd_profile_equal(&r.profs[i], &exp[i]));
+    }
+    /* inner range [DAY0-1, DAY0+1]: DAY0 and DAY0+1 (reusing r) */
+    CHECK_INT(pd_store_get_profile_range(st, NULL, DAY0 - 1, DAY0 + 1, 3, "u-1", 3, &r, err,
+                                         sizeof err), 0);
+    CHECK_INT(r.n, 2);
+    if (r.n == 2) {
+        CHECK_INT(r.days[0], DAY0);
+        CHECK_INT(r.days[1], DAY0 + 1);
+        CHECK(pd_profile_equal(&r.profs[0], &exp[1]));
+        CHECK(pd_profile_equal(&r.profs[1], &exp[2]));
+    }
+    /* single day; a range with no families; unknown user; other partition */
+    CHECK_INT(pd_store_get_profile_range(st, NULL, DAY0 + 3, DAY0 + 3, 3, "u-1", 3, &r, err,
+                                         sizeof err), 0);
+    CHECK_INT(r.n, 1);
+    if (r.n == 1) CHECK(pd_profile_equal(&r.profs[0], &exp[3]));
+    CHECK_INT(pd_store_get_profile_range(st, NULL, DAY0 + 100, DAY0 + 200, 3, "u-1", 3, &r, err,
+                                         sizeof err), 0);
+    CHECK_INT(r.n, 0);
+    CHECK_INT(pd_store_get_profile_range(st, NULL, DAY0 - 10, DAY0 + 10, 3, "u-9", 3, &r, err,
+                                         sizeof err), 0);
+    CHECK_INT(r.n, 0);
+    CHECK_INT(pd_store_get_profile_range(st, NULL, DAY0 - 10, DAY0 + 10, 4, "u-1", 3, &r, err,
+                                         sizeof err), 0);
+    CHECK_INT(r.n, 1);
+    if (r.n == 1) CHECK_INT(r.days[0], DAY0 + 2);
+
+    /* a snapshot taken before a write does not see it */
+    pd_store_snap *sn = pd_store_snap_acquire(st);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0 - 2, 3, "u-1", 3, &exp[0], err, sizeof err), 0);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0 + 5, 3, "u-1", 3, &exp[0], err, sizeof err), 0);
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    CHECK_INT(pd_store_get_profile_range(st, sn, DAY0 - 2, DAY0 + 5, 3, "u-1", 3, &r, err,
+                                         sizeof err), 0);
+    CHECK_INT(r.n, 4);
+    if (r.n == 4) CHECK(pd_profile_equal(&r.profs[0], &exp[0]));
+    pd_store_snap_release(st, sn);
+    CHECK_INT(pd_store_get_profile_range(st, NULL, DAY0 - 2, DAY0 + 5, 3, "u-1", 3, &r, err,
+                                         sizeof err), 0);
+    CHECK_INT(r.n, 5);
+    if (r.n == 5) {
+        CHECK_INT(r.days[4], DAY0 + 5);
+        CHECK_INT(r.profs[0].events, 2 * exp[0].events);
+    }
+    pd_store_range_free(&r);
+    pd_store_range_free(&r); /* idempotent */
+    pd_store_batch_free(bt);
+    pd_profile_free(&tmp);
+    for (int i = 0; i < 5; i++) pd_profile_free(&exp[i]);
+    pd_store_close(st);
+out:
+    pd_free(dir);
+}
