@@ -116,12 +116,13 @@ typedef struct {
     pd_profile *profs;    /* [n] decoded merged profiles (schema of the store) */
 } pd_store_range;
 void pd_store_range_free(pd_store_range *r);
-/* Reads the profiles of (partition, user) for every day family of the view
- * with from_day <= day <= to_day in ONE RocksDB MultiGet at the snapshot
- * (snap may be NULL: a fresh view is taken for the call). Days without
- * data for the user are skipped, so r->n may be 0 (not an error). Families
- * outside the range are not touched. On error r->n is 0 and err says why
- * (PD_EIO, PD_ECORRUPT for an undecodable value). Any thread. */
+/* Reads the profiles of (partition, user) for every day family with
+ * from_day <= day <= to_day in ONE RocksDB MultiGet: at the snapshot of
+ * snap, or (snap NULL) at the latest state -- still one point in time
+ * across all the days, without creating a snapshot. Days without data for
+ * the user are skipped, so r->n may be 0 (not an error). Families outside
+ * the range are not touched. On error r->n is 0 and err says why (PD_EIO,
+ * PD_ECORRUPT for an undecodable value). Any thread. */
 int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_day, int64_t to_day,
                                int32_t partition, const char *user, size_t ulen, pd_store_range *r,
                                char *err, size_t errlen);

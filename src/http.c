@@ -563,6 +563,12 @@ static int fwd_exchange(int fd, const char *req, size_t reqlen, int64_t deadline
         rc = pd_seterr(err, errlen, PD_EAGAIN, "send: %s", strerror(errno));
         goto out;
     }
+    /* The answer cannot be there yet: wait for it first instead of a
+     * recv that would only say EAGAIN. */
+    if (wait_fd(fd, POLLIN, deadline_us) == 0) {
+        rc = pd_seterr(err, errlen, PD_EIO, "timed out waiting for response");
+        goto out;
+    }
     /* head */
     char *hend = NULL;
     while (!hend) {
@@ -1270,9 +1276,13 @@ static int on_request(struct mg_connection *c, void *cbdata)
     if (!r.sent) {
         if (r.body.len == 0 && r.status != 200)
             resp_error(&r, r.status, "internal error", "no response produced");
+        /* counted before the write: a client holding the response always
+         * finds it in /metrics (the duration excludes the final write) */
+        count_request(h->w, route, r.status, t0);
         resp_send(c, &r);
+    } else {
+        count_request(h->w, route, r.status, t0);
     }
-    count_request(h->w, route, r.status, t0);
     pd_buf_free(&r.body);
     return r.status;
 }

@@ -1010,11 +1010,18 @@ static void range_reserve(pd_store_range *r, const pd_schema *s, int need)
     r->cap = need;
 }
 
-/* MultiGet over the view's families in [from_day, to_day]: every lookup
+/* MultiGet over the families in [from_day, to_day]: every lookup
  * uses the same key (the data key does not depend on the day), so the key
  * list is one pointer repeated. RocksDB returns malloc'd copies of the
  * values; they are decoded in place and freed. Small ranges use stack
- * arrays, wider ones one heap block. */
+ * arrays, wider ones one heap block.
+ *
+ * Without a view no RocksDB snapshot is created (it would take the DB
+ * mutex twice per query, contending with the writer): a MultiGet over
+ * several families already reads all of them at one sequence number
+ * (RocksDB's multi-family consistent read), and only the in-range family
+ * handles are referenced, for the duration of the call, under one lock
+ * round each way. */
 #define RANGE_STACK 64
 int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_day, int64_t to_day,
                                int32_t partition, const char *user, size_t ulen, pd_store_range *r,
@@ -1025,11 +1032,29 @@ int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_d
     r->n = 0;
     if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
     if (ulen > PD_MAX_USER_ID) return pd_seterr(err, errlen, PD_EINVAL, "user id too long");
-    pd_store_snap *own = NULL;
-    if (!snap) snap = own = pd_store_snap_acquire(st);
-    int lo = days_lower_bound(snap->days, snap->ndays, from_day);
-    int hi = to_day == INT64_MAX ? snap->ndays : days_lower_bound(snap->days, snap->ndays, to_day + 1);
-    int nk = hi > lo ? hi - lo : 0;
+    /* The families to read: from the view, or (no view) the in-range
+     * entries of the day map, referenced for the call only. */
+    pd_dayent *const *ents;
+    pd_dayent *refd_s[RANGE_STACK], **refd = NULL;
+    int lo, hi, nk;
+    if (snap) {
+        lo = days_lower_bound(snap->days, snap->ndays, from_day);
+        hi = to_day == INT64_MAX ? snap->ndays : days_lower_bound(snap->days, snap->ndays, to_day + 1);
+        nk = hi > lo ? hi - lo : 0;
+        ents = snap->days + lo;
+    } else {
+        pthread_mutex_lock(&st->lock);
+        lo = days_lower_bound(st->days, st->ndays, from_day);
+        hi = to_day == INT64_MAX ? st->ndays : days_lower_bound(st->days, st->ndays, to_day + 1);
+        nk = hi > lo ? hi - lo : 0;
+        refd = nk <= RANGE_STACK ? refd_s : pd_malloc((size_t)nk * sizeof *refd);
+        for (int i = 0; i < nk; i++) {
+            refd[i] = st->days[lo + i];
+            refd[i]->refs++;
+        }
+        pthread_mutex_unlock(&st->lock);
+        ents = refd;
+    }
     int rc = PD_OK;
     if (nk == 0) goto out_snap;
 
@@ -1058,14 +1083,14 @@ int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_d
         errs = (char **)h;
     }
     for (int i = 0; i < nk; i++) {
-        cfs[i] = snap->days[lo + i]->cf;
+        cfs[i] = ents[i]->cf;
         keys[i] = key;
         klens[i] = klen;
         vals[i] = errs[i] = NULL;
         vlens[i] = 0;
     }
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    if (snap->snap) rocksdb_readoptions_set_snapshot(ro, snap->snap);
+    if (snap && snap->snap) rocksdb_readoptions_set_snapshot(ro, snap->snap);
     rocksdb_multi_get_cf(st->db, ro, cfs, (size_t)nk, keys, klens, vals, vlens, errs);
     rocksdb_readoptions_destroy(ro);
 
@@ -1078,7 +1103,7 @@ int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_d
             errs[i] = NULL;
         } else if (rc == PD_OK && vals[i]) {
             rc = pd_profile_decode(&r->profs[r->n], vals[i], vlens[i], err, errlen);
-            if (rc == PD_OK) r->days[r->n++] = snap->days[lo + i]->day;
+            if (rc == PD_OK) r->days[r->n++] = ents[i]->day;
         }
         if (errs[i]) rocksdb_free(errs[i]);
         if (vals[i]) rocksdb_free(vals[i]);
@@ -1089,7 +1114,20 @@ int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_d
         r->n = 0;
     }
 out_snap:
-    if (own) pd_store_snap_release(st, own);
+    if (refd) {
+        int ndead = 0;
+        pthread_mutex_lock(&st->lock);
+        for (int i = 0; i < nk; i++) {
+            pd_assert(refd[i]->refs > 0);
+            if (--refd[i]->refs == 0) refd[ndead++] = refd[i];
+        }
+        pthread_mutex_unlock(&st->lock);
+        for (int i = 0; i < ndead; i++) {
+            rocksdb_column_family_handle_destroy(refd[i]->cf);
+            pd_free(refd[i]);
+        }
+        if (refd != refd_s) pd_free(refd);
+    }
     return rc;
 }
 
