@@ -55,6 +55,33 @@ static void build(pd_profile *p, const char **evs, int n)
     for (int i = 0; i < n; i++) add_json(p, evs[i]);
 }
 
+/* De-dup records collected by pd_store_scan_dedup. */
+typedef struct {
+    int n;
+    uint64_t seq[8];
+    size_t vlen[8];
+    uint8_t val[8][72];
+} dd_seen;
+
+static int dd_collect(void *arg, uint64_t seq, const uint8_t *val, size_t vlen)
+{
+    dd_seen *d = arg;
+    if (d->n < 8) {
+        d->seq[d->n] = seq;
+        d->vlen[d->n] = vlen;
+        memcpy(d->val[d->n], val, PD_MIN(vlen, sizeof d->val[0]));
+    }
+    d->n++;
+    return 0;
+}
+
+/* One packed entry, written out byte by byte (independent of the store). */
+static void dd_entry(uint8_t *e, uint8_t fill, int64_t ts)
+{
+    memset(e, fill, 16);
+    for (int i = 0; i < 8; i++) e[16 + i] = (uint8_t)((uint64_t)ts >> (56 - 8 * i));
+}
+
 static pd_store *open_store(const char *dir, const pd_schema *s, int ro)
 {
     pd_store *st = NULL;
@@ -85,7 +112,17 @@ TEST(store_commit_reopen_readback)
     pd_store_batch *bt = pd_store_batch_new(st);
     CHECK_INT(pd_store_batch_merge(bt, DAY0, 3, "u-1", 3, &a, err, sizeof err), 0);
     CHECK_INT(pd_store_batch_merge(bt, DAY0, 3, "u-2", 3, &b, err, sizeof err), 0);
-    pd_store_batch_put_dedup(bt, 3, "e-1", 3, 1763800000000LL);
+    uint8_t dd2[48], dd1[24], ddo[24];
+    dd_entry(dd2, 0xab, 1763800000000LL);
+    dd_entry(dd2 + 24, 0x01, -5);
+    dd_entry(dd1, 0x77, 1763700000000LL);
+    dd_entry(ddo, 0x55, 9);
+    pd_store_batch_put_dedup(bt, 3, 100, dd2, sizeof dd2);
+    pd_store_batch_put_dedup(bt, 3, 0x100000005ULL, dd1, sizeof dd1); /* sorts by seq, not insertion */
+    pd_store_batch_put_dedup(bt, 3, 6, ddo, sizeof ddo);
+    pd_store_batch_delete_dedup(bt, 3, 6);                         /* later in the batch: wins */
+    pd_store_batch_put_dedup(bt, 2, 1, dd1, sizeof dd1);
+    pd_store_batch_put_dedup(bt, 4, 9, dd1, 0);                    /* an empty record is legal */
     pd_store_batch_set_checkpoint(bt, 3, 100, 1763800001000LL);
     pd_store_batch_set_checkpoint(bt, 0, 7, 1763700000000LL);
     pd_store_batch_set_checkpoint(bt, 3, 150, 1763800002000LL); /* last one wins */
@@ -142,11 +179,37 @@ TEST(store_commit_reopen_readback)
     }
     pd_free(cl);
 
-    int64_t ts = 0;
-    CHECK_INT(pd_store_get_dedup(st, 3, "e-1", 3, &ts), 0);
-    CHECK_INT(ts, 1763800000000LL);
-    CHECK_INT(pd_store_get_dedup(st, 2, "e-1", 3, &ts), PD_ENOTFOUND);
-    CHECK_INT(pd_store_get_dedup(st, 3, "e-2", 3, &ts), PD_ENOTFOUND);
+    dd_seen ds3 = {0}, ds2 = {0}, ds4 = {0}, ds5 = {0};
+    CHECK_INT(pd_store_scan_dedup(st, 3, dd_collect, &ds3, err, sizeof err), 0);
+    CHECK_INT(ds3.n, 2);
+    if (ds3.n == 2) {
+        CHECK_INT(ds3.seq[0], 100);
+        CHECK_INT(ds3.vlen[0], 48);
+        CHECK(memcmp(ds3.val[0], dd2, 48) == 0);
+        CHECK_INT(ds3.seq[1], 0x100000005ULL);
+        CHECK_INT(ds3.vlen[1], 24);
+        CHECK(memcmp(ds3.val[1], dd1, 24) == 0);
+        /* ts bytes of the second entry of seq 100: -5 as i64 BE */
+        CHECK_INT(ds3.val[0][47], 0xfb);
+        CHECK_INT(ds3.val[0][24 + 16], 0xff);
+    }
+    CHECK_INT(pd_store_scan_dedup(st, 2, dd_collect, &ds2, err, sizeof err), 0);
+    CHECK_INT(ds2.n, 1);
+    CHECK_INT(ds2.seq[0], 1);
+    CHECK_INT(pd_store_scan_dedup(st, 4, dd_collect, &ds4, err, sizeof err), 0);
+    CHECK_INT(ds4.n, 1);
+    CHECK_INT(ds4.vlen[0], 0);
+    CHECK_INT(pd_store_scan_dedup(st, 5, dd_collect, &ds5, err, sizeof err), 0);
+    CHECK_INT(ds5.n, 0);
+    /* a delete in a later batch */
+    bt = pd_store_batch_new(st);
+    pd_store_batch_delete_dedup(bt, 3, 100);
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    pd_store_batch_free(bt);
+    ds3 = (dd_seen){0};
+    CHECK_INT(pd_store_scan_dedup(st, 3, dd_collect, &ds3, err, sizeof err), 0);
+    CHECK_INT(ds3.n, 1);
+    CHECK_INT(ds3.seq[0], 0x100000005ULL);
 
     int64_t *days = NULL;
     CHECK_INT(pd_store_list_days(st, &days, &n), 0);
