@@ -46,7 +46,8 @@
  * allocations from a thread-local bump arena while a parse runs on that
  * thread, and fall back to malloc/free everywhere else (other threads and
  * other modules use cJSON too, with their own trees). Freeing arena memory
- * is a no-op (recognised by address); the arena is reset at the start of a
+ * is a no-op (recognised by address), and pd_event_free does not even walk
+ * a tree that lies wholly in the arena; the arena is reset at the start of a
  * parse when no event parsed into it is still alive (pd_event_free of the
  * previous one), else that parse just uses malloc. It grows (at reset) to
  * twice what the largest tree needed, up to ARENA_MAX; an allocation that
@@ -84,6 +85,7 @@ typedef struct {
     size_t cap, used;
     size_t want;    /* bytes the last parse needed (incl. what overflowed) */
     int active;     /* a parse is running on this thread */
+    int spilled;    /* the last parse also allocated with malloc */
     int live;       /* events parsed into the arena and not yet freed */
 } ev_arena;
 
@@ -107,6 +109,7 @@ static void *arena_malloc(size_t n)
             a->used += sz;
             return p;
         }
+        a->spilled = 1;
     }
     return malloc(n);
 }
@@ -154,6 +157,7 @@ static ev_arena *arena_begin(void)
     }
     a->used = 0;
     a->want = 0;
+    a->spilled = 0;
     a->active = 1;
     return a;
 }
@@ -553,7 +557,14 @@ fail:
 void pd_event_free(pd_event *ev)
 {
     if (!ev) return;
-    if (ev->root_ && in_arena(tl_arena, ev->root_)) tl_arena->live--;
+    if (ev->root_ && in_arena(tl_arena, ev->root_)) {
+        /* wholly in the arena: nothing to walk, the next reset reclaims it */
+        tl_arena->live--;
+        if (!tl_arena->spilled) {
+            ev_reset(ev);
+            return;
+        }
+    }
     cJSON_Delete(ev->root_);
     ev_reset(ev);
 }

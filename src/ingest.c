@@ -257,7 +257,7 @@ static agg_entry *entry_get(pd_ingest *ig)
 
 static void entry_put(pd_ingest *ig, agg_entry *e)
 {
-    pd_profile_reset(&e->prof);
+    pd_profile_clear(&e->prof);
     if (ig->nfree == ig->capfree) {
         ig->capfree = ig->capfree ? ig->capfree * 2 : 1024;
         ig->free_entries = pd_realloc(ig->free_entries, ig->capfree * sizeof *ig->free_entries);
