@@ -4,9 +4,10 @@
  * A snapshot is a byte stream produced from one RocksDB snapshot of the
  * source worker's store (pd_store_export_partition):
  *
- *   header   "PDSNAP01" | partition u32 BE | schema fingerprint u64 BE
+ *   header   "PDSNAP02" | partition u32 BE | schema fingerprint u64 BE
  *   records  'd' | uvarint zigzag(day) | uvarint klen | user id | uvarint vlen | profile
- *            'x' | uvarint klen | event id | uvarint vlen | ts (8 bytes)
+ *            'x' | uvarint 8 | seq u64 BE | uvarint vlen | packed de-dup entries
+ *                (vlen a multiple of PD_DEDUP_ENTRY_LEN, see store.h)
  *   trailer  'E' | next_offset i64 BE | clock_ms i64 BE | records u64 BE
  *            | XXH3-64 of every preceding byte, u64 BE
  *
@@ -27,7 +28,7 @@
 #include <stdint.h>
 #include "store.h"
 
-#define PD_SNAPSHOT_MAGIC "PDSNAP01"
+#define PD_SNAPSHOT_MAGIC "PDSNAP02" /* 01: one 'x' record per event id */
 
 /* Receives stream bytes; returns 0, or non-zero to abort the export. */
 typedef int (*pd_handoff_sink)(void *arg, const void *data, size_t n);

@@ -67,6 +67,10 @@ typedef struct {
 void pd_profile_init(pd_profile *p, const pd_schema *s);
 /* Frees contents; p is an empty profile of the same schema afterwards. */
 void pd_profile_reset(pd_profile *p);
+/* Like reset, but keeps allocated capacity (value arrays, histogram
+ * buffers) for the next adds: for profiles that are filled and emptied over
+ * and over (the ingest batch). pd_profile_free releases everything. */
+void pd_profile_clear(pd_profile *p);
 void pd_profile_free(pd_profile *p);
 
 /* Adds one validated event. Attributes of kind PD_ATTR_BAD/ABSENT are

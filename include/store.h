@@ -6,7 +6,12 @@
  *   "meta"         'o' + partition(u32 BE)  -> checkpoint (next input offset, partition clock)
  *                  "schema"                 -> canonical schema JSON
  *                  "format"                 -> store format version
- *   "dedup"        partition(u32 BE) + event_id -> first-seen event ts (i64 BE)
+ *   "dedup"        partition(u32 BE) + seq(u64 BE) -> packed de-dup entries,
+ *                  PD_DEDUP_ENTRY_LEN bytes each: XXH3-128 of the event id
+ *                  (high 64 bits BE, low 64 bits BE) + event ts (i64 BE).
+ *                  One record per partition per flush; seq grows with the
+ *                  input offset, and later entries override earlier ones
+ *                  (see ingest.c for the de-dup index built from them).
  *   "dYYYY-MM-DD"  one per day: partition(u32 BE) + user_id -> encoded profile
  *
  * The partition comes first in every data key, so one partition's state is a
@@ -16,7 +21,7 @@
  * commit writes deltas blindly; reads see the merged value.
  *
  * Commit order (the exactly-once foundation): a pd_store_batch collects
- * profile deltas, de-dup records and the next input offset + clock of every
+ * profile deltas, de-dup records (puts and deletes) and the next input offset + clock of every
  * partition it covers; pd_store_commit writes them as ONE WriteBatch. After
  * a crash the store holds either all of a batch or none of it, and the
  * checkpoint says exactly which input follows.
@@ -69,8 +74,12 @@ void pd_store_batch_clear(pd_store_batch *b);
  * family on demand. */
 int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
                          size_t ulen, const pd_profile *delta, char *err, size_t errlen);
-void pd_store_batch_put_dedup(pd_store_batch *b, int32_t partition, const char *event_id,
-                              size_t idlen, int64_t ts_ms);
+/* De-dup records: val (vlen a multiple of PD_DEDUP_ENTRY_LEN, copied) becomes
+ * the record (partition, seq), replacing any record with that key. */
+#define PD_DEDUP_ENTRY_LEN 24
+void pd_store_batch_put_dedup(pd_store_batch *b, int32_t partition, uint64_t seq, const void *val,
+                              size_t vlen);
+void pd_store_batch_delete_dedup(pd_store_batch *b, int32_t partition, uint64_t seq);
 void pd_store_batch_set_checkpoint(pd_store_batch *b, int32_t partition, int64_t next_offset,
                                    int64_t clock_ms);
 /* Writes the batch atomically (one WriteBatch). The batch is cleared on
@@ -91,8 +100,13 @@ typedef struct {
 int pd_store_get_checkpoint(pd_store *st, int32_t partition, pd_checkpoint *out); /* PD_ENOTFOUND */
 /* All checkpoints, sorted by partition; *out is malloc'd, caller frees. */
 int pd_store_list_checkpoints(pd_store *st, pd_checkpoint **out, int *n);
-int pd_store_get_dedup(pd_store *st, int32_t partition, const char *event_id, size_t idlen,
-                       int64_t *ts_ms); /* PD_ENOTFOUND */
+/* Visits the de-dup records of `partition` in ascending seq order (latest
+ * committed state). `val` is valid only during the call; a non-zero return
+ * of fn stops the scan and is returned. A record whose key or value length
+ * is malformed gives PD_ECORRUPT. Any thread. */
+typedef int (*pd_store_dedup_fn)(void *arg, uint64_t seq, const uint8_t *val, size_t vlen);
+int pd_store_scan_dedup(pd_store *st, int32_t partition, pd_store_dedup_fn fn, void *arg, char *err,
+                        size_t errlen);
 
 /* Day families present, ascending; *days malloc'd, caller frees. */
 int pd_store_list_days(pd_store *st, int64_t **days, int *n);
@@ -148,7 +162,8 @@ int pd_store_day_stats(pd_store *st, pd_day_stats **out, int *n);
 /* Visits every record of `partition` from ONE consistent snapshot: first
  * each day family's profiles (kind 'd', day set, key = user id without the
  * partition prefix, value = encoded merged profile), then its de-dup
- * records (kind 'x', key = event id, value = ts i64 BE). *cp receives the
+ * records (kind 'x', key = seq u64 BE, value = packed entries as in the
+ * "dedup" family). *cp receives the
  * checkpoint read from the same snapshot. PD_ENOTFOUND (fn never called)
  * when the partition has no checkpoint here. A non-zero return of fn stops
  * the export and is returned. Pointers passed to fn are valid only during

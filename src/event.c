@@ -40,6 +40,20 @@
  * callgrind on a 16-attribute event, full parse+validate+free costs about
  * 1.35x a bare cJSON parse+delete.
  *
+ * Allocation arena. cJSON allocates every node and string separately; on
+ * the hot path malloc/free were a large part of the cost. pd_event_parse
+ * therefore installs (once, process-wide) cJSON hooks that serve
+ * allocations from a thread-local bump arena while a parse runs on that
+ * thread, and fall back to malloc/free everywhere else (other threads and
+ * other modules use cJSON too, with their own trees). Freeing arena memory
+ * is a no-op (recognised by address), and pd_event_free does not even walk
+ * a tree that lies wholly in the arena; the arena is reset at the start of a
+ * parse when no event parsed into it is still alive (pd_event_free of the
+ * previous one), else that parse just uses malloc. It grows (at reset) to
+ * twice what the largest tree needed, up to ARENA_MAX; an allocation that
+ * does not fit goes to malloc. Consequence: an event must be freed on the
+ * thread that parsed it. The arena of a thread is freed when it exits.
+ *
  * Strings: cJSON decodes escapes into NUL-terminated strings, so a value
  * containing "\u0000" is seen truncated at the NUL (lengths come from
  * strlen). The UTF-8 check of the whole buffer plus cJSON's rejection of
@@ -48,7 +62,9 @@
 #include "event.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -59,6 +75,92 @@
 #define PD_EV_DEFAULT_MAX_BYTES ((size_t)1 << 20)
 #define TWO_POW_53 9007199254740992.0
 #define TWO_POW_63 9223372036854775808.0
+#define ARENA_MIN ((size_t)64 << 10)
+#define ARENA_MAX ((size_t)16 << 20)
+
+/* ---- the parse arena (see the design comment) ---- */
+
+typedef struct {
+    char *base;     /* cap bytes, owned */
+    size_t cap, used;
+    size_t want;    /* bytes the last parse needed (incl. what overflowed) */
+    int active;     /* a parse is running on this thread */
+    int spilled;    /* the last parse also allocated with malloc */
+    int live;       /* events parsed into the arena and not yet freed */
+} ev_arena;
+
+static __thread ev_arena *tl_arena;
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+
+static int in_arena(const ev_arena *a, const void *p)
+{
+    return a && (const char *)p >= a->base && (const char *)p < a->base + a->cap;
+}
+
+static void *arena_malloc(size_t n)
+{
+    ev_arena *a = tl_arena;
+    if (a && a->active) {
+        size_t sz = (n + 15) & ~(size_t)15;
+        a->want += sz;
+        if (sz <= a->cap - a->used) {
+            void *p = a->base + a->used;
+            a->used += sz;
+            return p;
+        }
+        a->spilled = 1;
+    }
+    return malloc(n);
+}
+
+static void arena_free(void *p)
+{
+    if (!in_arena(tl_arena, p)) free(p);
+}
+
+static void arena_destroy(void *arg)
+{
+    ev_arena *a = arg;
+    free(a->base);
+    free(a);
+}
+
+static void arena_init_once(void)
+{
+    int rc = pthread_key_create(&arena_key, arena_destroy);
+    pd_assert(rc == 0);
+    cJSON_Hooks h = {arena_malloc, arena_free};
+    cJSON_InitHooks(&h);
+}
+
+/* Starts a parse: returns the arena to deactivate afterwards, or NULL
+ * when this parse uses malloc (an earlier event is still alive). */
+static ev_arena *arena_begin(void)
+{
+    pthread_once(&arena_once, arena_init_once);
+    ev_arena *a = tl_arena;
+    if (!a) {
+        a = pd_calloc(1, sizeof *a);
+        a->cap = ARENA_MIN;
+        a->base = pd_malloc(a->cap);
+        tl_arena = a;
+        pthread_setspecific(arena_key, a);
+    }
+    if (a->live) return NULL;
+    if (a->want > a->cap && a->cap < ARENA_MAX) {
+        size_t cap = a->cap;
+        while (cap < a->want * 2 && cap < ARENA_MAX) cap *= 2;
+        free(a->base);
+        a->base = pd_malloc(cap);
+        a->cap = cap;
+    }
+    a->used = 0;
+    a->want = 0;
+    a->spilled = 0;
+    a->active = 1;
+    return a;
+}
 
 static const char *const reason_names[PD_EV__COUNT] = {
     [PD_EV_OK] = "ok",
@@ -398,7 +500,12 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
     if (ascii < len && !pd_utf8_valid(buf + ascii, len - ascii))
         return pd_seterr(err, errlen, PD_EV_INVALID_UTF8, "value is not valid UTF-8");
 
+    ev_arena *arena = arena_begin();
     root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (arena) {
+        arena->active = 0;
+        if (in_arena(arena, root)) arena->live++;
+    }
     if (!root) {
         size_t off = (end && end >= buf && end <= buf + len) ? (size_t)(end - buf) : 0;
         return pd_seterr(err, errlen, PD_EV_INVALID_JSON, "invalid JSON near byte %zu of %zu",
@@ -441,6 +548,7 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
     return PD_EV_OK;
 
 fail:
+    if (in_arena(tl_arena, root)) tl_arena->live--;
     cJSON_Delete(root);
     ev_reset(ev);
     return rc;
@@ -449,6 +557,14 @@ fail:
 void pd_event_free(pd_event *ev)
 {
     if (!ev) return;
+    if (ev->root_ && in_arena(tl_arena, ev->root_)) {
+        /* wholly in the arena: nothing to walk, the next reset reclaims it */
+        tl_arena->live--;
+        if (!tl_arena->spilled) {
+            ev_reset(ev);
+            return;
+        }
+    }
     cJSON_Delete(ev->root_);
     ev_reset(ev);
 }

@@ -202,7 +202,7 @@ static int walk(const char *path, int32_t p, const pd_schema *s, pd_store *st, p
             goto out;
         }
         val.len = vl;
-        if (kind == 'x' && (vl != 8 || kl == 0)) {
+        if (kind == 'x' && (kl != 8 || vl % PD_DEDUP_ENTRY_LEN != 0)) {
             pd_seterr(err, errlen, rc, "snapshot: bad de-dup record");
             goto out;
         }
@@ -219,7 +219,7 @@ static int walk(const char *path, int32_t p, const pd_schema *s, pd_store *st, p
                 goto out;
             }
         } else {
-            pd_store_batch_put_dedup(b, p, key.p, key.len, (int64_t)pd_get_u64be((const uint8_t *)val.p));
+            pd_store_batch_put_dedup(b, p, pd_get_u64be((const uint8_t *)key.p), val.p, val.len);
         }
         batch_bytes += kl + vl;
         if (batch_bytes >= APPLY_BATCH_BYTES) {

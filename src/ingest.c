@@ -5,8 +5,10 @@
  *   consume batch -> for each record: parse + validate (event.c), route check
  *   (murmur2), retention check, de-dup check, profile_add into the batch
  *   table keyed by (partition, day, user) -> flush: ONE WriteBatch with the
- *   profile deltas (RocksDB merge operands), the new de-dup records and,
- *   for every partition touched, its next input offset and event-time clock.
+ *   profile deltas (RocksDB merge operands), per partition one de-dup
+ *   record of the ids accepted since the last flush (and deletes of expired
+ *   ones) and, for every partition touched, its next input offset and
+ *   event-time clock.
  *
  * Why this is exactly-once under kill -9 at any point:
  *   - The store is the source of truth for "what input has been applied":
@@ -36,7 +38,8 @@
  * record (p, E, t0) exists with |ts - t0| <= dedup_window and
  * t0 >= clock_p - dedup_window (clock after this event). Records older than
  * clock_p - dedup_window can never match again, so garbage-collecting them
- * cannot change results.
+ * cannot change results. The record kept for (p, E) is the latest accepted
+ * occurrence (see "the de-dup index" below for how it is held).
  *
  * Retention rule: an event whose day is before
  * day(clock_p) - retention_days + 1 is dropped (counted). Whole day column
@@ -133,12 +136,54 @@ typedef struct {
     pd_profile prof;
 } agg_entry;
 
+/* ---- the de-dup index (one per partition) ----
+ *
+ * In memory: XXH3-128(event id) -> ts of the latest ACCEPTED occurrence
+ * (a duplicate never changes it), holding at least every entry with
+ * ts >= clock - dedup_window; older entries can never match again and are
+ * dropped whenever the table is rebuilt (on growth). About 40 bytes per
+ * event of the window (24-byte slots at 50-75% load).
+ *
+ * In the store: ONE record per partition per flush, key (partition, seq =
+ * the partition's next offset at that flush), value = the entries accepted
+ * since the previous flush, in acceptance order (store.h). Loading scans a
+ * partition's records in seq order and lets later entries override earlier
+ * ones, which rebuilds exactly the in-memory map.
+ *
+ * Garbage collection: record R gets gc_ts = the max, over its entries, of
+ * the entry's ts and of the ts it overrode. R is deleted (in a flush batch,
+ * with the checkpoint whose clock decides it) once gc_ts < clock -
+ * dedup_window. Then R's own entries are expired, and so is every value R
+ * overrode, so whatever a reload finds for those ids instead (an older
+ * record, or nothing) is expired as well: results cannot change. The same
+ * gc_ts is recomputed on load (overrides of records already deleted were
+ * expired, which is all that matters). Collection takes expired records
+ * from the front of the seq order each flush, and all of them every
+ * DD_FULL_GC_EVERY flushes of the partition. */
+
+#define DD_EMPTY INT64_MIN
+#define DD_FULL_GC_EVERY 64
+
 typedef struct {
-    int32_t partition;
-    int64_t ts;
-    const char *id;   /* points into the slot key */
-    uint32_t idlen;
-} dedup_entry;
+    uint64_t hi, lo;  /* XXH3-128 of the event id */
+    int64_t ts;       /* DD_EMPTY: free slot */
+} dd_slot;
+
+typedef struct {
+    uint64_t seq;
+    int64_t gc_ts;
+} dd_rec;
+
+typedef struct {
+    int loaded;
+    dd_slot *slots;       /* cap slots, cap a power of two (0 = none) */
+    size_t cap, n;
+    dd_rec *recs;         /* stored records, ascending seq, from index head */
+    size_t head, nrecs, caprecs;
+    pd_buf pend;          /* entries accepted since the last commit (store format) */
+    int64_t pend_gc;      /* gc_ts of the pending record (DD_EMPTY: none) */
+    uint32_t flushes;
+} dd_index;
 
 enum { ROLE_NONE = 0, ROLE_OWNER = 1, ROLE_REPLICA = 2 };
 
@@ -174,6 +219,7 @@ typedef struct {
     int64_t catchup_to;   /* not ready (not served) until committed up to here; 0 = ready */
     int64_t orphan_since_ms; /* neither owned nor replicated, with local state, since */
     restore_job *job;     /* != NULL while the state is being fetched */
+    dd_index dd;          /* loaded on the first record after assignment */
 } part_priv;
 
 struct pd_ingest {
@@ -188,7 +234,6 @@ struct pd_ingest {
     int64_t last_replica_us;
     int64_t last_cleanup_us;
     htab agg;                 /* key: partition(4) day(8) user -> agg_entry */
-    htab dedup;               /* key: partition(4) event_id -> dedup_entry */
     agg_entry **free_entries; /* recycled entries */
     size_t nfree, capfree;
     uint64_t pending_events;
@@ -215,7 +260,7 @@ static agg_entry *entry_get(pd_ingest *ig)
 
 static void entry_put(pd_ingest *ig, agg_entry *e)
 {
-    pd_profile_reset(&e->prof);
+    pd_profile_clear(&e->prof);
     if (ig->nfree == ig->capfree) {
         ig->capfree = ig->capfree ? ig->capfree * 2 : 1024;
         ig->free_entries = pd_realloc(ig->free_entries, ig->capfree * sizeof *ig->free_entries);
@@ -223,45 +268,151 @@ static void entry_put(pd_ingest *ig, agg_entry *e)
     ig->free_entries[ig->nfree++] = e;
 }
 
+/* Forgets the index (memory only; the store keeps the records). */
+static void dd_free(dd_index *d)
+{
+    free(d->slots);
+    free(d->recs);
+    pd_buf_free(&d->pend);
+    memset(d, 0, sizeof *d);
+}
+
+static dd_slot *dd_find(dd_index *d, uint64_t hi, uint64_t lo)
+{
+    size_t m = d->cap - 1;
+    for (size_t i = (size_t)lo & m;; i = (i + 1) & m) {
+        dd_slot *s = &d->slots[i];
+        if (s->ts == DD_EMPTY || (s->lo == lo && s->hi == hi)) return s;
+    }
+}
+
+/* Rebuilds the table without the entries older than horizon, sized for
+ * at most 50% load after the rebuild. */
+static void dd_rebuild(dd_index *d, int64_t horizon)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < d->cap; i++)
+        if (d->slots[i].ts != DD_EMPTY && d->slots[i].ts >= horizon) live++;
+    size_t cap = 64;
+    while ((live + 1) * 2 > cap) cap *= 2;
+    dd_slot *old = d->slots;
+    size_t ocap = d->cap;
+    d->slots = pd_malloc(cap * sizeof *d->slots);
+    for (size_t i = 0; i < cap; i++) d->slots[i].ts = DD_EMPTY;
+    d->cap = cap;
+    d->n = 0;
+    for (size_t i = 0; i < ocap; i++) {
+        dd_slot *s = &old[i];
+        if (s->ts == DD_EMPTY || s->ts < horizon) continue;
+        *dd_find(d, s->hi, s->lo) = *s;
+        d->n++;
+    }
+    free(old);
+}
+
+/* Sets id hash -> ts; returns the value it overrode (DD_EMPTY if none). */
+static int64_t dd_set(dd_index *d, uint64_t hi, uint64_t lo, int64_t ts, int64_t horizon)
+{
+    if ((d->n + 1) * 4 > d->cap * 3) dd_rebuild(d, horizon);
+    dd_slot *s = dd_find(d, hi, lo);
+    int64_t prev = s->ts;
+    if (prev == DD_EMPTY) {
+        s->hi = hi;
+        s->lo = lo;
+        d->n++;
+    }
+    s->ts = ts;
+    return prev;
+}
+
+static void dd_rec_push(dd_index *d, uint64_t seq, int64_t gc_ts)
+{
+    if (d->head > 0 && d->head * 2 >= d->nrecs) {
+        memmove(d->recs, d->recs + d->head, (d->nrecs - d->head) * sizeof *d->recs);
+        d->nrecs -= d->head;
+        d->head = 0;
+    }
+    if (d->nrecs == d->caprecs) {
+        d->caprecs = d->caprecs ? d->caprecs * 2 : 16;
+        d->recs = pd_realloc(d->recs, d->caprecs * sizeof *d->recs);
+    }
+    d->recs[d->nrecs++] = (dd_rec){seq, gc_ts};
+}
+
+typedef struct {
+    dd_index *d;
+    int64_t horizon;
+} dd_loader;
+
+static int dd_load_rec(void *arg, uint64_t seq, const uint8_t *val, size_t vlen)
+{
+    dd_loader *l = arg;
+    int64_t gc = DD_EMPTY;
+    for (size_t off = 0; off + PD_DEDUP_ENTRY_LEN <= vlen; off += PD_DEDUP_ENTRY_LEN) {
+        const uint8_t *e = val + off;
+        int64_t ts = (int64_t)pd_get_u64be(e + 16);
+        int64_t prev = dd_set(l->d, pd_get_u64be(e), pd_get_u64be(e + 8), ts, l->horizon);
+        gc = PD_MAX(gc, PD_MAX(ts, prev));
+    }
+    dd_rec_push(l->d, seq, gc);
+    return 0;
+}
+
+/* Loads partition p's index from its stored records (clock = the
+ * partition's current clock). */
+static int dd_load(pd_ingest *ig, int32_t p, char *err, size_t errlen)
+{
+    part_priv *pp = &ig->pp[p];
+    dd_free(&pp->dd);
+    pp->dd.pend_gc = DD_EMPTY;
+    dd_rebuild(&pp->dd, INT64_MIN);
+    dd_loader l = {&pp->dd, pp->clock_ms - ig->cfg->dedup_window_ms};
+    int rc = pd_store_scan_dedup(ig->w->store, p, dd_load_rec, &l, err, errlen);
+    if (rc) {
+        dd_free(&pp->dd);
+        return rc;
+    }
+    pp->dd.loaded = 1;
+    return PD_OK;
+}
+
 /* Clears batch entries; when only_parts is non-NULL, only entries of the
  * partitions flagged there. */
 static void batch_clear(pd_ingest *ig, const char *only_parts)
 {
-    htab *ts[2] = {&ig->agg, &ig->dedup};
-    for (int t = 0; t < 2; t++) {
-        htab *h = ts[t];
-        if (!only_parts) {
-            for (size_t i = 0; i < h->cap; i++) {
-                ht_slot *s = &h->slots[i];
-                if (!s->key) continue;
-                if (t == 0) entry_put(ig, s->val);
-                else free(s->val);
-                free(s->key);
-            }
-            memset(h->slots, 0, h->cap * sizeof(ht_slot));
-            h->n = 0;
-            continue;
-        }
-        /* Selective removal: rebuild the table without those partitions. */
-        htab n;
-        ht_init(&n, h->cap);
+    htab *h = &ig->agg;
+    if (!only_parts) {
         for (size_t i = 0; i < h->cap; i++) {
             ht_slot *s = &h->slots[i];
             if (!s->key) continue;
-            int32_t p = (int32_t)pd_get_u32be((const uint8_t *)s->key);
-            if (only_parts[p]) {
-                if (t == 0) entry_put(ig, s->val);
-                else free(s->val);
-                free(s->key);
-                continue;
-            }
-            *ht_find(&n, s->hash, s->key, s->klen) = *s;
-            n.n++;
+            entry_put(ig, s->val);
+            free(s->key);
         }
-        free(h->slots);
-        *h = n;
+        memset(h->slots, 0, h->cap * sizeof(ht_slot));
+        h->n = 0;
+        ig->pending_events = 0;
+        return;
     }
-    if (!only_parts) ig->pending_events = 0;
+    /* Selective removal: rebuild the table without those partitions; their
+     * de-dup index holds uncommitted entries too, so it goes as well. */
+    htab n;
+    ht_init(&n, h->cap);
+    for (size_t i = 0; i < h->cap; i++) {
+        ht_slot *s = &h->slots[i];
+        if (!s->key) continue;
+        int32_t p = (int32_t)pd_get_u32be((const uint8_t *)s->key);
+        if (only_parts[p]) {
+            entry_put(ig, s->val);
+            free(s->key);
+            continue;
+        }
+        *ht_find(&n, s->hash, s->key, s->klen) = *s;
+        n.n++;
+    }
+    free(h->slots);
+    *h = n;
+    for (int32_t p = 0; p < ig->w->nparts; p++)
+        if (only_parts[p]) dd_free(&ig->pp[p].dd);
 }
 
 /* ---- Kafka side effects ---- */
@@ -349,44 +500,23 @@ static int64_t floor_day(pd_ingest *ig, int64_t clock_ms)
 }
 
 /* Returns 1 when (p, id) is a duplicate under the de-dup rule; otherwise
- * records it in the batch and returns 0. */
+ * records the occurrence (index + pending record) and returns 0. */
 static int dedup_check(pd_ingest *ig, int32_t p, const char *id, size_t idlen, int64_t ts, int64_t clock)
 {
     const int64_t win = ig->cfg->dedup_window_ms;
-    char kbuf[4 + PD_MAX_EVENT_ID + 64];
-    if (idlen > sizeof kbuf - 4) idlen = sizeof kbuf - 4;
-    pd_put_u32be((uint8_t *)kbuf, (uint32_t)p);
-    memcpy(kbuf + 4, id, idlen);
-    uint32_t kl = (uint32_t)(4 + idlen);
-    uint64_t h = hash_bytes(kbuf, kl);
-    ht_slot *s = ht_upsert(&ig->dedup, h, kbuf, kl);
-    dedup_entry *d = s->val;
-    int64_t t0;
-    int have = 0;
-    if (d) {
-        t0 = d->ts;
-        have = 1;
-    } else if (pd_store_get_dedup(ig->w->store, p, id, idlen, &t0) == PD_OK) {
-        have = 1;
-    }
-    if (have && t0 >= clock - win && (ts - t0 <= win && t0 - ts <= win)) {
-        if (!d) { /* keep the slot meaningful: cache the stored record */
-            d = pd_calloc(1, sizeof *d);
-            d->partition = p;
-            d->ts = t0;
-            d->id = NULL; /* cached only: not written back */
-            s->val = d;
-        }
-        return 1;
-    }
-    if (!d) {
-        d = pd_calloc(1, sizeof *d);
-        s->val = d;
-    }
-    d->partition = p;
-    d->ts = ts;
-    d->id = s->key + 4;
-    d->idlen = (uint32_t)idlen;
+    dd_index *d = &ig->pp[p].dd;
+    pd_assert(d->loaded);
+    XXH128_hash_t h = XXH3_128bits(id, idlen);
+    dd_slot *s = dd_find(d, h.high64, h.low64);
+    int64_t t0 = s->ts;
+    if (t0 != DD_EMPTY && t0 >= clock - win && ts - t0 <= win && t0 - ts <= win) return 1;
+    int64_t prev = dd_set(d, h.high64, h.low64, ts, clock - win);
+    d->pend_gc = PD_MAX(d->pend_gc, PD_MAX(ts, prev));
+    uint8_t e[PD_DEDUP_ENTRY_LEN];
+    pd_put_u64be(e, h.high64);
+    pd_put_u64be(e + 8, h.low64);
+    pd_put_u64be(e + 16, (uint64_t)ts);
+    pd_buf_append(&d->pend, e, sizeof e);
     return 0;
 }
 
@@ -413,6 +543,15 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
     if (pp->next_offset >= 0 && offset < pp->next_offset) {
         PD_INC(m->events_stale_offset);
         return;
+    }
+    if (!pp->dd.loaded) {
+        char lerr[256];
+        if (dd_load(ig, p, lerr, sizeof lerr) != PD_OK) {
+            /* Cannot decide duplicates: stop before consuming anything. */
+            pd_error("partition %d: loading the de-dup index failed: %s", (int)p, lerr);
+            ig->fatal = 1;
+            return;
+        }
     }
     pp->next_offset = offset + 1;
     pp->dirty = 1;
@@ -528,6 +667,32 @@ static void apply_retention(pd_ingest *ig)
     }
 }
 
+/* De-dup GC for partition p against its current clock (the one being
+ * checkpointed): with stage = 1 adds deletes of the collectable records to
+ * the batch; with stage = 0 (after the commit) forgets the same records. */
+static void dd_gc_plan(pd_ingest *ig, int32_t p, int stage)
+{
+    part_priv *pp = &ig->pp[p];
+    dd_index *d = &pp->dd;
+    if (!d->loaded) return;
+    const int64_t horizon = pp->clock_ms - ig->cfg->dedup_window_ms;
+    const int full = d->flushes % DD_FULL_GC_EVERY == DD_FULL_GC_EVERY - 1;
+    size_t i = d->head;
+    for (; i < d->nrecs && d->recs[i].gc_ts < horizon; i++)
+        if (stage) pd_store_batch_delete_dedup(ig->sb, p, d->recs[i].seq);
+    if (!stage) d->head = i;
+    if (!full) return;
+    size_t o = i;
+    for (; i < d->nrecs; i++) {
+        if (d->recs[i].gc_ts < horizon) {
+            if (stage) pd_store_batch_delete_dedup(ig->sb, p, d->recs[i].seq);
+        } else {
+            d->recs[o++] = d->recs[i];
+        }
+    }
+    if (!stage) d->nrecs = o;
+}
+
 int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen)
 {
     pd_worker *w = ig->w;
@@ -550,18 +715,25 @@ int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen)
         rc = pd_store_batch_merge(ig->sb, e->day, e->partition, e->user, e->ulen, &e->prof, err, errlen);
         if (rc) goto fail;
     }
-    for (size_t i = 0; i < ig->dedup.cap; i++) {
-        ht_slot *s = &ig->dedup.slots[i];
-        if (!s->key) continue;
-        dedup_entry *d = s->val;
-        if (d->id) pd_store_batch_put_dedup(ig->sb, d->partition, d->id, d->idlen, d->ts);
-    }
     for (int32_t p = 0; p < w->nparts; p++) {
-        if (!ig->pp[p].dirty) continue;
-        pd_store_batch_set_checkpoint(ig->sb, p, ig->pp[p].next_offset, ig->pp[p].clock_ms);
+        part_priv *pp = &ig->pp[p];
+        if (!pp->dirty) continue;
+        dd_gc_plan(ig, p, 1);
+        if (pp->dd.pend.len)
+            pd_store_batch_put_dedup(ig->sb, p, (uint64_t)pp->next_offset, pp->dd.pend.p, pp->dd.pend.len);
+        pd_store_batch_set_checkpoint(ig->sb, p, pp->next_offset, pp->clock_ms);
     }
     rc = pd_store_commit(w->store, ig->sb, err, errlen);
     if (rc) goto fail;
+    for (int32_t p = 0; p < w->nparts; p++) {
+        part_priv *pp = &ig->pp[p];
+        if (!pp->dirty || !pp->dd.loaded) continue;
+        dd_gc_plan(ig, p, 0);
+        if (pp->dd.pend.len) dd_rec_push(&pp->dd, (uint64_t)pp->next_offset, pp->dd.pend_gc);
+        pp->dd.pend.len = 0;
+        pp->dd.pend_gc = DD_EMPTY;
+        pp->dd.flushes++;
+    }
     /* 3. Committed: publish progress, recycle the batch. */
     PD_INC(w->metrics->flushes);
     pd_hist_observe(&w->metrics->batch_events, (double)ig->pending_events);
@@ -636,6 +808,7 @@ static void start_scratch(pd_ingest *ig, int32_t p)
 {
     char err[256];
     part_priv *pp = &ig->pp[p];
+    dd_free(&pp->dd);
     if (pd_store_delete_partition(ig->w->store, p, err, sizeof err) != PD_OK)
         pd_error("partition %d: clearing partial state failed: %s", (int)p, err);
     pp->next_offset = -1;
@@ -747,6 +920,7 @@ static void release_partition(pd_ingest *ig, int32_t p)
     part_priv *pp = &ig->pp[p];
     pp->role = ROLE_NONE;
     pp->dirty = 0;
+    dd_free(&pp->dd);
     pp->catchup_to = 0;
     pp->orphan_since_ms = pd_now_ms();
     if (pp->job) atomic_store(&pp->job->cancel, 1);
@@ -824,6 +998,7 @@ static void reap_restores(pd_ingest *ig)
             pd_checkpoint cp;
             uint64_t records = 0;
             int64_t t1 = pd_mono_us();
+            dd_free(&pp->dd); /* the partition's range is replaced: reload it */
             if (pd_handoff_apply(w->store, j->path, p, w->schema, &cp, &records, err, sizeof err) == PD_OK) {
                 pp->next_offset = cp.next_offset;
                 pp->clock_ms = cp.clock_ms;
@@ -1085,7 +1260,6 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
     ig->cfg = w->cfg;
     ig->last_retention_day = INT64_MIN;
     ht_init(&ig->agg, 4096);
-    ht_init(&ig->dedup, 4096);
     ig->sb = pd_store_batch_new(w->store);
     char e2[512];
     int rc = PD_OK;
@@ -1351,6 +1525,7 @@ static void on_abort_in_destroy(int sig)
 void pd_ingest_free(pd_ingest *ig)
 {
     if (!ig) return;
+    pd_worker *w = ig->w;
     if (!ig->closed) pd_ingest_close(ig);
     if (ig->rconsumer || ig->consumer) {
         struct sigaction sa, old;
@@ -1367,7 +1542,7 @@ void pd_ingest_free(pd_ingest *ig)
     if (ig->producer) rd_kafka_destroy(ig->producer);
     batch_clear(ig, NULL);
     free(ig->agg.slots);
-    free(ig->dedup.slots);
+    for (int32_t p = 0; ig->pp && p < w->nparts; p++) dd_free(&ig->pp[p].dd);
     for (size_t i = 0; i < ig->nfree; i++) {
         pd_profile_free(&ig->free_entries[i]->prof);
         free(ig->free_entries[i]);

@@ -24,8 +24,10 @@
  *   - n <= schema->max_values; every kept count >= 1;
  *   - the event-type catset total (kept + other) == events; each dimension's
  *     total <= events;
- *   - a numeric aggregate has hist != NULL iff count > 0, and its buckets
- *     sum to count; -0.0 is stored as +0.0 so min/max are order-independent.
+ *   - a numeric aggregate has hist != NULL when count > 0, and its buckets
+ *     sum to count; with count == 0 hist is NULL, or an all-zero buffer
+ *     kept by pd_profile_clear; -0.0 is stored as +0.0 so min/max are
+ *     order-independent.
  * Numeric sums are floating point: exact (and thus order-independent) for
  * integer-valued data below 2^53, within rounding otherwise.
  *
@@ -215,7 +217,7 @@ static void num_add(pd_numagg *a, const pd_dim *d, double v)
 {
     if (v == 0) v = 0; /* -0.0 -> +0.0 */
     if (a->count == 0) {
-        a->hist = pd_calloc((size_t)d->nbounds + 1, sizeof *a->hist);
+        if (!a->hist) a->hist = pd_calloc((size_t)d->nbounds + 1, sizeof *a->hist);
         a->sum = a->sumsq = 0;
         a->min = a->max = v;
     } else {
@@ -232,7 +234,7 @@ static void num_merge(pd_numagg *a, const pd_numagg *b, const pd_dim *d)
 {
     if (b->count == 0) return;
     if (a->count == 0) {
-        a->hist = pd_calloc((size_t)d->nbounds + 1, sizeof *a->hist);
+        if (!a->hist) a->hist = pd_calloc((size_t)d->nbounds + 1, sizeof *a->hist);
         a->sum = a->sumsq = 0;
         a->min = b->min;
         a->max = b->max;
@@ -295,6 +297,30 @@ void pd_profile_reset(pd_profile *p)
     pd_profile_free(p);
 }
 
+void pd_profile_clear(pd_profile *p)
+{
+    const pd_schema *s = p->schema;
+    pd_assert(s);
+    for (uint32_t k = 0; k < p->types.n; k++) pd_free(p->types.vals[k].v);
+    p->types.n = 0;
+    p->types.other = 0;
+    for (int i = 0; i < s->ndims; i++) {
+        if (s->dims[i].type == PD_DIM_CATEGORICAL) {
+            pd_catset *c = &p->dims[i].cat;
+            for (uint32_t k = 0; k < c->n; k++) pd_free(c->vals[k].v);
+            c->n = 0;
+            c->other = 0;
+        } else {
+            pd_numagg *a = &p->dims[i].num;
+            if (a->hist && a->count) memset(a->hist, 0, ((size_t)s->dims[i].nbounds + 1) * sizeof *a->hist);
+            a->count = 0;
+            a->sum = a->sumsq = a->min = a->max = 0;
+        }
+    }
+    p->events = 0;
+    p->first_ts = p->last_ts = 0;
+}
+
 void pd_profile_add(pd_profile *p, const pd_event *ev)
 {
     const pd_schema *s = p->schema;
@@ -306,8 +332,13 @@ void pd_profile_add(pd_profile *p, const pd_event *ev)
         if (ev->ts_ms > p->last_ts) p->last_ts = ev->ts_ms;
     }
     p->events++;
-    catset_add(&p->types, s->max_values, ev->type, (uint32_t)ev->type_len, 1);
     int n = ev->nattrs < s->ndims ? ev->nattrs : s->ndims;
+    /* The value arrays of a batch profile are usually cold: ask for all of
+     * them at once rather than missing the cache one dimension at a time. */
+    for (int i = 0; i < n; i++)
+        if (s->dims[i].type == PD_DIM_CATEGORICAL && ev->attrs[i].kind == PD_ATTR_STR)
+            __builtin_prefetch(p->dims[i].cat.vals);
+    catset_add(&p->types, s->max_values, ev->type, (uint32_t)ev->type_len, 1);
     for (int i = 0; i < n; i++) {
         const pd_attr *a = &ev->attrs[i];
         const pd_dim *d = &s->dims[i];

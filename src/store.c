@@ -5,7 +5,11 @@
  * Layout on disk: one RocksDB database with the families "default",
  * "meta", "dedup" and one "dYYYY-MM-DD" family per day. The meta family
  * holds the records
- *   "format"       store format version, decimal text ("1")
+ *   "format"       store format version, decimal text ("2"). Version 1
+ *                  kept one de-dup key per event (partition + event id ->
+ *                  ts i64 BE); opening a version 1 store read-write
+ *                  rewrites those as one packed record (seq 0) per
+ *                  partition and records version 2, in one WriteBatch.
  *   "schema"       canonical schema JSON (pd_schema_to_json)
  *   "fingerprint"  schema fingerprint, 16 lower-case hex digits
  *   'o' + u32 BE   checkpoint: next_offset i64 BE + clock_ms i64 BE
@@ -62,11 +66,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <xxhash.h>
 
-#define PD_STORE_FORMAT "1"
+#define PD_STORE_FORMAT "2"
+#define PD_STORE_FORMAT_V1 "1" /* per-event de-dup keys; migrated at open */
 #define PD_MERGE_NAME "pd_profile_merge_v1"
 #define PD_CKPT_KEY_LEN 5
 #define PD_CKPT_VAL_LEN 16
+#define PD_DEDUP_KEY_LEN 12
 #define PD_MAX_SUCCESSIVE_MERGES 8
 
 typedef struct {
@@ -410,15 +417,12 @@ static void build_options(pd_store *st, const pd_store_opts *o, int compression)
     st->db_opts = opts[0];
     st->dedup_opts = opts[1];
     st->day_opts = opts[2];
-    /* De-dup lookups are almost all misses: a memtable bloom filter answers
-     * them without walking the skiplist. */
-    rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->dedup_opts, 0.05);
-    rocksdb_options_set_memtable_whole_key_filtering(st->dedup_opts, 1);
     /* Day families: a query probes every day of its range, and most users
      * have no events on most days. A whole-key memtable bloom filter
      * answers those misses without walking the skiplist (SST files have
      * their own bloom filters). 1% of the write buffer: ~16 bits per key
-     * for a full memtable of ~200-byte entries. */
+     * for a full memtable of ~200-byte entries. (The de-dup family is only
+     * scanned when a partition is taken on, so it needs none.) */
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->day_opts, 0.01);
     rocksdb_options_set_memtable_whole_key_filtering(st->day_opts, 1);
     /* options take ownership of the merge operator (shared) */
@@ -545,6 +549,73 @@ static int meta_get(pd_store *st, const char *key, char **val, size_t *len, char
     return PD_OK;
 }
 
+/* Format 1 -> 2: rewrites the per-event de-dup keys of every partition as
+ * one packed record with seq 0 (entries in key order: each event id occurs
+ * once, so their order does not matter) and records the new version, all
+ * in one WriteBatch. */
+static int migrate_v1(pd_store *st, char *err, size_t errlen)
+{
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf_dedup);
+    pd_buf val = {0};
+    int64_t cur = -1;
+    uint64_t n = 0;
+    int rc = PD_OK;
+    for (rocksdb_iter_seek_to_first(it);; rocksdb_iter_next(it)) {
+        int valid = rocksdb_iter_valid(it);
+        size_t kl = 0, vl = 0;
+        const char *k = valid ? rocksdb_iter_key(it, &kl) : NULL;
+        const char *v = valid ? rocksdb_iter_value(it, &vl) : NULL;
+        if (valid && (kl < 5 || vl != 8)) {
+            rc = pd_seterr(err, errlen, PD_ECORRUPT, "store %s: bad format-1 de-dup record", st->dir);
+            goto out;
+        }
+        int64_t p = valid ? (int64_t)pd_get_u32be((const uint8_t *)k) : -1;
+        if (p != cur && cur >= 0) {
+            uint8_t lo[4], hi[4], dk[PD_DEDUP_KEY_LEN];
+            pd_put_u32be(lo, (uint32_t)cur);
+            pd_put_u32be(hi, (uint32_t)cur + 1);
+            rocksdb_writebatch_delete_range_cf(wb, st->cf_dedup, (const char *)lo, 4, (const char *)hi, 4);
+            pd_put_u32be(dk, (uint32_t)cur);
+            pd_put_u64be(dk + 4, 0);
+            rocksdb_writebatch_put_cf(wb, st->cf_dedup, (const char *)dk, sizeof dk, val.p ? val.p : "", val.len);
+            val.len = 0;
+        }
+        if (!valid) break;
+        cur = p;
+        XXH128_hash_t h = XXH3_128bits(k + 4, kl - 4);
+        uint8_t e[PD_DEDUP_ENTRY_LEN];
+        pd_put_u64be(e, h.high64);
+        pd_put_u64be(e + 8, h.low64);
+        memcpy(e + 16, v, 8);
+        pd_buf_append(&val, e, sizeof e);
+        n++;
+    }
+    char *re = NULL;
+    rocksdb_iter_get_error(it, &re);
+    if (re) {
+        rc = rdb_err(re, err, errlen, "read format-1 de-dup records");
+        goto out;
+    }
+    rocksdb_writebatch_put_cf(wb, st->cf_meta, "format", 6, PD_STORE_FORMAT, strlen(PD_STORE_FORMAT));
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(wo, 1);
+    rocksdb_write(st->db, wo, wb, &re);
+    rocksdb_writeoptions_destroy(wo);
+    if (re) {
+        rc = rdb_err(re, err, errlen, "migrate to format " PD_STORE_FORMAT);
+        goto out;
+    }
+    pd_info("store %s: migrated %" PRIu64 " de-dup record(s) to format " PD_STORE_FORMAT, st->dir, n);
+out:
+    pd_buf_free(&val);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_writebatch_destroy(wb);
+    return rc;
+}
+
 static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errlen)
 {
     char *format = NULL, *fp = NULL, *json = NULL;
@@ -577,7 +648,10 @@ static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errl
         goto out;
     }
     if (rc) goto out;
-    if (flen != strlen(PD_STORE_FORMAT) || memcmp(format, PD_STORE_FORMAT, flen) != 0) {
+    if (flen == strlen(PD_STORE_FORMAT_V1) && memcmp(format, PD_STORE_FORMAT_V1, flen) == 0) {
+        /* read-only readers (dump) never look at de-dup records */
+        if (!st->read_only && (rc = migrate_v1(st, err, errlen)) != PD_OK) goto out;
+    } else if (flen != strlen(PD_STORE_FORMAT) || memcmp(format, PD_STORE_FORMAT, flen) != 0) {
         rc = pd_seterr(err, errlen, PD_EINVAL,
                        "store %s has format version '%s'; this build reads version %s", st->dir,
                        format, PD_STORE_FORMAT);
@@ -751,13 +825,27 @@ int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, cons
     return PD_OK;
 }
 
-void pd_store_batch_put_dedup(pd_store_batch *b, int32_t partition, const char *event_id,
-                              size_t idlen, int64_t ts_ms)
+static void dedup_key(uint8_t *k, int32_t partition, uint64_t seq)
 {
-    uint8_t v[8];
-    data_key(&b->key, partition, event_id, idlen);
-    pd_put_u64be(v, (uint64_t)ts_ms);
-    rocksdb_writebatch_put_cf(b->wb, b->st->cf_dedup, b->key.p, b->key.len, (const char *)v, 8);
+    pd_assert(partition >= 0);
+    pd_put_u32be(k, (uint32_t)partition);
+    pd_put_u64be(k + 4, seq);
+}
+
+void pd_store_batch_put_dedup(pd_store_batch *b, int32_t partition, uint64_t seq, const void *val,
+                              size_t vlen)
+{
+    uint8_t k[PD_DEDUP_KEY_LEN];
+    pd_assert(vlen % PD_DEDUP_ENTRY_LEN == 0);
+    dedup_key(k, partition, seq);
+    rocksdb_writebatch_put_cf(b->wb, b->st->cf_dedup, (const char *)k, sizeof k, vlen ? val : "", vlen);
+}
+
+void pd_store_batch_delete_dedup(pd_store_batch *b, int32_t partition, uint64_t seq)
+{
+    uint8_t k[PD_DEDUP_KEY_LEN];
+    dedup_key(k, partition, seq);
+    rocksdb_writebatch_delete_cf(b->wb, b->st->cf_dedup, (const char *)k, sizeof k);
 }
 
 void pd_store_batch_set_checkpoint(pd_store_batch *b, int32_t partition, int64_t next_offset,
@@ -889,27 +977,38 @@ int pd_store_list_checkpoints(pd_store *st, pd_checkpoint **out, int *n)
     return rc;
 }
 
-int pd_store_get_dedup(pd_store *st, int32_t partition, const char *event_id, size_t idlen,
-                       int64_t *ts_ms)
+int pd_store_scan_dedup(pd_store *st, int32_t partition, pd_store_dedup_fn fn, void *arg, char *err,
+                        size_t errlen)
 {
-    pd_buf k = {0};
-    data_key(&k, partition, event_id, idlen);
-    char *re = NULL;
-    size_t len = 0;
+    if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
+    uint8_t lo[4], hi[4];
+    pd_put_u32be(lo, (uint32_t)partition);
+    pd_put_u32be(hi, (uint32_t)partition + 1);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    char *v = rocksdb_get_cf(st->db, ro, st->cf_dedup, k.p, k.len, &len, &re);
-    rocksdb_readoptions_destroy(ro);
-    pd_buf_free(&k);
-    if (re) {
-        pd_warn("store: read dedup: %s", re);
-        rocksdb_free(re);
-        return PD_EIO;
-    }
-    if (!v) return PD_ENOTFOUND;
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, 4);
+    rocksdb_readoptions_set_fill_cache(ro, 0);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf_dedup);
     int rc = PD_OK;
-    if (len != 8) rc = PD_ECORRUPT;
-    else *ts_ms = (int64_t)pd_get_u64be((const uint8_t *)v);
-    rocksdb_free(v);
+    for (rocksdb_iter_seek(it, (const char *)lo, 4); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < 4 || memcmp(k, lo, 4) != 0) break;
+        const char *v = rocksdb_iter_value(it, &vl);
+        if (kl != PD_DEDUP_KEY_LEN || vl % PD_DEDUP_ENTRY_LEN != 0) {
+            rc = pd_seterr(err, errlen, PD_ECORRUPT, "de-dup record of partition %d: bad key/value length %zu/%zu",
+                           partition, kl, vl);
+            break;
+        }
+        if ((rc = fn(arg, pd_get_u64be((const uint8_t *)k + 4), (const uint8_t *)v, vl)) != 0) break;
+    }
+    char *re = NULL;
+    rocksdb_iter_get_error(it, &re);
+    if (re) {
+        int r2 = rdb_err(re, err, errlen, "scan de-dup records");
+        if (!rc) rc = r2;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
     return rc;
 }
 

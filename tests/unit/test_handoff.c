@@ -42,6 +42,23 @@ static int count_cb(void *arg, int64_t day, int32_t p, const char *u, size_t ul,
     return 0;
 }
 
+typedef struct {
+    int n;
+    uint64_t seq;
+    size_t vlen;
+    uint8_t val[48];
+} dd_one;
+
+static int dd_cb(void *arg, uint64_t seq, const uint8_t *val, size_t vlen)
+{
+    dd_one *d = arg;
+    d->n++;
+    d->seq = seq;
+    d->vlen = vlen;
+    memcpy(d->val, val, vlen < sizeof d->val ? vlen : sizeof d->val);
+    return 0;
+}
+
 TEST(handoff_roundtrip_and_rejects_damage)
 {
     pd_schema s;
@@ -73,7 +90,10 @@ TEST(handoff_roundtrip_and_rejects_damage)
             pd_profile_free(&pr);
         }
     }
-    pd_store_batch_put_dedup(bt, 3, "e-1", 3, 42);
+    uint8_t dd[48];
+    for (int i = 0; i < 48; i++) dd[i] = (uint8_t)(i * 7 + 1);
+    pd_store_batch_put_dedup(bt, 3, 776, dd, sizeof dd);
+    pd_store_batch_put_dedup(bt, 4, 5, dd, 24);
     pd_store_batch_set_checkpoint(bt, 3, 777, 123456);
     {
         pd_profile pr;
@@ -156,9 +176,14 @@ TEST(handoff_roundtrip_and_rejects_damage)
     CHECK_INT(pd_store_get_checkpoint(b, 3, &got), PD_OK);
     CHECK_INT(got.next_offset, 777);
     CHECK_INT(got.clock_ms, 123456);
-    int64_t ts;
-    CHECK_INT(pd_store_get_dedup(b, 3, "e-1", 3, &ts), PD_OK);
-    CHECK_INT(ts, 42);
+    dd_one d3 = {0}, d4 = {0};
+    CHECK_INT(pd_store_scan_dedup(b, 3, dd_cb, &d3, err, sizeof err), PD_OK);
+    CHECK_INT(d3.n, 1);
+    CHECK_INT(d3.seq, 776);
+    CHECK_INT(d3.vlen, 48);
+    for (int i = 0; i < 48; i++) CHECK_INT(d3.val[i], (uint8_t)(i * 7 + 1));
+    CHECK_INT(pd_store_scan_dedup(b, 4, dd_cb, &d4, err, sizeof err), PD_OK);
+    CHECK_INT(d4.n, 0); /* partition 4 did not move */
     CHECK_INT(pd_store_get_checkpoint(b, 4, &got), PD_ENOTFOUND);
     /* Independent expectation: 40 users x 3 days; user u has (u%3)+1 events a day. */
     uint64_t want_events = 0;
@@ -187,7 +212,9 @@ TEST(handoff_roundtrip_and_rejects_damage)
     CHECK_INT(pd_store_scan(b, INT64_MIN, -1, NULL, 0, count_cb, &cb, err, sizeof err), 0);
     CHECK_INT(cb.n, 0);
     CHECK_INT(pd_store_get_checkpoint(b, 3, &got), PD_ENOTFOUND);
-    CHECK_INT(pd_store_get_dedup(b, 3, "e-1", 3, &ts), PD_ENOTFOUND);
+    d3 = (dd_one){0};
+    CHECK_INT(pd_store_scan_dedup(b, 3, dd_cb, &d3, err, sizeof err), PD_OK);
+    CHECK_INT(d3.n, 0);
     free(data);
     pd_store_close(a);
     pd_store_close(b);

@@ -16,6 +16,8 @@
 #include "util.h"
 
 #include <dirent.h>
+#include <rocksdb/c.h>
+#include <xxhash.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -55,6 +57,33 @@ static void build(pd_profile *p, const char **evs, int n)
     for (int i = 0; i < n; i++) add_json(p, evs[i]);
 }
 
+/* De-dup records collected by pd_store_scan_dedup. */
+typedef struct {
+    int n;
+    uint64_t seq[8];
+    size_t vlen[8];
+    uint8_t val[8][72];
+} dd_seen;
+
+static int dd_collect(void *arg, uint64_t seq, const uint8_t *val, size_t vlen)
+{
+    dd_seen *d = arg;
+    if (d->n < 8) {
+        d->seq[d->n] = seq;
+        d->vlen[d->n] = vlen;
+        memcpy(d->val[d->n], val, PD_MIN(vlen, sizeof d->val[0]));
+    }
+    d->n++;
+    return 0;
+}
+
+/* One packed entry, written out byte by byte (independent of the store). */
+static void dd_entry(uint8_t *e, uint8_t fill, int64_t ts)
+{
+    memset(e, fill, 16);
+    for (int i = 0; i < 8; i++) e[16 + i] = (uint8_t)((uint64_t)ts >> (56 - 8 * i));
+}
+
 static pd_store *open_store(const char *dir, const pd_schema *s, int ro)
 {
     pd_store *st = NULL;
@@ -85,7 +114,17 @@ TEST(store_commit_reopen_readback)
     pd_store_batch *bt = pd_store_batch_new(st);
     CHECK_INT(pd_store_batch_merge(bt, DAY0, 3, "u-1", 3, &a, err, sizeof err), 0);
     CHECK_INT(pd_store_batch_merge(bt, DAY0, 3, "u-2", 3, &b, err, sizeof err), 0);
-    pd_store_batch_put_dedup(bt, 3, "e-1", 3, 1763800000000LL);
+    uint8_t dd2[48], dd1[24], ddo[24];
+    dd_entry(dd2, 0xab, 1763800000000LL);
+    dd_entry(dd2 + 24, 0x01, -5);
+    dd_entry(dd1, 0x77, 1763700000000LL);
+    dd_entry(ddo, 0x55, 9);
+    pd_store_batch_put_dedup(bt, 3, 100, dd2, sizeof dd2);
+    pd_store_batch_put_dedup(bt, 3, 0x100000005ULL, dd1, sizeof dd1); /* sorts by seq, not insertion */
+    pd_store_batch_put_dedup(bt, 3, 6, ddo, sizeof ddo);
+    pd_store_batch_delete_dedup(bt, 3, 6);                         /* later in the batch: wins */
+    pd_store_batch_put_dedup(bt, 2, 1, dd1, sizeof dd1);
+    pd_store_batch_put_dedup(bt, 4, 9, dd1, 0);                    /* an empty record is legal */
     pd_store_batch_set_checkpoint(bt, 3, 100, 1763800001000LL);
     pd_store_batch_set_checkpoint(bt, 0, 7, 1763700000000LL);
     pd_store_batch_set_checkpoint(bt, 3, 150, 1763800002000LL); /* last one wins */
@@ -142,11 +181,37 @@ TEST(store_commit_reopen_readback)
     }
     pd_free(cl);
 
-    int64_t ts = 0;
-    CHECK_INT(pd_store_get_dedup(st, 3, "e-1", 3, &ts), 0);
-    CHECK_INT(ts, 1763800000000LL);
-    CHECK_INT(pd_store_get_dedup(st, 2, "e-1", 3, &ts), PD_ENOTFOUND);
-    CHECK_INT(pd_store_get_dedup(st, 3, "e-2", 3, &ts), PD_ENOTFOUND);
+    dd_seen ds3 = {0}, ds2 = {0}, ds4 = {0}, ds5 = {0};
+    CHECK_INT(pd_store_scan_dedup(st, 3, dd_collect, &ds3, err, sizeof err), 0);
+    CHECK_INT(ds3.n, 2);
+    if (ds3.n == 2) {
+        CHECK_INT(ds3.seq[0], 100);
+        CHECK_INT(ds3.vlen[0], 48);
+        CHECK(memcmp(ds3.val[0], dd2, 48) == 0);
+        CHECK_INT(ds3.seq[1], 0x100000005ULL);
+        CHECK_INT(ds3.vlen[1], 24);
+        CHECK(memcmp(ds3.val[1], dd1, 24) == 0);
+        /* ts bytes of the second entry of seq 100: -5 as i64 BE */
+        CHECK_INT(ds3.val[0][47], 0xfb);
+        CHECK_INT(ds3.val[0][24 + 16], 0xff);
+    }
+    CHECK_INT(pd_store_scan_dedup(st, 2, dd_collect, &ds2, err, sizeof err), 0);
+    CHECK_INT(ds2.n, 1);
+    CHECK_INT(ds2.seq[0], 1);
+    CHECK_INT(pd_store_scan_dedup(st, 4, dd_collect, &ds4, err, sizeof err), 0);
+    CHECK_INT(ds4.n, 1);
+    CHECK_INT(ds4.vlen[0], 0);
+    CHECK_INT(pd_store_scan_dedup(st, 5, dd_collect, &ds5, err, sizeof err), 0);
+    CHECK_INT(ds5.n, 0);
+    /* a delete in a later batch */
+    bt = pd_store_batch_new(st);
+    pd_store_batch_delete_dedup(bt, 3, 100);
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    pd_store_batch_free(bt);
+    ds3 = (dd_seen){0};
+    CHECK_INT(pd_store_scan_dedup(st, 3, dd_collect, &ds3, err, sizeof err), 0);
+    CHECK_INT(ds3.n, 1);
+    CHECK_INT(ds3.seq[0], 0x100000005ULL);
 
     int64_t *days = NULL;
     CHECK_INT(pd_store_list_days(st, &days, &n), 0);
@@ -775,6 +840,86 @@ TEST(store_profile_range)
     pd_profile_free(&tmp);
     for (int i = 0; i < 5; i++) pd_profile_free(&exp[i]);
     pd_store_close(st);
+out:
+    pd_free(dir);
+}
+
+/* Format 1 stores (one de-dup key per event id) are converted on open: one
+ * record (partition, seq 0) per partition holding XXH3-128(id) + ts. The
+ * old store is written with the raw RocksDB API. */
+TEST(store_migrates_format1_dedup)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0); /* creates a format-2 store */
+    if (!st) goto out;
+    pd_store_close(st);
+    {
+        const char *names[] = {"default", "meta", "dedup"};
+        rocksdb_options_t *o = rocksdb_options_create();
+        const rocksdb_options_t *co[] = {o, o, o};
+        rocksdb_column_family_handle_t *h[3];
+        char *re = NULL;
+        rocksdb_t *db = rocksdb_open_column_families(o, dir, 3, names, co, h, &re);
+        CHECK(re == NULL && db != NULL);
+        if (!db) {
+            rocksdb_free(re);
+            rocksdb_options_destroy(o);
+            goto out;
+        }
+        rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+        rocksdb_put_cf(db, wo, h[1], "format", 6, "1", 1, &re);
+        /* partition 2: "e-1" @ 5, "e-22" @ -1; partition 7: "x" @ 1<<40 */
+        static const struct { uint8_t p; const char *id; int64_t ts; } old[] = {
+            {2, "e-1", 5}, {2, "e-22", -1}, {7, "x", 1LL << 40}};
+        for (size_t i = 0; i < PD_ARRAY_LEN(old); i++) {
+            char k[16] = {0, 0, 0, (char)old[i].p};
+            size_t n = strlen(old[i].id);
+            memcpy(k + 4, old[i].id, n);
+            uint8_t v[8];
+            for (int b = 0; b < 8; b++) v[b] = (uint8_t)((uint64_t)old[i].ts >> (56 - 8 * b));
+            rocksdb_put_cf(db, wo, h[2], k, 4 + n, (const char *)v, 8, &re);
+        }
+        CHECK(re == NULL);
+        rocksdb_writeoptions_destroy(wo);
+        for (int i = 0; i < 3; i++) rocksdb_column_family_handle_destroy(h[i]);
+        rocksdb_close(db);
+        rocksdb_options_destroy(o);
+    }
+    st = open_store(dir, &s, 0);
+    if (!st) goto out;
+    dd_seen d2 = {0}, d7 = {0};
+    CHECK_INT(pd_store_scan_dedup(st, 2, dd_collect, &d2, err, sizeof err), 0);
+    CHECK_INT(pd_store_scan_dedup(st, 7, dd_collect, &d7, err, sizeof err), 0);
+    CHECK_INT(d2.n, 1);
+    CHECK_INT(d7.n, 1);
+    if (d2.n == 1 && d7.n == 1) {
+        CHECK_INT(d2.seq[0], 0);
+        CHECK_INT(d2.vlen[0], 48);
+        CHECK_INT(d7.vlen[0], 24);
+        /* expected entries, in key order ("e-1" < "e-22") */
+        uint8_t want[48];
+        XXH128_hash_t a = XXH3_128bits("e-1", 3), b = XXH3_128bits("e-22", 4);
+        for (int i = 0; i < 8; i++) {
+            want[i] = (uint8_t)(a.high64 >> (56 - 8 * i));
+            want[8 + i] = (uint8_t)(a.low64 >> (56 - 8 * i));
+            want[16 + i] = (uint8_t)(5ULL >> (56 - 8 * i));
+            want[24 + i] = (uint8_t)(b.high64 >> (56 - 8 * i));
+            want[32 + i] = (uint8_t)(b.low64 >> (56 - 8 * i));
+            want[40 + i] = 0xff;
+        }
+        CHECK(memcmp(d2.val[0], want, 48) == 0);
+        CHECK_INT(d7.val[0][16 + 2], 1); /* 1<<40 BE: byte 2 of the ts */
+    }
+    pd_store_close(st);
+    st = open_store(dir, &s, 0); /* now format 2: opens without converting again */
+    if (st) {
+        d2 = (dd_seen){0};
+        CHECK_INT(pd_store_scan_dedup(st, 2, dd_collect, &d2, err, sizeof err), 0);
+        CHECK_INT(d2.n, 1);
+        pd_store_close(st);
+    }
 out:
     pd_free(dir);
 }

@@ -1,0 +1,201 @@
+/* test_ingest.c -- the ingest core in replay mode (no Kafka): de-dup
+ * decisions across flushes, restarts (index reloaded from the store) and
+ * garbage collection of de-dup records, against an independent oracle (a
+ * plain list of id -> latest accepted ts, the rule of ingest.c). */
+#include "test.h"
+#include "ingest.h"
+#include "store.h"
+#include "util.h"
+#include "worker.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define WIN_MS (3600 * 1000LL)
+#define NIDS 40
+
+typedef struct {
+    pd_config cfg;
+    pd_schema schema;
+    pd_metrics metrics;
+    pd_worker w;
+    pd_store *store;
+} tw;
+
+static int tw_open(tw *t, const char *dir)
+{
+    char err[256];
+    memset(t, 0, sizeof *t);
+    pd_config_init(&t->cfg);
+    pd_config_set(&t->cfg, "data_dir", dir, NULL, 0);
+    pd_config_set(&t->cfg, "dedup_window", "1h", NULL, 0);
+    pd_config_set(&t->cfg, "id", "t", NULL, 0);
+    if (pd_config_finalize(&t->cfg, err, sizeof err) != PD_OK) return PD_ERR;
+    if (pd_tz_parse(&t->w.tz, t->cfg.timezone, err, sizeof err) != PD_OK) return PD_ERR;
+    pd_schema_default(&t->schema, 64);
+    pd_metrics_init(&t->metrics);
+    pd_store_opts so = {0};
+    if (pd_store_open(&t->store, dir, &t->schema, &so, err, sizeof err) != PD_OK) return PD_ERR;
+    t->w.cfg = &t->cfg;
+    t->w.schema = &t->schema;
+    t->w.metrics = &t->metrics;
+    t->w.store = t->store;
+    t->w.nparts = 1;
+    t->w.parts = pd_calloc(1, sizeof *t->w.parts);
+    atomic_store(&t->w.parts[0].next_offset, -1);
+    atomic_store(&t->w.parts[0].committed, -1);
+    return PD_OK;
+}
+
+static void tw_close(tw *t)
+{
+    if (t->store) pd_store_close(t->store);
+    free(t->w.parts);
+    pd_config_free(&t->cfg);
+}
+
+static int count_recs(void *arg, uint64_t seq, const uint8_t *val, size_t vlen)
+{
+    (void)seq;
+    (void)val;
+    (void)vlen;
+    (*(int *)arg)++;
+    return 0;
+}
+
+TEST(ingest_dedup_across_flushes_restarts_and_gc)
+{
+    char dir[400], err[256];
+    snprintf(dir, sizeof dir, "%s/ingest-dd", pd_test_tmpdir());
+    /* oracle state */
+    int64_t seen[NIDS];
+    int have[NIDS] = {0};
+    int64_t clock = 0;
+    uint64_t want_dup = 0, got_dup = 0;
+    int64_t offset = 0;
+    uint32_t rnd = 12345;
+    int64_t base = 1763800000000LL;
+    int bad = 0;
+    for (int run = 0; run < 10; run++) {
+        tw t;
+        if (tw_open(&t, dir) != PD_OK) {
+            CHECK(!"open worker");
+            tw_close(&t);
+            return;
+        }
+        pd_ingest *ig = NULL;
+        CHECK_INT(pd_ingest_new(&ig, &t.w, 0, err, sizeof err), PD_OK);
+        if (!ig) {
+            tw_close(&t);
+            return;
+        }
+        pd_ingest_assign_local(ig, 0);
+        uint64_t before = atomic_load(&t.metrics.events_duplicate);
+        for (int i = 0; i < 600; i++) {
+            rnd = rnd * 1103515245u + 12345u;
+            int id = (int)((rnd >> 8) % NIDS);
+            rnd = rnd * 1103515245u + 12345u;
+            /* time moves forward 1 min per event, with late events up to
+             * 1.5 windows back (overrides with older ts, instant expiry) */
+            int64_t ts = base + offset * 60000LL - (int64_t)((rnd >> 8) % (3 * WIN_MS / 2));
+            char ev[256];
+            int n = snprintf(ev, sizeof ev, "{\"event_id\":\"e-%d\",\"user_id\":\"u-%d\",\"ts\":%" PRId64
+                             ",\"type\":\"view\"}", id, id % 7, ts);
+            /* oracle */
+            if (ts > clock) clock = ts;
+            int dup = have[id] && seen[id] >= clock - WIN_MS && llabs(ts - seen[id]) <= WIN_MS;
+            if (dup) want_dup++;
+            else {
+                seen[id] = ts;
+                have[id] = 1;
+            }
+            uint64_t d0 = atomic_load(&t.metrics.events_duplicate);
+            pd_ingest_record(ig, 0, offset++, -1, NULL, 0, ev, (size_t)n, NULL, 0);
+            int got = atomic_load(&t.metrics.events_duplicate) != d0;
+            if (got != dup && bad++ < 5) CHECK_INT(got, dup);
+            if ((rnd >> 4) % 6 == 0) CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
+        }
+        got_dup += atomic_load(&t.metrics.events_duplicate) - before;
+        pd_ingest_free(ig); /* flushes the rest */
+        int nrec = 0;
+        CHECK_INT(pd_store_scan_dedup(t.store, 0, count_recs, &nrec, err, sizeof err), PD_OK);
+        /* GC: about 1 event per minute and records are at most ~1 flush of
+         * ~97 events; only records touching the last window (+ late
+         * events, 3 windows) may survive, far fewer than were written. */
+        CHECK(nrec > 0 && nrec < 40);
+        tw_close(&t);
+    }
+    CHECK_INT(got_dup, want_dup);
+    CHECK(want_dup > 100);
+}
+
+/* Feeds one event to partition 0; returns 1 when it was counted a duplicate. */
+static int feed(tw *t, pd_ingest *ig, int64_t *off, const char *id, int64_t minute)
+{
+    char ev[256];
+    int64_t ts = 1763800000000LL + minute * 60000LL;
+    int n = id ? snprintf(ev, sizeof ev, "{\"event_id\":\"%s\",\"user_id\":\"u\",\"ts\":%" PRId64 ",\"type\":\"v\"}",
+                          id, ts)
+               : snprintf(ev, sizeof ev, "{\"user_id\":\"u\",\"ts\":%" PRId64 ",\"type\":\"v\"}", ts);
+    uint64_t d0 = atomic_load(&t->metrics.events_duplicate);
+    pd_ingest_record(ig, 0, (*off)++, -1, NULL, 0, ev, (size_t)n, NULL, 0);
+    return atomic_load(&t->metrics.events_duplicate) != d0;
+}
+
+/* The case garbage collection must get right: a late event overrides a
+ * still-live entry with an already expired one. The record holding the
+ * override must outlive the entry it overrode, else a reload resurrects it. */
+TEST(ingest_dedup_gc_keeps_overrides)
+{
+    char dir[400], err[256];
+    snprintf(dir, sizeof dir, "%s/ingest-dd2", pd_test_tmpdir());
+    int64_t off = 0;
+    tw t;
+    pd_ingest *ig = NULL;
+    if (tw_open(&t, dir) != PD_OK || pd_ingest_new(&ig, &t.w, 0, err, sizeof err) != PD_OK) {
+        CHECK(!"open");
+        tw_close(&t);
+        return;
+    }
+    pd_ingest_assign_local(ig, 0);
+    /* window 60 min; minutes relative to a base */
+    CHECK_INT(feed(&t, ig, &off, "x", 150), 0);
+    CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
+    CHECK_INT(feed(&t, ig, &off, "y", 200), 0); /* clock 200: x@150 still live (>= 140) */
+    CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
+    CHECK_INT(feed(&t, ig, &off, "x", 80), 0);  /* 70 min from 150: accepted; x -> 80, expired */
+    CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
+    CHECK_INT(feed(&t, ig, &off, "z", 80), 0);  /* z: accepted late, expired at once */
+    CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
+    /* many flushes (so that every kind of collection pass runs) */
+    for (int i = 0; i < 200; i++) {
+        feed(&t, ig, &off, NULL, 201);
+        CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
+    }
+    pd_ingest_free(ig);
+    tw_close(&t);
+
+    /* Restart: the index is rebuilt from the records left after GC. */
+    if (tw_open(&t, dir) != PD_OK || pd_ingest_new(&ig, &t.w, 0, err, sizeof err) != PD_OK) {
+        CHECK(!"reopen");
+        tw_close(&t);
+        return;
+    }
+    pd_ingest_assign_local(ig, 0);
+    CHECK_INT(feed(&t, ig, &off, "x", 170), 0); /* x -> 80 (expired), not 150: accepted */
+    CHECK_INT(feed(&t, ig, &off, "x", 175), 1); /* within 60 min of 170 */
+    CHECK_INT(feed(&t, ig, &off, "y", 150), 1); /* y -> 200, live: 50 min away: dup */
+    CHECK_INT(feed(&t, ig, &off, "z", 81), 0);  /* z -> 80, expired */
+    /* the clock moves past everything: every record becomes collectable */
+    CHECK_INT(feed(&t, ig, &off, "w", 1000), 0);
+    for (int i = 0; i < 70; i++) {
+        feed(&t, ig, &off, NULL, 1000);
+        CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
+    }
+    int nrec = 0;
+    CHECK_INT(pd_store_scan_dedup(t.store, 0, count_recs, &nrec, err, sizeof err), PD_OK);
+    CHECK_INT(nrec, 1); /* only the one holding w@1000 */
+    pd_ingest_free(ig);
+    tw_close(&t);
+}
