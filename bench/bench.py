@@ -1318,8 +1318,9 @@ def write_markdown(r, plots):
              "same settings) glibc's `malloc_stats()` showed 116 MB in use at 4 minutes and 132 MB at 10 (block "
              "cache full at 63.9 MB per RocksDB's stats dump, memtables, index/filter blocks ~6 MB), within the "
              "budget, while the memory malloc held from the system went from 143 to 200 MB: the continued RSS "
-             "growth (~9 MiB/min in the second half, max 210-229 MiB) is freed memory glibc keeps (memtable "
-             "arena blocks and cache blocks of varying sizes fragment the heap), not live data." % (
+             "growth (~9 MiB/min in the second half, max 210-229 MiB) is mostly freed memory glibc keeps; in "
+             "use grew ~3 MB/min (cause not pinned down). With jemalloc preloaded the second-half growth was "
+             "3 MiB/min (see docs/operations.md, ## Memory)." % (
                  mc["block_cache_mb"], mc["write_buffer_mb"], mc["batch_max_events"], mc["queued_max_kbytes"],
                  fmt(mm.get("rate_target", 6000)), fmt(mm.get("secs", s.get("mem_secs", 0)))))
     L.append("\n## Reproduce\n")
