@@ -21,7 +21,7 @@ docs/bench_handoff.png and docs/bench_rss.png.
                  (split: listening, rebalance wait, restore, ready)
   9 memory       one worker with explicit memory settings under continuous
                  ingestion (30 day families) and light queries: VmRSS
-                 sampled every second (10 minutes; QUICK: 40 s) against
+                 sampled every second (10 minutes; QUICK: 25 s) against
                  the budget documented in docs/operations.md
 
 QUICK=1 uses small sizes (the whole run stays under 3 minutes). For
@@ -59,7 +59,7 @@ PARTS = 32
 
 SIZES = {
     True: dict(proc_n=100_000, users=20_000, e2e_n=100_000, query_secs=4, conns=8,
-               fresh_n=40, recovery=[100_000], redis_threads=8, handoff=200_000, mem_secs=40),
+               fresh_n=40, recovery=[100_000], redis_threads=8, handoff=200_000, mem_secs=25),
     False: dict(proc_n=1_000_000, users=200_000, e2e_n=250_000, query_secs=15, conns=8,
                 fresh_n=300, recovery=[1_000_000, 10_000_000], redis_threads=8, handoff=1_000_000,
                 mem_secs=600),
@@ -1305,7 +1305,7 @@ def write_markdown(r, plots):
              "`profilectl produce --generate --rate` processes (%s ev/s in all, 200,000 users, Zipf 0.7) each sweep "
              "their own 10 of the last 30 days, so three day column families take writes at any time and all 30 "
              "get some, and a light query load (one client, ~20 `GET /v1/profiles/{random user}?days=30` per "
-             "second) runs; `VmRSS` of `/proc/<pid>/status` is sampled every second for %s s (QUICK: 40 s, full: "
+             "second) runs; `VmRSS` of `/proc/<pid>/status` is sampled every second for %s s (QUICK: 25 s, full: "
              "10 minutes). The budget is the sum `docs/operations.md` (## Memory) documents: block cache + "
              "2 x write_buffer_mb (one `db_write_buffer_size` shared by all day families) + batch_max_events x "
              "3 KiB (the worst-case batch) + librdkafka's consumer queue; it leaves out the fixed part (code, "
