@@ -1230,6 +1230,37 @@ static int passthrough(rd_kafka_conf_t *c, const pd_config *cfg, char *err, size
     return PD_OK;
 }
 
+/* A consumer configuration: the settings both consumers share (no auto
+ * commit or offset store -- the store holds the offsets -- bounded fetch
+ * wait, no EOF events, our callbacks), then `extra` (NULL-terminated
+ * key/value pairs), then the kafka.* passthrough so operators can override
+ * anything. NULL (err set) on a bad passthrough setting. */
+static rd_kafka_conf_t *consumer_conf(pd_ingest *ig, const char *group_id, const char *reset,
+                                      const char *const *extra, char *err, size_t errlen)
+{
+    const pd_config *cfg = ig->cfg;
+    char num[32];
+    rd_kafka_conf_t *c = base_conf(cfg, err, errlen);
+    if (!c) return NULL;
+    apply_conf(c, "group.id", group_id, NULL, 0);
+    apply_conf(c, "enable.auto.commit", "false", NULL, 0);
+    apply_conf(c, "enable.auto.offset.store", "false", NULL, 0);
+    apply_conf(c, "auto.offset.reset", reset, NULL, 0);
+    apply_conf(c, "enable.partition.eof", "false", NULL, 0);
+    /* A fetch returns as soon as data is there; an idle one waits at most
+     * this long (librdkafka's 500 ms default would dominate freshness). */
+    snprintf(num, sizeof num, "%" PRId64, PD_MAX(PD_MIN(cfg->commit_interval_ms / 2, 100), 1));
+    apply_conf(c, "fetch.wait.max.ms", num, NULL, 0);
+    for (int i = 0; extra && extra[i]; i += 2) apply_conf(c, extra[i], extra[i + 1], NULL, 0);
+    rd_kafka_conf_set_opaque(c, ig);
+    rd_kafka_conf_set_error_cb(c, error_cb);
+    if (passthrough(c, cfg, err, errlen)) {
+        rd_kafka_conf_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
 static int topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, char *err, size_t errlen)
 {
     for (int attempt = 0; attempt < 50; attempt++) {
@@ -1265,7 +1296,6 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
     int rc = PD_OK;
     if (kafka) {
         const pd_config *cfg = w->cfg;
-        char num[32];
         /* Producer for the DLQ and misrouted events. */
         rd_kafka_conf_t *pc = base_conf(cfg, err, errlen);
         if (!pc) { rc = PD_EINVAL; goto fail; }
@@ -1280,27 +1310,15 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
             rc = pd_seterr(err, errlen, PD_EINVAL, "producer: %s", e2);
             goto fail;
         }
-        /* Consumer. */
-        rd_kafka_conf_t *cc = base_conf(cfg, err, errlen);
+        /* Consumer (group member, cooperative-sticky). */
+        char sess[32], hb[32];
+        snprintf(sess, sizeof sess, "%" PRId64, cfg->session_timeout_ms);
+        snprintf(hb, sizeof hb, "%" PRId64, PD_MAX(cfg->session_timeout_ms / 4, 500));
+        const char *const group_extra[] = {"partition.assignment.strategy", "cooperative-sticky",
+                                           "session.timeout.ms", sess, "heartbeat.interval.ms", hb, NULL};
+        rd_kafka_conf_t *cc = consumer_conf(ig, cfg->group, cfg->auto_offset_reset, group_extra, err, errlen);
         if (!cc) { rc = PD_EINVAL; goto fail; }
-        apply_conf(cc, "group.id", cfg->group, NULL, 0);
-        apply_conf(cc, "partition.assignment.strategy", "cooperative-sticky", NULL, 0);
-        apply_conf(cc, "enable.auto.commit", "false", NULL, 0);
-        apply_conf(cc, "enable.auto.offset.store", "false", NULL, 0);
-        apply_conf(cc, "auto.offset.reset", cfg->auto_offset_reset, NULL, 0);
-        snprintf(num, sizeof num, "%" PRId64, cfg->session_timeout_ms);
-        apply_conf(cc, "session.timeout.ms", num, NULL, 0);
-        snprintf(num, sizeof num, "%" PRId64, PD_MAX(cfg->session_timeout_ms / 4, 500));
-        apply_conf(cc, "heartbeat.interval.ms", num, NULL, 0);
-        apply_conf(cc, "enable.partition.eof", "false", NULL, 0);
-        /* A fetch returns as soon as data is there; an idle one waits at most
-         * this long (librdkafka's 500 ms default would dominate freshness). */
-        snprintf(num, sizeof num, "%" PRId64, PD_MAX(PD_MIN(cfg->commit_interval_ms / 2, 100), 1));
-        apply_conf(cc, "fetch.wait.max.ms", num, NULL, 0);
-        rd_kafka_conf_set_opaque(cc, ig);
         rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
-        rd_kafka_conf_set_error_cb(cc, error_cb);
-        if ((rc = passthrough(cc, cfg, err, errlen))) { rd_kafka_conf_destroy(cc); goto fail; }
         ig->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, e2, sizeof e2);
         if (!ig->consumer) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "consumer: %s", e2);
@@ -1333,19 +1351,10 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
         if (cfg->replicas > 0) {
             /* Replicas: a second consumer in assign mode (no group), never
              * committing; its offsets live in the store like the owner's. */
-            rd_kafka_conf_t *rc2 = base_conf(cfg, err, errlen);
-            if (!rc2) { rc = PD_EINVAL; goto fail; }
             char gid[400];
             snprintf(gid, sizeof gid, "%s.replica.%s", cfg->group, cfg->id);
-            apply_conf(rc2, "group.id", gid, NULL, 0);
-            apply_conf(rc2, "enable.auto.commit", "false", NULL, 0);
-            apply_conf(rc2, "enable.auto.offset.store", "false", NULL, 0);
-            apply_conf(rc2, "auto.offset.reset", "earliest", NULL, 0);
-            apply_conf(rc2, "enable.partition.eof", "false", NULL, 0);
-            apply_conf(rc2, "fetch.wait.max.ms", num, NULL, 0);
-            rd_kafka_conf_set_error_cb(rc2, error_cb);
-            rd_kafka_conf_set_opaque(rc2, ig);
-            if ((rc = passthrough(rc2, cfg, err, errlen))) { rd_kafka_conf_destroy(rc2); goto fail; }
+            rd_kafka_conf_t *rc2 = consumer_conf(ig, gid, "earliest", NULL, err, errlen);
+            if (!rc2) { rc = PD_EINVAL; goto fail; }
             ig->rconsumer = rd_kafka_new(RD_KAFKA_CONSUMER, rc2, e2, sizeof e2);
             if (!ig->rconsumer) {
                 rc = pd_seterr(err, errlen, PD_EINVAL, "replica consumer: %s", e2);
