@@ -1198,6 +1198,14 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
         resp_error(r, 414, "uri too long", "query string longer than %d bytes", HTTP_MAX_QUERY);
         return;
     }
+    size_t head = strlen(ri->request_method) + strlen(ri->request_uri) + 16;
+    for (int i = 0; i < ri->num_headers; i++)
+        head += strlen(ri->http_headers[i].name) + strlen(ri->http_headers[i].value) + 4;
+    if (head > (size_t)cfg->http_max_request_bytes) {
+        resp_error(r, 431, "request header fields too large", "request head of %zu bytes is over http_max_request_bytes (%lld)",
+                   head, (long long)cfg->http_max_request_bytes);
+        return;
+    }
     const char *seg = NULL;
     size_t seglen = 0;
     *route = classify(path, &seg, &seglen);
@@ -1337,7 +1345,10 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     char threads[24], tmo[24], maxreq[24];
     snprintf(threads, sizeof threads, "%lld", (long long)cfg->http_threads);
     snprintf(tmo, sizeof tmo, "%lld", (long long)cfg->http_request_timeout_ms);
-    snprintf(maxreq, sizeof maxreq, "%lld", (long long)cfg->http_max_request_bytes);
+    /* civetweb answers a head over its own limit with a bare 400 it cannot
+     * tell from a malformed request; give it room (4x) and enforce
+     * http_max_request_bytes in dispatch, where an oversized head gets 431. */
+    snprintf(maxreq, sizeof maxreq, "%lld", (long long)PD_MIN(cfg->http_max_request_bytes * 4, 4 << 20));
     const char *opts[] = {
         "listening_ports", cfg->listen,
         "num_threads", threads,
