@@ -1400,6 +1400,32 @@ static const char *origin_header(const rd_kafka_message_t *m, size_t *len)
     return v;
 }
 
+/* Feeds consumed records of partitions held in `role` (the owner's group
+ * consumer or the replica consumer) to pd_ingest_record and destroys every
+ * message (ownership of msgs[0..n) passes here). Records of partitions in
+ * another role -- in flight across a role change -- are dropped unapplied;
+ * the consumer that now holds the partition reads them again. */
+static void handle_messages(pd_ingest *ig, rd_kafka_message_t **msgs, ssize_t n, int role)
+{
+    pd_worker *w = ig->w;
+    for (ssize_t i = 0; i < n; i++) {
+        rd_kafka_message_t *m = msgs[i];
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) pd_warn("consume: %s", rd_kafka_message_errstr(m));
+        } else if (m->partition >= 0 && m->partition < w->nparts && ig->pp[m->partition].role == role &&
+                   rd_kafka_topic_name(m->rkt) && strcmp(rd_kafka_topic_name(m->rkt), ig->cfg->topic) == 0) {
+            rd_kafka_timestamp_type_t tt;
+            int64_t ts = rd_kafka_message_timestamp(m, &tt);
+            size_t olen = 0;
+            const char *origin = origin_header(m, &olen);
+            pd_ingest_record(ig, m->partition, m->offset, tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts, m->key,
+                             m->key_len, m->payload, m->len, origin, olen);
+            if (role == ROLE_OWNER) atomic_store(&w->kafka_up, 1);
+        }
+        rd_kafka_message_destroy(m);
+    }
+}
+
 int pd_ingest_run(pd_ingest *ig)
 {
     pd_worker *w = ig->w;
@@ -1417,40 +1443,8 @@ int pd_ingest_run(pd_ingest *ig)
         /* A batch call returns when the batch is full or the timeout ends,
          * so the timeout is kept short: it bounds the latency it adds. */
         ssize_t n = rd_kafka_consume_batch_queue(ig->cq, PD_MIN(timeout, 20), msgs, NB);
-        for (ssize_t i = 0; i < n; i++) {
-            rd_kafka_message_t *m = msgs[i];
-            if (m->err) {
-                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                    pd_warn("consume: %s", rd_kafka_message_errstr(m));
-            } else if (m->partition >= 0 && m->partition < w->nparts && ig->pp[m->partition].role == ROLE_OWNER &&
-                       rd_kafka_topic_name(m->rkt) && strcmp(rd_kafka_topic_name(m->rkt), ig->cfg->topic) == 0) {
-                rd_kafka_timestamp_type_t tt;
-                int64_t ts = rd_kafka_message_timestamp(m, &tt);
-                size_t olen = 0;
-                const char *origin = origin_header(m, &olen);
-                pd_ingest_record(ig, m->partition, m->offset, tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts,
-                                 m->key, m->key_len, m->payload, m->len, origin, olen);
-                atomic_store(&w->kafka_up, 1);
-            }
-            rd_kafka_message_destroy(m);
-        }
-        if (ig->rq) {
-            n = rd_kafka_consume_batch_queue(ig->rq, 0, msgs, NB);
-            for (ssize_t i = 0; i < n; i++) {
-                rd_kafka_message_t *m = msgs[i];
-                if (!m->err && m->partition >= 0 && m->partition < w->nparts &&
-                    ig->pp[m->partition].role == ROLE_REPLICA && rd_kafka_topic_name(m->rkt) &&
-                    strcmp(rd_kafka_topic_name(m->rkt), ig->cfg->topic) == 0) {
-                    rd_kafka_timestamp_type_t tt;
-                    int64_t ts = rd_kafka_message_timestamp(m, &tt);
-                    size_t olen = 0;
-                    const char *origin = origin_header(m, &olen);
-                    pd_ingest_record(ig, m->partition, m->offset, tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts,
-                                     m->key, m->key_len, m->payload, m->len, origin, olen);
-                }
-                rd_kafka_message_destroy(m);
-            }
-        }
+        handle_messages(ig, msgs, n, ROLE_OWNER);
+        if (ig->rq) handle_messages(ig, msgs, rd_kafka_consume_batch_queue(ig->rq, 0, msgs, NB), ROLE_REPLICA);
         if (ig->producer) rd_kafka_poll(ig->producer, 0);
         reap_restores(ig);
         now = pd_mono_us();

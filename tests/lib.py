@@ -5,6 +5,7 @@ Every process started through a Cluster is stopped when the Cluster closes
 (SIGTERM, then SIGKILL after a bound), also when a test fails. Only loopback
 addresses and ephemeral ports are used.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -247,6 +248,22 @@ class Cluster:
         else:
             print("  (logs kept in %s)" % self.dir)
         return errors
+
+
+@contextlib.contextmanager
+def cluster(**kw):
+    """A Cluster that is always closed: every process it started is stopped.
+    On success a worker that exited badly fails the test; on failure the
+    logs are kept and their directory printed."""
+    c = Cluster(**kw)
+    ok = False
+    try:
+        yield c
+        ok = True
+    finally:
+        errs = c.close(ok)
+    if errs:
+        raise TestFailure("; ".join(errs))
 
 
 def main(tests):

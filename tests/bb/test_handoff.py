@@ -21,7 +21,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import Cluster, PROFILECTL, check, http_get, main, wait_for, TestFailure  # noqa: E402
+from lib import cluster, PROFILECTL, check, http_get, main, wait_for, TestFailure  # noqa: E402
 from oracle import Oracle  # noqa: E402
 
 DAY = 86400000
@@ -150,9 +150,7 @@ def check_final(c, workers, prefix, users):
 
 def test_scale_out_kill_restart():
     nparts = 6
-    c = Cluster(partitions=nparts)
-    ok = False
-    try:
+    with cluster(partitions=nparts) as c:
         first = gen_file(c, "a.jsonl", 6000, 400, 101)
         second = gen_file(c, "b.jsonl", 6000, 400, 202)
         w1 = c.start_worker("w1", ["--cleanup_grace", "2s"])
@@ -207,18 +205,11 @@ def test_scale_out_kill_restart():
         print("  queries: %s, snapshot restores: %d" % (q.counts, restores))
         for w in ws:
             check(w.stop() == 0, "%s exit code" % w.name)
-        ok = True
-    finally:
-        errs = c.close(ok)
-        if ok and errs:
-            raise TestFailure("; ".join(errs))
 
 
 def test_owner_down_served_stale_within_1s():
     nparts = 4
-    c = Cluster(partitions=nparts)
-    ok = False
-    try:
+    with cluster(partitions=nparts) as c:
         path = gen_file(c, "a.jsonl", 4000, 300, 303)
         ws = [c.start_worker("w%d" % i, ["--replicas", "1"]) for i in (1, 2, 3)]
         c.produce_file(path)
@@ -257,18 +248,11 @@ def test_owner_down_served_stale_within_1s():
               % (len(theirs), took))
         for w in survivors:
             check(w.stop() == 0, "%s exit code" % w.name)
-        ok = True
-    finally:
-        errs = c.close(ok)
-        if ok and errs:
-            raise TestFailure("; ".join(errs))
 
 
 def test_broker_down_keeps_serving():
     nparts = 4
-    c = Cluster(partitions=nparts)
-    ok = False
-    try:
+    with cluster(partitions=nparts) as c:
         path = gen_file(c, "a.jsonl", 3000, 200, 404)
         ws = [c.start_worker("w%d" % i, ["--shutdown_timeout_ms", "8000"]) for i in (1, 2)]
         c.produce_file(path)
@@ -295,11 +279,6 @@ def test_broker_down_keeps_serving():
             t0 = time.monotonic()
             w.stop(timeout=30)
             check(time.monotonic() - t0 < 20, "shutdown with the broker down took too long")
-        ok = True
-    finally:
-        errs = c.close(ok)
-        if ok and errs:
-            raise TestFailure("; ".join(errs))
 
 
 if __name__ == "__main__":

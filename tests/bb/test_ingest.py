@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import Cluster, PROFILECTL, check, main, wait_for, TestFailure  # noqa: E402
+from lib import cluster, PROFILECTL, check, main, wait_for, TestFailure  # noqa: E402
 from oracle import Oracle, diff_profile, partition_for  # noqa: E402
 
 NPARTS = 4
@@ -167,9 +167,7 @@ def check_dlq(c, oracle, bad):
 
 
 def test_exactness_dlq_misrouted():
-    c = Cluster(partitions=NPARTS)
-    ok = False
-    try:
+    with cluster(partitions=NPARTS) as c:
         path, bad = build_input(c, 6000, 400, 11)
         w = c.start_worker("w1")
         out = c.produce_file(path, ["--key_field", "route_key"])
@@ -182,17 +180,10 @@ def test_exactness_dlq_misrouted():
         check(o.outcomes.get("duplicate", 0) > 50, "too few duplicates in the input: %s" % o.outcomes)
         compare_state(c, o, [w.data])
         check_dlq(c, o, bad)
-        ok = True
-    finally:
-        errs = c.close(ok)
-        if ok and errs:
-            raise TestFailure("; ".join(errs))
 
 
 def test_crash_safety_kill9():
-    c = Cluster(partitions=NPARTS)
-    ok = False
-    try:
+    with cluster(partitions=NPARTS) as c:
         path, bad = build_input(c, 24000, 2000, 23)
         data = os.path.join(c.dir, "data-w1")
         # Produce at a bounded rate in the background so that every kill
@@ -217,17 +208,10 @@ def test_crash_safety_kill9():
         compare_state(c, o, [data])
         check_dlq(c, o, bad)
         check(kills >= 5, "killed only %d times" % kills)
-        ok = True
-    finally:
-        errs = c.close(ok)
-        if ok and errs:
-            raise TestFailure("; ".join(errs))
 
 
 def test_rebalance_leave_rejoin():
-    c = Cluster(partitions=NPARTS)
-    ok = False
-    try:
+    with cluster(partitions=NPARTS) as c:
         path, bad = build_input(c, 12000, 800, 31)
         lines = open(path, "rb").read().splitlines()
         third = len(lines) // 3
@@ -252,17 +236,10 @@ def test_rebalance_leave_rejoin():
         o = oracle_from_topic(c)
         compare_state(c, o, dirs)
         check_dlq(c, o, bad)
-        ok = True
-    finally:
-        errs = c.close(ok)
-        if ok and errs:
-            raise TestFailure("; ".join(errs))
 
 
 def test_graceful_shutdown_bounded():
-    c = Cluster(partitions=NPARTS)
-    ok = False
-    try:
+    with cluster(partitions=NPARTS) as c:
         path, _ = build_input(c, 20000, 1000, 41)
         c.produce_file(path, ["--key_field", "route_key"])
         w = c.start_worker("w1")
@@ -278,11 +255,6 @@ def test_graceful_shutdown_bounded():
         wait_caught_up(c, [w.data])
         check(w.stop() == 0, "second stop failed")
         compare_state(c, oracle_from_topic(c), [w.data])
-        ok = True
-    finally:
-        errs = c.close(ok)
-        if ok and errs:
-            raise TestFailure("; ".join(errs))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import Cluster, check, http_get, main, wait_for, TestFailure  # noqa: E402
+from lib import cluster, check, http_get, main, wait_for, TestFailure  # noqa: E402
 from oracle import Oracle, capped, day_str, ts_str, vehicle_schema  # noqa: E402
 import datetime  # noqa: E402
 
@@ -193,9 +193,7 @@ def query_all(ws, user, qs):
 
 
 def test_query_every_user_every_worker():
-    c = Cluster(partitions=NPARTS)
-    ok = False
-    try:
+    with cluster(partitions=NPARTS) as c:
         ws, o, parts = setup(c)
         t = today()
         users = sorted({u for (u, d) in o.raw})
@@ -262,17 +260,10 @@ def test_query_every_user_every_worker():
         check(st in (414, 431, 400), "huge URI: %d" % st)
         for w in ws:
             check(w.stop() == 0, "%s exit code" % w.name)
-        ok = True
-    finally:
-        errs = c.close(ok)
-        if ok and errs:
-            raise TestFailure("; ".join(errs))
 
 
 def test_api_token():
-    c = Cluster(partitions=2)
-    ok = False
-    try:
+    with cluster(partitions=2) as c:
         w = c.start_worker("w1", ["--api_token", "s3cret"])
         wait_for(lambda: http_get(w.url + "/readyz")[0] == 200, 60, "ready")
         st, h, body = http_get(w.url + "/v1/profiles/u-1")
@@ -283,11 +274,6 @@ def test_api_token():
         check(st == 404, "right token, unknown user: %d" % st)
         check(http_get(w.url + "/healthz")[0] == 200, "healthz must stay open")
         check(w.stop() == 0, "exit code")
-        ok = True
-    finally:
-        errs = c.close(ok)
-        if ok and errs:
-            raise TestFailure("; ".join(errs))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import Cluster, check, http_get, main, wait_for, TestFailure  # noqa: E402
+from lib import cluster, check, http_get, main, wait_for, TestFailure  # noqa: E402
 from oracle import Oracle, day_str  # noqa: E402
 import test_ingest as ti  # noqa: E402
 
@@ -23,9 +23,7 @@ HOUR = 3600000
 
 
 def test_retention_and_dedup_window():
-    c = Cluster(partitions=ti.NPARTS)
-    ok = False
-    try:
+    with cluster(partitions=ti.NPARTS) as c:
         now = int(time.time() * 1000)
         start = now - 8 * DAY
         r = c.ctl("generate", "6000", "--users", "300", "--days", "8", "--seed", "55", "--start_ts", str(start),
@@ -68,11 +66,6 @@ def test_retention_and_dedup_window():
         r = c.ctl("days", "--data-dir", w.data, "--format", "json")
         days = [json.loads(l)["day"] for l in r.stdout.decode().splitlines() if l.strip()]
         check(days and min(days) >= day_str(floor), "days kept %s, floor %s" % (days, day_str(floor)))
-        ok = True
-    finally:
-        errs = c.close(ok)
-        if ok and errs:
-            raise TestFailure("; ".join(errs))
 
 
 if __name__ == "__main__":
