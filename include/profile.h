@@ -32,12 +32,27 @@
 #define PD_PROFILE_VERSION 1
 #define PD_OTHER "__other__"
 
+/* A kept value. Its bytes (NUL-terminated) are stored inline when len <=
+ * PD_CATVAL_INLINE -- almost every attribute value -- and in an owned heap
+ * copy otherwise, so adding, merging and decoding values does not allocate
+ * per value. Read them with pd_catval_str(); the pointer is valid while the
+ * value stays where it is (catsets move values when they insert, evict or
+ * merge). */
+#define PD_CATVAL_INLINE 23
 typedef struct {
-    char *v;          /* owned, NUL-terminated copy */
-    uint32_t len;
-    uint64_t hash;    /* XXH3_64bits(v, len) */
+    uint64_t hash;    /* XXH3_64bits(bytes, len) */
     uint64_t count;
+    uint32_t len;
+    union {
+        char *heap;                       /* len > PD_CATVAL_INLINE: owned */
+        char inl[PD_CATVAL_INLINE + 1];   /* len <= PD_CATVAL_INLINE */
+    } u;
 } pd_catval;
+
+static inline const char *pd_catval_str(const pd_catval *x)
+{
+    return x->len <= PD_CATVAL_INLINE ? x->u.inl : x->u.heap;
+}
 
 typedef struct {
     uint32_t n, cap;
@@ -82,8 +97,10 @@ void pd_profile_merge(pd_profile *dst, const pd_profile *src);
 int pd_profile_equal(const pd_profile *a, const pd_profile *b);
 
 /* Binary codec (see docs/data-model.md). encode appends to out. decode
- * fills an initialised (empty) profile; corrupt input returns PD_ECORRUPT
- * with a message and leaves p empty, never crashes. */
+ * replaces the content of an initialised profile (reusing its allocated
+ * capacity, so decoding into the same profile again and again does not
+ * allocate); corrupt input returns PD_ECORRUPT with a message and leaves p
+ * empty, never crashes. */
 void pd_profile_encode(const pd_profile *p, pd_buf *out);
 int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, size_t errlen);
 

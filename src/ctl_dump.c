@@ -199,7 +199,7 @@ static int catref_cmp(const void *x, const void *y)
     const pd_catval *a = ((const catref *)x)->v, *b = ((const catref *)y)->v;
     if (a->count != b->count) return a->count > b->count ? -1 : 1;
     size_t n = PD_MIN(a->len, b->len);
-    int c = memcmp(a->v, b->v, n);
+    int c = memcmp(pd_catval_str(a), pd_catval_str(b), n);
     if (c) return c;
     return a->len < b->len ? -1 : a->len > b->len;
 }
@@ -212,7 +212,7 @@ static void text_catset(pd_buf *b, const pd_catset *c)
     qsort(r, c->n, sizeof *r, catref_cmp);
     for (uint32_t i = 0; i < c->n; i++) {
         pd_buf_putc(b, ' ');
-        pd_buf_json_str(b, r[i].v->v, r[i].v->len);
+        pd_buf_json_str(b, pd_catval_str(r[i].v), r[i].v->len);
         pd_buf_printf(b, "=%" PRIu64, r[i].v->count);
     }
     if (c->other) pd_buf_printf(b, " %s=%" PRIu64, PD_OTHER, c->other);

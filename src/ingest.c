@@ -70,7 +70,7 @@
 
 typedef struct {
     uint64_t hash;
-    char *key;        /* owned */
+    const char *key;  /* NULL: free slot; else stable storage of the user's */
     uint32_t klen;
     void *val;        /* owned by the table's user */
 } ht_slot;
@@ -111,29 +111,39 @@ static void ht_grow(htab *t)
     *t = n;
 }
 
-/* Returns the slot for k, inserting an empty one (val NULL) if absent. */
-static ht_slot *ht_upsert(htab *t, uint64_t h, const char *k, uint32_t kl)
+/* Returns the slot holding k, or the free slot where k belongs (key NULL),
+ * which the caller fills with ht_fill before the next table operation. */
+static ht_slot *ht_lookup(htab *t, uint64_t h, const char *k, uint32_t kl)
 {
     if ((t->n + 1) * 4 > t->cap * 3) ht_grow(t);
-    ht_slot *s = ht_find(t, h, k, kl);
-    if (!s->key) {
-        s->hash = h;
-        s->key = pd_strndup(k, kl);
-        s->klen = kl;
-        s->val = NULL;
-        t->n++;
-    }
-    return s;
+    return ht_find(t, h, k, kl);
+}
+
+/* Fills the free slot s; key (kl bytes) must stay valid and unchanged
+ * while the slot is in the table. */
+static void ht_fill(htab *t, ht_slot *s, uint64_t h, const char *key, uint32_t kl, void *val)
+{
+    s->hash = h;
+    s->key = key;
+    s->klen = kl;
+    s->val = val;
+    t->n++;
 }
 
 /* ---- batch entries ---- */
 
+/* One (partition, day, user) of the batch. Entries are recycled, so the
+ * key lives in the entry itself (the table's slot points at it) and the
+ * profile keeps its capacity: aggregating a batch allocates nothing once
+ * the pool is warm. */
+#define AGG_KEY_MAX (4 + 8 + PD_MAX_USER_ID)
 typedef struct {
     int32_t partition;
     int64_t day;
-    const char *user; /* points into the slot key */
+    const char *user; /* key + 12 */
     uint32_t ulen;
     pd_profile prof;
+    char key[AGG_KEY_MAX]; /* partition u32 BE | day u64 BE | user */
 } agg_entry;
 
 /* ---- the de-dup index (one per partition) ----
@@ -218,6 +228,7 @@ typedef struct {
     int scratch;          /* rebuilt from the start of the topic */
     int64_t catchup_to;   /* not ready (not served) until committed up to here; 0 = ready */
     int64_t orphan_since_ms; /* neither owned nor replicated, with local state, since */
+    int64_t floor_seen;   /* retention floor day of clock_ms at the last retention check */
     restore_job *job;     /* != NULL while the state is being fetched */
     dd_index dd;          /* loaded on the first record after assignment */
 } part_priv;
@@ -243,6 +254,7 @@ struct pd_ingest {
     int64_t produce_failed;
     int64_t last_wm_us;
     int64_t last_retention_day; /* last floor applied */
+    int64_t last_retention_us;  /* last apply_retention run */
     int fatal;
     int closed;               /* pd_ingest_close done */
     char errbuf[512];
@@ -386,7 +398,6 @@ static void batch_clear(pd_ingest *ig, const char *only_parts)
             ht_slot *s = &h->slots[i];
             if (!s->key) continue;
             entry_put(ig, s->val);
-            free(s->key);
         }
         memset(h->slots, 0, h->cap * sizeof(ht_slot));
         h->n = 0;
@@ -403,7 +414,6 @@ static void batch_clear(pd_ingest *ig, const char *only_parts)
         int32_t p = (int32_t)pd_get_u32be((const uint8_t *)s->key);
         if (only_parts[p]) {
             entry_put(ig, s->val);
-            free(s->key);
             continue;
         }
         *ht_find(&n, s->hash, s->key, s->klen) = *s;
@@ -607,20 +617,22 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
         goto out;
     }
     /* Aggregate into (partition, day, user). */
-    char kbuf[4 + 8 + PD_MAX_USER_ID];
+    char kbuf[AGG_KEY_MAX];
     pd_put_u32be((uint8_t *)kbuf, (uint32_t)p);
     pd_put_u64be((uint8_t *)kbuf + 4, (uint64_t)day);
     memcpy(kbuf + 12, ev.user_id, ev.user_id_len);
     uint32_t kl = (uint32_t)(12 + ev.user_id_len);
-    ht_slot *s = ht_upsert(&ig->agg, hash_bytes(kbuf, kl), kbuf, kl);
+    uint64_t kh = hash_bytes(kbuf, kl);
+    ht_slot *s = ht_lookup(&ig->agg, kh, kbuf, kl);
     agg_entry *e = s->val;
-    if (!e) {
+    if (!s->key) {
         e = entry_get(ig);
+        memcpy(e->key, kbuf, kl);
         e->partition = p;
         e->day = day;
-        e->user = s->key + 12;
+        e->user = e->key + 12;
         e->ulen = (uint32_t)ev.user_id_len;
-        s->val = e;
+        ht_fill(&ig->agg, s, kh, e->key, kl, e);
     }
     pd_profile_add(&e->prof, &ev);
     if (ev.n_bad_attrs) PD_ADD(m->attrs_wrong_type, (uint64_t)ev.n_bad_attrs);
@@ -635,6 +647,23 @@ out:
 uint64_t pd_ingest_pending(const pd_ingest *ig) { return ig->pending_events; }
 
 static void set_role_flags(pd_ingest *ig, int32_t p);
+
+/* Drops day families no partition of this store still needs. The floor is
+ * the minimum over every checkpoint in the store, so it can only move when a
+ * checkpointed clock crosses a day boundary -- checked here for the
+ * partitions just flushed -- or when checkpoints appear or disappear
+ * (restores, releases): covered by also running every RETENTION_EVERY_US.
+ * Listing the checkpoints on every flush cost a few percent of ingest. */
+#define RETENTION_EVERY_US (10 * 1000000LL)
+static void apply_retention(pd_ingest *ig);
+static void maybe_apply_retention(pd_ingest *ig, int floor_moved)
+{
+    if (!floor_moved && pd_mono_us() - ig->last_retention_us < RETENTION_EVERY_US) return;
+    ig->last_retention_us = pd_mono_us();
+    for (int32_t p = 0; p < ig->w->nparts; p++)
+        if (ig->pp[p].clock_ms > 0) ig->pp[p].floor_seen = floor_day(ig, ig->pp[p].clock_ms);
+    apply_retention(ig);
+}
 
 /* Drops day families no partition of this store still needs. */
 static void apply_retention(pd_ingest *ig)
@@ -738,9 +767,11 @@ int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen)
     PD_INC(w->metrics->flushes);
     pd_hist_observe(&w->metrics->batch_events, (double)ig->pending_events);
     rd_kafka_topic_partition_list_t *offs = ig->consumer ? rd_kafka_topic_partition_list_new(8) : NULL;
+    int floor_moved = 0;
     for (int32_t p = 0; p < w->nparts; p++) {
         if (!ig->pp[p].dirty) continue;
         ig->pp[p].dirty = 0;
+        if (ig->pp[p].clock_ms > 0 && floor_day(ig, ig->pp[p].clock_ms) != ig->pp[p].floor_seen) floor_moved = 1;
         atomic_store(&w->parts[p].committed, ig->pp[p].next_offset);
         if (ig->pp[p].catchup_to && ig->pp[p].next_offset >= ig->pp[p].catchup_to) {
             ig->pp[p].catchup_to = 0;
@@ -758,7 +789,7 @@ int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen)
     batch_clear(ig, NULL);
     ig->dirty_since_us = 0;
     pd_hist_observe(&w->metrics->flush_seconds, (double)(pd_mono_us() - t0) / 1e6);
-    apply_retention(ig);
+    maybe_apply_retention(ig, floor_moved);
     return PD_OK;
 fail:
     PD_INC(w->metrics->flush_errors);

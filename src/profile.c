@@ -51,6 +51,23 @@
 
 /* ---- catsets ---- */
 
+/* Stores a copy of v[0..len) in x (inline when short). */
+static void catval_set(pd_catval *x, const char *v, uint32_t len)
+{
+    x->len = len;
+    if (len <= PD_CATVAL_INLINE) {
+        memcpy(x->u.inl, v, len);
+        x->u.inl[len] = '\0';
+    } else {
+        x->u.heap = pd_strndup(v, len);
+    }
+}
+
+static void catval_free(pd_catval *x)
+{
+    if (x->len > PD_CATVAL_INLINE) pd_free(x->u.heap);
+}
+
 static int rank_cmp(uint64_t ha, const char *a, uint32_t la, uint64_t hb, const char *b, uint32_t lb)
 {
     if (ha != hb) return ha < hb ? -1 : 1;
@@ -68,7 +85,7 @@ static uint32_t catset_find(const pd_catset *c, uint64_t h, const char *v, uint3
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         const pd_catval *x = &c->vals[mid];
-        int r = rank_cmp(x->hash, x->v, x->len, h, v, len);
+        int r = rank_cmp(x->hash, pd_catval_str(x), x->len, h, v, len);
         if (r == 0) {
             *found = 1;
             return mid;
@@ -82,7 +99,7 @@ static uint32_t catset_find(const pd_catset *c, uint64_t h, const char *v, uint3
 
 static void catset_free(pd_catset *c)
 {
-    for (uint32_t i = 0; i < c->n; i++) pd_free(c->vals[i].v);
+    for (uint32_t i = 0; i < c->n; i++) catval_free(&c->vals[i]);
     pd_free(c->vals);
     memset(c, 0, sizeof *c);
 }
@@ -106,7 +123,7 @@ static void catset_add(pd_catset *c, uint32_t max, const char *v, uint32_t len, 
         /* Evict the worst kept value to make room. */
         pd_catval *w = &c->vals[c->n - 1];
         c->other += w->count;
-        pd_free(w->v);
+        catval_free(w);
         c->n--;
     }
     if (c->n == c->cap) {
@@ -118,8 +135,7 @@ static void catset_add(pd_catset *c, uint32_t max, const char *v, uint32_t len, 
     }
     if (pos < c->n) memmove(&c->vals[pos + 1], &c->vals[pos], (size_t)(c->n - pos) * sizeof *c->vals);
     pd_catval *x = &c->vals[pos];
-    x->v = pd_strndup(v, len);
-    x->len = len;
+    catval_set(x, v, len);
     x->hash = h;
     x->count = count;
     c->n++;
@@ -142,7 +158,7 @@ static void catset_merge(pd_catset *d, const pd_catset *s, uint32_t max)
         else if (i >= d->n) r = 1;
         else {
             const pd_catval *a = &d->vals[i], *b = &s->vals[j];
-            r = rank_cmp(a->hash, a->v, a->len, b->hash, b->v, b->len);
+            r = rank_cmp(a->hash, pd_catval_str(a), a->len, b->hash, pd_catval_str(b), b->len);
         }
         if (r <= 0) { /* take d's value (plus s's count when equal) */
             pd_catval x = d->vals[i++];
@@ -151,13 +167,14 @@ static void catset_merge(pd_catset *d, const pd_catset *s, uint32_t max)
                 nv[k++] = x;
             } else {
                 d->other += x.count;
-                pd_free(x.v);
+                catval_free(&x);
             }
         } else {
             const pd_catval *b = &s->vals[j++];
             if (k < cap) {
-                nv[k] = *b;
-                nv[k].v = pd_strndup(b->v, b->len);
+                nv[k].hash = b->hash;
+                nv[k].count = b->count;
+                catval_set(&nv[k], pd_catval_str(b), b->len);
                 k++;
             } else {
                 d->other += b->count;
@@ -177,7 +194,7 @@ static int catset_equal(const pd_catset *a, const pd_catset *b)
     for (uint32_t i = 0; i < a->n; i++) {
         const pd_catval *x = &a->vals[i], *y = &b->vals[i];
         if (x->hash != y->hash || x->len != y->len || x->count != y->count ||
-            memcmp(x->v, y->v, x->len) != 0)
+            memcmp(pd_catval_str(x), pd_catval_str(y), x->len) != 0)
             return 0;
     }
     return 1;
@@ -301,13 +318,13 @@ void pd_profile_clear(pd_profile *p)
 {
     const pd_schema *s = p->schema;
     pd_assert(s);
-    for (uint32_t k = 0; k < p->types.n; k++) pd_free(p->types.vals[k].v);
+    for (uint32_t k = 0; k < p->types.n; k++) catval_free(&p->types.vals[k]);
     p->types.n = 0;
     p->types.other = 0;
     for (int i = 0; i < s->ndims; i++) {
         if (s->dims[i].type == PD_DIM_CATEGORICAL) {
             pd_catset *c = &p->dims[i].cat;
-            for (uint32_t k = 0; k < c->n; k++) pd_free(c->vals[k].v);
+            for (uint32_t k = 0; k < c->n; k++) catval_free(&c->vals[k]);
             c->n = 0;
             c->other = 0;
         } else {
@@ -402,24 +419,47 @@ int pd_profile_equal(const pd_profile *a, const pd_profile *b)
 
 /* ---- encoding ---- */
 
-static void put_f64(pd_buf *b, double v)
+/* The encoder computes an upper bound of the encoded size, reserves it
+ * once and then writes through a plain pointer (it runs for every batch
+ * delta and in every RocksDB merge). */
+#define UV_MAX 10
+
+static uint8_t *w_uv(uint8_t *o, uint64_t v)
 {
-    uint64_t u;
-    uint8_t x[8];
-    memcpy(&u, &v, sizeof u);
-    for (int i = 0; i < 8; i++) x[i] = (uint8_t)(u >> (8 * i));
-    pd_buf_append(b, x, sizeof x);
+    while (v >= 0x80) {
+        *o++ = (uint8_t)((v & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    *o++ = (uint8_t)v;
+    return o;
 }
 
-static void put_catset(pd_buf *b, const pd_catset *c)
+static uint8_t *w_f64(uint8_t *o, double v)
 {
-    pd_put_uvarint(b, c->n);
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    for (int i = 0; i < 8; i++) o[i] = (uint8_t)(u >> (8 * i));
+    return o + 8;
+}
+
+static size_t catset_bound(const pd_catset *c)
+{
+    size_t n = 2 * UV_MAX;
+    for (uint32_t i = 0; i < c->n; i++) n += 2 * UV_MAX + c->vals[i].len;
+    return n;
+}
+
+static uint8_t *w_catset(uint8_t *o, const pd_catset *c)
+{
+    o = w_uv(o, c->n);
     for (uint32_t i = 0; i < c->n; i++) {
-        pd_put_uvarint(b, c->vals[i].len);
-        pd_buf_append(b, c->vals[i].v, c->vals[i].len);
-        pd_put_uvarint(b, c->vals[i].count);
+        const pd_catval *x = &c->vals[i];
+        o = w_uv(o, x->len);
+        memcpy(o, pd_catval_str(x), x->len);
+        o += x->len;
+        o = w_uv(o, x->count);
     }
-    pd_put_uvarint(b, c->other);
+    return w_uv(o, c->other);
 }
 
 static int dim_present(const pd_profile *p, int i)
@@ -432,31 +472,46 @@ static int dim_present(const pd_profile *p, int i)
 void pd_profile_encode(const pd_profile *p, pd_buf *out)
 {
     const pd_schema *s = p->schema;
-    uint8_t ver = PD_PROFILE_VERSION;
-    pd_buf_append(out, &ver, 1);
-    pd_put_uvarint(out, p->events);
-    pd_put_uvarint(out, pd_zigzag(p->first_ts));
-    pd_put_uvarint(out, (uint64_t)p->last_ts - (uint64_t)p->first_ts);
-    put_catset(out, &p->types);
+    uint64_t present_mask[(PD_MAX_DIMS + 63) / 64] = {0};
     int present = 0;
-    for (int i = 0; i < s->ndims; i++) present += dim_present(p, i);
-    pd_put_uvarint(out, (uint64_t)present);
+    size_t bound = 1 + 4 * UV_MAX + catset_bound(&p->types);
     for (int i = 0; i < s->ndims; i++) {
         if (!dim_present(p, i)) continue;
-        pd_put_uvarint(out, (uint64_t)i);
+        present_mask[i / 64] |= UINT64_C(1) << (i % 64);
+        present++;
+        bound += UV_MAX;
+        if (s->dims[i].type == PD_DIM_CATEGORICAL)
+            bound += catset_bound(&p->dims[i].cat);
+        else
+            bound += 2 * UV_MAX + 32 + (size_t)(s->dims[i].nbounds + 1) * UV_MAX;
+    }
+    pd_buf_reserve(out, bound + 1);
+    uint8_t *o = (uint8_t *)out->p + out->len, *const start = o;
+    *o++ = PD_PROFILE_VERSION;
+    o = w_uv(o, p->events);
+    o = w_uv(o, pd_zigzag(p->first_ts));
+    o = w_uv(o, (uint64_t)p->last_ts - (uint64_t)p->first_ts);
+    o = w_catset(o, &p->types);
+    o = w_uv(o, (uint64_t)present);
+    for (int i = 0; i < s->ndims; i++) {
+        if (!(present_mask[i / 64] >> (i % 64) & 1)) continue;
+        o = w_uv(o, (uint64_t)i);
         if (s->dims[i].type == PD_DIM_CATEGORICAL) {
-            put_catset(out, &p->dims[i].cat);
+            o = w_catset(o, &p->dims[i].cat);
         } else {
             const pd_numagg *a = &p->dims[i].num;
-            pd_put_uvarint(out, a->count);
-            put_f64(out, a->sum);
-            put_f64(out, a->sumsq);
-            put_f64(out, a->min);
-            put_f64(out, a->max);
-            pd_put_uvarint(out, (uint64_t)s->dims[i].nbounds + 1);
-            for (int k = 0; k <= s->dims[i].nbounds; k++) pd_put_uvarint(out, a->hist[k]);
+            o = w_uv(o, a->count);
+            o = w_f64(o, a->sum);
+            o = w_f64(o, a->sumsq);
+            o = w_f64(o, a->min);
+            o = w_f64(o, a->max);
+            o = w_uv(o, (uint64_t)s->dims[i].nbounds + 1);
+            for (int k = 0; k <= s->dims[i].nbounds; k++) o = w_uv(o, a->hist[k]);
         }
     }
+    pd_assert((size_t)(o - start) <= bound);
+    out->len += (size_t)(o - start);
+    out->p[out->len] = '\0';
 }
 
 /* ---- decoding ---- */
@@ -505,7 +560,8 @@ static int rd_catset(rd *r, pd_catset *c, uint32_t max, uint32_t maxlen, uint64_
     if (n > max) return rd_fail(r, "more values than max_values");
     /* Each value takes at least 3 bytes (len, 1 byte, count) + other. */
     if (n > rd_left(r) / 3) return rd_fail(r, "value count exceeds input");
-    if (n) {
+    if (n > c->cap) { /* reuse the capacity of a cleared profile */
+        pd_free(c->vals);
         c->vals = pd_malloc((size_t)n * sizeof *c->vals);
         c->cap = (uint32_t)n;
     }
@@ -519,7 +575,7 @@ static int rd_catset(rd *r, pd_catset *c, uint32_t max, uint32_t maxlen, uint64_
         uint64_t h = XXH3_64bits(v, (size_t)len);
         if (c->n > 0) {
             const pd_catval *prev = &c->vals[c->n - 1];
-            if (rank_cmp(prev->hash, prev->v, prev->len, h, v, (uint32_t)len) >= 0)
+            if (rank_cmp(prev->hash, pd_catval_str(prev), prev->len, h, v, (uint32_t)len) >= 0)
                 return rd_fail(r, "values not in strictly increasing rank (duplicate or unordered)");
         }
         r->off += (size_t)len;
@@ -528,8 +584,7 @@ static int rd_catset(rd *r, pd_catset *c, uint32_t max, uint32_t maxlen, uint64_
         if (t + count < t) return rd_fail(r, "count overflow");
         t += count;
         pd_catval *x = &c->vals[c->n++];
-        x->v = pd_strndup(v, (size_t)len);
-        x->len = (uint32_t)len;
+        catval_set(x, v, (uint32_t)len);
         x->hash = h;
         x->count = count;
     }
@@ -553,7 +608,7 @@ static int rd_numagg(rd *r, pd_numagg *a, const pd_dim *d, uint64_t events)
     if (!isfinite(a->min) || !isfinite(a->max) || a->min > a->max) return rd_fail(r, "bad min/max");
     if ((rc = rd_uv(r, &nb, "truncated bucket count"))) return rc;
     if (nb != (uint64_t)d->nbounds + 1) return rd_fail(r, "bucket count does not match schema");
-    a->hist = pd_calloc((size_t)nb, sizeof *a->hist);
+    if (!a->hist) a->hist = pd_calloc((size_t)nb, sizeof *a->hist);
     int first = -1, last = -1;
     for (int k = 0; k <= d->nbounds; k++) {
         if ((rc = rd_uv(r, &a->hist[k], "truncated bucket"))) return rc;
@@ -577,7 +632,7 @@ int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, si
     int rc;
     uint64_t zz, delta, total, ndp;
     int64_t prev = -1;
-    pd_profile_reset(p);
+    pd_profile_clear(p);
     if (len < 1) {
         rc = rd_fail(&r, "empty input");
         goto out;
@@ -644,7 +699,7 @@ int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, si
     }
     rc = PD_OK;
 out:
-    if (rc) pd_profile_reset(p);
+    if (rc) pd_profile_clear(p);
     return rc;
 }
 
@@ -672,7 +727,7 @@ static int cmp_bytes(const void *x, const void *y)
 {
     const pd_catval *a = *(const pd_catval *const *)x, *b = *(const pd_catval *const *)y;
     uint32_t m = a->len < b->len ? a->len : b->len;
-    int c = memcmp(a->v, b->v, m);
+    int c = memcmp(pd_catval_str(a), pd_catval_str(b), m);
     if (c) return c;
     return a->len < b->len ? -1 : (a->len > b->len ? 1 : 0);
 }
@@ -689,7 +744,7 @@ static void json_counts(pd_buf *b, const pd_catset *c)
     }
     for (uint32_t i = 0; i < c->n; i++) {
         if (i) pd_buf_putc(b, ',');
-        pd_buf_json_str(b, idx[i]->v, idx[i]->len);
+        pd_buf_json_str(b, pd_catval_str(idx[i]), idx[i]->len);
         pd_buf_printf(b, ":%llu", (unsigned long long)idx[i]->count);
     }
     if (c->other) {

@@ -454,11 +454,11 @@ static void qry_cat_merge(qry_cat *r, const pd_query_day *days, const double *w,
         const pd_catset *c = dim < 0 ? &days[d].prof->types : &days[d].prof->dims[dim].cat;
         for (uint32_t i = 0; i < c->n; i++) {
             double x = w[d] * (double)c->vals[i].count;
-            if (is_other(c->vals[i].v, c->vals[i].len)) { /* a literal "__other__" value */
+            if (is_other(pd_catval_str(&c->vals[i]), c->vals[i].len)) { /* a literal "__other__" value */
                 r->other += x;
                 continue;
             }
-            r->ents[r->n++] = (qry_ent){c->vals[i].v, c->vals[i].len, x};
+            r->ents[r->n++] = (qry_ent){pd_catval_str(&c->vals[i]), c->vals[i].len, x};
         }
         r->other += w[d] * (double)c->other;
     }

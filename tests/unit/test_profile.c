@@ -57,13 +57,24 @@ static const int pool_size[] = {3, 12, 0, 40, 0};
 #define NTYPES 9
 #define NDIM 5
 
-static char names[64][16];
+static char names[64][48];
 static int names_init;
 
 static const char *val_name(int v)
 {
     if (!names_init) {
-        for (int i = 0; i < 64; i++) snprintf(names[i], sizeof names[i], "v%d", i);
+        /* Lengths straddle PD_CATVAL_INLINE so values are stored both
+         * inline and on the heap: "v7", "v9-xxxx...x" of 22..25 bytes, and
+         * 40 bytes. */
+        for (int i = 0; i < 64; i++) {
+            int len = i % 4 == 0 ? 0 : i % 4 == 3 ? 40 : PD_CATVAL_INLINE - 1 + i % 5;
+            int n = snprintf(names[i], sizeof names[i], "v%d", i);
+            if (len > n) {
+                names[i][n] = '-';
+                memset(names[i] + n + 1, 'x', (size_t)(len - n - 1));
+                names[i][len] = '\0';
+            }
+        }
         names_init = 1;
     }
     return names[v];
@@ -653,9 +664,39 @@ static int decode_fails(const pd_schema *s, const void *data, size_t len)
     int rc = pd_profile_decode(&q, data, len, err, sizeof err);
     pd_profile empty;
     pd_profile_init(&empty, s);
-    int ok = rc == PD_ECORRUPT && err[0] != 0 && pd_profile_equal(&q, &empty) && q.types.vals == NULL;
+    int ok = rc == PD_ECORRUPT && err[0] != 0 && pd_profile_equal(&q, &empty) && q.types.n == 0;
     pd_profile_free(&q);
     return ok;
+}
+
+/* Decoding into a profile that held other data (capacity reused) gives the
+ * same profile as decoding into a fresh one, for valid and corrupt inputs. */
+TEST(profile_decode_reuse)
+{
+    pd_schema s;
+    test_schema(&s, 4);
+    uint64_t r = 99;
+    pd_profile reused, fresh, src;
+    pd_profile_init(&reused, &s);
+    pd_profile_init(&src, &s);
+    for (int round = 0; round < 200; round++) {
+        pd_profile_reset(&src);
+        random_profile(&src, &r, round % 3 == 0 ? 150 : 8);
+        pd_buf b = {0};
+        pd_profile_encode(&src, &b);
+        if (round % 5 == 4 && b.len > 2) b.len = 1 + rng_below(&r, (uint32_t)b.len - 1); /* corrupt */
+        char e1[200] = "", e2[200] = "";
+        pd_profile_init(&fresh, &s);
+        int rc1 = pd_profile_decode(&fresh, b.p, b.len, e1, sizeof e1);
+        int rc2 = pd_profile_decode(&reused, b.p, b.len, e2, sizeof e2);
+        CHECK_INT(rc2, rc1);
+        CHECK(pd_profile_equal(&reused, &fresh));
+        if (rc1 == PD_OK && round % 5 != 4) CHECK(pd_profile_equal(&reused, &src));
+        pd_profile_free(&fresh);
+        pd_buf_free(&b);
+    }
+    pd_profile_free(&reused);
+    pd_profile_free(&src);
 }
 
 TEST(profile_decode_truncations)

@@ -213,8 +213,8 @@ TEST(query_params_invalid)
 
 /* ---------------- rendering ---------------- */
 
-/* A hand-built day profile (no profile.c code): string values point to
- * literals; nothing here is freed by pd_profile_free. */
+/* A hand-built day profile (no profile.c code): short string values are
+ * stored inline; nothing here is freed by pd_profile_free. */
 typedef struct {
     pd_profile p;
     pd_catval types[4], colors[4];
@@ -234,11 +234,13 @@ static void td_init(tday *t, const pd_schema *s, uint64_t events, int64_t first,
     t->p.dims[S_COLOR].cat.vals = t->colors;
 }
 
-static void cat_put(pd_catset *c, const char *v, uint64_t n)
+static void cat_put(pd_catset *c, const char *v, uint64_t count)
 {
-    c->vals[c->n].v = (char *)v;
-    c->vals[c->n].len = (uint32_t)strlen(v);
-    c->vals[c->n].count = n;
+    size_t n = strlen(v);
+    pd_assert(n <= PD_CATVAL_INLINE);
+    memcpy(c->vals[c->n].u.inl, v, n + 1);
+    c->vals[c->n].len = (uint32_t)n;
+    c->vals[c->n].count = count;
     c->n++;
 }
 
