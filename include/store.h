@@ -71,9 +71,13 @@ pd_store_batch *pd_store_batch_new(pd_store *st);
 void pd_store_batch_free(pd_store_batch *b);
 void pd_store_batch_clear(pd_store_batch *b);
 /* Adds delta to the profile of (day, partition, user). Creates the day
- * family on demand. */
+ * family on demand. Usually a RocksDB merge operand; a key that collected
+ * several operands recently is written as its fully merged value instead
+ * (see "Operand folding" in store.c) -- same result, bounded reads. */
 int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
                          size_t ulen, const pd_profile *delta, char *err, size_t errlen);
+/* Merges this batch wrote as folded values so far (for metrics). */
+uint64_t pd_store_batch_folds(const pd_store_batch *b);
 /* De-dup records: val (vlen a multiple of PD_DEDUP_ENTRY_LEN, copied) becomes
  * the record (partition, seq), replacing any record with that key. */
 #define PD_DEDUP_ENTRY_LEN 24

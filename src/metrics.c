@@ -120,6 +120,7 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->dlq_produce_errors, 0);
     atomic_init(&m->flushes, 0);
     atomic_init(&m->flush_errors, 0);
+    atomic_init(&m->store_folds, 0);
     atomic_init(&m->days_dropped, 0);
     atomic_init(&m->rebalances, 0);
     atomic_init(&m->restores_ok, 0);
@@ -280,6 +281,9 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
             LD(m->attrs_wrong_type));
     counter(b, "profiled_flushes_total", "Store commits.", LD(m->flushes));
     counter(b, "profiled_flush_errors_total", "Failed store commits.", LD(m->flush_errors));
+    counter(b, "profiled_store_folds_total",
+            "Profile deltas written as a fully merged value (ends a busy key's merge operand chain).",
+            LD(m->store_folds));
     counter(b, "profiled_days_dropped_total", "Day families dropped by retention.", LD(m->days_dropped));
     counter(b, "profiled_rebalances_total", "Consumer group rebalances.", LD(m->rebalances));
     counter(b, "profiled_restores_total", "Partitions restored from a peer's snapshot.", LD(m->restores_ok));

@@ -21,10 +21,23 @@
  * pd_profile_decode, fold them with pd_profile_merge (associative and
  * commutative, so RocksDB may group operands any way it likes) and encode
  * the result with pd_profile_encode. Its state is the pd_store (for the
- * schema). max_successive_merges makes a write fold a key's memtable
- * operands once there are PD_MAX_SUCCESSIVE_MERGES of them, so a busy
- * user's reads never merge more than a handful of operands per level. An operand that fails to decode fails the merge, which RocksDB
+ * schema). An operand that fails to decode fails the merge, which RocksDB
  * reports as a Corruption status (mapped to PD_ECORRUPT).
+ *
+ * Operand folding. A busy user's key gets one merge operand per commit, so
+ * a memtable can collect hundreds of them, and every read of that key
+ * would merge them all. RocksDB's max_successive_merges bounds that, but
+ * it seeks the memtable on every merge write (a quarter of commit time).
+ * Instead each batch counts merges per key hash in FOLD_SLOTS one-byte
+ * counters: the FOLD_EVERY-th merge of a key is written as a Put of the
+ * fully merged value (Get, pd_profile_merge, encode), which ends the
+ * key's operand chain. All counters reset after about one memtable's worth
+ * of merged bytes (write_buffer_mb), since a memtable flush folds operands
+ * anyway; hash collisions only cause an early, harmless fold. A key
+ * already merged in the same batch is never folded there (its earlier
+ * operand is not visible to the Get, and the Put would hide it); the batch
+ * remembers the hashes it merged, and a collision there just skips a
+ * fold.
  *
  * Day map and threads: the store keeps a sorted array of day entries
  * {day, family handle, refs}. The map itself holds one reference to each
@@ -74,7 +87,8 @@
 #define PD_CKPT_KEY_LEN 5
 #define PD_CKPT_VAL_LEN 16
 #define PD_DEDUP_KEY_LEN 12
-#define PD_MAX_SUCCESSIVE_MERGES 8
+#define FOLD_EVERY 8
+#define FOLD_SLOTS ((size_t)1 << 20)
 
 typedef struct {
     int64_t day;
@@ -87,6 +101,7 @@ struct pd_store {
     const pd_schema *schema;     /* borrowed, or == own_schema */
     pd_schema *own_schema;       /* read_only with NULL schema: loaded from the store */
     int read_only;
+    int64_t write_buffer_mb;
     char *dir;
     char *secdir;                /* read_only: scratch dir of the secondary */
     int secdir_owned;            /* created by mkdtemp: removed on close */
@@ -107,6 +122,14 @@ struct pd_store_batch {
     pd_store *st;
     rocksdb_writebatch_t *wb;
     pd_buf key, val;             /* scratch */
+    /* operand folding (see the design comment) */
+    uint8_t *fold_cnt;           /* FOLD_SLOTS counters, allocated on the first merge */
+    uint64_t fold_bytes;         /* merged bytes since the counters were reset */
+    uint64_t *seen;              /* hashes of the keys merged in this batch (0 = free) */
+    size_t seen_cap, seen_n;
+    pd_profile fold;             /* scratch for folds */
+    uint64_t folds;              /* merges written as folded Puts */
+    rocksdb_readoptions_t *ro;
 };
 
 struct pd_store_snap {
@@ -385,6 +408,7 @@ static void build_options(pd_store *st, const pd_store_opts *o, int compression)
 {
     int64_t cache_mb = o && o->block_cache_mb > 0 ? o->block_cache_mb : 64;
     int64_t wbuf_mb = o && o->write_buffer_mb > 0 ? o->write_buffer_mb : 32;
+    st->write_buffer_mb = wbuf_mb;
     st->cache = rocksdb_cache_create_lru((size_t)cache_mb << 20);
 
     rocksdb_block_based_table_options_t *plain = rocksdb_block_based_options_create();
@@ -428,7 +452,6 @@ static void build_options(pd_store *st, const pd_store_opts *o, int compression)
     /* options take ownership of the merge operator (shared) */
     /* bound read amplification for busy users: once a key has this many
      * merge operands in the memtable, the writer folds them into one value */
-    rocksdb_options_set_max_successive_merges(st->day_opts, PD_MAX_SUCCESSIVE_MERGES);
     rocksdb_options_set_merge_operator(
         st->day_opts, rocksdb_mergeoperator_create(st, merge_destroy, merge_full, merge_partial,
                                                    merge_delete_value, merge_name));
@@ -791,6 +814,7 @@ pd_store_batch *pd_store_batch_new(pd_store *st)
     pd_store_batch *b = pd_calloc(1, sizeof *b);
     b->st = st;
     b->wb = rocksdb_writebatch_create();
+    pd_profile_init(&b->fold, st->schema);
     return b;
 }
 
@@ -800,12 +824,80 @@ void pd_store_batch_free(pd_store_batch *b)
     rocksdb_writebatch_destroy(b->wb);
     pd_buf_free(&b->key);
     pd_buf_free(&b->val);
+    pd_free(b->fold_cnt);
+    pd_free(b->seen);
+    pd_profile_free(&b->fold);
+    if (b->ro) rocksdb_readoptions_destroy(b->ro);
     pd_free(b);
 }
+
+static void seen_clear(pd_store_batch *b)
+{
+    if (b->seen_n) memset(b->seen, 0, b->seen_cap * sizeof *b->seen);
+    b->seen_n = 0;
+}
+
+/* Adds h to the batch's merged-key set; returns 1 if it was there. */
+static int seen_add(pd_store_batch *b, uint64_t h)
+{
+    h |= 1; /* 0 marks a free slot */
+    if ((b->seen_n + 1) * 2 > b->seen_cap) {
+        size_t ocap = b->seen_cap;
+        uint64_t *old = b->seen;
+        b->seen_cap = ocap ? ocap * 2 : 1024;
+        b->seen = pd_calloc(b->seen_cap, sizeof *b->seen);
+        b->seen_n = 0;
+        for (size_t i = 0; i < ocap; i++)
+            if (old[i]) seen_add(b, old[i]);
+        pd_free(old);
+    }
+    size_t m = b->seen_cap - 1;
+    for (size_t i = (size_t)(h >> 7) & m;; i = (i + 1) & m) {
+        if (b->seen[i] == h) return 1;
+        if (!b->seen[i]) {
+            b->seen[i] = h;
+            b->seen_n++;
+            return 0;
+        }
+    }
+}
+
+uint64_t pd_store_batch_folds(const pd_store_batch *b) { return b->folds; }
 
 void pd_store_batch_clear(pd_store_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
+    seen_clear(b);
+}
+
+/* The FOLD_EVERY-th merge of a key: b->val = encode(stored value + delta),
+ * to be written with Put. Returns 0 when folded, -1 to write a plain merge
+ * operand instead (read error or a stored value that does not decode:
+ * those surface on the merge path as before). */
+static int fold_value(pd_store_batch *b, rocksdb_column_family_handle_t *cf, const pd_profile *delta)
+{
+    pd_store *st = b->st;
+    if (!b->ro) b->ro = rocksdb_readoptions_create();
+    char *re = NULL;
+    size_t vl = 0;
+    char *v = rocksdb_get_cf(st->db, b->ro, cf, b->key.p, b->key.len, &vl, &re);
+    if (re) {
+        rocksdb_free(re);
+        return -1;
+    }
+    int rc = PD_OK;
+    if (v) {
+        char derr[64];
+        rc = pd_profile_decode(&b->fold, v, vl, derr, sizeof derr);
+        rocksdb_free(v);
+    } else {
+        pd_profile_clear(&b->fold);
+    }
+    if (rc != PD_OK) return -1;
+    pd_profile_merge(&b->fold, delta);
+    b->val.len = 0;
+    pd_profile_encode(&b->fold, &b->val);
+    return 0;
 }
 
 int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
@@ -818,10 +910,25 @@ int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, cons
     int rc = day_cf_for_write(st, day, &cf, err, errlen);
     if (rc) return rc;
     data_key(&b->key, partition, user, ulen);
-    b->val.len = 0;
-    pd_profile_encode(delta, &b->val);
-    rocksdb_writebatch_merge_cf(b->wb, cf, b->key.p, b->key.len, b->val.p ? b->val.p : "",
-                                b->val.len);
+    const uint64_t h = XXH3_64bits_withSeed(b->key.p, b->key.len, (uint64_t)day);
+    if (!b->fold_cnt) b->fold_cnt = pd_calloc(FOLD_SLOTS, 1);
+    uint8_t *cnt = &b->fold_cnt[h & (FOLD_SLOTS - 1)];
+    const int again = seen_add(b, h);
+    if (++*cnt >= FOLD_EVERY && !again && fold_value(b, cf, delta) == 0) {
+        *cnt = 0;
+        b->folds++;
+        rocksdb_writebatch_put_cf(b->wb, cf, b->key.p, b->key.len, b->val.p, b->val.len);
+    } else {
+        if (*cnt >= FOLD_EVERY) *cnt = FOLD_EVERY - 1;
+        b->val.len = 0;
+        pd_profile_encode(delta, &b->val);
+        rocksdb_writebatch_merge_cf(b->wb, cf, b->key.p, b->key.len, b->val.p, b->val.len);
+    }
+    b->fold_bytes += b->key.len + b->val.len;
+    if (b->fold_bytes >= (uint64_t)st->write_buffer_mb << 20) {
+        memset(b->fold_cnt, 0, FOLD_SLOTS);
+        b->fold_bytes = 0;
+    }
     return PD_OK;
 }
 
@@ -869,6 +976,7 @@ int pd_store_commit(pd_store *st, pd_store_batch *b, char *err, size_t errlen)
     rocksdb_write(st->db, st->wo, b->wb, &re);
     if (re) return rdb_err(re, err, errlen, "commit");
     rocksdb_writebatch_clear(b->wb);
+    seen_clear(b);
     return PD_OK;
 }
 

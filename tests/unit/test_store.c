@@ -743,6 +743,65 @@ out:
     pd_free(dir);
 }
 
+/* Operand folding: a key merged in every commit gets some merges written
+ * as fully merged values (Put); merging the same key twice in one batch
+ * must never fold over the batch's own earlier operand. Oracle: the same
+ * events added to one in-memory profile. Checked live, after a reopen and
+ * against the fold count. */
+TEST(store_fold_operands)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char *dir = tmpdir_copy(), err[512] = "";
+    pd_store *st = open_store(dir, &s, 0);
+    pd_profile all, cold, got, one;
+    pd_profile_init(&all, &s);
+    pd_profile_init(&cold, &s);
+    pd_profile_init(&got, &s);
+    pd_profile_init(&one, &s);
+    if (!st) goto out;
+    pd_store_batch *bt = pd_store_batch_new(st);
+    for (int i = 0; i < 60; i++) {
+        int times = 1 + (i % 7 == 3) + (i % 11 == 5); /* some batches merge "hot" 2-3 times */
+        for (int k = 0; k < times; k++) {
+            pd_profile_reset(&one);
+            add_json(&one, EV_A[(i + k) % 3]);
+            add_json(&all, EV_A[(i + k) % 3]);
+            CHECK_INT(pd_store_batch_merge(bt, DAY0, 0, "hot", 3, &one, err, sizeof err), 0);
+        }
+        if (i % 10 == 0) { /* a key merged only a few times is never folded */
+            pd_profile_reset(&one);
+            add_json(&one, EV_B[0]);
+            add_json(&cold, EV_B[0]);
+            CHECK_INT(pd_store_batch_merge(bt, DAY0, 0, "cold", 4, &one, err, sizeof err), 0);
+        }
+        CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+        if (i == 29) { /* midway: the value read back is exact */
+            CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 0, "hot", 3, &got, err, sizeof err), 0);
+            CHECK_INT(got.events, all.events);
+            CHECK(pd_profile_equal(&got, &all));
+        }
+    }
+    /* 60 commits and 70 merges of "hot": at least 60 / FOLD_EVERY folds. */
+    CHECK(pd_store_batch_folds(bt) >= 7);
+    pd_store_batch_free(bt);
+    for (int pass = 0; pass < 2; pass++) {
+        CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 0, "hot", 3, &got, err, sizeof err), 0);
+        CHECK(pd_profile_equal(&got, &all));
+        CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 0, "cold", 4, &got, err, sizeof err), 0);
+        CHECK(pd_profile_equal(&got, &cold));
+        pd_store_close(st);
+        st = pass == 0 ? open_store(dir, &s, 0) : NULL;
+        if (!st) break;
+    }
+out:
+    pd_profile_free(&all);
+    pd_profile_free(&cold);
+    pd_profile_free(&got);
+    pd_profile_free(&one);
+    pd_free(dir);
+}
+
 /* pd_store_get_profile_range: one MultiGet over the day families in
  * [from, to]. Oracle: per day, a profile built in memory by adding the
  * same events (no store, no codec); days outside the range, other users
