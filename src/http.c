@@ -718,26 +718,53 @@ static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops
 
 /* Answers from the local store: 200 with the rendered profile, 404, 500.
  * The range's days are read with one MultiGet from one snapshot. */
+/* Each HTTP worker thread keeps one pd_store_range and reuses it (and the
+ * decoded profiles' capacity) across requests, so answering a query does
+ * not allocate per day and value; it is freed when the thread exits, or
+ * after a query wider than RANGE_KEEP days. */
+#define RANGE_KEEP 64
+static pthread_key_t range_key;
+static pthread_once_t range_once = PTHREAD_ONCE_INIT;
+
+static void range_destroy(void *p)
+{
+    pd_store_range_free(p);
+    pd_free(p);
+}
+
+static void range_key_init(void) { pd_assert(pthread_key_create(&range_key, range_destroy) == 0); }
+
+static pd_store_range *thread_range(void)
+{
+    pthread_once(&range_once, range_key_init);
+    pd_store_range *r = pthread_getspecific(range_key);
+    if (!r) {
+        r = pd_calloc(1, sizeof *r);
+        pd_assert(pthread_setspecific(range_key, r) == 0);
+    }
+    return r;
+}
+
 static void profile_local(pd_http *h, const pd_query *q, const char *user, size_t ulen, int32_t p,
                           int64_t today, int stale, http_resp *r)
 {
     pd_worker *w = h->w;
     int nq = 0;
-    pd_store_range rg = {0};
+    pd_store_range *rg = thread_range();
     pd_query_day qd_s[64], *qd = qd_s;
     char err[256];
-    int rc = pd_store_get_profile_range(w->store, NULL, q->from_day, q->to_day, p, user, ulen, &rg,
+    int rc = pd_store_get_profile_range(w->store, NULL, q->from_day, q->to_day, p, user, ulen, rg,
                                         err, sizeof err);
     if (rc != PD_OK) {
         resp_error(r, 500, "internal error", "reading profile: %s", err);
         goto out;
     }
-    if (rg.n > (int)(sizeof qd_s / sizeof qd_s[0])) qd = pd_malloc((size_t)rg.n * sizeof *qd);
-    for (int i = 0; i < rg.n; i++) {
-        qd[i].day = rg.days[i];
-        qd[i].prof = &rg.profs[i];
+    if (rg->n > (int)(sizeof qd_s / sizeof qd_s[0])) qd = pd_malloc((size_t)rg->n * sizeof *qd);
+    for (int i = 0; i < rg->n; i++) {
+        qd[i].day = rg->days[i];
+        qd[i].prof = &rg->profs[i];
     }
-    nq = rg.n;
+    nq = rg->n;
     /* a 30-day, 20-dimension answer is ~8-12 KiB: one allocation, no
      * doubling copies while rendering */
     if (nq > 0) pd_buf_reserve(&r->body, 16384);
@@ -772,7 +799,7 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
     r->ctype = "application/json";
 out:
     if (qd != qd_s) pd_free(qd);
-    pd_store_range_free(&rg);
+    if (rg->cap > RANGE_KEEP) pd_store_range_free(rg); /* bound what a thread keeps */
 }
 
 /* Forwards the query to url (internal route). stale_ok asks a replica to

@@ -1200,8 +1200,8 @@ int pd_store_get_profile(pd_store *st, pd_store_snap *snap, int64_t day, int32_t
 void pd_store_range_free(pd_store_range *r)
 {
     if (!r) return;
-    /* slots at and past n are always empty (reset or never used) */
-    for (int i = 0; i < r->n; i++) pd_profile_free(&r->profs[i]);
+    /* every slot up to cap may hold capacity kept by pd_profile_clear */
+    for (int i = 0; i < r->cap; i++) pd_profile_free(&r->profs[i]);
     pd_free(r->profs);
     pd_free(r->days);
     memset(r, 0, sizeof *r);
@@ -1235,7 +1235,7 @@ int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_d
                                char *err, size_t errlen)
 {
     pd_assert(st && r && (user || ulen == 0));
-    for (int i = 0; i < r->n; i++) pd_profile_reset(&r->profs[i]);
+    for (int i = 0; i < r->n; i++) pd_profile_clear(&r->profs[i]); /* keeps capacity for reuse */
     r->n = 0;
     if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
     if (ulen > PD_MAX_USER_ID) return pd_seterr(err, errlen, PD_EINVAL, "user id too long");
