@@ -96,6 +96,7 @@ typedef struct pd_config {
     int64_t max_future_skew_ms;
     int64_t max_event_bytes;
     int64_t http_threads;
+    int64_t ingest_nice;
     int64_t http_request_timeout_ms;
     int64_t http_max_request_bytes;
     int64_t forward_timeout_ms;
