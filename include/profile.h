@@ -29,7 +29,7 @@
 #include "event.h"
 #include "util.h"
 
-#define PD_PROFILE_VERSION 1
+#define PD_PROFILE_VERSION 2   /* written; version 1 is still read */
 #define PD_OTHER "__other__"
 
 /* A kept value. Its bytes (NUL-terminated) are stored inline when len <=

@@ -31,15 +31,29 @@
  * Numeric sums are floating point: exact (and thus order-independent) for
  * integer-valued data below 2^53, within rounding otherwise.
  *
- * Encoding (version 1, all integers LEB128 uvarints):
+ * Encoding (version 2, all integers LEB128 uvarints):
  *   u8 version | events | zigzag(first_ts) | last_ts - first_ts | types catset
  *   | ndims_present | per present dimension, by increasing index:
  *       index, then catset   = n, n x (len, bytes, count), other
- *              or numeric    = count, sum, sumsq, min, max (f64 little-endian),
- *                              nbuckets, nbuckets x count
+ *              or numeric    = count, then
+ *                count == 1 (a "single"): v   -- sum = min = max = v,
+ *                                              sumsq = v*v, one bucket
+ *                  (every count-1 aggregate is one; version 1 input
+ *                  that is not is rejected)
+ *                otherwise: sum, sumsq, min, max, k, k x (gap, count)
+ *                  -- the k non-empty histogram buckets, gap = index minus
+ *                     the previous index + 1 (the first: its index)
+ *   and every double as "cdouble": an integral value with |v| < 2^53 is
+ *   uvarint(zigzag(v) << 1); anything else is uvarint(1) + f64 LE.
+ * Most profile deltas hold one event per user-day, and attribute values
+ * are mostly integers, so this is about half the size of version 1:
+ *   numeric = count, sum, sumsq, min, max (f64 LE), nbuckets, nbuckets x count
+ * which the decoder still reads (stores written before version 2).
  * Catset values are written in rank order; the decoder requires it (which
- * also rules out duplicates), rejects non-minimal varints and validates
- * every field against the schema, so every accepted input is canonical:
+ * also rules out duplicates), rejects non-minimal varints and
+ * non-canonical choices (a raw double that has an integral form, the
+ * general numeric form for a single), and validates every field against
+ * the schema, so every accepted version 2 input is canonical:
  * encode(decode(x)) == x byte for byte.
  */
 #include "profile.h"
@@ -442,6 +456,29 @@ static uint8_t *w_f64(uint8_t *o, double v)
     return o + 8;
 }
 
+/* cdouble (see the encoding above). */
+static int cdouble_integral(double v)
+{
+    return v == trunc(v) && fabs(v) < 9007199254740992.0 && !(v == 0 && signbit(v));
+}
+
+static uint8_t *w_cdouble(uint8_t *o, double v)
+{
+    if (cdouble_integral(v)) return w_uv(o, pd_zigzag((int64_t)v) << 1);
+    *o++ = 1;
+    return w_f64(o, v);
+}
+
+/* A count-1 aggregate is always exactly what adding its one value gives
+ * (num_add, or a merge into an empty aggregate); the decoder enforces it,
+ * so the encoder can write count 1 as just the value. */
+static int num_single(const pd_numagg *a)
+{
+    double sq = a->sum * a->sum;
+    return a->count == 1 && a->sum == a->min && a->min == a->max && !(a->sum == 0 && signbit(a->sum)) &&
+           memcmp(&a->sumsq, &sq, sizeof sq) == 0;
+}
+
 static size_t catset_bound(const pd_catset *c)
 {
     size_t n = 2 * UV_MAX;
@@ -483,7 +520,7 @@ void pd_profile_encode(const pd_profile *p, pd_buf *out)
         if (s->dims[i].type == PD_DIM_CATEGORICAL)
             bound += catset_bound(&p->dims[i].cat);
         else
-            bound += 2 * UV_MAX + 32 + (size_t)(s->dims[i].nbounds + 1) * UV_MAX;
+            bound += 2 * UV_MAX + 4 * (1 + 8) + (size_t)(s->dims[i].nbounds + 1) * 2 * UV_MAX;
     }
     pd_buf_reserve(out, bound + 1);
     uint8_t *o = (uint8_t *)out->p + out->len, *const start = o;
@@ -501,12 +538,24 @@ void pd_profile_encode(const pd_profile *p, pd_buf *out)
         } else {
             const pd_numagg *a = &p->dims[i].num;
             o = w_uv(o, a->count);
-            o = w_f64(o, a->sum);
-            o = w_f64(o, a->sumsq);
-            o = w_f64(o, a->min);
-            o = w_f64(o, a->max);
-            o = w_uv(o, (uint64_t)s->dims[i].nbounds + 1);
-            for (int k = 0; k <= s->dims[i].nbounds; k++) o = w_uv(o, a->hist[k]);
+            if (a->count == 1) {
+                pd_assert(num_single(a));
+                o = w_cdouble(o, a->sum);
+                continue;
+            }
+            o = w_cdouble(o, a->sum);
+            o = w_cdouble(o, a->sumsq);
+            o = w_cdouble(o, a->min);
+            o = w_cdouble(o, a->max);
+            uint64_t k = 0;
+            for (int j = 0; j <= s->dims[i].nbounds; j++) k += a->hist[j] != 0;
+            o = w_uv(o, k);
+            for (int j = 0, prev = -1; j <= s->dims[i].nbounds; j++) {
+                if (!a->hist[j]) continue;
+                o = w_uv(o, (uint64_t)(j - prev - 1));
+                o = w_uv(o, a->hist[j]);
+                prev = j;
+            }
         }
     }
     pd_assert((size_t)(o - start) <= bound);
@@ -594,34 +643,86 @@ static int rd_catset(rd *r, pd_catset *c, uint32_t max, uint32_t maxlen, uint64_
     return PD_OK;
 }
 
-static int rd_numagg(rd *r, pd_numagg *a, const pd_dim *d, uint64_t events)
+static int rd_cdouble(rd *r, double *v, const char *what)
+{
+    uint64_t x;
+    int rc = rd_uv(r, &x, what);
+    if (rc) return rc;
+    if (x == 1) {
+        if ((rc = rd_f64(r, v, what))) return rc;
+        if (cdouble_integral(*v)) return rd_fail(r, "non-canonical double (raw form of an integer)");
+        return PD_OK;
+    }
+    if (x & 1) return rd_fail(r, "bad double tag");
+    x >>= 1;
+    if (x >= (UINT64_C(1) << 54)) return rd_fail(r, "integer double out of range");
+    *v = (double)pd_unzigzag(x);
+    return PD_OK;
+}
+
+static int rd_numagg(rd *r, pd_numagg *a, const pd_dim *d, uint64_t events, int version)
 {
     int rc;
     uint64_t nb, sum = 0;
+    const uint64_t nbk = (uint64_t)d->nbounds + 1;
     if ((rc = rd_uv(r, &a->count, "truncated numeric count"))) return rc;
     if (a->count == 0) return rd_fail(r, "present numeric dimension with zero count");
     if (a->count > events) return rd_fail(r, "numeric count exceeds events");
-    if ((rc = rd_f64(r, &a->sum, "truncated sum")) || (rc = rd_f64(r, &a->sumsq, "truncated sumsq")) ||
-        (rc = rd_f64(r, &a->min, "truncated min")) || (rc = rd_f64(r, &a->max, "truncated max")))
+    if (!a->hist) a->hist = pd_calloc((size_t)nbk, sizeof *a->hist);
+    if (version >= 2 && a->count == 1) { /* a single: everything follows from v */
+        double v;
+        if ((rc = rd_cdouble(r, &v, "truncated value"))) return rc;
+        if (!isfinite(v)) return rd_fail(r, "bad single value");
+        a->sum = a->min = a->max = v;
+        a->sumsq = v * v;
+        memset(a->hist, 0, (size_t)nbk * sizeof *a->hist);
+        a->hist[num_bucket(d, v)] = 1;
+        return PD_OK;
+    }
+    if (version >= 2) {
+        if ((rc = rd_cdouble(r, &a->sum, "truncated sum")) || (rc = rd_cdouble(r, &a->sumsq, "truncated sumsq")) ||
+            (rc = rd_cdouble(r, &a->min, "truncated min")) || (rc = rd_cdouble(r, &a->max, "truncated max")))
+            return rc;
+    } else if ((rc = rd_f64(r, &a->sum, "truncated sum")) || (rc = rd_f64(r, &a->sumsq, "truncated sumsq")) ||
+               (rc = rd_f64(r, &a->min, "truncated min")) || (rc = rd_f64(r, &a->max, "truncated max"))) {
         return rc;
+    }
     if (isnan(a->sumsq) || a->sumsq < 0) return rd_fail(r, "bad sumsq");
     if (!isfinite(a->min) || !isfinite(a->max) || a->min > a->max) return rd_fail(r, "bad min/max");
-    if ((rc = rd_uv(r, &nb, "truncated bucket count"))) return rc;
-    if (nb != (uint64_t)d->nbounds + 1) return rd_fail(r, "bucket count does not match schema");
-    if (!a->hist) a->hist = pd_calloc((size_t)nb, sizeof *a->hist);
     int first = -1, last = -1;
-    for (int k = 0; k <= d->nbounds; k++) {
-        if ((rc = rd_uv(r, &a->hist[k], "truncated bucket"))) return rc;
-        if (sum + a->hist[k] < sum) return rd_fail(r, "bucket count overflow");
-        sum += a->hist[k];
-        if (a->hist[k]) {
-            if (first < 0) first = k;
-            last = k;
+    if (version >= 2) {
+        uint64_t k;
+        if ((rc = rd_uv(r, &k, "truncated bucket count"))) return rc;
+        if (k < 1 || k > nbk) return rd_fail(r, "non-empty bucket count out of range");
+        memset(a->hist, 0, (size_t)nbk * sizeof *a->hist);
+        for (uint64_t j = 0; j < k; j++) {
+            uint64_t gap, c;
+            if ((rc = rd_uv(r, &gap, "truncated bucket gap")) || (rc = rd_uv(r, &c, "truncated bucket"))) return rc;
+            if (gap >= nbk || (uint64_t)(last + 1) + gap >= nbk) return rd_fail(r, "bucket index out of range");
+            if (c == 0) return rd_fail(r, "empty bucket listed");
+            last += 1 + (int)gap;
+            if (first < 0) first = last;
+            a->hist[last] = c;
+            if (sum + c < sum) return rd_fail(r, "bucket count overflow");
+            sum += c;
+        }
+    } else {
+        if ((rc = rd_uv(r, &nb, "truncated bucket count"))) return rc;
+        if (nb != nbk) return rd_fail(r, "bucket count does not match schema");
+        for (int k = 0; k <= d->nbounds; k++) {
+            if ((rc = rd_uv(r, &a->hist[k], "truncated bucket"))) return rc;
+            if (sum + a->hist[k] < sum) return rd_fail(r, "bucket count overflow");
+            sum += a->hist[k];
+            if (a->hist[k]) {
+                if (first < 0) first = k;
+                last = k;
+            }
         }
     }
     if (sum != a->count) return rd_fail(r, "bucket counts do not sum to count");
     if (num_bucket(d, a->min) != first || num_bucket(d, a->max) != last)
         return rd_fail(r, "min/max inconsistent with histogram");
+    if (a->count == 1 && !num_single(a)) return rd_fail(r, "count 1 but sum/sumsq/min/max are not one value's");
     return PD_OK;
 }
 
@@ -637,7 +738,8 @@ int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, si
         rc = rd_fail(&r, "empty input");
         goto out;
     }
-    if (r.p[0] != PD_PROFILE_VERSION) {
+    const int version = r.p[0];
+    if (version != 1 && version != PD_PROFILE_VERSION) {
         rc = pd_seterr(err, errlen, PD_ECORRUPT, "profile: unsupported encoding version %u", r.p[0]);
         goto out;
     }
@@ -689,7 +791,7 @@ int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, si
                 rc = rd_fail(&r, "categorical total exceeds events");
                 goto out;
             }
-        } else if ((rc = rd_numagg(&r, &p->dims[idx].num, d, p->events))) {
+        } else if ((rc = rd_numagg(&r, &p->dims[idx].num, d, p->events, version))) {
             goto out;
         }
     }

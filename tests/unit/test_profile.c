@@ -107,7 +107,9 @@ static void tev_random(tev *e, uint64_t *r)
         } else {
             uint32_t x = rng_below(r, 10);
             e->has_num[d] = x == 0 ? 0 : x == 1 ? 2 : 1;
-            e->num[d] = (double)((int)rng_below(r, 301) - 100);
+            /* integers and some quarters: both encodings of doubles, and
+             * sums stay exact in any order */
+            e->num[d] = (double)((int)rng_below(r, 301) - 100) + (rng_below(r, 4) == 0 ? 0.25 : 0);
         }
     }
 }
@@ -732,7 +734,7 @@ TEST(profile_decode_truncations)
 /* Builds an encoding by hand. */
 static void enc_hdr(pd_buf *b, uint64_t events, int64_t first, uint64_t delta)
 {
-    pd_buf_putc(b, PD_PROFILE_VERSION);
+    pd_buf_putc(b, 1); /* these hand-built encodings are version 1 */
     pd_put_uvarint(b, events);
     pd_put_uvarint(b, pd_zigzag(first));
     pd_put_uvarint(b, delta);
@@ -774,6 +776,203 @@ static void by_rank(const char **x, const char **y)
         *x = *y;
         *y = t;
     }
+}
+
+/* An independent version 1 encoder (the format before version 2, which
+ * stores written earlier still hold): raw doubles, dense histograms. */
+static void enc_v1(pd_buf *b, const pd_profile *p)
+{
+    const pd_schema *s = p->schema;
+    pd_buf_putc(b, 1);
+    pd_put_uvarint(b, p->events);
+    pd_put_uvarint(b, pd_zigzag(p->first_ts));
+    pd_put_uvarint(b, (uint64_t)p->last_ts - (uint64_t)p->first_ts);
+    const pd_catset *cs[PD_MAX_DIMS + 1];
+    int present = 0;
+    for (int i = 0; i < s->ndims; i++)
+        present += s->dims[i].type == PD_DIM_CATEGORICAL ? (p->dims[i].cat.n || p->dims[i].cat.other)
+                                                         : p->dims[i].num.count > 0;
+    cs[0] = &p->types;
+    for (int i = -1; i < s->ndims; i++) {
+        if (i >= 0) {
+            if (s->dims[i].type == PD_DIM_CATEGORICAL ? !(p->dims[i].cat.n || p->dims[i].cat.other)
+                                                      : p->dims[i].num.count == 0)
+                continue;
+            pd_put_uvarint(b, (uint64_t)i);
+        }
+        if (i < 0 || s->dims[i].type == PD_DIM_CATEGORICAL) {
+            const pd_catset *c = i < 0 ? cs[0] : &p->dims[i].cat;
+            pd_put_uvarint(b, c->n);
+            for (uint32_t k = 0; k < c->n; k++) {
+                pd_put_uvarint(b, c->vals[k].len);
+                pd_buf_append(b, pd_catval_str(&c->vals[k]), c->vals[k].len);
+                pd_put_uvarint(b, c->vals[k].count);
+            }
+            pd_put_uvarint(b, c->other);
+            if (i < 0) pd_put_uvarint(b, (uint64_t)present);
+            continue;
+        }
+        const pd_numagg *a = &p->dims[i].num;
+        pd_put_uvarint(b, a->count);
+        const double f[4] = {a->sum, a->sumsq, a->min, a->max};
+        for (int k = 0; k < 4; k++) {
+            uint64_t u;
+            memcpy(&u, &f[k], 8);
+            for (int j = 0; j < 8; j++) pd_buf_putc(b, (char)(u >> (8 * j)));
+        }
+        pd_put_uvarint(b, (uint64_t)s->dims[i].nbounds + 1);
+        for (int k = 0; k <= s->dims[i].nbounds; k++) pd_put_uvarint(b, a->hist[k]);
+    }
+}
+
+/* Version 1 values (written before version 2) decode to the same profile,
+ * and re-encode as version 2, smaller when deltas hold few events. */
+TEST(profile_decode_version1)
+{
+    pd_schema s;
+    test_schema(&s, 8);
+    uint64_t r = 31337;
+    size_t v1_bytes = 0, v2_bytes = 0;
+    for (int round = 0; round < 300; round++) {
+        pd_profile p, q;
+        pd_profile_init(&p, &s);
+        pd_profile_init(&q, &s);
+        random_profile(&p, &r, round % 4 == 0 ? 60 : 2);
+        pd_buf b1 = {0}, b2 = {0};
+        enc_v1(&b1, &p);
+        char err[200] = "";
+        CHECK_INT(pd_profile_decode(&q, b1.p, b1.len, err, sizeof err), PD_OK);
+        CHECK(pd_profile_equal(&q, &p));
+        pd_profile_encode(&q, &b2);
+        CHECK_INT((uint8_t)b2.p[0], PD_PROFILE_VERSION);
+        CHECK(roundtrip(&q));
+        if (round % 4) {
+            v1_bytes += b1.len;
+            v2_bytes += b2.len;
+        }
+        pd_buf_free(&b1);
+        pd_buf_free(&b2);
+        pd_profile_free(&p);
+        pd_profile_free(&q);
+    }
+    CHECK(v2_bytes * 10 < v1_bytes * 8); /* at least 20% smaller for 0-2 events */
+}
+
+/* Version 2 specific rejections: doubles (tags, non-canonical raw form,
+ * range), singles, sparse histograms. Hand-built after the valid base. */
+TEST(profile_decode_version2_corruptions)
+{
+    pd_schema s;
+    test_schema(&s, 2);
+    pd_buf b = {0};
+    /* header: 2 events of type view, then dimension 2 (num0, bounds
+     * 0,10,100: 4 buckets) follows */
+#define V2_BASE(count)                               \
+    do {                                             \
+        b.len = 0;                                   \
+        pd_buf_putc(&b, 2);                          \
+        pd_put_uvarint(&b, 2);                       \
+        pd_put_uvarint(&b, pd_zigzag(1000));         \
+        pd_put_uvarint(&b, 5);                       \
+        pd_put_uvarint(&b, 1);                       \
+        enc_str(&b, "view", 2);                      \
+        pd_put_uvarint(&b, 0);                       \
+        pd_put_uvarint(&b, 1);                       \
+        pd_put_uvarint(&b, 2);                       \
+        pd_put_uvarint(&b, (count));                 \
+    } while (0)
+#define CD_INT(v) pd_put_uvarint(&b, pd_zigzag(v) << 1)
+#define CD_RAW(v) (pd_buf_putc(&b, 1), enc_f64(&b, (v)))
+    pd_profile q;
+    pd_profile_init(&q, &s);
+    char err[200];
+    /* valid: a single 5; a general {5, 7.5}: sum 12.5, sumsq 81.25 */
+    V2_BASE(1);
+    CD_INT(5);
+    CHECK_INT(pd_profile_decode(&q, b.p, b.len, err, sizeof err), PD_OK);
+    CHECK_INT(q.dims[2].num.hist[1], 1);
+    CHECK_DBL(q.dims[2].num.sumsq, 25, 0);
+    V2_BASE(2);
+    CD_RAW(12.5);
+    CD_RAW(81.25);
+    CD_INT(5);
+    CD_RAW(7.5);
+    pd_put_uvarint(&b, 1); /* one non-empty bucket */
+    pd_put_uvarint(&b, 1); /* index 1 */
+    pd_put_uvarint(&b, 2);
+    CHECK_INT(pd_profile_decode(&q, b.p, b.len, err, sizeof err), PD_OK);
+    CHECK_INT(q.dims[2].num.hist[1], 2);
+    CHECK_DBL(q.dims[2].num.max, 7.5, 0);
+    {
+        pd_buf e = {0};
+        pd_profile_encode(&q, &e);
+        CHECK(e.len == b.len && memcmp(e.p, b.p, b.len) == 0); /* canonical */
+        pd_buf_free(&e);
+    }
+    /* single: raw form of an integer, bad tag, out of range, infinite */
+    V2_BASE(1);
+    CD_RAW(5.0);
+    CHECK(decode_fails(&s, b.p, b.len));
+    V2_BASE(1);
+    pd_put_uvarint(&b, 3);
+    CHECK(decode_fails(&s, b.p, b.len));
+    V2_BASE(1);
+    pd_put_uvarint(&b, UINT64_C(1) << 56);
+    CHECK(decode_fails(&s, b.p, b.len));
+    V2_BASE(1);
+    CD_RAW(INFINITY);
+    CHECK(decode_fails(&s, b.p, b.len));
+    /* general form: k = 0, k > buckets, gap past the end, empty bucket,
+     * counts not summing, min/max vs buckets */
+    static const struct { uint64_t k, g1, c1, g2, c2; double mn, mx; } hc[] = {
+        {0, 0, 0, 0, 0, 5, 7.5}, {5, 1, 2, 0, 0, 5, 7.5}, {1, 4, 2, 0, 0, 5, 7.5},
+        {1, 1, 0, 0, 0, 5, 7.5}, {1, 1, 3, 0, 0, 5, 7.5}, {2, 1, 1, 0, 1, 5, 7.5},
+        {2, 1, 1, 2, 1, 5, 7.5}, {1, 2, 2, 0, 0, 5, 7.5},
+    };
+    for (size_t i = 0; i < PD_ARRAY_LEN(hc); i++) {
+        V2_BASE(2);
+        CD_RAW(12.5);
+        CD_RAW(81.25);
+        CD_INT(5);
+        CD_RAW(7.5);
+        pd_put_uvarint(&b, hc[i].k);
+        if (hc[i].k >= 1) {
+            pd_put_uvarint(&b, hc[i].g1);
+            pd_put_uvarint(&b, hc[i].c1);
+        }
+        if (hc[i].k >= 2) {
+            pd_put_uvarint(&b, hc[i].g2);
+            pd_put_uvarint(&b, hc[i].c2);
+        }
+        if (!decode_fails(&s, b.p, b.len)) {
+            CHECK(!"bad sparse histogram accepted");
+            printf("    case %zu\n", i);
+        }
+    }
+    /* version 1: a count-1 aggregate that is not one value's */
+    {
+        static const uint64_t h1[] = {0, 1, 0, 0};
+        b.len = 0;
+        enc_hdr(&b, 1, 1000, 5);
+        pd_put_uvarint(&b, 1);
+        enc_str(&b, "view", 1);
+        pd_put_uvarint(&b, 0);
+        pd_put_uvarint(&b, 1);
+        pd_put_uvarint(&b, 2);
+        pd_put_uvarint(&b, 1);
+        enc_f64(&b, 5);
+        enc_f64(&b, 26); /* sumsq != 5 * 5 */
+        enc_f64(&b, 5);
+        enc_f64(&b, 5);
+        pd_put_uvarint(&b, 4);
+        for (int k = 0; k < 4; k++) pd_put_uvarint(&b, h1[k]);
+        CHECK(decode_fails(&s, b.p, b.len));
+    }
+#undef V2_BASE
+#undef CD_INT
+#undef CD_RAW
+    pd_profile_free(&q);
+    pd_buf_free(&b);
 }
 
 TEST(profile_decode_corruptions)
