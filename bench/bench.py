@@ -56,6 +56,10 @@ BB = os.path.join(ROOT, "build", "bench")
 DOCS = os.path.join(ROOT, "docs")
 QUICK = os.environ.get("QUICK", "") not in ("", "0")
 PARTS = 32
+# Worst-case batch memory per event (every event a new user-day, 20
+# attributes): its log record (~270 B) + a batch entry (~330 B) + table slot
+# and sort pointer; docs/operations.md states the same bound.
+BATCH_BYTES_PER_EVENT = 640
 
 SIZES = {
     True: dict(proc_n=100_000, users=20_000, e2e_n=100_000, query_secs=4, conns=8,
@@ -790,6 +794,16 @@ class Bench:
         qt = threading.Thread(target=queries, daemon=True)
         qt.start()
         samples = []
+        mem_series = []
+
+        def mem_parts(url):
+            st, body = http_get(url + "/metrics", timeout=2)
+            out = {}
+            for line in body.decode(errors="replace").splitlines() if st == 200 else []:
+                m = re.match(r'profiled_(heap_bytes\{kind|rocksdb_memory_bytes\{part)="(\w+)"\} (\d+)', line)
+                if m:
+                    out[("heap_" if m.group(1).startswith("heap") else "rocksdb_") + m.group(2)] = int(m.group(3)) / (1 << 20)
+            return out
         rin0 = metric_sum(w.url, "profiled_records_in_total") or 0
         t0 = time.monotonic()
         try:
@@ -802,6 +816,8 @@ class Bench:
                 v = rss_kib()
                 if v is not None:
                     samples.append((time.monotonic() - t0, v / 1024.0))
+                if i % 30 == 0 or i == secs:  # where the memory is: allocator and RocksDB gauges
+                    mem_series.append(dict(mem_parts(w.url), t=time.monotonic() - t0))
             rin1 = metric_sum(w.url, "profiled_records_in_total") or 0
             lag = metric_sum(w.url, "profiled_consumer_lag")
             elapsed = time.monotonic() - t0
@@ -836,7 +852,8 @@ class Bench:
         slope = sum((t - mt) * (v - mv) for t, v in sec) / den * 60 if den else None
         mib = 1 << 20
         budget = {"block_cache": c["block_cache_mb"], "memtables": 2 * c["write_buffer_mb"],
-                  "batch": c["batch_max_events"] * 3 * 1024 / mib, "librdkafka_queue": c["queued_max_kbytes"] / 1024}
+                  "batch": c["batch_max_events"] * BATCH_BYTES_PER_EVENT / mib,
+                  "librdkafka_queue": c["queued_max_kbytes"] / 1024}
         budget["total"] = sum(budget.values())
         res = {"config": c, "secs": elapsed, "producers": nprod, "rate_target": nprod * rate_each,
                "rate_seen": (rin1 - rin0) / elapsed, "lag_end": lag, "users": users, "days": 30,
@@ -844,7 +861,7 @@ class Bench:
                "budget_mib": budget, "min_mib": rss[0], "median_mib": rss[n // 2], "max_mib": rss[-1],
                "at_mib": {"25": at(0.25), "50": at(0.5), "75": at(0.75), "100": at(1.0)},
                "second_half_start_mib": h0, "second_half_end_mib": h1, "growth_mib_per_min": growth,
-               "slope_mib_per_min": slope, "samples": samples}
+               "slope_mib_per_min": slope, "samples": samples, "mem_series": mem_series}
         res["max_ok"] = rss[-1] <= 1.5 * budget["total"]
         res["stable_ok"] = growth is not None and h0 and growth < 0.01 * h0
         self.r["memory"] = res
@@ -1032,8 +1049,8 @@ def rows(r):
     mm = r.get("memory", {})
     if "max_mib" in mm:
         b, c = mm["budget_mib"], mm["config"]
-        budget = "budget %.0f MiB = cache %d + memtables 2x%d + batch %dx3 KiB %.0f + librdkafka queue %.0f" % (
-            b["total"], c["block_cache_mb"], c["write_buffer_mb"], c["batch_max_events"], b["batch"],
+        budget = "budget %.0f MiB = cache %d + memtables 2x%d + batch %dx%d B %.0f + librdkafka queue %.0f" % (
+            b["total"], c["block_cache_mb"], c["write_buffer_mb"], c["batch_max_events"], BATCH_BYTES_PER_EVENT, b["batch"],
             b["librdkafka_queue"])
         add("9. Worker RSS min / median / max, MiB (%.0f s, %.0f ev/s over 30 days + queries)" % (
             mm["secs"], mm["rate_seen"]), "%.0f / %.0f / %.0f" % (mm["min_mib"], mm["median_mib"], mm["max_mib"]),

@@ -159,6 +159,13 @@ typedef struct {
     uint64_t bytes;      /* SST + memtable size estimate */
 } pd_day_stats;
 /* *out malloc'd, caller frees. */
+/* RocksDB's memory, approximately (bytes): memtables (all families, incl.
+ * ones being flushed), SST readers' index and filter blocks held outside
+ * the block cache, and the block cache. Any thread. */
+typedef struct {
+    uint64_t memtables, table_readers, block_cache;
+} pd_store_mem;
+int pd_store_mem_stats(pd_store *st, pd_store_mem *out, char *err, size_t errlen);
 int pd_store_day_stats(pd_store *st, pd_day_stats **out, int *n);
 
 /* ---- partition hand-off (state transfer between workers) ---- */

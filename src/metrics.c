@@ -22,6 +22,7 @@
  */
 #include "metrics.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,7 +253,27 @@ static void render_worker(pd_buf *b, pd_worker *w)
             }
         }
         pd_free(st);
+        pd_store_mem sm;
+        char err[128];
+        if (pd_store_mem_stats(w->store, &sm, err, sizeof err) == PD_OK) {
+            family(b, "profiled_rocksdb_memory_bytes", "gauge",
+                   "RocksDB memory by part (approximate): memtables, table_readers (index and filter blocks "
+                   "outside the cache), block_cache.");
+            pd_buf_printf(b, "profiled_rocksdb_memory_bytes{part=\"memtables\"} %llu\n",
+                          (unsigned long long)sm.memtables);
+            pd_buf_printf(b, "profiled_rocksdb_memory_bytes{part=\"table_readers\"} %llu\n",
+                          (unsigned long long)sm.table_readers);
+            pd_buf_printf(b, "profiled_rocksdb_memory_bytes{part=\"block_cache\"} %llu\n",
+                          (unsigned long long)sm.block_cache);
+        }
     }
+    /* The allocator's view (glibc): bytes in use, free but kept by the
+     * allocator, and in separate mmaps -- tells fragmentation from growth. */
+    struct mallinfo2 mi = mallinfo2();
+    family(b, "profiled_heap_bytes", "gauge", "malloc heap: in_use, free (kept by the allocator), mmapped.");
+    pd_buf_printf(b, "profiled_heap_bytes{kind=\"in_use\"} %zu\n", mi.uordblks + mi.hblkhd);
+    pd_buf_printf(b, "profiled_heap_bytes{kind=\"free\"} %zu\n", mi.fordblks);
+    pd_buf_printf(b, "profiled_heap_bytes{kind=\"mmapped\"} %zu\n", mi.hblkhd);
 }
 
 void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)

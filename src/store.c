@@ -864,6 +864,23 @@ static int seen_add(pd_store_batch *b, uint64_t h)
 
 uint64_t pd_store_batch_folds(const pd_store_batch *b) { return b->folds; }
 
+int pd_store_mem_stats(pd_store *st, pd_store_mem *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    rocksdb_memory_consumers_t *mc = rocksdb_memory_consumers_create();
+    rocksdb_memory_consumers_add_db(mc, st->db);
+    rocksdb_memory_consumers_add_cache(mc, st->cache);
+    char *re = NULL;
+    rocksdb_memory_usage_t *u = rocksdb_approximate_memory_usage_create(mc, &re);
+    rocksdb_memory_consumers_destroy(mc);
+    if (re) return rdb_err(re, err, errlen, "memory usage");
+    out->memtables = rocksdb_approximate_memory_usage_get_mem_table_total(u);
+    out->table_readers = rocksdb_approximate_memory_usage_get_mem_table_readers_total(u);
+    out->block_cache = rocksdb_approximate_memory_usage_get_cache_total(u);
+    rocksdb_approximate_memory_usage_destroy(u);
+    return PD_OK;
+}
+
 void pd_store_batch_clear(pd_store_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
