@@ -116,9 +116,12 @@ enum { TK_NULL, TK_FALSE, TK_TRUE, TK_NUM, TK_STR, TK_ARR, TK_OBJ };
 typedef struct {
     uint32_t off;  /* TK_STR: first byte after the opening quote; TK_NUM: first byte */
     uint32_t len;  /* TK_STR: raw bytes before the closing quote; TK_NUM: run length */
-    uint32_t next; /* index of the first token after this value and its descendants */
+    uint32_t next; /* a value: index of the first token after it and its descendants;
+                      an object key: index of the object's next key, or the object's
+                      end (so member lookup walks keys only) */
     uint8_t kind;
     uint8_t esc;   /* TK_STR: holds a backslash or a NUL byte, decode before use */
+    uint16_t hash; /* object key without esc: key_hash of its bytes */
 } ev_tok;
 
 /* Per-thread reusable memory (see the design comment). */
@@ -126,6 +129,7 @@ typedef struct {
     ev_tok *tok;
     size_t cap;                     /* tokens */
     uint32_t stack[NESTING_LIMIT];  /* open containers: token index */
+    uint32_t lastkey[NESTING_LIMIT]; /* open objects: token index of the last key, or 0 */
     char *scratch;
     size_t scratch_cap;
 } ev_tls;
@@ -290,6 +294,15 @@ static const char *ev_copy(pd_event *ev, const char *s, size_t n)
 
 /* ---- pass 1: the validating scanner ---- */
 
+/* A 16-bit hash of a key from its length and three of its bytes: O(1), and
+ * enough to skip nearly every non-matching member without touching its
+ * bytes. */
+static inline uint16_t key_hash(const unsigned char *k, size_t n)
+{
+    if (n == 0) return 0;
+    return (uint16_t)((n * 0x9E37u) ^ ((unsigned)k[0] << 8) ^ ((unsigned)k[n / 2] << 4) ^ k[n - 1]);
+}
+
 /* Bytes a string scan stops at: quote, backslash, NUL. */
 static const uint8_t str_stop[256] = {['"'] = 1, ['\\'] = 1, [0] = 1};
 /* Bytes of a number run. */
@@ -303,6 +316,7 @@ typedef struct {
     size_t n, p;        /* input, length, position */
     ev_tls *t;          /* tape owner */
     size_t ntok;
+    size_t depth;       /* open containers */
     const char *what;   /* on failure: what was expected / wrong */
 } scanner;
 
@@ -429,14 +443,17 @@ static size_t str_decode(const unsigned char *b, size_t s, size_t e, char *out, 
     return o;
 }
 
+static void tape_grow(ev_tls *t)
+{
+    t->cap *= 2;
+    t->tok = pd_realloc(t->tok, t->cap * sizeof *t->tok);
+}
+
 /* Appends a token; returns its index. */
-static size_t tok_push(scanner *sc, int kind, size_t off, size_t len)
+static inline size_t tok_push(scanner *sc, int kind, size_t off, size_t len)
 {
     ev_tls *t = sc->t;
-    if (sc->ntok == t->cap) {
-        t->cap *= 2;
-        t->tok = pd_realloc(t->tok, t->cap * sizeof *t->tok);
-    }
+    if (sc->ntok == t->cap) tape_grow(t);
     size_t i = sc->ntok++;
     ev_tok *k = &t->tok[i];
     k->off = (uint32_t)off;
@@ -444,6 +461,7 @@ static size_t tok_push(scanner *sc, int kind, size_t off, size_t len)
     k->next = (uint32_t)(i + 1);
     k->kind = (uint8_t)kind;
     k->esc = 0;
+    k->hash = 0;
     return i;
 }
 
@@ -452,13 +470,37 @@ static void skip_ws(scanner *sc)
     while (sc->p < sc->n && sc->b[sc->p] <= 0x20) sc->p++;
 }
 
-/* Scans the string whose opening quote is at sc->p. */
-static int scan_string(scanner *sc)
+/* Non-zero when the 8 bytes of w hold a quote, a backslash or a NUL; the
+ * lowest set bit is then in the first such byte (in memory order on
+ * little-endian machines: borrows only propagate upwards). */
+static inline uint64_t swar_stop(uint64_t w)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    uint64_t q = w ^ UINT64_C(0x2222222222222222), bs = w ^ UINT64_C(0x5c5c5c5c5c5c5c5c);
+    return (((w - ones) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs;
+}
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SWAR_FIRST(m) ((size_t)__builtin_ctzll(m) >> 3)
+#else
+#define SWAR_FIRST(m) ((size_t)0) /* the byte loop finds it */
+#endif
+
+/* Scans the string whose opening quote is at sc->p; a key when `key`. */
+static int scan_string(scanner *sc, int key)
 {
     const unsigned char *b = sc->b;
     size_t n = sc->n, s = sc->p + 1, q = s;
     int bs = 0, nul = 0;
     for (;;) {
+        for (; q + 8 <= n; q += 8) {
+            uint64_t w, m;
+            memcpy(&w, b + q, 8);
+            if ((m = swar_stop(w)) != 0) {
+                q += SWAR_FIRST(m);
+                break;
+            }
+        }
         while (q < n && !str_stop[b[q]]) q++;
         if (q >= n) {
             sc->p = s - 1;
@@ -482,7 +524,14 @@ static int scan_string(scanner *sc)
         }
     }
     size_t i = tok_push(sc, TK_STR, s, q - s);
-    sc->t->tok[i].esc = (uint8_t)(bs | nul);
+    ev_tok *k = &sc->t->tok[i];
+    k->esc = (uint8_t)(bs | nul);
+    if (key) {
+        if (!k->esc) k->hash = key_hash(b + s, q - s);
+        uint32_t *last = &sc->t->lastkey[sc->depth - 1];
+        if (*last) sc->t->tok[*last].next = (uint32_t)i;
+        *last = (uint32_t)i;
+    }
     sc->p = q + 1;
     return 0;
 }
@@ -515,7 +564,6 @@ static int scan_doc(scanner *sc)
     const unsigned char *b = sc->b;
     size_t n = sc->n;
     uint32_t *stack = sc->t->stack;
-    size_t depth = 0;
 
     if (n >= 5 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF) sc->p = 3;
     skip_ws(sc);
@@ -529,23 +577,24 @@ value:
     case '{':
     case '[': {
         int obj = b[sc->p] == '{';
-        if (depth >= NESTING_LIMIT) {
+        if (sc->depth >= NESTING_LIMIT) {
             sc->what = "nesting deeper than 1000 arrays/objects";
             return -1;
         }
-        stack[depth++] = (uint32_t)tok_push(sc, obj ? TK_OBJ : TK_ARR, sc->p, 0);
+        sc->t->lastkey[sc->depth] = 0;
+        stack[sc->depth++] = (uint32_t)tok_push(sc, obj ? TK_OBJ : TK_ARR, sc->p, 0);
         sc->p++;
         skip_ws(sc);
         if (sc->p < n && b[sc->p] == (obj ? '}' : ']')) {
             sc->p++;
-            depth--;
+            sc->depth--;
             goto after_value;
         }
         if (obj) goto key;
         goto value;
     }
     case '"':
-        if (scan_string(sc)) return -1;
+        if (scan_string(sc, 0)) return -1;
         goto after_value;
     case 'n':
     case 't':
@@ -586,7 +635,7 @@ key:
         sc->what = "expected a string key";
         return -1;
     }
-    if (scan_string(sc)) return -1;
+    if (scan_string(sc, 1)) return -1;
     skip_ws(sc);
     if (sc->p >= n || b[sc->p] != ':') {
         sc->what = "expected ':' after an object key";
@@ -597,10 +646,10 @@ key:
     goto value;
 
 after_value:
-    if (depth == 0) return 0;
+    if (sc->depth == 0) return 0;
     skip_ws(sc);
     {
-        ev_tok *top = &sc->t->tok[stack[depth - 1]];
+        ev_tok *top = &sc->t->tok[stack[sc->depth - 1]];
         int obj = top->kind == TK_OBJ;
         if (sc->p < n && b[sc->p] == ',') {
             sc->p++;
@@ -611,7 +660,8 @@ after_value:
         if (sc->p < n && b[sc->p] == (obj ? '}' : ']')) {
             sc->p++;
             top->next = (uint32_t)sc->ntok;
-            depth--;
+            if (obj) sc->t->tok[sc->t->lastkey[sc->depth - 1]].next = (uint32_t)sc->ntok;
+            sc->depth--;
             goto after_value;
         }
         sc->what = obj ? "expected ',' or '}' after an object member"
@@ -622,18 +672,60 @@ after_value:
 
 /* ---- pass 2: lookups on the tape ---- */
 
+/* Member indexes of the objects most looked up (the attribute containers):
+ * an open-addressing table, linear probing, from key_hash to key token.
+ * Keys of one hash keep document order along their probe sequence, so the
+ * first match found is the first member with that key. Built on the first
+ * lookup into an object of IX_MIN_MEMBERS..IX_MAX_MEMBERS members without
+ * escaped keys; other objects are scanned linearly. */
+#define IX_OBJS 4
+#define IX_SLOTS 64
+#define IX_MIN_MEMBERS 9
+#define IX_MAX_MEMBERS (IX_SLOTS / 2)
+typedef struct {
+    int n;
+    uint32_t obj[IX_OBJS];
+    uint8_t usable[IX_OBJS];
+    uint32_t slot[IX_OBJS][IX_SLOTS]; /* key token index; 0 = empty */
+} obj_index;
+
 typedef struct {
     const unsigned char *b;
     const ev_tok *tok;
     ev_tls *t;
+    obj_index *ix;
 } doc;
+
+/* The index of object `obj`, or NULL when it has none (after building it
+ * when there is room). */
+static const uint32_t *ix_get(const doc *d, size_t obj)
+{
+    obj_index *ix = d->ix;
+    for (int i = 0; i < ix->n; i++)
+        if (ix->obj[i] == obj) return ix->usable[i] ? ix->slot[i] : NULL;
+    if (ix->n == IX_OBJS) return NULL;
+    int x = ix->n++;
+    size_t end = d->tok[obj].next, count = 0;
+    ix->obj[x] = (uint32_t)obj;
+    ix->usable[x] = 0;
+    for (size_t i = obj + 1; i < end; i = d->tok[i].next)
+        if (d->tok[i].esc || ++count > IX_MAX_MEMBERS) return NULL;
+    if (count < IX_MIN_MEMBERS) return NULL;
+    uint32_t *slot = ix->slot[x];
+    memset(slot, 0, sizeof ix->slot[x]);
+    for (size_t i = obj + 1; i < end; i = d->tok[i].next) {
+        size_t h = d->tok[i].hash & (IX_SLOTS - 1);
+        while (slot[h]) h = (h + 1) & (IX_SLOTS - 1);
+        slot[h] = (uint32_t)i;
+    }
+    ix->usable[x] = 1;
+    return slot;
+}
 
 /* Whether key token k (decoded, up to its first NUL) equals name. */
 static int key_eq(const doc *d, const ev_tok *k, const char *name, size_t nlen)
 {
-    if (!k->esc)
-        return k->len == nlen && (nlen == 0 || (d->b[k->off] == (unsigned char)name[0] &&
-                                                memcmp(d->b + k->off, name, nlen) == 0));
+    if (!k->esc) return k->len == nlen && memcmp(d->b + k->off, name, nlen) == 0;
     char tmp[PD_MAX_NAME + 8];
     if (nlen >= PD_MAX_NAME) return 0; /* schema names are shorter */
     size_t o = str_decode(d->b, k->off, (size_t)k->off + k->len, tmp, nlen + 1);
@@ -645,8 +737,19 @@ static int key_eq(const doc *d, const ev_tok *k, const char *name, size_t nlen)
 static long obj_get(const doc *d, size_t obj, const char *name)
 {
     size_t nlen = strlen(name), end = d->tok[obj].next;
-    for (size_t i = obj + 1; i < end; i = d->tok[i + 1].next)
-        if (key_eq(d, &d->tok[i], name, nlen)) return (long)(i + 1);
+    uint16_t h = key_hash((const unsigned char *)name, nlen);
+    const uint32_t *slot = ix_get(d, obj);
+    if (slot) {
+        for (size_t x = h & (IX_SLOTS - 1); slot[x]; x = (x + 1) & (IX_SLOTS - 1)) {
+            const ev_tok *k = &d->tok[slot[x]];
+            if (k->hash == h && key_eq(d, k, name, nlen)) return (long)slot[x] + 1;
+        }
+        return -1;
+    }
+    for (size_t i = obj + 1; i < end; i = d->tok[i].next) {
+        const ev_tok *k = &d->tok[i];
+        if ((k->hash == h || k->esc) && key_eq(d, k, name, nlen)) return (long)(i + 1);
+    }
     return -1;
 }
 
@@ -789,19 +892,54 @@ static int get_event_id(pd_event *ev, const doc *d, char *err, size_t errlen)
 }
 
 /* Top-level attribute containers ("item", "filters"), looked up once per
- * event. node is -1 when the container is absent or JSON null. */
+ * event. node is -1 when the container is absent or JSON null; slot[d][p]
+ * is the cache slot of path p of dimension d, or -1 (depth 1, or a name
+ * beyond the first CTR_CACHE). */
 #define CTR_CACHE 8
 typedef struct {
     int n;
     const char *name[CTR_CACHE];
+    uint64_t word[CTR_CACHE]; /* name_word of name[i] */
     long node[CTR_CACHE];
+    int8_t slot[PD_MAX_DIMS][PD_MAX_PATHS];
 } ctr_cache;
+
+static int name_eq(const char *a, const char *b)
+{
+    while (*a && *a == *b) a++, b++;
+    return *a == *b;
+}
+
+/* The first 8 bytes of a schema name (a PD_MAX_NAME array, so 8 bytes are
+ * readable) with the bytes from its NUL on zeroed; *longer is set when the
+ * name has 8 bytes or more (equal words then need name_eq). */
+static inline uint64_t name_word(const char *s, int *longer)
+{
+    uint64_t w = 0;
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    memcpy(&w, s, 8);
+    uint64_t z = (w - ones) & ~w & highs;
+    *longer = z == 0;
+    if (z) {
+        unsigned nb = (unsigned)__builtin_ctzll(z) >> 3; /* bytes before the NUL */
+        w = nb ? w & (~UINT64_C(0) >> (64 - 8 * nb)) : 0;
+    }
+#else
+    size_t i = 0;
+    for (; i < 8 && s[i]; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    *longer = i == 8;
+#endif
+    return w;
+}
 
 /* Returns the cache slot holding `name`, or -1. */
 static int ctr_find(const ctr_cache *cc, const char *name)
 {
+    int longer;
+    uint64_t w = name_word(name, &longer);
     for (int i = 0; i < cc->n; i++)
-        if (cc->name[i][0] == name[0] && strcmp(cc->name[i], name) == 0) return i;
+        if (cc->word[i] == w && (!longer || name_eq(cc->name[i], name))) return i;
     return -1;
 }
 
@@ -816,7 +954,9 @@ static int check_containers(const doc *d, const pd_schema *s, ctr_cache *cc, cha
         const pd_dim *dim = &s->dims[di];
         for (int p = 0; p < dim->npaths; p++) {
             const pd_path *path = &dim->paths[p];
-            if (path->depth < 2 || ctr_find(cc, path->seg[0]) >= 0) continue;
+            int slot = path->depth < 2 ? -1 : ctr_find(cc, path->seg[0]);
+            cc->slot[di][p] = (int8_t)slot;
+            if (path->depth < 2 || slot >= 0) continue;
             long c = obj_get(d, 0, path->seg[0]);
             int kind = c >= 0 ? d->tok[c].kind : -1;
             if (c >= 0 && kind != TK_OBJ && kind != TK_NULL)
@@ -824,7 +964,10 @@ static int check_containers(const doc *d, const pd_schema *s, ctr_cache *cc, cha
                                  "field '%s': expected object or null, got %s", path->seg[0],
                                  kind_name(kind));
             if (cc->n < CTR_CACHE) {
+                cc->slot[di][p] = (int8_t)cc->n;
+                int longer;
                 cc->name[cc->n] = path->seg[0];
+                cc->word[cc->n] = name_word(path->seg[0], &longer);
                 cc->node[cc->n] = kind == TK_OBJ ? c : -1;
                 cc->n++;
             }
@@ -867,7 +1010,7 @@ static void resolve_attr(pd_event *ev, const doc *d, const ctr_cache *cc, const 
         long cur = 0; /* the root */
         int k = 0;
         if (path->depth >= 2) {
-            int slot = ctr_find(cc, path->seg[0]);
+            int slot = cc->slot[di][p];
             if (slot >= 0) {
                 cur = cc->node[slot];
                 if (cur < 0) continue; /* container absent or null */
@@ -966,7 +1109,7 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
         return pd_seterr(err, errlen, PD_EV_INVALID_UTF8, "value is not valid UTF-8");
 
     ev_tls *t = tls_get();
-    scanner sc = {(const unsigned char *)buf, len, 0, t, 0, NULL};
+    scanner sc = {(const unsigned char *)buf, len, 0, t, 0, 0, NULL};
     if (scan_doc(&sc)) {
         rc = pd_seterr(err, errlen, PD_EV_INVALID_JSON, "invalid JSON at byte %zu of %zu: %s",
                        sc.p, len, sc.what);
@@ -981,7 +1124,9 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
                        end, len);
         goto out;
     }
-    doc d = {(const unsigned char *)buf, t->tok, t};
+    obj_index ix;
+    ix.n = 0;
+    doc d = {(const unsigned char *)buf, t->tok, t, &ix};
     if (d.tok[0].kind != TK_OBJ) {
         rc = pd_seterr(err, errlen, PD_EV_NOT_OBJECT, "top-level value: expected object, got %s",
                        kind_name(d.tok[0].kind));

@@ -199,6 +199,33 @@ TEST(event_diff_documents)
     for (size_t i = 0; i < PD_ARRAY_LEN(docs); i++) DIFF(docs[i].s, docs[i].n);
 }
 
+/* Big objects (the scanner indexes objects of 9..32 members without
+ * escaped keys): duplicate keys, escaped keys, null first members. */
+TEST(event_diff_big_objects)
+{
+    static const char *const extra[] = {"", "\"\\u0063olor\":\"esc\",", "\"color\":null,",
+                                        "\"color\":[],", "\"make\":\"M0\","};
+    pd_buf b = {0};
+    for (int members = 7; members <= 40; members += 3)
+        for (size_t x = 0; x < PD_ARRAY_LEN(extra); x++)
+            for (int dup = 0; dup < 3; dup++) {
+                b.len = 0;
+                pd_buf_printf(&b, "{\"user_id\":\"u\",\"ts\":946684800000,\"type\":\"t\",\"item\":{%s",
+                              extra[x]);
+                for (int i = 0; i < members; i++) {
+                    static const char *const names[] = {"color", "make", "price", "doors", "year",
+                                                        "fuel", "v", "mileage", "body", "seats"};
+                    const char *nm = names[i % 10];
+                    if (i >= 10 && !dup) pd_buf_printf(&b, "\"k%d\":%d,", i, i);
+                    else pd_buf_printf(&b, "\"%s\":\"%s%d\",", nm, nm, i);
+                    if (dup == 2) pd_buf_printf(&b, "\"%s\":%d,", nm, i);
+                }
+                pd_buf_printf(&b, "\"last\":1}}");
+                DIFF(b.p, b.len);
+            }
+    pd_buf_free(&b);
+}
+
 /* Nesting around the limit of 1000 arrays/objects (the event itself
  * counts as one level). */
 TEST(event_diff_nesting)
