@@ -70,14 +70,22 @@
  *
  * Implementation. Pass 1 (scan_doc) validates the whole document in one
  * pass without recursion and writes a tape: one 16-byte token per value or
- * key, in document order; a container's token records the index just past
- * its last descendant, so lookups skip whole subtrees. A string token
- * keeps the raw byte range and whether it needs decoding (it contains a
- * backslash or a NUL byte); decoding escapes (str_decode) happens only for
- * such strings and only when pass 2 looks at them. Pass 2 does the lookups
- * above on the tape: keys without escapes compare directly against the
- * raw bytes, numbers are converted only when read (plain short decimals
- * exactly in place, anything else by strtod on a NUL-terminated copy).
+ * key, in document order. A container's token records the index just past
+ * its last descendant; an object key's token records the index of the
+ * object's next key and a 16-bit hash of its bytes, so member lookup walks
+ * keys only and touches the bytes of a key only when the hash matches. A
+ * string token keeps the raw byte range and whether it needs decoding (it
+ * contains a backslash or a NUL byte); string ends are found eight bytes at
+ * a time, and escapes are decoded (str_decode) only for such strings and
+ * only when pass 2 reads them. Pass 2 does the lookups above on the tape:
+ * keys without escapes compare directly against the raw bytes; an object
+ * of 9..32 members without escaped keys (the attribute containers) gets a
+ * small hash index on its first lookup, since every dimension looks into
+ * it; numbers are converted only when read (decimals of at most 15 digits
+ * without exponent exactly in place, anything else by strtod on a
+ * NUL-terminated copy). Measured with callgrind on generated events
+ * (built-in schema, ~390 bytes): about 19k instructions per event for
+ * parse+validate+free, against about 30k for a bare cJSON parse+delete.
  *
  * Memory. The tape, the container stack and a scratch buffer (long number
  * runs, decoded ts strings) are per thread, reused and grown on demand,
