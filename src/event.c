@@ -50,8 +50,9 @@
  *     must match -?(D+(.D*)?|.D+)([eE][+-]?D+)? (so 01, 1., -0, 1.e5, -.5
  *     are numbers; "-" and "1e" are not). Runs have no length limit: the
  *     Debian fix for CVE-2023-26819 removed upstream 1.7.15's 63-byte
- *     buffer. Values are strtod's (C locale; the process never calls
- *     setlocale), so 1e999 is +inf, which the checks below treat as bad;
+ *     buffer. Values are strtod's with '.' as the decimal point (cJSON
+ *     swapped in the locale's; we use the C locale), so 1e999 is +inf,
+ *     which the checks below treat as bad;
  *   - strings: the end is the first '"' not preceded by a backslash that
  *     itself starts an escape (a backslash always skips the next byte);
  *     raw control bytes are accepted. Escapes are then decoded left to
@@ -97,6 +98,7 @@
  */
 #include "event.h"
 
+#include <locale.h>
 #include <math.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -154,10 +156,17 @@ static void tls_destroy(void *arg)
     free(t);
 }
 
+/* strtod in the C locale whatever the process locale is: cJSON replaced
+ * '.' by the locale's decimal point before its strtod, i.e. it read '.' as
+ * the decimal point in every locale. */
+static locale_t c_locale;
+
 static void tls_init_once(void)
 {
     int rc = pthread_key_create(&tls_key, tls_destroy);
     pd_assert(rc == 0);
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+    pd_assert(c_locale != (locale_t)0);
 }
 
 static ev_tls *tls_get(void)
@@ -809,7 +818,7 @@ static double num_get(const doc *d, const ev_tok *k)
     char *z = n < sizeof tmp ? tmp : tls_scratch(d->t, n + 1);
     memcpy(z, s, n);
     z[n] = '\0';
-    return strtod(z, NULL);
+    return strtod_l(z, NULL, c_locale);
 }
 
 /* Validates a required string field of 1..maxlen bytes. On success sets
