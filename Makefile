@@ -114,7 +114,8 @@ fuzz: $(addprefix build/fuzz/,$(FUZZ_TARGETS))
 	  cp tests/fuzz/seeds/$$t/* build/fuzz/corpus-$$t/ 2>/dev/null; \
 	  [ $$t != fuzz_event_diff ] || cp tests/fuzz/seeds/fuzz_event/* build/fuzz/corpus-$$t/; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
-	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	  dict=; [ ! -f tests/fuzz/$$t.dict ] || dict=-dict=tests/fuzz/$$t.dict; \
+	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 $$dict \
 	     build/fuzz/corpus-$$t >build/fuzz/$$t.log 2>&1 || { tail -50 build/fuzz/$$t.log; exit 1; }; \
 	  grep -E 'stat::number_of_executed_units|Done' build/fuzz/$$t.log | tail -2; \
 	done
