@@ -319,6 +319,35 @@ TEST(event_diff_long_tokens)
         }
 }
 
+/* Events big enough to grow (and then release) the per-thread tape and
+ * scratch buffers past their 1 MiB keep limit. */
+TEST(event_diff_huge)
+{
+    char why[1200];
+    pd_buf b = {0};
+    schemas();
+    for (int shape = 0; shape < 3; shape++) {
+        b.len = 0;
+        pd_buf_printf(&b, "{\"user_id\":\"u\",\"type\":\"t\",\"ts\":");
+        if (shape == 0) {
+            pd_buf_printf(&b, "946684800000,\"item\":{\"color\":\"c\"},\"big\":[");
+            for (int i = 0; i < 100000; i++) pd_buf_printf(&b, "%s%d", i ? "," : "", i % 10);
+            pd_buf_printf(&b, "]}");
+        } else {
+            /* a ts string (decoded in the scratch buffer) or number run of 1.2 MB */
+            pd_buf_printf(&b, shape == 1 ? "\"\\u0032" : "1");
+            for (int i = 0; i < 1200000; i++) pd_buf_append(&b, "0", 1);
+            pd_buf_printf(&b, shape == 1 ? "\"}" : "}");
+        }
+        if (pd_event_ref_compare(&schema_default, b.p, b.len, (size_t)4 << 20, why, sizeof why))
+            pd_test_fail(__FILE__, __LINE__, "%s", why);
+    }
+    /* and a small one afterwards still parses */
+    static const char small[] = "{\"user_id\":\"x\",\"ts\":946684800000,\"type\":\"y\"}";
+    DIFF(small, sizeof small - 1);
+    pd_buf_free(&b);
+}
+
 /* Every categorical dimension of the default schema with a long value:
  * the extracted strings overflow the event's inline text buffer. */
 TEST(event_diff_text_overflow)
