@@ -335,6 +335,7 @@ typedef struct {
     size_t ntok;
     size_t depth;       /* open containers */
     const char *what;   /* on failure: what was expected / wrong */
+    size_t bad_len;     /* on failure: bytes of the bad token at p to quote, or 0 */
 } scanner;
 
 static int hexval(unsigned char c)
@@ -537,6 +538,7 @@ static int scan_string(scanner *sc, int key)
         size_t at = 0;
         if (str_check(b, s, q, &at, &sc->what)) {
             sc->p = at;
+            sc->bad_len = q - at < 12 ? q - at : 12;
             return -1;
         }
     }
@@ -587,7 +589,7 @@ static int scan_doc(scanner *sc)
 
 value:
     if (sc->p >= n) {
-        sc->what = "expected a value, got end of input";
+        sc->what = "expected a value";
         return -1;
     }
     switch (b[sc->p]) {
@@ -636,6 +638,7 @@ value:
         while (e < n && num_char[b[e]]) e++;
         if (!num_grammar(b + s, e - s)) {
             sc->what = "invalid number";
+            sc->bad_len = e - s;
             return -1;
         }
         tok_push(sc, TK_NUM, s, e - s);
@@ -1126,10 +1129,22 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
         return pd_seterr(err, errlen, PD_EV_INVALID_UTF8, "value is not valid UTF-8");
 
     ev_tls *t = tls_get();
-    scanner sc = {(const unsigned char *)buf, len, 0, t, 0, 0, NULL};
+    scanner sc = {(const unsigned char *)buf, len, 0, t, 0, 0, NULL, 0};
     if (scan_doc(&sc)) {
-        rc = pd_seterr(err, errlen, PD_EV_INVALID_JSON, "invalid JSON at byte %zu of %zu: %s",
-                       sc.p, len, sc.what);
+        char got[48] = "end of input";
+        unsigned char c = sc.p < len ? (unsigned char)buf[sc.p] : 0;
+        if (sc.bad_len) { /* the number run or the escape; control bytes as '?' */
+            size_t k = sc.bad_len > 32 ? 32 : sc.bad_len, o = 0;
+            got[o++] = '"';
+            for (size_t i = 0; i < k; i++) {
+                unsigned char x = (unsigned char)buf[sc.p + i];
+                got[o++] = x < 0x20 || x == 0x7f ? '?' : (char)x;
+            }
+            snprintf(got + o, sizeof got - o, "\"%s", sc.bad_len > 32 ? "..." : "");
+        } else if (sc.p < len)
+            snprintf(got, sizeof got, c > 0x20 && c < 0x7f ? "'%c'" : "byte 0x%02x", (unsigned)c);
+        rc = pd_seterr(err, errlen, PD_EV_INVALID_JSON, "invalid JSON at byte %zu of %zu: %s, got %s",
+                       sc.p, len, sc.what, got);
         goto out;
     }
     /* Only whitespace may follow the top-level value. */
