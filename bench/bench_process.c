@@ -6,6 +6,8 @@
  *   process --file F --dir D --partitions P [--batch B] [--size-dir D2]
  *     Loads the JSONL file F into memory, then measures
  *       (a) bare cJSON: cJSON_ParseWithLength + cJSON_Delete of every line;
+ *       (a') pd_event_parse + pd_event_free of every line (built-in schema),
+ *           reported as parse_ok / parse_secs / parse_eps;
  *       (b) the full worker pipeline in replay mode: pd_ingest_new(kafka=0)
  *           over a real store in D, every partition assigned locally,
  *           pd_ingest_record per line (partition = pd_partition_for(user_id),
@@ -173,6 +175,22 @@ static double run_cjson(const bench_lines *L, uint64_t *ok)
         cJSON *j = cJSON_ParseWithLength(L->data + L->off[i], L->llen[i]);
         n += j != NULL;
         cJSON_Delete(j);
+    }
+    *ok = n;
+    return now_s() - t0;
+}
+
+/* (a') pd_event_parse + pd_event_free of every line alone (the parser's
+ * share of the pipeline), same lines as (a). */
+static double run_parse(const bench_lines *L, const pd_schema *s, uint64_t *ok)
+{
+    char err[256];
+    double t0 = now_s();
+    uint64_t n = 0;
+    for (size_t i = 0; i < L->n; i++) {
+        pd_event ev;
+        n += pd_event_parse(&ev, s, L->data + L->off[i], L->llen[i], 0, err, sizeof err) == PD_EV_OK;
+        pd_event_free(&ev);
     }
     *ok = n;
     return now_s() - t0;
@@ -484,7 +502,7 @@ int main(int argc, char **argv)
     }
     const char *size_dir = arg(argc, argv, "--size-dir", NULL);
     uint64_t ok = 0;
-    /* --pipeline-only 1 (for profiling): skip the cJSON and size passes. */
+    /* --pipeline-only 1 (for profiling): skip the cJSON, parse and size passes. */
     int only = atoi(arg(argc, argv, "--pipeline-only", "0"));
     double tc = 1e-9;
     if (!only) {
@@ -496,7 +514,13 @@ int main(int argc, char **argv)
     pipe_result pr;
     sz_result sz;
     copy_ctx cc = {0};
+    uint64_t pok = 0;
+    double tp = 1e-9;
     if (worker_open(&b, dir, nparts, batch)) goto out;
+    if (!only) {
+        run_parse(&L, &b.schema, &pok);
+        tp = run_parse(&L, &b.schema, &pok);
+    }
     if (run_pipeline(&L, &b, batch, &pr)) goto close;
     memset(&sz, 0, sizeof sz);
     if (!only) measure_sizes(&L, &b.schema, &b.w.tz, batch, &sz);
@@ -506,13 +530,15 @@ int main(int argc, char **argv)
            "\"pipeline_secs\":%.4f,\"pipeline_eps\":%.0f,\"record_secs\":%.4f,\"flush_secs\":%.4f,"
            "\"flushes\":%" PRIu64 ",\"accepted\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"dlq\":%" PRIu64
            ",\"writes\":%" PRIu64 ",\"avg_key\":%.1f,\"avg_value\":%.1f"
-           ",\"user_days\":%" PRIu64 ",\"compact_key_bytes\":%" PRIu64 ",\"compact_value_bytes\":%" PRIu64 "}\n",
+           ",\"user_days\":%" PRIu64 ",\"compact_key_bytes\":%" PRIu64 ",\"compact_value_bytes\":%" PRIu64
+           ",\"parse_ok\":%" PRIu64 ",\"parse_secs\":%.4f,\"parse_eps\":%.0f}\n",
            L.n, L.len, ok, tc, (double)L.n / tc, pr.secs, (double)L.n / pr.secs, pr.record_secs,
            pr.flush_secs, pr.flushes, (uint64_t)atomic_load(&b.metrics.events_accepted),
            (uint64_t)atomic_load(&b.metrics.events_duplicate),
            (uint64_t)(L.n - atomic_load(&b.metrics.events_accepted) - atomic_load(&b.metrics.events_duplicate)),
            sz.writes, sz.writes ? (double)sz.key_bytes / (double)sz.writes : 0.0,
-           sz.writes ? (double)sz.val_bytes / (double)sz.writes : 0.0, cc.n, cc.key_bytes, cc.val_bytes);
+           sz.writes ? (double)sz.val_bytes / (double)sz.writes : 0.0, cc.n, cc.key_bytes, cc.val_bytes,
+           pok, tp, (double)L.n / tp);
     rc = 0;
 close:
     worker_close(&b);

@@ -16,9 +16,16 @@
  * only. JSON null counts as absent. Anything else is PD_ATTR_BAD: skipped,
  * counted in ev->n_bad_attrs, and the event is still valid.
  *
+ * JSON dialect: exactly what cJSON 1.7.15 as shipped by Debian bookworm
+ * (1.7.15-1+deb12u4) accepts, quirks included, so that workers of every
+ * version compute the same state from the same log (see src/event.c).
+ *
  * Ownership: pd_event_parse does not keep `buf`; all string pointers in the
- * event point into memory owned by the event (the parsed cJSON tree and
- * internal buffers) and stay valid until pd_event_free.
+ * event point into memory owned by the event (its text_ buffer, or for
+ * rare events with over 2 KB of extracted strings one heap block) and stay
+ * valid until pd_event_free. Parsing allocates nothing in steady state
+ * (per-thread scratch memory is reused); any number of events may be alive
+ * at once, and an event may be freed on any thread.
  */
 #ifndef PD_EVENT_H
 #define PD_EVENT_H
@@ -33,6 +40,7 @@
 #define PD_MAX_CAT_VALUE 256
 #define PD_TS_MIN_MS 946684800000LL   /* 2000-01-01T00:00:00Z */
 #define PD_TS_MAX_MS 7258118400000LL  /* 2200-01-01T00:00:00Z */
+#define PD_EV_TEXT_INLINE 2048        /* pd_event private text buffer */
 
 /* Reasons an event is rejected. Names (pd_ev_reason_name) are stable: they
  * appear in the DLQ "reason" header and in metrics labels. */
@@ -83,15 +91,19 @@ typedef struct {
     pd_attr attrs[PD_MAX_DIMS];  /* indexed by dimension */
     int n_bad_attrs;             /* attributes skipped for wrong type */
     /* private */
-    void *root_;                 /* cJSON tree */
-    char numtext_[PD_MAX_DIMS][32];
+    char *heap_;                 /* overflow text block (malloc) or NULL */
+    uint32_t text_used_;         /* bytes used in text_ */
+    uint32_t heap_used_;         /* bytes used in heap_ */
+    char text_[PD_EV_TEXT_INLINE]; /* copies of the returned strings, NUL-terminated */
 } pd_event;
 
-/* Parses and validates buf[0..len). max_bytes bounds len (0 = 1 MiB).
+/* Parses and validates buf[0..len). max_bytes bounds len (0 = 1 MiB; a
+ * len of 4 GiB or more is always too_large).
  * Returns PD_EV_OK (0) and fills *ev, or a pd_ev_reason > 0 with a precise
  * message in err (e.g. "field 'ts': expected integer epoch ms or RFC 3339
  * string, got array"). On error *ev holds nothing to free, but calling
- * pd_event_free on it is harmless. */
+ * pd_event_free on it is harmless. Strings user_id, event_id and type
+ * are NUL-terminated copies; attribute strings too (len excludes the NUL). */
 int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len,
                    size_t max_bytes, char *err, size_t errlen);
 void pd_event_free(pd_event *ev);

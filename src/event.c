@@ -4,8 +4,7 @@
  * Design. pd_event_parse turns one Kafka record value into a pd_event, or
  * rejects it with exactly one pd_ev_reason and a message that names the
  * field, what was expected and what was found. It does no I/O and keeps no
- * state between calls; the only allocation is cJSON's parse tree, which the
- * event owns (ev->root_) until pd_event_free.
+ * state between calls (per-thread scratch memory aside, see below).
  *
  * Checks run in a fixed order and the first failure decides the reason:
  *   1. empty value, 2. over max_bytes, 3. whole value not valid UTF-8,
@@ -17,6 +16,8 @@
  *       null -> bad_attr_container.
  * For the required fields user_id, ts and type, JSON null is treated the
  * same as a missing key (missing_*); for event_id null means absent.
+ * Object members are looked up by their decoded key; when a key repeats,
+ * the FIRST member with that key counts.
  *
  * Attributes. For each dimension the schema's paths are tried in order. A
  * path whose value (or any container on the way) is missing or null is
@@ -26,41 +27,78 @@
  * the top level also makes the attribute PD_ATTR_BAD.
  *   categorical: string 1..PD_MAX_CAT_VALUE bytes of valid UTF-8;
  *                finite number -> "%lld" when integral and |v| < 2^53,
- *                else "%.17g" (text kept in ev->numtext_[dim]);
+ *                else "%.17g";
  *                true/false -> "true"/"false".
  *   numeric:     finite number.
  *   Everything else (objects, arrays, empty or over-long strings, booleans
  *   or strings for numeric dimensions, non-finite numbers) is PD_ATTR_BAD
  *   and counted in ev->n_bad_attrs; the event stays valid.
  *
- * Cost: this is on the ingest hot path. Beyond cJSON's own tree there are
- * no allocations; the UTF-8 check skips ASCII eight bytes at a time, each
- * top-level container is looked up once per event, and member lookup
- * (obj_get) filters on the first byte before strcmp. Measured with
- * callgrind on a 16-attribute event, full parse+validate+free costs about
- * 1.35x a bare cJSON parse+delete.
+ * The JSON dialect. Until 2026 this module parsed with cJSON, and the
+ * replicas and replays of one Kafka log by workers of different versions
+ * must compute the same state, so the scanner below accepts exactly what
+ * the system libcjson (Debian bookworm 1.7.15-1+deb12u4) accepted and
+ * extracts the same values. tests/unit/event_ref.c keeps that cJSON-based
+ * parser as the oracle of a differential unit test and fuzzer. Its rules,
+ * quirks included:
+ *   - a UTF-8 BOM at offset 0 is skipped, but only when len >= 5;
+ *   - inside the document every byte <= 0x20 (NUL and all control bytes)
+ *     is whitespace; after the top-level value only space, tab, CR, LF;
+ *   - null / true / false are matched as exactly those 4/4/5 bytes;
+ *   - a number starts with '-' or a digit and is the maximal run of bytes
+ *     in "0123456789+-eE."; strtod must consume the whole run, i.e. the run
+ *     must match -?(D+(.D*)?|.D+)([eE][+-]?D+)? (so 01, 1., -0, 1.e5, -.5
+ *     are numbers; "-" and "1e" are not). Runs have no length limit: the
+ *     Debian fix for CVE-2023-26819 removed upstream 1.7.15's 63-byte
+ *     buffer. Values are strtod's with '.' as the decimal point (cJSON
+ *     swapped in the locale's; we use the C locale), so 1e999 is +inf,
+ *     which the checks below treat as bad;
+ *   - strings: the end is the first '"' not preceded by a backslash that
+ *     itself starts an escape (a backslash always skips the next byte);
+ *     raw control bytes are accepted. Escapes are then decoded left to
+ *     right: \b \f \n \r \t \" \\ \/ and \uXXXX; any other escape fails.
+ *     \uXXXX needs 6 bytes before the closing quote; hex digits that are
+ *     not hex make the code 0 (so "\uZZZZ" is a NUL, and the decoder then
+ *     resumes 6 bytes later, even inside what the end scan took for an
+ *     escape); a low surrogate alone fails; a high surrogate must be
+ *     followed by \u and a low surrogate (6 more bytes before the quote);
+ *   - a decoded string (value or key) ends at its first NUL byte, raw or
+ *     escaped (cJSON's strings are C strings): "user_id\u0000zz" is the key
+ *     user_id;
+ *   - at most 1000 nested arrays/objects (the top-level one counts).
+ * The whole value is UTF-8-validated first, and decoded escapes never
+ * produce invalid UTF-8, so every decoded string is valid UTF-8.
  *
- * Allocation arena. cJSON allocates every node and string separately; on
- * the hot path malloc/free were a large part of the cost. pd_event_parse
- * therefore installs (once, process-wide) cJSON hooks that serve
- * allocations from a thread-local bump arena while a parse runs on that
- * thread, and fall back to malloc/free everywhere else (other threads and
- * other modules use cJSON too, with their own trees). Freeing arena memory
- * is a no-op (recognised by address), and pd_event_free does not even walk
- * a tree that lies wholly in the arena; the arena is reset at the start of a
- * parse when no event parsed into it is still alive (pd_event_free of the
- * previous one), else that parse just uses malloc. It grows (at reset) to
- * twice what the largest tree needed, up to ARENA_MAX; an allocation that
- * does not fit goes to malloc. Consequence: an event must be freed on the
- * thread that parsed it. The arena of a thread is freed when it exits.
+ * Implementation. Pass 1 (scan_doc) validates the whole document in one
+ * pass without recursion and writes a tape: one 16-byte token per value or
+ * key, in document order. A container's token records the index just past
+ * its last descendant; an object key's token records the index of the
+ * object's next key and a 16-bit hash of its bytes, so member lookup walks
+ * keys only and touches the bytes of a key only when the hash matches. A
+ * string token keeps the raw byte range and whether it needs decoding (it
+ * contains a backslash or a NUL byte); string ends are found eight bytes at
+ * a time, and escapes are decoded (str_decode) only for such strings and
+ * only when pass 2 reads them. Pass 2 does the lookups above on the tape:
+ * keys without escapes compare directly against the raw bytes; an object
+ * of 9..32 members without escaped keys (the attribute containers) gets a
+ * small hash index on its first lookup, since every dimension looks into
+ * it; numbers are converted only when read (decimals of at most 15 digits
+ * without exponent exactly in place, anything else by strtod on a
+ * NUL-terminated copy). Measured with callgrind on generated events
+ * (built-in schema, ~390 bytes): about 19k instructions per event for
+ * parse+validate+free, against about 30k for a bare cJSON parse+delete.
  *
- * Strings: cJSON decodes escapes into NUL-terminated strings, so a value
- * containing "\u0000" is seen truncated at the NUL (lengths come from
- * strlen). The UTF-8 check of the whole buffer plus cJSON's rejection of
- * unpaired surrogate escapes means decoded strings are valid UTF-8.
+ * Memory. The tape, the container stack and a scratch buffer (long number
+ * runs, decoded ts strings) are per thread, reused and grown on demand,
+ * released when they grew past TLS_KEEP_BYTES (a pathological event) and
+ * when the thread exits: no allocation in steady state. Strings the event
+ * returns are copied into ev->text_ (2 KB); an event whose extracted
+ * strings do not fit (only possible with many long values) gets one heap
+ * block of the worst-case size, freed by pd_event_free.
  */
 #include "event.h"
 
+#include <locale.h>
 #include <math.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -68,98 +106,108 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "util.h"
 
 #define PD_EV_DEFAULT_MAX_BYTES ((size_t)1 << 20)
 #define TWO_POW_53 9007199254740992.0
 #define TWO_POW_63 9223372036854775808.0
-#define ARENA_MIN ((size_t)64 << 10)
-#define ARENA_MAX ((size_t)16 << 20)
+#define NESTING_LIMIT 1000               /* cJSON's CJSON_NESTING_LIMIT */
+#define TAPE_MIN 256                     /* tokens */
+#define TLS_KEEP_BYTES ((size_t)1 << 20) /* larger per-thread buffers are released */
+/* Worst case of the text an event returns: user_id, event_id, type and one
+ * categorical value per dimension, each NUL-terminated. */
+#define TEXT_MAX (PD_MAX_USER_ID + PD_MAX_EVENT_ID + PD_MAX_TYPE + 3 + \
+                  PD_MAX_DIMS * (PD_MAX_CAT_VALUE + 1))
 
-/* ---- the parse arena (see the design comment) ---- */
+/* ---- the tape ---- */
+
+enum { TK_NULL, TK_FALSE, TK_TRUE, TK_NUM, TK_STR, TK_ARR, TK_OBJ };
 
 typedef struct {
-    char *base;     /* cap bytes, owned */
-    size_t cap, used;
-    size_t want;    /* bytes the last parse needed (incl. what overflowed) */
-    int active;     /* a parse is running on this thread */
-    int spilled;    /* the last parse also allocated with malloc */
-    int live;       /* events parsed into the arena and not yet freed */
-} ev_arena;
+    uint32_t off;  /* TK_STR: first byte after the opening quote; TK_NUM: first byte */
+    uint32_t len;  /* TK_STR: raw bytes before the closing quote; TK_NUM: run length */
+    uint32_t next; /* a value: index of the first token after it and its descendants;
+                      an object key: index of the object's next key, or the object's
+                      end (so member lookup walks keys only) */
+    uint8_t kind;
+    uint8_t esc;   /* TK_STR: holds a backslash or a NUL byte, decode before use */
+    uint16_t hash; /* object key without esc: key_hash of its bytes */
+} ev_tok;
 
-static __thread ev_arena *tl_arena;
-static pthread_key_t arena_key;
-static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+/* Per-thread reusable memory (see the design comment). */
+typedef struct {
+    ev_tok *tok;
+    size_t cap;                     /* tokens */
+    uint32_t stack[NESTING_LIMIT];  /* open containers: token index */
+    uint32_t lastkey[NESTING_LIMIT]; /* open objects: token index of the last key, or 0 */
+    char *scratch;
+    size_t scratch_cap;
+} ev_tls;
 
-static int in_arena(const ev_arena *a, const void *p)
+static __thread ev_tls *tl_state;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_destroy(void *arg)
 {
-    return a && (const char *)p >= a->base && (const char *)p < a->base + a->cap;
+    ev_tls *t = arg;
+    free(t->tok);
+    free(t->scratch);
+    free(t);
 }
 
-static void *arena_malloc(size_t n)
-{
-    ev_arena *a = tl_arena;
-    if (a && a->active) {
-        size_t sz = (n + 15) & ~(size_t)15;
-        a->want += sz;
-        if (sz <= a->cap - a->used) {
-            void *p = a->base + a->used;
-            a->used += sz;
-            return p;
-        }
-        a->spilled = 1;
-    }
-    return malloc(n);
-}
+/* strtod in the C locale whatever the process locale is: cJSON replaced
+ * '.' by the locale's decimal point before its strtod, i.e. it read '.' as
+ * the decimal point in every locale. */
+static locale_t c_locale;
 
-static void arena_free(void *p)
+static void tls_init_once(void)
 {
-    if (!in_arena(tl_arena, p)) free(p);
-}
-
-static void arena_destroy(void *arg)
-{
-    ev_arena *a = arg;
-    free(a->base);
-    free(a);
-}
-
-static void arena_init_once(void)
-{
-    int rc = pthread_key_create(&arena_key, arena_destroy);
+    int rc = pthread_key_create(&tls_key, tls_destroy);
     pd_assert(rc == 0);
-    cJSON_Hooks h = {arena_malloc, arena_free};
-    cJSON_InitHooks(&h);
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+    pd_assert(c_locale != (locale_t)0);
 }
 
-/* Starts a parse: returns the arena to deactivate afterwards, or NULL
- * when this parse uses malloc (an earlier event is still alive). */
-static ev_arena *arena_begin(void)
+static ev_tls *tls_get(void)
 {
-    pthread_once(&arena_once, arena_init_once);
-    ev_arena *a = tl_arena;
-    if (!a) {
-        a = pd_calloc(1, sizeof *a);
-        a->cap = ARENA_MIN;
-        a->base = pd_malloc(a->cap);
-        tl_arena = a;
-        pthread_setspecific(arena_key, a);
+    ev_tls *t = tl_state;
+    if (t) return t;
+    pthread_once(&tls_once, tls_init_once);
+    t = pd_calloc(1, sizeof *t);
+    t->cap = TAPE_MIN;
+    t->tok = pd_malloc(t->cap * sizeof *t->tok);
+    tl_state = t;
+    pthread_setspecific(tls_key, t);
+    return t;
+}
+
+/* Scratch of at least n bytes; contents are not kept. */
+static char *tls_scratch(ev_tls *t, size_t n)
+{
+    if (t->scratch_cap < n) {
+        size_t cap = t->scratch_cap ? t->scratch_cap : 256;
+        while (cap < n) cap *= 2;
+        free(t->scratch);
+        t->scratch = pd_malloc(cap);
+        t->scratch_cap = cap;
     }
-    if (a->live) return NULL;
-    if (a->want > a->cap && a->cap < ARENA_MAX) {
-        size_t cap = a->cap;
-        while (cap < a->want * 2 && cap < ARENA_MAX) cap *= 2;
-        free(a->base);
-        a->base = pd_malloc(cap);
-        a->cap = cap;
+    return t->scratch;
+}
+
+/* Releases per-thread buffers that a pathological event made large. */
+static void tls_trim(ev_tls *t)
+{
+    if (t->cap * sizeof *t->tok > TLS_KEEP_BYTES) {
+        free(t->tok);
+        t->cap = TAPE_MIN;
+        t->tok = pd_malloc(t->cap * sizeof *t->tok);
     }
-    a->used = 0;
-    a->want = 0;
-    a->spilled = 0;
-    a->active = 1;
-    return a;
+    if (t->scratch_cap > TLS_KEEP_BYTES) {
+        free(t->scratch);
+        t->scratch = NULL;
+        t->scratch_cap = 0;
+    }
 }
 
 static const char *const reason_names[PD_EV__COUNT] = {
@@ -193,16 +241,19 @@ const char *pd_ev_reason_name(int reason)
     return reason_names[reason];
 }
 
-/* JSON type name of a cJSON node, for error messages. */
-static const char *json_type_name(const cJSON *j)
+/* JSON type name of a token kind, for error messages. */
+static const char *kind_name(int k)
 {
-    if (cJSON_IsString(j)) return "string";
-    if (cJSON_IsNumber(j)) return "number";
-    if (cJSON_IsObject(j)) return "object";
-    if (cJSON_IsArray(j)) return "array";
-    if (cJSON_IsBool(j)) return "boolean";
-    if (cJSON_IsNull(j)) return "null";
-    return "invalid";
+    switch (k) {
+    case TK_STR: return "string";
+    case TK_NUM: return "number";
+    case TK_OBJ: return "object";
+    case TK_ARR: return "array";
+    case TK_TRUE:
+    case TK_FALSE: return "boolean";
+    case TK_NULL: return "null";
+    default: return "invalid";
+    }
 }
 
 /* Length of the all-ASCII prefix of [s, s+n), eight bytes at a time. The
@@ -220,8 +271,8 @@ static size_t ascii_prefix(const char *s, size_t n)
     return i;
 }
 
-/* Resets the public fields and root_; attrs[] past nattrs are never read,
- * so they are left alone (the struct is ~3.6 KB). */
+/* Resets the public fields and the text buffers (after freeing heap_);
+ * attrs[] past nattrs are never read, so they are left alone. */
 static void ev_reset(pd_event *ev)
 {
     ev->user_id = ev->event_id = ev->type = NULL;
@@ -229,80 +280,606 @@ static void ev_reset(pd_event *ev)
     ev->ts_ms = 0;
     ev->nattrs = 0;
     ev->n_bad_attrs = 0;
-    ev->root_ = NULL;
+    ev->heap_ = NULL;
+    ev->text_used_ = ev->heap_used_ = 0;
 }
 
-static int is_json_ws(char c)
+/* Room for n bytes plus a NUL in the event's text: text_ while it fits,
+ * else the heap block (allocated once, of the worst-case size). */
+static char *ev_text(pd_event *ev, size_t n)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+    char *p;
+    if (n + 1 <= PD_EV_TEXT_INLINE - ev->text_used_) {
+        p = ev->text_ + ev->text_used_;
+        ev->text_used_ += (uint32_t)(n + 1);
+        return p;
+    }
+    if (!ev->heap_) ev->heap_ = pd_malloc(TEXT_MAX);
+    pd_assert(n + 1 <= TEXT_MAX - ev->heap_used_);
+    p = ev->heap_ + ev->heap_used_;
+    ev->heap_used_ += (uint32_t)(n + 1);
+    return p;
 }
 
-/* Member `name` of object `obj` (the first one when keys repeat), or NULL.
- * Same result as cJSON_GetObjectItemCaseSensitive, but compares the first
- * byte inline before calling strcmp: attribute lookup is the hot part of
- * event parsing (20 dimensions x 2 paths per event) and this makes it
- * several times cheaper. Walks the public child/next/string members. */
-static const cJSON *obj_get(const cJSON *obj, const char *name)
+static const char *ev_copy(pd_event *ev, const char *s, size_t n)
 {
-    const char c0 = name[0];
-    for (const cJSON *c = obj->child; c; c = c->next)
-        if (c->string && c->string[0] == c0 && strcmp(c->string, name) == 0) return c;
-    return NULL;
+    char *p = ev_text(ev, n);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+/* ---- pass 1: the validating scanner ---- */
+
+/* A 16-bit hash of a key from its length and three of its bytes: O(1), and
+ * enough to skip nearly every non-matching member without touching its
+ * bytes. */
+static inline uint16_t key_hash(const unsigned char *k, size_t n)
+{
+    if (n == 0) return 0;
+    return (uint16_t)((n * 0x9E37u) ^ ((unsigned)k[0] << 8) ^ ((unsigned)k[n / 2] << 4) ^ k[n - 1]);
+}
+
+/* Bytes a string scan stops at: quote, backslash, NUL. */
+static const uint8_t str_stop[256] = {['"'] = 1, ['\\'] = 1, [0] = 1};
+/* Bytes of a number run. */
+static const uint8_t num_char[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+    ['7'] = 1, ['8'] = 1, ['9'] = 1, ['+'] = 1, ['-'] = 1, ['e'] = 1, ['E'] = 1, ['.'] = 1,
+};
+
+typedef struct {
+    const unsigned char *b;
+    size_t n, p;        /* input, length, position */
+    ev_tls *t;          /* tape owner */
+    size_t ntok;
+    size_t depth;       /* open containers */
+    const char *what;   /* on failure: what was expected / wrong */
+    size_t bad_len;     /* on failure: bytes of the bad token at p to quote, or 0 */
+} scanner;
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* The code of \uXXXX's four hex digits at s; 0 when any is not hex (as
+ * cJSON's parse_hex4). */
+static unsigned hex4(const unsigned char *s)
+{
+    unsigned h = 0;
+    for (int i = 0; i < 4; i++) {
+        int v = hexval(s[i]);
+        if (v < 0) return 0;
+        h = (h << 4) | (unsigned)v;
+    }
+    return h;
+}
+
+/* Checks the escapes of the raw string b[s, e) (e: the closing quote) in
+ * decoding order. Returns 0, or -1 with *at set to the failing escape. */
+static int str_check(const unsigned char *b, size_t s, size_t e, size_t *at, const char **what)
+{
+    size_t i = s;
+    while (i < e) {
+        if (b[i] != '\\') {
+            i++;
+            continue;
+        }
+        *at = i;
+        switch (b[i + 1]) { /* i + 1 <= e: b[e] is the quote */
+        case 'b': case 'f': case 'n': case 'r': case 't': case '"': case '\\': case '/':
+            i += 2;
+            break;
+        case 'u': {
+            if (e - i < 6) {
+                *what = "truncated \\u escape";
+                return -1;
+            }
+            unsigned c1 = hex4(b + i + 2);
+            if (c1 >= 0xDC00 && c1 <= 0xDFFF) {
+                *what = "lone low surrogate escape";
+                return -1;
+            }
+            if (c1 >= 0xD800 && c1 <= 0xDBFF) {
+                size_t j = i + 6;
+                if (e - j < 6 || b[j] != '\\' || b[j + 1] != 'u') {
+                    *what = "high surrogate escape not followed by \\u";
+                    return -1;
+                }
+                unsigned c2 = hex4(b + j + 2);
+                if (c2 < 0xDC00 || c2 > 0xDFFF) {
+                    *what = "high surrogate escape not followed by a low surrogate";
+                    return -1;
+                }
+                i += 12;
+            } else {
+                i += 6;
+            }
+            break;
+        }
+        default:
+            *what = "invalid escape";
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Decodes the raw string b[s, e) (already checked by str_check) into out
+ * up to its first NUL, stopping once at least `cap` bytes are written
+ * (out needs cap + 4 bytes; cap >= e - s decodes all). Returns the number
+ * of bytes written. */
+static size_t str_decode(const unsigned char *b, size_t s, size_t e, char *out, size_t cap)
+{
+    size_t i = s, o = 0;
+    while (i < e && o < cap) {
+        unsigned char c = b[i];
+        if (c != '\\') {
+            if (c == 0) break;
+            out[o++] = (char)c;
+            i++;
+            continue;
+        }
+        unsigned long cp;
+        switch (b[i + 1]) {
+        case 'b': out[o++] = '\b'; i += 2; continue;
+        case 'f': out[o++] = '\f'; i += 2; continue;
+        case 'n': out[o++] = '\n'; i += 2; continue;
+        case 'r': out[o++] = '\r'; i += 2; continue;
+        case 't': out[o++] = '\t'; i += 2; continue;
+        case 'u': break;
+        default: out[o++] = (char)b[i + 1]; i += 2; continue; /* " \ / */
+        }
+        cp = hex4(b + i + 2);
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            cp = 0x10000 + (((cp & 0x3FF) << 10) | (hex4(b + i + 8) & 0x3FF));
+            i += 12;
+        } else {
+            i += 6;
+        }
+        if (cp == 0) break;
+        if (cp < 0x80) {
+            out[o++] = (char)cp;
+        } else if (cp < 0x800) {
+            out[o++] = (char)(0xC0 | (cp >> 6));
+            out[o++] = (char)(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
+            out[o++] = (char)(0xE0 | (cp >> 12));
+            out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            out[o++] = (char)(0x80 | (cp & 0x3F));
+        } else {
+            out[o++] = (char)(0xF0 | (cp >> 18));
+            out[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+            out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            out[o++] = (char)(0x80 | (cp & 0x3F));
+        }
+    }
+    return o;
+}
+
+static void tape_grow(ev_tls *t)
+{
+    t->cap *= 2;
+    t->tok = pd_realloc(t->tok, t->cap * sizeof *t->tok);
+}
+
+/* Appends a token; returns its index. */
+static inline size_t tok_push(scanner *sc, int kind, size_t off, size_t len)
+{
+    ev_tls *t = sc->t;
+    if (sc->ntok == t->cap) tape_grow(t);
+    size_t i = sc->ntok++;
+    ev_tok *k = &t->tok[i];
+    k->off = (uint32_t)off;
+    k->len = (uint32_t)len;
+    k->next = (uint32_t)(i + 1);
+    k->kind = (uint8_t)kind;
+    k->esc = 0;
+    k->hash = 0;
+    return i;
+}
+
+static void skip_ws(scanner *sc)
+{
+    while (sc->p < sc->n && sc->b[sc->p] <= 0x20) sc->p++;
+}
+
+/* Non-zero when the 8 bytes of w hold a quote, a backslash or a NUL; the
+ * lowest set bit is then in the first such byte (in memory order on
+ * little-endian machines: borrows only propagate upwards). */
+static inline uint64_t swar_stop(uint64_t w)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    uint64_t q = w ^ UINT64_C(0x2222222222222222), bs = w ^ UINT64_C(0x5c5c5c5c5c5c5c5c);
+    return (((w - ones) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs;
+}
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SWAR_FIRST(m) ((size_t)__builtin_ctzll(m) >> 3)
+#else
+#define SWAR_FIRST(m) ((size_t)0) /* the byte loop finds it */
+#endif
+
+/* Scans the string whose opening quote is at sc->p; a key when `key`. */
+static int scan_string(scanner *sc, int key)
+{
+    const unsigned char *b = sc->b;
+    size_t n = sc->n, s = sc->p + 1, q = s;
+    int bs = 0, nul = 0;
+    for (;;) {
+        for (; q + 8 <= n; q += 8) {
+            uint64_t w, m;
+            memcpy(&w, b + q, 8);
+            if ((m = swar_stop(w)) != 0) {
+                q += SWAR_FIRST(m);
+                break;
+            }
+        }
+        while (q < n && !str_stop[b[q]]) q++;
+        if (q >= n) {
+            sc->p = s - 1;
+            sc->what = "unterminated string";
+            return -1;
+        }
+        if (b[q] == '"') break;
+        if (b[q] == '\\') {
+            bs = 1;
+            q += 2; /* q + 1 == n is caught above on the next round */
+        } else {
+            nul = 1;
+            q++;
+        }
+    }
+    if (bs) {
+        size_t at = 0;
+        if (str_check(b, s, q, &at, &sc->what)) {
+            sc->p = at;
+            sc->bad_len = q - at < 12 ? q - at : 12;
+            return -1;
+        }
+    }
+    size_t i = tok_push(sc, TK_STR, s, q - s);
+    ev_tok *k = &sc->t->tok[i];
+    k->esc = (uint8_t)(bs | nul);
+    if (key) {
+        if (!k->esc) k->hash = key_hash(b + s, q - s);
+        uint32_t *last = &sc->t->lastkey[sc->depth - 1];
+        if (*last) sc->t->tok[*last].next = (uint32_t)i;
+        *last = (uint32_t)i;
+    }
+    sc->p = q + 1;
+    return 0;
+}
+
+/* Whether run b[0, n) is a whole strtod decimal: -?(D+(.D*)?|.D+)([eE][+-]?D+)? */
+static int num_grammar(const unsigned char *b, size_t n)
+{
+    size_t i = 0, d = 0;
+    if (i < n && b[i] == '-') i++;
+    while (i < n && b[i] >= '0' && b[i] <= '9') i++, d++;
+    if (i < n && b[i] == '.') {
+        i++;
+        while (i < n && b[i] >= '0' && b[i] <= '9') i++, d++;
+    }
+    if (d == 0) return 0;
+    if (i < n && (b[i] == 'e' || b[i] == 'E')) {
+        size_t e = 0;
+        i++;
+        if (i < n && (b[i] == '+' || b[i] == '-')) i++;
+        while (i < n && b[i] >= '0' && b[i] <= '9') i++, e++;
+        if (e == 0) return 0;
+    }
+    return i == n;
+}
+
+/* Validates the document and builds the tape. On success sc->p is just
+ * past the top-level value. */
+static int scan_doc(scanner *sc)
+{
+    const unsigned char *b = sc->b;
+    size_t n = sc->n;
+    uint32_t *stack = sc->t->stack;
+
+    if (n >= 5 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF) sc->p = 3;
+    skip_ws(sc);
+
+value:
+    if (sc->p >= n) {
+        sc->what = "expected a value";
+        return -1;
+    }
+    switch (b[sc->p]) {
+    case '{':
+    case '[': {
+        int obj = b[sc->p] == '{';
+        if (sc->depth >= NESTING_LIMIT) {
+            sc->what = "nesting deeper than 1000 arrays/objects";
+            return -1;
+        }
+        sc->t->lastkey[sc->depth] = 0;
+        stack[sc->depth++] = (uint32_t)tok_push(sc, obj ? TK_OBJ : TK_ARR, sc->p, 0);
+        sc->p++;
+        skip_ws(sc);
+        if (sc->p < n && b[sc->p] == (obj ? '}' : ']')) {
+            sc->p++;
+            sc->depth--;
+            goto after_value;
+        }
+        if (obj) goto key;
+        goto value;
+    }
+    case '"':
+        if (scan_string(sc, 0)) return -1;
+        goto after_value;
+    case 'n':
+    case 't':
+        if (n - sc->p >= 4 && memcmp(b + sc->p, b[sc->p] == 'n' ? "null" : "true", 4) == 0) {
+            tok_push(sc, b[sc->p] == 'n' ? TK_NULL : TK_TRUE, sc->p, 4);
+            sc->p += 4;
+            goto after_value;
+        }
+        sc->what = "invalid literal";
+        return -1;
+    case 'f':
+        if (n - sc->p >= 5 && memcmp(b + sc->p, "false", 5) == 0) {
+            tok_push(sc, TK_FALSE, sc->p, 5);
+            sc->p += 5;
+            goto after_value;
+        }
+        sc->what = "invalid literal";
+        return -1;
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9': {
+        size_t s = sc->p, e = s;
+        while (e < n && num_char[b[e]]) e++;
+        if (!num_grammar(b + s, e - s)) {
+            sc->what = "invalid number";
+            sc->bad_len = e - s;
+            return -1;
+        }
+        tok_push(sc, TK_NUM, s, e - s);
+        sc->p = e;
+        goto after_value;
+    }
+    default:
+        sc->what = "expected a value";
+        return -1;
+    }
+
+key:
+    if (sc->p >= n || b[sc->p] != '"') {
+        sc->what = "expected a string key";
+        return -1;
+    }
+    if (scan_string(sc, 1)) return -1;
+    skip_ws(sc);
+    if (sc->p >= n || b[sc->p] != ':') {
+        sc->what = "expected ':' after an object key";
+        return -1;
+    }
+    sc->p++;
+    skip_ws(sc);
+    goto value;
+
+after_value:
+    if (sc->depth == 0) return 0;
+    skip_ws(sc);
+    {
+        ev_tok *top = &sc->t->tok[stack[sc->depth - 1]];
+        int obj = top->kind == TK_OBJ;
+        if (sc->p < n && b[sc->p] == ',') {
+            sc->p++;
+            skip_ws(sc);
+            if (obj) goto key;
+            goto value;
+        }
+        if (sc->p < n && b[sc->p] == (obj ? '}' : ']')) {
+            sc->p++;
+            top->next = (uint32_t)sc->ntok;
+            if (obj) sc->t->tok[sc->t->lastkey[sc->depth - 1]].next = (uint32_t)sc->ntok;
+            sc->depth--;
+            goto after_value;
+        }
+        sc->what = obj ? "expected ',' or '}' after an object member"
+                       : "expected ',' or ']' after an array element";
+        return -1;
+    }
+}
+
+/* ---- pass 2: lookups on the tape ---- */
+
+/* Member indexes of the objects most looked up (the attribute containers):
+ * an open-addressing table, linear probing, from key_hash to key token.
+ * Keys of one hash keep document order along their probe sequence, so the
+ * first match found is the first member with that key. Built on the first
+ * lookup into an object of IX_MIN_MEMBERS..IX_MAX_MEMBERS members without
+ * escaped keys; other objects are scanned linearly. */
+#define IX_OBJS 4
+#define IX_SLOTS 64
+#define IX_MIN_MEMBERS 9
+#define IX_MAX_MEMBERS (IX_SLOTS / 2)
+typedef struct {
+    int n;
+    uint32_t obj[IX_OBJS];
+    uint8_t usable[IX_OBJS];
+    uint32_t slot[IX_OBJS][IX_SLOTS]; /* key token index; 0 = empty */
+} obj_index;
+
+typedef struct {
+    const unsigned char *b;
+    const ev_tok *tok;
+    ev_tls *t;
+    obj_index *ix;
+} doc;
+
+/* The index of object `obj`, or NULL when it has none (after building it
+ * when there is room). */
+static const uint32_t *ix_get(const doc *d, size_t obj)
+{
+    obj_index *ix = d->ix;
+    for (int i = 0; i < ix->n; i++)
+        if (ix->obj[i] == obj) return ix->usable[i] ? ix->slot[i] : NULL;
+    if (ix->n == IX_OBJS) return NULL;
+    int x = ix->n++;
+    size_t end = d->tok[obj].next, count = 0;
+    ix->obj[x] = (uint32_t)obj;
+    ix->usable[x] = 0;
+    for (size_t i = obj + 1; i < end; i = d->tok[i].next)
+        if (d->tok[i].esc || ++count > IX_MAX_MEMBERS) return NULL;
+    if (count < IX_MIN_MEMBERS) return NULL;
+    uint32_t *slot = ix->slot[x];
+    memset(slot, 0, sizeof ix->slot[x]);
+    for (size_t i = obj + 1; i < end; i = d->tok[i].next) {
+        size_t h = d->tok[i].hash & (IX_SLOTS - 1);
+        while (slot[h]) h = (h + 1) & (IX_SLOTS - 1);
+        slot[h] = (uint32_t)i;
+    }
+    ix->usable[x] = 1;
+    return slot;
+}
+
+/* Whether key token k (decoded, up to its first NUL) equals name. */
+static int key_eq(const doc *d, const ev_tok *k, const char *name, size_t nlen)
+{
+    if (!k->esc) return k->len == nlen && memcmp(d->b + k->off, name, nlen) == 0;
+    char tmp[PD_MAX_NAME + 8];
+    if (nlen >= PD_MAX_NAME) return 0; /* schema names are shorter */
+    size_t o = str_decode(d->b, k->off, (size_t)k->off + k->len, tmp, nlen + 1);
+    return o == nlen && memcmp(tmp, name, nlen) == 0;
+}
+
+/* The value of member `name` of object token `obj` (the first one when
+ * keys repeat), or -1. */
+static long obj_get(const doc *d, size_t obj, const char *name)
+{
+    size_t nlen = strlen(name), end = d->tok[obj].next;
+    uint16_t h = key_hash((const unsigned char *)name, nlen);
+    const uint32_t *slot = ix_get(d, obj);
+    if (slot) {
+        for (size_t x = h & (IX_SLOTS - 1); slot[x]; x = (x + 1) & (IX_SLOTS - 1)) {
+            const ev_tok *k = &d->tok[slot[x]];
+            if (k->hash == h && key_eq(d, k, name, nlen)) return (long)slot[x] + 1;
+        }
+        return -1;
+    }
+    for (size_t i = obj + 1; i < end; i = d->tok[i].next) {
+        const ev_tok *k = &d->tok[i];
+        if ((k->hash == h || k->esc) && key_eq(d, k, name, nlen)) return (long)(i + 1);
+    }
+    return -1;
+}
+
+/* The decoded bytes of string token k (up to its first NUL): points into
+ * the input when nothing needs decoding, else into the thread's scratch
+ * (valid until the next str_get). */
+static const char *str_get(const doc *d, const ev_tok *k, size_t *n)
+{
+    if (!k->esc) {
+        *n = k->len;
+        return (const char *)d->b + k->off;
+    }
+    char *out = tls_scratch(d->t, (size_t)k->len + 5);
+    *n = str_decode(d->b, k->off, (size_t)k->off + k->len, out, k->len);
+    return out;
+}
+
+static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+
+/* The value of number token k: what strtod returns for its run. Runs of
+ * at most 15 digits without exponent are exact (an integer below 2^53
+ * divided by an exact power of ten is correctly rounded, as strtod is). */
+static double num_get(const doc *d, const ev_tok *k)
+{
+    const unsigned char *s = d->b + k->off;
+    size_t n = k->len, i = 0, nd = 0, frac = 0;
+    int neg = 0, dot = 0;
+    uint64_t m = 0;
+    if (s[0] == '-') neg = 1, i = 1;
+    for (; i < n; i++) {
+        unsigned char c = s[i];
+        if (c >= '0' && c <= '9') {
+            m = m * 10 + (uint64_t)(c - '0');
+            nd++;
+            frac += (size_t)dot;
+        } else if (c == '.') {
+            dot = 1;
+        } else {
+            break;
+        }
+    }
+    if (i == n && nd <= 15) {
+        double v = (double)m;
+        if (frac) v /= pow10_exact[frac];
+        return neg ? -v : v;
+    }
+    char tmp[64];
+    char *z = n < sizeof tmp ? tmp : tls_scratch(d->t, n + 1);
+    memcpy(z, s, n);
+    z[n] = '\0';
+    return strtod_l(z, NULL, c_locale);
 }
 
 /* Validates a required string field of 1..maxlen bytes. On success sets
- * *out / *outlen to the string owned by the cJSON tree. Returns 0 or the
- * given reason code with a message in err. */
-static int get_required_str(const cJSON *root, const char *name, size_t maxlen,
+ * *out / *outlen to a copy owned by the event. Returns 0 or the given
+ * reason code with a message in err. */
+static int get_required_str(pd_event *ev, const doc *d, const char *name, size_t maxlen,
                             int r_missing, int r_type, int r_empty, int r_long,
                             const char **out, size_t *outlen, char *err, size_t errlen)
 {
-    const cJSON *j = obj_get(root, name);
-    if (!j || cJSON_IsNull(j))
+    long j = obj_get(d, 0, name);
+    if (j < 0 || d->tok[j].kind == TK_NULL)
         return pd_seterr(err, errlen, r_missing, "missing required field '%s'%s", name,
-                         j ? " (null)" : "");
-    if (!cJSON_IsString(j) || !j->valuestring)
+                         j >= 0 ? " (null)" : "");
+    if (d->tok[j].kind != TK_STR)
         return pd_seterr(err, errlen, r_type, "field '%s': expected string, got %s", name,
-                         json_type_name(j));
-    size_t n = strlen(j->valuestring);
+                         kind_name(d->tok[j].kind));
+    size_t n;
+    const char *s = str_get(d, &d->tok[j], &n);
     if (n == 0)
         return pd_seterr(err, errlen, r_empty, "field '%s': expected non-empty string, got \"\"",
                          name);
     if (n > maxlen)
         return pd_seterr(err, errlen, r_long,
                          "field '%s': expected at most %zu bytes, got %zu bytes", name, maxlen, n);
-    *out = j->valuestring;
+    *out = ev_copy(ev, s, n);
     *outlen = n;
     return PD_EV_OK;
 }
 
-static int get_ts(const cJSON *root, int64_t *ms, char *err, size_t errlen)
+static int get_ts(const doc *d, int64_t *ms, char *err, size_t errlen)
 {
-    const cJSON *j = obj_get(root, "ts");
+    long j = obj_get(d, 0, "ts");
     int64_t v;
-    if (!j || cJSON_IsNull(j))
+    if (j < 0 || d->tok[j].kind == TK_NULL)
         return pd_seterr(err, errlen, PD_EV_MISSING_TS, "missing required field 'ts'%s",
-                         j ? " (null)" : "");
-    if (cJSON_IsNumber(j)) {
-        double d = j->valuedouble;
-        if (!(d >= -TWO_POW_63 && d < TWO_POW_63))
+                         j >= 0 ? " (null)" : "");
+    const ev_tok *k = &d->tok[j];
+    if (k->kind == TK_NUM) {
+        double x = num_get(d, k);
+        if (!(x >= -TWO_POW_63 && x < TWO_POW_63))
             return pd_seterr(err, errlen, PD_EV_BAD_TS_FORMAT,
-                             "field 'ts': expected integer epoch ms, got %.17g (beyond int64)", d);
-        if (d != floor(d))
+                             "field 'ts': expected integer epoch ms, got %.17g (beyond int64)", x);
+        if (x != floor(x))
             return pd_seterr(err, errlen, PD_EV_BAD_TS_FORMAT,
-                             "field 'ts': expected integer epoch ms, got non-integral %.17g", d);
-        v = (int64_t)d;
-    } else if (cJSON_IsString(j) && j->valuestring) {
-        size_t n = strlen(j->valuestring);
-        if (pd_ts_parse_rfc3339(j->valuestring, n, &v) != PD_OK)
+                             "field 'ts': expected integer epoch ms, got non-integral %.17g", x);
+        v = (int64_t)x;
+    } else if (k->kind == TK_STR) {
+        size_t n;
+        const char *s = str_get(d, k, &n);
+        if (pd_ts_parse_rfc3339(s, n, &v) != PD_OK)
             return pd_seterr(err, errlen, PD_EV_BAD_TS_FORMAT,
                              "field 'ts': expected RFC 3339 timestamp "
-                             "(YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm)), got \"%.64s\"%s",
-                             j->valuestring, n > 64 ? "..." : "");
+                             "(YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm)), got \"%.*s\"%s",
+                             (int)(n > 64 ? 64 : n), s, n > 64 ? "..." : "");
     } else {
         return pd_seterr(err, errlen, PD_EV_BAD_TS_TYPE,
                          "field 'ts': expected integer epoch ms or RFC 3339 string, got %s",
-                         json_type_name(j));
+                         kind_name(k->kind));
     }
     if (v < PD_TS_MIN_MS || v >= PD_TS_MAX_MS)
         return pd_seterr(err, errlen, PD_EV_TS_OUT_OF_RANGE,
@@ -313,15 +890,15 @@ static int get_ts(const cJSON *root, int64_t *ms, char *err, size_t errlen)
     return PD_EV_OK;
 }
 
-static int get_event_id(const cJSON *root, const char **out, size_t *outlen, char *err,
-                        size_t errlen)
+static int get_event_id(pd_event *ev, const doc *d, char *err, size_t errlen)
 {
-    const cJSON *j = obj_get(root, "event_id");
-    if (!j || cJSON_IsNull(j)) return PD_EV_OK; /* optional */
-    if (!cJSON_IsString(j) || !j->valuestring)
+    long j = obj_get(d, 0, "event_id");
+    if (j < 0 || d->tok[j].kind == TK_NULL) return PD_EV_OK; /* optional */
+    if (d->tok[j].kind != TK_STR)
         return pd_seterr(err, errlen, PD_EV_BAD_EVENT_ID,
-                         "field 'event_id': expected string, got %s", json_type_name(j));
-    size_t n = strlen(j->valuestring);
+                         "field 'event_id': expected string, got %s", kind_name(d->tok[j].kind));
+    size_t n;
+    const char *s = str_get(d, &d->tok[j], &n);
     if (n == 0)
         return pd_seterr(err, errlen, PD_EV_BAD_EVENT_ID,
                          "field 'event_id': expected non-empty string, got \"\"");
@@ -329,48 +906,89 @@ static int get_event_id(const cJSON *root, const char **out, size_t *outlen, cha
         return pd_seterr(err, errlen, PD_EV_BAD_EVENT_ID,
                          "field 'event_id': expected at most %d bytes, got %zu bytes",
                          PD_MAX_EVENT_ID, n);
-    *out = j->valuestring;
-    *outlen = n;
+    ev->event_id = ev_copy(ev, s, n);
+    ev->event_id_len = n;
     return PD_EV_OK;
 }
 
 /* Top-level attribute containers ("item", "filters"), looked up once per
- * event. node is NULL when the container is absent or JSON null. */
+ * event. node is -1 when the container is absent or JSON null; slot[d][p]
+ * is the cache slot of path p of dimension d, or -1 (depth 1, or a name
+ * beyond the first CTR_CACHE). */
 #define CTR_CACHE 8
 typedef struct {
     int n;
     const char *name[CTR_CACHE];
-    const cJSON *node[CTR_CACHE];
+    uint64_t word[CTR_CACHE]; /* name_word of name[i] */
+    long node[CTR_CACHE];
+    int8_t slot[PD_MAX_DIMS][PD_MAX_PATHS];
 } ctr_cache;
+
+static int name_eq(const char *a, const char *b)
+{
+    while (*a && *a == *b) a++, b++;
+    return *a == *b;
+}
+
+/* The first 8 bytes of a schema name (a PD_MAX_NAME array, so 8 bytes are
+ * readable) with the bytes from its NUL on zeroed; *longer is set when the
+ * name has 8 bytes or more (equal words then need name_eq). */
+static inline uint64_t name_word(const char *s, int *longer)
+{
+    uint64_t w = 0;
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    memcpy(&w, s, 8);
+    uint64_t z = (w - ones) & ~w & highs;
+    *longer = z == 0;
+    if (z) {
+        unsigned nb = (unsigned)__builtin_ctzll(z) >> 3; /* bytes before the NUL */
+        w = nb ? w & (~UINT64_C(0) >> (64 - 8 * nb)) : 0;
+    }
+#else
+    size_t i = 0;
+    for (; i < 8 && s[i]; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    *longer = i == 8;
+#endif
+    return w;
+}
 
 /* Returns the cache slot holding `name`, or -1. */
 static int ctr_find(const ctr_cache *cc, const char *name)
 {
+    int longer;
+    uint64_t w = name_word(name, &longer);
     for (int i = 0; i < cc->n; i++)
-        if (cc->name[i][0] == name[0] && strcmp(cc->name[i], name) == 0) return i;
+        if (cc->word[i] == w && (!longer || name_eq(cc->name[i], name))) return i;
     return -1;
 }
 
 /* Checks every top-level container named by a schema path of depth >= 2
  * (each distinct name once) and remembers the first CTR_CACHE of them in
  * *cc; names beyond that are checked again each time they appear. */
-static int check_containers(const cJSON *root, const pd_schema *s, ctr_cache *cc, char *err,
+static int check_containers(const doc *d, const pd_schema *s, ctr_cache *cc, char *err,
                             size_t errlen)
 {
     cc->n = 0;
-    for (int d = 0; d < s->ndims; d++) {
-        const pd_dim *dim = &s->dims[d];
+    for (int di = 0; di < s->ndims; di++) {
+        const pd_dim *dim = &s->dims[di];
         for (int p = 0; p < dim->npaths; p++) {
             const pd_path *path = &dim->paths[p];
-            if (path->depth < 2 || ctr_find(cc, path->seg[0]) >= 0) continue;
-            const cJSON *c = obj_get(root, path->seg[0]);
-            if (c && !cJSON_IsObject(c) && !cJSON_IsNull(c))
+            int slot = path->depth < 2 ? -1 : ctr_find(cc, path->seg[0]);
+            cc->slot[di][p] = (int8_t)slot;
+            if (path->depth < 2 || slot >= 0) continue;
+            long c = obj_get(d, 0, path->seg[0]);
+            int kind = c >= 0 ? d->tok[c].kind : -1;
+            if (c >= 0 && kind != TK_OBJ && kind != TK_NULL)
                 return pd_seterr(err, errlen, PD_EV_BAD_ATTR_CONTAINER,
                                  "field '%s': expected object or null, got %s", path->seg[0],
-                                 json_type_name(c));
+                                 kind_name(kind));
             if (cc->n < CTR_CACHE) {
+                cc->slot[di][p] = (int8_t)cc->n;
+                int longer;
                 cc->name[cc->n] = path->seg[0];
-                cc->node[cc->n] = cJSON_IsObject(c) ? c : NULL;
+                cc->word[cc->n] = name_word(path->seg[0], &longer);
+                cc->node[cc->n] = kind == TK_OBJ ? c : -1;
                 cc->n++;
             }
         }
@@ -395,80 +1013,84 @@ static size_t fmt_i64(char *out, int64_t v)
     return len;
 }
 
-/* Resolves dimension `d` into ev->attrs[d]. The value node is the first
- * present non-null value along the dimension's paths. */
-static void resolve_attr(pd_event *ev, const cJSON *root, const ctr_cache *cc, const pd_dim *dim,
-                         int d)
+/* Resolves dimension `di` into ev->attrs[di]. The value token is the
+ * first present non-null value along the dimension's paths. */
+static void resolve_attr(pd_event *ev, const doc *d, const ctr_cache *cc, const pd_dim *dim,
+                         int di)
 {
-    pd_attr *a = &ev->attrs[d];
-    const cJSON *v = NULL;
+    pd_attr *a = &ev->attrs[di];
+    long v = -1;
     int bad_container = 0;
     a->kind = PD_ATTR_ABSENT;
     a->len = 0;
     a->s = NULL;
     a->num = 0;
-    for (int p = 0; p < dim->npaths && !v && !bad_container; p++) {
+    for (int p = 0; p < dim->npaths && v < 0 && !bad_container; p++) {
         const pd_path *path = &dim->paths[p];
-        const cJSON *cur = root;
+        long cur = 0; /* the root */
         int k = 0;
         if (path->depth >= 2) {
-            int slot = ctr_find(cc, path->seg[0]);
+            int slot = cc->slot[di][p];
             if (slot >= 0) {
                 cur = cc->node[slot];
-                if (!cur) continue; /* container absent or null */
+                if (cur < 0) continue; /* container absent or null */
                 k = 1;
             }
         }
         for (; k < path->depth; k++) {
-            if (!cJSON_IsObject(cur)) {
+            if (d->tok[cur].kind != TK_OBJ) {
                 /* top level is checked by check_containers; deeper ones
                  * make the attribute bad */
                 bad_container = 1;
-                cur = NULL;
+                cur = -1;
                 break;
             }
-            cur = obj_get(cur, path->seg[k]);
-            if (!cur || cJSON_IsNull(cur)) {
-                cur = NULL;
+            cur = obj_get(d, (size_t)cur, path->seg[k]);
+            if (cur < 0 || d->tok[cur].kind == TK_NULL) {
+                cur = -1;
                 break;
             }
         }
         v = cur;
     }
     if (bad_container) goto bad;
-    if (!v) return;
+    if (v < 0) return;
 
+    const ev_tok *k = &d->tok[v];
     if (dim->type == PD_DIM_NUMERIC) {
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) goto bad;
+        if (k->kind != TK_NUM) goto bad;
+        double x = num_get(d, k);
+        if (!isfinite(x)) goto bad;
         a->kind = PD_ATTR_NUM;
-        a->num = v->valuedouble;
+        a->num = x;
         return;
     }
-    if (cJSON_IsString(v) && v->valuestring) {
-        size_t n = strlen(v->valuestring);
-        if (n == 0 || n > PD_MAX_CAT_VALUE || !pd_utf8_valid(v->valuestring, n)) goto bad;
+    if (k->kind == TK_STR) {
+        size_t n;
+        const char *s = str_get(d, k, &n);
+        if (n == 0 || n > PD_MAX_CAT_VALUE || !pd_utf8_valid(s, n)) goto bad;
         a->kind = PD_ATTR_STR;
-        a->s = v->valuestring;
+        a->s = ev_copy(ev, s, n);
         a->len = (uint32_t)n;
         return;
     }
-    if (cJSON_IsNumber(v)) {
-        double x = v->valuedouble;
-        char *t = ev->numtext_[d];
+    if (k->kind == TK_NUM) {
+        double x = num_get(d, k);
+        char t[32];
         int n;
         if (!isfinite(x)) goto bad;
         if (x == floor(x) && fabs(x) < TWO_POW_53)
             n = (int)fmt_i64(t, (int64_t)x);
         else
-            n = snprintf(t, sizeof ev->numtext_[d], "%.17g", x);
-        pd_assert(n > 0 && (size_t)n < sizeof ev->numtext_[d]);
+            n = snprintf(t, sizeof t, "%.17g", x);
+        pd_assert(n > 0 && (size_t)n < sizeof t);
         a->kind = PD_ATTR_STR;
-        a->s = t;
+        a->s = ev_copy(ev, t, (size_t)n);
         a->len = (uint32_t)n;
         return;
     }
-    if (cJSON_IsBool(v)) {
-        int t = cJSON_IsTrue(v);
+    if (k->kind == TK_TRUE || k->kind == TK_FALSE) {
+        int t = k->kind == TK_TRUE;
         a->kind = PD_ATTR_STR;
         a->s = t ? "true" : "false";
         a->len = t ? 4 : 5;
@@ -479,11 +1101,14 @@ bad:
     ev->n_bad_attrs++;
 }
 
+static int is_json_ws(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len,
                    size_t max_bytes, char *err, size_t errlen)
 {
-    cJSON *root = NULL;
-    const char *end = NULL;
     ctr_cache cc;
     int rc;
 
@@ -496,75 +1121,77 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
     if (len > max_bytes)
         return pd_seterr(err, errlen, PD_EV_TOO_LARGE, "value is %zu bytes, expected at most %zu",
                          len, max_bytes);
+    if (len >= UINT32_MAX) /* tape offsets are 32-bit; Kafka values are < 2 GiB */
+        return pd_seterr(err, errlen, PD_EV_TOO_LARGE,
+                         "value is %zu bytes, expected less than 4 GiB", len);
     size_t ascii = ascii_prefix(buf, len);
     if (ascii < len && !pd_utf8_valid(buf + ascii, len - ascii))
         return pd_seterr(err, errlen, PD_EV_INVALID_UTF8, "value is not valid UTF-8");
 
-    ev_arena *arena = arena_begin();
-    root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    if (arena) {
-        arena->active = 0;
-        if (in_arena(arena, root)) arena->live++;
+    ev_tls *t = tls_get();
+    scanner sc = {(const unsigned char *)buf, len, 0, t, 0, 0, NULL, 0};
+    if (scan_doc(&sc)) {
+        char got[48] = "end of input";
+        unsigned char c = sc.p < len ? (unsigned char)buf[sc.p] : 0;
+        if (sc.bad_len) { /* the number run or the escape; control bytes as '?' */
+            size_t k = sc.bad_len > 32 ? 32 : sc.bad_len, o = 0;
+            got[o++] = '"';
+            for (size_t i = 0; i < k; i++) {
+                unsigned char x = (unsigned char)buf[sc.p + i];
+                got[o++] = x < 0x20 || x == 0x7f ? '?' : (char)x;
+            }
+            snprintf(got + o, sizeof got - o, "\"%s", sc.bad_len > 32 ? "..." : "");
+        } else if (sc.p < len)
+            snprintf(got, sizeof got, c > 0x20 && c < 0x7f ? "'%c'" : "byte 0x%02x", (unsigned)c);
+        rc = pd_seterr(err, errlen, PD_EV_INVALID_JSON, "invalid JSON at byte %zu of %zu: %s, got %s",
+                       sc.p, len, sc.what, got);
+        goto out;
     }
-    if (!root) {
-        size_t off = (end && end >= buf && end <= buf + len) ? (size_t)(end - buf) : 0;
-        return pd_seterr(err, errlen, PD_EV_INVALID_JSON, "invalid JSON near byte %zu of %zu",
-                         off, len);
-    }
-    /* cJSON_ParseWithLength accepts trailing garbage; reject anything but
-     * whitespace after the value. */
-    pd_assert(end && end >= buf && end <= buf + len);
-    while (end < buf + len && is_json_ws(*end)) end++;
-    if (end != buf + len) {
+    /* Only whitespace may follow the top-level value. */
+    size_t end = sc.p;
+    while (end < len && is_json_ws((unsigned char)buf[end])) end++;
+    if (end != len) {
         rc = pd_seterr(err, errlen, PD_EV_INVALID_JSON,
                        "invalid JSON: unexpected data after the top-level value at byte %zu of %zu",
-                       (size_t)(end - buf), len);
-        goto fail;
+                       end, len);
+        goto out;
     }
-    if (!cJSON_IsObject(root)) {
+    obj_index ix;
+    ix.n = 0;
+    doc d = {(const unsigned char *)buf, t->tok, t, &ix};
+    if (d.tok[0].kind != TK_OBJ) {
         rc = pd_seterr(err, errlen, PD_EV_NOT_OBJECT, "top-level value: expected object, got %s",
-                       json_type_name(root));
-        goto fail;
+                       kind_name(d.tok[0].kind));
+        goto out;
     }
 
-    rc = get_required_str(root, "user_id", PD_MAX_USER_ID, PD_EV_MISSING_USER_ID,
+    rc = get_required_str(ev, &d, "user_id", PD_MAX_USER_ID, PD_EV_MISSING_USER_ID,
                           PD_EV_BAD_USER_ID_TYPE, PD_EV_EMPTY_USER_ID, PD_EV_USER_ID_TOO_LONG,
                           &ev->user_id, &ev->user_id_len, err, errlen);
-    if (rc) goto fail;
-    rc = get_ts(root, &ev->ts_ms, err, errlen);
-    if (rc) goto fail;
-    rc = get_required_str(root, "type", PD_MAX_TYPE, PD_EV_MISSING_TYPE, PD_EV_BAD_TYPE_TYPE,
+    if (rc) goto out;
+    rc = get_ts(&d, &ev->ts_ms, err, errlen);
+    if (rc) goto out;
+    rc = get_required_str(ev, &d, "type", PD_MAX_TYPE, PD_EV_MISSING_TYPE, PD_EV_BAD_TYPE_TYPE,
                           PD_EV_EMPTY_TYPE, PD_EV_TYPE_TOO_LONG, &ev->type, &ev->type_len, err,
                           errlen);
-    if (rc) goto fail;
-    rc = get_event_id(root, &ev->event_id, &ev->event_id_len, err, errlen);
-    if (rc) goto fail;
-    rc = check_containers(root, s, &cc, err, errlen);
-    if (rc) goto fail;
+    if (rc) goto out;
+    rc = get_event_id(ev, &d, err, errlen);
+    if (rc) goto out;
+    rc = check_containers(&d, s, &cc, err, errlen);
+    if (rc) goto out;
 
     ev->nattrs = s->ndims;
-    for (int d = 0; d < s->ndims; d++) resolve_attr(ev, root, &cc, &s->dims[d], d);
-    ev->root_ = root;
-    return PD_EV_OK;
+    for (int di = 0; di < s->ndims; di++) resolve_attr(ev, &d, &cc, &s->dims[di], di);
 
-fail:
-    if (in_arena(tl_arena, root)) tl_arena->live--;
-    cJSON_Delete(root);
-    ev_reset(ev);
+out:
+    tls_trim(t);
+    if (rc) pd_event_free(ev);
     return rc;
 }
 
 void pd_event_free(pd_event *ev)
 {
     if (!ev) return;
-    if (ev->root_ && in_arena(tl_arena, ev->root_)) {
-        /* wholly in the arena: nothing to walk, the next reset reclaims it */
-        tl_arena->live--;
-        if (!tl_arena->spilled) {
-            ev_reset(ev);
-            return;
-        }
-    }
-    cJSON_Delete(ev->root_);
+    free(ev->heap_);
     ev_reset(ev);
 }

@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pd_assert(rc >= 0 && rc < PD_EV__COUNT);
     pd_assert(strcmp(pd_ev_reason_name(rc), "unknown") != 0);
     if (rc != PD_EV_OK) {
-        pd_assert(ev.root_ == NULL);
+        pd_assert(ev.heap_ == NULL);
         pd_assert(err[0] != '\0' && strlen(err) < sizeof err);
         pd_event_free(&ev);
         return 0;
@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pd_assert(bad == ev.n_bad_attrs);
     sink = acc;
     pd_event_free(&ev);
-    pd_assert(ev.root_ == NULL);
+    pd_assert(ev.heap_ == NULL);
     pd_event_free(&ev);
     return 0;
 }

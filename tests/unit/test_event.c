@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "event.h"
+#include "event_ref.h"
 #include "schema.h"
 #include "util.h"
 
@@ -56,10 +57,20 @@ static void test_schema(pd_schema *s)
     set_path(&d->paths[d->npaths++], "top", NULL, NULL);
 }
 
+/* Every input of this file is also checked against the reference parser
+ * (the former cJSON-based implementation, event_ref.c). */
+static void check_ref(const pd_schema *s, const char *json, size_t len, size_t max, int line)
+{
+    char why[1200];
+    if (pd_event_ref_compare(s, json, len, max, why, sizeof why))
+        pd_test_fail(__FILE__, line, "differs from the reference parser: %s", why);
+}
+
 static int parse(pd_event *ev, const char *json, char *err, size_t errlen)
 {
     pd_schema s;
     test_schema(&s);
+    check_ref(&s, json, strlen(json), 0, __LINE__);
     return pd_event_parse(ev, &s, json, strlen(json), 0, err, errlen);
 }
 
@@ -103,7 +114,7 @@ TEST(event_valid_basic)
     CHECK_INT(ev.attrs[D_YEAR].kind, PD_ATTR_ABSENT);
     CHECK_INT(ev.attrs[D_DEEP].kind, PD_ATTR_ABSENT);
     pd_event_free(&ev);
-    CHECK(ev.root_ == NULL && ev.user_id == NULL && ev.type == NULL && ev.event_id == NULL);
+    CHECK(ev.heap_ == NULL && ev.user_id == NULL && ev.type == NULL && ev.event_id == NULL);
     CHECK_INT(ev.nattrs, 0);
     CHECK_INT(ev.n_bad_attrs, 0);
     pd_event_free(&ev); /* twice is harmless */
@@ -352,7 +363,7 @@ TEST(event_length_limits)
 
     CHECK_INT(parse_fields(&ev, s257, "t", "e", err, sizeof err), PD_EV_USER_ID_TOO_LONG);
     CHECK_STR(err, "field 'user_id': expected at most 256 bytes, got 257 bytes");
-    CHECK(ev.root_ == NULL);
+    CHECK(ev.heap_ == NULL);
     pd_event_free(&ev);
     CHECK_INT(parse_fields(&ev, u258, "t", "e", err, sizeof err), PD_EV_USER_ID_TOO_LONG);
     pd_event_free(&ev);
@@ -379,6 +390,7 @@ TEST(event_max_bytes)
     char *big = malloc(mib + 1);
     memset(big, ' ', mib + 1);
     memcpy(big, j, n);
+    check_ref(&s, big, mib, 0, __LINE__);
     CHECK_INT(pd_event_parse(&ev, &s, big, mib, 0, err, sizeof err), PD_EV_OK);
     pd_event_free(&ev);
     CHECK_INT(pd_event_parse(&ev, &s, big, mib + 1, 0, err, sizeof err), PD_EV_TOO_LARGE);
@@ -393,7 +405,7 @@ TEST(event_error_messages)
     CHECK_INT(parse(&ev, "{\"user_id\":42,\"ts\":946684800000,\"type\":\"t\"}", err, sizeof err),
               PD_EV_BAD_USER_ID_TYPE);
     CHECK_STR(err, "field 'user_id': expected string, got number");
-    CHECK(ev.root_ == NULL && ev.user_id == NULL && ev.nattrs == 0);
+    CHECK(ev.heap_ == NULL && ev.user_id == NULL && ev.nattrs == 0);
     CHECK_INT(parse(&ev, "{\"user_id\":\"u\",\"ts\":[1],\"type\":\"t\"}", err, sizeof err),
               PD_EV_BAD_TS_TYPE);
     CHECK_STR(err, "field 'ts': expected integer epoch ms or RFC 3339 string, got array");
@@ -528,6 +540,7 @@ TEST(event_invalid_reasons)
     for (size_t i = 0; i < PD_ARRAY_LEN(invalid_cases); i++) {
         pd_event ev;
         char err[256] = "";
+        check_ref(&s, invalid_cases[i].json, invalid_cases[i].len, 0, __LINE__);
         int rc = pd_event_parse(&ev, &s, invalid_cases[i].json, invalid_cases[i].len, 0, err,
                                 sizeof err);
         if (rc != invalid_cases[i].reason)
@@ -537,8 +550,8 @@ TEST(event_invalid_reasons)
                          pd_ev_reason_name(invalid_cases[i].reason));
         if (rc != PD_EV_OK && err[0] == '\0')
             pd_test_fail(__FILE__, __LINE__, "case %zu: no error message", i);
-        if (rc != PD_EV_OK && ev.root_ != NULL)
-            pd_test_fail(__FILE__, __LINE__, "case %zu: root_ left set on error", i);
+        if (rc != PD_EV_OK && ev.heap_ != NULL)
+            pd_test_fail(__FILE__, __LINE__, "case %zu: heap_ left set on error", i);
         pd_event_free(&ev); /* harmless on a failed parse */
         pd_event_free(&ev);
     }
@@ -565,6 +578,7 @@ TEST(event_default_schema)
         "\"item\":{\"make\":\"BMW\",\"color\":\"blue\",\"price\":18990,\"year\":2019,"
         "\"doors\":5,\"damaged\":false},"
         "\"filters\":{\"color\":\"red\",\"mileage\":50000,\"fuel\":\"diesel\"}}";
+    check_ref(&s, j, strlen(j), 0, __LINE__);
     CHECK_INT(pd_event_parse(&ev, &s, j, strlen(j), 0, err, sizeof err), PD_EV_OK);
     CHECK_INT(ev.nattrs, s.ndims);
     CHECK_INT(ev.ts_ms, 1793614272000LL);
