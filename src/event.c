@@ -1068,7 +1068,9 @@ static void resolve_attr(pd_event *ev, const doc *d, const ctr_cache *cc, const 
     if (k->kind == TK_STR) {
         size_t n;
         const char *s = str_get(d, k, &n);
-        if (n == 0 || n > PD_MAX_CAT_VALUE || !pd_utf8_valid(s, n)) goto bad;
+        /* Raw bytes between two quotes of the (already validated) input
+         * are valid UTF-8; only decoded escapes need checking. */
+        if (n == 0 || n > PD_MAX_CAT_VALUE || (k->esc && !pd_utf8_valid(s, n))) goto bad;
         a->kind = PD_ATTR_STR;
         a->s = ev_copy(ev, s, n);
         a->len = (uint32_t)n;
