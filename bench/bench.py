@@ -28,7 +28,8 @@ QUICK=1 uses small sizes (the whole run stays under 3 minutes). For
 development: BENCH_ONLY=recovery,handoff runs only the named steps and
 leaves the docs alone; BENCH_RENDER=1 only re-renders the docs from
 build/bench/results.json; BENCH_KEEP=1 keeps the work directory (logs, the memory step's store);
-BENCH_MEM_SECS=N overrides the memory step's duration; BENCH_RESULTS=path
+BENCH_MEM_SECS=N overrides the memory step's duration; BENCH_WORKER_ARGS="--k v ..."
+adds settings to every worker (experiments); BENCH_RESULTS=path
 writes the raw figures there instead of build/bench/results.json. Every
 process started here is registered and stopped on exit (also on errors and
 signals); only 127.0.0.1 is used; every wait is bounded.
@@ -298,7 +299,7 @@ class Bench:
     def start_worker(self, wid, data, topic="events", group="bench", extra=None):
         args = [os.path.join(BIN, "profiled"), "--brokers", self.bootstrap, "--topic", topic, "--group", group,
                 "--data_dir", data, "--id", wid, "--listen", "127.0.0.1:0", "--session_timeout_ms", "6000",
-                "--quiet", "false"] + (extra or [])
+                "--quiet", "false"] + (extra or []) + os.environ.get("BENCH_WORKER_ARGS", "").split()
         t0 = time.time()
         p = self.procs.start(wid, args)
         line = readline(p, 120)
