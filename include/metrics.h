@@ -51,6 +51,7 @@ typedef struct pd_metrics {
     _Atomic uint64_t flushes;
     _Atomic uint64_t flush_errors;
     _Atomic uint64_t store_folds;
+    _Atomic uint64_t store_writes;
     _Atomic uint64_t days_dropped;
     _Atomic uint64_t rebalances;
     _Atomic uint64_t restores_ok;       /* partitions restored from a peer's snapshot */

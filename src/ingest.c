@@ -886,6 +886,7 @@ int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen)
     /* 3. Committed: publish progress, recycle the batch. */
     PD_INC(w->metrics->flushes);
     atomic_store_explicit(&w->metrics->store_folds, pd_store_batch_folds(ig->sb), memory_order_relaxed);
+    PD_ADD(w->metrics->store_writes, (uint64_t)ns);
     pd_hist_observe(&w->metrics->batch_events, (double)ig->pending_events);
     rd_kafka_topic_partition_list_t *offs = ig->consumer ? rd_kafka_topic_partition_list_new(8) : NULL;
     int floor_moved = 0;

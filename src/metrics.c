@@ -122,6 +122,7 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->flushes, 0);
     atomic_init(&m->flush_errors, 0);
     atomic_init(&m->store_folds, 0);
+    atomic_init(&m->store_writes, 0);
     atomic_init(&m->days_dropped, 0);
     atomic_init(&m->rebalances, 0);
     atomic_init(&m->restores_ok, 0);
@@ -302,6 +303,10 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
             LD(m->attrs_wrong_type));
     counter(b, "profiled_flushes_total", "Store commits.", LD(m->flushes));
     counter(b, "profiled_flush_errors_total", "Failed store commits.", LD(m->flush_errors));
+    counter(b, "profiled_store_writes_total",
+            "Profile deltas written (one per partition, day and user in a commit): events per write is how "
+            "much the batch aggregates.",
+            LD(m->store_writes));
     counter(b, "profiled_store_folds_total",
             "Profile deltas written as a fully merged value (ends a busy key's merge operand chain).",
             LD(m->store_folds));
