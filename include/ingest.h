@@ -42,8 +42,14 @@ int pd_ingest_assign_local(pd_ingest *ig, int32_t p);
 void pd_ingest_record(pd_ingest *ig, int32_t partition, int64_t offset, int64_t rec_ts_ms,
                       const void *key, size_t keylen, const void *val, size_t vallen,
                       const char *origin, size_t originlen);
-/* Commits the current batch (one WriteBatch). */
+/* Commits the current batch (one WriteBatch) and returns when it is
+ * durable (after finishing a commit still in flight). */
 int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen);
+/* Like pd_ingest_flush, but returns once the WriteBatch is built and handed
+ * to the committer thread: the caller goes on with the next batch while it
+ * is written (the next flush, or pd_ingest_flush, finishes it). A failed
+ * commit stops the worker (see "committing" in ingest.c). */
+int pd_ingest_flush_async(pd_ingest *ig, char *err, size_t errlen);
 /* Events currently pre-aggregated and not yet committed. */
 uint64_t pd_ingest_pending(const pd_ingest *ig);
 

@@ -244,10 +244,16 @@ typedef struct {
     int scratch;          /* rebuilt from the start of the topic */
     int64_t catchup_to;   /* not ready (not served) until committed up to here; 0 = ready */
     int64_t orphan_since_ms; /* neither owned nor replicated, with local state, since */
-    int64_t floor_seen;   /* retention floor day of clock_ms at the last retention check */
+    int64_t floor_seen;   /* retention floor day of the clock last checkpointed (built) */
     restore_job *job;     /* != NULL while the state is being fetched */
     dd_index dd;          /* loaded on the first record after assignment */
 } part_priv;
+
+/* What a commit in flight checkpoints, per partition (see "committing"). */
+typedef struct {
+    int32_t p;
+    int64_t next_offset;
+} commit_part;
 
 struct pd_ingest {
     pd_worker *w;
@@ -269,7 +275,22 @@ struct pd_ingest {
     size_t nfree, capfree;
     uint64_t pending_events;
     int64_t dirty_since_us;   /* first uncommitted record since the last commit (0 = none) */
-    pd_store_batch *sb;
+    pd_store_batch *sbs[2];   /* WriteBatches: one built while the other commits */
+    int cur;                  /* the one the next flush builds */
+    /* the committer thread (see "committing") */
+    pthread_t cm_th;
+    int cm_started;
+    pthread_mutex_t cm_mu;
+    pthread_cond_t cm_cv;
+    pd_store_batch *cm_job;   /* handed over, being written (guarded by cm_mu) */
+    int cm_done, cm_rc, cm_quit; /* guarded by cm_mu */
+    char cm_err[256];         /* guarded by cm_mu */
+    int cm_inflight;          /* ingest thread: a commit is not finished yet */
+    commit_part *cm_parts;    /* ingest thread: what the commit in flight checkpoints */
+    size_t cm_nparts, cm_capparts;
+    uint64_t cm_events, cm_writes;
+    int cm_floor_moved;
+    int64_t cm_t0_us;
     int64_t produce_outstanding;
     int64_t produce_failed;
     int64_t last_wm_us;
@@ -763,8 +784,6 @@ static void maybe_apply_retention(pd_ingest *ig, int floor_moved)
 {
     if (!floor_moved && pd_mono_us() - ig->last_retention_us < RETENTION_EVERY_US) return;
     ig->last_retention_us = pd_mono_us();
-    for (int32_t p = 0; p < ig->w->nparts; p++)
-        if (ig->pp[p].clock_ms > 0) ig->pp[p].floor_seen = floor_day(ig, ig->pp[p].clock_ms);
     apply_retention(ig);
 }
 
@@ -802,7 +821,7 @@ static void apply_retention(pd_ingest *ig)
 /* De-dup GC for partition p against its current clock (the one being
  * checkpointed): with stage = 1 adds deletes of the collectable records to
  * the batch; with stage = 0 (after the commit) forgets the same records. */
-static void dd_gc_plan(pd_ingest *ig, int32_t p, int stage)
+static void dd_gc_plan(pd_ingest *ig, pd_store_batch *sb, int32_t p, int stage)
 {
     part_priv *pp = &ig->pp[p];
     dd_index *d = &pp->dd;
@@ -811,13 +830,13 @@ static void dd_gc_plan(pd_ingest *ig, int32_t p, int stage)
     const int full = d->flushes % DD_FULL_GC_EVERY == DD_FULL_GC_EVERY - 1;
     size_t i = d->head;
     for (; i < d->nrecs && d->recs[i].gc_ts < horizon; i++)
-        if (stage) pd_store_batch_delete_dedup(ig->sb, p, d->recs[i].seq);
+        if (stage) pd_store_batch_delete_dedup(sb, p, d->recs[i].seq);
     if (!stage) d->head = i;
     if (!full) return;
     size_t o = i;
     for (; i < d->nrecs; i++) {
         if (d->recs[i].gc_ts < horizon) {
-            if (stage) pd_store_batch_delete_dedup(ig->sb, p, d->recs[i].seq);
+            if (stage) pd_store_batch_delete_dedup(sb, p, d->recs[i].seq);
         } else {
             d->recs[o++] = d->recs[i];
         }
@@ -825,19 +844,126 @@ static void dd_gc_plan(pd_ingest *ig, int32_t p, int stage)
     if (!stage) d->nrecs = o;
 }
 
-int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen)
+/* ---- committing: build on the ingest thread, write on the committer ----
+ *
+ * A flush builds the WriteBatch on the ingest thread (deltas from the batch
+ * log, de-dup records, checkpoints), clears the in-memory batch and hands
+ * the WriteBatch to the committer thread, which only calls rocksdb_write;
+ * meanwhile the ingest thread parses and aggregates the next batch. At most
+ * one commit is in flight, and a flush first finishes the previous one, so
+ * commits land in order and the next batch's folds (store.c) read committed
+ * data. Everything the WriteBatch contains is decided at build time, so
+ * what reaches the disk is exactly what the synchronous design wrote, and
+ * the crash analysis above is unchanged.
+ *
+ * Finishing a commit (ingest thread) publishes what it made durable: the
+ * committed offsets captured at build time, catch-up, Kafka's committed
+ * offsets, metrics, retention. The in-memory de-dup bookkeeping is updated
+ * at build time; so if a commit fails the worker stops (ig->fatal): memory
+ * no longer matches the store, and a restart resumes from the store's
+ * checkpoint, which is exact. Whoever reads checkpoints or changes
+ * partition roles (rebalances, restores, replicas, cleanup) finishes the
+ * in-flight commit first. */
+
+static void *committer_main(void *arg)
+{
+    pd_ingest *ig = arg;
+    pthread_mutex_lock(&ig->cm_mu);
+    for (;;) {
+        while (!ig->cm_quit && !ig->cm_job) pthread_cond_wait(&ig->cm_cv, &ig->cm_mu);
+        if (!ig->cm_job) break; /* quit */
+        pd_store_batch *b = ig->cm_job;
+        pthread_mutex_unlock(&ig->cm_mu);
+        char err[256] = "";
+        int rc = pd_store_commit(ig->w->store, b, err, sizeof err);
+        pthread_mutex_lock(&ig->cm_mu);
+        ig->cm_job = NULL;
+        ig->cm_rc = rc;
+        memcpy(ig->cm_err, err, sizeof err);
+        ig->cm_done = 1;
+        pthread_cond_broadcast(&ig->cm_cv);
+    }
+    pthread_mutex_unlock(&ig->cm_mu);
+    return NULL;
+}
+
+/* Completes the commit in flight, if any: waits for it when `wait`, else
+ * returns PD_EAGAIN while it runs. Returns the commit's result. */
+static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
 {
     pd_worker *w = ig->w;
+    if (!ig->cm_inflight) return PD_OK;
+    pthread_mutex_lock(&ig->cm_mu);
+    if (!ig->cm_done && !wait) {
+        pthread_mutex_unlock(&ig->cm_mu);
+        return PD_EAGAIN;
+    }
+    while (!ig->cm_done) pthread_cond_wait(&ig->cm_cv, &ig->cm_mu);
+    ig->cm_done = 0;
+    int rc = ig->cm_rc;
+    char cerr[256];
+    memcpy(cerr, ig->cm_err, sizeof cerr);
+    pthread_mutex_unlock(&ig->cm_mu);
+    ig->cm_inflight = 0;
+    if (rc) {
+        PD_INC(w->metrics->flush_errors);
+        ig->fatal = 1; /* see above: restart from the store's checkpoint */
+        pd_store_batch_clear(ig->sbs[ig->cur ^ 1]);
+        return pd_seterr(err, errlen, rc, "commit failed (the worker stops; a restart resumes from the "
+                         "last checkpoint): %s", cerr);
+    }
+    /* Committed: publish progress. */
+    PD_INC(w->metrics->flushes);
+    pd_hist_observe(&w->metrics->batch_events, (double)ig->cm_events);
+    PD_ADD(w->metrics->store_writes, ig->cm_writes);
+    atomic_store_explicit(&w->metrics->store_folds,
+                          pd_store_batch_folds(ig->sbs[0]) + pd_store_batch_folds(ig->sbs[1]),
+                          memory_order_relaxed);
+    rd_kafka_topic_partition_list_t *offs =
+        ig->consumer && ig->cm_nparts ? rd_kafka_topic_partition_list_new((int)ig->cm_nparts) : NULL;
+    for (size_t i = 0; i < ig->cm_nparts; i++) {
+        const int32_t p = ig->cm_parts[i].p;
+        const int64_t off = ig->cm_parts[i].next_offset;
+        part_priv *pp = &ig->pp[p];
+        atomic_store(&w->parts[p].committed, off);
+        if (pp->catchup_to && off >= pp->catchup_to) {
+            pp->catchup_to = 0;
+            set_role_flags(ig, p);
+            pd_info("partition %d: caught up at offset %" PRId64 ", serving it", (int)p, off);
+            if (w->members) pd_members_publish(w->members);
+        }
+        if (offs) rd_kafka_topic_partition_list_add(offs, ig->cfg->topic, p)->offset = off;
+    }
+    if (offs) {
+        /* For lag monitoring only; the store is the source of truth. */
+        rd_kafka_commit(ig->consumer, offs, 1);
+        rd_kafka_topic_partition_list_destroy(offs);
+    }
+    ig->cm_nparts = 0;
+    pd_hist_observe(&w->metrics->flush_seconds, (double)(pd_mono_us() - ig->cm_t0_us) / 1e6);
+    maybe_apply_retention(ig, ig->cm_floor_moved);
+    return PD_OK;
+}
+
+/* Builds the WriteBatch of the current batch and starts its commit (after
+ * finishing the previous one). On a build error nothing has changed and
+ * the batch is kept for the next attempt. */
+static int flush_start(pd_ingest *ig, char *err, size_t errlen)
+{
+    pd_worker *w = ig->w;
+    int rc = flush_finish(ig, 1, err, errlen);
+    if (rc) return rc;
     int any = 0;
     for (int32_t p = 0; p < w->nparts; p++) any |= ig->pp[p].dirty;
     if (!any) {
         ig->dirty_since_us = 0;
         return PD_OK;
     }
-    int64_t t0 = pd_mono_us();
+    const int64_t t0 = pd_mono_us();
+    pd_store_batch *sb = ig->sbs[ig->cur];
     /* 1. Side effects first: everything produced on behalf of the records
      *    being checkpointed must be in Kafka before the checkpoint moves. */
-    int rc = wait_produced(ig);
+    rc = wait_produced(ig);
     if (rc) return pd_seterr(err, errlen, rc, "DLQ/misroute records not delivered; batch not committed");
     /* 2. One WriteBatch: deltas, de-dup records, checkpoints. The deltas
      *    go in key order (day family, then partition + user, which is the
@@ -860,63 +986,79 @@ int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen)
         for (size_t i = 0; i < ns; i++) {
             agg_entry *e = ig->sorted[i];
             evlog_build(ig, e, &ig->scratch, &sev);
-            rc = pd_store_batch_merge(ig->sb, e->day, e->partition, e->user, e->ulen, &ig->scratch, err, errlen);
-            if (rc) goto fail;
+            rc = pd_store_batch_merge(sb, e->day, e->partition, e->user, e->ulen, &ig->scratch, err, errlen);
+            if (rc) {
+                PD_INC(w->metrics->flush_errors);
+                pd_store_batch_clear(sb);
+                return rc;
+            }
         }
     }
+    /* From here on nothing fails: capture what the commit will make
+     *    durable and move the in-memory de-dup bookkeeping forward. */
+    if (ig->cm_capparts < (size_t)w->nparts) {
+        ig->cm_capparts = (size_t)w->nparts;
+        free(ig->cm_parts);
+        ig->cm_parts = pd_malloc(ig->cm_capparts * sizeof *ig->cm_parts);
+    }
+    ig->cm_nparts = 0;
+    ig->cm_floor_moved = 0;
     for (int32_t p = 0; p < w->nparts; p++) {
         part_priv *pp = &ig->pp[p];
         if (!pp->dirty) continue;
-        dd_gc_plan(ig, p, 1);
+        dd_gc_plan(ig, sb, p, 1);
         if (pp->dd.pend.len)
-            pd_store_batch_put_dedup(ig->sb, p, (uint64_t)pp->next_offset, pp->dd.pend.p, pp->dd.pend.len);
-        pd_store_batch_set_checkpoint(ig->sb, p, pp->next_offset, pp->clock_ms);
-    }
-    rc = pd_store_commit(w->store, ig->sb, err, errlen);
-    if (rc) goto fail;
-    for (int32_t p = 0; p < w->nparts; p++) {
-        part_priv *pp = &ig->pp[p];
-        if (!pp->dirty || !pp->dd.loaded) continue;
-        dd_gc_plan(ig, p, 0);
-        if (pp->dd.pend.len) dd_rec_push(&pp->dd, (uint64_t)pp->next_offset, pp->dd.pend_gc);
-        pp->dd.pend.len = 0;
-        pp->dd.pend_gc = DD_EMPTY;
-        pp->dd.flushes++;
-    }
-    /* 3. Committed: publish progress, recycle the batch. */
-    PD_INC(w->metrics->flushes);
-    atomic_store_explicit(&w->metrics->store_folds, pd_store_batch_folds(ig->sb), memory_order_relaxed);
-    PD_ADD(w->metrics->store_writes, (uint64_t)ns);
-    pd_hist_observe(&w->metrics->batch_events, (double)ig->pending_events);
-    rd_kafka_topic_partition_list_t *offs = ig->consumer ? rd_kafka_topic_partition_list_new(8) : NULL;
-    int floor_moved = 0;
-    for (int32_t p = 0; p < w->nparts; p++) {
-        if (!ig->pp[p].dirty) continue;
-        ig->pp[p].dirty = 0;
-        if (ig->pp[p].clock_ms > 0 && floor_day(ig, ig->pp[p].clock_ms) != ig->pp[p].floor_seen) floor_moved = 1;
-        atomic_store(&w->parts[p].committed, ig->pp[p].next_offset);
-        if (ig->pp[p].catchup_to && ig->pp[p].next_offset >= ig->pp[p].catchup_to) {
-            ig->pp[p].catchup_to = 0;
-            set_role_flags(ig, p);
-            pd_info("partition %d: caught up at offset %" PRId64 ", serving it", (int)p, ig->pp[p].next_offset);
-            if (w->members) pd_members_publish(w->members);
+            pd_store_batch_put_dedup(sb, p, (uint64_t)pp->next_offset, pp->dd.pend.p, pp->dd.pend.len);
+        pd_store_batch_set_checkpoint(sb, p, pp->next_offset, pp->clock_ms);
+        if (pp->dd.loaded) {
+            dd_gc_plan(ig, sb, p, 0);
+            if (pp->dd.pend.len) dd_rec_push(&pp->dd, (uint64_t)pp->next_offset, pp->dd.pend_gc);
+            pp->dd.pend.len = 0;
+            pp->dd.pend_gc = DD_EMPTY;
+            pp->dd.flushes++;
         }
-        if (offs) rd_kafka_topic_partition_list_add(offs, ig->cfg->topic, p)->offset = ig->pp[p].next_offset;
+        /* floor_seen: the floor of the clock this commit checkpoints */
+        if (pp->clock_ms > 0 && floor_day(ig, pp->clock_ms) != pp->floor_seen) {
+            pp->floor_seen = floor_day(ig, pp->clock_ms);
+            ig->cm_floor_moved = 1;
+        }
+        ig->cm_parts[ig->cm_nparts++] = (commit_part){p, pp->next_offset};
+        pp->dirty = 0;
     }
-    if (offs) {
-        /* For lag monitoring only; the store is the source of truth. */
-        if (offs->cnt) rd_kafka_commit(ig->consumer, offs, 1);
-        rd_kafka_topic_partition_list_destroy(offs);
-    }
+    ig->cm_events = ig->pending_events;
+    ig->cm_writes = ns;
+    ig->cm_t0_us = t0;
     batch_clear(ig, NULL);
     ig->dirty_since_us = 0;
-    pd_hist_observe(&w->metrics->flush_seconds, (double)(pd_mono_us() - t0) / 1e6);
-    maybe_apply_retention(ig, floor_moved);
+    /* 3. Commit on the committer thread. */
+    pthread_mutex_lock(&ig->cm_mu);
+    ig->cm_job = sb;
+    ig->cm_done = 0;
+    pthread_cond_signal(&ig->cm_cv);
+    pthread_mutex_unlock(&ig->cm_mu);
+    ig->cm_inflight = 1;
+    ig->cur ^= 1;
     return PD_OK;
-fail:
-    PD_INC(w->metrics->flush_errors);
-    pd_store_batch_clear(ig->sb);
-    return rc;
+}
+
+int pd_ingest_flush_async(pd_ingest *ig, char *err, size_t errlen)
+{
+    return flush_start(ig, err, errlen);
+}
+
+int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen)
+{
+    int rc = flush_start(ig, err, errlen);
+    if (rc) return rc;
+    return flush_finish(ig, 1, err, errlen);
+}
+
+/* Finishes the commit in flight before partition roles change or
+ * checkpoints are read; a failure is logged (the worker is stopping). */
+static void settle(pd_ingest *ig)
+{
+    char err[512];
+    if (flush_finish(ig, 1, err, sizeof err) != PD_OK) pd_error("%s", err);
 }
 
 /* ---- partition lifecycle: own, replicate, restore, release ---- */
@@ -1197,6 +1339,7 @@ static void update_replicas(pd_ingest *ig)
 {
     pd_worker *w = ig->w;
     if (!ig->rconsumer || !w->members || !atomic_load(&w->kafka_up)) return;
+    settle(ig);
     enum { MAXM = 256 };
     static char ids[MAXM][130];
     int n = pd_members_alive(w->members, ids, MAXM);
@@ -1237,6 +1380,7 @@ static void update_replicas(pd_ingest *ig)
  * cleanup_grace (their checkpoints would also hold back retention). */
 static void cleanup_orphans(pd_ingest *ig)
 {
+    settle(ig);
     pd_checkpoint *cps = NULL;
     int n = 0;
     if (pd_store_list_checkpoints(ig->w->store, &cps, &n) != PD_OK) return;
@@ -1271,6 +1415,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
 {
     pd_ingest *ig = opaque;
     pd_worker *w = ig->w;
+    settle(ig); /* checkpoints are read and roles change below */
     int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     char err[512];
     PD_INC(w->metrics->rebalances);
@@ -1445,7 +1590,16 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
     ig->last_retention_day = INT64_MIN;
     ht_init(&ig->agg, 4096);
     pd_profile_init(&ig->scratch, w->schema);
-    ig->sb = pd_store_batch_new(w->store);
+    ig->sbs[0] = pd_store_batch_new(w->store);
+    ig->sbs[1] = pd_store_batch_new(w->store);
+    pthread_mutex_init(&ig->cm_mu, NULL);
+    pthread_cond_init(&ig->cm_cv, NULL);
+    if (pthread_create(&ig->cm_th, NULL, committer_main, ig) != 0) {
+        pd_seterr(err, errlen, PD_ERR, "cannot start the committer thread");
+        pd_ingest_free(ig);
+        return PD_ERR;
+    }
+    ig->cm_started = 1;
     char e2[512];
     int rc = PD_OK;
     if (kafka) {
@@ -1610,10 +1764,19 @@ int pd_ingest_run(pd_ingest *ig)
             cleanup_orphans(ig);
             ig->last_cleanup_us = now;
         }
+        /* Publish a finished commit promptly (committed offsets, catch-up). */
+        if (ig->cm_inflight && flush_finish(ig, 0, err, sizeof err) != PD_OK && ig->fatal) {
+            pd_error("%s", err);
+            break;
+        }
         int due = ig->pending_events >= (uint64_t)ig->cfg->batch_max_events ||
                   (ig->dirty_since_us && now - ig->dirty_since_us >= ig->cfg->commit_interval_ms * 1000);
         if (due) {
-            if (pd_ingest_flush(ig, err, sizeof err) != PD_OK) {
+            if (flush_start(ig, err, sizeof err) != PD_OK) {
+                if (ig->fatal) {
+                    pd_error("%s", err);
+                    break;
+                }
                 pd_error("flush failed (will retry): %s", err);
                 backoff_ms = backoff_ms ? PD_MIN(backoff_ms * 2, 2000) : 50;
                 struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
@@ -1705,7 +1868,19 @@ void pd_ingest_free(pd_ingest *ig)
     pd_buf_free(&ig->evlog);
     pd_profile_free(&ig->scratch);
     free(ig->sorted);
-    if (ig->sb) pd_store_batch_free(ig->sb);
+    if (ig->cm_started) {
+        pthread_mutex_lock(&ig->cm_mu);
+        while (ig->cm_job) pthread_cond_wait(&ig->cm_cv, &ig->cm_mu); /* a commit never abandoned */
+        ig->cm_quit = 1;
+        pthread_cond_broadcast(&ig->cm_cv);
+        pthread_mutex_unlock(&ig->cm_mu);
+        pthread_join(ig->cm_th, NULL);
+    }
+    pthread_mutex_destroy(&ig->cm_mu);
+    pthread_cond_destroy(&ig->cm_cv);
+    free(ig->cm_parts);
+    for (int i = 0; i < 2; i++)
+        if (ig->sbs[i]) pd_store_batch_free(ig->sbs[i]);
     free(ig->pp);
     free(ig);
 }

@@ -28,8 +28,8 @@
  * a memtable can collect hundreds of them, and every read of that key
  * would merge them all. RocksDB's max_successive_merges bounds that, but
  * it seeks the memtable on every merge write (a quarter of commit time).
- * Instead each batch counts merges per key hash in FOLD_SLOTS one-byte
- * counters: the FOLD_EVERY-th merge of a key is written as a Put of the
+ * Instead the store counts merges per key hash in FOLD_SLOTS one-byte
+ * counters (all batches share them; merges come from the single writer): the FOLD_EVERY-th merge of a key is written as a Put of the
  * fully merged value (Get, pd_profile_merge, encode), which ends the
  * key's operand chain. All counters reset after about one memtable's worth
  * of merged bytes (write_buffer_mb), since a memtable flush folds operands
@@ -102,6 +102,10 @@ struct pd_store {
     pd_schema *own_schema;       /* read_only with NULL schema: loaded from the store */
     int read_only;
     int64_t write_buffer_mb;
+    /* operand folding: merges per key hash, shared by all batches (only the
+     * single writer thread calls pd_store_batch_merge) */
+    uint8_t *fold_cnt;           /* FOLD_SLOTS counters, allocated on the first merge */
+    uint64_t fold_bytes;         /* merged bytes since the counters were reset */
     char *dir;
     char *secdir;                /* read_only: scratch dir of the secondary */
     int secdir_owned;            /* created by mkdtemp: removed on close */
@@ -123,8 +127,6 @@ struct pd_store_batch {
     rocksdb_writebatch_t *wb;
     pd_buf key, val;             /* scratch */
     /* operand folding (see the design comment) */
-    uint8_t *fold_cnt;           /* FOLD_SLOTS counters, allocated on the first merge */
-    uint64_t fold_bytes;         /* merged bytes since the counters were reset */
     uint64_t *seen;              /* hashes of the keys merged in this batch (0 = free) */
     size_t seen_cap, seen_n;
     pd_profile fold;             /* scratch for folds */
@@ -794,6 +796,7 @@ void pd_store_close(pd_store *st)
     pd_free(st->secdir);
     pd_free(st->own_schema);
     pd_free(st->dir);
+    pd_free(st->fold_cnt);
     pthread_mutex_destroy(&st->lock);
     pd_free(st);
 }
@@ -824,7 +827,6 @@ void pd_store_batch_free(pd_store_batch *b)
     rocksdb_writebatch_destroy(b->wb);
     pd_buf_free(&b->key);
     pd_buf_free(&b->val);
-    pd_free(b->fold_cnt);
     pd_free(b->seen);
     pd_profile_free(&b->fold);
     if (b->ro) rocksdb_readoptions_destroy(b->ro);
@@ -928,8 +930,8 @@ int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, cons
     if (rc) return rc;
     data_key(&b->key, partition, user, ulen);
     const uint64_t h = XXH3_64bits_withSeed(b->key.p, b->key.len, (uint64_t)day);
-    if (!b->fold_cnt) b->fold_cnt = pd_calloc(FOLD_SLOTS, 1);
-    uint8_t *cnt = &b->fold_cnt[h & (FOLD_SLOTS - 1)];
+    if (!st->fold_cnt) st->fold_cnt = pd_calloc(FOLD_SLOTS, 1);
+    uint8_t *cnt = &st->fold_cnt[h & (FOLD_SLOTS - 1)];
     const int again = seen_add(b, h);
     if (++*cnt >= FOLD_EVERY && !again && fold_value(b, cf, delta) == 0) {
         *cnt = 0;
@@ -941,10 +943,10 @@ int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, cons
         pd_profile_encode(delta, &b->val);
         rocksdb_writebatch_merge_cf(b->wb, cf, b->key.p, b->key.len, b->val.p, b->val.len);
     }
-    b->fold_bytes += b->key.len + b->val.len;
-    if (b->fold_bytes >= (uint64_t)st->write_buffer_mb << 20) {
-        memset(b->fold_cnt, 0, FOLD_SLOTS);
-        b->fold_bytes = 0;
+    st->fold_bytes += b->key.len + b->val.len;
+    if (st->fold_bytes >= (uint64_t)st->write_buffer_mb << 20) {
+        memset(st->fold_cnt, 0, FOLD_SLOTS);
+        st->fold_bytes = 0;
     }
     return PD_OK;
 }
