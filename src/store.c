@@ -451,6 +451,16 @@ static void build_options(pd_store *st, const pd_store_opts *o, int compression)
      * scanned when a partition is taken on, so it needs none.) */
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->day_opts, 0.01);
     rocksdb_options_set_memtable_whole_key_filtering(st->day_opts, 1);
+    /* Every memtable allocates its bloom filter from its arena when it is
+     * created. With the default arena block (write buffer / 8) the filter
+     * (write buffer / 100) is carved from a whole new block, so each day
+     * family's empty memtable -- one per family that stopped receiving
+     * writes, up to retention_days of them -- holds write buffer / 8 that
+     * neither the memtable gauge nor flushes account for, yet counts
+     * against db_write_buffer_size. Blocks of write buffer / 32 make the
+     * filter more than a quarter block, which RocksDB allocates on its own
+     * at its exact size. */
+    rocksdb_options_set_arena_block_size(st->day_opts, (size_t)wbuf_mb << 15);
     /* options take ownership of the merge operator (shared) */
     /* bound read amplification for busy users: once a key has this many
      * merge operands in the memtable, the writer folds them into one value */
