@@ -45,7 +45,7 @@ const pd_opt pd_config_table[] = {
     {"dedup_window", PD_OPT_DURATION, OFF(dedup_window_ms), "24h", 0, 30 * DAY_MS, "Events repeating an event_id within this event-time window are counted once."},
     {"max_future_skew", PD_OPT_DURATION, OFF(max_future_skew_ms), "1h", 0, 30 * DAY_MS, "Reject events whose ts is this far ahead of the Kafka record timestamp."},
     {"max_event_bytes", PD_OPT_INT, OFF(max_event_bytes), "65536", 64, 16777216, "Largest accepted event value in bytes."},
-    {"ingest_nice", PD_OPT_INT, OFF(ingest_nice), "5", 0, 19, "Nice value of the ingest loop thread (0 = unchanged): query threads get the CPU first when both want it."},
+    {"ingest_nice", PD_OPT_INT, OFF(ingest_nice), "5", 0, 19, "Nice value of the ingest loop and committer threads (0 = unchanged): query threads get the CPU first when both want it."},
     {"http_threads", PD_OPT_INT, OFF(http_threads), "32", 1, 1024, "HTTP worker threads (each open keep-alive connection holds one while it is open)."},
     {"http_request_timeout_ms", PD_OPT_INT, OFF(http_request_timeout_ms), "5000", 100, 600000, "Per-request time limit for HTTP."},
     {"http_max_request_bytes", PD_OPT_INT, OFF(http_max_request_bytes), "16384", 1024, 1048576, "Largest accepted HTTP request head."},

@@ -57,6 +57,8 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <librdkafka/rdkafka.h>
@@ -868,6 +870,8 @@ static void dd_gc_plan(pd_ingest *ig, pd_store_batch *sb, int32_t p, int stage)
 static void *committer_main(void *arg)
 {
     pd_ingest *ig = arg;
+    /* Part of ingestion: same priority as the ingest loop (profiled.c). */
+    if (ig->cfg->ingest_nice > 0) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), (int)ig->cfg->ingest_nice);
     pthread_mutex_lock(&ig->cm_mu);
     for (;;) {
         while (!ig->cm_quit && !ig->cm_job) pthread_cond_wait(&ig->cm_cv, &ig->cm_mu);
