@@ -1342,15 +1342,14 @@ def write_markdown(r, plots):
              "libraries, thread stacks, allocator arenas: the \"idle after start\" figure) and the index/filter "
              "blocks of open SST files. Met: max RSS <= 1.5 x budget, and the second-half growth (mean RSS of "
              "the last 10 %% of the run minus that of the 10 %% after the half-way point, per minute) < 1 %% of "
-             "the RSS at the half-way point per minute. `bench_rss.png` plots the samples. RSS climbs for minutes: the "
-             "block cache fills only from reads (queries, de-dup lookups past the bloom filters), so a QUICK run's "
-             "second half is still warm-up and its stability verdict says little. In a 10-minute run (2026-11-22, "
-             "same settings) glibc's `malloc_stats()` showed 116 MB in use at 4 minutes and 132 MB at 10 (block "
-             "cache full at 63.9 MB per RocksDB's stats dump, memtables, index/filter blocks ~6 MB), within the "
-             "budget, while the memory malloc held from the system went from 143 to 200 MB: the continued RSS "
-             "growth (~9 MiB/min in the second half, max 210-229 MiB) is mostly freed memory glibc keeps; in "
-             "use grew ~3 MB/min (cause not pinned down). With jemalloc preloaded the second-half growth was "
-             "3 MiB/min (see docs/operations.md, ## Memory)." % (
+             "the RSS at the half-way point per minute. `bench_rss.png` plots the samples. Every 30 s the step also "
+             "records the worker's `profiled_rocksdb_memory_bytes` and `profiled_heap_bytes` gauges "
+             "(`results.json`, memory.mem_series), which show where the memory is. RSS climbs for minutes: the "
+             "block cache fills only from reads (about 4.5 minutes at this load), so a QUICK run's second half "
+             "is warm-up and its stability verdict says little. Two growths found with jemalloc heap profiles "
+             "were fixed in this round (idle day families' memtable bloom filters each pinning a 2 MiB arena "
+             "block, which also forced a flush on nearly every write; per-user-day profiles in the batch); see "
+             "docs/operations.md, ## Memory." % (
                  mc["block_cache_mb"], mc["write_buffer_mb"], mc["batch_max_events"], mc["queued_max_kbytes"],
                  fmt(mm.get("rate_target", 6000)), fmt(mm.get("secs", s.get("mem_secs", 0)))))
     L.append("\n## Where the time goes\n")
@@ -1361,7 +1360,7 @@ def write_markdown(r, plots):
              "`pd_ingest_record`; de-dup, routing and appending the event's compact record to the batch log "
              "are a few percent each. Parse + validate alone runs at the ratio shown in row 1 (second line).")
     L.append("- **Per store write** (one per partition, day and user in a commit): building the delta from "
-             "the batch log, encoding it (version 2 values: ~220 B for a one-event delta, was ~470 B), and "
+             "the batch log, encoding it (value encoding version 2: deltas average ~240 B in the processing run, ~470 B in version 1), and "
              "RocksDB's memtable insert and WAL append. Writes go in key order, so the memtable skiplist "
              "reuses its last position; the merge-operand chain of busy keys is cut by folding instead of "
              "RocksDB's `max_successive_merges` (which searched the memtable on every write).")
