@@ -61,6 +61,7 @@ typedef struct pd_metrics {
     _Atomic uint64_t partitions_deleted;/* local state of released partitions deleted */
     pd_hist batch_events;               /* events per flush */
     pd_hist flush_seconds;              /* flush latency */
+    pd_hist trim_seconds;               /* malloc_trim duration */
     /* http */
     _Atomic uint64_t http_requests[PD_ROUTE__COUNT][PD_STATUS_SLOTS];
     pd_hist http_seconds[PD_ROUTE__COUNT];

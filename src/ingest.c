@@ -56,6 +56,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -67,6 +68,7 @@
 #include <xxhash.h>
 
 #define DLQ_MAX_DETAIL 256
+#define TRIM_EVERY_US (30 * 1000000LL) /* malloc_trim cadence (see pd_ingest_run) */
 
 /* ---- a small open-addressing hash table keyed by bytes ---- */
 
@@ -268,6 +270,7 @@ struct pd_ingest {
     part_priv *pp;            /* w->nparts */
     int64_t last_replica_us;
     int64_t last_cleanup_us;
+    int64_t last_trim_us;
     htab agg;                 /* key: day(8) partition(4) user -> agg_entry */
     agg_entry **sorted;       /* flush scratch: the batch's entries in key order */
     pd_buf evlog;             /* the batch's event records (see agg_entry) */
@@ -1767,6 +1770,15 @@ int pd_ingest_run(pd_ingest *ig)
         if (now - ig->last_cleanup_us > 10000000) {
             cleanup_orphans(ig);
             ig->last_cleanup_us = now;
+        }
+        if (now - ig->last_trim_us > TRIM_EVERY_US) {
+            /* glibc keeps freed memory in its arenas (the free heap gauge
+             * grows with the churn of batches, queries and compactions);
+             * hand unused pages back so RSS follows what is in use. */
+            int64_t t0 = pd_mono_us();
+            malloc_trim(0);
+            ig->last_trim_us = pd_mono_us();
+            pd_hist_observe(&w->metrics->trim_seconds, (double)(ig->last_trim_us - t0) / 1e6);
         }
         /* Publish a finished commit promptly (committed offsets, catch-up). */
         if (ig->cm_inflight && flush_finish(ig, 0, err, sizeof err) != PD_OK && ig->fatal) {

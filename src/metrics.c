@@ -132,6 +132,7 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->partitions_deleted, 0);
     pd_hist_init(&m->batch_events, batch_bounds, (int)PD_ARRAY_LEN(batch_bounds));
     pd_hist_init(&m->flush_seconds, flush_bounds, (int)PD_ARRAY_LEN(flush_bounds));
+    pd_hist_init(&m->trim_seconds, flush_bounds, (int)PD_ARRAY_LEN(flush_bounds));
     for (int r = 0; r < PD_ROUTE__COUNT; r++) {
         for (int k = 0; k < PD_STATUS_SLOTS; k++) atomic_init(&m->http_requests[r][k], 0);
         pd_hist_init(&m->http_seconds[r], http_bounds, (int)PD_ARRAY_LEN(http_bounds));
@@ -324,6 +325,9 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
     hist_samples(b, "profiled_batch_events", "", &m->batch_events);
     family(b, "profiled_flush_seconds", "histogram", "Store commit latency (seconds).");
     hist_samples(b, "profiled_flush_seconds", "", &m->flush_seconds);
+    family(b, "profiled_malloc_trim_seconds", "histogram",
+           "Time the ingest loop spends every 30 s handing freed heap pages back to the OS (malloc_trim).");
+    hist_samples(b, "profiled_malloc_trim_seconds", "", &m->trim_seconds);
 
     family(b, "profiled_http_requests_total", "counter", "HTTP requests by route and status.");
     for (int r = 0; r < PD_ROUTE__COUNT; r++)
