@@ -1272,8 +1272,9 @@ def write_markdown(r, plots):
              "7 days, 1%% duplicates, ~%s bytes each) loaded into memory; bare cJSON is `cJSON_ParseWithLength` + "
              "`cJSON_Delete` per line (second of two passes); the pipeline is `pd_ingest_new(kafka=0)` on a real "
              "store, `pd_ingest_record` per line (partition = murmur2 of user_id over %d partitions) and "
-             "`pd_ingest_flush` every 20,000 events: parse, validate, de-dup (in-memory index per partition), aggregate, one "
-             "WriteBatch with deltas + de-dup records + offsets. db_bench `fillrandom` runs with the average key "
+             "`pd_ingest_flush_async` every 20,000 events, as the worker's loop does (the commit runs on the committer "
+             "thread while the next batch is processed; `pd_ingest_flush` at the end): parse, validate, de-dup "
+             "(in-memory index per partition), aggregate, one WriteBatch with deltas + de-dup records + offsets. db_bench `fillrandom` runs with the average key "
              "(partition + user) and encoded delta sizes and the number of merge writes the pipeline made, LZ4 "
              "like the store." % (fmt(s.get("proc_n")), fmt(s.get("users")),
                                   fmt(p.get("bytes", 0) / max(p.get("lines", 1), 1)), r["partitions"]))
