@@ -59,6 +59,10 @@ void pd_log(const char *level, const char *fmt, ...)
 /* Monotonic and wall clocks in milliseconds / microseconds. */
 int64_t pd_now_ms(void);      /* CLOCK_REALTIME, epoch ms */
 int64_t pd_mono_us(void);     /* CLOCK_MONOTONIC, microseconds */
+/* Sets the nice value of the calling thread only (Linux: PRIO_PROCESS on a
+ * thread id); threads it creates afterwards inherit it. PD_OK or PD_ERR
+ * with errno set. */
+int pd_thread_nice(int nice);
 
 /* Growable byte buffer. Owns `p`; pd_buf_free releases it. */
 typedef struct {

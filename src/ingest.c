@@ -58,8 +58,6 @@
 #include <pthread.h>
 #include <malloc.h>
 #include <signal.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <librdkafka/rdkafka.h>
@@ -866,15 +864,15 @@ static void dd_gc_plan(pd_ingest *ig, pd_store_batch *sb, int32_t p, int stage)
  * offsets, metrics, retention. The in-memory de-dup bookkeeping is updated
  * at build time; so if a commit fails the worker stops (ig->fatal): memory
  * no longer matches the store, and a restart resumes from the store's
- * checkpoint, which is exact. Whoever reads checkpoints or changes
- * partition roles (rebalances, restores, replicas, cleanup) finishes the
- * in-flight commit first. */
+ * checkpoint, which is exact. Whoever reads checkpoints to act on them or
+ * changes partition roles (rebalances, restores, replica changes, cleanup
+ * before it deletes) finishes the in-flight commit first. */
 
 static void *committer_main(void *arg)
 {
     pd_ingest *ig = arg;
     /* Part of ingestion: same priority as the ingest loop (profiled.c). */
-    if (ig->cfg->ingest_nice > 0) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), (int)ig->cfg->ingest_nice);
+    if (ig->cfg->ingest_nice > 0) (void)pd_thread_nice((int)ig->cfg->ingest_nice);
     pthread_mutex_lock(&ig->cm_mu);
     for (;;) {
         while (!ig->cm_quit && !ig->cm_job) pthread_cond_wait(&ig->cm_cv, &ig->cm_mu);
@@ -1346,7 +1344,6 @@ static void update_replicas(pd_ingest *ig)
 {
     pd_worker *w = ig->w;
     if (!ig->rconsumer || !w->members || !atomic_load(&w->kafka_up)) return;
-    settle(ig);
     enum { MAXM = 256 };
     static char ids[MAXM][130];
     int n = pd_members_alive(w->members, ids, MAXM);
@@ -1369,10 +1366,12 @@ static void update_replicas(pd_ingest *ig)
             }
         }
         if (want && pp->role == ROLE_NONE) {
+            settle(ig); /* roles change (no-op once settled) */
             prepare_partition(ig, p, ROLE_REPLICA);
             set_role_flags(ig, p);
             changed = 1;
         } else if (!want && pp->role == ROLE_REPLICA) {
+            settle(ig);
             release_partition(ig, p);
             changed = 1;
         }
@@ -1387,7 +1386,6 @@ static void update_replicas(pd_ingest *ig)
  * cleanup_grace (their checkpoints would also hold back retention). */
 static void cleanup_orphans(pd_ingest *ig)
 {
-    settle(ig);
     pd_checkpoint *cps = NULL;
     int n = 0;
     if (pd_store_list_checkpoints(ig->w->store, &cps, &n) != PD_OK) return;

@@ -32,9 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 static pd_worker *g_worker; /* only for the signal handler */
@@ -194,7 +192,7 @@ int main(int argc, char **argv)
      * ingest loop's priority (this thread only; the HTTP, Kafka and
      * RocksDB threads already exist and keep theirs) so a query waking up
      * preempts it. Linux applies PRIO_PROCESS to a thread id. */
-    if (cfg.ingest_nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), (int)cfg.ingest_nice) != 0)
+    if (cfg.ingest_nice > 0 && pd_thread_nice((int)cfg.ingest_nice) != PD_OK)
         pd_warn("ingest_nice %lld: setpriority: %s", (long long)cfg.ingest_nice, strerror(errno));
     rc = pd_ingest_run(ig) == PD_OK ? 0 : 1;
 

@@ -14,6 +14,9 @@
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int pd_log_quiet = 0;
 
@@ -91,6 +94,11 @@ int64_t pd_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int pd_thread_nice(int nice)
+{
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) == 0 ? PD_OK : PD_ERR;
 }
 
 int64_t pd_mono_us(void)
