@@ -81,6 +81,10 @@ void pd_buf_json_str(pd_buf *b, const char *s, size_t n);
 /* Varints (LEB128, unsigned) and zigzag. Decoders return bytes consumed, or
  * 0 on truncation/overflow. */
 void pd_put_uvarint(pd_buf *b, uint64_t v);
+/* Writes v as a LEB128 uvarint at o (room for PD_UVARINT_MAX bytes);
+ * returns the byte after it. */
+#define PD_UVARINT_MAX 10
+uint8_t *pd_uvarint_write(uint8_t *o, uint64_t v);
 size_t pd_get_uvarint(const uint8_t *p, size_t n, uint64_t *out);
 static inline uint64_t pd_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 static inline int64_t pd_unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }

@@ -436,17 +436,7 @@ int pd_profile_equal(const pd_profile *a, const pd_profile *b)
 /* The encoder computes an upper bound of the encoded size, reserves it
  * once and then writes through a plain pointer (it runs for every batch
  * delta and in every RocksDB merge). */
-#define UV_MAX 10
-
-static uint8_t *w_uv(uint8_t *o, uint64_t v)
-{
-    while (v >= 0x80) {
-        *o++ = (uint8_t)((v & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    *o++ = (uint8_t)v;
-    return o;
-}
+#define UV_MAX PD_UVARINT_MAX
 
 static uint8_t *w_f64(uint8_t *o, double v)
 {
@@ -464,7 +454,7 @@ static int cdouble_integral(double v)
 
 static uint8_t *w_cdouble(uint8_t *o, double v)
 {
-    if (cdouble_integral(v)) return w_uv(o, pd_zigzag((int64_t)v) << 1);
+    if (cdouble_integral(v)) return pd_uvarint_write(o, pd_zigzag((int64_t)v) << 1);
     *o++ = 1;
     return w_f64(o, v);
 }
@@ -488,15 +478,15 @@ static size_t catset_bound(const pd_catset *c)
 
 static uint8_t *w_catset(uint8_t *o, const pd_catset *c)
 {
-    o = w_uv(o, c->n);
+    o = pd_uvarint_write(o, c->n);
     for (uint32_t i = 0; i < c->n; i++) {
         const pd_catval *x = &c->vals[i];
-        o = w_uv(o, x->len);
+        o = pd_uvarint_write(o, x->len);
         memcpy(o, pd_catval_str(x), x->len);
         o += x->len;
-        o = w_uv(o, x->count);
+        o = pd_uvarint_write(o, x->count);
     }
-    return w_uv(o, c->other);
+    return pd_uvarint_write(o, c->other);
 }
 
 static int dim_present(const pd_profile *p, int i)
@@ -525,19 +515,19 @@ void pd_profile_encode(const pd_profile *p, pd_buf *out)
     pd_buf_reserve(out, bound + 1);
     uint8_t *o = (uint8_t *)out->p + out->len, *const start = o;
     *o++ = PD_PROFILE_VERSION;
-    o = w_uv(o, p->events);
-    o = w_uv(o, pd_zigzag(p->first_ts));
-    o = w_uv(o, (uint64_t)p->last_ts - (uint64_t)p->first_ts);
+    o = pd_uvarint_write(o, p->events);
+    o = pd_uvarint_write(o, pd_zigzag(p->first_ts));
+    o = pd_uvarint_write(o, (uint64_t)p->last_ts - (uint64_t)p->first_ts);
     o = w_catset(o, &p->types);
-    o = w_uv(o, (uint64_t)present);
+    o = pd_uvarint_write(o, (uint64_t)present);
     for (int i = 0; i < s->ndims; i++) {
         if (!(present_mask[i / 64] >> (i % 64) & 1)) continue;
-        o = w_uv(o, (uint64_t)i);
+        o = pd_uvarint_write(o, (uint64_t)i);
         if (s->dims[i].type == PD_DIM_CATEGORICAL) {
             o = w_catset(o, &p->dims[i].cat);
         } else {
             const pd_numagg *a = &p->dims[i].num;
-            o = w_uv(o, a->count);
+            o = pd_uvarint_write(o, a->count);
             if (a->count == 1) {
                 pd_assert(num_single(a));
                 o = w_cdouble(o, a->sum);
@@ -549,11 +539,11 @@ void pd_profile_encode(const pd_profile *p, pd_buf *out)
             o = w_cdouble(o, a->max);
             uint64_t k = 0;
             for (int j = 0; j <= s->dims[i].nbounds; j++) k += a->hist[j] != 0;
-            o = w_uv(o, k);
+            o = pd_uvarint_write(o, k);
             for (int j = 0, prev = -1; j <= s->dims[i].nbounds; j++) {
                 if (!a->hist[j]) continue;
-                o = w_uv(o, (uint64_t)(j - prev - 1));
-                o = w_uv(o, a->hist[j]);
+                o = pd_uvarint_write(o, (uint64_t)(j - prev - 1));
+                o = pd_uvarint_write(o, a->hist[j]);
                 prev = j;
             }
         }

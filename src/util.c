@@ -196,14 +196,21 @@ void pd_buf_json_str(pd_buf *b, const char *s, size_t n)
 
 /* ---- varints and fixed-width integers ---- */
 
-void pd_put_uvarint(pd_buf *b, uint64_t v)
+uint8_t *pd_uvarint_write(uint8_t *o, uint64_t v)
 {
-    pd_buf_reserve(b, 11);
     while (v >= 0x80) {
-        b->p[b->len++] = (char)((v & 0x7f) | 0x80);
+        *o++ = (uint8_t)((v & 0x7f) | 0x80);
         v >>= 7;
     }
-    b->p[b->len++] = (char)v;
+    *o++ = (uint8_t)v;
+    return o;
+}
+
+void pd_put_uvarint(pd_buf *b, uint64_t v)
+{
+    pd_buf_reserve(b, PD_UVARINT_MAX + 1);
+    uint8_t *o = (uint8_t *)b->p + b->len;
+    b->len += (size_t)(pd_uvarint_write(o, v) - o);
 }
 
 size_t pd_get_uvarint(const uint8_t *p, size_t n, uint64_t *out)
