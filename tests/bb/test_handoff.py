@@ -259,6 +259,22 @@ def test_broker_down_keeps_serving():
         wait_for(lambda: all_caught_up(c, ws, nparts), 120, "ingestion", interval=0.5)
         prefix = PrefixOracle(read_log(c), nparts)
         users = sorted(prefix.states)
+        # Membership travels through Kafka: before the broker goes away both
+        # workers must have seen the same, complete partition map (else a
+        # query can be routed by a map that can no longer be updated).
+        def maps_settled():
+            seen, owned = [], 0
+            for w in ws:
+                st, _, b = http_get(w.url + "/v1/partitions")
+                if st != 200 or http_get(w.url + "/readyz")[0] != 200:
+                    return False
+                j = json.loads(b)
+                if len(j["owners"]) != nparts or any(not o.get("owner") for o in j["owners"]):
+                    return False
+                seen.append(json.dumps(j["owners"], sort_keys=True))
+                owned += len(j["self"]["owned"])
+            return owned == nparts and len(set(seen)) == 1
+        wait_for(maps_settled, 60, "both workers to agree on a complete partition map", interval=0.5)
         c.broker.stop()
         def degraded():
             for w in ws:
