@@ -1,14 +1,15 @@
 /*
  * ingest.c -- the exactly-once ingestion loop.
  *
- * Data flow (one thread):
+ * Data flow (the ingest thread, then the committer thread):
  *   consume batch -> for each record: parse + validate (event.c), route check
- *   (murmur2), retention check, de-dup check, profile_add into the batch
- *   table keyed by (partition, day, user) -> flush: ONE WriteBatch with the
- *   profile deltas (RocksDB merge operands), per partition one de-dup
- *   record of the ids accepted since the last flush (and deletes of expired
- *   ones) and, for every partition touched, its next input offset and
- *   event-time clock.
+ *   (murmur2), retention check, de-dup check, append to the batch's event
+ *   log under its (partition, day, user) entry -> flush: ONE WriteBatch with,
+ *   per partition, one de-dup record of the ids accepted since the last
+ *   flush (and deletes of expired ones) and, for every partition touched,
+ *   its next input offset and event-time clock; handed to the committer,
+ *   which adds the profile deltas (RocksDB merge operands, built from the
+ *   log) and writes it (see "committing").
  *
  * Why this is exactly-once under kill -9 at any point:
  *   - The store is the source of truth for "what input has been applied":
@@ -135,9 +136,9 @@ static void ht_fill(htab *t, ht_slot *s, uint64_t h, const char *key, uint32_t k
 /* ---- batch entries ---- */
 
 /* The batch: one entry per (partition, day, user) and, in one append-only
- * log (ig->evlog), a compact record of every accepted event, chained per
- * entry. Profiles are built only at flush, one entry at a time, in a single
- * scratch profile that stays in cache. Keeping a full pd_profile per entry
+ * log (agg_batch.evlog), a compact record of every accepted event, chained per
+ * entry. Profiles are built only at flush (by the committer), one entry at
+ * a time, in a single scratch profile that stays in cache. Keeping a full pd_profile per entry
  * instead cost kilobytes per user-day (hundreds of MB for a batch of 50k
  * new user-days) and cache misses on every add; the log costs about the
  * event's attribute bytes and is written sequentially. Entries are
@@ -156,6 +157,20 @@ typedef struct {
     size_t head, tail; /* offsets of the entry's first and last record */
     char key[AGG_KEY_MAX]; /* day u64 BE | partition u32 BE | user: sorts like the store's keys */
 } agg_entry;
+
+/* One batch: the aggregation table and its event log. The ingest thread
+ * fills ig->bt[ig->cur]; a flush hands it, with the WriteBatch sbs[cur], to
+ * the committer thread, which builds the deltas from it, commits and
+ * clears it, while the ingest thread fills the other one. */
+typedef struct {
+    htab agg;                 /* key: day(8) partition(4) user -> agg_entry */
+    pd_buf evlog;             /* the batch's event records (see agg_entry) */
+    agg_entry **sorted;       /* build scratch: the entries in key order */
+    size_t capsorted;
+    agg_entry **free_entries; /* recycled entries */
+    size_t nfree, capfree;
+    uint64_t events;          /* accepted events in the batch */
+} agg_batch;
 
 typedef struct {
     size_t next;       /* offset of the entry's next record; 0 = none */
@@ -269,29 +284,25 @@ struct pd_ingest {
     int64_t last_replica_us;
     int64_t last_cleanup_us;
     int64_t last_trim_us;
-    htab agg;                 /* key: day(8) partition(4) user -> agg_entry */
-    agg_entry **sorted;       /* flush scratch: the batch's entries in key order */
-    pd_buf evlog;             /* the batch's event records (see agg_entry) */
-    pd_profile scratch;       /* flush scratch: the profile of one entry */
-    size_t capsorted;
-    agg_entry **free_entries; /* recycled entries */
-    size_t nfree, capfree;
-    uint64_t pending_events;
+    agg_batch bt[2];          /* batches: one filled while the other is built + committed */
+    pd_store_batch *sbs[2];   /* their WriteBatches */
+    int cur;                  /* the pair the ingest thread fills */
+    pd_profile scratch;       /* committer thread: the profile of one entry */
     int64_t dirty_since_us;   /* first uncommitted record since the last commit (0 = none) */
-    pd_store_batch *sbs[2];   /* WriteBatches: one built while the other commits */
-    int cur;                  /* the one the next flush builds */
     /* the committer thread (see "committing") */
     pthread_t cm_th;
     int cm_started;
     pthread_mutex_t cm_mu;
     pthread_cond_t cm_cv;
-    pd_store_batch *cm_job;   /* handed over, being written (guarded by cm_mu) */
+    pd_store_batch *cm_job;   /* handed over, being built and written (guarded by cm_mu) */
+    agg_batch *cm_bt;         /* the batch cm_job's deltas come from (guarded by cm_mu) */
     int cm_done, cm_rc, cm_quit; /* guarded by cm_mu */
     char cm_err[256];         /* guarded by cm_mu */
     int cm_inflight;          /* ingest thread: a commit is not finished yet */
     commit_part *cm_parts;    /* ingest thread: what the commit in flight checkpoints */
     size_t cm_nparts, cm_capparts;
-    uint64_t cm_events, cm_writes;
+    uint64_t cm_events;
+    uint64_t cm_writes;       /* set by the committer (guarded by cm_mu) */
     int cm_floor_moved;
     int64_t cm_t0_us;
     int64_t produce_outstanding;
@@ -306,16 +317,16 @@ struct pd_ingest {
 
 static uint64_t hash_bytes(const void *p, size_t n) { return XXH3_64bits(p, n); }
 
-static agg_entry *entry_get(pd_ingest *ig)
+static agg_entry *entry_get(agg_batch *b)
 {
-    if (ig->nfree) return ig->free_entries[--ig->nfree];
+    if (b->nfree) return b->free_entries[--b->nfree];
     return pd_calloc(1, sizeof(agg_entry));
 }
 
 /* Appends ev's record to the log and chains it to e. */
-static void evlog_append(pd_ingest *ig, agg_entry *e, const pd_event *ev)
+static void evlog_append(agg_batch *b, agg_entry *e, const pd_event *ev)
 {
-    pd_buf *L = &ig->evlog;
+    pd_buf *L = &b->evlog;
     if (L->len == 0) L->len = 8; /* offset 0 means "none" */
     size_t need = sizeof(ev_rec) + ev->type_len + 8;
     for (int i = 0; i < ev->nattrs; i++) {
@@ -355,11 +366,11 @@ static void evlog_append(pd_ingest *ig, agg_entry *e, const pd_event *ev)
 
 /* Builds the profile of entry e from its records into p (cleared first),
  * using ev (nattrs set) as scratch. */
-static void evlog_build(const pd_ingest *ig, const agg_entry *e, pd_profile *p, pd_event *ev)
+static void evlog_build(const agg_batch *b, const agg_entry *e, pd_profile *p, pd_event *ev)
 {
     pd_profile_clear(p);
     for (size_t off = e->head; off;) {
-        const ev_rec *h = (const ev_rec *)(const void *)(ig->evlog.p + off);
+        const ev_rec *h = (const ev_rec *)(const void *)(b->evlog.p + off);
         const uint8_t *o = (const uint8_t *)h + sizeof *h;
         for (int i = 0; i < ev->nattrs; i++) ev->attrs[i].kind = PD_ATTR_ABSENT;
         ev->ts_ms = h->ts;
@@ -396,14 +407,26 @@ static int entry_cmp(const void *x, const void *y)
     return la < lb ? -1 : la > lb;
 }
 
-static void entry_put(pd_ingest *ig, agg_entry *e)
+static void entry_put(agg_batch *b, agg_entry *e)
 {
     e->head = e->tail = 0;
-    if (ig->nfree == ig->capfree) {
-        ig->capfree = ig->capfree ? ig->capfree * 2 : 1024;
-        ig->free_entries = pd_realloc(ig->free_entries, ig->capfree * sizeof *ig->free_entries);
+    if (b->nfree == b->capfree) {
+        b->capfree = b->capfree ? b->capfree * 2 : 1024;
+        b->free_entries = pd_realloc(b->free_entries, b->capfree * sizeof *b->free_entries);
     }
-    ig->free_entries[ig->nfree++] = e;
+    b->free_entries[b->nfree++] = e;
+}
+
+static void batch_free(agg_batch *b)
+{
+    for (size_t i = 0; i < b->agg.cap; i++)
+        if (b->agg.slots[i].key) free(b->agg.slots[i].val);
+    free(b->agg.slots);
+    for (size_t i = 0; i < b->nfree; i++) free(b->free_entries[i]);
+    free(b->free_entries);
+    pd_buf_free(&b->evlog);
+    free(b->sorted);
+    memset(b, 0, sizeof *b);
 }
 
 /* Forgets the index (memory only; the store keeps the records). */
@@ -516,23 +539,32 @@ static int dd_load(pd_ingest *ig, int32_t p, char *err, size_t errlen)
 
 /* Clears batch entries; when only_parts is non-NULL, only entries of the
  * partitions flagged there. */
-static void batch_clear(pd_ingest *ig, const char *only_parts)
+/* Empties batch b (entries are recycled). */
+static void batch_clear(agg_batch *b)
 {
-    htab *h = &ig->agg;
-    if (!only_parts) {
+    htab *h = &b->agg;
+    if (h->n) {
         for (size_t i = 0; i < h->cap; i++) {
             ht_slot *s = &h->slots[i];
             if (!s->key) continue;
-            entry_put(ig, s->val);
+            entry_put(b, s->val);
         }
         memset(h->slots, 0, h->cap * sizeof(ht_slot));
         h->n = 0;
-        ig->pending_events = 0;
-        ig->evlog.len = 0;
-        return;
     }
-    /* Selective removal: rebuild the table without those partitions; their
-     * de-dup index holds uncommitted entries too, so it goes as well. */
+    b->events = 0;
+    b->evlog.len = 0;
+}
+
+/* Drops the uncommitted part of the filling batch that belongs to the
+ * partitions in only_parts (the in-flight commit is settled first). The
+ * table is rebuilt without their entries (their log records become
+ * unreachable, reclaimed at the next clear); their de-dup index holds
+ * uncommitted entries too, so it goes as well. */
+static void batch_drop_parts(pd_ingest *ig, const char *only_parts)
+{
+    agg_batch *b = &ig->bt[ig->cur];
+    htab *h = &b->agg;
     htab n;
     ht_init(&n, h->cap);
     for (size_t i = 0; i < h->cap; i++) {
@@ -540,7 +572,7 @@ static void batch_clear(pd_ingest *ig, const char *only_parts)
         if (!s->key) continue;
         int32_t p = ((const agg_entry *)s->val)->partition;
         if (only_parts[p]) {
-            entry_put(ig, s->val);
+            entry_put(b, s->val);
             continue;
         }
         *ht_find(&n, s->hash, s->key, s->klen) = *s;
@@ -550,6 +582,7 @@ static void batch_clear(pd_ingest *ig, const char *only_parts)
     *h = n;
     for (int32_t p = 0; p < ig->w->nparts; p++)
         if (only_parts[p]) dd_free(&ig->pp[p].dd);
+    if (h->n == 0) batch_clear(b);
 }
 
 /* ---- Kafka side effects ---- */
@@ -750,28 +783,29 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
     memcpy(kbuf + 12, ev.user_id, ev.user_id_len);
     uint32_t kl = (uint32_t)(12 + ev.user_id_len);
     uint64_t kh = hash_bytes(kbuf, kl);
-    ht_slot *s = ht_lookup(&ig->agg, kh, kbuf, kl);
+    agg_batch *b = &ig->bt[ig->cur];
+    ht_slot *s = ht_lookup(&b->agg, kh, kbuf, kl);
     agg_entry *e = s->val;
     if (!s->key) {
-        e = entry_get(ig);
+        e = entry_get(b);
         memcpy(e->key, kbuf, kl);
         e->partition = p;
         e->day = day;
         e->user = e->key + 12;
         e->ulen = (uint32_t)ev.user_id_len;
-        ht_fill(&ig->agg, s, kh, e->key, kl, e);
+        ht_fill(&b->agg, s, kh, e->key, kl, e);
     }
-    evlog_append(ig, e, &ev);
+    evlog_append(b, e, &ev);
     if (ev.n_bad_attrs) PD_ADD(m->attrs_wrong_type, (uint64_t)ev.n_bad_attrs);
     PD_INC(m->events_accepted);
-    ig->pending_events++;
+    b->events++;
 out:
     pd_event_free(&ev);
     atomic_store_explicit(&w->parts[p].next_offset, pp->next_offset, memory_order_relaxed);
     atomic_store_explicit(&w->parts[p].clock_ms, pp->clock_ms, memory_order_relaxed);
 }
 
-uint64_t pd_ingest_pending(const pd_ingest *ig) { return ig->pending_events; }
+uint64_t pd_ingest_pending(const pd_ingest *ig) { return ig->bt[ig->cur].events; }
 
 static void set_role_flags(pd_ingest *ig, int32_t p);
 
@@ -847,26 +881,62 @@ static void dd_gc_plan(pd_ingest *ig, pd_store_batch *sb, int32_t p, int stage)
     if (!stage) d->nrecs = o;
 }
 
-/* ---- committing: build on the ingest thread, write on the committer ----
+/* ---- committing: the ingest thread hands over, the committer builds and writes ----
  *
- * A flush builds the WriteBatch on the ingest thread (deltas from the batch
- * log, de-dup records, checkpoints), clears the in-memory batch and hands
- * the WriteBatch to the committer thread, which only calls rocksdb_write;
- * meanwhile the ingest thread parses and aggregates the next batch. At most
- * one commit is in flight, and a flush first finishes the previous one, so
- * commits land in order and the next batch's folds (store.c) read committed
- * data. Everything the WriteBatch contains is decided at build time, so
- * what reaches the disk is exactly what the synchronous design wrote, and
- * the crash analysis above is unchanged.
+ * A flush, on the ingest thread, puts the de-dup records and checkpoints
+ * into the WriteBatch and hands it, with the batch (table + event log), to
+ * the committer thread, which adds the profile deltas (sorted, built from
+ * the log: the larger part of a flush's CPU), calls rocksdb_write and
+ * clears the batch; meanwhile the ingest thread parses and aggregates the
+ * next batch into the other one. At most one commit is in flight, and a
+ * flush first finishes the previous one, so commits land in order and the
+ * next batch's folds (store.c) read committed data. Everything the
+ * WriteBatch contains is decided by what was handed over, so what reaches
+ * the disk is exactly what the synchronous design wrote, and the crash
+ * analysis above is unchanged.
  *
  * Finishing a commit (ingest thread) publishes what it made durable: the
- * committed offsets captured at build time, catch-up, Kafka's committed
+ * committed offsets captured at hand-over, catch-up, Kafka's committed
  * offsets, metrics, retention. The in-memory de-dup bookkeeping is updated
- * at build time; so if a commit fails the worker stops (ig->fatal): memory
- * no longer matches the store, and a restart resumes from the store's
- * checkpoint, which is exact. Whoever reads checkpoints to act on them or
- * changes partition roles (rebalances, restores, replica changes, cleanup
- * before it deletes) finishes the in-flight commit first. */
+ * at hand-over; so if building or writing fails the worker stops
+ * (ig->fatal): memory no longer matches the store, and a restart resumes
+ * from the store's checkpoint, which is exact. Whoever reads checkpoints to
+ * act on them or changes partition roles (rebalances, restores, replica
+ * changes, cleanup before it deletes) finishes the in-flight commit first.
+ *
+ * Ownership: the ingest thread owns bt[cur] and sbs[cur]; between the
+ * hand-over and the committer's cm_done, bt[cur ^ 1] and sbs[cur ^ 1]
+ * belong to the committer (as does ig->scratch, always). */
+
+/* Committer thread: adds the deltas of batch b to sb in store key order
+ * (day family, then partition + user: RocksDB's memtable skiplist remembers
+ * where the previous insert went, so sorted inserts skip most of the search
+ * and the cache misses that dominated commits of random keys). Sets
+ * *writes to the number of deltas. */
+static int build_deltas(pd_ingest *ig, agg_batch *b, pd_store_batch *sb, uint64_t *writes, char *err,
+                        size_t errlen)
+{
+    if (b->agg.n > b->capsorted) {
+        b->capsorted = b->agg.n * 2;
+        free(b->sorted);
+        b->sorted = pd_malloc(b->capsorted * sizeof *b->sorted);
+    }
+    size_t ns = 0;
+    for (size_t i = 0; i < b->agg.cap; i++)
+        if (b->agg.slots[i].key) b->sorted[ns++] = b->agg.slots[i].val;
+    if (ns > 1) qsort(b->sorted, ns, sizeof *b->sorted, entry_cmp);
+    pd_event sev;
+    memset(&sev, 0, sizeof sev);
+    sev.nattrs = ig->w->schema->ndims;
+    *writes = ns;
+    for (size_t i = 0; i < ns; i++) {
+        agg_entry *e = b->sorted[i];
+        evlog_build(b, e, &ig->scratch, &sev);
+        int rc = pd_store_batch_merge(sb, e->day, e->partition, e->user, e->ulen, &ig->scratch, err, errlen);
+        if (rc) return rc;
+    }
+    return PD_OK;
+}
 
 static void *committer_main(void *arg)
 {
@@ -877,12 +947,19 @@ static void *committer_main(void *arg)
     for (;;) {
         while (!ig->cm_quit && !ig->cm_job) pthread_cond_wait(&ig->cm_cv, &ig->cm_mu);
         if (!ig->cm_job) break; /* quit */
-        pd_store_batch *b = ig->cm_job;
+        pd_store_batch *sb = ig->cm_job;
+        agg_batch *b = ig->cm_bt;
         pthread_mutex_unlock(&ig->cm_mu);
         char err[256] = "";
-        int rc = pd_store_commit(ig->w->store, b, err, sizeof err);
+        uint64_t writes = 0;
+        int rc = build_deltas(ig, b, sb, &writes, err, sizeof err);
+        if (rc == PD_OK) rc = pd_store_commit(ig->w->store, sb, err, sizeof err);
+        if (rc) pd_store_batch_clear(sb); /* the worker stops (flush_finish) */
+        batch_clear(b);
         pthread_mutex_lock(&ig->cm_mu);
         ig->cm_job = NULL;
+        ig->cm_bt = NULL;
+        ig->cm_writes = writes;
         ig->cm_rc = rc;
         memcpy(ig->cm_err, err, sizeof err);
         ig->cm_done = 1;
@@ -906,6 +983,7 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
     while (!ig->cm_done) pthread_cond_wait(&ig->cm_cv, &ig->cm_mu);
     ig->cm_done = 0;
     int rc = ig->cm_rc;
+    const uint64_t writes = ig->cm_writes;
     char cerr[256];
     memcpy(cerr, ig->cm_err, sizeof cerr);
     pthread_mutex_unlock(&ig->cm_mu);
@@ -913,14 +991,13 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
     if (rc) {
         PD_INC(w->metrics->flush_errors);
         ig->fatal = 1; /* see above: restart from the store's checkpoint */
-        pd_store_batch_clear(ig->sbs[ig->cur ^ 1]);
         return pd_seterr(err, errlen, rc, "commit failed (the worker stops; a restart resumes from the "
                          "last checkpoint): %s", cerr);
     }
     /* Committed: publish progress. */
     PD_INC(w->metrics->flushes);
     pd_hist_observe(&w->metrics->batch_events, (double)ig->cm_events);
-    PD_ADD(w->metrics->store_writes, ig->cm_writes);
+    PD_ADD(w->metrics->store_writes, writes);
     atomic_store_explicit(&w->metrics->store_folds,
                           pd_store_batch_folds(ig->sbs[0]) + pd_store_batch_folds(ig->sbs[1]),
                           memory_order_relaxed);
@@ -950,9 +1027,9 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
     return PD_OK;
 }
 
-/* Builds the WriteBatch of the current batch and starts its commit (after
- * finishing the previous one). On a build error nothing has changed and
- * the batch is kept for the next attempt. */
+/* Hands the current batch to the committer (after finishing the previous
+ * commit). On an error before the hand-over nothing has changed and the
+ * batch is kept for the next attempt. */
 static int flush_start(pd_ingest *ig, char *err, size_t errlen)
 {
     pd_worker *w = ig->w;
@@ -970,37 +1047,10 @@ static int flush_start(pd_ingest *ig, char *err, size_t errlen)
      *    being checkpointed must be in Kafka before the checkpoint moves. */
     rc = wait_produced(ig);
     if (rc) return pd_seterr(err, errlen, rc, "DLQ/misroute records not delivered; batch not committed");
-    /* 2. One WriteBatch: deltas, de-dup records, checkpoints. The deltas
-     *    go in key order (day family, then partition + user, which is the
-     *    store's key order): RocksDB's memtable skiplist remembers where the
-     *    previous insert went, so sorted inserts skip most of the search
-     *    and the cache misses that dominated commits of random keys. */
-    if (ig->agg.n > ig->capsorted) {
-        ig->capsorted = ig->agg.n * 2;
-        free(ig->sorted);
-        ig->sorted = pd_malloc(ig->capsorted * sizeof *ig->sorted);
-    }
-    size_t ns = 0;
-    for (size_t i = 0; i < ig->agg.cap; i++)
-        if (ig->agg.slots[i].key) ig->sorted[ns++] = ig->agg.slots[i].val;
-    if (ns > 1) qsort(ig->sorted, ns, sizeof *ig->sorted, entry_cmp);
-    {
-        pd_event sev;
-        memset(&sev, 0, sizeof sev);
-        sev.nattrs = w->schema->ndims;
-        for (size_t i = 0; i < ns; i++) {
-            agg_entry *e = ig->sorted[i];
-            evlog_build(ig, e, &ig->scratch, &sev);
-            rc = pd_store_batch_merge(sb, e->day, e->partition, e->user, e->ulen, &ig->scratch, err, errlen);
-            if (rc) {
-                PD_INC(w->metrics->flush_errors);
-                pd_store_batch_clear(sb);
-                return rc;
-            }
-        }
-    }
-    /* From here on nothing fails: capture what the commit will make
-     *    durable and move the in-memory de-dup bookkeeping forward. */
+    /* 2. One WriteBatch: de-dup records and checkpoints here, the deltas
+     *    on the committer. From here on nothing fails: capture what the
+     *    commit will make durable and move the in-memory de-dup
+     *    bookkeeping forward. */
     if (ig->cm_capparts < (size_t)w->nparts) {
         ig->cm_capparts = (size_t)w->nparts;
         free(ig->cm_parts);
@@ -1030,14 +1080,13 @@ static int flush_start(pd_ingest *ig, char *err, size_t errlen)
         ig->cm_parts[ig->cm_nparts++] = (commit_part){p, pp->next_offset};
         pp->dirty = 0;
     }
-    ig->cm_events = ig->pending_events;
-    ig->cm_writes = ns;
+    ig->cm_events = ig->bt[ig->cur].events;
     ig->cm_t0_us = t0;
-    batch_clear(ig, NULL);
     ig->dirty_since_us = 0;
-    /* 3. Commit on the committer thread. */
+    /* 3. Deltas and the write on the committer thread. */
     pthread_mutex_lock(&ig->cm_mu);
     ig->cm_job = sb;
+    ig->cm_bt = &ig->bt[ig->cur];
     ig->cm_done = 0;
     pthread_cond_signal(&ig->cm_cv);
     pthread_mutex_unlock(&ig->cm_mu);
@@ -1456,7 +1505,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
         }
         if (rd_kafka_assignment_lost(rk)) {
             /* Someone else may already own them: commit nothing for them. */
-            batch_clear(ig, which);
+            batch_drop_parts(ig, which);
             for (int32_t p = 0; p < w->nparts; p++) {
                 if (!which[p]) continue;
                 /* in-memory progress is gone: reload from the checkpoint if kept */
@@ -1471,11 +1520,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
             /* Could not commit: drop their part of the batch; the next
              * owner replays from the last checkpoint. */
             pd_error("flush before revocation failed: %s", err);
-            batch_clear(ig, which);
+            batch_drop_parts(ig, which);
         }
         for (int32_t p = 0; p < w->nparts; p++)
             if (which[p]) release_partition(ig, p);
-        if (ig->agg.n == 0) ig->pending_events = 0;
         free(which);
         if (coop) {
             rd_kafka_error_t *ke = rd_kafka_incremental_unassign(rk, parts);
@@ -1593,7 +1641,8 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
     ig->w = w;
     ig->cfg = w->cfg;
     ig->last_retention_day = INT64_MIN;
-    ht_init(&ig->agg, 4096);
+    ht_init(&ig->bt[0].agg, 4096);
+    ht_init(&ig->bt[1].agg, 4096);
     pd_profile_init(&ig->scratch, w->schema);
     ig->sbs[0] = pd_store_batch_new(w->store);
     ig->sbs[1] = pd_store_batch_new(w->store);
@@ -1783,7 +1832,7 @@ int pd_ingest_run(pd_ingest *ig)
             pd_error("%s", err);
             break;
         }
-        int due = ig->pending_events >= (uint64_t)ig->cfg->batch_max_events ||
+        int due = ig->bt[ig->cur].events >= (uint64_t)ig->cfg->batch_max_events ||
                   (ig->dirty_since_us && now - ig->dirty_since_us >= ig->cfg->commit_interval_ms * 1000);
         if (due) {
             if (flush_start(ig, err, sizeof err) != PD_OK) {
@@ -1874,14 +1923,6 @@ void pd_ingest_free(pd_ingest *ig)
         sigaction(SIGABRT, &old, NULL);
     }
     if (ig->producer) rd_kafka_destroy(ig->producer);
-    batch_clear(ig, NULL);
-    free(ig->agg.slots);
-    for (int32_t p = 0; ig->pp && p < w->nparts; p++) dd_free(&ig->pp[p].dd);
-    for (size_t i = 0; i < ig->nfree; i++) free(ig->free_entries[i]);
-    free(ig->free_entries);
-    pd_buf_free(&ig->evlog);
-    pd_profile_free(&ig->scratch);
-    free(ig->sorted);
     if (ig->cm_started) {
         pthread_mutex_lock(&ig->cm_mu);
         while (ig->cm_job) pthread_cond_wait(&ig->cm_cv, &ig->cm_mu); /* a commit never abandoned */
@@ -1890,6 +1931,10 @@ void pd_ingest_free(pd_ingest *ig)
         pthread_mutex_unlock(&ig->cm_mu);
         pthread_join(ig->cm_th, NULL);
     }
+    batch_free(&ig->bt[0]);
+    batch_free(&ig->bt[1]);
+    for (int32_t p = 0; ig->pp && p < w->nparts; p++) dd_free(&ig->pp[p].dd);
+    pd_profile_free(&ig->scratch);
     pthread_mutex_destroy(&ig->cm_mu);
     pthread_cond_destroy(&ig->cm_cv);
     free(ig->cm_parts);
