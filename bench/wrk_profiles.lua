@@ -1,7 +1,10 @@
 -- wrk script for `make bench`: GET /v1/profiles/<random user>?days=30 (or a
 -- fixed path), and a JSON summary with latency percentiles on done().
 -- Environment: BENCH_USERS = file with one user id per line (absent = fixed
--- path BENCH_PATH), BENCH_OUT = where done() writes its JSON summary.
+-- path BENCH_PATH), BENCH_OUT = where done() writes its JSON summary,
+-- BENCH_DELAY_MS = when set, each connection waits this long after a
+-- response before its next request (a paced load instead of a saturating
+-- one; wrk's latency figures exclude the wait).
 local users = {}
 local fixed = os.getenv("BENCH_PATH") or "/healthz"
 local ufile = os.getenv("BENCH_USERS")
@@ -13,6 +16,11 @@ end
 
 local function urlenc(s)
   return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
+end
+
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+if pause and pause > 0 then
+  delay = function() return pause end
 end
 
 request = function()

@@ -419,6 +419,17 @@ static void build_options(pd_store *st, const pd_store_opts *o, int compression)
     rocksdb_block_based_options_set_block_cache(bloom, st->cache);
     /* the table options take ownership of the policy */
     rocksdb_block_based_options_set_filter_policy(bloom, rocksdb_filterpolicy_create_bloom(10));
+    /* Memory bound: index and filter blocks live in the block cache (and
+     * count against block_cache_mb) instead of in table readers outside
+     * it, which grow with every SST file written. High priority keeps them
+     * ahead of data blocks; level-0 files' ones are pinned, as queries of
+     * recent days hit those most. */
+    for (int i = 0; i < 2; i++) {
+        rocksdb_block_based_table_options_t *t = i ? bloom : plain;
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
+        rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    }
 
     rocksdb_options_t *opts[3];
     for (int i = 0; i < 3; i++) {
