@@ -136,14 +136,14 @@ static void ht_fill(htab *t, ht_slot *s, uint64_t h, const char *key, uint32_t k
 /* ---- batch entries ---- */
 
 /* The batch: one entry per (partition, day, user) and, in one append-only
- * log (agg_batch.evlog), a compact record of every accepted event, chained per
- * entry. Profiles are built only at flush (by the committer), one entry at
- * a time, in a single scratch profile that stays in cache. Keeping a full pd_profile per entry
- * instead cost kilobytes per user-day (hundreds of MB for a batch of 50k
- * new user-days) and cache misses on every add; the log costs about the
- * event's attribute bytes and is written sequentially. Entries are
- * recycled and hold their key (the table's slot points at it), so a warm
- * batch allocates nothing.
+ * log (agg_batch.evlog), a compact record of every accepted event, chained
+ * per entry. Profiles are built only at flush (by the committer), one entry
+ * at a time, in a single scratch profile that stays in cache. Keeping a
+ * full pd_profile per entry instead cost kilobytes per user-day (hundreds
+ * of MB for a batch of 50k new user-days) and cache misses on every add;
+ * the log costs about the event's attribute bytes and is written
+ * sequentially. Entries are recycled and hold their key (the table's
+ * slot points at it), so a warm batch allocates nothing.
  *
  * Record layout (8-byte aligned, native byte order, memory only):
  *   ev_rec | type bytes | nattrs x (u8 dim, u8 kind,
