@@ -89,6 +89,9 @@ void pd_store_batch_set_checkpoint(pd_store_batch *b, int32_t partition, int64_t
 /* Writes the batch atomically (one WriteBatch). The batch is cleared on
  * success and left intact on failure. */
 int pd_store_commit(pd_store *st, pd_store_batch *b, char *err, size_t errlen);
+/* Fault injection for tests: while `on`, every pd_store_commit fails with
+ * PD_EIO and writes nothing. Safe to call from any thread. */
+void pd_store_fail_commits(pd_store *st, int on);
 
 /* Drops every day family with day < first_kept_day. Returns the number
  * dropped (>= 0) or a negative error. */

@@ -1035,6 +1035,13 @@ static int flush_start(pd_ingest *ig, char *err, size_t errlen)
     pd_worker *w = ig->w;
     int rc = flush_finish(ig, 1, err, errlen);
     if (rc) return rc;
+    /* After a failed commit the de-dup bookkeeping and offsets are past
+     * events that were never written: another commit (the final flush of a
+     * shutdown too) would checkpoint past them. Only a restart, from the
+     * store's checkpoint, is exact. */
+    if (ig->fatal)
+        return pd_seterr(err, errlen, PD_ERR, "not committing: the worker stopped after an earlier failure "
+                         "(a restart resumes from the last checkpoint)");
     int any = 0;
     for (int32_t p = 0; p < w->nparts; p++) any |= ig->pp[p].dirty;
     if (!any) {

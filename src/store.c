@@ -75,6 +75,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,7 @@ struct pd_store {
     const pd_schema *schema;     /* borrowed, or == own_schema */
     pd_schema *own_schema;       /* read_only with NULL schema: loaded from the store */
     int read_only;
+    _Atomic int fail_commits;    /* pd_store_fail_commits (tests) */
     int64_t write_buffer_mb;
     /* operand folding: merges per key hash, shared by all batches (only the
      * single writer thread calls pd_store_batch_merge) */
@@ -1011,6 +1013,8 @@ int pd_store_commit(pd_store *st, pd_store_batch *b, char *err, size_t errlen)
 {
     pd_assert(b->st == st);
     if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
+    if (atomic_load_explicit(&st->fail_commits, memory_order_relaxed))
+        return pd_seterr(err, errlen, PD_EIO, "commit: failure injected (pd_store_fail_commits)");
     if (rocksdb_writebatch_count(b->wb) == 0) return PD_OK;
     char *re = NULL;
     rocksdb_write(st->db, st->wo, b->wb, &re);
@@ -1018,6 +1022,11 @@ int pd_store_commit(pd_store *st, pd_store_batch *b, char *err, size_t errlen)
     rocksdb_writebatch_clear(b->wb);
     seen_clear(b);
     return PD_OK;
+}
+
+void pd_store_fail_commits(pd_store *st, int on)
+{
+    atomic_store_explicit(&st->fail_commits, on ? 1 : 0, memory_order_relaxed);
 }
 
 int pd_store_drop_days_before(pd_store *st, int64_t first_kept_day, char *err, size_t errlen)

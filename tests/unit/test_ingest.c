@@ -199,3 +199,43 @@ TEST(ingest_dedup_gc_keeps_overrides)
     pd_ingest_free(ig);
     tw_close(&t);
 }
+
+/* A failed commit stops committing: the in-memory de-dup bookkeeping and
+ * offsets have moved past the failed batch, so any later commit (the final
+ * flush of an orderly shutdown included) would checkpoint past events that
+ * were never written. The store must keep the last good checkpoint and the
+ * profile of the events before it (oracle: their count). */
+TEST(ingest_commit_failure_stops_committing)
+{
+    char dir[400], err[256];
+    snprintf(dir, sizeof dir, "%s/ingest-cfail", pd_test_tmpdir());
+    int64_t off = 0;
+    tw t;
+    pd_ingest *ig = NULL;
+    if (tw_open(&t, dir) != PD_OK || pd_ingest_new(&ig, &t.w, 0, err, sizeof err) != PD_OK) {
+        CHECK(!"open");
+        tw_close(&t);
+        return;
+    }
+    pd_ingest_assign_local(ig, 0);
+    for (int i = 0; i < 5; i++) feed(&t, ig, &off, NULL, 10 + i);
+    CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK); /* good: checkpoint 5 */
+    pd_store_fail_commits(t.store, 1);
+    for (int i = 0; i < 3; i++) feed(&t, ig, &off, NULL, 20 + i);
+    CHECK(pd_ingest_flush(ig, err, sizeof err) != PD_OK); /* injected failure */
+    pd_store_fail_commits(t.store, 0);
+    for (int i = 0; i < 4; i++) feed(&t, ig, &off, NULL, 30 + i);
+    CHECK(pd_ingest_flush(ig, err, sizeof err) != PD_OK); /* refused: an earlier commit failed */
+    pd_ingest_free(ig);                                   /* final flush refused as well */
+    pd_checkpoint cp;
+    CHECK_INT(pd_store_get_checkpoint(t.store, 0, &cp), PD_OK);
+    CHECK_INT(cp.next_offset, 5);
+    pd_store_range r;
+    memset(&r, 0, sizeof r);
+    CHECK_INT(pd_store_get_profile_range(t.store, NULL, 0, INT64_MAX, 0, "u", 1, &r, err, sizeof err), PD_OK);
+    uint64_t events = 0;
+    for (int i = 0; i < r.n; i++) events += r.profs[i].events;
+    CHECK_INT(events, 5);
+    pd_store_range_free(&r);
+    tw_close(&t);
+}
