@@ -149,12 +149,7 @@ static int worker_open(bench_worker *b, const char *dir, int32_t nparts, int64_t
     b->w.metrics = &b->metrics;
     b->w.store = b->store;
     b->w.nparts = nparts;
-    b->w.parts = pd_calloc((size_t)nparts, sizeof *b->w.parts);
-    for (int32_t p = 0; p < nparts; p++) {
-        atomic_store(&b->w.parts[p].next_offset, -1);
-        atomic_store(&b->w.parts[p].committed, -1);
-        atomic_store(&b->w.parts[p].high_watermark, -1);
-    }
+    b->w.parts = pd_partstates_new(nparts);
     return PD_OK;
 fail:
     fprintf(stderr, "bench_process: %s\n", err);

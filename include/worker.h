@@ -34,6 +34,19 @@ typedef struct {
     _Atomic int64_t generation;   /* assignment generation when acquired */
 } pd_partstate;
 
+/* n partition states, everything unknown (offsets -1). Owned by the caller
+ * (free()). */
+static inline pd_partstate *pd_partstates_new(int32_t n)
+{
+    pd_partstate *v = pd_calloc(n > 0 ? (size_t)n : 1, sizeof *v);
+    for (int32_t p = 0; p < n; p++) {
+        atomic_store(&v[p].next_offset, -1);
+        atomic_store(&v[p].committed, -1);
+        atomic_store(&v[p].high_watermark, -1);
+    }
+    return v;
+}
+
 /* Owner of one partition as known from the membership topic. */
 typedef struct {
     char id[130];

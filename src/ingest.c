@@ -1701,12 +1701,7 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
             goto fail;
         }
         w->nparts = n;
-        w->parts = pd_calloc((size_t)n, sizeof *w->parts);
-        for (int32_t p = 0; p < n; p++) {
-            atomic_store(&w->parts[p].next_offset, -1);
-            atomic_store(&w->parts[p].committed, -1);
-            atomic_store(&w->parts[p].high_watermark, -1);
-        }
+        w->parts = pd_partstates_new(n);
         rd_kafka_poll_set_consumer(ig->consumer);
         ig->cq = rd_kafka_queue_get_consumer(ig->consumer);
         rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);

@@ -42,9 +42,7 @@ static int tw_open(tw *t, const char *dir)
     t->w.metrics = &t->metrics;
     t->w.store = t->store;
     t->w.nparts = 1;
-    t->w.parts = pd_calloc(1, sizeof *t->w.parts);
-    atomic_store(&t->w.parts[0].next_offset, -1);
-    atomic_store(&t->w.parts[0].committed, -1);
+    t->w.parts = pd_partstates_new(1);
     return PD_OK;
 }
 
