@@ -141,6 +141,21 @@ static int feed(tw *t, pd_ingest *ig, int64_t *off, const char *id, int64_t minu
     return atomic_load(&t->metrics.events_duplicate) != d0;
 }
 
+/* Opens the worker in dir and a replay-mode ingest owning partition 0;
+ * NULL (after a failed CHECK, everything closed) when that fails. */
+static pd_ingest *tw_start(tw *t, const char *dir)
+{
+    char err[256];
+    pd_ingest *ig = NULL;
+    if (tw_open(t, dir) != PD_OK || pd_ingest_new(&ig, &t->w, 0, err, sizeof err) != PD_OK) {
+        CHECK(!"open worker and ingest");
+        tw_close(t);
+        return NULL;
+    }
+    pd_ingest_assign_local(ig, 0);
+    return ig;
+}
+
 /* The case garbage collection must get right: a late event overrides a
  * still-live entry with an already expired one. The record holding the
  * override must outlive the entry it overrode, else a reload resurrects it. */
@@ -151,12 +166,7 @@ TEST(ingest_dedup_gc_keeps_overrides)
     int64_t off = 0;
     tw t;
     pd_ingest *ig = NULL;
-    if (tw_open(&t, dir) != PD_OK || pd_ingest_new(&ig, &t.w, 0, err, sizeof err) != PD_OK) {
-        CHECK(!"open");
-        tw_close(&t);
-        return;
-    }
-    pd_ingest_assign_local(ig, 0);
+    if (!(ig = tw_start(&t, dir))) return;
     /* window 60 min; minutes relative to a base */
     CHECK_INT(feed(&t, ig, &off, "x", 150), 0);
     CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
@@ -175,12 +185,7 @@ TEST(ingest_dedup_gc_keeps_overrides)
     tw_close(&t);
 
     /* Restart: the index is rebuilt from the records left after GC. */
-    if (tw_open(&t, dir) != PD_OK || pd_ingest_new(&ig, &t.w, 0, err, sizeof err) != PD_OK) {
-        CHECK(!"reopen");
-        tw_close(&t);
-        return;
-    }
-    pd_ingest_assign_local(ig, 0);
+    if (!(ig = tw_start(&t, dir))) return;
     CHECK_INT(feed(&t, ig, &off, "x", 170), 0); /* x -> 80 (expired), not 150: accepted */
     CHECK_INT(feed(&t, ig, &off, "x", 175), 1); /* within 60 min of 170 */
     CHECK_INT(feed(&t, ig, &off, "y", 150), 1); /* y -> 200, live: 50 min away: dup */
@@ -210,12 +215,7 @@ TEST(ingest_commit_failure_stops_committing)
     int64_t off = 0;
     tw t;
     pd_ingest *ig = NULL;
-    if (tw_open(&t, dir) != PD_OK || pd_ingest_new(&ig, &t.w, 0, err, sizeof err) != PD_OK) {
-        CHECK(!"open");
-        tw_close(&t);
-        return;
-    }
-    pd_ingest_assign_local(ig, 0);
+    if (!(ig = tw_start(&t, dir))) return;
     for (int i = 0; i < 5; i++) feed(&t, ig, &off, NULL, 10 + i);
     CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK); /* good: checkpoint 5 */
     pd_store_fail_commits(t.store, 1);
