@@ -87,6 +87,9 @@ void pd_profile_reset(pd_profile *p);
  * and over (the ingest batch). pd_profile_free releases everything. */
 void pd_profile_clear(pd_profile *p);
 void pd_profile_free(pd_profile *p);
+/* Heap bytes p holds: allocated capacity (value arrays, long values,
+ * histogram buffers), whether in use or kept by pd_profile_clear. */
+size_t pd_profile_mem_bytes(const pd_profile *p);
 
 /* Adds one validated event. Attributes of kind PD_ATTR_BAD/ABSENT are
  * skipped; the event still counts. */

@@ -137,6 +137,8 @@ typedef struct {
     pd_profile *profs;    /* [n] decoded merged profiles (schema of the store) */
 } pd_store_range;
 void pd_store_range_free(pd_store_range *r);
+/* Heap bytes r holds (its arrays and the capacity of every profile slot). */
+size_t pd_store_range_mem_bytes(const pd_store_range *r);
 /* Reads the profiles of (partition, user) for every day family with
  * from_day <= day <= to_day in ONE RocksDB MultiGet: at the snapshot of
  * snap, or (snap NULL) at the latest state -- still one point in time

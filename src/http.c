@@ -721,8 +721,14 @@ static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops
 /* Each HTTP worker thread keeps one pd_store_range and reuses it (and the
  * decoded profiles' capacity) across requests, so answering a query does
  * not allocate per day and value; it is freed when the thread exits, or
- * after a query wider than RANGE_KEEP days. */
+ * after a query wider than RANGE_KEEP days or that left it holding more
+ * than RANGE_KEEP_BYTES (a heavy user's profiles). That bounds what the
+ * HTTP threads keep to http_threads x RANGE_KEEP_BYTES; without the byte
+ * bound each thread grew towards its heaviest query (up to ~1 MB for 30
+ * days of profiles at the categorical cap), which showed as RSS creeping
+ * for many minutes under a light query load. */
 #define RANGE_KEEP 64
+#define RANGE_KEEP_BYTES (256 * 1024)
 static pthread_key_t range_key;
 static pthread_once_t range_once = PTHREAD_ONCE_INIT;
 
@@ -799,7 +805,8 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
     r->ctype = "application/json";
 out:
     if (qd != qd_s) pd_free(qd);
-    if (rg->cap > RANGE_KEEP) pd_store_range_free(rg); /* bound what a thread keeps */
+    if (rg->cap > RANGE_KEEP || pd_store_range_mem_bytes(rg) > RANGE_KEEP_BYTES)
+        pd_store_range_free(rg); /* bound what a thread keeps */
 }
 
 /* Forwards the query to url (internal route). stale_ok asks a replica to

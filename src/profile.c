@@ -323,6 +323,25 @@ void pd_profile_free(pd_profile *p)
     pd_profile_init(p, s);
 }
 
+static size_t catset_mem_bytes(const pd_catset *c)
+{
+    size_t n = (size_t)c->cap * sizeof *c->vals;
+    for (uint32_t i = 0; i < c->n; i++)
+        if (c->vals[i].len > PD_CATVAL_INLINE) n += (size_t)c->vals[i].len + 1;
+    return n;
+}
+
+size_t pd_profile_mem_bytes(const pd_profile *p)
+{
+    const pd_schema *s = p->schema;
+    size_t n = catset_mem_bytes(&p->types);
+    for (int i = 0; s && i < s->ndims; i++) {
+        if (s->dims[i].type == PD_DIM_CATEGORICAL) n += catset_mem_bytes(&p->dims[i].cat);
+        else if (p->dims[i].num.hist) n += ((size_t)s->dims[i].nbounds + 1) * sizeof *p->dims[i].num.hist;
+    }
+    return n;
+}
+
 void pd_profile_reset(pd_profile *p)
 {
     pd_profile_free(p);

@@ -1256,6 +1256,13 @@ void pd_store_range_free(pd_store_range *r)
     memset(r, 0, sizeof *r);
 }
 
+size_t pd_store_range_mem_bytes(const pd_store_range *r)
+{
+    size_t n = (size_t)r->cap * (sizeof *r->profs + sizeof *r->days);
+    for (int i = 0; i < r->cap; i++) n += pd_profile_mem_bytes(&r->profs[i]);
+    return n;
+}
+
 /* Room for `need` days in r (contents of existing slots kept). */
 static void range_reserve(pd_store_range *r, const pd_schema *s, int need)
 {

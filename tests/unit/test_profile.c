@@ -1336,3 +1336,32 @@ TEST(profile_clear_reuse)
     }
     pd_profile_free(&reused);
 }
+
+/* pd_profile_mem_bytes counts capacity: at least every kept value's slot
+ * and out-of-line bytes (computed here from the public fields), kept
+ * across pd_profile_clear, zero after pd_profile_free. */
+TEST(profile_mem_bytes)
+{
+    pd_schema s;
+    test_schema(&s, 64);
+    uint64_t r = 7;
+    pd_profile p;
+    pd_profile_init(&p, &s);
+    CHECK_INT(pd_profile_mem_bytes(&p), 0);
+    random_profile(&p, &r, 150);
+    size_t floor = p.types.n * sizeof(pd_catval);
+    for (int i = 0; i < s.ndims; i++) {
+        if (s.dims[i].type != PD_DIM_CATEGORICAL) continue;
+        const pd_catset *c = &p.dims[i].cat;
+        floor += c->n * sizeof(pd_catval);
+        for (uint32_t k = 0; k < c->n; k++)
+            if (c->vals[k].len > PD_CATVAL_INLINE) floor += c->vals[k].len + 1;
+    }
+    CHECK(floor > 0);
+    size_t used = pd_profile_mem_bytes(&p);
+    CHECK(used >= floor);
+    pd_profile_clear(&p);
+    CHECK(pd_profile_mem_bytes(&p) > 0); /* capacity kept for reuse */
+    pd_profile_free(&p);
+    CHECK_INT(pd_profile_mem_bytes(&p), 0);
+}
