@@ -1468,7 +1468,20 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
         return 0
     b = Bench()
+    try:
+        return report(b)
+    finally:
+        # The work dir can hold gigabytes (the recovery step's stores): it
+        # goes on every exit -- partial runs and failures included -- unless
+        # BENCH_KEEP asks to keep it.
+        if os.environ.get("BENCH_KEEP"):
+            log("work dir kept: %s" % b.work)
+        else:
+            shutil.rmtree(b.work, ignore_errors=True)
 
+
+def report(b):
+    """Runs the steps of b, then writes results.json and (full runs) the docs."""
     def on_signal(sig, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_signal)
@@ -1478,9 +1491,6 @@ def main():
         ok = True
     finally:
         b.procs.stop_all()
-        keep = os.environ.get("BENCH_KEEP")
-        if keep:
-            log("work dir kept: %s" % b.work)
     b.r["machine"] = machine_info()
     os.makedirs(BB, exist_ok=True)
     with open(os.environ.get("BENCH_RESULTS") or os.path.join(BB, "results.json"), "w") as f:
@@ -1495,8 +1505,6 @@ def main():
     write_markdown(b.r, plots)
     for row in rows(b.r):
         print("  " + " | ".join(str(c) for c in row))
-    if not os.environ.get("BENCH_KEEP"):
-        shutil.rmtree(b.work, ignore_errors=True)
     log("wrote build/bench/results.json and docs/BENCHMARKS.md in %.0fs" % b.r["elapsed_secs"])
     return 0 if ok and not b.r.get("errors") else 1
 
