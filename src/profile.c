@@ -455,7 +455,6 @@ int pd_profile_equal(const pd_profile *a, const pd_profile *b)
 /* The encoder computes an upper bound of the encoded size, reserves it
  * once and then writes through a plain pointer (it runs for every batch
  * delta and in every RocksDB merge). */
-#define UV_MAX PD_UVARINT_MAX
 
 static uint8_t *w_f64(uint8_t *o, double v)
 {
@@ -490,8 +489,8 @@ static int num_single(const pd_numagg *a)
 
 static size_t catset_bound(const pd_catset *c)
 {
-    size_t n = 2 * UV_MAX;
-    for (uint32_t i = 0; i < c->n; i++) n += 2 * UV_MAX + c->vals[i].len;
+    size_t n = 2 * PD_UVARINT_MAX;
+    for (uint32_t i = 0; i < c->n; i++) n += 2 * PD_UVARINT_MAX + c->vals[i].len;
     return n;
 }
 
@@ -520,16 +519,16 @@ void pd_profile_encode(const pd_profile *p, pd_buf *out)
     const pd_schema *s = p->schema;
     uint64_t present_mask[(PD_MAX_DIMS + 63) / 64] = {0};
     int present = 0;
-    size_t bound = 1 + 4 * UV_MAX + catset_bound(&p->types);
+    size_t bound = 1 + 4 * PD_UVARINT_MAX + catset_bound(&p->types);
     for (int i = 0; i < s->ndims; i++) {
         if (!dim_present(p, i)) continue;
         present_mask[i / 64] |= UINT64_C(1) << (i % 64);
         present++;
-        bound += UV_MAX;
+        bound += PD_UVARINT_MAX;
         if (s->dims[i].type == PD_DIM_CATEGORICAL)
             bound += catset_bound(&p->dims[i].cat);
         else
-            bound += 2 * UV_MAX + 4 * (1 + 8) + (size_t)(s->dims[i].nbounds + 1) * 2 * UV_MAX;
+            bound += 2 * PD_UVARINT_MAX + 4 * (1 + 8) + (size_t)(s->dims[i].nbounds + 1) * 2 * PD_UVARINT_MAX;
     }
     pd_buf_reserve(out, bound + 1);
     uint8_t *o = (uint8_t *)out->p + out->len, *const start = o;
