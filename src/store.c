@@ -362,8 +362,9 @@ static void dayents_unref(pd_store *st, pd_dayent **v, int n)
     pd_free(v);
 }
 
-/* Writer thread: the family of `day`, created if missing. The handle stays
- * valid until the writer itself drops the day. */
+/* The writer (the ingest committer thread, or the ingest thread while no
+ * commit is in flight -- never both at once): the family of `day`, created
+ * if missing. The handle stays valid until the writer itself drops the day. */
 static int day_cf_for_write(pd_store *st, int64_t day, rocksdb_column_family_handle_t **cf,
                             char *err, size_t errlen)
 {
