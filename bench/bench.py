@@ -201,6 +201,25 @@ def proc_cpu(pid):
         return None
 
 
+def thread_cpu(pid):
+    """CPU seconds per thread name (comm) of process pid, or {}."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                head, rest = f.read().rsplit(")", 1)
+            name = head.split("(", 1)[1]
+            fields = rest.split()
+            out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
 def children_cpu():
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -338,15 +357,34 @@ class Bench:
         return run([os.path.join(BIN, "profilectl"), "produce", "--brokers", self.bootstrap, "--topic", "events",
                     "--file", path, "--quiet", "true"], timeout=timeout)
 
-    def wrk(self, url, secs, users=None, path="/healthz", name="wrk", delay_ms=0):
+    def wrk(self, url, secs, users=None, path="/healthz", name="wrk", delay_ms=0, watch=None):
+        """One wrk run; watch = {name: pid} whose CPU (cores used, on
+        average) is recorded next to wrk's own in res["cpu"]."""
         before = http_statuses(url)
+        watch = dict(watch or {})
+        if self.broker:
+            watch.setdefault("broker", self.broker.pid)
+        cpu0 = {k: proc_cpu(v) for k, v in watch.items()}
+        th0 = thread_cpu(watch["worker"]) if "worker" in watch else {}
+        c0, t0 = children_cpu(), time.monotonic()
         out = os.path.join(self.work, name + ".json")
         env = dict(os.environ, BENCH_OUT=out, BENCH_PATH=path, BENCH_USERS=users or "",
                    BENCH_DELAY_MS=str(delay_ms) if delay_ms else "")
         run(["wrk", "-t1", "-c%d" % SIZES["conns"], "-d%ds" % secs, "--timeout", "5s", "-s",
              os.path.join(ROOT, "bench", "wrk_profiles.lua"), url], timeout=secs + 60, env=env)
+        wall = time.monotonic() - t0
+        cpu = {"wrk": (children_cpu() - c0) / wall}
+        for k, v in watch.items():
+            c1 = proc_cpu(v)
+            if c1 is not None and cpu0[k] is not None:
+                cpu[k] = (c1 - cpu0[k]) / wall
+        if "worker" in watch:
+            th1 = thread_cpu(watch["worker"])
+            cpu["worker_threads"] = {k: round((v - th0.get(k, 0)) / wall, 3) for k, v in th1.items()
+                                     if v - th0.get(k, 0) > 0}
         with open(out) as f:
             res = json.load(f)
+        res["cpu"] = cpu
         res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
         res["errors"] = sum(res[k] for k in res if k.startswith("errors_"))
         after = http_statuses(url)
@@ -455,15 +493,16 @@ class Bench:
             log("   " + q["error"])
             return
         secs = SIZES["query_secs"]
-        q["fixed"] = self.wrk(w.url, secs, path="/healthz", name="wrk-fixed")
-        q["local"] = self.wrk(w.url, secs, users=ufile, name="wrk-local")
+        q["fixed"] = self.wrk(w.url, secs, path="/healthz", name="wrk-fixed", watch={"worker": w.pid})
+        q["local"] = self.wrk(w.url, secs, users=ufile, name="wrk-local", watch={"worker": w.pid})
         log("   local %.0f req/s p99 %.2f ms; fixed %.0f req/s" % (q["local"]["rps"], q["local"]["p99_us"] / 1e3,
                                                                     q["fixed"]["rps"]))
         # Paced: each connection pauses PACE_MS after every response, so the
         # query load stays well below capacity (as a service sees in
         # operation) instead of saturating the CPUs.
         q["pace_ms"] = PACE_MS
-        q["local_paced"] = self.wrk(w.url, secs, users=ufile, name="wrk-paced", delay_ms=PACE_MS)
+        q["local_paced"] = self.wrk(w.url, secs, users=ufile, name="wrk-paced", delay_ms=PACE_MS,
+                                   watch={"worker": w.pid})
         log("   paced %.0f req/s p99 %.2f ms" % (q["local_paced"]["rps"], q["local_paced"]["p99_us"] / 1e3))
         # under ingestion at half the measured end-to-end rate
         rate = self.r.get("e2e", {}).get("worker_eps", 20000) / 2
@@ -475,12 +514,14 @@ class Bench:
         time.sleep(1.5)
         rin0 = metric_sum(w.url, "profiled_records_in_total") or 0
         t0 = time.monotonic()
-        q["under_ingest_paced"] = self.wrk(w.url, secs, users=ufile, name="wrk-ingest-paced", delay_ms=PACE_MS)
+        q["under_ingest_paced"] = self.wrk(w.url, secs, users=ufile, name="wrk-ingest-paced", delay_ms=PACE_MS,
+                                           watch={"worker": w.pid, "producer": prod.pid})
         rin1 = metric_sum(w.url, "profiled_records_in_total") or 0
         q["under_ingest_paced"]["ingest_rate_target"] = rate
         q["under_ingest_paced"]["ingest_rate_seen"] = (rin1 - rin0) / (time.monotonic() - t0)
         rin0, t0 = rin1, time.monotonic()
-        q["under_ingest"] = self.wrk(w.url, secs, users=ufile, name="wrk-ingest")
+        q["under_ingest"] = self.wrk(w.url, secs, users=ufile, name="wrk-ingest",
+                                     watch={"worker": w.pid, "producer": prod.pid})
         rin1 = metric_sum(w.url, "profiled_records_in_total") or 0
         q["under_ingest"]["ingest_rate_target"] = rate
         q["under_ingest"]["ingest_rate_seen"] = (rin1 - rin0) / (time.monotonic() - t0)
@@ -1292,6 +1333,28 @@ def write_handoff_plot(r, work):
     return "bench_handoff.png" if res.returncode == 0 else None
 
 
+def query_cpu_rows(r):
+    q = r.get("queries") or {}
+    out = []
+    for key, name in (("fixed", "/healthz"), ("local", "local, saturating"), ("local_paced", "local, paced"),
+                      ("under_ingest_paced", "under ingestion, paced"), ("under_ingest", "under ingestion, saturating")):
+        x = q.get(key)
+        if not isinstance(x, dict) or "cpu" not in x:
+            continue
+        c, th = x["cpu"], x["cpu"].get("worker_threads", {})
+
+        def grp(prefix):
+            return sum(v for k, v in th.items() if k.startswith(prefix))
+        http = grp("civetweb")
+        per_q = http / x["rps"] * 1e6 if x.get("rps") else None
+        total = sum(v for k, v in c.items() if k in ("worker", "producer", "broker", "wrk"))
+        out.append("| %s | %s | %.2f | %.2f | %s | %.2f | %.2f | %.2f | %.2f | %s | %.2f | %.2f | %.2f |" % (
+            name, fmt(x["rps"]), x["p99_us"] / 1e3, http, fmt(per_q), th.get("profiled", 0), th.get("pd-commit", 0),
+            grp("rocksdb"), grp("rdk"), "%.2f" % c["producer"] if "producer" in c else "-", c.get("broker", 0),
+            c.get("wrk", 0), total))
+    return out
+
+
 def write_markdown(r, plots):
     m = r["machine"]
     L = []
@@ -1417,6 +1480,18 @@ def write_markdown(r, plots):
              "docs/operations.md, ## Memory." % (
                  mc["block_cache_mb"], mc["write_buffer_mb"], mc["batch_max_events"], mc["queued_max_kbytes"],
                  fmt(mm.get("rate_target", 6000)), fmt(mm.get("secs", s.get("mem_secs", 0))), BATCH_BYTES_PER_EVENT))
+    cpu_rows = query_cpu_rows(r)
+    if cpu_rows:
+        L.append("\n## Where the CPU goes during the query runs\n")
+        L.append("Cores used on average over each wrk run of row 3 (the machine has 2), from `/proc/<pid>/stat` and "
+                 "the worker's `/proc/<pid>/task/*/stat` by thread name: `civetweb-worker` serves the queries, "
+                 "`profiled` is the ingest loop (the main thread), `pd-commit` builds and writes commits, "
+                 "`rocksdb:*` are RocksDB's flush and compaction threads, `rdk:*` librdkafka's. HTTP us/query is "
+                 "the HTTP threads' CPU per answered request.\n")
+        L.append("| Run | req/s | p99 ms | HTTP | HTTP us/query | ingest | pd-commit | rocksdb | rdk | producer | "
+                 "broker | wrk | total |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        L.extend(cpu_rows)
     L.append("\n## Where the time goes\n")
     L.append("Profiles (`perf record` of a release worker and of `bench_process`, 2026-11-22, this machine) "
              "after this round of work:\n")

@@ -54,6 +54,7 @@ typedef struct pd_metrics {
     _Atomic uint64_t store_writes;
     _Atomic uint64_t days_dropped;
     _Atomic uint64_t rebalances;
+    _Atomic uint64_t fetch_wakeups;     /* see ingest.c, "fetch wake-ups" */
     _Atomic uint64_t restores_ok;       /* partitions restored from a peer's snapshot */
     _Atomic uint64_t restores_failed;   /* no usable snapshot: rebuilt instead */
     _Atomic uint64_t restore_bytes;     /* snapshot bytes received */

@@ -105,6 +105,10 @@ int pd_profile_equal(const pd_profile *a, const pd_profile *b);
  * allocate); corrupt input returns PD_ECORRUPT with a message and leaves p
  * empty, never crashes. */
 void pd_profile_encode(const pd_profile *p, pd_buf *out);
+/* Appends to out exactly what pd_profile_encode gives for the profile of
+ * the one event ev of schema s (pd_profile_add on an empty profile),
+ * without building it: most batch deltas hold a single event. */
+void pd_profile_encode_event(const pd_schema *s, const pd_event *ev, pd_buf *out);
 int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, size_t errlen);
 
 /* Categorical helper: count for value v (0 if not kept). */

@@ -76,6 +76,10 @@ void pd_store_batch_clear(pd_store_batch *b);
  * (see "Operand folding" in store.c) -- same result, bounded reads. */
 int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
                          size_t ulen, const pd_profile *delta, char *err, size_t errlen);
+/* The same for the delta of one event (ev: a parsed, validated event of the
+ * store's schema, borrowed), without building its profile. */
+int pd_store_batch_merge_event(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
+                               size_t ulen, const pd_event *ev, char *err, size_t errlen);
 /* Merges this batch wrote as folded values so far (for metrics). */
 uint64_t pd_store_batch_folds(const pd_store_batch *b);
 /* De-dup records: val (vlen a multiple of PD_DEDUP_ENTRY_LEN, copied) becomes

@@ -62,6 +62,8 @@ int64_t pd_mono_us(void);     /* CLOCK_MONOTONIC, microseconds */
 /* Sets the nice value of the calling thread only (Linux: PRIO_PROCESS on a
  * thread id); threads it creates afterwards inherit it. PD_OK or PD_ERR
  * with errno set. */
+/* Names the calling thread (at most 15 bytes show; ps -L, top -H, /proc). */
+void pd_thread_name(const char *name);
 int pd_thread_nice(int nice);
 
 /* Growable byte buffer. Owns `p`; pd_buf_free releases it. */

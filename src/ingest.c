@@ -165,7 +165,7 @@ typedef struct {
 typedef struct {
     htab agg;                 /* key: day(8) partition(4) user -> agg_entry */
     pd_buf evlog;             /* the batch's event records (see agg_entry) */
-    agg_entry **sorted;       /* build scratch: the entries in key order */
+    struct sort_rec *sorted;  /* build scratch: the entries in key order */
     size_t capsorted;
     agg_entry **free_entries; /* recycled entries */
     size_t nfree, capfree;
@@ -308,6 +308,8 @@ struct pd_ingest {
     int64_t produce_outstanding;
     int64_t produce_failed;
     int64_t last_wm_us;
+    int64_t last_kick_us[3];  /* fetch wake-ups, by ROLE_* (see wake_fetcher) */
+    int64_t kick_gap_us[3];
     int64_t last_retention_day; /* last floor applied */
     int64_t last_retention_us;  /* last apply_retention run */
     int fatal;
@@ -364,43 +366,70 @@ static void evlog_append(agg_batch *b, agg_entry *e, const pd_event *ev)
     e->tail = off;
 }
 
+/* Decodes the record at off into ev (nattrs set; its strings point into
+ * the log) and returns the offset of the entry's next record (0: none). */
+static size_t evlog_decode(const agg_batch *b, size_t off, pd_event *ev)
+{
+    const ev_rec *h = (const ev_rec *)(const void *)(b->evlog.p + off);
+    const uint8_t *o = (const uint8_t *)h + sizeof *h;
+    for (int i = 0; i < ev->nattrs; i++) ev->attrs[i].kind = PD_ATTR_ABSENT;
+    ev->ts_ms = h->ts;
+    ev->type = (const char *)o;
+    ev->type_len = h->type_len;
+    o += h->type_len;
+    for (uint16_t k = 0; k < h->nattrs; k++) {
+        pd_attr *a = &ev->attrs[o[0]];
+        a->kind = o[1];
+        if (o[1] == PD_ATTR_STR) {
+            uint16_t len;
+            memcpy(&len, o + 2, 2);
+            a->len = len;
+            a->s = (const char *)o + 4;
+            o += 4 + len;
+        } else {
+            memcpy(&a->num, o + 2, sizeof(double));
+            o += 2 + sizeof(double);
+        }
+    }
+    return h->next;
+}
+
 /* Builds the profile of entry e from its records into p (cleared first),
  * using ev (nattrs set) as scratch. */
 static void evlog_build(const agg_batch *b, const agg_entry *e, pd_profile *p, pd_event *ev)
 {
     pd_profile_clear(p);
     for (size_t off = e->head; off;) {
-        const ev_rec *h = (const ev_rec *)(const void *)(b->evlog.p + off);
-        const uint8_t *o = (const uint8_t *)h + sizeof *h;
-        for (int i = 0; i < ev->nattrs; i++) ev->attrs[i].kind = PD_ATTR_ABSENT;
-        ev->ts_ms = h->ts;
-        ev->type = (const char *)o;
-        ev->type_len = h->type_len;
-        o += h->type_len;
-        for (uint16_t k = 0; k < h->nattrs; k++) {
-            pd_attr *a = &ev->attrs[o[0]];
-            a->kind = o[1];
-            if (o[1] == PD_ATTR_STR) {
-                uint16_t len;
-                memcpy(&len, o + 2, 2);
-                a->len = len;
-                a->s = (const char *)o + 4;
-                o += 4 + len;
-            } else {
-                memcpy(&a->num, o + 2, sizeof(double));
-                o += 2 + sizeof(double);
-            }
-        }
+        off = evlog_decode(b, off, ev);
         pd_profile_add(p, ev);
-        off = h->next;
     }
 }
 
 /* Store key order: day, then partition, then user bytes (shorter first on
- * a common prefix) -- the order of the entry keys compared as bytes. */
-static int entry_cmp(const void *x, const void *y)
+ * a common prefix) -- the order of the entry keys compared as bytes. The
+ * sort compares the first 24 key bytes as three big-endian words (the key
+ * zero-padded), stored next to the entry pointer, and the whole keys only
+ * on a tie: no pointer chasing and no memcmp calls for most pairs. */
+typedef struct sort_rec {
+    uint64_t k[3];
+    agg_entry *e;
+} sort_rec;
+
+static void sort_rec_set(sort_rec *r, agg_entry *e)
 {
-    const agg_entry *a = *(agg_entry *const *)x, *b = *(agg_entry *const *)y;
+    uint8_t pad[24] = {0};
+    const size_t kl = 12 + (size_t)e->ulen;
+    memcpy(pad, e->key, kl < sizeof pad ? kl : sizeof pad);
+    for (int i = 0; i < 3; i++) r->k[i] = pd_get_u64be(pad + 8 * i);
+    r->e = e;
+}
+
+static int sort_rec_cmp(const void *x, const void *y)
+{
+    const sort_rec *ra = x, *rb = y;
+    for (int i = 0; i < 3; i++)
+        if (ra->k[i] != rb->k[i]) return ra->k[i] < rb->k[i] ? -1 : 1;
+    const agg_entry *a = ra->e, *b = rb->e;
     uint32_t la = 12 + a->ulen, lb = 12 + b->ulen;
     int c = memcmp(a->key, b->key, la < lb ? la : lb);
     if (c) return c;
@@ -923,16 +952,22 @@ static int build_deltas(pd_ingest *ig, agg_batch *b, pd_store_batch *sb, uint64_
     }
     size_t ns = 0;
     for (size_t i = 0; i < b->agg.cap; i++)
-        if (b->agg.slots[i].key) b->sorted[ns++] = b->agg.slots[i].val;
-    if (ns > 1) qsort(b->sorted, ns, sizeof *b->sorted, entry_cmp);
+        if (b->agg.slots[i].key) sort_rec_set(&b->sorted[ns++], b->agg.slots[i].val);
+    if (ns > 1) qsort(b->sorted, ns, sizeof *b->sorted, sort_rec_cmp);
     pd_event sev;
     memset(&sev, 0, sizeof sev);
     sev.nattrs = ig->w->schema->ndims;
     *writes = ns;
     for (size_t i = 0; i < ns; i++) {
-        agg_entry *e = b->sorted[i];
-        evlog_build(b, e, &ig->scratch, &sev);
-        int rc = pd_store_batch_merge(sb, e->day, e->partition, e->user, e->ulen, &ig->scratch, err, errlen);
+        agg_entry *e = b->sorted[i].e;
+        int rc;
+        if (e->head == e->tail) { /* one event: encoded straight from its record */
+            evlog_decode(b, e->head, &sev);
+            rc = pd_store_batch_merge_event(sb, e->day, e->partition, e->user, e->ulen, &sev, err, errlen);
+        } else {
+            evlog_build(b, e, &ig->scratch, &sev);
+            rc = pd_store_batch_merge(sb, e->day, e->partition, e->user, e->ulen, &ig->scratch, err, errlen);
+        }
         if (rc) return rc;
     }
     return PD_OK;
@@ -941,6 +976,7 @@ static int build_deltas(pd_ingest *ig, agg_batch *b, pd_store_batch *sb, uint64_
 static void *committer_main(void *arg)
 {
     pd_ingest *ig = arg;
+    pd_thread_name("pd-commit");
     /* Part of ingestion: same priority as the ingest loop (profiled.c). */
     if (ig->cfg->ingest_nice > 0) (void)pd_thread_nice((int)ig->cfg->ingest_nice);
     pthread_mutex_lock(&ig->cm_mu);
@@ -1127,6 +1163,7 @@ static void settle(pd_ingest *ig)
 static void *restore_main(void *arg)
 {
     restore_job *j = arg;
+    pd_thread_name("pd-restore");
     j->rc = PD_EAGAIN;
     snprintf(j->err, sizeof j->err, "no peer holds partition %d", (int)j->p);
     for (int round = 0; round < 3 && !atomic_load(&j->cancel); round++) {
@@ -1753,6 +1790,54 @@ static void update_watermarks(pd_ingest *ig)
     }
 }
 
+/* Fetch wake-ups. A librdkafka consumer stops fetching a partition while
+ * its pre-fetch queue holds queued.min.messages or
+ * queued.max.messages.kbytes, and librdkafka 2.0 re-checks that only when
+ * its broker thread next wakes up: on I/O, on an op, or after up to 1 s
+ * (2.1 made this fetch.queue.backoff.ms). So whenever the worker processes
+ * more slowly than the broker delivers -- catching up on a backlog, a
+ * rebuild -- fetching stalls for most of a second each time the queue has
+ * filled and been drained, capping ingestion at about one queue per second
+ * (measured: 120-160k ev/s instead of the worker's own rate on the
+ * embedded broker). The loop therefore notices when the queue has run dry
+ * (a consume call returned nothing) while a partition it reads is known to
+ * have records beyond what it processed (the high watermark of the last
+ * fetch response), and then sends a ListOffsets request to those
+ * partitions' leaders without waiting for the answer: the request is an
+ * op for each leader's broker thread, which wakes up, finds the queue
+ * below the thresholds and fetches at once. None in steady state (the
+ * watermark is then what was processed). Wake-ups that bring nothing
+ * (say the records left are transaction markers, which the consumer
+ * skips) back off from FETCH_KICK_US to FETCH_KICK_MAX_US; records
+ * arriving reset that (kick_reset). */
+#define FETCH_KICK_US 10000
+#define FETCH_KICK_MAX_US 1000000
+
+static void kick_reset(pd_ingest *ig, int role) { ig->kick_gap_us[role] = FETCH_KICK_US; }
+
+static void wake_fetcher(pd_ingest *ig, rd_kafka_t *rk, int role, int64_t now)
+{
+    if (!rk || now - ig->last_kick_us[role] < PD_MAX(ig->kick_gap_us[role], FETCH_KICK_US)) return;
+    ig->last_kick_us[role] = now;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (int32_t p = 0; p < ig->w->nparts; p++) {
+        const part_priv *pp = &ig->pp[p];
+        int64_t lo, hi;
+        if (pp->role != role || pp->job || pp->next_offset < 0 ||
+            rd_kafka_get_watermark_offsets(rk, ig->cfg->topic, p, &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            hi <= pp->next_offset)
+            continue;
+        if (!l) l = rd_kafka_topic_partition_list_new(8);
+        rd_kafka_topic_partition_list_add(l, ig->cfg->topic, p)->offset = RD_KAFKA_OFFSET_END;
+    }
+    if (!l) return;
+    /* Timeout 0: the requests go out, the answers are discarded. */
+    (void)rd_kafka_offsets_for_times(rk, l, 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    ig->kick_gap_us[role] = PD_MIN(PD_MAX(ig->kick_gap_us[role], FETCH_KICK_US) * 2, FETCH_KICK_MAX_US);
+    PD_INC(ig->w->metrics->fetch_wakeups);
+}
+
 static const char *origin_header(const rd_kafka_message_t *m, size_t *len)
 {
     rd_kafka_headers_t *h;
@@ -1808,7 +1893,14 @@ int pd_ingest_run(pd_ingest *ig)
          * so the timeout is kept short: it bounds the latency it adds. */
         ssize_t n = rd_kafka_consume_batch_queue(ig->cq, PD_MIN(timeout, 20), msgs, NB);
         handle_messages(ig, msgs, n, ROLE_OWNER);
-        if (ig->rq) handle_messages(ig, msgs, rd_kafka_consume_batch_queue(ig->rq, 0, msgs, NB), ROLE_REPLICA);
+        if (n > 0) kick_reset(ig, ROLE_OWNER);
+        else wake_fetcher(ig, ig->consumer, ROLE_OWNER, pd_mono_us());
+        if (ig->rq) {
+            ssize_t nr = rd_kafka_consume_batch_queue(ig->rq, 0, msgs, NB);
+            handle_messages(ig, msgs, nr, ROLE_REPLICA);
+            if (nr > 0) kick_reset(ig, ROLE_REPLICA);
+            else wake_fetcher(ig, ig->rconsumer, ROLE_REPLICA, pd_mono_us());
+        }
         if (ig->producer) rd_kafka_poll(ig->producer, 0);
         reap_restores(ig);
         now = pd_mono_us();

@@ -362,6 +362,7 @@ fail:
 static void *mem_thread(void *arg)
 {
     pd_members *m = arg;
+    pd_thread_name("pd-members");
     int64_t next_hb = 0;
     while (!atomic_load(&m->stop)) {
         int64_t now = pd_mono_us() / 1000;

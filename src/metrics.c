@@ -125,6 +125,7 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->store_writes, 0);
     atomic_init(&m->days_dropped, 0);
     atomic_init(&m->rebalances, 0);
+    atomic_init(&m->fetch_wakeups, 0);
     atomic_init(&m->restores_ok, 0);
     atomic_init(&m->restores_failed, 0);
     atomic_init(&m->restore_bytes, 0);
@@ -303,6 +304,10 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
     counter(b, "profiled_attrs_wrong_type_total", "Event attributes skipped for a wrong type.",
             LD(m->attrs_wrong_type));
     counter(b, "profiled_flushes_total", "Store commits.", LD(m->flushes));
+    counter(b, "profiled_fetch_wakeups_total",
+            "Times the ingest loop, idle while Kafka held unread records, woke the consumer's fetcher "
+            "(librdkafka < 2.1 pauses a partition for up to 1 s once its pre-fetch queue was full).",
+            LD(m->fetch_wakeups));
     counter(b, "profiled_flush_errors_total", "Failed store commits.", LD(m->flush_errors));
     counter(b, "profiled_store_writes_total",
             "Profile deltas written (one per partition, day and user in a commit): events per write is how "

@@ -371,6 +371,15 @@ void pd_profile_clear(pd_profile *p)
     p->first_ts = p->last_ts = 0;
 }
 
+/* Whether pd_profile_add and pd_profile_encode_event count attribute a of
+ * dimension d: 1 as a categorical value, 2 as a number, 0 not at all. */
+static int event_attr_counted(const pd_dim *d, const pd_attr *a)
+{
+    if (d->type == PD_DIM_CATEGORICAL)
+        return a->kind == PD_ATTR_STR && a->len >= 1 && a->len <= PD_MAX_CAT_VALUE;
+    return a->kind == PD_ATTR_NUM && isfinite(a->num) ? 2 : 0;
+}
+
 void pd_profile_add(pd_profile *p, const pd_event *ev)
 {
     const pd_schema *s = p->schema;
@@ -392,14 +401,11 @@ void pd_profile_add(pd_profile *p, const pd_event *ev)
     for (int i = 0; i < n; i++) {
         const pd_attr *a = &ev->attrs[i];
         const pd_dim *d = &s->dims[i];
-        if (d->type == PD_DIM_CATEGORICAL) {
-            /* The parser guarantees 1..256 bytes of UTF-8; re-check the
-             * length cheaply so the codec's limits always hold. */
-            if (a->kind == PD_ATTR_STR && a->len >= 1 && a->len <= PD_MAX_CAT_VALUE)
-                catset_add(&p->dims[i].cat, s->max_values, a->s, a->len, 1);
-        } else if (a->kind == PD_ATTR_NUM && isfinite(a->num)) {
-            num_add(&p->dims[i].num, d, a->num);
-        }
+        /* The parser guarantees 1..256 bytes of UTF-8; the length is
+         * re-checked cheaply so the codec's limits always hold. */
+        const int c = event_attr_counted(d, a);
+        if (c == 1) catset_add(&p->dims[i].cat, s->max_values, a->s, a->len, 1);
+        else if (c == 2) num_add(&p->dims[i].num, d, a->num);
     }
 }
 
@@ -564,6 +570,55 @@ void pd_profile_encode(const pd_profile *p, pd_buf *out)
                 o = pd_uvarint_write(o, a->hist[j]);
                 prev = j;
             }
+        }
+    }
+    pd_assert((size_t)(o - start) <= bound);
+    out->len += (size_t)(o - start);
+    out->p[out->len] = '\0';
+}
+
+/* A one-value catset: n = 1, the value, count 1, other 0. */
+static uint8_t *w_catset1(uint8_t *o, const char *v, uint32_t len)
+{
+    *o++ = 1;
+    o = pd_uvarint_write(o, len);
+    memcpy(o, v, len);
+    o += len;
+    *o++ = 1;
+    *o++ = 0;
+    return o;
+}
+
+void pd_profile_encode_event(const pd_schema *s, const pd_event *ev, pd_buf *out)
+{
+    pd_assert(ev->type_len >= 1 && ev->type_len <= PD_MAX_TYPE);
+    const int n = ev->nattrs < s->ndims ? ev->nattrs : s->ndims;
+    int present = 0;
+    size_t bound = 1 + 3 * PD_UVARINT_MAX + 3 + PD_UVARINT_MAX + ev->type_len + PD_UVARINT_MAX;
+    for (int i = 0; i < n; i++) {
+        const int c = event_attr_counted(&s->dims[i], &ev->attrs[i]);
+        if (!c) continue;
+        present++;
+        bound += PD_UVARINT_MAX + (c == 1 ? 3 + PD_UVARINT_MAX + ev->attrs[i].len : 1 + 1 + 8);
+    }
+    pd_buf_reserve(out, bound + 1);
+    uint8_t *o = (uint8_t *)out->p + out->len, *const start = o;
+    *o++ = PD_PROFILE_VERSION;
+    *o++ = 1; /* events */
+    o = pd_uvarint_write(o, pd_zigzag(ev->ts_ms));
+    *o++ = 0; /* last_ts - first_ts */
+    o = w_catset1(o, ev->type, (uint32_t)ev->type_len);
+    o = pd_uvarint_write(o, (uint64_t)present);
+    for (int i = 0; i < n && present; i++) {
+        const pd_attr *a = &ev->attrs[i];
+        const int c = event_attr_counted(&s->dims[i], a);
+        if (!c) continue;
+        o = pd_uvarint_write(o, (uint64_t)i);
+        if (c == 1) {
+            o = w_catset1(o, a->s, a->len);
+        } else {
+            *o++ = 1; /* count: a single (num_single holds for one num_add) */
+            o = w_cdouble(o, a->num == 0 ? 0 : a->num);
         }
     }
     pd_assert((size_t)(o - start) <= bound);

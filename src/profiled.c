@@ -74,6 +74,7 @@ typedef struct {
 static void *watchdog_main(void *arg)
 {
     watchdog *wd = arg;
+    pd_thread_name("pd-watchdog");
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += wd->timeout_ms / 1000;

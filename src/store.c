@@ -917,7 +917,10 @@ void pd_store_batch_clear(pd_store_batch *b)
  * to be written with Put. Returns 0 when folded, -1 to write a plain merge
  * operand instead (read error or a stored value that does not decode:
  * those surface on the merge path as before). */
-static int fold_value(pd_store_batch *b, rocksdb_column_family_handle_t *cf, const pd_profile *delta)
+/* b->val = the stored value of b->key plus the delta (delta, or else the
+ * one event ev). */
+static int fold_value(pd_store_batch *b, rocksdb_column_family_handle_t *cf, const pd_profile *delta,
+                      const pd_event *ev)
 {
     pd_store *st = b->st;
     if (!b->ro) b->ro = rocksdb_readoptions_create();
@@ -937,14 +940,16 @@ static int fold_value(pd_store_batch *b, rocksdb_column_family_handle_t *cf, con
         pd_profile_clear(&b->fold);
     }
     if (rc != PD_OK) return -1;
-    pd_profile_merge(&b->fold, delta);
+    if (delta) pd_profile_merge(&b->fold, delta);
+    else pd_profile_add(&b->fold, ev); /* merging with the event's singleton profile */
     b->val.len = 0;
     pd_profile_encode(&b->fold, &b->val);
     return 0;
 }
 
-int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
-                         size_t ulen, const pd_profile *delta, char *err, size_t errlen)
+/* pd_store_batch_merge(_event): exactly one of delta and ev is set. */
+static int batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const char *user, size_t ulen,
+                       const pd_profile *delta, const pd_event *ev, char *err, size_t errlen)
 {
     pd_store *st = b->st;
     if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
@@ -957,14 +962,15 @@ int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, cons
     if (!st->fold_cnt) st->fold_cnt = pd_calloc(FOLD_SLOTS, 1);
     uint8_t *cnt = &st->fold_cnt[h & (FOLD_SLOTS - 1)];
     const int again = seen_add(b, h);
-    if (++*cnt >= FOLD_EVERY && !again && fold_value(b, cf, delta) == 0) {
+    if (++*cnt >= FOLD_EVERY && !again && fold_value(b, cf, delta, ev) == 0) {
         *cnt = 0;
         b->folds++;
         rocksdb_writebatch_put_cf(b->wb, cf, b->key.p, b->key.len, b->val.p, b->val.len);
     } else {
         if (*cnt >= FOLD_EVERY) *cnt = FOLD_EVERY - 1;
         b->val.len = 0;
-        pd_profile_encode(delta, &b->val);
+        if (delta) pd_profile_encode(delta, &b->val);
+        else pd_profile_encode_event(st->schema, ev, &b->val);
         rocksdb_writebatch_merge_cf(b->wb, cf, b->key.p, b->key.len, b->val.p, b->val.len);
     }
     st->fold_bytes += b->key.len + b->val.len;
@@ -973,6 +979,18 @@ int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, cons
         st->fold_bytes = 0;
     }
     return PD_OK;
+}
+
+int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
+                         size_t ulen, const pd_profile *delta, char *err, size_t errlen)
+{
+    return batch_merge(b, day, partition, user, ulen, delta, NULL, err, errlen);
+}
+
+int pd_store_batch_merge_event(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
+                               size_t ulen, const pd_event *ev, char *err, size_t errlen)
+{
+    return batch_merge(b, day, partition, user, ulen, NULL, ev, err, errlen);
 }
 
 static void dedup_key(uint8_t *k, int32_t partition, uint64_t seq)

@@ -1365,3 +1365,66 @@ TEST(profile_mem_bytes)
     pd_profile_free(&p);
     CHECK_INT(pd_profile_mem_bytes(&p), 0);
 }
+
+/* pd_profile_encode_event against the model: encoding the profile that
+ * pd_profile_add builds from the one event, byte for byte (random events
+ * with absent and bad attributes, every cap, and the edge values add
+ * normalises or skips). */
+static int encode_event_matches(const pd_schema *s, const pd_event *ev)
+{
+    pd_profile p;
+    pd_profile_init(&p, s);
+    pd_profile_add(&p, ev);
+    pd_buf want = {0}, got = {0};
+    pd_profile_encode(&p, &want);
+    pd_buf_append(&got, "xy", 2); /* appends: what is there stays */
+    pd_profile_encode_event(s, ev, &got);
+    int ok = got.len == want.len + 2 && memcmp(got.p, "xy", 2) == 0 && memcmp(got.p + 2, want.p, want.len) == 0;
+    pd_buf_free(&want);
+    pd_buf_free(&got);
+    pd_profile_free(&p);
+    return ok;
+}
+
+TEST(profile_encode_event)
+{
+    pd_schema s;
+    static const uint32_t caps[] = {1, 4, 64};
+    for (size_t ci = 0; ci < PD_ARRAY_LEN(caps); ci++) {
+        test_schema(&s, caps[ci]);
+        uint64_t r = 9001 + ci;
+        for (int i = 0; i < 2000; i++) {
+            tev t;
+            tev_random(&t, &r);
+            pd_event ev;
+            tev_to_event(&t, &ev);
+            CHECK(encode_event_matches(&s, &ev));
+        }
+    }
+    test_schema(&s, 64);
+    char longv[PD_MAX_CAT_VALUE + 2], type[PD_MAX_TYPE + 1];
+    memset(longv, 'x', sizeof longv - 1);
+    longv[sizeof longv - 1] = 0;
+    memset(type, 't', PD_MAX_TYPE);
+    type[PD_MAX_TYPE] = 0;
+    pd_event ev;
+    simple_event(&ev, type, -123456789, NDIM); /* longest type, negative ts */
+    set_str(&ev, 0, longv);                    /* over the limit: skipped */
+    set_str(&ev, 1, "");                       /* empty: skipped */
+    set_num(&ev, 2, -0.0);                     /* stored as +0 */
+    set_str(&ev, 3, longv + 1);                /* exactly the limit */
+    set_num(&ev, 4, 1e300);
+    CHECK(encode_event_matches(&s, &ev));
+    static const double odd[] = {INFINITY, -INFINITY, NAN, 0.1, -1e-7, 9007199254740992.0, -9007199254740991.0};
+    for (size_t i = 0; i < PD_ARRAY_LEN(odd); i++) {
+        simple_event(&ev, "view", 4000000000000LL, NDIM);
+        set_num(&ev, 2, odd[i]);
+        set_num(&ev, 4, -odd[i]);
+        CHECK(encode_event_matches(&s, &ev));
+    }
+    simple_event(&ev, "v", 0, 2); /* fewer attributes than dimensions */
+    set_str(&ev, 1, "only");
+    CHECK(encode_event_matches(&s, &ev));
+    simple_event(&ev, "v", 0, NDIM); /* nothing but the type */
+    CHECK(encode_event_matches(&s, &ev));
+}

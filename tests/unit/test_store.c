@@ -743,11 +743,27 @@ out:
     pd_free(dir);
 }
 
+/* One event's delta, as the committer writes a single-event entry. */
+static void merge_event_json(pd_store_batch *bt, const pd_schema *s, int64_t day, const char *user,
+                             const char *js)
+{
+    pd_event ev;
+    char err[256];
+    if (pd_event_parse(&ev, s, js, strlen(js), 0, err, sizeof err) != 0) {
+        pd_test_fail(__FILE__, __LINE__, "event parse: %s", err);
+        return;
+    }
+    CHECK_INT(pd_store_batch_merge_event(bt, day, 0, user, strlen(user), &ev, err, sizeof err), 0);
+    pd_event_free(&ev);
+}
+
 /* Operand folding: a key merged in every commit gets some merges written
  * as fully merged values (Put); merging the same key twice in one batch
- * must never fold over the batch's own earlier operand. Oracle: the same
- * events added to one in-memory profile. Checked live, after a reopen and
- * against the fold count. */
+ * must never fold over the batch's own earlier operand. Deltas come both
+ * as profiles and as single events (pd_store_batch_merge_event, which
+ * folds by adding the event). Oracle: the same events added to one
+ * in-memory profile. Checked live, after a reopen and against the fold
+ * count. */
 TEST(store_fold_operands)
 {
     pd_schema s;
@@ -764,9 +780,13 @@ TEST(store_fold_operands)
     for (int i = 0; i < 60; i++) {
         int times = 1 + (i % 7 == 3) + (i % 11 == 5); /* some batches merge "hot" 2-3 times */
         for (int k = 0; k < times; k++) {
+            add_json(&all, EV_A[(i + k) % 3]);
+            if ((i + k) % 2) {
+                merge_event_json(bt, &s, DAY0, "hot", EV_A[(i + k) % 3]);
+                continue;
+            }
             pd_profile_reset(&one);
             add_json(&one, EV_A[(i + k) % 3]);
-            add_json(&all, EV_A[(i + k) % 3]);
             CHECK_INT(pd_store_batch_merge(bt, DAY0, 0, "hot", 3, &one, err, sizeof err), 0);
         }
         if (i % 10 == 0) { /* a key merged only a few times is never folded */
