@@ -39,10 +39,11 @@
  *
  * Threads: civetweb calls on_request from http_threads worker threads; they
  * share only the worker's atomics, the store (thread-safe reads), the
- * metrics atomics, the members map (its own lock) and the peer pool (pool
- * lock). Note: civetweb ties one worker thread to each open keep-alive
- * connection until keep_alive_timeout_ms of idleness, so pooled peer
- * connections occupy threads on the peer for at most that long.
+ * metrics atomics, the members map (its own lock), the peer pool (pool
+ * lock) and the pool of idle query buffers (range lock). Note: civetweb
+ * ties one worker thread to each open keep-alive connection until
+ * keep_alive_timeout_ms of idleness, so pooled peer connections occupy
+ * threads on the peer for at most that long.
  */
 #include "http.h"
 
@@ -80,6 +81,7 @@
 #define FWD_MAX_HEAD 16384         /* response head limit */
 #define FWD_MAX_BODY (64 << 20)    /* response body limit */
 #define RESP_MAX_HDRS 4
+#define RANGE_POOL 8                /* idle query buffers kept (see range_get) */
 
 static const char PFX_PROFILE[] = "/v1/profiles/";
 static const char PFX_INTERNAL[] = "/internal/v1/profiles/";
@@ -105,6 +107,9 @@ struct pd_http {
     pthread_mutex_t pool_mu;       /* guards peers and every fwd_peer */
     fwd_peer *peers;               /* owned list */
     _Atomic int64_t last_fwd_log_ms; /* forward failures: one log line per second */
+    pthread_mutex_t range_mu;      /* guards ranges / nranges */
+    pd_store_range *ranges[RANGE_POOL]; /* idle query buffers, owned (see range_get) */
+    int nranges;
 };
 
 /* One response under construction. body is owned. */
@@ -718,37 +723,52 @@ static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops
 
 /* Answers from the local store: 200 with the rendered profile, 404, 500.
  * The range's days are read with one MultiGet from one snapshot. */
-/* Each HTTP worker thread keeps one pd_store_range and reuses it (and the
- * decoded profiles' capacity) across requests, so answering a query does
- * not allocate per day and value; it is freed when the thread exits, or
- * after a query wider than RANGE_KEEP days or that left it holding more
- * than RANGE_KEEP_BYTES (a heavy user's profiles). That bounds what the
- * HTTP threads keep to http_threads x RANGE_KEEP_BYTES; without the byte
- * bound each thread grew towards its heaviest query (up to ~1 MB for 30
- * days of profiles at the categorical cap), which showed as RSS creeping
- * for many minutes under a light query load. */
+/* Query buffers: a query decodes its days into a pd_store_range whose
+ * capacity (the decoded profiles' value arrays and histograms) is worth
+ * reusing. Idle ranges wait in a small pool shared by the HTTP threads
+ * (LIFO, so the most recently used, cache-warm one is taken first): at
+ * most RANGE_POOL of them, each holding at most RANGE_KEEP days and
+ * RANGE_KEEP_BYTES (a range that grew past either after a heavy user's
+ * query is freed instead of pooled). What idle buffers keep is thus
+ * bounded by RANGE_POOL x RANGE_KEEP_BYTES, not by http_threads; when more
+ * queries than RANGE_POOL run at once, the extra ones get fresh ranges.
+ * (Per-thread buffers, used before, warmed up one thread at a time as a
+ * light query load moved across the 32 threads, which showed as RSS
+ * creeping for many minutes.) */
 #define RANGE_KEEP 64
 #define RANGE_KEEP_BYTES (256 * 1024)
-static pthread_key_t range_key;
-static pthread_once_t range_once = PTHREAD_ONCE_INIT;
 
-static void range_destroy(void *p)
+static pd_store_range *range_get(pd_http *h)
 {
-    pd_store_range_free(p);
-    pd_free(p);
+    pd_store_range *r = NULL;
+    pthread_mutex_lock(&h->range_mu);
+    if (h->nranges > 0) r = h->ranges[--h->nranges];
+    pthread_mutex_unlock(&h->range_mu);
+    return r ? r : pd_calloc(1, sizeof *r);
 }
 
-static void range_key_init(void) { pd_assert(pthread_key_create(&range_key, range_destroy) == 0); }
-
-static pd_store_range *thread_range(void)
+/* Returns rg to the pool, or frees it (pool full, or rg too big). */
+static void range_put(pd_http *h, pd_store_range *rg)
 {
-    pthread_once(&range_once, range_key_init);
-    pd_store_range *r = pthread_getspecific(range_key);
-    if (!r) {
-        r = pd_calloc(1, sizeof *r);
-        pd_assert(pthread_setspecific(range_key, r) == 0);
+    if (rg->cap <= RANGE_KEEP && pd_store_range_mem_bytes(rg) <= RANGE_KEEP_BYTES) {
+        pthread_mutex_lock(&h->range_mu);
+        int kept = h->nranges < RANGE_POOL;
+        if (kept) h->ranges[h->nranges++] = rg;
+        pthread_mutex_unlock(&h->range_mu);
+        if (kept) return;
     }
-    return r;
+    pd_store_range_free(rg);
+    pd_free(rg);
+}
+
+static void range_pool_free(pd_http *h)
+{
+    for (int i = 0; i < h->nranges; i++) {
+        pd_store_range_free(h->ranges[i]);
+        pd_free(h->ranges[i]);
+    }
+    h->nranges = 0;
+    pthread_mutex_destroy(&h->range_mu);
 }
 
 static void profile_local(pd_http *h, const pd_query *q, const char *user, size_t ulen, int32_t p,
@@ -756,7 +776,7 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
 {
     pd_worker *w = h->w;
     int nq = 0;
-    pd_store_range *rg = thread_range();
+    pd_store_range *rg = range_get(h);
     pd_query_day qd_s[64], *qd = qd_s;
     char err[256];
     int rc = pd_store_get_profile_range(w->store, NULL, q->from_day, q->to_day, p, user, ulen, rg,
@@ -805,8 +825,7 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
     r->ctype = "application/json";
 out:
     if (qd != qd_s) pd_free(qd);
-    if (rg->cap > RANGE_KEEP || pd_store_range_mem_bytes(rg) > RANGE_KEEP_BYTES)
-        pd_store_range_free(rg); /* bound what a thread keeps */
+    range_put(h, rg);
 }
 
 /* Forwards the query to url (internal route). stale_ok asks a replica to
@@ -1397,6 +1416,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     pd_http *h = pd_calloc(1, sizeof *h);
     h->w = w;
     pthread_mutex_init(&h->pool_mu, NULL);
+    pthread_mutex_init(&h->range_mu, NULL);
     struct mg_callbacks cbs;
     memset(&cbs, 0, sizeof cbs);
     cbs.http_error = on_http_error;
@@ -1442,6 +1462,7 @@ fail:
     if (h->ctx) mg_stop(h->ctx);
     mg_exit_library();
     pthread_mutex_destroy(&h->pool_mu);
+    range_pool_free(h);
     pd_free(h);
     return PD_EIO;
 }
@@ -1498,5 +1519,6 @@ void pd_http_stop(pd_http *h)
     mg_exit_library();
     pool_free(h);
     pthread_mutex_destroy(&h->pool_mu);
+    range_pool_free(h);
     pd_free(h);
 }

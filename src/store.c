@@ -21,8 +21,9 @@
  * pd_profile_decode, fold them with pd_profile_merge (associative and
  * commutative, so RocksDB may group operands any way it likes) and encode
  * the result with pd_profile_encode. Its state is the pd_store (for the
- * schema). An operand that fails to decode fails the merge, which RocksDB
- * reports as a Corruption status (mapped to PD_ECORRUPT).
+ * schema and the pool of merge scratch contexts, see merge_ctx). An
+ * operand that fails to decode fails the merge, which RocksDB reports as a
+ * Corruption status (mapped to PD_ECORRUPT).
  *
  * Operand folding. A busy user's key gets one merge operand per commit, so
  * a memtable can collect hundreds of them, and every read of that key
@@ -90,6 +91,8 @@
 #define PD_DEDUP_KEY_LEN 12
 #define FOLD_EVERY 8
 #define FOLD_SLOTS ((size_t)1 << 20)
+#define MERGE_POOL 8                    /* idle merge contexts kept (merge_ctx_get) */
+#define MERGE_KEEP_BYTES (256 * 1024)   /* capacity a pooled merge context may keep */
 
 typedef struct {
     int64_t day;
@@ -122,6 +125,9 @@ struct pd_store {
     pthread_mutex_t lock;        /* guards days/ndays/capdays and every refs */
     pd_dayent **days;            /* sorted ascending by day */
     int ndays, capdays;
+    pthread_mutex_t merge_mu;    /* guards merge_pool / nmerge */
+    struct merge_ctx *merge_pool[MERGE_POOL]; /* idle merge scratch, owned */
+    int nmerge;
 };
 
 struct pd_store_batch {
@@ -192,23 +198,65 @@ static void ckpt_key(uint8_t *k, int32_t partition)
 /* ------------------------------------------------------------------ */
 /* merge operator                                                      */
 
-/* Decodes and folds operands into acc; 0 on success. */
-static int merge_fold(pd_store *st, pd_profile *acc, const char *const *ops, const size_t *lens,
-                      int n)
+/* Merge scratch: an accumulator and a decode target. Merges run on
+ * RocksDB's flush and compaction threads, on query threads (reads of keys
+ * with pending operands) and on the committer (folds), often for tiny
+ * profiles; decoding into fresh profiles cost a handful of malloc/free
+ * pairs per operand, which showed as allocator lock contention between
+ * those threads. Idle contexts wait in a small LIFO pool owned by the
+ * store (at most MERGE_POOL, each keeping at most MERGE_KEEP_BYTES of
+ * capacity; a context that grew past that on a heavy key is freed). */
+typedef struct merge_ctx {
+    pd_profile acc, tmp;
+} merge_ctx;
+
+static merge_ctx *merge_ctx_get(pd_store *st)
+{
+    merge_ctx *c = NULL;
+    pthread_mutex_lock(&st->merge_mu);
+    if (st->nmerge > 0) c = st->merge_pool[--st->nmerge];
+    pthread_mutex_unlock(&st->merge_mu);
+    if (!c) {
+        c = pd_malloc(sizeof *c);
+        pd_profile_init(&c->acc, st->schema);
+        pd_profile_init(&c->tmp, st->schema);
+    }
+    return c;
+}
+
+static void merge_ctx_free(merge_ctx *c)
+{
+    pd_profile_free(&c->acc);
+    pd_profile_free(&c->tmp);
+    pd_free(c);
+}
+
+/* Returns c to the pool (emptied, capacity kept) or frees it. */
+static void merge_ctx_put(pd_store *st, merge_ctx *c)
+{
+    if (pd_profile_mem_bytes(&c->acc) + pd_profile_mem_bytes(&c->tmp) <= MERGE_KEEP_BYTES) {
+        pd_profile_clear(&c->acc);
+        pthread_mutex_lock(&st->merge_mu);
+        int kept = st->nmerge < MERGE_POOL;
+        if (kept) st->merge_pool[st->nmerge++] = c;
+        pthread_mutex_unlock(&st->merge_mu);
+        if (kept) return;
+    }
+    merge_ctx_free(c);
+}
+
+/* Decodes and folds operands into c->acc; 0 on success. */
+static int merge_fold(merge_ctx *c, const char *const *ops, const size_t *lens, int n)
 {
     char e[256];
-    pd_profile tmp;
-    pd_profile_init(&tmp, st->schema);
     for (int i = 0; i < n; i++) {
-        pd_profile_reset(&tmp);
-        if (pd_profile_decode(&tmp, ops[i], lens[i], e, sizeof e) != PD_OK) {
+        /* pd_profile_decode empties tmp first, keeping its capacity */
+        if (pd_profile_decode(&c->tmp, ops[i], lens[i], e, sizeof e) != PD_OK) {
             pd_warn("store: merge operand failed to decode: %s", e);
-            pd_profile_free(&tmp);
             return -1;
         }
-        pd_profile_merge(acc, &tmp);
+        pd_profile_merge(&c->acc, &c->tmp);
     }
-    pd_profile_free(&tmp);
     return 0;
 }
 
@@ -243,19 +291,18 @@ static char *merge_full(void *state, const char *key, size_t klen, const char *e
         *success = 1;
         return copy;
     }
-    pd_profile acc;
-    pd_profile_init(&acc, st->schema);
+    merge_ctx *c = merge_ctx_get(st);
     char *out = NULL;
     if (existing) {
         const char *e1[1] = { existing };
         size_t l1[1] = { elen };
-        if (merge_fold(st, &acc, e1, l1, 1) != 0) goto out;
+        if (merge_fold(c, e1, l1, 1) != 0) goto out;
     }
-    if (merge_fold(st, &acc, ops, lens, n) != 0) goto out;
-    out = merge_result(&acc, newlen);
+    if (merge_fold(c, ops, lens, n) != 0) goto out;
+    out = merge_result(&c->acc, newlen);
     *success = 1;
 out:
-    pd_profile_free(&acc);
+    merge_ctx_put(st, c);
     return out;
 }
 
@@ -752,6 +799,7 @@ int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_
     st->read_only = ro;
     st->dir = pd_strdup(dir);
     pthread_mutex_init(&st->lock, NULL);
+    pthread_mutex_init(&st->merge_mu, NULL);
     int rc = PD_OK;
     if (ro) {
         if (o->secondary_dir) {
@@ -814,6 +862,8 @@ void pd_store_close(pd_store *st)
     if (st->cf_meta) rocksdb_column_family_handle_destroy(st->cf_meta);
     if (st->cf_dedup) rocksdb_column_family_handle_destroy(st->cf_dedup);
     if (st->db) rocksdb_close(st->db);
+    /* no merge runs any more; the contexts use the schema, freed below */
+    for (int i = 0; i < st->nmerge; i++) merge_ctx_free(st->merge_pool[i]);
     if (st->wo) rocksdb_writeoptions_destroy(st->wo);
     free_options(st);
     if (st->secdir_owned) nftw(st->secdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
@@ -821,6 +871,7 @@ void pd_store_close(pd_store *st)
     pd_free(st->own_schema);
     pd_free(st->dir);
     pd_free(st->fold_cnt);
+    pthread_mutex_destroy(&st->merge_mu);
     pthread_mutex_destroy(&st->lock);
     pd_free(st);
 }
