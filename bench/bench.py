@@ -10,7 +10,8 @@ docs/bench_handoff.png and docs/bench_rss.png.
                  db_bench fillrandom with our key/value sizes and write count
   2 end to end   one profiled worker from the embedded broker vs bench_consume
   3 queries      wrk against /v1/profiles (local, forwarded, under ingestion)
-                 vs /healthz (fixed small body, same process)
+                 vs /healthz (fixed small body, same process); the full
+                 run adds 3 short interleaved pairs for the throughput ratio
   4 freshness    produce -> visible in a query, p50/p99
   5 redis        bench_redis: HINCRBY ingest and HGETALL queries
   6 state size   bytes per user-day of compacted state, projected
@@ -73,10 +74,10 @@ PACE_MS = 1
 
 SIZES = {
     True: dict(proc_n=100_000, users=20_000, e2e_n=100_000, query_secs=4, conns=8,
-               fresh_n=40, recovery=[100_000], redis_threads=8, handoff=200_000, mem_secs=25),
+               fresh_n=40, recovery=[100_000], redis_threads=8, handoff=200_000, mem_secs=25, pairs=0),
     False: dict(proc_n=1_000_000, users=200_000, e2e_n=250_000, query_secs=15, conns=8,
                 fresh_n=300, recovery=[1_000_000, 10_000_000], redis_threads=8, handoff=1_000_000,
-                mem_secs=600),
+                mem_secs=600, pairs=3),
 }[QUICK]
 
 
@@ -497,6 +498,19 @@ class Bench:
         q["local"] = self.wrk(w.url, secs, users=ufile, name="wrk-local", watch={"worker": w.pid})
         log("   local %.0f req/s p99 %.2f ms; fixed %.0f req/s" % (q["local"]["rps"], q["local"]["p99_us"] / 1e3,
                                                                     q["fixed"]["rps"]))
+        # The throughput verdict is a ratio of two runs made one after the
+        # other on a shared 2-CPU machine; a noisy neighbour during one of
+        # them moves it by +-10 %. So the full run adds short interleaved
+        # (fixed, local) pairs and judges the median of all pair ratios
+        # (each one is listed with the result).
+        pairs = [q["local"]["rps"] / q["fixed"]["rps"]]
+        for i in range(SIZES["pairs"]):
+            f = self.wrk(w.url, 4, path="/healthz", name="wrk-fixed-%d" % i)
+            lo = self.wrk(w.url, 4, users=ufile, name="wrk-local-%d" % i)
+            pairs.append(lo["rps"] / f["rps"])
+        q["throughput_pairs"] = pairs
+        if len(pairs) > 1:
+            log("   local/fixed throughput by pair: %s" % " ".join("%.2f" % x for x in pairs))
         # Paced: each connection pauses PACE_MS after every response, so the
         # query load stays well below capacity (as a service sees in
         # operation) instead of saturating the CPUs.
@@ -1065,8 +1079,16 @@ def rows(r):
     q = r.get("queries", {})
     if "local" in q:
         lr = q["local"]["rps"] / q["fixed"]["rps"]
+        pairs = q.get("throughput_pairs") or [lr]
+        if len(pairs) > 1:  # judged on the median pair (see queries())
+            lr = sorted(pairs)[len(pairs) // 2] if len(pairs) % 2 else \
+                sum(sorted(pairs)[len(pairs) // 2 - 1:len(pairs) // 2 + 1]) / 2
+            note = "; ratio = median of %d interleaved pairs (%s)" % (
+                len(pairs), ", ".join("%.2f" % x for x in pairs))
+        else:
+            note = ""
         add("3. Local query throughput, req/s (30 days, 20 dims)", fmt(q["local"]["rps"]),
-            "/healthz fixed body: " + fmt(q["fixed"]["rps"]), lr, ">= 0.5x", lr >= 0.5)
+            "/healthz fixed body: " + fmt(q["fixed"]["rps"]) + note, lr, ">= 0.5x", lr >= 0.5)
         add("3. Local query p50 / p99 / p999, ms", "%.2f / %.2f / %.2f" % (
             q["local"]["p50_us"] / 1e3, q["local"]["p99_us"] / 1e3, q["local"]["p999_us"] / 1e3),
             "/healthz: %.2f / %.2f / %.2f" % (q["fixed"]["p50_us"] / 1e3, q["fixed"]["p99_us"] / 1e3,
@@ -1413,10 +1435,13 @@ def write_markdown(r, plots):
              "*saturating* (each connection sends its next request as soon as the answer arrives: the "
              "throughput figures) and *paced* (each connection waits %d ms after every answer, "
              "`BENCH_DELAY_MS`, which keeps the query load at roughly a quarter of capacity); each is "
-             "compared with the same load without ingestion. Rate-limited producers run with "
+             "compared with the same load without ingestion.%s Rate-limited producers run with "
              "`-X linger.ms=50` (see PRODUCE_BATCHING in bench.py: the mock broker's cost grows with the "
              "number of stored batches)." %
-             (s.get("conns", 8), s.get("query_secs", 0), s.get("conns", 8), r.get("queries", {}).get("pace_ms", PACE_MS)))
+             (s.get("conns", 8), s.get("query_secs", 0), s.get("conns", 8), r.get("queries", {}).get("pace_ms", PACE_MS),
+              (" The two saturating runs are followed by %d short (4 s) interleaved /healthz + local pairs, "
+               "and local throughput is judged on the median ratio of all pairs, so one noisy neighbour during "
+               "one run does not decide it." % s["pairs"]) if s.get("pairs") else ""))
     L.append("4. **Freshness**: one event per new user written to `profilectl produce --file -`, then "
              "`GET /v1/profiles/{user}` polled every 2 ms until 200; %s samples, commit_interval_ms = 100; once with "
              "the default consumer settings and once with `kafka.fetch.wait.max.ms=10` (librdkafka's default "
