@@ -1550,6 +1550,15 @@ def write_markdown(r, plots):
              "`profiled_fetch_wakeups_total` counts 1-2 per run here, and 0 in steady state). What would move "
              "it further: a cheaper parser (about half of the ingest thread), cheaper store writes, and "
              "spreading partitions over more ingest threads on machines with more cores.")
+    L.append("- **Local queries** (row 3, saturating): the HTTP threads spend about three times the CPU per "
+             "answer of `/healthz` (table above). A profile of them (`perf record -g`, 2026-11-22, 250,000 events "
+             "over 7 days, all still in memtables): RocksDB's MultiGet about 20 % of their samples (per family: "
+             "a super-version reference, the memtable bloom filter, a skiplist search on a hit), context "
+             "switches about 16 %, decoding the day profiles and merging them a few percent, number formatting "
+             "about 3 % (`%.15g`, read back, `%.17g` when needed: the shortest exact form); the rest is "
+             "civetweb, the kernel's loopback TCP and wrk parsing an ~8 KB answer. Query buffers and merge "
+             "scratch come from small pools, so a query allocates little. Nothing left stands out: the ratio "
+             "moves with the machine's noise around 0.5 (see the pairs in row 3).")
     L.append("- **Queries under ingestion**: half the maximum ingestion rate occupies, by construction, about "
              "half of what these 2 CPUs can give ingestion (worker threads, RocksDB flushes, the mock broker, "
              "the producer), so the queries of rows 3 (under ingestion) queue for a CPU: the table above shows "
@@ -1564,7 +1573,19 @@ def write_markdown(r, plots):
              "pinning the worker and the other processes to separate CPUs, and (2026-11-22) a 0.1 ms EEVDF "
              "request size (`sched_setattr` sched_runtime, Linux >= 6.12) for the HTTP threads, which made "
              "idle queries slower (paced p99 1.18 ms, throughput -25 %) and left the ratio at 4.6x; none "
-             "brought the ratio under 2x with ingestion actually running at the target rate.")
+             "brought the ratio under 2x with ingestion actually running at the target rate. "
+             "Where the tail is spent (2026-11-22, a paced 8-connection load while 100,000 ev/s were "
+             "produced): the worker's own request-latency histogram had about 99 % of profile requests "
+             "finished in under 1 ms inside the handler while wrk measured a p99 of 4.6 ms, so the tail is "
+             "time spent waiting for a CPU, not in the handler (`perf sched`: HTTP threads' average "
+             "scheduling delay 0.38 ms, maximum 3.5 ms; wrk's alike). More tried, same harness: ingest and "
+             "committer at nice 19 instead of 5 (paced p99 3.8-4.3 ms against 5.0-5.6 ms), ingest, committer "
+             "and RocksDB threads at SCHED_IDLE (3.1-3.4 ms, but ingestion fell to 82,000 of 100,000 ev/s, "
+             "and an idle-class thread holding RocksDB's or the day map's lock stalls queries behind it), "
+             "the ingest threads pinned to one CPU (5.1 ms), MALLOC_ARENA_MAX=64 (no change), "
+             "the broker and producer niced as well (no change). The ingestion rate seen during the query "
+             "runs is in the table next to its target: with `ingest_nice` the query threads get the CPU "
+             "first, so a saturating query load slows ingestion (consumer lag grows) rather than the queries.")
     L.append("\n## Reproduce\n")
     L.append("```\nmake bench          # full sizes\nmake bench QUICK=1  # small sizes, under 3 minutes\n```\n")
     L.append("Run in %.0f s. Bench tools come from Debian (rocksdb-tools, redis-server, wrk, gnuplot-nox); "

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <pthread.h>
 
 enum {
     PD_OK = 0,
@@ -59,12 +60,30 @@ void pd_log(const char *level, const char *fmt, ...)
 /* Monotonic and wall clocks in milliseconds / microseconds. */
 int64_t pd_now_ms(void);      /* CLOCK_REALTIME, epoch ms */
 int64_t pd_mono_us(void);     /* CLOCK_MONOTONIC, microseconds */
+/* Names the calling thread (at most 15 bytes show; ps -L, top -H, /proc). */
+void pd_thread_name(const char *name);
 /* Sets the nice value of the calling thread only (Linux: PRIO_PROCESS on a
  * thread id); threads it creates afterwards inherit it. PD_OK or PD_ERR
  * with errno set. */
-/* Names the calling thread (at most 15 bytes show; ps -L, top -H, /proc). */
-void pd_thread_name(const char *name);
 int pd_thread_nice(int nice);
+
+/* A stash: at most PD_STASH_MAX idle reusable objects (scratch buffers
+ * worth keeping warm) shared by threads, handed out last in, first out so
+ * the most recently used, cache-warm one goes first. pd_stash_take returns
+ * one (now the caller's) or NULL when empty. pd_stash_give keeps x and
+ * returns 1, or returns 0 when full (x stays the caller's, to free). The
+ * stash owns what it keeps until pd_stash_drain, which calls destroy on
+ * each and releases the stash's mutex (no take or give may follow). */
+#define PD_STASH_MAX 8
+typedef struct {
+    pthread_mutex_t mu;
+    int n;
+    void *item[PD_STASH_MAX];
+} pd_stash;
+void pd_stash_init(pd_stash *s);
+void *pd_stash_take(pd_stash *s);
+int pd_stash_give(pd_stash *s, void *x);
+void pd_stash_drain(pd_stash *s, void (*destroy)(void *));
 
 /* Growable byte buffer. Owns `p`; pd_buf_free releases it. */
 typedef struct {

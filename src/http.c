@@ -81,7 +81,6 @@
 #define FWD_MAX_HEAD 16384         /* response head limit */
 #define FWD_MAX_BODY (64 << 20)    /* response body limit */
 #define RESP_MAX_HDRS 4
-#define RANGE_POOL 8                /* idle query buffers kept (see range_get) */
 
 static const char PFX_PROFILE[] = "/v1/profiles/";
 static const char PFX_INTERNAL[] = "/internal/v1/profiles/";
@@ -107,9 +106,7 @@ struct pd_http {
     pthread_mutex_t pool_mu;       /* guards peers and every fwd_peer */
     fwd_peer *peers;               /* owned list */
     _Atomic int64_t last_fwd_log_ms; /* forward failures: one log line per second */
-    pthread_mutex_t range_mu;      /* guards ranges / nranges */
-    pd_store_range *ranges[RANGE_POOL]; /* idle query buffers, owned (see range_get) */
-    int nranges;
+    pd_stash ranges;               /* idle query buffers, pd_store_range * (see range_get) */
 };
 
 /* One response under construction. body is owned. */
@@ -727,11 +724,11 @@ static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops
  * capacity (the decoded profiles' value arrays and histograms) is worth
  * reusing. Idle ranges wait in a small pool shared by the HTTP threads
  * (LIFO, so the most recently used, cache-warm one is taken first): at
- * most RANGE_POOL of them, each holding at most RANGE_KEEP days and
+ * most PD_STASH_MAX of them, each holding at most RANGE_KEEP days and
  * RANGE_KEEP_BYTES (a range that grew past either after a heavy user's
  * query is freed instead of pooled). What idle buffers keep is thus
- * bounded by RANGE_POOL x RANGE_KEEP_BYTES, not by http_threads; when more
- * queries than RANGE_POOL run at once, the extra ones get fresh ranges.
+ * bounded by PD_STASH_MAX x RANGE_KEEP_BYTES, not by http_threads; when more
+ * queries than PD_STASH_MAX run at once, the extra ones get fresh ranges.
  * (Per-thread buffers, used before, warmed up one thread at a time as a
  * light query load moved across the 32 threads, which showed as RSS
  * creeping for many minutes.) */
@@ -740,35 +737,23 @@ static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops
 
 static pd_store_range *range_get(pd_http *h)
 {
-    pd_store_range *r = NULL;
-    pthread_mutex_lock(&h->range_mu);
-    if (h->nranges > 0) r = h->ranges[--h->nranges];
-    pthread_mutex_unlock(&h->range_mu);
+    pd_store_range *r = pd_stash_take(&h->ranges);
     return r ? r : pd_calloc(1, sizeof *r);
+}
+
+static void range_destroy(void *x)
+{
+    pd_store_range_free(x);
+    pd_free(x);
 }
 
 /* Returns rg to the pool, or frees it (pool full, or rg too big). */
 static void range_put(pd_http *h, pd_store_range *rg)
 {
-    if (rg->cap <= RANGE_KEEP && pd_store_range_mem_bytes(rg) <= RANGE_KEEP_BYTES) {
-        pthread_mutex_lock(&h->range_mu);
-        int kept = h->nranges < RANGE_POOL;
-        if (kept) h->ranges[h->nranges++] = rg;
-        pthread_mutex_unlock(&h->range_mu);
-        if (kept) return;
-    }
-    pd_store_range_free(rg);
-    pd_free(rg);
-}
-
-static void range_pool_free(pd_http *h)
-{
-    for (int i = 0; i < h->nranges; i++) {
-        pd_store_range_free(h->ranges[i]);
-        pd_free(h->ranges[i]);
-    }
-    h->nranges = 0;
-    pthread_mutex_destroy(&h->range_mu);
+    if (rg->cap <= RANGE_KEEP && pd_store_range_mem_bytes(rg) <= RANGE_KEEP_BYTES &&
+        pd_stash_give(&h->ranges, rg))
+        return;
+    range_destroy(rg);
 }
 
 static void profile_local(pd_http *h, const pd_query *q, const char *user, size_t ulen, int32_t p,
@@ -1416,7 +1401,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     pd_http *h = pd_calloc(1, sizeof *h);
     h->w = w;
     pthread_mutex_init(&h->pool_mu, NULL);
-    pthread_mutex_init(&h->range_mu, NULL);
+    pd_stash_init(&h->ranges);
     struct mg_callbacks cbs;
     memset(&cbs, 0, sizeof cbs);
     cbs.http_error = on_http_error;
@@ -1462,7 +1447,7 @@ fail:
     if (h->ctx) mg_stop(h->ctx);
     mg_exit_library();
     pthread_mutex_destroy(&h->pool_mu);
-    range_pool_free(h);
+    pd_stash_drain(&h->ranges, range_destroy);
     pd_free(h);
     return PD_EIO;
 }
@@ -1519,6 +1504,6 @@ void pd_http_stop(pd_http *h)
     mg_exit_library();
     pool_free(h);
     pthread_mutex_destroy(&h->pool_mu);
-    range_pool_free(h);
+    pd_stash_drain(&h->ranges, range_destroy);
     pd_free(h);
 }

@@ -91,7 +91,6 @@
 #define PD_DEDUP_KEY_LEN 12
 #define FOLD_EVERY 8
 #define FOLD_SLOTS ((size_t)1 << 20)
-#define MERGE_POOL 8                    /* idle merge contexts kept (merge_ctx_get) */
 #define MERGE_KEEP_BYTES (256 * 1024)   /* capacity a pooled merge context may keep */
 
 typedef struct {
@@ -125,9 +124,7 @@ struct pd_store {
     pthread_mutex_t lock;        /* guards days/ndays/capdays and every refs */
     pd_dayent **days;            /* sorted ascending by day */
     int ndays, capdays;
-    pthread_mutex_t merge_mu;    /* guards merge_pool / nmerge */
-    struct merge_ctx *merge_pool[MERGE_POOL]; /* idle merge scratch, owned */
-    int nmerge;
+    pd_stash merges;             /* idle merge scratch, merge_ctx * (merge_ctx_get) */
 };
 
 struct pd_store_batch {
@@ -204,7 +201,7 @@ static void ckpt_key(uint8_t *k, int32_t partition)
  * profiles; decoding into fresh profiles cost a handful of malloc/free
  * pairs per operand, which showed as allocator lock contention between
  * those threads. Idle contexts wait in a small LIFO pool owned by the
- * store (at most MERGE_POOL, each keeping at most MERGE_KEEP_BYTES of
+ * store (at most PD_STASH_MAX, each keeping at most MERGE_KEEP_BYTES of
  * capacity; a context that grew past that on a heavy key is freed). */
 typedef struct merge_ctx {
     pd_profile acc, tmp;
@@ -212,10 +209,7 @@ typedef struct merge_ctx {
 
 static merge_ctx *merge_ctx_get(pd_store *st)
 {
-    merge_ctx *c = NULL;
-    pthread_mutex_lock(&st->merge_mu);
-    if (st->nmerge > 0) c = st->merge_pool[--st->nmerge];
-    pthread_mutex_unlock(&st->merge_mu);
+    merge_ctx *c = pd_stash_take(&st->merges);
     if (!c) {
         c = pd_malloc(sizeof *c);
         pd_profile_init(&c->acc, st->schema);
@@ -224,8 +218,9 @@ static merge_ctx *merge_ctx_get(pd_store *st)
     return c;
 }
 
-static void merge_ctx_free(merge_ctx *c)
+static void merge_ctx_free(void *x)
 {
+    merge_ctx *c = x;
     pd_profile_free(&c->acc);
     pd_profile_free(&c->tmp);
     pd_free(c);
@@ -236,11 +231,7 @@ static void merge_ctx_put(pd_store *st, merge_ctx *c)
 {
     if (pd_profile_mem_bytes(&c->acc) + pd_profile_mem_bytes(&c->tmp) <= MERGE_KEEP_BYTES) {
         pd_profile_clear(&c->acc);
-        pthread_mutex_lock(&st->merge_mu);
-        int kept = st->nmerge < MERGE_POOL;
-        if (kept) st->merge_pool[st->nmerge++] = c;
-        pthread_mutex_unlock(&st->merge_mu);
-        if (kept) return;
+        if (pd_stash_give(&st->merges, c)) return;
     }
     merge_ctx_free(c);
 }
@@ -799,7 +790,7 @@ int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_
     st->read_only = ro;
     st->dir = pd_strdup(dir);
     pthread_mutex_init(&st->lock, NULL);
-    pthread_mutex_init(&st->merge_mu, NULL);
+    pd_stash_init(&st->merges);
     int rc = PD_OK;
     if (ro) {
         if (o->secondary_dir) {
@@ -863,7 +854,7 @@ void pd_store_close(pd_store *st)
     if (st->cf_dedup) rocksdb_column_family_handle_destroy(st->cf_dedup);
     if (st->db) rocksdb_close(st->db);
     /* no merge runs any more; the contexts use the schema, freed below */
-    for (int i = 0; i < st->nmerge; i++) merge_ctx_free(st->merge_pool[i]);
+    pd_stash_drain(&st->merges, merge_ctx_free);
     if (st->wo) rocksdb_writeoptions_destroy(st->wo);
     free_options(st);
     if (st->secdir_owned) nftw(st->secdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
@@ -871,7 +862,6 @@ void pd_store_close(pd_store *st)
     pd_free(st->own_schema);
     pd_free(st->dir);
     pd_free(st->fold_cnt);
-    pthread_mutex_destroy(&st->merge_mu);
     pthread_mutex_destroy(&st->lock);
     pd_free(st);
 }

@@ -107,6 +107,37 @@ int pd_thread_nice(int nice)
     return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) == 0 ? PD_OK : PD_ERR;
 }
 
+void pd_stash_init(pd_stash *s)
+{
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+}
+
+void *pd_stash_take(pd_stash *s)
+{
+    void *x = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->n > 0) x = s->item[--s->n];
+    pthread_mutex_unlock(&s->mu);
+    return x;
+}
+
+int pd_stash_give(pd_stash *s, void *x)
+{
+    pthread_mutex_lock(&s->mu);
+    int kept = s->n < PD_STASH_MAX;
+    if (kept) s->item[s->n++] = x;
+    pthread_mutex_unlock(&s->mu);
+    return kept;
+}
+
+void pd_stash_drain(pd_stash *s, void (*destroy)(void *))
+{
+    for (int i = 0; i < s->n; i++) destroy(s->item[i]);
+    s->n = 0;
+    pthread_mutex_destroy(&s->mu);
+}
+
 int64_t pd_mono_us(void)
 {
     struct timespec ts;
