@@ -209,19 +209,41 @@ static int keeps_alive(struct mg_connection *c, const struct mg_request_info *ri
     return ri->http_version && strcmp(ri->http_version, "1.1") == 0;
 }
 
-/* Appends an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"). */
+/* Appends an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), formatted
+ * once per second per thread. */
 static void put_http_date(pd_buf *b)
 {
     static const char wd[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char mo[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static _Thread_local time_t last = (time_t)-1;
+    static _Thread_local char t[40];
+    static _Thread_local size_t n;
     time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    char t[40];
-    int n = snprintf(t, sizeof t, "%s, %02d %s %04d %02d:%02d:%02d GMT", wd[tm.tm_wday % 7], tm.tm_mday,
-                     mo[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    pd_buf_append(b, t, (size_t)n);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        int k = snprintf(t, sizeof t, "%s, %02d %s %04d %02d:%02d:%02d GMT", wd[tm.tm_wday % 7],
+                         tm.tm_mday, mo[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                         tm.tm_sec);
+        n = k > 0 && (size_t)k < sizeof t ? (size_t)k : 0;
+        last = now;
+    }
+    pd_buf_append(b, t, n);
+}
+
+/* Appends a C string. */
+static void put_cstr(pd_buf *b, const char *s) { pd_buf_append(b, s, strlen(s)); }
+
+/* Appends u in decimal. */
+static void put_u64(pd_buf *b, uint64_t u)
+{
+    char t[24], *e = t + sizeof t, *p = e;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    pd_buf_append(b, p, (size_t)(e - p));
 }
 
 /* Sends head and body with ONE write (one TCP segment for small answers,
@@ -234,10 +256,24 @@ static void resp_send(struct mg_connection *c, const http_resp *r)
     const char *ver = ri && ri->http_version && strcmp(ri->http_version, "1.0") == 0 ? "1.0" : "1.1";
     pd_buf out = {0};
     pd_buf_reserve(&out, 256 + r->body.len);
-    pd_buf_printf(&out, "HTTP/%s %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                  "Cache-Control: no-store\r\n", ver, r->status, status_text(r->status), r->ctype,
-                  r->body.len);
-    for (int i = 0; i < r->nh; i++) pd_buf_printf(&out, "%s: %s\r\n", r->hname[i], r->hval[i]);
+    /* no printf: this runs for every answer */
+    pd_buf_append(&out, "HTTP/", 5);
+    put_cstr(&out, ver);
+    pd_buf_putc(&out, ' ');
+    put_u64(&out, (uint64_t)r->status);
+    pd_buf_putc(&out, ' ');
+    put_cstr(&out, status_text(r->status));
+    pd_buf_append(&out, "\r\nContent-Type: ", 16);
+    put_cstr(&out, r->ctype);
+    pd_buf_append(&out, "\r\nContent-Length: ", 18);
+    put_u64(&out, r->body.len);
+    pd_buf_append(&out, "\r\nCache-Control: no-store\r\n", 27);
+    for (int i = 0; i < r->nh; i++) {
+        put_cstr(&out, r->hname[i]);
+        pd_buf_append(&out, ": ", 2);
+        put_cstr(&out, r->hval[i]);
+        pd_buf_append(&out, "\r\n", 2);
+    }
     pd_buf_append(&out, "Date: ", 6);
     put_http_date(&out);
     if (ri && keeps_alive(c, ri, r->status))

@@ -28,7 +28,7 @@
  * sums into "__other__" (a value kept on one day and folded into `other`
  * on another simply stays split).
  *
- * Number format (one rule for every number, see put_num): finite integers
+ * Number format (one rule for every number, see pd_query_fmt_num): finite integers
  * with |v| < 2^53 print as integers ("18990"); other values print as the
  * shortest of %.15g / %.17g that reads back exactly; NaN/Inf print null.
  * With decay, weighted counts are first rounded to 6 decimal places (so a
@@ -358,6 +358,108 @@ static void put_str(pd_buf *b, const char *v, size_t n)
     b->p[b->len] = '\0';
 }
 
+static const double qry_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,
+                                   1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
+
+/* Writes the decimal digits of u (u > 0) right-aligned ending at end;
+ * returns the first one. */
+static char *qry_digits(char *end, uint64_t u)
+{
+    do {
+        *--end = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    return end;
+}
+
+/* %.15g of v without printf, for 1e-4 <= |v| < 1e15 (plain notation):
+ * the 15 significant digits are M = s rounded to nearest, ties to even,
+ * where s = |v| * 10^q is the exact product (q = 14 - X, X the decimal
+ * exponent, 10^q exact): s lies in [1e14, 1e15), its rounded value p is
+ * within 1/16 of it, so M is floor(p) or floor(p) + 1, and the sign of
+ * fma(|v|, 10^q, -(floor(p) + 0.5)) -- the exact difference, rounded once
+ * -- decides, as in put_share. *back gets the value the text reads back
+ * as: M / 10^q, both exact (M < 2^53), so the division rounds once,
+ * exactly as strtod rounds the decimal. Returns the length, or 0 when v
+ * is outside the range (or rounds out of it). */
+static size_t fmt_g15(char *out, double v, double *back)
+{
+    double a = fabs(v);
+    if (!(a >= 1e-4 && a < 1e15)) return 0;
+    int x = (int)floor(log10(a));
+    if (x < -4) x = -4;
+    if (x > 14) x = 14;
+    double p = 0, fl = 0;
+    for (int tries = 0; tries < 3; tries++) { /* log10 may be off by one at powers of ten */
+        p = a * qry_pow10[14 - x];
+        if (p >= 1e15 && x < 14) {
+            x++;
+        } else if (p < 1e14 && x > -4) {
+            x--;
+        } else {
+            break;
+        }
+    }
+    if (!(p >= 1e14 && p < 1e15)) return 0;
+    fl = floor(p);
+    double d = fma(a, qry_pow10[14 - x], -(fl + 0.5));
+    uint64_t m = (uint64_t)fl;
+    if (d > 0 || (d == 0 && (m & 1))) m++;
+    if (m == UINT64_C(1000000000000000)) { /* carried into the next power of ten */
+        m = UINT64_C(100000000000000);
+        if (++x > 14) return 0;
+    }
+    *back = (double)m / qry_pow10[14 - x];
+    if (v < 0) *back = -*back;
+    char dig[16];
+    qry_digits(dig + 15, m); /* exactly 15 digits: m >= 1e14 */
+    size_t n = 0;
+    if (v < 0) out[n++] = '-';
+    int nd = 15;
+    while (nd > 1 && dig[nd - 1] == '0' && nd > x + 1) nd--; /* trailing fraction zeros */
+    if (x >= 0) {
+        memcpy(out + n, dig, (size_t)x + 1);
+        n += (size_t)x + 1;
+        if (nd > x + 1) {
+            out[n++] = '.';
+            memcpy(out + n, dig + x + 1, (size_t)(nd - x - 1));
+            n += (size_t)(nd - x - 1);
+        }
+    } else {
+        out[n++] = '0';
+        out[n++] = '.';
+        for (int i = 0; i < -x - 1; i++) out[n++] = '0';
+        memcpy(out + n, dig, (size_t)nd);
+        n += (size_t)nd;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+size_t pd_query_fmt_num(char *out, double v)
+{
+    if (!isfinite(v)) return (size_t)snprintf(out, PD_QUERY_NUM_MAX, "null");
+    if (v == 0) v = 0; /* no "-0" */
+    if (v == trunc(v) && fabs(v) < 9007199254740992.0) {
+        char t[24];
+        char *s = qry_digits(t + sizeof t, (uint64_t)fabs(v));
+        size_t n = 0;
+        if (v < 0) out[n++] = '-';
+        memcpy(out + n, s, (size_t)(t + sizeof t - s));
+        n += (size_t)(t + sizeof t - s);
+        out[n] = '\0';
+        return n;
+    }
+    double back;
+    size_t n = fmt_g15(out, v, &back);
+    if (n && back == v) return n;
+    if (!n) { /* outside fmt_g15's range: printf, read back */
+        n = (size_t)snprintf(out, PD_QUERY_NUM_MAX, "%.15g", v);
+        if (strtod(out, NULL) == v) return n;
+    }
+    return (size_t)snprintf(out, PD_QUERY_NUM_MAX, "%.17g", v);
+}
+
 /* The one number format (see the design comment). */
 static void put_num(pd_buf *b, double v)
 {
@@ -365,15 +467,8 @@ static void put_num(pd_buf *b, double v)
         PUT_LIT(b, "null");
         return;
     }
-    if (v == 0) v = 0; /* no "-0" */
-    if (v == trunc(v) && fabs(v) < 9007199254740992.0) {
-        put_int(b, (int64_t)v);
-        return;
-    }
-    char t[40];
-    snprintf(t, sizeof t, "%.15g", v);
-    if (strtod(t, NULL) != v) snprintf(t, sizeof t, "%.17g", v);
-    pd_buf_append(b, t, strlen(t));
+    char t[PD_QUERY_NUM_MAX];
+    pd_buf_append(b, t, pd_query_fmt_num(t, v));
 }
 
 typedef struct {
