@@ -372,65 +372,83 @@ static char *qry_digits(char *end, uint64_t u)
     return end;
 }
 
-/* %.15g of v without printf, for 1e-4 <= |v| < 1e15 (plain notation):
- * the 15 significant digits are M = s rounded to nearest, ties to even,
- * where s = |v| * 10^q is the exact product (q = 14 - X, X the decimal
- * exponent, 10^q exact): s lies in [1e14, 1e15), its rounded value p is
- * within 1/16 of it, so M is floor(p) or floor(p) + 1, and the sign of
- * fma(|v|, 10^q, -(floor(p) + 0.5)) -- the exact difference, rounded once
- * -- decides, as in put_share. *back gets the value the text reads back
- * as: M / 10^q, both exact (M < 2^53), so the division rounds once,
- * exactly as strtod rounds the decimal. Returns the length, or 0 when v
- * is outside the range (or rounds out of it). */
-static size_t fmt_g15(char *out, double v, double *back)
+__extension__ typedef unsigned __int128 qry_u128;
+
+/* 10^k, k <= 38, exactly. */
+static qry_u128 qry_pow10_u128(int k)
 {
-    double a = fabs(v);
-    if (!(a >= 1e-4 && a < 1e15)) return 0;
-    int x = (int)floor(log10(a));
-    if (x < -4) x = -4;
-    if (x > 14) x = 14;
-    double p = 0, fl = 0;
-    for (int tries = 0; tries < 3; tries++) { /* log10 may be off by one at powers of ten */
-        p = a * qry_pow10[14 - x];
-        if (p >= 1e15 && x < 14) {
-            x++;
-        } else if (p < 1e14 && x > -4) {
-            x--;
-        } else {
-            break;
+    qry_u128 p = 1;
+    while (k-- > 0) p *= 10;
+    return p;
+}
+
+/* The nd (15 or 17) significant digits of a, 1e-4 <= a < 1e15, as printf
+ * "%.{nd}g" computes them: a = f * 2^-s exactly (f < 2^53, 3 <= s <= 66),
+ * and for a decimal exponent x the digits are f * 10^q / 2^s (q = nd - 1
+ * - x <= 20, so the product stays below 2^120) rounded to nearest, ties
+ * to even -- all in exact integer arithmetic. *m gets the digits (10^(nd-1)
+ * <= *m < 10^nd), *x the exponent. Returns 0, or -1 when a is outside the
+ * range (or rounds out of it). */
+static int exact_digits(double a, int nd, uint64_t *m, int *x)
+{
+    if (!(a >= 1e-4 && a < 1e15)) return -1;
+    int e2;
+    double fr = frexp(a, &e2); /* a = fr * 2^e2, 0.5 <= fr < 1 */
+    uint64_t f = (uint64_t)ldexp(fr, 53);
+    int s = 53 - e2;
+    if (s < 1 || s > 120) return -1;
+    const uint64_t lo = (uint64_t)qry_pow10_u128(nd - 1), hi = lo * 10;
+    int ex = (int)floor(log10(a));
+    for (int tries = 0; tries < 3; tries++) { /* log10 may be off by one near powers of ten */
+        int q = nd - 1 - ex;
+        if (q < 0 || q > 20) return -1;
+        qry_u128 n = (qry_u128)f * qry_pow10_u128(q);
+        qry_u128 d = n >> s, rem = n - (d << s), half = (qry_u128)1 << (s - 1);
+        if (d >= hi) { /* a >= 10^(ex+1): the exponent was too small */
+            ex++;
+            continue;
         }
+        if (d < lo) { /* a < 10^ex: too large */
+            ex--;
+            continue;
+        }
+        if (rem > half || (rem == half && (d & 1))) d++;
+        if (d == hi) { /* rounded up into the next power of ten (%g's exponent is the rounded one) */
+            d = lo;
+            ex++;
+        }
+        if (ex < -4 || ex > 14) return -1; /* printf would use exponent notation */
+        *m = (uint64_t)d;
+        *x = ex;
+        return 0;
     }
-    if (!(p >= 1e14 && p < 1e15)) return 0;
-    fl = floor(p);
-    double d = fma(a, qry_pow10[14 - x], -(fl + 0.5));
-    uint64_t m = (uint64_t)fl;
-    if (d > 0 || (d == 0 && (m & 1))) m++;
-    if (m == UINT64_C(1000000000000000)) { /* carried into the next power of ten */
-        m = UINT64_C(100000000000000);
-        if (++x > 14) return 0;
-    }
-    *back = (double)m / qry_pow10[14 - x];
-    if (v < 0) *back = -*back;
-    char dig[16];
-    qry_digits(dig + 15, m); /* exactly 15 digits: m >= 1e14 */
+    return -1;
+}
+
+/* Writes m (nd digits) with decimal exponent x the way %g writes it
+ * in plain notation: trailing fraction zeros and a bare point dropped. */
+static size_t put_plain(char *out, int neg, uint64_t m, int nd, int x)
+{
+    char dig[24];
+    qry_digits(dig + nd, m); /* exactly nd digits: m >= 10^(nd-1) */
     size_t n = 0;
-    if (v < 0) out[n++] = '-';
-    int nd = 15;
-    while (nd > 1 && dig[nd - 1] == '0' && nd > x + 1) nd--; /* trailing fraction zeros */
+    if (neg) out[n++] = '-';
+    int keep = nd;
+    while (keep > 1 && keep > x + 1 && dig[keep - 1] == '0') keep--;
     if (x >= 0) {
         memcpy(out + n, dig, (size_t)x + 1);
         n += (size_t)x + 1;
-        if (nd > x + 1) {
+        if (keep > x + 1) {
             out[n++] = '.';
-            memcpy(out + n, dig + x + 1, (size_t)(nd - x - 1));
-            n += (size_t)(nd - x - 1);
+            memcpy(out + n, dig + x + 1, (size_t)(keep - x - 1));
+            n += (size_t)(keep - x - 1);
         }
     } else {
         out[n++] = '0';
         out[n++] = '.';
         for (int i = 0; i < -x - 1; i++) out[n++] = '0';
-        memcpy(out + n, dig, (size_t)nd);
-        n += (size_t)nd;
+        memcpy(out + n, dig, (size_t)keep);
+        n += (size_t)keep;
     }
     out[n] = '\0';
     return n;
@@ -450,13 +468,19 @@ size_t pd_query_fmt_num(char *out, double v)
         out[n] = '\0';
         return n;
     }
-    double back;
-    size_t n = fmt_g15(out, v, &back);
-    if (n && back == v) return n;
-    if (!n) { /* outside fmt_g15's range: printf, read back */
-        n = (size_t)snprintf(out, PD_QUERY_NUM_MAX, "%.15g", v);
-        if (strtod(out, NULL) == v) return n;
-    }
+    /* 1e-4 <= |v| < 1e15 (every mean and stddev of sane data): exact
+     * digits without printf. The 15-digit text reads back as m / 10^(14-x):
+     * both exact (m < 2^53, 10^(14-x) <= 10^18), so the division rounds
+     * once, to the double strtod gives for that decimal. 17 digits always
+     * read back. */
+    uint64_t m;
+    int x;
+    double a = fabs(v);
+    if (exact_digits(a, 15, &m, &x) == 0 && (double)m / qry_pow10[14 - x] == a)
+        return put_plain(out, v < 0, m, 15, x);
+    if (exact_digits(a, 17, &m, &x) == 0) return put_plain(out, v < 0, m, 17, x);
+    size_t n = (size_t)snprintf(out, PD_QUERY_NUM_MAX, "%.15g", v);
+    if (strtod(out, NULL) == v) return n;
     return (size_t)snprintf(out, PD_QUERY_NUM_MAX, "%.17g", v);
 }
 

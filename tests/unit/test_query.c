@@ -840,6 +840,7 @@ TEST(query_number_format)
         99999999999999.99, 9.9999999999999995, 0.99999999999999994, 1e15 + 0.5, 4503599627370495.5,
         9007199254740993.0, 1e300, -1e-300, 5e-324, 1.7976931348623157e308, 18990.333333333332,
         12.353553390593273, -0.0, 0.0, 42, -42, 1e16, NAN, INFINITY, -INFINITY,
+        9.9999999999999982, 0.099999999999999992, 999999999999999.88, 0.00099999999999999991,
     };
     int bad = 0;
     for (size_t i = 0; i < PD_ARRAY_LEN(fixed); i++) bad += fmt_check(fixed[i]);
@@ -862,10 +863,13 @@ TEST(query_number_format)
         /* ratios like a mean or a stddev of counts and prices */
         double a = (double)(fmt_next() % 100000000), b = (double)(fmt_next() % 100000 + 1);
         bad += fmt_check(a / b) + fmt_check(-a / b / 1000) + fmt_check(sqrt(a / b));
-        /* ties at the 16th digit: 13-digit integers + k/8, 15-digit ones + 1/2 */
+        /* 16 digits: 13-digit integers + k/8, 15-digit ones + 1/2 */
         double t13 = (double)(fmt_next() % 9000000000000ULL + 1000000000000ULL);
         double t15 = (double)(fmt_next() % 900000000000000ULL + 100000000000000ULL);
         bad += fmt_check(t13 + (double)(fmt_next() % 8) / 8) + fmt_check(t15 + 0.5);
+        /* ties at the 18th digit (17 kept): 14-digit integers + odd/16 */
+        double t14 = (double)(fmt_next() % 90000000000000ULL + 10000000000000ULL);
+        bad += fmt_check(t14 + (double)(2 * (fmt_next() % 8) + 1) / 16);
         /* few digits at every magnitude of the plain-notation range */
         double m = (double)(fmt_next() % 1000000) / qry_test_pow10((int)(fmt_next() % 16));
         bad += fmt_check(m) + fmt_check(m * 1e9);
