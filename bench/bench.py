@@ -41,6 +41,7 @@ import platform
 import re
 import resource
 import shutil
+import statistics
 import signal
 import socket
 import subprocess
@@ -1081,8 +1082,7 @@ def rows(r):
         lr = q["local"]["rps"] / q["fixed"]["rps"]
         pairs = q.get("throughput_pairs") or [lr]
         if len(pairs) > 1:  # judged on the median pair (see queries())
-            lr = sorted(pairs)[len(pairs) // 2] if len(pairs) % 2 else \
-                sum(sorted(pairs)[len(pairs) // 2 - 1:len(pairs) // 2 + 1]) / 2
+            lr = statistics.median(pairs)
             note = "; ratio = median of %d interleaved pairs (%s)" % (
                 len(pairs), ", ".join("%.2f" % x for x in pairs))
         else:
@@ -1557,7 +1557,7 @@ def write_markdown(r, plots):
              "switches about 16 %, decoding the day profiles and merging them a few percent, number formatting "
              "about 3 % (`%.15g`, read back, `%.17g` when needed: the shortest exact form; since then both "
              "digit strings and the read-back are computed in exact integer arithmetic for 1e-4 <= |v| < "
-             "1e15, about 6x cheaper than printf + strtod and checked against them over millions of values "
+             "1e15, 6-8x cheaper than printf + strtod in a microbenchmark and checked against them over millions of values "
              "in `query_number_format`, and response heads no longer go through printf); the rest is "
              "civetweb, the kernel's loopback TCP and wrk parsing an ~8 KB answer. Query buffers and merge "
              "scratch come from small pools, so a query allocates little. Nothing left stands out: the ratio "

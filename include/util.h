@@ -95,9 +95,19 @@ void pd_buf_append(pd_buf *b, const void *data, size_t n);
 void pd_buf_printf(pd_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void pd_buf_putc(pd_buf *b, char c);
+void pd_buf_puts(pd_buf *b, const char *s);       /* a C string */
+void pd_buf_put_u64(pd_buf *b, uint64_t u);       /* decimal, like %llu */
+void pd_buf_put_i64(pd_buf *b, int64_t v);        /* decimal, like %lld */
 void pd_buf_free(pd_buf *b);
 /* Append s as a JSON string literal (quotes + escapes). */
 void pd_buf_json_str(pd_buf *b, const char *s, size_t n);
+
+/* Decimal text of u / v (what %llu / %lld print) into out, which must
+ * hold PD_INT_TEXT_MAX bytes; NUL-terminated, returns the length. No
+ * printf: these run on per-answer and per-event paths. */
+#define PD_INT_TEXT_MAX 24
+size_t pd_fmt_u64(char *out, uint64_t u);
+size_t pd_fmt_i64(char *out, int64_t v);
 
 /* Varints (LEB128, unsigned) and zigzag. Decoders return bytes consumed, or
  * 0 on truncation/overflow. */

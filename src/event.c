@@ -996,23 +996,6 @@ static int check_containers(const doc *d, const pd_schema *s, ctr_cache *cc, cha
     return PD_EV_OK;
 }
 
-/* Writes the decimal text of integer v into out (>= 21 bytes); returns the
- * length. */
-static size_t fmt_i64(char *out, int64_t v)
-{
-    char tmp[24];
-    size_t n = 0, len = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + (u % 10));
-        u /= 10;
-    } while (u);
-    if (v < 0) out[len++] = '-';
-    while (n) out[len++] = tmp[--n];
-    out[len] = '\0';
-    return len;
-}
-
 /* Resolves dimension `di` into ev->attrs[di]. The value token is the
  * first present non-null value along the dimension's paths. */
 static void resolve_attr(pd_event *ev, const doc *d, const ctr_cache *cc, const pd_dim *dim,
@@ -1082,7 +1065,7 @@ static void resolve_attr(pd_event *ev, const doc *d, const ctr_cache *cc, const 
         int n;
         if (!isfinite(x)) goto bad;
         if (x == floor(x) && fabs(x) < TWO_POW_53)
-            n = (int)fmt_i64(t, (int64_t)x);
+            n = (int)pd_fmt_i64(t, (int64_t)x);
         else
             n = snprintf(t, sizeof t, "%.17g", x);
         pd_assert(n > 0 && (size_t)n < sizeof t);

@@ -320,34 +320,15 @@ static inline void put(pd_buf *b, const char *s, size_t n)
 }
 #define PUTL(b, lit) put((b), (lit), sizeof(lit) - 1)
 
-static inline void put_cstr(pd_buf *b, const char *s) { put(b, s, strlen(s)); }
-
-static void put_num(pd_buf *b, uint64_t u, int neg)
-{
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[sizeof tmp - 1 - n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (neg) tmp[sizeof tmp - 1 - n++] = '-';
-    put(b, tmp + sizeof tmp - n, (size_t)n);
-}
-
-static void put_i64(pd_buf *b, int64_t v)
-{
-    put_num(b, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, v < 0);
-}
-
 /* ,"key":"val" (first: no comma) */
 static void kv_str(pd_buf *b, int *first, const char *key, const char *val)
 {
     if (!*first) PUTL(b, ",");
     *first = 0;
     PUTL(b, "\"");
-    put_cstr(b, key);
+    pd_buf_puts(b, key);
     PUTL(b, "\":\"");
-    put_cstr(b, val);
+    pd_buf_puts(b, val);
     PUTL(b, "\"");
 }
 
@@ -356,9 +337,9 @@ static void kv_int(pd_buf *b, int *first, const char *key, int64_t v)
     if (!*first) PUTL(b, ",");
     *first = 0;
     PUTL(b, "\"");
-    put_cstr(b, key);
+    pd_buf_puts(b, key);
     PUTL(b, "\":");
-    put_i64(b, v);
+    pd_buf_put_i64(b, v);
 }
 
 static void kv_bool(pd_buf *b, int *first, const char *key, int v)
@@ -366,7 +347,7 @@ static void kv_bool(pd_buf *b, int *first, const char *key, int v)
     if (!*first) PUTL(b, ",");
     *first = 0;
     PUTL(b, "\"");
-    put_cstr(b, key);
+    pd_buf_puts(b, key);
     if (v)
         PUTL(b, "\":true");
     else
@@ -563,7 +544,7 @@ static void put_ad_item(pd_buf *b, const ad_t *a)
 {
     int first = 1;
     PUTL(b, "{\"id\":\"ad-");
-    put_i64(b, (int64_t)a->id);
+    pd_buf_put_i64(b, (int64_t)a->id);
     PUTL(b, "\"");
     first = 0;
     kv_str(b, &first, "make", a->make->name);
@@ -663,23 +644,23 @@ static void build_event(pd_gen *g, pd_buf *out, int64_t user, int64_t ts, unsign
     if (type == T_SEARCH) a.id = 0;
 
     PUTL(out, "{\"event_id\":\"e-");
-    put_num(out, g->o.seed, 0);
+    pd_buf_put_u64(out, g->o.seed);
     PUTL(out, "-");
-    put_i64(out, g->emitted);
+    pd_buf_put_i64(out, g->emitted);
     PUTL(out, "\"");
     if (bf & BF_USER_NUM) {
         PUTL(out, ",\"user_id\":");
-        put_i64(out, user);
+        pd_buf_put_i64(out, user);
     } else if (bf & BF_USER_EMPTY) {
         PUTL(out, ",\"user_id\":\"\"");
     } else if (!(bf & BF_NO_USER)) {
         PUTL(out, ",\"user_id\":\"u-");
-        put_i64(out, user);
+        pd_buf_put_i64(out, user);
         PUTL(out, "\"");
     }
     if (bf & BF_TS_ARRAY) {
         PUTL(out, ",\"ts\":[");
-        put_i64(out, ts);
+        pd_buf_put_i64(out, ts);
         PUTL(out, "]");
     } else if (bf & BF_TS_TEXT) {
         PUTL(out, ",\"ts\":\"yesterday\"");
@@ -687,11 +668,11 @@ static void build_event(pd_gen *g, pd_buf *out, int64_t user, int64_t ts, unsign
         PUTL(out, ",\"ts\":631152000000");
     } else if (!(bf & BF_NO_TS)) {
         PUTL(out, ",\"ts\":");
-        put_i64(out, ts);
+        pd_buf_put_i64(out, ts);
     }
     if (!(bf & BF_NO_TYPE)) {
         PUTL(out, ",\"type\":\"");
-        put_cstr(out, type_names[type]);
+        pd_buf_puts(out, type_names[type]);
         PUTL(out, "\"");
     }
     if (type == T_SEARCH) {
@@ -704,7 +685,7 @@ static void build_event(pd_gen *g, pd_buf *out, int64_t user, int64_t ts, unsign
         PUTL(out, ",\"item\":");
         if (bf & BF_ITEM_STR) {
             PUTL(out, "\"ad-");
-            put_i64(out, (int64_t)a.id);
+            pd_buf_put_i64(out, (int64_t)a.id);
             PUTL(out, "\"");
         } else {
             put_ad_item(out, &a);
@@ -717,7 +698,7 @@ static void set_key(pd_buf *key, int64_t user)
 {
     if (!key) return;
     PUTL(key, "u-");
-    put_i64(key, user);
+    pd_buf_put_i64(key, user);
 }
 
 int pd_gen_next(pd_gen *g, pd_buf *json_out, pd_buf *key_out)
@@ -782,7 +763,7 @@ int pd_gen_next(pd_gen *g, pd_buf *json_out, pd_buf *key_out)
             g->ring_key[slot].len = 0;
             put(&g->ring_json[slot], json_out->p, json_out->len);
             PUTL(&g->ring_key[slot], "u-");
-            put_i64(&g->ring_key[slot], user);
+            pd_buf_put_i64(&g->ring_key[slot], user);
             g->ring_pos = (g->ring_pos + 1) % DUP_RING;
             if (g->ring_n < DUP_RING) g->ring_n++;
             rc = PD_GEN_EVENT;

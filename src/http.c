@@ -232,20 +232,6 @@ static void put_http_date(pd_buf *b)
     pd_buf_append(b, t, n);
 }
 
-/* Appends a C string. */
-static void put_cstr(pd_buf *b, const char *s) { pd_buf_append(b, s, strlen(s)); }
-
-/* Appends u in decimal. */
-static void put_u64(pd_buf *b, uint64_t u)
-{
-    char t[24], *e = t + sizeof t, *p = e;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    pd_buf_append(b, p, (size_t)(e - p));
-}
-
 /* Sends head and body with ONE write (one TCP segment for small answers,
  * one wake-up of the client), with the headers civetweb's own response
  * API would produce: Content-Type, Content-Length, Cache-Control, ours,
@@ -258,20 +244,20 @@ static void resp_send(struct mg_connection *c, const http_resp *r)
     pd_buf_reserve(&out, 256 + r->body.len);
     /* no printf: this runs for every answer */
     pd_buf_append(&out, "HTTP/", 5);
-    put_cstr(&out, ver);
+    pd_buf_puts(&out, ver);
     pd_buf_putc(&out, ' ');
-    put_u64(&out, (uint64_t)r->status);
+    pd_buf_put_u64(&out, (uint64_t)r->status);
     pd_buf_putc(&out, ' ');
-    put_cstr(&out, status_text(r->status));
+    pd_buf_puts(&out, status_text(r->status));
     pd_buf_append(&out, "\r\nContent-Type: ", 16);
-    put_cstr(&out, r->ctype);
+    pd_buf_puts(&out, r->ctype);
     pd_buf_append(&out, "\r\nContent-Length: ", 18);
-    put_u64(&out, r->body.len);
+    pd_buf_put_u64(&out, r->body.len);
     pd_buf_append(&out, "\r\nCache-Control: no-store\r\n", 27);
     for (int i = 0; i < r->nh; i++) {
-        put_cstr(&out, r->hname[i]);
+        pd_buf_puts(&out, r->hname[i]);
         pd_buf_append(&out, ": ", 2);
-        put_cstr(&out, r->hval[i]);
+        pd_buf_puts(&out, r->hval[i]);
         pd_buf_append(&out, "\r\n", 2);
     }
     pd_buf_append(&out, "Date: ", 6);

@@ -325,20 +325,6 @@ out:
 /* Appends a string literal. */
 #define PUT_LIT(b, lit) pd_buf_append((b), lit, sizeof(lit) - 1)
 
-/* Appends v in decimal (what "%lld" prints), without printf. */
-static void put_int(pd_buf *b, int64_t v)
-{
-    char t[24];
-    int k = (int)sizeof t;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        t[--k] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) t[--k] = '-';
-    pd_buf_append(b, t + k, sizeof t - (size_t)k);
-}
-
 /* A JSON string; plain bytes (no quote, backslash or control byte) are
  * copied in one piece, anything else goes through pd_buf_json_str. */
 static void put_str(pd_buf *b, const char *v, size_t n)
@@ -360,50 +346,49 @@ static void put_str(pd_buf *b, const char *v, size_t n)
 
 static const double qry_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,
                                    1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
-
-/* Writes the decimal digits of u (u > 0) right-aligned ending at end;
- * returns the first one. */
-static char *qry_digits(char *end, uint64_t u)
-{
-    do {
-        *--end = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    return end;
-}
+static const uint64_t qry_pow10_u64[] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
+    1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
+    1000000000000000000ULL, 10000000000000000000ULL};
 
 __extension__ typedef unsigned __int128 qry_u128;
 
-/* 10^k, k <= 38, exactly. */
-static qry_u128 qry_pow10_u128(int k)
-{
-    qry_u128 p = 1;
-    while (k-- > 0) p *= 10;
-    return p;
-}
+/* a = f * 2^-s exactly (f < 2^53), and an estimate of its decimal
+ * exponent; computed once per number, for both digit counts. */
+typedef struct {
+    uint64_t f;
+    int s, ex;
+} qry_bin;
 
-/* The nd (15 or 17) significant digits of a, 1e-4 <= a < 1e15, as printf
- * "%.{nd}g" computes them: a = f * 2^-s exactly (f < 2^53, 3 <= s <= 66),
- * and for a decimal exponent x the digits are f * 10^q / 2^s (q = nd - 1
- * - x <= 20, so the product stays below 2^120) rounded to nearest, ties
- * to even -- all in exact integer arithmetic. *m gets the digits (10^(nd-1)
- * <= *m < 10^nd), *x the exponent. Returns 0, or -1 when a is outside the
- * range (or rounds out of it). */
-static int exact_digits(double a, int nd, uint64_t *m, int *x)
+/* 0, or -1 when a is outside 1e-4 <= a < 1e15 (then 3 <= s <= 66). */
+static int qry_bin_of(double a, qry_bin *b)
 {
     if (!(a >= 1e-4 && a < 1e15)) return -1;
     int e2;
     double fr = frexp(a, &e2); /* a = fr * 2^e2, 0.5 <= fr < 1 */
-    uint64_t f = (uint64_t)ldexp(fr, 53);
-    int s = 53 - e2;
-    if (s < 1 || s > 120) return -1;
-    const uint64_t lo = (uint64_t)qry_pow10_u128(nd - 1), hi = lo * 10;
-    int ex = (int)floor(log10(a));
-    for (int tries = 0; tries < 3; tries++) { /* log10 may be off by one near powers of ten */
+    b->f = (uint64_t)ldexp(fr, 53);
+    b->s = 53 - e2;
+    b->ex = (int)floor(log10(a)); /* may be off by one near powers of ten */
+    return 0;
+}
+
+/* The nd (15 or 17) significant digits of a as printf "%.{nd}g" computes
+ * them: for a decimal exponent x the digits are f * 10^q / 2^s (q = nd - 1
+ * - x <= 20, so the product stays below 2^120) rounded to nearest, ties
+ * to even -- all in exact integer arithmetic. *m gets the digits (10^(nd-1)
+ * <= *m < 10^nd), *x the exponent. Returns 0, or -1 when the result would
+ * leave plain notation (printf would use an exponent). */
+static int exact_digits(const qry_bin *b, int nd, uint64_t *m, int *x)
+{
+    const uint64_t lo = qry_pow10_u64[nd - 1], hi = lo * 10;
+    int ex = b->ex;
+    for (int tries = 0; tries < 3; tries++) { /* the estimate may be off by one */
         int q = nd - 1 - ex;
         if (q < 0 || q > 20) return -1;
-        qry_u128 n = (qry_u128)f * qry_pow10_u128(q);
-        qry_u128 d = n >> s, rem = n - (d << s), half = (qry_u128)1 << (s - 1);
+        qry_u128 p10 = q < 20 ? (qry_u128)qry_pow10_u64[q] : (qry_u128)qry_pow10_u64[19] * 10;
+        qry_u128 n = (qry_u128)b->f * p10;
+        qry_u128 d = n >> b->s, rem = n - (d << b->s), half = (qry_u128)1 << (b->s - 1);
         if (d >= hi) { /* a >= 10^(ex+1): the exponent was too small */
             ex++;
             continue;
@@ -417,7 +402,7 @@ static int exact_digits(double a, int nd, uint64_t *m, int *x)
             d = lo;
             ex++;
         }
-        if (ex < -4 || ex > 14) return -1; /* printf would use exponent notation */
+        if (ex < -4 || ex > 14) return -1;
         *m = (uint64_t)d;
         *x = ex;
         return 0;
@@ -429,8 +414,8 @@ static int exact_digits(double a, int nd, uint64_t *m, int *x)
  * in plain notation: trailing fraction zeros and a bare point dropped. */
 static size_t put_plain(char *out, int neg, uint64_t m, int nd, int x)
 {
-    char dig[24];
-    qry_digits(dig + nd, m); /* exactly nd digits: m >= 10^(nd-1) */
+    char dig[PD_INT_TEXT_MAX];
+    pd_fmt_u64(dig, m); /* exactly nd digits: m >= 10^(nd-1) */
     size_t n = 0;
     if (neg) out[n++] = '-';
     int keep = nd;
@@ -456,18 +441,12 @@ static size_t put_plain(char *out, int neg, uint64_t m, int nd, int x)
 
 size_t pd_query_fmt_num(char *out, double v)
 {
-    if (!isfinite(v)) return (size_t)snprintf(out, PD_QUERY_NUM_MAX, "null");
-    if (v == 0) v = 0; /* no "-0" */
-    if (v == trunc(v) && fabs(v) < 9007199254740992.0) {
-        char t[24];
-        char *s = qry_digits(t + sizeof t, (uint64_t)fabs(v));
-        size_t n = 0;
-        if (v < 0) out[n++] = '-';
-        memcpy(out + n, s, (size_t)(t + sizeof t - s));
-        n += (size_t)(t + sizeof t - s);
-        out[n] = '\0';
-        return n;
+    if (!isfinite(v)) {
+        memcpy(out, "null", 5);
+        return 4;
     }
+    if (v == 0) v = 0; /* no "-0" */
+    if (v == trunc(v) && fabs(v) < 9007199254740992.0) return pd_fmt_i64(out, (int64_t)v);
     /* 1e-4 <= |v| < 1e15 (every mean and stddev of sane data): exact
      * digits without printf. The 15-digit text reads back as m / 10^(14-x):
      * both exact (m < 2^53, 10^(14-x) <= 10^18), so the division rounds
@@ -476,9 +455,12 @@ size_t pd_query_fmt_num(char *out, double v)
     uint64_t m;
     int x;
     double a = fabs(v);
-    if (exact_digits(a, 15, &m, &x) == 0 && (double)m / qry_pow10[14 - x] == a)
-        return put_plain(out, v < 0, m, 15, x);
-    if (exact_digits(a, 17, &m, &x) == 0) return put_plain(out, v < 0, m, 17, x);
+    qry_bin b;
+    if (qry_bin_of(a, &b) == 0) {
+        if (exact_digits(&b, 15, &m, &x) == 0 && (double)m / qry_pow10[14 - x] == a)
+            return put_plain(out, v < 0, m, 15, x);
+        if (exact_digits(&b, 17, &m, &x) == 0) return put_plain(out, v < 0, m, 17, x);
+    }
     size_t n = (size_t)snprintf(out, PD_QUERY_NUM_MAX, "%.15g", v);
     if (strtod(out, NULL) == v) return n;
     return (size_t)snprintf(out, PD_QUERY_NUM_MAX, "%.17g", v);
@@ -487,10 +469,6 @@ size_t pd_query_fmt_num(char *out, double v)
 /* The one number format (see the design comment). */
 static void put_num(pd_buf *b, double v)
 {
-    if (!isfinite(v)) {
-        PUT_LIT(b, "null");
-        return;
-    }
     char t[PD_QUERY_NUM_MAX];
     pd_buf_append(b, t, pd_query_fmt_num(t, v));
 }
@@ -837,7 +815,7 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
     PUT_LIT(out, "{\"user_id\":");
     put_str(out, user_id, ulen);
     PUT_LIT(out, ",\"partition\":");
-    put_int(out, partition);
+    pd_buf_put_i64(out, partition);
     PUT_LIT(out, ",\"from\":");
     put_day(out, q->from_day);
     PUT_LIT(out, ",\"to\":");

@@ -164,6 +164,40 @@ void pd_buf_append(pd_buf *b, const void *data, size_t n)
     b->p[b->len] = '\0';
 }
 
+size_t pd_fmt_u64(char *out, uint64_t u)
+{
+    char tmp[PD_INT_TEXT_MAX];
+    size_t n = 0, len = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    while (n) out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
+size_t pd_fmt_i64(char *out, int64_t v)
+{
+    if (v >= 0) return pd_fmt_u64(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + pd_fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+}
+
+void pd_buf_puts(pd_buf *b, const char *s) { pd_buf_append(b, s, strlen(s)); }
+
+void pd_buf_put_u64(pd_buf *b, uint64_t u)
+{
+    char t[PD_INT_TEXT_MAX];
+    pd_buf_append(b, t, pd_fmt_u64(t, u));
+}
+
+void pd_buf_put_i64(pd_buf *b, int64_t v)
+{
+    char t[PD_INT_TEXT_MAX];
+    pd_buf_append(b, t, pd_fmt_i64(t, v));
+}
+
 void pd_buf_putc(pd_buf *b, char c)
 {
     pd_buf_reserve(b, 2);
