@@ -91,6 +91,7 @@ typedef struct pd_config {
     int64_t retention_days;
     int64_t categorical_max_values;
     int64_t commit_interval_ms;
+    int64_t commit_min_interval_ms;
     int64_t batch_max_events;
     int64_t dedup_window_ms;
     int64_t max_future_skew_ms;

@@ -4,8 +4,9 @@
  * The worker joins the consumer group (cooperative-sticky), starts each
  * assigned partition at the offset checkpointed in its store, pre-aggregates
  * events per (partition, day, user) in memory, and every commit_interval_ms
- * or batch_max_events writes one WriteBatch holding the profile deltas, the
- * de-dup records and the next input offset of every partition it covers.
+ * or batch_max_events (or sooner, once its input is drained: at most every
+ * commit_min_interval_ms) writes one WriteBatch holding the profile deltas,
+ * the de-dup records and the next input offset of every partition it covers.
  * See the design comment in ingest.c for the failure analysis.
  *
  * The record-processing core (pd_ingest_record, pd_ingest_flush) does not

@@ -41,6 +41,7 @@ const pd_opt pd_config_table[] = {
     {"retention_days", PD_OPT_INT, OFF(retention_days), "60", 1, 3650, "Days of profiles kept, counted back from the newest event time seen."},
     {"categorical_max_values", PD_OPT_INT, OFF(categorical_max_values), "64", 1, 4096, "Distinct values kept per user-day-dimension; the rest fold into __other__."},
     {"commit_interval_ms", PD_OPT_INT, OFF(commit_interval_ms), "100", 1, 60000, "Flush the in-memory batch (state + offsets, one WriteBatch) at least this often."},
+    {"commit_min_interval_ms", PD_OPT_INT, OFF(commit_min_interval_ms), "20", 1, 60000, "When the input is drained, flush without waiting for commit_interval_ms, but at most once per this interval (>= commit_interval_ms: never early)."},
     {"batch_max_events", PD_OPT_INT, OFF(batch_max_events), "50000", 1, 10000000, "Flush when the batch holds this many events."},
     {"dedup_window", PD_OPT_DURATION, OFF(dedup_window_ms), "24h", 0, 30 * DAY_MS, "Events repeating an event_id within this event-time window are counted once."},
     {"max_future_skew", PD_OPT_DURATION, OFF(max_future_skew_ms), "1h", 0, 30 * DAY_MS, "Reject events whose ts is this far ahead of the Kafka record timestamp."},

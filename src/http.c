@@ -1330,6 +1330,14 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
     }
 }
 
+/* civetweb's authorization hook: access is checked in dispatch. */
+static int on_auth(struct mg_connection *c, void *cbdata)
+{
+    (void)c;
+    (void)cbdata;
+    return 1;
+}
+
 static int on_request(struct mg_connection *c, void *cbdata)
 {
     pd_http *h = cbdata;
@@ -1461,7 +1469,12 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
             snprintf(host, sizeof host, "127.0.0.1");
         snprintf(w->advertise, sizeof w->advertise, "http://%s:%d", host, h->port);
     }
-    /* Only now route requests: w->advertise is final. */
+    /* Only now route requests: w->advertise is final. Authorization is
+     * dispatch's (api_token, cluster_token); without an authorization
+     * handler civetweb would look for a .htpasswd file (stat of
+     * "/.htpasswd", no document root) on every request, and demand digest
+     * credentials if one appeared there. */
+    mg_set_auth_handler(h->ctx, "/", on_auth, h);
     mg_set_request_handler(h->ctx, "/", on_request, h);
     *out = h;
     return PD_OK;

@@ -305,6 +305,7 @@ struct pd_ingest {
     uint64_t cm_writes;       /* set by the committer (guarded by cm_mu) */
     int cm_floor_moved;
     int64_t cm_t0_us;
+    int64_t last_flush_us;    /* when the last batch was handed to the committer */
     int64_t produce_outstanding;
     int64_t produce_failed;
     int64_t last_wm_us;
@@ -1125,6 +1126,7 @@ static int flush_start(pd_ingest *ig, char *err, size_t errlen)
     }
     ig->cm_events = ig->bt[ig->cur].events;
     ig->cm_t0_us = t0;
+    ig->last_flush_us = t0;
     ig->dirty_since_us = 0;
     /* 3. Deltas and the write on the committer thread. */
     pthread_mutex_lock(&ig->cm_mu);
@@ -1875,6 +1877,20 @@ static void handle_messages(pd_ingest *ig, rd_kafka_message_t **msgs, ssize_t n,
     }
 }
 
+/* When the dirty batch is due (ingest thread; dirty_since_us != 0):
+ * commit_interval_ms after its first record, or, when the committer is
+ * idle, commit_min_interval_ms after the previous hand-over -- an early
+ * commit that pd_ingest_run makes only once the input is drained, so a
+ * worker that keeps up makes events visible within about one fetch, and
+ * one that does not still commits whole batches. */
+static int64_t flush_due_us(const pd_ingest *ig, int64_t now)
+{
+    const int64_t full = ig->dirty_since_us + ig->cfg->commit_interval_ms * 1000;
+    if (ig->cm_inflight || ig->cfg->commit_min_interval_ms >= ig->cfg->commit_interval_ms) return full;
+    const int64_t early = PD_MAX(ig->last_flush_us + ig->cfg->commit_min_interval_ms * 1000, now);
+    return PD_MIN(full, early);
+}
+
 int pd_ingest_run(pd_ingest *ig)
 {
     pd_worker *w = ig->w;
@@ -1886,18 +1902,22 @@ int pd_ingest_run(pd_ingest *ig)
         int64_t now = pd_mono_us();
         int timeout = ig->rq ? 10 : 100;
         if (ig->dirty_since_us) {
-            int64_t left = ig->dirty_since_us + ig->cfg->commit_interval_ms * 1000 - now;
+            int64_t left = flush_due_us(ig, now) - now;
             timeout = left <= 0 ? 0 : (int)PD_MIN(left / 1000 + 1, timeout);
+            /* the commit in flight may end any moment and make an early one possible */
+            if (ig->cm_inflight) timeout = PD_MIN(timeout, 5);
         }
         /* A batch call returns when the batch is full or the timeout ends,
          * so the timeout is kept short: it bounds the latency it adds. */
         ssize_t n = rd_kafka_consume_batch_queue(ig->cq, PD_MIN(timeout, 20), msgs, NB);
         handle_messages(ig, msgs, n, ROLE_OWNER);
+        int drained = n < NB; /* the queue ran dry (or the timeout ended) before NB records */
         if (n > 0) kick_reset(ig, ROLE_OWNER);
         else wake_fetcher(ig, ig->consumer, ROLE_OWNER, pd_mono_us());
         if (ig->rq) {
             ssize_t nr = rd_kafka_consume_batch_queue(ig->rq, 0, msgs, NB);
             handle_messages(ig, msgs, nr, ROLE_REPLICA);
+            drained &= nr < NB;
             if (nr > 0) kick_reset(ig, ROLE_REPLICA);
             else wake_fetcher(ig, ig->rconsumer, ROLE_REPLICA, pd_mono_us());
         }
@@ -1927,7 +1947,8 @@ int pd_ingest_run(pd_ingest *ig)
             break;
         }
         int due = ig->bt[ig->cur].events >= (uint64_t)ig->cfg->batch_max_events ||
-                  (ig->dirty_since_us && now - ig->dirty_since_us >= ig->cfg->commit_interval_ms * 1000);
+                  (ig->dirty_since_us && now >= flush_due_us(ig, now) &&
+                   (drained || now - ig->dirty_since_us >= ig->cfg->commit_interval_ms * 1000));
         if (due) {
             if (flush_start(ig, err, sizeof err) != PD_OK) {
                 if (ig->fatal) {

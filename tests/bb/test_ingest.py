@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import cluster, PROFILECTL, check, main, wait_for, TestFailure  # noqa: E402
+from lib import cluster, PROFILECTL, check, http_get, main, wait_for, TestFailure  # noqa: E402
 from oracle import Oracle, diff_profile, partition_for  # noqa: E402
 
 NPARTS = 4
@@ -257,6 +257,48 @@ def test_graceful_shutdown_bounded():
         compare_state(c, oracle_from_topic(c), [w.data])
 
 
+def test_commit_when_drained():
+    """A worker whose input is drained commits without waiting for
+    commit_interval_ms (at most once per commit_min_interval_ms), so an
+    event is visible about one fetch after it is produced; with
+    commit_min_interval_ms >= commit_interval_ms it waits for the interval."""
+    def produce_one(c, user, make):
+        ev = {"event_id": "drain-" + user, "user_id": user, "ts": int(time.time() * 1000), "type": "view",
+              "item": {"make": make, "price": 12345}}
+        path = os.path.join(c.dir, user + ".jsonl")
+        with open(path, "w") as f:
+            f.write(json.dumps(ev) + "\n")
+        c.produce_file(path)
+        return time.monotonic()
+
+    def visible(w, user):
+        st, _, body = http_get(w.url + "/v1/profiles/%s?days=3" % user)
+        return body if st == 200 else None
+
+    with cluster(partitions=NPARTS) as c:
+        common = ["--commit_interval_ms", "4000", "--kafka.fetch.wait.max.ms", "10"]
+        w = c.start_worker("w1", common)
+        wait_for(lambda: http_get(w.url + "/readyz")[0] == 200, 60, "w1 ready")
+        t0 = produce_one(c, "drain-a", "Audi")
+        body = wait_for(lambda: visible(w, "drain-a"), 10, "drain-a visible")
+        took = time.monotonic() - t0
+        check(took < 2.5, "early commit: visible after %.2fs, commit_interval_ms is 4000" % took)
+        prof = json.loads(body)
+        check(prof["events"] == 1 and prof["dimensions"]["make"]["counts"] == {"Audi": 1},
+              "drain-a profile: %r" % prof)
+        check(w.stop() == 0, "w1 stop")
+
+        w = c.start_worker("w2", common + ["--commit_min_interval_ms", "4000"])
+        wait_for(lambda: http_get(w.url + "/readyz")[0] == 200, 60, "w2 ready")
+        time.sleep(4.5)  # longer than commit_min_interval_ms since any commit of the start
+        t0 = produce_one(c, "drain-b", "BMW")
+        while time.monotonic() - t0 < 2.5:
+            check(visible(w, "drain-b") is None, "commit_min_interval_ms = commit_interval_ms: committed early")
+            time.sleep(0.05)
+        body = wait_for(lambda: visible(w, "drain-b"), 15, "drain-b visible after the interval")
+        check(json.loads(body)["dimensions"]["make"]["counts"] == {"BMW": 1}, "drain-b profile: %r" % body)
+
+
 if __name__ == "__main__":
     main([test_exactness_dlq_misrouted, test_crash_safety_kill9, test_rebalance_leave_rejoin,
-          test_graceful_shutdown_bounded])
+          test_graceful_shutdown_bounded, test_commit_when_drained])
