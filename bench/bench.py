@@ -906,6 +906,8 @@ class Bench:
                 m = re.match(r'profiled_(heap_bytes\{kind|rocksdb_memory_bytes\{part)="(\w+)"\} (\d+)', line)
                 if m:
                     out[("heap_" if m.group(1).startswith("heap") else "rocksdb_") + m.group(2)] = int(m.group(3)) / (1 << 20)
+                elif line.startswith("profiled_batch_bytes "):
+                    out["batches"] = int(line.split()[1]) / (1 << 20)
             return out
         rin0 = metric_sum(w.url, "profiled_records_in_total") or 0
         t0 = time.monotonic()
@@ -1443,9 +1445,14 @@ def write_markdown(r, plots):
                "and local throughput is judged on the median ratio of all pairs, so one noisy neighbour during "
                "one run does not decide it." % s["pairs"]) if s.get("pairs") else ""))
     L.append("4. **Freshness**: one event per new user written to `profilectl produce --file -`, then "
-             "`GET /v1/profiles/{user}` polled every 2 ms until 200; %s samples, commit_interval_ms = 100; once with "
-             "the default consumer settings and once with `kafka.fetch.wait.max.ms=10` (librdkafka's default "
-             "is 500 ms, and the mock broker answers a fetch only when that wait is over)." %
+             "`GET /v1/profiles/{user}` polled every 2 ms until 200; %s samples, commit_interval_ms = 100 and "
+             "the default commit_min_interval_ms = 20 (a worker that has drained its input commits at once, at "
+             "most every 20 ms, instead of waiting for the interval; until 2026-11-23 every commit waited for the "
+             "interval and the two figures were about 130 and 120 ms at p50); once with "
+             "the default consumer settings (fetch.wait.max.ms = 50 here) and once with "
+             "`kafka.fetch.wait.max.ms=10` (librdkafka's default "
+             "is 500 ms, and the mock broker answers a fetch only when that wait is over, so the fetch wait "
+             "is most of what remains)." %
              s.get("fresh_n"))
     L.append("5. **Redis design** (`bench/bench_redis.c`, raw RESP over TCP): Debian redis-server (no "
              "persistence) on a free loopback port; the same events parsed with the same parser, then per event "
@@ -1496,7 +1503,7 @@ def write_markdown(r, plots):
              "start\" figure); SST index and filter blocks are inside the block cache. Met: max RSS <= 1.5 x budget, and the second-half growth (mean RSS of "
              "the last 10 %% of the run minus that of the 10 %% after the half-way point, per minute) < 1 %% of "
              "the RSS at the half-way point per minute. `bench_rss.png` plots the samples. Every 30 s the step also "
-             "records the worker's `profiled_rocksdb_memory_bytes` and `profiled_heap_bytes` gauges "
+             "records the worker's `profiled_rocksdb_memory_bytes`, `profiled_batch_bytes` and `profiled_heap_bytes` gauges "
              "(`results.json`, memory.mem_series), which show where the memory is. RSS climbs for minutes: the "
              "block cache fills only from reads (about 4.5 minutes at this load), so a QUICK run's second half "
              "is warm-up and its stability verdict says little. Two growths found with jemalloc heap profiles "

@@ -170,7 +170,23 @@ typedef struct {
     agg_entry **free_entries; /* recycled entries */
     size_t nfree, capfree;
     uint64_t events;          /* accepted events in the batch */
+    /* memory follows the load (batch_trim) */
+    size_t win_entries;       /* most entries a batch held in this window of commits */
+    size_t win_log;           /* longest event log in this window */
+    uint32_t win_commits;
+    _Atomic uint64_t *gauge;  /* metrics: batch_bytes[i] of this batch (NULL: none) */
 } agg_batch;
+
+/* Batches keep their capacity between commits (a warm batch allocates
+ * nothing), but a burst -- catch-up after a restart, batches of
+ * batch_max_events -- must not pin its peak for good: every BATCH_WINDOW
+ * commits, a batch whose table, recycled entries, sort scratch or event log
+ * exceed four times what the window's largest batch needed gives the
+ * excess back (keeping twice that need, and at least BATCH_KEEP_MIN
+ * entries / BATCH_KEEP_LOG log bytes). */
+#define BATCH_WINDOW 64
+#define BATCH_KEEP_MIN 1024
+#define BATCH_KEEP_LOG ((size_t)64 << 10)
 
 typedef struct {
     size_t next;       /* offset of the entry's next record; 0 = none */
@@ -570,9 +586,57 @@ static int dd_load(pd_ingest *ig, int32_t p, char *err, size_t errlen)
 /* Clears batch entries; when only_parts is non-NULL, only entries of the
  * partitions flagged there. */
 /* Empties batch b (entries are recycled). */
+/* Bytes held by b (its own allocations). */
+static uint64_t batch_mem(const agg_batch *b)
+{
+    return (uint64_t)b->agg.cap * sizeof(ht_slot) + (uint64_t)(b->agg.n + b->nfree) * sizeof(agg_entry) +
+           (uint64_t)b->capfree * sizeof(agg_entry *) + b->evlog.cap + (uint64_t)b->capsorted * sizeof(sort_rec);
+}
+
+static void batch_publish(const agg_batch *b)
+{
+    if (b->gauge) atomic_store_explicit(b->gauge, batch_mem(b), memory_order_relaxed);
+}
+
+/* See BATCH_WINDOW. b is empty (just cleared); used/log: the entries and
+ * log bytes it held before. */
+static void batch_trim(agg_batch *b, size_t used, size_t log)
+{
+    b->win_entries = PD_MAX(b->win_entries, used);
+    b->win_log = PD_MAX(b->win_log, log);
+    if (++b->win_commits < BATCH_WINDOW) return;
+    const size_t keep = PD_MAX(2 * b->win_entries, (size_t)BATCH_KEEP_MIN);
+    const size_t keep_log = PD_MAX(2 * b->win_log, BATCH_KEEP_LOG);
+    b->win_entries = b->win_log = 0;
+    b->win_commits = 0;
+    if (b->nfree > 4 * keep) {
+        while (b->nfree > keep) free(b->free_entries[--b->nfree]);
+        b->capfree = keep;
+        b->free_entries = pd_realloc(b->free_entries, b->capfree * sizeof *b->free_entries);
+    }
+    size_t slots = BATCH_KEEP_MIN;
+    while (slots * 3 < keep * 4) slots *= 2; /* keep entries at <= 75% load */
+    if (b->agg.cap > 4 * slots) {
+        pd_assert(b->agg.n == 0);
+        free(b->agg.slots);
+        ht_init(&b->agg, slots);
+    }
+    if (b->capsorted > 4 * keep) {
+        free(b->sorted);
+        b->sorted = NULL;
+        b->capsorted = 0;
+    }
+    if (b->evlog.cap > 4 * keep_log) {
+        pd_assert(b->evlog.len == 0);
+        b->evlog.p = pd_realloc(b->evlog.p, keep_log);
+        b->evlog.cap = keep_log;
+    }
+}
+
 static void batch_clear(agg_batch *b)
 {
     htab *h = &b->agg;
+    const size_t used = h->n, log = b->evlog.len;
     if (h->n) {
         for (size_t i = 0; i < h->cap; i++) {
             ht_slot *s = &h->slots[i];
@@ -584,6 +648,8 @@ static void batch_clear(agg_batch *b)
     }
     b->events = 0;
     b->evlog.len = 0;
+    batch_trim(b, used, log);
+    batch_publish(b);
 }
 
 /* Drops the uncommitted part of the filling batch that belongs to the
@@ -1125,6 +1191,7 @@ static int flush_start(pd_ingest *ig, char *err, size_t errlen)
         pp->dirty = 0;
     }
     ig->cm_events = ig->bt[ig->cur].events;
+    batch_publish(&ig->bt[ig->cur]);
     ig->cm_t0_us = t0;
     ig->last_flush_us = t0;
     ig->dirty_since_us = 0;
@@ -1687,8 +1754,11 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
     ig->w = w;
     ig->cfg = w->cfg;
     ig->last_retention_day = INT64_MIN;
-    ht_init(&ig->bt[0].agg, 4096);
-    ht_init(&ig->bt[1].agg, 4096);
+    for (int i = 0; i < 2; i++) {
+        ht_init(&ig->bt[i].agg, 4096);
+        ig->bt[i].gauge = w->metrics ? &w->metrics->batch_bytes[i] : NULL;
+        batch_publish(&ig->bt[i]);
+    }
     pd_profile_init(&ig->scratch, w->schema);
     ig->sbs[0] = pd_store_batch_new(w->store);
     ig->sbs[1] = pd_store_batch_new(w->store);

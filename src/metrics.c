@@ -126,6 +126,8 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->days_dropped, 0);
     atomic_init(&m->rebalances, 0);
     atomic_init(&m->fetch_wakeups, 0);
+    atomic_init(&m->batch_bytes[0], 0);
+    atomic_init(&m->batch_bytes[1], 0);
     atomic_init(&m->restores_ok, 0);
     atomic_init(&m->restores_failed, 0);
     atomic_init(&m->restore_bytes, 0);
@@ -309,6 +311,11 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
             "(librdkafka < 2.1 pauses a partition for up to 1 s once its pre-fetch queue was full).",
             LD(m->fetch_wakeups));
     counter(b, "profiled_flush_errors_total", "Failed store commits.", LD(m->flush_errors));
+    family(b, "profiled_batch_bytes", "gauge",
+           "Memory held by the two in-memory batches (aggregation tables, event logs, recycled entries); "
+           "it grows with a burst (catch-up) and shrinks back when the batches stay small.");
+    pd_buf_printf(b, "profiled_batch_bytes %llu\n",
+                  (unsigned long long)(LD(m->batch_bytes[0]) + LD(m->batch_bytes[1])));
     counter(b, "profiled_store_writes_total",
             "Profile deltas written (one per partition, day and user in a commit): events per write is how "
             "much the batch aggregates.",

@@ -237,3 +237,62 @@ TEST(ingest_commit_failure_stops_committing)
     pd_store_range_free(&r);
     tw_close(&t);
 }
+
+/* Feeds n events of distinct users (ids from *next on) at minute 10. */
+static void feed_users(pd_ingest *ig, int64_t *off, int *next, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char ev[160];
+        int len = snprintf(ev, sizeof ev, "{\"user_id\":\"user-%d\",\"ts\":%lld,\"type\":\"v\"}", (*next)++,
+                           1763800000000LL + 600000LL);
+        pd_ingest_record(ig, 0, (*off)++, -1, NULL, 0, ev, (size_t)len, NULL, 0);
+    }
+}
+
+static uint64_t batch_bytes(tw *t)
+{
+    return atomic_load(&t->metrics.batch_bytes[0]) + atomic_load(&t->metrics.batch_bytes[1]);
+}
+
+/* A burst (one batch of 30,000 new user-days) grows the batch memory; once
+ * the batches stay small for two windows of commits, it is given back; a
+ * second burst grows it again. Every event is counted (oracle: the number
+ * fed; the stored profiles of a sample of users). */
+TEST(ingest_batch_memory_follows_load)
+{
+    char dir[400], err[256];
+    snprintf(dir, sizeof dir, "%s/ingest-trim", pd_test_tmpdir());
+    int64_t off = 0;
+    int next = 0;
+    tw t;
+    pd_ingest *ig = NULL;
+    if (!(ig = tw_start(&t, dir))) return;
+    const uint64_t idle = batch_bytes(&t);
+    feed_users(ig, &off, &next, 30000);
+    CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
+    const uint64_t peak = batch_bytes(&t);
+    CHECK(peak > idle + 30000 * 100); /* at least the 30,000 entries */
+    for (int i = 0; i < 4 * 64 + 2; i++) {
+        feed_users(ig, &off, &next, 1);
+        CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
+    }
+    const uint64_t after = batch_bytes(&t);
+    CHECK(after < peak / 8);
+    feed_users(ig, &off, &next, 30000);
+    CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
+    CHECK(batch_bytes(&t) > after + 30000 * 100);
+    CHECK_INT(atomic_load(&t.metrics.events_accepted), (uint64_t)next);
+    pd_ingest_free(ig);
+    pd_store_range r;
+    memset(&r, 0, sizeof r);
+    for (int u = 0; u < next; u += 997) {
+        char user[32];
+        int ul = snprintf(user, sizeof user, "user-%d", u);
+        CHECK_INT(pd_store_get_profile_range(t.store, NULL, 0, INT64_MAX, 0, user, (size_t)ul, &r, err, sizeof err),
+                  PD_OK);
+        CHECK_INT(r.n, 1);
+        if (r.n == 1) CHECK_INT(r.profs[0].events, 1);
+    }
+    pd_store_range_free(&r);
+    tw_close(&t);
+}
