@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <string.h>
 #include <pthread.h>
 
 enum {
@@ -90,11 +91,31 @@ typedef struct {
     char *p;
     size_t len, cap;
 } pd_buf;
-void pd_buf_reserve(pd_buf *b, size_t extra);
-void pd_buf_append(pd_buf *b, const void *data, size_t n);
+/* Grows b->p to hold at least len + extra bytes (doubling). */
+void pd_buf_grow(pd_buf *b, size_t extra);
+/* The appenders run per event and per answer field: their fast path is
+ * inline. Every append keeps p NUL-terminated. */
+static inline void pd_buf_reserve(pd_buf *b, size_t extra)
+{
+    if (b->len + extra > b->cap) pd_buf_grow(b, extra);
+}
+static inline void pd_buf_append(pd_buf *b, const void *data, size_t n)
+{
+    pd_buf_reserve(b, n + 1);
+    if (n) memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+static inline void pd_buf_putc(pd_buf *b, char c)
+{
+    pd_buf_reserve(b, 2);
+    b->p[b->len++] = c;
+    b->p[b->len] = '\0';
+}
+/* Appends a string literal (its length known at compile time). */
+#define PD_BUF_LIT(b, lit) pd_buf_append((b), "" lit, sizeof(lit) - 1)
 void pd_buf_printf(pd_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void pd_buf_putc(pd_buf *b, char c);
 void pd_buf_puts(pd_buf *b, const char *s);       /* a C string */
 void pd_buf_put_u64(pd_buf *b, uint64_t u);       /* decimal, like %llu */
 void pd_buf_put_i64(pd_buf *b, int64_t v);        /* decimal, like %lld */

@@ -61,12 +61,12 @@ static void put_bytes(pd_buf *b, const char *name, const void *p, size_t n)
 {
     pd_buf_printf(b, ",\"%s", name);
     if (!p) {
-        pd_buf_append(b, "\":null", 6);
+        PD_BUF_LIT(b, "\":null");
     } else if (pd_utf8_valid(p, n)) {
-        pd_buf_append(b, "\":", 2);
+        PD_BUF_LIT(b, "\":");
         pd_buf_json_str(b, p, n);
     } else {
-        pd_buf_append(b, "_base64\":", 9);
+        PD_BUF_LIT(b, "_base64\":");
         put_base64(b, p, n);
     }
 }
@@ -80,7 +80,7 @@ static void print_record(const rd_kafka_message_t *m, pd_buf *b)
                   m->partition, m->offset, tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts);
     put_bytes(b, "key", m->key, m->key_len);
     put_bytes(b, "value", m->payload, m->len);
-    pd_buf_append(b, ",\"headers\":{", 12);
+    PD_BUF_LIT(b, ",\"headers\":{");
     rd_kafka_headers_t *h;
     if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         const char *name;
@@ -91,10 +91,10 @@ static void print_record(const rd_kafka_message_t *m, pd_buf *b)
             pd_buf_json_str(b, name, strlen(name));
             pd_buf_putc(b, ':');
             if (val) pd_buf_json_str(b, val, vl);
-            else pd_buf_append(b, "null", 4);
+            else PD_BUF_LIT(b, "null");
         }
     }
-    pd_buf_append(b, "}}\n", 3);
+    PD_BUF_LIT(b, "}}\n");
     fwrite(b->p, 1, b->len, stdout);
 }
 

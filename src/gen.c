@@ -311,47 +311,38 @@ typedef struct {
 
 /* ---- JSON append helpers (no escaping: callers pass JSON-safe text) ---- */
 
-static inline void put(pd_buf *b, const char *s, size_t n)
-{
-    pd_buf_reserve(b, n + 1);
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-#define PUTL(b, lit) put((b), (lit), sizeof(lit) - 1)
-
 /* ,"key":"val" (first: no comma) */
 static void kv_str(pd_buf *b, int *first, const char *key, const char *val)
 {
-    if (!*first) PUTL(b, ",");
+    if (!*first) PD_BUF_LIT(b, ",");
     *first = 0;
-    PUTL(b, "\"");
+    PD_BUF_LIT(b, "\"");
     pd_buf_puts(b, key);
-    PUTL(b, "\":\"");
+    PD_BUF_LIT(b, "\":\"");
     pd_buf_puts(b, val);
-    PUTL(b, "\"");
+    PD_BUF_LIT(b, "\"");
 }
 
 static void kv_int(pd_buf *b, int *first, const char *key, int64_t v)
 {
-    if (!*first) PUTL(b, ",");
+    if (!*first) PD_BUF_LIT(b, ",");
     *first = 0;
-    PUTL(b, "\"");
+    PD_BUF_LIT(b, "\"");
     pd_buf_puts(b, key);
-    PUTL(b, "\":");
+    PD_BUF_LIT(b, "\":");
     pd_buf_put_i64(b, v);
 }
 
 static void kv_bool(pd_buf *b, int *first, const char *key, int v)
 {
-    if (!*first) PUTL(b, ",");
+    if (!*first) PD_BUF_LIT(b, ",");
     *first = 0;
-    PUTL(b, "\"");
+    PD_BUF_LIT(b, "\"");
     pd_buf_puts(b, key);
     if (v)
-        PUTL(b, "\":true");
+        PD_BUF_LIT(b, "\":true");
     else
-        PUTL(b, "\":false");
+        PD_BUF_LIT(b, "\":false");
 }
 
 /* ---- construction ---- */
@@ -543,9 +534,9 @@ static void draw_ad(const pd_gen *g, uint64_t id, ad_t *a)
 static void put_ad_item(pd_buf *b, const ad_t *a)
 {
     int first = 1;
-    PUTL(b, "{\"id\":\"ad-");
+    PD_BUF_LIT(b, "{\"id\":\"ad-");
     pd_buf_put_i64(b, (int64_t)a->id);
-    PUTL(b, "\"");
+    PD_BUF_LIT(b, "\"");
     first = 0;
     kv_str(b, &first, "make", a->make->name);
     kv_str(b, &first, "model", a->model->name);
@@ -567,7 +558,7 @@ static void put_ad_item(pd_buf *b, const ad_t *a)
     kv_int(b, &first, "engine_cc", a->engine_cc);
     kv_int(b, &first, "co2_g_km", a->co2);
     kv_int(b, &first, "owners", a->owners);
-    PUTL(b, "}");
+    PD_BUF_LIT(b, "}");
 }
 
 /* Search filters: a subset of an ad-like draw; numbers rounded like a UI
@@ -576,7 +567,7 @@ static void put_filters(pd_gen *g, pd_buf *b, const ad_t *a)
 {
     rng_t *r = &g->rng;
     int first = 1;
-    PUTL(b, "{");
+    PD_BUF_LIT(b, "{");
     if (rng_unit(r) < 0.85) kv_str(b, &first, "make", a->make->name);
     if (!first && rng_unit(r) < 0.45) kv_str(b, &first, "model", a->model->name);
     uint64_t mask = rng_next(r);
@@ -603,7 +594,7 @@ static void put_filters(pd_gen *g, pd_buf *b, const ad_t *a)
         }
     }
     if (first) kv_str(b, &first, "body", a->body); /* never empty */
-    PUTL(b, "}");
+    PD_BUF_LIT(b, "}");
 }
 
 /* Chooses the ad a user interacts with: preferred make (60%), personal set
@@ -643,61 +634,61 @@ static void build_event(pd_gen *g, pd_buf *out, int64_t user, int64_t ts, unsign
     draw_ad(g, type == T_SEARCH ? ad_id + (uint64_t)NMAKES * g->ads_per_make : ad_id, &a);
     if (type == T_SEARCH) a.id = 0;
 
-    PUTL(out, "{\"event_id\":\"e-");
+    PD_BUF_LIT(out, "{\"event_id\":\"e-");
     pd_buf_put_u64(out, g->o.seed);
-    PUTL(out, "-");
+    PD_BUF_LIT(out, "-");
     pd_buf_put_i64(out, g->emitted);
-    PUTL(out, "\"");
+    PD_BUF_LIT(out, "\"");
     if (bf & BF_USER_NUM) {
-        PUTL(out, ",\"user_id\":");
+        PD_BUF_LIT(out, ",\"user_id\":");
         pd_buf_put_i64(out, user);
     } else if (bf & BF_USER_EMPTY) {
-        PUTL(out, ",\"user_id\":\"\"");
+        PD_BUF_LIT(out, ",\"user_id\":\"\"");
     } else if (!(bf & BF_NO_USER)) {
-        PUTL(out, ",\"user_id\":\"u-");
+        PD_BUF_LIT(out, ",\"user_id\":\"u-");
         pd_buf_put_i64(out, user);
-        PUTL(out, "\"");
+        PD_BUF_LIT(out, "\"");
     }
     if (bf & BF_TS_ARRAY) {
-        PUTL(out, ",\"ts\":[");
+        PD_BUF_LIT(out, ",\"ts\":[");
         pd_buf_put_i64(out, ts);
-        PUTL(out, "]");
+        PD_BUF_LIT(out, "]");
     } else if (bf & BF_TS_TEXT) {
-        PUTL(out, ",\"ts\":\"yesterday\"");
+        PD_BUF_LIT(out, ",\"ts\":\"yesterday\"");
     } else if (bf & BF_TS_1990) {
-        PUTL(out, ",\"ts\":631152000000");
+        PD_BUF_LIT(out, ",\"ts\":631152000000");
     } else if (!(bf & BF_NO_TS)) {
-        PUTL(out, ",\"ts\":");
+        PD_BUF_LIT(out, ",\"ts\":");
         pd_buf_put_i64(out, ts);
     }
     if (!(bf & BF_NO_TYPE)) {
-        PUTL(out, ",\"type\":\"");
+        PD_BUF_LIT(out, ",\"type\":\"");
         pd_buf_puts(out, type_names[type]);
-        PUTL(out, "\"");
+        PD_BUF_LIT(out, "\"");
     }
     if (type == T_SEARCH) {
-        PUTL(out, ",\"filters\":");
+        PD_BUF_LIT(out, ",\"filters\":");
         if (bf & BF_ITEM_STR)
-            PUTL(out, "\"cheap cars\"");
+            PD_BUF_LIT(out, "\"cheap cars\"");
         else
             put_filters(g, out, &a);
     } else {
-        PUTL(out, ",\"item\":");
+        PD_BUF_LIT(out, ",\"item\":");
         if (bf & BF_ITEM_STR) {
-            PUTL(out, "\"ad-");
+            PD_BUF_LIT(out, "\"ad-");
             pd_buf_put_i64(out, (int64_t)a.id);
-            PUTL(out, "\"");
+            PD_BUF_LIT(out, "\"");
         } else {
             put_ad_item(out, &a);
         }
     }
-    PUTL(out, "}");
+    PD_BUF_LIT(out, "}");
 }
 
 static void set_key(pd_buf *key, int64_t user)
 {
     if (!key) return;
-    PUTL(key, "u-");
+    PD_BUF_LIT(key, "u-");
     pd_buf_put_i64(key, user);
 }
 
@@ -720,8 +711,8 @@ int pd_gen_next(pd_gen *g, pd_buf *json_out, pd_buf *key_out)
     int rc;
     if (want_dup) {
         int i = (int)rng_below(&g->rng, (uint64_t)g->ring_n);
-        put(json_out, g->ring_json[i].p, g->ring_json[i].len);
-        if (key_out) put(key_out, g->ring_key[i].p, g->ring_key[i].len);
+        pd_buf_append(json_out, g->ring_json[i].p, g->ring_json[i].len);
+        if (key_out) pd_buf_append(key_out, g->ring_key[i].p, g->ring_key[i].len);
         rc = PD_GEN_DUP;
     } else {
         int64_t user = draw_user(g);
@@ -739,9 +730,9 @@ int pd_gen_next(pd_gen *g, pd_buf *json_out, pd_buf *key_out)
                 BF_TS_TEXT, BF_TS_1990, BF_NO_TYPE, BF_ITEM_STR,
             };
             g->last_bad = kind;
-            if (kind == PD_GEN_BAD_NOT_OBJECT) PUTL(json_out, "[");
+            if (kind == PD_GEN_BAD_NOT_OBJECT) PD_BUF_LIT(json_out, "[");
             build_event(g, json_out, user, ts, kind_bits[kind]);
-            if (kind == PD_GEN_BAD_NOT_OBJECT) PUTL(json_out, "]");
+            if (kind == PD_GEN_BAD_NOT_OBJECT) PD_BUF_LIT(json_out, "]");
             if (kind == PD_GEN_BAD_INVALID_JSON) {
                 /* Truncate somewhere in the middle: never a complete object. */
                 size_t cut = json_out->len / 4 + (size_t)rng_below(&g->rng, json_out->len / 2);
@@ -761,8 +752,8 @@ int pd_gen_next(pd_gen *g, pd_buf *json_out, pd_buf *key_out)
             int slot = g->ring_pos;
             g->ring_json[slot].len = 0;
             g->ring_key[slot].len = 0;
-            put(&g->ring_json[slot], json_out->p, json_out->len);
-            PUTL(&g->ring_key[slot], "u-");
+            pd_buf_append(&g->ring_json[slot], json_out->p, json_out->len);
+            PD_BUF_LIT(&g->ring_key[slot], "u-");
             pd_buf_put_i64(&g->ring_key[slot], user);
             g->ring_pos = (g->ring_pos + 1) % DUP_RING;
             if (g->ring_n < DUP_RING) g->ring_n++;

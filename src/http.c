@@ -179,9 +179,9 @@ static void resp_error(http_resp *r, int status, const char *error, const char *
     r->status = status;
     r->ctype = "application/json";
     r->body.len = 0;
-    pd_buf_append(&r->body, "{\"error\":", 9);
+    PD_BUF_LIT(&r->body, "{\"error\":");
     pd_buf_json_str(&r->body, error, strlen(error));
-    pd_buf_append(&r->body, ",\"detail\":", 10);
+    PD_BUF_LIT(&r->body, ",\"detail\":");
     pd_buf_json_str(&r->body, detail, strlen(detail));
     pd_buf_putc(&r->body, '}');
 }
@@ -243,29 +243,29 @@ static void resp_send(struct mg_connection *c, const http_resp *r)
     pd_buf out = {0};
     pd_buf_reserve(&out, 256 + r->body.len);
     /* no printf: this runs for every answer */
-    pd_buf_append(&out, "HTTP/", 5);
+    PD_BUF_LIT(&out, "HTTP/");
     pd_buf_puts(&out, ver);
     pd_buf_putc(&out, ' ');
     pd_buf_put_u64(&out, (uint64_t)r->status);
     pd_buf_putc(&out, ' ');
     pd_buf_puts(&out, status_text(r->status));
-    pd_buf_append(&out, "\r\nContent-Type: ", 16);
+    PD_BUF_LIT(&out, "\r\nContent-Type: ");
     pd_buf_puts(&out, r->ctype);
-    pd_buf_append(&out, "\r\nContent-Length: ", 18);
+    PD_BUF_LIT(&out, "\r\nContent-Length: ");
     pd_buf_put_u64(&out, r->body.len);
-    pd_buf_append(&out, "\r\nCache-Control: no-store\r\n", 27);
+    PD_BUF_LIT(&out, "\r\nCache-Control: no-store\r\n");
     for (int i = 0; i < r->nh; i++) {
         pd_buf_puts(&out, r->hname[i]);
-        pd_buf_append(&out, ": ", 2);
+        PD_BUF_LIT(&out, ": ");
         pd_buf_puts(&out, r->hval[i]);
-        pd_buf_append(&out, "\r\n", 2);
+        PD_BUF_LIT(&out, "\r\n");
     }
-    pd_buf_append(&out, "Date: ", 6);
+    PD_BUF_LIT(&out, "Date: ");
     put_http_date(&out);
     if (ri && keeps_alive(c, ri, r->status))
-        pd_buf_append(&out, "\r\nConnection: keep-alive\r\n\r\n", 28);
+        PD_BUF_LIT(&out, "\r\nConnection: keep-alive\r\n\r\n");
     else
-        pd_buf_append(&out, "\r\nConnection: close\r\n\r\n", 23);
+        PD_BUF_LIT(&out, "\r\nConnection: close\r\n\r\n");
     if (r->body.len) pd_buf_append(&out, r->body.p, r->body.len);
     mg_write(c, out.p, out.len);
     pd_buf_free(&out);
@@ -706,7 +706,7 @@ static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops
     const char *tok = internal_token(cfg);
     if (tok) pd_buf_printf(&req, "Authorization: Bearer %s\r\n", tok);
     if (stale_ok) pd_buf_printf(&req, "X-Profiled-Stale-Ok: 1\r\n");
-    pd_buf_append(&req, "\r\n", 2);
+    PD_BUF_LIT(&req, "\r\n");
 
     int64_t deadline = pd_mono_us() + cfg->forward_timeout_ms * 1000;
     int rc = PD_EIO;
@@ -819,14 +819,14 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
         resp_error(r, 500, "internal error", "rendering failed (%d)", rc);
         goto out;
     }
-    pd_buf_append(&r->body, ",\"served_by\":", 13);
+    PD_BUF_LIT(&r->body, ",\"served_by\":");
     pd_buf_json_str(&r->body, w->cfg->id, strlen(w->cfg->id));
     if (stale) {
         /* A replica's copy: as fresh as its own consumption of the log. */
         int64_t hw = atomic_load(&w->parts[p].high_watermark), no = atomic_load(&w->parts[p].next_offset);
         pd_buf_printf(&r->body, ",\"stale\":true,\"lag\":%lld}", (long long)(hw >= 0 && no >= 0 && hw > no ? hw - no : 0));
     } else {
-        pd_buf_append(&r->body, ",\"stale\":false}", 15);
+        PD_BUF_LIT(&r->body, ",\"stale\":false}");
     }
     r->status = 200;
     r->ctype = "application/json";
@@ -1096,21 +1096,21 @@ static void route_partitions(pd_http *h, http_resp *r)
             if (p) pd_buf_putc(b, ',');
             pd_buf_printf(b, "{\"partition\":%d,\"owner\":", (int)p);
             if (atomic_load(&w->parts[p].owned)) {
-                pd_buf_append(b, "{\"id\":", 6);
+                PD_BUF_LIT(b, "{\"id\":");
                 pd_buf_json_str(b, w->cfg->id, strlen(w->cfg->id));
-                pd_buf_append(b, ",\"url\":", 7);
+                PD_BUF_LIT(b, ",\"url\":");
                 pd_buf_json_str(b, w->advertise, strlen(w->advertise));
                 pd_buf_printf(b, "},\"generation\":%lld}",
                               (long long)atomic_load(&w->parts[p].generation));
             } else {
-                pd_buf_append(b, "null,\"generation\":null}", 23);
+                PD_BUF_LIT(b, "null,\"generation\":null}");
             }
         }
         pd_buf_putc(b, ']');
     }
-    pd_buf_append(b, ",\"self\":{\"id\":", 14);
+    PD_BUF_LIT(b, ",\"self\":{\"id\":");
     pd_buf_json_str(b, w->cfg->id, strlen(w->cfg->id));
-    pd_buf_append(b, ",\"url\":", 7);
+    PD_BUF_LIT(b, ",\"url\":");
     pd_buf_json_str(b, w->advertise, strlen(w->advertise));
     pd_buf_printf(b, ",\"generation\":%lld,\"owned\":[", (long long)atomic_load(&w->generation));
     int first = 1;
@@ -1119,14 +1119,14 @@ static void route_partitions(pd_http *h, http_resp *r)
         pd_buf_printf(b, "%s%d", first ? "" : ",", (int)p);
         first = 0;
     }
-    pd_buf_append(b, "],\"ready\":[", 11);
+    PD_BUF_LIT(b, "],\"ready\":[");
     first = 1;
     for (int32_t p = 0; p < w->nparts; p++) {
         if (!atomic_load(&w->parts[p].owned) || !atomic_load(&w->parts[p].ready)) continue;
         pd_buf_printf(b, "%s%d", first ? "" : ",", (int)p);
         first = 0;
     }
-    pd_buf_append(b, "]}}", 3);
+    PD_BUF_LIT(b, "]}}");
     r->status = 200;
     r->ctype = "application/json";
 }
@@ -1322,7 +1322,7 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
     case PD_ROUTE_HEALTHZ:
         r->status = 200;
         r->ctype = "application/json";
-        pd_buf_append(&r->body, "{\"status\":\"ok\"}", 15);
+        PD_BUF_LIT(&r->body, "{\"status\":\"ok\"}");
         return;
     case PD_ROUTE_READYZ: route_readyz(h, r); return;
     case PD_ROUTE_METRICS: route_metrics(h, r); return;
@@ -1380,9 +1380,9 @@ static int on_http_error(struct mg_connection *c, int status, const char *msg)
                  (long long)h->w->cfg->http_max_request_bytes);
     else
         snprintf(detail, sizeof detail, "%s", msg ? msg : "");
-    pd_buf_append(&b, "{\"error\":", 9);
+    PD_BUF_LIT(&b, "{\"error\":");
     pd_buf_json_str(&b, e, strlen(e));
-    pd_buf_append(&b, ",\"detail\":", 10);
+    PD_BUF_LIT(&b, ",\"detail\":");
     pd_buf_json_str(&b, detail, strlen(detail));
     pd_buf_putc(&b, '}');
     mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"

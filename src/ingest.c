@@ -583,9 +583,6 @@ static int dd_load(pd_ingest *ig, int32_t p, char *err, size_t errlen)
     return PD_OK;
 }
 
-/* Clears batch entries; when only_parts is non-NULL, only entries of the
- * partitions flagged there. */
-/* Empties batch b (entries are recycled). */
 /* Bytes held by b (its own allocations). */
 static uint64_t batch_mem(const agg_batch *b)
 {
@@ -633,6 +630,7 @@ static void batch_trim(agg_batch *b, size_t used, size_t log)
     }
 }
 
+/* Empties batch b (entries are recycled), then trims and publishes it. */
 static void batch_clear(agg_batch *b)
 {
     htab *h = &b->agg;
@@ -1947,18 +1945,16 @@ static void handle_messages(pd_ingest *ig, rd_kafka_message_t **msgs, ssize_t n,
     }
 }
 
-/* When the dirty batch is due (ingest thread; dirty_since_us != 0):
- * commit_interval_ms after its first record, or, when the committer is
- * idle, commit_min_interval_ms after the previous hand-over -- an early
- * commit that pd_ingest_run makes only once the input is drained, so a
- * worker that keeps up makes events visible within about one fetch, and
- * one that does not still commits whole batches. */
-static int64_t flush_due_us(const pd_ingest *ig, int64_t now)
+/* The dirty batch (dirty_since_us != 0) is due commit_interval_ms after
+ * its first record. It may go early -- once the input is drained, so a
+ * worker that keeps up makes events visible within about one fetch while
+ * one that does not still commits whole batches -- from the returned time
+ * on: commit_min_interval_ms after the previous hand-over, when the
+ * committer is idle; INT64_MAX when no early commit is possible. */
+static int64_t early_flush_us(const pd_ingest *ig)
 {
-    const int64_t full = ig->dirty_since_us + ig->cfg->commit_interval_ms * 1000;
-    if (ig->cm_inflight || ig->cfg->commit_min_interval_ms >= ig->cfg->commit_interval_ms) return full;
-    const int64_t early = PD_MAX(ig->last_flush_us + ig->cfg->commit_min_interval_ms * 1000, now);
-    return PD_MIN(full, early);
+    if (ig->cm_inflight || ig->cfg->commit_min_interval_ms >= ig->cfg->commit_interval_ms) return INT64_MAX;
+    return ig->last_flush_us + ig->cfg->commit_min_interval_ms * 1000;
 }
 
 int pd_ingest_run(pd_ingest *ig)
@@ -1972,7 +1968,8 @@ int pd_ingest_run(pd_ingest *ig)
         int64_t now = pd_mono_us();
         int timeout = ig->rq ? 10 : 100;
         if (ig->dirty_since_us) {
-            int64_t left = flush_due_us(ig, now) - now;
+            int64_t at = PD_MIN(ig->dirty_since_us + ig->cfg->commit_interval_ms * 1000, early_flush_us(ig));
+            int64_t left = at - now;
             timeout = left <= 0 ? 0 : (int)PD_MIN(left / 1000 + 1, timeout);
             /* the commit in flight may end any moment and make an early one possible */
             if (ig->cm_inflight) timeout = PD_MIN(timeout, 5);
@@ -2017,8 +2014,8 @@ int pd_ingest_run(pd_ingest *ig)
             break;
         }
         int due = ig->bt[ig->cur].events >= (uint64_t)ig->cfg->batch_max_events ||
-                  (ig->dirty_since_us && now >= flush_due_us(ig, now) &&
-                   (drained || now - ig->dirty_since_us >= ig->cfg->commit_interval_ms * 1000));
+                  (ig->dirty_since_us && (now - ig->dirty_since_us >= ig->cfg->commit_interval_ms * 1000 ||
+                                          (drained && now >= early_flush_us(ig))));
         if (due) {
             if (flush_start(ig, err, sizeof err) != PD_OK) {
                 if (ig->fatal) {

@@ -254,9 +254,9 @@ static void mem_publish(pd_members *m, int alive)
     if (m->is_static || !m->prod) return;
     pd_worker *w = m->w;
     pd_buf b = {0};
-    pd_buf_append(&b, "{\"id\":", 6);
+    PD_BUF_LIT(&b, "{\"id\":");
     pd_buf_json_str(&b, w->cfg->id, strlen(w->cfg->id));
-    pd_buf_append(&b, ",\"url\":", 7);
+    PD_BUF_LIT(&b, ",\"url\":");
     pd_buf_json_str(&b, w->advertise, strnlen(w->advertise, sizeof w->advertise));
     pd_buf_printf(&b, ",\"gen\":%lld,\"ts\":%lld,\"partitions\":[",
                   (long long)atomic_load(&w->generation), (long long)pd_now_ms());
@@ -266,7 +266,7 @@ static void mem_publish(pd_members *m, int alive)
         pd_buf_printf(&b, "%s%d", first ? "" : ",", (int)p);
         first = 0;
     }
-    pd_buf_append(&b, "],\"held\":[", 10);
+    PD_BUF_LIT(&b, "],\"held\":[");
     first = 1;
     for (int32_t p = 0; alive && w->parts && p < w->nparts; p++) {
         pd_partstate *ps = &w->parts[p];
@@ -498,14 +498,14 @@ void pd_members_render(pd_members *m, pd_buf *out)
         if (mem_owner_locked(m, p, &o) == PD_OK) {
             char ts[32];
             pd_ts_format(o.updated_ms, ts);
-            pd_buf_append(out, "{\"id\":", 6);
+            PD_BUF_LIT(out, "{\"id\":");
             pd_buf_json_str(out, o.id, strlen(o.id));
-            pd_buf_append(out, ",\"url\":", 7);
+            PD_BUF_LIT(out, ",\"url\":");
             pd_buf_json_str(out, o.url, strlen(o.url));
             pd_buf_printf(out, ",\"heartbeat\":\"%s\"},\"generation\":%lld}", ts,
                           (long long)o.generation);
         } else {
-            pd_buf_append(out, "null,\"generation\":null}", 23);
+            PD_BUF_LIT(out, "null,\"generation\":null}");
         }
     }
     pthread_mutex_unlock(&m->mu);

@@ -177,7 +177,7 @@ static void hist_samples(pd_buf *b, const char *name, const char *labels, const 
         cum += LD(h->counts[i]);
         pd_buf_printf(b, "%s_bucket{%sle=\"", name, labels);
         if (i < h->n) put_float(b, h->bounds[i]);
-        else pd_buf_append(b, "+Inf", 4);
+        else PD_BUF_LIT(b, "+Inf");
         pd_buf_printf(b, "\"} %llu\n", (unsigned long long)cum);
     }
     uint64_t sm = LD(h->sum_micro);

@@ -873,7 +873,7 @@ out:
 static void json_num(pd_buf *b, double v)
 {
     if (isfinite(v)) pd_buf_printf(b, "%.17g", v);
-    else pd_buf_append(b, "null", 4);
+    else PD_BUF_LIT(b, "null");
 }
 
 static void json_ts(pd_buf *b, int64_t ms)
@@ -925,13 +925,13 @@ void pd_profile_to_json(const pd_profile *p, pd_buf *out)
     const pd_schema *s = p->schema;
     pd_buf_printf(out, "{\"events\":%llu,\"first_seen\":", (unsigned long long)p->events);
     if (p->events) json_ts(out, p->first_ts);
-    else pd_buf_append(out, "null", 4);
-    pd_buf_append(out, ",\"last_seen\":", 13);
+    else PD_BUF_LIT(out, "null");
+    PD_BUF_LIT(out, ",\"last_seen\":");
     if (p->events) json_ts(out, p->last_ts);
-    else pd_buf_append(out, "null", 4);
-    pd_buf_append(out, ",\"event_types\":", 15);
+    else PD_BUF_LIT(out, "null");
+    PD_BUF_LIT(out, ",\"event_types\":");
     json_counts(out, &p->types);
-    pd_buf_append(out, ",\"dimensions\":{", 15);
+    PD_BUF_LIT(out, ",\"dimensions\":{");
     int first = 1;
     for (int i = 0; i < s->ndims; i++) {
         if (!dim_present(p, i)) continue;
@@ -952,26 +952,26 @@ void pd_profile_to_json(const pd_profile *p, pd_buf *out)
             double sd = sqrt(var > 0 ? var : 0);
             pd_buf_printf(out, ":{\"type\":\"numeric\",\"count\":%llu,\"sum\":", (unsigned long long)a->count);
             json_num(out, a->sum);
-            pd_buf_append(out, ",\"sumsq\":", 9);
+            PD_BUF_LIT(out, ",\"sumsq\":");
             json_num(out, a->sumsq);
-            pd_buf_append(out, ",\"min\":", 7);
+            PD_BUF_LIT(out, ",\"min\":");
             json_num(out, a->min);
-            pd_buf_append(out, ",\"max\":", 7);
+            PD_BUF_LIT(out, ",\"max\":");
             json_num(out, a->max);
-            pd_buf_append(out, ",\"mean\":", 8);
+            PD_BUF_LIT(out, ",\"mean\":");
             json_num(out, mean);
-            pd_buf_append(out, ",\"stddev\":", 10);
+            PD_BUF_LIT(out, ",\"stddev\":");
             json_num(out, isnan(var) ? var : sd);
-            pd_buf_append(out, ",\"histogram\":[", 14);
+            PD_BUF_LIT(out, ",\"histogram\":[");
             for (int k = 0; k <= d->nbounds; k++) {
                 if (k) pd_buf_putc(out, ',');
-                pd_buf_append(out, "{\"le\":", 6);
+                PD_BUF_LIT(out, "{\"le\":");
                 if (k < d->nbounds) json_num(out, d->bounds[k]);
-                else pd_buf_append(out, "\"+Inf\"", 6);
+                else PD_BUF_LIT(out, "\"+Inf\"");
                 pd_buf_printf(out, ",\"count\":%llu}", (unsigned long long)a->hist[k]);
             }
-            pd_buf_append(out, "]}", 2);
+            PD_BUF_LIT(out, "]}");
         }
     }
-    pd_buf_append(out, "}}", 2);
+    PD_BUF_LIT(out, "}}");
 }

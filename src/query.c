@@ -322,8 +322,6 @@ out:
 /* rendering                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Appends a string literal. */
-#define PUT_LIT(b, lit) pd_buf_append((b), lit, sizeof(lit) - 1)
 
 /* A JSON string; plain bytes (no quote, backslash or control byte) are
  * copied in one piece, anything else goes through pd_buf_json_str. */
@@ -344,8 +342,6 @@ static void put_str(pd_buf *b, const char *v, size_t n)
     b->p[b->len] = '\0';
 }
 
-static const double qry_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,
-                                   1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
 static const uint64_t qry_pow10_u64[] = {
     1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
     1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
@@ -449,7 +445,8 @@ size_t pd_query_fmt_num(char *out, double v)
     if (v == trunc(v) && fabs(v) < 9007199254740992.0) return pd_fmt_i64(out, (int64_t)v);
     /* 1e-4 <= |v| < 1e15 (every mean and stddev of sane data): exact
      * digits without printf. The 15-digit text reads back as m / 10^(14-x):
-     * both exact (m < 2^53, 10^(14-x) <= 10^18), so the division rounds
+     * both exact doubles (m < 2^53; 10^k for k <= 22 converts exactly, and
+     * 14 - x <= 18), so the division rounds
      * once, to the double strtod gives for that decimal. 17 digits always
      * read back. */
     uint64_t m;
@@ -457,7 +454,7 @@ size_t pd_query_fmt_num(char *out, double v)
     double a = fabs(v);
     qry_bin b;
     if (qry_bin_of(a, &b) == 0) {
-        if (exact_digits(&b, 15, &m, &x) == 0 && (double)m / qry_pow10[14 - x] == a)
+        if (exact_digits(&b, 15, &m, &x) == 0 && (double)m / (double)qry_pow10_u64[14 - x] == a)
             return put_plain(out, v < 0, m, 15, x);
         if (exact_digits(&b, 17, &m, &x) == 0) return put_plain(out, v < 0, m, 17, x);
     }
@@ -592,7 +589,7 @@ static void put_counts(const qry_ctx *c, const qry_cat *r)
     }
     if (r->other > 0) {
         if (!first) pd_buf_putc(c->out, ',');
-        PUT_LIT(c->out, "\"" PD_OTHER "\":");
+        PD_BUF_LIT(c->out, "\"" PD_OTHER "\":");
         put_count(c, r->other);
     }
     pd_buf_putc(c->out, '}');
@@ -647,7 +644,7 @@ static void put_shares(const qry_ctx *c, const qry_cat *r)
         }
         if (r->other > 0) {
             if (!first) pd_buf_putc(c->out, ',');
-            PUT_LIT(c->out, "\"" PD_OTHER "\":");
+            PD_BUF_LIT(c->out, "\"" PD_OTHER "\":");
             put_share(c, r->other, r->total);
         }
     }
@@ -683,35 +680,35 @@ static void qry_num_merge(qry_num *r, const pd_dim *dim, const pd_query_day *day
 static void put_numeric(const qry_ctx *c, const pd_dim *dim, const qry_num *r)
 {
     pd_buf *b = c->out;
-    PUT_LIT(b, "{\"type\":\"numeric\",\"count\":");
+    PD_BUF_LIT(b, "{\"type\":\"numeric\",\"count\":");
     put_count(c, r->count);
     if (r->count > 0) {
         double mean = r->sum / r->count;
         double var = r->sumsq / r->count - mean * mean;
-        PUT_LIT(b, ",\"mean\":");
+        PD_BUF_LIT(b, ",\"mean\":");
         put_num(b, mean);
-        PUT_LIT(b, ",\"stddev\":");
+        PD_BUF_LIT(b, ",\"stddev\":");
         put_num(b, isfinite(var) ? sqrt(var > 0 ? var : 0) : var);
     } else {
-        PUT_LIT(b, ",\"mean\":null,\"stddev\":null");
+        PD_BUF_LIT(b, ",\"mean\":null,\"stddev\":null");
     }
-    PUT_LIT(b, ",\"min\":");
+    PD_BUF_LIT(b, ",\"min\":");
     if (r->have_minmax) put_num(b, r->min);
-    else PUT_LIT(b, "null");
-    PUT_LIT(b, ",\"max\":");
+    else PD_BUF_LIT(b, "null");
+    PD_BUF_LIT(b, ",\"max\":");
     if (r->have_minmax) put_num(b, r->max);
-    else PUT_LIT(b, "null");
-    PUT_LIT(b, ",\"histogram\":[");
+    else PD_BUF_LIT(b, "null");
+    PD_BUF_LIT(b, ",\"histogram\":[");
     for (int k = 0; k <= dim->nbounds; k++) {
         if (k) pd_buf_putc(b, ',');
-        PUT_LIT(b, "{\"le\":");
+        PD_BUF_LIT(b, "{\"le\":");
         if (k < dim->nbounds) put_num(b, dim->bounds[k]);
-        else PUT_LIT(b, "\"+Inf\"");
-        PUT_LIT(b, ",\"count\":");
+        else PD_BUF_LIT(b, "\"+Inf\"");
+        PD_BUF_LIT(b, ",\"count\":");
         put_count(c, r->hist[k]);
         pd_buf_putc(b, '}');
     }
-    PUT_LIT(b, "]}");
+    PD_BUF_LIT(b, "]}");
 }
 
 /* "events":N,"event_types":{..} over days[0..ndays) with weights w. */
@@ -720,9 +717,9 @@ static void put_events(const qry_ctx *c, const pd_query_day *days, const double 
     double ev = 0;
     for (int d = 0; d < ndays; d++)
         if (w[d] > 0) ev += w[d] * (double)days[d].prof->events;
-    PUT_LIT(c->out, "\"events\":");
+    PD_BUF_LIT(c->out, "\"events\":");
     put_count(c, ev);
-    PUT_LIT(c->out, ",\"event_types\":");
+    PD_BUF_LIT(c->out, ",\"event_types\":");
     qry_cat t;
     qry_cat_merge(&t, days, w, ndays, -1);
     put_counts(c, &t);
@@ -736,7 +733,7 @@ static void put_dimensions(const qry_ctx *c, const pd_query *q, const pd_schema 
 {
     int n = q->ndims > 0 ? q->ndims : s->ndims;
     int first = 1;
-    PUT_LIT(c->out, "\"dimensions\":{");
+    PD_BUF_LIT(c->out, "\"dimensions\":{");
     for (int j = 0; j < n; j++) {
         int di = q->ndims > 0 ? q->dims[j] : j;
         pd_assert(di >= 0 && di < s->ndims);
@@ -748,11 +745,11 @@ static void put_dimensions(const qry_ctx *c, const pd_query *q, const pd_schema 
                 if (!first) pd_buf_putc(c->out, ',');
                 first = 0;
                 put_str(c->out, dim->name, strlen(dim->name));
-                PUT_LIT(c->out, ":{\"type\":\"categorical\",\"total\":");
+                PD_BUF_LIT(c->out, ":{\"type\":\"categorical\",\"total\":");
                 put_count(c, r.total);
-                PUT_LIT(c->out, ",\"counts\":");
+                PD_BUF_LIT(c->out, ",\"counts\":");
                 put_counts(c, &r);
-                PUT_LIT(c->out, ",\"shares\":");
+                PD_BUF_LIT(c->out, ",\"shares\":");
                 put_shares(c, &r);
                 pd_buf_putc(c->out, '}');
             }
@@ -812,31 +809,31 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
     for (int d = 0; d < ndays; d++) w[d] = qry_weight(q, today, days[d].day);
     qry_ctx c = {.weighted = q->decay != PD_DECAY_NONE, .out = out};
 
-    PUT_LIT(out, "{\"user_id\":");
+    PD_BUF_LIT(out, "{\"user_id\":");
     put_str(out, user_id, ulen);
-    PUT_LIT(out, ",\"partition\":");
+    PD_BUF_LIT(out, ",\"partition\":");
     pd_buf_put_i64(out, partition);
-    PUT_LIT(out, ",\"from\":");
+    PD_BUF_LIT(out, ",\"from\":");
     put_day(out, q->from_day);
-    PUT_LIT(out, ",\"to\":");
+    PD_BUF_LIT(out, ",\"to\":");
     put_day(out, q->to_day);
     pd_buf_putc(out, ',');
     put_events(&c, days, w, ndays);
-    PUT_LIT(out, ",\"first_seen\":");
+    PD_BUF_LIT(out, ",\"first_seen\":");
     put_ts(out, first_ts);
-    PUT_LIT(out, ",\"last_seen\":");
+    PD_BUF_LIT(out, ",\"last_seen\":");
     put_ts(out, last_ts);
     pd_buf_putc(out, ',');
     put_dimensions(&c, q, s, days, w, ndays);
 
     if (q->breakdown_day) {
         int firstday = 1;
-        PUT_LIT(out, ",\"days\":[");
+        PD_BUF_LIT(out, ",\"days\":[");
         for (int d = 0; d < ndays; d++) {
             if (days[d].prof->events == 0) continue;
             if (!firstday) pd_buf_putc(out, ',');
             firstday = 0;
-            PUT_LIT(out, "{\"day\":");
+            PD_BUF_LIT(out, "{\"day\":");
             put_day(out, days[d].day);
             pd_buf_putc(out, ',');
             put_events(&c, &days[d], &w[d], 1);

@@ -249,7 +249,7 @@ void pd_schema_to_json(const pd_schema *s, pd_buf *out)
     for (int i = 0; i < s->ndims; i++) {
         const pd_dim *d = &s->dims[i];
         if (i) pd_buf_putc(out, ',');
-        pd_buf_append(out, "{\"name\":", 8);
+        PD_BUF_LIT(out, "{\"name\":");
         pd_buf_json_str(out, d->name, strlen(d->name));
         pd_buf_printf(out, ",\"type\":\"%s\",\"paths\":[",
                       d->type == PD_DIM_NUMERIC ? "numeric" : "categorical");
@@ -264,11 +264,11 @@ void pd_schema_to_json(const pd_schema *s, pd_buf *out)
         }
         pd_buf_putc(out, ']');
         if (d->type == PD_DIM_NUMERIC) {
-            pd_buf_append(out, ",\"buckets\":[", 12);
+            PD_BUF_LIT(out, ",\"buckets\":[");
             for (int k = 0; k < d->nbounds; k++) pd_buf_printf(out, "%s%.17g", k ? "," : "", d->bounds[k]);
             pd_buf_putc(out, ']');
         }
         pd_buf_putc(out, '}');
     }
-    pd_buf_append(out, "]}", 2);
+    PD_BUF_LIT(out, "]}");
 }

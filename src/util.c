@@ -147,21 +147,13 @@ int64_t pd_mono_us(void)
 
 /* ---- buffers ---- */
 
-void pd_buf_reserve(pd_buf *b, size_t extra)
+void pd_buf_grow(pd_buf *b, size_t extra)
 {
     if (b->len + extra <= b->cap) return;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->len + extra) cap *= 2;
     b->p = pd_realloc(b->p, cap);
     b->cap = cap;
-}
-
-void pd_buf_append(pd_buf *b, const void *data, size_t n)
-{
-    pd_buf_reserve(b, n + 1);
-    if (n) memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
 }
 
 size_t pd_fmt_u64(char *out, uint64_t u)
@@ -196,13 +188,6 @@ void pd_buf_put_i64(pd_buf *b, int64_t v)
 {
     char t[PD_INT_TEXT_MAX];
     pd_buf_append(b, t, pd_fmt_i64(t, v));
-}
-
-void pd_buf_putc(pd_buf *b, char c)
-{
-    pd_buf_reserve(b, 2);
-    b->p[b->len++] = c;
-    b->p[b->len] = '\0';
 }
 
 void pd_buf_printf(pd_buf *b, const char *fmt, ...)
