@@ -29,6 +29,11 @@
  * Retention: pd_store_drop_days_before drops whole day families (cheap,
  * no compaction). The caller decides the cut-off from event time.
  *
+ * Day filters: an in-memory Bloom filter per day family lets a range read
+ * skip the days that certainly have no profile for the user (store.c).
+ * Families found at open are read once by a background thread to fill
+ * theirs; until then those days are read every time.
+ *
  * Threads: one writer thread (the ingest loop) calls the batch/commit/drop
  * functions; any number of reader threads may call the get/snapshot
  * functions concurrently. Day family handles are reference counted under a
@@ -53,6 +58,8 @@ typedef struct {
     const char *secondary_dir; /* read_only: scratch dir for the secondary (NULL = mkdtemp) */
     int64_t block_cache_mb; /* 0 = 64 */
     int64_t write_buffer_mb;/* 0 = 32 */
+    int day_filter_bits;    /* bits per stored user-day of the day filters that
+                               let range queries skip days (0 = 10, < 0 = off) */
     int sync;               /* fsync the WAL on every commit (default 0: WAL
                                written, OS-buffered; survives process crash) */
 } pd_store_opts;
@@ -144,9 +151,11 @@ void pd_store_range_free(pd_store_range *r);
 /* Heap bytes r holds (its arrays and the capacity of every profile slot). */
 size_t pd_store_range_mem_bytes(const pd_store_range *r);
 /* Reads the profiles of (partition, user) for every day family with
- * from_day <= day <= to_day in ONE RocksDB MultiGet: at the snapshot of
+ * from_day <= day <= to_day whose day filter may hold the user, in ONE
+ * RocksDB read (a Get for one day, else a MultiGet): at the snapshot of
  * snap, or (snap NULL) at the latest state -- still one point in time
- * across all the days, without creating a snapshot. Days without data for
+ * across all the days, without creating a snapshot (a commit that overlaps
+ * the filter checks makes it read every day again). Days without data for
  * the user are skipped, so r->n may be 0 (not an error). Families outside
  * the range are not touched. On error r->n is 0 and err says why (PD_EIO,
  * PD_ECORRUPT for an undecodable value). Any thread. */
@@ -175,6 +184,14 @@ typedef struct {
     uint64_t memtables, table_readers, block_cache;
 } pd_store_mem;
 int pd_store_mem_stats(pd_store *st, pd_store_mem *out, char *err, size_t errlen);
+/* Day filters (see store.c): bytes they hold, days whose filter is still
+ * being filled after open (read every time meanwhile), and since open the
+ * day families range queries read and skipped, and the queries that read
+ * again without filters because a commit overlapped them. Any thread. */
+typedef struct {
+    uint64_t bytes, days_filling, days_read, days_skipped, retries;
+} pd_store_filter_stats;
+void pd_store_get_filter_stats(pd_store *st, pd_store_filter_stats *out);
 int pd_store_day_stats(pd_store *st, pd_day_stats **out, int *n);
 
 /* ---- partition hand-off (state transfer between workers) ---- */

@@ -30,6 +30,8 @@ enum {
     PD_EAGAIN = -7,    /* try again later (busy, restoring, unreachable) */
 };
 
+/* Reports a failed allocation of n bytes at file:line and aborts. */
+_Noreturn void pd_oom(const char *file, int line, size_t n);
 void *pd_malloc_(size_t n, const char *file, int line);
 void *pd_calloc_(size_t nmemb, size_t n, const char *file, int line);
 void *pd_realloc_(void *p, size_t n, const char *file, int line);

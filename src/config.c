@@ -54,6 +54,7 @@ const pd_opt pd_config_table[] = {
     {"replicas", PD_OPT_INT, OFF(replicas), "1", 0, 16, "Warm copies of each partition kept by other workers (placement: the next live workers after the owner in id order; none with a single worker)."},
     {"block_cache_mb", PD_OPT_INT, OFF(block_cache_mb), "128", 1, 1048576, "RocksDB block cache size (MiB)."},
     {"write_buffer_mb", PD_OPT_INT, OFF(write_buffer_mb), "32", 1, 4096, "RocksDB memtable size per column family (MiB)."},
+    {"day_filter_bits", PD_OPT_INT, OFF(day_filter_bits), "10", 0, 32, "Bits per stored user-day of the in-memory day filters, which let a range query read only the days a user may have a profile on (about 1 % false positives at 10; 0 = off, every day in the range is read)."},
     {"session_timeout_ms", PD_OPT_INT, OFF(session_timeout_ms), "10000", 1000, 3600000, "Kafka consumer session timeout (rebalances wait about this long)."},
     {"shutdown_timeout_ms", PD_OPT_INT, OFF(shutdown_timeout_ms), "30000", 100, 600000, "Upper bound on an orderly shutdown."},
     {"max_partitions", PD_OPT_INT, OFF(max_partitions), "4096", 1, 65536, "Largest partition count of the input topic this worker accepts."},

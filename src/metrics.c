@@ -271,6 +271,22 @@ static void render_worker(pd_buf *b, pd_worker *w)
             pd_buf_printf(b, "profiled_rocksdb_memory_bytes{part=\"block_cache\"} %llu\n",
                           (unsigned long long)sm.block_cache);
         }
+        pd_store_filter_stats fs;
+        pd_store_get_filter_stats(w->store, &fs);
+        family(b, "profiled_day_filter_bytes", "gauge",
+               "Memory of the day filters (about day_filter_bits / 8 bytes per stored user-day).");
+        pd_buf_printf(b, "profiled_day_filter_bytes %llu\n", (unsigned long long)fs.bytes);
+        family(b, "profiled_day_filter_filling", "gauge",
+               "Day families whose filter is still being filled after the start (always read meanwhile).");
+        pd_buf_printf(b, "profiled_day_filter_filling %llu\n", (unsigned long long)fs.days_filling);
+        family(b, "profiled_query_days_total", "counter",
+               "Day families in the ranges of profile queries: read from RocksDB, or skipped because the "
+               "day filter rules the user out.");
+        pd_buf_printf(b, "profiled_query_days_total{result=\"read\"} %llu\n", (unsigned long long)fs.days_read);
+        pd_buf_printf(b, "profiled_query_days_total{result=\"skipped\"} %llu\n",
+                      (unsigned long long)fs.days_skipped);
+        counter(b, "profiled_day_filter_retries_total",
+                "Profile reads repeated without the day filters because a commit overlapped them.", fs.retries);
     }
     /* The allocator's view (glibc): bytes in use, free but kept by the
      * allocator, and in separate mmaps -- tells fragmentation from growth. */

@@ -50,6 +50,34 @@
  * writer thread adds (batch_merge creates families on demand) or removes
  * entries, so the writer may use a handle it found without a reference.
  *
+ * Day filters. A range query would otherwise ask RocksDB about every day
+ * family in its range, and each family costs a lookup (super-version,
+ * memtable filter, the families' SST filters) although a user has events on
+ * few of the days: 30 lookups for a 30-day query. Every day entry therefore
+ * carries an in-memory Bloom filter (bloom.c) of the data keys written to
+ * its family, and a range query reads only the days whose filter may hold
+ * the key (a pinned Get when that is one day, else one MultiGet). Rules:
+ *   - writers add a key to its day's filter when they put it into a batch,
+ *     i.e. before the commit that makes it visible (batch_merge,
+ *     pd_store_batch_put_profile_raw: the only writes of data keys);
+ *     deletes and dropped batches leave bits behind (false positives only);
+ *   - a family created by this process starts with a complete (empty)
+ *     filter, sized like the largest filter so far; the families found at
+ *     open get a filter the filler thread completes by reading their keys
+ *     (newest day first), and until it is complete (`filter_full`) the
+ *     query reads that day as before;
+ *   - consistency: one MultiGet reads all days from one sequence number, so
+ *     a commit is seen whole or not at all. With filters, a commit could
+ *     land between the filter checks and the read, and be visible on the
+ *     days whose check passed but not on those ruled out. So every commit
+ *     bumps `wgen` (release) after its keys are in the filters and before
+ *     its write; a query that skipped days reads `wgen` (acquire) before
+ *     the checks and after the read, and when it changed reads every day
+ *     again without filters. A query with an explicit snapshot needs no
+ *     check: the snapshot's data had its bits set before it was taken.
+ * Memory: about day_filter_bits / 8 bytes per user-day, plus the headroom of
+ * a new day's filter (gauge profiled_day_filter_bytes).
+ *
  * Batches: a pd_store_batch wraps one rocksdb_writebatch_t. Within a batch
  * several checkpoints for the same partition are simply written in order;
  * RocksDB applies a batch in order, so the last one wins. A batch must be
@@ -68,6 +96,7 @@
  * store" (loaded from the "schema" record, owned by the store).
  */
 #include "store.h"
+#include "bloom.h"
 #include "util.h"
 
 #include <rocksdb/c.h>
@@ -92,11 +121,14 @@
 #define FOLD_EVERY 8
 #define FOLD_SLOTS ((size_t)1 << 20)
 #define MERGE_KEEP_BYTES (256 * 1024)   /* capacity a pooled merge context may keep */
+#define FILTER_MIN_KEYS 65536           /* a new day's filter: at least 80 KiB at 10 bits */
 
 typedef struct {
     int64_t day;
     rocksdb_column_family_handle_t *cf;
     int refs; /* 1 held by the map while listed + 1 per reader */
+    pd_bloom *filter;        /* day filter (NULL: off, or read-only) */
+    _Atomic int filter_full; /* 1 once the filter holds every key of the family */
 } pd_dayent;
 
 struct pd_store {
@@ -125,6 +157,13 @@ struct pd_store {
     pd_dayent **days;            /* sorted ascending by day */
     int ndays, capdays;
     pd_stash merges;             /* idle merge scratch, merge_ctx * (merge_ctx_get) */
+    /* day filters (see the design comment) */
+    int filter_bits;             /* bits per key, 0 = no filters */
+    _Atomic uint64_t wgen;       /* bumped by every commit before its write */
+    pthread_t filler;            /* fills the filters of families found at open */
+    int filler_started;
+    _Atomic int filler_stop;
+    _Atomic uint64_t f_read, f_skipped, f_retries; /* pd_store_filter_stats */
 };
 
 struct pd_store_batch {
@@ -351,16 +390,46 @@ static void days_insert_locked(pd_store *st, pd_dayent *e)
     st->ndays++;
 }
 
+/* A new entry holding the map's reference. `full`: the family is new and
+ * empty, so its filter is complete from the start (else the filler thread
+ * completes it). */
+static pd_dayent *dayent_new(pd_store *st, int64_t day, rocksdb_column_family_handle_t *cf,
+                             uint64_t expected_keys, int full)
+{
+    pd_dayent *e = pd_calloc(1, sizeof *e);
+    e->day = day;
+    e->cf = cf;
+    e->refs = 1;
+    if (st->filter_bits > 0) {
+        e->filter = pd_bloom_new(expected_keys, st->filter_bits);
+        atomic_init(&e->filter_full, full);
+    }
+    return e;
+}
+
+/* 0 when the day's family certainly has no record under the key whose
+ * XXH3 is h. */
+static int day_may_hold(pd_dayent *e, uint64_t h)
+{
+    return !e->filter || !atomic_load_explicit(&e->filter_full, memory_order_acquire) ||
+           pd_bloom_may_contain(e->filter, h);
+}
+
+/* Whoever drops the last reference. */
+static void dayent_destroy(pd_dayent *e)
+{
+    rocksdb_column_family_handle_destroy(e->cf);
+    pd_bloom_free(e->filter);
+    pd_free(e);
+}
+
 static void dayent_unref(pd_store *st, pd_dayent *e)
 {
     pthread_mutex_lock(&st->lock);
     pd_assert(e->refs > 0);
     int last = --e->refs == 0;
     pthread_mutex_unlock(&st->lock);
-    if (last) {
-        rocksdb_column_family_handle_destroy(e->cf);
-        pd_free(e);
-    }
+    if (last) dayent_destroy(e);
 }
 
 /* Referenced entry for `day`, or NULL. Release with dayent_unref. */
@@ -401,14 +470,15 @@ static void dayents_unref(pd_store *st, pd_dayent **v, int n)
 }
 
 /* The writer (the ingest committer thread, or the ingest thread while no
- * commit is in flight -- never both at once): the family of `day`, created
- * if missing. The handle stays valid until the writer itself drops the day. */
-static int day_cf_for_write(pd_store *st, int64_t day, rocksdb_column_family_handle_t **cf,
-                            char *err, size_t errlen)
+ * commit is in flight -- never both at once): the entry of `day`, its
+ * family created if missing. It stays valid until the writer itself drops
+ * the day. A new family's filter is sized like the largest one so far (days
+ * tend to look alike). */
+static int day_for_write(pd_store *st, int64_t day, pd_dayent **out, char *err, size_t errlen)
 {
     pd_dayent *e = dayent_ref(st, day);
     if (e) {
-        *cf = e->cf;
+        *out = e;
         dayent_unref(st, e); /* the map still holds its reference */
         return PD_OK;
     }
@@ -416,15 +486,24 @@ static int day_cf_for_write(pd_store *st, int64_t day, rocksdb_column_family_han
     pd_store_day_name(day, name);
     rocksdb_column_family_handle_t *h = rocksdb_create_column_family(st->db, st->day_opts, name, &re);
     if (re) return rdb_err(re, err, errlen, "create column family");
-    e = pd_calloc(1, sizeof *e);
-    e->day = day;
-    e->cf = h;
-    e->refs = 1;
+    uint64_t hint = 0;
+    pthread_mutex_lock(&st->lock);
+    for (int i = 0; i < st->ndays; i++)
+        if (st->days[i]->filter && pd_bloom_count(st->days[i]->filter) > hint)
+            hint = pd_bloom_count(st->days[i]->filter);
+    pthread_mutex_unlock(&st->lock);
+    e = dayent_new(st, day, h, PD_MAX(hint + hint / 4, FILTER_MIN_KEYS), 1);
     pthread_mutex_lock(&st->lock);
     days_insert_locked(st, e);
     pthread_mutex_unlock(&st->lock);
-    *cf = h;
+    *out = e;
     return PD_OK;
+}
+
+/* Records a data key in its day's filter; before the write that stores it. */
+static void filter_add(pd_dayent *e, const char *key, size_t klen)
+{
+    if (e->filter) pd_bloom_add(e->filter, XXH3_64bits(key, klen));
 }
 
 /* ------------------------------------------------------------------ */
@@ -555,6 +634,15 @@ static int family_names(pd_store *st, char ***names, int *n, char *err, size_t e
     return PD_OK;
 }
 
+/* RocksDB's estimate of the keys in a family (0 when unknown). */
+static uint64_t cf_num_keys(pd_store *st, rocksdb_column_family_handle_t *cf)
+{
+    char *v = rocksdb_property_value_cf(st->db, cf, "rocksdb.estimate-num-keys");
+    uint64_t n = v ? strtoull(v, NULL, 10) : 0;
+    rocksdb_free(v);
+    return n;
+}
+
 static int open_db(pd_store *st, char *err, size_t errlen)
 {
     char **names = NULL;
@@ -589,10 +677,8 @@ static int open_db(pd_store *st, char *err, size_t errlen)
     st->other_cfs = pd_calloc((size_t)n, sizeof *st->other_cfs);
     for (int i = 0; i < n; i++) {
         if (kind[i]) {
-            pd_dayent *e = pd_calloc(1, sizeof *e);
-            e->day = dayv[i];
-            e->cf = h[i];
-            e->refs = 1;
+            /* read-write: the filler thread completes the filter */
+            pd_dayent *e = dayent_new(st, dayv[i], h[i], st->read_only ? 0 : cf_num_keys(st, h[i]), 0);
             days_insert_locked(st, e); /* not shared yet */
         } else if (strcmp(names[i], "default") == 0) {
             st->cf_default = h[i];
@@ -779,6 +865,55 @@ out:
     return rc;
 }
 
+/* The filler thread: reads the keys of every day family found at open
+ * (newest day first: queries ask for recent days most) into its filter and
+ * then marks the filter full. Writers add their keys meanwhile, so a
+ * family's filter is complete once its scan is. */
+static void *filler_main(void *arg)
+{
+    pd_store *st = arg;
+    pd_dayent **v;
+    int n;
+    dayents_ref(st, INT64_MIN, &v, &n);
+    int64_t t0 = pd_mono_us();
+    pd_thread_name("pd-dayfilter");
+    uint64_t keys = 0;
+    int done = 0;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_fill_cache(ro, 0);
+    for (int i = n - 1; i >= 0 && !atomic_load(&st->filler_stop); i--) {
+        pd_dayent *e = v[i];
+        if (atomic_load_explicit(&e->filter_full, memory_order_relaxed)) continue;
+        rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, e->cf);
+        uint64_t k = 0;
+        for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+            size_t kl;
+            const char *kp = rocksdb_iter_key(it, &kl);
+            pd_bloom_add(e->filter, XXH3_64bits(kp, kl));
+            if ((++k & 4095) == 0 && atomic_load(&st->filler_stop)) break;
+        }
+        char *re = NULL;
+        rocksdb_iter_get_error(it, &re);
+        rocksdb_iter_destroy(it);
+        keys += k;
+        if (re) {
+            char name[12];
+            pd_store_day_name(e->day, name);
+            pd_warn("store: day filter of %s left incomplete (%s); queries read that day always", name, re);
+            rocksdb_free(re);
+        } else if (!atomic_load(&st->filler_stop)) {
+            atomic_store_explicit(&e->filter_full, 1, memory_order_release);
+            done++;
+        }
+    }
+    rocksdb_readoptions_destroy(ro);
+    if (!atomic_load(&st->filler_stop))
+        pd_info("store: day filters ready: %d day(s), %llu keys, %lld ms", done, (unsigned long long)keys,
+                (long long)((pd_mono_us() - t0) / 1000));
+    dayents_unref(st, v, n);
+    return NULL;
+}
+
 int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_store_opts *o,
                   char *err, size_t errlen)
 {
@@ -791,6 +926,7 @@ int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_
     st->dir = pd_strdup(dir);
     pthread_mutex_init(&st->lock, NULL);
     pd_stash_init(&st->merges);
+    if (!ro) st->filter_bits = !o || o->day_filter_bits == 0 ? 10 : o->day_filter_bits < 0 ? 0 : o->day_filter_bits;
     int rc = PD_OK;
     if (ro) {
         if (o->secondary_dir) {
@@ -829,6 +965,10 @@ int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_
     if ((rc = check_schema(st, s, err, errlen)) != PD_OK) goto out;
     st->wo = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wo, o && o->sync ? 1 : 0);
+    if (st->filter_bits > 0 && st->ndays > 0) {
+        if (pthread_create(&st->filler, NULL, filler_main, st) == 0) st->filler_started = 1;
+        else pd_warn("store: cannot start the day filter thread; range queries read every day");
+    }
     *out = st;
     return PD_OK;
 out:
@@ -839,12 +979,15 @@ out:
 void pd_store_close(pd_store *st)
 {
     if (!st) return;
+    if (st->filler_started) {
+        atomic_store(&st->filler_stop, 1);
+        pthread_join(st->filler, NULL);
+    }
     for (int i = 0; i < st->ndays; i++) {
         pd_dayent *e = st->days[i];
         /* every snapshot and reader must be finished before close */
         pd_assert(e->refs == 1);
-        rocksdb_column_family_handle_destroy(e->cf);
-        pd_free(e);
+        dayent_destroy(e);
     }
     pd_free(st->days);
     for (int i = 0; i < st->n_other; i++) rocksdb_column_family_handle_destroy(st->other_cfs[i]);
@@ -948,6 +1091,22 @@ int pd_store_mem_stats(pd_store *st, pd_store_mem *out, char *err, size_t errlen
     return PD_OK;
 }
 
+void pd_store_get_filter_stats(pd_store *st, pd_store_filter_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&st->lock);
+    for (int i = 0; i < st->ndays; i++) {
+        pd_dayent *e = st->days[i];
+        if (!e->filter) continue;
+        out->bytes += pd_bloom_bytes(e->filter);
+        out->days_filling += !atomic_load_explicit(&e->filter_full, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&st->lock);
+    out->days_read = atomic_load_explicit(&st->f_read, memory_order_relaxed);
+    out->days_skipped = atomic_load_explicit(&st->f_skipped, memory_order_relaxed);
+    out->retries = atomic_load_explicit(&st->f_retries, memory_order_relaxed);
+}
+
 void pd_store_batch_clear(pd_store_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
@@ -995,10 +1154,12 @@ static int batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const 
     pd_store *st = b->st;
     if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
     if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
-    rocksdb_column_family_handle_t *cf;
-    int rc = day_cf_for_write(st, day, &cf, err, errlen);
+    pd_dayent *de;
+    int rc = day_for_write(st, day, &de, err, errlen);
     if (rc) return rc;
+    rocksdb_column_family_handle_t *cf = de->cf;
     data_key(&b->key, partition, user, ulen);
+    filter_add(de, b->key.p, b->key.len);
     const uint64_t h = XXH3_64bits_withSeed(b->key.p, b->key.len, (uint64_t)day);
     if (!st->fold_cnt) st->fold_cnt = pd_calloc(FOLD_SLOTS, 1);
     uint8_t *cnt = &st->fold_cnt[h & (FOLD_SLOTS - 1)];
@@ -1076,6 +1237,10 @@ int pd_store_commit(pd_store *st, pd_store_batch *b, char *err, size_t errlen)
     if (atomic_load_explicit(&st->fail_commits, memory_order_relaxed))
         return pd_seterr(err, errlen, PD_EIO, "commit: failure injected (pd_store_fail_commits)");
     if (rocksdb_writebatch_count(b->wb) == 0) return PD_OK;
+    /* The batch's keys are in their day filters; a range query that saw an
+     * older generation and finds a newer one after reading retries without
+     * the filters (see the design comment). */
+    atomic_fetch_add_explicit(&st->wgen, 1, memory_order_release);
     char *re = NULL;
     rocksdb_write(st->db, st->wo, b->wb, &re);
     if (re) return rdb_err(re, err, errlen, "commit");
@@ -1264,8 +1429,7 @@ void pd_store_snap_release(pd_store *st, pd_store_snap *snap)
     }
     pthread_mutex_unlock(&st->lock);
     for (int i = 0; i < ndead; i++) {
-        rocksdb_column_family_handle_destroy(snap->days[i]->cf);
-        pd_free(snap->days[i]);
+        dayent_destroy(snap->days[i]);
     }
     pd_free(snap->days);
     pd_free(snap);
@@ -1346,6 +1510,17 @@ static void range_reserve(pd_store_range *r, const pd_schema *s, int need)
  * handles are referenced, for the duration of the call, under one lock
  * round each way. */
 #define RANGE_STACK 64
+/* Frees what a read of m days returned: one pinned value, or m MultiGet
+ * values; and the error strings. */
+static void free_values(rocksdb_pinnableslice_t *one, char **vals, char **errs, int m)
+{
+    for (int i = 0; i < m; i++) {
+        if (errs[i]) rocksdb_free(errs[i]);
+        if (!one && vals[i]) rocksdb_free(vals[i]);
+    }
+    if (one) rocksdb_pinnableslice_destroy(one);
+}
+
 int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_day, int64_t to_day,
                                int32_t partition, const char *user, size_t ulen, pd_store_range *r,
                                char *err, size_t errlen)
@@ -1390,47 +1565,86 @@ int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_d
     const char *keys_s[RANGE_STACK];
     size_t klens_s[RANGE_STACK], vlens_s[RANGE_STACK];
     char *vals_s[RANGE_STACK], *errs_s[RANGE_STACK];
+    int ix_s[RANGE_STACK];
     void *heap = NULL;
     const rocksdb_column_family_handle_t **cfs = cfs_s;
     const char **keys = keys_s;
     size_t *klens = klens_s, *vlens = vlens_s;
     char **vals = vals_s, **errs = errs_s;
+    int *ix = ix_s;
     if (nk > RANGE_STACK) {
         size_t n = (size_t)nk;
-        char *h = heap = pd_malloc(n * (sizeof *cfs + sizeof *keys + 2 * sizeof(size_t) + 2 * sizeof(char *)));
+        char *h = heap = pd_malloc(n * (sizeof *cfs + sizeof *keys + 2 * sizeof(size_t) + 2 * sizeof(char *) +
+                                        sizeof *ix));
         cfs = (const rocksdb_column_family_handle_t **)h; h += n * sizeof *cfs;
         keys = (const char **)h; h += n * sizeof *keys;
         klens = (size_t *)h; h += n * sizeof *klens;
         vlens = (size_t *)h; h += n * sizeof *vlens;
         vals = (char **)h; h += n * sizeof *vals;
-        errs = (char **)h;
+        errs = (char **)h; h += n * sizeof *errs;
+        ix = (int *)h;
     }
-    for (int i = 0; i < nk; i++) {
-        cfs[i] = ents[i]->cf;
-        keys[i] = key;
-        klens[i] = klen;
-        vals[i] = errs[i] = NULL;
-        vlens[i] = 0;
+    /* Only the days whose filter may hold the key are read. Without an
+     * explicit snapshot, a commit that bumped the generation meanwhile may
+     * have become visible to the read but not to the filter checks before
+     * it: then read every day again (see the design comment). */
+    const uint64_t kh = XXH3_64bits(key, klen);
+    const int pinned = snap && snap->snap;
+    int use_filter = 1, m;
+    rocksdb_pinnableslice_t *one = NULL; /* m == 1: the value, pinned */
+    for (;;) {
+        const uint64_t gen = atomic_load_explicit(&st->wgen, memory_order_acquire);
+        m = 0;
+        for (int i = 0; i < nk; i++) {
+            if (use_filter && !day_may_hold(ents[i], kh)) continue;
+            ix[m] = i;
+            cfs[m] = ents[i]->cf;
+            keys[m] = key;
+            klens[m] = klen;
+            vals[m] = errs[m] = NULL;
+            vlens[m] = 0;
+            m++;
+        }
+        if (m == 1) {
+            /* one day (the common case with filters): a pinned Get skips
+             * MultiGet's per-call containers and the value copy */
+            rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+            if (pinned) rocksdb_readoptions_set_snapshot(ro, snap->snap);
+            one = rocksdb_get_pinned_cf(st->db, ro, ents[ix[0]]->cf, key, klen, &errs[0]);
+            rocksdb_readoptions_destroy(ro);
+            if (one) vals[0] = (char *)rocksdb_pinnableslice_value(one, &vlens[0]);
+        } else if (m > 1) {
+            rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+            if (pinned) rocksdb_readoptions_set_snapshot(ro, snap->snap);
+            rocksdb_multi_get_cf(st->db, ro, cfs, (size_t)m, keys, klens, vals, vlens, errs);
+            rocksdb_readoptions_destroy(ro);
+        }
+        if (!use_filter || m == nk || pinned ||
+            atomic_load_explicit(&st->wgen, memory_order_acquire) == gen)
+            break;
+        free_values(one, vals, errs, m);
+        one = NULL;
+        use_filter = 0;
+        atomic_fetch_add_explicit(&st->f_retries, 1, memory_order_relaxed);
     }
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    if (snap && snap->snap) rocksdb_readoptions_set_snapshot(ro, snap->snap);
-    rocksdb_multi_get_cf(st->db, ro, cfs, (size_t)nk, keys, klens, vals, vlens, errs);
-    rocksdb_readoptions_destroy(ro);
+    if (st->filter_bits > 0) {
+        atomic_fetch_add_explicit(&st->f_read, (uint64_t)m, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->f_skipped, (uint64_t)(nk - m), memory_order_relaxed);
+    }
 
     int found = 0;
-    for (int i = 0; i < nk; i++) found += vals[i] != NULL;
+    for (int i = 0; i < m; i++) found += vals[i] != NULL;
     range_reserve(r, st->schema, found);
-    for (int i = 0; i < nk; i++) {
+    for (int i = 0; i < m; i++) {
         if (rc == PD_OK && errs[i]) {
             rc = rdb_err(errs[i], err, errlen, "read profile");
             errs[i] = NULL;
         } else if (rc == PD_OK && vals[i]) {
             rc = pd_profile_decode(&r->profs[r->n], vals[i], vlens[i], err, errlen);
-            if (rc == PD_OK) r->days[r->n++] = ents[i]->day;
+            if (rc == PD_OK) r->days[r->n++] = ents[ix[i]]->day;
         }
-        if (errs[i]) rocksdb_free(errs[i]);
-        if (vals[i]) rocksdb_free(vals[i]);
     }
+    free_values(one, vals, errs, m);
     pd_free(heap);
     if (rc != PD_OK) {
         for (int i = 0; i < r->n; i++) pd_profile_reset(&r->profs[i]);
@@ -1446,8 +1660,7 @@ out_snap:
         }
         pthread_mutex_unlock(&st->lock);
         for (int i = 0; i < ndead; i++) {
-            rocksdb_column_family_handle_destroy(refd[i]->cf);
-            pd_free(refd[i]);
+            dayent_destroy(refd[i]);
         }
         if (refd != refd_s) pd_free(refd);
     }
@@ -1635,10 +1848,11 @@ int pd_store_batch_put_profile_raw(pd_store_batch *b, int64_t day, int32_t parti
     int rc = pd_profile_decode(&chk, val, vlen, err, errlen);
     pd_profile_free(&chk);
     if (rc) return rc;
-    rocksdb_column_family_handle_t *cf;
-    if ((rc = day_cf_for_write(st, day, &cf, err, errlen))) return rc;
+    pd_dayent *de;
+    if ((rc = day_for_write(st, day, &de, err, errlen))) return rc;
     data_key(&b->key, partition, user, ulen);
-    rocksdb_writebatch_put_cf(b->wb, cf, b->key.p, b->key.len, val, vlen);
+    filter_add(de, b->key.p, b->key.len);
+    rocksdb_writebatch_put_cf(b->wb, de->cf, b->key.p, b->key.len, val, vlen);
     return PD_OK;
 }
 

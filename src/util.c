@@ -21,7 +21,7 @@
 
 int pd_log_quiet = 0;
 
-void pd_oom(const char *file, int line, size_t n)
+_Noreturn void pd_oom(const char *file, int line, size_t n)
 {
     fprintf(stderr, "profiled: out of memory allocating %zu bytes at %s:%d\n", n, file, line);
     abort();

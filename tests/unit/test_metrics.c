@@ -441,6 +441,11 @@ TEST(metrics_render_store_days)
     CHECK(!isnan(get(x, "profiled_store_keys{day=\"2026-11-22\"}")));
     CHECK_STR(x->type[fam_index(x, "profiled_store_keys")], "gauge");
     CHECK_SERIES(x, "profiled_partitions{state=\"owned\"}", 0);
+    /* two new day families: two filters of 65,536 keys at 10 bits (80 KiB each) */
+    CHECK(get(x, "profiled_day_filter_bytes") >= 2 * 81920);
+    CHECK_SERIES(x, "profiled_day_filter_filling", 0);
+    CHECK_SERIES(x, "profiled_query_days_total{result=\"skipped\"}", 0);
+    CHECK_STR(x->type[fam_index(x, "profiled_query_days_total")], "counter");
     pd_free(x);
     pd_buf_free(&out);
     pd_free(w);
