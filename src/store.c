@@ -463,9 +463,24 @@ static void dayents_ref(pd_store *st, int64_t day, pd_dayent ***out, int *n)
     *n = k;
 }
 
+/* Releases one reference to each of v[0..n) in one lock round; entries
+ * whose last reference this was (dropped meanwhile) are destroyed after the
+ * lock. Overwrites v. */
+static void dayents_release(pd_store *st, pd_dayent **v, int n)
+{
+    int ndead = 0;
+    pthread_mutex_lock(&st->lock);
+    for (int i = 0; i < n; i++) {
+        pd_assert(v[i]->refs > 0);
+        if (--v[i]->refs == 0) v[ndead++] = v[i];
+    }
+    pthread_mutex_unlock(&st->lock);
+    for (int i = 0; i < ndead; i++) dayent_destroy(v[i]);
+}
+
 static void dayents_unref(pd_store *st, pd_dayent **v, int n)
 {
-    for (int i = 0; i < n; i++) dayent_unref(st, v[i]);
+    dayents_release(st, v, n);
     pd_free(v);
 }
 
@@ -489,8 +504,7 @@ static int day_for_write(pd_store *st, int64_t day, pd_dayent **out, char *err, 
     uint64_t hint = 0;
     pthread_mutex_lock(&st->lock);
     for (int i = 0; i < st->ndays; i++)
-        if (st->days[i]->filter && pd_bloom_count(st->days[i]->filter) > hint)
-            hint = pd_bloom_count(st->days[i]->filter);
+        if (st->days[i]->filter) hint = PD_MAX(hint, pd_bloom_count(st->days[i]->filter));
     pthread_mutex_unlock(&st->lock);
     e = dayent_new(st, day, h, PD_MAX(hint + hint / 4, FILTER_MIN_KEYS), 1);
     pthread_mutex_lock(&st->lock);
@@ -1419,18 +1433,7 @@ void pd_store_snap_release(pd_store *st, pd_store_snap *snap)
 {
     if (!snap) return;
     if (snap->snap) rocksdb_release_snapshot(st->db, snap->snap);
-    /* one lock round for every reference; entries whose last reference
-     * this was (dropped meanwhile) are destroyed after the lock */
-    int ndead = 0;
-    pthread_mutex_lock(&st->lock);
-    for (int i = 0; i < snap->ndays; i++) {
-        pd_assert(snap->days[i]->refs > 0);
-        if (--snap->days[i]->refs == 0) snap->days[ndead++] = snap->days[i];
-    }
-    pthread_mutex_unlock(&st->lock);
-    for (int i = 0; i < ndead; i++) {
-        dayent_destroy(snap->days[i]);
-    }
+    dayents_release(st, snap->days, snap->ndays);
     pd_free(snap->days);
     pd_free(snap);
 }
@@ -1592,6 +1595,8 @@ int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_d
     const int pinned = snap && snap->snap;
     int use_filter = 1, m;
     rocksdb_pinnableslice_t *one = NULL; /* m == 1: the value, pinned */
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (pinned) rocksdb_readoptions_set_snapshot(ro, snap->snap);
     for (;;) {
         const uint64_t gen = atomic_load_explicit(&st->wgen, memory_order_acquire);
         m = 0;
@@ -1608,16 +1613,10 @@ int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_d
         if (m == 1) {
             /* one day (the common case with filters): a pinned Get skips
              * MultiGet's per-call containers and the value copy */
-            rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-            if (pinned) rocksdb_readoptions_set_snapshot(ro, snap->snap);
             one = rocksdb_get_pinned_cf(st->db, ro, ents[ix[0]]->cf, key, klen, &errs[0]);
-            rocksdb_readoptions_destroy(ro);
             if (one) vals[0] = (char *)rocksdb_pinnableslice_value(one, &vlens[0]);
         } else if (m > 1) {
-            rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-            if (pinned) rocksdb_readoptions_set_snapshot(ro, snap->snap);
             rocksdb_multi_get_cf(st->db, ro, cfs, (size_t)m, keys, klens, vals, vlens, errs);
-            rocksdb_readoptions_destroy(ro);
         }
         if (!use_filter || m == nk || pinned ||
             atomic_load_explicit(&st->wgen, memory_order_acquire) == gen)
@@ -1627,6 +1626,7 @@ int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_d
         use_filter = 0;
         atomic_fetch_add_explicit(&st->f_retries, 1, memory_order_relaxed);
     }
+    rocksdb_readoptions_destroy(ro);
     if (st->filter_bits > 0) {
         atomic_fetch_add_explicit(&st->f_read, (uint64_t)m, memory_order_relaxed);
         atomic_fetch_add_explicit(&st->f_skipped, (uint64_t)(nk - m), memory_order_relaxed);
@@ -1652,16 +1652,7 @@ int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_d
     }
 out_snap:
     if (refd) {
-        int ndead = 0;
-        pthread_mutex_lock(&st->lock);
-        for (int i = 0; i < nk; i++) {
-            pd_assert(refd[i]->refs > 0);
-            if (--refd[i]->refs == 0) refd[ndead++] = refd[i];
-        }
-        pthread_mutex_unlock(&st->lock);
-        for (int i = 0; i < ndead; i++) {
-            dayent_destroy(refd[i]);
-        }
+        dayents_release(st, refd, nk);
         if (refd != refd_s) pd_free(refd);
     }
     return rc;

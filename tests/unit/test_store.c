@@ -86,17 +86,20 @@ static void dd_entry(uint8_t *e, uint8_t fill, int64_t ts)
     for (int i = 0; i < 8; i++) e[16 + i] = (uint8_t)((uint64_t)ts >> (56 - 8 * i));
 }
 
-static pd_store *open_store(const char *dir, const pd_schema *s, int ro)
+/* day_filter_bits as in pd_store_opts (0 = default) */
+static pd_store *open_store_opts(const char *dir, const pd_schema *s, int ro, int filter_bits)
 {
     pd_store *st = NULL;
     char err[512] = "";
-    pd_store_opts o = {0};
-    o.read_only = ro;
-    o.block_cache_mb = 8;
-    o.write_buffer_mb = 4;
+    pd_store_opts o = {.read_only = ro, .block_cache_mb = 8, .write_buffer_mb = 4, .day_filter_bits = filter_bits};
     int rc = pd_store_open(&st, dir, s, &o, err, sizeof err);
     if (rc) pd_test_fail(__FILE__, __LINE__, "open %s: %d %s", dir, rc, err);
     return st;
+}
+
+static pd_store *open_store(const char *dir, const pd_schema *s, int ro)
+{
+    return open_store_opts(dir, s, ro, 0);
 }
 
 TEST(store_commit_reopen_readback)
@@ -1016,12 +1019,7 @@ static int fday(int i, int d)
 
 static pd_store *open_store_bits(const char *dir, const pd_schema *s, int bits)
 {
-    pd_store *st = NULL;
-    char err[512] = "";
-    pd_store_opts o = {.block_cache_mb = 8, .write_buffer_mb = 4, .day_filter_bits = bits};
-    int rc = pd_store_open(&st, dir, s, &o, err, sizeof err);
-    if (rc) pd_test_fail(__FILE__, __LINE__, "open %s: %d %s", dir, rc, err);
-    return st;
+    return open_store_opts(dir, s, 0, bits);
 }
 
 /* Every 7th user's range [DAY0-1, DAY0+8] holds exactly its oracle days,
