@@ -15,6 +15,12 @@
  * A lookup probes every segment (one cache line each), so a filter that
  * was sized well from the start stays at one or two segments.
  *
+ * Budget: filters may share a pd_bloom_budget (a byte limit). A filter
+ * whose first segment does not fit is not created; a growth that does not
+ * fit is skipped, and the full newest segment keeps taking keys: more false
+ * positives (their rate rises toward 1 as keys pile up), still no false
+ * negatives. pd_bloom_overfull tells when that happened.
+ *
  * Threads: any number of threads may add and look up concurrently without
  * locks (bits are set with atomic OR; a new segment is published with a
  * release store). A bit set by pd_bloom_add is visible to a lookup that
@@ -29,9 +35,20 @@
 
 typedef struct pd_bloom pd_bloom;
 
+/* Bytes shared by a set of filters. The caller owns it, sets `limit`
+ * (0 = unlimited) and zeroes `used` before the first filter and keeps it
+ * alive until the last filter using it is freed. `used` is what those
+ * filters hold (bit arrays and headers). */
+typedef struct pd_bloom_budget {
+    _Atomic size_t used;
+    size_t limit;
+} pd_bloom_budget;
+
 /* A filter sized for `expected` distinct hashes (at least 1024) at
- * bits_per_key (clamped to 4..32). Never NULL; free with pd_bloom_free. */
-pd_bloom *pd_bloom_new(uint64_t expected, int bits_per_key);
+ * bits_per_key (clamped to 4..32), its memory counted against `budget`
+ * (NULL: unlimited). NULL when the budget cannot hold it; otherwise free
+ * with pd_bloom_free, which gives its bytes back to the budget. */
+pd_bloom *pd_bloom_new(uint64_t expected, int bits_per_key, pd_bloom_budget *budget);
 void pd_bloom_free(pd_bloom *b);
 
 /* Adds h. Returns 1 when h was not (probably) in the filter before. */
@@ -40,6 +57,9 @@ int pd_bloom_may_contain(const pd_bloom *b, uint64_t h);
 
 /* Distinct hashes added (approximate: a false positive is not counted). */
 uint64_t pd_bloom_count(const pd_bloom *b);
+/* 1 when the newest segment holds more than its capacity (a growth did not
+ * fit the budget): the false-positive rate is above the configured one. */
+int pd_bloom_overfull(const pd_bloom *b);
 /* Bytes allocated for the bit arrays (and segment headers). */
 size_t pd_bloom_bytes(const pd_bloom *b);
 

@@ -105,6 +105,7 @@ typedef struct pd_config {
     int64_t block_cache_mb;
     int64_t write_buffer_mb;
     int64_t day_filter_bits;
+    int64_t day_filter_max_mb;
     int64_t session_timeout_ms;
     int64_t shutdown_timeout_ms;
     int64_t max_partitions;

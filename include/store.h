@@ -60,6 +60,8 @@ typedef struct {
     int64_t write_buffer_mb;/* 0 = 32 */
     int day_filter_bits;    /* bits per stored user-day of the day filters that
                                let range queries skip days (0 = 10, < 0 = off) */
+    uint64_t day_filter_max_bytes; /* memory limit of all day filters (0 = none);
+                               days whose filter does not fit are read always */
     int sync;               /* fsync the WAL on every commit (default 0: WAL
                                written, OS-buffered; survives process crash) */
 } pd_store_opts;
@@ -185,11 +187,13 @@ typedef struct {
 } pd_store_mem;
 int pd_store_mem_stats(pd_store *st, pd_store_mem *out, char *err, size_t errlen);
 /* Day filters (see store.c): bytes they hold, days whose filter is still
- * being filled after open (read every time meanwhile), and since open the
- * day families range queries read and skipped, and the queries that read
- * again without filters because a commit overlapped them. Any thread. */
+ * being filled after open (read every time meanwhile), days limited by
+ * day_filter_max_mb (no filter, or one over its capacity: more false
+ * positives), and since open the day families range queries read and
+ * skipped, and the queries that read again without filters because a
+ * commit overlapped them. Any thread. */
 typedef struct {
-    uint64_t bytes, days_filling, days_read, days_skipped, retries;
+    uint64_t bytes, days_filling, days_limited, days_read, days_skipped, retries;
 } pd_store_filter_stats;
 void pd_store_get_filter_stats(pd_store *st, pd_store_filter_stats *out);
 int pd_store_day_stats(pd_store *st, pd_day_stats **out, int *n);

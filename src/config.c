@@ -55,6 +55,7 @@ const pd_opt pd_config_table[] = {
     {"block_cache_mb", PD_OPT_INT, OFF(block_cache_mb), "128", 1, 1048576, "RocksDB block cache size (MiB)."},
     {"write_buffer_mb", PD_OPT_INT, OFF(write_buffer_mb), "32", 1, 4096, "RocksDB memtable size per column family (MiB)."},
     {"day_filter_bits", PD_OPT_INT, OFF(day_filter_bits), "10", 0, 32, "Bits per stored user-day of the in-memory day filters, which let a range query read only the days a user may have a profile on (about 1 % false positives at 10; 0 = off, every day in the range is read)."},
+    {"day_filter_max_mb", PD_OPT_INT, OFF(day_filter_max_mb), "256", 0, 1048576, "Memory limit of all day filters together (MiB; 0 = none). Past it a new day gets no filter (read always) and a full filter stops growing (more false positives); see profiled_day_filter_limited."},
     {"session_timeout_ms", PD_OPT_INT, OFF(session_timeout_ms), "10000", 1000, 3600000, "Kafka consumer session timeout (rebalances wait about this long)."},
     {"shutdown_timeout_ms", PD_OPT_INT, OFF(shutdown_timeout_ms), "30000", 100, 600000, "Upper bound on an orderly shutdown."},
     {"max_partitions", PD_OPT_INT, OFF(max_partitions), "4096", 1, 65536, "Largest partition count of the input topic this worker accepts."},

@@ -279,6 +279,10 @@ static void render_worker(pd_buf *b, pd_worker *w)
         family(b, "profiled_day_filter_filling", "gauge",
                "Day families whose filter is still being filled after the start (always read meanwhile).");
         pd_buf_printf(b, "profiled_day_filter_filling %llu\n", (unsigned long long)fs.days_filling);
+        family(b, "profiled_day_filter_limited", "gauge",
+               "Day families without a filter, or whose filter could not grow, because day_filter_max_mb was "
+               "reached (read always, or more false positives).");
+        pd_buf_printf(b, "profiled_day_filter_limited %llu\n", (unsigned long long)fs.days_limited);
         family(b, "profiled_query_days_total", "counter",
                "Day families in the ranges of profile queries: read from RocksDB, or skipped because the "
                "day filter rules the user out.");

@@ -176,7 +176,8 @@ int main(int argc, char **argv)
         goto out;
     }
     pd_store_opts so = {.block_cache_mb = cfg.block_cache_mb, .write_buffer_mb = cfg.write_buffer_mb,
-                        .day_filter_bits = cfg.day_filter_bits > 0 ? (int)cfg.day_filter_bits : -1};
+                        .day_filter_bits = cfg.day_filter_bits > 0 ? (int)cfg.day_filter_bits : -1,
+                        .day_filter_max_bytes = (uint64_t)cfg.day_filter_max_mb << 20};
     if (pd_store_open(&store, cfg.data_dir, &schema, &so, err, sizeof err) != PD_OK) {
         fprintf(stderr, "profiled: store: %s\n", err);
         goto out;

@@ -76,7 +76,12 @@
  *     again without filters. A query with an explicit snapshot needs no
  *     check: the snapshot's data had its bits set before it was taken.
  * Memory: about day_filter_bits / 8 bytes per user-day, plus the headroom of
- * a new day's filter (gauge profiled_day_filter_bytes).
+ * a new day's filter (gauge profiled_day_filter_bytes), within one budget
+ * of day_filter_max_mb for all of them (bloom.h): a day whose filter does
+ * not fit gets none and is read always, and a filter that cannot grow
+ * takes keys beyond its capacity (more false positives, never a false
+ * negative). At open, filters are created newest day first, so the days
+ * queries ask for most keep theirs.
  *
  * Batches: a pd_store_batch wraps one rocksdb_writebatch_t. Within a batch
  * several checkpoints for the same partition are simply written in order;
@@ -159,6 +164,7 @@ struct pd_store {
     pd_stash merges;             /* idle merge scratch, merge_ctx * (merge_ctx_get) */
     /* day filters (see the design comment) */
     int filter_bits;             /* bits per key, 0 = no filters */
+    pd_bloom_budget filter_budget; /* shared by all day filters (limit 0 = none) */
     _Atomic uint64_t wgen;       /* bumped by every commit before its write */
     pthread_t filler;            /* fills the filters of families found at open */
     int filler_started;
@@ -390,21 +396,32 @@ static void days_insert_locked(pd_store *st, pd_dayent *e)
     st->ndays++;
 }
 
-/* A new entry holding the map's reference. `full`: the family is new and
- * empty, so its filter is complete from the start (else the filler thread
- * completes it). */
-static pd_dayent *dayent_new(pd_store *st, int64_t day, rocksdb_column_family_handle_t *cf,
-                             uint64_t expected_keys, int full)
+/* A new entry holding the map's reference, without a filter yet. */
+static pd_dayent *dayent_new(int64_t day, rocksdb_column_family_handle_t *cf)
 {
     pd_dayent *e = pd_calloc(1, sizeof *e);
     e->day = day;
     e->cf = cf;
     e->refs = 1;
-    if (st->filter_bits > 0) {
-        e->filter = pd_bloom_new(expected_keys, st->filter_bits);
-        atomic_init(&e->filter_full, full);
-    }
     return e;
+}
+
+/* Gives e (not shared yet) its filter when filters are on; 0 when the
+ * budget has no room for it (the day is read always). `full`: the family is
+ * new and empty, so the filter is complete from the start (else the filler
+ * thread completes it). */
+static int dayent_filter(pd_store *st, pd_dayent *e, uint64_t expected_keys, int full)
+{
+    if (st->filter_bits <= 0) return 1;
+    e->filter = pd_bloom_new(expected_keys, st->filter_bits, &st->filter_budget);
+    atomic_init(&e->filter_full, full);
+    return e->filter != NULL;
+}
+
+static void warn_filter_budget(pd_store *st, const char *what)
+{
+    pd_warn("store: day_filter_max_mb reached (%zu bytes in use): no day filter for %s (read by every query of its range)",
+            atomic_load_explicit(&st->filter_budget.used, memory_order_relaxed), what);
 }
 
 /* 0 when the day's family certainly has no record under the key whose
@@ -506,7 +523,8 @@ static int day_for_write(pd_store *st, int64_t day, pd_dayent **out, char *err, 
     for (int i = 0; i < st->ndays; i++)
         if (st->days[i]->filter) hint = PD_MAX(hint, pd_bloom_count(st->days[i]->filter));
     pthread_mutex_unlock(&st->lock);
-    e = dayent_new(st, day, h, PD_MAX(hint + hint / 4, FILTER_MIN_KEYS), 1);
+    e = dayent_new(day, h);
+    if (!dayent_filter(st, e, PD_MAX(hint + hint / 4, FILTER_MIN_KEYS), 1)) warn_filter_budget(st, name);
     pthread_mutex_lock(&st->lock);
     days_insert_locked(st, e);
     pthread_mutex_unlock(&st->lock);
@@ -691,8 +709,7 @@ static int open_db(pd_store *st, char *err, size_t errlen)
     st->other_cfs = pd_calloc((size_t)n, sizeof *st->other_cfs);
     for (int i = 0; i < n; i++) {
         if (kind[i]) {
-            /* read-write: the filler thread completes the filter */
-            pd_dayent *e = dayent_new(st, dayv[i], h[i], st->read_only ? 0 : cf_num_keys(st, h[i]), 0);
+            pd_dayent *e = dayent_new(dayv[i], h[i]);
             days_insert_locked(st, e); /* not shared yet */
         } else if (strcmp(names[i], "default") == 0) {
             st->cf_default = h[i];
@@ -703,6 +720,16 @@ static int open_db(pd_store *st, char *err, size_t errlen)
         } else {
             st->other_cfs[st->n_other++] = h[i];
         }
+    }
+    /* Newest day first, so a tight day_filter_max_mb leaves the oldest days
+     * without; the filler thread completes them. */
+    int nofilter = 0;
+    for (int i = st->ndays - 1; i >= 0 && st->filter_bits > 0; i--)
+        nofilter += !dayent_filter(st, st->days[i], cf_num_keys(st, st->days[i]->cf), 0);
+    if (nofilter) {
+        char what[64];
+        snprintf(what, sizeof what, "the oldest %d of %d days", nofilter, st->ndays);
+        warn_filter_budget(st, what);
     }
     if (!st->cf_meta || !st->cf_dedup) {
         rc = pd_seterr(err, errlen, PD_ECORRUPT,
@@ -897,7 +924,7 @@ static void *filler_main(void *arg)
     rocksdb_readoptions_set_fill_cache(ro, 0);
     for (int i = n - 1; i >= 0 && !atomic_load(&st->filler_stop); i--) {
         pd_dayent *e = v[i];
-        if (atomic_load_explicit(&e->filter_full, memory_order_relaxed)) continue;
+        if (!e->filter || atomic_load_explicit(&e->filter_full, memory_order_relaxed)) continue;
         rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, e->cf);
         uint64_t k = 0;
         for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
@@ -941,6 +968,8 @@ int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_
     pthread_mutex_init(&st->lock, NULL);
     pd_stash_init(&st->merges);
     if (!ro) st->filter_bits = !o || o->day_filter_bits == 0 ? 10 : o->day_filter_bits < 0 ? 0 : o->day_filter_bits;
+    atomic_init(&st->filter_budget.used, 0);
+    st->filter_budget.limit = o ? (size_t)o->day_filter_max_bytes : 0;
     int rc = PD_OK;
     if (ro) {
         if (o->secondary_dir) {
@@ -1111,9 +1140,13 @@ void pd_store_get_filter_stats(pd_store *st, pd_store_filter_stats *out)
     pthread_mutex_lock(&st->lock);
     for (int i = 0; i < st->ndays; i++) {
         pd_dayent *e = st->days[i];
-        if (!e->filter) continue;
+        if (!e->filter) {
+            out->days_limited += st->filter_bits > 0;
+            continue;
+        }
         out->bytes += pd_bloom_bytes(e->filter);
         out->days_filling += !atomic_load_explicit(&e->filter_full, memory_order_relaxed);
+        out->days_limited += pd_bloom_overfull(e->filter);
     }
     pthread_mutex_unlock(&st->lock);
     out->days_read = atomic_load_explicit(&st->f_read, memory_order_relaxed);

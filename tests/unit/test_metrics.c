@@ -444,6 +444,7 @@ TEST(metrics_render_store_days)
     /* two new day families: two filters of 65,536 keys at 10 bits (80 KiB each) */
     CHECK(get(x, "profiled_day_filter_bytes") >= 2 * 81920);
     CHECK_SERIES(x, "profiled_day_filter_filling", 0);
+    CHECK_SERIES(x, "profiled_day_filter_limited", 0);
     CHECK_SERIES(x, "profiled_query_days_total{result=\"skipped\"}", 0);
     CHECK_STR(x->type[fam_index(x, "profiled_query_days_total")], "counter");
     pd_free(x);

@@ -86,12 +86,13 @@ static void dd_entry(uint8_t *e, uint8_t fill, int64_t ts)
     for (int i = 0; i < 8; i++) e[16 + i] = (uint8_t)((uint64_t)ts >> (56 - 8 * i));
 }
 
-/* day_filter_bits as in pd_store_opts (0 = default) */
-static pd_store *open_store_opts(const char *dir, const pd_schema *s, int ro, int filter_bits)
+/* day_filter_bits and day_filter_max_bytes as in pd_store_opts (0 = default) */
+static pd_store *open_store_opts(const char *dir, const pd_schema *s, int ro, int filter_bits, uint64_t filter_max)
 {
     pd_store *st = NULL;
     char err[512] = "";
-    pd_store_opts o = {.read_only = ro, .block_cache_mb = 8, .write_buffer_mb = 4, .day_filter_bits = filter_bits};
+    pd_store_opts o = {.read_only = ro, .block_cache_mb = 8, .write_buffer_mb = 4, .day_filter_bits = filter_bits,
+                       .day_filter_max_bytes = filter_max};
     int rc = pd_store_open(&st, dir, s, &o, err, sizeof err);
     if (rc) pd_test_fail(__FILE__, __LINE__, "open %s: %d %s", dir, rc, err);
     return st;
@@ -99,7 +100,7 @@ static pd_store *open_store_opts(const char *dir, const pd_schema *s, int ro, in
 
 static pd_store *open_store(const char *dir, const pd_schema *s, int ro)
 {
-    return open_store_opts(dir, s, ro, 0);
+    return open_store_opts(dir, s, ro, 0, 0);
 }
 
 TEST(store_commit_reopen_readback)
@@ -1019,7 +1020,20 @@ static int fday(int i, int d)
 
 static pd_store *open_store_bits(const char *dir, const pd_schema *s, int bits)
 {
-    return open_store_opts(dir, s, 0, bits);
+    return open_store_opts(dir, s, 0, bits, 0);
+}
+
+/* Waits (bounded) for the filler thread; returns the stats. */
+static pd_store_filter_stats filters_filled(pd_store *st)
+{
+    pd_store_filter_stats fs;
+    for (int i = 0; i < 1000; i++) {
+        pd_store_get_filter_stats(st, &fs);
+        if (fs.days_filling == 0) break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return fs;
 }
 
 /* Every 7th user's range [DAY0-1, DAY0+8] holds exactly its oracle days,
@@ -1095,17 +1109,48 @@ TEST(store_day_filters)
     st = open_store_bits(dir, &s, 10);
     if (!st) goto out_p;
     CHECK_INT(check_fdays(st, nusers), 0);
-    for (int i = 0; i < 1000; i++) {
-        pd_store_get_filter_stats(st, &fs);
-        if (fs.days_filling == 0) break;
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    fs = filters_filled(st);
     CHECK_INT(fs.days_filling, 0);
+    CHECK_INT(fs.days_limited, 0);
     uint64_t skipped0 = fs.days_skipped;
     CHECK_INT(check_fdays(st, nusers), 0);
     pd_store_get_filter_stats(st, &fs);
     CHECK(fs.days_skipped > skipped0 + (uint64_t)(nusers / 7) * 7);
+    pd_store_close(st);
+
+    /* a memory limit with room for two of the seven filters (~1,200 users
+     * a day, ~1.6 KB each): the two newest days get them, the older five
+     * are read always; answers stay right, also for a new day (no room) */
+    st = open_store_opts(dir, &s, 0, 10, 4000);
+    if (!st) goto out_p;
+    fs = filters_filled(st);
+    CHECK_INT(fs.days_filling, 0);
+    CHECK_INT(fs.days_limited, 5);
+    CHECK(fs.bytes > 0 && fs.bytes <= 4000);
+    CHECK_INT(check_fdays(st, nusers), 0);
+    pd_store_filter_stats fs2;
+    pd_store_get_filter_stats(st, &fs2);
+    /* only days DAY0+5 and DAY0+6 can be skipped: each 7th user is on
+     * 2/5 of them */
+    CHECK(fs2.days_skipped - fs.days_skipped > (uint64_t)(nusers / 7) * 2 * 2 / 5);
+    CHECK(fs2.days_skipped - fs.days_skipped <= (uint64_t)(nusers / 7 + 1) * 2 * 2);
+    /* which days: a user with no data is skipped on the newest two only */
+    pd_store_range r = {0};
+    CHECK_INT(pd_store_get_profile_range(st, NULL, DAY0, DAY0 + 1, 0, "nobody", 6, &r, err, sizeof err), 0);
+    pd_store_get_filter_stats(st, &fs);
+    CHECK(fs.days_skipped == fs2.days_skipped);
+    CHECK_INT(pd_store_get_profile_range(st, NULL, DAY0 + 5, DAY0 + 6, 0, "nobody", 6, &r, err, sizeof err), 0);
+    pd_store_get_filter_stats(st, &fs2);
+    CHECK(fs2.days_skipped > fs.days_skipped);
+    bt = pd_store_batch_new(st);
+    CHECK_INT(pd_store_batch_merge(bt, DAY0 + 7, 0, "f-late", 6, &p, err, sizeof err), 0);
+    CHECK_INT(pd_store_commit(st, bt, err, sizeof err), 0);
+    pd_store_batch_free(bt);
+    pd_store_get_filter_stats(st, &fs);
+    CHECK_INT(fs.days_limited, 6);
+    CHECK_INT(pd_store_get_profile_range(st, NULL, DAY0 + 7, DAY0 + 7, 0, "f-late", 6, &r, err, sizeof err), 0);
+    CHECK_INT(r.n, 1);
+    pd_store_range_free(&r);
     pd_store_close(st);
 
     /* filters off: the same answers, nothing skipped or counted */
