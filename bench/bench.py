@@ -23,7 +23,7 @@ docs/bench_handoff.png and docs/bench_rss.png.
   9 memory       one worker with explicit memory settings under continuous
                  ingestion (30 day families) and light queries: VmRSS
                  sampled every second (10 minutes after a warm-up that fills the
-                 block cache; QUICK: 25 s) against
+                 block cache; QUICK: 20 s) against
                  the budget documented in docs/operations.md
 
 QUICK=1 uses small sizes (the whole run stays under 3 minutes). For
@@ -77,7 +77,7 @@ PACE_MS = 1
 
 SIZES = {
     True: dict(proc_n=100_000, users=20_000, e2e_n=100_000, query_secs=4, conns=8,
-               fresh_n=40, recovery=[100_000], redis_threads=8, handoff=200_000, mem_secs=25, mem_warm=10,
+               fresh_n=40, recovery=[100_000], redis_threads=8, handoff=200_000, mem_secs=20, mem_warm=5,
                pairs=0),
     False: dict(proc_n=1_000_000, users=200_000, e2e_n=250_000, query_secs=15, conns=8,
                 fresh_n=300, recovery=[1_000_000, 10_000_000], redis_threads=8, handoff=1_000_000,
@@ -1552,8 +1552,8 @@ def write_markdown(r, plots):
              "second) runs. First a warm-up under the same ingestion plus two back-to-back query clients, until "
              "RocksDB's block cache gauge reaches 97 %% of `block_cache_mb` (it fills only from reads; at the light "
              "query load alone that took about 4.5 minutes, so earlier runs judged a second half that was still "
-             "warm-up) or %s s pass (QUICK: 10 s); then the measured window: `VmRSS` of `/proc/<pid>/status` "
-             "sampled every second for %s s (QUICK: 25 s, full: 10 minutes) at the light query load. The budget "
+             "warm-up) or %s s pass (QUICK: 5 s); then the measured window: `VmRSS` of `/proc/<pid>/status` "
+             "sampled every second for %s s (QUICK: 20 s, full: 10 minutes) at the light query load. The budget "
              "is the sum `docs/operations.md` (## Memory) documents: block cache + "
              "2 x write_buffer_mb (one `db_write_buffer_size` shared by all day families) + 2 x batch_max_events x "
              "%d B (two worst-case batches: one filling, one being committed) + librdkafka's consumer queue + "
