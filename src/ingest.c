@@ -475,6 +475,12 @@ static void batch_free(agg_batch *b)
     memset(b, 0, sizeof *b);
 }
 
+/* Heap bytes the index holds. */
+static size_t dd_bytes(const dd_index *d)
+{
+    return d->cap * sizeof *d->slots + d->caprecs * sizeof *d->recs + d->pend.cap;
+}
+
 /* Forgets the index (memory only; the store keeps the records). */
 static void dd_free(dd_index *d)
 {
@@ -1102,6 +1108,13 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
     atomic_store_explicit(&w->metrics->store_folds,
                           pd_store_batch_folds(ig->sbs[0]) + pd_store_batch_folds(ig->sbs[1]),
                           memory_order_relaxed);
+    uint64_t ddb = 0, ddn = 0;
+    for (int32_t p = 0; p < w->nparts; p++) {
+        ddb += dd_bytes(&ig->pp[p].dd);
+        ddn += ig->pp[p].dd.n;
+    }
+    atomic_store_explicit(&w->metrics->dedup_bytes, ddb, memory_order_relaxed);
+    atomic_store_explicit(&w->metrics->dedup_entries, ddn, memory_order_relaxed);
     rd_kafka_topic_partition_list_t *offs =
         ig->consumer && ig->cm_nparts ? rd_kafka_topic_partition_list_new((int)ig->cm_nparts) : NULL;
     for (size_t i = 0; i < ig->cm_nparts; i++) {

@@ -128,6 +128,8 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->fetch_wakeups, 0);
     atomic_init(&m->batch_bytes[0], 0);
     atomic_init(&m->batch_bytes[1], 0);
+    atomic_init(&m->dedup_bytes, 0);
+    atomic_init(&m->dedup_entries, 0);
     atomic_init(&m->restores_ok, 0);
     atomic_init(&m->restores_failed, 0);
     atomic_init(&m->restore_bytes, 0);
@@ -336,6 +338,13 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
            "it grows with a burst (catch-up) and shrinks back when the batches stay small.");
     pd_buf_printf(b, "profiled_batch_bytes %llu\n",
                   (unsigned long long)(LD(m->batch_bytes[0]) + LD(m->batch_bytes[1])));
+    family(b, "profiled_dedup_index_bytes", "gauge",
+           "Memory of the in-memory de-dup indexes of all partitions (updated at every commit); it grows "
+           "with event rate x dedup_window, not with a size setting.");
+    pd_buf_printf(b, "profiled_dedup_index_bytes %llu\n", (unsigned long long)LD(m->dedup_bytes));
+    family(b, "profiled_dedup_index_entries", "gauge",
+           "Event ids held by the de-dup indexes (updated at every commit).");
+    pd_buf_printf(b, "profiled_dedup_index_entries %llu\n", (unsigned long long)LD(m->dedup_entries));
     counter(b, "profiled_store_writes_total",
             "Profile deltas written (one per partition, day and user in a commit): events per write is how "
             "much the batch aggregates.",

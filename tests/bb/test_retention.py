@@ -61,6 +61,15 @@ def test_retention_and_dedup_window():
                 got[line.split('"')[1]] = int(float(line.split()[-1]))
         check(got.get("too_old") == o.outcomes.get("too_old"), "too_old %s vs oracle %s" % (got, o.outcomes))
         check(got.get("duplicate") == o.outcomes.get("duplicate"), "duplicate %s vs oracle %s" % (got, o.outcomes))
+        # The de-dup index gauge: at least every id inside its partition's
+        # window (the index must hold those), at most every id accepted.
+        gauges = dict(l.split() for l in metrics.decode().splitlines()
+                      if l.startswith("profiled_dedup_index_"))
+        inside = sum(1 for (p, _), ts in o.seen.items() if ts >= o.clock[p] - HOUR)
+        n = int(gauges.get("profiled_dedup_index_entries", "-1"))
+        check(inside <= n <= len(o.seen), "dedup index entries %d, oracle: %d in window, %d ids" % (
+            n, inside, len(o.seen)))
+        check(int(gauges.get("profiled_dedup_index_bytes", "0")) >= n * 24, "dedup index bytes %s" % gauges)
         # Day families older than every partition's floor are gone.
         floor = o.drop_floor()
         r = c.ctl("days", "--data-dir", w.data, "--format", "json")
