@@ -1726,7 +1726,19 @@ def write_markdown(r, plots):
              "the tail: paced p99 under 107,000 ev/s was 5.9, 5.6 and 4.8 ms with it and 5.5, 5.3 and 6.0 ms "
              "without (`--commit_min_interval_ms 100`), interleaved runs of this step's harness; the figures of "
              "a whole `make bench` run move by more than that from run to run (paced row: 5.3 ms in the "
-             "final run of 2026-11-22, 8.7 and 5.4 ms in the two full runs of 2026-11-23).")
+             "final run of 2026-11-22, 8.7 and 5.4 ms in the two full runs of 2026-11-23). "
+             "Real-time HTTP threads (2026-11-23, tried and not kept): the worker's HTTP threads under SCHED_RR "
+             "(an `http_rt_priority` setting applied in civetweb's init_thread callback), paced load while "
+             "100,000 ev/s were produced, interleaved runs: p99 3.4-4.1 ms with wrk at normal priority (against "
+             "4.5-4.8 ms without), and 0.92-1.07 ms, 1.6-2.1x of idle, only when wrk ran under SCHED_RR as "
+             "well, with ingestion down to 66,000-80,000 ev/s. So about 1 ms of the tail is wrk itself waiting "
+             "for a CPU on this shared machine, and the rest is the HTTP threads waiting behind ingestion. The "
+             "setting was not kept: real-time HTTP threads cut saturating throughput by about a third "
+             "(/healthz 38,000-40,000 against 61,000-62,000 req/s), and under a saturating load with the "
+             "client also real-time (as remote clients saturating the worker would make it) the real-time "
+             "tasks reach the kernel's 95 % real-time bandwidth limit and are all stopped for the rest of "
+             "each second: p99 48 ms idle and 100 ms under ingestion, and ingestion fell to 7,000 ev/s. The "
+             "same hazard applies in production under overload.")
     L.append("\n## Reproduce\n")
     L.append("```\nmake bench          # full sizes\nmake bench QUICK=1  # small sizes, under 3 minutes\n```\n")
     L.append("Run in %.0f s. Bench tools come from Debian (rocksdb-tools, redis-server, wrk, gnuplot-nox); "
