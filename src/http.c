@@ -109,11 +109,16 @@ struct pd_http {
     pd_stash ranges;               /* idle query buffers, pd_store_range * (see range_get) */
 };
 
-/* One response under construction. body is owned. */
+/* One response under construction. body is owned; the body proper is
+ * body.p[off, body.len): a handler may reserve RESP_HEADROOM bytes in front
+ * (resp_headroom) so that resp_send writes the head there and sends head
+ * and body in one write without copying the body. */
+#define RESP_HEADROOM 512
 typedef struct {
     int status;
     const char *ctype;             /* static string */
     pd_buf body;
+    size_t off;
     int nh;
     const char *hname[RESP_MAX_HDRS]; /* static strings */
     char hval[RESP_MAX_HDRS][96];
@@ -169,6 +174,22 @@ static void resp_header(http_resp *r, const char *name, const char *fmt, ...)
 /* Replaces the body with {"error":error,"detail":<fmt>}. */
 static void resp_error(http_resp *r, int status, const char *error, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Empties the body (and drops any headroom). */
+static void resp_body_reset(http_resp *r)
+{
+    r->body.len = 0;
+    r->off = 0;
+}
+
+/* Reserves the head's room in front of an empty body, with capacity for
+ * `expect` body bytes after it. */
+static void resp_headroom(http_resp *r, size_t expect)
+{
+    if (r->body.len != r->off) return;
+    pd_buf_reserve(&r->body, RESP_HEADROOM + expect);
+    r->body.len = r->off = RESP_HEADROOM;
+}
+
 static void resp_error(http_resp *r, int status, const char *error, const char *fmt, ...)
 {
     char detail[1024];
@@ -178,7 +199,7 @@ static void resp_error(http_resp *r, int status, const char *error, const char *
     va_end(ap);
     r->status = status;
     r->ctype = "application/json";
-    r->body.len = 0;
+    resp_body_reset(r);
     PD_BUF_LIT(&r->body, "{\"error\":");
     pd_buf_json_str(&r->body, error, strlen(error));
     PD_BUF_LIT(&r->body, ",\"detail\":");
@@ -240,8 +261,9 @@ static void resp_send(struct mg_connection *c, const http_resp *r)
 {
     const struct mg_request_info *ri = mg_get_request_info(c);
     const char *ver = ri && ri->http_version && strcmp(ri->http_version, "1.0") == 0 ? "1.0" : "1.1";
+    const size_t blen = r->body.len - r->off;
     pd_buf out = {0};
-    pd_buf_reserve(&out, 256 + r->body.len);
+    pd_buf_reserve(&out, r->off ? 256 : 256 + blen);
     /* no printf: this runs for every answer */
     PD_BUF_LIT(&out, "HTTP/");
     pd_buf_puts(&out, ver);
@@ -252,7 +274,7 @@ static void resp_send(struct mg_connection *c, const http_resp *r)
     PD_BUF_LIT(&out, "\r\nContent-Type: ");
     pd_buf_puts(&out, r->ctype);
     PD_BUF_LIT(&out, "\r\nContent-Length: ");
-    pd_buf_put_u64(&out, r->body.len);
+    pd_buf_put_u64(&out, blen);
     PD_BUF_LIT(&out, "\r\nCache-Control: no-store\r\n");
     for (int i = 0; i < r->nh; i++) {
         pd_buf_puts(&out, r->hname[i]);
@@ -266,8 +288,15 @@ static void resp_send(struct mg_connection *c, const http_resp *r)
         PD_BUF_LIT(&out, "\r\nConnection: keep-alive\r\n\r\n");
     else
         PD_BUF_LIT(&out, "\r\nConnection: close\r\n\r\n");
-    if (r->body.len) pd_buf_append(&out, r->body.p, r->body.len);
-    mg_write(c, out.p, out.len);
+    if (out.len <= r->off) {
+        /* the head goes into the body's headroom: one write, no copy */
+        char *start = r->body.p + r->off - out.len;
+        memcpy(start, out.p, out.len);
+        mg_write(c, start, out.len + blen);
+    } else {
+        if (blen) pd_buf_append(&out, r->body.p + r->off, blen);
+        mg_write(c, out.p, out.len);
+    }
     pd_buf_free(&out);
 }
 
@@ -800,7 +829,7 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
     nq = rg->n;
     /* a 30-day, 20-dimension answer is ~8-12 KiB: one allocation, no
      * doubling copies while rendering */
-    if (nq > 0) pd_buf_reserve(&r->body, 16384);
+    if (nq > 0) resp_headroom(r, 16384);
     rc = nq > 0 ? pd_query_render(q, w->schema, user, ulen, p, today, qd, nq, &r->body)
                 : PD_ENOTFOUND;
     if (rc == PD_ENOTFOUND && stale) {
@@ -857,6 +886,7 @@ static int forward_to(pd_http *h, const char *url, const char *user, size_t ulen
         r->ctype = "application/json";
         pd_buf_free(&r->body); /* take the peer's body over, no copy */
         r->body = fr.body;
+        r->off = 0;
         memset(&fr.body, 0, sizeof fr.body);
         if (fr.retry_after[0]) resp_header(r, "Retry-After", "%s", fr.retry_after);
     } else if (w->metrics) {
@@ -875,7 +905,7 @@ static int try_replicas(pd_http *h, int32_t p, const pd_query *q, const char *us
 {
     pd_worker *w = h->w;
     /* Whatever an earlier attempt put into r (say, the owner's 503) goes. */
-    r->body.len = 0;
+    resp_body_reset(r);
     r->nh = 0;
     r->status = 500;
     pd_partstate *ps = &w->parts[p];
@@ -1350,7 +1380,7 @@ static int on_request(struct mg_connection *c, void *cbdata)
     int route = PD_ROUTE_OTHER;
     dispatch(h, c, ri, &route, &r);
     if (!r.sent) {
-        if (r.body.len == 0 && r.status != 200)
+        if (r.body.len == r.off && r.status != 200)
             resp_error(&r, r.status, "internal error", "no response produced");
         /* counted before the write: a client holding the response always
          * finds it in /metrics (the duration excludes the final write) */
