@@ -155,10 +155,20 @@ static void family(pd_buf *b, const char *name, const char *type, const char *he
     pd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+static void sample(pd_buf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    family(b, name, type, help);
+    pd_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
 static void counter(pd_buf *b, const char *name, const char *help, uint64_t v)
 {
-    family(b, name, "counter", help);
-    pd_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+    sample(b, name, "counter", help, v);
+}
+
+static void gauge(pd_buf *b, const char *name, const char *help, uint64_t v)
+{
+    sample(b, name, "gauge", help, v);
 }
 
 /* A float as Prometheus reads it: shortest %.15g/%.17g that reads back. */
@@ -275,16 +285,16 @@ static void render_worker(pd_buf *b, pd_worker *w)
         }
         pd_store_filter_stats fs;
         pd_store_get_filter_stats(w->store, &fs);
-        family(b, "profiled_day_filter_bytes", "gauge",
-               "Memory of the day filters (about day_filter_bits / 8 bytes per stored user-day).");
-        pd_buf_printf(b, "profiled_day_filter_bytes %llu\n", (unsigned long long)fs.bytes);
-        family(b, "profiled_day_filter_filling", "gauge",
-               "Day families whose filter is still being filled after the start (always read meanwhile).");
-        pd_buf_printf(b, "profiled_day_filter_filling %llu\n", (unsigned long long)fs.days_filling);
-        family(b, "profiled_day_filter_limited", "gauge",
-               "Day families without a filter, or whose filter could not grow, because day_filter_max_mb was "
-               "reached (read always, or more false positives).");
-        pd_buf_printf(b, "profiled_day_filter_limited %llu\n", (unsigned long long)fs.days_limited);
+        gauge(b, "profiled_day_filter_bytes",
+              "Memory of the day filters (about day_filter_bits / 8 bytes per stored user-day).",
+              fs.bytes);
+        gauge(b, "profiled_day_filter_filling",
+              "Day families whose filter is still being filled after the start (always read meanwhile).",
+              fs.days_filling);
+        gauge(b, "profiled_day_filter_limited",
+              "Day families without a filter, or whose filter could not grow, because day_filter_max_mb was "
+              "reached (read always, or more false positives).",
+              fs.days_limited);
         family(b, "profiled_query_days_total", "counter",
                "Day families in the ranges of profile queries: read from RocksDB, or skipped because the "
                "day filter rules the user out.");
@@ -333,18 +343,17 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
             "(librdkafka < 2.1 pauses a partition for up to 1 s once its pre-fetch queue was full).",
             LD(m->fetch_wakeups));
     counter(b, "profiled_flush_errors_total", "Failed store commits.", LD(m->flush_errors));
-    family(b, "profiled_batch_bytes", "gauge",
-           "Memory held by the two in-memory batches (aggregation tables, event logs, recycled entries); "
-           "it grows with a burst (catch-up) and shrinks back when the batches stay small.");
-    pd_buf_printf(b, "profiled_batch_bytes %llu\n",
-                  (unsigned long long)(LD(m->batch_bytes[0]) + LD(m->batch_bytes[1])));
-    family(b, "profiled_dedup_index_bytes", "gauge",
-           "Memory of the in-memory de-dup indexes of all partitions (updated at every commit); it grows "
-           "with event rate x dedup_window, not with a size setting.");
-    pd_buf_printf(b, "profiled_dedup_index_bytes %llu\n", (unsigned long long)LD(m->dedup_bytes));
-    family(b, "profiled_dedup_index_entries", "gauge",
-           "Event ids held by the de-dup indexes (updated at every commit).");
-    pd_buf_printf(b, "profiled_dedup_index_entries %llu\n", (unsigned long long)LD(m->dedup_entries));
+    gauge(b, "profiled_batch_bytes",
+          "Memory held by the two in-memory batches (aggregation tables, event logs, recycled entries); "
+          "it grows with a burst (catch-up) and shrinks back when the batches stay small.",
+          LD(m->batch_bytes[0]) + LD(m->batch_bytes[1]));
+    gauge(b, "profiled_dedup_index_bytes",
+          "Memory of the in-memory de-dup indexes of all partitions (updated at every commit); it grows "
+          "with event rate x dedup_window, not with a size setting.",
+          LD(m->dedup_bytes));
+    gauge(b, "profiled_dedup_index_entries",
+          "Event ids held by the de-dup indexes (updated at every commit).",
+          LD(m->dedup_entries));
     counter(b, "profiled_store_writes_total",
             "Profile deltas written (one per partition, day and user in a commit): events per write is how "
             "much the batch aggregates.",

@@ -440,13 +440,11 @@ static void dayent_destroy(pd_dayent *e)
     pd_free(e);
 }
 
+static void dayents_release(pd_store *st, pd_dayent **v, int n);
+
 static void dayent_unref(pd_store *st, pd_dayent *e)
 {
-    pthread_mutex_lock(&st->lock);
-    pd_assert(e->refs > 0);
-    int last = --e->refs == 0;
-    pthread_mutex_unlock(&st->lock);
-    if (last) dayent_destroy(e);
+    dayents_release(st, &e, 1);
 }
 
 /* Referenced entry for `day`, or NULL. Release with dayent_unref. */
@@ -508,10 +506,14 @@ static void dayents_unref(pd_store *st, pd_dayent **v, int n)
  * tend to look alike). */
 static int day_for_write(pd_store *st, int64_t day, pd_dayent **out, char *err, size_t errlen)
 {
-    pd_dayent *e = dayent_ref(st, day);
+    /* only the writer adds or removes entries, so the one it finds needs
+     * no reference of its own (one lock round per write) */
+    pthread_mutex_lock(&st->lock);
+    int i = days_lower_bound(st->days, st->ndays, day);
+    pd_dayent *e = i < st->ndays && st->days[i]->day == day ? st->days[i] : NULL;
+    pthread_mutex_unlock(&st->lock);
     if (e) {
         *out = e;
-        dayent_unref(st, e); /* the map still holds its reference */
         return PD_OK;
     }
     char name[12], *re = NULL;
@@ -520,8 +522,8 @@ static int day_for_write(pd_store *st, int64_t day, pd_dayent **out, char *err, 
     if (re) return rdb_err(re, err, errlen, "create column family");
     uint64_t hint = 0;
     pthread_mutex_lock(&st->lock);
-    for (int i = 0; i < st->ndays; i++)
-        if (st->days[i]->filter) hint = PD_MAX(hint, pd_bloom_count(st->days[i]->filter));
+    for (int k = 0; k < st->ndays; k++)
+        if (st->days[k]->filter) hint = PD_MAX(hint, pd_bloom_count(st->days[k]->filter));
     pthread_mutex_unlock(&st->lock);
     e = dayent_new(day, h);
     if (!dayent_filter(st, e, PD_MAX(hint + hint / 4, FILTER_MIN_KEYS), 1)) warn_filter_budget(st, name);
