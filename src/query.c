@@ -466,8 +466,8 @@ size_t pd_query_fmt_num(char *out, double v)
 /* The one number format (see the design comment). */
 static void put_num(pd_buf *b, double v)
 {
-    char t[PD_QUERY_NUM_MAX];
-    pd_buf_append(b, t, pd_query_fmt_num(t, v));
+    pd_buf_reserve(b, PD_QUERY_NUM_MAX); /* formatted in place, NUL included */
+    b->len += pd_query_fmt_num(b->p + b->len, v);
 }
 
 typedef struct {
@@ -502,16 +502,69 @@ static double qry_weight(const pd_query *q, int64_t today, int64_t day)
 typedef struct {
     const char *v;
     uint32_t len;
+    uint64_t key;   /* the first 8 bytes, big-endian, zero-padded */
     double w;
+    size_t txt;     /* put_counts: where it wrote the JSON string of v */
+    size_t txtlen;  /* and its length, with the ':' after it */
 } qry_ent;
 
-static int qry_ent_cmp(const void *x, const void *y)
+/* Value bytes order (memcmp, then shorter first), comparing the
+ * zero-padded 8-byte prefixes as integers first. Padding ties only with
+ * zero bytes, and two values with equal prefixes of which one is at most
+ * 8 bytes long agree on all of its bytes with the longer one's rest being
+ * zeros: shorter first, as memcmp-then-length says. Only equal prefixes
+ * of two longer values need their bytes compared. */
+static uint64_t qry_ent_key(const char *v, uint32_t len)
 {
-    const qry_ent *a = x, *b = y;
+    uint64_t k = 0;
+    for (uint32_t i = 0; i < 8; i++) k = (k << 8) | (i < len ? (unsigned char)v[i] : 0);
+    return k;
+}
+
+static inline int qry_ent_cmp(const qry_ent *a, const qry_ent *b)
+{
+    if (a->key != b->key) return a->key < b->key ? -1 : 1;
+    if (a->len <= 8 || b->len <= 8) return a->len < b->len ? -1 : (a->len > b->len ? 1 : 0);
     uint32_t m = a->len < b->len ? a->len : b->len;
-    int c = memcmp(a->v, b->v, m);
+    int c = memcmp(a->v + 8, b->v + 8, m - 8);
     if (c) return c;
     return a->len < b->len ? -1 : (a->len > b->len ? 1 : 0);
+}
+
+/* Sorts e[0..n) by qry_ent_cmp: quicksort (median of three) down to
+ * insertion sort for short runs; recursion on the smaller side only. */
+static void qry_ent_sort(qry_ent *e, size_t n)
+{
+    while (n > 12) {
+        size_t mid = n / 2;
+        qry_ent t;
+        if (qry_ent_cmp(&e[mid], &e[0]) < 0) t = e[mid], e[mid] = e[0], e[0] = t;
+        if (qry_ent_cmp(&e[n - 1], &e[0]) < 0) t = e[n - 1], e[n - 1] = e[0], e[0] = t;
+        if (qry_ent_cmp(&e[n - 1], &e[mid]) < 0) t = e[n - 1], e[n - 1] = e[mid], e[mid] = t;
+        qry_ent piv = e[mid];
+        size_t i = 0, j = n - 1;
+        for (;;) {
+            while (qry_ent_cmp(&e[i], &piv) < 0) i++;
+            while (qry_ent_cmp(&piv, &e[j]) < 0) j--;
+            if (i >= j) break;
+            t = e[i], e[i] = e[j], e[j] = t;
+            i++, j--;
+        }
+        /* [0, j] <= piv <= [j + 1, n) */
+        if (j + 1 < n - (j + 1)) {
+            qry_ent_sort(e, j + 1);
+            e += j + 1, n -= j + 1;
+        } else {
+            qry_ent_sort(e + j + 1, n - (j + 1));
+            n = j + 1;
+        }
+    }
+    for (size_t i = 1; i < n; i++) {
+        qry_ent x = e[i];
+        size_t k = i;
+        for (; k > 0 && qry_ent_cmp(&x, &e[k - 1]) < 0; k--) e[k] = e[k - 1];
+        e[k] = x;
+    }
 }
 
 /* Merged catset over several days. ents is `small` or owned (entries
@@ -552,11 +605,12 @@ static void qry_cat_merge(qry_cat *r, const pd_query_day *days, const double *w,
                 r->other += x;
                 continue;
             }
-            r->ents[r->n++] = (qry_ent){pd_catval_str(&c->vals[i]), c->vals[i].len, x};
+            const char *v = pd_catval_str(&c->vals[i]);
+            r->ents[r->n++] = (qry_ent){v, c->vals[i].len, qry_ent_key(v, c->vals[i].len), x, 0, 0};
         }
         r->other += w[d] * (double)c->other;
     }
-    if (r->n) qsort(r->ents, r->n, sizeof *r->ents, qry_ent_cmp);
+    qry_ent_sort(r->ents, r->n);
     size_t k = 0;
     for (size_t i = 0; i < r->n; i++) {
         if (k && qry_ent_cmp(&r->ents[k - 1], &r->ents[i]) == 0) r->ents[k - 1].w += r->ents[i].w;
@@ -574,8 +628,9 @@ static void qry_cat_free(qry_cat *r)
     r->n = 0;
 }
 
-/* {"value":count,...,"__other__":other}; zero entries omitted. */
-static void put_counts(const qry_ctx *c, const qry_cat *r)
+/* {"value":count,...,"__other__":other}; zero entries omitted. Records
+ * where each value's JSON string went (qry_ent.txt) for put_shares. */
+static void put_counts(const qry_ctx *c, qry_cat *r)
 {
     int first = 1;
     pd_buf_putc(c->out, '{');
@@ -583,8 +638,10 @@ static void put_counts(const qry_ctx *c, const qry_cat *r)
         if (!(r->ents[i].w > 0)) continue;
         if (!first) pd_buf_putc(c->out, ',');
         first = 0;
+        r->ents[i].txt = c->out->len;
         put_str(c->out, r->ents[i].v, r->ents[i].len);
         pd_buf_putc(c->out, ':');
+        r->ents[i].txtlen = c->out->len - r->ents[i].txt;
         put_count(c, r->ents[i].w);
     }
     if (r->other > 0) {
@@ -612,23 +669,26 @@ static void put_share(const qry_ctx *c, double x, double total)
         double d = fma(s, 10000.0, -(k0 + 0.5));
         uint64_t k = (uint64_t)k0;
         if (d > 0 || (d == 0 && (k & 1))) k++;
-        char t[32];
-        int n = (int)sizeof t;
-        for (int i = 0; i < 4; i++) {
-            t[--n] = (char)('0' + k % 10);
-            k /= 10;
-        }
-        t[--n] = '.';
-        do {
-            t[--n] = (char)('0' + k % 10);
-            k /= 10;
-        } while (k);
-        pd_buf_append(c->out, t + n, sizeof t - (size_t)n);
+        /* k < 2^31 * 10^4 + 1: at most 10 integer digits, '.', 4 decimals */
+        uint64_t ip = k / 10000;
+        unsigned fr = (unsigned)(k % 10000);
+        pd_buf *b = c->out;
+        pd_buf_reserve(b, PD_INT_TEXT_MAX + 6);
+        b->len += pd_fmt_u64(b->p + b->len, ip);
+        char *o = b->p + b->len;
+        o[0] = '.';
+        o[1] = (char)('0' + fr / 1000);
+        o[2] = (char)('0' + fr / 100 % 10);
+        o[3] = (char)('0' + fr / 10 % 10);
+        o[4] = (char)('0' + fr % 10);
+        o[5] = '\0';
+        b->len += 5;
         return;
     }
     pd_buf_printf(c->out, "%.4f", s);
 }
 
+/* After put_counts of r into the same buffer. */
 static void put_shares(const qry_ctx *c, const qry_cat *r)
 {
     int first = 1;
@@ -638,8 +698,13 @@ static void put_shares(const qry_ctx *c, const qry_cat *r)
             if (!(r->ents[i].w > 0)) continue;
             if (!first) pd_buf_putc(c->out, ',');
             first = 0;
-            put_str(c->out, r->ents[i].v, r->ents[i].len);
-            pd_buf_putc(c->out, ':');
+            /* the value's JSON string and ':' as put_counts wrote them */
+            size_t tl = r->ents[i].txtlen;
+            pd_assert(tl > 0 && r->ents[i].txt + tl <= c->out->len);
+            pd_buf_reserve(c->out, tl + 1);
+            memcpy(c->out->p + c->out->len, c->out->p + r->ents[i].txt, tl);
+            c->out->len += tl;
+            c->out->p[c->out->len] = '\0';
             put_share(c, r->ents[i].w, r->total);
         }
         if (r->other > 0) {
@@ -662,7 +727,9 @@ static void qry_num_merge(qry_num *r, const pd_dim *dim, const pd_query_day *day
                           const double *w, int ndays, int di)
 {
     pd_assert(dim->nbounds >= 0 && dim->nbounds <= PD_MAX_BOUNDS);
-    memset(r, 0, sizeof *r);
+    r->count = r->sum = r->sumsq = r->min = r->max = 0;
+    r->have_minmax = 0;
+    memset(r->hist, 0, (size_t)(dim->nbounds + 1) * sizeof r->hist[0]); /* only these are read */
     for (int d = 0; d < ndays; d++) {
         const pd_numagg *a = &days[d].prof->dims[di].num;
         if (!(w[d] > 0) || a->count == 0) continue;

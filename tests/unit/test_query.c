@@ -876,3 +876,114 @@ TEST(query_number_format)
     }
     CHECK(bad == 0);
 }
+
+/* ---- many categorical values: order, merge, escapes ----
+ * Two days with a few hundred values each, half of them shared: the sort
+ * runs its quicksort path (more than a dozen entries), values agree in
+ * their first 8 bytes or are prefixes of each other, lengths lie around
+ * 8, and some need JSON escapes (shares repeat the keys counts wrote).
+ * Oracle: the merged (value, count) list kept sorted by insertion with
+ * its own comparison (bytes, then the shorter first), against what cJSON
+ * reads back of counts and shares, in order. */
+typedef struct {
+    char v[PD_CATVAL_INLINE + 1];
+    uint64_t count;
+} ov_ent;
+
+static int ov_cmp(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), m = la < lb ? la : lb;
+    for (size_t i = 0; i < m; i++)
+        if (a[i] != b[i]) return (unsigned char)a[i] < (unsigned char)b[i] ? -1 : 1;
+    return la < lb ? -1 : la > lb ? 1 : 0;
+}
+
+static void ov_add(ov_ent *o, int *n, const char *v, uint64_t count)
+{
+    int i = 0;
+    while (i < *n && ov_cmp(o[i].v, v) < 0) i++;
+    if (i < *n && ov_cmp(o[i].v, v) == 0) {
+        o[i].count += count;
+        return;
+    }
+    memmove(&o[i + 1], &o[i], (size_t)(*n - i) * sizeof *o);
+    snprintf(o[i].v, sizeof o[i].v, "%s", v);
+    o[i].count = count;
+    (*n)++;
+}
+
+TEST(query_render_many_values_sorted)
+{
+    static const char *stems[] = {"abcdefgh", "abcdefg", "abcdefghi", "abcdefgh:", "a\"b",
+                                  "back\\slash", "tab\there", "\xc3\x9cml\xc3\xa4ut", "z", "\x01",
+                                  "\x7f", " ", "abcdefgi", "abcdefgg"};
+    enum { NV = 300 };
+    pd_schema s;
+    q_schema(&s);
+    pd_query q;
+    char err[128];
+    CHECK_INT(pd_query_parse_params(&q, "days=2&dims=color", &s, TODAY, 30, err, sizeof err), PD_OK);
+    static pd_catval va[NV], vb[NV];
+    static ov_ent want[2 * NV];
+    int nwant = 0;
+    tday a, b;
+    td_init(&a, &s, 1, 1000, 2000);
+    td_init(&b, &s, 1, 3000, 4000);
+    a.p.dims[S_COLOR].cat.vals = va;
+    b.p.dims[S_COLOR].cat.vals = vb;
+    uint64_t rng = 0x9E3779B97F4A7C15ULL;
+    for (int day = 0; day < 2; day++) {
+        pd_catset *c = &(day ? &b : &a)->p.dims[S_COLOR].cat;
+        ov_ent mine[NV];
+        int nmine = 0;
+        for (int i = 0; i < NV; i++) {
+            /* shared half: the same names on both days; the rest per day */
+            int k = i < NV / 2 ? i : i + NV * (day + 1);
+            char v[PD_CATVAL_INLINE + 1];
+            const char *stem = stems[k % (int)PD_ARRAY_LEN(stems)];
+            if (k / (int)PD_ARRAY_LEN(stems) == 0) snprintf(v, sizeof v, "%s", stem);
+            else snprintf(v, sizeof v, "%s%d", stem, k / (int)PD_ARRAY_LEN(stems));
+            int seen = 0;
+            for (int j = 0; j < nmine; j++) seen |= strcmp(mine[j].v, v) == 0;
+            if (seen) continue;
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            uint64_t count = 1 + rng % 1000;
+            snprintf(mine[nmine].v, sizeof mine[nmine].v, "%s", v);
+            mine[nmine++].count = count;
+            cat_put(c, v, count);
+            ov_add(want, &nwant, v, count);
+        }
+    }
+    CHECK(nwant > 400);
+    pd_query_day d[2] = {{TODAY - 1, &a.p}, {TODAY, &b.p}};
+    pd_buf out = {0};
+    CHECK_INT(pd_query_render(&q, &s, "u", 1, 0, TODAY, d, 2, &out), PD_OK);
+    pd_buf_putc(&out, '}');
+    cJSON *j = cJSON_Parse(out.p);
+    CHECK(j != NULL);
+    const cJSON *col = obj(obj(j, "dimensions"), "color");
+    const cJSON *counts = obj(col, "counts"), *shares = obj(col, "shares");
+    CHECK_INT(cJSON_GetArraySize(counts), nwant);
+    CHECK_INT(cJSON_GetArraySize(shares), nwant);
+    uint64_t total = 0;
+    for (int i = 0; i < nwant; i++) total += want[i].count;
+    CHECK(num(col, "total") == (double)total);
+    int bad = 0, i = 0;
+    const cJSON *x, *y = shares ? shares->child : NULL;
+    cJSON_ArrayForEach(x, counts) {
+        char sh[32];
+        snprintf(sh, sizeof sh, "%.4f", (double)want[i].count / (double)total);
+        if (i >= nwant || !y || strcmp(x->string, want[i].v) != 0 || strcmp(y->string, want[i].v) != 0 ||
+            x->valuedouble != (double)want[i].count || y->valuedouble != strtod(sh, NULL)) {
+            if (bad++ < 3)
+                pd_test_fail(__FILE__, __LINE__, "entry %d: got \"%s\":%g / \"%s\":%g, want \"%s\":%llu / %s", i,
+                             x->string, x->valuedouble, y ? y->string : "(none)", y ? y->valuedouble : 0,
+                             i < nwant ? want[i].v : "(none)", i < nwant ? (unsigned long long)want[i].count : 0ULL, sh);
+        }
+        i++;
+        y = y ? y->next : NULL;
+    }
+    CHECK_INT(bad, 0);
+    cJSON_Delete(j);
+    pd_buf_free(&out);
+}
