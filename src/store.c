@@ -161,6 +161,7 @@ struct pd_store {
     pthread_mutex_t lock;        /* guards days/ndays/capdays and every refs */
     pd_dayent **days;            /* sorted ascending by day */
     int ndays, capdays;
+    pd_dayent *wlast;            /* the writer's: its last day_for_write (NULL = none) */
     pd_stash merges;             /* idle merge scratch, merge_ctx * (merge_ctx_get) */
     /* day filters (see the design comment) */
     int filter_bits;             /* bits per key, 0 = no filters */
@@ -506,14 +507,20 @@ static void dayents_unref(pd_store *st, pd_dayent **v, int n)
  * tend to look alike). */
 static int day_for_write(pd_store *st, int64_t day, pd_dayent **out, char *err, size_t errlen)
 {
-    /* only the writer adds or removes entries, so the one it finds needs
-     * no reference of its own (one lock round per write) */
+    /* Only the writer adds or removes entries, so the one it finds needs
+     * no reference of its own, and the one it used last stays valid until
+     * it drops that day itself: writes come sorted by day, so most find
+     * their entry there without taking the lock the queries take. */
+    if (st->wlast && st->wlast->day == day) {
+        *out = st->wlast;
+        return PD_OK;
+    }
     pthread_mutex_lock(&st->lock);
     int i = days_lower_bound(st->days, st->ndays, day);
     pd_dayent *e = i < st->ndays && st->days[i]->day == day ? st->days[i] : NULL;
     pthread_mutex_unlock(&st->lock);
     if (e) {
-        *out = e;
+        *out = st->wlast = e;
         return PD_OK;
     }
     char name[12], *re = NULL;
@@ -530,7 +537,7 @@ static int day_for_write(pd_store *st, int64_t day, pd_dayent **out, char *err, 
     pthread_mutex_lock(&st->lock);
     days_insert_locked(st, e);
     pthread_mutex_unlock(&st->lock);
-    *out = e;
+    *out = st->wlast = e;
     return PD_OK;
 }
 
@@ -1314,6 +1321,7 @@ int pd_store_drop_days_before(pd_store *st, int64_t first_kept_day, char *err, s
             e = st->days[0];
             memmove(st->days, st->days + 1, (size_t)(st->ndays - 1) * sizeof *st->days);
             st->ndays--;
+            if (st->wlast == e) st->wlast = NULL;
         }
         pthread_mutex_unlock(&st->lock);
         if (!e) break;

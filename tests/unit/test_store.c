@@ -363,6 +363,17 @@ TEST(store_retention_drop)
     CHECK_INT(pd_store_list_days(st, &days, &n), 0);
     CHECK_INT(n, 0);
     pd_free(days);
+    /* the day written last was dropped with the others: writing it again
+     * makes a new family, nothing of the dropped one is reached */
+    put1(st, &s, DAY0 - 2, 0, "u-7");
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0 - 2, 0, "u-7", 3, &p, err, sizeof err), 0);
+    CHECK_INT(p.events, 1);
+    pd_profile_reset(&p);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0 - 2, 0, "u-9", 3, &p, err, sizeof err),
+              PD_ENOTFOUND);
+    CHECK_INT(pd_store_list_days(st, &days, &n), 0);
+    CHECK_INT(n, 1);
+    pd_free(days);
     pd_store_close(st);
 out2:
     pd_profile_free(&p);
