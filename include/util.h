@@ -88,6 +88,46 @@ void *pd_stash_take(pd_stash *s);
 int pd_stash_give(pd_stash *s, void *x);
 void pd_stash_drain(pd_stash *s, void (*destroy)(void *));
 
+/* PD_SORT_DEFINE(name, T, cmp) defines `static void name(T *e, size_t n)`:
+ * an in-place, unstable sort of e[0..n) by `int cmp(const T *, const T *)`
+ * (negative, 0, positive; a total preorder), inlined where qsort would call
+ * through a pointer per comparison. Quicksort with a median-of-three pivot
+ * (Hoare partition) down to insertion sort for runs of at most 12;
+ * recursion takes the smaller side only, so the depth stays <= log2(n). */
+#define PD_SORT_DEFINE(name, T, cmp)                                                      \
+    static void name(T *e, size_t n)                                                      \
+    {                                                                                     \
+        T t;                                                                              \
+        while (n > 12) {                                                                  \
+            size_t mid = n / 2, i = 0, j = n - 1;                                         \
+            if (cmp(&e[mid], &e[0]) < 0) t = e[mid], e[mid] = e[0], e[0] = t;             \
+            if (cmp(&e[n - 1], &e[0]) < 0) t = e[n - 1], e[n - 1] = e[0], e[0] = t;       \
+            if (cmp(&e[n - 1], &e[mid]) < 0) t = e[n - 1], e[n - 1] = e[mid], e[mid] = t; \
+            T piv = e[mid];                                                               \
+            for (;;) {                                                                    \
+                while (cmp(&e[i], &piv) < 0) i++;                                         \
+                while (cmp(&piv, &e[j]) < 0) j--;                                         \
+                if (i >= j) break;                                                        \
+                t = e[i], e[i] = e[j], e[j] = t;                                          \
+                i++, j--;                                                                 \
+            }                                                                             \
+            /* e[0..j] <= piv <= e[j+1..n) */                                             \
+            if (j + 1 < n - (j + 1)) {                                                    \
+                name(e, j + 1);                                                           \
+                e += j + 1, n -= j + 1;                                                   \
+            } else {                                                                      \
+                name(e + j + 1, n - (j + 1));                                             \
+                n = j + 1;                                                                \
+            }                                                                             \
+        }                                                                                 \
+        for (size_t i = 1; i < n; i++) {                                                  \
+            T x = e[i];                                                                   \
+            size_t k = i;                                                                 \
+            for (; k > 0 && cmp(&x, &e[k - 1]) < 0; k--) e[k] = e[k - 1];                 \
+            e[k] = x;                                                                     \
+        }                                                                                 \
+    }
+
 /* Growable byte buffer. Owns `p`; pd_buf_free releases it. */
 typedef struct {
     char *p;

@@ -441,9 +441,8 @@ static void sort_rec_set(sort_rec *r, agg_entry *e)
     r->e = e;
 }
 
-static int sort_rec_cmp(const void *x, const void *y)
+static inline int sort_rec_cmp(const sort_rec *ra, const sort_rec *rb)
 {
-    const sort_rec *ra = x, *rb = y;
     for (int i = 0; i < 3; i++)
         if (ra->k[i] != rb->k[i]) return ra->k[i] < rb->k[i] ? -1 : 1;
     const agg_entry *a = ra->e, *b = rb->e;
@@ -452,6 +451,8 @@ static int sort_rec_cmp(const void *x, const void *y)
     if (c) return c;
     return la < lb ? -1 : la > lb;
 }
+
+PD_SORT_DEFINE(sort_recs, sort_rec, sort_rec_cmp)
 
 static void entry_put(agg_batch *b, agg_entry *e)
 {
@@ -1024,7 +1025,7 @@ static int build_deltas(pd_ingest *ig, agg_batch *b, pd_store_batch *sb, uint64_
     size_t ns = 0;
     for (size_t i = 0; i < b->agg.cap; i++)
         if (b->agg.slots[i].key) sort_rec_set(&b->sorted[ns++], b->agg.slots[i].val);
-    if (ns > 1) qsort(b->sorted, ns, sizeof *b->sorted, sort_rec_cmp);
+    sort_recs(b->sorted, ns);
     pd_event sev;
     memset(&sev, 0, sizeof sev);
     sev.nattrs = ig->w->schema->ndims;

@@ -531,41 +531,7 @@ static inline int qry_ent_cmp(const qry_ent *a, const qry_ent *b)
     return a->len < b->len ? -1 : (a->len > b->len ? 1 : 0);
 }
 
-/* Sorts e[0..n) by qry_ent_cmp: quicksort (median of three) down to
- * insertion sort for short runs; recursion on the smaller side only. */
-static void qry_ent_sort(qry_ent *e, size_t n)
-{
-    while (n > 12) {
-        size_t mid = n / 2;
-        qry_ent t;
-        if (qry_ent_cmp(&e[mid], &e[0]) < 0) t = e[mid], e[mid] = e[0], e[0] = t;
-        if (qry_ent_cmp(&e[n - 1], &e[0]) < 0) t = e[n - 1], e[n - 1] = e[0], e[0] = t;
-        if (qry_ent_cmp(&e[n - 1], &e[mid]) < 0) t = e[n - 1], e[n - 1] = e[mid], e[mid] = t;
-        qry_ent piv = e[mid];
-        size_t i = 0, j = n - 1;
-        for (;;) {
-            while (qry_ent_cmp(&e[i], &piv) < 0) i++;
-            while (qry_ent_cmp(&piv, &e[j]) < 0) j--;
-            if (i >= j) break;
-            t = e[i], e[i] = e[j], e[j] = t;
-            i++, j--;
-        }
-        /* [0, j] <= piv <= [j + 1, n) */
-        if (j + 1 < n - (j + 1)) {
-            qry_ent_sort(e, j + 1);
-            e += j + 1, n -= j + 1;
-        } else {
-            qry_ent_sort(e + j + 1, n - (j + 1));
-            n = j + 1;
-        }
-    }
-    for (size_t i = 1; i < n; i++) {
-        qry_ent x = e[i];
-        size_t k = i;
-        for (; k > 0 && qry_ent_cmp(&x, &e[k - 1]) < 0; k--) e[k] = e[k - 1];
-        e[k] = x;
-    }
-}
+PD_SORT_DEFINE(qry_ent_sort, qry_ent, qry_ent_cmp)
 
 /* Merged catset over several days. ents is `small` or owned (entries
  * borrow strings). */

@@ -124,3 +124,55 @@ TEST(json_string_escape)
     CHECK_STR(b.p, "\"a\\\"b\\\\c\\n\\u0001\"");
     pd_buf_free(&b);
 }
+
+/* PD_SORT_DEFINE against qsort of the same keys: sizes around the
+ * insertion-sort cut-off and larger, few and many distinct keys, sorted,
+ * reversed and random input. The payload checks the result is a
+ * permutation of the input (every element exactly once). */
+typedef struct {
+    uint32_t key;
+    uint32_t id;
+} srt_el;
+
+static int srt_cmp(const srt_el *a, const srt_el *b) { return a->key < b->key ? -1 : a->key > b->key; }
+PD_SORT_DEFINE(srt_sort, srt_el, srt_cmp)
+
+static int srt_qcmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+TEST(sort_define_matches_qsort)
+{
+    static const size_t sizes[] = {0, 1, 2, 11, 12, 13, 14, 50, 257, 1000, 4096};
+    static srt_el e[4096];
+    static uint32_t ref[4096];
+    static uint8_t seen[4096];
+    uint64_t rng = 88172645463325252ULL;
+    int bad = 0;
+    for (size_t si = 0; si < PD_ARRAY_LEN(sizes); si++) {
+        for (int shape = 0; shape < 4; shape++) {
+            size_t n = sizes[si];
+            for (size_t i = 0; i < n; i++) {
+                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                uint32_t k = shape == 0 ? (uint32_t)rng                 /* random, distinct mostly */
+                           : shape == 1 ? (uint32_t)(rng % 3)           /* three keys */
+                           : shape == 2 ? (uint32_t)i                   /* sorted */
+                                        : (uint32_t)(n - i);            /* reversed */
+                e[i] = (srt_el){k, (uint32_t)i};
+                ref[i] = k;
+            }
+            srt_sort(e, n);
+            qsort(ref, n, sizeof ref[0], srt_qcmp);
+            memset(seen, 0, n);
+            for (size_t i = 0; i < n; i++) {
+                if (e[i].key != ref[i] || e[i].id >= n || seen[e[i].id]++) {
+                    bad++;
+                    break;
+                }
+            }
+        }
+    }
+    CHECK_INT(bad, 0);
+}
