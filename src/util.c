@@ -158,14 +158,28 @@ void pd_buf_grow(pd_buf *b, size_t extra)
 
 size_t pd_fmt_u64(char *out, uint64_t u)
 {
-    char tmp[PD_INT_TEXT_MAX];
-    size_t n = 0, len = 0;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    while (n) out[len++] = tmp[--n];
-    out[len] = '\0';
+    /* digits counted first, then written from the end two at a time */
+    static const char d2[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                             "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                             "8081828384858687888990919293949596979899";
+    size_t len = 1;
+    for (uint64_t t = u; t >= 10; t /= 10) len++;
+    char *p = out + len;
+    *p = '\0';
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        p -= 2;
+        p[0] = d2[2 * r];
+        p[1] = d2[2 * r + 1];
+    }
+    if (u >= 10) {
+        p -= 2;
+        p[0] = d2[2 * u];
+        p[1] = d2[2 * u + 1];
+    } else {
+        *--p = (char)('0' + u);
+    }
     return len;
 }
 

@@ -176,3 +176,34 @@ TEST(sort_define_matches_qsort)
     }
     CHECK_INT(bad, 0);
 }
+
+/* pd_fmt_u64 / pd_fmt_i64 against printf: every power of ten and its
+ * neighbours, the extremes, and random values of every bit length. */
+static int fmt_int_check(uint64_t u)
+{
+    char got[PD_INT_TEXT_MAX], want[32];
+    int bad = 0;
+    size_t n = pd_fmt_u64(got, u);
+    snprintf(want, sizeof want, "%llu", (unsigned long long)u);
+    bad += n != strlen(want) || strcmp(got, want) != 0;
+    int64_t v = (int64_t)u;
+    n = pd_fmt_i64(got, v);
+    snprintf(want, sizeof want, "%lld", (long long)v);
+    bad += n != strlen(want) || strcmp(got, want) != 0;
+    return bad;
+}
+
+TEST(fmt_integers_match_printf)
+{
+    int bad = 0;
+    uint64_t p = 1;
+    for (int k = 0; k <= 19; k++, p *= 10) bad += fmt_int_check(p - 1) + fmt_int_check(p) + fmt_int_check(p + 1);
+    bad += fmt_int_check(0) + fmt_int_check(UINT64_MAX) + fmt_int_check((uint64_t)INT64_MAX) +
+           fmt_int_check((uint64_t)INT64_MIN);
+    uint64_t rng = 0x853C49E6748FEA9BULL;
+    for (int i = 0; i < 200000; i++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        bad += fmt_int_check(rng >> (i % 64));
+    }
+    CHECK_INT(bad, 0);
+}
