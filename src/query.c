@@ -516,9 +516,9 @@ typedef struct {
  * of two longer values need their bytes compared. */
 static uint64_t qry_ent_key(const char *v, uint32_t len)
 {
-    uint64_t k = 0;
-    for (uint32_t i = 0; i < 8; i++) k = (k << 8) | (i < len ? (unsigned char)v[i] : 0);
-    return k;
+    uint8_t pad[8] = {0};
+    memcpy(pad, v, len < sizeof pad ? len : sizeof pad);
+    return pd_get_u64be(pad);
 }
 
 static inline int qry_ent_cmp(const qry_ent *a, const qry_ent *b)
