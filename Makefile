@@ -35,7 +35,7 @@ HDRS    := $(wildcard include/*.h) tests/unit/test.h tests/unit/event_ref.h
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps test unit bb fuzz bench bench-bins demo clean docs san
+.PHONY: all deps test unit bb fuzz bench bench-report bench-bins demo clean docs san
 
 all: bin/profiled bin/profilectl
 
@@ -125,6 +125,10 @@ docs: bin/profiled
 
 bench: all
 	@sh bench/run.sh
+
+# Only the report (docs/bench-results.md, plots) from an existing results file.
+bench-report:
+	@$(PYTHON) bench/report.py
 
 demo: all
 	@sh deploy/demo.sh
