@@ -49,8 +49,9 @@ steps alternately, e.g.
   bench/measure.py --steps local --out build/bench/b1.json   (and again)
 and render each with bench/report.py --results FILE --out-dir DIR.
 
-Every process started here is registered and stopped on exit (also on
-errors and signals); only 127.0.0.1 is used; every wait is bounded. The
+Exit status: 0, or 3 when a step failed (its error is in the results file,
+which is written all the same); 2 for bad options. Every process started
+here is registered and stopped on exit (also on errors and signals); only 127.0.0.1 is used; every wait is bounded. The
 results file records the steps that ran, the binaries' directories and
 their git commit, the machine, and "schema": 1 (the layout bench.py wrote
 before the split, which had no "schema" key, plus these fields).
@@ -72,6 +73,7 @@ from benchlib import ROOT, Ctx, log  # noqa: E402
 from steps import e2e, handoff, memory, processing, queries, recovery, redis  # noqa: E402
 
 SCHEMA = 1
+STEP_FAILED = 3  # exit status: results written, some step failed (2: bad options, 1: crashed)
 STEPS = [("processing", processing.run_step), ("e2e", e2e.run_step), ("local", queries.local),
          ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
          ("freshness_fetch10", queries.freshness_fetch10), ("redis", redis.run_step),
@@ -229,7 +231,7 @@ def main(argv):
         log("wrote %s in %.0f s (steps: %s%s)" % (a.out, ctx.r["elapsed_secs"], ", ".join(ctx.done),
                                                   "; failed: " + ", ".join(ctx.r["errors"]) if ctx.r.get("errors")
                                                   else ""))
-        return 1 if ctx.r.get("errors") else 0
+        return STEP_FAILED if ctx.r.get("errors") else 0
     finally:
         # The work dir can hold gigabytes (the recovery step's stores): it
         # goes on every exit -- partial runs and failures included -- unless

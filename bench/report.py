@@ -281,7 +281,7 @@ def sizes_line(r):
 def write_markdown(r, plots, path):
     """bench-results.md: only what results r hold, nothing written by hand."""
     m = r.get("machine", {})
-    run = "a `make bench%s` run" % (" QUICK=1" if r.get("quick") else "")
+    run = "a %s run" % ("QUICK" if r.get("quick") else "full-size")
     if r.get("commit"):
         run += " of commit %s" % r["commit"]
     L = ["# Benchmark results\n"]
