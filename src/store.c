@@ -7,14 +7,17 @@
  * holds the records
  *   "format"       store format version, decimal text ("2"). Version 1
  *                  kept one de-dup key per event (partition + event id ->
- *                  ts i64 BE); opening a version 1 store read-write
- *                  rewrites those as one packed record (seq 0) per
- *                  partition and records version 2, in one WriteBatch.
+ *                  ts i64 BE); such stores predate the dialect record and
+ *                  are refused for it (read-only opens still read them).
  *   "schema"       canonical schema JSON (pd_schema_to_json)
  *   "fingerprint"  schema fingerprint, 16 lower-case hex digits
+ *   "dialect"      event dialect version (PD_EVENT_DIALECT), decimal text;
+ *                  absent in stores written before it existed (dialect 1)
  *   'o' + u32 BE   checkpoint: next_offset i64 BE + clock_ms i64 BE
- * A store is only ever opened with the schema whose fingerprint it
- * records; a mismatch is refused at open.
+ * A store is only ever opened read-write with the schema whose fingerprint
+ * it records and under the event dialect it records: its state is a
+ * function of the log under both, so a mismatch is refused at open, with
+ * the rebuild instruction for a dialect change.
  *
  * Merge operator: every day family uses the "pd_profile_merge_v1" merge
  * operator. Full and partial merges decode each operand with
@@ -102,6 +105,7 @@
  */
 #include "store.h"
 #include "bloom.h"
+#include "event.h"
 #include "util.h"
 
 #include <rocksdb/c.h>
@@ -118,7 +122,9 @@
 #include <xxhash.h>
 
 #define PD_STORE_FORMAT "2"
-#define PD_STORE_FORMAT_V1 "1" /* per-event de-dup keys; migrated at open */
+#define STORE_XSTR(x) #x
+#define STORE_STR(x) STORE_XSTR(x)
+#define STORE_DIALECT STORE_STR(PD_EVENT_DIALECT) /* the "dialect" meta record */
 #define PD_MERGE_NAME "pd_profile_merge_v1"
 #define PD_CKPT_KEY_LEN 5
 #define PD_CKPT_VAL_LEN 16
@@ -772,71 +778,35 @@ static int meta_get(pd_store *st, const char *key, char **val, size_t *len, char
     return PD_OK;
 }
 
-/* Format 1 -> 2: rewrites the per-event de-dup keys of every partition as
- * one packed record with seq 0 (entries in key order: each event id occurs
- * once, so their order does not matter) and records the new version, all
- * in one WriteBatch. */
-static int migrate_v1(pd_store *st, char *err, size_t errlen)
+/* The refusal of a store whose records were computed under another event
+ * dialect (include/event.h): "dialect" absent means 1, the cJSON 1.7.15
+ * rules, which accepted values the current rules reject and decoded some
+ * strings differently, so replaying the same log would not reproduce the
+ * stored state. */
+static int check_dialect(pd_store *st, char *err, size_t errlen)
 {
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf_dedup);
-    pd_buf val = {0};
-    int64_t cur = -1;
-    uint64_t n = 0;
-    int rc = PD_OK;
-    for (rocksdb_iter_seek_to_first(it);; rocksdb_iter_next(it)) {
-        int valid = rocksdb_iter_valid(it);
-        size_t kl = 0, vl = 0;
-        const char *k = valid ? rocksdb_iter_key(it, &kl) : NULL;
-        const char *v = valid ? rocksdb_iter_value(it, &vl) : NULL;
-        if (valid && (kl < 5 || vl != 8)) {
-            rc = pd_seterr(err, errlen, PD_ECORRUPT, "store %s: bad format-1 de-dup record", st->dir);
-            goto out;
-        }
-        int64_t p = valid ? (int64_t)pd_get_u32be((const uint8_t *)k) : -1;
-        if (p != cur && cur >= 0) {
-            uint8_t lo[4], hi[4], dk[PD_DEDUP_KEY_LEN];
-            pd_put_u32be(lo, (uint32_t)cur);
-            pd_put_u32be(hi, (uint32_t)cur + 1);
-            rocksdb_writebatch_delete_range_cf(wb, st->cf_dedup, (const char *)lo, 4, (const char *)hi, 4);
-            pd_put_u32be(dk, (uint32_t)cur);
-            pd_put_u64be(dk + 4, 0);
-            rocksdb_writebatch_put_cf(wb, st->cf_dedup, (const char *)dk, sizeof dk, val.p ? val.p : "", val.len);
-            val.len = 0;
-        }
-        if (!valid) break;
-        cur = p;
-        XXH128_hash_t h = XXH3_128bits(k + 4, kl - 4);
-        uint8_t e[PD_DEDUP_ENTRY_LEN];
-        pd_put_u64be(e, h.high64);
-        pd_put_u64be(e + 8, h.low64);
-        memcpy(e + 16, v, 8);
-        pd_buf_append(&val, e, sizeof e);
-        n++;
+    char *dia = NULL;
+    size_t dlen = 0;
+    int rc = meta_get(st, "dialect", &dia, &dlen, err, errlen);
+    if (rc != PD_OK && rc != PD_ENOTFOUND) return rc;
+    char have[24];
+    snprintf(have, sizeof have, "%.*s", rc == PD_OK ? (int)(dlen < 20 ? dlen : 20) : 1,
+             rc == PD_OK ? dia : "1");
+    pd_free(dia);
+    if (strcmp(have, STORE_DIALECT) == 0) return PD_OK;
+    if (st->read_only) { /* the dump tool may still read it */
+        pd_warn("store %s: written under event dialect %s, this build parses dialect %s", st->dir,
+                have, STORE_DIALECT);
+        return PD_OK;
     }
-    char *re = NULL;
-    rocksdb_iter_get_error(it, &re);
-    if (re) {
-        rc = rdb_err(re, err, errlen, "read format-1 de-dup records");
-        goto out;
-    }
-    rocksdb_writebatch_put_cf(wb, st->cf_meta, "format", 6, PD_STORE_FORMAT, strlen(PD_STORE_FORMAT));
-    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
-    rocksdb_writeoptions_set_sync(wo, 1);
-    rocksdb_write(st->db, wo, wb, &re);
-    rocksdb_writeoptions_destroy(wo);
-    if (re) {
-        rc = rdb_err(re, err, errlen, "migrate to format " PD_STORE_FORMAT);
-        goto out;
-    }
-    pd_info("store %s: migrated %" PRIu64 " de-dup record(s) to format " PD_STORE_FORMAT, st->dir, n);
-out:
-    pd_buf_free(&val);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    rocksdb_writebatch_destroy(wb);
-    return rc;
+    return pd_seterr(err, errlen, PD_EINVAL,
+                     "store %s was written under event dialect %s%s; this build validates events "
+                     "as dialect " STORE_DIALECT " (strict RFC 8259 JSON, docs/data-model.md), so "
+                     "its state may differ from a replay of the same log. Rebuild it: stop this "
+                     "worker, delete the data directory %s, and start the worker again (it copies "
+                     "its partitions from a live peer of this build or replays the input topic)",
+                     st->dir, have, rc == PD_ENOTFOUND ? " (no dialect record: cJSON 1.7.15 rules)" : "",
+                     st->dir);
 }
 
 static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errlen)
@@ -858,6 +828,8 @@ static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errl
         rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
         rocksdb_writebatch_put_cf(wb, st->cf_meta, "schema", 6, sj.p ? sj.p : "", sj.len);
         rocksdb_writebatch_put_cf(wb, st->cf_meta, "fingerprint", 11, want, 16);
+        rocksdb_writebatch_put_cf(wb, st->cf_meta, "dialect", 7, STORE_DIALECT,
+                                  strlen(STORE_DIALECT));
         rocksdb_writebatch_put_cf(wb, st->cf_meta, "format", 6, PD_STORE_FORMAT,
                                   strlen(PD_STORE_FORMAT));
         rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
@@ -871,9 +843,11 @@ static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errl
         goto out;
     }
     if (rc) goto out;
-    if (flen == strlen(PD_STORE_FORMAT_V1) && memcmp(format, PD_STORE_FORMAT_V1, flen) == 0) {
-        /* read-only readers (dump) never look at de-dup records */
-        if (!st->read_only && (rc = migrate_v1(st, err, errlen)) != PD_OK) goto out;
+    /* before the format: format 1 stores predate the dialect record */
+    if ((rc = check_dialect(st, err, errlen)) != PD_OK) goto out;
+    if (st->read_only && flen == 1 && format[0] == '1') {
+        /* format 1 (one de-dup key per event id) differs only in the
+         * "dedup" family, which the dump tool never reads */
     } else if (flen != strlen(PD_STORE_FORMAT) || memcmp(format, PD_STORE_FORMAT, flen) != 0) {
         rc = pd_seterr(err, errlen, PD_EINVAL,
                        "store %s has format version '%s'; this build reads version %s", st->dir,
