@@ -17,7 +17,7 @@ CFLAGS_SAN := $(CSTD) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefine
 LDFLAGS_SAN := -fsanitize=address,undefined
 
 # Explicit source lists.
-CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/bloom.c src/store.c src/handoff.c
+CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c
 WORKER_SRC := src/ingest.c src/metrics.c src/http.c src/query.c src/members.c
 CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c
 PROFILED_MAIN  := src/profiled.c
@@ -31,7 +31,7 @@ FUZZ_TARGETS := fuzz_event fuzz_event_diff fuzz_decode
 LIB_SRC := $(CORE_SRC) $(WORKER_SRC) $(CTL_SRC)
 REL_OBJ := $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 SAN_OBJ := $(patsubst %.c,build/san/%.o,$(LIB_SRC))
-HDRS    := $(wildcard include/*.h) tests/unit/test.h tests/unit/event_cjson.h
+HDRS    := $(wildcard include/*.h) src/store_int.h tests/unit/test.h tests/unit/event_cjson.h
 
 DEPS_STAMP := build/.deps-ok
 
