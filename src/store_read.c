@@ -27,6 +27,22 @@
 /* ------------------------------------------------------------------ */
 /* reading                                                             */
 
+/* Ends an iteration: destroys the iterator and its read options and
+ * returns rc, or the iterator's error (code + message) when rc is 0. */
+static int iter_finish(rocksdb_iterator_t *it, rocksdb_readoptions_t *ro, int rc, const char *what,
+                       char *err, size_t errlen)
+{
+    char *re = NULL;
+    rocksdb_iter_get_error(it, &re);
+    if (re) {
+        int r2 = store_rdb_err(re, err, errlen, what);
+        if (!rc) rc = r2;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
 int pd_store_get_checkpoint(pd_store *st, int32_t partition, pd_checkpoint *out)
 {
     uint8_t k[PD_CKPT_KEY_LEN];
@@ -121,15 +137,7 @@ int pd_store_scan_dedup(pd_store *st, int32_t partition, pd_store_dedup_fn fn, v
         }
         if ((rc = fn(arg, pd_get_u64be((const uint8_t *)k + 4), (const uint8_t *)v, vl)) != 0) break;
     }
-    char *re = NULL;
-    rocksdb_iter_get_error(it, &re);
-    if (re) {
-        int r2 = store_rdb_err(re, err, errlen, "scan de-dup records");
-        if (!rc) rc = r2;
-    }
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return rc;
+    return iter_finish(it, ro, rc, "scan de-dup records", err, errlen);
 }
 
 int pd_store_list_days(pd_store *st, int64_t **days, int *n)
@@ -436,15 +444,7 @@ static int scan_day(pd_store *st, pd_dayent *e, int32_t partition, const char *u
         rc = fn(arg, e->day, kp, ubuf->p, kl - 4, prof);
         if (rc) break;
     }
-    char *re = NULL;
-    rocksdb_iter_get_error(it, &re);
-    if (re) {
-        int r2 = store_rdb_err(re, err, errlen, "scan");
-        if (!rc) rc = r2;
-    }
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return rc;
+    return iter_finish(it, ro, rc, "scan", err, errlen);
 }
 
 int pd_store_scan(pd_store *st, int64_t day, int32_t partition, const char *user, size_t ulen,
@@ -510,15 +510,7 @@ static int export_range(pd_store *st, const rocksdb_snapshot_t *snap, rocksdb_co
         const char *v = rocksdb_iter_value(it, &vl);
         if ((rc = fn(arg, kind, day, k + 4, kl - 4, v, vl)) != 0) break;
     }
-    char *re = NULL;
-    rocksdb_iter_get_error(it, &re);
-    if (re) {
-        int r2 = store_rdb_err(re, err, errlen, "export");
-        if (!rc) rc = r2;
-    }
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return rc;
+    return iter_finish(it, ro, rc, "export", err, errlen);
 }
 
 int pd_store_export_partition(pd_store *st, int32_t partition, pd_checkpoint *cp,

@@ -404,7 +404,7 @@ void pd_event_cjson_schema(pd_schema *s)
     }
 }
 
-static size_t show(char *out, size_t cap, const char *s, size_t n)
+size_t pd_event_cjson_show(char *out, size_t cap, const char *s, size_t n)
 {
     size_t o = 0;
     for (size_t i = 0; i < n && o + 5 < cap; i++) {
@@ -468,7 +468,7 @@ int pd_event_cjson_compare(const pd_schema *s, const char *buf, size_t len, size
     }
     if (diff && why) {
         char in[400];
-        show(in, sizeof in, buf, len < 300 ? len : 300);
+        pd_event_cjson_show(in, sizeof in, buf, len < 300 ? len : 300);
         snprintf(why, whylen, "%s differs (dim %d): pd_event_parse rc %d \"%s\" vs cJSON rc %d \"%s\"; input (%zu bytes) %s",
                  diff, d, rc1, e1, rc2, e2, len, in);
     }

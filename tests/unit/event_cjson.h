@@ -35,4 +35,8 @@ void pd_event_cjson_schema(pd_schema *s);
 int pd_event_cjson_compare(const pd_schema *s, const char *buf, size_t len, size_t max_bytes,
                            int *compared, char *why, size_t whylen);
 
+/* Writes s[0..n) into out (cap bytes, NUL-terminated, truncated), bytes
+ * outside printable ASCII and backslashes as \xNN; returns the length. */
+size_t pd_event_cjson_show(char *out, size_t cap, const char *s, size_t n);
+
 #endif

@@ -59,18 +59,6 @@ static int hexdig(int c)
     return -1;
 }
 
-/* Input bytes shown with escapes, for failure messages. */
-static void show(char *out, size_t cap, const char *s, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 5 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\') out[o++] = (char)c;
-        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
-    }
-    out[o] = '\0';
-}
-
 TEST(event_json_corpus)
 {
     const char *path = getenv("PD_JSON_CORPUS");
@@ -114,7 +102,7 @@ TEST(event_json_corpus)
         if (is_json != want) {
             if (nfails++ < MAX_FAILS) {
                 char in[400];
-                show(in, sizeof in, doc, n < 300 ? n : 300);
+                pd_event_cjson_show(in, sizeof in, doc, n < 300 ? n : 300);
                 pd_test_fail(__FILE__, __LINE__,
                              "document %zu: strict Python says %s, pd_event_parse %s (%s: %s): %s",
                              ndocs, want ? "JSON" : "not JSON", is_json ? "JSON" : "not JSON",
