@@ -17,13 +17,13 @@ CFLAGS_SAN := $(CSTD) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefine
 LDFLAGS_SAN := -fsanitize=address,undefined
 
 # Explicit source lists.
-CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/bloom.c src/store.c src/handoff.c
+CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c
 WORKER_SRC := src/ingest.c src/metrics.c src/http.c src/query.c src/members.c
 CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c
 PROFILED_MAIN  := src/profiled.c
 PROFILECTL_MAIN := src/profilectl.c
 UNIT_SRC   := tests/unit/main.c tests/unit/test_util.c tests/unit/test_config.c \
-              tests/unit/test_event.c tests/unit/test_event_diff.c tests/unit/event_ref.c tests/unit/test_profile.c tests/unit/test_bloom.c tests/unit/test_store.c tests/unit/test_handoff.c tests/unit/test_schema.c tests/unit/test_ingest.c \
+              tests/unit/test_event.c tests/unit/test_event_corpus.c tests/unit/event_cjson.c tests/unit/test_profile.c tests/unit/test_bloom.c tests/unit/test_store.c tests/unit/test_handoff.c tests/unit/test_schema.c tests/unit/test_ingest.c \
               tests/unit/test_http.c \
               tests/unit/test_query.c tests/unit/test_metrics.c tests/unit/test_gen.c
 FUZZ_TARGETS := fuzz_event fuzz_event_diff fuzz_decode
@@ -31,7 +31,7 @@ FUZZ_TARGETS := fuzz_event fuzz_event_diff fuzz_decode
 LIB_SRC := $(CORE_SRC) $(WORKER_SRC) $(CTL_SRC)
 REL_OBJ := $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 SAN_OBJ := $(patsubst %.c,build/san/%.o,$(LIB_SRC))
-HDRS    := $(wildcard include/*.h) tests/unit/test.h tests/unit/event_ref.h
+HDRS    := $(wildcard include/*.h) src/store_int.h tests/unit/test.h tests/unit/event_cjson.h
 
 DEPS_STAMP := build/.deps-ok
 
@@ -101,10 +101,11 @@ unit: build/san/bin/test-unit
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(WARN) -Iinclude
 FUZZ_LIB := src/util.c src/schema.c src/event.c src/profile.c
-# fuzz_event_diff also links the reference (cJSON-based) event parser.
-FUZZ_EXTRA_fuzz_event_diff := tests/unit/event_ref.c
+# fuzz_event_diff also links the cJSON-based field extraction (the value
+# oracle on documents the scanner accepts as JSON).
+FUZZ_EXTRA_fuzz_event_diff := tests/unit/event_cjson.c
 
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) tests/unit/event_ref.c $(HDRS) | $(DEPS_STAMP)
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) tests/unit/event_cjson.c $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p build/fuzz
 	clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB) $(FUZZ_EXTRA_$*) $(PKG_LIBS)
 

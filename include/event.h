@@ -16,9 +16,13 @@
  * only. JSON null counts as absent. Anything else is PD_ATTR_BAD: skipped,
  * counted in ev->n_bad_attrs, and the event is still valid.
  *
- * JSON dialect: exactly what cJSON 1.7.15 as shipped by Debian bookworm
- * (1.7.15-1+deb12u4) accepts, quirks included, so that workers of every
- * version compute the same state from the same log (see src/event.c).
+ * JSON dialect: RFC 8259, strictly: UTF-8 without BOM, no raw control
+ * characters in strings, escapes and numbers as the RFC defines them, at
+ * most 64 nested arrays/objects; duplicate keys allowed, the first one
+ * counts; \u0000 is a NUL byte inside the string. A value outside the
+ * dialect is invalid_json (invalid_utf8 when it is not UTF-8). The full
+ * specification is docs/data-model.md, "Event JSON"; the dialect's version
+ * is PD_EVENT_DIALECT, recorded in every store (include/store.h).
  *
  * Ownership: pd_event_parse does not keep `buf`; all string pointers in the
  * event point into memory owned by the event (its text_ buffer, or for
@@ -41,6 +45,11 @@
 #define PD_TS_MIN_MS 946684800000LL   /* 2000-01-01T00:00:00Z */
 #define PD_TS_MAX_MS 7258118400000LL  /* 2200-01-01T00:00:00Z */
 #define PD_EV_TEXT_INLINE 2048        /* pd_event private text buffer */
+/* Version of the event dialect (JSON syntax and field rules). Workers that
+ * replay one log must agree on it: a store written under another version
+ * is refused at open. 1 was "what cJSON 1.7.15 accepted", 2 is strict
+ * RFC 8259 (docs/data-model.md). */
+#define PD_EVENT_DIALECT 2
 
 /* Reasons an event is rejected. Names (pd_ev_reason_name) are stable: they
  * appear in the DLQ "reason" header and in metrics labels. */

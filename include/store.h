@@ -5,7 +5,9 @@
  *   "default"      unused (RocksDB requires it)
  *   "meta"         'o' + partition(u32 BE)  -> checkpoint (next input offset, partition clock)
  *                  "schema"                 -> canonical schema JSON
+ *                  "fingerprint"            -> schema fingerprint (hex)
  *                  "format"                 -> store format version
+ *                  "dialect"                -> event dialect (PD_EVENT_DIALECT)
  *   "dedup"        partition(u32 BE) + seq(u64 BE) -> packed de-dup entries,
  *                  PD_DEDUP_ENTRY_LEN bytes each: XXH3-128 of the event id
  *                  (high 64 bits BE, low 64 bits BE) + event ts (i64 BE).
@@ -68,7 +70,10 @@ typedef struct {
 
 /* Opens (creating if needed, unless read_only) the store at dir. The schema
  * (borrowed, must outlive the store) must match the one recorded in the
- * store, else PD_EINVAL naming the mismatch. */
+ * store, else PD_EINVAL naming the mismatch. A store written under another
+ * event dialect (include/event.h; no "dialect" record = 1) is refused with
+ * PD_EINVAL and the rebuild instruction (delete the data directory and
+ * restart); read_only opens only warn. */
 int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_store_opts *o,
                   char *err, size_t errlen);
 void pd_store_close(pd_store *st);

@@ -34,40 +34,33 @@
  *   or strings for numeric dimensions, non-finite numbers) is PD_ATTR_BAD
  *   and counted in ev->n_bad_attrs; the event stays valid.
  *
- * The JSON dialect. Until 2026 this module parsed with cJSON, and the
- * replicas and replays of one Kafka log by workers of different versions
- * must compute the same state, so the scanner below accepts exactly what
- * the system libcjson (Debian bookworm 1.7.15-1+deb12u4) accepted and
- * extracts the same values. tests/unit/event_ref.c keeps that cJSON-based
- * parser as the oracle of a differential unit test and fuzzer. Its rules,
- * quirks included:
- *   - a UTF-8 BOM at offset 0 is skipped, but only when len >= 5;
- *   - inside the document every byte <= 0x20 (NUL and all control bytes)
- *     is whitespace; after the top-level value only space, tab, CR, LF;
- *   - null / true / false are matched as exactly those 4/4/5 bytes;
- *   - a number starts with '-' or a digit and is the maximal run of bytes
- *     in "0123456789+-eE."; strtod must consume the whole run, i.e. the run
- *     must match -?(D+(.D*)?|.D+)([eE][+-]?D+)? (so 01, 1., -0, 1.e5, -.5
- *     are numbers; "-" and "1e" are not). Runs have no length limit: the
- *     Debian fix for CVE-2023-26819 removed upstream 1.7.15's 63-byte
- *     buffer. Values are strtod's with '.' as the decimal point (cJSON
- *     swapped in the locale's; we use the C locale), so 1e999 is +inf,
- *     which the checks below treat as bad;
- *   - strings: the end is the first '"' not preceded by a backslash that
- *     itself starts an escape (a backslash always skips the next byte);
- *     raw control bytes are accepted. Escapes are then decoded left to
- *     right: \b \f \n \r \t \" \\ \/ and \uXXXX; any other escape fails.
- *     \uXXXX needs 6 bytes before the closing quote; hex digits that are
- *     not hex make the code 0 (so "\uZZZZ" is a NUL, and the decoder then
- *     resumes 6 bytes later, even inside what the end scan took for an
- *     escape); a low surrogate alone fails; a high surrogate must be
- *     followed by \u and a low surrogate (6 more bytes before the quote);
- *   - a decoded string (value or key) ends at its first NUL byte, raw or
- *     escaped (cJSON's strings are C strings): "user_id\u0000zz" is the key
- *     user_id;
- *   - at most 1000 nested arrays/objects (the top-level one counts).
- * The whole value is UTF-8-validated first, and decoded escapes never
- * produce invalid UTF-8, so every decoded string is valid UTF-8.
+ * The JSON dialect: RFC 8259, strictly (docs/data-model.md, "Event JSON"):
+ *   - UTF-8 without a byte order mark; the whole value is UTF-8-validated
+ *     first (overlong forms, UTF-8-encoded surrogates and code points over
+ *     U+10FFFF are invalid_utf8), then parsed;
+ *   - whitespace is space, tab, LF and CR only, before, between and after
+ *     tokens; nothing but whitespace after the top-level value;
+ *   - null / true / false exactly; numbers per the RFC grammar
+ *     -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? with no length limit
+ *     (no leading zeros, '+', '.5', '1.', hex, NaN or Infinity). Values are
+ *     the correctly rounded double (strtod in the C locale); a magnitude
+ *     beyond the double range is syntactically valid and reads as +-inf,
+ *     which every field rule rejects (ts: bad_ts_format; attributes: bad);
+ *   - strings: no raw bytes below 0x20; escapes \" \\ \/ \b \f \n \r \t and
+ *     \uXXXX with exactly four hex digits; a \u escape of a high surrogate
+ *     must be followed by one of a low surrogate, and a low surrogate alone
+ *     is invalid. \u0000 is a NUL byte inside the decoded string, which
+ *     keeps its full length (keys compare by their decoded bytes);
+ *   - at most NESTING_LIMIT (64) nested arrays/objects, the top level
+ *     included;
+ *   - duplicate keys are allowed (RFC: SHOULD be unique); the FIRST member
+ *     with a given key counts, everywhere.
+ * Every decoded string is valid UTF-8 (the input is, and escapes decode
+ * only to scalar values). tests/json_corpus.py labels a corpus of valid and
+ * invalid documents with Python's json module made strict, and the unit
+ * test event_json_corpus requires the same verdict from this scanner and,
+ * on documents both accept, the same fields as a cJSON-based extraction
+ * (tests/unit/event_cjson.c).
  *
  * Implementation. Pass 1 (scan_doc) validates the whole document in one
  * pass without recursion and writes a tape: one 16-byte token per value or
@@ -76,7 +69,7 @@
  * object's next key and a 16-bit hash of its bytes, so member lookup walks
  * keys only and touches the bytes of a key only when the hash matches. A
  * string token keeps the raw byte range and whether it needs decoding (it
- * contains a backslash or a NUL byte); string ends are found eight bytes at
+ * contains a backslash); string ends are found eight bytes at
  * a time, and escapes are decoded (str_decode) only for such strings and
  * only when pass 2 reads them. Pass 2 does the lookups above on the tape:
  * keys without escapes compare directly against the raw bytes; an object
@@ -111,7 +104,7 @@
 #define PD_EV_DEFAULT_MAX_BYTES ((size_t)1 << 20)
 #define TWO_POW_53 9007199254740992.0
 #define TWO_POW_63 9223372036854775808.0
-#define NESTING_LIMIT 1000               /* cJSON's CJSON_NESTING_LIMIT */
+#define NESTING_LIMIT 64                 /* arrays/objects, the top level included */
 #define TAPE_MIN 256                     /* tokens */
 #define TLS_KEEP_BYTES ((size_t)1 << 20) /* larger per-thread buffers are released */
 /* Worst case of the text an event returns: user_id, event_id, type and one
@@ -130,7 +123,7 @@ typedef struct {
                       an object key: index of the object's next key, or the object's
                       end (so member lookup walks keys only) */
     uint8_t kind;
-    uint8_t esc;   /* TK_STR: holds a backslash or a NUL byte, decode before use */
+    uint8_t esc;   /* TK_STR: holds a backslash escape, decode before use */
     uint16_t hash; /* object key without esc: key_hash of its bytes */
 } ev_tok;
 
@@ -156,9 +149,8 @@ static void tls_destroy(void *arg)
     free(t);
 }
 
-/* strtod in the C locale whatever the process locale is: cJSON replaced
- * '.' by the locale's decimal point before its strtod, i.e. it read '.' as
- * the decimal point in every locale. */
+/* strtod in the C locale whatever the process locale is: '.' is the
+ * decimal point of JSON numbers in every locale. */
 static locale_t c_locale;
 
 static void tls_init_once(void)
@@ -320,8 +312,16 @@ static inline uint16_t key_hash(const unsigned char *k, size_t n)
     return (uint16_t)((n * 0x9E37u) ^ ((unsigned)k[0] << 8) ^ ((unsigned)k[n / 2] << 4) ^ k[n - 1]);
 }
 
-/* Bytes a string scan stops at: quote, backslash, NUL. */
-static const uint8_t str_stop[256] = {['"'] = 1, ['\\'] = 1, [0] = 1};
+/* Bytes a string scan stops at: quote, backslash, control bytes. */
+static const uint8_t str_stop[256] = {
+    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
+    [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1,
+    [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1,
+    [0x15] = 1, [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1,
+    [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, ['"'] = 1, ['\\'] = 1,
+};
+/* JSON whitespace (RFC 8259 ws). */
+static const uint8_t ws_char[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1};
 /* Bytes of a number run. */
 static const uint8_t num_char[256] = {
     ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
@@ -346,15 +346,14 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-/* The code of \uXXXX's four hex digits at s; 0 when any is not hex (as
- * cJSON's parse_hex4). */
-static unsigned hex4(const unsigned char *s)
+/* The code of \uXXXX's four hex digits at s, or -1 when any is not hex. */
+static long hex4(const unsigned char *s)
 {
-    unsigned h = 0;
+    long h = 0;
     for (int i = 0; i < 4; i++) {
         int v = hexval(s[i]);
-        if (v < 0) return 0;
-        h = (h << 4) | (unsigned)v;
+        if (v < 0) return -1;
+        h = (h << 4) | v;
     }
     return h;
 }
@@ -375,11 +374,11 @@ static int str_check(const unsigned char *b, size_t s, size_t e, size_t *at, con
             i += 2;
             break;
         case 'u': {
-            if (e - i < 6) {
-                *what = "truncated \\u escape";
+            long c1 = e - i < 6 ? -1 : hex4(b + i + 2);
+            if (c1 < 0) {
+                *what = "\\u escape without four hex digits";
                 return -1;
             }
-            unsigned c1 = hex4(b + i + 2);
             if (c1 >= 0xDC00 && c1 <= 0xDFFF) {
                 *what = "lone low surrogate escape";
                 return -1;
@@ -390,7 +389,7 @@ static int str_check(const unsigned char *b, size_t s, size_t e, size_t *at, con
                     *what = "high surrogate escape not followed by \\u";
                     return -1;
                 }
-                unsigned c2 = hex4(b + j + 2);
+                long c2 = hex4(b + j + 2);
                 if (c2 < 0xDC00 || c2 > 0xDFFF) {
                     *what = "high surrogate escape not followed by a low surrogate";
                     return -1;
@@ -409,17 +408,16 @@ static int str_check(const unsigned char *b, size_t s, size_t e, size_t *at, con
     return 0;
 }
 
-/* Decodes the raw string b[s, e) (already checked by str_check) into out
- * up to its first NUL, stopping once at least `cap` bytes are written
- * (out needs cap + 4 bytes; cap >= e - s decodes all). Returns the number
- * of bytes written. */
+/* Decodes the raw string b[s, e) (already checked by str_check) into out,
+ * stopping once at least `cap` bytes are written (out needs cap + 4 bytes;
+ * cap >= e - s decodes all). \u0000 decodes to a NUL byte like any other
+ * code point. Returns the number of bytes written. */
 static size_t str_decode(const unsigned char *b, size_t s, size_t e, char *out, size_t cap)
 {
     size_t i = s, o = 0;
     while (i < e && o < cap) {
         unsigned char c = b[i];
         if (c != '\\') {
-            if (c == 0) break;
             out[o++] = (char)c;
             i++;
             continue;
@@ -434,14 +432,13 @@ static size_t str_decode(const unsigned char *b, size_t s, size_t e, char *out, 
         case 'u': break;
         default: out[o++] = (char)b[i + 1]; i += 2; continue; /* " \ / */
         }
-        cp = hex4(b + i + 2);
+        cp = (unsigned long)hex4(b + i + 2);
         if (cp >= 0xD800 && cp <= 0xDBFF) {
-            cp = 0x10000 + (((cp & 0x3FF) << 10) | (hex4(b + i + 8) & 0x3FF));
+            cp = 0x10000 + (((cp & 0x3FF) << 10) | ((unsigned long)hex4(b + i + 8) & 0x3FF));
             i += 12;
         } else {
             i += 6;
         }
-        if (cp == 0) break;
         if (cp < 0x80) {
             out[o++] = (char)cp;
         } else if (cp < 0x800) {
@@ -485,17 +482,19 @@ static inline size_t tok_push(scanner *sc, int kind, size_t off, size_t len)
 
 static void skip_ws(scanner *sc)
 {
-    while (sc->p < sc->n && sc->b[sc->p] <= 0x20) sc->p++;
+    while (sc->p < sc->n && ws_char[sc->b[sc->p]]) sc->p++;
 }
 
-/* Non-zero when the 8 bytes of w hold a quote, a backslash or a NUL; the
- * lowest set bit is then in the first such byte (in memory order on
- * little-endian machines: borrows only propagate upwards). */
+/* Non-zero when the 8 bytes of w hold a quote, a backslash or a control
+ * byte (< 0x20); the lowest set bit is then in the first such byte (in
+ * memory order on little-endian machines: borrows only propagate upwards,
+ * so only bytes after the first hit can be flagged wrongly). */
 static inline uint64_t swar_stop(uint64_t w)
 {
     const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
     uint64_t q = w ^ UINT64_C(0x2222222222222222), bs = w ^ UINT64_C(0x5c5c5c5c5c5c5c5c);
-    return (((w - ones) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs;
+    return (((w - UINT64_C(0x2020202020202020)) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) &
+           highs;
 }
 
 #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -509,7 +508,7 @@ static int scan_string(scanner *sc, int key)
 {
     const unsigned char *b = sc->b;
     size_t n = sc->n, s = sc->p + 1, q = s;
-    int bs = 0, nul = 0;
+    int bs = 0;
     for (;;) {
         for (; q + 8 <= n; q += 8) {
             uint64_t w, m;
@@ -526,13 +525,13 @@ static int scan_string(scanner *sc, int key)
             return -1;
         }
         if (b[q] == '"') break;
-        if (b[q] == '\\') {
-            bs = 1;
-            q += 2; /* q + 1 == n is caught above on the next round */
-        } else {
-            nul = 1;
-            q++;
+        if (b[q] != '\\') {
+            sc->p = q;
+            sc->what = "raw control character in a string (escape it)";
+            return -1;
         }
+        bs = 1;
+        q += 2; /* q + 1 == n is caught above on the next round */
     }
     if (bs) {
         size_t at = 0;
@@ -544,7 +543,7 @@ static int scan_string(scanner *sc, int key)
     }
     size_t i = tok_push(sc, TK_STR, s, q - s);
     ev_tok *k = &sc->t->tok[i];
-    k->esc = (uint8_t)(bs | nul);
+    k->esc = (uint8_t)bs;
     if (key) {
         if (!k->esc) k->hash = key_hash(b + s, q - s);
         uint32_t *last = &sc->t->lastkey[sc->depth - 1];
@@ -555,17 +554,23 @@ static int scan_string(scanner *sc, int key)
     return 0;
 }
 
-/* Whether run b[0, n) is a whole strtod decimal: -?(D+(.D*)?|.D+)([eE][+-]?D+)? */
+/* Whether run b[0, n) is a whole RFC 8259 number:
+ * -?(0|[1-9]D*)(.D+)?([eE][+-]?D+)? */
 static int num_grammar(const unsigned char *b, size_t n)
 {
     size_t i = 0, d = 0;
     if (i < n && b[i] == '-') i++;
-    while (i < n && b[i] >= '0' && b[i] <= '9') i++, d++;
-    if (i < n && b[i] == '.') {
+    if (i < n && b[i] == '0') {
         i++;
+    } else {
         while (i < n && b[i] >= '0' && b[i] <= '9') i++, d++;
+        if (d == 0) return 0;
     }
-    if (d == 0) return 0;
+    if (i < n && b[i] == '.') {
+        i++, d = 0;
+        while (i < n && b[i] >= '0' && b[i] <= '9') i++, d++;
+        if (d == 0) return 0;
+    }
     if (i < n && (b[i] == 'e' || b[i] == 'E')) {
         size_t e = 0;
         i++;
@@ -584,7 +589,10 @@ static int scan_doc(scanner *sc)
     size_t n = sc->n;
     uint32_t *stack = sc->t->stack;
 
-    if (n >= 5 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF) sc->p = 3;
+    if (n >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF) {
+        sc->what = "byte order mark (not allowed)";
+        return -1;
+    }
     skip_ws(sc);
 
 value:
@@ -597,7 +605,7 @@ value:
     case '[': {
         int obj = b[sc->p] == '{';
         if (sc->depth >= NESTING_LIMIT) {
-            sc->what = "nesting deeper than 1000 arrays/objects";
+            sc->what = "nesting deeper than 64 arrays/objects";
             return -1;
         }
         sc->t->lastkey[sc->depth] = 0;
@@ -742,7 +750,7 @@ static const uint32_t *ix_get(const doc *d, size_t obj)
     return slot;
 }
 
-/* Whether key token k (decoded, up to its first NUL) equals name. */
+/* Whether key token k (decoded) equals name. */
 static int key_eq(const doc *d, const ev_tok *k, const char *name, size_t nlen)
 {
     if (!k->esc) return k->len == nlen && memcmp(d->b + k->off, name, nlen) == 0;
@@ -773,7 +781,7 @@ static long obj_get(const doc *d, size_t obj, const char *name)
     return -1;
 }
 
-/* The decoded bytes of string token k (up to its first NUL): points into
+/* The decoded bytes of string token k: points into
  * the input when nothing needs decoding, else into the thread's scratch
  * (valid until the next str_get). */
 static const char *str_get(const doc *d, const ev_tok *k, size_t *n)
@@ -1086,11 +1094,6 @@ bad:
     ev->n_bad_attrs++;
 }
 
-static int is_json_ws(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len,
                    size_t max_bytes, char *err, size_t errlen)
 {
@@ -1134,7 +1137,7 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
     }
     /* Only whitespace may follow the top-level value. */
     size_t end = sc.p;
-    while (end < len && is_json_ws((unsigned char)buf[end])) end++;
+    while (end < len && ws_char[(unsigned char)buf[end]]) end++;
     if (end != len) {
         rc = pd_seterr(err, errlen, PD_EV_INVALID_JSON,
                        "invalid JSON: unexpected data after the top-level value at byte %zu of %zu",

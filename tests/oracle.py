@@ -11,6 +11,8 @@ import math
 
 import xxhash
 
+from json_corpus import strict_valid
+
 TS_MIN = 946684800000      # 2000-01-01
 TS_MAX = 7258118400000     # 2200-01-01
 DAY_MS = 86400000
@@ -82,6 +84,14 @@ def ts_str(ms):
     return d.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (ms % 1000)
 
 
+def _first_wins(pairs):
+    """An object whose repeated keys keep their first value, as the worker's."""
+    d = {}
+    for k, v in pairs:
+        d.setdefault(k, v)
+    return d
+
+
 def _utf8_ok(b: bytes):
     try:
         b.decode("utf-8", errors="strict")
@@ -125,10 +135,11 @@ def validate(value: bytes, max_bytes=65536):
         return "too_large", None
     if not _utf8_ok(value):
         return "invalid_utf8", None
-    try:
-        ev = json.loads(value.decode("utf-8"))
-    except ValueError:
+    # The event dialect is strict RFC 8259 (docs/data-model.md): json alone
+    # would take NaN, lone surrogate escapes and any nesting depth.
+    if not strict_valid(value):
         return "invalid_json", None
+    ev = json.loads(value.decode("utf-8"), object_pairs_hook=_first_wins)
     if not isinstance(ev, dict):
         return "not_object", None
     uid = ev.get("user_id")

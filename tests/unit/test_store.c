@@ -940,82 +940,88 @@ out:
     pd_free(dir);
 }
 
-/* Format 1 stores (one de-dup key per event id) are converted on open: one
- * record (partition, seq 0) per partition holding XXH3-128(id) + ts. The
- * old store is written with the raw RocksDB API. */
-TEST(store_migrates_format1_dedup)
+/* Sets (val != NULL) or deletes meta record `key` of the closed store at
+ * dir with the raw RocksDB API; returns 0 on success. If `got` is given, the
+ * record's previous value (NUL-terminated, "" when absent) is copied there. */
+static int raw_meta(const char *dir, const char *key, const char *val, char *got, size_t gotlen)
+{
+    const char *names[] = {"default", "meta", "dedup"};
+    rocksdb_options_t *o = rocksdb_options_create();
+    const rocksdb_options_t *co[] = {o, o, o};
+    rocksdb_column_family_handle_t *h[3];
+    char *re = NULL;
+    int rc = -1;
+    rocksdb_t *db = rocksdb_open_column_families(o, dir, 3, names, co, h, &re);
+    if (!db) {
+        rocksdb_free(re);
+        rocksdb_options_destroy(o);
+        return -1;
+    }
+    if (got) {
+        size_t n = 0;
+        rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+        char *v = rocksdb_get_cf(db, ro, h[1], key, strlen(key), &n, &re);
+        rocksdb_readoptions_destroy(ro);
+        snprintf(got, gotlen, "%.*s", v ? (int)n : 0, v ? v : "");
+        rocksdb_free(v);
+    }
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    if (!re && val) rocksdb_put_cf(db, wo, h[1], key, strlen(key), val, strlen(val), &re);
+    else if (!re) rocksdb_delete_cf(db, wo, h[1], key, strlen(key), &re);
+    rc = re ? -1 : 0;
+    rocksdb_free(re);
+    rocksdb_writeoptions_destroy(wo);
+    for (int i = 0; i < 3; i++) rocksdb_column_family_handle_destroy(h[i]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+    return rc;
+}
+
+/* The event dialect is recorded in every new store ("dialect" = "2"), and
+ * a store written under another one (no record: dialect 1, the cJSON
+ * rules; format 1 stores all predate the record) is refused read-write
+ * with the rebuild instruction, while the dump tool's read-only open still
+ * reads it. */
+TEST(store_dialect_recorded_and_checked)
 {
     pd_schema s;
     pd_schema_default(&s, 64);
-    char *dir = tmpdir_copy(), err[512] = "";
-    pd_store *st = open_store(dir, &s, 0); /* creates a format-2 store */
+    char *dir = tmpdir_copy(), err[1024] = "", got[32];
+    pd_store_opts o = {0}, ro = {.read_only = 1};
+    pd_store *st = open_store(dir, &s, 0);
     if (!st) goto out;
     pd_store_close(st);
-    {
-        const char *names[] = {"default", "meta", "dedup"};
-        rocksdb_options_t *o = rocksdb_options_create();
-        const rocksdb_options_t *co[] = {o, o, o};
-        rocksdb_column_family_handle_t *h[3];
-        char *re = NULL;
-        rocksdb_t *db = rocksdb_open_column_families(o, dir, 3, names, co, h, &re);
-        CHECK(re == NULL && db != NULL);
-        if (!db) {
-            rocksdb_free(re);
-            rocksdb_options_destroy(o);
-            goto out;
-        }
-        rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
-        rocksdb_put_cf(db, wo, h[1], "format", 6, "1", 1, &re);
-        /* partition 2: "e-1" @ 5, "e-22" @ -1; partition 7: "x" @ 1<<40 */
-        static const struct { uint8_t p; const char *id; int64_t ts; } old[] = {
-            {2, "e-1", 5}, {2, "e-22", -1}, {7, "x", 1LL << 40}};
-        for (size_t i = 0; i < PD_ARRAY_LEN(old); i++) {
-            char k[16] = {0, 0, 0, (char)old[i].p};
-            size_t n = strlen(old[i].id);
-            memcpy(k + 4, old[i].id, n);
-            uint8_t v[8];
-            for (int b = 0; b < 8; b++) v[b] = (uint8_t)((uint64_t)old[i].ts >> (56 - 8 * b));
-            rocksdb_put_cf(db, wo, h[2], k, 4 + n, (const char *)v, 8, &re);
-        }
-        CHECK(re == NULL);
-        rocksdb_writeoptions_destroy(wo);
-        for (int i = 0; i < 3; i++) rocksdb_column_family_handle_destroy(h[i]);
-        rocksdb_close(db);
-        rocksdb_options_destroy(o);
-    }
-    st = open_store(dir, &s, 0);
-    if (!st) goto out;
-    dd_seen d2 = {0}, d7 = {0};
-    CHECK_INT(pd_store_scan_dedup(st, 2, dd_collect, &d2, err, sizeof err), 0);
-    CHECK_INT(pd_store_scan_dedup(st, 7, dd_collect, &d7, err, sizeof err), 0);
-    CHECK_INT(d2.n, 1);
-    CHECK_INT(d7.n, 1);
-    if (d2.n == 1 && d7.n == 1) {
-        CHECK_INT(d2.seq[0], 0);
-        CHECK_INT(d2.vlen[0], 48);
-        CHECK_INT(d7.vlen[0], 24);
-        /* expected entries, in key order ("e-1" < "e-22") */
-        uint8_t want[48];
-        XXH128_hash_t a = XXH3_128bits("e-1", 3), b = XXH3_128bits("e-22", 4);
-        for (int i = 0; i < 8; i++) {
-            want[i] = (uint8_t)(a.high64 >> (56 - 8 * i));
-            want[8 + i] = (uint8_t)(a.low64 >> (56 - 8 * i));
-            want[16 + i] = (uint8_t)(5ULL >> (56 - 8 * i));
-            want[24 + i] = (uint8_t)(b.high64 >> (56 - 8 * i));
-            want[32 + i] = (uint8_t)(b.low64 >> (56 - 8 * i));
-            want[40 + i] = 0xff;
-        }
-        CHECK(memcmp(d2.val[0], want, 48) == 0);
-        CHECK_INT(d7.val[0][16 + 2], 1); /* 1<<40 BE: byte 2 of the ts */
-    }
-    pd_store_close(st);
-    st = open_store(dir, &s, 0); /* now format 2: opens without converting again */
-    if (st) {
-        d2 = (dd_seen){0};
-        CHECK_INT(pd_store_scan_dedup(st, 2, dd_collect, &d2, err, sizeof err), 0);
-        CHECK_INT(d2.n, 1);
+    CHECK_INT(raw_meta(dir, "dialect", NULL, got, sizeof got), 0); /* read and delete */
+    CHECK_STR(got, "2");
+    static const struct { const char *format, *dialect, *names; } old[] = {
+        {"2", NULL, "dialect 1 (no dialect record"},
+        {"2", "1", "dialect 1;"},
+        {"1", NULL, "dialect 1 (no dialect record"},
+        {"2", "3", "dialect 3;"},
+    };
+    for (size_t i = 0; i < PD_ARRAY_LEN(old); i++) {
+        CHECK_INT(raw_meta(dir, "format", old[i].format, NULL, 0), 0);
+        CHECK_INT(raw_meta(dir, "dialect", old[i].dialect, NULL, 0), 0);
+        st = NULL;
+        err[0] = '\0';
+        CHECK_INT(pd_store_open(&st, dir, &s, &o, err, sizeof err), PD_EINVAL);
+        CHECK(st == NULL);
+        if (!strstr(err, old[i].names) || !strstr(err, "delete the data directory") ||
+            !strstr(err, dir) || !strstr(err, "RFC 8259"))
+            pd_test_fail(__FILE__, __LINE__, "case %zu: message \"%s\"", i, err);
+        pd_store_close(st);
+        st = NULL;
+        CHECK_INT(pd_store_open(&st, dir, &s, &ro, err, sizeof err), PD_OK);
         pd_store_close(st);
     }
+    /* nothing was rewritten by the refused opens */
+    CHECK_INT(raw_meta(dir, "format", "2", got, sizeof got), 0);
+    CHECK_STR(got, "2");
+    CHECK_INT(raw_meta(dir, "dialect", "2", got, sizeof got), 0);
+    CHECK_STR(got, "3");
+    st = open_store(dir, &s, 0);
+    CHECK(st != NULL);
+    pd_store_close(st);
 out:
     pd_free(dir);
 }
