@@ -69,12 +69,11 @@
 #include "kafka.h"
 #include "members.h"
 #include "profile.h"
+#include "restore.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <malloc.h>
 #include <stdio.h>
-#include <unistd.h>
 #include <librdkafka/rdkafka.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,28 +82,6 @@
 #define TRIM_EVERY_US (30 * 1000000LL) /* malloc_trim cadence (see pd_ingest_run) */
 
 enum { ROLE_NONE = 0, ROLE_OWNER = 1, ROLE_REPLICA = 2 };
-
-/* A snapshot download running on its own thread (see handoff.h). The
- * ingest thread owns the struct; the thread only writes rc/cp/err/bytes/
- * from/t_fetched_us before setting done. */
-typedef struct restore_job {
-    int32_t p;
-    pthread_t th;
-    _Atomic int done;
-    _Atomic int cancel;
-    const pd_config *cfg;
-    const pd_schema *schema;
-    pd_holder src[8];
-    int nsrc;
-    int rc;
-    pd_checkpoint cp;
-    uint64_t bytes;
-    int64_t t0_us;        /* job started */
-    int64_t t_fetched_us; /* download verified (0 until then) */
-    char path[1100];
-    char from[130];
-    char err[256];
-} restore_job;
 
 /* Per-partition private state of the ingest thread. The fields marked
  * "published" are what pd_partstate shows (part_publish). */
@@ -121,7 +98,7 @@ typedef struct {
     int64_t catchup_to;   /* not ready (not served) until committed up to here; 0 = ready */
     int64_t orphan_since_ms; /* neither owned nor replicated, with local state, since */
     int64_t floor_seen;   /* retention floor day of the clock last checkpointed (built) */
-    restore_job *job;     /* != NULL while the state is being fetched */
+    pd_restore *job;      /* != NULL while the state is being fetched */
     pd_dedup dd;          /* loaded on the first record after assignment */
 } part_priv;
 
@@ -517,36 +494,8 @@ static void batch_drop_parts(pd_ingest *ig, const char *only_parts)
     for (int32_t p = 0; p < ig->w->nparts; p++)
         if (only_parts[p]) pd_dedup_free(&ig->pp[p].dd);
 }
-/* ---- partition lifecycle: own, replicate, restore, release ---- */
 
-static void *restore_main(void *arg)
-{
-    restore_job *j = arg;
-    pd_thread_name("pd-restore");
-    j->rc = PD_EAGAIN;
-    snprintf(j->err, sizeof j->err, "no peer holds partition %d", (int)j->p);
-    for (int round = 0; round < 3 && !atomic_load(&j->cancel); round++) {
-        for (int i = 0; i < j->nsrc && !atomic_load(&j->cancel); i++) {
-            uint64_t bytes = 0;
-            int rc = pd_handoff_fetch(j->src[i].url, j->p, j->cfg->cluster_token, j->schema, j->path, 10000,
-                                      &j->cp, &bytes, j->err, sizeof j->err);
-            if (rc == PD_OK) {
-                j->rc = PD_OK;
-                j->bytes = bytes;
-                j->t_fetched_us = pd_mono_us();
-                snprintf(j->from, sizeof j->from, "%s", j->src[i].id);
-                goto done;
-            }
-            pd_warn("partition %d: snapshot from %s failed (%s)%s", (int)j->p, j->src[i].id, j->err,
-                    rc == PD_ECORRUPT ? ": rejected, will retry" : "");
-            j->rc = rc;
-        }
-        if (round < 2) usleep(300 * 1000);
-    }
-done:
-    atomic_store(&j->done, 1);
-    return NULL;
-}
+/* ---- partition lifecycle: own, replicate, restore, release ---- */
 
 static void publish(pd_ingest *ig)
 {
@@ -617,21 +566,9 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
     pd_holder hs[8];
     int n = w->members ? pd_members_holders(w->members, p, hs, 8) : 0;
     if (n > 0 && (!have || hs[0].next_offset - cp.next_offset > ig->cfg->handoff_min_lag)) {
-        restore_job *j = pd_calloc(1, sizeof *j);
-        j->p = p;
-        j->cfg = ig->cfg;
-        j->schema = w->schema;
-        j->nsrc = n;
-        memcpy(j->src, hs, sizeof hs[0] * (size_t)n);
-        j->t0_us = pd_mono_us();
-        static _Atomic int seq;
-        snprintf(j->path, sizeof j->path, "%s/snapshot-in-%d-%d.tmp", ig->cfg->data_dir, (int)p,
-                 atomic_fetch_add(&seq, 1));
-        if (pthread_create(&j->th, NULL, restore_main, j) != 0) {
+        if (pd_restore_start(&pp->job, p, ig->cfg, w->schema, hs, n) != PD_OK) {
             pd_error("partition %d: cannot start the restore thread", (int)p);
-            free(j);
         } else {
-            pp->job = j;
             pd_info("partition %d: %s, fetching a snapshot from %s (offset %" PRId64 ")", (int)p,
                     have ? "local copy is behind" : "no local state", hs[0].id, hs[0].next_offset);
             return 1;
@@ -658,7 +595,7 @@ static void release_partition(pd_ingest *ig, int32_t p)
     pp->catchup_to = 0;
     pp->orphan_since_ms = pd_now_ms();
     pp->incomplete = 0;
-    if (pp->job) atomic_store(&pp->job->cancel, 1);
+    if (pp->job) pd_restore_cancel(pp->job);
     part_publish(ig, p);
 }
 
@@ -714,14 +651,12 @@ static void reap_restores(pd_ingest *ig)
     char err[512];
     for (int32_t p = 0; p < w->nparts; p++) {
         part_priv *pp = &ig->pp[p];
-        restore_job *j = pp->job;
-        if (!j || !atomic_load(&j->done)) continue;
-        pthread_join(j->th, NULL);
+        pd_restore *j = pp->job;
+        if (!j || !pd_restore_done(j)) continue;
         pp->job = NULL;
         int role = pp->role;
-        if (role == ROLE_NONE || atomic_load(&j->cancel)) {
-            remove(j->path);
-            free(j);
+        if (role == ROLE_NONE || pd_restore_cancelled(j)) {
+            pd_restore_free(j);
             part_publish(ig, p);
             continue;
         }
@@ -758,8 +693,7 @@ static void reap_restores(pd_ingest *ig)
             set_catchup(ig, p);
             PD_INC(w->metrics->rebuilds);
         }
-        remove(j->path);
-        free(j);
+        pd_restore_free(j);
         pp->committed = pp->next_offset;
         part_publish(ig, p);
         if (role == ROLE_OWNER) owner_pause(ig, p, 0);
@@ -1220,12 +1154,10 @@ void pd_ingest_close(pd_ingest *ig)
     if (ig->pp && w->stop < 2 && pd_ingest_flush(ig, err, sizeof err) != PD_OK)
         pd_error("final flush failed: %s (uncommitted input will be replayed)", err);
     for (int32_t p = 0; ig->pp && p < w->nparts; p++) {
-        restore_job *j = ig->pp[p].job;
+        pd_restore *j = ig->pp[p].job;
         if (!j) continue;
-        atomic_store(&j->cancel, 1);
-        pthread_join(j->th, NULL); /* bounded: fetches time out */
-        remove(j->path);
-        free(j);
+        pd_restore_cancel(j);
+        pd_restore_free(j);
         ig->pp[p].job = NULL;
     }
     if (ig->rq) rd_kafka_queue_destroy(ig->rq);
