@@ -22,6 +22,8 @@
 
 #include <signal.h>
 
+#define PD_DLQ_MAX_DETAIL 256 /* bytes of a detail kept (longer ones are cut) */
+
 typedef struct pd_dlq pd_dlq;
 
 /* With kafka != 0 creates the producer; otherwise (replay mode) records
@@ -30,7 +32,7 @@ typedef struct pd_dlq pd_dlq;
 int pd_dlq_new(pd_dlq **out, const pd_config *cfg, pd_metrics *m, volatile sig_atomic_t *stop, int kafka,
                char *err, size_t errlen);
 /* Sends the record (partition, offset, rec_ts < 0 = unknown) to the DLQ
- * with reason (PD_EV_*) and detail (at most 256 bytes are kept); counts it
+ * with reason (PD_EV_*) and detail (PD_DLQ_MAX_DETAIL bytes at most); counts it
  * in events_dlq[reason]. */
 void pd_dlq_send(pd_dlq *d, int reason, const char *detail, int32_t partition, int64_t offset, int64_t rec_ts,
                  const void *key, size_t keylen, const void *val, size_t vallen);

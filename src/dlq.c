@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DLQ_MAX_DETAIL 256
 
 struct pd_dlq {
     const pd_config *cfg;
@@ -96,7 +95,7 @@ void pd_dlq_send(pd_dlq *d, int reason, const char *detail, int32_t partition, i
     rd_kafka_headers_t *h = rd_kafka_headers_new(6);
     const char *rn = pd_ev_reason_name(reason);
     rd_kafka_header_add(h, "reason", -1, rn, (ssize_t)strlen(rn));
-    rd_kafka_header_add(h, "detail", -1, detail, (ssize_t)strnlen(detail, DLQ_MAX_DETAIL));
+    rd_kafka_header_add(h, "detail", -1, detail, (ssize_t)strnlen(detail, PD_DLQ_MAX_DETAIL));
     rd_kafka_header_add(h, "source_topic", -1, d->cfg->topic, -1);
     snprintf(num, sizeof num, "%" PRId32, partition);
     rd_kafka_header_add(h, "source_partition", -1, num, -1);

@@ -78,7 +78,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DLQ_MAX_DETAIL 256
 #define TRIM_EVERY_US (30 * 1000000LL) /* malloc_trim cadence (see pd_ingest_run) */
 
 enum { ROLE_NONE = 0, ROLE_OWNER = 1, ROLE_REPLICA = 2 };
@@ -214,7 +213,7 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
     if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
 
     pd_event ev;
-    char err[DLQ_MAX_DETAIL];
+    char err[PD_DLQ_MAX_DETAIL];
     int reason = pd_event_parse(&ev, w->schema, val, vallen, (size_t)ig->cfg->max_event_bytes, err, sizeof err);
     if (reason != PD_EV_OK) {
         if (owner) pd_dlq_send(ig->dlq, reason, err, p, offset, rec_ts, key, keylen, val, vallen);

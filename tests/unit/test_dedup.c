@@ -36,13 +36,57 @@ static void flush(dut *u)
     CHECK_INT(pd_store_commit(u->st, u->sb, err, sizeof err), PD_OK);
 }
 
+/* Counts the stored records, checking they come in ascending seq order,
+ * each a whole number of entries. */
+typedef struct {
+    int n;
+    uint64_t last;
+    int bad;
+} rec_count;
+
 static int count_recs(void *arg, uint64_t seq, const uint8_t *val, size_t vlen)
 {
-    (void)seq;
     (void)val;
-    (void)vlen;
-    (*(int *)arg)++;
+    rec_count *c = arg;
+    if ((c->n && seq <= c->last) || vlen == 0 || vlen % PD_DEDUP_ENTRY_LEN) c->bad++;
+    c->last = seq;
+    c->n++;
     return 0;
+}
+
+static int stored_records(dut *u)
+{
+    char err[256];
+    rec_count c = {0};
+    CHECK_INT(pd_store_scan_dedup(u->st, 0, count_recs, &c, err, sizeof err), PD_OK);
+    CHECK_INT(c.bad, 0);
+    return c.n;
+}
+
+/* Opens a store in tmpdir/name and an empty loaded index; 0 after a failed
+ * CHECK. */
+static int dut_open(dut *u, const char *name)
+{
+    char dir[400], err[256];
+    snprintf(dir, sizeof dir, "%s/%s", pd_test_tmpdir(), name);
+    static pd_schema s;
+    pd_schema_default(&s, 64);
+    pd_store_opts so = {0};
+    memset(u, 0, sizeof *u);
+    if (pd_store_open(&u->st, dir, &s, &so, err, sizeof err) != PD_OK) {
+        CHECK(!"open store");
+        return 0;
+    }
+    u->sb = pd_store_batch_new(u->st);
+    CHECK_INT(pd_dedup_load(&u->d, u->st, 0, INT64_MIN, err, sizeof err), PD_OK);
+    return 1;
+}
+
+static void dut_close(dut *u)
+{
+    pd_dedup_free(&u->d);
+    pd_store_batch_free(u->sb);
+    pd_store_close(u->st);
 }
 
 static void id_of(char *buf, size_t cap, int id) { snprintf(buf, cap, "event-%d", id); }
@@ -65,19 +109,9 @@ static int check_live(const dut *u, const int64_t *ref, const int *have)
 
 TEST(dedup_decisions_gc_and_reload_match_reference)
 {
-    char dir[400], err[256];
-    snprintf(dir, sizeof dir, "%s/dedup", pd_test_tmpdir());
-    pd_schema s;
-    pd_schema_default(&s, 64);
-    pd_store_opts so = {0};
+    char err[256];
     dut u;
-    memset(&u, 0, sizeof u);
-    if (pd_store_open(&u.st, dir, &s, &so, err, sizeof err) != PD_OK) {
-        CHECK(!"open store");
-        return;
-    }
-    u.sb = pd_store_batch_new(u.st);
-    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, INT64_MIN, err, sizeof err), PD_OK);
+    if (!dut_open(&u, "dedup")) return;
     int64_t ref[NIDS];
     int have[NIDS] = {0};
     const int64_t base = 1763800000000LL;
@@ -117,25 +151,20 @@ TEST(dedup_decisions_gc_and_reload_match_reference)
     /* Collection: records stay bounded by the window (about one record per
      * 5 events, events a minute apart, window + lateness = 150 minutes). */
     flush(&u);
-    int nrec = 0;
-    CHECK_INT(pd_store_scan_dedup(u.st, 0, count_recs, &nrec, err, sizeof err), PD_OK);
+    int nrec = stored_records(&u);
     CHECK(nrec > 0 && nrec < 200);
     /* the clock moves past everything: all but the newest record go */
     u.clock += 10 * WIN;
     CHECK_INT(pd_dedup_check(&u.d, "last", 4, u.clock, u.clock, WIN), 0);
     u.seq++;
     for (int i = 0; i < 70; i++) flush(&u);
-    nrec = 0;
-    CHECK_INT(pd_store_scan_dedup(u.st, 0, count_recs, &nrec, err, sizeof err), PD_OK);
-    CHECK_INT(nrec, 1);
+    CHECK_INT(stored_records(&u), 1);
     pd_dedup_free(&u.d);
     CHECK_INT(pd_dedup_load(&u.d, u.st, 0, u.clock - WIN, err, sizeof err), PD_OK);
     CHECK_INT(pd_dedup_lookup(&u.d, "last", 4), u.clock);
     CHECK_INT(pd_dedup_check(&u.d, "last", 4, u.clock - WIN, u.clock, WIN), 1);
     CHECK(pd_dedup_bytes(&u.d) > 0);
-    pd_dedup_free(&u.d);
-    pd_store_batch_free(u.sb);
-    pd_store_close(u.st);
+    dut_close(&u);
 }
 
 /* The case collection must get right (dedup.c): a late event overrides a
@@ -144,19 +173,9 @@ TEST(dedup_decisions_gc_and_reload_match_reference)
  * live value and calls a new event a duplicate. */
 TEST(dedup_gc_keeps_overriding_records)
 {
-    char dir[400], err[256];
-    snprintf(dir, sizeof dir, "%s/dedup2", pd_test_tmpdir());
-    pd_schema s;
-    pd_schema_default(&s, 64);
-    pd_store_opts so = {0};
+    char err[256];
     dut u;
-    memset(&u, 0, sizeof u);
-    if (pd_store_open(&u.st, dir, &s, &so, err, sizeof err) != PD_OK) {
-        CHECK(!"open store");
-        return;
-    }
-    u.sb = pd_store_batch_new(u.st);
-    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, INT64_MIN, err, sizeof err), PD_OK);
+    if (!dut_open(&u, "dedup2")) return;
     const int64_t m = 60000, base = 1763800000000LL;
     u.clock = base + 150 * m;
     CHECK_INT(pd_dedup_check(&u.d, "x", 1, base + 150 * m, u.clock, WIN), 0);
@@ -179,7 +198,5 @@ TEST(dedup_gc_keeps_overriding_records)
     /* x -> 80 (expired), not 150: x@170 is accepted */
     CHECK_INT(pd_dedup_check(&u.d, "x", 1, base + 170 * m, u.clock, WIN), 0);
     CHECK_INT(pd_dedup_check(&u.d, "y", 1, base + 150 * m, u.clock, WIN), 1);
-    pd_dedup_free(&u.d);
-    pd_store_batch_free(u.sb);
-    pd_store_close(u.st);
+    dut_close(&u);
 }
