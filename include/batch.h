@@ -45,18 +45,11 @@ typedef struct {
     char key[PD_BATCH_KEY_MAX];
 } pd_batch_entry;
 
-/* The table: slots point at their entry's key. */
-typedef struct {
-    uint64_t hash;
-    const char *key;         /* NULL: free slot */
-    uint32_t klen;
-    pd_batch_entry *e;
-} pd_batch_slotent;
-
-struct pd_batch_sorted;
+struct pd_batch_tslot;  /* batch.c: a slot of the table */
+struct pd_batch_sorted; /* batch.c: an entry with its sort key */
 
 typedef struct {
-    pd_batch_slotent *slots; /* cap slots, cap a power of two */
+    struct pd_batch_tslot *slots; /* cap slots, cap a power of two */
     size_t cap, n;
     pd_buf evlog;            /* the batch's event records (see batch.c) */
     struct pd_batch_sorted *sorted; /* build scratch: the entries in key order */

@@ -40,6 +40,14 @@ typedef struct {
 
 /* ---- the table ---- */
 
+/* A slot points at the key its entry holds. */
+typedef struct pd_batch_tslot {
+    uint64_t hash;
+    const char *key;         /* NULL: free slot */
+    uint32_t klen;
+    pd_batch_entry *e;
+} tslot;
+
 static void tab_init(pd_batch *b, size_t cap)
 {
     b->cap = cap;
@@ -47,11 +55,11 @@ static void tab_init(pd_batch *b, size_t cap)
     b->slots = pd_calloc(cap, sizeof *b->slots);
 }
 
-static pd_batch_slotent *tab_find(pd_batch_slotent *slots, size_t cap, uint64_t h, const char *k, uint32_t kl)
+static tslot *tab_find(tslot *slots, size_t cap, uint64_t h, const char *k, uint32_t kl)
 {
     size_t m = cap - 1;
     for (size_t i = h & m;; i = (i + 1) & m) {
-        pd_batch_slotent *s = &slots[i];
+        tslot *s = &slots[i];
         if (!s->key) return s;
         if (s->hash == h && s->klen == kl && memcmp(s->key, k, kl) == 0) return s;
     }
@@ -63,11 +71,11 @@ static pd_batch_slotent *tab_find(pd_batch_slotent *slots, size_t cap, uint64_t 
 static void entry_put(pd_batch *b, pd_batch_entry *e);
 static void tab_rehash(pd_batch *b, size_t cap, const char *only_parts)
 {
-    pd_batch_slotent *old = b->slots;
+    tslot *old = b->slots;
     size_t ocap = b->cap;
     tab_init(b, cap);
     for (size_t i = 0; i < ocap; i++) {
-        pd_batch_slotent *s = &old[i];
+        tslot *s = &old[i];
         if (!s->key) continue;
         if (only_parts && only_parts[s->e->partition]) {
             entry_put(b, s->e);
@@ -186,7 +194,7 @@ void pd_batch_add(pd_batch *b, int32_t p, int64_t day, const pd_event *ev)
     uint32_t kl = (uint32_t)(12 + ev->user_id_len);
     uint64_t kh = XXH3_64bits(kbuf, kl);
     if ((b->n + 1) * 4 > b->cap * 3) tab_rehash(b, b->cap * 2, NULL);
-    pd_batch_slotent *s = tab_find(b->slots, b->cap, kh, kbuf, kl);
+    tslot *s = tab_find(b->slots, b->cap, kh, kbuf, kl);
     pd_batch_entry *e = s->e;
     if (!s->key) {
         e = entry_get(b);
@@ -302,7 +310,7 @@ void pd_batch_free(pd_batch *b)
 
 uint64_t pd_batch_mem(const pd_batch *b)
 {
-    return (uint64_t)b->cap * sizeof(pd_batch_slotent) + (uint64_t)(b->n + b->nfree) * sizeof(pd_batch_entry) +
+    return (uint64_t)b->cap * sizeof(tslot) + (uint64_t)(b->n + b->nfree) * sizeof(pd_batch_entry) +
            (uint64_t)b->capfree * sizeof(pd_batch_entry *) + b->evlog.cap +
            (uint64_t)b->capsorted * sizeof(sort_rec);
 }
@@ -352,7 +360,7 @@ void pd_batch_clear(pd_batch *b)
     const size_t used = b->n, log = b->evlog.len;
     if (b->n) {
         for (size_t i = 0; i < b->cap; i++) {
-            pd_batch_slotent *s = &b->slots[i];
+            tslot *s = &b->slots[i];
             if (!s->key) continue;
             entry_put(b, s->e);
         }
