@@ -296,3 +296,45 @@ TEST(ingest_batch_memory_follows_load)
     pd_store_range_free(&r);
     tw_close(&t);
 }
+
+/* What HTTP threads see of a partition (pd_partstate) follows the ingest
+ * thread's state: owned and ready once assigned, the next offset and clock
+ * after each record, the committed offset once a flush is durable
+ * (oracle: the offsets and times fed). */
+TEST(ingest_publishes_partition_state)
+{
+    char dir[400], err[256];
+    snprintf(dir, sizeof dir, "%s/ingest-pub", pd_test_tmpdir());
+    int64_t off = 0;
+    tw t;
+    pd_ingest *ig = NULL;
+    if (!(ig = tw_start(&t, dir))) return;
+    pd_partstate *ps = &t.w.parts[0];
+    CHECK_INT(atomic_load(&ps->owned), 1);
+    CHECK_INT(atomic_load(&ps->ready), 1);
+    CHECK_INT(atomic_load(&ps->replica), 0);
+    CHECK_INT(atomic_load(&ps->restoring), 0);
+    CHECK_INT(atomic_load(&ps->committed), -1);
+    feed(&t, ig, &off, "a", 30);
+    feed(&t, ig, &off, "b", 20); /* older: the clock stays */
+    CHECK_INT(atomic_load(&ps->next_offset), 2);
+    CHECK_INT(atomic_load(&ps->clock_ms), 1763800000000LL + 30 * 60000LL);
+    CHECK_INT(atomic_load(&ps->committed), -1);
+    CHECK_INT(pd_ingest_flush_async(ig, err, sizeof err), PD_OK);
+    feed(&t, ig, &off, "c", 40);
+    CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
+    CHECK_INT(atomic_load(&ps->committed), 3);
+    CHECK_INT(atomic_load(&ps->next_offset), 3);
+    CHECK_INT(atomic_load(&ps->clock_ms), 1763800000000LL + 40 * 60000LL);
+    pd_ingest_free(ig);
+    tw_close(&t);
+
+    /* a restart publishes the checkpoint it resumes from */
+    if (!(ig = tw_start(&t, dir))) return;
+    ps = &t.w.parts[0];
+    CHECK_INT(atomic_load(&ps->committed), 3);
+    CHECK_INT(atomic_load(&ps->next_offset), 3);
+    CHECK_INT(atomic_load(&ps->clock_ms), 1763800000000LL + 40 * 60000LL);
+    pd_ingest_free(ig);
+    tw_close(&t);
+}

@@ -1,0 +1,46 @@
+/*
+ * kafka.h -- the Kafka client plumbing of ingestion: client configurations
+ * (the settings every client shares, the consumers' settings, the kafka.*
+ * passthrough applied last so operators can override anything), topic
+ * metadata, and the destroy of closed clients.
+ *
+ * Ownership: a rd_kafka_conf_t returned here belongs to the caller until it
+ * is passed to rd_kafka_new (which takes it) or rd_kafka_conf_destroy. The
+ * configuration borrows nothing: values are copied by librdkafka.
+ */
+#ifndef PD_KAFKA_H
+#define PD_KAFKA_H
+
+#include "config.h"
+#include "util.h"
+
+#include <librdkafka/rdkafka.h>
+
+/* Sets k = v in c; PD_EINVAL with "kafka.<k>: why" in err (may be NULL). */
+int pd_kafka_conf_set(rd_kafka_conf_t *c, const char *k, const char *v, char *err, size_t errlen);
+/* A configuration with the brokers, client id and log callback of cfg;
+ * NULL (err set) when the brokers are rejected. */
+rd_kafka_conf_t *pd_kafka_conf_base(const pd_config *cfg, char *err, size_t errlen);
+/* Applies the kafka.* settings of cfg; PD_EINVAL (err set) on a bad one. */
+int pd_kafka_conf_passthrough(rd_kafka_conf_t *c, const pd_config *cfg, char *err, size_t errlen);
+/* A consumer configuration: the settings both consumers share (no auto
+ * commit or offset store -- the store holds the offsets -- bounded fetch
+ * wait, no EOF events), group_id and reset, then `extra` (NULL-terminated
+ * key/value pairs), opaque and error_cb, then the passthrough. NULL (err
+ * set) on a bad passthrough setting. */
+rd_kafka_conf_t *pd_kafka_conf_consumer(const pd_config *cfg, const char *group_id, const char *reset,
+                                        const char *const *extra, void *opaque,
+                                        void (*error_cb)(rd_kafka_t *, int, const char *, void *), char *err,
+                                        size_t errlen);
+/* The number of partitions of topic (retried for about 10 s while the
+ * metadata is not there yet). */
+int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, char *err, size_t errlen);
+/* Destroys closed consumers (NULLs allowed). librdkafka 2.0.2 (Debian
+ * bookworm) can assert in rd_kafka_destroy() of a cooperative-sticky
+ * consumer whose assignor state was never set (librdkafka issue #4312,
+ * fixed in 2.3.0). By the time the handles are destroyed everything
+ * durable is done (batch committed, group left, departure announced), so
+ * an abort there is turned into a clean exit. */
+void pd_kafka_destroy_consumers(rd_kafka_t *a, rd_kafka_t *b);
+
+#endif

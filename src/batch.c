@@ -1,0 +1,380 @@
+/*
+ * batch.c -- one ingest batch: the (partition, day, user) table, the
+ * compact event log and the sorted build of the profile deltas (see
+ * batch.h for the contract and ownership).
+ *
+ * Event log record layout (8-byte aligned, native byte order, memory only):
+ *   ev_rec | type bytes | nattrs x (u8 dim, u8 kind,
+ *                                   then STR: u16 len + bytes, NUM: f64)
+ * Offset 0 of the log is never a record, so 0 means "none" in the chains.
+ *
+ * The table is open addressing with linear probing at <= 75 % load, keyed
+ * by XXH3-64 of the entry key; a slot points at the key its entry holds,
+ * so the key lives as long as the entry is in the table.
+ *
+ * Memory follows the load: batches keep their capacity between commits (a
+ * warm batch allocates nothing), but a burst -- catch-up after a restart,
+ * batches of batch_max_events -- must not pin its peak for good: every
+ * BATCH_WINDOW clears, a batch whose table, recycled entries, sort scratch
+ * or event log exceed four times what the window's largest batch needed
+ * gives the excess back (keeping twice that need, and at least
+ * BATCH_KEEP_MIN entries / BATCH_KEEP_LOG log bytes).
+ */
+#include "batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#define BATCH_WINDOW 64
+#define BATCH_KEEP_MIN 1024
+#define BATCH_KEEP_LOG ((size_t)64 << 10)
+#define BATCH_INIT_SLOTS 4096
+
+typedef struct {
+    size_t next;       /* offset of the entry's next record; 0 = none */
+    int64_t ts;
+    uint16_t type_len;
+    uint16_t nattrs;   /* attributes present (kind STR or NUM) */
+} ev_rec;
+
+/* ---- the table ---- */
+
+/* A slot points at the key its entry holds. */
+typedef struct pd_batch_tslot {
+    uint64_t hash;
+    const char *key;         /* NULL: free slot */
+    uint32_t klen;
+    pd_batch_entry *e;
+} tslot;
+
+static void tab_init(pd_batch *b, size_t cap)
+{
+    b->cap = cap;
+    b->n = 0;
+    b->slots = pd_calloc(cap, sizeof *b->slots);
+}
+
+static tslot *tab_find(tslot *slots, size_t cap, uint64_t h, const char *k, uint32_t kl)
+{
+    size_t m = cap - 1;
+    for (size_t i = h & m;; i = (i + 1) & m) {
+        tslot *s = &slots[i];
+        if (!s->key) return s;
+        if (s->hash == h && s->klen == kl && memcmp(s->key, k, kl) == 0) return s;
+    }
+}
+
+/* Moves the kept slots (those whose partition is not in only_parts, all of
+ * them when it is NULL) into a fresh table of cap slots; the others'
+ * entries are recycled. */
+static void entry_put(pd_batch *b, pd_batch_entry *e);
+static void tab_rehash(pd_batch *b, size_t cap, const char *only_parts)
+{
+    tslot *old = b->slots;
+    size_t ocap = b->cap;
+    tab_init(b, cap);
+    for (size_t i = 0; i < ocap; i++) {
+        tslot *s = &old[i];
+        if (!s->key) continue;
+        if (only_parts && only_parts[s->e->partition]) {
+            entry_put(b, s->e);
+            continue;
+        }
+        *tab_find(b->slots, b->cap, s->hash, s->key, s->klen) = *s;
+        b->n++;
+    }
+    free(old);
+}
+
+/* ---- entries ---- */
+
+static pd_batch_entry *entry_get(pd_batch *b)
+{
+    if (b->nfree) return b->free_entries[--b->nfree];
+    return pd_calloc(1, sizeof(pd_batch_entry));
+}
+
+static void entry_put(pd_batch *b, pd_batch_entry *e)
+{
+    e->head = e->tail = 0;
+    if (b->nfree == b->capfree) {
+        b->capfree = b->capfree ? b->capfree * 2 : 1024;
+        b->free_entries = pd_realloc(b->free_entries, b->capfree * sizeof *b->free_entries);
+    }
+    b->free_entries[b->nfree++] = e;
+}
+
+/* ---- the event log ---- */
+
+/* Appends ev's record to the log and chains it to e. */
+static void evlog_append(pd_batch *b, pd_batch_entry *e, const pd_event *ev)
+{
+    pd_buf *L = &b->evlog;
+    if (L->len == 0) L->len = 8; /* offset 0 means "none" */
+    size_t need = sizeof(ev_rec) + ev->type_len + 8;
+    for (int i = 0; i < ev->nattrs; i++) {
+        const pd_attr *a = &ev->attrs[i];
+        if (a->kind == PD_ATTR_STR) need += 4 + a->len;
+        else if (a->kind == PD_ATTR_NUM) need += 2 + sizeof(double);
+    }
+    pd_buf_reserve(L, need);
+    const size_t off = L->len;
+    uint8_t *base = (uint8_t *)L->p + off, *o = base + sizeof(ev_rec);
+    memcpy(o, ev->type, ev->type_len);
+    o += ev->type_len;
+    uint16_t n = 0;
+    for (int i = 0; i < ev->nattrs; i++) {
+        const pd_attr *a = &ev->attrs[i];
+        if (a->kind != PD_ATTR_STR && a->kind != PD_ATTR_NUM) continue;
+        *o++ = (uint8_t)i;
+        *o++ = a->kind;
+        if (a->kind == PD_ATTR_STR) {
+            uint16_t len = (uint16_t)a->len;
+            memcpy(o, &len, 2);
+            memcpy(o + 2, a->s, a->len);
+            o += 2 + a->len;
+        } else {
+            memcpy(o, &a->num, sizeof(double));
+            o += sizeof(double);
+        }
+        n++;
+    }
+    ev_rec h = {.next = 0, .ts = ev->ts_ms, .type_len = (uint16_t)ev->type_len, .nattrs = n};
+    memcpy(base, &h, sizeof h);
+    L->len = (off + (size_t)(o - base) + 7) & ~(size_t)7;
+    if (e->tail) ((ev_rec *)(void *)(L->p + e->tail))->next = off;
+    else e->head = off;
+    e->tail = off;
+}
+
+size_t pd_batch_decode(const pd_batch *b, size_t off, pd_event *ev)
+{
+    const ev_rec *h = (const ev_rec *)(const void *)(b->evlog.p + off);
+    const uint8_t *o = (const uint8_t *)h + sizeof *h;
+    for (int i = 0; i < ev->nattrs; i++) ev->attrs[i].kind = PD_ATTR_ABSENT;
+    ev->ts_ms = h->ts;
+    ev->type = (const char *)o;
+    ev->type_len = h->type_len;
+    o += h->type_len;
+    for (uint16_t k = 0; k < h->nattrs; k++) {
+        pd_attr *a = &ev->attrs[o[0]];
+        a->kind = o[1];
+        if (o[1] == PD_ATTR_STR) {
+            uint16_t len;
+            memcpy(&len, o + 2, 2);
+            a->len = len;
+            a->s = (const char *)o + 4;
+            o += 4 + len;
+        } else {
+            memcpy(&a->num, o + 2, sizeof(double));
+            o += 2 + sizeof(double);
+        }
+    }
+    return h->next;
+}
+
+void pd_batch_entry_build(const pd_batch *b, const pd_batch_entry *e, pd_profile *p, pd_event *ev)
+{
+    pd_profile_clear(p);
+    for (size_t off = e->head; off;) {
+        off = pd_batch_decode(b, off, ev);
+        pd_profile_add(p, ev);
+    }
+}
+
+/* ---- adding ---- */
+
+void pd_batch_add(pd_batch *b, int32_t p, int64_t day, const pd_event *ev)
+{
+    char kbuf[PD_BATCH_KEY_MAX];
+    pd_put_u64be((uint8_t *)kbuf, (uint64_t)day); /* day >= 2000-01-01: positive */
+    pd_put_u32be((uint8_t *)kbuf + 8, (uint32_t)p);
+    memcpy(kbuf + 12, ev->user_id, ev->user_id_len);
+    uint32_t kl = (uint32_t)(12 + ev->user_id_len);
+    uint64_t kh = XXH3_64bits(kbuf, kl);
+    if ((b->n + 1) * 4 > b->cap * 3) tab_rehash(b, b->cap * 2, NULL);
+    tslot *s = tab_find(b->slots, b->cap, kh, kbuf, kl);
+    pd_batch_entry *e = s->e;
+    if (!s->key) {
+        e = entry_get(b);
+        memcpy(e->key, kbuf, kl);
+        e->partition = p;
+        e->day = day;
+        e->user = e->key + 12;
+        e->ulen = (uint32_t)ev->user_id_len;
+        s->hash = kh;
+        s->key = e->key;
+        s->klen = kl;
+        s->e = e;
+        b->n++;
+    }
+    evlog_append(b, e, ev);
+    b->events++;
+}
+
+/* ---- the sorted build ---- */
+
+/* Store key order: day, then partition, then user bytes (shorter first on
+ * a common prefix) -- the order of the entry keys compared as bytes. The
+ * sort compares the first 24 key bytes as three big-endian words (the key
+ * zero-padded), stored next to the entry pointer, and the whole keys only
+ * on a tie: no pointer chasing and no memcmp calls for most pairs. */
+typedef struct pd_batch_sorted {
+    uint64_t k[3];
+    pd_batch_entry *e;
+} sort_rec;
+
+static void sort_rec_set(sort_rec *r, pd_batch_entry *e)
+{
+    uint8_t pad[24] = {0};
+    const size_t kl = 12 + (size_t)e->ulen;
+    memcpy(pad, e->key, kl < sizeof pad ? kl : sizeof pad);
+    for (int i = 0; i < 3; i++) r->k[i] = pd_get_u64be(pad + 8 * i);
+    r->e = e;
+}
+
+static inline int sort_rec_cmp(const sort_rec *ra, const sort_rec *rb)
+{
+    for (int i = 0; i < 3; i++)
+        if (ra->k[i] != rb->k[i]) return ra->k[i] < rb->k[i] ? -1 : 1;
+    const pd_batch_entry *a = ra->e, *b = rb->e;
+    uint32_t la = 12 + a->ulen, lb = 12 + b->ulen;
+    int c = memcmp(a->key, b->key, la < lb ? la : lb);
+    if (c) return c;
+    return la < lb ? -1 : la > lb;
+}
+
+PD_SORT_DEFINE(sort_recs, sort_rec, sort_rec_cmp)
+
+size_t pd_batch_sort(pd_batch *b)
+{
+    if (b->n > b->capsorted) {
+        b->capsorted = b->n * 2;
+        free(b->sorted);
+        b->sorted = pd_malloc(b->capsorted * sizeof *b->sorted);
+    }
+    size_t ns = 0;
+    for (size_t i = 0; i < b->cap; i++)
+        if (b->slots[i].key) sort_rec_set(&b->sorted[ns++], b->slots[i].e);
+    sort_recs(b->sorted, ns);
+    return ns;
+}
+
+const pd_batch_entry *pd_batch_sorted_at(const pd_batch *b, size_t i) { return b->sorted[i].e; }
+
+int pd_batch_build(pd_batch *b, pd_store_batch *sb, pd_profile *scratch, uint64_t *writes, char *err,
+                   size_t errlen)
+{
+    const size_t ns = pd_batch_sort(b);
+    pd_event sev;
+    memset(&sev, 0, sizeof sev);
+    sev.nattrs = scratch->schema->ndims;
+    *writes = ns;
+    for (size_t i = 0; i < ns; i++) {
+        const pd_batch_entry *e = b->sorted[i].e;
+        int rc;
+        if (e->head == e->tail) { /* one event: encoded straight from its record */
+            pd_batch_decode(b, e->head, &sev);
+            rc = pd_store_batch_merge_event(sb, e->day, e->partition, e->user, e->ulen, &sev, err, errlen);
+        } else {
+            pd_batch_entry_build(b, e, scratch, &sev);
+            rc = pd_store_batch_merge(sb, e->day, e->partition, e->user, e->ulen, scratch, err, errlen);
+        }
+        if (rc) return rc;
+    }
+    return PD_OK;
+}
+
+/* ---- lifetime and memory ---- */
+
+void pd_batch_init(pd_batch *b, _Atomic uint64_t *gauge)
+{
+    memset(b, 0, sizeof *b);
+    tab_init(b, BATCH_INIT_SLOTS);
+    b->gauge = gauge;
+    pd_batch_publish(b);
+}
+
+void pd_batch_free(pd_batch *b)
+{
+    for (size_t i = 0; i < b->cap; i++)
+        if (b->slots[i].key) free(b->slots[i].e);
+    free(b->slots);
+    for (size_t i = 0; i < b->nfree; i++) free(b->free_entries[i]);
+    free(b->free_entries);
+    pd_buf_free(&b->evlog);
+    free(b->sorted);
+    memset(b, 0, sizeof *b);
+}
+
+uint64_t pd_batch_mem(const pd_batch *b)
+{
+    return (uint64_t)b->cap * sizeof(tslot) + (uint64_t)(b->n + b->nfree) * sizeof(pd_batch_entry) +
+           (uint64_t)b->capfree * sizeof(pd_batch_entry *) + b->evlog.cap +
+           (uint64_t)b->capsorted * sizeof(sort_rec);
+}
+
+void pd_batch_publish(const pd_batch *b)
+{
+    if (b->gauge) atomic_store_explicit(b->gauge, pd_batch_mem(b), memory_order_relaxed);
+}
+
+/* See BATCH_WINDOW. b is empty (just cleared); used/log: the entries and
+ * log bytes it held before. */
+static void batch_trim(pd_batch *b, size_t used, size_t log)
+{
+    b->win_entries = PD_MAX(b->win_entries, used);
+    b->win_log = PD_MAX(b->win_log, log);
+    if (++b->win_commits < BATCH_WINDOW) return;
+    const size_t keep = PD_MAX(2 * b->win_entries, (size_t)BATCH_KEEP_MIN);
+    const size_t keep_log = PD_MAX(2 * b->win_log, BATCH_KEEP_LOG);
+    b->win_entries = b->win_log = 0;
+    b->win_commits = 0;
+    if (b->nfree > 4 * keep) {
+        while (b->nfree > keep) free(b->free_entries[--b->nfree]);
+        b->capfree = keep;
+        b->free_entries = pd_realloc(b->free_entries, b->capfree * sizeof *b->free_entries);
+    }
+    size_t slots = BATCH_KEEP_MIN;
+    while (slots * 3 < keep * 4) slots *= 2; /* keep entries at <= 75% load */
+    if (b->cap > 4 * slots) {
+        pd_assert(b->n == 0);
+        free(b->slots);
+        tab_init(b, slots);
+    }
+    if (b->capsorted > 4 * keep) {
+        free(b->sorted);
+        b->sorted = NULL;
+        b->capsorted = 0;
+    }
+    if (b->evlog.cap > 4 * keep_log) {
+        pd_assert(b->evlog.len == 0);
+        b->evlog.p = pd_realloc(b->evlog.p, keep_log);
+        b->evlog.cap = keep_log;
+    }
+}
+
+void pd_batch_clear(pd_batch *b)
+{
+    const size_t used = b->n, log = b->evlog.len;
+    if (b->n) {
+        for (size_t i = 0; i < b->cap; i++) {
+            tslot *s = &b->slots[i];
+            if (!s->key) continue;
+            entry_put(b, s->e);
+        }
+        memset(b->slots, 0, b->cap * sizeof *b->slots);
+        b->n = 0;
+    }
+    b->events = 0;
+    b->evlog.len = 0;
+    batch_trim(b, used, log);
+    pd_batch_publish(b);
+}
+
+void pd_batch_drop_parts(pd_batch *b, const char *only_parts)
+{
+    tab_rehash(b, b->cap, only_parts);
+    if (b->n == 0) pd_batch_clear(b);
+}

@@ -1,0 +1,200 @@
+/*
+ * dedup.c -- the de-dup index of one partition (rule and ownership in
+ * dedup.h).
+ *
+ * In memory: XXH3-128(event id) -> ts of the latest accepted occurrence,
+ * holding at least every entry with ts >= clock - window; older entries can
+ * never match again and are dropped whenever the table is rebuilt (on
+ * growth). About 40 bytes per event of the window (24-byte slots at 50-75 %
+ * load).
+ *
+ * In the store: ONE record per partition per flush, key (partition, seq =
+ * the partition's next offset at that flush), value = the entries accepted
+ * since the previous flush, in acceptance order (store.h). Loading scans a
+ * partition's records in seq order and lets later entries override earlier
+ * ones, which rebuilds exactly the in-memory map.
+ *
+ * Garbage collection: record R gets gc_ts = the max, over its entries, of
+ * the entry's ts and of the ts it overrode. R is deleted (in a flush batch,
+ * with the checkpoint whose clock decides it) once gc_ts < clock - window.
+ * Then R's own entries are expired, and so is every value R overrode, so
+ * whatever a reload finds for those ids instead (an older record, or
+ * nothing) is expired as well: results cannot change. The same gc_ts is
+ * recomputed on load (overrides of records already deleted were expired,
+ * which is all that matters). Collection takes expired records from the
+ * front of the seq order each flush, and all of them every
+ * DD_FULL_GC_EVERY flushes of the partition.
+ */
+#include "dedup.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#define DD_FULL_GC_EVERY 64
+
+static pd_dedup_slot *dd_find(const pd_dedup *d, uint64_t hi, uint64_t lo)
+{
+    size_t m = d->cap - 1;
+    for (size_t i = (size_t)lo & m;; i = (i + 1) & m) {
+        pd_dedup_slot *s = &d->slots[i];
+        if (s->ts == PD_DEDUP_NONE || (s->lo == lo && s->hi == hi)) return s;
+    }
+}
+
+/* Rebuilds the table without the entries older than horizon, sized for
+ * at most 50% load after the rebuild. */
+static void dd_rebuild(pd_dedup *d, int64_t horizon)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < d->cap; i++)
+        if (d->slots[i].ts != PD_DEDUP_NONE && d->slots[i].ts >= horizon) live++;
+    size_t cap = 64;
+    while ((live + 1) * 2 > cap) cap *= 2;
+    pd_dedup_slot *old = d->slots;
+    size_t ocap = d->cap;
+    d->slots = pd_malloc(cap * sizeof *d->slots);
+    for (size_t i = 0; i < cap; i++) d->slots[i].ts = PD_DEDUP_NONE;
+    d->cap = cap;
+    d->n = 0;
+    for (size_t i = 0; i < ocap; i++) {
+        pd_dedup_slot *s = &old[i];
+        if (s->ts == PD_DEDUP_NONE || s->ts < horizon) continue;
+        *dd_find(d, s->hi, s->lo) = *s;
+        d->n++;
+    }
+    free(old);
+}
+
+/* Sets id hash -> ts; returns the value it overrode (PD_DEDUP_NONE if none). */
+static int64_t dd_set(pd_dedup *d, uint64_t hi, uint64_t lo, int64_t ts, int64_t horizon)
+{
+    if ((d->n + 1) * 4 > d->cap * 3) dd_rebuild(d, horizon);
+    pd_dedup_slot *s = dd_find(d, hi, lo);
+    int64_t prev = s->ts;
+    if (prev == PD_DEDUP_NONE) {
+        s->hi = hi;
+        s->lo = lo;
+        d->n++;
+    }
+    s->ts = ts;
+    return prev;
+}
+
+static void dd_rec_push(pd_dedup *d, uint64_t seq, int64_t gc_ts)
+{
+    if (d->head > 0 && d->head * 2 >= d->nrecs) {
+        memmove(d->recs, d->recs + d->head, (d->nrecs - d->head) * sizeof *d->recs);
+        d->nrecs -= d->head;
+        d->head = 0;
+    }
+    if (d->nrecs == d->caprecs) {
+        d->caprecs = d->caprecs ? d->caprecs * 2 : 16;
+        d->recs = pd_realloc(d->recs, d->caprecs * sizeof *d->recs);
+    }
+    d->recs[d->nrecs++] = (pd_dedup_rec){seq, gc_ts};
+}
+
+typedef struct {
+    pd_dedup *d;
+    int64_t horizon;
+} dd_loader;
+
+static int dd_load_rec(void *arg, uint64_t seq, const uint8_t *val, size_t vlen)
+{
+    dd_loader *l = arg;
+    int64_t gc = PD_DEDUP_NONE;
+    for (size_t off = 0; off + PD_DEDUP_ENTRY_LEN <= vlen; off += PD_DEDUP_ENTRY_LEN) {
+        const uint8_t *e = val + off;
+        int64_t ts = (int64_t)pd_get_u64be(e + 16);
+        int64_t prev = dd_set(l->d, pd_get_u64be(e), pd_get_u64be(e + 8), ts, l->horizon);
+        gc = PD_MAX(gc, PD_MAX(ts, prev));
+    }
+    dd_rec_push(l->d, seq, gc);
+    return 0;
+}
+
+int pd_dedup_load(pd_dedup *d, pd_store *st, int32_t p, int64_t horizon, char *err, size_t errlen)
+{
+    pd_dedup_free(d);
+    d->pend_gc = PD_DEDUP_NONE;
+    dd_rebuild(d, INT64_MIN);
+    dd_loader l = {d, horizon};
+    int rc = pd_store_scan_dedup(st, p, dd_load_rec, &l, err, errlen);
+    if (rc) {
+        pd_dedup_free(d);
+        return rc;
+    }
+    d->loaded = 1;
+    return PD_OK;
+}
+
+int pd_dedup_check(pd_dedup *d, const char *id, size_t idlen, int64_t ts, int64_t clock, int64_t win)
+{
+    pd_assert(d->loaded);
+    XXH128_hash_t h = XXH3_128bits(id, idlen);
+    pd_dedup_slot *s = dd_find(d, h.high64, h.low64);
+    int64_t t0 = s->ts;
+    if (t0 != PD_DEDUP_NONE && t0 >= clock - win && ts - t0 <= win && t0 - ts <= win) return 1;
+    int64_t prev = dd_set(d, h.high64, h.low64, ts, clock - win);
+    d->pend_gc = PD_MAX(d->pend_gc, PD_MAX(ts, prev));
+    uint8_t e[PD_DEDUP_ENTRY_LEN];
+    pd_put_u64be(e, h.high64);
+    pd_put_u64be(e + 8, h.low64);
+    pd_put_u64be(e + 16, (uint64_t)ts);
+    pd_buf_append(&d->pend, e, sizeof e);
+    return 0;
+}
+
+int64_t pd_dedup_lookup(const pd_dedup *d, const char *id, size_t idlen)
+{
+    if (!d->cap) return PD_DEDUP_NONE;
+    XXH128_hash_t h = XXH3_128bits(id, idlen);
+    return dd_find(d, h.high64, h.low64)->ts;
+}
+
+/* GC against horizon: with stage = 1 adds deletes of the collectable
+ * records to sb; with stage = 0 (the same plan again) forgets them. */
+static void dd_gc_plan(pd_dedup *d, pd_store_batch *sb, int32_t p, int64_t horizon, int stage)
+{
+    const int full = d->flushes % DD_FULL_GC_EVERY == DD_FULL_GC_EVERY - 1;
+    size_t i = d->head;
+    for (; i < d->nrecs && d->recs[i].gc_ts < horizon; i++)
+        if (stage) pd_store_batch_delete_dedup(sb, p, d->recs[i].seq);
+    if (!stage) d->head = i;
+    if (!full) return;
+    size_t o = i;
+    for (; i < d->nrecs; i++) {
+        if (d->recs[i].gc_ts < horizon) {
+            if (stage) pd_store_batch_delete_dedup(sb, p, d->recs[i].seq);
+        } else {
+            d->recs[o++] = d->recs[i];
+        }
+    }
+    if (!stage) d->nrecs = o;
+}
+
+void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, int64_t horizon)
+{
+    if (!d->loaded) return;
+    dd_gc_plan(d, sb, p, horizon, 1);
+    if (d->pend.len) pd_store_batch_put_dedup(sb, p, seq, d->pend.p, d->pend.len);
+    dd_gc_plan(d, sb, p, horizon, 0);
+    if (d->pend.len) dd_rec_push(d, seq, d->pend_gc);
+    d->pend.len = 0;
+    d->pend_gc = PD_DEDUP_NONE;
+    d->flushes++;
+}
+
+size_t pd_dedup_bytes(const pd_dedup *d)
+{
+    return d->cap * sizeof *d->slots + d->caprecs * sizeof *d->recs + d->pend.cap;
+}
+
+void pd_dedup_free(pd_dedup *d)
+{
+    free(d->slots);
+    free(d->recs);
+    pd_buf_free(&d->pend);
+    memset(d, 0, sizeof *d);
+}

@@ -1,0 +1,274 @@
+/* test_batch.c -- the ingest batch (batch.c) against the pure profile
+ * model: random events of a few partitions, days and users go into a
+ * batch and, independently, are folded with pd_profile_add into one
+ * profile per (partition, day, user) kept in a plain list. The batch's
+ * sorted entries must come in store key order (compared here field by
+ * field), and each entry's delta -- built from the event log, or encoded
+ * straight from its one record -- must equal the model's profile and its
+ * encoding. Then through the store: pd_batch_build + commit over several
+ * rounds of a recycled batch, read back and compared with the model. */
+#include "test.h"
+#include "batch.h"
+#include "event.h"
+#include "profile.h"
+#include "schema.h"
+#include "store.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define MAXKEYS 4096
+#define DAY_MS 86400000LL
+#define T0 1763800000000LL
+
+/* The oracle: one model profile per (partition, day, user). */
+typedef struct {
+    int32_t p;
+    int64_t day;
+    char user[64];
+    size_t ulen;
+    pd_profile prof;
+    int events_this_round;
+    int dropped;
+} mkey;
+
+typedef struct {
+    mkey k[MAXKEYS];
+    int n;
+} model;
+
+static mkey *model_get(model *m, const pd_schema *s, int32_t p, int64_t day, const char *u, size_t ul)
+{
+    for (int i = 0; i < m->n; i++)
+        if (m->k[i].p == p && m->k[i].day == day && m->k[i].ulen == ul && memcmp(m->k[i].user, u, ul) == 0)
+            return &m->k[i];
+    if (m->n == MAXKEYS) return NULL;
+    mkey *k = &m->k[m->n++];
+    memset(k, 0, sizeof *k);
+    k->p = p;
+    k->day = day;
+    memcpy(k->user, u, ul);
+    k->ulen = ul;
+    pd_profile_init(&k->prof, s);
+    return k;
+}
+
+static void model_free(model *m)
+{
+    for (int i = 0; i < m->n; i++) pd_profile_free(&m->k[i].prof);
+    m->n = 0;
+}
+
+static uint32_t rnd_next(uint32_t *r)
+{
+    *r = *r * 1103515245u + 12345u;
+    return *r >> 8;
+}
+
+/* A random valid event JSON of user number < users in buf; numbers are integers so
+ * sums are exact whatever the grouping. */
+static int random_event(char *buf, size_t cap, uint32_t *r, int users, int days)
+{
+    static const char *makes[] = {"bmw", "audi", "fiat", "vw", "kia"};
+    static const char *types[] = {"view", "search", "contact", "favourite"};
+    int u = (int)(rnd_next(r) % (uint32_t)users);
+    int64_t ts = T0 + (int64_t)(rnd_next(r) % (uint32_t)days) * DAY_MS + (int64_t)(rnd_next(r) % 3600000u);
+    /* users with a long common prefix: their keys tie on the first 24 bytes */
+    const char *prefix = u % 2 ? "u-" : "user-with-a-long-shared-prefix-";
+    int n = snprintf(buf, cap, "{\"user_id\":\"%s%d\",\"ts\":%" PRId64 ",\"type\":\"%s\",\"item\":{", prefix,
+                     u, ts, types[rnd_next(r) % 4]);
+    int first = 1;
+    if (rnd_next(r) % 3) {
+        n += snprintf(buf + n, cap - (size_t)n, "\"make\":\"%s\"", makes[rnd_next(r) % 5]);
+        first = 0;
+    }
+    if (rnd_next(r) % 2) {
+        n += snprintf(buf + n, cap - (size_t)n, "%s\"price\":%u", first ? "" : ",", rnd_next(r) % 90000 + 1000);
+        first = 0;
+    }
+    if (rnd_next(r) % 4 == 0)
+        n += snprintf(buf + n, cap - (size_t)n, "%s\"color\":\"c%u\"", first ? "" : ",", rnd_next(r) % 7);
+    n += snprintf(buf + n, cap - (size_t)n, "}}");
+    return n;
+}
+
+/* Feeds nev random events into b and the model; returns the number fed. */
+static int feed(pd_batch *b, model *m, const pd_schema *s, const pd_tz *tz, uint32_t *r, int nev, int parts,
+                int users, int days)
+{
+    int fed = 0;
+    for (int i = 0; i < nev; i++) {
+        char js[512], err[128];
+        int len = random_event(js, sizeof js, r, users, days);
+        pd_event ev;
+        if (pd_event_parse(&ev, s, js, (size_t)len, 4096, err, sizeof err) != PD_EV_OK) {
+            CHECK(!"random event parses");
+            pd_event_free(&ev);
+            continue;
+        }
+        int32_t p = (int32_t)(rnd_next(r) % (uint32_t)parts);
+        int64_t day = pd_tz_day(tz, ev.ts_ms);
+        mkey *k = model_get(m, s, p, day, ev.user_id, ev.user_id_len);
+        if (k) {
+            pd_profile_add(&k->prof, &ev);
+            k->events_this_round++;
+            pd_batch_add(b, p, day, &ev);
+            fed++;
+        }
+        pd_event_free(&ev);
+    }
+    return fed;
+}
+
+/* Store key order, written out: day, partition, then user bytes with the
+ * shorter first on a common prefix. */
+static int key_cmp(const pd_batch_entry *a, const pd_batch_entry *b)
+{
+    if (a->day != b->day) return a->day < b->day ? -1 : 1;
+    if (a->partition != b->partition) return a->partition < b->partition ? -1 : 1;
+    size_t n = a->ulen < b->ulen ? a->ulen : b->ulen;
+    int c = memcmp(a->user, b->user, n);
+    if (c) return c;
+    return a->ulen < b->ulen ? -1 : a->ulen > b->ulen;
+}
+
+static int buf_eq(const pd_buf *a, const pd_buf *b)
+{
+    return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
+}
+
+TEST(batch_build_matches_profile_model)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    pd_tz tz;
+    char err[256];
+    CHECK_INT(pd_tz_parse(&tz, "UTC", err, sizeof err), PD_OK);
+    static model m;
+    pd_batch b;
+    pd_batch_init(&b, NULL);
+    pd_profile built;
+    pd_profile_init(&built, &s);
+    pd_event sev;
+    memset(&sev, 0, sizeof sev);
+    sev.nattrs = s.ndims;
+    pd_buf e1 = {0}, e2 = {0};
+    uint32_t r = 7;
+    int bad = 0;
+    /* rounds of different shapes: many single-event entries, few busy ones */
+    const int shapes[][4] = {{3000, 4, 2000, 3}, {3000, 2, 40, 2}, {200, 1, 5, 1}, {2500, 8, 300, 5}};
+    for (int round = 0; round < 4; round++) {
+        const int *sh = shapes[round];
+        int fed = feed(&b, &m, &s, &tz, &r, sh[0], sh[1], sh[2], sh[3]);
+        CHECK_INT(b.events, fed);
+        int live = 0;
+        for (int i = 0; i < m.n; i++) live += m.k[i].events_this_round > 0;
+        size_t n = pd_batch_sort(&b);
+        CHECK_INT(n, live);
+        CHECK_INT(pd_batch_entries(&b), live);
+        for (size_t i = 0; i < n; i++) {
+            const pd_batch_entry *e = pd_batch_sorted_at(&b, i);
+            if (i > 0 && key_cmp(pd_batch_sorted_at(&b, i - 1), e) >= 0 && bad++ < 5) CHECK(!"sorted in key order");
+            mkey *k = model_get(&m, &s, e->partition, e->day, e->user, e->ulen);
+            if (!k || k->events_this_round == 0) {
+                if (bad++ < 5) CHECK(!"entry in the model");
+                continue;
+            }
+            pd_batch_entry_build(&b, e, &built, &sev);
+            e1.len = e2.len = 0;
+            pd_profile_encode(&built, &e1);
+            pd_profile_encode(&k->prof, &e2);
+            if ((!pd_profile_equal(&built, &k->prof) || !buf_eq(&e1, &e2)) && bad++ < 5)
+                CHECK(!"built delta == pd_profile_add of the entry's events");
+            if (e->head == e->tail) { /* one event: the direct encoding */
+                CHECK_INT(k->events_this_round, 1);
+                pd_batch_decode(&b, e->head, &sev);
+                e1.len = 0;
+                pd_profile_encode_event(&s, &sev, &e1);
+                if (!buf_eq(&e1, &e2) && bad++ < 5) CHECK(!"encode_event == encode of the model");
+            }
+        }
+        CHECK_INT(bad, 0);
+        /* dropping partitions keeps exactly the others' entries */
+        char only[8] = {0};
+        only[0] = 1;
+        int keep = 0;
+        for (int i = 0; i < m.n; i++) keep += m.k[i].events_this_round > 0 && m.k[i].p != 0;
+        pd_batch_drop_parts(&b, only);
+        CHECK_INT(pd_batch_entries(&b), keep);
+        n = pd_batch_sort(&b);
+        for (size_t i = 0; i < n; i++) {
+            const pd_batch_entry *e = pd_batch_sorted_at(&b, i);
+            mkey *k = model_get(&m, &s, e->partition, e->day, e->user, e->ulen);
+            pd_batch_entry_build(&b, e, &built, &sev);
+            if ((e->partition == 0 || !pd_profile_equal(&built, &k->prof)) && bad++ < 5)
+                CHECK(!"kept entry intact after dropping partition 0");
+        }
+        pd_batch_clear(&b);
+        CHECK_INT(pd_batch_entries(&b), 0);
+        CHECK_INT(b.events, 0);
+        model_free(&m);
+    }
+    pd_buf_free(&e1);
+    pd_buf_free(&e2);
+    pd_profile_free(&built);
+    pd_batch_free(&b);
+}
+
+/* pd_batch_build through the store: rounds of one recycled batch, each
+ * committed; every stored (partition, day, user) profile must equal the
+ * model's fold of all its events over the rounds. */
+TEST(batch_build_commits_the_model)
+{
+    char dir[400], err[256];
+    snprintf(dir, sizeof dir, "%s/batch-store", pd_test_tmpdir());
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    pd_tz tz;
+    CHECK_INT(pd_tz_parse(&tz, "UTC", err, sizeof err), PD_OK);
+    pd_store *st = NULL;
+    pd_store_opts so = {0};
+    if (pd_store_open(&st, dir, &s, &so, err, sizeof err) != PD_OK) {
+        CHECK(!"open store");
+        return;
+    }
+    static model m;
+    pd_batch b;
+    pd_batch_init(&b, NULL);
+    pd_profile scratch, got;
+    pd_profile_init(&scratch, &s);
+    pd_profile_init(&got, &s);
+    pd_store_batch *sb = pd_store_batch_new(st);
+    uint32_t r = 99;
+    uint64_t total_writes = 0;
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < m.n; i++) m.k[i].events_this_round = 0;
+        feed(&b, &m, &s, &tz, &r, 1500, 3, 400, 3);
+        int live = 0;
+        for (int i = 0; i < m.n; i++) live += m.k[i].events_this_round > 0;
+        uint64_t writes = 0;
+        CHECK_INT(pd_batch_build(&b, sb, &scratch, &writes, err, sizeof err), PD_OK);
+        CHECK_INT(writes, live);
+        total_writes += writes;
+        CHECK_INT(pd_store_commit(st, sb, err, sizeof err), PD_OK);
+        pd_batch_clear(&b);
+    }
+    CHECK(total_writes > 1000);
+    int bad = 0;
+    for (int i = 0; i < m.n; i++) {
+        mkey *k = &m.k[i];
+        pd_profile_reset(&got);
+        int rc = pd_store_get_profile(st, NULL, k->day, k->p, k->user, k->ulen, &got, err, sizeof err);
+        if ((rc != PD_OK || !pd_profile_equal(&got, &k->prof)) && bad++ < 5)
+            CHECK(!"stored profile == model fold");
+    }
+    CHECK_INT(bad, 0);
+    model_free(&m);
+    pd_store_batch_free(sb);
+    pd_profile_free(&scratch);
+    pd_profile_free(&got);
+    pd_batch_free(&b);
+    pd_store_close(st);
+}
