@@ -178,9 +178,16 @@ size_t pd_fmt_i64(char *out, int64_t v)
     return 1 + pd_fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
 }
 
-/* The rule is stated in util.h (and docs/api.md). An integer emulation
- * of %.15g/%.17g stood in query.c; it measured within the run-to-run noise
- * end to end, so printf and strtod do the work. */
+/* The rule is stated in util.h (and docs/api.md). Until issue 18 the
+ * query renderer computed the %.15g/%.17g digits in exact 128-bit integer
+ * arithmetic for 1e-4 <= |v| < 1e15 (~40 ns against ~350 ns for snprintf +
+ * strtod). It went by the "measured, or gone" rule: GET
+ * /v1/profiles?days=30 on the 250k-event end-to-end data, 6 interleaved
+ * pairs of 10 s wrk runs against workers on the same store, this printf
+ * version over the emulation: worker CPU per query 1.03 1.01 0.95 1.07
+ * 1.04 1.04, throughput 1.00 1.04 1.09 1.03 1.08 1.12 -- within the
+ * run-to-run noise. (In-process rendering of the heaviest users, ~22
+ * non-integers an answer, does show it: 6.8 against 10.7 us an answer.) */
 size_t pd_fmt_double(char *out, double v, unsigned flags)
 {
     if (!isfinite(v)) {

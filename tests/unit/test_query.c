@@ -799,10 +799,9 @@ TEST(query_render_shares_like_printf)
 }
 
 /* ---- many categorical values: order, merge, escapes ----
- * Two days with a few hundred values each, half of them shared: the sort
- * runs its quicksort path (more than a dozen entries), values agree in
- * their first 8 bytes or are prefixes of each other, lengths lie around
- * 8, and some need JSON escapes (shares repeat the keys counts wrote).
+ * Two days with a few hundred values each, half of them shared: values
+ * agree in their first 8 bytes or are prefixes of each other, lengths lie
+ * around 8, and some need JSON escapes (shares repeat the keys counts wrote).
  * Oracle: the merged (value, count) list kept sorted by insertion with
  * its own comparison (bytes, then the shorter first), against what cJSON
  * reads back of counts and shares, in order. */

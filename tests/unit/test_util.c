@@ -127,8 +127,8 @@ TEST(json_string_escape)
     pd_buf_free(&b);
 }
 
-/* PD_SORT_DEFINE against qsort of the same keys: sizes around the
- * insertion-sort cut-off and larger, few and many distinct keys, sorted,
+/* PD_SORT_DEFINE (a typed wrapper of qsort) against qsort of the bare
+ * keys: empty, tiny and larger arrays, few and many distinct keys, sorted,
  * reversed and random input. The payload checks the result is a
  * permutation of the input (every element exactly once). */
 typedef struct {
@@ -340,3 +340,4 @@ TEST(fmt_double_rule)
     }
     CHECK_INT(bad, 0);
 }
+
