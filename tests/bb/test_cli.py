@@ -92,7 +92,10 @@ def test_worker_binary_links_only_the_worker():
     (oracle: nm of those objects, the Makefile's CTL_SRC), no reference to
     librdkafka's mock cluster, no ctl_ / gen_ names; and profilectl does not
     load civetweb (the HTTP server is the worker's)."""
+    # objects beside the binaries: build/san/bin -> build/san/src, bin -> build/rel/src
     objdir = os.path.join(os.path.dirname(BIN), "src")
+    if os.path.realpath(BIN) == os.path.realpath(os.path.join(ROOT, "bin")):
+        objdir = os.path.join(ROOT, "build", "rel", "src")
     mk = open(os.path.join(ROOT, "Makefile")).read()
     m = re.search(r"^CTL_SRC\s*:=((?:.*\\\n)*.*)$", mk, re.M)
     check(m is not None, "Makefile has no CTL_SRC list")

@@ -907,3 +907,48 @@ TEST(query_render_many_values_sorted)
     cJSON_Delete(j);
     pd_buf_free(&out);
 }
+
+/* The API and profilectl dump print a stored value alike (before issue
+ * 18 dump used "%.17g" and the API the shortest of %.15g/%.17g): one day
+ * with prices 0.1 and 0.2. Oracle: the texts Python's own formatting gives
+ * under the rule ("0.1", not dump's old "0.10000000000000001"; the mean
+ * 0.15000000000000002, for which "%.15g" = "0.15" does not read back). */
+static void field_text(const char *json, const char *obj, const char *key, char *out, size_t n)
+{
+    const char *p = json ? strstr(json, obj) : NULL;
+    p = p ? strstr(p, key) : NULL;
+    out[0] = '\0';
+    if (!p) return;
+    p += strlen(key);
+    size_t k = strcspn(p, ",}");
+    snprintf(out, n, "%.*s", (int)k, p);
+}
+
+TEST(query_and_dump_print_numbers_alike)
+{
+    pd_schema s;
+    q_schema(&s);
+    tday t;
+    td_init(&t, &s, 2, 1000, 2000);
+    num_put(&t, &s, 0, 0.1);
+    num_put(&t, &s, 0, 0.2);
+    pd_query q;
+    char err[128], got[64];
+    CHECK_INT(pd_query_parse_params(&q, "days=1&dims=price", &s, TODAY, 30, err, sizeof err), PD_OK);
+    pd_query_day d = {TODAY, &t.p};
+    pd_buf api = {0}, dump = {0};
+    CHECK_INT(pd_query_render(&q, &s, "u", 1, 0, TODAY, &d, 1, &api), PD_OK);
+    pd_buf_putc(&api, '}');
+    pd_profile_to_json(&t.p, &dump);
+    static const struct {
+        const char *key, *want;
+    } f[] = {{"\"min\":", "0.1"}, {"\"max\":", "0.2"}, {"\"mean\":", "0.15000000000000002"}};
+    for (size_t i = 0; i < PD_ARRAY_LEN(f); i++) {
+        field_text(api.p, "\"price\"", f[i].key, got, sizeof got);
+        CHECK_STR(got, f[i].want);
+        field_text(dump.p, "\"price\"", f[i].key, got, sizeof got);
+        CHECK_STR(got, f[i].want);
+    }
+    pd_buf_free(&api);
+    pd_buf_free(&dump);
+}
