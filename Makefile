@@ -9,14 +9,21 @@ PKGS    := rdkafka rocksdb libcjson libxxhash
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CSTD    := -std=c11 -D_GNU_SOURCE
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcivetweb -lpthread -lm
+# Libraries per binary: each links only what its objects use.
+CORE_LIBS   = $(shell pkg-config --libs rocksdb libcjson libxxhash 2>/dev/null) -lpthread -lm
+WORKER_LIBS = $(shell pkg-config --libs rdkafka 2>/dev/null) -lcivetweb $(CORE_LIBS)
+CTL_LIBS    = $(shell pkg-config --libs rdkafka 2>/dev/null) $(CORE_LIBS)
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcivetweb -lpthread -lm  # everything
 OPT     ?= -O2
 CFLAGS_REL := $(CSTD) $(OPT) -g $(WARN) -Iinclude
 CFLAGS_SAN := $(CSTD) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
               -fno-sanitize-recover=undefined $(WARN) -Iinclude
 LDFLAGS_SAN := -fsanitize=address,undefined
 
-# Explicit source lists.
+# Explicit source lists. A new source goes into the list of the binary that
+# uses it: CORE both binaries, WORKER bin/profiled only, CTL bin/profilectl
+# only (test-unit and the bench programs link all three). bin/profiled must
+# not contain CTL code: tests/bb/test_cli.py checks it with nm.
 CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c
 WORKER_SRC := src/ingest.c src/batch.c src/dedup.c src/committer.c src/dlq.c src/kafka.c src/restore.c src/metrics.c src/http.c src/query.c src/members.c
 CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c
@@ -31,6 +38,12 @@ FUZZ_TARGETS := fuzz_event fuzz_event_diff fuzz_decode
 LIB_SRC := $(CORE_SRC) $(WORKER_SRC) $(CTL_SRC)
 REL_OBJ := $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 SAN_OBJ := $(patsubst %.c,build/san/%.o,$(LIB_SRC))
+# The objects of each binary: $(call rel,SOURCES) / $(call san,SOURCES).
+# Their links also depend on this Makefile, so a changed list relinks.
+rel = $(patsubst %.c,build/rel/%.o,$(1))
+san = $(patsubst %.c,build/san/%.o,$(1))
+PROFILED_SRC   := $(PROFILED_MAIN) $(CORE_SRC) $(WORKER_SRC)
+PROFILECTL_SRC := $(PROFILECTL_MAIN) $(CORE_SRC) $(CTL_SRC)
 HDRS    := $(wildcard include/*.h) src/store_int.h tests/unit/test.h tests/unit/event_cjson.h
 
 DEPS_STAMP := build/.deps-ok
@@ -61,28 +74,28 @@ build/san/%.o: %.c $(HDRS) | $(DEPS_STAMP)
 	@[ "$(V)" = 1 ] || echo "  CC-SAN  $<"
 	$(Q)$(CC) $(CFLAGS_SAN) $(PKG_CFLAGS) -c $< -o $@
 
-bin/profiled: build/rel/$(PROFILED_MAIN:.c=.o) $(REL_OBJ)
+bin/profiled: $(call rel,$(PROFILED_SRC)) Makefile
 	@mkdir -p bin
 	@echo "  LD      $@"
-	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+	$(Q)$(CC) -o $@ $(filter %.o,$^) $(LDFLAGS) $(WORKER_LIBS)
 
-bin/profilectl: build/rel/$(PROFILECTL_MAIN:.c=.o) $(REL_OBJ)
+bin/profilectl: $(call rel,$(PROFILECTL_SRC)) Makefile
 	@mkdir -p bin
 	@echo "  LD      $@"
-	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+	$(Q)$(CC) -o $@ $(filter %.o,$^) $(LDFLAGS) $(CTL_LIBS)
 
 # Sanitizer builds used by the test suite.
 san: build/san/bin/profiled build/san/bin/profilectl build/san/bin/test-unit
 
-build/san/bin/profiled: build/san/$(PROFILED_MAIN:.c=.o) $(SAN_OBJ)
+build/san/bin/profiled: $(call san,$(PROFILED_SRC)) Makefile
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS_SAN) -o $@ $^ $(PKG_LIBS)
+	$(Q)$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(WORKER_LIBS)
 
-build/san/bin/profilectl: build/san/$(PROFILECTL_MAIN:.c=.o) $(SAN_OBJ)
+build/san/bin/profilectl: $(call san,$(PROFILECTL_SRC)) Makefile
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS_SAN) -o $@ $^ $(PKG_LIBS)
+	$(Q)$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(CTL_LIBS)
 
 build/san/bin/test-unit: $(patsubst %.c,build/san/%.o,$(UNIT_SRC)) $(SAN_OBJ)
 	@mkdir -p $(dir $@)

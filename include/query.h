@@ -48,11 +48,4 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
                     int32_t partition, int64_t today, const pd_query_day *days, int ndays,
                     pd_buf *out);
 
-/* Writes finite v in the response's number format (see query.c: an
- * integer below 2^53 prints as one, anything else as the shorter of %.15g
- * and %.17g that reads back as v) into out, NUL-terminated; returns the
- * length. out must hold PD_QUERY_NUM_MAX bytes. */
-#define PD_QUERY_NUM_MAX 32
-size_t pd_query_fmt_num(char *out, double v);
-
 #endif

@@ -6,7 +6,9 @@
  * every thread inherits the mask and only sigtimedwait sees them) -> create
  * a producer handle -> rd_kafka_mock_cluster_new -> create each topic T with
  * its internal topics T<dlq-suffix> (same partition count) and
- * T<members-suffix> (1 partition) -> print the bootstrap list as the first
+ * T<members-suffix> (1 partition), each name once: a listed topic that is
+ * another listed topic's internal topic is created as that (topic_plan)
+ * -> print the bootstrap list as the first
  * stdout line (and write --bootstrap-file atomically) -> wait for a signal
  * in 1 s steps -> destroy cluster, then handle -> restore the signal mask.
  *
@@ -102,6 +104,77 @@ static int create_topic(rd_kafka_mock_cluster_t *mc, const char *name, int npart
     return PD_OK;
 }
 
+/* One topic to create. */
+typedef struct {
+    char *name;  /* owned */
+    int nparts;
+} broker_topic;
+
+static int plan_has(const broker_topic *t, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0) return 1;
+    return 0;
+}
+
+static void plan_add(broker_topic **t, size_t *n, const char *a, const char *b, int nparts)
+{
+    pd_buf name = {0};
+    pd_buf_printf(&name, "%s%s", a, b);
+    if (plan_has(*t, *n, name.p)) {
+        pd_buf_free(&name);
+        return;
+    }
+    *t = pd_realloc(*t, (*n + 1) * sizeof **t);
+    (*t)[(*n)++] = (broker_topic){name.p, nparts};
+}
+
+/* The topics to create for the comma list `topics` (names trimmed of
+ * spaces, empty ones skipped): each listed T, then T<dlq> (nparts
+ * partitions) and T<members> (1 partition), each name once. A listed name
+ * that is the DLQ or membership topic of another listed topic is created
+ * once, as that topic's internal topic (so `--topics events,events.dlq`
+ * is the same as `--topics events`). *out gets an owned array (free with
+ * topic_plan_free); returns its length. */
+static size_t topic_plan(const char *topics, const char *dlq, const char *members, int nparts,
+                         broker_topic **out)
+{
+    char *list = pd_strdup(topics), *save = NULL;
+    char **names = NULL;
+    size_t nn = 0, n = 0;
+    for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ') t++;
+        size_t tl = strlen(t);
+        while (tl && t[tl - 1] == ' ') t[--tl] = '\0';
+        if (!tl) continue;
+        names = pd_realloc(names, (nn + 1) * sizeof *names);
+        names[nn++] = t;
+    }
+    broker_topic *plan = NULL;
+    for (size_t i = 0; i < nn; i++) {
+        int internal = 0;
+        for (size_t j = 0; j < nn && !internal; j++) {
+            size_t lj = strlen(names[j]);
+            if (j == i || strncmp(names[i], names[j], lj) != 0) continue;
+            internal = strcmp(names[i] + lj, dlq) == 0 || strcmp(names[i] + lj, members) == 0;
+        }
+        if (internal) continue;
+        plan_add(&plan, &n, names[i], "", nparts);
+        plan_add(&plan, &n, names[i], dlq, nparts);
+        plan_add(&plan, &n, names[i], members, 1);
+    }
+    free(names);
+    free(list);
+    *out = plan;
+    return n;
+}
+
+static void topic_plan_free(broker_topic *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(t[i].name);
+    free(t);
+}
+
 int ctl_broker_main(int argc, char **argv)
 {
     broker_opts o;
@@ -162,29 +235,13 @@ int ctl_broker_main(int argc, char **argv)
     }
     int rf = (int)PD_MIN(3, o.brokers);
 
-    /* topics: each T, T<dlq>, T<members> */
+    /* topics: each listed T with T<dlq> and T<members> */
     {
-        char *list = pd_strdup(o.topics), *save = NULL;
+        broker_topic *plan = NULL;
+        size_t n = topic_plan(o.topics, o.dlq_suffix, o.members_suffix, (int)o.partitions, &plan);
         int rc = PD_OK;
-        for (char *t = strtok_r(list, ",", &save); t && rc == PD_OK; t = strtok_r(NULL, ",", &save)) {
-            while (*t == ' ') t++;
-            size_t tl = strlen(t);
-            while (tl && t[tl - 1] == ' ') t[--tl] = '\0';
-            if (!tl) continue;
-            pd_buf name = {0};
-            rc = create_topic(mc, t, (int)o.partitions, rf, err, sizeof err);
-            if (rc == PD_OK) {
-                pd_buf_printf(&name, "%s%s", t, o.dlq_suffix);
-                rc = create_topic(mc, name.p, (int)o.partitions, rf, err, sizeof err);
-            }
-            if (rc == PD_OK) {
-                name.len = 0;
-                pd_buf_printf(&name, "%s%s", t, o.members_suffix);
-                rc = create_topic(mc, name.p, 1, rf, err, sizeof err);
-            }
-            pd_buf_free(&name);
-        }
-        free(list);
+        for (size_t i = 0; i < n && rc == PD_OK; i++) rc = create_topic(mc, plan[i].name, plan[i].nparts, rf, err, sizeof err);
+        topic_plan_free(plan, n);
         if (rc != PD_OK) {
             pd_error("broker: %s", err);
             goto out;

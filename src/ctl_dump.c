@@ -16,6 +16,10 @@
  * --schema FILE (or --schema builtin) that schema is loaded and the store
  * refuses to open if it differs from the recorded one.
  *
+ * Numbers (text and JSON) are printed in the one number format of the API
+ * (pd_fmt_double, docs/api.md "Numbers"), so dump and a query show the
+ * same stored value alike.
+ *
  * Exit codes: 0 success, 1 runtime failure (store cannot be opened, read
  * error, output error), 2 usage error (the message names the flag).
  */
@@ -243,13 +247,25 @@ static void text_profile(pd_buf *b, int64_t day, int32_t partition, const char *
         } else {
             const pd_numagg *a = &p->dims[i].num;
             if (a->count == 0) continue;
-            pd_buf_printf(b, "  %s: count %" PRIu64 " sum %.15g min %.15g max %.15g mean %.15g\n",
-                          d->name, a->count, a->sum, a->min, a->max, a->sum / (double)a->count);
+            pd_buf_printf(b, "  %s: count %" PRIu64 " sum ", d->name, a->count);
+            pd_buf_put_double(b, a->sum, 0);
+            PD_BUF_LIT(b, " min ");
+            pd_buf_put_double(b, a->min, 0);
+            PD_BUF_LIT(b, " max ");
+            pd_buf_put_double(b, a->max, 0);
+            PD_BUF_LIT(b, " mean ");
+            pd_buf_put_double(b, a->sum / (double)a->count, 0);
+            pd_buf_putc(b, '\n');
             if (a->hist) {
                 pd_buf_printf(b, "    histogram:");
                 for (int k = 0; k <= d->nbounds; k++) {
-                    if (k < d->nbounds) pd_buf_printf(b, " <=%.15g:", d->bounds[k]);
-                    else pd_buf_printf(b, " +Inf:");
+                    if (k < d->nbounds) {
+                        PD_BUF_LIT(b, " <=");
+                        pd_buf_put_double(b, d->bounds[k], 0);
+                        pd_buf_putc(b, ':');
+                    } else {
+                        pd_buf_printf(b, " +Inf:");
+                    }
                     pd_buf_printf(b, "%" PRIu64, a->hist[k]);
                 }
                 pd_buf_putc(b, '\n');

@@ -18,6 +18,9 @@
  * a request. Worker gauges (partitions, offsets, lag, clock, kafka_up) and
  * store sizes per day are exposed only when a worker is given.
  *
+ * Float samples and le bounds are printed in the one number format of the
+ * API (pd_fmt_double), with Prometheus's "+Inf", "-Inf" and "NaN".
+ *
  * No globals: a pd_metrics is owned by main and shared by pointer.
  */
 #include "metrics.h"
@@ -171,13 +174,11 @@ static void gauge(pd_buf *b, const char *name, const char *help, uint64_t v)
     sample(b, name, "gauge", help, v);
 }
 
-/* A float as Prometheus reads it: shortest %.15g/%.17g that reads back. */
+/* A float in the one number format (pd_fmt_double), with Prometheus's
+ * spellings of the non-finite values. */
 static void put_float(pd_buf *b, double v)
 {
-    char t[40];
-    snprintf(t, sizeof t, "%.15g", v);
-    if (strtod(t, NULL) != v) snprintf(t, sizeof t, "%.17g", v);
-    pd_buf_append(b, t, strlen(t));
+    pd_buf_put_double(b, v, PD_NUM_PROM);
 }
 
 /* Samples of one histogram; labels is "" or `route="profile",` (with the
@@ -188,8 +189,7 @@ static void hist_samples(pd_buf *b, const char *name, const char *labels, const 
     for (int i = 0; i <= h->n; i++) {
         cum += LD(h->counts[i]);
         pd_buf_printf(b, "%s_bucket{%sle=\"", name, labels);
-        if (i < h->n) put_float(b, h->bounds[i]);
-        else PD_BUF_LIT(b, "+Inf");
+        put_float(b, i < h->n ? h->bounds[i] : INFINITY);
         pd_buf_printf(b, "\"} %llu\n", (unsigned long long)cum);
     }
     uint64_t sm = LD(h->sum_micro);
@@ -197,7 +197,8 @@ static void hist_samples(pd_buf *b, const char *name, const char *labels, const 
     /* labels without the trailing comma for _sum/_count */
     if (ll) pd_buf_printf(b, "%s_sum{%.*s} ", name, (int)(ll - 1), labels);
     else pd_buf_printf(b, "%s_sum ", name);
-    pd_buf_printf(b, "%llu.%06llu\n", (unsigned long long)(sm / 1000000), (unsigned long long)(sm % 1000000));
+    put_float(b, (double)sm / 1e6);
+    pd_buf_putc(b, '\n');
     if (ll) pd_buf_printf(b, "%s_count{%.*s} %llu\n", name, (int)(ll - 1), labels, (unsigned long long)cum);
     else pd_buf_printf(b, "%s_count %llu\n", name, (unsigned long long)cum);
 }
@@ -247,8 +248,9 @@ static void render_worker(pd_buf *b, pd_worker *w)
         const pd_partstate *ps = &w->parts[p];
         int64_t ms = atomic_load(&ps->clock_ms);
         if (!atomic_load(&ps->owned) || ms <= 0) continue;
-        pd_buf_printf(b, "profiled_partition_clock_seconds{partition=\"%d\"} %lld.%03lld\n", (int)p,
-                      (long long)(ms / 1000), (long long)(ms % 1000));
+        pd_buf_printf(b, "profiled_partition_clock_seconds{partition=\"%d\"} ", (int)p);
+        put_float(b, (double)ms / 1e3);
+        pd_buf_putc(b, '\n');
     }
     family(b, "profiled_kafka_up", "gauge", "1 when the Kafka consumer reaches a broker, else 0.");
     pd_buf_printf(b, "profiled_kafka_up %d\n", atomic_load(&w->kafka_up) ? 1 : 0);

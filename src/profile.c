@@ -870,10 +870,10 @@ out:
 
 /* ---- JSON ---- */
 
+/* The one number format (pd_fmt_double): NaN/Inf as null. */
 static void json_num(pd_buf *b, double v)
 {
-    if (isfinite(v)) pd_buf_printf(b, "%.17g", v);
-    else PD_BUF_LIT(b, "null");
+    pd_buf_put_double(b, v, 0);
 }
 
 static void json_ts(pd_buf *b, int64_t ms)

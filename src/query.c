@@ -28,13 +28,13 @@
  * sums into "__other__" (a value kept on one day and folded into `other`
  * on another simply stays split).
  *
- * Number format (one rule for every number, see pd_query_fmt_num): finite integers
- * with |v| < 2^53 print as integers ("18990"); other values print as the
- * shortest of %.15g / %.17g that reads back exactly; NaN/Inf print null.
- * With decay, weighted counts are first rounded to 6 decimal places (so a
- * weighted count prints like 12.353553, never 12.353553390593273); without
- * decay every weight is exactly 1 and counts print as exact integers.
- * shares = count/total printed "%.4f" (e.g. 0.4167, 1.0000).
+ * Numbers: every number is printed by the one rule of pd_fmt_double
+ * (util.h; docs/api.md "Numbers"): integers below 2^53 as integers, else
+ * the shortest of %.15g / %.17g that reads back exactly; NaN/Inf as null.
+ * Derived values are rounded first: with decay, weighted counts to 6
+ * decimal places (12.353553, never 12.353553390593273; without decay every
+ * weight is exactly 1 and counts stay exact integers); shares =
+ * count/total to 4, ties to even (0.4167, 0.5, 1).
  * Keys of event_types and counts are sorted by value bytes (memcmp, shorter
  * first); "__other__" comes last when non-zero.
  */
@@ -342,132 +342,10 @@ static void put_str(pd_buf *b, const char *v, size_t n)
     b->p[b->len] = '\0';
 }
 
-static const uint64_t qry_pow10_u64[] = {
-    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
-    1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
-    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
-    1000000000000000000ULL, 10000000000000000000ULL};
-
-__extension__ typedef unsigned __int128 qry_u128;
-
-/* a = f * 2^-s exactly (f < 2^53), and an estimate of its decimal
- * exponent; computed once per number, for both digit counts. */
-typedef struct {
-    uint64_t f;
-    int s, ex;
-} qry_bin;
-
-/* 0, or -1 when a is outside 1e-4 <= a < 1e15 (then 3 <= s <= 66). */
-static int qry_bin_of(double a, qry_bin *b)
-{
-    if (!(a >= 1e-4 && a < 1e15)) return -1;
-    int e2;
-    double fr = frexp(a, &e2); /* a = fr * 2^e2, 0.5 <= fr < 1 */
-    b->f = (uint64_t)ldexp(fr, 53);
-    b->s = 53 - e2;
-    b->ex = (int)floor(log10(a)); /* may be off by one near powers of ten */
-    return 0;
-}
-
-/* The nd (15 or 17) significant digits of a as printf "%.{nd}g" computes
- * them: for a decimal exponent x the digits are f * 10^q / 2^s (q = nd - 1
- * - x <= 20, so the product stays below 2^120) rounded to nearest, ties
- * to even -- all in exact integer arithmetic. *m gets the digits (10^(nd-1)
- * <= *m < 10^nd), *x the exponent. Returns 0, or -1 when the result would
- * leave plain notation (printf would use an exponent). */
-static int exact_digits(const qry_bin *b, int nd, uint64_t *m, int *x)
-{
-    const uint64_t lo = qry_pow10_u64[nd - 1], hi = lo * 10;
-    int ex = b->ex;
-    for (int tries = 0; tries < 3; tries++) { /* the estimate may be off by one */
-        int q = nd - 1 - ex;
-        if (q < 0 || q > 20) return -1;
-        qry_u128 p10 = q < 20 ? (qry_u128)qry_pow10_u64[q] : (qry_u128)qry_pow10_u64[19] * 10;
-        qry_u128 n = (qry_u128)b->f * p10;
-        qry_u128 d = n >> b->s, rem = n - (d << b->s), half = (qry_u128)1 << (b->s - 1);
-        if (d >= hi) { /* a >= 10^(ex+1): the exponent was too small */
-            ex++;
-            continue;
-        }
-        if (d < lo) { /* a < 10^ex: too large */
-            ex--;
-            continue;
-        }
-        if (rem > half || (rem == half && (d & 1))) d++;
-        if (d == hi) { /* rounded up into the next power of ten (%g's exponent is the rounded one) */
-            d = lo;
-            ex++;
-        }
-        if (ex < -4 || ex > 14) return -1;
-        *m = (uint64_t)d;
-        *x = ex;
-        return 0;
-    }
-    return -1;
-}
-
-/* Writes m (nd digits) with decimal exponent x the way %g writes it
- * in plain notation: trailing fraction zeros and a bare point dropped. */
-static size_t put_plain(char *out, int neg, uint64_t m, int nd, int x)
-{
-    char dig[PD_INT_TEXT_MAX];
-    pd_fmt_u64(dig, m); /* exactly nd digits: m >= 10^(nd-1) */
-    size_t n = 0;
-    if (neg) out[n++] = '-';
-    int keep = nd;
-    while (keep > 1 && keep > x + 1 && dig[keep - 1] == '0') keep--;
-    if (x >= 0) {
-        memcpy(out + n, dig, (size_t)x + 1);
-        n += (size_t)x + 1;
-        if (keep > x + 1) {
-            out[n++] = '.';
-            memcpy(out + n, dig + x + 1, (size_t)(keep - x - 1));
-            n += (size_t)(keep - x - 1);
-        }
-    } else {
-        out[n++] = '0';
-        out[n++] = '.';
-        for (int i = 0; i < -x - 1; i++) out[n++] = '0';
-        memcpy(out + n, dig, (size_t)keep);
-        n += (size_t)keep;
-    }
-    out[n] = '\0';
-    return n;
-}
-
-size_t pd_query_fmt_num(char *out, double v)
-{
-    if (!isfinite(v)) {
-        memcpy(out, "null", 5);
-        return 4;
-    }
-    if (v == 0) v = 0; /* no "-0" */
-    if (v == trunc(v) && fabs(v) < 9007199254740992.0) return pd_fmt_i64(out, (int64_t)v);
-    /* 1e-4 <= |v| < 1e15 (every mean and stddev of sane data): exact
-     * digits without printf. The 15-digit text reads back as m / 10^(14-x):
-     * both exact doubles (m < 2^53; 10^k for k <= 22 converts exactly, and
-     * 14 - x <= 18), so the division rounds
-     * once, to the double strtod gives for that decimal. 17 digits always
-     * read back. */
-    uint64_t m;
-    int x;
-    double a = fabs(v);
-    qry_bin b;
-    if (qry_bin_of(a, &b) == 0) {
-        if (exact_digits(&b, 15, &m, &x) == 0 && (double)m / (double)qry_pow10_u64[14 - x] == a)
-            return put_plain(out, v < 0, m, 15, x);
-        if (exact_digits(&b, 17, &m, &x) == 0) return put_plain(out, v < 0, m, 17, x);
-    }
-    size_t n = (size_t)snprintf(out, PD_QUERY_NUM_MAX, "%.15g", v);
-    if (strtod(out, NULL) == v) return n;
-    return (size_t)snprintf(out, PD_QUERY_NUM_MAX, "%.17g", v);
-}
-
 /* The one number format (see the design comment). */
 static void put_num(pd_buf *b, double v)
 {
-    pd_buf_reserve(b, PD_QUERY_NUM_MAX); /* formatted in place, NUL included */
-    b->len += pd_query_fmt_num(b->p + b->len, v);
+    pd_buf_put_double(b, v, 0);
 }
 
 typedef struct {
@@ -618,40 +496,13 @@ static void put_counts(const qry_ctx *c, qry_cat *r)
     pd_buf_putc(c->out, '}');
 }
 
-/* x / total as "%.4f" prints it. Shares lie in [0, 1]: for 0 <= s < 2^31
- * the digits come from k = s * 10^4 rounded to nearest, ties to even,
- * like printf (which rounds the exact binary value): k0 = floor(s * 10^4)
- * (the exact product lies in [k0 - tiny, k0 + 1): rounding of the product
- * never moves it by 0.5), and the sign of
- * fma(s, 10^4, -(k0 + 0.5)) -- the exact s * 10^4 - (k0 + 0.5), rounded
- * once, so its sign is exact -- decides between k0 and k0 + 1. Anything
- * else goes through snprintf. */
+/* x / total rounded to 4 decimals, ties to even as printf's "%.4f" rounds
+ * (a NaN or infinite ratio counts as 0), printed by the one rule. */
 static void put_share(const qry_ctx *c, double x, double total)
 {
     double s = x / total;
     if (!isfinite(s)) s = 0;
-    if (s >= 0 && s < 2147483648.0) {
-        double k0 = floor(s * 10000.0);
-        double d = fma(s, 10000.0, -(k0 + 0.5));
-        uint64_t k = (uint64_t)k0;
-        if (d > 0 || (d == 0 && (k & 1))) k++;
-        /* k < 2^31 * 10^4 + 1: at most 10 integer digits, '.', 4 decimals */
-        uint64_t ip = k / 10000;
-        unsigned fr = (unsigned)(k % 10000);
-        pd_buf *b = c->out;
-        pd_buf_reserve(b, PD_INT_TEXT_MAX + 6);
-        b->len += pd_fmt_u64(b->p + b->len, ip);
-        char *o = b->p + b->len;
-        o[0] = '.';
-        o[1] = (char)('0' + fr / 1000);
-        o[2] = (char)('0' + fr / 100 % 10);
-        o[3] = (char)('0' + fr / 10 % 10);
-        o[4] = (char)('0' + fr % 10);
-        o[5] = '\0';
-        b->len += 5;
-        return;
-    }
-    pd_buf_printf(c->out, "%.4f", s);
+    put_num(c->out, rint(s * 1e4) / 1e4);
 }
 
 /* After put_counts of r into the same buffer. */

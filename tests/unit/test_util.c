@@ -1,8 +1,10 @@
 /* test_util.c -- murmur2 against Kafka's published vectors, UTF-8, calendar,
- * RFC 3339, varints, time zones, JSON string escaping. */
+ * RFC 3339, varints, time zones, JSON string escaping, the sort macro and
+ * the number formats. */
 #include "test.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 TEST(murmur2_kafka_vectors)
@@ -125,8 +127,8 @@ TEST(json_string_escape)
     pd_buf_free(&b);
 }
 
-/* PD_SORT_DEFINE against qsort of the same keys: sizes around the
- * insertion-sort cut-off and larger, few and many distinct keys, sorted,
+/* PD_SORT_DEFINE (a typed wrapper of qsort) against qsort of the bare
+ * keys: empty, tiny and larger arrays, few and many distinct keys, sorted,
  * reversed and random input. The payload checks the result is a
  * permutation of the input (every element exactly once). */
 typedef struct {
@@ -207,3 +209,135 @@ TEST(fmt_integers_match_printf)
     }
     CHECK_INT(bad, 0);
 }
+
+/* ---- the one number format (pd_fmt_double) ----
+ * Fixed cases: the expected texts were computed with Python's %-formatting
+ * (its own dtoa, not glibc's printf) under the rule as util.h states it.
+ * Random doubles of every exponent are checked against properties of the
+ * rule that need no formatter of ours: the text reads back as exactly v;
+ * integral values below 2^53 are the "%lld" text; at most 17 significant
+ * digits, and more than 15 only when no 15-digit decimal ("%.14e") reads
+ * back; no exponent for 1e-4 <= |v| < 1e15. */
+static const struct {
+    double v;
+    const char *want;
+} fmt_fixed[] = {
+    {0.1, "0.1"},
+    {0.2, "0.2"},
+    {0.3, "0.3"},
+    {1.0 / 3, "0.33333333333333331"},
+    {2.0 / 3, "0.66666666666666663"},
+    {-0.5, "-0.5"},
+    {0.0001, "0.0001"},
+    {9.99999999999999e-5, "9.99999999999999e-05"},
+    {1e-5, "1e-05"},
+    {0.00012345, "0.00012345"},
+    {1234567890123.125, "1234567890123.125"},
+    {123456789012345.5, "123456789012345.5"},
+    {999999999999999.9, "999999999999999.88"},
+    {9.9999999999999995, "10"},
+    {0.99999999999999994, "0.99999999999999989"},
+    {1e15 + 0.5, "1000000000000000.5"},
+    {4503599627370495.5, "4503599627370495.5"},
+    {9007199254740993.0, "9007199254740992"},
+    {9007199254740992.0, "9007199254740992"},
+    {-9007199254740991.0, "-9007199254740991"},
+    {1e300, "1e+300"},
+    {-1e-300, "-1e-300"},
+    {5e-324, "4.94065645841247e-324"},
+    {1.7976931348623157e308, "1.7976931348623157e+308"},
+    {18990.333333333332, "18990.333333333332"},
+    {12.353553390593273, "12.353553390593273"},
+    {-0.0, "0"},
+    {0.0, "0"},
+    {42, "42"},
+    {-42, "-42"},
+    {1e15, "1000000000000000"},
+    {1e16, "1e+16"},
+    {1e21, "1e+21"},
+    {0.099999999999999992, "0.099999999999999992"},
+    {999999999999999.88, "999999999999999.88"},
+    {2.0022, "2.0022"},
+    {1795328747.333, "1795328747.333"},
+    {0.1 + 0.2, "0.30000000000000004"},
+    {100.5, "100.5"},
+    {1e-7, "1e-07"},
+};
+
+/* Significant digits of a %g-style text (sign, point, exponent and
+ * leading zeros not counted; trailing zeros of an integer part counted,
+ * which only makes the check stricter). */
+static int sig_digits(const char *t)
+{
+    int n = 0, lead = 1;
+    for (; *t && *t != 'e'; t++) {
+        if (*t < '0' || *t > '9') continue;
+        if (lead && *t == '0') continue;
+        lead = 0;
+        n++;
+    }
+    return n ? n : 1;
+}
+
+static int fmt_double_props(double v)
+{
+    char got[PD_NUM_TEXT_MAX], t[64];
+    size_t n = pd_fmt_double(got, v, 0);
+    int bad = n != strlen(got) || strtod(got, NULL) != v;
+    double a = fabs(v);
+    if (v == trunc(v) && a < 9007199254740992.0) {
+        snprintf(t, sizeof t, "%lld", (long long)v);
+        bad += strcmp(got, t) != 0;
+    } else {
+        int sd = sig_digits(got);
+        bad += sd > 17;
+        snprintf(t, sizeof t, "%.14e", v);
+        if (sd > 15) bad += strtod(t, NULL) == v; /* a 15-digit text would have done */
+        if (a >= 1e-4 && a < 1e15) bad += strchr(got, 'e') != NULL;
+    }
+    if (bad) pd_test_fail(__FILE__, __LINE__, "%a: got \"%s\"", v, got);
+    return bad;
+}
+
+TEST(fmt_double_rule)
+{
+    char got[PD_NUM_TEXT_MAX];
+    for (size_t i = 0; i < PD_ARRAY_LEN(fmt_fixed); i++) {
+        size_t n = pd_fmt_double(got, fmt_fixed[i].v, 0);
+        CHECK_STR(got, fmt_fixed[i].want);
+        CHECK_INT(n, strlen(fmt_fixed[i].want));
+    }
+    /* non-finite: null, or Prometheus's spellings */
+    pd_fmt_double(got, NAN, 0);
+    CHECK_STR(got, "null");
+    pd_fmt_double(got, -INFINITY, 0);
+    CHECK_STR(got, "null");
+    pd_fmt_double(got, INFINITY, PD_NUM_PROM);
+    CHECK_STR(got, "+Inf");
+    pd_fmt_double(got, -INFINITY, PD_NUM_PROM);
+    CHECK_STR(got, "-Inf");
+    pd_fmt_double(got, NAN, PD_NUM_PROM);
+    CHECK_STR(got, "NaN");
+    pd_fmt_double(got, 0.25, PD_NUM_PROM);
+    CHECK_STR(got, "0.25");
+    pd_buf b = {0};
+    PD_BUF_LIT(&b, "x=");
+    pd_buf_put_double(&b, 18990.5, 0);
+    CHECK_STR(b.p, "x=18990.5");
+    pd_buf_free(&b);
+
+    int bad = 0;
+    uint64_t rng = 0x2545F4914F6CDD1DULL;
+    for (int i = 0; i < 200000 && bad < 20; i++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        double v;
+        memcpy(&v, &rng, sizeof v); /* any bit pattern: every exponent */
+        if (isfinite(v)) bad += fmt_double_props(v);
+        /* ratios like a mean of counts and prices, and integers */
+        double x = (double)(rng % 100000000), y = (double)(rng >> 40) + 1;
+        bad += fmt_double_props(x / y) + fmt_double_props(-x / y / 1000) + fmt_double_props(x);
+        bad += fmt_double_props((double)(int64_t)rng); /* around and beyond 2^53 */
+    }
+    CHECK_INT(bad, 0);
+}
+
