@@ -17,7 +17,7 @@ CFLAGS_SAN := $(CSTD) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefine
 LDFLAGS_SAN := -fsanitize=address,undefined
 
 # Explicit source lists.
-CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/bloom.c src/store.c src/handoff.c
+CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/bloom.c src/store.c src/handoff.c src/peer.c
 WORKER_SRC := src/ingest.c src/metrics.c src/http.c src/query.c src/members.c
 CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c
 PROFILED_MAIN  := src/profiled.c
