@@ -24,14 +24,14 @@ PROFILED_MAIN  := src/profiled.c
 PROFILECTL_MAIN := src/profilectl.c
 UNIT_SRC   := tests/unit/main.c tests/unit/test_util.c tests/unit/test_config.c \
               tests/unit/test_event.c tests/unit/test_event_diff.c tests/unit/event_ref.c tests/unit/test_profile.c tests/unit/test_bloom.c tests/unit/test_store.c tests/unit/test_handoff.c tests/unit/test_schema.c tests/unit/test_ingest.c \
-              tests/unit/test_http.c \
+              tests/unit/test_http.c tests/unit/test_members.c tests/unit/test_peer.c tests/unit/loopback.c \
               tests/unit/test_query.c tests/unit/test_metrics.c tests/unit/test_gen.c
 FUZZ_TARGETS := fuzz_event fuzz_event_diff fuzz_decode
 
 LIB_SRC := $(CORE_SRC) $(WORKER_SRC) $(CTL_SRC)
 REL_OBJ := $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 SAN_OBJ := $(patsubst %.c,build/san/%.o,$(LIB_SRC))
-HDRS    := $(wildcard include/*.h) tests/unit/test.h tests/unit/event_ref.h
+HDRS    := $(wildcard include/*.h) tests/unit/test.h tests/unit/event_ref.h tests/unit/loopback.h
 
 DEPS_STAMP := build/.deps-ok
 

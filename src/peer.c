@@ -45,7 +45,7 @@ int pd_peer_url_parse(const char *url, pd_peer_url *u)
         h++;
         p = hend + 1;
     } else {
-        hend = h + strcspn(h, ":/");
+        hend = h + strcspn(h, ":/?#");
         p = hend;
     }
     size_t hl = (size_t)(hend - h);
