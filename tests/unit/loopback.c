@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #define LB_MAX_CONN 32
@@ -29,6 +28,11 @@ void t_lb_send(int fd, const void *data, size_t n)
     while (n) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            if (poll(&pfd, 1, 5000) == 1) continue;
+            return;
+        }
         if (w <= 0) return;
         p += w;
         n -= (size_t)w;
@@ -87,10 +91,9 @@ static void *lb_main(void *arg)
             }
         }
         if ((pfd[0].revents & POLLIN) && n < LB_MAX_CONN) {
-            int fd = accept(s->lfd, NULL, NULL);
+            /* non-blocking: nothing in the process can hang on it */
+            int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd >= 0) {
-                struct timeval tv = {.tv_sec = 5};
-                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
                 memset(&conns[n], 0, sizeof conns[n]);
                 conns[n++].fd = fd;
                 atomic_fetch_add(&s->accepts, 1);

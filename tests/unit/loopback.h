@@ -41,7 +41,7 @@ int t_lb_start(t_lb *s, t_lb_handler fn, void *arg);
 void t_lb_stop(t_lb *s);
 /* Copies the last request head into out. */
 void t_lb_last(t_lb *s, char *out, size_t cap);
-/* Writes all of data to fd (blocking, bounded by a 5 s send timeout). */
+/* Writes all of data to fd (waiting at most 5 s at a time for room). */
 void t_lb_send(int fd, const void *data, size_t n);
 /* t_lb_send of a C string. */
 void t_lb_sends(int fd, const char *s);

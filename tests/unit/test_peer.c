@@ -237,8 +237,30 @@ TEST(peer_stale_pooled_connection_retried)
     t_lb_stop(&s);
 }
 
+/* A body delimited by the connection's close, in pieces. */
+static int h_close_pieces(void *arg, int fd, const char *req, int k, int n)
+{
+    t_lb_sends(fd, "HTTP/1.1 200 OK\r\n\r\n");
+    for (int i = 0; i < 3; i++) {
+        usleep(20000);
+        t_lb_sends(fd, i == 1 ? "-two-" : "piece");
+    }
+    return T_LB_CLOSE;
+}
+
 TEST(peer_body_framing)
 {
+    t_lb s0;
+    CHECK_INT(t_lb_start(&s0, h_close_pieces, NULL), 0);
+    pd_peer_url u0 = t_url(s0.port, "");
+    pd_peer_resp r0 = {0};
+    char err0[256];
+    pd_peer_req rq0 = t_req("/", 2000);
+    CHECK_INT(pd_peer_get(NULL, &u0, &rq0, &r0, err0, sizeof err0), PD_OK);
+    CHECK_STR(r0.body.p, "piece-two-piece");
+    pd_buf_free(&r0.body);
+    t_lb_stop(&s0);
+
     static const struct {
         t_canned answer;
         int rc, status;
@@ -344,6 +366,13 @@ TEST(peer_time_bounds)
     CHECK_INT(pd_peer_stream(NULL, &u, &rq, sink_fn, &k, &r, err, sizeof err), PD_EIO);
     took = pd_mono_us() - t0;
     CHECK(took >= 140000 && took < 1500000);
+    /* with both bounds the earlier wins: the deadline here */
+    t0 = pd_mono_us();
+    rq = t_req("/", 200);
+    rq.idle_ms = 5000;
+    CHECK_INT(pd_peer_get(NULL, &u, &rq, &r, err, sizeof err), PD_EIO);
+    took = pd_mono_us() - t0;
+    CHECK(took >= 190000 && took < 1500000);
     t_lb_stop(&s);
 
     /* the idle bound holds within the body: head and 10 bytes, then silence */
@@ -464,8 +493,8 @@ static void *conc_main(void *arg)
     t_conc *c = arg;
     pd_peer_resp r = {0};
     char err[256];
-    for (int i = 0; i < 50; i++) {
-        pd_peer_req rq = t_req("/", 5000);
+    for (int i = 0; i < 50 && !atomic_load(&c->failed); i++) {
+        pd_peer_req rq = t_req("/", 1000);
         if (pd_peer_get(c->pool, &c->u, &rq, &r, err, sizeof err) != PD_OK || r.status != 200 ||
             strncmp(r.body.p, "body-", 5) != 0)
             atomic_fetch_add(&c->failed, 1);
@@ -538,9 +567,12 @@ TEST(pct_decode_matches_python)
         for (int form = 0; form < 2; form++) {
             const char *want = form ? t[i].form : t[i].path;
             size_t wl = form ? t[i].forml : t[i].pathl;
-            char out[64];
+            /* the input is followed by hex digits the decoder must not read */
+            char in[80], out[64];
+            memcpy(in, t[i].in, t[i].inl);
+            memcpy(in + t[i].inl, "4141", 5);
             size_t ol = 999;
-            int rc = pd_pct_decode(t[i].in, t[i].inl, form ? PD_PCT_FORM : 0, out, sizeof out, &ol);
+            int rc = pd_pct_decode(in, t[i].inl, form ? PD_PCT_FORM : 0, out, sizeof out, &ol);
             if (!want) {
                 if (rc != PD_EINVAL) pd_test_fail(__FILE__, __LINE__, "'%s' (form %d): accepted", t[i].in, form);
                 continue;
@@ -548,10 +580,10 @@ TEST(pct_decode_matches_python)
             if (rc != PD_OK || ol != wl || memcmp(out, want, wl) != 0)
                 pd_test_fail(__FILE__, __LINE__, "'%s' (form %d): rc %d, %zu bytes", t[i].in, form, rc, ol);
             /* PD_PCT_NO_NUL refuses exactly the results holding a NUL */
-            rc = pd_pct_decode(t[i].in, t[i].inl, (form ? PD_PCT_FORM : 0) | PD_PCT_NO_NUL, out, sizeof out, &ol);
+            rc = pd_pct_decode(in, t[i].inl, (form ? PD_PCT_FORM : 0) | PD_PCT_NO_NUL, out, sizeof out, &ol);
             CHECK_INT(rc, memchr(want, 0, wl) ? PD_EINVAL : PD_OK);
             /* one byte short of room: PD_ERANGE */
-            if (wl > 0) CHECK_INT(pd_pct_decode(t[i].in, t[i].inl, form ? PD_PCT_FORM : 0, out, wl - 1, &ol), PD_ERANGE);
+            if (wl > 0) CHECK_INT(pd_pct_decode(in, t[i].inl, form ? PD_PCT_FORM : 0, out, wl - 1, &ol), PD_ERANGE);
         }
     }
 }
