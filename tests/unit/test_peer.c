@@ -129,28 +129,69 @@ static pd_peer_req t_req(const char *pq, int timeout_ms)
     return (pd_peer_req){.path_query = pq, .deadline_us = pd_mono_us() + timeout_ms * 1000LL};
 }
 
+/* A scripted server and a client of it: pool (when pooled), URL, one
+ * response and its error text. */
+typedef struct {
+    t_lb s;
+    pd_peer_pool *pool;
+    pd_peer_url u;
+    pd_peer_resp r;
+    char err[256];
+} t_fix;
+
+static void fix_start(t_fix *f, t_lb_handler fn, const void *arg, int pooled)
+{
+    memset(f, 0, sizeof *f);
+    pd_assert(t_lb_start(&f->s, fn, (void *)arg) == 0);
+    f->pool = pooled ? pd_peer_pool_new() : NULL;
+    f->u = t_url(f->s.port, "");
+}
+
+static void fix_stop(t_fix *f)
+{
+    pd_buf_free(&f->r.body);
+    pd_peer_pool_free(f->pool);
+    t_lb_stop(&f->s);
+}
+
+/* pd_peer_get of rq through the fixture's pool. */
+static int fix_req(t_fix *f, pd_peer_req rq)
+{
+    return pd_peer_get(f->pool, &f->u, &rq, &f->r, f->err, sizeof f->err);
+}
+
+/* GET path with a deadline of ms. */
+static int fix_get(t_fix *f, const char *path, int ms)
+{
+    return fix_req(f, t_req(path, ms));
+}
+
+/* pd_peer_stream of rq into sink. */
+static int fix_stream(t_fix *f, pd_peer_req rq, pd_peer_sink sink, void *arg)
+{
+    return pd_peer_stream(f->pool, &f->u, &rq, sink, arg, &f->r, f->err, sizeof f->err);
+}
+
 TEST(peer_keepalive_reuse)
 {
-    t_lb s;
-    CHECK_INT(t_lb_start(&s, h_ok, NULL), 0);
-    pd_peer_pool *pool = pd_peer_pool_new();
-    pd_peer_url u = t_url(s.port, "/base/");
-    pd_peer_resp r = {0};
-    char err[256], last[4096], want[64];
+    t_fix f;
+    fix_start(&f, h_ok, NULL, 1);
+    f.u = t_url(f.s.port, "/base/");
+    char last[8192], want[64];
     for (int i = 0; i < 5; i++) {
         pd_peer_req rq = t_req("/x?y=1", 2000);
         rq.headers = "X-Test: yes\r\n";
-        CHECK_INT(pd_peer_get(pool, &u, &rq, &r, err, sizeof err), PD_OK);
-        CHECK_INT(r.status, 200);
+        CHECK_INT(fix_req(&f, rq), PD_OK);
+        CHECK_INT(f.r.status, 200);
         snprintf(want, sizeof want, "body-%d", i);
-        CHECK_STR(r.body.p, want);
-        CHECK_STR(r.retry_after, "7");
-        CHECK_INT(r.keepalive, 1);
+        CHECK_STR(f.r.body.p, want);
+        CHECK_STR(f.r.retry_after, "7");
+        CHECK_INT(f.r.keepalive, 1);
     }
-    CHECK_INT(atomic_load(&s.accepts), 1); /* one connection for all five */
-    t_lb_last(&s, last, sizeof last);
+    CHECK_INT(atomic_load(&f.s.accepts), 1); /* one connection for all five */
+    t_lb_last(&f.s, last, sizeof last);
     CHECK(strncmp(last, "GET /base/x?y=1 HTTP/1.1\r\n", 26) == 0);
-    snprintf(want, sizeof want, "\r\nHost: 127.0.0.1:%d\r\n", s.port);
+    snprintf(want, sizeof want, "\r\nHost: 127.0.0.1:%d\r\n", f.s.port);
     CHECK(strstr(last, want) != NULL);
     CHECK(strstr(last, "\r\nX-Test: yes\r\n") != NULL);
     CHECK(strstr(last, "\r\nConnection: keep-alive") != NULL);
@@ -158,21 +199,18 @@ TEST(peer_keepalive_reuse)
     /* without a pool: a connection per request, and it says so */
     for (int i = 0; i < 2; i++) {
         pd_peer_req rq = t_req("/", 2000);
-        CHECK_INT(pd_peer_get(NULL, &u, &rq, &r, err, sizeof err), PD_OK);
-        CHECK_INT(r.status, 200);
+        CHECK_INT(pd_peer_get(NULL, &f.u, &rq, &f.r, f.err, sizeof f.err), PD_OK);
+        CHECK_INT(f.r.status, 200);
     }
-    CHECK_INT(atomic_load(&s.accepts), 3);
-    t_lb_last(&s, last, sizeof last);
+    CHECK_INT(atomic_load(&f.s.accepts), 3);
+    t_lb_last(&f.s, last, sizeof last);
     CHECK(strstr(last, "\r\nConnection: close") != NULL);
 
     /* a pooled connection idle for longer than PD_PEER_IDLE_MAX_US is not used */
     usleep(PD_PEER_IDLE_MAX_US + 100000);
-    pd_peer_req rq = t_req("/", 2000);
-    CHECK_INT(pd_peer_get(pool, &u, &rq, &r, err, sizeof err), PD_OK);
-    CHECK_INT(atomic_load(&s.accepts), 4);
-    pd_buf_free(&r.body);
-    pd_peer_pool_free(pool);
-    t_lb_stop(&s);
+    CHECK_INT(fix_get(&f, "/", 2000), PD_OK);
+    CHECK_INT(atomic_load(&f.s.accepts), 4);
+    fix_stop(&f);
 }
 
 /* Answers that forbid reuse: a new connection follows each. */
@@ -184,57 +222,38 @@ TEST(peer_no_reuse_when_closed)
         CANNED("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK", 0), /* bytes past the body */
     };
     for (size_t i = 0; i < PD_ARRAY_LEN(answers); i++) {
-        t_lb s;
-        CHECK_INT(t_lb_start(&s, h_canned, (void *)&answers[i]), 0);
-        pd_peer_pool *pool = pd_peer_pool_new();
-        pd_peer_url u = t_url(s.port, "");
-        pd_peer_resp r = {0};
-        char err[256];
+        t_fix f;
+        fix_start(&f, h_canned, &answers[i], 1);
         for (int k = 0; k < 2; k++) {
-            pd_peer_req rq = t_req("/", 2000);
-            CHECK_INT(pd_peer_get(pool, &u, &rq, &r, err, sizeof err), PD_OK);
-            CHECK_STR(r.body.p, "ok");
-            CHECK_INT(r.keepalive, 0);
+            CHECK_INT(fix_get(&f, "/", 2000), PD_OK);
+            CHECK_STR(f.r.body.p, "ok");
+            CHECK_INT(f.r.keepalive, 0);
         }
-        if (atomic_load(&s.accepts) != 2) pd_test_fail(__FILE__, __LINE__, "answer %zu: connection reused", i);
-        pd_buf_free(&r.body);
-        pd_peer_pool_free(pool);
-        t_lb_stop(&s);
+        if (atomic_load(&f.s.accepts) != 2) pd_test_fail(__FILE__, __LINE__, "answer %zu: connection reused", i);
+        fix_stop(&f);
     }
 }
 
 TEST(peer_stale_pooled_connection_retried)
 {
-    t_lb s;
-    CHECK_INT(t_lb_start(&s, h_drop_second, NULL), 0);
-    pd_peer_pool *pool = pd_peer_pool_new();
-    pd_peer_url u = t_url(s.port, "");
-    pd_peer_resp r = {0};
-    char err[256];
-    pd_peer_req rq = t_req("/", 2000);
-    CHECK_INT(pd_peer_get(pool, &u, &rq, &r, err, sizeof err), PD_OK);
-    CHECK_STR(r.body.p, "body-0");
+    t_fix f;
+    fix_start(&f, h_drop_second, NULL, 1);
+    CHECK_INT(fix_get(&f, "/", 2000), PD_OK);
+    CHECK_STR(f.r.body.p, "body-0");
     /* the pooled connection is closed as the request arrives: retried once
      * on a fresh connection, transparently */
-    rq = t_req("/", 2000);
-    CHECK_INT(pd_peer_get(pool, &u, &rq, &r, err, sizeof err), PD_OK);
-    CHECK_STR(r.body.p, "body-2");
-    CHECK_INT(atomic_load(&s.accepts), 2);
-    CHECK_INT(atomic_load(&s.requests), 3);
-    pd_peer_pool_free(pool);
-    t_lb_stop(&s);
+    CHECK_INT(fix_get(&f, "/", 2000), PD_OK);
+    CHECK_STR(f.r.body.p, "body-2");
+    CHECK_INT(atomic_load(&f.s.accepts), 2);
+    CHECK_INT(atomic_load(&f.s.requests), 3);
+    fix_stop(&f);
 
     /* a FRESH connection that fails the same way is not retried */
-    CHECK_INT(t_lb_start(&s, h_drop_all, NULL), 0);
-    pool = pd_peer_pool_new();
-    u = t_url(s.port, "");
-    rq = t_req("/", 2000);
-    CHECK_INT(pd_peer_get(pool, &u, &rq, &r, err, sizeof err), PD_EIO);
-    CHECK(strstr(err, "connection closed") != NULL);
-    CHECK_INT(atomic_load(&s.accepts), 1);
-    pd_buf_free(&r.body);
-    pd_peer_pool_free(pool);
-    t_lb_stop(&s);
+    fix_start(&f, h_drop_all, NULL, 1);
+    CHECK_INT(fix_get(&f, "/", 2000), PD_EIO);
+    CHECK(strstr(f.err, "connection closed") != NULL);
+    CHECK_INT(atomic_load(&f.s.accepts), 1);
+    fix_stop(&f);
 }
 
 /* A body delimited by the connection's close, in pieces. */
@@ -250,16 +269,11 @@ static int h_close_pieces(void *arg, int fd, const char *req, int k, int n)
 
 TEST(peer_body_framing)
 {
-    t_lb s0;
-    CHECK_INT(t_lb_start(&s0, h_close_pieces, NULL), 0);
-    pd_peer_url u0 = t_url(s0.port, "");
-    pd_peer_resp r0 = {0};
-    char err0[256];
-    pd_peer_req rq0 = t_req("/", 2000);
-    CHECK_INT(pd_peer_get(NULL, &u0, &rq0, &r0, err0, sizeof err0), PD_OK);
-    CHECK_STR(r0.body.p, "piece-two-piece");
-    pd_buf_free(&r0.body);
-    t_lb_stop(&s0);
+    t_fix f;
+    fix_start(&f, h_close_pieces, NULL, 0);
+    CHECK_INT(fix_get(&f, "/", 2000), PD_OK);
+    CHECK_STR(f.r.body.p, "piece-two-piece");
+    fix_stop(&f);
 
     static const struct {
         t_canned answer;
@@ -283,40 +297,28 @@ TEST(peer_body_framing)
         {CANNED("HTTP/1.1 999 Odd\r\n\r\n", 0), PD_EIO, 0, "malformed status line", 0},
     };
     for (size_t i = 0; i < PD_ARRAY_LEN(t); i++) {
-        t_lb s;
-        CHECK_INT(t_lb_start(&s, h_canned, (void *)&t[i].answer), 0);
-        pd_peer_url u = t_url(s.port, "");
-        pd_peer_resp r = {0};
-        char err[256] = "";
-        pd_peer_req rq = t_req("/", 2000);
-        int rc = pd_peer_get(NULL, &u, &rq, &r, err, sizeof err);
+        fix_start(&f, h_canned, &t[i].answer, 0);
+        int rc = fix_get(&f, "/", 2000);
         if (rc != t[i].rc) {
-            pd_test_fail(__FILE__, __LINE__, "answer %zu: rc %d, expected %d (%s)", i, rc, t[i].rc, err);
+            pd_test_fail(__FILE__, __LINE__, "answer %zu: rc %d, expected %d (%s)", i, rc, t[i].rc, f.err);
         } else if (rc == PD_OK) {
-            CHECK_INT(r.status, t[i].status);
-            if (r.body.len != t[i].blen || (t[i].blen && memcmp(r.body.p, t[i].body, t[i].blen) != 0))
-                pd_test_fail(__FILE__, __LINE__, "answer %zu: body of %zu bytes", i, r.body.len);
-        } else if (!strstr(err, t[i].body)) {
-            pd_test_fail(__FILE__, __LINE__, "answer %zu: err '%s', expected '%s'", i, err, t[i].body);
+            CHECK_INT(f.r.status, t[i].status);
+            if (f.r.body.len != t[i].blen || (t[i].blen && memcmp(f.r.body.p, t[i].body, t[i].blen) != 0))
+                pd_test_fail(__FILE__, __LINE__, "answer %zu: body of %zu bytes", i, f.r.body.len);
+        } else if (!strstr(f.err, t[i].body)) {
+            pd_test_fail(__FILE__, __LINE__, "answer %zu: err '%s', expected '%s'", i, f.err, t[i].body);
         }
-        pd_buf_free(&r.body);
-        t_lb_stop(&s);
+        fix_stop(&f);
     }
     /* a head that goes on past PD_PEER_MAX_HEAD */
     pd_buf big = {0};
     PD_BUF_LIT(&big, "HTTP/1.1 200 OK\r\n");
     while (big.len <= PD_PEER_MAX_HEAD + 100) PD_BUF_LIT(&big, "X-Filler: 0123456789012345678901234567890123456789\r\n");
     t_canned c = {big.p, big.len, 0};
-    t_lb s;
-    CHECK_INT(t_lb_start(&s, h_canned, &c), 0);
-    pd_peer_url u = t_url(s.port, "");
-    pd_peer_resp r = {0};
-    char err[256] = "";
-    pd_peer_req rq = t_req("/", 2000);
-    CHECK_INT(pd_peer_get(NULL, &u, &rq, &r, err, sizeof err), PD_EIO);
-    CHECK(strstr(err, "response head over") != NULL);
-    pd_buf_free(&r.body);
-    t_lb_stop(&s);
+    fix_start(&f, h_canned, &c, 0);
+    CHECK_INT(fix_get(&f, "/", 2000), PD_EIO);
+    CHECK(strstr(f.err, "response head over") != NULL);
+    fix_stop(&f);
     pd_buf_free(&big);
 }
 
@@ -345,62 +347,55 @@ static int sink_fn(void *arg, const void *data, size_t n)
     return k->refuse_after && k->calls > k->refuse_after ? -1 : 0;
 }
 
+/* Microseconds since t0 lie in [lo_ms, 1.5 s). */
+static int took_between(int64_t t0, int lo_ms)
+{
+    int64_t took = pd_mono_us() - t0;
+    return took >= lo_ms * 1000LL && took < 1500000;
+}
+
 TEST(peer_time_bounds)
 {
-    t_lb s;
-    CHECK_INT(t_lb_start(&s, h_hold, NULL), 0);
-    pd_peer_url u = t_url(s.port, "");
-    pd_peer_resp r = {0};
-    char err[256];
+    t_fix f;
+    fix_start(&f, h_hold, NULL, 0);
+    t_sink k = {.calls = 0};
     /* deadline: no answer at all */
     int64_t t0 = pd_mono_us();
-    pd_peer_req rq = t_req("/", 200);
-    CHECK_INT(pd_peer_get(NULL, &u, &rq, &r, err, sizeof err), PD_EIO);
-    int64_t took = pd_mono_us() - t0;
-    CHECK(strstr(err, "timed out waiting for response") != NULL);
-    CHECK(took >= 190000 && took < 1500000);
+    CHECK_INT(fix_get(&f, "/", 200), PD_EIO);
+    CHECK(strstr(f.err, "timed out waiting for response") != NULL);
+    CHECK(took_between(t0, 190));
     /* idle bound, no deadline */
     t0 = pd_mono_us();
-    rq = (pd_peer_req){.path_query = "/", .idle_ms = 150};
-    t_sink k = {.calls = 0};
-    CHECK_INT(pd_peer_stream(NULL, &u, &rq, sink_fn, &k, &r, err, sizeof err), PD_EIO);
-    took = pd_mono_us() - t0;
-    CHECK(took >= 140000 && took < 1500000);
+    CHECK_INT(fix_stream(&f, (pd_peer_req){.path_query = "/", .idle_ms = 150}, sink_fn, &k), PD_EIO);
+    CHECK(took_between(t0, 140));
     /* with both bounds the earlier wins: the deadline here */
     t0 = pd_mono_us();
-    rq = t_req("/", 200);
+    pd_peer_req rq = t_req("/", 200);
     rq.idle_ms = 5000;
-    CHECK_INT(pd_peer_get(NULL, &u, &rq, &r, err, sizeof err), PD_EIO);
-    took = pd_mono_us() - t0;
-    CHECK(took >= 190000 && took < 1500000);
-    t_lb_stop(&s);
+    CHECK_INT(fix_req(&f, rq), PD_EIO);
+    CHECK(took_between(t0, 190));
+    fix_stop(&f);
 
     /* the idle bound holds within the body: head and 10 bytes, then silence */
-    CHECK_INT(t_lb_start(&s, h_stall_body, NULL), 0);
-    u = t_url(s.port, "");
+    fix_start(&f, h_stall_body, NULL, 0);
     t0 = pd_mono_us();
-    rq = (pd_peer_req){.path_query = "/", .idle_ms = 150};
-    CHECK_INT(pd_peer_stream(NULL, &u, &rq, sink_fn, &k, &r, err, sizeof err), PD_EIO);
-    took = pd_mono_us() - t0;
-    CHECK(strstr(err, "timed out reading response body") != NULL);
-    CHECK(took >= 140000 && took < 1500000);
+    CHECK_INT(fix_stream(&f, (pd_peer_req){.path_query = "/", .idle_ms = 150}, sink_fn, &k), PD_EIO);
+    CHECK(strstr(f.err, "timed out reading response body") != NULL);
+    CHECK(took_between(t0, 140));
     CHECK_INT(k.got.len, 10);
-    CHECK_INT(r.streamed, 10);
+    CHECK_INT(f.r.streamed, 10);
     /* ... and so does the deadline, however the bytes trickle */
     t0 = pd_mono_us();
-    rq = t_req("/", 200);
-    CHECK_INT(pd_peer_get(NULL, &u, &rq, &r, err, sizeof err), PD_EIO);
-    took = pd_mono_us() - t0;
-    CHECK(took >= 190000 && took < 1500000);
-    t_lb_stop(&s);
+    CHECK_INT(fix_get(&f, "/", 200), PD_EIO);
+    CHECK(took_between(t0, 190));
+    fix_stop(&f);
 
     /* nobody listening: unreachable, at once */
-    u = t_url(1, "");
+    pd_peer_url u = t_url(1, "");
     rq = t_req("/", 2000);
-    CHECK_INT(pd_peer_get(NULL, &u, &rq, &r, err, sizeof err), PD_EAGAIN);
-    CHECK(strstr(err, "connect 127.0.0.1:1") != NULL);
+    CHECK_INT(pd_peer_get(NULL, &u, &rq, &f.r, f.err, sizeof f.err), PD_EAGAIN);
+    CHECK(strstr(f.err, "connect 127.0.0.1:1") != NULL);
     pd_buf_free(&k.got);
-    pd_buf_free(&r.body);
 }
 
 /* 1,000,003 bytes of a pattern, in uneven writes. */
@@ -431,53 +426,44 @@ static int h_big(void *arg, int fd, const char *req, int k, int n)
 
 TEST(peer_stream_sink)
 {
-    t_lb s;
-    CHECK_INT(t_lb_start(&s, h_big, NULL), 0);
-    pd_peer_pool *pool = pd_peer_pool_new();
-    pd_peer_url u = t_url(s.port, "");
-    pd_peer_resp r = {0};
-    char err[256];
+    t_fix f;
+    fix_start(&f, h_big, NULL, 1);
     t_sink k = {.calls = 0};
-    pd_peer_req rq = t_req("/big", 5000);
-    CHECK_INT(pd_peer_stream(pool, &u, &rq, sink_fn, &k, &r, err, sizeof err), PD_OK);
-    CHECK_INT(r.status, 200);
-    CHECK_INT(r.streamed, BIG_LEN);
+    CHECK_INT(fix_stream(&f, t_req("/big", 5000), sink_fn, &k), PD_OK);
+    CHECK_INT(f.r.status, 200);
+    CHECK_INT(f.r.streamed, BIG_LEN);
     CHECK_INT(k.got.len, BIG_LEN);
-    CHECK_INT(r.body.len, 0);
+    CHECK_INT(f.r.body.len, 0);
     CHECK(k.calls > 1);
     CHECK(k.max_chunk <= 65536);
     size_t bad = 0;
     for (size_t i = 0; i < k.got.len && i < BIG_LEN; i++) bad += (unsigned char)k.got.p[i] != pattern_at(i);
     CHECK_INT(bad, 0);
     /* the connection was read to the end of the body: reused */
-    CHECK_INT(r.keepalive, 1);
+    CHECK_INT(f.r.keepalive, 1);
     /* another status: the body is buffered, the sink untouched */
     k.got.len = 0;
     k.calls = 0;
-    rq = t_req("/missing", 5000);
-    CHECK_INT(pd_peer_stream(pool, &u, &rq, sink_fn, &k, &r, err, sizeof err), PD_OK);
-    CHECK_INT(r.status, 404);
-    CHECK_STR(r.body.p, "{\"error\":404}");
+    CHECK_INT(fix_stream(&f, t_req("/missing", 5000), sink_fn, &k), PD_OK);
+    CHECK_INT(f.r.status, 404);
+    CHECK_STR(f.r.body.p, "{\"error\":404}");
     CHECK_INT(k.calls, 0);
-    CHECK_INT(r.streamed, 0);
-    CHECK_INT(atomic_load(&s.accepts), 1);
+    CHECK_INT(f.r.streamed, 0);
+    CHECK_INT(atomic_load(&f.s.accepts), 1);
     /* a limit below the Content-Length */
-    rq = t_req("/big", 5000);
+    pd_peer_req rq = t_req("/big", 5000);
     rq.max_body = BIG_LEN - 1;
-    CHECK_INT(pd_peer_stream(pool, &u, &rq, sink_fn, &k, &r, err, sizeof err), PD_EIO);
-    CHECK(strstr(err, "too large") != NULL);
+    CHECK_INT(fix_stream(&f, rq, sink_fn, &k), PD_EIO);
+    CHECK(strstr(f.err, "too large") != NULL);
     CHECK_INT(k.calls, 0);
     /* a sink that refuses aborts the transfer */
     t_sink ref = {.refuse_after = 2};
-    rq = t_req("/big", 5000);
-    CHECK_INT(pd_peer_stream(pool, &u, &rq, sink_fn, &ref, &r, err, sizeof err), PD_EIO);
+    CHECK_INT(fix_stream(&f, t_req("/big", 5000), sink_fn, &ref), PD_EIO);
     CHECK_INT(ref.calls, 3);
-    CHECK(strstr(err, "refused") != NULL);
+    CHECK(strstr(f.err, "refused") != NULL);
     pd_buf_free(&ref.got);
     pd_buf_free(&k.got);
-    pd_buf_free(&r.body);
-    pd_peer_pool_free(pool);
-    t_lb_stop(&s);
+    fix_stop(&f);
 }
 
 /* Threads sharing one pool: every answer is right, and connections are
