@@ -33,6 +33,9 @@
 /* Receives stream bytes; returns 0, or non-zero to abort the export. */
 typedef int (*pd_handoff_sink)(void *arg, const void *data, size_t n);
 
+/* A sink that appends to the FILE * arg (-1 when fwrite comes short). */
+int pd_handoff_file_sink(void *arg, const void *data, size_t n);
+
 /* Writes partition p's snapshot through sink. PD_ENOTFOUND when this store
  * has no checkpoint for p. *cp (optional) receives the exported checkpoint,
  * *bytes the stream size. Any thread. */
@@ -42,8 +45,10 @@ int pd_handoff_export(pd_store *st, const pd_schema *s, int32_t p, pd_handoff_si
 /* Downloads GET <base_url>/internal/v1/snapshot/<p> (Bearer token when
  * non-empty) into `path` (created/truncated), then verifies it. Returns
  * PD_OK with *cp and *bytes, PD_ENOTFOUND when the peer has no state for p,
- * PD_ECORRUPT for a bad stream, PD_EIO/PD_EAGAIN for network errors.
- * `idle_timeout_ms` bounds each wait for data. The file is removed on error. */
+ * PD_ECORRUPT for a bad stream, PD_EAGAIN when the peer is unreachable or
+ * answers 503, PD_EIO for other failures, PD_EINVAL for a URL peer.h does
+ * not parse. `idle_timeout_ms` (> 0) bounds each wait for the peer
+ * (connect, send, every read). The file is removed on error. */
 int pd_handoff_fetch(const char *base_url, int32_t p, const char *token, const pd_schema *s,
                      const char *path, int idle_timeout_ms, pd_checkpoint *cp, uint64_t *bytes,
                      char *err, size_t errlen);

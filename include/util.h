@@ -219,4 +219,19 @@ typedef struct {
 int pd_tz_parse(pd_tz *tz, const char *spec, char *err, size_t errlen);
 /* Day number (days since 1970-01-01 in that zone) of epoch ms. */
 int64_t pd_tz_day(const pd_tz *tz, int64_t ms);
+
+/* Hex digits and percent-encoding (RFC 3986). pd_hexval: the value of hex
+ * digit c (either case), or -1. pd_pct_decode decodes "%XX" escapes of
+ * s[0..n) into out (cap bytes; not NUL-terminated), *outlen = decoded
+ * length. Flags: PD_PCT_FORM decodes '+' as a space (query strings,
+ * application/x-www-form-urlencoded; in a path '+' is literal);
+ * PD_PCT_NO_NUL rejects "%00". PD_EINVAL on a '%' not followed by two hex
+ * digits (or a rejected NUL), PD_ERANGE when the result exceeds cap (out
+ * never does). pd_pct_encode appends s[0..n) with every byte but the
+ * unreserved ones (ALPHA DIGIT - . _ ~) as "%XX" (upper case). */
+int pd_hexval(int c);
+#define PD_PCT_FORM 1u
+#define PD_PCT_NO_NUL 2u
+int pd_pct_decode(const char *s, size_t n, unsigned flags, char *out, size_t cap, size_t *outlen);
+void pd_pct_encode(pd_buf *b, const char *s, size_t n);
 #endif

@@ -4,24 +4,20 @@
  * receiving worker's writer thread). See handoff.h for the format and the
  * crash-safety argument.
  *
- * The fetch client is a deliberately small HTTP/1.1 GET over a POSIX
- * socket: "Connection: close", body read to EOF into a file; every wait is
- * bounded by poll(). Completeness is established by the trailer checksum,
- * not by the transport.
+ * The fetch is one GET through the peer client (peer.c) on its own
+ * connection ("Connection: close"), the body streamed into a file; every
+ * wait for the peer is bounded by the idle timeout. Completeness is
+ * established by the trailer checksum, not by the transport.
  */
 #include "handoff.h"
+#include "peer.h"
 #include "util.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #define SNAP_HDR_LEN 20    /* magic 8 + partition 4 + fingerprint 8 */
@@ -288,153 +284,50 @@ int pd_handoff_apply(pd_store *st, const char *path, int32_t p, const pd_schema 
 
 /* ---- fetch ---- */
 
-static int parse_url(const char *url, char *host, size_t hl, char *port, size_t pl)
+int pd_handoff_file_sink(void *arg, const void *data, size_t n)
 {
-    if (strncmp(url, "http://", 7) != 0) return PD_EINVAL;
-    const char *h = url + 7, *slash = strchr(h, '/');
-    size_t n = slash ? (size_t)(slash - h) : strlen(h);
-    const char *colon = memchr(h, ':', n);
-    if (!colon || (size_t)(colon - h) >= hl || n - (size_t)(colon - h) - 1 >= pl) return PD_EINVAL;
-    memcpy(host, h, (size_t)(colon - h));
-    host[colon - h] = '\0';
-    memcpy(port, colon + 1, n - (size_t)(colon - h) - 1);
-    port[n - (size_t)(colon - h) - 1] = '\0';
-    return PD_OK;
-}
-
-static int wait_fd(int fd, short ev, int timeout_ms)
-{
-    struct pollfd pf = {.fd = fd, .events = ev};
-    int r;
-    do r = poll(&pf, 1, timeout_ms);
-    while (r < 0 && errno == EINTR);
-    return r > 0 ? 0 : -1;
+    return fwrite(data, 1, n, (FILE *)arg) == n ? 0 : -1;
 }
 
 int pd_handoff_fetch(const char *base_url, int32_t p, const char *token, const pd_schema *s,
                      const char *path, int idle_timeout_ms, pd_checkpoint *cp, uint64_t *bytes,
                      char *err, size_t errlen)
 {
-    char host[256], port[16];
-    if (parse_url(base_url, host, sizeof host, port, sizeof port))
+    pd_peer_url u;
+    if (pd_peer_url_parse(base_url, &u) != PD_OK)
         return pd_seterr(err, errlen, PD_EINVAL, "bad peer URL '%s'", base_url);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-    if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
-        return pd_seterr(err, errlen, PD_EIO, "resolve %s: failed", host);
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int rc = PD_EIO;
-    FILE *out = NULL;
-    uint64_t got = 0;
-    if (fd < 0) {
-        freeaddrinfo(ai);
-        return pd_seterr(err, errlen, PD_EIO, "socket: %s", strerror(errno));
-    }
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-        pd_seterr(err, errlen, PD_EAGAIN, "connect %s: %s", base_url, strerror(errno));
-        rc = PD_EAGAIN;
+    FILE *out = fopen(path, "wb");
+    if (!out) return pd_seterr(err, errlen, PD_EIO, "create %s: %s", path, strerror(errno));
+    char pq[64], perr[256];
+    snprintf(pq, sizeof pq, "/internal/v1/snapshot/%d", (int)p);
+    pd_buf hdrs = {0};
+    if (token && *token) pd_buf_printf(&hdrs, "Authorization: Bearer %s\r\n", token);
+    pd_peer_req rq = {.path_query = pq, .headers = hdrs.p, .idle_ms = idle_timeout_ms};
+    pd_peer_resp r = {0};
+    int rc = pd_peer_stream(NULL, &u, &rq, pd_handoff_file_sink, out, &r, perr, sizeof perr);
+    if (rc != PD_OK) {
+        if (ferror(out)) pd_seterr(err, errlen, rc, "write %s failed", path);
+        else pd_seterr(err, errlen, rc, "snapshot from %s: %s", base_url, perr);
         goto out;
     }
-    int soerr = 0;
-    socklen_t sl = sizeof soerr;
-    if (wait_fd(fd, POLLOUT, idle_timeout_ms) || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) || soerr) {
-        pd_seterr(err, errlen, PD_EAGAIN, "connect %s: %s", base_url, soerr ? strerror(soerr) : "timed out");
-        rc = PD_EAGAIN;
+    if (r.status != 200) {
+        rc = r.status == 404 ? PD_ENOTFOUND : r.status == 503 ? PD_EAGAIN : PD_EIO;
+        pd_seterr(err, errlen, rc, "snapshot from %s: HTTP %d", base_url, r.status);
         goto out;
     }
-    char req[1024];
-    int rl = snprintf(req, sizeof req,
-                      "GET /internal/v1/snapshot/%d HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n%s%s%s\r\n", p,
-                      host, port, token && *token ? "Authorization: Bearer " : "", token && *token ? token : "",
-                      token && *token ? "\r\n" : "");
-    for (int off = 0; off < rl;) {
-        if (wait_fd(fd, POLLOUT, idle_timeout_ms)) {
-            pd_seterr(err, errlen, PD_EIO, "send to %s timed out", base_url);
-            goto out;
-        }
-        ssize_t w = send(fd, req + off, (size_t)(rl - off), MSG_NOSIGNAL);
-        if (w < 0 && errno != EAGAIN && errno != EINTR) {
-            pd_seterr(err, errlen, PD_EIO, "send to %s: %s", base_url, strerror(errno));
-            goto out;
-        }
-        if (w > 0) off += (int)w;
-    }
-    out = fopen(path, "wb");
-    if (!out) {
-        pd_seterr(err, errlen, PD_EIO, "create %s: %s", path, strerror(errno));
-        goto out;
-    }
-    char buf[65536];
-    pd_buf head = {0};
-    int in_body = 0, status = 0;
-    long long clen = -1;
-    for (;;) {
-        if (in_body && clen >= 0 && got >= (uint64_t)clen) break;
-        if (wait_fd(fd, POLLIN, idle_timeout_ms)) {
-            pd_buf_free(&head);
-            pd_seterr(err, errlen, PD_EIO, "snapshot from %s stalled for %d ms", base_url, idle_timeout_ms);
-            goto out;
-        }
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        if (n < 0) {
-            pd_buf_free(&head);
-            pd_seterr(err, errlen, PD_EIO, "recv from %s: %s", base_url, strerror(errno));
-            goto out;
-        }
-        if (n == 0) break;
-        if (in_body) {
-            if (fwrite(buf, 1, (size_t)n, out) != (size_t)n) {
-                pd_seterr(err, errlen, PD_EIO, "write %s: %s", path, strerror(errno));
-                goto out;
-            }
-            got += (uint64_t)n;
-            continue;
-        }
-        pd_buf_append(&head, buf, (size_t)n);
-        char *eoh = head.p ? strstr(head.p, "\r\n\r\n") : NULL;
-        if (!eoh) {
-            if (head.len > 16384) {
-                pd_buf_free(&head);
-                pd_seterr(err, errlen, PD_EIO, "bad response head from %s", base_url);
-                goto out;
-            }
-            continue;
-        }
-        if (sscanf(head.p, "HTTP/1.%*d %d", &status) != 1) status = 0;
-        for (char *l = strstr(head.p, "\r\n"); l && l < eoh; l = strstr(l + 2, "\r\n"))
-            if (strncasecmp(l + 2, "Content-Length:", 15) == 0) clen = atoll(l + 17);
-        if (status != 200) {
-            rc = status == 404 ? PD_ENOTFOUND : status == 503 ? PD_EAGAIN : PD_EIO;
-            pd_seterr(err, errlen, rc, "snapshot from %s: HTTP %d", base_url, status);
-            pd_buf_free(&head);
-            goto out;
-        }
-        in_body = 1;
-        size_t hl = (size_t)(eoh + 4 - head.p);
-        if (head.len > hl) {
-            fwrite(head.p + hl, 1, head.len - hl, out);
-            got += head.len - hl;
-        }
-        pd_buf_free(&head);
-    }
-    pd_buf_free(&head);
-    if (!in_body) {
-        pd_seterr(err, errlen, PD_EIO, "snapshot from %s: connection closed before the response", base_url);
-        goto out;
-    }
-    if (fclose(out) != 0) {
-        out = NULL;
-        pd_seterr(err, errlen, PD_EIO, "write %s failed", path);
-        goto out;
-    }
+    int cerr = fclose(out);
     out = NULL;
+    if (cerr != 0) {
+        rc = pd_seterr(err, errlen, PD_EIO, "write %s failed", path);
+        goto out;
+    }
     uint64_t records;
     rc = pd_handoff_verify(path, p, s, cp, &records, err, errlen);
-    if (bytes) *bytes = got;
+    if (bytes) *bytes = r.streamed;
 out:
     if (out) fclose(out);
     if (rc != PD_OK) remove(path);
-    close(fd);
-    freeaddrinfo(ai);
+    pd_buf_free(&r.body);
+    pd_buf_free(&hdrs);
     return rc;
 }

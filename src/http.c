@@ -29,13 +29,10 @@
  * X-Profiled-Hops: hops+1; the status, body and Retry-After of the owner are
  * relayed verbatim. The internal route never forwards, and a public request
  * that arrives with hops >= 2 is refused (508), so a stale owner map cannot
- * loop. The client is a small HTTP/1.1 client over POSIX sockets with one
- * deadline (forward_timeout_ms) for connect + send + receive, enforced with
- * poll(). Idle keep-alive connections are pooled per peer (host:port) under
- * one mutex; a pooled connection that is readable or older than
- * FWD_IDLE_MAX_US is discarded before use, and a request that fails on a
- * reused connection before any response byte arrived is retried once on a
- * fresh connection (GET is idempotent).
+ * loop. The request goes through the peer client (peer.c): one deadline
+ * (forward_timeout_ms) for connect + send + receive, idle keep-alive
+ * connections pooled per peer, a stale pooled connection retried once on a
+ * fresh one.
  *
  * Threads: civetweb calls on_request from http_threads worker threads; they
  * share only the worker's atomics, the store (thread-safe reads), the
@@ -48,19 +45,12 @@
 #include "http.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,6 +59,7 @@
 #include "handoff.h"
 #include "members.h"
 #include "metrics.h"
+#include "peer.h"
 #include "query.h"
 #include "util.h"
 
@@ -76,10 +67,6 @@
 #define HTTP_MAX_QUERY 4096        /* longer query string -> 414 */
 #define HTTP_KEEPALIVE_MS "1000"   /* server: idle keep-alive connection lifetime */
 #define HTTP_MAX_HOPS 2            /* public request with hops >= this -> 508 */
-#define FWD_POOL_MAX 8             /* idle connections kept per peer */
-#define FWD_IDLE_MAX_US 700000     /* below the peers' keep-alive timeout */
-#define FWD_MAX_HEAD 16384         /* response head limit */
-#define FWD_MAX_BODY (64 << 20)    /* response body limit */
 #define RESP_MAX_HDRS 4
 
 static const char PFX_PROFILE[] = "/v1/profiles/";
@@ -90,21 +77,11 @@ static const char PFX_SNAPSHOT[] = "/internal/v1/snapshot/";
 /* types                                                                */
 /* ------------------------------------------------------------------ */
 
-typedef struct fwd_peer {
-    char host[256];
-    char port[16];
-    int nidle;
-    int idle_fd[FWD_POOL_MAX];
-    int64_t idle_since_us[FWD_POOL_MAX];
-    struct fwd_peer *next;
-} fwd_peer;
-
 struct pd_http {
     pd_worker *w;                  /* borrowed; outlives the server */
     struct mg_context *ctx;
     int port;
-    pthread_mutex_t pool_mu;       /* guards peers and every fwd_peer */
-    fwd_peer *peers;               /* owned list */
+    pd_peer_pool *pool;            /* owned: idle connections to peers */
     _Atomic int64_t last_fwd_log_ms; /* forward failures: one log line per second */
     pd_stash ranges;               /* idle query buffers, pd_store_range * (see range_get) */
 };
@@ -124,14 +101,6 @@ typedef struct {
     char hval[RESP_MAX_HDRS][96];
     int sent;                      /* the handler streamed the response itself */
 } http_resp;
-
-/* A forwarded request's answer. body is owned. */
-typedef struct {
-    int status;
-    int keepalive;
-    char retry_after[16];
-    pd_buf body;
-} fwd_resp;
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                        */
@@ -300,53 +269,6 @@ static void resp_send(struct mg_connection *c, const http_resp *r)
     pd_buf_free(&out);
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes a path segment s[0..n) into out (cap bytes). '+' is
- * literal in a path. PD_EINVAL on a bad escape, PD_ERANGE when longer than
- * cap. */
-static int path_decode(const char *s, size_t n, char *out, size_t cap, size_t *outlen)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '%') {
-            if (i + 2 >= n) return PD_EINVAL;
-            int h1 = hexval((unsigned char)s[i + 1]), h2 = hexval((unsigned char)s[i + 2]);
-            if (h1 < 0 || h2 < 0) return PD_EINVAL;
-            c = h1 * 16 + h2;
-            i += 2;
-        }
-        if (k >= cap) return PD_ERANGE;
-        out[k++] = (char)c;
-    }
-    *outlen = k;
-    return PD_OK;
-}
-
-/* Appends s[0..n) percent-encoded (everything but RFC 3986 unreserved). */
-static void path_encode(pd_buf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            pd_buf_putc(b, (char)c);
-        } else {
-            pd_buf_putc(b, '%');
-            pd_buf_putc(b, hex[c >> 4]);
-            pd_buf_putc(b, hex[c & 15]);
-        }
-    }
-}
-
 /* Constant-time (in the secret's length) check of "Bearer <secret>". */
 static int bearer_ok(const char *hdr, const char *secret)
 {
@@ -369,400 +291,6 @@ static const char *internal_token(const pd_config *cfg)
     if (cfg->cluster_token && *cfg->cluster_token) return cfg->cluster_token;
     if (cfg->api_token && *cfg->api_token) return cfg->api_token;
     return NULL;
-}
-
-/* ------------------------------------------------------------------ */
-/* forwarding client                                                    */
-/* ------------------------------------------------------------------ */
-
-/* Splits "http://host[:port][/base]" into host, port and base path (no
- * trailing '/'). PD_EINVAL for anything else (https is not supported). */
-static int url_split(const char *url, char *host, size_t hcap, char *port, size_t pcap,
-                     char *base, size_t bcap)
-{
-    if (strncasecmp(url, "http://", 7) != 0) return PD_EINVAL;
-    const char *h = url + 7, *hend, *p;
-    if (*h == '[') {
-        hend = strchr(h, ']');
-        if (!hend) return PD_EINVAL;
-        h++;
-        p = hend + 1;
-    } else {
-        hend = h + strcspn(h, ":/");
-        p = hend;
-    }
-    size_t hl = (size_t)(hend - h);
-    if (hl == 0 || hl >= hcap) return PD_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    if (*p == ':') {
-        p++;
-        size_t pl = strspn(p, "0123456789");
-        if (pl == 0 || pl >= pcap) return PD_EINVAL;
-        memcpy(port, p, pl);
-        port[pl] = '\0';
-        p += pl;
-    } else {
-        snprintf(port, pcap, "80");
-    }
-    if (*p && *p != '/') return PD_EINVAL;
-    size_t bl = strlen(p);
-    while (bl && p[bl - 1] == '/') bl--;
-    if (bl >= bcap) return PD_EINVAL;
-    memcpy(base, p, bl);
-    base[bl] = '\0';
-    return PD_OK;
-}
-
-static int remaining_ms(int64_t deadline_us)
-{
-    int64_t left = deadline_us - pd_mono_us();
-    if (left <= 0) return 0;
-    return (int)((left + 999) / 1000);
-}
-
-/* Waits for `events` on fd until the deadline: 1 ready, 0 timeout, -1 error. */
-static int wait_fd(int fd, short events, int64_t deadline_us)
-{
-    for (;;) {
-        int ms = remaining_ms(deadline_us);
-        if (ms <= 0) return 0;
-        struct pollfd pfd = {.fd = fd, .events = events};
-        int n = poll(&pfd, 1, ms);
-        if (n > 0) return 1;
-        if (n == 0) continue; /* re-check the deadline */
-        if (errno != EINTR) return -1;
-    }
-}
-
-static int fwd_connect(const char *host, const char *port, int64_t deadline_us, char *err,
-                       size_t errlen)
-{
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    int grc = getaddrinfo(host, port, &hints, &res);
-    if (grc != 0) {
-        pd_seterr(err, errlen, PD_EIO, "resolve %s: %s", host, gai_strerror(grc));
-        return -1;
-    }
-    int fd = -1;
-    pd_seterr(err, errlen, PD_EIO, "connect %s:%s: no address", host, port);
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            pd_seterr(err, errlen, PD_EIO, "socket: %s", strerror(errno));
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
-        if (errno == EINPROGRESS) {
-            int wr = wait_fd(fd, POLLOUT, deadline_us);
-            int soerr = 0;
-            socklen_t sl = sizeof soerr;
-            if (wr == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
-                break;
-            pd_seterr(err, errlen, PD_EIO, "connect %s:%s: %s", host, port,
-                      wr == 0 ? "timed out" : strerror(soerr ? soerr : errno));
-        } else {
-            pd_seterr(err, errlen, PD_EIO, "connect %s:%s: %s", host, port, strerror(errno));
-        }
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    return fd;
-}
-
-/* Takes an idle pooled connection to host:port, or -1. */
-static int pool_get(pd_http *h, const char *host, const char *port)
-{
-    int fd = -1;
-    int64_t now = pd_mono_us();
-    pthread_mutex_lock(&h->pool_mu);
-    for (fwd_peer *p = h->peers; p; p = p->next) {
-        if (strcmp(p->host, host) != 0 || strcmp(p->port, port) != 0) continue;
-        while (p->nidle > 0 && fd < 0) {
-            int cand = p->idle_fd[--p->nidle];
-            struct pollfd pfd = {.fd = cand, .events = POLLIN};
-            /* Readable while idle = EOF or junk: the peer closed it. */
-            if (now - p->idle_since_us[p->nidle] > FWD_IDLE_MAX_US || poll(&pfd, 1, 0) != 0)
-                close(cand);
-            else
-                fd = cand;
-        }
-        break;
-    }
-    pthread_mutex_unlock(&h->pool_mu);
-    return fd;
-}
-
-static void pool_put(pd_http *h, const char *host, const char *port, int fd)
-{
-    pthread_mutex_lock(&h->pool_mu);
-    fwd_peer *p = h->peers;
-    while (p && (strcmp(p->host, host) != 0 || strcmp(p->port, port) != 0)) p = p->next;
-    if (!p) {
-        p = pd_calloc(1, sizeof *p);
-        snprintf(p->host, sizeof p->host, "%s", host);
-        snprintf(p->port, sizeof p->port, "%s", port);
-        p->next = h->peers;
-        h->peers = p;
-    }
-    if (p->nidle < FWD_POOL_MAX) {
-        p->idle_fd[p->nidle] = fd;
-        p->idle_since_us[p->nidle] = pd_mono_us();
-        p->nidle++;
-        fd = -1;
-    }
-    pthread_mutex_unlock(&h->pool_mu);
-    if (fd >= 0) close(fd);
-}
-
-static void pool_free(pd_http *h)
-{
-    fwd_peer *p = h->peers;
-    while (p) {
-        fwd_peer *next = p->next;
-        for (int i = 0; i < p->nidle; i++) close(p->idle_fd[i]);
-        pd_free(p);
-        p = next;
-    }
-    h->peers = NULL;
-}
-
-static int send_all(int fd, const char *buf, size_t len, int64_t deadline_us)
-{
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-        if (n > 0) {
-            off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (wait_fd(fd, POLLOUT, deadline_us) != 1) return -2;
-            continue;
-        }
-        return -1;
-    }
-    return 0;
-}
-
-/* Reads once into b (up to `want` more bytes): >0 bytes, 0 EOF, -1 error,
- * -2 timeout. */
-static ssize_t recv_some(int fd, pd_buf *b, size_t want, int64_t deadline_us)
-{
-    pd_buf_reserve(b, want + 1);
-    for (;;) {
-        ssize_t n = recv(fd, b->p + b->len, want, 0);
-        if (n >= 0) {
-            b->len += (size_t)n;
-            b->p[b->len] = '\0';
-            return n;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int wr = wait_fd(fd, POLLIN, deadline_us);
-            if (wr == 0) return -2;
-            if (wr < 0) return -1;
-            continue;
-        }
-        return -1;
-    }
-}
-
-/* Finds header `name` in the head (lines after the status line); copies
- * its trimmed value into out. Returns 1 when found. */
-static int head_get(const char *head, size_t hlen, const char *name, char *out, size_t cap)
-{
-    size_t nl = strlen(name);
-    const char *p = memchr(head, '\n', hlen), *end = head + hlen;
-    while (p && p + 1 < end) {
-        const char *line = p + 1;
-        const char *eol = memchr(line, '\n', (size_t)(end - line));
-        if (!eol) eol = end;
-        if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
-            const char *v = line + nl + 1, *ve = eol;
-            while (v < ve && (*v == ' ' || *v == '\t')) v++;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-            size_t vl = PD_MIN((size_t)(ve - v), cap - 1);
-            memcpy(out, v, vl);
-            out[vl] = '\0';
-            return 1;
-        }
-        p = eol < end ? eol : NULL;
-    }
-    return 0;
-}
-
-/* One request/response exchange on fd. On PD_EAGAIN the connection failed
- * before any response byte (a stale keep-alive connection). */
-static int fwd_exchange(int fd, const char *req, size_t reqlen, int64_t deadline_us, fwd_resp *r,
-                        char *err, size_t errlen)
-{
-    pd_buf in = {0};
-    int rc = PD_OK;
-    int src = send_all(fd, req, reqlen, deadline_us);
-    if (src == -2) {
-        rc = pd_seterr(err, errlen, PD_EIO, "timed out sending request");
-        goto out;
-    }
-    if (src < 0) {
-        rc = pd_seterr(err, errlen, PD_EAGAIN, "send: %s", strerror(errno));
-        goto out;
-    }
-    /* The answer cannot be there yet: wait for it first instead of a
-     * recv that would only say EAGAIN. */
-    if (wait_fd(fd, POLLIN, deadline_us) == 0) {
-        rc = pd_seterr(err, errlen, PD_EIO, "timed out waiting for response");
-        goto out;
-    }
-    /* head */
-    char *hend = NULL;
-    while (!hend) {
-        if (in.len >= FWD_MAX_HEAD) {
-            rc = pd_seterr(err, errlen, PD_EIO, "response head over %d bytes", FWD_MAX_HEAD);
-            goto out;
-        }
-        /* 32 KiB: the head and, usually, the whole body in one read */
-        ssize_t n = recv_some(fd, &in, 32768, deadline_us);
-        if (n == -2) {
-            rc = pd_seterr(err, errlen, PD_EIO, "timed out waiting for response");
-            goto out;
-        }
-        if (n <= 0) {
-            int stale = in.len == 0;
-            rc = pd_seterr(err, errlen, stale ? PD_EAGAIN : PD_EIO, "connection %s%s",
-                           n == 0 ? "closed" : "error", stale ? "" : " in response head");
-            goto out;
-        }
-        hend = memmem(in.p, in.len, "\r\n\r\n", 4);
-    }
-    size_t hlen = (size_t)(hend - in.p) + 4;
-    int minor = 0, status = 0;
-    if (sscanf(in.p, "HTTP/1.%d %3d", &minor, &status) != 2 || status < 100 || status > 599) {
-        rc = pd_seterr(err, errlen, PD_EIO, "malformed status line");
-        goto out;
-    }
-    char v[64];
-    r->status = status;
-    r->keepalive = minor >= 1;
-    if (head_get(in.p, hlen, "Connection", v, sizeof v)) {
-        if (strcasecmp(v, "close") == 0) r->keepalive = 0;
-        else if (strcasecmp(v, "keep-alive") == 0) r->keepalive = 1;
-    }
-    if (head_get(in.p, hlen, "Transfer-Encoding", v, sizeof v) && strcasecmp(v, "identity") != 0) {
-        rc = pd_seterr(err, errlen, PD_EIO, "unsupported transfer-encoding '%s'", v);
-        goto out;
-    }
-    head_get(in.p, hlen, "Retry-After", r->retry_after, sizeof r->retry_after);
-    long long clen = -1;
-    if (head_get(in.p, hlen, "Content-Length", v, sizeof v)) {
-        char *e;
-        errno = 0;
-        clen = strtoll(v, &e, 10);
-        if (errno || e == v || *e || clen < 0) {
-            rc = pd_seterr(err, errlen, PD_EIO, "bad content-length '%s'", v);
-            goto out;
-        }
-    } else if (status == 204 || status == 304 || status < 200) {
-        clen = 0;
-    }
-    if (clen > FWD_MAX_BODY) {
-        rc = pd_seterr(err, errlen, PD_EIO, "response body of %lld bytes too large", clen);
-        goto out;
-    }
-    /* body: whatever followed the head, then the rest */
-    size_t have = in.len - hlen;
-    pd_buf_append(&r->body, in.p + hlen, have);
-    if (clen >= 0) {
-        if (r->body.len > (size_t)clen) { /* pipelined junk: do not reuse */
-            r->body.len = (size_t)clen;
-            r->keepalive = 0;
-        }
-        while (r->body.len < (size_t)clen) {
-            ssize_t n = recv_some(fd, &r->body, PD_MIN((size_t)clen - r->body.len, 65536),
-                                  deadline_us);
-            if (n == -2) {
-                rc = pd_seterr(err, errlen, PD_EIO, "timed out reading response body");
-                goto out;
-            }
-            if (n <= 0) {
-                rc = pd_seterr(err, errlen, PD_EIO, "connection closed in response body");
-                goto out;
-            }
-        }
-    } else { /* delimited by close */
-        r->keepalive = 0;
-        for (;;) {
-            if (r->body.len > FWD_MAX_BODY) {
-                rc = pd_seterr(err, errlen, PD_EIO, "response body too large");
-                goto out;
-            }
-            ssize_t n = recv_some(fd, &r->body, 65536, deadline_us);
-            if (n == 0) break;
-            if (n < 0) {
-                rc = pd_seterr(err, errlen, PD_EIO, "%s reading response body",
-                               n == -2 ? "timed out" : "error");
-                goto out;
-            }
-        }
-    }
-out:
-    pd_buf_free(&in);
-    return rc;
-}
-
-/* Sends GET <url base><path_query> to the peer at url; fills *r. The
- * caller frees r->body in every case. */
-static int fwd_get(pd_http *h, const char *url, const char *path_query, int hops, int stale_ok,
-                   fwd_resp *r, char *err, size_t errlen)
-{
-    const pd_config *cfg = h->w->cfg;
-    char host[256], port[16], base[256];
-    if (url_split(url, host, sizeof host, port, sizeof port, base, sizeof base) != PD_OK)
-        return pd_seterr(err, errlen, PD_EINVAL, "unsupported peer URL");
-    pd_buf req = {0};
-    pd_buf_printf(&req, "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\nX-Profiled-Hops: %d\r\n"
-                  "Accept: application/json\r\nConnection: keep-alive\r\n",
-                  base, path_query, strchr(host, ':') ? "[" : "", host,
-                  strchr(host, ':') ? "]" : "", port, hops);
-    const char *tok = internal_token(cfg);
-    if (tok) pd_buf_printf(&req, "Authorization: Bearer %s\r\n", tok);
-    if (stale_ok) pd_buf_printf(&req, "X-Profiled-Stale-Ok: 1\r\n");
-    PD_BUF_LIT(&req, "\r\n");
-
-    int64_t deadline = pd_mono_us() + cfg->forward_timeout_ms * 1000;
-    int rc = PD_EIO;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int fd = attempt == 0 ? pool_get(h, host, port) : -1;
-        int reused = fd >= 0;
-        if (fd < 0) fd = fwd_connect(host, port, deadline, err, errlen);
-        if (fd < 0) {
-            rc = PD_EIO;
-            break;
-        }
-        r->status = 0;
-        r->keepalive = 0;
-        r->retry_after[0] = '\0';
-        r->body.len = 0;
-        rc = fwd_exchange(fd, req.p, req.len, deadline, r, err, errlen);
-        if (rc == PD_OK) {
-            if (r->keepalive) pool_put(h, host, port, fd);
-            else close(fd);
-            break;
-        }
-        close(fd);
-        if (!(rc == PD_EAGAIN && reused)) break;
-    }
-    if (rc == PD_EAGAIN) rc = PD_EIO;
-    pd_buf_free(&req);
-    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -864,22 +392,34 @@ out:
     range_put(h, rg);
 }
 
-/* Forwards the query to url (internal route). stale_ok asks a replica to
- * answer from its warm copy. Returns PD_OK when a response was relayed into
- * r, else an error with err set (r untouched). */
+/* Forwards the query to url (internal route) with the hop count, the
+ * cluster token and, with stale_ok, a request that a replica answer from
+ * its warm copy. Returns PD_OK when a response was relayed into r, else an
+ * error with err set (r untouched). */
 static int forward_to(pd_http *h, const char *url, const char *user, size_t ulen, const char *qs, int hops,
                       int stale_ok, http_resp *r, char *err, size_t errlen)
 {
     pd_worker *w = h->w;
-    pd_buf pq = {0};
-    pd_buf_append(&pq, PFX_INTERNAL, sizeof PFX_INTERNAL - 1);
-    path_encode(&pq, user, ulen);
-    if (qs && *qs) pd_buf_printf(&pq, "?%s", qs);
-    fwd_resp fr = {0};
-    int rc = fwd_get(h, url, pq.p, hops + 1, stale_ok, &fr, err, errlen);
-    if (rc == PD_OK && fr.status == 503 && stale_ok) {
-        rc = pd_seterr(err, errlen, PD_EAGAIN, "replica at %s has no usable copy", url);
+    pd_buf pq = {0}, hdrs = {0};
+    pd_peer_resp fr = {0};
+    pd_peer_url u;
+    int rc = pd_peer_url_parse(url, &u);
+    if (rc != PD_OK) {
+        pd_seterr(err, errlen, rc, "unsupported peer URL");
+        goto out;
     }
+    pd_buf_append(&pq, PFX_INTERNAL, sizeof PFX_INTERNAL - 1);
+    pd_pct_encode(&pq, user, ulen);
+    if (qs && *qs) pd_buf_printf(&pq, "?%s", qs);
+    pd_buf_printf(&hdrs, "X-Profiled-Hops: %d\r\nAccept: application/json\r\n", hops + 1);
+    const char *tok = internal_token(w->cfg);
+    if (tok) pd_buf_printf(&hdrs, "Authorization: Bearer %s\r\n", tok);
+    if (stale_ok) PD_BUF_LIT(&hdrs, "X-Profiled-Stale-Ok: 1\r\n");
+    pd_peer_req rq = {.path_query = pq.p, .headers = hdrs.p,
+                      .deadline_us = pd_mono_us() + w->cfg->forward_timeout_ms * 1000};
+    rc = pd_peer_get(h->pool, &u, &rq, &fr, err, errlen);
+    if (rc == PD_OK && fr.status == 503 && stale_ok)
+        rc = pd_seterr(err, errlen, PD_EAGAIN, "replica at %s has no usable copy", url);
     if (rc == PD_OK) {
         if (w->metrics) PD_INC(w->metrics->forwarded);
         r->status = fr.status;
@@ -889,11 +429,12 @@ static int forward_to(pd_http *h, const char *url, const char *user, size_t ulen
         r->off = 0;
         memset(&fr.body, 0, sizeof fr.body);
         if (fr.retry_after[0]) resp_header(r, "Retry-After", "%s", fr.retry_after);
-    } else if (w->metrics) {
-        PD_INC(w->metrics->forward_errors);
     }
+out:
+    if (rc != PD_OK && w->metrics) PD_INC(w->metrics->forward_errors);
     pd_buf_free(&fr.body);
     pd_buf_free(&pq);
+    pd_buf_free(&hdrs);
     return rc;
 }
 
@@ -970,7 +511,7 @@ static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, 
     pd_worker *w = h->w;
     char user[PD_MAX_USER_ID];
     size_t ulen = 0;
-    int rc = path_decode(seg, seglen, user, sizeof user, &ulen);
+    int rc = pd_pct_decode(seg, seglen, 0, user, sizeof user, &ulen);
     if (rc == PD_EINVAL) {
         resp_error(r, 400, "bad request", "user_id: malformed percent-encoding");
         return;
@@ -1045,11 +586,6 @@ static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, 
  * stream (see handoff.h). It is first written to a file next to the store
  * (one consistent RocksDB snapshot, however slow the peer reads) and then
  * sent with a Content-Length. */
-static int snap_sink(void *arg, const void *d, size_t n)
-{
-    return fwrite(d, 1, n, (FILE *)arg) == n ? 0 : -1;
-}
-
 static void route_snapshot(pd_http *h, struct mg_connection *c, const char *seg, http_resp *r)
 {
     pd_worker *w = h->w;
@@ -1075,7 +611,7 @@ static void route_snapshot(pd_http *h, struct mg_connection *c, const char *seg,
     unlink(path); /* anonymous from here on: nothing to clean up after a crash */
     uint64_t bytes = 0;
     int64_t t0 = pd_mono_us();
-    int rc = pd_handoff_export(w->store, w->schema, (int32_t)p, snap_sink, f, &cp, &bytes, err, sizeof err);
+    int rc = pd_handoff_export(w->store, w->schema, (int32_t)p, pd_handoff_file_sink, f, &cp, &bytes, err, sizeof err);
     if (rc == PD_ENOTFOUND) {
         fclose(f);
         resp_error(r, 404, "not found", "partition %ld: no state on %s", p, w->cfg->id);
@@ -1460,7 +996,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     };
     pd_http *h = pd_calloc(1, sizeof *h);
     h->w = w;
-    pthread_mutex_init(&h->pool_mu, NULL);
+    h->pool = pd_peer_pool_new();
     pd_stash_init(&h->ranges);
     struct mg_callbacks cbs;
     memset(&cbs, 0, sizeof cbs);
@@ -1511,7 +1047,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
 fail:
     if (h->ctx) mg_stop(h->ctx);
     mg_exit_library();
-    pthread_mutex_destroy(&h->pool_mu);
+    pd_peer_pool_free(h->pool);
     pd_stash_drain(&h->ranges, range_destroy);
     pd_free(h);
     return PD_EIO;
@@ -1537,7 +1073,7 @@ static void *stop_poke_thread(void *arg)
     for (int i = 0; i < 100 && !atomic_load(&sp->done); i++) {
         usleep(20000);
         if (atomic_load(&sp->done)) break;
-        int fd = fwd_connect(sp->host, sp->port, pd_mono_us() + 100000, NULL, 0);
+        int fd = pd_peer_connect(sp->host, sp->port, pd_mono_us() + 100000, NULL, 0);
         if (fd >= 0) close(fd);
     }
     return NULL;
@@ -1567,8 +1103,7 @@ void pd_http_stop(pd_http *h)
     atomic_store(&sp.done, 1);
     if (poking) pthread_join(poker, NULL);
     mg_exit_library();
-    pool_free(h);
-    pthread_mutex_destroy(&h->pool_mu);
+    pd_peer_pool_free(h->pool);
     pd_stash_drain(&h->ranges, range_destroy);
     pd_free(h);
 }

@@ -53,39 +53,18 @@
 /* parameter parsing                                                    */
 /* ------------------------------------------------------------------ */
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) into a fresh NUL-terminated string (*out, caller
- * frees; set even on failure so `goto out` frees uniformly). *outlen gets
- * the decoded length. PD_EINVAL on a malformed escape or an embedded NUL. */
+/* Percent-decodes s[0..n) ('+' = space, "%00" refused) into a fresh
+ * NUL-terminated string (*out, caller frees; set even on failure so
+ * `goto out` frees uniformly). *outlen gets the decoded length. PD_EINVAL
+ * on a malformed escape or an embedded NUL. */
 static int qry_decode(const char *s, size_t n, char **out, size_t *outlen)
 {
     char *d = pd_malloc(n + 1);
-    size_t k = 0;
     *out = d;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            if (i + 2 >= n) return PD_EINVAL;
-            int h1 = hexval((unsigned char)s[i + 1]), h2 = hexval((unsigned char)s[i + 2]);
-            if (h1 < 0 || h2 < 0) return PD_EINVAL;
-            c = (char)(h1 * 16 + h2);
-            if (c == '\0') return PD_EINVAL;
-            i += 2;
-        }
-        d[k++] = c;
-    }
-    d[k] = '\0';
-    *outlen = k;
-    return PD_OK;
+    d[0] = '\0';
+    int rc = pd_pct_decode(s, n, PD_PCT_FORM | PD_PCT_NO_NUL, d, n, outlen);
+    if (rc == PD_OK) d[*outlen] = '\0';
+    return rc;
 }
 
 /* A printable, bounded copy of a user-supplied token for error messages

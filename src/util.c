@@ -1,7 +1,7 @@
 /*
  * util.c -- allocation wrappers, error strings, logging, buffers, varints,
  * the one number format (pd_fmt_double), UTF-8 validation, calendar
- * arithmetic and Kafka's murmur2 partitioner.
+ * arithmetic, Kafka's murmur2 partitioner, hex digits and percent-encoding.
  *
  * Everything here is pure or touches only stderr and the clock; no module
  * state. Calendar math uses Howard Hinnant's civil-from-days algorithm
@@ -577,4 +577,54 @@ int64_t pd_tz_day(const pd_tz *tz, int64_t ms)
     }
     int64_t l = ms + off;
     return l >= 0 ? l / 86400000 : -((-l + 86399999) / 86400000);
+}
+
+/* ---- hex digits and percent-encoding (RFC 3986) ---- */
+
+int pd_hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int pd_pct_decode(const char *s, size_t n, unsigned flags, char *out, size_t cap, size_t *outlen)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '+' && (flags & PD_PCT_FORM)) {
+            c = ' ';
+        } else if (c == '%') {
+            if (i + 2 >= n) return PD_EINVAL;
+            int h1 = pd_hexval((unsigned char)s[i + 1]), h2 = pd_hexval((unsigned char)s[i + 2]);
+            if (h1 < 0 || h2 < 0) return PD_EINVAL;
+            c = h1 * 16 + h2;
+            if (c == 0 && (flags & PD_PCT_NO_NUL)) return PD_EINVAL;
+            i += 2;
+        }
+        if (k >= cap) return PD_ERANGE;
+        out[k++] = (char)c;
+    }
+    *outlen = k;
+    return PD_OK;
+}
+
+void pd_pct_encode(pd_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    pd_buf_reserve(b, 3 * n + 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+            c == '_' || c == '~') {
+            b->p[b->len++] = (char)c;
+        } else {
+            b->p[b->len++] = '%';
+            b->p[b->len++] = hex[c >> 4];
+            b->p[b->len++] = hex[c & 15];
+        }
+    }
+    b->p[b->len] = '\0';
 }

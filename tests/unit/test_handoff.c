@@ -1,16 +1,14 @@
 /* test_handoff.c -- snapshot export / verify / apply between two stores,
- * and rejection of corrupted and truncated streams. */
+ * rejection of corrupted and truncated streams, and the fetch over HTTP
+ * from a scripted loopback server. */
 #include "test.h"
 #include "handoff.h"
+#include "loopback.h"
 #include "store.h"
 #include "util.h"
 
 #include <stdlib.h>
-
-static int to_file(void *arg, const void *d, size_t n)
-{
-    return fwrite(d, 1, n, (FILE *)arg) == n ? 0 : -1;
-}
+#include <unistd.h>
 
 static void ev_set(pd_event *ev, const pd_schema *s, const char *user, int64_t ts, const char *color, double price)
 {
@@ -112,14 +110,14 @@ TEST(handoff_roundtrip_and_rejects_damage)
     FILE *f = fopen(snap, "wb");
     pd_checkpoint cp;
     uint64_t bytes = 0;
-    CHECK_INT(pd_handoff_export(a, &s, 3, to_file, f, &cp, &bytes, err, sizeof err), PD_OK);
+    CHECK_INT(pd_handoff_export(a, &s, 3, pd_handoff_file_sink, f, &cp, &bytes, err, sizeof err), PD_OK);
     fclose(f);
     CHECK_INT(cp.next_offset, 777);
     CHECK_INT(cp.clock_ms, 123456);
     CHECK(bytes > 100);
     /* No state for partition 9. */
     f = fopen("/dev/null", "wb");
-    CHECK_INT(pd_handoff_export(a, &s, 9, to_file, f, &cp, NULL, err, sizeof err), PD_ENOTFOUND);
+    CHECK_INT(pd_handoff_export(a, &s, 9, pd_handoff_file_sink, f, &cp, NULL, err, sizeof err), PD_ENOTFOUND);
     fclose(f);
 
     /* Damaged copies are rejected and never touch the store. */
@@ -218,4 +216,131 @@ TEST(handoff_roundtrip_and_rejects_damage)
     free(data);
     pd_store_close(a);
     pd_store_close(b);
+}
+
+/* ---- fetch over HTTP, from a scripted loopback server ---- */
+
+static int to_buf(void *arg, const void *d, size_t n)
+{
+    pd_buf_append(arg, d, n);
+    return 0;
+}
+
+enum { SNAP_OK, SNAP_TRUNCATED, SNAP_CORRUPT, SNAP_STALL, SNAP_STATUS };
+typedef struct {
+    const pd_buf *snap;
+    int mode;
+    int status; /* SNAP_STATUS */
+} t_snapsrv;
+
+static int h_snap(void *arg, int fd, const char *req, int k, int n)
+{
+    t_snapsrv *s = arg;
+    char head[160];
+    if (s->mode == SNAP_STATUS) {
+        snprintf(head, sizeof head, "HTTP/1.1 %d Nope\r\nContent-Length: 2\r\n\r\n{}", s->status);
+        t_lb_sends(fd, head);
+        return T_LB_CLOSE;
+    }
+    snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %zu\r\n\r\n",
+             s->snap->len);
+    t_lb_sends(fd, head);
+    if (s->mode == SNAP_CORRUPT) {
+        pd_buf c = {0};
+        pd_buf_append(&c, s->snap->p, s->snap->len);
+        c.p[c.len / 2] ^= 1;
+        t_lb_send(fd, c.p, c.len);
+        pd_buf_free(&c);
+        return T_LB_CLOSE;
+    }
+    size_t n_send = s->mode == SNAP_OK ? s->snap->len : s->snap->len / 2;
+    t_lb_send(fd, s->snap->p, n_send);
+    return s->mode == SNAP_STALL ? T_LB_HOLD : T_LB_CLOSE;
+}
+
+TEST(handoff_fetch_http)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char err[256], pa[400], dst[400], url[96], last[8192];
+    const char *root = pd_test_tmpdir();
+    snprintf(pa, sizeof pa, "%s/a", root);
+    snprintf(dst, sizeof dst, "%s/fetched", root);
+    pd_store_opts o = {0};
+    pd_store *a = NULL;
+    CHECK_INT(pd_store_open(&a, pa, &s, &o, err, sizeof err), PD_OK);
+    pd_store_batch *bt = pd_store_batch_new(a);
+    for (int u = 0; u < 300; u++) {
+        char user[16];
+        snprintf(user, sizeof user, "f-%d", u);
+        pd_profile pr;
+        pd_profile_init(&pr, &s);
+        pd_event ev;
+        ev_set(&ev, &s, user, 20770 * 86400000LL + u, u % 2 ? "red" : "blue", u);
+        pd_profile_add(&pr, &ev);
+        CHECK_INT(pd_store_batch_merge(bt, 20770, 3, user, strlen(user), &pr, err, sizeof err), PD_OK);
+        pd_profile_free(&pr);
+    }
+    pd_store_batch_set_checkpoint(bt, 3, 4242, 99);
+    CHECK_INT(pd_store_commit(a, bt, err, sizeof err), PD_OK);
+    pd_store_batch_free(bt);
+    pd_buf snap = {0};
+    pd_checkpoint cp;
+    CHECK_INT(pd_handoff_export(a, &s, 3, to_buf, &snap, &cp, NULL, err, sizeof err), PD_OK);
+    pd_store_close(a);
+
+    t_snapsrv ss = {.snap = &snap, .mode = SNAP_OK};
+    t_lb srv;
+    CHECK_INT(t_lb_start(&srv, h_snap, &ss), 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", srv.port);
+    uint64_t bytes = 0;
+    memset(&cp, 0, sizeof cp);
+    CHECK_INT(pd_handoff_fetch(url, 3, "tok", &s, dst, 2000, &cp, &bytes, err, sizeof err), PD_OK);
+    CHECK_INT(bytes, snap.len);
+    CHECK_INT(cp.next_offset, 4242);
+    CHECK_INT(cp.clock_ms, 99);
+    FILE *f = fopen(dst, "rb");
+    CHECK(f != NULL);
+    if (f) {
+        char *got = malloc(snap.len + 1);
+        CHECK_INT(fread(got, 1, snap.len + 1, f), snap.len);
+        CHECK(memcmp(got, snap.p, snap.len) == 0);
+        free(got);
+        fclose(f);
+    }
+    t_lb_last(&srv, last, sizeof last);
+    CHECK(strncmp(last, "GET /internal/v1/snapshot/3 HTTP/1.1\r\n", 38) == 0);
+    CHECK(strstr(last, "\r\nAuthorization: Bearer tok\r\n") != NULL);
+    CHECK(strstr(last, "\r\nConnection: close") != NULL);
+    /* no token: no Authorization header; a base path in the URL is kept */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/pfx/", srv.port);
+    CHECK_INT(pd_handoff_fetch(url, 3, NULL, &s, dst, 2000, &cp, &bytes, err, sizeof err), PD_OK);
+    t_lb_last(&srv, last, sizeof last);
+    CHECK(strncmp(last, "GET /pfx/internal/v1/snapshot/3 HTTP/1.1\r\n", 42) == 0);
+    CHECK(strstr(last, "Authorization") == NULL);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", srv.port);
+
+    /* failures leave no file behind */
+    static const struct {
+        int mode, status, rc;
+    } bad[] = {
+        {SNAP_TRUNCATED, 0, PD_EIO},     {SNAP_CORRUPT, 0, PD_ECORRUPT}, {SNAP_STATUS, 404, PD_ENOTFOUND},
+        {SNAP_STATUS, 503, PD_EAGAIN},   {SNAP_STATUS, 500, PD_EIO},     {SNAP_STALL, 0, PD_EIO},
+    };
+    for (size_t i = 0; i < PD_ARRAY_LEN(bad); i++) {
+        ss.mode = bad[i].mode;
+        ss.status = bad[i].status;
+        int64_t t0 = pd_mono_us();
+        int rc = pd_handoff_fetch(url, 3, "tok", &s, dst, 200, &cp, &bytes, err, sizeof err);
+        if (rc != bad[i].rc) pd_test_fail(__FILE__, __LINE__, "case %zu: rc %d (%s)", i, rc, err);
+        CHECK(access(dst, F_OK) != 0);
+        CHECK(pd_mono_us() - t0 < 2000000); /* the stall is bounded by the idle timeout */
+    }
+    t_lb_stop(&srv);
+    CHECK_INT(pd_handoff_fetch("ftp://x", 3, NULL, &s, dst, 200, &cp, &bytes, err, sizeof err), PD_EINVAL);
+    /* nobody listening */
+    CHECK_INT(pd_handoff_fetch("http://127.0.0.1:1", 3, NULL, &s, dst, 200, &cp, &bytes, err, sizeof err),
+              PD_EAGAIN);
+    CHECK(access(dst, F_OK) != 0);
+    pd_buf_free(&snap);
 }
