@@ -89,25 +89,6 @@ void *pd_stash_take(pd_stash *s);
 int pd_stash_give(pd_stash *s, void *x);
 void pd_stash_drain(pd_stash *s, void (*destroy)(void *));
 
-/* PD_SORT_DEFINE(name, T, cmp) defines `static void name(T *e, size_t n)`:
- * sorts e[0..n) in place by `int cmp(const T *, const T *)` (negative, 0,
- * positive; a total preorder) with the C library's qsort; not stable. An
- * inlined quicksort stood here (no depth limit: O(n^2) on bad input); it
- * went by the "measured, or gone" rule: bench_process on the 250k-event
- * end-to-end data, 4 interleaved pairs, quicksort/qsort: flush (the
- * committer's sort) 0.79/0.73 0.80/0.80 0.76/0.61 0.54/0.67 s, process
- * CPU 1.76/1.75 1.81/1.81 1.86/1.93 1.76/1.81 s; query rendering ~0.2 us
- * an answer in-process, below the noise of a query's ~40 us. */
-#define PD_SORT_DEFINE(name, T, cmp)                                        \
-    static int name##_qsort_cmp(const void *a, const void *b)               \
-    {                                                                       \
-        return cmp((const T *)a, (const T *)b);                             \
-    }                                                                       \
-    static void name(T *e, size_t n)                                        \
-    {                                                                       \
-        if (n > 1) qsort(e, n, sizeof *e, name##_qsort_cmp);               \
-    }
-
 /* Growable byte buffer. Owns `p`; pd_buf_free releases it. */
 typedef struct {
     char *p;

@@ -338,20 +338,12 @@ typedef struct {
     size_t bad_len;     /* on failure: bytes of the bad token at p to quote, or 0 */
 } scanner;
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
 /* The code of \uXXXX's four hex digits at s, or -1 when any is not hex. */
 static long hex4(const unsigned char *s)
 {
     long h = 0;
     for (int i = 0; i < 4; i++) {
-        int v = hexval(s[i]);
+        int v = pd_hexval(s[i]);
         if (v < 0) return -1;
         h = (h << 4) | v;
     }

@@ -388,7 +388,10 @@ static inline int qry_ent_cmp(const qry_ent *a, const qry_ent *b)
     return a->len < b->len ? -1 : (a->len > b->len ? 1 : 0);
 }
 
-PD_SORT_DEFINE(qry_ent_sort, qry_ent, qry_ent_cmp)
+static int qry_ent_qsort_cmp(const void *a, const void *b)
+{
+    return qry_ent_cmp(a, b);
+}
 
 /* Merged catset over several days. ents is `small` or owned (entries
  * borrow strings). */
@@ -433,7 +436,7 @@ static void qry_cat_merge(qry_cat *r, const pd_query_day *days, const double *w,
         }
         r->other += w[d] * (double)c->other;
     }
-    qry_ent_sort(r->ents, r->n);
+    if (r->n > 1) qsort(r->ents, r->n, sizeof *r->ents, qry_ent_qsort_cmp);
     size_t k = 0;
     for (size_t i = 0; i < r->n; i++) {
         if (k && qry_ent_cmp(&r->ents[k - 1], &r->ents[i]) == 0) r->ents[k - 1].w += r->ents[i].w;

@@ -1,6 +1,6 @@
 /* test_util.c -- murmur2 against Kafka's published vectors, UTF-8, calendar,
- * RFC 3339, varints, time zones, JSON string escaping, the sort macro and
- * the number formats. */
+ * RFC 3339, varints, time zones, JSON string escaping and the number
+ * formats. */
 #include "test.h"
 #include "util.h"
 
@@ -125,58 +125,6 @@ TEST(json_string_escape)
     pd_buf_json_str(&b, "a\"b\\c\n\x01", 7);
     CHECK_STR(b.p, "\"a\\\"b\\\\c\\n\\u0001\"");
     pd_buf_free(&b);
-}
-
-/* PD_SORT_DEFINE (a typed wrapper of qsort) against qsort of the bare
- * keys: empty, tiny and larger arrays, few and many distinct keys, sorted,
- * reversed and random input. The payload checks the result is a
- * permutation of the input (every element exactly once). */
-typedef struct {
-    uint32_t key;
-    uint32_t id;
-} srt_el;
-
-static int srt_cmp(const srt_el *a, const srt_el *b) { return a->key < b->key ? -1 : a->key > b->key; }
-PD_SORT_DEFINE(srt_sort, srt_el, srt_cmp)
-
-static int srt_qcmp(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-TEST(sort_define_matches_qsort)
-{
-    static const size_t sizes[] = {0, 1, 2, 11, 12, 13, 14, 50, 257, 1000, 4096};
-    static srt_el e[4096];
-    static uint32_t ref[4096];
-    static uint8_t seen[4096];
-    uint64_t rng = 88172645463325252ULL;
-    int bad = 0;
-    for (size_t si = 0; si < PD_ARRAY_LEN(sizes); si++) {
-        for (int shape = 0; shape < 4; shape++) {
-            size_t n = sizes[si];
-            for (size_t i = 0; i < n; i++) {
-                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-                uint32_t k = shape == 0 ? (uint32_t)rng                 /* random, distinct mostly */
-                           : shape == 1 ? (uint32_t)(rng % 3)           /* three keys */
-                           : shape == 2 ? (uint32_t)i                   /* sorted */
-                                        : (uint32_t)(n - i);            /* reversed */
-                e[i] = (srt_el){k, (uint32_t)i};
-                ref[i] = k;
-            }
-            srt_sort(e, n);
-            qsort(ref, n, sizeof ref[0], srt_qcmp);
-            memset(seen, 0, n);
-            for (size_t i = 0; i < n; i++) {
-                if (e[i].key != ref[i] || e[i].id >= n || seen[e[i].id]++) {
-                    bad++;
-                    break;
-                }
-            }
-        }
-    }
-    CHECK_INT(bad, 0);
 }
 
 /* pd_fmt_u64 / pd_fmt_i64 against printf: every power of ten and its
