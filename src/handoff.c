@@ -10,6 +10,8 @@
  * established by the trailer checksum, not by the transport.
  */
 #include "handoff.h"
+
+#include "event.h"
 #include "peer.h"
 #include "util.h"
 
@@ -20,7 +22,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define SNAP_HDR_LEN 20    /* magic 8 + partition 4 + fingerprint 8 */
+#define SNAP_HDR_LEN 24    /* magic 8 + partition 4 + fingerprint 8 + dialect 4 */
 #define SNAP_TRAILER_LEN 33 /* 'E' + 8 + 8 + 8 + 8 */
 #define APPLY_BATCH_BYTES (4u << 20)
 
@@ -71,6 +73,7 @@ int pd_handoff_export(pd_store *st, const pd_schema *s, int32_t p, pd_handoff_si
     memcpy(hdr, PD_SNAPSHOT_MAGIC, 8);
     pd_put_u32be(hdr + 8, (uint32_t)p);
     pd_put_u64be(hdr + 12, s->fingerprint);
+    pd_put_u32be(hdr + 20, PD_EVENT_DIALECT);
     pd_buf_append(&x.buf, hdr, sizeof hdr);
     pd_checkpoint cp;
     int rc = pd_store_export_partition(st, p, &cp, ex_record, &x, err, errlen);
@@ -164,6 +167,11 @@ static int walk(const char *path, int32_t p, const pd_schema *s, pd_store *st, p
     }
     if (pd_get_u64be(hdr + 12) != s->fingerprint) {
         pd_seterr(err, errlen, rc, "snapshot was made with a different schema");
+        goto out;
+    }
+    if (pd_get_u32be(hdr + 20) != PD_EVENT_DIALECT) {
+        pd_seterr(err, errlen, rc, "snapshot was built under event dialect %u, this build uses %d",
+                  pd_get_u32be(hdr + 20), PD_EVENT_DIALECT);
         goto out;
     }
     if (st) {

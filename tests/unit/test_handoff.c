@@ -2,6 +2,8 @@
  * rejection of corrupted and truncated streams, and the fetch over HTTP
  * from a scripted loopback server. */
 #include "test.h"
+#include <xxhash.h>
+#include "event.h"
 #include "handoff.h"
 #include "loopback.h"
 #include "store.h"
@@ -143,6 +145,29 @@ TEST(handoff_roundtrip_and_rejects_damage)
         data[pos] ^= 0x20;
     }
     CHECK_INT(pd_handoff_verify(snap, 4, &s, &cp, NULL, err, sizeof err), PD_ECORRUPT); /* wrong partition */
+    /* A well-formed stream built under another event dialect (header word at
+     * byte 20, checksum recomputed so only the dialect differs) is refused. */
+    {
+        char *dia = malloc(bytes);
+        memcpy(dia, data, bytes);
+        for (uint32_t v = 1; v <= 3; v += 2) {
+            pd_put_u32be((uint8_t *)dia + 20, v);
+            pd_put_u64be((uint8_t *)dia + bytes - 8, XXH3_64bits(dia, bytes - 8));
+            f = fopen(bad, "wb");
+            fwrite(dia, 1, bytes, f);
+            fclose(f);
+            err[0] = 0;
+            CHECK_INT(pd_handoff_verify(bad, 3, &s, &cp, NULL, err, sizeof err), PD_ECORRUPT);
+            CHECK(strstr(err, "dialect") != NULL);
+        }
+        pd_put_u32be((uint8_t *)dia + 20, PD_EVENT_DIALECT); /* the control: accepted again */
+        pd_put_u64be((uint8_t *)dia + bytes - 8, XXH3_64bits(dia, bytes - 8));
+        f = fopen(bad, "wb");
+        fwrite(dia, 1, bytes, f);
+        fclose(f);
+        CHECK_INT(pd_handoff_verify(bad, 3, &s, &cp, NULL, err, sizeof err), PD_OK);
+        free(dia);
+    }
     pd_checkpoint none;
     CHECK_INT(pd_store_get_checkpoint(b, 3, &none), PD_ENOTFOUND);
     count_ctx cb = {0};
