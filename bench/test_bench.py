@@ -154,4 +154,8 @@ class Output(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    # The project's closing line ("N passed, N failed"), which tests/run.py adds up.
+    res = unittest.main(exit=False).result
+    bad = len(res.failures) + len(res.errors)
+    print("%d passed, %d failed" % (res.testsRun - bad, bad))
+    sys.exit(1 if bad else 0)

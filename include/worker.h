@@ -4,8 +4,10 @@
  *
  * Ownership: pd_worker is created by main (profiled.c), which owns every
  * pointer in it and destroys them in shutdown order. The ingest thread is
- * the only writer of the store and of pd_partstate fields except where a
- * field says otherwise; HTTP threads read the atomics.
+ * the only writer of the store and of pd_partstate: it keeps each
+ * partition's state privately (ingest.c) and copies it here in one
+ * function, part_publish (release stores), after every change; HTTP
+ * threads read the atomics (acquire) and never write them.
  */
 #ifndef PD_WORKER_H
 #define PD_WORKER_H

@@ -1,7 +1,8 @@
 """run.py -- the test runner behind `make test`.
 
 Runs the unit tests (sanitizer build), then every black-box test module in
-tests/bb/ (each against its own embedded broker), each with a time bound.
+tests/bb/ (each against its own embedded broker), each with a time bound,
+then the bench harness's tests (bench/test_bench.py).
 Adds up their "N passed, N failed" lines and prints the total as the last line.
 Usage: tests/run.py [module-or-test-substring ...]
 """
@@ -57,6 +58,12 @@ def main():
         if filt == ["unit"]:
             continue
         p, f = run(mod, [py, os.path.join(BB, mod)])
+        total_p += p
+        total_f += f
+    # The bench harness's own tests (no broker, under a second): the report
+    # and the verdicts `make bench` prints are code too.
+    if not filt or any(x in "bench" for x in filt):
+        p, f = run("bench/test_bench.py", [py, os.path.join(ROOT, "bench", "test_bench.py")])
         total_p += p
         total_f += f
     print("%d passed, %d failed" % (total_p, total_f))
