@@ -147,6 +147,17 @@ size_t pd_fmt_i64(char *out, int64_t v);
 #define PD_NUM_PROM 1u
 size_t pd_fmt_double(char *out, double v, unsigned flags);
 
+/* pd_fmt_scaled: the text pd_fmt_double gives the double nearest to
+ * units / 10^decimals, for an integral `units` (decimals 0..9) -- the form
+ * of every value the renderer rounds to a fixed number of places (shares
+ * to 4, weighted counts to 6). For |units| < 10^15 and a value that is 0 or
+ * at least 1e-4 in magnitude it writes units' own digits with the point
+ * inserted and trailing zeros dropped (that is what %.15g prints for a
+ * decimal of at most 15 significant digits, DBL_DIG, and it reads back);
+ * otherwise it calls pd_fmt_double. Same buffer contract as pd_fmt_double. */
+size_t pd_fmt_scaled(char *out, double units, int decimals);
+void pd_buf_put_scaled(pd_buf *b, double units, int decimals);
+
 /* Varints (LEB128, unsigned) and zigzag. Decoders return bytes consumed, or
  * 0 on truncation/overflow. */
 void pd_put_uvarint(pd_buf *b, uint64_t v);

@@ -335,8 +335,8 @@ typedef struct {
 /* A (weighted) count: rounded to 6 decimals when weighted. */
 static void put_count(const qry_ctx *c, double v)
 {
-    if (c->weighted && isfinite(v)) v = round(v * 1e6) / 1e6;
-    put_num(c->out, v);
+    if (c->weighted && isfinite(v)) pd_buf_put_scaled(c->out, round(v * 1e6), 6);
+    else put_num(c->out, v);
 }
 
 static double qry_weight(const pd_query *q, int64_t today, int64_t day)
@@ -484,7 +484,7 @@ static void put_share(const qry_ctx *c, double x, double total)
 {
     double s = x / total;
     if (!isfinite(s)) s = 0;
-    put_num(c->out, rint(s * 1e4) / 1e4);
+    pd_buf_put_scaled(c->out, rint(s * 1e4), 4);
 }
 
 /* After put_counts of r into the same buffer. */

@@ -206,6 +206,39 @@ size_t pd_fmt_double(char *out, double v, unsigned flags)
     return (size_t)n;
 }
 
+/* Kept beside the rule (not a second rule: the unit test
+ * fmt_scaled_matches_fmt_double compares it with pd_fmt_double over every
+ * share and random weighted counts) because shares are most of an answer's
+ * non-integers: FIGURE_PLACEHOLDER */
+size_t pd_fmt_scaled(char *out, double units, int decimals)
+{
+    static const uint64_t p10[] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000,
+                                   1000000000};
+    pd_assert(decimals >= 0 && decimals <= 9 && units == trunc(units));
+    double a = fabs(units);
+    if (!(a < 1e15) || (a != 0 && a * 1e4 < (double)p10[decimals]))
+        return pd_fmt_double(out, units / (double)p10[decimals], 0);
+    uint64_t u = (uint64_t)a, ip = u / p10[decimals], fp = u % p10[decimals];
+    size_t n = 0;
+    if (units < 0 && u) out[n++] = '-';
+    n += pd_fmt_u64(out + n, ip);
+    if (fp) {
+        int d = decimals;
+        while (fp % 10 == 0) fp /= 10, d--;
+        out[n++] = '.';
+        for (int i = d - 1; i >= 0; i--, fp /= 10) out[n + (size_t)i] = (char)('0' + fp % 10);
+        n += (size_t)d;
+        out[n] = '\0';
+    }
+    return n;
+}
+
+void pd_buf_put_scaled(pd_buf *b, double units, int decimals)
+{
+    pd_buf_reserve(b, PD_NUM_TEXT_MAX);
+    b->len += pd_fmt_scaled(b->p + b->len, units, decimals);
+}
+
 void pd_buf_put_double(pd_buf *b, double v, unsigned flags)
 {
     pd_buf_reserve(b, PD_NUM_TEXT_MAX); /* formatted in place, NUL included */

@@ -289,3 +289,39 @@ TEST(fmt_double_rule)
     CHECK_INT(bad, 0);
 }
 
+
+/* pd_fmt_scaled against the rule itself: pd_fmt_double of the double
+ * nearest to units / 10^d, for every share (0..10000 / 10^4, both signs)
+ * and random units of every magnitude with 0..9 decimals, including the
+ * edges of its fast path (1e-4, 10^15) and non-finite units. */
+static int scaled_check(double units, int d)
+{
+    static const double p10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+    char a[PD_NUM_TEXT_MAX], b[PD_NUM_TEXT_MAX];
+    size_t na = pd_fmt_scaled(a, units, d), nb = pd_fmt_double(b, units / p10[d], 0);
+    if (na != strlen(a) || na != nb || strcmp(a, b) != 0) {
+        printf("    pd_fmt_scaled(%.17g, %d) = \"%s\", pd_fmt_double = \"%s\"\n", units, d, a, b);
+        return 1;
+    }
+    return 0;
+}
+
+TEST(fmt_scaled_matches_fmt_double)
+{
+    int bad = 0;
+    for (int k = -10000; k <= 10000 && bad < 5; k++) bad += scaled_check(k, 4);
+    static const double edges[] = {0, 1, 9, 10, 99, 100, 999, 1000, 999999999999999.0, 1e15, 1e15 + 2,
+                                   123456789012345.0, 9007199254740992.0, 1e300};
+    for (size_t i = 0; i < PD_ARRAY_LEN(edges); i++)
+        for (int d = 0; d <= 9; d++) bad += scaled_check(edges[i], d) + scaled_check(-edges[i], d);
+    bad += scaled_check(INFINITY, 6) + scaled_check(-INFINITY, 6);
+    uint64_t rng = 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < 300000 && bad < 5; i++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        int bits = (int)(rng % 53), d = (int)((rng >> 8) % 10);
+        double u = (double)((rng >> 11) & ((1ULL << bits) - 1 + (1ULL << bits)));
+        if (rng & (1ULL << 63)) u = -u;
+        bad += scaled_check(u, d);
+    }
+    CHECK_INT(bad, 0);
+}
