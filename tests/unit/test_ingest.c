@@ -212,7 +212,9 @@ TEST(ingest_dedup_on_delivery_across_restart_and_gc)
 
     /* Restart: the index and its clock (200) are rebuilt from the records left. */
     if (!(ig = tw_start(&t, dir))) return;
+    CHECK_INT(feed_at(&t, ig, &off, "q", MIN_MS(10), MIN_MS(10), C), 0);   /* kept at the reloaded clock 200 */
     CHECK_INT(feed_at(&t, ig, &off, "z", MIN_MS(10), MIN_MS(205), C), 1);  /* z@200, clock 205 */
+    CHECK_INT(feed_at(&t, ig, &off, "q", MIN_MS(10), MIN_MS(206), C), 1);  /* q@200 >= 206 - 60 */
     CHECK_INT(feed_at(&t, ig, &off, "x", MIN_MS(170), MIN_MS(150), C), 1); /* x@150 >= 200 - 60 */
     CHECK_INT(feed_at(&t, ig, &off, "x", MIN_MS(170), MIN_MS(211), C), 0); /* clock 211: x@150 expired */
     CHECK_INT(feed_at(&t, ig, &off, "x", MIN_MS(171), MIN_MS(212), C), 1);
