@@ -137,6 +137,19 @@ TEST(ingest_dedup_across_flushes_restarts_and_gc)
     CHECK(want_dup > 100);
 }
 
+/* Events stored for user "u" over all days (-1 when the read fails). */
+static int64_t stored_events(tw *t)
+{
+    char err[256];
+    pd_store_range r;
+    memset(&r, 0, sizeof r);
+    if (pd_store_get_profile_range(t->store, NULL, 0, INT64_MAX, 0, "u", 1, &r, err, sizeof err) != PD_OK) return -1;
+    int64_t events = 0;
+    for (int i = 0; i < r.n; i++) events += (int64_t)r.profs[i].events;
+    pd_store_range_free(&r);
+    return events;
+}
+
 /* Feeds one event at ts (ms) in a record stamped rec_ts of kind `kind` to
  * partition 0; returns 1 when it was counted a duplicate. */
 static int feed_at(tw *t, pd_ingest *ig, int64_t *off, const char *id, int64_t ts, int64_t rec_ts, int kind)
@@ -262,13 +275,7 @@ TEST(ingest_late_retry_counts_once)
         CHECK_INT(atomic_load(&t.metrics.events_accepted), restart ? 0 : 4); /* (counters restart with the worker) */
         CHECK_INT(atomic_load(&t.metrics.events_duplicate), 4);
         CHECK_INT(pd_ingest_flush(ig, err, sizeof err), PD_OK);
-        pd_store_range r;
-        memset(&r, 0, sizeof r);
-        CHECK_INT(pd_store_get_profile_range(t.store, NULL, 0, INT64_MAX, 0, "u", 1, &r, err, sizeof err), PD_OK);
-        uint64_t events = 0;
-        for (int i = 0; i < r.n; i++) events += r.profs[i].events;
-        CHECK_INT(events, 4);
-        pd_store_range_free(&r);
+        CHECK_INT(stored_events(&t), 4);
         pd_ingest_free(ig);
         tw_close(&t);
     }
@@ -354,13 +361,7 @@ TEST(ingest_future_record_cannot_move_the_clock)
     CHECK_INT(pd_store_get_checkpoint(t.store, 0, &cp), PD_OK);
     CHECK_INT(cp.clock_ms, now + h / 2);
     CHECK_INT(cp.next_offset, off);
-    pd_store_range r;
-    memset(&r, 0, sizeof r);
-    CHECK_INT(pd_store_get_profile_range(t.store, NULL, 0, INT64_MAX, 0, "u", 1, &r, err, sizeof err), PD_OK);
-    uint64_t events = 0;
-    for (int i = 0; i < r.n; i++) events += r.profs[i].events;
-    CHECK_INT(events, 4); /* no day dropped */
-    pd_store_range_free(&r);
+    CHECK_INT(stored_events(&t), 4); /* no day dropped */
     pd_ingest_free(ig);
     tw_close(&t);
 }
@@ -423,13 +424,7 @@ TEST(ingest_commit_failure_stops_committing)
     pd_checkpoint cp;
     CHECK_INT(pd_store_get_checkpoint(t.store, 0, &cp), PD_OK);
     CHECK_INT(cp.next_offset, 5);
-    pd_store_range r;
-    memset(&r, 0, sizeof r);
-    CHECK_INT(pd_store_get_profile_range(t.store, NULL, 0, INT64_MAX, 0, "u", 1, &r, err, sizeof err), PD_OK);
-    uint64_t events = 0;
-    for (int i = 0; i < r.n; i++) events += r.profs[i].events;
-    CHECK_INT(events, 5);
-    pd_store_range_free(&r);
+    CHECK_INT(stored_events(&t), 5);
     tw_close(&t);
 }
 
