@@ -218,7 +218,7 @@ static int run_pipeline(const bench_lines *L, bench_worker *b, int64_t batch, pi
     int64_t since = 0;
     for (size_t i = 0; i < L->n; i++) {
         int32_t p = L->part[i] < 0 ? 0 : L->part[i];
-        pd_ingest_record(ig, p, offs[p]++, -1, NULL, 0, L->data + L->off[i], L->llen[i], NULL, 0);
+        pd_ingest_record(ig, p, offs[p]++, -1, 0, NULL, 0, L->data + L->off[i], L->llen[i], NULL, 0);
         if (++since >= batch) {
             double f0 = now_s(); /* as the worker: build, then commit while going on */
             if ((rc = pd_ingest_flush_async(ig, err, sizeof err)) != PD_OK) goto out;

@@ -2,13 +2,31 @@
  * dedup.h -- the de-dup index of one partition: decisions, the pending
  * record of a flush, garbage collection of stored records, reload.
  *
- * The rule (the exactly-once design in ingest.c depends on it): an event
- * with id E in partition p is a duplicate iff a record (p, E, t0) exists
- * with |ts - t0| <= window and t0 >= clock - window (clock: the
- * partition's newest event time, after this event). The record kept for
- * (p, E) is the latest ACCEPTED occurrence; a duplicate never changes it.
- * Records older than clock - window can never match again, so collecting
- * them cannot change a decision.
+ * The rule (the exactly-once design in ingest.c depends on it). The window
+ * is measured on DELIVERIES, not on event time: a client that was offline
+ * for two days and retries its upload sends events two days old twice
+ * within a second, and they must count once. Each partition has a de-dup
+ * clock C: the newest delivery time (rectime.h: the record timestamp,
+ * bounded by the worker's clock; the event time for records without one)
+ * of its accepted events with an id. For an event with id E delivered at
+ * r, let C' = max(C, r). It is a duplicate iff the index holds E with
+ * d0 >= C' - window. Otherwise it is accepted: C becomes C' and E's entry
+ * becomes C' (the latest ACCEPTED occurrence; a duplicate changes
+ * nothing). So "duplicate" means: the partition's delivery clock has moved
+ * at most `window` since E was last accepted.
+ *
+ * Why the clock and not r itself: r is in the log (deterministic for
+ * replicas, replays and rebuilds) but a producer may stamp records with
+ * the event time, or an old time; max(C, r) still advances with the
+ * partition's deliveries, and no single record can move it further than
+ * the bound rectime.h puts on r. Entries with d0 < C - window can never
+ * match again (C only grows), so collecting them cannot change a
+ * decision; and the entries an index accepts are non-decreasing in
+ * acceptance order, each equal to C at its acceptance.
+ *
+ * C is not stored apart: it is the largest entry in the partition's stored
+ * records, which a reload recomputes (the record holding it is never
+ * collected: its gc time is C itself; dedup.c).
  *
  * Ownership: a pd_dedup belongs to the ingest thread; it is plain memory
  * (zero-initialised = not loaded) and keeps no pointer to the store or to
@@ -29,11 +47,12 @@ typedef struct {
 
 typedef struct {
     uint64_t seq;     /* the stored record's key */
-    int64_t gc_ts;    /* collectable once gc_ts < clock - window */
+    int64_t gc_ts;    /* collectable once gc_ts < C - window */
 } pd_dedup_rec;
 
 typedef struct {
     int loaded;
+    int64_t clock;        /* C: newest accepted delivery time (PD_DEDUP_NONE: none yet) */
     pd_dedup_slot *slots; /* cap slots, cap a power of two (0 = none) */
     size_t cap, n;
     pd_dedup_rec *recs;   /* stored records, ascending seq, from index head */
@@ -43,23 +62,23 @@ typedef struct {
     uint32_t flushes;
 } pd_dedup;
 
-/* Replaces d's contents with partition p's records in st (horizon = the
- * partition's clock - window: older entries may be left out). On error d
- * is left unloaded (freed). */
-int pd_dedup_load(pd_dedup *d, pd_store *st, int32_t p, int64_t horizon, char *err, size_t errlen);
-/* The decision for one event of a loaded index: returns 1 when id is a
- * duplicate under the rule (clock = the partition's clock after this
- * event); otherwise records the occurrence (index + pending record) and
- * returns 0. */
-int pd_dedup_check(pd_dedup *d, const char *id, size_t idlen, int64_t ts, int64_t clock, int64_t window);
-/* The latest accepted ts the index holds for id (PD_DEDUP_NONE if none). */
+/* Replaces d's contents with partition p's records in st and recomputes
+ * its clock (entries older than clock - window may be left out). On error
+ * d is left unloaded (freed). */
+int pd_dedup_load(pd_dedup *d, pd_store *st, int32_t p, int64_t window, char *err, size_t errlen);
+/* The decision for one event of a loaded index, delivered at `at`
+ * (rectime.h): returns 1 when id is a duplicate under the rule; otherwise
+ * records the occurrence (clock, index, pending record) and returns 0. */
+int pd_dedup_check(pd_dedup *d, const char *id, size_t idlen, int64_t at, int64_t window);
+/* The delivery time of id's latest accepted occurrence the index holds
+ * (PD_DEDUP_NONE if none). */
 int64_t pd_dedup_lookup(const pd_dedup *d, const char *id, size_t idlen);
 /* At a flush of partition p that checkpoints offset seq (the partition's
- * next offset; ascending across flushes) with clock - window = horizon:
- * adds to sb the deletes of the collectable stored records and the
- * pending record (key seq), and moves the in-memory bookkeeping past them.
- * Does nothing to an index that is not loaded. */
-void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, int64_t horizon);
+ * next offset; ascending across flushes): adds to sb the deletes of the
+ * stored records collectable under the index's clock and `window`, and
+ * the pending record (key seq), and moves the in-memory bookkeeping past
+ * them. Does nothing to an index that is not loaded. */
+void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, int64_t window);
 /* Heap bytes the index holds. */
 size_t pd_dedup_bytes(const pd_dedup *d);
 /* Forgets the index (memory only; the store keeps the records): d is

@@ -48,8 +48,10 @@
 /* Version of the event dialect (JSON syntax and field rules). Workers that
  * replay one log must agree on it: a store written under another version
  * is refused at open. 1 was "what cJSON 1.7.15 accepted", 2 is strict
- * RFC 8259 (docs/data-model.md). */
-#define PD_EVENT_DIALECT 2
+ * RFC 8259 (docs/data-model.md), 3 adds the record-time rules of rectime.h
+ * (record timestamps bounded by the worker's clock, de-dup on delivery
+ * time instead of event time; December 2026). */
+#define PD_EVENT_DIALECT 3
 
 /* Reasons an event is rejected. Names (pd_ev_reason_name) are stable: they
  * appear in the DLQ "reason" header and in metrics labels. */
@@ -76,7 +78,8 @@ typedef enum {
     PD_EV_BAD_ATTR_CONTAINER, /* "bad_attr_container": item/filters present but not an object */
     /* Decided by the worker, not the parser: */
     PD_EV_KEY_MISMATCH,     /* "key_mismatch": Kafka key present and != user_id */
-    PD_EV_FUTURE_TS,        /* "future_ts": ts > record timestamp + max_future_skew */
+    PD_EV_FUTURE_TS,        /* "future_ts": ts > bound + max_future_skew (rectime.h) */
+    PD_EV_FUTURE_TIMESTAMP, /* "future_timestamp": CreateTime record timestamp > worker clock + skew */
     PD_EV__COUNT
 } pd_ev_reason;
 

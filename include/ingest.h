@@ -38,11 +38,17 @@ void pd_ingest_free(pd_ingest *ig);
 /* ---- the Kafka-independent core ---- */
 /* Marks partition p owned and loads its checkpoint (replay mode). */
 int pd_ingest_assign_local(pd_ingest *ig, int32_t p);
-/* Processes one input record. key may be NULL. rec_ts_ms < 0 = unknown.
- * Bad events go to the DLQ (Kafka mode) or are only counted (replay). */
-void pd_ingest_record(pd_ingest *ig, int32_t partition, int64_t offset, int64_t rec_ts_ms,
+/* Processes one input record. key may be NULL. rec_ts_ms is the record
+ * timestamp and rec_ts_type its kind (PD_RECTS_* of rectime.h, equal to
+ * librdkafka's rd_kafka_timestamp_type_t; PD_RECTS_NONE = unknown, then
+ * rec_ts_ms is ignored). Bad events go to the DLQ (Kafka mode) or are only
+ * counted (replay). */
+void pd_ingest_record(pd_ingest *ig, int32_t partition, int64_t offset, int64_t rec_ts_ms, int rec_ts_type,
                       const void *key, size_t keylen, const void *val, size_t vallen,
                       const char *origin, size_t originlen);
+/* The wall clock the future bound reads (rectime.h): now_ms, or pd_now_ms
+ * when NULL (the default). For tests that decide at a given time. */
+void pd_ingest_set_wall_clock(pd_ingest *ig, int64_t (*now_ms)(void));
 /* Commits the current batch (one WriteBatch) and returns when it is
  * durable (after finishing a commit still in flight). */
 int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen);

@@ -7,7 +7,9 @@
  * events (gen.h). Each record's key is the event's user_id (extracted with
  * cJSON for --file; NULL key when the line is not an object with a
  * non-empty string user_id), so with partitioner=murmur2_random the
- * partition equals Kafka's Java default partitioner. Idempotent producer,
+ * partition equals Kafka's Java default partitioner. The record timestamp
+ * (CreateTime) is the send time, or with --timestamp_field F the integer
+ * value of the line's top-level field F (tests forge timestamps with it). Idempotent producer,
  * acks=all. Delivery reports are counted in a context struct passed as the
  * librdkafka opaque. Stops early (and still flushes) on SIGINT/SIGTERM,
  * which are blocked and polled with sigtimedwait (no global flag).
@@ -52,6 +54,7 @@ typedef struct {
     double zipf;
     int quiet;
     char *key_field;
+    char *timestamp_field;
     int live;
 } produce_opts;
 
@@ -73,6 +76,7 @@ static const pd_opt produce_tbl[] = {
     {"quiet", PD_OPT_BOOL, POFF(quiet), "false", 1, 0, "No progress lines on stderr."},
     {"live", PD_OPT_BOOL, POFF(live), "false", 1, 0, "Generated: stamp each event with the current time instead of spreading over --days (demo, freshness)."},
     {"key_field", PD_OPT_STR, POFF(key_field), "", 1, 0, "--file: take the key from this top-level string field when present, else user_id (tests use it to produce misrouted events)."},
+    {"timestamp_field", PD_OPT_STR, POFF(timestamp_field), "", 1, 0, "--file: set each record's timestamp (CreateTime, epoch ms) from this top-level integer field when present, else the send time (tests use it to forge timestamps, e.g. --timestamp_field ts)."},
 };
 #define GEN_OPTS 7
 #define PRODUCE_TBL_LEN PD_ARRAY_LEN(produce_tbl)
@@ -161,15 +165,26 @@ static void extract_key(const char *line, size_t len, const char *field, cJSON *
     }
 }
 
-/* Produces one record (copied by librdkafka), retrying on a full queue.
- * Returns PD_OK, or PD_ERR after counting the message as failed. */
+/* The record timestamp a line asks for: its top-level integer field
+ * `field` (epoch ms, > 0), else 0 (librdkafka: the send time). */
+static int64_t line_timestamp(const cJSON *tree, const char *field)
+{
+    if (!tree || !field || !*field) return 0;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(tree, field);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 1 && v->valuedouble < 9.2e18)) return 0;
+    return (int64_t)v->valuedouble;
+}
+
+/* Produces one record (copied by librdkafka) with timestamp ts (0 = now),
+ * retrying on a full queue. Returns PD_OK, or PD_ERR after counting the
+ * message as failed. */
 static int send_one(rd_kafka_t *rk, produce_ctx *c, const char *topic, const char *key, size_t klen,
-                    const char *val, size_t vlen)
+                    const char *val, size_t vlen, int64_t ts)
 {
     for (int attempt = 0;; attempt++) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
             c->sent++;
             return PD_OK;
@@ -332,7 +347,7 @@ int ctl_produce_main(int argc, char **argv)
             vlen = (size_t)got;
             extract_key(line, vlen, o.key_field, &tree, &k, &klen);
         }
-        send_one(rk, &c, o.topic, k, klen, v, vlen);
+        send_one(rk, &c, o.topic, k, klen, v, vlen, line_timestamp(tree, o.timestamp_field));
         cJSON_Delete(tree);
         if ((n & 63) == 0) rd_kafka_poll(rk, 0); /* delivery reports */
 

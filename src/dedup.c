@@ -2,28 +2,40 @@
  * dedup.c -- the de-dup index of one partition (rule and ownership in
  * dedup.h).
  *
- * In memory: XXH3-128(event id) -> ts of the latest accepted occurrence,
- * holding at least every entry with ts >= clock - window; older entries can
- * never match again and are dropped whenever the table is rebuilt (on
- * growth). About 40 bytes per event of the window (24-byte slots at 50-75 %
- * load).
+ * Every time below is a delivery time (rectime.h), never an event time:
+ * the window bounds how far apart two deliveries of one event may be, so
+ * a late event (an offline client's retry) is caught however old its ts.
+ *
+ * In memory: XXH3-128(event id) -> delivery time d0 of the latest accepted
+ * occurrence, holding at least every entry with d0 >= clock - window;
+ * older entries can never match again and are dropped whenever the table
+ * is rebuilt (on growth). About 40 bytes per event of the window (24-byte
+ * slots at 50-75 % load).
  *
  * In the store: ONE record per partition per flush, key (partition, seq =
  * the partition's next offset at that flush), value = the entries accepted
  * since the previous flush, in acceptance order (store.h). Loading scans a
  * partition's records in seq order and lets later entries override earlier
- * ones, which rebuilds exactly the in-memory map.
+ * ones, which rebuilds exactly the in-memory map; the clock is the largest
+ * entry seen.
  *
  * Garbage collection: record R gets gc_ts = the max, over its entries, of
- * the entry's ts and of the ts it overrode. R is deleted (in a flush batch,
- * with the checkpoint whose clock decides it) once gc_ts < clock - window.
+ * the entry's time and of the time it overrode. R is deleted (in a flush
+ * batch, with the checkpoint of that flush) once gc_ts < clock - window.
  * Then R's own entries are expired, and so is every value R overrode, so
  * whatever a reload finds for those ids instead (an older record, or
  * nothing) is expired as well: results cannot change. The same gc_ts is
  * recomputed on load (overrides of records already deleted were expired,
  * which is all that matters). Collection takes expired records from the
  * front of the seq order each flush, and all of them every
- * DD_FULL_GC_EVERY flushes of the partition.
+ * DD_FULL_GC_EVERY flushes of the partition. The record holding the entry
+ * equal to the clock has gc_ts >= clock, so it is never collected: a
+ * reload finds the clock again (the largest entry of the records left;
+ * every collected entry was below clock - window).
+ *
+ * Stored entries changed meaning in event dialect 3 (event time before,
+ * delivery time now): stores of dialect 2 are refused at open (store.c),
+ * hand-off snapshots of dialect 2 too (handoff.c).
  */
 #include "dedup.h"
 
@@ -97,8 +109,15 @@ static void dd_rec_push(pd_dedup *d, uint64_t seq, int64_t gc_ts)
 
 typedef struct {
     pd_dedup *d;
-    int64_t horizon;
+    int64_t window;
 } dd_loader;
+
+/* Horizon of entries that can still match: clock - window (no entry can
+ * be below it while the clock is unknown). */
+static int64_t dd_horizon(const pd_dedup *d, int64_t window)
+{
+    return d->clock == PD_DEDUP_NONE ? INT64_MIN : d->clock - window;
+}
 
 static int dd_load_rec(void *arg, uint64_t seq, const uint8_t *val, size_t vlen)
 {
@@ -106,20 +125,23 @@ static int dd_load_rec(void *arg, uint64_t seq, const uint8_t *val, size_t vlen)
     int64_t gc = PD_DEDUP_NONE;
     for (size_t off = 0; off + PD_DEDUP_ENTRY_LEN <= vlen; off += PD_DEDUP_ENTRY_LEN) {
         const uint8_t *e = val + off;
-        int64_t ts = (int64_t)pd_get_u64be(e + 16);
-        int64_t prev = dd_set(l->d, pd_get_u64be(e), pd_get_u64be(e + 8), ts, l->horizon);
-        gc = PD_MAX(gc, PD_MAX(ts, prev));
+        int64_t at = (int64_t)pd_get_u64be(e + 16);
+        /* the clock so far never exceeds the final one: a safe horizon */
+        l->d->clock = PD_MAX(l->d->clock, at);
+        int64_t prev = dd_set(l->d, pd_get_u64be(e), pd_get_u64be(e + 8), at, dd_horizon(l->d, l->window));
+        gc = PD_MAX(gc, PD_MAX(at, prev));
     }
     dd_rec_push(l->d, seq, gc);
     return 0;
 }
 
-int pd_dedup_load(pd_dedup *d, pd_store *st, int32_t p, int64_t horizon, char *err, size_t errlen)
+int pd_dedup_load(pd_dedup *d, pd_store *st, int32_t p, int64_t window, char *err, size_t errlen)
 {
     pd_dedup_free(d);
     d->pend_gc = PD_DEDUP_NONE;
+    d->clock = PD_DEDUP_NONE;
     dd_rebuild(d, INT64_MIN);
-    dd_loader l = {d, horizon};
+    dd_loader l = {d, window};
     int rc = pd_store_scan_dedup(st, p, dd_load_rec, &l, err, errlen);
     if (rc) {
         pd_dedup_free(d);
@@ -129,19 +151,21 @@ int pd_dedup_load(pd_dedup *d, pd_store *st, int32_t p, int64_t horizon, char *e
     return PD_OK;
 }
 
-int pd_dedup_check(pd_dedup *d, const char *id, size_t idlen, int64_t ts, int64_t clock, int64_t win)
+int pd_dedup_check(pd_dedup *d, const char *id, size_t idlen, int64_t at, int64_t win)
 {
     pd_assert(d->loaded);
+    const int64_t c = PD_MAX(d->clock, at); /* C' = max(C, r) */
     XXH128_hash_t h = XXH3_128bits(id, idlen);
     pd_dedup_slot *s = dd_find(d, h.high64, h.low64);
-    int64_t t0 = s->ts;
-    if (t0 != PD_DEDUP_NONE && t0 >= clock - win && ts - t0 <= win && t0 - ts <= win) return 1;
-    int64_t prev = dd_set(d, h.high64, h.low64, ts, clock - win);
-    d->pend_gc = PD_MAX(d->pend_gc, PD_MAX(ts, prev));
+    int64_t d0 = s->ts;
+    if (d0 != PD_DEDUP_NONE && d0 >= c - win) return 1;
+    d->clock = c;
+    int64_t prev = dd_set(d, h.high64, h.low64, c, c - win);
+    d->pend_gc = PD_MAX(d->pend_gc, PD_MAX(c, prev));
     uint8_t e[PD_DEDUP_ENTRY_LEN];
     pd_put_u64be(e, h.high64);
     pd_put_u64be(e + 8, h.low64);
-    pd_put_u64be(e + 16, (uint64_t)ts);
+    pd_put_u64be(e + 16, (uint64_t)c);
     pd_buf_append(&d->pend, e, sizeof e);
     return 0;
 }
@@ -174,9 +198,10 @@ static void dd_gc_plan(pd_dedup *d, pd_store_batch *sb, int32_t p, int64_t horiz
     if (!stage) d->nrecs = o;
 }
 
-void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, int64_t horizon)
+void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, int64_t window)
 {
     if (!d->loaded) return;
+    const int64_t horizon = dd_horizon(d, window);
     dd_gc_plan(d, sb, p, horizon, 1);
     if (d->pend.len) pd_store_batch_put_dedup(sb, p, seq, d->pend.p, d->pend.len);
     dd_gc_plan(d, sb, p, horizon, 0);

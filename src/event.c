@@ -225,6 +225,7 @@ static const char *const reason_names[PD_EV__COUNT] = {
     [PD_EV_BAD_ATTR_CONTAINER] = "bad_attr_container",
     [PD_EV_KEY_MISMATCH] = "key_mismatch",
     [PD_EV_FUTURE_TS] = "future_ts",
+    [PD_EV_FUTURE_TIMESTAMP] = "future_timestamp",
 };
 
 const char *pd_ev_reason_name(int reason)

@@ -37,17 +37,30 @@
  *     header (source partition/offset) for events without an event_id.
  *
  * Determinism: every decision uses only the input log -- event time, the
- * Kafka record timestamp (future-skew check), the partition's clock (the
- * newest event time seen in that partition, checkpointed with the offset).
- * Replaying a partition from any checkpoint gives the same state.
+ * Kafka record timestamp, the partition's clock (the newest event time
+ * seen in that partition, checkpointed with the offset), the de-dup clock
+ * -- with one bounded exception, the future bound below. Replaying a
+ * partition from any checkpoint gives the same state.
+ *
+ * Future bound (rectime.h has the rule and its determinism argument): one
+ * record must not move the partition clock far ahead, or retention drops
+ * every day. A CreateTime record timestamp (forgeable) more than
+ * max_future_skew after the worker's clock -> DLQ "future_timestamp"; a ts
+ * more than max_future_skew after the bound (LogAppendTime, else the
+ * earlier of record timestamp and worker clock) -> "future_ts". Only
+ * records that broke the skew depend on the clock (wall_ms: read per
+ * consumed batch, and again before a rejection is final).
  *
  * De-dup rule (dedup.h, where its index, records and garbage collection
- * are described): an event with event_id E in partition p is a duplicate
- * iff a record (p, E, t0) exists with |ts - t0| <= dedup_window and
- * t0 >= clock_p - dedup_window (clock after this event). Records older
- * than clock_p - dedup_window can never match again, so garbage-collecting
- * them cannot change results. The record kept for (p, E) is the latest
- * accepted occurrence.
+ * are described): the window is measured on DELIVERIES (the record
+ * timestamp, bounded as above; event time for records without one), not
+ * on event time, so a client's retry of days-old events counts once. With
+ * C_p the newest delivery time of p's accepted events with an id and
+ * C' = max(C_p, r) for this record, event_id E is a duplicate iff p's
+ * index holds E at d0 >= C' - dedup_window. Entries below
+ * C_p - dedup_window can never match again, so garbage-collecting them
+ * cannot change results. The entry kept for (p, E) is its latest accepted
+ * delivery.
  *
  * Retention rule: an event whose day is before
  * day(clock_p) - retention_days + 1 is dropped (counted). Whole day column
@@ -69,6 +82,7 @@
 #include "kafka.h"
 #include "members.h"
 #include "profile.h"
+#include "rectime.h"
 #include "restore.h"
 
 #include <inttypes.h>
@@ -138,6 +152,8 @@ struct pd_ingest {
     int64_t kick_gap_us[3];
     int64_t last_retention_day; /* last floor applied */
     int64_t last_retention_us;  /* last apply_retention run */
+    int64_t wall_ms;          /* the wall clock, read per consumed batch (see "Future bound") */
+    int64_t (*wall_fn)(void); /* its source: pd_now_ms (tests set another) */
     int fatal;
     int closed;               /* pd_ingest_close done */
 };
@@ -173,7 +189,13 @@ static int64_t floor_day(pd_ingest *ig, int64_t clock_ms)
     return pd_tz_day(&ig->w->tz, clock_ms) - ig->cfg->retention_days + 1;
 }
 
-void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, const void *key,
+void pd_ingest_set_wall_clock(pd_ingest *ig, int64_t (*now_ms)(void))
+{
+    ig->wall_fn = now_ms ? now_ms : pd_now_ms;
+    ig->wall_ms = ig->wall_fn();
+}
+
+void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int rec_ts_type, const void *key,
                       size_t keylen, const void *val, size_t vallen, const char *origin, size_t originlen)
 {
     pd_worker *w = ig->w;
@@ -200,8 +222,7 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
     }
     if (!pp->dd.loaded) {
         char lerr[256];
-        if (pd_dedup_load(&pp->dd, w->store, p, pp->clock_ms - ig->cfg->dedup_window_ms, lerr, sizeof lerr) !=
-            PD_OK) {
+        if (pd_dedup_load(&pp->dd, w->store, p, ig->cfg->dedup_window_ms, lerr, sizeof lerr) != PD_OK) {
             /* Cannot decide duplicates: stop before consuming anything. */
             pd_error("partition %d: loading the de-dup index failed: %s", (int)p, lerr);
             ig->fatal = 1;
@@ -219,13 +240,14 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
         if (owner) pd_dlq_send(ig->dlq, reason, err, p, offset, rec_ts, key, keylen, val, vallen);
         goto out;
     }
-    if (rec_ts >= 0 && ev.ts_ms > rec_ts + ig->cfg->max_future_skew_ms) {
-        char a[32], b[32];
-        pd_ts_format(ev.ts_ms, a);
-        pd_ts_format(rec_ts, b);
-        snprintf(err, sizeof err, "field 'ts': %s is more than %" PRId64 " ms after the record timestamp %s",
-                 a, ig->cfg->max_future_skew_ms, b);
-        if (owner) pd_dlq_send(ig->dlq, PD_EV_FUTURE_TS, err, p, offset, rec_ts, key, keylen, val, vallen);
+    const int64_t skew = ig->cfg->max_future_skew_ms;
+    reason = pd_rectime_check(rec_ts_type, rec_ts, ev.ts_ms, ig->wall_ms, skew, err, sizeof err);
+    if (reason != PD_EV_OK && pd_rectime_uses_wall(rec_ts_type)) { /* confirm with a fresh clock */
+        ig->wall_ms = ig->wall_fn();
+        reason = pd_rectime_check(rec_ts_type, rec_ts, ev.ts_ms, ig->wall_ms, skew, err, sizeof err);
+    }
+    if (reason != PD_EV_OK) {
+        if (owner) pd_dlq_send(ig->dlq, reason, err, p, offset, rec_ts, key, keylen, val, vallen);
         goto out;
     }
     int32_t want = pd_partition_for(ev.user_id, ev.user_id_len, w->nparts);
@@ -253,7 +275,8 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
         didlen = (size_t)snprintf(obuf, sizeof obuf, "\x01origin:%.*s", (int)PD_MIN(originlen, 200), origin);
         did = obuf;
     }
-    if (did && pd_dedup_check(&pp->dd, did, didlen, ev.ts_ms, pp->clock_ms, ig->cfg->dedup_window_ms)) {
+    if (did && pd_dedup_check(&pp->dd, did, didlen, pd_rectime_delivery(rec_ts_type, rec_ts, ev.ts_ms),
+                              ig->cfg->dedup_window_ms)) {
         PD_INC(m->events_duplicate);
         goto out;
     }
@@ -441,7 +464,7 @@ static int flush_start(pd_ingest *ig, char *err, size_t errlen)
     for (int32_t p = 0; p < w->nparts; p++) {
         part_priv *pp = &ig->pp[p];
         if (!pp->dirty) continue;
-        pd_dedup_stage(&pp->dd, sb, p, (uint64_t)pp->next_offset, pp->clock_ms - ig->cfg->dedup_window_ms);
+        pd_dedup_stage(&pp->dd, sb, p, (uint64_t)pp->next_offset, ig->cfg->dedup_window_ms);
         pd_store_batch_set_checkpoint(sb, p, pp->next_offset, pp->clock_ms);
         /* floor_seen: the floor of the clock this commit checkpoints */
         if (pp->clock_ms > 0 && floor_day(ig, pp->clock_ms) != pp->floor_seen) {
@@ -872,6 +895,7 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
     ig->w = w;
     ig->cfg = w->cfg;
     ig->last_retention_day = INT64_MIN;
+    pd_ingest_set_wall_clock(ig, NULL);
     for (int i = 0; i < 2; i++) {
         pd_batch_init(&ig->slots[i].batch, w->metrics ? &w->metrics->batch_bytes[i] : NULL);
         ig->slots[i].sb = pd_store_batch_new(w->store);
@@ -1034,6 +1058,7 @@ static const char *origin_header(const rd_kafka_message_t *m, size_t *len)
 static void handle_messages(pd_ingest *ig, rd_kafka_message_t **msgs, ssize_t n, int role)
 {
     pd_worker *w = ig->w;
+    if (n > 0) ig->wall_ms = ig->wall_fn();
     for (ssize_t i = 0; i < n; i++) {
         rd_kafka_message_t *m = msgs[i];
         if (m->err) {
@@ -1044,8 +1069,9 @@ static void handle_messages(pd_ingest *ig, rd_kafka_message_t **msgs, ssize_t n,
             int64_t ts = rd_kafka_message_timestamp(m, &tt);
             size_t olen = 0;
             const char *origin = origin_header(m, &olen);
-            pd_ingest_record(ig, m->partition, m->offset, tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts, m->key,
-                             m->key_len, m->payload, m->len, origin, olen);
+            const int none = tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+            pd_ingest_record(ig, m->partition, m->offset, none ? -1 : ts, (int)tt, m->key, m->key_len, m->payload,
+                             m->len, origin, olen);
             if (role == ROLE_OWNER) atomic_store(&w->kafka_up, 1);
         }
         rd_kafka_message_destroy(m);

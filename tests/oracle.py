@@ -1,13 +1,15 @@
 """oracle.py -- an independent model of what profiled must compute.
 
 Written from the documented rules (docs/data-model.md, docs/architecture.md),
-not from the C code: event validation, Kafka's murmur2 partitioner, the
-per-partition event-time clock, retention, de-dup and the bottom-k cap. Tests
+not from the C code: event validation, the future bound of record times,
+Kafka's murmur2 partitioner, the per-partition event-time clock, retention,
+de-dup on deliveries and the bottom-k cap. Tests
 feed it the same input they produce to Kafka and compare its profiles with
 what the workers stored or serve.
 """
 import json
 import math
+import time
 
 import xxhash
 
@@ -235,7 +237,7 @@ def capped(counts: dict, cap: int):
 
 class Oracle:
     def __init__(self, schema=None, max_values=64, retention_days=60, dedup_window_ms=DAY_MS,
-                 max_future_skew_ms=3600000, nparts=None, tz_offset_ms=0):
+                 max_future_skew_ms=3600000, nparts=None, tz_offset_ms=0, now_ms=None):
         self.schema = schema or vehicle_schema()
         self.max_values = max_values
         self.retention_days = retention_days
@@ -243,8 +245,10 @@ class Oracle:
         self.skew = max_future_skew_ms
         self.nparts = nparts
         self.tz = tz_offset_ms
+        self.now_ms = now_ms   # the worker's clock (None: this process's, at each record)
         self.clock = {}        # partition -> newest event ts
-        self.seen = {}         # (partition, id) -> ts
+        self.dclock = {}       # partition -> newest delivery time of an accepted event with an id
+        self.seen = {}         # (partition, id) -> delivery time of its latest accepted occurrence
         self.raw = {}          # (user, day) -> accumulated raw profile
         self.outcomes = {}     # outcome -> count
         self.dlq = []          # (partition, offset, reason)
@@ -252,11 +256,31 @@ class Oracle:
     def _count(self, k):
         self.outcomes[k] = self.outcomes.get(k, 0) + 1
 
-    def feed(self, partition, offset, value: bytes, record_ts=-1, origin=None):
-        """One record of `partition`, in offset order."""
+    def _future(self, ev_ts, record_ts, ts_type):
+        """The future bound (docs/data-model.md, "Record timestamps"): a
+        producer's CreateTime may not be more than the skew ahead of the
+        worker's clock, an event's ts not more than the skew ahead of the
+        broker's LogAppendTime, or of both the CreateTime and the worker's
+        clock. Tests keep times far from the bounds (the worker's clock is
+        only approximately this process's)."""
+        now = self.now_ms if self.now_ms is not None else int(time.time() * 1000)
+        if ts_type == "create" and record_ts - now > self.skew:
+            return "future_timestamp"
+        if ts_type in ("create", "append") and ev_ts - record_ts > self.skew:
+            return "future_ts"
+        if ts_type != "append" and ev_ts - now > self.skew:
+            return "future_ts"
+        return None
+
+    def feed(self, partition, offset, value: bytes, record_ts=-1, origin=None, ts_type=None):
+        """One record of `partition`, in offset order. ts_type: "create"
+        (default when record_ts >= 0: the embedded broker's only kind),
+        "append" (LogAppendTime) or "none"."""
+        if ts_type is None:
+            ts_type = "create" if record_ts >= 0 else "none"
         reason, ev = validate(value)
-        if reason is None and record_ts >= 0 and ev["_ts"] > record_ts + self.skew:
-            reason = "future_ts"
+        if reason is None:
+            reason = self._future(ev["_ts"], record_ts, ts_type)
         if reason:
             self.dlq.append((partition, offset, reason))
             self._count("dlq")
@@ -276,12 +300,20 @@ class Oracle:
         if did is None and origin:
             did = "\x01origin:" + origin
         if did is not None:
+            # De-dup on deliveries: the partition's delivery clock (newest
+            # delivery of an accepted event with an id), moved by this
+            # record's timestamp (its event time when it has none); a
+            # duplicate when the clock has moved at most the window since
+            # the id was last accepted.
+            delivered = record_ts if ts_type != "none" else ts
+            dclock = max(self.dclock.get(partition, delivered), delivered)
             key = (partition, did)
-            t0 = self.seen.get(key)
-            if t0 is not None and t0 >= clock - self.window and abs(ts - t0) <= self.window:
+            d0 = self.seen.get(key)
+            if d0 is not None and dclock - d0 <= self.window:
                 self._count("duplicate")
                 return "duplicate"
-            self.seen[key] = ts
+            self.dclock[partition] = dclock
+            self.seen[key] = dclock
         self._add(uid, day, ev, ts)
         self._count("accepted")
         return "accepted"

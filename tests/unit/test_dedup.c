@@ -1,12 +1,13 @@
 /* test_dedup.c -- the de-dup index (dedup.c) against a reference: a plain
- * array of id -> latest accepted ts applying the rule of dedup.h
- * (duplicate iff t0 >= clock - window and |ts - t0| <= window). Random ids
- * with late events (overrides by older occurrences, entries expired on
- * arrival), flushes into a real store at random, restarts that reload the
- * index from the store's records; every decision must match, a reloaded
- * index must hold exactly the reference's live entries, and once the clock
- * has moved past every entry, collection must leave only the newest
- * record. */
+ * array of id -> delivery time of the latest accepted occurrence and the
+ * partition's de-dup clock C, applying the rule of dedup.h (C' =
+ * max(C, r); duplicate iff d0 >= C' - window; else d0 = C = C'). Random
+ * ids delivered with record timestamps that mostly advance but may lag
+ * (producers stamping old times) and retries, flushes into a real store at
+ * random, restarts that reload the index from the store's records; every
+ * decision must match, a reloaded index must hold exactly the reference's
+ * live entries and clock, and once the clock has moved past every entry,
+ * collection must leave only the newest record. */
 #include "test.h"
 #include "dedup.h"
 #include "schema.h"
@@ -25,13 +26,13 @@ typedef struct {
     pd_store_batch *sb;
     pd_dedup d;
     uint64_t seq;     /* the "offset": one per event */
-    int64_t clock;
+    int64_t clock;    /* the reference's de-dup clock C (0: none) */
 } dut;
 
 static void flush(dut *u)
 {
     char err[256];
-    pd_dedup_stage(&u->d, u->sb, 0, u->seq, u->clock - WIN);
+    pd_dedup_stage(&u->d, u->sb, 0, u->seq, WIN);
     pd_store_batch_set_checkpoint(u->sb, 0, (int64_t)u->seq, u->clock);
     CHECK_INT(pd_store_commit(u->st, u->sb, err, sizeof err), PD_OK);
 }
@@ -78,7 +79,7 @@ static int dut_open(dut *u, const char *name)
         return 0;
     }
     u->sb = pd_store_batch_new(u->st);
-    CHECK_INT(pd_dedup_load(&u->d, u->st, 0, INT64_MIN, err, sizeof err), PD_OK);
+    CHECK_INT(pd_dedup_load(&u->d, u->st, 0, WIN, err, sizeof err), PD_OK);
     return 1;
 }
 
@@ -107,6 +108,17 @@ static int check_live(const dut *u, const int64_t *ref, const int *have)
     return bad;
 }
 
+/* The reference rule; returns 1 for a duplicate, else records it. */
+static int ref_check(int64_t *ref, int *have, int64_t *clock, int id, int64_t r)
+{
+    int64_t c = PD_MAX(*clock, r);
+    if (have[id] && ref[id] >= c - WIN) return 1;
+    ref[id] = c;
+    have[id] = 1;
+    *clock = c;
+    return 0;
+}
+
 TEST(dedup_decisions_gc_and_reload_match_reference)
 {
     char err[256];
@@ -116,87 +128,99 @@ TEST(dedup_decisions_gc_and_reload_match_reference)
     int have[NIDS] = {0};
     const int64_t base = 1763800000000LL;
     uint32_t r = 4242;
-    int bad = 0, dups = 0, reloads = 0;
+    int bad = 0, dups = 0, reloads = 0, lagging = 0;
     for (int i = 0; i < 20000; i++) {
         r = r * 1103515245u + 12345u;
         int id = (int)((r >> 8) % NIDS);
         r = r * 1103515245u + 12345u;
-        /* a minute per event, late events up to 1.5 windows back */
-        int64_t ts = base + i * 60000LL - (int64_t)((r >> 8) % (3 * WIN / 2));
-        if (ts > u.clock) u.clock = ts;
-        int dup = have[id] && ref[id] >= u.clock - WIN && llabs(ts - ref[id]) <= WIN;
-        if (!dup) {
-            ref[id] = ts;
-            have[id] = 1;
+        /* a minute per delivery; one in four stamped up to 1.5 windows
+         * back (a producer stamping old times: the clock still rules) */
+        int64_t at = base + i * 60000LL;
+        if ((r >> 8) % 4 == 0) {
+            r = r * 1103515245u + 12345u;
+            at -= (int64_t)((r >> 8) % (3 * WIN / 2));
+            lagging++;
         }
+        int dup = ref_check(ref, have, &u.clock, id, at);
         dups += dup;
         char sid[32];
         id_of(sid, sizeof sid, id);
-        int got = pd_dedup_check(&u.d, sid, strlen(sid), ts, u.clock, WIN);
+        int got = pd_dedup_check(&u.d, sid, strlen(sid), at, WIN);
         if (got != dup && bad++ < 5) CHECK_INT(got, dup);
+        if (u.d.clock != u.clock && bad++ < 5) CHECK_INT(u.d.clock, u.clock);
         u.seq++;
         r = r * 1103515245u + 12345u;
         if ((r >> 8) % 5 == 0) flush(&u);
         if ((r >> 8) % 400 == 1) { /* restart: reload from the store */
             flush(&u);
             pd_dedup_free(&u.d);
-            CHECK_INT(pd_dedup_load(&u.d, u.st, 0, u.clock - WIN, err, sizeof err), PD_OK);
+            CHECK_INT(pd_dedup_load(&u.d, u.st, 0, WIN, err, sizeof err), PD_OK);
             if (check_live(&u, ref, have) && bad++ < 5) CHECK(!"reloaded index == reference live entries");
+            if (u.d.clock != u.clock && bad++ < 5) CHECK_INT(u.d.clock, u.clock); /* C recomputed */
             reloads++;
         }
     }
     CHECK_INT(bad, 0);
     CHECK(dups > 1000);
     CHECK(reloads > 5);
+    CHECK(lagging > 4000);
     /* Collection: records stay bounded by the window (about one record per
-     * 5 events, events a minute apart, window + lateness = 150 minutes). */
+     * 5 events, events a minute apart, window = 60 minutes). */
     flush(&u);
     int nrec = stored_records(&u);
     CHECK(nrec > 0 && nrec < 200);
     /* the clock moves past everything: all but the newest record go */
-    u.clock += 10 * WIN;
-    CHECK_INT(pd_dedup_check(&u.d, "last", 4, u.clock, u.clock, WIN), 0);
+    int64_t last = u.clock + 10 * WIN;
+    CHECK_INT(pd_dedup_check(&u.d, "last", 4, last, WIN), 0);
+    u.clock = last;
     u.seq++;
     for (int i = 0; i < 70; i++) flush(&u);
     CHECK_INT(stored_records(&u), 1);
     pd_dedup_free(&u.d);
-    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, u.clock - WIN, err, sizeof err), PD_OK);
-    CHECK_INT(pd_dedup_lookup(&u.d, "last", 4), u.clock);
-    CHECK_INT(pd_dedup_check(&u.d, "last", 4, u.clock - WIN, u.clock, WIN), 1);
+    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, WIN, err, sizeof err), PD_OK);
+    CHECK_INT(u.d.clock, last);
+    CHECK_INT(pd_dedup_lookup(&u.d, "last", 4), last);
+    CHECK_INT(pd_dedup_check(&u.d, "last", 4, last + WIN, WIN), 1);    /* moved exactly the window */
+    CHECK_INT(pd_dedup_check(&u.d, "last", 4, last + WIN + 1, WIN), 0); /* one ms more */
     CHECK(pd_dedup_bytes(&u.d) > 0);
     dut_close(&u);
 }
 
-/* The case collection must get right (dedup.c): a late event overrides a
- * live entry with an already expired one; the record holding the override
- * must outlive the entry it overrode, else a reload resurrects the old,
- * live value and calls a new event a duplicate. */
-TEST(dedup_gc_keeps_overriding_records)
+/* The rule is about deliveries, whatever the events' own times: an id
+ * delivered again while the clock has moved at most the window is a
+ * duplicate, even when the record carries an old stamp (max(C, r) = C);
+ * an id first delivered with an old stamp is stored at C, not at its
+ * stamp, so its retry a second later is caught (the offline client of
+ * issue 22: with the stamp as its time it would have expired at once). */
+TEST(dedup_window_follows_deliveries)
 {
     char err[256];
     dut u;
     if (!dut_open(&u, "dedup2")) return;
     const int64_t m = 60000, base = 1763800000000LL;
-    u.clock = base + 150 * m;
-    CHECK_INT(pd_dedup_check(&u.d, "x", 1, base + 150 * m, u.clock, WIN), 0);
+    CHECK_INT(pd_dedup_check(&u.d, "now", 3, base, WIN), 0);
+    CHECK_INT(u.d.clock, base);
+    CHECK_INT(pd_dedup_check(&u.d, "old", 3, base - 50 * WIN, WIN), 0); /* stamped 50 windows back */
+    CHECK_INT(pd_dedup_lookup(&u.d, "old", 3), base);                  /* kept at C */
+    CHECK_INT(pd_dedup_check(&u.d, "old", 3, base - 50 * WIN + 1000, WIN), 1); /* its retry */
+    CHECK_INT(pd_dedup_check(&u.d, "old", 3, base + 1000, WIN), 1);    /* retried with a fresh stamp */
     u.seq++;
     flush(&u);
-    u.clock = base + 200 * m; /* x@150 still live (>= 140) */
-    CHECK_INT(pd_dedup_check(&u.d, "y", 1, base + 200 * m, u.clock, WIN), 0);
+    /* the clock moves 70 minutes: both expire */
+    CHECK_INT(pd_dedup_check(&u.d, "y", 1, base + 70 * m, WIN), 0);
+    CHECK_INT(pd_dedup_check(&u.d, "old", 3, base + 70 * m, WIN), 0);
+    CHECK_INT(pd_dedup_check(&u.d, "now", 3, base - 5 * m, WIN), 0); /* old stamp, but C moved 70 min */
     u.seq++;
-    flush(&u);
-    CHECK_INT(pd_dedup_check(&u.d, "x", 1, base + 80 * m, u.clock, WIN), 0); /* 70 min from 150: x -> 80 */
-    u.seq++;
-    flush(&u);
-    for (int i = 0; i < 130; i++) { /* every kind of collection pass, clock at 201 */
-        u.clock = base + 201 * m;
+    for (int i = 0; i < 130; i++) { /* every kind of collection pass */
         u.seq++;
         flush(&u);
     }
+    CHECK_INT(stored_records(&u), 1); /* the first record is collected, the newest stays */
     pd_dedup_free(&u.d);
-    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, u.clock - WIN, err, sizeof err), PD_OK);
-    /* x -> 80 (expired), not 150: x@170 is accepted */
-    CHECK_INT(pd_dedup_check(&u.d, "x", 1, base + 170 * m, u.clock, WIN), 0);
-    CHECK_INT(pd_dedup_check(&u.d, "y", 1, base + 150 * m, u.clock, WIN), 1);
+    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, WIN, err, sizeof err), PD_OK);
+    CHECK_INT(u.d.clock, base + 70 * m);
+    CHECK_INT(pd_dedup_check(&u.d, "now", 3, base, WIN), 1); /* stored at C = base + 70 min */
+    CHECK_INT(pd_dedup_check(&u.d, "z", 1, base, WIN), 0);
+    CHECK_INT(pd_dedup_lookup(&u.d, "z", 1), base + 70 * m);
     dut_close(&u);
 }

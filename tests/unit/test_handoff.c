@@ -150,7 +150,7 @@ TEST(handoff_roundtrip_and_rejects_damage)
     {
         char *dia = malloc(bytes);
         memcpy(dia, data, bytes);
-        for (uint32_t v = 1; v <= 3; v += 2) {
+        for (uint32_t v = PD_EVENT_DIALECT - 1; v <= PD_EVENT_DIALECT + 1; v += 2) {
             pd_put_u32be((uint8_t *)dia + 20, v);
             pd_put_u64be((uint8_t *)dia + bytes - 8, XXH3_64bits(dia, bytes - 8));
             f = fopen(bad, "wb");

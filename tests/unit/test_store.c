@@ -977,7 +977,7 @@ static int raw_meta(const char *dir, const char *key, const char *val, char *got
     return rc;
 }
 
-/* The event dialect is recorded in every new store ("dialect" = "2"), and
+/* The event dialect is recorded in every new store ("dialect" = "3"), and
  * a store written under another one (no record: dialect 1, the cJSON
  * rules; format 1 stores all predate the record) is refused read-write
  * with the rebuild instruction, while the dump tool's read-only open still
@@ -992,12 +992,13 @@ TEST(store_dialect_recorded_and_checked)
     if (!st) goto out;
     pd_store_close(st);
     CHECK_INT(raw_meta(dir, "dialect", NULL, got, sizeof got), 0); /* read and delete */
-    CHECK_STR(got, "2");
+    CHECK_STR(got, "3");
     static const struct { const char *format, *dialect, *names; } old[] = {
         {"2", NULL, "dialect 1 (no dialect record"},
         {"2", "1", "dialect 1;"},
         {"1", NULL, "dialect 1 (no dialect record"},
-        {"2", "3", "dialect 3;"},
+        {"2", "2", "dialect 2;"}, /* event-time de-dup, no future bound */
+        {"2", "4", "dialect 4;"},
     };
     for (size_t i = 0; i < PD_ARRAY_LEN(old); i++) {
         CHECK_INT(raw_meta(dir, "format", old[i].format, NULL, 0), 0);
@@ -1017,8 +1018,8 @@ TEST(store_dialect_recorded_and_checked)
     /* nothing was rewritten by the refused opens */
     CHECK_INT(raw_meta(dir, "format", "2", got, sizeof got), 0);
     CHECK_STR(got, "2");
-    CHECK_INT(raw_meta(dir, "dialect", "2", got, sizeof got), 0);
-    CHECK_STR(got, "3");
+    CHECK_INT(raw_meta(dir, "dialect", "3", got, sizeof got), 0);
+    CHECK_STR(got, "4");
     st = open_store(dir, &s, 0);
     CHECK(st != NULL);
     pd_store_close(st);
