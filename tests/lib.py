@@ -156,13 +156,13 @@ class Cluster:
         self.procs.append(p)
         return p
 
-    def start_worker(self, wid, extra=None, wait_listen=True):
+    def start_worker(self, wid, extra=None, wait_listen=True, env=None):
         data = os.path.join(self.dir, "data-" + wid)
         args = [PROFILED, "--brokers", self.bootstrap, "--topic", self.topic, "--group", "g",
                 "--data_dir", data, "--id", wid, "--listen", "127.0.0.1:0",
                 "--session_timeout_ms", "6000", "--commit_interval_ms", "50"]
         args += extra or []
-        p = self._start(wid, args)
+        p = self._start(wid, args, env)
         p.data = data
         p.url = None
         if wait_listen:
