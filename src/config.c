@@ -11,6 +11,7 @@
 #include "config.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -461,8 +462,16 @@ int pd_listen_is_loopback(const char *listen)
         if (hl >= sizeof host) return 0;
         memcpy(host, s, hl);
         host[hl] = '\0';
-        int lo = strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
-                 strcmp(host, "::1") == 0 || strncmp(host, "127.", 4) == 0;
+        char *h = host;
+        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+            h[hl - 1] = '\0';
+            h++;
+        }
+        struct in_addr a4;
+        struct in6_addr a6;
+        int lo = strcmp(h, "localhost") == 0 ||
+                 (inet_pton(AF_INET, h, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
+                 (inet_pton(AF_INET6, h, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6));
         if (!lo) return 0;
         s += n;
     } while (*s++ == ',');

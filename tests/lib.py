@@ -145,6 +145,9 @@ class Cluster:
         self.procs = []
         self.workers = {}
         self.keep = keep
+        # the workers' shared secret (issue 23: tests run with one, like a
+        # deployment); given through the environment, never argv
+        self.secret = os.urandom(16).hex()
         self.broker = self._start("broker", [PROFILECTL, "broker", "--partitions", str(partitions),
                                              "--brokers", str(brokers), "--topics", topic])
         self.bootstrap = self.broker.readline(30).strip()
@@ -162,7 +165,9 @@ class Cluster:
                 "--data_dir", data, "--id", wid, "--listen", "127.0.0.1:0",
                 "--session_timeout_ms", "6000", "--commit_interval_ms", "50"]
         args += extra or []
-        p = self._start(wid, args, env)
+        wenv = {"PROFILED_CLUSTER_TOKEN": self.secret}
+        wenv.update(env or {})
+        p = self._start(wid, args, wenv)
         p.data = data
         p.url = None
         if wait_listen:
