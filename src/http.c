@@ -10,7 +10,13 @@
  *   GET /internal/v1/profiles/{user_id} the forwarded form: local state only
  * Errors are {"error":"...","detail":"..."} with application/json. Errors
  * civetweb detects itself (malformed request, oversized head) go through the
- * http_error callback and get the same JSON shape.
+ * http_error callback and get the same JSON shape; the two request targets
+ * it drops without an answer ("*", absolute-form for another host:port) are
+ * answered from its connection_close callback (on_conn_close). Hostile
+ * heads: ambiguous framing (request smuggling) -> 400 and close; 64 header
+ * fields or more (civetweb keeps 64 and drops the rest unseen) -> 431. What
+ * a public client sees names no server path nor peer URL: a 500 carries a
+ * request number whose cause is in the log, a 503 the owner's id.
  *
  * Routing works on the RAW request path (civetweb option decode_url=no), so
  * a user id may contain an encoded '/' ("%2F"); the single path segment
@@ -19,10 +25,13 @@
  *
  * Auth: with api_token set, every /v1/ request (and the ops endpoints when
  * protect_ops_endpoints) needs "Authorization: Bearer <api_token>" (401 +
- * WWW-Authenticate otherwise). The internal route needs the cluster token:
- * cluster_token, or api_token when cluster_token is empty (so enabling only
- * api_token does not leave an unauthenticated back door); missing header ->
- * 401, wrong token -> 403. Tokens are compared in constant time.
+ * WWW-Authenticate otherwise). The internal route needs the cluster token
+ * (pd_config_cluster_token: cluster_token, or api_token when it is empty,
+ * so enabling only api_token leaves no unauthenticated back door; the same
+ * token goes out with forwards and snapshot fetches); missing header ->
+ * 401, wrong token -> 403. Tokens are compared in constant time. Without
+ * any token the internal route is open, which config.c allows only on a
+ * loopback address or with insecure_cluster.
  *
  * Forwarding: the public route computes the partition (Kafka murmur2). Not
  * owned here -> GET <owner.url>/internal/v1/profiles/<user>?<query> with
@@ -513,8 +522,8 @@ static void profile_forward(pd_http *h, int32_t p, const pd_query *q, const char
     if (now - last >= 1000 && atomic_compare_exchange_strong(&h->last_fwd_log_ms, &last, now))
         pd_warn("http: forward of partition %d to %s (%s) failed: %s", (int)p, o.id, o.url, err);
     if (try_replicas(h, p, q, user, ulen, qs, hops, today, r) == PD_OK) return;
-    /* the owner's URL and the cause are in the log line above: peer
-     * addresses are not for public clients */
+    /* the owner's URL and the cause go to the log (above, at most once a
+     * second), not to public clients */
     resp_error(r, 503, "partition unavailable", "partition %d: owner %s unreachable", (int)p, o.id);
     resp_header(r, "Retry-After", "1");
 }
