@@ -39,10 +39,15 @@ while [ ! -s "$DIR/bootstrap" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); d
 BS=$(cat "$DIR/bootstrap")
 echo "demo: embedded broker at $BS (topic 'events', $PARTS partitions)"
 
+# A generated secret between the workers (internal routes: query
+# forwarding, snapshots), read from a file so that it stays out of the
+# process list.
+(umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$DIR/cluster_token")
 urls=""
 for n in 1 2; do
     "$BIN/profiled" --brokers "$BS" --topic events --group demo --id "worker-$n" \
         --data_dir "$DIR/worker-$n" --listen 127.0.0.1:0 --session_timeout_ms 6000 \
+        --cluster_token_file "$DIR/cluster_token" \
         >"$DIR/worker-$n.out" 2>"$DIR/worker-$n.log" &
     pids="$pids $!"
 done

@@ -87,6 +87,8 @@ typedef struct pd_config {
     char *timezone;        /* "UTC", "+01:00" or an IANA name */
     char *api_token;
     char *cluster_token;
+    char *api_token_file;     /* read into api_token by pd_config_finalize */
+    char *cluster_token_file; /* read into cluster_token by pd_config_finalize */
     char *auto_offset_reset;
     int64_t retention_days;
     int64_t categorical_max_values;
@@ -112,6 +114,7 @@ typedef struct pd_config {
     int64_t handoff_min_lag;      /* restore from a peer when behind it by more */
     int64_t cleanup_grace_ms;     /* delete partitions neither owned nor replicated after */
     int protect_ops_endpoints;
+    int insecure_cluster;  /* internal routes may run open on a non-loopback address */
     int quiet;
     pd_kvlist kafka;       /* kafka.* passthrough, key without the prefix */
 } pd_config;
@@ -128,8 +131,21 @@ int pd_config_load_file(pd_config *c, const char *path, char *err, size_t errlen
  * the command line override the file). Sets *help when --help/-h seen. */
 int pd_config_parse_args(pd_config *c, int argc, char **argv, int *help, char *err, size_t errlen);
 /* Fills derived defaults (dlq topic, members topic, id, advertise) and
- * checks cross-field rules. */
+ * checks cross-field rules. Tokens: api_token comes from the setting or
+ * api_token_file (both set: error), else from $PROFILED_API_TOKEN; the
+ * same for cluster_token (file, $PROFILED_CLUSTER_TOKEN). A token file is
+ * read whole, one trailing newline dropped; unreadable or empty: error
+ * naming the key. A non-loopback listen address without any token is an
+ * error unless insecure_cluster (then a warning). */
 int pd_config_finalize(pd_config *c, char *err, size_t errlen);
+/* The secret between workers: cluster_token, else api_token, else NULL
+ * (open; only on loopback or with insecure_cluster). Sent by every
+ * worker-to-worker request and required by the internal routes. Borrowed
+ * from c. */
+const char *pd_config_cluster_token(const pd_config *c);
+/* Whether every address of a listen setting (host:port[,host:port]) is a
+ * loopback one (127.x, ::1, localhost); no host = all interfaces = no. */
+int pd_listen_is_loopback(const char *listen);
 void pd_config_usage(FILE *out, const char *prog);
 /* Writes docs/configuration.md content. */
 void pd_config_markdown(FILE *out);

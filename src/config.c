@@ -11,6 +11,7 @@
 #include "config.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -36,7 +37,10 @@ const pd_opt pd_config_table[] = {
     {"members_topic", PD_OPT_STR, OFF(members_topic), "", UNB, "Internal membership topic (default: <topic>.members)."},
     {"timezone", PD_OPT_STR, OFF(timezone), "UTC", UNB, "Time zone that decides an event's day: UTC, +HH:MM/-HH:MM, or an IANA name."},
     {"api_token", PD_OPT_STR, OFF(api_token), "", UNB, "When set, /v1/ requests need 'Authorization: Bearer <token>'."},
-    {"cluster_token", PD_OPT_STR, OFF(cluster_token), "", UNB, "Shared secret for worker-to-worker requests."},
+    {"cluster_token", PD_OPT_STR, OFF(cluster_token), "", UNB, "Shared secret for worker-to-worker requests (default: api_token)."},
+    {"api_token_file", PD_OPT_STR, OFF(api_token_file), "", UNB, "Read api_token from this file (its content less a trailing newline), keeping it out of the process list; not together with api_token. Without either, the environment variable PROFILED_API_TOKEN is used."},
+    {"cluster_token_file", PD_OPT_STR, OFF(cluster_token_file), "", UNB, "Read cluster_token from this file, like api_token_file; without either, PROFILED_CLUSTER_TOKEN is used."},
+    {"insecure_cluster", PD_OPT_BOOL, OFF(insecure_cluster), "false", UNB, "Allow a listen address other than loopback without any token: the internal routes (every partition's full state) are then open to anyone who reaches the port. Without it such a worker refuses to start."},
     {"auto_offset_reset", PD_OPT_STR, OFF(auto_offset_reset), "earliest", UNB, "Where to start a partition with no checkpoint and no committed offset: earliest or latest."},
     {"retention_days", PD_OPT_INT, OFF(retention_days), "60", 1, 3650, "Days of profiles kept, counted back from the newest event time seen."},
     {"categorical_max_values", PD_OPT_INT, OFF(categorical_max_values), "64", 1, 4096, "Distinct values kept per user-day-dimension; the rest fold into __other__."},
@@ -394,6 +398,86 @@ int pd_config_parse_args(pd_config *c, int argc, char **argv, int *help, char *e
     return PD_OK;
 }
 
+/* Reads a token file into *dst: the whole content less one trailing "\n"
+ * or "\r\n". Unreadable, empty or over 4 KiB: PD_EINVAL naming `key`. */
+static int read_token_file(const char *key, const char *path, char **dst, char *err, size_t errlen)
+{
+    char buf[4098];
+    FILE *f = fopen(path, "rb");
+    if (!f) return pd_seterr(err, errlen, PD_EINVAL, "%s: cannot read '%s': %s", key, path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return pd_seterr(err, errlen, PD_EINVAL, "%s: cannot read '%s'", key, path);
+    if (n > 4096) return pd_seterr(err, errlen, PD_EINVAL, "%s: '%s' is longer than 4096 bytes", key, path);
+    buf[n] = '\0';
+    if (n && buf[n - 1] == '\n') buf[--n] = '\0';
+    if (n && buf[n - 1] == '\r') buf[--n] = '\0';
+    if (n == 0) return pd_seterr(err, errlen, PD_EINVAL, "%s: '%s' is empty", key, path);
+    if (strlen(buf) != n) return pd_seterr(err, errlen, PD_EINVAL, "%s: '%s' contains a NUL byte", key, path);
+    free(*dst);
+    *dst = pd_strdup(buf);
+    return PD_OK;
+}
+
+/* The token setting `key`: given directly, or from `key`_file (not both),
+ * else from the environment variable `env`. */
+static int resolve_token(const char *key, char **tok, const char *file, const char *env, char *err,
+                         size_t errlen)
+{
+    if (file && *file) {
+        if (*tok && **tok)
+            return pd_seterr(err, errlen, PD_EINVAL, "%s and %s_file: set only one of them", key, key);
+        char k[64];
+        snprintf(k, sizeof k, "%s_file", key);
+        return read_token_file(k, file, tok, err, errlen);
+    }
+    const char *e = getenv(env);
+    if ((!*tok || !**tok) && e && *e) {
+        free(*tok);
+        *tok = pd_strdup(e);
+    }
+    return PD_OK;
+}
+
+const char *pd_config_cluster_token(const pd_config *c)
+{
+    if (c->cluster_token && *c->cluster_token) return c->cluster_token;
+    if (c->api_token && *c->api_token) return c->api_token;
+    return NULL;
+}
+
+int pd_listen_is_loopback(const char *listen)
+{
+    /* civetweb's listening_ports: comma-separated [host:]port entries,
+     * an optional 's'/'r' suffix; no host = every interface */
+    const char *s = listen;
+    do {
+        size_t n = strcspn(s, ",");
+        const char *colon = NULL;
+        for (const char *q = s; q < s + n; q++)
+            if (*q == ':') colon = q;
+        size_t hl = colon ? (size_t)(colon - s) : 0;
+        char host[256];
+        if (hl >= sizeof host) return 0;
+        memcpy(host, s, hl);
+        host[hl] = '\0';
+        char *h = host;
+        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+            h[hl - 1] = '\0';
+            h++;
+        }
+        struct in_addr a4;
+        struct in6_addr a6;
+        int lo = strcmp(h, "localhost") == 0 ||
+                 (inet_pton(AF_INET, h, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
+                 (inet_pton(AF_INET6, h, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6));
+        if (!lo) return 0;
+        s += n;
+    } while (*s++ == ',');
+    return 1;
+}
+
 int pd_config_finalize(pd_config *c, char *err, size_t errlen)
 {
     char buf[512];
@@ -422,6 +506,22 @@ int pd_config_finalize(pd_config *c, char *err, size_t errlen)
         return pd_seterr(err, errlen, PD_EINVAL, "listen: expected host:port, got '%s'", c->listen);
     if (strcmp(c->auto_offset_reset, "earliest") != 0 && strcmp(c->auto_offset_reset, "latest") != 0)
         return pd_seterr(err, errlen, PD_EINVAL, "auto_offset_reset: must be earliest or latest");
+    int rc = resolve_token("api_token", &c->api_token, c->api_token_file, "PROFILED_API_TOKEN", err, errlen);
+    if (!rc) rc = resolve_token("cluster_token", &c->cluster_token, c->cluster_token_file, "PROFILED_CLUSTER_TOKEN",
+                                err, errlen);
+    if (rc) return rc;
+    /* No secret, no cluster: without a token the internal routes serve any
+     * partition's full state to whoever asks. */
+    if (!pd_config_cluster_token(c) && !pd_listen_is_loopback(c->listen)) {
+        if (!c->insecure_cluster)
+            return pd_seterr(err, errlen, PD_EINVAL,
+                             "listen: %s is not a loopback address and no cluster_token (or api_token) is set, "
+                             "so anyone reaching it could download every partition; set cluster_token_file or "
+                             "PROFILED_CLUSTER_TOKEN, or insecure_cluster = true to run open anyway",
+                             c->listen);
+        pd_warn("INSECURE: insecure_cluster is set and no token is configured: the internal routes on %s serve "
+                "every partition's state to anyone who can reach them", c->listen);
+    }
     /* advertise is derived after the HTTP port is bound (port 0). */
     return PD_OK;
 }

@@ -10,7 +10,13 @@
  *   GET /internal/v1/profiles/{user_id} the forwarded form: local state only
  * Errors are {"error":"...","detail":"..."} with application/json. Errors
  * civetweb detects itself (malformed request, oversized head) go through the
- * http_error callback and get the same JSON shape.
+ * http_error callback and get the same JSON shape; the two request targets
+ * it drops without an answer ("*", absolute-form for another host:port) are
+ * answered from its connection_close callback (on_conn_close). Hostile
+ * heads: ambiguous framing (request smuggling) -> 400 and close; 64 header
+ * fields or more (civetweb keeps 64 and drops the rest unseen) -> 431. What
+ * a public client sees names no server path nor peer URL: a 500 carries a
+ * request number whose cause is in the log, a 503 the owner's id.
  *
  * Routing works on the RAW request path (civetweb option decode_url=no), so
  * a user id may contain an encoded '/' ("%2F"); the single path segment
@@ -19,10 +25,13 @@
  *
  * Auth: with api_token set, every /v1/ request (and the ops endpoints when
  * protect_ops_endpoints) needs "Authorization: Bearer <api_token>" (401 +
- * WWW-Authenticate otherwise). The internal route needs the cluster token:
- * cluster_token, or api_token when cluster_token is empty (so enabling only
- * api_token does not leave an unauthenticated back door); missing header ->
- * 401, wrong token -> 403. Tokens are compared in constant time.
+ * WWW-Authenticate otherwise). The internal route needs the cluster token
+ * (pd_config_cluster_token: cluster_token, or api_token when it is empty,
+ * so enabling only api_token leaves no unauthenticated back door; the same
+ * token goes out with forwards and snapshot fetches); missing header ->
+ * 401, wrong token -> 403. Tokens are compared in constant time. Without
+ * any token the internal route is open, which config.c allows only on a
+ * loopback address or with insecure_cluster.
  *
  * Forwarding: the public route computes the partition (Kafka murmur2). Not
  * owned here -> GET <owner.url>/internal/v1/profiles/<user>?<query> with
@@ -45,6 +54,7 @@
 #include "http.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -100,6 +110,7 @@ typedef struct {
     const char *hname[RESP_MAX_HDRS]; /* static strings */
     char hval[RESP_MAX_HDRS][96];
     int sent;                      /* the handler streamed the response itself */
+    int close;                     /* close the connection after this answer */
 } http_resp;
 
 /* ------------------------------------------------------------------ */
@@ -116,13 +127,16 @@ static const char *status_text(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 411: return "Length Required";
     case 413: return "Payload Too Large";
     case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     case 508: return "Loop Detected";
     default: return "Error";
     }
@@ -176,14 +190,32 @@ static void resp_error(http_resp *r, int status, const char *error, const char *
     pd_buf_putc(&r->body, '}');
 }
 
+/* A 500 whose cause stays in the log: the client gets a generic detail
+ * with a number to find the log line ("request <n>"), never the cause
+ * (RocksDB and file errors name server paths). */
+static void resp_internal(http_resp *r, const pd_config *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void resp_internal(http_resp *r, const pd_config *cfg, const char *fmt, ...)
+{
+    static _Atomic uint64_t seq;
+    uint64_t id = atomic_fetch_add(&seq, 1) + 1;
+    char cause[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cause, sizeof cause, fmt, ap);
+    va_end(ap);
+    pd_error("http: internal error (request %llu): %s", (unsigned long long)id, cause);
+    resp_error(r, 500, "internal error", "logged on %s as request %llu", cfg->id, (unsigned long long)id);
+}
+
 /* Would civetweb keep this connection open after the response? Mirrors
  * its rule (enable_keep_alive is "yes" here): not after a 401, not when
  * the request says "Connection:" without keep-alive, not for a request
  * without that header below HTTP/1.1. civetweb decides by itself; this
  * only makes our Connection header say the same. */
-static int keeps_alive(struct mg_connection *c, const struct mg_request_info *ri, int status)
+static int keeps_alive(struct mg_connection *c, const struct mg_request_info *ri, const http_resp *r)
 {
-    if (status == 401) return 0;
+    if (r->status == 401 || r->close) return 0;
     const char *hdr = mg_get_header(c, "Connection");
     if (hdr) {
         for (const char *t = hdr; *t;) {
@@ -253,7 +285,7 @@ static void resp_send(struct mg_connection *c, const http_resp *r)
     }
     PD_BUF_LIT(&out, "Date: ");
     put_http_date(&out);
-    if (ri && keeps_alive(c, ri, r->status))
+    if (ri && keeps_alive(c, ri, r))
         PD_BUF_LIT(&out, "\r\nConnection: keep-alive\r\n\r\n");
     else
         PD_BUF_LIT(&out, "\r\nConnection: close\r\n\r\n");
@@ -282,15 +314,6 @@ static int bearer_ok(const char *hdr, const char *secret)
     for (size_t i = 0; i < slen; i++)
         diff |= (unsigned char)(i < tlen ? tok[i] : 0) ^ (unsigned char)secret[i];
     return diff == 0;
-}
-
-/* Token the internal route requires: cluster_token, else api_token, else
- * NULL (open). */
-static const char *internal_token(const pd_config *cfg)
-{
-    if (cfg->cluster_token && *cfg->cluster_token) return cfg->cluster_token;
-    if (cfg->api_token && *cfg->api_token) return cfg->api_token;
-    return NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -346,7 +369,7 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
     int rc = pd_store_get_profile_range(w->store, NULL, q->from_day, q->to_day, p, user, ulen, rg,
                                         err, sizeof err);
     if (rc != PD_OK) {
-        resp_error(r, 500, "internal error", "reading profile: %s", err);
+        resp_internal(r, w->cfg, "partition %d: reading profile: %s", (int)p, err);
         goto out;
     }
     if (rg->n > (int)(sizeof qd_s / sizeof qd_s[0])) qd = pd_malloc((size_t)rg->n * sizeof *qd);
@@ -373,7 +396,7 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
         goto out;
     }
     if (rc != PD_OK) {
-        resp_error(r, 500, "internal error", "rendering failed (%d)", rc);
+        resp_internal(r, w->cfg, "partition %d: rendering failed (%d)", (int)p, rc);
         goto out;
     }
     PD_BUF_LIT(&r->body, ",\"served_by\":");
@@ -412,7 +435,7 @@ static int forward_to(pd_http *h, const char *url, const char *user, size_t ulen
     pd_pct_encode(&pq, user, ulen);
     if (qs && *qs) pd_buf_printf(&pq, "?%s", qs);
     pd_buf_printf(&hdrs, "X-Profiled-Hops: %d\r\nAccept: application/json\r\n", hops + 1);
-    const char *tok = internal_token(w->cfg);
+    const char *tok = pd_config_cluster_token(w->cfg);
     if (tok) pd_buf_printf(&hdrs, "Authorization: Bearer %s\r\n", tok);
     if (stale_ok) PD_BUF_LIT(&hdrs, "X-Profiled-Stale-Ok: 1\r\n");
     pd_peer_req rq = {.path_query = pq.p, .headers = hdrs.p,
@@ -499,8 +522,9 @@ static void profile_forward(pd_http *h, int32_t p, const pd_query *q, const char
     if (now - last >= 1000 && atomic_compare_exchange_strong(&h->last_fwd_log_ms, &last, now))
         pd_warn("http: forward of partition %d to %s (%s) failed: %s", (int)p, o.id, o.url, err);
     if (try_replicas(h, p, q, user, ulen, qs, hops, today, r) == PD_OK) return;
-    resp_error(r, 503, "partition unavailable", "partition %d: owner %s (%s) unreachable: %s", (int)p, o.id,
-               o.url, err);
+    /* the owner's URL and the cause go to the log (above, at most once a
+     * second), not to public clients */
+    resp_error(r, 503, "partition unavailable", "partition %d: owner %s unreachable", (int)p, o.id);
     resp_header(r, "Retry-After", "1");
 }
 
@@ -605,7 +629,7 @@ static void route_snapshot(pd_http *h, struct mg_connection *c, const char *seg,
     snprintf(path, sizeof path, "%s/snapshot-out-%ld-%d.tmp", w->cfg->data_dir, p, atomic_fetch_add(&seq, 1));
     FILE *f = fopen(path, "w+b");
     if (!f) {
-        resp_error(r, 500, "internal error", "snapshot: cannot create a temporary file");
+        resp_internal(r, w->cfg, "snapshot: cannot create %s: %s", path, strerror(errno));
         return;
     }
     unlink(path); /* anonymous from here on: nothing to clean up after a crash */
@@ -619,7 +643,7 @@ static void route_snapshot(pd_http *h, struct mg_connection *c, const char *seg,
     }
     if (rc || fflush(f) != 0) {
         fclose(f);
-        resp_error(r, 500, "internal error", "snapshot of partition %ld failed: %s", p, rc ? err : "write");
+        resp_internal(r, w->cfg, "snapshot of partition %ld failed: %s", p, rc ? err : "write");
         return;
     }
     char len[32];
@@ -805,6 +829,30 @@ static void count_request(pd_worker *w, int route, int status, int64_t t0_us)
     pd_hist_observe(&w->metrics->http_seconds[route], (double)(pd_mono_us() - t0_us) / 1e6);
 }
 
+/* Message framing a proxy in front could read differently from civetweb
+ * (request smuggling): two Content-Length headers, a Content-Length that
+ * is not one decimal number, Content-Length with Transfer-Encoding, two
+ * Transfer-Encoding headers. Returns what is wrong, or NULL. */
+static const char *framing_problem(const struct mg_request_info *ri)
+{
+    int ncl = 0, nte = 0, badcl = 0;
+    for (int i = 0; i < ri->num_headers; i++) {
+        const char *n = ri->http_headers[i].name, *v = ri->http_headers[i].value;
+        if (strcasecmp(n, "Content-Length") == 0) {
+            ncl++;
+            size_t d = strspn(v, "0123456789");
+            if (d == 0 || v[d + strspn(v + d, " \t")] != '\0') badcl = 1;
+        } else if (strcasecmp(n, "Transfer-Encoding") == 0) {
+            nte++;
+        }
+    }
+    if (ncl > 1) return "more than one Content-Length header";
+    if (ncl && nte) return "Content-Length together with Transfer-Encoding";
+    if (nte > 1) return "more than one Transfer-Encoding header";
+    if (badcl) return "Content-Length is not a decimal number";
+    return NULL;
+}
+
 static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_request_info *ri,
                      int *route, http_resp *r)
 {
@@ -812,6 +860,21 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
     const char *path = ri->local_uri_raw ? ri->local_uri_raw : ri->request_uri;
     const char *qs = ri->query_string;
     *route = PD_ROUTE_OTHER;
+    const char *framing = framing_problem(ri);
+    if (framing) {
+        resp_error(r, 400, "bad request", "%s", framing);
+        r->close = 1; /* the rest of the stream cannot be trusted */
+        return;
+    }
+    /* civetweb keeps the first MG_MAX_HEADERS header fields and drops the
+     * rest unseen: a head that fills them may hide more (and more bytes
+     * than counted below). */
+    if (ri->num_headers >= MG_MAX_HEADERS) {
+        resp_error(r, 431, "request header fields too large", "more than %d header fields",
+                   MG_MAX_HEADERS - 1);
+        r->close = 1;
+        return;
+    }
     if (!path || path[0] != '/') {
         resp_error(r, 400, "bad request", "request target must be an absolute path");
         return;
@@ -850,7 +913,7 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
         return;
     }
     if (*route == PD_ROUTE_INTERNAL) {
-        const char *tok = internal_token(cfg);
+        const char *tok = pd_config_cluster_token(cfg);
         const char *auth = mg_get_header(c, "Authorization");
         if (tok && !auth) {
             resp_error(r, 401, "unauthorized", "internal route needs the cluster token");
@@ -915,6 +978,7 @@ static int on_request(struct mg_connection *c, void *cbdata)
     r.ctype = "application/json";
     int route = PD_ROUTE_OTHER;
     dispatch(h, c, ri, &route, &r);
+    if (r.close) mg_disable_connection_keep_alive(c);
     if (!r.sent) {
         if (r.body.len == r.off && r.status != 200)
             resp_error(&r, r.status, "internal error", "no response produced");
@@ -944,6 +1008,8 @@ static int on_http_error(struct mg_connection *c, int status, const char *msg)
         snprintf(detail, sizeof detail,
                  "malformed request, or request head larger than %lld bytes",
                  (long long)h->w->cfg->http_max_request_bytes);
+    else if (status >= 500 && status != 505)
+        snprintf(detail, sizeof detail, "internal error"); /* civetweb's text may name paths */
     else
         snprintf(detail, sizeof detail, "%s", msg ? msg : "");
     PD_BUF_LIT(&b, "{\"error\":");
@@ -951,6 +1017,8 @@ static int on_http_error(struct mg_connection *c, int status, const char *msg)
     PD_BUF_LIT(&b, ",\"detail\":");
     pd_buf_json_str(&b, detail, strlen(detail));
     pd_buf_putc(&b, '}');
+    /* answered: on_conn_close must not answer this request again */
+    mg_set_user_connection_data(c, h);
     mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
               "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
               status, status_text(status), b.len);
@@ -958,6 +1026,44 @@ static int on_http_error(struct mg_connection *c, int status, const char *msg)
     pd_buf_free(&b);
     if (h) count_request(h->w, PD_ROUTE_OTHER, status, t0);
     return 0;
+}
+
+/* civetweb closes a connection WITHOUT an answer for two well-formed
+ * request targets it does not route (process_new_connection: "TODO"):
+ * "*" (OPTIONS *) and an absolute-form URI naming another host:port than
+ * this listener (one naming our port is served as its path, see
+ * enable_auth_domain_check). Its connection_close callback still runs on
+ * the worker thread with the request parsed and the socket open, so the
+ * answer goes out here: OPTIONS * gets 200 with Allow, the rest a JSON
+ * 400, and the connection closes as civetweb intended. A request that was
+ * routed has a local_uri; one that on_http_error answered is marked in the
+ * connection's user data. */
+static void on_conn_close(const struct mg_connection *cc)
+{
+    struct mg_connection *c = (struct mg_connection *)cc; /* civetweb passes const; mg_write needs it */
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    pd_http *h = mg_get_user_data(mg_get_context(c));
+    if (!h || !ri || !ri->request_uri || !ri->request_method || ri->local_uri ||
+        mg_get_user_connection_data(c))
+        return;
+    int64_t t0 = pd_mono_us();
+    http_resp r;
+    memset(&r, 0, sizeof r);
+    r.close = 1;
+    if (strcmp(ri->request_uri, "*") == 0 && strcmp(ri->request_method, "OPTIONS") == 0) {
+        r.status = 200;
+        r.ctype = "application/json";
+        PD_BUF_LIT(&r.body, "{\"allow\":[\"GET\"]}");
+        resp_header(&r, "Allow", "GET");
+    } else if (strcmp(ri->request_uri, "*") == 0) {
+        resp_error(&r, 400, "bad request", "request target '*' is only for OPTIONS");
+    } else {
+        resp_error(&r, 400, "bad request",
+                   "absolute-form request target names another server; send the path (origin-form)");
+    }
+    count_request(h->w, PD_ROUTE_OTHER, r.status, t0);
+    resp_send(c, &r);
+    pd_buf_free(&r.body);
 }
 
 static int on_log_message(const struct mg_connection *c, const char *msg)
@@ -992,6 +1098,10 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
         "keep_alive_timeout_ms", HTTP_KEEPALIVE_MS,
         "tcp_nodelay", "1",
         "decode_url", "no",
+        /* an absolute-form target naming our port is served as its path,
+         * whatever host it names (we are no proxy, and Host is not
+         * checked either) */
+        "enable_auth_domain_check", "no",
         NULL,
     };
     pd_http *h = pd_calloc(1, sizeof *h);
@@ -1002,6 +1112,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     memset(&cbs, 0, sizeof cbs);
     cbs.http_error = on_http_error;
     cbs.log_message = on_log_message;
+    cbs.connection_close = on_conn_close;
 
     mg_init_library(0);
     char mgerr[256] = "";

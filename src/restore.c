@@ -21,7 +21,7 @@ static void *restore_main(void *arg)
     for (int round = 0; round < 3 && !atomic_load(&j->cancel); round++) {
         for (int i = 0; i < j->nsrc && !atomic_load(&j->cancel); i++) {
             uint64_t bytes = 0;
-            int rc = pd_handoff_fetch(j->src[i].url, j->p, j->cfg->cluster_token, j->schema, j->path, 10000,
+            int rc = pd_handoff_fetch(j->src[i].url, j->p, pd_config_cluster_token(j->cfg), j->schema, j->path, 10000,
                                       &j->cp, &bytes, j->err, sizeof j->err);
             if (rc == PD_OK) {
                 j->rc = PD_OK;

@@ -145,6 +145,9 @@ class Cluster:
         self.procs = []
         self.workers = {}
         self.keep = keep
+        # the workers' shared secret (issue 23: tests run with one, like a
+        # deployment); given through the environment, never argv
+        self.secret = os.urandom(16).hex()
         self.broker = self._start("broker", [PROFILECTL, "broker", "--partitions", str(partitions),
                                              "--brokers", str(brokers), "--topics", topic])
         self.bootstrap = self.broker.readline(30).strip()
@@ -156,13 +159,15 @@ class Cluster:
         self.procs.append(p)
         return p
 
-    def start_worker(self, wid, extra=None, wait_listen=True):
+    def start_worker(self, wid, extra=None, wait_listen=True, env=None):
         data = os.path.join(self.dir, "data-" + wid)
         args = [PROFILED, "--brokers", self.bootstrap, "--topic", self.topic, "--group", "g",
                 "--data_dir", data, "--id", wid, "--listen", "127.0.0.1:0",
                 "--session_timeout_ms", "6000", "--commit_interval_ms", "50"]
         args += extra or []
-        p = self._start(wid, args)
+        wenv = {"PROFILED_CLUSTER_TOKEN": self.secret}
+        wenv.update(env or {})
+        p = self._start(wid, args, wenv)
         p.data = data
         p.url = None
         if wait_listen:

@@ -80,3 +80,121 @@ TEST(config_durations)
     CHECK(pd_parse_duration("-1s", &ms) < 0);
     CHECK(pd_parse_duration("s", &ms) < 0);
 }
+
+/* Writes `text` to <tmpdir>/<name>; returns the path (static buffer per name slot). */
+static const char *tok_file(char *path, size_t cap, const char *name, const char *text)
+{
+    snprintf(path, cap, "%s/%s", pd_test_tmpdir(), name);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Runs parse + finalize on argv (NULL-terminated); returns finalize's code. */
+static int tok_config(pd_config *c, char **argv, char *err, size_t errlen)
+{
+    int argc = 0, help;
+    while (argv[argc]) argc++;
+    pd_config_init(c);
+    int rc = pd_config_parse_args(c, argc, argv, &help, err, errlen);
+    return rc ? rc : pd_config_finalize(c, err, errlen);
+}
+
+TEST(config_token_file_and_env_precedence)
+{
+    char fa[400], fc[400], err[512];
+    tok_file(fa, sizeof fa, "api", "from-file\n");
+    tok_file(fc, sizeof fc, "clu", "clu-file\r\n");
+    unsetenv("PROFILED_API_TOKEN");
+    unsetenv("PROFILED_CLUSTER_TOKEN");
+    pd_config c;
+
+    /* file: content less the trailing newline (and CR) */
+    char *a1[] = {"profiled", "--api_token_file", fa, "--cluster_token_file", fc, NULL};
+    CHECK_INT(tok_config(&c, a1, err, sizeof err), PD_OK);
+    CHECK_STR(c.api_token, "from-file");
+    CHECK_STR(c.cluster_token, "clu-file");
+    pd_config_free(&c);
+
+    /* the environment is the fallback: a file or the setting wins */
+    setenv("PROFILED_API_TOKEN", "from-env", 1);
+    setenv("PROFILED_CLUSTER_TOKEN", "clu-env", 1);
+    char *a2[] = {"profiled", NULL};
+    CHECK_INT(tok_config(&c, a2, err, sizeof err), PD_OK);
+    CHECK_STR(c.api_token, "from-env");
+    CHECK_STR(c.cluster_token, "clu-env");
+    pd_config_free(&c);
+    CHECK_INT(tok_config(&c, a1, err, sizeof err), PD_OK);
+    CHECK_STR(c.api_token, "from-file");
+    CHECK_STR(c.cluster_token, "clu-file");
+    pd_config_free(&c);
+    char *a3[] = {"profiled", "--api_token", "from-flag", NULL};
+    CHECK_INT(tok_config(&c, a3, err, sizeof err), PD_OK);
+    CHECK_STR(c.api_token, "from-flag");
+    CHECK_STR(c.cluster_token, "clu-env");
+    pd_config_free(&c);
+    unsetenv("PROFILED_API_TOKEN");
+    unsetenv("PROFILED_CLUSTER_TOKEN");
+
+    /* both the setting and its file: an error naming both */
+    char *a4[] = {"profiled", "--api_token", "x", "--api_token_file", fa, NULL};
+    CHECK(tok_config(&c, a4, err, sizeof err) < 0);
+    CHECK(strstr(err, "api_token") && strstr(err, "api_token_file"));
+    pd_config_free(&c);
+    /* unreadable or empty file: an error naming the key */
+    char missing[400];
+    snprintf(missing, sizeof missing, "%s/none", pd_test_tmpdir());
+    char *a5[] = {"profiled", "--cluster_token_file", missing, NULL};
+    CHECK(tok_config(&c, a5, err, sizeof err) < 0);
+    CHECK(strstr(err, "cluster_token_file") != NULL);
+    pd_config_free(&c);
+    char fe[400];
+    tok_file(fe, sizeof fe, "empty", "\n");
+    char *a6[] = {"profiled", "--api_token_file", fe, NULL};
+    CHECK(tok_config(&c, a6, err, sizeof err) < 0);
+    CHECK(strstr(err, "api_token_file") && strstr(err, "empty"));
+    pd_config_free(&c);
+}
+
+TEST(config_cluster_token_fallback)
+{
+    pd_config c;
+    pd_config_init(&c);
+    CHECK(pd_config_cluster_token(&c) == NULL);
+    pd_config_set(&c, "api_token", "api", NULL, 0);
+    CHECK_STR(pd_config_cluster_token(&c), "api");
+    pd_config_set(&c, "cluster_token", "clu", NULL, 0);
+    CHECK_STR(pd_config_cluster_token(&c), "clu");
+    pd_config_free(&c);
+}
+
+TEST(config_no_secret_no_cluster)
+{
+    unsetenv("PROFILED_API_TOKEN");
+    unsetenv("PROFILED_CLUSTER_TOKEN");
+    CHECK(pd_listen_is_loopback("127.0.0.1:0"));
+    CHECK(pd_listen_is_loopback("localhost:8080"));
+    CHECK(pd_listen_is_loopback("[::1]:8080"));
+    CHECK(pd_listen_is_loopback("127.0.0.1:1,127.0.0.2:2"));
+    CHECK(!pd_listen_is_loopback("0.0.0.0:8080"));
+    CHECK(!pd_listen_is_loopback(":8080"));
+    CHECK(!pd_listen_is_loopback("10.0.0.5:8080"));
+    CHECK(!pd_listen_is_loopback("127.0.0.1:1,0.0.0.0:2"));
+    CHECK(!pd_listen_is_loopback("127.example.com:1"));
+    pd_config c;
+    char err[512];
+    char *open_[] = {"profiled", "--listen", "0.0.0.0:8080", NULL};
+    CHECK(tok_config(&c, open_, err, sizeof err) < 0);
+    CHECK(strstr(err, "insecure_cluster") && strstr(err, "listen"));
+    pd_config_free(&c);
+    char *optin[] = {"profiled", "--listen", "0.0.0.0:8080", "--insecure_cluster", "true", NULL};
+    CHECK_INT(tok_config(&c, optin, err, sizeof err), PD_OK);
+    pd_config_free(&c);
+    char *tok[] = {"profiled", "--listen", "0.0.0.0:8080", "--api_token", "t", NULL};
+    CHECK_INT(tok_config(&c, tok, err, sizeof err), PD_OK);
+    pd_config_free(&c);
+    char *lo[] = {"profiled", "--listen", "127.0.0.1:0", NULL};
+    CHECK_INT(tok_config(&c, lo, err, sizeof err), PD_OK);
+    pd_config_free(&c);
+}
