@@ -209,7 +209,11 @@ size_t pd_fmt_double(char *out, double v, unsigned flags)
 /* Kept beside the rule (not a second rule: the unit test
  * fmt_scaled_matches_fmt_double compares it with pd_fmt_double over every
  * share and random weighted counts) because shares are most of an answer's
- * non-integers: FIGURE_PLACEHOLDER */
+ * non-integers. Measured (issue 18, `bench/measure.py --steps local`, worker
+ * CPU per local query, df90727 against this tree, interleaved): with every
+ * share through snprintf + strtod 43.5/54.3 42.3/55.8 43.1/47.1 us (ratios
+ * 1.25 1.32 1.09); with this 40.2/47.2 45.6/46.2 44.5/45.3 us (1.17 1.01
+ * 1.02). */
 size_t pd_fmt_scaled(char *out, double units, int decimals)
 {
     static const uint64_t p10[] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000,
