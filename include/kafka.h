@@ -38,9 +38,14 @@ int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, cha
 /* Destroys closed consumers (NULLs allowed). librdkafka 2.0.2 (Debian
  * bookworm) can assert in rd_kafka_destroy() of a cooperative-sticky
  * consumer whose assignor state was never set (librdkafka issue #4312,
- * fixed in 2.3.0). By the time the handles are destroyed everything
- * durable is done (batch committed, group left, departure announced), so
- * an abort there is turned into a clean exit. */
+ * fixed in 2.3.0): in rd_kafka_cgrp_destroy_final, when the JoinGroup
+ * answer came but the first SyncGroup answer did not (a worker stopped
+ * while its first rebalance is in flight). In 2.0.2 the only other call
+ * of that destroy is a JoinGroup whose protocol changed, which a group of
+ * profiled workers never sees. So the destroy comes last in profiled's
+ * shutdown, when everything durable is done (batch committed, group left,
+ * departure announced, store closed), and an abort there is turned into a
+ * clean exit (status 0). */
 void pd_kafka_destroy_consumers(rd_kafka_t *a, rd_kafka_t *b);
 
 #endif

@@ -19,6 +19,7 @@ struct pd_dlq {
     pd_metrics *metrics;
     volatile sig_atomic_t *stop;
     rd_kafka_t *producer;     /* NULL in replay mode */
+    size_t max_record;        /* the producer's message.max.bytes */
 };
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -53,6 +54,11 @@ int pd_dlq_new(pd_dlq **out, const pd_config *cfg, pd_metrics *m, volatile sig_a
         rd_kafka_conf_destroy(pc);
         goto fail;
     }
+    char mmb[32];
+    size_t mmblen = sizeof mmb;
+    d->max_record = 1000000;
+    if (rd_kafka_conf_get(pc, "message.max.bytes", mmb, &mmblen) == RD_KAFKA_CONF_OK)
+        d->max_record = (size_t)strtoull(mmb, NULL, 10);
     d->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, e2, sizeof e2);
     if (!d->producer) {
         pd_seterr(err, errlen, PD_EINVAL, "producer: %s", e2);
@@ -92,7 +98,7 @@ void pd_dlq_send(pd_dlq *d, int reason, const char *detail, int32_t partition, i
     PD_INC(d->metrics->events_dlq[reason]);
     if (!d->producer) return;
     char num[32];
-    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(7);
     const char *rn = pd_ev_reason_name(reason);
     rd_kafka_header_add(h, "reason", -1, rn, (ssize_t)strlen(rn));
     rd_kafka_header_add(h, "detail", -1, detail, (ssize_t)strnlen(detail, PD_DLQ_MAX_DETAIL));
@@ -104,6 +110,14 @@ void pd_dlq_send(pd_dlq *d, int reason, const char *detail, int32_t partition, i
     if (rec_ts >= 0) {
         snprintf(num, sizeof num, "%" PRId64, rec_ts);
         rd_kafka_header_add(h, "source_timestamp", -1, num, -1);
+    }
+    size_t room = d->max_record > keylen + PD_DLQ_RECORD_SLACK ? d->max_record - keylen - PD_DLQ_RECORD_SLACK : 0;
+    if (vallen > room) {
+        snprintf(num, sizeof num, "%zu", vallen);
+        rd_kafka_header_add(h, "truncated", -1, num, -1);
+        pd_warn("partition %d offset %" PRId64 ": %s record of %zu bytes sent to the DLQ cut to %zu bytes",
+                (int)partition, offset, rn, vallen, room);
+        vallen = room;
     }
     produce(d, d->cfg->dlq_topic, RD_KAFKA_PARTITION_UA, key, keylen, val, vallen, h);
 }

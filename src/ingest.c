@@ -1172,6 +1172,15 @@ void pd_ingest_close(pd_ingest *ig)
     ig->closed = 1;
 }
 
+void pd_ingest_take_consumers(pd_ingest *ig, rd_kafka_t **group, rd_kafka_t **replica)
+{
+    *group = ig ? ig->consumer : NULL;
+    *replica = ig ? ig->rconsumer : NULL;
+    if (!ig) return;
+    pd_assert(ig->closed);
+    ig->consumer = ig->rconsumer = NULL;
+}
+
 void pd_ingest_free(pd_ingest *ig)
 {
     if (!ig) return;

@@ -101,7 +101,7 @@ static volatile sig_atomic_t in_final_destroy;
 static void on_abort_in_destroy(int sig)
 {
     static const char msg[] = "profiled: librdkafka aborted while destroying a closed consumer "
-                              "(known librdkafka 2.0.2 bug #4312); state was already committed\n";
+                              "(known librdkafka 2.0.2 bug #4312); the store was already closed\n";
     if (in_final_destroy) {
         ssize_t r = write(2, msg, sizeof msg - 1);
         (void)r;

@@ -1,0 +1,104 @@
+"""test_robust.py -- unlucky operators and careless producers (issue 22,
+hole 8): a worker stopped before its first assignment exits cleanly and
+loses nothing, a bad record too large for one Kafka record still reaches
+the DLQ (cut, with a header saying so), and a second worker on a data
+directory already in use says so instead of RocksDB's raw LOCK message.
+Oracle: tests/oracle.py fed from the topic itself."""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import PROFILED, check, cluster, main, run, wait_for  # noqa: E402
+from oracle import validate  # noqa: E402
+from test_ingest import (NPARTS, build_input, check_dlq, compare_state, oracle_from_topic,  # noqa: E402
+                         read_topic, wait_caught_up)
+
+
+def test_sigterm_before_first_assignment():
+    """SIGTERM 0.2 s, 1 s and 2 s after start, while another worker owns
+    the group: exit code 0 (librdkafka 2.0.2 may abort destroying such a
+    consumer, #4312), the store closed before that destroy (RocksDB logs
+    "Shutdown complete" in its LOG), and afterwards the state equals the
+    oracle's."""
+    with cluster(partitions=NPARTS) as c:
+        path, bad = build_input(c, 6000, 500, 61)
+        lines = open(path, "rb").read().splitlines()
+        half = os.path.join(c.dir, "half.jsonl")
+        rest = os.path.join(c.dir, "rest.jsonl")
+        with open(half, "wb") as f:
+            f.write(b"\n".join(lines[:len(lines) // 2]) + b"\n")
+        with open(rest, "wb") as f:
+            f.write(b"\n".join(lines[len(lines) // 2:]) + b"\n")
+        w1 = c.start_worker("w1")
+        c.produce_file(half, ["--key_field", "route_key"])
+        for i, delay in enumerate((0.2, 1.0, 2.0)):
+            x = c.start_worker("x%d" % i, wait_listen=False)
+            time.sleep(delay)
+            rc = x.stop(timeout=60)
+            check(rc == 0, "worker stopped %.1f s after start exited %s:\n%s" % (delay, rc, x.tail()))
+            log = open(x.log_path, "rb").read().decode(errors="replace")
+            check("stopped" in log, "x%d: no 'stopped' line:\n%s" % (i, x.tail()))
+            rlog = os.path.join(x.data, "LOG")
+            if os.path.exists(rlog):  # a stop before the store opened leaves none
+                check("Shutdown complete" in open(rlog, errors="replace").read(),
+                      "x%d: store not closed before the consumer destroy" % i)
+            del c.workers["x%d" % i]
+        c.produce_file(rest, ["--key_field", "route_key"])
+        w2 = c.start_worker("x0")            # same data dir as the first stopped one
+        dirs = [w1.data, w2.data]
+        wait_caught_up(c, dirs, timeout=180)
+        check(w1.stop() == 0 and w2.stop() == 0, "graceful stop failed")
+        o = oracle_from_topic(c)
+        compare_state(c, o, dirs)
+        check_dlq(c, o, bad)
+
+
+def test_dlq_truncates_oversized_record():
+    """A 1.5 MB bad event (too_large) lands in the DLQ: value cut to its
+    first bytes, header truncated = the original size, reason as the
+    oracle says."""
+    with cluster(partitions=NPARTS) as c:
+        big = json.dumps({"user_id": "u-big", "ts": int(time.time() * 1000), "type": "view",
+                          "pad": "x" * 1500000}).encode()
+        reason, _ = validate(big)
+        check(reason == "too_large", "oracle reason %r" % reason)
+        path = os.path.join(c.dir, "big.jsonl")
+        with open(path, "wb") as f:
+            f.write(big + b"\n")
+        c.produce_file(path, ["-X", "message.max.bytes=4000000"])
+        w = c.start_worker("w1")
+
+        def dlq():
+            recs = read_topic(c, c.topic + ".dlq")
+            return recs if recs else None
+        recs = wait_for(dlq, 90, "the oversized record in the DLQ", interval=1.0)
+        check(len(recs) == 1, "%d DLQ records" % len(recs))
+        h = recs[0]["headers"]
+        check(h.get("reason") == reason, "reason %r" % h.get("reason"))
+        check(h.get("truncated") == str(len(big)), "truncated header %r, want %d" % (h.get("truncated"), len(big)))
+        val = (recs[0].get("value") or "").encode()
+        check(0 < len(val) <= 1000000 and big.startswith(val), "value of %d bytes is not a prefix" % len(val))
+        check(w.stop() == 0, "stop failed")
+
+
+def test_data_dir_in_use():
+    """A second worker on a data directory in use exits non-zero with
+    "data directory D is in use by another process (pid P)"."""
+    with cluster(partitions=NPARTS) as c:
+        w1 = c.start_worker("w1")
+        args = list(w1.args)
+        args[args.index("--id") + 1] = "w2"
+        r = run([PROFILED] + args[1:], timeout=60, check_rc=False)
+        err = r.stderr.decode(errors="replace")
+        want = "data directory %s is in use by another process (pid %d)" % (w1.data, w1.p.pid)
+        check(r.returncode != 0, "second worker exited 0")
+        check(want in err, "stderr lacks %r:\n%s" % (want, err[-2000:]))
+        check("LOCK" not in err, "raw RocksDB message:\n%s" % err[-2000:])
+        check(w1.stop() == 0, "stop failed")
+
+
+if __name__ == "__main__":
+    main([test_sigterm_before_first_assignment, test_dlq_truncates_oversized_record, test_data_dir_in_use])
