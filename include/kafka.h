@@ -35,6 +35,9 @@ rd_kafka_conf_t *pd_kafka_conf_consumer(const pd_config *cfg, const char *group_
 /* The number of partitions of topic (retried for about 10 s while the
  * metadata is not there yet). */
 int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, char *err, size_t errlen);
+/* The partition numbers of parts ("0,2,3", "none" when empty) in buf
+ * (len >= 16); returns buf or a static string. */
+const char *pd_kafka_part_list(const rd_kafka_topic_partition_list_t *parts, char *buf, size_t len);
 /* Destroys closed consumers (NULLs allowed). librdkafka 2.0.2 (Debian
  * bookworm) can assert in rd_kafka_destroy() of a cooperative-sticky
  * consumer whose assignor state was never set (librdkafka issue #4312,

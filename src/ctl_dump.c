@@ -354,6 +354,12 @@ int ctl_dump_main(int argc, char **argv)
         ex = 1;
         goto out;
     }
+    if (*o.user && d.n == 0) {
+        /* Asked for one user: none is an answer the caller must see. */
+        fprintf(stderr, "profilectl dump: no profile for user %s\n", o.user);
+        ex = 1;
+        goto out;
+    }
     ex = finish_out(c);
 out:
     pd_buf_free(&d.out);

@@ -813,7 +813,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
             if (restoring[p]) owner_pause(ig, p, 1);
         free(restoring);
         if (replicas_changed) replica_reassign(ig);
-        pd_info("assigned %d partition(s) (%s)", parts->cnt, coop ? "cooperative" : "eager");
+        pd_info("assigned %d partition(s) (%s): %s", parts->cnt, coop ? "cooperative" : "eager",
+                pd_kafka_part_list(parts, err, sizeof err));
     } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         char *which = pd_calloc((size_t)w->nparts, 1);
         for (int i = 0; i < parts->cnt; i++) {
@@ -849,7 +850,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
         } else {
             rd_kafka_assign(rk, NULL);
         }
-        pd_info("revoked %d partition(s)", parts->cnt);
+        pd_info("revoked %d partition(s): %s", parts->cnt, pd_kafka_part_list(parts, err, sizeof err));
     } else {
         pd_error("rebalance error: %s", rd_kafka_err2str(e));
         rd_kafka_assign(rk, NULL);

@@ -96,6 +96,15 @@ int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, cha
     return PD_EAGAIN;
 }
 
+const char *pd_kafka_part_list(const rd_kafka_topic_partition_list_t *parts, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < parts->cnt && o + 16 < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%d", i ? "," : "", (int)parts->elems[i].partition);
+    return parts->cnt ? buf : "none";
+}
+
 static volatile sig_atomic_t in_final_destroy;
 
 static void on_abort_in_destroy(int sig)
