@@ -33,7 +33,9 @@ rd_kafka_conf_t *pd_kafka_conf_consumer(const pd_config *cfg, const char *group_
                                         void (*error_cb)(rd_kafka_t *, int, const char *, void *), char *err,
                                         size_t errlen);
 /* The number of partitions of topic (retried for about 10 s while the
- * metadata is not there yet). */
+ * metadata is not there yet). PD_ENOTFOUND when the topic does not exist
+ * (about 2 s), unless kafka.allow.auto.create.topics=true lets the broker
+ * create it. */
 int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, char *err, size_t errlen);
 /* The partition numbers of parts ("0,2,3", "none" when empty) in buf
  * (len >= 16); returns buf or a static string. */

@@ -73,22 +73,45 @@ rd_kafka_conf_t *pd_kafka_conf_consumer(const pd_config *cfg, const char *group_
     return c;
 }
 
+/* 1 when the client may have the broker create a missing topic
+ * (kafka.allow.auto.create.topics=true; librdkafka's consumer default is
+ * false). */
+static int auto_create_allowed(rd_kafka_t *rk)
+{
+    char v[16];
+    size_t vlen = sizeof v;
+    return rd_kafka_conf_get(rd_kafka_conf(rk), "allow.auto.create.topics", v, &vlen) == RD_KAFKA_CONF_OK &&
+           strcmp(v, "true") == 0;
+}
+
 int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, char *err, size_t errlen)
 {
+    /* Without auto-creation the topic is looked up in the list of all
+     * topics: a metadata request naming it could create it (librdkafka's
+     * mock creates any topic a request names, with 4 partitions), and a
+     * typo in --topic must be an error, not a new topic. */
+    int create = auto_create_allowed(rk), missing = 0;
     for (int attempt = 0; attempt < 50; attempt++) {
         const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
-        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, 2000);
-        rd_kafka_topic_destroy(t);
-        if (!e && md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
-            *n = md->topics[0].partition_cnt;
+        const struct rd_kafka_metadata_topic *mt = NULL;
+        rd_kafka_topic_t *t = create ? rd_kafka_topic_new(rk, topic, NULL) : NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, !create, t, &md, 2000);
+        if (t) rd_kafka_topic_destroy(t);
+        for (int i = 0; !e && i < md->topic_cnt; i++)
+            if (strcmp(md->topics[i].topic, topic) == 0) mt = &md->topics[i];
+        if (mt && !mt->err && mt->partition_cnt > 0) {
+            *n = mt->partition_cnt;
             rd_kafka_metadata_destroy(md);
             return PD_OK;
         }
-        const char *why = e ? rd_kafka_err2str(e)
-                            : (md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "no such topic");
-        if (attempt % 5 == 4) pd_warn("waiting for metadata of topic '%s': %s", topic, why);
+        const char *why = e ? rd_kafka_err2str(e) : mt ? rd_kafka_err2str(mt->err) : "no such topic";
         if (md) rd_kafka_metadata_destroy(md);
+        if (!e && !mt && !create && ++missing == 10) /* listed five times a second for 2 s */
+            return pd_seterr(err, errlen, PD_ENOTFOUND,
+                             "topic '%s' does not exist (create it, or set "
+                             "kafka.allow.auto.create.topics=true to let the broker create it)",
+                             topic);
+        if (attempt % 5 == 4) pd_warn("waiting for metadata of topic '%s': %s", topic, why);
         if (attempt == 49) return pd_seterr(err, errlen, PD_EAGAIN, "topic '%s': %s", topic, why);
         struct timespec ts = {0, 200 * 1000000L};
         nanosleep(&ts, NULL);

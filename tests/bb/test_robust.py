@@ -3,7 +3,8 @@ hole 8): a worker stopped before its first assignment exits cleanly and
 loses nothing, a bad record too large for one Kafka record still reaches
 the DLQ (cut, with a header saying so), and a second worker on a data
 directory already in use says so instead of RocksDB's raw LOCK message
-(and `profilectl dump --user` of an unknown user fails saying so).
+(so does a worker given a topic that does not exist, and `profilectl dump
+--user` of an unknown user).
 Oracle: tests/oracle.py fed from the topic itself."""
 import json
 import os
@@ -88,12 +89,20 @@ def test_dlq_truncates_oversized_record():
         check(w.stop() == 0, "stop failed")
 
 
-def test_data_dir_in_use():
+def test_operator_errors():
     """A second worker on a data directory in use exits non-zero with
-    "data directory D is in use by another process (pid P)"."""
+    "data directory D is in use by another process (pid P)"; a worker given
+    a topic that does not exist (a typo) exits non-zero naming it instead
+    of having the broker create it."""
     with cluster(partitions=NPARTS) as c:
         w1 = c.start_worker("w1")
         args = list(w1.args)
+        typo = list(args)
+        typo[typo.index("--topic") + 1] = "evnets"
+        typo[typo.index("--data_dir") + 1] = os.path.join(c.dir, "data-typo")
+        r = run(typo, timeout=60, check_rc=False)
+        check(r.returncode != 0 and b"topic 'evnets' does not exist" in r.stderr,
+              "typo topic: rc %d %r" % (r.returncode, r.stderr[-1000:]))
         args[args.index("--id") + 1] = "w2"
         r = run([PROFILED] + args[1:], timeout=60, check_rc=False)
         err = r.stderr.decode(errors="replace")
@@ -109,4 +118,4 @@ def test_data_dir_in_use():
 
 
 if __name__ == "__main__":
-    main([test_sigterm_before_first_assignment, test_dlq_truncates_oversized_record, test_data_dir_in_use])
+    main([test_sigterm_before_first_assignment, test_dlq_truncates_oversized_record, test_operator_errors])
