@@ -20,7 +20,40 @@ struct pd_dlq {
     volatile sig_atomic_t *stop;
     rd_kafka_t *producer;     /* NULL in replay mode */
     size_t max_record;        /* the producer's message.max.bytes */
+    /* misrouted events per source partition since its last log line */
+    uint64_t *mis_count;      /* [mis_n] */
+    int64_t *mis_logged_us;   /* [mis_n] monotonic time of that line; 0 = never */
+    int32_t mis_n;
 };
+
+#define PD_MISROUTE_LOG_US 60000000 /* at most one line a minute per partition */
+
+/* Counts a misrouted event of partition p and logs the count at most once
+ * a minute per partition (the first one at once). */
+static void misroute_note(pd_dlq *d, int32_t p, int32_t to)
+{
+    if (p < 0) return;
+    if (p >= d->mis_n) {
+        int32_t n = PD_MAX(p + 1, d->mis_n * 2);
+        d->mis_count = pd_realloc(d->mis_count, (size_t)n * sizeof *d->mis_count);
+        d->mis_logged_us = pd_realloc(d->mis_logged_us, (size_t)n * sizeof *d->mis_logged_us);
+        for (int32_t i = d->mis_n; i < n; i++) {
+            d->mis_count[i] = 0;
+            d->mis_logged_us[i] = 0;
+        }
+        d->mis_n = n;
+    }
+    d->mis_count[p]++;
+    int64_t now = pd_mono_us();
+    if (d->mis_logged_us[p] && now - d->mis_logged_us[p] < PD_MISROUTE_LOG_US) return;
+    pd_warn("partition %d: %" PRIu64 " misrouted event(s)%s (e.g. one for partition %d), re-produced to their "
+            "partition: the producer does not partition by murmur2 of user_id (use the murmur2_random "
+            "partitioner, e.g. kcat -X partitioner=murmur2_random; this doubles the topic's volume and "
+            "delays those events)",
+            (int)p, d->mis_count[p], d->mis_logged_us[p] ? " in the last minute" : "", (int)to);
+    d->mis_count[p] = 0;
+    d->mis_logged_us[p] = now;
+}
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -126,6 +159,7 @@ void pd_dlq_reproduce(pd_dlq *d, int32_t to, int32_t partition, int64_t offset, 
                       const void *val, size_t vallen)
 {
     if (!d->producer) return;
+    misroute_note(d, partition, to);
     char ob[96];
     int on = snprintf(ob, sizeof ob, "%s/%" PRId32 "/%" PRId64, d->cfg->topic, partition, offset);
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
@@ -159,5 +193,7 @@ void pd_dlq_free(pd_dlq *d)
 {
     if (!d) return;
     if (d->producer) rd_kafka_destroy(d->producer);
+    free(d->mis_count);
+    free(d->mis_logged_us);
     free(d);
 }

@@ -8,6 +8,7 @@ directory already in use says so instead of RocksDB's raw LOCK message
 Oracle: tests/oracle.py fed from the topic itself."""
 import json
 import os
+import re
 import sys
 import time
 
@@ -15,8 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import PROFILED, check, cluster, main, run, wait_for  # noqa: E402
 from oracle import validate  # noqa: E402
-from test_ingest import (NPARTS, build_input, check_dlq, compare_state, oracle_from_topic,  # noqa: E402
-                         read_topic, wait_caught_up)
+from test_ingest import (NPARTS, build_input, check_dlq, compare_state, misrouted_events,  # noqa: E402
+                         oracle_from_topic, read_topic, wait_caught_up)
 
 
 def test_sigterm_before_first_assignment():
@@ -64,7 +65,8 @@ def test_sigterm_before_first_assignment():
 def test_dlq_truncates_oversized_record():
     """A 1.5 MB bad event (too_large) lands in the DLQ: value cut to its
     first bytes, header truncated = the original size, reason as the
-    oracle says."""
+    oracle says. Misrouted events (30, in one go) are logged once per
+    partition with the murmur2 hint, not once each."""
     with cluster(partitions=NPARTS) as c:
         big = json.dumps({"user_id": "u-big", "ts": int(time.time() * 1000), "type": "view",
                           "pad": "x" * 1500000}).encode()
@@ -74,6 +76,10 @@ def test_dlq_truncates_oversized_record():
         with open(path, "wb") as f:
             f.write(big + b"\n")
         c.produce_file(path, ["-X", "message.max.bytes=4000000"])
+        mis = os.path.join(c.dir, "mis.jsonl")
+        with open(mis, "wb") as f:
+            f.write(b"\n".join(misrouted_events(int(time.time() * 1000))) + b"\n")
+        c.produce_file(mis, ["--key_field", "route_key"])
         w = c.start_worker("w1")
 
         def dlq():
@@ -86,7 +92,12 @@ def test_dlq_truncates_oversized_record():
         check(h.get("truncated") == str(len(big)), "truncated header %r, want %d" % (h.get("truncated"), len(big)))
         val = (recs[0].get("value") or "").encode()
         check(0 < len(val) <= 1000000 and big.startswith(val), "value of %d bytes is not a prefix" % len(val))
+        wait_for(lambda: c.caught_up([w.data]), 60, "the misrouted events consumed", interval=0.5)
         check(w.stop() == 0, "stop failed")
+        log = open(w.log_path, "rb").read().decode(errors="replace")
+        lines = re.findall(r"partition (\d+): (\d+) misrouted event\(s\).*murmur2", log)
+        parts = [p for p, _ in lines]
+        check(lines and len(parts) == len(set(parts)), "misrouted log lines: %r" % lines)
 
 
 def test_operator_errors():
