@@ -7,16 +7,60 @@
 #include "kafka.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+/* librdkafka's log lines (warnings and worse) through our logger. The
+ * worker has up to five clients (consumers, producers, membership), each
+ * with its own connections: one broker going down gives each of them the
+ * same lines, and librdkafka repeats them on every reconnect. A line equal
+ * to one of the last PD_KAFKA_LOG_KEEP printed (up to its "(after N ms in
+ * state ...)" tail) within PD_KAFKA_LOG_REPEAT_US is counted, not printed;
+ * the count goes with the next line printed. */
+#define PD_KAFKA_LOG_REPEAT_US 10000000
+#define PD_KAFKA_LOG_KEEP 8
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char key[200];
+    int64_t us;
+} log_recent[PD_KAFKA_LOG_KEEP];
+static uint64_t log_suppressed;
+
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    if (level <= 4) pd_warn("rdkafka %s: %s", fac, buf);
+    if (level > 4) return;
+    const char *body = strstr(buf, "]: "); /* after "[thrd:...]" */
+    body = body ? body + 3 : buf;
+    const char *tail = strstr(body, " (after ");
+    int n = (int)(tail ? (size_t)(tail - body) : strlen(body));
+    char key[sizeof log_recent[0].key];
+    snprintf(key, sizeof key, "%s %.*s", fac, n, body);
+    int64_t now = pd_mono_us();
+    int oldest = 0;
+    pthread_mutex_lock(&log_mu);
+    for (int i = 0; i < PD_KAFKA_LOG_KEEP; i++) {
+        if (log_recent[i].us && now - log_recent[i].us < PD_KAFKA_LOG_REPEAT_US &&
+            strcmp(key, log_recent[i].key) == 0) {
+            log_suppressed++;
+            pthread_mutex_unlock(&log_mu);
+            return;
+        }
+        if (log_recent[i].us < log_recent[oldest].us) oldest = i;
+    }
+    uint64_t dropped = log_suppressed;
+    log_suppressed = 0;
+    snprintf(log_recent[oldest].key, sizeof log_recent[oldest].key, "%s", key);
+    log_recent[oldest].us = now;
+    pthread_mutex_unlock(&log_mu);
+    if (dropped)
+        pd_warn("rdkafka %s: %s (%" PRIu64 " repeated line(s) suppressed before this one)", fac, buf, dropped);
+    else
+        pd_warn("rdkafka %s: %s", fac, buf);
 }
 
 int pd_kafka_conf_set(rd_kafka_conf_t *c, const char *k, const char *v, char *err, size_t errlen)
