@@ -66,7 +66,8 @@ def test_dlq_truncates_oversized_record():
     """A 1.5 MB bad event (too_large) lands in the DLQ: value cut to its
     first bytes, header truncated = the original size, reason as the
     oracle says. Misrouted events (30, in one go) are logged once per
-    partition with the murmur2 hint, not once each."""
+    partition with the murmur2 hint, not once each, and `profilectl days`
+    counts their profiles (user-days)."""
     with cluster(partitions=NPARTS) as c:
         big = json.dumps({"user_id": "u-big", "ts": int(time.time() * 1000), "type": "view",
                           "pad": "x" * 1500000}).encode()
@@ -77,10 +78,21 @@ def test_dlq_truncates_oversized_record():
             f.write(big + b"\n")
         c.produce_file(path, ["-X", "message.max.bytes=4000000"])
         mis = os.path.join(c.dir, "mis.jsonl")
+        now = int(time.time() * 1000)
+        mis_events = misrouted_events(now)
+        # and users with several events a day: a profile per user-day, many merge operands
+        many = [json.dumps({"event_id": "m-%d-%d" % (u, k), "user_id": "u-many-%d" % u, "ts": now - 10000 - k,
+                            "type": "view", "item": {"make": "Audi"}}).encode() for u in range(3) for k in range(6)]
         with open(mis, "wb") as f:
-            f.write(b"\n".join(misrouted_events(int(time.time() * 1000))) + b"\n")
+            f.write(b"\n".join(mis_events) + b"\n")
         c.produce_file(mis, ["--key_field", "route_key"])
         w = c.start_worker("w1")
+        for k in range(0, 6, 2):  # three rounds, three commits: merge operands pile up
+            wait_for(lambda: c.caught_up([w.data]), 60, "round %d consumed" % k, interval=0.3)
+            rnd = os.path.join(c.dir, "many%d.jsonl" % k)
+            with open(rnd, "wb") as f:
+                f.write(b"\n".join(many[u * 6 + k + j] for u in range(3) for j in range(2)) + b"\n")
+            c.produce_file(rnd)
 
         def dlq():
             recs = read_topic(c, c.topic + ".dlq")
@@ -98,6 +110,15 @@ def test_dlq_truncates_oversized_record():
         lines = re.findall(r"partition (\d+): (\d+) misrouted event\(s\).*murmur2", log)
         parts = [p for p, _ in lines]
         check(lines and len(parts) == len(set(parts)), "misrouted log lines: %r" % lines)
+        # `profilectl days` counts profiles (user-days), not RocksDB keys
+        want = {}
+        for e in map(json.loads, mis_events + many):
+            day = time.strftime("%Y-%m-%d", time.gmtime(e["ts"] // 1000))
+            want.setdefault(day, set()).add(e["user_id"])
+        r = c.ctl("days", "--data-dir", w.data, "--format", "json")
+        got = {o["day"]: o["profiles"] for o in map(json.loads, r.stdout.decode().splitlines())}
+        want = {d: len(u) for d, u in want.items()}
+        check(got == want, "days: profiles %r, want %r" % (got, want))
 
 
 def test_operator_errors():
