@@ -1141,6 +1141,10 @@ int pd_ingest_run(pd_ingest *ig)
         if (now - ig->last_wm_us > 1000000) {
             update_watermarks(ig);
             ig->last_wm_us = now;
+            if (!atomic_load(&w->store_lost) && pd_store_dir_check(w->store, err, sizeof err) != PD_OK) {
+                pd_error("%s: nothing written from now on is durable; not ready (restart the worker)", err);
+                atomic_store(&w->store_lost, 1);
+            }
         }
     }
     return ig->fatal ? PD_ERR : PD_OK;

@@ -111,6 +111,20 @@ int store_rdb_err(char *e, char *err, size_t errlen, const char *what)
     return code;
 }
 
+int pd_store_dir_check(pd_store *st, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    struct stat sb;
+    if (stat(st->dir, &sb) != 0)
+        return pd_seterr(err, errlen, PD_EIO, "data directory %s: %s", st->dir, strerror(errno));
+    if (sb.st_dev != st->dir_dev || sb.st_ino != st->dir_ino)
+        return pd_seterr(err, errlen, PD_EIO, "data directory %s was replaced by another directory", st->dir);
+    snprintf(path, sizeof path, "%s/CURRENT", st->dir);
+    if (stat(path, &sb) != 0)
+        return pd_seterr(err, errlen, PD_EIO, "data directory %s: CURRENT: %s", st->dir, strerror(errno));
+    return PD_OK;
+}
+
 /* The pid holding the POSIX lock on dir/LOCK (from /proc/locks), or 0. */
 static long store_lock_holder(const char *dir)
 {
@@ -794,6 +808,11 @@ int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_
         goto out;
     }
     if ((rc = check_schema(st, s, err, errlen)) != PD_OK) goto out;
+    struct stat dsb;
+    if (stat(dir, &dsb) == 0) {
+        st->dir_dev = dsb.st_dev;
+        st->dir_ino = dsb.st_ino;
+    }
     st->wo = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wo, o && o->sync ? 1 : 0);
     if (st->filter_bits > 0 && st->ndays > 0) {
