@@ -23,6 +23,10 @@
 #include <signal.h>
 
 #define PD_DLQ_MAX_DETAIL 256 /* bytes of a detail kept (longer ones are cut) */
+/* Room left in a DLQ record for everything but the value (key, headers,
+ * framing): the value is cut to the producer's message.max.bytes (default
+ * 1,000,000) minus this, so an oversized bad record still reaches the DLQ. */
+#define PD_DLQ_RECORD_SLACK 8192
 
 typedef struct pd_dlq pd_dlq;
 
@@ -33,7 +37,9 @@ int pd_dlq_new(pd_dlq **out, const pd_config *cfg, pd_metrics *m, volatile sig_a
                char *err, size_t errlen);
 /* Sends the record (partition, offset, rec_ts < 0 = unknown) to the DLQ
  * with reason (PD_EV_*) and detail (PD_DLQ_MAX_DETAIL bytes at most); counts it
- * in events_dlq[reason]. */
+ * in events_dlq[reason]. A value too large for one record is cut to its
+ * first bytes and the record gets a "truncated" header with the original
+ * size in bytes. */
 void pd_dlq_send(pd_dlq *d, int reason, const char *detail, int32_t partition, int64_t offset, int64_t rec_ts,
                  const void *key, size_t keylen, const void *val, size_t vallen);
 /* Re-produces the record at (partition, offset) of the input topic to

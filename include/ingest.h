@@ -18,6 +18,8 @@
 
 #include "worker.h"
 
+#include <librdkafka/rdkafka.h>
+
 typedef struct pd_ingest pd_ingest;
 
 /* Creates the consumer and the DLQ/misroute producer and subscribes.
@@ -30,9 +32,13 @@ int pd_ingest_run(pd_ingest *ig);
 /* Orderly end: flushes the batch, commits, leaves the group, flushes the
  * producer. Safe after a failed run. Does not free ig. */
 void pd_ingest_close(pd_ingest *ig);
-/* Destroys the Kafka clients and frees ig (closing it first if needed).
- * Call after everything that must happen before exit (the destroy of a
- * consumer can hit a librdkafka 2.0.2 assertion; see ingest.c). */
+/* Hands the closed consumers (group, replica; NULL when absent) to the
+ * caller, who destroys them with pd_kafka_destroy_consumers after the
+ * store is closed: librdkafka 2.0.2 can abort in that destroy (kafka.h),
+ * so it must come after everything durable. Call after pd_ingest_close. */
+void pd_ingest_take_consumers(pd_ingest *ig, rd_kafka_t **group, rd_kafka_t **replica);
+/* Destroys the Kafka clients still held and frees ig (closing it first
+ * if needed). */
 void pd_ingest_free(pd_ingest *ig);
 
 /* ---- the Kafka-independent core ---- */

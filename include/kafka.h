@@ -33,14 +33,24 @@ rd_kafka_conf_t *pd_kafka_conf_consumer(const pd_config *cfg, const char *group_
                                         void (*error_cb)(rd_kafka_t *, int, const char *, void *), char *err,
                                         size_t errlen);
 /* The number of partitions of topic (retried for about 10 s while the
- * metadata is not there yet). */
+ * metadata is not there yet). PD_ENOTFOUND when the topic does not exist
+ * (about 2 s), unless kafka.allow.auto.create.topics=true lets the broker
+ * create it. */
 int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, char *err, size_t errlen);
+/* The partition numbers of parts ("0,2,3", "none" when empty) in buf
+ * (len >= 16); returns buf or a static string. */
+const char *pd_kafka_part_list(const rd_kafka_topic_partition_list_t *parts, char *buf, size_t len);
 /* Destroys closed consumers (NULLs allowed). librdkafka 2.0.2 (Debian
  * bookworm) can assert in rd_kafka_destroy() of a cooperative-sticky
  * consumer whose assignor state was never set (librdkafka issue #4312,
- * fixed in 2.3.0). By the time the handles are destroyed everything
- * durable is done (batch committed, group left, departure announced), so
- * an abort there is turned into a clean exit. */
+ * fixed in 2.3.0): in rd_kafka_cgrp_destroy_final, when the JoinGroup
+ * answer came but the first SyncGroup answer did not (a worker stopped
+ * while its first rebalance is in flight). In 2.0.2 the only other call
+ * of that destroy is a JoinGroup whose protocol changed, which a group of
+ * profiled workers never sees. So the destroy comes last in profiled's
+ * shutdown, when everything durable is done (batch committed, group left,
+ * departure announced, store closed), and an abort there is turned into a
+ * clean exit (status 0). */
 void pd_kafka_destroy_consumers(rd_kafka_t *a, rd_kafka_t *b);
 
 #endif

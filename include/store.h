@@ -77,6 +77,11 @@ typedef struct {
 int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_store_opts *o,
                   char *err, size_t errlen);
 void pd_store_close(pd_store *st);
+/* PD_OK while the data directory the store was opened on is still there
+ * (same inode, CURRENT present); PD_EIO (err says what) once it was
+ * deleted or replaced under the running process, whose writes then go to
+ * unlinked files. A stat or two: call it about once a second. */
+int pd_store_dir_check(pd_store *st, char *err, size_t errlen);
 /* read_only instances: catch up with the primary's latest writes. */
 int pd_store_refresh(pd_store *st, char *err, size_t errlen);
 

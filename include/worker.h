@@ -71,6 +71,7 @@ typedef struct pd_worker {
     char advertise[256];          /* this worker's URL */
     _Atomic int64_t generation;   /* bumped on every assignment change */
     _Atomic int kafka_up;         /* 0 when the consumer reports all brokers down */
+    _Atomic int store_lost;       /* 1 once the data directory vanished (pd_store_dir_check) */
     volatile sig_atomic_t stop;   /* set by the signal handler */
 } pd_worker;
 

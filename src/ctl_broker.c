@@ -31,6 +31,25 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+/* librdkafka 2.0.2's mock group coordinator uses the group leader's first
+ * assignment strategy and asserts that every member lists the same one
+ * first (rd_kafka_mock_cgrp_elect_leader): a consumer with range or
+ * roundrobin (kcat -G's default) joining a group of profiled workers
+ * (cooperative-sticky) aborts the whole mock. It cannot be configured
+ * away; say so, then die as before (docs/operations.md). */
+static void on_mock_abort(int sig)
+{
+    static const char msg[] =
+        "profilectl broker: librdkafka's mock cluster aborted. Known cause: a group member whose first "
+        "partition.assignment.strategy differs from the group leader's (e.g. kcat -G, range, joining "
+        "profiled's cooperative-sticky group); give such a consumer "
+        "-X partition.assignment.strategy=cooperative-sticky or its own group\n";
+    ssize_t r = write(2, msg, sizeof msg - 1);
+    (void)r;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 typedef struct {
     int64_t partitions;
     int64_t brokers;
@@ -204,6 +223,8 @@ int ctl_broker_main(int argc, char **argv)
         goto out;
     }
 
+    /* An abort inside the mock says why it most likely happened. */
+    signal(SIGABRT, on_mock_abort);
     /* Block the stop signals before librdkafka starts its threads. */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);

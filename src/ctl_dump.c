@@ -4,7 +4,8 @@
  *
  *   dump     profiles, filtered by --day, --partition, --user; JSON lines
  *            {"day":..,"partition":..,"user_id":..,"profile":{..}} or text
- *   days     the day column families with estimated keys and bytes
+ *   days     the day column families: profiles (user-days, counted by a
+ *            scan), RocksDB's key estimate and bytes
  *   offsets  the committed checkpoint (next offset, clock) of each partition
  *
  * The store is opened as a RocksDB secondary instance (pd_store_opts
@@ -92,7 +93,7 @@ static const dump_cmd cmd_dump = {
     "dump", "Prints stored profiles (one per day, partition and user).", dump_tbl,
     PD_ARRAY_LEN(dump_tbl)};
 static const dump_cmd cmd_days = {
-    "days", "Lists the day column families with estimated keys and bytes.", days_tbl,
+    "days", "Lists the day column families: profiles (user-days, counted), RocksDB's estimated keys (merge operands included) and bytes.", days_tbl,
     PD_ARRAY_LEN(days_tbl)};
 static const dump_cmd cmd_offsets = {
     "offsets", "Lists the committed checkpoint of each partition.", offsets_tbl,
@@ -354,6 +355,12 @@ int ctl_dump_main(int argc, char **argv)
         ex = 1;
         goto out;
     }
+    if (*o.user && d.n == 0) {
+        /* Asked for one user: none is an answer the caller must see. */
+        fprintf(stderr, "profilectl dump: no profile for user %s\n", o.user);
+        ex = 1;
+        goto out;
+    }
     ex = finish_out(c);
 out:
     pd_buf_free(&d.out);
@@ -361,6 +368,14 @@ out:
     pd_free(schema);
     pd_opts_free(c->tbl, c->n, &o);
     return ex;
+}
+
+static int count_visit(void *arg, int64_t day, int32_t partition, const char *user, size_t ulen,
+                       const pd_profile *prof)
+{
+    (void)day, (void)partition, (void)user, (void)ulen, (void)prof;
+    (*(uint64_t *)arg)++;
+    return 0;
 }
 
 int ctl_days_main(int argc, char **argv)
@@ -377,15 +392,26 @@ int ctl_days_main(int argc, char **argv)
     int n = 0;
     pd_store_day_stats(st, &ds, &n);
     int json = strcmp(o.format, "json") == 0;
-    if (!json) pd_buf_printf(&b, "%-10s %12s %14s\n", "DAY", "KEYS", "BYTES");
+    if (!json) pd_buf_printf(&b, "%-10s %12s %14s %14s\n", "DAY", "PROFILES", "EST_KEYS", "BYTES");
     for (int i = 0; i < n; i++) {
-        char d[11];
+        char d[11], err[512];
         pd_day_format(ds[i].day, d);
+        /* Profiles (user-days) counted by a scan: RocksDB's key estimate
+         * also counts merge operands not yet compacted. */
+        uint64_t profiles = 0;
+        if (pd_store_scan(st, ds[i].day, -1, NULL, 0, count_visit, &profiles, err, sizeof err) != PD_OK) {
+            fprintf(stderr, "profilectl days: %s: %s\n", d, err);
+            ex = 1;
+            goto out;
+        }
         if (json)
-            pd_buf_printf(&b, "{\"day\":\"%s\",\"keys\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n", d,
-                          ds[i].keys, ds[i].bytes);
+            pd_buf_printf(&b,
+                          "{\"day\":\"%s\",\"profiles\":%" PRIu64 ",\"estimated_keys\":%" PRIu64
+                          ",\"bytes\":%" PRIu64 "}\n",
+                          d, profiles, ds[i].keys, ds[i].bytes);
         else
-            pd_buf_printf(&b, "%-10s %12" PRIu64 " %14" PRIu64 "\n", d, ds[i].keys, ds[i].bytes);
+            pd_buf_printf(&b, "%-10s %12" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", d, profiles, ds[i].keys,
+                          ds[i].bytes);
     }
     if (flush_out(&b) != 0) {
         fprintf(stderr, "profilectl days: error writing output\n");

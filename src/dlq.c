@@ -19,7 +19,41 @@ struct pd_dlq {
     pd_metrics *metrics;
     volatile sig_atomic_t *stop;
     rd_kafka_t *producer;     /* NULL in replay mode */
+    size_t max_record;        /* the producer's message.max.bytes */
+    /* misrouted events per source partition since its last log line */
+    uint64_t *mis_count;      /* [mis_n] */
+    int64_t *mis_logged_us;   /* [mis_n] monotonic time of that line; 0 = never */
+    int32_t mis_n;
 };
+
+#define PD_MISROUTE_LOG_US 60000000 /* at most one line a minute per partition */
+
+/* Counts a misrouted event of partition p and logs the count at most once
+ * a minute per partition (the first one at once). */
+static void misroute_note(pd_dlq *d, int32_t p, int32_t to)
+{
+    if (p < 0) return;
+    if (p >= d->mis_n) {
+        int32_t n = PD_MAX(p + 1, d->mis_n * 2);
+        d->mis_count = pd_realloc(d->mis_count, (size_t)n * sizeof *d->mis_count);
+        d->mis_logged_us = pd_realloc(d->mis_logged_us, (size_t)n * sizeof *d->mis_logged_us);
+        for (int32_t i = d->mis_n; i < n; i++) {
+            d->mis_count[i] = 0;
+            d->mis_logged_us[i] = 0;
+        }
+        d->mis_n = n;
+    }
+    d->mis_count[p]++;
+    int64_t now = pd_mono_us();
+    if (d->mis_logged_us[p] && now - d->mis_logged_us[p] < PD_MISROUTE_LOG_US) return;
+    pd_warn("partition %d: %" PRIu64 " misrouted event(s)%s (e.g. one for partition %d), re-produced to their "
+            "partition: the producer does not partition by murmur2 of user_id (use the murmur2_random "
+            "partitioner, e.g. kcat -X partitioner=murmur2_random; this doubles the topic's volume and "
+            "delays those events)",
+            (int)p, d->mis_count[p], d->mis_logged_us[p] ? " in the last minute" : "", (int)to);
+    d->mis_count[p] = 0;
+    d->mis_logged_us[p] = now;
+}
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -53,6 +87,11 @@ int pd_dlq_new(pd_dlq **out, const pd_config *cfg, pd_metrics *m, volatile sig_a
         rd_kafka_conf_destroy(pc);
         goto fail;
     }
+    char mmb[32];
+    size_t mmblen = sizeof mmb;
+    d->max_record = 1000000;
+    if (rd_kafka_conf_get(pc, "message.max.bytes", mmb, &mmblen) == RD_KAFKA_CONF_OK)
+        d->max_record = (size_t)strtoull(mmb, NULL, 10);
     d->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, e2, sizeof e2);
     if (!d->producer) {
         pd_seterr(err, errlen, PD_EINVAL, "producer: %s", e2);
@@ -92,7 +131,7 @@ void pd_dlq_send(pd_dlq *d, int reason, const char *detail, int32_t partition, i
     PD_INC(d->metrics->events_dlq[reason]);
     if (!d->producer) return;
     char num[32];
-    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(7);
     const char *rn = pd_ev_reason_name(reason);
     rd_kafka_header_add(h, "reason", -1, rn, (ssize_t)strlen(rn));
     rd_kafka_header_add(h, "detail", -1, detail, (ssize_t)strnlen(detail, PD_DLQ_MAX_DETAIL));
@@ -105,6 +144,14 @@ void pd_dlq_send(pd_dlq *d, int reason, const char *detail, int32_t partition, i
         snprintf(num, sizeof num, "%" PRId64, rec_ts);
         rd_kafka_header_add(h, "source_timestamp", -1, num, -1);
     }
+    size_t room = d->max_record > keylen + PD_DLQ_RECORD_SLACK ? d->max_record - keylen - PD_DLQ_RECORD_SLACK : 0;
+    if (vallen > room) {
+        snprintf(num, sizeof num, "%zu", vallen);
+        rd_kafka_header_add(h, "truncated", -1, num, -1);
+        pd_warn("partition %d offset %" PRId64 ": %s record of %zu bytes sent to the DLQ cut to %zu bytes",
+                (int)partition, offset, rn, vallen, room);
+        vallen = room;
+    }
     produce(d, d->cfg->dlq_topic, RD_KAFKA_PARTITION_UA, key, keylen, val, vallen, h);
 }
 
@@ -112,6 +159,7 @@ void pd_dlq_reproduce(pd_dlq *d, int32_t to, int32_t partition, int64_t offset, 
                       const void *val, size_t vallen)
 {
     if (!d->producer) return;
+    misroute_note(d, partition, to);
     char ob[96];
     int on = snprintf(ob, sizeof ob, "%s/%" PRId32 "/%" PRId64, d->cfg->topic, partition, offset);
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
@@ -145,5 +193,7 @@ void pd_dlq_free(pd_dlq *d)
 {
     if (!d) return;
     if (d->producer) rd_kafka_destroy(d->producer);
+    free(d->mis_count);
+    free(d->mis_logged_us);
     free(d);
 }

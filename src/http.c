@@ -756,7 +756,10 @@ static void route_readyz(pd_http *h, http_resp *r)
     int64_t gen = atomic_load(&w->generation);
     int kafka_up = atomic_load(&w->kafka_up);
     const char *status, *detail;
-    if (gen <= 0) {
+    if (atomic_load(&w->store_lost)) {
+        status = "failing";
+        detail = "the data directory was deleted or replaced under the worker";
+    } else if (gen <= 0) {
         status = "starting";
         detail = "no partition assignment received yet";
     } else if (ready < owned) {

@@ -836,7 +836,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
             if (restoring[p]) owner_pause(ig, p, 1);
         free(restoring);
         if (replicas_changed) replica_reassign(ig);
-        pd_info("assigned %d partition(s) (%s)", parts->cnt, coop ? "cooperative" : "eager");
+        pd_info("assigned %d partition(s) (%s): %s", parts->cnt, coop ? "cooperative" : "eager",
+                pd_kafka_part_list(parts, err, sizeof err));
     } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         char *which = pd_calloc((size_t)w->nparts, 1);
         for (int i = 0; i < parts->cnt; i++) {
@@ -872,7 +873,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
         } else {
             rd_kafka_assign(rk, NULL);
         }
-        pd_info("revoked %d partition(s)", parts->cnt);
+        pd_info("revoked %d partition(s): %s", parts->cnt, pd_kafka_part_list(parts, err, sizeof err));
     } else {
         pd_error("rebalance error: %s", rd_kafka_err2str(e));
         rd_kafka_assign(rk, NULL);
@@ -1166,6 +1167,10 @@ int pd_ingest_run(pd_ingest *ig)
         if (now - ig->last_wm_us > 1000000) {
             update_watermarks(ig);
             ig->last_wm_us = now;
+            if (!atomic_load(&w->store_lost) && pd_store_dir_check(w->store, err, sizeof err) != PD_OK) {
+                pd_error("%s: nothing written from now on is durable; not ready (restart the worker)", err);
+                atomic_store(&w->store_lost, 1);
+            }
         }
     }
     return ig->fatal ? PD_ERR : PD_OK;
@@ -1196,6 +1201,15 @@ void pd_ingest_close(pd_ingest *ig)
     }
     pd_dlq_flush(ig->dlq, (int)PD_MIN(ig->cfg->shutdown_timeout_ms, 10000));
     ig->closed = 1;
+}
+
+void pd_ingest_take_consumers(pd_ingest *ig, rd_kafka_t **group, rd_kafka_t **replica)
+{
+    *group = ig ? ig->consumer : NULL;
+    *replica = ig ? ig->rconsumer : NULL;
+    if (!ig) return;
+    pd_assert(ig->closed);
+    ig->consumer = ig->rconsumer = NULL;
 }
 
 void pd_ingest_free(pd_ingest *ig)

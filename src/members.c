@@ -28,6 +28,7 @@
  * (rd_kafka_producev is thread-safe).
  */
 #include "members.h"
+#include "kafka.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -315,7 +316,8 @@ static void mem_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
 static rd_kafka_conf_t *mem_conf(pd_members *m, int consumer, char *err, size_t errlen)
 {
     const pd_config *cfg = m->w->cfg;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf = pd_kafka_conf_base(cfg, err, errlen); /* brokers, our log format */
+    if (!conf) return NULL;
     char e[512];
     char group[300];
     snprintf(group, sizeof group, "profiled-members-%s-%d-%lld", cfg->id, (int)getpid(),

@@ -10,7 +10,8 @@
  *   2. flush the pending batch (state + offsets, one WriteBatch),
  *   3. close the consumer (leaves the group so partitions move at once),
  *   4. publish "alive": false and stop the membership thread,
- *   5. close the store.
+ *   5. close the store,
+ *   6. destroy the consumers (librdkafka 2.0.2 can abort there: kafka.h).
  * A second signal exits immediately (the store is crash-safe: the next start
  * resumes from the last checkpoint). A watchdog bounds the whole shutdown by
  * shutdown_timeout_ms.
@@ -18,6 +19,7 @@
 #include "config.h"
 #include "http.h"
 #include "ingest.h"
+#include "kafka.h"
 #include "members.h"
 #include "metrics.h"
 #include "schema.h"
@@ -218,10 +220,17 @@ out:;
     pd_info("shutting down");
     pd_http_stop(http);       /* 1. no new queries */
     pd_ingest_close(ig);      /* 2+3. flush, leave the group */
+    rd_kafka_t *group_consumer, *replica_consumer;
+    pd_ingest_take_consumers(ig, &group_consumer, &replica_consumer);
     w.members = NULL;
     pd_members_stop(members); /* 4. tell peers we are gone */
-    pd_ingest_free(ig);       /*    (Kafka handles: see pd_ingest_free) */
+    pd_ingest_free(ig);
     if (store) pd_store_close(store); /* 5. */
+    pd_info("stopped");
+    /* 6. Last, when nothing durable is left: librdkafka 2.0.2 can abort
+     * destroying a consumer that never got its first assignment (#4312;
+     * kafka.h turns that abort into exit 0). */
+    pd_kafka_destroy_consumers(group_consumer, replica_consumer);
     if (have_wd) {
         pthread_mutex_lock(&wd.mu);
         wd.done = 1;
@@ -230,7 +239,6 @@ out:;
         pthread_join(wdt, NULL);
     }
     free(w.parts);
-    pd_info("stopped");
     pd_config_free(&cfg);
     return rc;
 }

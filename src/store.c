@@ -89,6 +89,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -108,6 +109,51 @@ int store_rdb_err(char *e, char *err, size_t errlen, const char *what)
     pd_seterr(err, errlen, code, "%s: %s", what, e ? e : "unknown error");
     rocksdb_free(e);
     return code;
+}
+
+int pd_store_dir_check(pd_store *st, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    struct stat sb;
+    if (stat(st->dir, &sb) != 0)
+        return pd_seterr(err, errlen, PD_EIO, "data directory %s: %s", st->dir, strerror(errno));
+    if (sb.st_dev != st->dir_dev || sb.st_ino != st->dir_ino)
+        return pd_seterr(err, errlen, PD_EIO, "data directory %s was replaced by another directory", st->dir);
+    snprintf(path, sizeof path, "%s/CURRENT", st->dir);
+    if (stat(path, &sb) != 0)
+        return pd_seterr(err, errlen, PD_EIO, "data directory %s: CURRENT: %s", st->dir, strerror(errno));
+    return PD_OK;
+}
+
+/* The pid holding the POSIX lock on dir/LOCK (from /proc/locks), or 0. */
+static long store_lock_holder(const char *dir)
+{
+    char path[PATH_MAX], line[256];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    if (stat(path, &sb) != 0) return 0;
+    FILE *f = fopen("/proc/locks", "r");
+    if (!f) return 0;
+    long pid = 0;
+    while (!pid && fgets(line, sizeof line, f)) {
+        long p;
+        unsigned long long ino;
+        /* "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF" */
+        if (sscanf(line, "%*s %*s %*s %*s %ld %*x:%*x:%llu", &p, &ino) == 2 && ino == (unsigned long long)sb.st_ino)
+            pid = p;
+    }
+    fclose(f);
+    return pid;
+}
+
+/* RocksDB's "While lock file: D/LOCK: Resource temporarily unavailable"
+ * said as what it means: another process has the store open. */
+static int store_in_use_err(const char *dir, char *err, size_t errlen)
+{
+    long pid = store_lock_holder(dir);
+    if (pid > 0)
+        return pd_seterr(err, errlen, PD_EAGAIN, "data directory %s is in use by another process (pid %ld)", dir, pid);
+    return pd_seterr(err, errlen, PD_EAGAIN, "data directory %s is in use by another process", dir);
 }
 
 void pd_store_day_name(int64_t day, char *out)
@@ -486,7 +532,12 @@ static int open_db(pd_store *st, char *err, size_t errlen)
                                               copts, h, &re);
     if (re) {
         st->db = NULL;
-        rc = store_rdb_err(re, err, errlen, "open store");
+        if (strstr(re, "While lock file") && strstr(re, "LOCK")) {
+            rc = store_in_use_err(st->dir, err, errlen);
+            rocksdb_free(re);
+        } else {
+            rc = store_rdb_err(re, err, errlen, "open store");
+        }
         goto out;
     }
     st->other_cfs = pd_calloc((size_t)n, sizeof *st->other_cfs);
@@ -757,6 +808,11 @@ int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_
         goto out;
     }
     if ((rc = check_schema(st, s, err, errlen)) != PD_OK) goto out;
+    struct stat dsb;
+    if (stat(dir, &dsb) == 0) {
+        st->dir_dev = dsb.st_dev;
+        st->dir_ino = dsb.st_ino;
+    }
     st->wo = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wo, o && o->sync ? 1 : 0);
     if (st->filter_bits > 0 && st->ndays > 0) {

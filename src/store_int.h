@@ -17,6 +17,7 @@
 #include <rocksdb/c.h>
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -57,6 +58,8 @@ struct pd_store {
     uint8_t *fold_cnt;           /* FOLD_SLOTS counters, allocated on the first merge */
     uint64_t fold_bytes;         /* merged bytes since the counters were reset */
     char *dir;
+    dev_t dir_dev;               /* of dir when opened (pd_store_dir_check) */
+    ino_t dir_ino;
     char *secdir;                /* read_only: scratch dir of the secondary */
     int secdir_owned;            /* created by mkdtemp: removed on close */
     rocksdb_cache_t *cache;
