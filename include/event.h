@@ -77,7 +77,6 @@ typedef enum {
     PD_EV_BAD_EVENT_ID,     /* "bad_event_id": not a string, empty or too long */
     PD_EV_BAD_ATTR_CONTAINER, /* "bad_attr_container": item/filters present but not an object */
     /* Decided by the worker, not the parser: */
-    PD_EV_KEY_MISMATCH,     /* "key_mismatch": Kafka key present and != user_id */
     PD_EV_FUTURE_TS,        /* "future_ts": ts > bound + max_future_skew (rectime.h) */
     PD_EV_FUTURE_TIMESTAMP, /* "future_timestamp": CreateTime record timestamp > worker clock + skew */
     PD_EV__COUNT

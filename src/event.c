@@ -223,7 +223,6 @@ static const char *const reason_names[PD_EV__COUNT] = {
     [PD_EV_TYPE_TOO_LONG] = "type_too_long",
     [PD_EV_BAD_EVENT_ID] = "bad_event_id",
     [PD_EV_BAD_ATTR_CONTAINER] = "bad_attr_container",
-    [PD_EV_KEY_MISMATCH] = "key_mismatch",
     [PD_EV_FUTURE_TS] = "future_ts",
     [PD_EV_FUTURE_TIMESTAMP] = "future_timestamp",
 };

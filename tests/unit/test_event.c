@@ -450,7 +450,6 @@ TEST(event_reason_names)
     CHECK_STR(pd_ev_reason_name(PD_EV_TYPE_TOO_LONG), "type_too_long");
     CHECK_STR(pd_ev_reason_name(PD_EV_BAD_EVENT_ID), "bad_event_id");
     CHECK_STR(pd_ev_reason_name(PD_EV_BAD_ATTR_CONTAINER), "bad_attr_container");
-    CHECK_STR(pd_ev_reason_name(PD_EV_KEY_MISMATCH), "key_mismatch");
     CHECK_STR(pd_ev_reason_name(PD_EV_FUTURE_TS), "future_ts");
     CHECK_STR(pd_ev_reason_name(PD_EV__COUNT), "unknown");
     CHECK_STR(pd_ev_reason_name(-1), "unknown");
