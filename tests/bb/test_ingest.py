@@ -166,6 +166,18 @@ def check_dlq(c, oracle, bad):
     check(reasons == sorted(bad.values()), "DLQ reasons %s != expected %s" % (reasons, sorted(bad.values())))
 
 
+def settle_and_compare(c, workers, bad, timeout=180):
+    """Waits until the workers' stores checkpoint every partition's end,
+    stops them gracefully, then compares every user and the DLQ with the
+    oracle built from the topic."""
+    dirs = [w.data for w in workers]
+    wait_caught_up(c, dirs, timeout=timeout)
+    check(all(w.stop() == 0 for w in workers), "graceful stop failed")
+    o = oracle_from_topic(c)
+    compare_state(c, o, dirs)
+    check_dlq(c, o, bad)
+
+
 def test_exactness_dlq_misrouted():
     with cluster(partitions=NPARTS) as c:
         path, bad = build_input(c, 6000, 400, 11)
@@ -230,12 +242,7 @@ def test_rebalance_leave_rejoin():
         time.sleep(1)
         w2 = c.start_worker("w2")                                  # rejoins mid-stream
         c.produce_file(parts[2], ["--key_field", "route_key"])
-        dirs = [w1.data, w2.data]
-        wait_caught_up(c, dirs, timeout=180)
-        check(w1.stop() == 0 and w2.stop() == 0, "graceful stop failed")
-        o = oracle_from_topic(c)
-        compare_state(c, o, dirs)
-        check_dlq(c, o, bad)
+        settle_and_compare(c, [w1, w2], bad)
 
 
 def test_graceful_shutdown_bounded():

@@ -18,8 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import PROFILED, check, cluster, http_get, main, run, wait_for  # noqa: E402
 from oracle import validate  # noqa: E402
-from test_ingest import (NPARTS, build_input, check_dlq, compare_state, misrouted_events,  # noqa: E402
-                         oracle_from_topic, read_topic, wait_caught_up)
+from test_ingest import (NPARTS, build_input, misrouted_events, read_topic,  # noqa: E402
+                         settle_and_compare)
 
 
 def test_sigterm_before_first_assignment():
@@ -59,12 +59,7 @@ def test_sigterm_before_first_assignment():
         print("  (%d of 5 stops went through the librdkafka #4312 abort)" % hits)
         c.produce_file(rest, ["--key_field", "route_key"])
         w2 = c.start_worker("x0", norep)     # same data dir as the first stopped one
-        dirs = [w1.data, w2.data]
-        wait_caught_up(c, dirs, timeout=180)
-        check(w1.stop() == 0 and w2.stop() == 0, "graceful stop failed")
-        o = oracle_from_topic(c)
-        compare_state(c, o, dirs)
-        check_dlq(c, o, bad)
+        settle_and_compare(c, [w1, w2], bad)
 
 
 def test_dlq_truncates_oversized_record():
