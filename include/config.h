@@ -96,6 +96,7 @@ typedef struct pd_config {
     int64_t commit_min_interval_ms;
     int64_t batch_max_events;
     int64_t dedup_window_ms;
+    int64_t dedup_max_ids;
     int64_t max_future_skew_ms;
     int64_t max_event_bytes;
     int64_t http_threads;

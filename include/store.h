@@ -14,6 +14,9 @@
  *                  One record per partition per flush; seq grows with the
  *                  input offset, and later entries override earlier ones
  *                  (see ingest.c for the de-dup index built from them).
+ *                  seq 0 (never a flush's: it is the next offset after
+ *                  an accepted record) holds one entry, "PDDDCAPH", 0,
+ *                  the cap horizon H (dedup.h).
  *   "dYYYY-MM-DD"  one per day: partition(u32 BE) + user_id -> encoded profile
  *
  * The partition comes first in every data key, so one partition's state is a

@@ -133,6 +133,8 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->batch_bytes[1], 0);
     atomic_init(&m->dedup_bytes, 0);
     atomic_init(&m->dedup_entries, 0);
+    atomic_init(&m->dedup_evictions, 0);
+    atomic_init(&m->dedup_effective_window_ms, -1);
     atomic_init(&m->restores_ok, 0);
     atomic_init(&m->restores_failed, 0);
     atomic_init(&m->restore_bytes, 0);
@@ -356,6 +358,19 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
     gauge(b, "profiled_dedup_index_entries",
           "Event ids held by the de-dup indexes (updated at every commit).",
           LD(m->dedup_entries));
+    counter(b, "profiled_dedup_evictions_total",
+            "Event ids the de-dup index forgot before dedup_window passed them, because a partition "
+            "accepted more than dedup_max_ids ids within the window: their duplicates count again.",
+            LD(m->dedup_evictions));
+    int64_t ew = atomic_load_explicit(&m->dedup_effective_window_ms, memory_order_relaxed);
+    if (ew >= 0) { /* from the first commit on */
+        family(b, "profiled_dedup_effective_window_seconds", "gauge",
+               "The de-dup window in effect, smallest over this worker's loaded partitions: dedup_window, "
+               "or less where dedup_max_ids bit (updated at every commit).");
+        pd_buf_puts(b, "profiled_dedup_effective_window_seconds ");
+        put_float(b, (double)ew / 1e3);
+        pd_buf_putc(b, '\n');
+    }
     counter(b, "profiled_store_writes_total",
             "Profile deltas written (one per partition, day and user in a commit): events per write is how "
             "much the batch aggregates.",

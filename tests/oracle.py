@@ -237,7 +237,7 @@ def capped(counts: dict, cap: int):
 
 class Oracle:
     def __init__(self, schema=None, max_values=64, retention_days=60, dedup_window_ms=DAY_MS,
-                 max_future_skew_ms=3600000, nparts=None, tz_offset_ms=0, now_ms=None):
+                 max_future_skew_ms=3600000, nparts=None, tz_offset_ms=0, now_ms=None, dedup_max_ids=0):
         self.schema = schema or vehicle_schema()
         self.max_values = max_values
         self.retention_days = retention_days
@@ -249,6 +249,9 @@ class Oracle:
         self.clock = {}        # partition -> newest event ts
         self.dclock = {}       # partition -> newest delivery time of an accepted event with an id
         self.seen = {}         # (partition, id) -> delivery time of its latest accepted occurrence
+        self.max_ids = dedup_max_ids  # 0: no bound
+        self.accepts = {}      # partition -> delivery times of every acceptance, in order
+        self.caph = {}         # partition -> cap horizon: ids accepted before it are forgotten
         self.raw = {}          # (user, day) -> accumulated raw profile
         self.outcomes = {}     # outcome -> count
         self.dlq = []          # (partition, offset, reason)
@@ -309,11 +312,20 @@ class Oracle:
             dclock = max(self.dclock.get(partition, delivered), delivered)
             key = (partition, did)
             d0 = self.seen.get(key)
-            if d0 is not None and dclock - d0 <= self.window:
+            # dedup_max_ids: an id is also forgotten once max_ids later
+            # acceptances happened in its partition (the horizon moves
+            # past the delivery time of the acceptance max_ids + 1 back)
+            if d0 is not None and dclock - d0 <= self.window and d0 >= self.caph.get(partition, d0):
                 self._count("duplicate")
                 return "duplicate"
             self.dclock[partition] = dclock
             self.seen[key] = dclock
+            if self.max_ids:
+                acc = self.accepts.setdefault(partition, [])
+                acc.append(dclock)
+                if len(acc) > self.max_ids:
+                    out = acc[-1 - self.max_ids]
+                    self.caph[partition] = max(self.caph.get(partition, out + 1), out + 1)
         self._add(uid, day, ev, ts)
         self._count("accepted")
         return "accepted"
