@@ -48,7 +48,7 @@ HDRS    := $(wildcard include/*.h) src/store_int.h tests/unit/test.h tests/unit/
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps test unit bb fuzz bench bench-report bench-bins demo clean docs san
+.PHONY: all deps test unit bb fuzz bench bench-report bench-bins demo clean docs san chaos
 
 all: bin/profiled bin/profilectl
 
@@ -136,6 +136,12 @@ fuzz: $(addprefix build/fuzz/,$(FUZZ_TARGETS))
 
 docs: bin/profiled
 	bin/profiled --print-config-markdown > docs/configuration.md
+
+# `make chaos`: 100+ random SIGKILLs and broker faults against a 3-worker
+# cluster, every user at every worker against the oracle (not in `make test`;
+# bounded to 20 minutes; docs/RELIABILITY.md). CHAOS_ARGS passes options.
+chaos: all
+	@$(PYTHON) tests/chaos.py $(CHAOS_ARGS)
 
 bench: all
 	@sh bench/run.sh
