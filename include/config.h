@@ -97,6 +97,9 @@ typedef struct pd_config {
     int64_t batch_max_events;
     int64_t dedup_window_ms;
     int64_t dedup_max_ids;
+    char *backup_dir;
+    int64_t backup_interval_ms;
+    int64_t backup_keep;
     int64_t max_future_skew_ms;
     int64_t max_event_bytes;
     int64_t http_threads;

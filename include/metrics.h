@@ -58,6 +58,9 @@ typedef struct pd_metrics {
     _Atomic uint64_t batch_bytes[2];    /* memory held by each in-memory batch (see ingest.c) */
     _Atomic uint64_t dedup_bytes;       /* the de-dup indexes of all partitions (at the last commit) */
     _Atomic uint64_t dedup_entries;
+    _Atomic uint64_t backups_ok, backups_failed;
+    _Atomic int64_t backup_last_success_ms;  /* epoch ms (0: none yet) */
+    _Atomic uint64_t backup_last_duration_us, backup_last_size, backup_last_added;
     _Atomic uint64_t dedup_evictions;   /* ids forgotten before the window passed them (dedup_max_ids) */
     _Atomic int64_t dedup_effective_window_ms; /* the smallest over loaded partitions (at the last commit) */
     _Atomic uint64_t restores_ok;       /* partitions restored from a peer's snapshot */

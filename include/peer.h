@@ -2,8 +2,8 @@
  * peer.h -- the one HTTP/1.1 client between workers: query forwarding
  * (http.c) and snapshot fetch (handoff.c) both go through it.
  *
- * A request is a GET of <url base><path_query> with the caller's extra
- * header lines. It is bounded by time in two ways, and at least one must be
+ * A request is a GET (or another method without a body: rq->method) of
+ * <url base><path_query> with the caller's extra header lines. It is bounded by time in two ways, and at least one must be
  * set: deadline_us (absolute, pd_mono_us) bounds the whole exchange --
  * connect, send, head and body; idle_ms bounds every single wait for the
  * peer (connect, send, each read), for long transfers that must keep
@@ -78,6 +78,8 @@ typedef struct {
     int64_t deadline_us;      /* bound of the whole exchange (pd_mono_us); 0: none */
     int idle_ms;              /* bound of each wait for the peer; 0: none */
     uint64_t max_body;        /* streamed body limit (pd_peer_stream); 0: none */
+    const char *method;       /* NULL: GET. Anything else is sent without a body
+                                 (Content-Length: 0) and never retried */
 } pd_peer_req;
 
 /* A response. body is owned by the caller (pd_buf_free in every case,

@@ -80,6 +80,9 @@ typedef struct {
 int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_store_opts *o,
                   char *err, size_t errlen);
 void pd_store_close(pd_store *st);
+/* The schema the store was opened with (or loaded from it): valid until
+ * pd_store_close. */
+const pd_schema *pd_store_schema(const pd_store *st);
 /* PD_OK while the data directory the store was opened on is still there
  * (same inode, CURRENT present); PD_EIO (err says what) once it was
  * deleted or replaced under the running process, whose writes then go to

@@ -66,6 +66,9 @@ const pd_opt pd_config_table[] = {
     {"max_partitions", PD_OPT_INT, OFF(max_partitions), "4096", 1, 65536, "Largest partition count of the input topic this worker accepts."},
     {"handoff_min_lag", PD_OPT_INT, OFF(handoff_min_lag), "10000", 0, 1e15, "Fetch a snapshot from a peer when the local copy of a newly owned or replicated partition is this many offsets behind the best peer copy (or absent)."},
     {"cleanup_grace", PD_OPT_DURATION, OFF(cleanup_grace_ms), "5m", 0, 30 * DAY_MS, "Delete the local state of a partition this worker neither owns nor replicates after this long."},
+    {"backup_dir", PD_OPT_STR, OFF(backup_dir), "", UNB, "Directory of this worker's own backups (RocksDB backup engine: consistent, incremental; see docs/operations.md, Backups). Empty: no scheduled backups and POST /internal/v1/backup answers 409."},
+    {"backup_interval", PD_OPT_DURATION, OFF(backup_interval_ms), "1h", 0, 30 * DAY_MS, "Take a backup into backup_dir this long after the previous one ended (0: only on request)."},
+    {"backup_keep", PD_OPT_INT, OFF(backup_keep), "24", 0, 100000, "Backups kept in backup_dir; older ones are deleted after each new one (0: keep all)."},
     {"protect_ops_endpoints", PD_OPT_BOOL, OFF(protect_ops_endpoints), "false", UNB, "Also require api_token on /healthz, /readyz and /metrics."},
     {"quiet", PD_OPT_BOOL, OFF(quiet), "false", UNB, "Log warnings and errors only."},
 };

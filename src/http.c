@@ -66,6 +66,7 @@
 
 #include <civetweb.h>
 
+#include "backupd.h"
 #include "handoff.h"
 #include "members.h"
 #include "metrics.h"
@@ -82,6 +83,7 @@
 static const char PFX_PROFILE[] = "/v1/profiles/";
 static const char PFX_INTERNAL[] = "/internal/v1/profiles/";
 static const char PFX_SNAPSHOT[] = "/internal/v1/snapshot/";
+static const char PATH_BACKUP[] = "/internal/v1/backup";
 
 /* ------------------------------------------------------------------ */
 /* types                                                                */
@@ -673,6 +675,37 @@ static void route_snapshot(pd_http *h, struct mg_connection *c, const char *seg,
 /* other routes                                                         */
 /* ------------------------------------------------------------------ */
 
+/* POST /internal/v1/backup: a backup into backup_dir now (backupd.h).
+ * Errors are logged in full; the answer says only what failed (the
+ * message names server paths). */
+static void route_backup(pd_http *h, const struct mg_request_info *ri, http_resp *r)
+{
+    if (strcmp(ri->request_method, "POST") != 0) {
+        resp_error(r, 405, "method not allowed", "only POST is supported here");
+        resp_header(r, "Allow", "POST");
+        return;
+    }
+    if (!h->w->backups) {
+        resp_error(r, 409, "conflict", "backup_dir is not set on this worker");
+        return;
+    }
+    pd_backup_info bi;
+    uint64_t added = 0;
+    int64_t dur = 0;
+    char err[512];
+    if (pd_backupd_run(h->w->backups, &bi, &added, &dur, err, sizeof err) != PD_OK) {
+        resp_error(r, 500, "internal error", "backup failed (the worker's log says why)");
+        return;
+    }
+    r->status = 200;
+    r->ctype = "application/json";
+    pd_buf_printf(&r->body,
+                  "{\"id\":%u,\"timestamp\":%lld,\"size_bytes\":%llu,\"added_bytes\":%llu,\"files\":%u,"
+                  "\"duration_ms\":%lld}",
+                  bi.id, (long long)bi.timestamp, (unsigned long long)bi.size, (unsigned long long)added, bi.files,
+                  (long long)(dur / 1000));
+}
+
 static void route_partitions(pd_http *h, http_resp *r)
 {
     pd_worker *w = h->w;
@@ -818,6 +851,7 @@ static int classify(const char *path, const char **seg, size_t *seglen)
         *seglen = strlen(*seg);
         return PD_ROUTE_INTERNAL;
     }
+    if (strcmp(path, PATH_BACKUP) == 0) return PD_ROUTE_INTERNAL;
     if (strcmp(path, "/v1/partitions") == 0) return PD_ROUTE_PARTITIONS;
     if (strcmp(path, "/healthz") == 0) return PD_ROUTE_HEALTHZ;
     if (strcmp(path, "/readyz") == 0) return PD_ROUTE_READYZ;
@@ -930,6 +964,10 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
     }
     if (*route == PD_ROUTE_OTHER) {
         resp_error(r, 404, "not found", "no route for this path");
+        return;
+    }
+    if (strcmp(path, PATH_BACKUP) == 0) {
+        route_backup(h, ri, r);
         return;
     }
     if (strcmp(ri->request_method, "GET") != 0) {

@@ -134,6 +134,12 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->dedup_bytes, 0);
     atomic_init(&m->dedup_entries, 0);
     atomic_init(&m->dedup_evictions, 0);
+    atomic_init(&m->backups_ok, 0);
+    atomic_init(&m->backups_failed, 0);
+    atomic_init(&m->backup_last_success_ms, 0);
+    atomic_init(&m->backup_last_duration_us, 0);
+    atomic_init(&m->backup_last_size, 0);
+    atomic_init(&m->backup_last_added, 0);
     atomic_init(&m->dedup_effective_window_ms, -1);
     atomic_init(&m->restores_ok, 0);
     atomic_init(&m->restores_failed, 0);
@@ -362,6 +368,25 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
             "Event ids the de-dup index forgot before dedup_window passed them, because a partition "
             "accepted more than dedup_max_ids ids within the window: their duplicates count again.",
             LD(m->dedup_evictions));
+    family(b, "profiled_backups_total", "counter", "Backups taken into backup_dir (scheduled and requested), by result.");
+    pd_buf_printf(b, "profiled_backups_total{result=\"ok\"} %llu\nprofiled_backups_total{result=\"error\"} %llu\n",
+                  (unsigned long long)LD(m->backups_ok), (unsigned long long)LD(m->backups_failed));
+    {
+        int64_t ls = atomic_load_explicit(&m->backup_last_success_ms, memory_order_relaxed);
+        family(b, "profiled_backup_last_success_timestamp_seconds", "gauge",
+               "End of the last successful backup (epoch seconds; 0: none since start).");
+        pd_buf_puts(b, "profiled_backup_last_success_timestamp_seconds ");
+        put_float(b, (double)ls / 1e3);
+        pd_buf_putc(b, '\n');
+        family(b, "profiled_backup_last_duration_seconds", "gauge", "Duration of the last successful backup.");
+        pd_buf_puts(b, "profiled_backup_last_duration_seconds ");
+        put_float(b, (double)LD(m->backup_last_duration_us) / 1e6);
+        pd_buf_putc(b, '\n');
+    }
+    gauge(b, "profiled_backup_last_size_bytes",
+          "Size of the last successful backup (its files, shared ones included).", LD(m->backup_last_size));
+    gauge(b, "profiled_backup_last_added_bytes",
+          "Bytes the last successful backup added to backup_dir (the incremental part).", LD(m->backup_last_added));
     int64_t ew = atomic_load_explicit(&m->dedup_effective_window_ms, memory_order_relaxed);
     if (ew >= 0) { /* from the first commit on */
         family(b, "profiled_dedup_effective_window_seconds", "gauge",

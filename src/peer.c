@@ -459,9 +459,10 @@ static int request(pd_peer_pool *pool, const pd_peer_url *u, const pd_peer_req *
     const peer_timer t = {.deadline_us = rq->deadline_us, .idle_ms = rq->idle_ms};
     int v6 = strchr(u->host, ':') != NULL;
     pd_buf req = {0};
-    pd_buf_printf(&req, "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n%sConnection: %s\r\n\r\n", u->base,
-                  rq->path_query, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port, rq->headers ? rq->headers : "",
-                  pool ? "keep-alive" : "close");
+    const int get = !rq->method || strcmp(rq->method, "GET") == 0;
+    pd_buf_printf(&req, "%s %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n%s%sConnection: %s\r\n\r\n",
+                  get ? "GET" : rq->method, u->base, rq->path_query, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port,
+                  rq->headers ? rq->headers : "", get ? "" : "Content-Length: 0\r\n", pool ? "keep-alive" : "close");
     int rc = PD_EIO;
     for (int attempt = 0; attempt < 2; attempt++) {
         int fd = attempt == 0 && pool ? pool_get(pool, u->host, u->port) : -1;
@@ -482,7 +483,7 @@ static int request(pd_peer_pool *pool, const pd_peer_url *u, const pd_peer_req *
             break;
         }
         close(fd);
-        if (!(rc == PEER_STALE && reused)) break;
+        if (!(rc == PEER_STALE && reused && get)) break;
     }
     if (rc == PEER_STALE) rc = PD_EIO;
     pd_buf_free(&req);

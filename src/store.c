@@ -757,6 +757,8 @@ static void *filler_main(void *arg)
     return NULL;
 }
 
+const pd_schema *pd_store_schema(const pd_store *st) { return st->schema; }
+
 int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_store_opts *o,
                   char *err, size_t errlen)
 {
