@@ -671,8 +671,6 @@ static int read_client(pd_front *f, fconn *c)
     return 0;
 }
 
-static void dispatch(pd_front *f);
-
 /* HEAD: a complete head (or one civetweb must refuse) is queued. */
 static void run_head(pd_front *f, int i)
 {
