@@ -106,6 +106,11 @@ typedef struct pd_config {
     int64_t ingest_nice;
     int64_t http_request_timeout_ms;
     int64_t http_max_request_bytes;
+    int64_t http_max_connections;
+    int64_t http_max_connections_per_client;
+    int64_t http_head_timeout_ms;
+    int64_t http_keepalive_timeout_ms;
+    int64_t http_keepalive_max_requests;
     int64_t forward_timeout_ms;
     int64_t replicas;
     int64_t block_cache_mb;

@@ -76,6 +76,13 @@ typedef struct pd_metrics {
     pd_hist http_seconds[PD_ROUTE__COUNT];
     _Atomic uint64_t forwarded;         /* requests forwarded to a peer */
     _Atomic uint64_t forward_errors;
+    /* http front end (http_front.c): client connections */
+    _Atomic uint64_t http_conns_open;   /* gauge */
+    _Atomic uint64_t http_conns_queued; /* gauge: complete heads waiting for a worker */
+    _Atomic uint64_t http_conns_accepted;
+    _Atomic uint64_t http_conns_rejected[2];  /* 503 at accept: per_client, total */
+    _Atomic uint64_t http_conns_evicted;      /* closed to admit a new one */
+    _Atomic uint64_t http_conns_timed_out[3]; /* head, idle (kept), write */
 } pd_metrics;
 
 void pd_metrics_init(pd_metrics *m);

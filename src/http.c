@@ -46,10 +46,11 @@
  * Threads: civetweb calls on_request from http_threads worker threads; they
  * share only the worker's atomics, the store (thread-safe reads), the
  * metrics atomics, the members map (its own lock), the peer pool (pool
- * lock) and the pool of idle query buffers (range lock). Note: civetweb
- * ties one worker thread to each open keep-alive connection until
- * keep_alive_timeout_ms of idleness, so pooled peer connections occupy
- * threads on the peer for at most that long.
+ * lock) and the pool of idle query buffers (range lock). civetweb listens
+ * on 127.0.0.1 (ephemeral port) only: clients connect to the front end
+ * (http_front.c), which holds idle and slow connections, enforces the
+ * connection limits and passes complete request heads to civetweb over
+ * pooled loopback connections (why: see http_front.c).
  */
 #include "http.h"
 
@@ -68,6 +69,7 @@
 
 #include "backupd.h"
 #include "handoff.h"
+#include "http_front.h"
 #include "members.h"
 #include "metrics.h"
 #include "peer.h"
@@ -76,7 +78,7 @@
 
 #define HTTP_MAX_URI 8192          /* longer path -> 414 */
 #define HTTP_MAX_QUERY 4096        /* longer query string -> 414 */
-#define HTTP_KEEPALIVE_MS "1000"   /* server: idle keep-alive connection lifetime */
+#define HTTP_KEEPALIVE_MS "60000"  /* civetweb: the front's pooled connections (it closes them at 20 s) */
 #define HTTP_MAX_HOPS 2            /* public request with hops >= this -> 508 */
 #define RESP_MAX_HDRS 4
 
@@ -92,7 +94,9 @@ static const char PATH_BACKUP[] = "/internal/v1/backup";
 struct pd_http {
     pd_worker *w;                  /* borrowed; outlives the server */
     struct mg_context *ctx;
-    int port;
+    pd_front *front;               /* owned: the public listener */
+    int port;                      /* the front's */
+    int mg_port;                   /* civetweb's, on 127.0.0.1 */
     pd_peer_pool *pool;            /* owned: idle connections to peers */
     _Atomic int64_t last_fwd_log_ms; /* forward failures: one log line per second */
     pd_stash ranges;               /* idle query buffers, pd_store_range * (see range_get) */
@@ -1131,7 +1135,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
      * http_max_request_bytes in dispatch, where an oversized head gets 431. */
     snprintf(maxreq, sizeof maxreq, "%lld", (long long)PD_MIN(cfg->http_max_request_bytes * 4, 4 << 20));
     const char *opts[] = {
-        "listening_ports", cfg->listen,
+        "listening_ports", "127.0.0.1:0",
         "num_threads", threads,
         "request_timeout_ms", tmo,
         "max_request_size", maxreq,
@@ -1162,17 +1166,29 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     struct mg_init_data init = {.callbacks = &cbs, .user_data = h, .configuration_options = opts};
     h->ctx = mg_start2(&init, &ed);
     if (!h->ctx) {
-        pd_seterr(err, errlen, PD_EIO, "listen %s: %s", cfg->listen,
-                  mgerr[0] ? mgerr : "civetweb failed to start");
+        pd_seterr(err, errlen, PD_EIO, "http workers (127.0.0.1): %s", mgerr[0] ? mgerr : "civetweb failed to start");
         goto fail;
     }
     struct mg_server_port ports[4];
     memset(ports, 0, sizeof ports);
     if (mg_get_server_ports(h->ctx, 4, ports) < 1 || ports[0].port <= 0) {
-        pd_seterr(err, errlen, PD_EIO, "listen %s: no listening port", cfg->listen);
+        pd_seterr(err, errlen, PD_EIO, "http workers (127.0.0.1): no listening port");
         goto fail;
     }
-    h->port = ports[0].port;
+    h->mg_port = ports[0].port;
+    pd_front_opts fo = {
+        .listen = cfg->listen, .upstream_port = h->mg_port, .workers = (int)cfg->http_threads,
+        .max_conns = (int)cfg->http_max_connections,
+        .max_conns_per_client = (int)cfg->http_max_connections_per_client,
+        .head_timeout_ms = (int)cfg->http_head_timeout_ms,
+        .keepalive_timeout_ms = (int)cfg->http_keepalive_timeout_ms,
+        .keepalive_max_requests = (int)cfg->http_keepalive_max_requests,
+        .write_timeout_ms = (int)cfg->http_request_timeout_ms,
+        .max_head_bytes = (size_t)PD_MIN(cfg->http_max_request_bytes * 4, 4 << 20), /* civetweb's */
+        .metrics = w->metrics,
+    };
+    if (pd_front_start(&h->front, &fo, err, errlen) != PD_OK) goto fail;
+    h->port = pd_front_port(h->front);
     if (cfg->advertise && *cfg->advertise) {
         snprintf(w->advertise, sizeof w->advertise, "%s", cfg->advertise);
     } else {
@@ -1197,6 +1213,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     *out = h;
     return PD_OK;
 fail:
+    pd_front_stop(h->front, 1);
     if (h->ctx) mg_stop(h->ctx);
     mg_exit_library();
     pd_peer_pool_free(h->pool);
@@ -1234,21 +1251,12 @@ static void *stop_poke_thread(void *arg)
 void pd_http_stop(pd_http *h)
 {
     if (!h) return;
+    /* the front first: no new connection, the requests in flight answered */
+    pd_front_stop(h->front, (int)h->w->cfg->http_request_timeout_ms);
     stop_poke sp;
     memset(&sp, 0, sizeof sp);
-    const char *listen = h->w->cfg->listen;
-    const char *colon = strrchr(listen, ':');
-    size_t hl = colon ? (size_t)(colon - listen) : 0;
-    if (hl >= 2 && listen[0] == '[' && listen[hl - 1] == ']') { /* [v6] */
-        listen++;
-        hl -= 2;
-    }
-    if (hl >= sizeof sp.host) hl = 0;
-    memcpy(sp.host, listen, hl);
-    sp.host[hl] = '\0';
-    if (hl == 0 || strcmp(sp.host, "0.0.0.0") == 0) snprintf(sp.host, sizeof sp.host, "127.0.0.1");
-    else if (strcmp(sp.host, "::") == 0) snprintf(sp.host, sizeof sp.host, "::1");
-    snprintf(sp.port, sizeof sp.port, "%d", h->port);
+    snprintf(sp.host, sizeof sp.host, "127.0.0.1");
+    snprintf(sp.port, sizeof sp.port, "%d", h->mg_port);
     pthread_t poker;
     int poking = pthread_create(&poker, NULL, stop_poke_thread, &sp) == 0;
     mg_stop(h->ctx); /* waits for in-flight requests */

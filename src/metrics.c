@@ -155,6 +155,12 @@ void pd_metrics_init(pd_metrics *m)
     }
     atomic_init(&m->forwarded, 0);
     atomic_init(&m->forward_errors, 0);
+    atomic_init(&m->http_conns_open, 0);
+    atomic_init(&m->http_conns_queued, 0);
+    atomic_init(&m->http_conns_accepted, 0);
+    atomic_init(&m->http_conns_evicted, 0);
+    for (int k = 0; k < 2; k++) atomic_init(&m->http_conns_rejected[k], 0);
+    for (int k = 0; k < 3; k++) atomic_init(&m->http_conns_timed_out[k], 0);
 }
 
 /* ---- rendering ---- */
@@ -323,6 +329,33 @@ static void render_worker(pd_buf *b, pd_worker *w)
     pd_buf_printf(b, "profiled_heap_bytes{kind=\"mmapped\"} %zu\n", mi.hblkhd);
 }
 
+/* The HTTP front end's connection figures (http_front.c). */
+static void render_http_conns(pd_buf *b, const pd_metrics *m)
+{
+    gauge(b, "profiled_http_connections", "Client connections open (idle, reading a head, or being answered).",
+          LD(m->http_conns_open));
+    gauge(b, "profiled_http_queued_requests", "Complete request heads waiting for a free HTTP worker.",
+          LD(m->http_conns_queued));
+    counter(b, "profiled_http_connections_accepted_total", "Client connections accepted.",
+            LD(m->http_conns_accepted));
+    family(b, "profiled_http_connections_rejected_total", "counter",
+           "Connections answered 503 at accept: over http_max_connections_per_client, or over "
+           "http_max_connections with none idle to close.");
+    pd_buf_printf(b, "profiled_http_connections_rejected_total{reason=\"per_client\"} %llu\n",
+                  (unsigned long long)LD(m->http_conns_rejected[0]));
+    pd_buf_printf(b, "profiled_http_connections_rejected_total{reason=\"total\"} %llu\n",
+                  (unsigned long long)LD(m->http_conns_rejected[1]));
+    counter(b, "profiled_http_connections_evicted_total",
+            "Idle connections closed at http_max_connections to admit a new one.", LD(m->http_conns_evicted));
+    family(b, "profiled_http_connections_timed_out_total", "counter",
+           "Connections closed by a deadline: head (http_head_timeout_ms), idle (kept, "
+           "http_keepalive_timeout_ms), write (a client reading no answer byte for http_request_timeout_ms).");
+    static const char *const phase[3] = {"head", "idle", "write"};
+    for (int k = 0; k < 3; k++)
+        pd_buf_printf(b, "profiled_http_connections_timed_out_total{phase=\"%s\"} %llu\n", phase[k],
+                      (unsigned long long)LD(m->http_conns_timed_out[k]));
+}
+
 void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
 {
     /* Atomic loads need a non-const object in C11; rendering only reads. */
@@ -443,6 +476,7 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
 
     counter(b, "profiled_forwarded_requests_total", "Requests forwarded to the owning peer.", LD(m->forwarded));
     counter(b, "profiled_forward_errors_total", "Failed forwards to a peer.", LD(m->forward_errors));
+    render_http_conns(b, m);
 
     if (w) render_worker(b, w);
 }
