@@ -106,6 +106,7 @@ typedef struct pd_config {
     int64_t ingest_nice;
     int64_t http_request_timeout_ms;
     int64_t http_max_request_bytes;
+    int http_front;
     int64_t http_max_connections;
     int64_t http_max_connections_per_client;
     int64_t http_head_timeout_ms;

@@ -79,6 +79,8 @@
 #define HTTP_MAX_URI 8192          /* longer path -> 414 */
 #define HTTP_MAX_QUERY 4096        /* longer query string -> 414 */
 #define HTTP_KEEPALIVE_MS "60000"  /* civetweb: the front's pooled connections (it closes them at 20 s) */
+#define HTTP_KEEPALIVE_DIRECT_MS "1000" /* civetweb serving clients itself (http_front = false): above
+                                           peer.c's PD_PEER_IDLE_MAX_US */
 #define HTTP_MAX_HOPS 2            /* public request with hops >= this -> 508 */
 #define RESP_MAX_HDRS 4
 
@@ -1134,13 +1136,16 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
      * tell from a malformed request; give it room (4x) and enforce
      * http_max_request_bytes in dispatch, where an oversized head gets 431. */
     snprintf(maxreq, sizeof maxreq, "%lld", (long long)PD_MIN(cfg->http_max_request_bytes * 4, 4 << 20));
+    /* http_front = false: civetweb on the public address itself, as before
+     * the front end (faster, see docs/BENCHMARKS.md; no flood defence) */
+    const int front = cfg->http_front;
     const char *opts[] = {
-        "listening_ports", "127.0.0.1:0",
+        "listening_ports", front ? "127.0.0.1:0" : cfg->listen,
         "num_threads", threads,
         "request_timeout_ms", tmo,
         "max_request_size", maxreq,
         "enable_keep_alive", "yes",
-        "keep_alive_timeout_ms", HTTP_KEEPALIVE_MS,
+        "keep_alive_timeout_ms", front ? HTTP_KEEPALIVE_MS : HTTP_KEEPALIVE_DIRECT_MS,
         "tcp_nodelay", "1",
         "decode_url", "no",
         /* an absolute-form target naming our port is served as its path,
@@ -1176,6 +1181,12 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
         goto fail;
     }
     h->mg_port = ports[0].port;
+    if (!front) {
+        pd_warn("http_front = false: civetweb serves clients directly, without the connection limits "
+                "(a few idle connections can stop HTTP; docs/operations.md)");
+        h->port = h->mg_port;
+        goto bound;
+    }
     pd_front_opts fo = {
         .listen = cfg->listen, .upstream_port = h->mg_port, .workers = (int)cfg->http_threads,
         .max_conns = (int)cfg->http_max_connections,
@@ -1189,6 +1200,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     };
     if (pd_front_start(&h->front, &fo, err, errlen) != PD_OK) goto fail;
     h->port = pd_front_port(h->front);
+bound:
     if (cfg->advertise && *cfg->advertise) {
         snprintf(w->advertise, sizeof w->advertise, "%s", cfg->advertise);
     } else {

@@ -317,5 +317,21 @@ def test_keepalive_max_requests_and_idle_close():
         check(w.stop() == 0, "exit code")
 
 
+def test_front_off_serves_directly():
+    """http_front = false (the opt-out): civetweb answers on the public port
+    itself; no front-end gauges; a query still answers."""
+    with cluster(partitions=2) as c:
+        w = c.start_worker("w1", ["--http_front", "false"])
+        st, _, _ = http_get(w.url + "/healthz")
+        check(st == 200, "healthz %d" % st)
+        st, _, body = http_get(w.url + "/v1/profiles/nobody")
+        check(st in (404, 503) and b"error" in body, "profile of nobody: %d %r" % (st, body))
+        _, _, m = http_get(w.url + "/metrics")
+        check(metric_sum(m.decode(), "profiled_http_connections_accepted_total") == 0,
+              "the front end is off: nothing accepted by it")
+        check(w.stop() == 0, "stop")
+
+
 if __name__ == "__main__":
-    main([test_flood_keeps_probes_and_queries_answering, test_keepalive_max_requests_and_idle_close])
+    main([test_flood_keeps_probes_and_queries_answering, test_keepalive_max_requests_and_idle_close,
+          test_front_off_serves_directly])
