@@ -113,7 +113,7 @@ unit: build/san/bin/test-unit
 # Fuzzers (libFuzzer, clang). FUZZ_SECONDS bounds each target.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(WARN) -Iinclude
-FUZZ_LIB := src/util.c src/schema.c src/event.c src/profile.c
+FUZZ_LIB := src/util.c src/schema.c src/event.c src/sketch.c src/catset.c src/profile.c
 # fuzz_event_diff also links the cJSON-based field extraction (the value
 # oracle on documents the scanner accepts as JSON).
 FUZZ_EXTRA_fuzz_event_diff := tests/unit/event_cjson.c

@@ -443,7 +443,7 @@ static int rd_numagg(pd_rd *r, pd_numagg *a, const pd_dim *d, uint64_t events)
     if (a->count == 1) { /* a single: everything follows from v */
         double v;
         if ((rc = rd_cdouble(r, &v, "truncated value"))) return rc;
-        if (!isfinite(v)) return pd_rd_fail(r, "bad single value");
+        if (!isfinite(v) || (v == 0 && signbit(v))) return pd_rd_fail(r, "bad single value"); /* add stores -0 as +0 */
         a->sum = a->min = a->max = v;
         a->sumsq = v * v;
         memset(a->hist, 0, (size_t)nbk * sizeof *a->hist);
