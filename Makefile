@@ -24,7 +24,7 @@ LDFLAGS_SAN := -fsanitize=address,undefined
 # uses it: CORE both binaries, WORKER bin/profiled only, CTL bin/profilectl
 # only (test-unit and the bench programs link all three). bin/profiled must
 # not contain CTL code: tests/bb/test_cli.py checks it with nm.
-CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c src/peer.c src/backup.c
+CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/sketch.c src/catset.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c src/peer.c src/backup.c
 WORKER_SRC := src/ingest.c src/batch.c src/dedup.c src/rectime.c src/committer.c src/dlq.c src/kafka.c src/restore.c src/metrics.c src/http.c src/http_front.c src/query.c src/members.c src/backupd.c
 CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c src/ctl_backup.c
 PROFILED_MAIN  := src/profiled.c
@@ -113,7 +113,7 @@ unit: build/san/bin/test-unit
 # Fuzzers (libFuzzer, clang). FUZZ_SECONDS bounds each target.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(WARN) -Iinclude
-FUZZ_LIB := src/util.c src/schema.c src/event.c src/profile.c
+FUZZ_LIB := src/util.c src/schema.c src/event.c src/sketch.c src/catset.c src/profile.c
 # fuzz_event_diff also links the cJSON-based field extraction (the value
 # oracle on documents the scanner accepts as JSON).
 FUZZ_EXTRA_fuzz_event_diff := tests/unit/event_cjson.c

@@ -14,6 +14,8 @@ Steps, in the order they run (bench/steps/, one module per measured job):
   e2e                2: one worker from the embedded broker vs bench_consume
   local              3: /healthz and local queries (saturating, interleaved
                      pairs in the full run, paced)
+  topk               3b: worker CPU per request of top=10 vs the plain
+                     query, interleaved pairs (issue 19)
   ingest             3: the same queries under ingestion
   freshness          4: produce -> visible in a query
   forwarded          3: queries through a second worker
@@ -75,7 +77,7 @@ from steps import e2e, handoff, memory, processing, queries, recovery, redis  # 
 SCHEMA = 1
 STEP_FAILED = 3  # exit status: results written, some step failed (2: bad options, 1: crashed)
 STEPS = [("processing", processing.run_step), ("e2e", e2e.run_step), ("local", queries.local),
-         ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
+         ("topk", queries.topk), ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
          ("freshness_fetch10", queries.freshness_fetch10), ("redis", redis.run_step),
          ("recovery", recovery.run_step), ("handoff", handoff.run_step), ("memory", memory.run_step)]
 ALIASES = {"process": ["processing"], "queries": ["local", "ingest", "freshness"], "all": [n for n, _ in STEPS]}

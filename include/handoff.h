@@ -4,7 +4,7 @@
  * A snapshot is a byte stream produced from one RocksDB snapshot of the
  * source worker's store (pd_store_export_partition):
  *
- *   header   "PDSNAP03" | partition u32 BE | schema fingerprint u64 BE
+ *   header   "PDSNAP04" | partition u32 BE | schema fingerprint u64 BE
  *            | event dialect u32 BE (PD_EVENT_DIALECT: the rules the state was built by)
  *   records  'd' | uvarint zigzag(day) | uvarint klen | user id | uvarint vlen | profile
  *            'x' | uvarint 8 | seq u64 BE | uvarint vlen | packed de-dup entries
@@ -29,7 +29,7 @@
 #include <stdint.h>
 #include "store.h"
 
-#define PD_SNAPSHOT_MAGIC "PDSNAP03" /* 01: one 'x' record per event id; 02: no dialect */
+#define PD_SNAPSHOT_MAGIC "PDSNAP04" /* 01: one 'x' record per event id; 02: no dialect; 03: profile values of encoding 2 */
 
 /* Receives stream bytes; returns 0, or non-zero to abort the export. */
 typedef int (*pd_handoff_sink)(void *arg, const void *data, size_t n);

@@ -5,7 +5,7 @@
  *
  * Request parameters (parsed from the URL query string by
  * pd_query_parse_params): from/to (YYYY-MM-DD, inclusive) or days=N, dims
- * (comma list), breakdown=day, decay=exp:H | linear:N.
+ * (comma list), breakdown=day, decay=exp:H | linear:N, top=K.
  */
 #ifndef PD_QUERY_H
 #define PD_QUERY_H
@@ -17,6 +17,8 @@
 
 typedef enum { PD_DECAY_NONE = 0, PD_DECAY_EXP, PD_DECAY_LINEAR } pd_decay_kind;
 
+#define PD_QUERY_MAX_TOP 10000
+
 typedef struct {
     int64_t from_day, to_day;  /* inclusive day numbers */
     int ndims;                 /* 0 = all dimensions */
@@ -24,6 +26,7 @@ typedef struct {
     int breakdown_day;
     pd_decay_kind decay;
     double decay_param;        /* H (half-life days) or N (days) */
+    int top;                   /* top=K: 1..PD_QUERY_MAX_TOP values per dimension; 0 = all */
 } pd_query;
 
 /* Parses a URL query string (already split from the path, not yet

@@ -43,7 +43,7 @@ const pd_opt pd_config_table[] = {
     {"insecure_cluster", PD_OPT_BOOL, OFF(insecure_cluster), "false", UNB, "Allow a listen address other than loopback without any token: the internal routes (every partition's full state) are then open to anyone who reaches the port. Without it such a worker refuses to start."},
     {"auto_offset_reset", PD_OPT_STR, OFF(auto_offset_reset), "earliest", UNB, "Where to start a partition with no checkpoint and no committed offset: earliest or latest."},
     {"retention_days", PD_OPT_INT, OFF(retention_days), "60", 1, 3650, "Days of profiles kept, counted back from the newest event time seen."},
-    {"categorical_max_values", PD_OPT_INT, OFF(categorical_max_values), "64", 1, 4096, "Distinct values kept per user-day-dimension; the rest fold into __other__."},
+    {"categorical_max_values", PD_OPT_INT, OFF(categorical_max_values), "64", 1, 65536, "Default cap of a categorical dimension (a schema dimension's \"max_values\" overrides it) and the cap of event types: distinct values counted exactly per user-day; beyond it the day keeps this many heavy hitters, counted by a sketch, and answers mark it approximate (docs/data-model.md)."},
     {"commit_interval_ms", PD_OPT_INT, OFF(commit_interval_ms), "100", 1, 60000, "Flush the in-memory batch (state + offsets, one WriteBatch) at least this often."},
     {"commit_min_interval_ms", PD_OPT_INT, OFF(commit_min_interval_ms), "20", 1, 60000, "When the input is drained, flush without waiting for commit_interval_ms, but at most once per this interval (>= commit_interval_ms: never early)."},
     {"batch_max_events", PD_OPT_INT, OFF(batch_max_events), "50000", 1, 10000000, "Flush when the batch holds this many events."},
