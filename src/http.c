@@ -579,6 +579,7 @@ static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, 
         resp_error(r, 400, "bad request", "%s", err);
         return;
     }
+    today = q.anchor_day; /* at=: the query's own today (decay ages) */
     if (w->nparts <= 0 || !w->parts) {
         resp_error(r, 503, "partition unavailable", "input topic partition count not known yet");
         resp_header(r, "Retry-After", "1");

@@ -15,6 +15,13 @@
  *   decay      "exp:H" (half-life H days) | "linear:N" | "none".
  *   top=K      1..10000: each categorical dimension lists only its K
  *              largest values (see "Top-K" below).
+ *   at         YYYY-MM-DD, not after today: the query's "today" (point in
+ *              time). Every "today" above and in the decay ages is this
+ *              day; the answer names it ("at") and says when it is older
+ *              than today - retention_days + 1 ("at_before_retention":
+ *              older days may be gone). Stored days are complete per day,
+ *              so the answer is the profile as of the end of that day
+ *              (late events count in their event's day).
  * Names and values are percent-decoded ("%XX", '+' = space). Unknown or
  * repeated parameters, from > to and explicit ranges wider than 3650 days
  * are PD_EINVAL with a message fit for the JSON "detail".
@@ -114,9 +121,9 @@ static int qry_parse_pos(const char *s, double *out)
     return PD_OK;
 }
 
-enum { P_FROM, P_TO, P_DAYS, P_DIMS, P_BREAKDOWN, P_DECAY, P_TOP, P__COUNT };
+enum { P_FROM, P_TO, P_DAYS, P_DIMS, P_BREAKDOWN, P_DECAY, P_TOP, P_AT, P__COUNT };
 static const char *const qry_param_names[P__COUNT] = {
-    "from", "to", "days", "dims", "breakdown", "decay", "top",
+    "from", "to", "days", "dims", "breakdown", "decay", "top", "at",
 };
 
 /* A strict decimal integer in [lo, hi]: digits only, no sign, no leading
@@ -292,6 +299,23 @@ int pd_query_parse_params(pd_query *q, const char *qs, const pd_schema *s, int64
             q->top = (int)kv;
             break;
         }
+        case P_AT: {
+            int64_t at;
+            if (pd_day_parse(val, dv, &at)) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'at': expected a date YYYY-MM-DD");
+                goto out;
+            }
+            if (at > today) {
+                char a[16], b[16];
+                pd_day_format(at, a);
+                pd_day_format(today, b);
+                rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'at': %s is after today (%s)", a, b);
+                goto out;
+            }
+            q->has_at = 1;
+            q->anchor_day = at;
+            break;
+        }
         default:
             pd_assert(0);
         }
@@ -300,6 +324,12 @@ int pd_query_parse_params(pd_query *q, const char *qs, const pd_schema *s, int64
         p = amp + 1;
     }
 
+    if (q->has_at) {
+        q->at_before_retention = q->anchor_day < today - retention_days + 1;
+        today = q->anchor_day; /* everything below counts back from it */
+    } else {
+        q->anchor_day = today;
+    }
     if (seen[P_DAYS] && (seen[P_FROM] || seen[P_TO])) {
         rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'days' cannot be combined with from/to");
         goto out;
@@ -776,6 +806,11 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
     put_day(out, q->from_day);
     PD_BUF_LIT(out, ",\"to\":");
     put_day(out, q->to_day);
+    if (q->has_at) {
+        PD_BUF_LIT(out, ",\"at\":");
+        put_day(out, q->anchor_day);
+        if (q->at_before_retention) PD_BUF_LIT(out, ",\"at_before_retention\":true");
+    }
     pd_buf_putc(out, ',');
     put_events(&c, days, w, ndays);
     PD_BUF_LIT(out, ",\"first_seen\":");

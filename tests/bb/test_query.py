@@ -108,6 +108,11 @@ def test_query_every_user_every_worker():
             ("decay=linear:4&dims=price", {"decay": ("linear", 4.0), "dims": ["price"]}),
             ("top=3&dims=model,color", {"top": 3, "dims": ["model", "color"]}),
             ("top=2&decay=exp:1&breakdown=day", {"top": 2, "decay": ("exp", 1.0), "breakdown": True}),
+            # point in time: the range and the decay ages count back from at
+            ("at=%s&days=2&decay=linear:3" % day_str(t - 1),
+             {"frm": t - 2, "to": t - 1, "today": t - 1, "decay": ("linear", 3.0), "at": t - 1}),
+            ("at=%s&top=2" % day_str(t - 2), {"frm": t - 2 - 60 + 1, "to": t - 2, "today": t - 2, "top": 2,
+                                              "at": t - 2}),
         ]
         errs = []
         served = set()
@@ -119,7 +124,10 @@ def test_query_every_user_every_worker():
                 kw = dict(kw)
                 frm = kw.pop("frm", t - 60 + 1)
                 to = kw.pop("to", t)
-                want = o.answer(u, frm, to, t, **kw)
+                at = kw.pop("at", None)
+                want = o.answer(u, frm, to, kw.pop("today", t), **kw)
+                if want is not None and at is not None:
+                    want["at"] = day_str(at)
                 got = query_all(ws, u, qs)
                 norm = set()
                 for st, body in got:
@@ -149,7 +157,7 @@ def test_query_every_user_every_worker():
         w = ws[0]
         for qs, code in [("from=2026-13-01", 400), ("from=2026-11-10&to=2026-11-01", 400), ("dims=nope", 400),
                          ("decay=exp:-1", 400), ("days=abc", 400), ("bogus=1", 400), ("top=0", 400),
-                         ("top=10001", 400), ("top=x", 400)]:
+                         ("top=10001", 400), ("top=x", 400), ("at=2999-01-01", 400), ("at=yesterday", 400)]:
             st, _, body = http_get(w.url + "/v1/profiles/u-1?" + qs)
             check(st == code, "%s: %d %s" % (qs, st, body[:200]))
             check("error" in json.loads(body), "no JSON error for %s" % qs)

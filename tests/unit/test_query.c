@@ -350,7 +350,7 @@ static cJSON *render(const pd_query *q, const fixture *f, const pd_query_day *da
 {
     pd_buf out = {0};
     pd_buf_append(&out, "X", 1); /* pre-existing content must be kept */
-    int rc = pd_query_render(q, &f->s, "u\"42", 4, 7, TODAY, days, ndays, &out);
+    int rc = pd_query_render(q, &f->s, "u\"42", 4, 7, q->anchor_day, days, ndays, &out);
     *rcp = rc;
     if (rc) {
         CHECK_INT(out.len, 1);
@@ -623,6 +623,52 @@ TEST(query_render_decay_linear)
         CHECK(obj(j, "dimensions") && obj(j, "dimensions")->child == NULL);
         cJSON_Delete(j);
     }
+}
+
+/* at=: the range and the decay ages count back from that day; the answer
+ * names it, and says when it is older than the retained days. */
+TEST(query_at_anchors_range_and_decay)
+{
+    fixture f;
+    fx_init(&f);
+    pd_query q;
+    char err[160];
+    CHECK_INT(pd_query_parse_params(&q, "at=2026-11-21&days=2&decay=linear:2", &f.s, TODAY, 30, err, sizeof err),
+              PD_OK);
+    CHECK_INT(q.from_day, D_2026_11_20);
+    CHECK_INT(q.to_day, D_2026_11_21);
+    CHECK_INT(q.anchor_day, D_2026_11_21);
+    int rc;
+    cJSON *j = render(&q, &f, f.days, 2, &rc, NULL);
+    CHECK_INT(rc, PD_OK);
+    if (j) {
+        CHECK_DBL(num(j, "events"), 5 * 0.5, 0); /* day A is 1 day old as of the 21st */
+        CHECK_STR(str(j, "at"), "2026-11-21");
+        CHECK(!obj(j, "at_before_retention"));
+        cJSON_Delete(j);
+    }
+    /* without at: the caller's today, no "at" */
+    CHECK_INT(pd_query_parse_params(&q, "days=2", &f.s, TODAY, 30, err, sizeof err), PD_OK);
+    CHECK_INT(q.anchor_day, TODAY);
+    CHECK_INT(q.from_day, D_2026_11_21);
+    j = render(&q, &f, &f.days[1], 2, &rc, NULL);
+    if (j) {
+        CHECK(!obj(j, "at"));
+        cJSON_Delete(j);
+    }
+    /* the default range counts back from at too; older than retention is said */
+    CHECK_INT(pd_query_parse_params(&q, "at=2026-10-01", &f.s, TODAY, 30, err, sizeof err), PD_OK);
+    CHECK_INT(q.to_day, q.anchor_day);
+    CHECK_INT(q.from_day, q.anchor_day - 29);
+    CHECK_INT(q.at_before_retention, 1);
+    /* bad input */
+    CHECK_INT(pd_query_parse_params(&q, "at=2026-11-23", &f.s, TODAY, 30, err, sizeof err), PD_EINVAL);
+    CHECK(strstr(err, "after today") != NULL);
+    CHECK_INT(pd_query_parse_params(&q, "at=2026-13-01", &f.s, TODAY, 30, err, sizeof err), PD_EINVAL);
+    CHECK(strstr(err, "parameter 'at'") != NULL);
+    CHECK_INT(pd_query_parse_params(&q, "at=", &f.s, TODAY, 30, err, sizeof err), PD_EINVAL);
+    CHECK_INT(pd_query_parse_params(&q, "at=2026-11-20&at=2026-11-20", &f.s, TODAY, 30, err, sizeof err),
+              PD_EINVAL);
 }
 
 TEST(query_render_dims_filter)
