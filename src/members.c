@@ -124,10 +124,10 @@ static mem_member *mem_find(pd_members *m, const char *id, int create)
 }
 
 /* Live: not left, and heard from within ttl of the newest record of
- * anyone. Caller holds mu. */
+ * anyone (a static map never expires). Caller holds mu. */
 static int mem_live(const pd_members *m, const mem_member *mm)
 {
-    return mm->alive && m->last_rx_ms - mm->seen_ms <= m->ttl_ms;
+    return mm->alive && (m->is_static || m->last_rx_ms - mm->seen_ms <= m->ttl_ms);
 }
 
 static void mem_member_free(mem_member *mm)
