@@ -37,7 +37,7 @@ const pd_opt pd_config_table[] = {
     {"members_topic", PD_OPT_STR, OFF(members_topic), "", UNB, "Internal membership topic (default: <topic>.members)."},
     {"timezone", PD_OPT_STR, OFF(timezone), "UTC", UNB, "Time zone that decides an event's day: UTC, +HH:MM/-HH:MM, or an IANA name."},
     {"api_token", PD_OPT_STR, OFF(api_token), "", UNB, "When set, /v1/ requests need 'Authorization: Bearer <token>'."},
-    {"cluster_token", PD_OPT_STR, OFF(cluster_token), "", UNB, "Shared secret for worker-to-worker requests (default: api_token)."},
+    {"cluster_token", PD_OPT_STR, OFF(cluster_token), "", UNB, "Shared secret of the cluster (default: api_token): the bearer token of worker-to-worker requests and the key from which the MACs of membership records and snapshots are derived. Use 32 random bytes; every worker needs the same one."},
     {"api_token_file", PD_OPT_STR, OFF(api_token_file), "", UNB, "Read api_token from this file (its content less a trailing newline), keeping it out of the process list; not together with api_token. Without either, the environment variable PROFILED_API_TOKEN is used."},
     {"cluster_token_file", PD_OPT_STR, OFF(cluster_token_file), "", UNB, "Read cluster_token from this file, like api_token_file; without either, PROFILED_CLUSTER_TOKEN is used."},
     {"insecure_cluster", PD_OPT_BOOL, OFF(insecure_cluster), "false", UNB, "Allow a listen address other than loopback without any token: the internal routes (every partition's full state) are then open to anyone who reaches the port. Without it such a worker refuses to start."},

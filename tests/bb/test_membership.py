@@ -349,8 +349,8 @@ def test_forged_snapshot_on_the_path():
             wait_for(lambda: c.caught_up([w1.data]), 120, "w1 to ingest", interval=0.5)
             w2 = c.start_worker("w2", common)
 
-            wait_for(lambda: metric(w2.url, "profiled_restore_failures_total") > 0, 120,
-                     "w2 to give up on the snapshots", interval=0.5)
+            wait_for(lambda: metric(w2.url, "profiled_restore_failures_total") +
+                     metric(w2.url, "profiled_restores_total") > 0, 120, "w2 to take partitions over", interval=0.5)
             wait_for(lambda: ready([w1, w2]), 90, "w1 and w2 to share the partitions")
             wait_for(lambda: c.caught_up([w1.data, w2.data]), 120, "both to catch up", interval=0.5)
             n, errs = compare_all(oracle(c), [w1, w2])
