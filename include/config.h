@@ -123,6 +123,8 @@ typedef struct pd_config {
     int64_t max_partitions;
     int64_t handoff_min_lag;      /* restore from a peer when behind it by more */
     int64_t cleanup_grace_ms;     /* delete partitions neither owned nor replicated after */
+    int64_t member_ttl_ms;        /* membership claims expire after this silence */
+    int64_t members_max;          /* bound of the membership map */
     int protect_ops_endpoints;
     int insecure_cluster;  /* internal routes may run open on a non-loopback address */
     int quiet;

@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include "event.h"
+#include "handoff.h"
+#include "memrec.h"
 #include "util.h"
 
 #define PD_HIST_MAX 20
@@ -66,6 +68,8 @@ typedef struct pd_metrics {
     _Atomic uint64_t restores_ok;       /* partitions restored from a peer's snapshot */
     _Atomic uint64_t restores_failed;   /* no usable snapshot: rebuilt instead */
     _Atomic uint64_t restore_bytes;     /* snapshot bytes received */
+    _Atomic uint64_t snapshots_rejected[PD_SNAP_REJ__COUNT]; /* by reason (handoff.h) */
+    _Atomic uint64_t member_records_rejected[PD_MEMREC__COUNT]; /* by verdict (memrec.h); [0] unused */
     _Atomic uint64_t rebuilds;          /* partitions rebuilt by replaying the topic */
     _Atomic uint64_t partitions_deleted;/* local state of released partitions deleted */
     pd_hist batch_events;               /* events per flush */

@@ -644,7 +644,8 @@ static void route_snapshot(pd_http *h, struct mg_connection *c, const char *seg,
     unlink(path); /* anonymous from here on: nothing to clean up after a crash */
     uint64_t bytes = 0;
     int64_t t0 = pd_mono_us();
-    int rc = pd_handoff_export(w->store, w->schema, (int32_t)p, pd_handoff_file_sink, f, &cp, &bytes, err, sizeof err);
+    int rc = pd_handoff_export(w->store, w->schema, pd_config_cluster_token(w->cfg), (int32_t)p, pd_handoff_file_sink, f,
+                               &cp, &bytes, err, sizeof err);
     if (rc == PD_ENOTFOUND) {
         fclose(f);
         resp_error(r, 404, "not found", "partition %ld: no state on %s", p, w->cfg->id);

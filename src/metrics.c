@@ -144,6 +144,8 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->restores_ok, 0);
     atomic_init(&m->restores_failed, 0);
     atomic_init(&m->restore_bytes, 0);
+    for (int i = 0; i < PD_SNAP_REJ__COUNT; i++) atomic_init(&m->snapshots_rejected[i], 0);
+    for (int i = 0; i < PD_MEMREC__COUNT; i++) atomic_init(&m->member_records_rejected[i], 0);
     atomic_init(&m->rebuilds, 0);
     atomic_init(&m->partitions_deleted, 0);
     pd_hist_init(&m->batch_events, batch_bounds, (int)PD_ARRAY_LEN(batch_bounds));
@@ -442,6 +444,19 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
     counter(b, "profiled_restore_failures_total", "Partitions for which no usable snapshot could be fetched.",
             LD(m->restores_failed));
     counter(b, "profiled_restore_bytes_total", "Snapshot bytes received from peers.", LD(m->restore_bytes));
+    family(b, "profiled_snapshots_rejected_total", "counter",
+           "Snapshot streams from peers refused, by reason (mac: forged, altered or another cluster secret; "
+           "malformed; size: over the announced length or the disk bound).");
+    for (int r = 0; r < PD_SNAP_REJ__COUNT; r++)
+        pd_buf_printf(b, "profiled_snapshots_rejected_total{reason=\"%s\"} %llu\n", pd_handoff_reject_reason(r),
+                      (unsigned long long)LD(m->snapshots_rejected[r]));
+    family(b, "profiled_member_records_rejected_total", "counter",
+           "Membership records not applied, by reason (unsigned, bad_mac, key_mismatch, malformed: not "
+           "authentic; expired: older than member_ttl, includes history read at start; stale: a replay; "
+           "full: members_max reached).");
+    for (int r = 1; r < PD_MEMREC__COUNT; r++)
+        pd_buf_printf(b, "profiled_member_records_rejected_total{reason=\"%s\"} %llu\n", pd_memrec_reason(r),
+                      (unsigned long long)LD(m->member_records_rejected[r]));
     counter(b, "profiled_rebuilds_total", "Partitions rebuilt by replaying the input topic.", LD(m->rebuilds));
     counter(b, "profiled_partitions_deleted_total", "Released partitions whose local state was deleted.",
             LD(m->partitions_deleted));
