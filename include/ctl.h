@@ -26,5 +26,7 @@ int ctl_consume_main(int argc, char **argv);
 int ctl_backup_main(int argc, char **argv);
 int ctl_restore_main(int argc, char **argv);
 int ctl_backups_main(int argc, char **argv);
+/* `profilectl export --at DAY`: point-in-time profiles as JSON lines (ctl_export.c). */
+int ctl_export_main(int argc, char **argv);
 
 #endif

@@ -174,6 +174,34 @@ def test_query_every_user_every_worker():
         check(st in (414, 431, 400), "huge URI: %d" % st)
         for w in ws:
             check(w.stop() == 0, "%s exit code" % w.name)
+        # profilectl export --at: the same answers, from the stores (the
+        # workers' copies overlap: owners and replicas must agree)
+        at = t - 1
+        got = {}
+        for w in ws:
+            r = c.ctl("export", "--data_dir", w.data, "--at", day_str(at), "--days", "3", "--decay", "linear:3",
+                      "--top", "2")
+            for line in r.stdout.decode().splitlines():
+                j = json.loads(line)
+                prev = got.setdefault(j["user_id"], j)
+                check(prev == j, "stores disagree on %s" % j["user_id"])
+        errs = []
+        for u in users:
+            want = o.answer(u, at - 2, at, at, decay=("linear", 3.0), top=2)
+            if want is None:
+                if u in got:
+                    errs.append("export: %s has no events in range but was exported" % u)
+                continue
+            want["at"] = day_str(at)
+            want.pop("stale", None)  # an export is no HTTP answer: no served_by, no stale
+            if u not in got:
+                errs.append("export: %s missing" % u)
+                continue
+            close(want, got[u], "export %s" % u, errs)
+        check(not errs, "%d export mismatches:\n  %s" % (len(errs), "\n  ".join(errs[:10])))
+        check(len(got) > 50, "export wrote %d users" % len(got))
+        r = c.ctl("export", "--data_dir", ws[0].data, "--at", "2999-01-01", check_rc=False)
+        check(r.returncode == 2 and b"after today" in r.stderr, "export of a future day: %r" % r.stderr)
 
 
 def test_api_token():
