@@ -272,7 +272,7 @@ static void resp_send(struct mg_connection *c, const http_resp *r)
     const char *ver = ri && ri->http_version && strcmp(ri->http_version, "1.0") == 0 ? "1.0" : "1.1";
     const size_t blen = r->body.len - r->off;
     pd_buf out = {0};
-    pd_buf_reserve(&out, r->off ? 256 : 256 + blen);
+    pd_buf_reserve(&out, r->off || blen > 4096 ? 256 : 256 + blen);
     /* no printf: this runs for every answer */
     PD_BUF_LIT(&out, "HTTP/");
     pd_buf_puts(&out, ver);
@@ -302,6 +302,10 @@ static void resp_send(struct mg_connection *c, const http_resp *r)
         char *start = r->body.p + r->off - out.len;
         memcpy(start, out.p, out.len);
         mg_write(c, start, out.len + blen);
+    } else if (blen > 4096) {
+        /* a large body (metrics, snapshots' errors): two writes, no copy */
+        mg_write(c, out.p, out.len);
+        mg_write(c, r->body.p + r->off, blen);
     } else {
         if (blen) pd_buf_append(&out, r->body.p + r->off, blen);
         mg_write(c, out.p, out.len);
