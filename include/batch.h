@@ -17,6 +17,14 @@
  * events, in the order they were added, on an empty profile (the pure
  * model, profile.c); unit test batch_build_matches_profile_model.
  *
+ * Erasures (erase.h): pd_batch_erase empties the chains of a user's entries
+ * (every day of the batch) -- the events before the erasure record are
+ * forgotten, later ones start a fresh chain -- and remembers (partition,
+ * user). pd_batch_build writes, for every remembered erasure, the deletes
+ * of the user's stored days BEFORE any merge of the batch, so the
+ * WriteBatch reads: erase what was stored, then add what came after.
+ * Entries left with no events write nothing.
+ *
  * Threads and ownership: a pd_batch has no lock. One thread at a time owns
  * it -- the ingest thread while it fills it, the committer while it builds
  * and clears it; the hand-over is pd_batch_slot (committer.h). Events
@@ -57,6 +65,10 @@ typedef struct {
     pd_batch_entry **free_entries;  /* recycled entries */
     size_t nfree, capfree;
     uint64_t events;         /* accepted events in the batch */
+    int64_t *days;           /* the distinct days of the entries (erasures look them up) */
+    size_t ndays, capdays;
+    pd_buf erasures;         /* erasure records: i32 partition, u16 len, user bytes (native order) */
+    size_t nerasures;
     /* memory follows the load (see pd_batch_clear) */
     size_t win_entries, win_log;
     uint32_t win_commits;
@@ -69,6 +81,12 @@ void pd_batch_free(pd_batch *b);
 
 /* Appends accepted event ev (of partition p, day `day`) to its entry. */
 void pd_batch_add(pd_batch *b, int32_t p, int64_t day, const pd_event *ev);
+
+/* An erasure record of (p, user) at this point of p's input: the user's
+ * events added so far (every day) are dropped, later ones count fresh, and
+ * the build deletes the user's stored days first (see above). user is
+ * copied. */
+void pd_batch_erase(pd_batch *b, int32_t p, const char *user, size_t ulen);
 
 /* Entries in the batch. */
 static inline size_t pd_batch_entries(const pd_batch *b) { return b->n; }
@@ -87,18 +105,21 @@ size_t pd_batch_decode(const pd_batch *b, size_t off, pd_event *ev);
  * set) as scratch. */
 void pd_batch_entry_build(const pd_batch *b, const pd_batch_entry *e, pd_profile *p, pd_event *ev);
 
-/* Committer: adds the deltas of every entry to sb in store key order, as
+/* Committer: first the deletes of every erasure (pd_store_batch_erase_user),
+ * then the deltas of every entry with events, in store key order, as
  * merge operands (RocksDB's memtable skiplist remembers where the previous
  * insert went, so sorted inserts skip most of the search). scratch is the
- * one profile entries are built in. Sets *writes to the number of deltas. */
+ * one profile entries are built in. Sets *writes to the number of deltas
+ * plus the erasures. */
 int pd_batch_build(pd_batch *b, pd_store_batch *sb, pd_profile *scratch, uint64_t *writes, char *err,
                    size_t errlen);
 
 /* Empties the batch (entries are recycled), gives back memory a past
  * burst left (see batch.c) and publishes its size. */
 void pd_batch_clear(pd_batch *b);
-/* Removes the entries of the partitions p with only_parts[p] != 0 (their
- * log records become unreachable, reclaimed at the next clear). */
+/* Removes the entries and erasures of the partitions p with
+ * only_parts[p] != 0 (their log records become unreachable, reclaimed at
+ * the next clear). */
 void pd_batch_drop_parts(pd_batch *b, const char *only_parts);
 /* Heap bytes the batch holds; pd_batch_publish stores it in the gauge. */
 uint64_t pd_batch_mem(const pd_batch *b);

@@ -79,6 +79,8 @@ typedef enum {
     /* Decided by the worker, not the parser: */
     PD_EV_FUTURE_TS,        /* "future_ts": ts > bound + max_future_skew (rectime.h) */
     PD_EV_FUTURE_TIMESTAMP, /* "future_timestamp": CreateTime record timestamp > worker clock + skew */
+    PD_EV_BAD_ERASURE,      /* "bad_erasure": an erasure control record that is malformed (erase.h) */
+    PD_EV_BAD_CONTROL,      /* "bad_control": a control record of an unknown kind (erase.h) */
     PD_EV__COUNT
 } pd_ev_reason;
 

@@ -52,6 +52,11 @@ int pd_ingest_assign_local(pd_ingest *ig, int32_t p);
 void pd_ingest_record(pd_ingest *ig, int32_t partition, int64_t offset, int64_t rec_ts_ms, int rec_ts_type,
                       const void *key, size_t keylen, const void *val, size_t vallen,
                       const char *origin, size_t originlen);
+/* Processes one control record (erase.h; kind: the "profiled-control"
+ * header's value): an erasure is applied to the batch at this position, a
+ * malformed one goes to the DLQ. rec_ts < 0: unknown. key may be NULL. */
+void pd_ingest_control(pd_ingest *ig, int32_t partition, int64_t offset, int64_t rec_ts_ms, const void *key,
+                       size_t keylen, const void *val, size_t vallen, const char *kind, size_t kindlen);
 /* The wall clock the future bound reads (rectime.h): now_ms, or pd_now_ms
  * when NULL (the default). For tests that decide at a given time. */
 void pd_ingest_set_wall_clock(pd_ingest *ig, int64_t (*now_ms)(void));

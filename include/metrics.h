@@ -31,7 +31,7 @@ void pd_hist_observe(pd_hist *h, double v);
 
 typedef enum {
     PD_ROUTE_PROFILE = 0, PD_ROUTE_PARTITIONS, PD_ROUTE_HEALTHZ, PD_ROUTE_READYZ,
-    PD_ROUTE_METRICS, PD_ROUTE_INTERNAL, PD_ROUTE_OTHER, PD_ROUTE__COUNT
+    PD_ROUTE_METRICS, PD_ROUTE_INTERNAL, PD_ROUTE_ERASE, PD_ROUTE_OTHER, PD_ROUTE__COUNT
 } pd_route;
 const char *pd_route_name(int r);
 
@@ -47,6 +47,8 @@ typedef struct pd_metrics {
     _Atomic uint64_t events_misrouted;  /* re-produced to their right partition */
     _Atomic uint64_t events_too_old;    /* older than the retention window: dropped */
     _Atomic uint64_t events_stale_offset; /* below the checkpoint: skipped */
+    _Atomic uint64_t erasures;          /* erasure records applied (erase.h) */
+    _Atomic uint64_t erase_requests[3]; /* DELETE /v1/profiles: 0 accepted, 1 failed, 2 timed out */
     _Atomic uint64_t events_dlq[PD_EV__COUNT]; /* by reason */
     _Atomic uint64_t attrs_wrong_type;  /* attributes skipped */
     _Atomic uint64_t dlq_produce_errors;

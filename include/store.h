@@ -105,6 +105,14 @@ int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, cons
  * store's schema, borrowed), without building its profile. */
 int pd_store_batch_merge_event(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
                                size_t ulen, const pd_event *ev, char *err, size_t errlen);
+/* Erasure (erase.h): deletes the key (partition, user) in every day family
+ * the store has, and keeps later merges of those keys in this batch from
+ * being folded (a fold reads the stored value, which the delete is about
+ * to remove, and would write it back). Call it before the batch's merges:
+ * RocksDB applies a WriteBatch in order, so a merge after the delete
+ * starts from nothing. Writer thread. */
+int pd_store_batch_erase_user(pd_store_batch *b, int32_t partition, const char *user, size_t ulen,
+                              char *err, size_t errlen);
 /* Merges this batch wrote as folded values so far (for metrics). */
 uint64_t pd_store_batch_folds(const pd_store_batch *b);
 /* De-dup records: val (vlen a multiple of PD_DEDUP_ENTRY_LEN, copied) becomes

@@ -187,6 +187,40 @@ void pd_batch_entry_build(const pd_batch *b, const pd_batch_entry *e, pd_profile
 
 /* ---- adding ---- */
 
+/* Remembers day among the batch's days (new entries only: a short scan). */
+static void days_note(pd_batch *b, int64_t day)
+{
+    for (size_t i = b->ndays; i-- > 0;)
+        if (b->days[i] == day) return;
+    if (b->ndays == b->capdays) {
+        b->capdays = b->capdays ? 2 * b->capdays : 16;
+        b->days = pd_realloc(b->days, b->capdays * sizeof *b->days);
+    }
+    b->days[b->ndays++] = day;
+}
+
+void pd_batch_erase(pd_batch *b, int32_t p, const char *user, size_t ulen)
+{
+    pd_assert(p >= 0 && ulen <= PD_MAX_USER_ID);
+    char kbuf[PD_BATCH_KEY_MAX];
+    pd_put_u32be((uint8_t *)kbuf + 8, (uint32_t)p);
+    memcpy(kbuf + 12, user, ulen);
+    const uint32_t kl = (uint32_t)(12 + ulen);
+    for (size_t i = 0; i < b->ndays; i++) {
+        pd_put_u64be((uint8_t *)kbuf, (uint64_t)b->days[i]);
+        tslot *s = tab_find(b->slots, b->cap, XXH3_64bits(kbuf, kl), kbuf, kl);
+        if (s->key) s->e->head = s->e->tail = 0; /* forget the events before the erasure */
+    }
+    uint8_t h[6];
+    const int32_t pp = p;
+    const uint16_t ul = (uint16_t)ulen;
+    memcpy(h, &pp, 4);
+    memcpy(h + 4, &ul, 2);
+    pd_buf_append(&b->erasures, h, sizeof h);
+    pd_buf_append(&b->erasures, user, ulen);
+    b->nerasures++;
+}
+
 void pd_batch_add(pd_batch *b, int32_t p, int64_t day, const pd_event *ev)
 {
     char kbuf[PD_BATCH_KEY_MAX];
@@ -199,6 +233,7 @@ void pd_batch_add(pd_batch *b, int32_t p, int64_t day, const pd_event *ev)
     tslot *s = tab_find(b->slots, b->cap, kh, kbuf, kl);
     pd_batch_entry *e = s->e;
     if (!s->key) {
+        days_note(b, day);
         e = entry_get(b);
         memcpy(e->key, kbuf, kl);
         e->partition = p;
@@ -275,14 +310,27 @@ const pd_batch_entry *pd_batch_sorted_at(const pd_batch *b, size_t i) { return b
 int pd_batch_build(pd_batch *b, pd_store_batch *sb, pd_profile *scratch, uint64_t *writes, char *err,
                    size_t errlen)
 {
+    /* Erasures first: the merges below are of events after them. */
+    *writes = 0;
+    for (size_t off = 0; off < b->erasures.len;) {
+        int32_t p;
+        uint16_t ul;
+        memcpy(&p, b->erasures.p + off, 4);
+        memcpy(&ul, b->erasures.p + off + 4, 2);
+        int rc = pd_store_batch_erase_user(sb, p, b->erasures.p + off + 6, ul, err, errlen);
+        if (rc) return rc;
+        off += 6 + (size_t)ul;
+        ++*writes;
+    }
     const size_t ns = pd_batch_sort(b);
     pd_event sev;
     memset(&sev, 0, sizeof sev);
     sev.nattrs = scratch->schema->ndims;
-    *writes = ns;
     for (size_t i = 0; i < ns; i++) {
         const pd_batch_entry *e = b->sorted[i].e;
         int rc;
+        if (!e->head) continue; /* every event of it came before an erasure */
+        ++*writes;
         if (e->head == e->tail) { /* one event: encoded straight from its record */
             pd_batch_decode(b, e->head, &sev);
             rc = pd_store_batch_merge_event(sb, e->day, e->partition, e->user, e->ulen, &sev, err, errlen);
@@ -314,6 +362,8 @@ void pd_batch_free(pd_batch *b)
     free(b->free_entries);
     pd_buf_free(&b->evlog);
     free(b->sorted);
+    free(b->days);
+    pd_buf_free(&b->erasures);
     memset(b, 0, sizeof *b);
 }
 
@@ -378,6 +428,9 @@ void pd_batch_clear(pd_batch *b)
     }
     b->events = 0;
     b->evlog.len = 0;
+    b->ndays = 0;
+    b->erasures.len = 0;
+    b->nerasures = 0;
     batch_trim(b, used, log);
     pd_batch_publish(b);
 }
@@ -385,5 +438,21 @@ void pd_batch_clear(pd_batch *b)
 void pd_batch_drop_parts(pd_batch *b, const char *only_parts)
 {
     tab_rehash(b, b->cap, only_parts);
-    if (b->n == 0) pd_batch_clear(b);
+    size_t w = 0, n = 0;
+    for (size_t off = 0; off < b->erasures.len;) {
+        int32_t p;
+        uint16_t ul;
+        memcpy(&p, b->erasures.p + off, 4);
+        memcpy(&ul, b->erasures.p + off + 4, 2);
+        const size_t len = 6 + (size_t)ul;
+        if (!only_parts[p]) {
+            memmove(b->erasures.p + w, b->erasures.p + off, len);
+            w += len;
+            n++;
+        }
+        off += len;
+    }
+    b->erasures.len = w;
+    b->nerasures = n;
+    if (b->n == 0 && b->nerasures == 0) pd_batch_clear(b);
 }

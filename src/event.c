@@ -226,6 +226,8 @@ static const char *const reason_names[PD_EV__COUNT] = {
     [PD_EV_BAD_ATTR_CONTAINER] = "bad_attr_container",
     [PD_EV_FUTURE_TS] = "future_ts",
     [PD_EV_FUTURE_TIMESTAMP] = "future_timestamp",
+    [PD_EV_BAD_ERASURE] = "bad_erasure",
+    [PD_EV_BAD_CONTROL] = "bad_control",
 };
 
 const char *pd_ev_reason_name(int reason)

@@ -5,6 +5,8 @@
  * Routes (all answers JSON except /metrics; every answer carries a
  * Content-Length, never chunked encoding, so peers can keep connections):
  *   GET /v1/profiles/{user_id}          profile query (local or forwarded)
+ *   DELETE /v1/profiles/{user_id}       erasure (http_erase.c)
+ *   GET /v1/erasures?partition=&offset= erasure status (http_erase.c)
  *   GET /v1/partitions                  partition -> owner map + own view
  *   GET /healthz, /readyz, /metrics     ops endpoints
  *   GET /internal/v1/profiles/{user_id} the forwarded form: local state only
@@ -69,6 +71,7 @@
 
 #include "backupd.h"
 #include "handoff.h"
+#include "http_erase.h"
 #include "http_front.h"
 #include "members.h"
 #include "metrics.h"
@@ -88,6 +91,8 @@ static const char PFX_PROFILE[] = "/v1/profiles/";
 static const char PFX_INTERNAL[] = "/internal/v1/profiles/";
 static const char PFX_SNAPSHOT[] = "/internal/v1/snapshot/";
 static const char PATH_BACKUP[] = "/internal/v1/backup";
+static const char PATH_ERASURES[] = "/v1/erasures";
+static const char PATH_ERASURES_INT[] = "/internal/v1/erasures";
 
 /* ------------------------------------------------------------------ */
 /* types                                                                */
@@ -102,6 +107,7 @@ struct pd_http {
     pd_peer_pool *pool;            /* owned: idle connections to peers */
     _Atomic int64_t last_fwd_log_ms; /* forward failures: one log line per second */
     pd_stash ranges;               /* idle query buffers, pd_store_range * (see range_get) */
+    pd_erase_api *erase;           /* owned: the erasure routes */
 };
 
 /* One response under construction. body is owned; the body proper is
@@ -129,6 +135,7 @@ static const char *status_text(int status)
 {
     switch (status) {
     case 200: return "OK";
+    case 202: return "Accepted";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -540,6 +547,65 @@ static void profile_forward(pd_http *h, int32_t p, const pd_query *q, const char
     resp_header(r, "Retry-After", "1");
 }
 
+/* The user id of a path segment into user[PD_MAX_USER_ID]; else a 400 in r. */
+static int decode_user(const char *seg, size_t seglen, char *user, size_t *ulen, http_resp *r)
+{
+    int rc = pd_pct_decode(seg, seglen, 0, user, PD_MAX_USER_ID, ulen);
+    if (rc == PD_EINVAL) {
+        resp_error(r, 400, "bad request", "user_id: malformed percent-encoding");
+        return rc;
+    }
+    if (rc == PD_ERANGE) {
+        resp_error(r, 400, "bad request", "user_id: longer than %d bytes", PD_MAX_USER_ID);
+        return rc;
+    }
+    if (*ulen == 0) {
+        resp_error(r, 400, "bad request", "user_id: must not be empty");
+        return PD_EINVAL;
+    }
+    if (!pd_utf8_valid(user, *ulen)) {
+        resp_error(r, 400, "bad request", "user_id: not valid UTF-8");
+        return PD_EINVAL;
+    }
+    return PD_OK;
+}
+
+/* An answer of http_erase.c into r (its body taken over). */
+static void erase_answer(http_resp *r, pd_erase_answer *a)
+{
+    r->status = a->status;
+    r->ctype = "application/json";
+    pd_buf_free(&r->body);
+    r->body = a->body;
+    r->off = 0;
+    memset(&a->body, 0, sizeof a->body);
+    if (a->retry_after[0]) resp_header(r, "Retry-After", "%s", a->retry_after);
+    if (a->location[0]) resp_header(r, "Location", "%s", a->location);
+}
+
+/* DELETE /v1/profiles/{seg} and GET [/internal]/v1/erasures (http_erase.h). */
+static void route_erase(pd_http *h, struct mg_connection *c, const struct mg_request_info *ri, const char *seg,
+                        size_t seglen, const char *qs, int internal, http_resp *r)
+{
+    pd_erase_answer a = {0};
+    if (seg) {
+        char user[PD_MAX_USER_ID];
+        size_t ulen = 0;
+        if (decode_user(seg, seglen, user, &ulen, r) != PD_OK) return;
+        pd_erase_api_delete(h->erase, user, ulen, &a);
+    } else {
+        if (strcmp(ri->request_method, "GET") != 0) {
+            resp_error(r, 405, "method not allowed", "only GET is supported here");
+            resp_header(r, "Allow", "GET");
+            return;
+        }
+        const char *hh = mg_get_header(c, "X-Profiled-Hops");
+        int hops = hh ? atoi(hh) : 0;
+        pd_erase_api_status(h->erase, qs, internal, hops < 0 ? 0 : hops, &a);
+    }
+    erase_answer(r, &a);
+}
+
 /* GET /v1/profiles/{seg} (internal=0) or /internal/v1/profiles/{seg}. */
 static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, size_t seglen,
                           const char *qs, int internal, http_resp *r)
@@ -547,23 +613,7 @@ static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, 
     pd_worker *w = h->w;
     char user[PD_MAX_USER_ID];
     size_t ulen = 0;
-    int rc = pd_pct_decode(seg, seglen, 0, user, sizeof user, &ulen);
-    if (rc == PD_EINVAL) {
-        resp_error(r, 400, "bad request", "user_id: malformed percent-encoding");
-        return;
-    }
-    if (rc == PD_ERANGE) {
-        resp_error(r, 400, "bad request", "user_id: longer than %d bytes", PD_MAX_USER_ID);
-        return;
-    }
-    if (ulen == 0) {
-        resp_error(r, 400, "bad request", "user_id: must not be empty");
-        return;
-    }
-    if (!pd_utf8_valid(user, ulen)) {
-        resp_error(r, 400, "bad request", "user_id: not valid UTF-8");
-        return;
-    }
+    if (decode_user(seg, seglen, user, &ulen, r) != PD_OK) return;
     const char *hh = mg_get_header(c, "X-Profiled-Hops");
     int hops = 0;
     if (hh) {
@@ -864,6 +914,8 @@ static int classify(const char *path, const char **seg, size_t *seglen)
         return PD_ROUTE_INTERNAL;
     }
     if (strcmp(path, PATH_BACKUP) == 0) return PD_ROUTE_INTERNAL;
+    if (strcmp(path, PATH_ERASURES) == 0) return PD_ROUTE_ERASE;
+    if (strcmp(path, PATH_ERASURES_INT) == 0) return PD_ROUTE_INTERNAL;
     if (strcmp(path, "/v1/partitions") == 0) return PD_ROUTE_PARTITIONS;
     if (strcmp(path, "/healthz") == 0) return PD_ROUTE_HEALTHZ;
     if (strcmp(path, "/readyz") == 0) return PD_ROUTE_READYZ;
@@ -982,9 +1034,22 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
         route_backup(h, ri, r);
         return;
     }
+    if (*route == PD_ROUTE_ERASE || strcmp(path, PATH_ERASURES_INT) == 0) {
+        route_erase(h, c, ri, NULL, 0, qs, *route == PD_ROUTE_INTERNAL, r);
+        return;
+    }
+    if (*route == PD_ROUTE_PROFILE && strcmp(ri->request_method, "DELETE") == 0) {
+        *route = PD_ROUTE_ERASE;
+        if (memchr(seg, '/', seglen)) {
+            resp_error(r, 404, "not found", "no route for this path (encode '/' in user_id as %%2F)");
+            return;
+        }
+        route_erase(h, c, ri, seg, seglen, qs, 0, r);
+        return;
+    }
     if (strcmp(ri->request_method, "GET") != 0) {
         resp_error(r, 405, "method not allowed", "%s: only GET is supported", path);
-        resp_header(r, "Allow", "GET");
+        resp_header(r, "Allow", *route == PD_ROUTE_PROFILE ? "GET, DELETE" : "GET");
         return;
     }
     if (strncmp(path, PFX_SNAPSHOT, sizeof PFX_SNAPSHOT - 1) == 0) {
@@ -1163,6 +1228,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     pd_http *h = pd_calloc(1, sizeof *h);
     h->w = w;
     h->pool = pd_peer_pool_new();
+    h->erase = pd_erase_api_new(w, h->pool);
     pd_stash_init(&h->ranges);
     struct mg_callbacks cbs;
     memset(&cbs, 0, sizeof cbs);
@@ -1234,6 +1300,7 @@ fail:
     pd_front_stop(h->front, 1);
     if (h->ctx) mg_stop(h->ctx);
     mg_exit_library();
+    pd_erase_api_free(h->erase);
     pd_peer_pool_free(h->pool);
     pd_stash_drain(&h->ranges, range_destroy);
     pd_free(h);
@@ -1281,6 +1348,7 @@ void pd_http_stop(pd_http *h)
     atomic_store(&sp.done, 1);
     if (poking) pthread_join(poker, NULL);
     mg_exit_library();
+    pd_erase_api_free(h->erase);
     pd_peer_pool_free(h->pool);
     pd_stash_drain(&h->ranges, range_destroy);
     pd_free(h);

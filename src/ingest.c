@@ -36,6 +36,12 @@
  *     are made exact by de-dup on event_id, or on the "profiled-origin"
  *     header (source partition/offset) for events without an event_id.
  *
+ * Erasure records (erase.h: header "profiled-control") are not events: at
+ * their position the user's events still in the batch are dropped and the
+ * commit deletes the user's stored days before the batch's merges (batch.h);
+ * a malformed one goes to the DLQ. Owners, replicas and replays see them at
+ * the same offsets, so they erase the same state.
+ *
  * Determinism: every decision uses only the input log -- event time, the
  * Kafka record timestamp, the partition's clock (the newest event time
  * seen in that partition, checkpointed with the offset), the de-dup clock
@@ -77,6 +83,7 @@
 #include "committer.h"
 #include "dedup.h"
 #include "dlq.h"
+#include "erase.h"
 #include "event.h"
 #include "handoff.h"
 #include "kafka.h"
@@ -195,8 +202,27 @@ void pd_ingest_set_wall_clock(pd_ingest *ig, int64_t (*now_ms)(void))
     ig->wall_ms = ig->wall_fn();
 }
 
+static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int rec_ts_type, const void *key,
+                   size_t keylen, const void *val, size_t vallen, const char *origin, size_t originlen,
+                   const char *control, size_t controllen);
+
 void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int rec_ts_type, const void *key,
                       size_t keylen, const void *val, size_t vallen, const char *origin, size_t originlen)
+{
+    record(ig, p, offset, rec_ts, rec_ts_type, key, keylen, val, vallen, origin, originlen, NULL, 0);
+}
+
+void pd_ingest_control(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, const void *key, size_t keylen,
+                       const void *val, size_t vallen, const char *kind, size_t kindlen)
+{
+    record(ig, p, offset, rec_ts, 0, key, keylen, val, vallen, NULL, 0, kind ? kind : "", kind ? kindlen : 0);
+}
+
+/* A record of the input, or (control != NULL) a control record: an erasure
+ * (erase.h), applied to the batch at this position. */
+static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int rec_ts_type, const void *key,
+                   size_t keylen, const void *val, size_t vallen, const char *origin, size_t originlen,
+                   const char *control, size_t controllen)
 {
     pd_worker *w = ig->w;
     pd_metrics *m = w->metrics;
@@ -233,6 +259,20 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
     pp->next_offset = offset + 1;
     pp->dirty = 1;
     if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
+    if (control) {
+        char user[PD_MAX_USER_ID], cerr[PD_DLQ_MAX_DETAIL];
+        size_t ulen = 0;
+        int why = pd_erase_parse(control, controllen, key, keylen, val, vallen, p, w->nparts, user, &ulen, cerr,
+                                 sizeof cerr);
+        if (why != PD_EV_OK) {
+            if (owner) pd_dlq_send(ig->dlq, why, cerr, p, offset, rec_ts, key, keylen, val, vallen);
+        } else {
+            pd_batch_erase(&ig->fill->batch, p, user, ulen);
+            PD_INC(m->erasures);
+        }
+        part_publish(ig, p);
+        return;
+    }
 
     pd_event ev;
     char err[PD_DLQ_MAX_DETAIL];
@@ -1068,6 +1108,18 @@ static const char *origin_header(const rd_kafka_message_t *m, size_t *len)
     return v;
 }
 
+/* The record's control header (erase.h), or NULL for an event. */
+static const char *control_header(const rd_kafka_message_t *m, size_t *len)
+{
+    rd_kafka_headers_t *h;
+    const void *v;
+    size_t n;
+    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR) return NULL;
+    if (rd_kafka_header_get_last(h, PD_CONTROL_HEADER, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR) return NULL;
+    *len = n;
+    return v ? v : "";
+}
+
 /* Feeds consumed records of partitions held in `role` (the owner's group
  * consumer or the replica consumer) to pd_ingest_record and destroys every
  * message (ownership of msgs[0..n) passes here). Records of partitions in
@@ -1088,8 +1140,14 @@ static void handle_messages(pd_ingest *ig, rd_kafka_message_t **msgs, ssize_t n,
             size_t olen = 0;
             const char *origin = origin_header(m, &olen);
             const int none = tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
-            pd_ingest_record(ig, m->partition, m->offset, none ? -1 : ts, (int)tt, m->key, m->key_len, m->payload,
-                             m->len, origin, olen);
+            size_t clen = 0;
+            const char *control = control_header(m, &clen);
+            if (control)
+                pd_ingest_control(ig, m->partition, m->offset, none ? -1 : ts, m->key, m->key_len, m->payload,
+                                  m->len, control, clen);
+            else
+                pd_ingest_record(ig, m->partition, m->offset, none ? -1 : ts, (int)tt, m->key, m->key_len,
+                                 m->payload, m->len, origin, olen);
             if (role == ROLE_OWNER) atomic_store(&w->kafka_up, 1);
         }
         rd_kafka_message_destroy(m);

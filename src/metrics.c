@@ -74,7 +74,7 @@ void pd_hist_observe(pd_hist *h, double v)
 /* ---- routes and status slots ---- */
 
 static const char *const route_names[PD_ROUTE__COUNT] = {
-    "profile", "partitions", "healthz", "readyz", "metrics", "internal", "other",
+    "profile", "partitions", "healthz", "readyz", "metrics", "internal", "erase", "other",
 };
 
 const char *pd_route_name(int r)
@@ -117,6 +117,8 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->events_accepted, 0);
     atomic_init(&m->events_duplicate, 0);
     atomic_init(&m->events_misrouted, 0);
+    atomic_init(&m->erasures, 0);
+    for (int i = 0; i < 3; i++) atomic_init(&m->erase_requests[i], 0);
     atomic_init(&m->events_too_old, 0);
     atomic_init(&m->events_stale_offset, 0);
     for (int i = 0; i < PD_EV__COUNT; i++) atomic_init(&m->events_dlq[i], 0);
@@ -378,6 +380,15 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
         pd_buf_printf(b, "profiled_dlq_events_total{reason=\"%s\"} %llu\n", pd_ev_reason_name(r),
                       (unsigned long long)LD(m->events_dlq[r]));
 
+    counter(b, "profiled_erasures_total",
+            "Erasure records applied (by the owner and by each replica or replay of the partition).",
+            LD(m->erasures));
+    family(b, "profiled_erase_requests_total", "counter",
+           "DELETE /v1/profiles requests by outcome of producing their erasure record.");
+    static const char *const eo[] = {"accepted", "failed", "timeout"};
+    for (int i = 0; i < 3; i++)
+        pd_buf_printf(b, "profiled_erase_requests_total{outcome=\"%s\"} %llu\n", eo[i],
+                      (unsigned long long)LD(m->erase_requests[i]));
     counter(b, "profiled_dlq_produce_errors_total", "Failures producing to the dead-letter queue.",
             LD(m->dlq_produce_errors));
     counter(b, "profiled_attrs_wrong_type_total", "Event attributes skipped for a wrong type.",

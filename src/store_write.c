@@ -334,6 +334,25 @@ int pd_store_batch_merge_event(pd_store_batch *b, int64_t day, int32_t partition
     return batch_merge(b, day, partition, user, ulen, NULL, ev, err, errlen);
 }
 
+int pd_store_batch_erase_user(pd_store_batch *b, int32_t partition, const char *user, size_t ulen,
+                              char *err, size_t errlen)
+{
+    pd_store *st = b->st;
+    if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
+    if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
+    store_data_key(&b->key, partition, user, ulen);
+    pd_dayent **v;
+    int n;
+    store_dayents_ref(st, INT64_MIN, &v, &n);
+    for (int i = 0; i < n; i++) {
+        rocksdb_writebatch_delete_cf(b->wb, v[i]->cf, b->key.p, b->key.len);
+        /* no fold of this key later in the batch (see the design comment) */
+        seen_add(b, XXH3_64bits_withSeed(b->key.p, b->key.len, (uint64_t)v[i]->day));
+    }
+    store_dayents_unref(st, v, n); /* frees v */
+    return PD_OK;
+}
+
 static void dedup_key(uint8_t *k, int32_t partition, uint64_t seq)
 {
     pd_assert(partition >= 0);

@@ -355,6 +355,40 @@ class Oracle:
             return "future_ts"
         return None
 
+    def erase(self, partition, offset, value: bytes, key=None, kind="erase"):
+        """A control record (header profiled-control = kind) at (partition,
+        offset), per docs/data-model.md "Erasure records": kind "erase"
+        with a value {"user_id": <1..256 bytes of UTF-8>} whose key, if any,
+        equals the user id and whose partition is the user's, deletes every
+        day of the user as of this point (later events count fresh);
+        anything else goes to the DLQ (bad_control / bad_erasure). The
+        de-dup memory and the clocks are untouched."""
+        reason = None
+        uid = None
+        if kind != "erase":
+            reason = "bad_control"
+        else:
+            try:
+                v = json.loads(value)
+            except (ValueError, UnicodeDecodeError):
+                v = None
+            uid = v.get("user_id") if isinstance(v, dict) else None
+            ub = uid.encode("utf-8", "surrogatepass") if isinstance(uid, str) else b""
+            if not isinstance(uid, str) or not 1 <= len(ub) <= 256 or not _utf8_ok(ub):
+                reason = "bad_erasure"
+            elif key is not None and key != ub:
+                reason = "bad_erasure"
+            elif self.nparts and partition_for(ub, self.nparts) != partition:
+                reason = "bad_erasure"
+        if reason:
+            self.dlq.append((partition, offset, reason))
+            self._count("dlq")
+            return "dlq:" + reason
+        for k in [k for k in self.raw if k[0] == uid]:
+            del self.raw[k]
+        self._count("erased")
+        return "erased"
+
     def feed(self, partition, offset, value: bytes, record_ts=-1, origin=None, ts_type=None):
         """One record of `partition`, in offset order. ts_type: "create"
         (default when record_ts >= 0: the embedded broker's only kind),

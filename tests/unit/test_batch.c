@@ -272,3 +272,86 @@ TEST(batch_build_commits_the_model)
     pd_batch_free(&b);
     pd_store_close(st);
 }
+
+/* Erasures between events (erase.h): the store after each commit equals the
+ * model in which an erasure of (p, user) empties every day of that user and
+ * later events count fresh. Few users and many commits, so keys collect
+ * enough merges to be folded (FOLD_EVERY) in a batch that also erases them:
+ * the fold's read of the stored value must not bring the erased state back,
+ * and the deletes must come before the merges of the events after them. */
+static void model_erase(model *m, pd_batch *b, int32_t p, const char *u, size_t ul)
+{
+    for (int i = 0; i < m->n; i++) {
+        mkey *k = &m->k[i];
+        if (k->p != p || k->ulen != ul || memcmp(k->user, u, ul) != 0) continue;
+        pd_profile_clear(&k->prof);
+        k->events_this_round = 0;
+    }
+    pd_batch_erase(b, p, u, ul);
+}
+
+TEST(batch_erase_commits_the_model)
+{
+    char dir[400], err[256];
+    snprintf(dir, sizeof dir, "%s/batch-erase-store", pd_test_tmpdir());
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    pd_tz tz;
+    CHECK_INT(pd_tz_parse(&tz, "UTC", err, sizeof err), PD_OK);
+    pd_store *st = NULL;
+    pd_store_opts so = {0};
+    if (pd_store_open(&st, dir, &s, &so, err, sizeof err) != PD_OK) {
+        CHECK(!"open store");
+        return;
+    }
+    static model m;
+    pd_batch b;
+    pd_batch_init(&b, NULL);
+    pd_profile scratch, got;
+    pd_profile_init(&scratch, &s);
+    pd_profile_init(&got, &s);
+    pd_store_batch *sb = pd_store_batch_new(st);
+    uint32_t r = 7;
+    uint64_t erasures = 0;
+    for (int round = 0; round < 40; round++) {
+        for (int i = 0; i < m.n; i++) m.k[i].events_this_round = 0;
+        int nerase = 0;
+        for (int chunk = 0; chunk < 4; chunk++) {
+            feed(&b, &m, &s, &tz, &r, 60, 2, 24, 2);
+            if (m.n && rnd_next(&r) % 2) {
+                mkey *k = &m.k[rnd_next(&r) % (uint32_t)m.n];
+                char u[64];
+                memcpy(u, k->user, k->ulen);
+                model_erase(&m, &b, k->p, u, k->ulen);
+                nerase++;
+            }
+        }
+        int live = 0;
+        for (int i = 0; i < m.n; i++) live += m.k[i].events_this_round > 0;
+        uint64_t writes = 0;
+        CHECK_INT(pd_batch_build(&b, sb, &scratch, &writes, err, sizeof err), PD_OK);
+        CHECK_INT(writes, live + nerase);
+        erasures += (uint64_t)nerase;
+        CHECK_INT(pd_store_commit(st, sb, err, sizeof err), PD_OK);
+        pd_batch_clear(&b);
+        int bad = 0;
+        for (int i = 0; i < m.n; i++) {
+            mkey *k = &m.k[i];
+            pd_profile_reset(&got);
+            int rc = pd_store_get_profile(st, NULL, k->day, k->p, k->user, k->ulen, &got, err, sizeof err);
+            if (rc == PD_ENOTFOUND) pd_profile_reset(&got);
+            if (((rc != PD_OK && rc != PD_ENOTFOUND) || !pd_profile_equal(&got, &k->prof)) && bad++ < 3)
+                CHECK(!"stored profile == model with erasures");
+        }
+        CHECK_INT(bad, 0);
+        if (bad) break;
+    }
+    CHECK(erasures > 20);
+    CHECK(pd_store_batch_folds(sb) > 0); /* folds did happen around erasures */
+    model_free(&m);
+    pd_store_batch_free(sb);
+    pd_profile_free(&scratch);
+    pd_profile_free(&got);
+    pd_batch_free(&b);
+    pd_store_close(st);
+}
