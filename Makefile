@@ -25,7 +25,7 @@ LDFLAGS_SAN := -fsanitize=address,undefined
 # only (test-unit and the bench programs link all three). bin/profiled must
 # not contain CTL code: tests/bb/test_cli.py checks it with nm.
 CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c src/peer.c
-WORKER_SRC := src/ingest.c src/batch.c src/dedup.c src/rectime.c src/committer.c src/dlq.c src/kafka.c src/restore.c src/metrics.c src/http.c src/query.c src/members.c
+WORKER_SRC := src/ingest.c src/partition.c src/offsets.c src/sidefx.c src/batch.c src/dedup.c src/rectime.c src/committer.c src/dlq.c src/kafka.c src/restore.c src/metrics.c src/http.c src/query.c src/members.c
 CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c
 PROFILED_MAIN  := src/profiled.c
 PROFILECTL_MAIN := src/profilectl.c
@@ -44,7 +44,7 @@ rel = $(patsubst %.c,build/rel/%.o,$(1))
 san = $(patsubst %.c,build/san/%.o,$(1))
 PROFILED_SRC   := $(PROFILED_MAIN) $(CORE_SRC) $(WORKER_SRC)
 PROFILECTL_SRC := $(PROFILECTL_MAIN) $(CORE_SRC) $(CTL_SRC)
-HDRS    := $(wildcard include/*.h) src/store_int.h tests/unit/test.h tests/unit/event_cjson.h tests/unit/loopback.h
+HDRS    := $(wildcard include/*.h) src/store_int.h src/ingest_int.h tests/unit/test.h tests/unit/event_cjson.h tests/unit/loopback.h
 
 DEPS_STAMP := build/.deps-ok
 

@@ -42,6 +42,7 @@ const pd_opt pd_config_table[] = {
     {"cluster_token_file", PD_OPT_STR, OFF(cluster_token_file), "", UNB, "Read cluster_token from this file, like api_token_file; without either, PROFILED_CLUSTER_TOKEN is used."},
     {"insecure_cluster", PD_OPT_BOOL, OFF(insecure_cluster), "false", UNB, "Allow a listen address other than loopback without any token: the internal routes (every partition's full state) are then open to anyone who reaches the port. Without it such a worker refuses to start."},
     {"auto_offset_reset", PD_OPT_STR, OFF(auto_offset_reset), "earliest", UNB, "Where to start a partition with no checkpoint and no committed offset: earliest or latest."},
+    {"offsets_backwards", PD_OPT_STR, OFF(offsets_backwards), "refuse", UNB, "What to do with a partition whose checkpoint is beyond the end of the topic (the topic was recreated or truncated): refuse (do not consume it, not ready, error in the log, /readyz and metrics, until an operator decides), rebuild (delete its state and rebuild from the topic) or continue (keep its state and go on from the topic's first offset). Set rebuild or continue only for the restart that resolves it."},
     {"retention_days", PD_OPT_INT, OFF(retention_days), "60", 1, 3650, "Days of profiles kept, counted back from the newest event time seen."},
     {"categorical_max_values", PD_OPT_INT, OFF(categorical_max_values), "64", 1, 4096, "Distinct values kept per user-day-dimension; the rest fold into __other__."},
     {"commit_interval_ms", PD_OPT_INT, OFF(commit_interval_ms), "100", 1, 60000, "Flush the in-memory batch (state + offsets, one WriteBatch) at least this often."},
@@ -506,6 +507,9 @@ int pd_config_finalize(pd_config *c, char *err, size_t errlen)
         return pd_seterr(err, errlen, PD_EINVAL, "listen: expected host:port, got '%s'", c->listen);
     if (strcmp(c->auto_offset_reset, "earliest") != 0 && strcmp(c->auto_offset_reset, "latest") != 0)
         return pd_seterr(err, errlen, PD_EINVAL, "auto_offset_reset: must be earliest or latest");
+    if (strcmp(c->offsets_backwards, "refuse") != 0 && strcmp(c->offsets_backwards, "rebuild") != 0 &&
+        strcmp(c->offsets_backwards, "continue") != 0)
+        return pd_seterr(err, errlen, PD_EINVAL, "offsets_backwards: must be refuse, rebuild or continue");
     int rc = resolve_token("api_token", &c->api_token, c->api_token_file, "PROFILED_API_TOKEN", err, errlen);
     if (!rc) rc = resolve_token("cluster_token", &c->cluster_token, c->cluster_token_file, "PROFILED_CLUSTER_TOKEN",
                                 err, errlen);

@@ -18,6 +18,7 @@
  *   "dialect"      event dialect version (PD_EVENT_DIALECT), decimal text;
  *                  absent in stores written before it existed (dialect 1)
  *   'o' + u32 BE   checkpoint: next_offset i64 BE + clock_ms i64 BE
+ *   'x' + u32 BE   side-effect record (format in sidefx.c)
  * A store is only ever opened read-write with the schema whose fingerprint
  * it records and under the event dialect it records: its state is a
  * function of the log under both, so a mismatch is refused at open, with
@@ -187,6 +188,13 @@ void store_ckpt_key(uint8_t *k, int32_t partition)
 {
     pd_assert(partition >= 0);
     k[0] = 'o';
+    pd_put_u32be(k + 1, (uint32_t)partition);
+}
+
+void store_sidefx_key(uint8_t *k, int32_t partition)
+{
+    pd_assert(partition >= 0);
+    k[0] = 'x';
     pd_put_u32be(k + 1, (uint32_t)partition);
 }
 
