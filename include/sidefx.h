@@ -31,8 +31,12 @@
  * for its time adds a note (offset, the clock it decided with) to the
  * side-effect record, and the redo re-runs the check with that clock, so
  * it DLQs exactly what the replica left out of its state, with the same
- * reason and detail. Records without a note were accepted by the replica's
- * time check and are not checked again. Notes below the owner's published
+ * reason and detail. A record without a note is checked with the clock of
+ * the redo: the rule is monotone in the clock (rectime.h), so what the
+ * replica accepted earlier is accepted again. Notes do not travel with
+ * snapshots: for state restored from a peer every time decision of the
+ * redo is the redo's own (that peer's may have differed only for records
+ * stamped beyond max_future_skew). Notes below the owner's published
  * checkpoint (membership topic) are dropped: those side effects are done.
  * At most PD_SIDEFX_MAX_NOTES are kept per partition; beyond that a note is
  * dropped with an error log and the sidefx_notes_dropped metric (the redo
@@ -102,12 +106,14 @@ int64_t pd_sidefx_takeover(int64_t local_done, int64_t group_committed, int64_t 
 
 enum { PD_SIDEFX_NONE = 0, PD_SIDEFX_DLQ = 1, PD_SIDEFX_REROUTE = 2 };
 /* Performs the side effects of one record at (p, offset) whose state was
- * already applied (by this worker as a replica): DLQ when it does not
- * parse or x holds a time-rejection note for it, re-produced to its
- * partition when misrouted, nothing otherwise. Returns PD_SIDEFX_*. The
- * order of the checks is pd_ingest_record's. */
+ * already applied (by this worker as a replica, or by a peer whose
+ * snapshot this store holds): DLQ when it does not parse or fails the time
+ * check -- with the clock of x's note for it, else wall_ms, the worker's
+ * clock now --, re-produced to its partition when misrouted, nothing
+ * otherwise. Returns PD_SIDEFX_*. The order of the checks is
+ * pd_ingest_record's. */
 int pd_sidefx_redo(const pd_sidefx *x, pd_dlq *d, const pd_schema *s, const pd_config *cfg, int32_t nparts,
                    int32_t p, int64_t offset, int64_t rec_ts, int rec_ts_type, const void *key, size_t keylen,
-                   const void *val, size_t vallen);
+                   const void *val, size_t vallen, int64_t wall_ms);
 
 #endif

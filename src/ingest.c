@@ -131,7 +131,7 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
         }
         /* Applied already (as a replica): only the side effects are due. */
         int did = pd_sidefx_redo(&pp->fx, ig->dlq, w->schema, ig->cfg, w->nparts, p, offset, rec_ts, rec_ts_type,
-                                 key, keylen, val, vallen);
+                                 key, keylen, val, vallen, ig->wall_ms);
         PD_INC(m->sidefx_redo_records);
         if (did == PD_SIDEFX_DLQ) PD_INC(m->sidefx_redo_dlq);
         if (did == PD_SIDEFX_REROUTE) {
@@ -347,6 +347,7 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
          * effects), and the side-effect frontier: a new owner takes what is
          * committed here as done (sidefx.h). */
         const int64_t fxd = ig->cm_parts[i].fx_done;
+        if (fxd >= 0 && pp->role == ROLE_OWNER) pp->fx_durable = fxd;
         if (offs && fxd >= 0) rd_kafka_topic_partition_list_add(offs, ig->cfg->topic, p)->offset = fxd;
     }
     if (offs) {
@@ -499,6 +500,7 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
                                                      error_cb, err, errlen);
         if (!cc) { rc = PD_EINVAL; goto fail; }
         rd_kafka_conf_set_rebalance_cb(cc, ig_rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(cc, ig_commit_cb);
         ig->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, e2, sizeof e2);
         if (!ig->consumer) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "consumer: %s", e2);
@@ -548,6 +550,8 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
         ig->pp[p].committed = -1;
         ig->pp[p].high_watermark = -1;
         ig->pp[p].group_committed = -1;
+        ig->pp[p].fx_durable = -1;
+        ig->pp[p].group_acked = -1;
         ig->pp[p].fx.done = -1;
     }
     *out = ig;
@@ -693,6 +697,7 @@ int pd_ingest_run(pd_ingest *ig)
         }
         if (now - ig->last_wm_us > 1000000) {
             ig_update_watermarks(ig);
+            ig_recommit(ig);
             ig->last_wm_us = now;
             if (!atomic_load(&w->store_lost) && pd_store_dir_check(w->store, err, sizeof err) != PD_OK) {
                 pd_error("%s: nothing written from now on is durable; not ready (restart the worker)", err);

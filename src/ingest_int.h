@@ -48,6 +48,8 @@ typedef struct {
     pd_dedup dd;          /* loaded on the first record after assignment */
     pd_sidefx fx;         /* side effects done below fx.done; a replica's notes (sidefx.h) */
     int64_t group_committed; /* the group's committed offset when last assigned as owner; -1 unknown */
+    int64_t fx_durable;   /* owner: side-effect frontier of the last finished store commit (-1 none) */
+    int64_t group_acked;  /* owner: the offset the group last acknowledged (-1 none) */
     int backwards;        /* checkpoint beyond the topic's end, refused (published; "offsets") */
     int64_t oor_at_us;    /* an out-of-range position to resolve at this time (0 = none) */
 } part_priv;
@@ -144,6 +146,12 @@ void ig_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_parti
 
 /* offsets.c */
 void ig_update_watermarks(pd_ingest *ig);
+/* Offset commit results (the group consumer's offset_commit_cb). */
+void ig_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offs, void *opaque);
+/* Commits again, asynchronously, every owned partition whose durable
+ * side-effect frontier the group has not acknowledged (a commit refused
+ * during a rebalance, say): the next owner starts its side effects there. */
+void ig_recommit(pd_ingest *ig);
 void ig_kick_reset(pd_ingest *ig, int role);
 void ig_wake_fetcher(pd_ingest *ig, rd_kafka_t *rk, int role, int64_t now);
 void ig_resolve_out_of_range(pd_ingest *ig);

@@ -81,6 +81,37 @@ void ig_wake_fetcher(pd_ingest *ig, rd_kafka_t *rk, int role, int64_t now)
     PD_INC(ig->w->metrics->fetch_wakeups);
 }
 
+/* ---- the group's committed offsets: the side-effect frontier (sidefx.h) ---- */
+
+void ig_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offs, void *opaque)
+{
+    (void)rk;
+    (void)err; /* per partition below */
+    pd_ingest *ig = opaque;
+    for (int i = 0; offs && i < offs->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &offs->elems[i];
+        if (e->err || e->offset < 0 || e->partition < 0 || e->partition >= ig->w->nparts ||
+            strcmp(e->topic, ig->cfg->topic) != 0)
+            continue;
+        ig->pp[e->partition].group_acked = e->offset;
+    }
+}
+
+void ig_recommit(pd_ingest *ig)
+{
+    if (!ig->consumer) return;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (int32_t p = 0; p < ig->w->nparts; p++) {
+        const part_priv *pp = &ig->pp[p];
+        if (pp->role != ROLE_OWNER || pp->fx_durable < 0 || pp->fx_durable == pp->group_acked) continue;
+        if (!l) l = rd_kafka_topic_partition_list_new(8);
+        rd_kafka_topic_partition_list_add(l, ig->cfg->topic, p)->offset = pp->fx_durable;
+    }
+    if (!l) return;
+    rd_kafka_commit(ig->consumer, l, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* ---- offsets out of the topic's range (docs/operations.md, "Offsets") ----
  *
  * Both consumers run with auto.offset.reset=error, so librdkafka never

@@ -152,6 +152,8 @@ static void release_partition(pd_ingest *ig, int32_t p)
     pd_dedup_free(&pp->dd);
     pd_sidefx_free(&pp->fx); /* in the store; loaded again when p comes back */
     pp->group_committed = -1;
+    pp->fx_durable = -1;
+    pp->group_acked = -1;
     pp->backwards = 0;
     pp->oor_at_us = 0;
     pp->catchup_to = 0;
@@ -367,6 +369,7 @@ static void group_committed(pd_ingest *ig, rd_kafka_t *rk, const rd_kafka_topic_
         int32_t p = l->elems[i].partition;
         if (strcmp(l->elems[i].topic, ig->cfg->topic) != 0 || p < 0 || p >= ig->w->nparts) continue;
         ig->pp[p].group_committed = !e && !l->elems[i].err && l->elems[i].offset >= 0 ? l->elems[i].offset : -1;
+        ig->pp[p].group_acked = ig->pp[p].group_committed;
     }
     rd_kafka_topic_partition_list_destroy(l);
 }

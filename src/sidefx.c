@@ -129,7 +129,7 @@ int64_t pd_sidefx_takeover(int64_t local_done, int64_t group_committed, int64_t 
 
 int pd_sidefx_redo(const pd_sidefx *x, pd_dlq *d, const pd_schema *s, const pd_config *cfg, int32_t nparts,
                    int32_t p, int64_t offset, int64_t rec_ts, int rec_ts_type, const void *key, size_t keylen,
-                   const void *val, size_t vallen)
+                   const void *val, size_t vallen, int64_t wall_ms)
 {
     pd_event ev;
     char err[PD_DLQ_MAX_DETAIL];
@@ -140,15 +140,15 @@ int pd_sidefx_redo(const pd_sidefx *x, pd_dlq *d, const pd_schema *s, const pd_c
         rc = PD_SIDEFX_DLQ;
         goto out;
     }
+    /* the replica's clock when it rejected the record, else this one's
+     * (later: it rejects no more than the replica did) */
     const pd_sidefx_note *nt = note_find(x, offset);
-    if (nt) {
-        reason = pd_rectime_check(rec_ts_type, rec_ts, ev.ts_ms, nt->wall_ms, cfg->max_future_skew_ms, err,
-                                  sizeof err);
-        if (reason != PD_EV_OK) {
-            pd_dlq_send(d, reason, err, p, offset, rec_ts, key, keylen, val, vallen);
-            rc = PD_SIDEFX_DLQ;
-            goto out;
-        }
+    reason = pd_rectime_check(rec_ts_type, rec_ts, ev.ts_ms, nt ? nt->wall_ms : wall_ms, cfg->max_future_skew_ms,
+                              err, sizeof err);
+    if (reason != PD_EV_OK) {
+        pd_dlq_send(d, reason, err, p, offset, rec_ts, key, keylen, val, vallen);
+        rc = PD_SIDEFX_DLQ;
+        goto out;
     }
     int32_t want = pd_partition_for(ev.user_id, ev.user_id_len, nparts);
     if (want != p) {
