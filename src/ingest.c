@@ -125,7 +125,7 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
     }
     PD_INC(m->records_in);
     if (pp->next_offset >= 0 && offset < pp->next_offset) {
-        if (!fx) {
+        if (!fx || pp->fx.done < 0) { /* (an unknown frontier redoes nothing: see sidefx.h) */
             PD_INC(m->events_stale_offset);
             return;
         }

@@ -128,6 +128,35 @@ void ig_recommit(pd_ingest *ig)
  *             ready, error everywhere until an operator restarts with
  *             rebuild (delete the state, read the topic from the start) or
  *             continue (keep the state, go on from lo). */
+/* Restarts fetching owned partition p at ig_start_offset: after the
+ * out-of-range error librdkafka stopped it (fetch state "none", where a
+ * seek is refused), so it is unassigned and assigned again. */
+static void owner_restart(pd_ingest *ig, int32_t p)
+{
+    rd_kafka_t *rk = ig->consumer;
+    if (strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, ig->cfg->topic, p)->offset = ig_start_offset(ig, p);
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, l);
+        if (!e) e = rd_kafka_incremental_assign(rk, l);
+        if (e) {
+            pd_warn("partition %d: restarting the fetch: %s", (int)p, rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        return;
+    }
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (rd_kafka_assignment(rk, &l) || !l) return;
+    for (int i = 0; i < l->cnt; i++) /* every partition at its own position */
+        if (strcmp(l->elems[i].topic, ig->cfg->topic) == 0 && l->elems[i].partition >= 0 &&
+            l->elems[i].partition < ig->w->nparts)
+            l->elems[i].offset = ig_start_offset(ig, l->elems[i].partition);
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
+    if (e) pd_warn("partition %d: restarting the fetch: %s", (int)p, rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void resolve_one(pd_ingest *ig, int32_t p)
 {
     part_priv *pp = &ig->pp[p];
@@ -144,7 +173,7 @@ static void resolve_one(pd_ingest *ig, int32_t p)
         ig->oor_pending = 1;
         return;
     }
-    const int64_t pos = ig_start_offset(ig, p);
+    const int64_t pos = ig_start_offset(ig, p), s0 = pp->next_offset;
     const char *policy = ig->cfg->offsets_backwards;
     int v = pd_offsets_classify(pp->next_offset, pos, lo, hi);
     if (v == PD_OFFS_BACKWARDS) {
@@ -195,11 +224,12 @@ static void resolve_one(pd_ingest *ig, int32_t p)
             if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
         }
         if (pp->fx.done >= 0 && pp->fx.done < lo) {
-            if (pp->role == ROLE_OWNER && pp->fx.done < pp->next_offset) {
-                PD_ADD(m->sidefx_lost, (uint64_t)(PD_MIN(lo, pp->next_offset) - pp->fx.done));
+            /* records applied here whose side effects were still due */
+            if (pp->role == ROLE_OWNER && pp->fx.done < s0) {
+                PD_ADD(m->sidefx_lost, (uint64_t)(PD_MIN(lo, s0) - pp->fx.done));
                 pd_error("partition %d: side effects (DLQ, re-routes) of offsets %" PRId64 "..%" PRId64
                          " cannot be performed: the topic no longer has them", (int)p, pp->fx.done,
-                         PD_MIN(lo, pp->next_offset) - 1);
+                         PD_MIN(lo, s0) - 1);
             }
             pd_sidefx_advance(&pp->fx, lo);
             pp->dirty = 1;
@@ -207,7 +237,7 @@ static void resolve_one(pd_ingest *ig, int32_t p)
     }
     part_publish(ig, p);
     /* position again: at the decided offset, or where it was (now in range) */
-    if (pp->role == ROLE_OWNER) ig_owner_pause(ig, p, 0);
+    if (pp->role == ROLE_OWNER) owner_restart(ig, p);
     else ig_replica_reassign(ig);
 }
 

@@ -93,10 +93,10 @@ def test_retention_gap_flagged():
     flagged."""
     with cluster(partitions=NPARTS) as c:
         now = int(time.time() * 1000)
-        u0 = users_of(0, 20)
+        u0 = users_of(0, 60)
         first = events(u0, 300, now - 3600000, tag="a")
         for p in range(1, NPARTS):
-            first += events(users_of(p, 10), 50, now - 3500000, tag="b%d" % p)
+            first += events(users_of(p, 20), 60, now - 3500000, tag="b%d" % p)
         path = os.path.join(c.dir, "first.jsonl")
         with open(path, "wb") as f:
             f.write(b"\n".join(first) + b"\n")
@@ -174,7 +174,9 @@ def test_topic_recreated_refused_then_continued():
               "no error line for the recreated topic")
         # the operator decides: keep the state, go on from the new start
         w = c.start_worker("w1", ["--offsets_backwards", "continue"])
-        wait_caught_up(c, [w.data])
+        ends = c.watermarks()
+        wait_for(lambda: readyz(w)[0] == 200 and c.offsets(w.data) == ends, 60,
+                 "the new topic read from its start", interval=0.5)
         st, rz = readyz(w)
         check(st == 200 and not rz.get("offsets_backwards"), "/readyz after continue %d %r" % (st, rz))
         check(w.stop() == 0, "stop failed")
