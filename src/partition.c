@@ -163,6 +163,25 @@ static void release_partition(pd_ingest *ig, int32_t p)
     part_publish(ig, p);
 }
 
+/* A lost partition stays here as a replica: its state is served (stale)
+ * and, with replicas configured, kept warm by the replica consumer once
+ * Kafka is back, where replica placement keeps or releases it; without a
+ * replica consumer it is only held, and released at the next assignment
+ * unless assigned again. What was not committed is gone: offsets and the
+ * side-effect frontier are the store's. */
+static void keep_as_replica(pd_ingest *ig, int32_t p)
+{
+    part_priv *pp = &ig->pp[p];
+    char err[256];
+    pp->role = ROLE_REPLICA;
+    pp->dirty = 0;
+    pp->catchup_to = 0;
+    pp->oor_at_us = 0;
+    pp->group_committed = pp->fx_durable = pp->group_acked = -1;
+    if (pd_sidefx_load(&pp->fx, ig->w->store, p, err, sizeof err) != PD_OK) pd_error("%s", err);
+    part_publish(ig, p);
+}
+
 int pd_ingest_assign_local(pd_ingest *ig, int32_t p)
 {
     if (p < 0 || p >= ig->w->nparts) return PD_EINVAL;
@@ -385,6 +404,7 @@ void ig_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_parti
     PD_INC(w->metrics->rebalances);
     atomic_fetch_add(&w->generation, 1);
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        atomic_store(&w->kafka_up, 1); /* the coordinator answered */
         char *restoring = pd_calloc((size_t)w->nparts, 1);
         int replicas_changed = 0;
         group_committed(ig, rk, parts);
@@ -407,6 +427,9 @@ void ig_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_parti
             if (restoring[p]) ig_owner_pause(ig, p, 1);
         free(restoring);
         if (replicas_changed) ig_replica_reassign(ig);
+        if (!ig->rconsumer) /* partitions held since a lost assignment (keep_as_replica) */
+            for (int32_t p = 0; p < w->nparts; p++)
+                if (ig->pp[p].role == ROLE_REPLICA) release_partition(ig, p);
         pd_info("assigned %d partition(s) (%s): %s", parts->cnt, coop ? "cooperative" : "eager",
                 pd_kafka_part_list(parts, err, sizeof err));
     } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -415,7 +438,8 @@ void ig_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_parti
             int32_t p = parts->elems[i].partition;
             if (p >= 0 && p < w->nparts) which[p] = 1;
         }
-        if (rd_kafka_assignment_lost(rk)) {
+        const int lost = rd_kafka_assignment_lost(rk);
+        if (lost) {
             /* Someone else may already own them: commit nothing for them. */
             ig_batch_drop_parts(ig, which);
             for (int32_t p = 0; p < w->nparts; p++) {
@@ -428,7 +452,14 @@ void ig_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_parti
                     ig->pp[p].clock_ms = cp.clock_ms;
                 }
             }
-            pd_warn("lost %d partition(s); their uncommitted batch was discarded", parts->cnt);
+            /* The group session timed out: the coordinator is unreachable
+             * (or this worker stalled). Until the next assignment Kafka
+             * counts as down, and the lost partitions stay served from
+             * their local state as replicas (stale-marked); the replica
+             * placement, once Kafka is back, keeps or releases them. */
+            atomic_store(&w->kafka_up, 0);
+            pd_warn("lost %d partition(s) (group session timed out); their uncommitted batch was discarded%s",
+                    parts->cnt, "; serving them from local state, stale, until Kafka is back");
         } else if ((ig->commit_sync = 1, pd_ingest_flush(ig, err, sizeof err)) != PD_OK) {
             /* Could not commit: drop their part of the batch; the next
              * owner replays from the last checkpoint. */
@@ -436,9 +467,13 @@ void ig_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_parti
             ig_batch_drop_parts(ig, which);
         }
         ig->commit_sync = 0;
-        for (int32_t p = 0; p < w->nparts; p++)
-            if (which[p]) release_partition(ig, p);
+        for (int32_t p = 0; p < w->nparts; p++) {
+            if (!which[p]) continue;
+            if (lost) keep_as_replica(ig, p);
+            else release_partition(ig, p);
+        }
         free(which);
+        if (lost) ig_replica_reassign(ig);
         if (coop) {
             rd_kafka_error_t *ke = rd_kafka_incremental_unassign(rk, parts);
             if (ke) rd_kafka_error_destroy(ke);
