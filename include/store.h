@@ -122,6 +122,11 @@ int pd_store_commit(pd_store *st, pd_store_batch *b, char *err, size_t errlen);
  * PD_EIO and writes nothing. Safe to call from any thread. */
 void pd_store_fail_commits(pd_store *st, int on);
 
+/* The input topic's partition count last recorded (pd_store_set_partitions
+ * writes it, synchronously, at start): PD_ENOTFOUND when never recorded. */
+int pd_store_get_partitions(pd_store *st, int32_t *n);
+int pd_store_set_partitions(pd_store *st, int32_t n, char *err, size_t errlen);
+
 /* Drops every day family with day < first_kept_day. Returns the number
  * dropped (>= 0) or a negative error. */
 int pd_store_drop_days_before(pd_store *st, int64_t first_kept_day, char *err, size_t errlen);

@@ -775,7 +775,7 @@ static void route_readyz(pd_http *h, http_resp *r)
         status = "failing";
         detail = "a partition's checkpoint is beyond the end of the topic (recreated or truncated?): not consumed "
                  "until an operator decides (offsets_backwards)";
-    } else if (gen <= 0) {
+    } else if (gen <= 0 && kafka_up) { /* (Kafka down from the start: degraded, below) */
         status = "starting";
         detail = "no partition assignment received yet";
     } else if (ready < owned) {

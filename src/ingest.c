@@ -468,6 +468,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t errlen)
 {
     pd_ingest *ig = pd_calloc(1, sizeof *ig);
+    int offline = 0; /* Kafka unreachable at start: serve the local state (hold_local) */
     ig->w = w;
     ig->cfg = w->cfg;
     ig->last_retention_day = INT64_MIN;
@@ -506,8 +507,25 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
             rc = pd_seterr(err, errlen, PD_EINVAL, "consumer: %s", e2);
             goto fail;
         }
-        int32_t n = 0;
-        if ((rc = pd_kafka_topic_partitions(ig->consumer, cfg->topic, &n, err, errlen))) goto fail;
+        /* With the partition count recorded in the store, a worker started
+         * while Kafka is unreachable serves its local state (stale) after
+         * a few seconds instead of waiting: see hold_local() */
+        int32_t n = 0, known = 0;
+        const int have_known = pd_store_get_partitions(w->store, &known) == PD_OK;
+        rc = pd_kafka_topic_partitions(ig->consumer, cfg->topic, have_known ? 3 : 50, &w->stop, &n, err, errlen);
+        if (rc == PD_EAGAIN && have_known && !w->stop) {
+            pd_warn("Kafka unreachable (%s): serving the local state of the %d partitions of %s, stale, until "
+                    "it answers", err, known, cfg->topic);
+            n = known;
+            offline = 1;
+            rc = PD_OK;
+        }
+        if (rc) goto fail;
+        if (!offline && (!have_known || n != known)) {
+            if (have_known)
+                pd_warn("topic %s now has %d partitions (%d recorded here before)", cfg->topic, n, known);
+            if (pd_store_set_partitions(w->store, n, e2, sizeof e2) != PD_OK) pd_warn("%s", e2);
+        }
         if (n > cfg->max_partitions) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "topic '%s' has %d partitions, more than max_partitions %" PRId64,
                            cfg->topic, n, cfg->max_partitions);
@@ -540,7 +558,7 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
             rd_kafka_poll_set_consumer(ig->rconsumer);
             ig->rq = rd_kafka_queue_get_consumer(ig->rconsumer);
         }
-        atomic_store(&w->kafka_up, 1);
+        atomic_store(&w->kafka_up, !offline);
         pd_info("consuming %s (%d partitions) in group %s", cfg->topic, n, cfg->group);
     }
     pd_assert(w->nparts > 0);
@@ -554,6 +572,7 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
         ig->pp[p].group_acked = -1;
         ig->pp[p].fx.done = -1;
     }
+    if (offline) ig_hold_local(ig);
     *out = ig;
     return PD_OK;
 fail:

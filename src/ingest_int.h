@@ -142,6 +142,10 @@ void ig_owner_pause(pd_ingest *ig, int32_t p, int pause);
 void ig_reap_restores(pd_ingest *ig);
 void ig_update_replicas(pd_ingest *ig);
 void ig_cleanup_orphans(pd_ingest *ig);
+/* Kafka unreachable at start: every partition with a checkpoint here is
+ * held as a replica (served stale) until assignments and replica
+ * placement decide, as after a lost assignment. */
+void ig_hold_local(pd_ingest *ig);
 void ig_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *parts, void *opaque);
 
 /* offsets.c */

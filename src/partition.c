@@ -182,6 +182,24 @@ static void keep_as_replica(pd_ingest *ig, int32_t p)
     part_publish(ig, p);
 }
 
+void ig_hold_local(pd_ingest *ig)
+{
+    pd_checkpoint *cps = NULL;
+    int n = 0;
+    if (pd_store_list_checkpoints(ig->w->store, &cps, &n) != PD_OK) return;
+    for (int i = 0; i < n; i++) {
+        int32_t p = cps[i].partition;
+        if (p < 0 || p >= ig->w->nparts) continue;
+        part_priv *pp = &ig->pp[p];
+        pp->next_offset = pp->committed = cps[i].next_offset;
+        pp->clock_ms = cps[i].clock_ms;
+        keep_as_replica(ig, p);
+    }
+    free(cps);
+    ig_replica_reassign(ig);
+    pd_info("holding %d partition(s) with local state, served stale until Kafka answers", n);
+}
+
 int pd_ingest_assign_local(pd_ingest *ig, int32_t p)
 {
     if (p < 0 || p >= ig->w->nparts) return PD_EINVAL;

@@ -83,5 +83,58 @@ def test_broker_frozen_past_session_timeout():
         print("  (%d users answered stale while Kafka was frozen; SIGTERM took %.1fs)" % (len(users), took))
 
 
+def test_worker_started_while_kafka_down():
+    """A worker restarted while the broker is frozen binds HTTP within
+    20 s, /readyz answers 200 "degraded" (kafka_up false) and every user
+    answers 200 with the oracle's count (stale) from the local state; a
+    second worker without local state started then stops promptly on
+    SIGTERM (< 10 s). SIGCONT: the first worker joins, ingests a second
+    batch and answers the final state. Fails on the code that waited for
+    the topic's metadata (about 110 s, then exited)."""
+    nparts = 4
+    with cluster(partitions=nparts) as c:
+        w1 = c.start_worker("w1", ["--replicas", "0"])
+        c.produce_file(gen_file(c, "a.jsonl", 2000, 150, 507))
+        wait_for(lambda: all_caught_up(c, [w1], nparts), 120, "w1 caught up", interval=0.5)
+        prefix = PrefixOracle(read_log(c), nparts)
+        users = sorted(prefix.states)
+        check(w1.stop() == 0, "w1 exit code")
+        os.kill(c.broker.p.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            w1 = c.start_worker("w1", ["--replicas", "0"], wait_listen=False)
+            line = w1.readline(30)
+            check(line.startswith("listening "), "w1 printed %r:\n%s" % (line, w1.tail()))
+            w1.url = line.split()[1]
+            bound = time.monotonic() - t0
+            check(bound < 20, "HTTP bound %.1fs after start" % bound)
+            st, j = readyz(w1)
+            check(st == 200 and j.get("status") == "degraded" and j.get("kafka_up") is False,
+                  "/readyz with Kafka down from the start: %d %r" % (st, j))
+            errs = []
+            for u in users:
+                st, _, b = http_get("%s/v1/profiles/%s" % (w1.url, urllib.parse.quote(u)))
+                if st != 200 or json.loads(b)["events"] != prefix.final(u)[0] or not json.loads(b).get("stale"):
+                    errs.append("%s: %d %s" % (u, st, b[:80]))
+            check(not errs, "serving with Kafka down from the start: %d failures, e.g. %s" % (len(errs), errs[:3]))
+            x = c.start_worker("x", wait_listen=False)
+            time.sleep(2)
+            t1 = time.monotonic()
+            x.stop(timeout=30)
+            took = time.monotonic() - t1
+            check(took < 10, "SIGTERM of a worker waiting for Kafka took %.1fs" % took)
+            del c.workers["x"]
+        finally:
+            os.kill(c.broker.p.pid, signal.SIGCONT)
+        c.produce_file(gen_file(c, "b.jsonl", 800, 150, 508))
+        wait_for(lambda: readyz(w1)[0] == 200 and readyz(w1)[1]["status"] == "ready"
+                 and readyz(w1)[1]["owned"] == nparts, 90, "w1 to join and own every partition", interval=0.5)
+        wait_for(lambda: all_caught_up(c, [w1], nparts), 120, "w1 to ingest the second batch", interval=0.5)
+        prefix = PrefixOracle(read_log(c), nparts)
+        check_final(c, [w1], prefix, sorted(prefix.states))
+        check(w1.stop() == 0, "w1 exit code")
+        print("  (HTTP bound %.1fs after a start with Kafka down; SIGTERM while waiting took %.1fs)" % (bound, took))
+
+
 if __name__ == "__main__":
-    main([test_broker_frozen_past_session_timeout])
+    main([test_broker_frozen_past_session_timeout, test_worker_started_while_kafka_down])
