@@ -51,6 +51,7 @@ typedef struct {
     int64_t fx_durable;   /* owner: side-effect frontier of the last finished store commit (-1 none) */
     int64_t group_acked;  /* owner: the offset the group last acknowledged (-1 none) */
     int backwards;        /* checkpoint beyond the topic's end, refused (published; "offsets") */
+    int held;             /* replica since a lost assignment or an offline start (keep_as_replica) */
     int64_t oor_at_us;    /* an out-of-range position to resolve at this time (0 = none) */
 } part_priv;
 

@@ -109,6 +109,13 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
     pp->orphan_since_ms = 0;
     pp->generation = atomic_load(&w->generation);
     if (pp->job) return 1; /* already fetching (e.g. replica being promoted) */
+    if (was != ROLE_NONE && pp->held && role == ROLE_OWNER) {
+        /* held through a Kafka outage: possibly far behind, so not served
+         * as ready before catching up (and its side-effect frontier) */
+        pp->held = 0;
+        ig_set_catchup(ig, p);
+        return 0;
+    }
     if (was != ROLE_NONE) { /* warm in memory: continue where it is */
         int64_t lo, hi = -1;
         if (role == ROLE_OWNER && was == ROLE_REPLICA) {
@@ -155,6 +162,7 @@ static void release_partition(pd_ingest *ig, int32_t p)
     pp->fx_durable = -1;
     pp->group_acked = -1;
     pp->backwards = 0;
+    pp->held = 0;
     pp->oor_at_us = 0;
     pp->catchup_to = 0;
     pp->orphan_since_ms = pd_now_ms();
@@ -174,6 +182,7 @@ static void keep_as_replica(pd_ingest *ig, int32_t p)
     part_priv *pp = &ig->pp[p];
     char err[256];
     pp->role = ROLE_REPLICA;
+    pp->held = 1;
     pp->dirty = 0;
     pp->catchup_to = 0;
     pp->oor_at_us = 0;
