@@ -5,12 +5,12 @@
 CC      ?= cc
 # Debian's interpreter (with python3-xxhash) runs the black-box tests and oracle.
 PYTHON  ?= /usr/bin/python3
-PKGS    := rdkafka rocksdb libcjson libxxhash
+PKGS    := rdkafka rocksdb libcjson libxxhash libcrypto
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CSTD    := -std=c11 -D_GNU_SOURCE
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # Libraries per binary: each links only what its objects use.
-CORE_LIBS   = $(shell pkg-config --libs rocksdb libcjson libxxhash 2>/dev/null) -lpthread -lm
+CORE_LIBS   = $(shell pkg-config --libs rocksdb libcjson libxxhash libcrypto 2>/dev/null) -lpthread -lm
 WORKER_LIBS = $(shell pkg-config --libs rdkafka 2>/dev/null) -lcivetweb $(CORE_LIBS)
 CTL_LIBS    = $(shell pkg-config --libs rdkafka 2>/dev/null) $(CORE_LIBS)
 PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcivetweb -lpthread -lm  # everything
@@ -24,15 +24,15 @@ LDFLAGS_SAN := -fsanitize=address,undefined
 # uses it: CORE both binaries, WORKER bin/profiled only, CTL bin/profilectl
 # only (test-unit and the bench programs link all three). bin/profiled must
 # not contain CTL code: tests/bb/test_cli.py checks it with nm.
-CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c src/peer.c
-WORKER_SRC := src/ingest.c src/partition.c src/offsets.c src/sidefx.c src/batch.c src/dedup.c src/rectime.c src/committer.c src/dlq.c src/kafka.c src/restore.c src/metrics.c src/http.c src/query.c src/members.c
-CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c
+CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/sketch.c src/catset.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c src/peer.c src/mac.c src/backup.c src/query.c
+WORKER_SRC := src/ingest.c src/partition.c src/offsets.c src/sidefx.c src/batch.c src/dedup.c src/rectime.c src/committer.c src/dlq.c src/kafka.c src/restore.c src/metrics.c src/http.c src/http_front.c src/members.c src/memrec.c src/backupd.c
+CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c src/ctl_backup.c src/ctl_export.c
 PROFILED_MAIN  := src/profiled.c
 PROFILECTL_MAIN := src/profilectl.c
 UNIT_SRC   := tests/unit/main.c tests/unit/test_util.c tests/unit/test_config.c \
               tests/unit/test_event.c tests/unit/test_event_corpus.c tests/unit/event_cjson.c tests/unit/test_profile.c tests/unit/test_bloom.c tests/unit/test_store.c tests/unit/test_handoff.c tests/unit/test_schema.c tests/unit/test_ingest.c tests/unit/test_batch.c tests/unit/test_dedup.c tests/unit/test_committer.c \
               tests/unit/test_http.c tests/unit/test_members.c tests/unit/test_peer.c tests/unit/loopback.c \
-              tests/unit/test_query.c tests/unit/test_metrics.c tests/unit/test_gen.c tests/unit/test_sidefx.c
+              tests/unit/test_query.c tests/unit/test_front.c tests/unit/test_metrics.c tests/unit/test_gen.c tests/unit/test_mac.c tests/unit/test_sidefx.c
 FUZZ_TARGETS := fuzz_event fuzz_event_diff fuzz_decode
 
 LIB_SRC := $(CORE_SRC) $(WORKER_SRC) $(CTL_SRC)
@@ -48,7 +48,7 @@ HDRS    := $(wildcard include/*.h) src/store_int.h src/ingest_int.h tests/unit/t
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps test unit bb fuzz bench bench-report bench-bins demo clean docs san
+.PHONY: all deps test unit bb fuzz bench bench-report bench-bins demo clean docs san chaos
 
 all: bin/profiled bin/profilectl
 
@@ -113,7 +113,7 @@ unit: build/san/bin/test-unit
 # Fuzzers (libFuzzer, clang). FUZZ_SECONDS bounds each target.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(WARN) -Iinclude
-FUZZ_LIB := src/util.c src/schema.c src/event.c src/profile.c
+FUZZ_LIB := src/util.c src/schema.c src/event.c src/sketch.c src/catset.c src/profile.c
 # fuzz_event_diff also links the cJSON-based field extraction (the value
 # oracle on documents the scanner accepts as JSON).
 FUZZ_EXTRA_fuzz_event_diff := tests/unit/event_cjson.c
@@ -136,6 +136,12 @@ fuzz: $(addprefix build/fuzz/,$(FUZZ_TARGETS))
 
 docs: bin/profiled
 	bin/profiled --print-config-markdown > docs/configuration.md
+
+# `make chaos`: 100+ random SIGKILLs and broker faults against a 3-worker
+# cluster, every user at every worker against the oracle (not in `make test`;
+# bounded to 20 minutes; docs/RELIABILITY.md). CHAOS_ARGS passes options.
+chaos: all
+	@$(PYTHON) tests/chaos.py $(CHAOS_ARGS)
 
 bench: all
 	@sh bench/run.sh

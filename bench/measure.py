@@ -14,12 +14,16 @@ Steps, in the order they run (bench/steps/, one module per measured job):
   e2e                2: one worker from the embedded broker vs bench_consume
   local              3: /healthz and local queries (saturating, interleaved
                      pairs in the full run, paced)
+  topk               3b: worker CPU per request of top=10 vs the plain
+                     query, interleaved pairs (issue 19)
   ingest             3: the same queries under ingestion
   freshness          4: produce -> visible in a query
   forwarded          3: queries through a second worker
   freshness_fetch10  4: freshness with kafka.fetch.wait.max.ms=10
   redis              5: the Redis HINCRBY/HGETALL design
   recovery           7: SIGKILL, restart, time to ready
+  backup             7b: full backup and restore vs cp -a (interleaved),
+                     an incremental backup (issue 21)
   handoff            8: a second worker joins a filled one
   memory             9: RSS under sustained ingestion against the budget
 
@@ -70,14 +74,14 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # oracle.py
 from benchlib import ROOT, Ctx, log  # noqa: E402
-from steps import e2e, handoff, memory, processing, queries, recovery, redis  # noqa: E402
+from steps import backup, e2e, handoff, memory, processing, queries, recovery, redis  # noqa: E402
 
 SCHEMA = 1
 STEP_FAILED = 3  # exit status: results written, some step failed (2: bad options, 1: crashed)
 STEPS = [("processing", processing.run_step), ("e2e", e2e.run_step), ("local", queries.local),
-         ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
+         ("topk", queries.topk), ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
          ("freshness_fetch10", queries.freshness_fetch10), ("redis", redis.run_step),
-         ("recovery", recovery.run_step), ("handoff", handoff.run_step), ("memory", memory.run_step)]
+         ("recovery", recovery.run_step), ("backup", backup.run_step), ("handoff", handoff.run_step), ("memory", memory.run_step)]
 ALIASES = {"process": ["processing"], "queries": ["local", "ingest", "freshness"], "all": [n for n, _ in STEPS]}
 
 

@@ -153,6 +153,18 @@ def rows(r):
             "store open + listening %.2f, group rejoin (assigned) %s, ready %.2f; store %s MiB" % (
                 rec["listening_secs"], "%.2f" % asg if asg is not None else "n/a", rec["ready_secs"],
                 fmt(rec["store_bytes"] / 2**20)), None, "(documented)", None)
+    b = r.get("backup")
+    if b:
+        add("7b. Backup of %s user-days (%s MB): MB/s, full backup vs cp -a" % (fmt(b["user_days"]),
+                                                                             fmt(b["store_bytes"] / 1e6)),
+            fmt(b["backup_mb_s"]), "cp -a %s MB/s; pairs %s" % (fmt(b["cp_mb_s"]), " ".join(
+                "%.2f" % p["backup_vs_cp"] for p in b["pairs"])), b["backup_vs_cp_median"], "(documented)", None)
+        add("7b. Restore of that backup: MB/s vs cp -a", fmt(b["restore_mb_s"]),
+            "pairs %s" % " ".join("%.2f" % p["restore_vs_cp"] for p in b["pairs"]), b["restore_vs_cp_median"],
+            "(documented)", None)
+        inc = b["incremental"]
+        add("7b. Incremental backup after 1 %% more user-days: s (MB added of %s MB)" % fmt(inc["size_bytes"] / 1e6),
+            "%.2f" % inc["secs"], "%s MB added" % fmt(inc["added_bytes"] / 1e6), None, "(documented)", None)
     h = r.get("handoff", {})
     for rep in (0, 1):
         x = h.get("replicas%d" % rep)

@@ -1,5 +1,6 @@
--- wrk script for `make bench`: GET /v1/profiles/<random user>?days=30 (or a
--- fixed path), and a JSON summary with latency percentiles on done().
+-- wrk script for `make bench`: GET /v1/profiles/<random user>?days=30 (the
+-- query string BENCH_QUERY when set; or a fixed path), and a JSON summary
+-- with latency percentiles on done().
 -- Environment: BENCH_USERS = file with one user id per line (absent = fixed
 -- path BENCH_PATH), BENCH_OUT = where done() writes its JSON summary,
 -- BENCH_DELAY_MS = when set, each connection waits this long after a
@@ -7,6 +8,8 @@
 -- one; wrk's latency figures exclude the wait).
 local users = {}
 local fixed = os.getenv("BENCH_PATH") or "/healthz"
+local query = os.getenv("BENCH_QUERY") or ""
+if query == "" then query = "days=30" end
 local ufile = os.getenv("BENCH_USERS")
 if ufile and ufile ~= "" then
   for line in io.lines(ufile) do
@@ -26,7 +29,7 @@ end
 request = function()
   if #users > 0 then
     local u = users[math.random(#users)]
-    return wrk.format("GET", "/v1/profiles/" .. urlenc(u) .. "?days=30")
+    return wrk.format("GET", "/v1/profiles/" .. urlenc(u) .. "?" .. query)
   end
   return wrk.format("GET", fixed)
 end

@@ -97,12 +97,22 @@ typedef struct pd_config {
     int64_t commit_min_interval_ms;
     int64_t batch_max_events;
     int64_t dedup_window_ms;
+    int64_t dedup_max_ids;
+    char *backup_dir;
+    int64_t backup_interval_ms;
+    int64_t backup_keep;
     int64_t max_future_skew_ms;
     int64_t max_event_bytes;
     int64_t http_threads;
     int64_t ingest_nice;
     int64_t http_request_timeout_ms;
     int64_t http_max_request_bytes;
+    int http_front;
+    int64_t http_max_connections;
+    int64_t http_max_connections_per_client;
+    int64_t http_head_timeout_ms;
+    int64_t http_keepalive_timeout_ms;
+    int64_t http_keepalive_max_requests;
     int64_t forward_timeout_ms;
     int64_t replicas;
     int64_t block_cache_mb;
@@ -114,6 +124,8 @@ typedef struct pd_config {
     int64_t max_partitions;
     int64_t handoff_min_lag;      /* restore from a peer when behind it by more */
     int64_t cleanup_grace_ms;     /* delete partitions neither owned nor replicated after */
+    int64_t member_ttl_ms;        /* membership claims expire after this silence */
+    int64_t members_max;          /* bound of the membership map */
     int protect_ops_endpoints;
     int insecure_cluster;  /* internal routes may run open on a non-loopback address */
     int quiet;

@@ -22,4 +22,11 @@ int ctl_offsets_main(int argc, char **argv);
 /* `profilectl consume`: a topic's records with headers as JSON lines (ctl_consume.c). */
 int ctl_consume_main(int argc, char **argv);
 
+/* `profilectl backup`, `restore`, `backups`: store backups (ctl_backup.c). */
+int ctl_backup_main(int argc, char **argv);
+int ctl_restore_main(int argc, char **argv);
+int ctl_backups_main(int argc, char **argv);
+/* `profilectl export --at DAY`: point-in-time profiles as JSON lines (ctl_export.c). */
+int ctl_export_main(int argc, char **argv);
+
 #endif

@@ -28,6 +28,25 @@
  * records, which a reload recomputes (the record holding it is never
  * collected: its gc time is C itself; dedup.c).
  *
+ * Bounded memory (dedup_max_ids, per partition; 0 = no bound). Besides the
+ * window, an id is forgotten once max_ids later acceptances have happened
+ * in its partition: the index keeps the delivery times of the last max_ids
+ * acceptances (a ring), and each acceptance beyond that raises the
+ * partition's cap horizon H to (the delivery time of the acceptance that
+ * falls out of the ring) + 1. An entry matches only while d0 >= H as well
+ * as d0 >= C' - window. So the index holds at most max_ids live ids, and
+ * the consequence is deterministic and stated: when a partition accepts
+ * more than max_ids events within one window, the window effectively
+ * shrinks to C - H (gauge profiled_dedup_effective_window_seconds) and a
+ * duplicate delivered further apart counts again. H depends on the record
+ * sequence alone (acceptance times are non-decreasing, so the dropped
+ * acceptance is the oldest one), and it is stored (a record with seq 0 in
+ * the partition's de-dup records, in the same batch as the flush that
+ * raised it), so replicas, replays and reloads decide alike: a reload
+ * replays the stored acceptances into the ring; the ones a collection
+ * deleted were all below H, and every acceptance after a live one is live,
+ * so the ring's evictions from then on are the same.
+ *
  * Ownership: a pd_dedup belongs to the ingest thread; it is plain memory
  * (zero-initialised = not loaded) and keeps no pointer to the store or to
  * anything passed in. The store layout of its records is in store.h.
@@ -60,12 +79,23 @@ typedef struct {
     pd_buf pend;          /* entries accepted since the last flush (store format) */
     int64_t pend_gc;      /* gc_ts of the pending record (PD_DEDUP_NONE: none) */
     uint32_t flushes;
+    uint64_t max_ids;     /* 0: no bound */
+    int64_t window;       /* as loaded (the bound's metric only) */
+    int64_t *ring;        /* delivery times of the last acceptances (up to max_ids) */
+    size_t ringn, ringcap, ringpos; /* held, allocated, next slot once full */
+    int64_t cap_h;        /* H (PD_DEDUP_NONE: never raised) */
+    int64_t cap_h_stored; /* H as of the last staged flush */
+    uint64_t evicted;     /* ids forgotten by the bound before the window passed
+                             them, since the load (the owner may reset it) */
 } pd_dedup;
 
 /* Replaces d's contents with partition p's records in st and recomputes
- * its clock (entries older than clock - window may be left out). On error
- * d is left unloaded (freed). */
-int pd_dedup_load(pd_dedup *d, pd_store *st, int32_t p, int64_t window, char *err, size_t errlen);
+ * its clock and cap horizon (entries below the horizons may be left out);
+ * max_ids bounds the index from then on (0 = no bound; the same on every
+ * worker of a cluster, like the window). On error d is left unloaded
+ * (freed). */
+int pd_dedup_load(pd_dedup *d, pd_store *st, int32_t p, int64_t window, uint64_t max_ids, char *err,
+                  size_t errlen);
 /* The decision for one event of a loaded index, delivered at `at`
  * (rectime.h): returns 1 when id is a duplicate under the rule; otherwise
  * records the occurrence (clock, index, pending record) and returns 0. */
@@ -79,6 +109,8 @@ int64_t pd_dedup_lookup(const pd_dedup *d, const char *id, size_t idlen);
  * the pending record (key seq), and moves the in-memory bookkeeping past
  * them. Does nothing to an index that is not loaded. */
 void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, int64_t window);
+/* The window in effect now: min(window, C - H) (window while not bounded). */
+int64_t pd_dedup_effective_window(const pd_dedup *d, int64_t window);
 /* Heap bytes the index holds. */
 size_t pd_dedup_bytes(const pd_dedup *d);
 /* Forgets the index (memory only; the store keeps the records): d is

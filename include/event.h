@@ -98,6 +98,7 @@ typedef struct {
     const char *event_id; size_t event_id_len; /* NULL/0 when absent */
     const char *type;     size_t type_len;
     int64_t ts_ms;
+    uint64_t okey;               /* occurrence key: pd_okey(event_id, ts, type) (sketch.h) */
     int nattrs;                  /* == schema->ndims */
     pd_attr attrs[PD_MAX_DIMS];  /* indexed by dimension */
     int n_bad_attrs;             /* attributes skipped for wrong type */

@@ -14,6 +14,13 @@
  * This works the same on the embedded broker and on real Kafka, and needs
  * no static peer list. A worker leaving cleanly publishes "alive":false.
  *
+ * Only authentic, current records count (memrec.h: a MAC keyed by the
+ * cluster secret, key = id; members.c: fresh within member_ttl, newer than
+ * the member's previous record, at most members_max members), and a member
+ * silent for member_ttl while the topic keeps delivering is no longer live:
+ * it owns nothing and is no snapshot source or replica. So every URL this
+ * map hands out (owners, holders) was published by a holder of the secret.
+ *
  * Threads: one background thread consumes the topic; pd_members_owner is
  * safe from any thread; pd_members_publish is safe from any thread (it
  * snapshots w->parts[].owned and produces asynchronously).
@@ -41,8 +48,8 @@ typedef struct {
  * Returns the count (<= max). */
 int pd_members_holders(pd_members *m, int32_t p, pd_holder *out, int max);
 /* Ids of live members (this worker included), sorted ascending; returns
- * the count (<= max). A member is live until it says alive=false or has not
- * been heard from for 10 s. */
+ * the count (<= max). A member is live until it says alive=false or has
+ * been silent for member_ttl (see above). */
 int pd_members_alive(pd_members *m, char (*ids)[130], int max);
 
 /* JSON array describing every partition's owner, for GET /v1/partitions. */

@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include "event.h"
+#include "handoff.h"
+#include "memrec.h"
 #include "util.h"
 
 #define PD_HIST_MAX 20
@@ -66,9 +68,16 @@ typedef struct pd_metrics {
     _Atomic uint64_t batch_bytes[2];    /* memory held by each in-memory batch (see ingest.c) */
     _Atomic uint64_t dedup_bytes;       /* the de-dup indexes of all partitions (at the last commit) */
     _Atomic uint64_t dedup_entries;
+    _Atomic uint64_t backups_ok, backups_failed;
+    _Atomic int64_t backup_last_success_ms;  /* epoch ms (0: none yet) */
+    _Atomic uint64_t backup_last_duration_us, backup_last_size, backup_last_added;
+    _Atomic uint64_t dedup_evictions;   /* ids forgotten before the window passed them (dedup_max_ids) */
+    _Atomic int64_t dedup_effective_window_ms; /* the smallest over loaded partitions (at the last commit) */
     _Atomic uint64_t restores_ok;       /* partitions restored from a peer's snapshot */
     _Atomic uint64_t restores_failed;   /* no usable snapshot: rebuilt instead */
     _Atomic uint64_t restore_bytes;     /* snapshot bytes received */
+    _Atomic uint64_t snapshots_rejected[PD_SNAP_REJ__COUNT]; /* by reason (handoff.h) */
+    _Atomic uint64_t member_records_rejected[PD_MEMREC__COUNT]; /* by verdict (memrec.h); [0] unused */
     _Atomic uint64_t rebuilds;          /* partitions rebuilt by replaying the topic */
     _Atomic uint64_t partitions_deleted;/* local state of released partitions deleted */
     pd_hist batch_events;               /* events per flush */
@@ -79,6 +88,13 @@ typedef struct pd_metrics {
     pd_hist http_seconds[PD_ROUTE__COUNT];
     _Atomic uint64_t forwarded;         /* requests forwarded to a peer */
     _Atomic uint64_t forward_errors;
+    /* http front end (http_front.c): client connections */
+    _Atomic uint64_t http_conns_open;   /* gauge */
+    _Atomic uint64_t http_conns_queued; /* gauge: complete heads waiting for a worker */
+    _Atomic uint64_t http_conns_accepted;
+    _Atomic uint64_t http_conns_rejected[2];  /* 503 at accept: per_client, total */
+    _Atomic uint64_t http_conns_evicted;      /* closed to admit a new one */
+    _Atomic uint64_t http_conns_timed_out[3]; /* head, idle (kept), write */
 } pd_metrics;
 
 void pd_metrics_init(pd_metrics *m);

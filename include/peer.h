@@ -2,8 +2,8 @@
  * peer.h -- the one HTTP/1.1 client between workers: query forwarding
  * (http.c) and snapshot fetch (handoff.c) both go through it.
  *
- * A request is a GET of <url base><path_query> with the caller's extra
- * header lines. It is bounded by time in two ways, and at least one must be
+ * A request is a GET (or another method without a body: rq->method) of
+ * <url base><path_query> with the caller's extra header lines. It is bounded by time in two ways, and at least one must be
  * set: deadline_us (absolute, pd_mono_us) bounds the whole exchange --
  * connect, send, head and body; idle_ms bounds every single wait for the
  * peer (connect, send, each read), for long transfers that must keep
@@ -29,8 +29,11 @@
  *
  * Errors: PD_OK when a complete response arrived, whatever its status.
  * PD_EAGAIN when the peer could not be reached (resolve, connect),
- * PD_EIO for any failure after that (timeouts, malformed answers, a body
- * over the limit, a sink that refused data); err says which.
+ * PD_ERANGE for a streamed body over rq->max_body or without the
+ * Content-Length that rq->need_length requires (decided from the head,
+ * before any body byte reaches the sink, when the length is announced),
+ * PD_EIO for any other failure after that (timeouts, malformed answers, a
+ * buffered body over its limit, a sink that refused data); err says which.
  *
  * Threads: the pool may be shared by any number of threads; requests with
  * distinct pd_peer_resp run concurrently.
@@ -78,6 +81,9 @@ typedef struct {
     int64_t deadline_us;      /* bound of the whole exchange (pd_mono_us); 0: none */
     int idle_ms;              /* bound of each wait for the peer; 0: none */
     uint64_t max_body;        /* streamed body limit (pd_peer_stream); 0: none */
+    const char *method;       /* NULL: GET. Anything else is sent without a body
+                                 (Content-Length: 0) and never retried */
+    int need_length;          /* a streamed 2xx body must come with a Content-Length */
 } pd_peer_req;
 
 /* A response. body is owned by the caller (pd_buf_free in every case,

@@ -4,18 +4,19 @@
  *
  * A profile holds the event count, first/last event time, a count per event
  * type, and one aggregate per schema dimension:
- *   categorical -- count per value, capped at schema->max_values distinct
- *                  values; the rest is counted in `other` ("__other__").
+ *   categorical -- count per value: exact up to the dimension's cap
+ *                  (pd_dim_cap), beyond it a heavy-hitter sample counted
+ *                  by a sketch (catset.h).
  *   numeric     -- count, sum, sum of squares, min, max (exact to merge) and
  *                  a histogram over the schema's bucket bounds (+Inf last).
  *
- * The cap is a bottom-k rule: the values kept are the max_values values
- * with the smallest (XXH3-64 hash, bytes) among all values ever seen, so the
- * kept set -- and every count -- is a function of the multiset of events
- * alone. profile_add in any order and profile_merge in any grouping give
- * identical results: merge is associative and commutative, which is what
- * lets RocksDB merge operands, replicas compute the owner's state, and the
- * worker pre-aggregate batches. Event types use the same rule.
+ * Every part of a profile is a function of the multiset of its events
+ * alone (the capped catsets too, see catset.h): profile_add in any order
+ * and profile_merge in any grouping give identical results -- merge is
+ * associative and commutative -- which is what lets RocksDB merge
+ * operands, replicas compute the owner's state, and the worker
+ * pre-aggregate batches. Event types are a catset with the schema's
+ * global cap (schema->max_values).
  *
  * Ownership: a pd_profile owns all its memory (value strings, arrays); it
  * borrows its schema, which must outlive it.
@@ -25,40 +26,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "catset.h"
 #include "schema.h"
 #include "event.h"
 #include "util.h"
 
-#define PD_PROFILE_VERSION 2   /* written; version 1 is still read */
-#define PD_OTHER "__other__"
-
-/* A kept value. Its bytes (NUL-terminated) are stored inline when len <=
- * PD_CATVAL_INLINE -- almost every attribute value -- and in an owned heap
- * copy otherwise, so adding, merging and decoding values does not allocate
- * per value. Read them with pd_catval_str(); the pointer is valid while the
- * value stays where it is (catsets move values when they insert, evict or
- * merge). */
-#define PD_CATVAL_INLINE 23
-typedef struct {
-    uint64_t hash;    /* XXH3_64bits(bytes, len) */
-    uint64_t count;
-    uint32_t len;
-    union {
-        char *heap;                       /* len > PD_CATVAL_INLINE: owned */
-        char inl[PD_CATVAL_INLINE + 1];   /* len <= PD_CATVAL_INLINE */
-    } u;
-} pd_catval;
-
-static inline const char *pd_catval_str(const pd_catval *x)
-{
-    return x->len <= PD_CATVAL_INLINE ? x->u.inl : x->u.heap;
-}
-
-typedef struct {
-    uint32_t n, cap;
-    pd_catval *vals;  /* unordered */
-    uint64_t other;   /* events whose value was not kept */
-} pd_catset;
+#define PD_PROFILE_VERSION 3   /* the only version read and written (docs/data-model.md) */
 
 typedef struct {
     uint64_t count;
@@ -111,17 +84,14 @@ void pd_profile_encode(const pd_profile *p, pd_buf *out);
 void pd_profile_encode_event(const pd_schema *s, const pd_event *ev, pd_buf *out);
 int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, size_t errlen);
 
-/* Categorical helper: count for value v (0 if not kept). */
-uint64_t pd_catset_get(const pd_catset *c, const char *v, size_t len);
-/* Sum of kept counts + other. */
-uint64_t pd_catset_total(const pd_catset *c);
-
 /* JSON rendering of one stored day profile, for the dump tool:
  * {"events":N,"first_seen":"..","last_seen":"..","event_types":{..},
- *  "dimensions":{"color":{"type":"categorical","total":N,"counts":{..}},
+ *  "event_types_approximate":false,
+ *  "dimensions":{"color":{"type":"categorical","total":N,"approximate":false,"counts":{..}},
  *                "price":{"type":"numeric","count":N,"sum":..,"sumsq":..,"min":..,
  *                         "max":..,"mean":..,"stddev":..,"histogram":[{"le":5000,"count":1},..,{"le":"+Inf","count":0}]}}}
- * Dimensions with no data are omitted; "__other__" appears in counts when > 0. */
+ * Dimensions with no data are omitted; "__other__" appears in counts when > 0
+ * (only in an overflowed catset, whose "approximate" is true). */
 void pd_profile_to_json(const pd_profile *p, pd_buf *out);
 
 #endif

@@ -5,7 +5,8 @@
  *
  * Request parameters (parsed from the URL query string by
  * pd_query_parse_params): from/to (YYYY-MM-DD, inclusive) or days=N, dims
- * (comma list), breakdown=day, decay=exp:H | linear:N.
+ * (comma list), breakdown=day, decay=exp:H | linear:N, top=K, at=YYYY-MM-DD
+ * (the day the range and decay count back from; q->anchor_day).
  */
 #ifndef PD_QUERY_H
 #define PD_QUERY_H
@@ -17,6 +18,8 @@
 
 typedef enum { PD_DECAY_NONE = 0, PD_DECAY_EXP, PD_DECAY_LINEAR } pd_decay_kind;
 
+#define PD_QUERY_MAX_TOP 10000
+
 typedef struct {
     int64_t from_day, to_day;  /* inclusive day numbers */
     int ndims;                 /* 0 = all dimensions */
@@ -24,6 +27,11 @@ typedef struct {
     int breakdown_day;
     pd_decay_kind decay;
     double decay_param;        /* H (half-life days) or N (days) */
+    int top;                   /* top=K: 1..PD_QUERY_MAX_TOP values per dimension; 0 = all */
+    int64_t anchor_day;        /* "today" of the query: at=, else the caller's today.
+                                  Ranges and decay ages count back from it */
+    int has_at;                /* at= was given (the answer names it) */
+    int at_before_retention;   /* at= older than today - retention_days + 1 */
 } pd_query;
 
 /* Parses a URL query string (already split from the path, not yet
@@ -42,7 +50,7 @@ typedef struct {
 /* Renders the response JSON object (without served_by/stale, which the
  * caller appends: the object is left OPEN, i.e. without the final '}').
  * days must be ascending and within [from, to]; today is the reference for
- * decay ages (age = today - day). Returns PD_ENOTFOUND (nothing appended)
+ * decay ages (age = today - day): pass q->anchor_day. Returns PD_ENOTFOUND (nothing appended)
  * when the user has no events in range. */
 int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, size_t ulen,
                     int32_t partition, int64_t today, const pd_query_day *days, int ndays,

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "members.h"
+#include "metrics.h"
 #include "schema.h"
 #include "store.h"
 
@@ -27,6 +28,7 @@ typedef struct {
     _Atomic int cancel;
     const pd_config *cfg;
     const pd_schema *schema;
+    pd_metrics *metrics;  /* may be NULL; rejected streams are counted in it */
     pd_holder src[8];
     int nsrc;
     /* results, valid once done */
@@ -41,10 +43,11 @@ typedef struct {
 } pd_restore;
 
 /* Starts fetching partition p from the holders src[0..n) (n <= 8), best
- * first: three rounds over them, until one snapshot is verified. cfg and s
- * must outlive the job. PD_ERR when the thread cannot start. */
-int pd_restore_start(pd_restore **out, int32_t p, const pd_config *cfg, const pd_schema *s, const pd_holder *src,
-                     int n);
+ * first: three rounds over them, until one snapshot is verified. cfg, s
+ * and metrics (may be NULL) must outlive the job. PD_ERR when the thread
+ * cannot start. */
+int pd_restore_start(pd_restore **out, int32_t p, const pd_config *cfg, const pd_schema *s, pd_metrics *metrics,
+                     const pd_holder *src, int n);
 /* 1 once the download has ended (results are set). */
 static inline int pd_restore_done(pd_restore *r) { return atomic_load(&r->done); }
 /* Asks the download to stop early (it ends within a fetch timeout). */

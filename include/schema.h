@@ -33,6 +33,7 @@ typedef struct {
     pd_dim_type type;
     int npaths;                 /* tried in order; first present wins */
     pd_path paths[PD_MAX_PATHS];
+    uint32_t max_values;        /* categorical: the cap (0 = the schema's max_values) */
     int nbounds;                /* numeric: histogram upper bounds (le, inclusive), ascending; +Inf implied */
     double bounds[PD_MAX_BOUNDS];
 } pd_dim;
@@ -40,17 +41,29 @@ typedef struct {
 typedef struct {
     int ndims;
     pd_dim dims[PD_MAX_DIMS];
-    uint32_t max_values;   /* categorical cap per user-day-dimension (and for event types) */
+    uint32_t max_values;   /* default categorical cap per user-day-dimension, and the event types' cap */
     uint64_t fingerprint;  /* hash of the canonical schema description */
 } pd_schema;
+
+#define PD_MAX_CAP 65536   /* largest max_values / categorical_max_values */
+
+/* The cap of categorical dimension i: its own max_values, else the
+ * schema's. */
+static inline uint32_t pd_dim_cap(const pd_schema *s, int i)
+{
+    return s->dims[i].max_values ? s->dims[i].max_values : s->max_values;
+}
 
 /* The built-in vehicle schema (12 categorical + 8 numeric dimensions). */
 void pd_schema_default(pd_schema *s, uint32_t max_values);
 /* Loads a schema from JSON text:
  *   {"dimensions":[{"name":"color","type":"categorical","paths":["item.color","filters.color"]},
  *                  {"name":"price","type":"numeric","buckets":[5000,10000]}]}
- * "paths" defaults to ["item.<name>", "filters.<name>"]. Errors name the
- * offending dimension. */
+ * "paths" defaults to ["item.<name>", "filters.<name>"]; a categorical
+ * dimension may set "max_values" (1..PD_MAX_CAP), else it gets the
+ * schema's: the max_values argument when non-zero, else the file's
+ * "categorical_max_values", else 64. Errors name the offending dimension
+ * and key. */
 int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max_values,
                         char *err, size_t errlen);
 int pd_schema_load_file(pd_schema *s, const char *path, uint32_t max_values, char *err, size_t errlen);

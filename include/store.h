@@ -16,6 +16,9 @@
  *                  One record per partition per flush; seq grows with the
  *                  input offset, and later entries override earlier ones
  *                  (see ingest.c for the de-dup index built from them).
+ *                  seq 0 (never a flush's: it is the next offset after
+ *                  an accepted record) holds one entry, "PDDDCAPH", 0,
+ *                  the cap horizon H (dedup.h).
  *   "dYYYY-MM-DD"  one per day: partition(u32 BE) + user_id -> encoded profile
  *
  * The partition comes first in every data key, so one partition's state is a
@@ -79,6 +82,9 @@ typedef struct {
 int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_store_opts *o,
                   char *err, size_t errlen);
 void pd_store_close(pd_store *st);
+/* The schema the store was opened with (or loaded from it): valid until
+ * pd_store_close. */
+const pd_schema *pd_store_schema(const pd_store *st);
 /* PD_OK while the data directory the store was opened on is still there
  * (same inode, CURRENT present); PD_EIO (err says what) once it was
  * deleted or replaced under the running process, whose writes then go to

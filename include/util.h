@@ -29,6 +29,7 @@ enum {
     PD_ECORRUPT = -5,  /* encoded data failed validation */
     PD_ERANGE = -6,    /* value out of bounds */
     PD_EAGAIN = -7,    /* try again later (busy, restoring, unreachable) */
+    PD_EAUTH = -8,     /* authentication failed (a MAC that does not verify) */
 };
 
 /* Reports a failed allocation of n bytes at file:line and aborts. */

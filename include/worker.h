@@ -65,6 +65,7 @@ typedef struct {
 } pd_owner;
 
 typedef struct pd_members pd_members; /* members.c */
+typedef struct pd_backupd pd_backupd; /* backupd.c */
 
 typedef struct pd_worker {
     pd_config *cfg;
@@ -75,6 +76,7 @@ typedef struct pd_worker {
     int32_t nparts;               /* partitions of the input topic */
     pd_partstate *parts;          /* nparts entries */
     pd_members *members;          /* partition -> owner map (may be NULL in tests) */
+    pd_backupd *backups;          /* NULL: backup_dir not set (or tests) */
     char advertise[256];          /* this worker's URL */
     _Atomic int64_t generation;   /* bumped on every assignment change */
     _Atomic int kafka_up;         /* 0 when the consumer reports all brokers down */

@@ -34,6 +34,7 @@
 typedef struct {
     size_t next;       /* offset of the entry's next record; 0 = none */
     int64_t ts;
+    uint64_t okey;     /* the event's occurrence key (sketch.h) */
     uint16_t type_len;
     uint16_t nattrs;   /* attributes present (kind STR or NUM) */
 } ev_rec;
@@ -140,7 +141,7 @@ static void evlog_append(pd_batch *b, pd_batch_entry *e, const pd_event *ev)
         }
         n++;
     }
-    ev_rec h = {.next = 0, .ts = ev->ts_ms, .type_len = (uint16_t)ev->type_len, .nattrs = n};
+    ev_rec h = {.next = 0, .ts = ev->ts_ms, .okey = ev->okey, .type_len = (uint16_t)ev->type_len, .nattrs = n};
     memcpy(base, &h, sizeof h);
     L->len = (off + (size_t)(o - base) + 7) & ~(size_t)7;
     if (e->tail) ((ev_rec *)(void *)(L->p + e->tail))->next = off;
@@ -154,6 +155,7 @@ size_t pd_batch_decode(const pd_batch *b, size_t off, pd_event *ev)
     const uint8_t *o = (const uint8_t *)h + sizeof *h;
     for (int i = 0; i < ev->nattrs; i++) ev->attrs[i].kind = PD_ATTR_ABSENT;
     ev->ts_ms = h->ts;
+    ev->okey = h->okey;
     ev->type = (const char *)o;
     ev->type_len = h->type_len;
     o += h->type_len;

@@ -37,24 +37,33 @@ const pd_opt pd_config_table[] = {
     {"members_topic", PD_OPT_STR, OFF(members_topic), "", UNB, "Internal membership topic (default: <topic>.members)."},
     {"timezone", PD_OPT_STR, OFF(timezone), "UTC", UNB, "Time zone that decides an event's day: UTC, +HH:MM/-HH:MM, or an IANA name."},
     {"api_token", PD_OPT_STR, OFF(api_token), "", UNB, "When set, /v1/ requests need 'Authorization: Bearer <token>'."},
-    {"cluster_token", PD_OPT_STR, OFF(cluster_token), "", UNB, "Shared secret for worker-to-worker requests (default: api_token)."},
+    {"cluster_token", PD_OPT_STR, OFF(cluster_token), "", UNB, "Shared secret of the cluster (default: api_token): the bearer token of worker-to-worker requests and the key from which the MACs of membership records and snapshots are derived. Use 32 random bytes; every worker needs the same one."},
     {"api_token_file", PD_OPT_STR, OFF(api_token_file), "", UNB, "Read api_token from this file (its content less a trailing newline), keeping it out of the process list; not together with api_token. Without either, the environment variable PROFILED_API_TOKEN is used."},
     {"cluster_token_file", PD_OPT_STR, OFF(cluster_token_file), "", UNB, "Read cluster_token from this file, like api_token_file; without either, PROFILED_CLUSTER_TOKEN is used."},
     {"insecure_cluster", PD_OPT_BOOL, OFF(insecure_cluster), "false", UNB, "Allow a listen address other than loopback without any token: the internal routes (every partition's full state) are then open to anyone who reaches the port. Without it such a worker refuses to start."},
+    {"member_ttl", PD_OPT_DURATION, OFF(member_ttl_ms), "10s", 5000, 3600000, "A member's claims and checkpoint announcements expire when it has published nothing for this long while the membership topic kept delivering (workers heartbeat every 2 s); a record stamped more than this before the receiver's clock is ignored (worker clocks must agree within it)."},
+    {"members_max", PD_OPT_INT, OFF(members_max), "256", 1, 256, "Most workers the membership map holds; a record of a further member is rejected (reason full) until one expires."},
     {"auto_offset_reset", PD_OPT_STR, OFF(auto_offset_reset), "earliest", UNB, "Where to start a partition with no checkpoint and no committed offset: earliest or latest."},
     {"offsets_backwards", PD_OPT_STR, OFF(offsets_backwards), "refuse", UNB, "What to do with a partition whose checkpoint is beyond the end of the topic (the topic was recreated or truncated): refuse (do not consume it, not ready, error in the log, /readyz and metrics, until an operator decides), rebuild (delete its state and rebuild from the topic) or continue (keep its state and go on from the topic's first offset). Set rebuild or continue only for the restart that resolves it."},
     {"retention_days", PD_OPT_INT, OFF(retention_days), "60", 1, 3650, "Days of profiles kept, counted back from the newest event time seen."},
-    {"categorical_max_values", PD_OPT_INT, OFF(categorical_max_values), "64", 1, 4096, "Distinct values kept per user-day-dimension; the rest fold into __other__."},
+    {"categorical_max_values", PD_OPT_INT, OFF(categorical_max_values), "64", 1, 65536, "Default cap of a categorical dimension (a schema dimension's \"max_values\" overrides it) and the cap of event types: distinct values counted exactly per user-day; beyond it the day keeps this many heavy hitters, counted by a sketch, and answers mark it approximate (docs/data-model.md)."},
     {"commit_interval_ms", PD_OPT_INT, OFF(commit_interval_ms), "100", 1, 60000, "Flush the in-memory batch (state + offsets, one WriteBatch) at least this often."},
     {"commit_min_interval_ms", PD_OPT_INT, OFF(commit_min_interval_ms), "20", 1, 60000, "When the input is drained, flush without waiting for commit_interval_ms, but at most once per this interval (>= commit_interval_ms: never early)."},
     {"batch_max_events", PD_OPT_INT, OFF(batch_max_events), "50000", 1, 10000000, "Flush when the batch holds this many events."},
-    {"dedup_window", PD_OPT_DURATION, OFF(dedup_window_ms), "24h", 0, 30 * DAY_MS, "Events repeating an event_id are counted once while the partition's delivery clock (the newest Kafka record timestamp of its accepted events with an id) has moved at most this much since the id was accepted: measured on deliveries, not on the events' ts, so retries of old events are caught. Memory grows with rate x window."},
+    {"dedup_window", PD_OPT_DURATION, OFF(dedup_window_ms), "24h", 0, 30 * DAY_MS, "Events repeating an event_id are counted once while the partition's delivery clock (the newest Kafka record timestamp of its accepted events with an id) has moved at most this much since the id was accepted: measured on deliveries, not on the events' ts, so retries of old events are caught. Memory is bounded by dedup_max_ids."},
+    {"dedup_max_ids", PD_OPT_INT, OFF(dedup_max_ids), "1000000", 0, 1e10, "Bound on the event ids the de-dup index of one partition remembers (0 = none: memory then grows with rate x dedup_window). When a partition accepts more ids than this within one window, the oldest are forgotten early: the window in effect shrinks (profiled_dedup_effective_window_seconds) and a duplicate delivered further apart counts again. Deterministic (replicas and replays agree); set it alike on every worker. Memory: about 50-100 bytes per id per partition held."},
     {"max_future_skew", PD_OPT_DURATION, OFF(max_future_skew_ms), "1h", 0, 30 * DAY_MS, "Bound on clocks running ahead: a record whose CreateTime timestamp is more than this after the worker's clock is dead-lettered (future_timestamp); an event whose ts is more than this after its record's LogAppendTime, or after the earlier of its CreateTime and the worker's clock, too (future_ts). So one record moves the partition clock (retention) at most this far past real time."},
     {"max_event_bytes", PD_OPT_INT, OFF(max_event_bytes), "65536", 64, 16777216, "Largest accepted event value in bytes."},
     {"ingest_nice", PD_OPT_INT, OFF(ingest_nice), "5", 0, 19, "Nice value of the ingest loop and committer threads (0 = unchanged): query threads get the CPU first when both want it."},
-    {"http_threads", PD_OPT_INT, OFF(http_threads), "32", 1, 1024, "HTTP worker threads (each open keep-alive connection holds one while it is open)."},
-    {"http_request_timeout_ms", PD_OPT_INT, OFF(http_request_timeout_ms), "5000", 100, 600000, "Per-request time limit for HTTP."},
+    {"http_threads", PD_OPT_INT, OFF(http_threads), "32", 1, 1024, "HTTP worker threads: requests computed at once (idle and kept connections hold none; with 4 or more, 2 are kept for /healthz, /readyz and /metrics)."},
+    {"http_request_timeout_ms", PD_OPT_INT, OFF(http_request_timeout_ms), "5000", 100, 600000, "Per-request time limit for HTTP: sending an answer, and a client that reads no answer byte for this long is dropped."},
     {"http_max_request_bytes", PD_OPT_INT, OFF(http_max_request_bytes), "16384", 1024, 1048576, "Largest accepted HTTP request head."},
+    {"http_front", PD_OPT_BOOL, OFF(http_front), "true", UNB, "Serve clients through the front end (http_front.c: head and idle deadlines, connection limits, ops routes first). false: civetweb listens on `listen` itself, as before: about 25 % more local queries per second on 2 cores (docs/BENCHMARKS.md), but a few idle connections stop all HTTP; only behind a proxy that enforces such limits."},
+    {"http_max_connections", PD_OPT_INT, OFF(http_max_connections), "1000", 1, 1000000, "Open client connections at most. At the limit the connection idle longest (between requests, or still sending its head) is closed to admit a new one; with none idle the new one gets 503."},
+    {"http_max_connections_per_client", PD_OPT_INT, OFF(http_max_connections_per_client), "256", 0, 1000000, "Open connections per client address at most (0 = no limit); past it a new one gets 503 with Retry-After. Behind a load balancer or proxy every client has its address: size this for its connection pool."},
+    {"http_head_timeout_ms", PD_OPT_INT, OFF(http_head_timeout_ms), "2000", 10, 600000, "A request head must arrive within this (from the connect, or from the first byte of a kept connection's next request); else 408 and close. Waiting costs no HTTP thread."},
+    {"http_keepalive_timeout_ms", PD_OPT_INT, OFF(http_keepalive_timeout_ms), "1000", 10, 3600000, "Idle time allowed between requests on a kept connection (peers pool theirs for 0.7 s: keep it above that)."},
+    {"http_keepalive_max_requests", PD_OPT_INT, OFF(http_keepalive_max_requests), "1000", 0, 1000000000, "Requests per connection at most (0 = no limit); the last answer says Connection: close."},
     {"forward_timeout_ms", PD_OPT_INT, OFF(forward_timeout_ms), "1000", 10, 60000, "Timeout for a query forwarded to the partition's owner."},
     {"replicas", PD_OPT_INT, OFF(replicas), "1", 0, 16, "Warm copies of each partition kept by other workers (placement: the next live workers after the owner in id order; none with a single worker)."},
     {"block_cache_mb", PD_OPT_INT, OFF(block_cache_mb), "128", 1, 1048576, "RocksDB block cache size (MiB)."},
@@ -66,6 +75,9 @@ const pd_opt pd_config_table[] = {
     {"max_partitions", PD_OPT_INT, OFF(max_partitions), "4096", 1, 65536, "Largest partition count of the input topic this worker accepts."},
     {"handoff_min_lag", PD_OPT_INT, OFF(handoff_min_lag), "10000", 0, 1e15, "Fetch a snapshot from a peer when the local copy of a newly owned or replicated partition is this many offsets behind the best peer copy (or absent)."},
     {"cleanup_grace", PD_OPT_DURATION, OFF(cleanup_grace_ms), "5m", 0, 30 * DAY_MS, "Delete the local state of a partition this worker neither owns nor replicates after this long."},
+    {"backup_dir", PD_OPT_STR, OFF(backup_dir), "", UNB, "Directory of this worker's own backups (RocksDB backup engine: consistent, incremental; see docs/operations.md, Backups). Empty: no scheduled backups and POST /internal/v1/backup answers 409."},
+    {"backup_interval", PD_OPT_DURATION, OFF(backup_interval_ms), "1h", 0, 30 * DAY_MS, "Take a backup into backup_dir this long after the previous one ended (0: only on request)."},
+    {"backup_keep", PD_OPT_INT, OFF(backup_keep), "24", 0, 100000, "Backups kept in backup_dir; older ones are deleted after each new one (0: keep all)."},
     {"protect_ops_endpoints", PD_OPT_BOOL, OFF(protect_ops_endpoints), "false", UNB, "Also require api_token on /healthz, /readyz and /metrics."},
     {"quiet", PD_OPT_BOOL, OFF(quiet), "false", UNB, "Log warnings and errors only."},
 };
@@ -572,4 +584,33 @@ void pd_config_markdown(FILE *out)
     }
     fprintf(out,
             "| `kafka.<property>` | TEXT | | | Passed verbatim to librdkafka for the consumer and producers. |\n");
+    fprintf(out,
+            "\n## Hardening: connection floods\n\n"
+            "Clients connect to the HTTP front end (src/http_front.c), one event-loop thread that holds\n"
+            "every connection while it is idle or sending its request head; only a complete head takes\n"
+            "one of the `http_threads` worker threads, so idle, slow (slowloris) and kept connections\n"
+            "cost a descriptor and a buffer, not a thread.\n\n"
+            "- `http_head_timeout_ms` (2 s): a head not complete in time gets 408 and the connection\n"
+            "  closes; a connection that sent nothing is closed silently.\n"
+            "- `http_keepalive_timeout_ms` (1 s) and `http_keepalive_max_requests` (1000): a kept\n"
+            "  connection is closed after this much idle time, and its last allowed answer says\n"
+            "  `Connection: close`.\n"
+            "- `http_max_connections_per_client` (256): one more connection from the same address gets\n"
+            "  503 `{\"error\":\"too many connections\",...}` with `Retry-After: 1` and is closed. Behind a\n"
+            "  load balancer or proxy that does not keep client addresses, raise it above the proxy's\n"
+            "  pool (or set 0).\n"
+            "- `http_max_connections` (1000): at the limit the connection idle longest is closed to admit\n"
+            "  the new one (one still sending its head gets the 503); only when none is idle does the new\n"
+            "  one get the 503. The process's open-file limit is raised to fit, if the hard limit allows.\n"
+            "- `http_threads` (32): requests computed at once; with 4 or more, two are kept for\n"
+            "  `/healthz`, `/readyz` and `/metrics`, which are also served first.\n"
+            "- `http_request_timeout_ms` (5 s): a client that reads no byte of its answer for this long\n"
+            "  is dropped.\n\n"
+            "What the limits did: `profiled_http_connections` (open now), "
+            "`profiled_http_connections_rejected_total{reason=per_client|total}`,\n"
+            "`profiled_http_connections_evicted_total`, "
+            "`profiled_http_connections_timed_out_total{phase=head|idle|write}` and\n"
+            "`profiled_http_queued_requests`. `tests/bb/test_flood.py` floods a worker with idle, slowloris,\n"
+            "kept and single-address connections and checks that probes and profile queries keep\n"
+            "answering (p99 under 0.5 s; a few ms measured).\n");
 }

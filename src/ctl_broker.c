@@ -11,6 +11,9 @@
  * -> print the bootstrap list as the first
  * stdout line (and write --bootstrap-file atomically) -> wait for a signal
  * in 1 s steps -> destroy cluster, then handle -> restore the signal mask.
+ * SIGUSR1 takes every mock broker down (connections refused: Kafka lost),
+ * SIGUSR2 brings them up again (fault tests, `make chaos`); SIGSTOP and
+ * SIGCONT pause the whole cluster.
  *
  * The mock cluster lives inside this process and listens on 127.0.0.1
  * ephemeral ports; it goes away when the process exits.
@@ -74,6 +77,7 @@ static void broker_usage(FILE *out)
 {
     fprintf(out, "usage: profilectl broker [options]\n"
                  "Runs an in-process Kafka mock cluster on 127.0.0.1 until SIGINT/SIGTERM.\n"
+                 "SIGUSR1 takes every broker down, SIGUSR2 brings them up again (fault tests).\n"
                  "The first stdout line is the bootstrap server list.\n\n");
     pd_opts_usage(broker_tbl, BROKER_TBL_LEN, out);
 }
@@ -229,6 +233,8 @@ int ctl_broker_main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
     if (pthread_sigmask(SIG_BLOCK, &sigs, &oldmask) != 0) {
         pd_error("broker: pthread_sigmask failed");
         goto out;
@@ -288,6 +294,14 @@ int ctl_broker_main(int argc, char **argv)
         if (sig == SIGINT || sig == SIGTERM) {
             pd_info("broker: %s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
             break;
+        }
+        if (sig == SIGUSR1 || sig == SIGUSR2) { /* every broker down / up again (fault tests) */
+            for (int32_t id = 1; id <= (int32_t)o.brokers; id++) {
+                if (sig == SIGUSR1) rd_kafka_mock_broker_set_down(mc, id);
+                else rd_kafka_mock_broker_set_up(mc, id);
+            }
+            pd_info("broker: every broker %s (%s)", sig == SIGUSR1 ? "down" : "up again",
+                    sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
         }
         if (sig < 0 && errno != EAGAIN && errno != EINTR) {
             pd_error("broker: sigtimedwait: %s", strerror(errno));

@@ -55,7 +55,7 @@ typedef struct {
      "Schema to read with: a JSON file or 'builtin'; empty = the schema recorded in the store "  \
      "(a given schema must match it)."}
 #define OPT_MAX_VALUES                                                                           \
-    {"max_values", PD_OPT_INT, DOFF(max_values), "0", 0, 4096,                                    \
+    {"max_values", PD_OPT_INT, DOFF(max_values), "0", 0, 65536,                                    \
      "With --schema: categorical cap (0 = from the file, else 64)."}
 
 static const pd_opt dump_tbl[] = {
@@ -197,30 +197,38 @@ static int finish_out(const dump_cmd *c)
 
 typedef struct {
     const pd_catval *v;
+    uint64_t count;
 } catref;
 
 static int catref_cmp(const void *x, const void *y)
 {
-    const pd_catval *a = ((const catref *)x)->v, *b = ((const catref *)y)->v;
-    if (a->count != b->count) return a->count > b->count ? -1 : 1;
+    const catref *ra = x, *rb = y;
+    const pd_catval *a = ra->v, *b = rb->v;
+    if (ra->count != rb->count) return ra->count > rb->count ? -1 : 1;
     size_t n = PD_MIN(a->len, b->len);
     int c = memcmp(pd_catval_str(a), pd_catval_str(b), n);
     if (c) return c;
     return a->len < b->len ? -1 : a->len > b->len;
 }
 
-/* "v1"=3 "v2"=1 __other__=2, most frequent first. */
+/* "v1"=3 "v2"=1 __other__=2, most frequent first; " (approximate)" after
+ * an overflowed catset, whose counts are its sketch's estimates. */
 static void text_catset(pd_buf *b, const pd_catset *c)
 {
     catref *r = pd_malloc((size_t)(c->n ? c->n : 1) * sizeof *r);
-    for (uint32_t i = 0; i < c->n; i++) r[i].v = &c->vals[i];
+    for (uint32_t i = 0; i < c->n; i++) {
+        r[i].v = &c->vals[i];
+        r[i].count = pd_catset_count(c, i);
+    }
     qsort(r, c->n, sizeof *r, catref_cmp);
     for (uint32_t i = 0; i < c->n; i++) {
         pd_buf_putc(b, ' ');
         pd_buf_json_str(b, pd_catval_str(r[i].v), r[i].v->len);
-        pd_buf_printf(b, "=%" PRIu64, r[i].v->count);
+        pd_buf_printf(b, "=%" PRIu64, r[i].count);
     }
-    if (c->other) pd_buf_printf(b, " %s=%" PRIu64, PD_OTHER, c->other);
+    uint64_t other = pd_catset_other(c);
+    if (other) pd_buf_printf(b, " %s=%" PRIu64, PD_OTHER, other);
+    if (pd_catset_overflowed(c)) PD_BUF_LIT(b, " (approximate)");
     pd_free(r);
 }
 
@@ -241,7 +249,7 @@ static void text_profile(pd_buf *b, int64_t day, int32_t partition, const char *
         const pd_dim *d = &s->dims[i];
         if (d->type == PD_DIM_CATEGORICAL) {
             const pd_catset *c = &p->dims[i].cat;
-            if (c->n == 0 && c->other == 0) continue;
+            if (pd_catset_total(c) == 0) continue;
             pd_buf_printf(b, "  %s (total %" PRIu64 "):", d->name, pd_catset_total(c));
             text_catset(b, c);
             pd_buf_putc(b, '\n');

@@ -33,6 +33,15 @@
  * reload finds the clock again (the largest entry of the records left;
  * every collected entry was below clock - window).
  *
+ * The bound (dedup_max_ids; rule in dedup.h): a ring of the last max_ids
+ * acceptance times, grown on demand up to max_ids slots; H lives beside
+ * the clock and joins it in every horizon (decisions, rebuilds, garbage
+ * collection). With H raised, the index holds at most max_ids entries at
+ * or above it, so the table is at most 4 * max_ids slots (rebuilt at 75 %
+ * load to at most 50 %): about 100 bytes per id in the worst case, 8 of
+ * them the ring's. H is staged as the seq-0 record whenever a flush
+ * follows a raise.
+ *
  * Stored entries changed meaning in event dialect 3 (event time before,
  * delivery time now): stores of dialect 2 are refused at open (store.c),
  * hand-off snapshots of dialect 2 too (handoff.c).
@@ -44,6 +53,7 @@
 #include <xxhash.h>
 
 #define DD_FULL_GC_EVERY 64
+#define DD_CAPH_MAGIC 0x5044444443415048ULL /* "PDDDCAPH" */
 
 static pd_dedup_slot *dd_find(const pd_dedup *d, uint64_t hi, uint64_t lo)
 {
@@ -112,16 +122,52 @@ typedef struct {
     int64_t window;
 } dd_loader;
 
-/* Horizon of entries that can still match: clock - window (no entry can
- * be below it while the clock is unknown). */
+/* Horizon of entries that can still match at clock c: max(c - window, H)
+ * (no entry can be below c - window while the clock is unknown). */
+static int64_t dd_horizon_at(const pd_dedup *d, int64_t c, int64_t window)
+{
+    int64_t h = c == PD_DEDUP_NONE ? INT64_MIN : c - window;
+    return PD_MAX(h, d->cap_h);
+}
+
 static int64_t dd_horizon(const pd_dedup *d, int64_t window)
 {
-    return d->clock == PD_DEDUP_NONE ? INT64_MIN : d->clock - window;
+    return dd_horizon_at(d, d->clock, window);
+}
+
+/* One acceptance at delivery time c into the ring; with max_ids of them
+ * held, the oldest falls out and raises H past its time. */
+static void dd_ring_push(pd_dedup *d, int64_t c)
+{
+    if (!d->max_ids) return;
+    if (d->ringn < d->max_ids) {
+        if (d->ringn == d->ringcap) {
+            size_t nc = d->ringcap ? d->ringcap * 2 : 64;
+            if (nc > d->max_ids) nc = (size_t)d->max_ids;
+            d->ring = pd_realloc(d->ring, nc * sizeof *d->ring);
+            d->ringcap = nc;
+        }
+        d->ring[d->ringn++] = c;
+        return;
+    }
+    int64_t out = d->ring[d->ringpos];
+    d->ring[d->ringpos] = c;
+    d->ringpos = d->ringpos + 1 == d->ringn ? 0 : d->ringpos + 1;
+    if (out + 1 > d->cap_h) {
+        d->cap_h = out + 1;
+        /* forgotten before the window passed it: the bound bit */
+        if (out >= c - d->window) d->evicted++;
+    }
 }
 
 static int dd_load_rec(void *arg, uint64_t seq, const uint8_t *val, size_t vlen)
 {
     dd_loader *l = arg;
+    if (seq == 0) { /* the cap horizon (first: keys sort by seq) */
+        if (vlen == PD_DEDUP_ENTRY_LEN && pd_get_u64be(val) == DD_CAPH_MAGIC)
+            l->d->cap_h = l->d->cap_h_stored = (int64_t)pd_get_u64be(val + 16);
+        return 0;
+    }
     int64_t gc = PD_DEDUP_NONE;
     for (size_t off = 0; off + PD_DEDUP_ENTRY_LEN <= vlen; off += PD_DEDUP_ENTRY_LEN) {
         const uint8_t *e = val + off;
@@ -129,17 +175,22 @@ static int dd_load_rec(void *arg, uint64_t seq, const uint8_t *val, size_t vlen)
         /* the clock so far never exceeds the final one: a safe horizon */
         l->d->clock = PD_MAX(l->d->clock, at);
         int64_t prev = dd_set(l->d, pd_get_u64be(e), pd_get_u64be(e + 8), at, dd_horizon(l->d, l->window));
+        dd_ring_push(l->d, at);
         gc = PD_MAX(gc, PD_MAX(at, prev));
     }
     dd_rec_push(l->d, seq, gc);
     return 0;
 }
 
-int pd_dedup_load(pd_dedup *d, pd_store *st, int32_t p, int64_t window, char *err, size_t errlen)
+int pd_dedup_load(pd_dedup *d, pd_store *st, int32_t p, int64_t window, uint64_t max_ids, char *err,
+                  size_t errlen)
 {
     pd_dedup_free(d);
     d->pend_gc = PD_DEDUP_NONE;
     d->clock = PD_DEDUP_NONE;
+    d->cap_h = d->cap_h_stored = PD_DEDUP_NONE;
+    d->max_ids = max_ids;
+    d->window = window;
     dd_rebuild(d, INT64_MIN);
     dd_loader l = {d, window};
     int rc = pd_store_scan_dedup(st, p, dd_load_rec, &l, err, errlen);
@@ -147,6 +198,7 @@ int pd_dedup_load(pd_dedup *d, pd_store *st, int32_t p, int64_t window, char *er
         pd_dedup_free(d);
         return rc;
     }
+    d->evicted = 0; /* counts after the load only */
     d->loaded = 1;
     return PD_OK;
 }
@@ -158,9 +210,10 @@ int pd_dedup_check(pd_dedup *d, const char *id, size_t idlen, int64_t at, int64_
     XXH128_hash_t h = XXH3_128bits(id, idlen);
     pd_dedup_slot *s = dd_find(d, h.high64, h.low64);
     int64_t d0 = s->ts;
-    if (d0 != PD_DEDUP_NONE && d0 >= c - win) return 1;
+    if (d0 != PD_DEDUP_NONE && d0 >= dd_horizon_at(d, c, win)) return 1;
     d->clock = c;
-    int64_t prev = dd_set(d, h.high64, h.low64, c, c - win);
+    int64_t prev = dd_set(d, h.high64, h.low64, c, dd_horizon_at(d, c, win));
+    dd_ring_push(d, c);
     d->pend_gc = PD_MAX(d->pend_gc, PD_MAX(c, prev));
     uint8_t e[PD_DEDUP_ENTRY_LEN];
     pd_put_u64be(e, h.high64);
@@ -202,6 +255,14 @@ void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, in
 {
     if (!d->loaded) return;
     const int64_t horizon = dd_horizon(d, window);
+    if (d->cap_h != d->cap_h_stored) {
+        uint8_t e[PD_DEDUP_ENTRY_LEN] = {0};
+        pd_put_u64be(e, DD_CAPH_MAGIC);
+        pd_put_u64be(e + 16, (uint64_t)d->cap_h);
+        pd_store_batch_put_dedup(sb, p, 0, e, sizeof e);
+        d->cap_h_stored = d->cap_h;
+    }
+    pd_assert(!d->pend.len || seq > 0);
     dd_gc_plan(d, sb, p, horizon, 1);
     if (d->pend.len) pd_store_batch_put_dedup(sb, p, seq, d->pend.p, d->pend.len);
     dd_gc_plan(d, sb, p, horizon, 0);
@@ -211,15 +272,23 @@ void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, in
     d->flushes++;
 }
 
+int64_t pd_dedup_effective_window(const pd_dedup *d, int64_t window)
+{
+    if (!d->loaded || d->cap_h == PD_DEDUP_NONE || d->clock == PD_DEDUP_NONE) return window;
+    return PD_MIN(window, PD_MAX(d->clock - d->cap_h, 0));
+}
+
 size_t pd_dedup_bytes(const pd_dedup *d)
 {
-    return d->cap * sizeof *d->slots + d->caprecs * sizeof *d->recs + d->pend.cap;
+    return d->cap * sizeof *d->slots + d->caprecs * sizeof *d->recs + d->pend.cap +
+           d->ringcap * sizeof *d->ring;
 }
 
 void pd_dedup_free(pd_dedup *d)
 {
     free(d->slots);
     free(d->recs);
+    free(d->ring);
     pd_buf_free(&d->pend);
     memset(d, 0, sizeof *d);
 }

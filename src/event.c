@@ -99,6 +99,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sketch.h"
 #include "util.h"
 
 #define PD_EV_DEFAULT_MAX_BYTES ((size_t)1 << 20)
@@ -270,6 +271,7 @@ static void ev_reset(pd_event *ev)
     ev->user_id = ev->event_id = ev->type = NULL;
     ev->user_id_len = ev->event_id_len = ev->type_len = 0;
     ev->ts_ms = 0;
+    ev->okey = 0;
     ev->nattrs = 0;
     ev->n_bad_attrs = 0;
     ev->heap_ = NULL;
@@ -1160,6 +1162,7 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
     rc = check_containers(&d, s, &cc, err, errlen);
     if (rc) goto out;
 
+    ev->okey = pd_okey(ev->event_id, ev->event_id_len, ev->ts_ms, ev->type, ev->type_len);
     ev->nattrs = s->ndims;
     for (int di = 0; di < s->ndims; di++) resolve_attr(ev, &d, &cc, &s->dims[di], di);
 

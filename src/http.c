@@ -46,10 +46,11 @@
  * Threads: civetweb calls on_request from http_threads worker threads; they
  * share only the worker's atomics, the store (thread-safe reads), the
  * metrics atomics, the members map (its own lock), the peer pool (pool
- * lock) and the pool of idle query buffers (range lock). Note: civetweb
- * ties one worker thread to each open keep-alive connection until
- * keep_alive_timeout_ms of idleness, so pooled peer connections occupy
- * threads on the peer for at most that long.
+ * lock) and the pool of idle query buffers (range lock). civetweb listens
+ * on 127.0.0.1 (ephemeral port) only: clients connect to the front end
+ * (http_front.c), which holds idle and slow connections, enforces the
+ * connection limits and passes complete request heads to civetweb over
+ * pooled loopback connections (why: see http_front.c).
  */
 #include "http.h"
 
@@ -66,7 +67,9 @@
 
 #include <civetweb.h>
 
+#include "backupd.h"
 #include "handoff.h"
+#include "http_front.h"
 #include "members.h"
 #include "metrics.h"
 #include "peer.h"
@@ -75,13 +78,16 @@
 
 #define HTTP_MAX_URI 8192          /* longer path -> 414 */
 #define HTTP_MAX_QUERY 4096        /* longer query string -> 414 */
-#define HTTP_KEEPALIVE_MS "1000"   /* server: idle keep-alive connection lifetime */
+#define HTTP_KEEPALIVE_MS "60000"  /* civetweb: the front's pooled connections (it closes them at 20 s) */
+#define HTTP_KEEPALIVE_DIRECT_MS "1000" /* civetweb serving clients itself (http_front = false): above
+                                           peer.c's PD_PEER_IDLE_MAX_US */
 #define HTTP_MAX_HOPS 2            /* public request with hops >= this -> 508 */
 #define RESP_MAX_HDRS 4
 
 static const char PFX_PROFILE[] = "/v1/profiles/";
 static const char PFX_INTERNAL[] = "/internal/v1/profiles/";
 static const char PFX_SNAPSHOT[] = "/internal/v1/snapshot/";
+static const char PATH_BACKUP[] = "/internal/v1/backup";
 
 /* ------------------------------------------------------------------ */
 /* types                                                                */
@@ -90,7 +96,9 @@ static const char PFX_SNAPSHOT[] = "/internal/v1/snapshot/";
 struct pd_http {
     pd_worker *w;                  /* borrowed; outlives the server */
     struct mg_context *ctx;
-    int port;
+    pd_front *front;               /* owned: the public listener */
+    int port;                      /* the front's */
+    int mg_port;                   /* civetweb's, on 127.0.0.1 */
     pd_peer_pool *pool;            /* owned: idle connections to peers */
     _Atomic int64_t last_fwd_log_ms; /* forward failures: one log line per second */
     pd_stash ranges;               /* idle query buffers, pd_store_range * (see range_get) */
@@ -571,6 +579,7 @@ static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, 
         resp_error(r, 400, "bad request", "%s", err);
         return;
     }
+    today = q.anchor_day; /* at=: the query's own today (decay ages) */
     if (w->nparts <= 0 || !w->parts) {
         resp_error(r, 503, "partition unavailable", "input topic partition count not known yet");
         resp_header(r, "Retry-After", "1");
@@ -635,7 +644,8 @@ static void route_snapshot(pd_http *h, struct mg_connection *c, const char *seg,
     unlink(path); /* anonymous from here on: nothing to clean up after a crash */
     uint64_t bytes = 0;
     int64_t t0 = pd_mono_us();
-    int rc = pd_handoff_export(w->store, w->schema, (int32_t)p, pd_handoff_file_sink, f, &cp, &bytes, err, sizeof err);
+    int rc = pd_handoff_export(w->store, w->schema, pd_config_cluster_token(w->cfg), (int32_t)p, pd_handoff_file_sink, f,
+                               &cp, &bytes, err, sizeof err);
     if (rc == PD_ENOTFOUND) {
         fclose(f);
         resp_error(r, 404, "not found", "partition %ld: no state on %s", p, w->cfg->id);
@@ -672,6 +682,37 @@ static void route_snapshot(pd_http *h, struct mg_connection *c, const char *seg,
 /* ------------------------------------------------------------------ */
 /* other routes                                                         */
 /* ------------------------------------------------------------------ */
+
+/* POST /internal/v1/backup: a backup into backup_dir now (backupd.h).
+ * Errors are logged in full; the answer says only what failed (the
+ * message names server paths). */
+static void route_backup(pd_http *h, const struct mg_request_info *ri, http_resp *r)
+{
+    if (strcmp(ri->request_method, "POST") != 0) {
+        resp_error(r, 405, "method not allowed", "only POST is supported here");
+        resp_header(r, "Allow", "POST");
+        return;
+    }
+    if (!h->w->backups) {
+        resp_error(r, 409, "conflict", "backup_dir is not set on this worker");
+        return;
+    }
+    pd_backup_info bi;
+    uint64_t added = 0;
+    int64_t dur = 0;
+    char err[512];
+    if (pd_backupd_run(h->w->backups, &bi, &added, &dur, err, sizeof err) != PD_OK) {
+        resp_error(r, 500, "internal error", "backup failed (the worker's log says why)");
+        return;
+    }
+    r->status = 200;
+    r->ctype = "application/json";
+    pd_buf_printf(&r->body,
+                  "{\"id\":%u,\"timestamp\":%lld,\"size_bytes\":%llu,\"added_bytes\":%llu,\"files\":%u,"
+                  "\"duration_ms\":%lld}",
+                  bi.id, (long long)bi.timestamp, (unsigned long long)bi.size, (unsigned long long)added, bi.files,
+                  (long long)(dur / 1000));
+}
 
 static void route_partitions(pd_http *h, http_resp *r)
 {
@@ -834,6 +875,7 @@ static int classify(const char *path, const char **seg, size_t *seglen)
         *seglen = strlen(*seg);
         return PD_ROUTE_INTERNAL;
     }
+    if (strcmp(path, PATH_BACKUP) == 0) return PD_ROUTE_INTERNAL;
     if (strcmp(path, "/v1/partitions") == 0) return PD_ROUTE_PARTITIONS;
     if (strcmp(path, "/healthz") == 0) return PD_ROUTE_HEALTHZ;
     if (strcmp(path, "/readyz") == 0) return PD_ROUTE_READYZ;
@@ -946,6 +988,10 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
     }
     if (*route == PD_ROUTE_OTHER) {
         resp_error(r, 404, "not found", "no route for this path");
+        return;
+    }
+    if (strcmp(path, PATH_BACKUP) == 0) {
+        route_backup(h, ri, r);
         return;
     }
     if (strcmp(ri->request_method, "GET") != 0) {
@@ -1108,13 +1154,16 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
      * tell from a malformed request; give it room (4x) and enforce
      * http_max_request_bytes in dispatch, where an oversized head gets 431. */
     snprintf(maxreq, sizeof maxreq, "%lld", (long long)PD_MIN(cfg->http_max_request_bytes * 4, 4 << 20));
+    /* http_front = false: civetweb on the public address itself, as before
+     * the front end (faster, see docs/BENCHMARKS.md; no flood defence) */
+    const int front = cfg->http_front;
     const char *opts[] = {
-        "listening_ports", cfg->listen,
+        "listening_ports", front ? "127.0.0.1:0" : cfg->listen,
         "num_threads", threads,
         "request_timeout_ms", tmo,
         "max_request_size", maxreq,
         "enable_keep_alive", "yes",
-        "keep_alive_timeout_ms", HTTP_KEEPALIVE_MS,
+        "keep_alive_timeout_ms", front ? HTTP_KEEPALIVE_MS : HTTP_KEEPALIVE_DIRECT_MS,
         "tcp_nodelay", "1",
         "decode_url", "no",
         /* an absolute-form target naming our port is served as its path,
@@ -1140,17 +1189,36 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     struct mg_init_data init = {.callbacks = &cbs, .user_data = h, .configuration_options = opts};
     h->ctx = mg_start2(&init, &ed);
     if (!h->ctx) {
-        pd_seterr(err, errlen, PD_EIO, "listen %s: %s", cfg->listen,
-                  mgerr[0] ? mgerr : "civetweb failed to start");
+        pd_seterr(err, errlen, PD_EIO, "http workers (127.0.0.1): %s", mgerr[0] ? mgerr : "civetweb failed to start");
         goto fail;
     }
     struct mg_server_port ports[4];
     memset(ports, 0, sizeof ports);
     if (mg_get_server_ports(h->ctx, 4, ports) < 1 || ports[0].port <= 0) {
-        pd_seterr(err, errlen, PD_EIO, "listen %s: no listening port", cfg->listen);
+        pd_seterr(err, errlen, PD_EIO, "http workers (127.0.0.1): no listening port");
         goto fail;
     }
-    h->port = ports[0].port;
+    h->mg_port = ports[0].port;
+    if (!front) {
+        pd_warn("http_front = false: civetweb serves clients directly, without the connection limits "
+                "(a few idle connections can stop HTTP; docs/operations.md)");
+        h->port = h->mg_port;
+        goto bound;
+    }
+    pd_front_opts fo = {
+        .listen = cfg->listen, .upstream_port = h->mg_port, .workers = (int)cfg->http_threads,
+        .max_conns = (int)cfg->http_max_connections,
+        .max_conns_per_client = (int)cfg->http_max_connections_per_client,
+        .head_timeout_ms = (int)cfg->http_head_timeout_ms,
+        .keepalive_timeout_ms = (int)cfg->http_keepalive_timeout_ms,
+        .keepalive_max_requests = (int)cfg->http_keepalive_max_requests,
+        .write_timeout_ms = (int)cfg->http_request_timeout_ms,
+        .max_head_bytes = (size_t)PD_MIN(cfg->http_max_request_bytes * 4, 4 << 20), /* civetweb's */
+        .metrics = w->metrics,
+    };
+    if (pd_front_start(&h->front, &fo, err, errlen) != PD_OK) goto fail;
+    h->port = pd_front_port(h->front);
+bound:
     if (cfg->advertise && *cfg->advertise) {
         snprintf(w->advertise, sizeof w->advertise, "%s", cfg->advertise);
     } else {
@@ -1175,6 +1243,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     *out = h;
     return PD_OK;
 fail:
+    pd_front_stop(h->front, 1);
     if (h->ctx) mg_stop(h->ctx);
     mg_exit_library();
     pd_peer_pool_free(h->pool);
@@ -1212,21 +1281,12 @@ static void *stop_poke_thread(void *arg)
 void pd_http_stop(pd_http *h)
 {
     if (!h) return;
+    /* the front first: no new connection, the requests in flight answered */
+    pd_front_stop(h->front, (int)h->w->cfg->http_request_timeout_ms);
     stop_poke sp;
     memset(&sp, 0, sizeof sp);
-    const char *listen = h->w->cfg->listen;
-    const char *colon = strrchr(listen, ':');
-    size_t hl = colon ? (size_t)(colon - listen) : 0;
-    if (hl >= 2 && listen[0] == '[' && listen[hl - 1] == ']') { /* [v6] */
-        listen++;
-        hl -= 2;
-    }
-    if (hl >= sizeof sp.host) hl = 0;
-    memcpy(sp.host, listen, hl);
-    sp.host[hl] = '\0';
-    if (hl == 0 || strcmp(sp.host, "0.0.0.0") == 0) snprintf(sp.host, sizeof sp.host, "127.0.0.1");
-    else if (strcmp(sp.host, "::") == 0) snprintf(sp.host, sizeof sp.host, "::1");
-    snprintf(sp.port, sizeof sp.port, "%d", h->port);
+    snprintf(sp.host, sizeof sp.host, "127.0.0.1");
+    snprintf(sp.port, sizeof sp.port, "%d", h->mg_port);
     pthread_t poker;
     int poking = pthread_create(&poker, NULL, stop_poke_thread, &sp) == 0;
     mg_stop(h->ctx); /* waits for in-flight requests */

@@ -147,7 +147,8 @@ void pd_ingest_record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, 
     }
     if (!pp->dd.loaded) {
         char lerr[256];
-        if (pd_dedup_load(&pp->dd, w->store, p, ig->cfg->dedup_window_ms, lerr, sizeof lerr) != PD_OK) {
+        if (pd_dedup_load(&pp->dd, w->store, p, ig->cfg->dedup_window_ms,
+                          (uint64_t)ig->cfg->dedup_max_ids, lerr, sizeof lerr) != PD_OK) {
             /* Cannot decide duplicates: stop before consuming anything. */
             pd_error("partition %d: loading the de-dup index failed: %s", (int)p, lerr);
             ig->fatal = 1;
@@ -257,7 +258,11 @@ static void apply_retention(pd_ingest *ig)
     free(cps);
     if (minclock == INT64_MAX) return;
     int64_t fl = floor_day(ig, minclock);
-    if (fl <= ig->last_retention_day) return;
+    /* Not only when the floor moved: a partition without a checkpoint yet
+     * (catching up, restored) is not in the minimum, and its first commits
+     * may re-create families below the floor that were already dropped;
+     * they go at the next call (a day-map scan when there is nothing). */
+    if (fl < ig->last_retention_day) return;
     char err[256];
     int dropped = pd_store_drop_days_before(ig->w->store, fl, err, sizeof err);
     if (dropped < 0) {
@@ -322,13 +327,24 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
     atomic_store_explicit(&w->metrics->store_folds,
                           pd_store_batch_folds(ig->fill->sb) + pd_store_batch_folds(ig->spare->sb),
                           memory_order_relaxed);
-    uint64_t ddb = 0, ddn = 0;
+    uint64_t ddb = 0, ddn = 0, dde = 0;
+    int64_t ddw = -1;
     for (int32_t p = 0; p < w->nparts; p++) {
-        ddb += pd_dedup_bytes(&ig->pp[p].dd);
-        ddn += ig->pp[p].dd.n;
+        pd_dedup *dd = &ig->pp[p].dd;
+        ddb += pd_dedup_bytes(dd);
+        ddn += dd->n;
+        dde += dd->evicted;
+        dd->evicted = 0;
+        if (dd->loaded) {
+            int64_t ew = pd_dedup_effective_window(dd, ig->cfg->dedup_window_ms);
+            ddw = ddw < 0 ? ew : PD_MIN(ddw, ew);
+        }
     }
     atomic_store_explicit(&w->metrics->dedup_bytes, ddb, memory_order_relaxed);
     atomic_store_explicit(&w->metrics->dedup_entries, ddn, memory_order_relaxed);
+    atomic_store_explicit(&w->metrics->dedup_effective_window_ms, ddw < 0 ? ig->cfg->dedup_window_ms : ddw,
+                          memory_order_relaxed);
+    if (dde) PD_ADD(w->metrics->dedup_evictions, dde);
     rd_kafka_topic_partition_list_t *offs =
         ig->consumer && ig->cm_nparts ? rd_kafka_topic_partition_list_new((int)ig->cm_nparts) : NULL;
     for (size_t i = 0; i < ig->cm_nparts; i++) {

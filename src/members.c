@@ -1,10 +1,7 @@
 /*
  * members.c -- the partition -> owner map, learned from the membership
- * topic (see members.h for the protocol).
- *
- * Record (value, key = worker id), produced to partition 0 of the topic:
- *   {"id":"w1","url":"http://127.0.0.1:8080","gen":3,"ts":1795328747333,
- *    "partitions":[0,2,5],"alive":true}
+ * topic (see members.h for the protocol, memrec.h for the record format
+ * and its MAC).
  *
  * State: one entry per member id holding its latest record and, for every
  * partition it currently claims, `since` = the log offset of the first
@@ -12,14 +9,35 @@
  * A record that no longer lists p ends the run; alive=false ends all runs.
  * owner(p) = the live member claiming p with the largest `since` (the most
  * recent acquirer: during a rebalance the old owner's heartbeat may still
- * list p for a moment, but the new owner's claim started later). Members
- * are never expired for silence: a slow member stays owner and the HTTP
- * forwarder reports it unreachable, which is the truthful answer.
+ * list p for a moment, but the new owner's claim started later).
  *
- * Kafka: one producer (heartbeats and claims, asynchronous) and one
- * consumer in assign mode (no group membership; a unique dummy group.id
- * because librdkafka wants one, auto commit off) reading partition 0 from
- * the beginning. kafka.* passthrough settings apply to both.
+ * What gets into the map (in this order; a record that fails a step is
+ * counted in profiled_member_records_rejected_total{reason} and logged at
+ * most once per 10 s):
+ *   1. its MAC verifies under key("members") of the cluster secret and its
+ *      Kafka key equals its "id" (memrec.c): unsigned, bad_mac,
+ *      key_mismatch, malformed;
+ *   2. it is fresh: its ts is at most member_ttl before this worker's
+ *      clock (expired -- old history read at start, or a replay of it);
+ *   3. it is newer than the member's last applied record (ts strictly
+ *      greater): a copy of a genuine record produced again later is
+ *      refused (stale), so nobody but the member itself starts a claim;
+ *   4. a new member finds room: at most members_max entries (full).
+ * Liveness: a member is live while it has not said alive=false and its
+ * last record arrived at most member_ttl before the newest record of
+ * anyone (`last_rx_ms`, our own heartbeats included). Measuring silence
+ * against the topic's own traffic rather than the wall clock means a Kafka
+ * outage freezes the map instead of emptying it. Only live members own
+ * partitions or count as snapshot sources and replicas. An entry that is
+ * not live and whose last ts is older than member_ttl is removed (a replay
+ * of its records would be expired by then), which keeps the map bounded
+ * by the live members.
+ *
+ * Kafka: one producer (heartbeats and claims, asynchronous, every record
+ * signed) and one consumer in assign mode (no group membership; a unique
+ * dummy group.id because librdkafka wants one, auto commit off) reading
+ * partition 0 from the beginning. kafka.* passthrough settings apply to
+ * both.
  *
  * Threads: a background thread polls the consumer (bounded 100 ms waits),
  * applies records under `mu`, publishes a heartbeat every 2 s and serves
@@ -29,6 +47,8 @@
  */
 #include "members.h"
 #include "kafka.h"
+#include "memrec.h"
+#include "metrics.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -43,9 +63,7 @@
 
 #define MEM_HEARTBEAT_MS 2000
 #define MEM_POLL_MS 100
-#define MEM_MAX_MEMBERS 4096
-#define MEM_MAX_PARTITION 1000000 /* larger partition numbers are ignored */
-#define MEM_MAX_CLAIMS 65536
+#define MEM_PRUNE_MS 1000
 #define MEM_FLUSH_MS 3000
 
 typedef struct {
@@ -61,7 +79,7 @@ typedef struct {
     int32_t *held_parts;      /* owned */
     int64_t *held_offs;       /* parallel: next offset of its checkpoint */
     uint8_t *held_owner;      /* parallel: 1 owner, 0 replica */
-    int64_t seen_ms;          /* local wall clock when its last record was applied */
+    int64_t seen_ms;          /* last_rx_ms when its last record was applied */
 } mem_member;
 
 struct pd_members {
@@ -72,11 +90,18 @@ struct pd_members {
     pthread_t thr;
     int thr_started;
     _Atomic int stop;
+    pd_mac_key key;           /* key("members") of the cluster secret */
+    pthread_mutex_t pub_mu;   /* publishers: ts order = produce order */
+    int64_t last_pub_ts;      /* under pub_mu: our records' ts strictly increase */
+    int64_t ttl_ms;           /* member_ttl */
+    int max_members;          /* members_max */
     pthread_mutex_t mu;       /* guards everything below */
     mem_member *mem;
     int nmem, capmem;
     int64_t seq;              /* static mode: claim order */
+    int64_t last_rx_ms;       /* wall clock when the last record (of anyone) arrived */
     int64_t last_err_log_ms;
+    int64_t last_rej_log_ms;
 };
 
 /* ------------------------------------------------------------------ */
@@ -87,7 +112,7 @@ static mem_member *mem_find(pd_members *m, const char *id, int create)
 {
     for (int i = 0; i < m->nmem; i++)
         if (strcmp(m->mem[i].id, id) == 0) return &m->mem[i];
-    if (!create || m->nmem >= MEM_MAX_MEMBERS) return NULL;
+    if (!create || m->nmem >= m->max_members) return NULL;
     if (m->nmem == m->capmem) {
         m->capmem = m->capmem ? m->capmem * 2 : 8;
         m->mem = pd_realloc(m->mem, (size_t)m->capmem * sizeof *m->mem);
@@ -96,6 +121,37 @@ static mem_member *mem_find(pd_members *m, const char *id, int create)
     memset(mm, 0, sizeof *mm);
     snprintf(mm->id, sizeof mm->id, "%s", id);
     return mm;
+}
+
+/* Live: not left, and heard from within ttl of the newest record of
+ * anyone (a static map never expires). Caller holds mu. */
+static int mem_live(const pd_members *m, const mem_member *mm)
+{
+    return mm->alive && (m->is_static || m->last_rx_ms - mm->seen_ms <= m->ttl_ms);
+}
+
+static void mem_member_free(mem_member *mm)
+{
+    pd_free(mm->parts);
+    pd_free(mm->since);
+    pd_free(mm->held_parts);
+    pd_free(mm->held_offs);
+    pd_free(mm->held_owner);
+}
+
+/* Removes members that are not live and whose last record is older than
+ * ttl (so a replay of it would be refused as expired). Caller holds mu. */
+static void mem_prune(pd_members *m, int64_t now)
+{
+    for (int i = 0; i < m->nmem;) {
+        mem_member *mm = &m->mem[i];
+        if (mem_live(m, mm) || mm->ts >= now - m->ttl_ms) {
+            i++;
+            continue;
+        }
+        mem_member_free(mm);
+        m->mem[i] = m->mem[--m->nmem];
+    }
 }
 
 static int cmp_i32(const void *a, const void *b)
@@ -154,7 +210,7 @@ static int mem_owner_locked(pd_members *m, int32_t p, pd_owner *out)
     int64_t best_since = -1;
     for (int i = 0; i < m->nmem; i++) {
         const mem_member *mm = &m->mem[i];
-        if (!mm->alive) continue;
+        if (!mem_live(m, mm)) continue;
         int64_t s = mem_since(mm, p);
         if (s > best_since) {
             best_since = s;
@@ -170,80 +226,77 @@ static int mem_owner_locked(pd_members *m, int32_t p, pd_owner *out)
     return PD_OK;
 }
 
-/* A JSON number as int64, 0 when absent, not a number or out of range. */
-static int64_t json_i64(const cJSON *v)
+/* Sanitized copy of an untrusted record key, for a log line. */
+static void mem_key_text(const void *key, size_t klen, char *out, size_t cap)
 {
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= -9.0e18 && v->valuedouble <= 9.0e18)) return 0;
-    return (int64_t)v->valuedouble;
+    size_t n = 0;
+    const unsigned char *k = key;
+    for (size_t i = 0; k && i < klen && n + 1 < cap && i < 64; i++) out[n++] = k[i] >= 0x20 && k[i] < 0x7f ? (char)k[i] : '?';
+    out[n] = '\0';
 }
 
-/* Parses one record value and applies it. PD_EINVAL for junk. */
-static int mem_apply_json(pd_members *m, const char *val, size_t len, int64_t pos)
+/* Applies an opened record at log position pos (the policy of steps 2-4
+ * above). Returns PD_MEMREC_OK or the verdict. Caller holds mu. */
+static int mem_admit(pd_members *m, pd_memrec *r, int64_t pos)
 {
-    int rc = PD_EINVAL;
-    int32_t *parts = NULL;
-    cJSON *root = cJSON_ParseWithLength(val, len);
-    if (!root || !cJSON_IsObject(root)) goto out;
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
-    const cJSON *url = cJSON_GetObjectItemCaseSensitive(root, "url");
-    const cJSON *gen = cJSON_GetObjectItemCaseSensitive(root, "gen");
-    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "ts");
-    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(root, "partitions");
-    const cJSON *alive = cJSON_GetObjectItemCaseSensitive(root, "alive");
-    if (!cJSON_IsString(id) || !*id->valuestring || strlen(id->valuestring) > 128) goto out;
-    if (!cJSON_IsString(url) || strlen(url->valuestring) >= 256) goto out;
-    if (ps && !cJSON_IsArray(ps)) goto out;
-    int n = ps ? cJSON_GetArraySize(ps) : 0;
-    if (n > MEM_MAX_CLAIMS) goto out;
-    parts = n ? pd_malloc((size_t)n * sizeof *parts) : NULL;
-    int k = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, ps) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > MEM_MAX_PARTITION ||
-            e->valuedouble != (double)(int32_t)e->valuedouble)
-            continue;
-        parts[k++] = (int32_t)e->valuedouble;
+    int64_t now = pd_now_ms();
+    if (r->ts < now - m->ttl_ms) return PD_MEMREC_EXPIRED;
+    mem_member *mm = mem_find(m, r->id, 0);
+    if (mm && r->ts <= mm->ts) return PD_MEMREC_STALE;
+    if (!mm) {
+        mem_prune(m, now);
+        mm = mem_find(m, r->id, 1);
+        if (!mm) return PD_MEMREC_FULL;
     }
-    int is_alive = alive ? cJSON_IsTrue(alive) : 1;
-    const cJSON *held = cJSON_GetObjectItemCaseSensitive(root, "held");
-    int nh = cJSON_IsArray(held) ? cJSON_GetArraySize(held) : 0;
-    if (nh > MEM_MAX_CLAIMS) nh = 0;
+    mem_apply(m, r->id, r->url, r->gen, r->ts, r->alive, r->parts, r->nparts, pos);
+    mm->seen_ms = m->last_rx_ms;
+    pd_free(mm->held_parts);
+    pd_free(mm->held_offs);
+    pd_free(mm->held_owner);
+    mm->held_parts = NULL;
+    mm->held_offs = NULL;
+    mm->held_owner = NULL;
+    mm->nheld = 0;
+    if (r->alive && r->nheld) { /* take the record's arrays over */
+        mm->held_parts = r->held_parts;
+        mm->held_offs = r->held_offs;
+        mm->held_owner = r->held_owner;
+        mm->nheld = r->nheld;
+        r->held_parts = NULL;
+        r->held_offs = NULL;
+        r->held_owner = NULL;
+        r->nheld = 0;
+    }
+    return PD_MEMREC_OK;
+}
+
+/* One record from the topic: authenticate, admit, count what is refused. */
+static void mem_consume(pd_members *m, const rd_kafka_message_t *msg)
+{
+    const void *mac = NULL;
+    size_t maclen = 0;
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, PD_MEMREC_MAC_HEADER, &mac, &maclen) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        mac = NULL;
+    pd_memrec r;
+    int v = pd_memrec_open(&m->key, m->topic, msg->key, msg->key_len, msg->payload, msg->len, mac, maclen, &r);
+    int64_t now = pd_now_ms();
     pthread_mutex_lock(&m->mu);
-    mem_apply(m, id->valuestring, url->valuestring, json_i64(gen), json_i64(ts), is_alive, parts,
-              k, pos);
-    mem_member *mm = mem_find(m, id->valuestring, 0);
-    if (mm) {
-        mm->seen_ms = pd_now_ms();
-        pd_free(mm->held_parts);
-        pd_free(mm->held_offs);
-        pd_free(mm->held_owner);
-        mm->held_parts = NULL;
-        mm->held_offs = NULL;
-        mm->held_owner = NULL;
-        mm->nheld = 0;
-        if (nh && is_alive) {
-            mm->held_parts = pd_malloc((size_t)nh * sizeof *mm->held_parts);
-            mm->held_offs = pd_malloc((size_t)nh * sizeof *mm->held_offs);
-            mm->held_owner = pd_malloc((size_t)nh);
-            const cJSON *t;
-            cJSON_ArrayForEach(t, held) {
-                /* [partition, next_offset, owner(0/1)] */
-                if (!cJSON_IsArray(t) || cJSON_GetArraySize(t) != 3) continue;
-                const cJSON *a = cJSON_GetArrayItem(t, 0), *b = cJSON_GetArrayItem(t, 1), *o = cJSON_GetArrayItem(t, 2);
-                if (!cJSON_IsNumber(a) || a->valuedouble < 0 || a->valuedouble > MEM_MAX_PARTITION) continue;
-                mm->held_parts[mm->nheld] = (int32_t)a->valuedouble;
-                mm->held_offs[mm->nheld] = json_i64(b);
-                mm->held_owner[mm->nheld] = cJSON_IsNumber(o) && o->valuedouble == 1;
-                mm->nheld++;
-            }
-        }
-    }
+    if (now > m->last_rx_ms) m->last_rx_ms = now;
+    if (v == PD_MEMREC_OK) v = mem_admit(m, &r, msg->offset);
     pthread_mutex_unlock(&m->mu);
-    rc = PD_OK;
-out:
-    pd_free(parts);
-    cJSON_Delete(root);
-    return rc;
+    pd_memrec_free(&r);
+    if (v == PD_MEMREC_OK) return;
+    if (m->w->metrics) PD_INC(m->w->metrics->member_records_rejected[v]);
+    /* History older than the ttl is normal at start: counted, not logged. */
+    if (v == PD_MEMREC_EXPIRED || now - m->last_rej_log_ms < 10000) return;
+    m->last_rej_log_ms = now;
+    char kt[80];
+    mem_key_text(msg->key, msg->key_len, kt, sizeof kt);
+    pd_warn("members: record at offset %lld (key '%s') rejected: %s%s", (long long)msg->offset, kt,
+            pd_memrec_reason(v),
+            v == PD_MEMREC_BAD_MAC ? " (forged, altered, or signed with another cluster secret)" : "");
 }
 
 /* ------------------------------------------------------------------ */
@@ -255,12 +308,18 @@ static void mem_publish(pd_members *m, int alive)
     if (m->is_static || !m->prod) return;
     pd_worker *w = m->w;
     pd_buf b = {0};
+    /* Receivers refuse a record not newer than the last one (a replay), so
+     * ts strictly increases and records are produced in ts order. */
+    pthread_mutex_lock(&m->pub_mu);
+    int64_t ts = pd_now_ms();
+    if (ts <= m->last_pub_ts) ts = m->last_pub_ts + 1;
+    m->last_pub_ts = ts;
     PD_BUF_LIT(&b, "{\"id\":");
     pd_buf_json_str(&b, w->cfg->id, strlen(w->cfg->id));
     PD_BUF_LIT(&b, ",\"url\":");
     pd_buf_json_str(&b, w->advertise, strnlen(w->advertise, sizeof w->advertise));
     pd_buf_printf(&b, ",\"gen\":%lld,\"ts\":%lld,\"partitions\":[",
-                  (long long)atomic_load(&w->generation), (long long)pd_now_ms());
+                  (long long)atomic_load(&w->generation), (long long)ts);
     int first = 1;
     for (int32_t p = 0; alive && w->parts && p < w->nparts; p++) {
         if (!atomic_load(&w->parts[p].owned)) continue;
@@ -280,10 +339,14 @@ static void mem_publish(pd_members *m, int alive)
         first = 0;
     }
     pd_buf_printf(&b, "],\"alive\":%s}", alive ? "true" : "false");
+    char mac[2 * PD_MAC_LEN + 1];
+    pd_memrec_sign(&m->key, m->topic, w->cfg->id, strlen(w->cfg->id), b.p, b.len, mac);
     rd_kafka_resp_err_t e = rd_kafka_producev(
         m->prod, RD_KAFKA_V_TOPIC(m->topic), RD_KAFKA_V_PARTITION(0),
         RD_KAFKA_V_KEY(w->cfg->id, strlen(w->cfg->id)), RD_KAFKA_V_VALUE(b.p, b.len),
+        RD_KAFKA_V_HEADER(PD_MEMREC_MAC_HEADER, mac, 2 * PD_MAC_LEN),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    pthread_mutex_unlock(&m->pub_mu);
     if (e) pd_warn("members: publishing to %s failed: %s", m->topic, rd_kafka_err2str(e));
     pd_buf_free(&b);
 }
@@ -365,12 +428,18 @@ static void *mem_thread(void *arg)
 {
     pd_members *m = arg;
     pd_thread_name("pd-members");
-    int64_t next_hb = 0;
+    int64_t next_hb = 0, next_prune = 0;
     while (!atomic_load(&m->stop)) {
         int64_t now = pd_mono_us() / 1000;
         if (now >= next_hb) {
             mem_publish(m, 1);
             next_hb = now + MEM_HEARTBEAT_MS;
+        }
+        if (now >= next_prune) {
+            pthread_mutex_lock(&m->mu);
+            mem_prune(m, pd_now_ms());
+            pthread_mutex_unlock(&m->mu);
+            next_prune = now + MEM_PRUNE_MS;
         }
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(m->cons, MEM_POLL_MS);
         if (msg) {
@@ -378,9 +447,8 @@ static void *mem_thread(void *arg)
                 /* caught up */
             } else if (msg->err) {
                 mem_log_err(m, "consume", rd_kafka_message_errstr(msg));
-            } else if (!msg->payload ||
-                       mem_apply_json(m, msg->payload, msg->len, msg->offset) != PD_OK) {
-                mem_log_err(m, "record skipped", "not a membership record");
+            } else {
+                mem_consume(m, msg);
             }
             rd_kafka_message_destroy(msg);
         }
@@ -398,22 +466,23 @@ static pd_members *mem_new(pd_worker *w)
     pd_members *m = pd_calloc(1, sizeof *m);
     m->w = w;
     pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->pub_mu, NULL);
     m->last_err_log_ms = -1000000;
+    m->last_rej_log_ms = -1000000;
+    const pd_config *cfg = w->cfg;
+    pd_mac_key_derive(&m->key, cfg ? pd_config_cluster_token(cfg) : NULL, "members");
+    m->ttl_ms = cfg && cfg->member_ttl_ms > 0 ? cfg->member_ttl_ms : 10000;
+    m->max_members = cfg && cfg->members_max > 0 ? (int)cfg->members_max : 256;
     return m;
 }
 
 static void mem_free(pd_members *m)
 {
-    for (int i = 0; i < m->nmem; i++) {
-        pd_free(m->mem[i].parts);
-        pd_free(m->mem[i].since);
-        pd_free(m->mem[i].held_parts);
-        pd_free(m->mem[i].held_offs);
-        pd_free(m->mem[i].held_owner);
-    }
+    for (int i = 0; i < m->nmem; i++) mem_member_free(&m->mem[i]);
     pd_free(m->mem);
     pd_free(m->topic);
     pthread_mutex_destroy(&m->mu);
+    pthread_mutex_destroy(&m->pub_mu);
     pd_free(m);
 }
 
@@ -555,7 +624,10 @@ void pd_members_set_owner(pd_members *m, int32_t partition, const char *id, cons
     parts[n] = partition;
     int64_t pos = ++m->seq;
     int had = mem_since(mm, partition) >= 0;
-    mem_apply(m, id, url, generation, pd_now_ms(), 1, parts, n + 1, pos);
+    int64_t now = pd_now_ms();
+    if (now > m->last_rx_ms) m->last_rx_ms = now;
+    mm->seen_ms = m->last_rx_ms;
+    mem_apply(m, id, url, generation, now, 1, parts, n + 1, pos);
     if (had) { /* re-claim: make it the newest */
         for (int i = 0; i < mm->nclaims; i++)
             if (mm->parts[i] == partition) mm->since[i] = pos;
@@ -567,13 +639,6 @@ void pd_members_set_owner(pd_members *m, int32_t partition, const char *id, cons
 /* ------------------------------------------------------------------ */
 /* holders and liveness (hand-off sources, replica placement)           */
 /* ------------------------------------------------------------------ */
-
-#define MEM_LIVE_MS 10000
-
-static int mem_live(const mem_member *mm, int64_t now)
-{
-    return mm->alive && now - mm->seen_ms <= MEM_LIVE_MS;
-}
 
 static int cmp_holder(const void *a, const void *b)
 {
@@ -588,13 +653,12 @@ int pd_members_holders(pd_members *m, int32_t p, pd_holder *out, int max)
     if (!m || max <= 0) return 0;
     const char *self = m->w && m->w->cfg ? m->w->cfg->id : "";
     int n = 0;
-    int64_t now = pd_now_ms();
     pthread_mutex_lock(&m->mu);
     pd_holder *all = NULL;
     int nall = 0, cap = 0;
     for (int i = 0; i < m->nmem; i++) {
         const mem_member *mm = &m->mem[i];
-        if (!mem_live(mm, now) || strcmp(mm->id, self) == 0) continue;
+        if (!mem_live(m, mm) || strcmp(mm->id, self) == 0) continue;
         for (int k = 0; k < mm->nheld; k++) {
             if (mm->held_parts[k] != p) continue;
             if (nall == cap) {
@@ -627,11 +691,10 @@ int pd_members_alive(pd_members *m, char (*ids)[130], int max)
     if (!m || max <= 0) return 0;
     const char *self = m->w && m->w->cfg ? m->w->cfg->id : NULL;
     int n = 0, have_self = 0;
-    int64_t now = pd_now_ms();
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < m->nmem && n < max; i++) {
         const mem_member *mm = &m->mem[i];
-        if (!mem_live(mm, now)) continue;
+        if (!mem_live(m, mm)) continue;
         snprintf(ids[n++], 130, "%s", mm->id);
         if (self && strcmp(mm->id, self) == 0) have_self = 1;
     }

@@ -141,9 +141,19 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->batch_bytes[1], 0);
     atomic_init(&m->dedup_bytes, 0);
     atomic_init(&m->dedup_entries, 0);
+    atomic_init(&m->dedup_evictions, 0);
+    atomic_init(&m->backups_ok, 0);
+    atomic_init(&m->backups_failed, 0);
+    atomic_init(&m->backup_last_success_ms, 0);
+    atomic_init(&m->backup_last_duration_us, 0);
+    atomic_init(&m->backup_last_size, 0);
+    atomic_init(&m->backup_last_added, 0);
+    atomic_init(&m->dedup_effective_window_ms, -1);
     atomic_init(&m->restores_ok, 0);
     atomic_init(&m->restores_failed, 0);
     atomic_init(&m->restore_bytes, 0);
+    for (int i = 0; i < PD_SNAP_REJ__COUNT; i++) atomic_init(&m->snapshots_rejected[i], 0);
+    for (int i = 0; i < PD_MEMREC__COUNT; i++) atomic_init(&m->member_records_rejected[i], 0);
     atomic_init(&m->rebuilds, 0);
     atomic_init(&m->partitions_deleted, 0);
     pd_hist_init(&m->batch_events, batch_bounds, (int)PD_ARRAY_LEN(batch_bounds));
@@ -155,6 +165,12 @@ void pd_metrics_init(pd_metrics *m)
     }
     atomic_init(&m->forwarded, 0);
     atomic_init(&m->forward_errors, 0);
+    atomic_init(&m->http_conns_open, 0);
+    atomic_init(&m->http_conns_queued, 0);
+    atomic_init(&m->http_conns_accepted, 0);
+    atomic_init(&m->http_conns_evicted, 0);
+    for (int k = 0; k < 2; k++) atomic_init(&m->http_conns_rejected[k], 0);
+    for (int k = 0; k < 3; k++) atomic_init(&m->http_conns_timed_out[k], 0);
 }
 
 /* ---- rendering ---- */
@@ -328,6 +344,33 @@ static void render_worker(pd_buf *b, pd_worker *w)
     pd_buf_printf(b, "profiled_heap_bytes{kind=\"mmapped\"} %zu\n", mi.hblkhd);
 }
 
+/* The HTTP front end's connection figures (http_front.c). */
+static void render_http_conns(pd_buf *b, const pd_metrics *m)
+{
+    gauge(b, "profiled_http_connections", "Client connections open (idle, reading a head, or being answered).",
+          LD(m->http_conns_open));
+    gauge(b, "profiled_http_queued_requests", "Complete request heads waiting for a free HTTP worker.",
+          LD(m->http_conns_queued));
+    counter(b, "profiled_http_connections_accepted_total", "Client connections accepted.",
+            LD(m->http_conns_accepted));
+    family(b, "profiled_http_connections_rejected_total", "counter",
+           "Connections answered 503 at accept: over http_max_connections_per_client, or over "
+           "http_max_connections with none idle to close.");
+    pd_buf_printf(b, "profiled_http_connections_rejected_total{reason=\"per_client\"} %llu\n",
+                  (unsigned long long)LD(m->http_conns_rejected[0]));
+    pd_buf_printf(b, "profiled_http_connections_rejected_total{reason=\"total\"} %llu\n",
+                  (unsigned long long)LD(m->http_conns_rejected[1]));
+    counter(b, "profiled_http_connections_evicted_total",
+            "Idle connections closed at http_max_connections to admit a new one.", LD(m->http_conns_evicted));
+    family(b, "profiled_http_connections_timed_out_total", "counter",
+           "Connections closed by a deadline: head (http_head_timeout_ms), idle (kept, "
+           "http_keepalive_timeout_ms), write (a client reading no answer byte for http_request_timeout_ms).");
+    static const char *const phase[3] = {"head", "idle", "write"};
+    for (int k = 0; k < 3; k++)
+        pd_buf_printf(b, "profiled_http_connections_timed_out_total{phase=\"%s\"} %llu\n", phase[k],
+                      (unsigned long long)LD(m->http_conns_timed_out[k]));
+}
+
 void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
 {
     /* Atomic loads need a non-const object in C11; rendering only reads. */
@@ -396,6 +439,38 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
     gauge(b, "profiled_dedup_index_entries",
           "Event ids held by the de-dup indexes (updated at every commit).",
           LD(m->dedup_entries));
+    counter(b, "profiled_dedup_evictions_total",
+            "Event ids the de-dup index forgot before dedup_window passed them, because a partition "
+            "accepted more than dedup_max_ids ids within the window: their duplicates count again.",
+            LD(m->dedup_evictions));
+    family(b, "profiled_backups_total", "counter", "Backups taken into backup_dir (scheduled and requested), by result.");
+    pd_buf_printf(b, "profiled_backups_total{result=\"ok\"} %llu\nprofiled_backups_total{result=\"error\"} %llu\n",
+                  (unsigned long long)LD(m->backups_ok), (unsigned long long)LD(m->backups_failed));
+    {
+        int64_t ls = atomic_load_explicit(&m->backup_last_success_ms, memory_order_relaxed);
+        family(b, "profiled_backup_last_success_timestamp_seconds", "gauge",
+               "End of the last successful backup (epoch seconds; 0: none since start).");
+        pd_buf_puts(b, "profiled_backup_last_success_timestamp_seconds ");
+        put_float(b, (double)ls / 1e3);
+        pd_buf_putc(b, '\n');
+        family(b, "profiled_backup_last_duration_seconds", "gauge", "Duration of the last successful backup.");
+        pd_buf_puts(b, "profiled_backup_last_duration_seconds ");
+        put_float(b, (double)LD(m->backup_last_duration_us) / 1e6);
+        pd_buf_putc(b, '\n');
+    }
+    gauge(b, "profiled_backup_last_size_bytes",
+          "Size of the last successful backup (its files, shared ones included).", LD(m->backup_last_size));
+    gauge(b, "profiled_backup_last_added_bytes",
+          "Bytes the last successful backup added to backup_dir (the incremental part).", LD(m->backup_last_added));
+    int64_t ew = atomic_load_explicit(&m->dedup_effective_window_ms, memory_order_relaxed);
+    if (ew >= 0) { /* from the first commit on */
+        family(b, "profiled_dedup_effective_window_seconds", "gauge",
+               "The de-dup window in effect, smallest over this worker's loaded partitions: dedup_window, "
+               "or less where dedup_max_ids bit (updated at every commit).");
+        pd_buf_puts(b, "profiled_dedup_effective_window_seconds ");
+        put_float(b, (double)ew / 1e3);
+        pd_buf_putc(b, '\n');
+    }
     counter(b, "profiled_store_writes_total",
             "Profile deltas written (one per partition, day and user in a commit): events per write is how "
             "much the batch aggregates.",
@@ -409,6 +484,19 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
     counter(b, "profiled_restore_failures_total", "Partitions for which no usable snapshot could be fetched.",
             LD(m->restores_failed));
     counter(b, "profiled_restore_bytes_total", "Snapshot bytes received from peers.", LD(m->restore_bytes));
+    family(b, "profiled_snapshots_rejected_total", "counter",
+           "Snapshot streams from peers refused, by reason (mac: forged, altered or another cluster secret; "
+           "malformed; size: over the announced length or the disk bound).");
+    for (int r = 0; r < PD_SNAP_REJ__COUNT; r++)
+        pd_buf_printf(b, "profiled_snapshots_rejected_total{reason=\"%s\"} %llu\n", pd_handoff_reject_reason(r),
+                      (unsigned long long)LD(m->snapshots_rejected[r]));
+    family(b, "profiled_member_records_rejected_total", "counter",
+           "Membership records not applied, by reason (unsigned, bad_mac, key_mismatch, malformed: not "
+           "authentic; expired: older than member_ttl, includes history read at start; stale: a replay; "
+           "full: members_max reached).");
+    for (int r = 1; r < PD_MEMREC__COUNT; r++)
+        pd_buf_printf(b, "profiled_member_records_rejected_total{reason=\"%s\"} %llu\n", pd_memrec_reason(r),
+                      (unsigned long long)LD(m->member_records_rejected[r]));
     counter(b, "profiled_rebuilds_total", "Partitions rebuilt by replaying the input topic.", LD(m->rebuilds));
     counter(b, "profiled_partitions_deleted_total", "Released partitions whose local state was deleted.",
             LD(m->partitions_deleted));
@@ -443,6 +531,7 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
 
     counter(b, "profiled_forwarded_requests_total", "Requests forwarded to the owning peer.", LD(m->forwarded));
     counter(b, "profiled_forward_errors_total", "Failed forwards to a peer.", LD(m->forward_errors));
+    render_http_conns(b, m);
 
     if (w) render_worker(b, w);
 }

@@ -131,7 +131,7 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
     pd_holder hs[8];
     int n = w->members ? pd_members_holders(w->members, p, hs, 8) : 0;
     if (n > 0 && (!have || hs[0].next_offset - cp.next_offset > ig->cfg->handoff_min_lag)) {
-        if (pd_restore_start(&pp->job, p, ig->cfg, w->schema, hs, n) != PD_OK) {
+        if (pd_restore_start(&pp->job, p, ig->cfg, w->schema, w->metrics, hs, n) != PD_OK) {
             pd_error("partition %d: cannot start the restore thread", (int)p);
         } else {
             pd_info("partition %d: %s, fetching a snapshot from %s (offset %" PRId64 ")", (int)p,
@@ -278,7 +278,8 @@ void ig_reap_restores(pd_ingest *ig)
             uint64_t records = 0;
             int64_t t1 = pd_mono_us();
             pd_dedup_free(&pp->dd); /* the partition's range is replaced: reload it */
-            if (pd_handoff_apply(w->store, j->path, p, w->schema, &cp, &records, err, sizeof err) == PD_OK) {
+            if (pd_handoff_apply(w->store, j->path, p, w->schema, pd_config_cluster_token(ig->cfg), &cp, &records, err,
+                                 sizeof err) == PD_OK) {
                 pp->next_offset = cp.next_offset;
                 pp->clock_ms = cp.clock_ms;
                 pp->scratch = 0;

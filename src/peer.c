@@ -318,7 +318,7 @@ static int body_flush(body_dst *d, pd_peer_resp *r)
  * NULL: buffered). PD_OK, PD_EIO, or PEER_STALE when the connection failed
  * before any response byte (what a stale keep-alive connection does). */
 static int exchange(int fd, const char *req, size_t reqlen, const peer_timer *t, uint64_t max_body,
-                    pd_peer_sink sink, void *arg, pd_peer_resp *r, char *err, size_t errlen)
+                    int need_length, pd_peer_sink sink, void *arg, pd_peer_resp *r, char *err, size_t errlen)
 {
     pd_buf in = {0};
     body_dst d = {.max = PD_PEER_MAX_BUFFERED};
@@ -397,8 +397,14 @@ static int exchange(int fd, const char *req, size_t reqlen, const peer_timer *t,
         d.max = max_body ? max_body : UINT64_MAX;
     }
     pd_buf *dst = d.sink ? &d.scratch : &r->body;
+    if (d.sink && need_length && clen < 0) {
+        r->keepalive = 0;
+        rc = pd_seterr(err, errlen, PD_ERANGE, "response body without a Content-Length");
+        goto out;
+    }
     if (clen >= 0 && (uint64_t)clen > d.max) {
-        rc = pd_seterr(err, errlen, PD_EIO, "response body of %lld bytes too large", clen);
+        r->keepalive = 0;
+        rc = pd_seterr(err, errlen, d.sink ? PD_ERANGE : PD_EIO, "response body of %lld bytes too large", clen);
         goto out;
     }
     /* body: whatever followed the head, then the rest */
@@ -428,7 +434,7 @@ static int exchange(int fd, const char *req, size_t reqlen, const peer_timer *t,
         r->keepalive = 0;
         for (;;) {
             if (got > d.max) {
-                rc = pd_seterr(err, errlen, PD_EIO, "response body too large");
+                rc = pd_seterr(err, errlen, d.sink ? PD_ERANGE : PD_EIO, "response body too large");
                 goto out;
             }
             ssize_t n = recv_some(fd, dst, PEER_READ_BODY, t);
@@ -459,9 +465,10 @@ static int request(pd_peer_pool *pool, const pd_peer_url *u, const pd_peer_req *
     const peer_timer t = {.deadline_us = rq->deadline_us, .idle_ms = rq->idle_ms};
     int v6 = strchr(u->host, ':') != NULL;
     pd_buf req = {0};
-    pd_buf_printf(&req, "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n%sConnection: %s\r\n\r\n", u->base,
-                  rq->path_query, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port, rq->headers ? rq->headers : "",
-                  pool ? "keep-alive" : "close");
+    const int get = !rq->method || strcmp(rq->method, "GET") == 0;
+    pd_buf_printf(&req, "%s %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n%s%sConnection: %s\r\n\r\n",
+                  get ? "GET" : rq->method, u->base, rq->path_query, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port,
+                  rq->headers ? rq->headers : "", get ? "" : "Content-Length: 0\r\n", pool ? "keep-alive" : "close");
     int rc = PD_EIO;
     for (int attempt = 0; attempt < 2; attempt++) {
         int fd = attempt == 0 && pool ? pool_get(pool, u->host, u->port) : -1;
@@ -476,13 +483,13 @@ static int request(pd_peer_pool *pool, const pd_peer_url *u, const pd_peer_req *
         r->retry_after[0] = '\0';
         r->body.len = 0;
         r->streamed = 0;
-        rc = exchange(fd, req.p, req.len, &t, rq->max_body, sink, arg, r, err, errlen);
+        rc = exchange(fd, req.p, req.len, &t, rq->max_body, rq->need_length, sink, arg, r, err, errlen);
         if (rc == PD_OK && pool && r->keepalive) {
             pool_put(pool, u->host, u->port, fd);
             break;
         }
         close(fd);
-        if (!(rc == PEER_STALE && reused)) break;
+        if (!(rc == PEER_STALE && reused && get)) break;
     }
     if (rc == PEER_STALE) rc = PD_EIO;
     pd_buf_free(&req);

@@ -16,6 +16,7 @@
  * resumes from the last checkpoint). A watchdog bounds the whole shutdown by
  * shutdown_timeout_ms.
  */
+#include "backupd.h"
 #include "config.h"
 #include "http.h"
 #include "ingest.h"
@@ -189,6 +190,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "profiled: %s\n", err);
         goto out;
     }
+    if (pd_backupd_start(&w.backups, &w, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profiled: %s\n", err);
+        goto out;
+    }
     if (pd_http_start(&http, &w, err, sizeof err) != PD_OK) {
         fprintf(stderr, "profiled: http: %s\n", err);
         goto out;
@@ -225,6 +230,8 @@ out:;
     w.members = NULL;
     pd_members_stop(members); /* 4. tell peers we are gone */
     pd_ingest_free(ig);
+    pd_backupd_stop(w.backups);       /* an ongoing backup ends first */
+    w.backups = NULL;
     if (store) pd_store_close(store); /* 5. */
     pd_info("stopped");
     /* 6. Last, when nothing durable is left: librdkafka 2.0.2 can abort

@@ -13,6 +13,15 @@
  *   dims       comma list of schema dimension names (duplicates ignored).
  *   breakdown  "day" | "none".
  *   decay      "exp:H" (half-life H days) | "linear:N" | "none".
+ *   top=K      1..10000: each categorical dimension lists only its K
+ *              largest values (see "Top-K" below).
+ *   at         YYYY-MM-DD, not after today: the query's "today" (point in
+ *              time). Every "today" above and in the decay ages is this
+ *              day; the answer names it ("at") and says when it is older
+ *              than today - retention_days + 1 ("at_before_retention":
+ *              older days may be gone). Stored days are complete per day,
+ *              so the answer is the profile as of the end of that day
+ *              (late events count in their event's day).
  * Names and values are percent-decoded ("%XX", '+' = space). Unknown or
  * repeated parameters, from > to and explicit ranges wider than 3650 days
  * are PD_EINVAL with a message fit for the JSON "detail".
@@ -24,9 +33,20 @@
  * squares are summed weighted; mean = S/W and stddev = sqrt(SS/W - mean^2)
  * (population) from the weighted sums. min/max are unweighted over days
  * with weight > 0; first_seen/last_seen are unweighted over every in-range
- * day. Categorical values sum by value across days; each day's `other`
- * sums into "__other__" (a value kept on one day and folded into `other`
- * on another simply stays split).
+ * day. Categorical values sum by value across days; each overflowed day's
+ * `other` (catset.h) sums into "__other__" (a value kept on one day and
+ * folded into `other` on another simply stays split). A categorical
+ * total is the weighted sum of the days' exact totals, so it counts every
+ * value, kept or not; "approximate" is true when a day with weight > 0
+ * overflowed its cap (its counts are sketch estimates), and
+ * "event_types_approximate" likewise for the event types.
+ *
+ * Top-K: with top=K a categorical dimension has, instead of "counts" and
+ * "shares", "top": [{"value","count","share"}...] -- its K values with the
+ * largest counts, largest first, ties by value bytes, counts compared as
+ * printed (rounded to 6 decimals under decay) -- while "total" and the
+ * shares still refer to all values. "__other__" is not a value and is not
+ * listed.
  *
  * Numbers: every number is printed by the one rule of pd_fmt_double
  * (util.h; docs/api.md "Numbers"): integers below 2^53 as integers, else
@@ -101,10 +121,25 @@ static int qry_parse_pos(const char *s, double *out)
     return PD_OK;
 }
 
-enum { P_FROM, P_TO, P_DAYS, P_DIMS, P_BREAKDOWN, P_DECAY, P__COUNT };
+enum { P_FROM, P_TO, P_DAYS, P_DIMS, P_BREAKDOWN, P_DECAY, P_TOP, P_AT, P__COUNT };
 static const char *const qry_param_names[P__COUNT] = {
-    "from", "to", "days", "dims", "breakdown", "decay",
+    "from", "to", "days", "dims", "breakdown", "decay", "top", "at",
 };
+
+/* A strict decimal integer in [lo, hi]: digits only, no sign, no leading
+ * zero, at most 9 digits. */
+static int qry_parse_int(const char *v, size_t n, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (n == 0 || n > 9 || (v[0] == '0' && n > 1)) return PD_EINVAL;
+    int64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)v[i])) return PD_EINVAL;
+        x = x * 10 + (v[i] - '0');
+    }
+    if (x < lo || x > hi) return PD_EINVAL;
+    *out = x;
+    return PD_OK;
+}
 
 static int qry_parse_dims(pd_query *q, const char *v, const pd_schema *s, char *err, size_t errlen)
 {
@@ -252,6 +287,35 @@ int pd_query_parse_params(pd_query *q, const char *qs, const pd_schema *s, int64
             rc = qry_parse_decay(q, val, err, errlen);
             if (rc) goto out;
             break;
+        case P_TOP: {
+            int64_t kv;
+            if (qry_parse_int(val, dv, 1, PD_QUERY_MAX_TOP, &kv)) {
+                qry_shown(val, dv, shown);
+                rc = pd_seterr(err, errlen, PD_EINVAL,
+                               "parameter 'top': expected an integer from 1 to %d, got '%s'",
+                               PD_QUERY_MAX_TOP, shown);
+                goto out;
+            }
+            q->top = (int)kv;
+            break;
+        }
+        case P_AT: {
+            int64_t at;
+            if (pd_day_parse(val, dv, &at)) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'at': expected a date YYYY-MM-DD");
+                goto out;
+            }
+            if (at > today) {
+                char a[16], b[16];
+                pd_day_format(at, a);
+                pd_day_format(today, b);
+                rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'at': %s is after today (%s)", a, b);
+                goto out;
+            }
+            q->has_at = 1;
+            q->anchor_day = at;
+            break;
+        }
         default:
             pd_assert(0);
         }
@@ -260,6 +324,12 @@ int pd_query_parse_params(pd_query *q, const char *qs, const pd_schema *s, int64
         p = amp + 1;
     }
 
+    if (q->has_at) {
+        q->at_before_retention = q->anchor_day < today - retention_days + 1;
+        today = q->anchor_day; /* everything below counts back from it */
+    } else {
+        q->anchor_day = today;
+    }
     if (seen[P_DAYS] && (seen[P_FROM] || seen[P_TO])) {
         rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'days' cannot be combined with from/to");
         goto out;
@@ -403,6 +473,7 @@ typedef struct {
     qry_ent *ents;
     size_t n;
     double other, total;
+    int approx;     /* a day with weight > 0 overflowed its cap */
     qry_ent small[QRY_SMALL_ENTS];
 } qry_cat;
 
@@ -419,6 +490,7 @@ static void qry_cat_merge(qry_cat *r, const pd_query_day *days, const double *w,
     size_t cap = 0;
     r->n = 0;
     r->other = r->total = 0;
+    r->approx = 0;
     for (int d = 0; d < ndays; d++) {
         if (!(w[d] > 0)) continue;
         const pd_catset *c = dim < 0 ? &days[d].prof->types : &days[d].prof->dims[dim].cat;
@@ -429,7 +501,7 @@ static void qry_cat_merge(qry_cat *r, const pd_query_day *days, const double *w,
         if (!(w[d] > 0)) continue;
         const pd_catset *c = dim < 0 ? &days[d].prof->types : &days[d].prof->dims[dim].cat;
         for (uint32_t i = 0; i < c->n; i++) {
-            double x = w[d] * (double)c->vals[i].count;
+            double x = w[d] * (double)pd_catset_count(c, i);
             if (is_other(pd_catval_str(&c->vals[i]), c->vals[i].len)) { /* a literal "__other__" value */
                 r->other += x;
                 continue;
@@ -437,7 +509,9 @@ static void qry_cat_merge(qry_cat *r, const pd_query_day *days, const double *w,
             const char *v = pd_catval_str(&c->vals[i]);
             r->ents[r->n++] = (qry_ent){v, c->vals[i].len, qry_ent_key(v, c->vals[i].len), x, 0, 0};
         }
-        r->other += w[d] * (double)c->other;
+        r->other += w[d] * (double)pd_catset_other(c);
+        r->total += w[d] * (double)pd_catset_total(c);
+        r->approx |= pd_catset_overflowed(c);
     }
     if (r->n > 1) qsort(r->ents, r->n, sizeof *r->ents, qry_ent_qsort_cmp);
     size_t k = 0;
@@ -446,8 +520,6 @@ static void qry_cat_merge(qry_cat *r, const pd_query_day *days, const double *w,
         else r->ents[k++] = r->ents[i];
     }
     r->n = k;
-    r->total = r->other;
-    for (size_t i = 0; i < r->n; i++) r->total += r->ents[i].w;
 }
 
 static void qry_cat_free(qry_cat *r)
@@ -516,6 +588,48 @@ static void put_shares(const qry_ctx *c, const qry_cat *r)
         }
     }
     pd_buf_putc(c->out, '}');
+}
+
+/* Top-K order: the count as printed (weighted counts rounded to 6
+ * decimals), larger first; then value bytes. */
+typedef struct {
+    const qry_ent *e;
+    double key;
+} qry_topent;
+
+static int qry_top_cmp(const void *x, const void *y)
+{
+    const qry_topent *a = x, *b = y;
+    if (a->key != b->key) return a->key > b->key ? -1 : 1;
+    return qry_ent_cmp(a->e, b->e);
+}
+
+/* "top":[{"value":v,"count":c,"share":s},...]: r's K largest values. */
+static void put_top(const qry_ctx *c, const qry_cat *r, int k)
+{
+    qry_topent *t = r->n ? pd_malloc(r->n * sizeof *t) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (!(r->ents[i].w > 0)) continue;
+        double v = r->ents[i].w;
+        t[n++] = (qry_topent){&r->ents[i], c->weighted && isfinite(v) ? round(v * 1e6) : v};
+    }
+    if (n > 1) qsort(t, n, sizeof *t, qry_top_cmp);
+    if (n > (size_t)k) n = (size_t)k;
+    PD_BUF_LIT(c->out, "\"top\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) pd_buf_putc(c->out, ',');
+        PD_BUF_LIT(c->out, "{\"value\":");
+        put_str(c->out, t[i].e->v, t[i].e->len);
+        PD_BUF_LIT(c->out, ",\"count\":");
+        put_count(c, t[i].e->w);
+        PD_BUF_LIT(c->out, ",\"share\":");
+        if (r->total > 0) put_share(c, t[i].e->w, r->total);
+        else pd_buf_putc(c->out, '0');
+        pd_buf_putc(c->out, '}');
+    }
+    pd_buf_putc(c->out, ']');
+    pd_free(t);
 }
 
 /* Weighted numeric aggregate over several days. */
@@ -592,6 +706,7 @@ static void put_events(const qry_ctx *c, const pd_query_day *days, const double 
     qry_cat t;
     qry_cat_merge(&t, days, w, ndays, -1);
     put_counts(c, &t);
+    pd_buf_printf(c->out, ",\"event_types_approximate\":%s", t.approx ? "true" : "false");
     qry_cat_free(&t);
 }
 
@@ -616,10 +731,15 @@ static void put_dimensions(const qry_ctx *c, const pd_query *q, const pd_schema 
                 put_str(c->out, dim->name, strlen(dim->name));
                 PD_BUF_LIT(c->out, ":{\"type\":\"categorical\",\"total\":");
                 put_count(c, r.total);
-                PD_BUF_LIT(c->out, ",\"counts\":");
-                put_counts(c, &r);
-                PD_BUF_LIT(c->out, ",\"shares\":");
-                put_shares(c, &r);
+                pd_buf_printf(c->out, ",\"approximate\":%s,", r.approx ? "true" : "false");
+                if (q->top > 0) {
+                    put_top(c, &r, q->top);
+                } else {
+                    PD_BUF_LIT(c->out, "\"counts\":");
+                    put_counts(c, &r);
+                    PD_BUF_LIT(c->out, ",\"shares\":");
+                    put_shares(c, &r);
+                }
                 pd_buf_putc(c->out, '}');
             }
             qry_cat_free(&r);
@@ -686,6 +806,11 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
     put_day(out, q->from_day);
     PD_BUF_LIT(out, ",\"to\":");
     put_day(out, q->to_day);
+    if (q->has_at) {
+        PD_BUF_LIT(out, ",\"at\":");
+        put_day(out, q->anchor_day);
+        if (q->at_before_retention) PD_BUF_LIT(out, ",\"at_before_retention\":true");
+    }
     pd_buf_putc(out, ',');
     put_events(&c, days, w, ndays);
     PD_BUF_LIT(out, ",\"first_seen\":");

@@ -1,11 +1,15 @@
 /*
  * restore.c -- one partition's snapshot download on its own thread (see
  * restore.h). The temporary file name is unique in the process
- * (snapshot-in-<p>-<seq>.tmp under data_dir).
+ * (snapshot-in-<p>-<seq>.tmp under data_dir). A stream refused as forged,
+ * malformed or oversized is counted (profiled_snapshots_rejected_total)
+ * and the next source tried; when none gives a verified stream the ingest
+ * loop rebuilds the partition from the topic.
  */
 #include "restore.h"
 
 #include "handoff.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +26,7 @@ static void *restore_main(void *arg)
         for (int i = 0; i < j->nsrc && !atomic_load(&j->cancel); i++) {
             uint64_t bytes = 0;
             int rc = pd_handoff_fetch(j->src[i].url, j->p, pd_config_cluster_token(j->cfg), j->schema, j->path, 10000,
-                                      &j->cp, &bytes, j->err, sizeof j->err);
+                                      0, &j->cp, &bytes, j->err, sizeof j->err);
             if (rc == PD_OK) {
                 j->rc = PD_OK;
                 j->bytes = bytes;
@@ -30,8 +34,11 @@ static void *restore_main(void *arg)
                 snprintf(j->from, sizeof j->from, "%s", j->src[i].id);
                 goto done;
             }
+            int rej = rc == PD_EAUTH ? PD_SNAP_REJ_MAC : rc == PD_ECORRUPT ? PD_SNAP_REJ_MALFORMED
+                      : rc == PD_ERANGE ? PD_SNAP_REJ_SIZE : -1;
+            if (rej >= 0 && j->metrics) PD_INC(j->metrics->snapshots_rejected[rej]);
             pd_warn("partition %d: snapshot from %s failed (%s)%s", (int)j->p, j->src[i].id, j->err,
-                    rc == PD_ECORRUPT ? ": rejected, will retry" : "");
+                    rej >= 0 ? ": rejected" : "");
             j->rc = rc;
         }
         if (round < 2) usleep(300 * 1000);
@@ -41,13 +48,14 @@ done:
     return NULL;
 }
 
-int pd_restore_start(pd_restore **out, int32_t p, const pd_config *cfg, const pd_schema *s, const pd_holder *src,
-                     int n)
+int pd_restore_start(pd_restore **out, int32_t p, const pd_config *cfg, const pd_schema *s, pd_metrics *metrics,
+                     const pd_holder *src, int n)
 {
     static _Atomic int seq;
     pd_restore *j = pd_calloc(1, sizeof *j);
     j->p = p;
     j->cfg = cfg;
+    j->metrics = metrics;
     j->schema = s;
     j->nsrc = (int)PD_MIN(n, 8);
     memcpy(j->src, src, sizeof src[0] * (size_t)j->nsrc);

@@ -4,7 +4,9 @@
  *
  * The fingerprint is XXH3-64 of the canonical JSON (pd_schema_to_json), so
  * two schemas that read the same events into the same dimensions, in the
- * same order, with the same buckets and cap, have the same fingerprint.
+ * same order, with the same buckets and caps, have the same fingerprint
+ * (each categorical dimension's effective cap is written out, so a cap
+ * given per dimension and the same cap given as the default agree).
  */
 #include "schema.h"
 
@@ -122,8 +124,10 @@ int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max
     }
     const cJSON *mv = cJSON_GetObjectItemCaseSensitive(root, "categorical_max_values");
     if (mv) {
-        if (!cJSON_IsNumber(mv) || mv->valuedouble < 1 || mv->valuedouble > 4096) {
-            pd_seterr(err, errlen, rc, "schema: categorical_max_values must be 1..4096");
+        if (!cJSON_IsNumber(mv) || mv->valuedouble < 1 || mv->valuedouble > PD_MAX_CAP ||
+            mv->valuedouble != floor(mv->valuedouble)) {
+            pd_seterr(err, errlen, rc, "schema: \"categorical_max_values\" must be an integer from 1 to %d",
+                      PD_MAX_CAP);
             goto out;
         }
         if (!max_values) s->max_values = (uint32_t)mv->valuedouble;
@@ -200,6 +204,20 @@ int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max
             pd_seterr(err, errlen, rc, "schema: dimension '%s': \"buckets\" only apply to numeric dimensions", nm);
             goto out;
         }
+        const cJSON *cap = cJSON_GetObjectItemCaseSensitive(d, "max_values");
+        if (cap && dim->type != PD_DIM_CATEGORICAL) {
+            pd_seterr(err, errlen, rc, "schema: dimension '%s': \"max_values\" only applies to categorical dimensions", nm);
+            goto out;
+        }
+        if (cap) {
+            if (!cJSON_IsNumber(cap) || cap->valuedouble < 1 || cap->valuedouble > PD_MAX_CAP ||
+                cap->valuedouble != floor(cap->valuedouble)) {
+                pd_seterr(err, errlen, rc, "schema: dimension '%s': \"max_values\" must be an integer from 1 to %d",
+                          nm, PD_MAX_CAP);
+                goto out;
+            }
+            dim->max_values = (uint32_t)cap->valuedouble;
+        }
         s->ndims++;
     }
     if (s->ndims == 0) {
@@ -263,6 +281,7 @@ void pd_schema_to_json(const pd_schema *s, pd_buf *out)
             pd_buf_json_str(out, path, strlen(path));
         }
         pd_buf_putc(out, ']');
+        if (d->type == PD_DIM_CATEGORICAL) pd_buf_printf(out, ",\"max_values\":%u", pd_dim_cap(s, i));
         if (d->type == PD_DIM_NUMERIC) {
             PD_BUF_LIT(out, ",\"buckets\":[");
             for (int k = 0; k < d->nbounds; k++) pd_buf_printf(out, "%s%.17g", k ? "," : "", d->bounds[k]);

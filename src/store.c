@@ -9,10 +9,15 @@
  * Layout on disk: one RocksDB database with the families "default",
  * "meta", "dedup" and one "dYYYY-MM-DD" family per day. The meta family
  * holds the records
- *   "format"       store format version, decimal text ("2"). Version 1
+ *   "format"       store format version, decimal text ("3"). Version 1
  *                  kept one de-dup key per event (partition + event id ->
  *                  ts i64 BE); such stores predate the dialect record and
- *                  are refused for it (read-only opens still read them).
+ *                  are refused for it. Version 2 held profile values of
+ *                  encoding versions 1-2 (bottom-k caps, no levels or
+ *                  sketches), which cannot be turned into version 3 state
+ *                  (the evicted values and the events' occurrence levels
+ *                  are gone): refused, read-write and read-only alike,
+ *                  with the rebuild instruction.
  *   "schema"       canonical schema JSON (pd_schema_to_json)
  *   "fingerprint"  schema fingerprint, 16 lower-case hex digits
  *   "dialect"      event dialect version (PD_EVENT_DIALECT), decimal text;
@@ -699,13 +704,16 @@ static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errl
     if (rc) goto out;
     /* before the format: format 1 stores predate the dialect record */
     if ((rc = check_dialect(st, err, errlen)) != PD_OK) goto out;
-    if (st->read_only && flen == 1 && format[0] == '1') {
-        /* format 1 (one de-dup key per event id) differs only in the
-         * "dedup" family, which the dump tool never reads */
-    } else if (flen != strlen(PD_STORE_FORMAT) || memcmp(format, PD_STORE_FORMAT, flen) != 0) {
+    if (flen != strlen(PD_STORE_FORMAT) || memcmp(format, PD_STORE_FORMAT, flen) != 0) {
+        int old = (flen == 1 && (format[0] == '1' || format[0] == '2'));
         rc = pd_seterr(err, errlen, PD_EINVAL,
-                       "store %s has format version '%s'; this build reads version %s", st->dir,
-                       format, PD_STORE_FORMAT);
+                       "store %s has format version '%.20s'; this build reads version %s%s", st->dir,
+                       format, PD_STORE_FORMAT,
+                       old ? " (profile value encoding 3: per-dimension caps, heavy-hitter levels and "
+                             "sketches, which older values lack). Rebuild it: stop this worker, delete "
+                             "the data directory, and start the worker again (it copies its partitions "
+                             "from a live peer of this build or replays the input topic)"
+                           : "");
         goto out;
     }
     if ((rc = meta_get(st, "fingerprint", &fp, &fplen, err, errlen)) != PD_OK ||
@@ -791,6 +799,8 @@ static void *filler_main(void *arg)
     store_dayents_unref(st, v, n);
     return NULL;
 }
+
+const pd_schema *pd_store_schema(const pd_store *st) { return st->schema; }
 
 int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_store_opts *o,
                   char *err, size_t errlen)

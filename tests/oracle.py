@@ -1,11 +1,14 @@
 """oracle.py -- an independent model of what profiled must compute.
 
-Written from the documented rules (docs/data-model.md, docs/architecture.md),
-not from the C code: event validation, the future bound of record times,
-Kafka's murmur2 partitioner, the per-partition event-time clock, retention,
-de-dup on deliveries and the bottom-k cap. Tests
-feed it the same input they produce to Kafka and compare its profiles with
-what the workers stored or serve.
+Written from the documented rules (docs/data-model.md, docs/architecture.md,
+docs/api.md), not from the C code: event validation, the future bound of
+record times, Kafka's murmur2 partitioner, the per-partition event-time
+clock, retention, de-dup on deliveries, the categorical cap (exact below a
+dimension's max_values; beyond it the values of highest occurrence level
+counted by a Count-Min sketch) and the query answer (weights, totals,
+shares, top=K, approximate flags). Tests feed it the same input they
+produce to Kafka and compare its profiles with what the workers stored or
+serve.
 """
 import json
 import math
@@ -206,13 +209,26 @@ def _cat_text(v):
     return None
 
 
-def attribute(ev, dim, kind):
-    """Returns ('absent'|'bad'|'ok', value)."""
-    for cont in ("item", "filters"):
-        c = ev.get(cont)
-        if not isinstance(c, dict) or dim not in c or c[dim] is None:
+def attribute(ev, dim, kind, paths=None):
+    """Returns ('absent'|'bad'|'ok', value). paths: the dimension's schema
+    paths (dot-separated), tried in order; default item.<dim>, filters.<dim>."""
+    for path in paths or ("item." + dim, "filters." + dim):
+        cur = ev
+        segs = path.split(".")
+        bad = False
+        for k, seg in enumerate(segs):
+            if not isinstance(cur, dict):
+                bad = k > 1   # the top-level container is checked with the event
+                cur = None
+                break
+            cur = cur.get(seg)
+            if cur is None:
+                break
+        if bad:
+            return "bad", None
+        if cur is None:
             continue
-        v = c[dim]
+        v = cur
         if kind == "categorical":
             t = _cat_text(v)
             return ("ok", t) if t is not None else ("bad", None)
@@ -222,24 +238,88 @@ def attribute(ev, dim, kind):
     return "absent", None
 
 
+M64 = (1 << 64) - 1
+SKETCH_ROWS = 4
+SKETCH_SEED = 0x70726F66696C6564   # "profiled"
+
+
+def okey(ev):
+    """Occurrence key of a validated event: XXH3-64 of "i" + event_id, or
+    of "t" + ts (8 bytes big-endian) + type."""
+    eid = ev.get("event_id")
+    if isinstance(eid, str) and eid:
+        return xxhash.xxh3_64_intdigest(b"i" + eid.encode("utf-8"))
+    return xxhash.xxh3_64_intdigest(b"t" + (ev["_ts"] & M64).to_bytes(8, "big") + ev["type"].encode("utf-8"))
+
+
+def level(key, v: str):
+    """Occurrence level of value v in the event with occurrence key `key`:
+    -log2(u / 2^64) in eighths of an octave, u = XXH3-64(v, seed=key)."""
+    u = xxhash.xxh3_64_intdigest(v.encode("utf-8"), seed=key)
+    if u == 0:
+        return 255
+    z = 64 - u.bit_length()
+    m = ((u << z) & M64) >> 60 & 7
+    return min(255, 8 * z + 7 - m)
+
+
+def sketch_width(cap):
+    w = 64
+    while w < 131072 and w < 2 * cap:
+        w *= 2
+    return w
+
+
+def sketch_cells(v: str, w):
+    h = xxhash.xxh3_128_intdigest(v.encode("utf-8"), seed=SKETCH_SEED)
+    return [((h >> (32 * r)) & 0xFFFFFFFF) % w for r in range(SKETCH_ROWS)]
+
+
 def _rank(v: str):
     b = v.encode("utf-8")
-    return (xxhash.xxh3_64_intdigest(b), b, len(b))
+    return (xxhash.xxh3_64_intdigest(b), b)
 
 
-def capped(counts: dict, cap: int):
-    """Bottom-k rule: keep the cap values of smallest (xxh3, bytes); rest -> other."""
-    keep = sorted(counts, key=_rank)[:cap]
-    kept = {v: counts[v] for v in keep}
-    other = sum(c for v, c in counts.items() if v not in kept)
-    return kept, other
+def capped(counts: dict, levels: dict, cap: int):
+    """One user-day's catset under cap: (counts of the kept values, other,
+    approximate). Exact when at most cap distinct values; else the cap
+    values of highest level (ties: smaller XXH3-64, then bytes) are kept,
+    each counted by the Count-Min estimate (min over the rows of the
+    counters its cells got from every value's count), and other is the
+    total less those estimates, at least 0."""
+    if len(counts) <= cap:
+        return dict(counts), 0, False
+    keep = sorted(counts, key=lambda v: (-levels[v],) + _rank(v))[:cap]
+    w = sketch_width(cap)
+    rows = [[0] * w for _ in range(SKETCH_ROWS)]
+    for v, c in counts.items():
+        for r, b in enumerate(sketch_cells(v, w)):
+            rows[r][b] += c
+    kept = {}
+    for v in keep:
+        kept[v] = min(rows[r][b] for r, b in enumerate(sketch_cells(v, w)))
+    other = max(0, sum(counts.values()) - sum(kept.values()))
+    return kept, other, True
+
+
+def weight(decay, age):
+    """The weight of a day of age `age` (days before today, at least 0)."""
+    age = max(age, 0)
+    if decay is None:
+        return 1.0
+    kind, p = decay
+    if kind == "exp":
+        return 2.0 ** (-age / p)
+    return max(0.0, 1.0 - age / p)
 
 
 class Oracle:
     def __init__(self, schema=None, max_values=64, retention_days=60, dedup_window_ms=DAY_MS,
-                 max_future_skew_ms=3600000, nparts=None, tz_offset_ms=0, now_ms=None):
+                 max_future_skew_ms=3600000, nparts=None, tz_offset_ms=0, now_ms=None, caps=None,
+                 dedup_max_ids=0):
         self.schema = schema or vehicle_schema()
-        self.max_values = max_values
+        self.max_values = max_values        # the default cap, and the event types'
+        self.caps = dict(caps or {})        # dimension -> its own max_values
         self.retention_days = retention_days
         self.window = dedup_window_ms
         self.skew = max_future_skew_ms
@@ -249,6 +329,9 @@ class Oracle:
         self.clock = {}        # partition -> newest event ts
         self.dclock = {}       # partition -> newest delivery time of an accepted event with an id
         self.seen = {}         # (partition, id) -> delivery time of its latest accepted occurrence
+        self.max_ids = dedup_max_ids  # 0: no bound
+        self.accepts = {}      # partition -> delivery times of every acceptance, in order
+        self.caph = {}         # partition -> cap horizon: ids accepted before it are forgotten
         self.raw = {}          # (user, day) -> accumulated raw profile
         self.outcomes = {}     # outcome -> count
         self.dlq = []          # (partition, offset, reason)
@@ -309,31 +392,49 @@ class Oracle:
             dclock = max(self.dclock.get(partition, delivered), delivered)
             key = (partition, did)
             d0 = self.seen.get(key)
-            if d0 is not None and dclock - d0 <= self.window:
+            # dedup_max_ids: an id is also forgotten once max_ids later
+            # acceptances happened in its partition (the horizon moves
+            # past the delivery time of the acceptance max_ids + 1 back)
+            if d0 is not None and dclock - d0 <= self.window and d0 >= self.caph.get(partition, d0):
                 self._count("duplicate")
                 return "duplicate"
             self.dclock[partition] = dclock
             self.seen[key] = dclock
+            if self.max_ids:
+                acc = self.accepts.setdefault(partition, [])
+                acc.append(dclock)
+                if len(acc) > self.max_ids:
+                    out = acc[-1 - self.max_ids]
+                    self.caph[partition] = max(self.caph.get(partition, out + 1), out + 1)
         self._add(uid, day, ev, ts)
         self._count("accepted")
         return "accepted"
 
+    def cap(self, name):
+        return self.caps.get(name, self.max_values)
+
     def _add(self, uid, day, ev, ts):
         p = self.raw.get((uid, day))
         if p is None:
-            p = {"events": 0, "first": ts, "last": ts, "types": {}, "cat": {}, "num": {}}
+            p = {"events": 0, "first": ts, "last": ts, "types": {}, "cat": {}, "num": {}, "lv": {}}
             self.raw[(uid, day)] = p
+        key = okey(ev)
         p["events"] += 1
         p["first"] = min(p["first"], ts)
         p["last"] = max(p["last"], ts)
         p["types"][ev["type"]] = p["types"].get(ev["type"], 0) + 1
-        for name, kind, bounds in self.schema:
-            st, v = attribute(ev, name, kind)
+        lv = p["lv"].setdefault(None, {})
+        lv[ev["type"]] = max(lv.get(ev["type"], 0), level(key, ev["type"]))
+        for dim in self.schema:
+            name, kind, bounds = dim[:3]
+            st, v = attribute(ev, name, kind, dim[3] if len(dim) > 3 else None)
             if st != "ok":
                 continue
             if kind == "categorical":
                 d = p["cat"].setdefault(name, {})
                 d[v] = d.get(v, 0) + 1
+                lv = p["lv"].setdefault(name, {})
+                lv[v] = max(lv.get(v, 0), level(key, v))
             else:
                 if not math.isfinite(v):
                     continue
@@ -362,16 +463,17 @@ class Oracle:
         for (uid, day), p in self.raw.items():
             if floor is not None and day < floor:
                 continue
-            types, tother = capped(p["types"], self.max_values)
+            types, tother, tapprox = self.day_catset(p, None)
             if tother:
                 types["__other__"] = tother
             dims = {}
-            for name, kind, bounds in self.schema:
+            for name, kind, bounds, *_ in self.schema:
                 if kind == "categorical" and name in p["cat"]:
-                    kept, other = capped(p["cat"][name], self.max_values)
+                    kept, other, approx = self.day_catset(p, name)
                     if other:
                         kept["__other__"] = other
-                    dims[name] = {"type": "categorical", "total": sum(p["cat"][name].values()), "counts": kept}
+                    dims[name] = {"type": "categorical", "total": sum(p["cat"][name].values()),
+                                  "approximate": approx, "counts": kept}
                 elif kind == "numeric" and name in p["num"]:
                     n = p["num"][name]
                     hist = [{"le": b, "count": c} for b, c in zip(bounds, n["hist"])]
@@ -380,8 +482,127 @@ class Oracle:
                                   "min": n["min"], "max": n["max"], "histogram": hist}
             out[(uid, day_str(day))] = {"events": p["events"], "first_seen": ts_str(p["first"]),
                                         "last_seen": ts_str(p["last"]), "event_types": types,
-                                        "dimensions": dims}
+                                        "event_types_approximate": tapprox, "dimensions": dims}
         return out
+
+    def day_catset(self, p, name):
+        """(kept counts, other, approximate) of raw day profile p's dimension
+        `name` (None: the event types) under its cap."""
+        if name is None:
+            return capped(p["types"], p["lv"].get(None, {}), self.max_values)
+        return capped(p["cat"].get(name, {}), p["lv"].get(name, {}), self.cap(name))
+
+    def answer(self, user, frm, to, today, dims=None, decay=None, breakdown=False, top=None):
+        """The expected GET /v1/profiles/{user} body (without partition,
+        served_by) for the day range [frm, to] (day numbers) from the days
+        still kept, or None when the user has no events there (a 404).
+        docs/api.md: every day weighs w(today - day); counts, totals and
+        numeric sums are weighted sums; a categorical total sums the days'
+        exact totals; "approximate" when a day of weight > 0 overflowed;
+        top=K lists the K largest counts (as printed), ties by value bytes."""
+        floor = self.drop_floor()
+        days = sorted(d for (u, d) in self.raw if u == user and frm <= d <= to and
+                      (floor is None or d >= floor) and self.raw[(u, d)]["events"] > 0)
+        if not days:
+            return None
+        names = dims or [d[0] for d in self.schema]
+        weighted = decay is not None
+
+        def cat_merge(day_list, name):
+            counts, other, total, approx = {}, 0.0, 0.0, False
+            for d in day_list:
+                p = self.raw[(user, d)]
+                w = weight(decay, today - d)
+                if not w > 0:
+                    continue
+                if name is not None and name not in p["cat"]:
+                    continue
+                kept, oth, ap = self.day_catset(p, name)
+                for k, v in kept.items():
+                    if k == "__other__":
+                        oth += v
+                    else:
+                        counts[k] = counts.get(k, 0) + w * v
+                other += w * oth
+                total += w * sum((p["types"] if name is None else p["cat"][name]).values())
+                approx = approx or ap
+            counts = {k: v for k, v in counts.items() if v > 0}
+            return counts, other, total, approx
+
+        def agg(day_list):
+            out = {"events": sum(weight(decay, today - d) * self.raw[(user, d)]["events"] for d in day_list
+                                 if weight(decay, today - d) > 0)}
+            tc, tother, _, tapprox = cat_merge(day_list, None)
+            if tother > 0:
+                tc["__other__"] = tother
+            out["event_types"] = tc
+            out["event_types_approximate"] = tapprox
+            dims_out = {}
+            for n, kind, bounds, *_ in self.schema:
+                if n not in names:
+                    continue
+                if kind == "categorical":
+                    c, other, total, approx = cat_merge(day_list, n)
+                    if total == 0 and not dims:
+                        continue
+                    o = {"type": "categorical", "total": total, "approximate": approx}
+                    if top:
+                        def key(k):
+                            v = c[k]
+                            return (-(math.floor(v * 1e6 + 0.5) if weighted else v), k.encode("utf-8"))
+                        o["top"] = [{"value": k, "count": c[k], "share": c[k] / total if total else 0}
+                                    for k in sorted(c, key=key)[:top]]
+                    else:
+                        counts = dict(c)
+                        if other > 0:
+                            counts["__other__"] = other
+                        o["counts"] = counts
+                        o["shares"] = {k: v / total for k, v in counts.items()} if total else {}
+                    dims_out[n] = o
+                else:
+                    x = {"count": 0.0, "sum": 0.0, "sumsq": 0.0, "min": None, "max": None,
+                         "hist": [0.0] * (len(bounds) + 1)}
+                    for d in day_list:
+                        src = self.raw[(user, d)]["num"].get(n)
+                        w = weight(decay, today - d)
+                        if src is None or not w > 0:
+                            continue
+                        x["count"] += w * src["count"]
+                        x["sum"] += w * src["sum"]
+                        x["sumsq"] += w * src["sumsq"]
+                        x["min"] = src["min"] if x["min"] is None else min(x["min"], src["min"])
+                        x["max"] = src["max"] if x["max"] is None else max(x["max"], src["max"])
+                        for i, cnt in enumerate(src["hist"]):
+                            x["hist"][i] += w * cnt
+                    if x["count"] == 0 and not dims:
+                        continue
+                    if x["count"] == 0:
+                        o = {"type": "numeric", "count": 0, "mean": None, "stddev": None, "min": None, "max": None}
+                    else:
+                        mean = x["sum"] / x["count"]
+                        var = max(0.0, x["sumsq"] / x["count"] - mean * mean)
+                        o = {"type": "numeric", "count": x["count"], "mean": mean, "stddev": math.sqrt(var),
+                             "min": x["min"], "max": x["max"]}
+                    o["histogram"] = [{"le": b, "count": c} for b, c in zip(bounds, x["hist"])] + \
+                        [{"le": "+Inf", "count": x["hist"][-1]}]
+                    dims_out[n] = o
+            out["dimensions"] = dims_out
+            return out
+
+        a = agg(days)
+        res = {"user_id": user, "from": day_str(frm), "to": day_str(to), "events": a["events"],
+               "event_types": a["event_types"], "event_types_approximate": a["event_types_approximate"],
+               "first_seen": ts_str(min(self.raw[(user, d)]["first"] for d in days)),
+               "last_seen": ts_str(max(self.raw[(user, d)]["last"] for d in days)),
+               "dimensions": a["dimensions"], "stale": False}
+        if breakdown:
+            res["days"] = []
+            for d in days:
+                b = agg([d])
+                res["days"].append({"day": day_str(d), "events": b["events"], "event_types": b["event_types"],
+                                    "event_types_approximate": b["event_types_approximate"],
+                                    "dimensions": b["dimensions"]})
+        return res
 
 
 def _close(a, b):

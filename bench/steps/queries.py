@@ -60,6 +60,34 @@ def local(ctx):
     log("   paced %.0f req/s p99 %.2f ms" % (q["local_paced"]["rps"], q["local_paced"]["p99_us"] / 1e3))
 
 
+def topk(ctx):
+    """Query cost of top=10 against the plain query (issue 19): worker CPU
+    per request (core-seconds / requests) of saturating wrk runs on the
+    same users, in interleaved (plain, top=10) pairs so that a noisy
+    neighbour moves both alike; the median of the pair ratios is the
+    verdict. Results: ctx.r["topk"]."""
+    log("3b/9 top=10 vs plain query")
+    w = ctx.ensure_w1()
+    ufile = ctx.users_file()
+    npairs = max(ctx.sizes["pairs"], 3)
+    secs = 4
+    res = {"pairs": [], "secs": secs, "plain_query": "days=30", "top_query": "days=30&top=10"}
+    for i in range(npairs):
+        runs = {}
+        for kind, qs in (("plain", "days=30"), ("top10", "days=30&top=10")):
+            r = ctx.wrk(w.url, secs, users=ufile, name="wrk-%s-%d" % (kind, i), watch={"worker": w.pid}, query=qs)
+            runs[kind] = {"rps": r["rps"], "worker_cores": r["cpu"].get("worker"), "p50_us": r.get("p50_us"),
+                          "p99_us": r.get("p99_us"), "errors": r["errors"],
+                          "worker_us_per_req": 1e6 * r["cpu"].get("worker", 0) / r["rps"] if r["rps"] else None}
+        runs["cpu_ratio"] = runs["top10"]["worker_us_per_req"] / runs["plain"]["worker_us_per_req"]
+        res["pairs"].append(runs)
+        log("   pair %d: plain %.1f us/req, top=10 %.1f us/req (x%.3f)" % (
+            i, runs["plain"]["worker_us_per_req"], runs["top10"]["worker_us_per_req"], runs["cpu_ratio"]))
+    ratios = sorted(p["cpu_ratio"] for p in res["pairs"])
+    res["median_cpu_ratio"] = ratios[len(ratios) // 2]
+    ctx.r["topk"] = res
+
+
 def ingest(ctx):
     """The paced, then the saturating load while events are produced at half
     the measured end-to-end rate."""

@@ -16,7 +16,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib import cluster, check, http_get, main, wait_for, TestFailure  # noqa: E402
-from oracle import Oracle, capped, day_str, ts_str, vehicle_schema  # noqa: E402
+from oracle import Oracle, day_str  # noqa: E402
 import datetime  # noqa: E402
 
 NPARTS = 6
@@ -25,106 +25,6 @@ DAY = 86400000
 
 def today():
     return (datetime.datetime.utcnow().date() - datetime.date(1970, 1, 1)).days
-
-
-def weight(decay, age):
-    age = max(age, 0)
-    if decay is None:
-        return 1.0
-    kind, p = decay
-    if kind == "exp":
-        return 2.0 ** (-age / p)
-    return max(0.0, 1.0 - age / p)
-
-
-def with_other(counts, cap=64):
-    kept, other = capped(counts, cap)
-    if other:
-        kept["__other__"] = other
-    return kept
-
-
-def expected(oracle_raw, user, frm, to, dims=None, decay=None, breakdown=False, t=None):
-    """Independent aggregation of the oracle's raw day profiles."""
-    t = today() if t is None else t
-    days = sorted(d for (u, d) in oracle_raw if u == user and frm <= d <= to)
-    days = [d for d in days if oracle_raw[(user, d)]["events"] > 0]
-    if not days:
-        return None
-    schema = vehicle_schema()
-    names = dims or [n for n, _, _ in schema]
-
-    def agg(day_list):
-        r = {"events": 0.0, "types": {}, "cat": {}, "num": {}}
-        for d in day_list:
-            p = oracle_raw[(user, d)]
-            w = weight(decay, t - d)
-            r["events"] += w * p["events"]
-            for k, v in with_other(p["types"]).items():
-                r["types"][k] = r["types"].get(k, 0) + w * v
-            for n, kind, bounds in schema:
-                if kind == "categorical" and n in p["cat"]:
-                    c = r["cat"].setdefault(n, {})
-                    for k, v in with_other(p["cat"][n]).items():
-                        c[k] = c.get(k, 0) + w * v
-                elif kind == "numeric" and n in p["num"]:
-                    src = p["num"][n]
-                    x = r["num"].setdefault(n, {"count": 0.0, "sum": 0.0, "sumsq": 0.0, "min": None, "max": None,
-                                                "hist": [0.0] * (len(bounds) + 1)})
-                    x["count"] += w * src["count"]
-                    x["sum"] += w * src["sum"]
-                    x["sumsq"] += w * src["sumsq"]
-                    if w > 0:
-                        x["min"] = src["min"] if x["min"] is None else min(x["min"], src["min"])
-                        x["max"] = src["max"] if x["max"] is None else max(x["max"], src["max"])
-                    for i, c in enumerate(src["hist"]):
-                        x["hist"][i] += w * c
-        # A value whose weighted count is 0 (only seen on zero-weight days) is omitted.
-        r["types"] = {k: v for k, v in r["types"].items() if v > 0}
-        for n in r["cat"]:
-            r["cat"][n] = {k: v for k, v in r["cat"][n].items() if v > 0}
-        dims_out = {}
-        for n, kind, bounds in schema:
-            if n not in names:
-                continue
-            if kind == "categorical":
-                c = r["cat"].get(n, {})
-                total = sum(c.values())
-                if total == 0 and not dims:
-                    continue
-                dims_out[n] = {"type": "categorical", "total": total, "counts": c,
-                               "shares": {k: v / total for k, v in c.items()} if total else {}}
-            else:
-                x = r["num"].get(n)
-                if (x is None or x["count"] == 0) and not dims:
-                    continue
-                if x is None or x["count"] == 0:
-                    hist = [0.0] * (len(bounds) + 1)
-                    dims_out[n] = {"type": "numeric", "count": 0, "mean": None, "stddev": None, "min": None,
-                                   "max": None}
-                else:
-                    hist = x["hist"]
-                    mean = x["sum"] / x["count"]
-                    var = max(0.0, x["sumsq"] / x["count"] - mean * mean)
-                    dims_out[n] = {"type": "numeric", "count": x["count"], "mean": mean, "stddev": math.sqrt(var),
-                                   "min": x["min"], "max": x["max"]}
-                dims_out[n]["histogram"] = [{"le": b, "count": c} for b, c in zip(bounds, hist)] + \
-                    [{"le": "+Inf", "count": hist[-1]}]
-        return r, dims_out
-
-    r, dims_out = agg(days)
-    first = min(oracle_raw[(user, d)]["first"] for d in days)
-    last = max(oracle_raw[(user, d)]["last"] for d in days)
-    out = {"user_id": user, "from": day_str(frm), "to": day_str(to), "events": r["events"],
-           "event_types": r["types"], "first_seen": ts_str(first), "last_seen": ts_str(last),
-           "dimensions": dims_out, "stale": False}
-    if breakdown:
-        out["days"] = []
-        for d in days:
-            rd, dd = agg([d])
-            out["days"].append({"day": day_str(d), "events": rd["events"], "event_types": rd["types"],
-                                "dimensions": dd})
-    return out
 
 
 def close(a, b, path, errs):
@@ -206,6 +106,13 @@ def test_query_every_user_every_worker():
             ("breakdown=day&dims=fuel,mileage", {"breakdown": True, "dims": ["fuel", "mileage"]}),
             ("decay=exp:2", {"decay": ("exp", 2.0)}),
             ("decay=linear:4&dims=price", {"decay": ("linear", 4.0), "dims": ["price"]}),
+            ("top=3&dims=model,color", {"top": 3, "dims": ["model", "color"]}),
+            ("top=2&decay=exp:1&breakdown=day", {"top": 2, "decay": ("exp", 1.0), "breakdown": True}),
+            # point in time: the range and the decay ages count back from at
+            ("at=%s&days=2&decay=linear:3" % day_str(t - 1),
+             {"frm": t - 2, "to": t - 1, "today": t - 1, "decay": ("linear", 3.0), "at": t - 1}),
+            ("at=%s&top=2" % day_str(t - 2), {"frm": t - 2 - 60 + 1, "to": t - 2, "today": t - 2, "top": 2,
+                                              "at": t - 2}),
         ]
         errs = []
         served = set()
@@ -217,7 +124,10 @@ def test_query_every_user_every_worker():
                 kw = dict(kw)
                 frm = kw.pop("frm", t - 60 + 1)
                 to = kw.pop("to", t)
-                want = expected(o.raw, u, frm, to, t=t, **kw)
+                at = kw.pop("at", None)
+                want = o.answer(u, frm, to, kw.pop("today", t), **kw)
+                if want is not None and at is not None:
+                    want["at"] = day_str(at)
                 got = query_all(ws, u, qs)
                 norm = set()
                 for st, body in got:
@@ -246,10 +156,14 @@ def test_query_every_user_every_worker():
         # Errors.
         w = ws[0]
         for qs, code in [("from=2026-13-01", 400), ("from=2026-11-10&to=2026-11-01", 400), ("dims=nope", 400),
-                         ("decay=exp:-1", 400), ("days=abc", 400), ("bogus=1", 400)]:
+                         ("decay=exp:-1", 400), ("days=abc", 400), ("bogus=1", 400), ("top=0", 400),
+                         ("top=10001", 400), ("top=x", 400), ("at=2999-01-01", 400), ("at=yesterday", 400)]:
             st, _, body = http_get(w.url + "/v1/profiles/u-1?" + qs)
             check(st == code, "%s: %d %s" % (qs, st, body[:200]))
             check("error" in json.loads(body), "no JSON error for %s" % qs)
+            if qs.startswith("top="):
+                j = json.loads(body)
+                check("expected an integer from 1 to 10000" in json.dumps(j), "top error message: %s" % body[:300])
         st, _, body = http_get(w.url + "/v1/profiles/" + "x" * 300)
         check(st == 400 and "error" in json.loads(body), "over-long user id: %d" % st)
         st, _, body = http_get(w.url + "/v1/profiles/nobody-at-all")
@@ -260,6 +174,34 @@ def test_query_every_user_every_worker():
         check(st in (414, 431, 400), "huge URI: %d" % st)
         for w in ws:
             check(w.stop() == 0, "%s exit code" % w.name)
+        # profilectl export --at: the same answers, from the stores (the
+        # workers' copies overlap: owners and replicas must agree)
+        at = t - 1
+        got = {}
+        for w in ws:
+            r = c.ctl("export", "--data_dir", w.data, "--at", day_str(at), "--days", "3", "--decay", "linear:3",
+                      "--top", "2")
+            for line in r.stdout.decode().splitlines():
+                j = json.loads(line)
+                prev = got.setdefault(j["user_id"], j)
+                check(prev == j, "stores disagree on %s" % j["user_id"])
+        errs = []
+        for u in users:
+            want = o.answer(u, at - 2, at, at, decay=("linear", 3.0), top=2)
+            if want is None:
+                if u in got:
+                    errs.append("export: %s has no events in range but was exported" % u)
+                continue
+            want["at"] = day_str(at)
+            want.pop("stale", None)  # an export is no HTTP answer: no served_by, no stale
+            if u not in got:
+                errs.append("export: %s missing" % u)
+                continue
+            close(want, got[u], "export %s" % u, errs)
+        check(not errs, "%d export mismatches:\n  %s" % (len(errs), "\n  ".join(errs[:10])))
+        check(len(got) > 50, "export wrote %d users" % len(got))
+        r = c.ctl("export", "--data_dir", ws[0].data, "--at", "2999-01-01", check_rc=False)
+        check(r.returncode == 2 and b"after today" in r.stderr, "export of a future day: %r" % r.stderr)
 
 
 def test_api_token():

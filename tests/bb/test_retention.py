@@ -6,6 +6,11 @@ event_ids are repeated both inside and outside the window. The stored
 profiles must equal the oracle's (which applies the documented rules
 independently), old day families must be dropped, and the worker's
 counters must agree with the oracle's outcome counts.
+
+The de-dup bound (dedup_max_ids = 50 per partition): every event is
+delivered again after the whole input; only the last ids of each partition
+are still remembered, the rest count twice, exactly as the oracle's
+independent rule says, across a SIGKILL and restart in the middle.
 """
 import json
 import os
@@ -77,5 +82,46 @@ def test_retention_and_dedup_window():
         check(days and min(days) >= day_str(floor), "days kept %s, floor %s" % (days, day_str(floor)))
 
 
+def test_dedup_bound():
+    with cluster(partitions=ti.NPARTS) as c:
+        now = int(time.time() * 1000)
+        r = c.ctl("generate", "1500", "--users", "200", "--days", "1", "--seed", "9", "--start_ts",
+                  str(now - DAY), "--dup_rate", "0")
+        lines = [l for l in r.stdout.splitlines() if l.strip()]
+        first = os.path.join(c.dir, "first.jsonl")
+        again = os.path.join(c.dir, "again.jsonl")
+        open(first, "wb").write(b"\n".join(lines[:1000]) + b"\n")
+        # the second half, then retries: of the newest 200 (a partition's
+        # last 50 ids are remembered: mostly caught) and of the oldest 300
+        # (forgotten: counted again)
+        open(again, "wb").write(b"\n".join(lines[1000:] + lines[-200:] + lines[:300]) + b"\n")
+        args = ["--dedup_max_ids", "50"]
+        w = c.start_worker("w1", args)
+        c.produce_file(first)
+        ti.wait_caught_up(c, [w.data])
+        w.kill9()
+        w = c.start_worker("w1", args)
+        c.produce_file(again)
+        ti.wait_caught_up(c, [w.data])
+        _, _, metrics = http_get(w.url + "/metrics")
+        check(w.stop() == 0, "exit code")
+        o = Oracle(nparts=ti.NPARTS, dedup_max_ids=50)
+        for rec in ti.read_topic(c, c.topic):
+            o.feed(rec["partition"], rec["offset"], rec["value"].encode(), rec["timestamp"])
+        dup = o.outcomes.get("duplicate", 0)
+        check(30 < dup <= 200, "the bound must both catch and miss retries: %s" % o.outcomes)
+        ti.compare_state(c, o, [w.data])
+        g = dict(l.split() for l in metrics.decode().splitlines()
+                 if l.startswith("profiled_dedup_") or l.startswith("profiled_events_total{"))
+        check(int(float(g.get('profiled_events_total{outcome="duplicate"}', "-1"))) == dup,
+              "duplicates %s vs oracle %d" % (g, dup))
+        check(float(g["profiled_dedup_evictions_total"]) > 0, "evictions counted: %s" % g)
+        check(float(g["profiled_dedup_effective_window_seconds"]) < 86400, "effective window shrank: %s" % g)
+        # per partition at most 4 x 64 table slots (24 B), a 50-slot ring and
+        # the record list, plus the pending entries of a flush (3,000 at most)
+        check(int(g["profiled_dedup_index_bytes"]) <= ti.NPARTS * (256 * 24 + 50 * 8 + 4096) + 3000 * 24,
+              "de-dup memory bounded: %s" % g)
+
+
 if __name__ == "__main__":
-    main([test_retention_and_dedup_window])
+    main([test_retention_and_dedup_window, test_dedup_bound])

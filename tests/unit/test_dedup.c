@@ -64,9 +64,9 @@ static int stored_records(dut *u)
     return c.n;
 }
 
-/* Opens a store in tmpdir/name and an empty loaded index; 0 after a failed
- * CHECK. */
-static int dut_open(dut *u, const char *name)
+/* Opens a store in tmpdir/name and an empty loaded index bounded by
+ * max_ids; 0 after a failed CHECK. */
+static int dut_open_max(dut *u, const char *name, uint64_t max_ids)
 {
     char dir[400], err[256];
     snprintf(dir, sizeof dir, "%s/%s", pd_test_tmpdir(), name);
@@ -79,9 +79,11 @@ static int dut_open(dut *u, const char *name)
         return 0;
     }
     u->sb = pd_store_batch_new(u->st);
-    CHECK_INT(pd_dedup_load(&u->d, u->st, 0, WIN, err, sizeof err), PD_OK);
+    CHECK_INT(pd_dedup_load(&u->d, u->st, 0, WIN, max_ids, err, sizeof err), PD_OK);
     return 1;
 }
+
+static int dut_open(dut *u, const char *name) { return dut_open_max(u, name, 0); }
 
 static void dut_close(dut *u)
 {
@@ -154,7 +156,7 @@ TEST(dedup_decisions_gc_and_reload_match_reference)
         if ((r >> 8) % 400 == 1) { /* restart: reload from the store */
             flush(&u);
             pd_dedup_free(&u.d);
-            CHECK_INT(pd_dedup_load(&u.d, u.st, 0, WIN, err, sizeof err), PD_OK);
+            CHECK_INT(pd_dedup_load(&u.d, u.st, 0, WIN, 0, err, sizeof err), PD_OK);
             if (check_live(&u, ref, have) && bad++ < 5) CHECK(!"reloaded index == reference live entries");
             if (u.d.clock != u.clock && bad++ < 5) CHECK_INT(u.d.clock, u.clock); /* C recomputed */
             reloads++;
@@ -177,7 +179,7 @@ TEST(dedup_decisions_gc_and_reload_match_reference)
     for (int i = 0; i < 70; i++) flush(&u);
     CHECK_INT(stored_records(&u), 1);
     pd_dedup_free(&u.d);
-    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, WIN, err, sizeof err), PD_OK);
+    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, WIN, 0, err, sizeof err), PD_OK);
     CHECK_INT(u.d.clock, last);
     CHECK_INT(pd_dedup_lookup(&u.d, "last", 4), last);
     CHECK_INT(pd_dedup_check(&u.d, "last", 4, last + WIN, WIN), 1);    /* moved exactly the window */
@@ -217,10 +219,95 @@ TEST(dedup_window_follows_deliveries)
     }
     CHECK_INT(stored_records(&u), 1); /* the first record is collected, the newest stays */
     pd_dedup_free(&u.d);
-    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, WIN, err, sizeof err), PD_OK);
+    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, WIN, 0, err, sizeof err), PD_OK);
     CHECK_INT(u.d.clock, base + 70 * m);
     CHECK_INT(pd_dedup_check(&u.d, "now", 3, base, WIN), 1); /* stored at C = base + 70 min */
     CHECK_INT(pd_dedup_check(&u.d, "z", 1, base, WIN), 0);
     CHECK_INT(pd_dedup_lookup(&u.d, "z", 1), base + 70 * m);
     dut_close(&u);
+}
+
+/* The bound (dedup_max_ids; dedup.h): against a reference that keeps every
+ * acceptance time and raises H past the one that falls out of the last
+ * max_ids, an index that is never reloaded and one reloaded from its store
+ * at random points (after flushes that collect records, so the reload sees
+ * only a suffix of the acceptances) take the same decisions; ties in
+ * delivery time and stamps lagging behind the clock included. The live
+ * entries never exceed max_ids and memory stays within the documented
+ * bound. */
+#define BIDS 400
+#define BMAX 37
+TEST(dedup_bound_is_deterministic_across_reloads)
+{
+    char err[256];
+    dut a, b;
+    if (!dut_open_max(&a, "dedupA", BMAX) || !dut_open_max(&b, "dedupB", BMAX)) return;
+    static int64_t ref[BIDS], acc[40000];
+    static int have[BIDS];
+    int64_t clock = PD_DEDUP_NONE, H = PD_DEDUP_NONE;
+    size_t nacc = 0;
+    const int64_t base = 1763800000000LL;
+    int64_t t = base;
+    uint32_t r = 977;
+    int bad = 0, dups = 0, reloads = 0, early = 0;
+    for (int i = 0; i < 30000; i++) {
+        r = r * 1103515245u + 12345u;
+        int id = (int)((r >> 8) % BIDS);
+        r = r * 1103515245u + 12345u;
+        if ((r >> 8) % 3) t += 1000; /* one in three shares the previous delivery's ms */
+        int64_t at = t;
+        r = r * 1103515245u + 12345u;
+        if ((r >> 8) % 5 == 0) at -= (int64_t)((r >> 12) % (2 * WIN)); /* an old stamp */
+        /* the reference */
+        int64_t c = clock == PD_DEDUP_NONE ? at : PD_MAX(clock, at);
+        int64_t hz = PD_MAX(c - WIN, H);
+        int dup = have[id] && ref[id] >= hz;
+        if (!dup) {
+            if (have[id] && ref[id] >= c - WIN) early++; /* a duplicate the bound let through */
+            ref[id] = c;
+            have[id] = 1;
+            clock = c;
+            acc[nacc++] = c;
+            if (nacc > BMAX) H = PD_MAX(H, acc[nacc - 1 - BMAX] + 1);
+        }
+        dups += dup;
+        char sid[32];
+        id_of(sid, sizeof sid, id);
+        int ga = pd_dedup_check(&a.d, sid, strlen(sid), at, WIN);
+        int gb = pd_dedup_check(&b.d, sid, strlen(sid), at, WIN);
+        if ((ga != dup || gb != dup) && bad++ < 5) {
+            CHECK_INT(ga, dup);
+            CHECK_INT(gb, dup);
+        }
+        if (b.d.cap_h != H && bad++ < 5) CHECK_INT(b.d.cap_h, H);
+        a.seq++;
+        b.seq++;
+        a.clock = b.clock = clock;
+        r = r * 1103515245u + 12345u;
+        if ((r >> 8) % 4 == 0) flush(&a);
+        if ((r >> 8) % 3 == 0) flush(&b);
+        if ((r >> 8) % 300 == 7) { /* restart b */
+            flush(&b);
+            pd_dedup_free(&b.d);
+            CHECK_INT(pd_dedup_load(&b.d, b.st, 0, WIN, BMAX, err, sizeof err), PD_OK);
+            if ((b.d.cap_h != H || b.d.clock != clock) && bad++ < 5) CHECK(!"reload keeps H and C");
+            reloads++;
+        }
+        /* live entries are bounded by max_ids */
+        size_t live = 0;
+        for (size_t k = 0; k < b.d.cap; k++)
+            if (b.d.slots[k].ts != PD_DEDUP_NONE && b.d.slots[k].ts >= PD_MAX(clock - WIN, H)) live++;
+        if (live > BMAX && bad++ < 5) CHECK(!"live entries <= max_ids");
+        if (b.d.cap > 4 * 64 && b.d.cap > 4 * BMAX && bad++ < 5) CHECK(!"table within 4 x max_ids slots");
+    }
+    CHECK_INT(bad, 0);
+    CHECK(dups > 1000);
+    CHECK(early > 1000); /* the bound did bite */
+    CHECK(reloads > 20);
+    CHECK(pd_dedup_effective_window(&a.d, WIN) < WIN);
+    /* stored records stay bounded too (collected below H) */
+    flush(&b);
+    CHECK(stored_records(&b) < 100);
+    dut_close(&a);
+    dut_close(&b);
 }

@@ -1,10 +1,11 @@
 /* test_handoff.c -- snapshot export / verify / apply between two stores,
- * rejection of corrupted and truncated streams, and the fetch over HTTP
- * from a scripted loopback server. */
+ * rejection of corrupted, truncated and forged streams (the trailer MAC),
+ * and the fetch over HTTP from a scripted loopback server, with its size
+ * bounds. */
 #include "test.h"
-#include <xxhash.h>
 #include "event.h"
 #include "handoff.h"
+#include "mac.h"
 #include "loopback.h"
 #include "store.h"
 #include "util.h"
@@ -112,14 +113,14 @@ TEST(handoff_roundtrip_and_rejects_damage)
     FILE *f = fopen(snap, "wb");
     pd_checkpoint cp;
     uint64_t bytes = 0;
-    CHECK_INT(pd_handoff_export(a, &s, 3, pd_handoff_file_sink, f, &cp, &bytes, err, sizeof err), PD_OK);
+    CHECK_INT(pd_handoff_export(a, &s, "sk", 3, pd_handoff_file_sink, f, &cp, &bytes, err, sizeof err), PD_OK);
     fclose(f);
     CHECK_INT(cp.next_offset, 777);
     CHECK_INT(cp.clock_ms, 123456);
     CHECK(bytes > 100);
     /* No state for partition 9. */
     f = fopen("/dev/null", "wb");
-    CHECK_INT(pd_handoff_export(a, &s, 9, pd_handoff_file_sink, f, &cp, NULL, err, sizeof err), PD_ENOTFOUND);
+    CHECK_INT(pd_handoff_export(a, &s, "sk", 9, pd_handoff_file_sink, f, &cp, NULL, err, sizeof err), PD_ENOTFOUND);
     fclose(f);
 
     /* Damaged copies are rejected and never touch the store. */
@@ -129,43 +130,76 @@ TEST(handoff_roundtrip_and_rejects_damage)
     fclose(in);
     char bad[420];
     snprintf(bad, sizeof bad, "%s.bad", snap);
+    /* too short for a stream: malformed; longer cuts lose the MAC */
     size_t cuts[] = {0, 10, 20, bytes / 2, bytes - 9, bytes - 1};
     for (size_t i = 0; i < PD_ARRAY_LEN(cuts); i++) {
         f = fopen(bad, "wb");
         fwrite(data, 1, cuts[i], f);
         fclose(f);
-        CHECK_INT(pd_handoff_apply(b, bad, 3, &s, &cp, NULL, err, sizeof err), PD_ECORRUPT);
+        CHECK_INT(pd_handoff_apply(b, bad, 3, &s, "sk", &cp, NULL, err, sizeof err), i < 3 ? PD_ECORRUPT : PD_EAUTH);
     }
     for (size_t pos = 0; pos < bytes; pos += bytes / 7 + 1) {
         data[pos] ^= 0x20;
         f = fopen(bad, "wb");
         fwrite(data, 1, bytes, f);
         fclose(f);
-        CHECK_INT(pd_handoff_apply(b, bad, 3, &s, &cp, NULL, err, sizeof err), PD_ECORRUPT);
+        CHECK_INT(pd_handoff_apply(b, bad, 3, &s, "sk", &cp, NULL, err, sizeof err), PD_EAUTH);
         data[pos] ^= 0x20;
     }
-    CHECK_INT(pd_handoff_verify(snap, 4, &s, &cp, NULL, err, sizeof err), PD_ECORRUPT); /* wrong partition */
+    /* another secret (or none) does not verify it */
+    CHECK_INT(pd_handoff_verify(snap, 3, &s, "sk2", &cp, NULL, err, sizeof err), PD_EAUTH);
+    CHECK_INT(pd_handoff_verify(snap, 3, &s, NULL, &cp, NULL, err, sizeof err), PD_EAUTH);
+    CHECK(strstr(err, "MAC") != NULL);
+    CHECK_INT(pd_handoff_apply(b, snap, 3, &s, "", &cp, NULL, err, sizeof err), PD_EAUTH);
+    CHECK_INT(pd_handoff_verify(snap, 4, &s, "sk", &cp, NULL, err, sizeof err), PD_ECORRUPT); /* wrong partition */
     /* A well-formed stream built under another event dialect (header word at
-     * byte 20, checksum recomputed so only the dialect differs) is refused. */
+     * byte 20, MAC recomputed with the secret from the formula in handoff.h
+     * so only the dialect differs) is refused. */
     {
         char *dia = malloc(bytes);
         memcpy(dia, data, bytes);
+        pd_mac_key k;
+        pd_mac_key_derive(&k, "sk", "snapshot");
         for (uint32_t v = PD_EVENT_DIALECT - 1; v <= PD_EVENT_DIALECT + 1; v += 2) {
             pd_put_u32be((uint8_t *)dia + 20, v);
-            pd_put_u64be((uint8_t *)dia + bytes - 8, XXH3_64bits(dia, bytes - 8));
+            pd_hmac_sha256(k.k, sizeof k.k, dia, bytes - PD_MAC_LEN, (uint8_t *)dia + bytes - PD_MAC_LEN);
             f = fopen(bad, "wb");
             fwrite(dia, 1, bytes, f);
             fclose(f);
             err[0] = 0;
-            CHECK_INT(pd_handoff_verify(bad, 3, &s, &cp, NULL, err, sizeof err), PD_ECORRUPT);
+            CHECK_INT(pd_handoff_verify(bad, 3, &s, "sk", &cp, NULL, err, sizeof err), PD_ECORRUPT);
             CHECK(strstr(err, "dialect") != NULL);
         }
         pd_put_u32be((uint8_t *)dia + 20, PD_EVENT_DIALECT); /* the control: accepted again */
-        pd_put_u64be((uint8_t *)dia + bytes - 8, XXH3_64bits(dia, bytes - 8));
+        pd_hmac_sha256(k.k, sizeof k.k, dia, bytes - PD_MAC_LEN, (uint8_t *)dia + bytes - PD_MAC_LEN);
         f = fopen(bad, "wb");
         fwrite(dia, 1, bytes, f);
         fclose(f);
-        CHECK_INT(pd_handoff_verify(bad, 3, &s, &cp, NULL, err, sizeof err), PD_OK);
+        CHECK_INT(pd_handoff_verify(bad, 3, &s, "sk", &cp, NULL, err, sizeof err), PD_OK);
+        /* A forger without the secret: the records of partition 3 emptied
+         * (header + trailer, offset far ahead), sealed with a MAC under its
+         * own secret -- refused; the same under the real secret is valid,
+         * which is what the MAC is for. */
+        uint8_t forged[24 + 57];
+        memcpy(forged, dia, 24);
+        forged[24] = 'E';
+        pd_put_u64be(forged + 25, 1u << 30);
+        pd_put_u64be(forged + 33, 1);
+        pd_put_u64be(forged + 41, 0);
+        pd_mac_key fk;
+        pd_mac_key_derive(&fk, "guess", "snapshot");
+        pd_hmac_sha256(fk.k, sizeof fk.k, forged, sizeof forged - PD_MAC_LEN, forged + sizeof forged - PD_MAC_LEN);
+        f = fopen(bad, "wb");
+        fwrite(forged, 1, sizeof forged, f);
+        fclose(f);
+        CHECK_INT(pd_handoff_verify(bad, 3, &s, "sk", &cp, NULL, err, sizeof err), PD_EAUTH);
+        CHECK_INT(pd_handoff_apply(b, bad, 3, &s, "sk", &cp, NULL, err, sizeof err), PD_EAUTH);
+        pd_hmac_sha256(k.k, sizeof k.k, forged, sizeof forged - PD_MAC_LEN, forged + sizeof forged - PD_MAC_LEN);
+        f = fopen(bad, "wb");
+        fwrite(forged, 1, sizeof forged, f);
+        fclose(f);
+        CHECK_INT(pd_handoff_verify(bad, 3, &s, "sk", &cp, NULL, err, sizeof err), PD_OK);
+        CHECK_INT(cp.next_offset, 1 << 30);
         free(dia);
     }
     pd_checkpoint none;
@@ -190,7 +224,7 @@ TEST(handoff_roundtrip_and_rejects_damage)
     pd_store_batch_free(bb);
 
     uint64_t applied = 0;
-    CHECK_INT(pd_handoff_apply(b, snap, 3, &s, &cp, &applied, err, sizeof err), PD_OK);
+    CHECK_INT(pd_handoff_apply(b, snap, 3, &s, "sk", &cp, &applied, err, sizeof err), PD_OK);
     CHECK_INT(cp.next_offset, 777);
     /* Independent count: 40 users x 3 days of profiles + the one de-dup entry
      * of partition 3 (partition 4's record does not travel). */
@@ -251,7 +285,7 @@ static int to_buf(void *arg, const void *d, size_t n)
     return 0;
 }
 
-enum { SNAP_OK, SNAP_TRUNCATED, SNAP_CORRUPT, SNAP_STALL, SNAP_STATUS };
+enum { SNAP_OK, SNAP_TRUNCATED, SNAP_CORRUPT, SNAP_STALL, SNAP_STATUS, SNAP_NOLEN, SNAP_HUGE };
 typedef struct {
     const pd_buf *snap;
     int mode;
@@ -266,6 +300,16 @@ static int h_snap(void *arg, int fd, const char *req, int k, int n)
         snprintf(head, sizeof head, "HTTP/1.1 %d Nope\r\nContent-Length: 2\r\n\r\n{}", s->status);
         t_lb_sends(fd, head);
         return T_LB_CLOSE;
+    }
+    if (s->mode == SNAP_NOLEN) { /* framed by close: the length is not announced */
+        t_lb_sends(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n");
+        t_lb_send(fd, s->snap->p, s->snap->len);
+        return T_LB_CLOSE;
+    }
+    if (s->mode == SNAP_HUGE) { /* more than any disk here: refused before a byte is read */
+        t_lb_sends(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1125899906842624\r\n\r\n");
+        t_lb_send(fd, s->snap->p, s->snap->len);
+        return T_LB_HOLD;
     }
     snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %zu\r\n\r\n",
              s->snap->len);
@@ -311,7 +355,7 @@ TEST(handoff_fetch_http)
     pd_store_batch_free(bt);
     pd_buf snap = {0};
     pd_checkpoint cp;
-    CHECK_INT(pd_handoff_export(a, &s, 3, to_buf, &snap, &cp, NULL, err, sizeof err), PD_OK);
+    CHECK_INT(pd_handoff_export(a, &s, "tok", 3, to_buf, &snap, &cp, NULL, err, sizeof err), PD_OK);
     pd_store_close(a);
 
     t_snapsrv ss = {.snap = &snap, .mode = SNAP_OK};
@@ -320,7 +364,7 @@ TEST(handoff_fetch_http)
     snprintf(url, sizeof url, "http://127.0.0.1:%d", srv.port);
     uint64_t bytes = 0;
     memset(&cp, 0, sizeof cp);
-    CHECK_INT(pd_handoff_fetch(url, 3, "tok", &s, dst, 2000, &cp, &bytes, err, sizeof err), PD_OK);
+    CHECK_INT(pd_handoff_fetch(url, 3, "tok", &s, dst, 2000, 0, &cp, &bytes, err, sizeof err), PD_OK);
     CHECK_INT(bytes, snap.len);
     CHECK_INT(cp.next_offset, 4242);
     CHECK_INT(cp.clock_ms, 99);
@@ -337,9 +381,10 @@ TEST(handoff_fetch_http)
     CHECK(strncmp(last, "GET /internal/v1/snapshot/3 HTTP/1.1\r\n", 38) == 0);
     CHECK(strstr(last, "\r\nAuthorization: Bearer tok\r\n") != NULL);
     CHECK(strstr(last, "\r\nConnection: close") != NULL);
-    /* no token: no Authorization header; a base path in the URL is kept */
+    /* no token: no Authorization header, and the stream (sealed with
+     * "tok") does not verify; a base path in the URL is kept */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/pfx/", srv.port);
-    CHECK_INT(pd_handoff_fetch(url, 3, NULL, &s, dst, 2000, &cp, &bytes, err, sizeof err), PD_OK);
+    CHECK_INT(pd_handoff_fetch(url, 3, NULL, &s, dst, 2000, 0, &cp, &bytes, err, sizeof err), PD_EAUTH);
     t_lb_last(&srv, last, sizeof last);
     CHECK(strncmp(last, "GET /pfx/internal/v1/snapshot/3 HTTP/1.1\r\n", 42) == 0);
     CHECK(strstr(last, "Authorization") == NULL);
@@ -348,23 +393,26 @@ TEST(handoff_fetch_http)
     /* failures leave no file behind */
     static const struct {
         int mode, status, rc;
+        uint64_t max;
     } bad[] = {
-        {SNAP_TRUNCATED, 0, PD_EIO},     {SNAP_CORRUPT, 0, PD_ECORRUPT}, {SNAP_STATUS, 404, PD_ENOTFOUND},
-        {SNAP_STATUS, 503, PD_EAGAIN},   {SNAP_STATUS, 500, PD_EIO},     {SNAP_STALL, 0, PD_EIO},
+        {SNAP_TRUNCATED, 0, PD_EIO, 0},   {SNAP_CORRUPT, 0, PD_EAUTH, 0}, {SNAP_STATUS, 404, PD_ENOTFOUND, 0},
+        {SNAP_STATUS, 503, PD_EAGAIN, 0}, {SNAP_STATUS, 500, PD_EIO, 0},  {SNAP_STALL, 0, PD_EIO, 0},
+        {SNAP_NOLEN, 0, PD_ERANGE, 0},    {SNAP_HUGE, 0, PD_ERANGE, 0},
+        {SNAP_OK, 0, PD_ERANGE, 100}, /* announced more than the caller's bound */
     };
     for (size_t i = 0; i < PD_ARRAY_LEN(bad); i++) {
         ss.mode = bad[i].mode;
         ss.status = bad[i].status;
         int64_t t0 = pd_mono_us();
-        int rc = pd_handoff_fetch(url, 3, "tok", &s, dst, 200, &cp, &bytes, err, sizeof err);
+        int rc = pd_handoff_fetch(url, 3, "tok", &s, dst, 200, bad[i].max, &cp, &bytes, err, sizeof err);
         if (rc != bad[i].rc) pd_test_fail(__FILE__, __LINE__, "case %zu: rc %d (%s)", i, rc, err);
         CHECK(access(dst, F_OK) != 0);
         CHECK(pd_mono_us() - t0 < 2000000); /* the stall is bounded by the idle timeout */
     }
     t_lb_stop(&srv);
-    CHECK_INT(pd_handoff_fetch("ftp://x", 3, NULL, &s, dst, 200, &cp, &bytes, err, sizeof err), PD_EINVAL);
+    CHECK_INT(pd_handoff_fetch("ftp://x", 3, NULL, &s, dst, 200, 0, &cp, &bytes, err, sizeof err), PD_EINVAL);
     /* nobody listening */
-    CHECK_INT(pd_handoff_fetch("http://127.0.0.1:1", 3, NULL, &s, dst, 200, &cp, &bytes, err, sizeof err),
+    CHECK_INT(pd_handoff_fetch("http://127.0.0.1:1", 3, NULL, &s, dst, 200, 0, &cp, &bytes, err, sizeof err),
               PD_EAGAIN);
     CHECK(access(dst, F_OK) != 0);
     pd_buf_free(&snap);

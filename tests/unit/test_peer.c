@@ -450,10 +450,10 @@ TEST(peer_stream_sink)
     CHECK_INT(k.calls, 0);
     CHECK_INT(f.r.streamed, 0);
     CHECK_INT(atomic_load(&f.s.accepts), 1);
-    /* a limit below the Content-Length */
+    /* a limit below the Content-Length: refused from the head */
     pd_peer_req rq = t_req("/big", 5000);
     rq.max_body = BIG_LEN - 1;
-    CHECK_INT(fix_stream(&f, rq, sink_fn, &k), PD_EIO);
+    CHECK_INT(fix_stream(&f, rq, sink_fn, &k), PD_ERANGE);
     CHECK(strstr(f.err, "too large") != NULL);
     CHECK_INT(k.calls, 0);
     /* a sink that refuses aborts the transfer */

@@ -145,6 +145,11 @@ TEST(query_params_dims_breakdown_decay)
     CHECK_DBL(q.decay_param, 30.0, 0);
     CHECK_INT(parse(&q, "decay=none", err, sizeof err), PD_OK);
     CHECK_INT(q.decay, PD_DECAY_NONE);
+    CHECK_INT(q.top, 0);
+    CHECK_INT(parse(&q, "top=10000", err, sizeof err), PD_OK);
+    CHECK_INT(q.top, 10000);
+    CHECK_INT(parse(&q, "top=1&dims=color", err, sizeof err), PD_OK);
+    CHECK_INT(q.top, 1);
     CHECK_INT(parse(&q, "from=2026-11-01&to=2026-11-22&dims=color,price&breakdown=day&decay=exp:7",
                     err, sizeof err), PD_OK);
     CHECK_INT(q.from_day, D_2026_11_01);
@@ -194,6 +199,17 @@ TEST(query_params_invalid)
         {"decay=linear:", "decay"},
         {"decay=linear:0", "decay"},
         {"decay=cubic:3", "decay"},
+        {"top=0", "parameter 'top': expected an integer from 1 to 10000, got '0'"},
+        {"top=10001", "parameter 'top': expected an integer from 1 to 10000, got '10001'"},
+        {"top=99999999999", "parameter 'top'"},
+        {"top=abc", "got 'abc'"},
+        {"top=", "parameter 'top'"},
+        {"top", "parameter 'top'"},
+        {"top=-1", "parameter 'top'"},
+        {"top=+3", "parameter 'top'"},
+        {"top=05", "parameter 'top'"},
+        {"top=2.5", "parameter 'top'"},
+        {"top=1&top=2", "more than once"},
         {"decay=", "decay"},
         {"from=2026-01-01&to=2035-12-30", "too wide"},
     };
@@ -219,6 +235,7 @@ typedef struct {
     pd_profile p;
     pd_catval types[4], colors[4];
     uint64_t hist[2][4];
+    uint64_t sk[PD_SKETCH_ROWS * 64]; /* cat_fold's sketch */
     double vals[2][8]; /* raw numeric values, for the oracle */
     int nvals[2];
 } tday;
@@ -242,6 +259,28 @@ static void cat_put(pd_catset *c, const char *v, uint64_t count)
     c->vals[c->n].len = (uint32_t)n;
     c->vals[c->n].count = count;
     c->n++;
+    c->total += count;
+}
+
+/* Makes c an overflowed catset (catset.h) whose kept values (cat_put
+ * before) keep their counts and which counted `count` more occurrences of
+ * `hidden`, a value it did not keep: its "__other__". sk (64-wide) is the
+ * day's buffer. The values used here share no sketch cell in some row, so
+ * every estimate is exact (query_render_* check the numbers). */
+static void cat_fold(pd_catset *c, uint64_t *sk, const char *hidden, uint64_t count)
+{
+    memset(sk, 0, PD_SKETCH_ROWS * 64 * sizeof *sk);
+    c->sk = sk;
+    c->skw = 64;
+    uint32_t cell[PD_SKETCH_ROWS];
+    for (uint32_t i = 0; i < c->n; i++) {
+        pd_sketch_cells(pd_catval_str(&c->vals[i]), c->vals[i].len, 64, cell);
+        for (int r = 0; r < PD_SKETCH_ROWS; r++) sk[cell[r]] += c->vals[i].count;
+        c->vals[i].count = 0;
+    }
+    pd_sketch_cells(hidden, strlen(hidden), 64, cell);
+    for (int r = 0; r < PD_SKETCH_ROWS; r++) sk[cell[r]] += count;
+    c->total += count;
 }
 
 /* numeric dim k (0 = price, 1 = year) */
@@ -285,7 +324,7 @@ static void fx_init(fixture *f)
     cat_put(&f->a.p.types, "park", 1);
     cat_put(&f->a.p.dims[S_COLOR].cat, "blue", 3);
     cat_put(&f->a.p.dims[S_COLOR].cat, "black", 1);
-    f->a.p.dims[S_COLOR].cat.other = 1;
+    cat_fold(&f->a.p.dims[S_COLOR].cat, f->a.sk, "hidden", 1);
     num_put(&f->a, &f->s, 0, 12000);
     num_put(&f->a, &f->s, 0, 4000);
     num_put(&f->a, &f->s, 0, 12000);
@@ -311,7 +350,7 @@ static cJSON *render(const pd_query *q, const fixture *f, const pd_query_day *da
 {
     pd_buf out = {0};
     pd_buf_append(&out, "X", 1); /* pre-existing content must be kept */
-    int rc = pd_query_render(q, &f->s, "u\"42", 4, 7, TODAY, days, ndays, &out);
+    int rc = pd_query_render(q, &f->s, "u\"42", 4, 7, q->anchor_day, days, ndays, &out);
     *rcp = rc;
     if (rc) {
         CHECK_INT(out.len, 1);
@@ -470,6 +509,8 @@ TEST(query_render_plain)
     const cJSON *color = obj(dims, "color");
     CHECK_STR(str(color, "type"), "categorical");
     CHECK_DBL(num(color, "total"), 8, 0);
+    CHECK(cJSON_IsTrue(obj(color, "approximate"))); /* day A overflowed */
+    CHECK(cJSON_IsFalse(obj(j, "event_types_approximate")));
     const cJSON *cnt = obj(color, "counts");
     keys_of(cnt, keys, sizeof keys);
     CHECK_STR(keys, "black,blue,red,__other__");
@@ -584,6 +625,52 @@ TEST(query_render_decay_linear)
     }
 }
 
+/* at=: the range and the decay ages count back from that day; the answer
+ * names it, and says when it is older than the retained days. */
+TEST(query_at_anchors_range_and_decay)
+{
+    fixture f;
+    fx_init(&f);
+    pd_query q;
+    char err[160];
+    CHECK_INT(pd_query_parse_params(&q, "at=2026-11-21&days=2&decay=linear:2", &f.s, TODAY, 30, err, sizeof err),
+              PD_OK);
+    CHECK_INT(q.from_day, D_2026_11_20);
+    CHECK_INT(q.to_day, D_2026_11_21);
+    CHECK_INT(q.anchor_day, D_2026_11_21);
+    int rc;
+    cJSON *j = render(&q, &f, f.days, 2, &rc, NULL);
+    CHECK_INT(rc, PD_OK);
+    if (j) {
+        CHECK_DBL(num(j, "events"), 5 * 0.5, 0); /* day A is 1 day old as of the 21st */
+        CHECK_STR(str(j, "at"), "2026-11-21");
+        CHECK(!obj(j, "at_before_retention"));
+        cJSON_Delete(j);
+    }
+    /* without at: the caller's today, no "at" */
+    CHECK_INT(pd_query_parse_params(&q, "days=2", &f.s, TODAY, 30, err, sizeof err), PD_OK);
+    CHECK_INT(q.anchor_day, TODAY);
+    CHECK_INT(q.from_day, D_2026_11_21);
+    j = render(&q, &f, &f.days[1], 2, &rc, NULL);
+    if (j) {
+        CHECK(!obj(j, "at"));
+        cJSON_Delete(j);
+    }
+    /* the default range counts back from at too; older than retention is said */
+    CHECK_INT(pd_query_parse_params(&q, "at=2026-10-01", &f.s, TODAY, 30, err, sizeof err), PD_OK);
+    CHECK_INT(q.to_day, q.anchor_day);
+    CHECK_INT(q.from_day, q.anchor_day - 29);
+    CHECK_INT(q.at_before_retention, 1);
+    /* bad input */
+    CHECK_INT(pd_query_parse_params(&q, "at=2026-11-23", &f.s, TODAY, 30, err, sizeof err), PD_EINVAL);
+    CHECK(strstr(err, "after today") != NULL);
+    CHECK_INT(pd_query_parse_params(&q, "at=2026-13-01", &f.s, TODAY, 30, err, sizeof err), PD_EINVAL);
+    CHECK(strstr(err, "parameter 'at'") != NULL);
+    CHECK_INT(pd_query_parse_params(&q, "at=", &f.s, TODAY, 30, err, sizeof err), PD_EINVAL);
+    CHECK_INT(pd_query_parse_params(&q, "at=2026-11-20&at=2026-11-20", &f.s, TODAY, 30, err, sizeof err),
+              PD_EINVAL);
+}
+
 TEST(query_render_dims_filter)
 {
     fixture f;
@@ -638,7 +725,7 @@ TEST(query_render_breakdown)
     if (cJSON_GetArraySize(days) == 2) {
         const cJSON *d0 = cJSON_GetArrayItem(days, 0), *d1 = cJSON_GetArrayItem(days, 1);
         keys_of(d0, keys, sizeof keys);
-        CHECK_STR(keys, "day,events,event_types,dimensions");
+        CHECK_STR(keys, "day,events,event_types,event_types_approximate,dimensions");
         CHECK_STR(str(d0, "day"), "2026-11-20");
         CHECK_STR(str(d1, "day"), "2026-11-22");
         CHECK_DBL(num(d0, "events"), 5 * 0.5, 0); /* age 2, half-life 2: weight 1/2 */
@@ -653,6 +740,8 @@ TEST(query_render_breakdown)
         CHECK_DBL(num(p0, "count"), 1.5, 0);
         CHECK_DBL(num(p0, "mean"), 28000.0 / 3, 1e-6);
         CHECK_DBL(num(p0, "min"), 4000, 0);
+        CHECK(cJSON_IsTrue(obj(c0, "approximate")));
+        CHECK(cJSON_IsFalse(obj(obj(obj(d1, "dimensions"), "color"), "approximate")));
         const cJSON *p1 = obj(obj(d1, "dimensions"), "price");
         CHECK_DBL(num(p1, "mean"), 30000, 0);
         keys_of(obj(d1, "dimensions"), keys, sizeof keys);
@@ -690,7 +779,7 @@ TEST(query_render_number_format)
     num_put(&a, &s, 0, 0.2);
     num_put(&b, &s, 0, 1e-3);
     cat_put(&a.p.dims[S_COLOR].cat, "blue", 2);
-    b.p.dims[S_COLOR].cat.other = 1; /* "blue" folded on day b */
+    cat_fold(&b.p.dims[S_COLOR].cat, b.sk, "blue", 1); /* "blue" folded on day b */
     pd_query_day days[2] = {{D_2026_11_21, &a.p}, {D_2026_11_22, &b.p}};
     pd_query q;
     char err[128];
@@ -906,6 +995,78 @@ TEST(query_render_many_values_sorted)
     CHECK_INT(bad, 0);
     cJSON_Delete(j);
     pd_buf_free(&out);
+}
+
+/* top=K against an oracle sort of the merged counts (many ties: counts
+ * 1..12), for several K; totals and shares refer to every value. */
+static int top_cmp(const void *x, const void *y)
+{
+    const ov_ent *a = x, *b = y;
+    if (a->count != b->count) return a->count > b->count ? -1 : 1;
+    return ov_cmp(a->v, b->v);
+}
+
+TEST(query_render_top_k)
+{
+    enum { NV = 120 };
+    pd_schema s;
+    q_schema(&s);
+    static pd_catval va[NV], vb[NV];
+    static ov_ent want[2 * NV];
+    int nwant = 0;
+    tday a, b;
+    td_init(&a, &s, 1, 1000, 2000);
+    td_init(&b, &s, 1, 3000, 4000);
+    a.p.dims[S_COLOR].cat.vals = va;
+    b.p.dims[S_COLOR].cat.vals = vb;
+    uint64_t rng = 12345;
+    for (int day = 0; day < 2; day++) {
+        pd_catset *c = &(day ? &b : &a)->p.dims[S_COLOR].cat;
+        for (int i = 0; i < NV; i++) {
+            char v[16];
+            snprintf(v, sizeof v, "v%d", day ? i + NV / 2 : i); /* half shared */
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            uint64_t count = 1 + rng % 12;
+            cat_put(c, v, count);
+            ov_add(want, &nwant, v, count);
+        }
+    }
+    uint64_t total = 0;
+    for (int i = 0; i < nwant; i++) total += want[i].count;
+    qsort(want, (size_t)nwant, sizeof want[0], top_cmp);
+    static const int ks[] = {1, 4, 10, 37, 10000};
+    for (size_t ki = 0; ki < PD_ARRAY_LEN(ks); ki++) {
+        pd_query q;
+        char err[128], qs[64];
+        snprintf(qs, sizeof qs, "days=2&dims=color&top=%d", ks[ki]);
+        CHECK_INT(pd_query_parse_params(&q, qs, &s, TODAY, 30, err, sizeof err), PD_OK);
+        pd_query_day d[2] = {{TODAY - 1, &a.p}, {TODAY, &b.p}};
+        pd_buf out = {0};
+        CHECK_INT(pd_query_render(&q, &s, "u", 1, 0, TODAY, d, 2, &out), PD_OK);
+        pd_buf_putc(&out, '}');
+        cJSON *j = cJSON_Parse(out.p);
+        CHECK(j != NULL);
+        const cJSON *col = obj(obj(j, "dimensions"), "color");
+        CHECK(obj(col, "counts") == NULL && obj(col, "shares") == NULL);
+        CHECK(num(col, "total") == (double)total);
+        CHECK(cJSON_IsFalse(obj(col, "approximate")));
+        const cJSON *top = obj(col, "top");
+        int n = ks[ki] < nwant ? ks[ki] : nwant;
+        CHECK_INT(cJSON_GetArraySize(top), n);
+        for (int i = 0; i < n && i < cJSON_GetArraySize(top); i++) {
+            const cJSON *e = cJSON_GetArrayItem(top, i);
+            char sh[32];
+            snprintf(sh, sizeof sh, "%.4f", (double)want[i].count / (double)total);
+            if (strcmp(str(e, "value"), want[i].v) != 0 || num(e, "count") != (double)want[i].count ||
+                num(e, "share") != strtod(sh, NULL)) {
+                pd_test_fail(__FILE__, __LINE__, "top=%d entry %d: %s:%g, want %s:%llu", ks[ki], i,
+                             str(e, "value"), num(e, "count"), want[i].v, (unsigned long long)want[i].count);
+                break;
+            }
+        }
+        cJSON_Delete(j);
+        pd_buf_free(&out);
+    }
 }
 
 /* The API and profilectl dump print a stored value alike (before issue

@@ -57,6 +57,42 @@ TEST(schema_music_file_and_roundtrip)
     CHECK(d.fingerprint != d2.fingerprint);
 }
 
+/* Per-dimension caps: "max_values" on a categorical dimension wins, the
+ * others get the default; the canonical form writes every effective cap,
+ * so a cap given per dimension and the same cap given as the default have
+ * one fingerprint, and different caps differ. */
+TEST(schema_dimension_caps)
+{
+    const char *js = "{\"categorical_max_values\":100,\"dimensions\":["
+                     "{\"name\":\"artist\",\"type\":\"categorical\",\"max_values\":65536},"
+                     "{\"name\":\"genre\",\"type\":\"categorical\",\"max_values\":1},"
+                     "{\"name\":\"album\",\"type\":\"categorical\"}]}";
+    pd_schema s, t, u;
+    char err[256];
+    CHECK_INT(pd_schema_load_json(&s, js, strlen(js), 0, err, sizeof err), PD_OK);
+    CHECK_INT(s.max_values, 100);
+    CHECK_INT(pd_dim_cap(&s, 0), 65536);
+    CHECK_INT(pd_dim_cap(&s, 1), 1);
+    CHECK_INT(pd_dim_cap(&s, 2), 100);
+    CHECK_INT(pd_schema_load_json(&t, js, strlen(js), 64, err, sizeof err), PD_OK); /* the setting wins */
+    CHECK_INT(pd_dim_cap(&t, 2), 64);
+    CHECK_INT(pd_dim_cap(&t, 0), 65536);
+    CHECK(t.fingerprint != s.fingerprint);
+    pd_buf b = {0};
+    pd_schema_to_json(&s, &b);
+    CHECK(strstr(b.p, "\"name\":\"album\",\"type\":\"categorical\",\"paths\":[\"item.album\",\"filters.album\"],\"max_values\":100") != NULL);
+    CHECK_INT(pd_schema_load_json(&u, b.p, b.len, 0, err, sizeof err), PD_OK);
+    CHECK(u.fingerprint == s.fingerprint);
+    CHECK_INT(pd_dim_cap(&u, 2), 100);
+    pd_buf_free(&b);
+    const char *js2 = "{\"categorical_max_values\":100,\"dimensions\":["
+                      "{\"name\":\"artist\",\"type\":\"categorical\",\"max_values\":65536},"
+                      "{\"name\":\"genre\",\"type\":\"categorical\",\"max_values\":1},"
+                      "{\"name\":\"album\",\"type\":\"categorical\",\"max_values\":100}]}";
+    CHECK_INT(pd_schema_load_json(&u, js2, strlen(js2), 0, err, sizeof err), PD_OK);
+    CHECK(u.fingerprint == s.fingerprint);
+}
+
 TEST(schema_rejects_bad_files)
 {
     static const struct { const char *js, *needle; } bad[] = {
@@ -70,6 +106,18 @@ TEST(schema_rejects_bad_files)
         {"{\"dimensions\":[{\"name\":\"c\",\"type\":\"categorical\",\"paths\":[\"a..b\"]}]}", "'c'"},
         {"{\"dimensions\":[{\"name\":\"c\",\"type\":\"categorical\",\"paths\":[\"a.b.c.d.e\"]}]}", "deeper"},
         {"{not json", "invalid JSON"},
+        {"{\"dimensions\":[{\"name\":\"artist\",\"type\":\"categorical\",\"max_values\":0}]}",
+         "dimension 'artist': \"max_values\" must be an integer from 1 to 65536"},
+        {"{\"dimensions\":[{\"name\":\"artist\",\"type\":\"categorical\",\"max_values\":65537}]}",
+         "dimension 'artist': \"max_values\""},
+        {"{\"dimensions\":[{\"name\":\"artist\",\"type\":\"categorical\",\"max_values\":2.5}]}",
+         "dimension 'artist': \"max_values\""},
+        {"{\"dimensions\":[{\"name\":\"artist\",\"type\":\"categorical\",\"max_values\":\"64\"}]}",
+         "dimension 'artist': \"max_values\""},
+        {"{\"dimensions\":[{\"name\":\"d\",\"type\":\"numeric\",\"max_values\":8}]}",
+         "dimension 'd': \"max_values\" only applies to categorical"},
+        {"{\"categorical_max_values\":70000,\"dimensions\":[{\"name\":\"a\",\"type\":\"categorical\"}]}",
+         "\"categorical_max_values\" must be an integer from 1 to 65536"},
     };
     for (size_t i = 0; i < PD_ARRAY_LEN(bad); i++) {
         pd_schema s;

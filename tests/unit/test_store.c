@@ -994,11 +994,10 @@ TEST(store_dialect_recorded_and_checked)
     CHECK_INT(raw_meta(dir, "dialect", NULL, got, sizeof got), 0); /* read and delete */
     CHECK_STR(got, "3");
     static const struct { const char *format, *dialect, *names; } old[] = {
-        {"2", NULL, "dialect 1 (no dialect record"},
-        {"2", "1", "dialect 1;"},
-        {"1", NULL, "dialect 1 (no dialect record"},
-        {"2", "2", "dialect 2;"}, /* event-time de-dup, no future bound */
-        {"2", "4", "dialect 4;"},
+        {"3", NULL, "dialect 1 (no dialect record"},
+        {"3", "1", "dialect 1;"},
+        {"3", "2", "dialect 2;"}, /* event-time de-dup, no future bound */
+        {"3", "4", "dialect 4;"},
     };
     for (size_t i = 0; i < PD_ARRAY_LEN(old); i++) {
         CHECK_INT(raw_meta(dir, "format", old[i].format, NULL, 0), 0);
@@ -1016,10 +1015,44 @@ TEST(store_dialect_recorded_and_checked)
         pd_store_close(st);
     }
     /* nothing was rewritten by the refused opens */
-    CHECK_INT(raw_meta(dir, "format", "2", got, sizeof got), 0);
-    CHECK_STR(got, "2");
+    CHECK_INT(raw_meta(dir, "format", "3", got, sizeof got), 0);
+    CHECK_STR(got, "3");
     CHECK_INT(raw_meta(dir, "dialect", "3", got, sizeof got), 0);
     CHECK_STR(got, "4");
+    st = open_store(dir, &s, 0);
+    CHECK(st != NULL);
+    pd_store_close(st);
+out:
+    pd_free(dir);
+}
+
+/* Stores of format 1 and 2 hold profile values of encodings 1-2, which
+ * cannot become version 3 state: refused read-write and read-only, with
+ * the rebuild instruction. */
+TEST(store_old_format_refused)
+{
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    char *dir = tmpdir_copy(), err[1024] = "";
+    pd_store_opts o = {0}, ro = {.read_only = 1};
+    pd_store *st = open_store(dir, &s, 0);
+    if (!st) goto out;
+    pd_store_close(st);
+    static const char *const formats[] = {"2", "1"};
+    for (size_t i = 0; i < PD_ARRAY_LEN(formats); i++) {
+        CHECK_INT(raw_meta(dir, "format", formats[i], NULL, 0), 0);
+        for (int k = 0; k < 2; k++) {
+            st = NULL;
+            err[0] = '\0';
+            CHECK_INT(pd_store_open(&st, dir, &s, k ? &ro : &o, err, sizeof err), PD_EINVAL);
+            CHECK(st == NULL);
+            char want[32];
+            snprintf(want, sizeof want, "format version '%s'", formats[i]);
+            if (!strstr(err, want) || !strstr(err, "Rebuild it") || !strstr(err, "delete the data directory"))
+                pd_test_fail(__FILE__, __LINE__, "format %s: message \"%s\"", formats[i], err);
+        }
+    }
+    CHECK_INT(raw_meta(dir, "format", "3", NULL, 0), 0);
     st = open_store(dir, &s, 0);
     CHECK(st != NULL);
     pd_store_close(st);

@@ -1,0 +1,445 @@
+#!/usr/bin/env python3
+"""chaos.py -- `make chaos`: random faults against a 3-worker cluster, then
+every user at every worker and the DLQ against the independent oracle.
+
+Not part of `make test` (it is long by design). Each round:
+
+  - an embedded broker (4 partitions) and 3 workers with one replica each;
+  - producers nobody here wrote next to ours, in random order and chunks:
+    `profilectl produce` (murmur2), `profilectl produce -X
+    partitioner=consistent_random` (CRC32: most records land on another
+    partition than their user's and must be re-routed), kcat (CRC32, its
+    default), kafka-python (Java's murmur2); the input holds exact
+    duplicates, late retries of events up to 3 days old (same event_id,
+    delivered again seconds later), malformed records, an oversized record
+    (too_large) and a 1.5 MB one (DLQ value truncated), and records whose
+    Kafka key is not the user (misrouted);
+  - meanwhile a fault loop: SIGKILL of a random worker during ingestion;
+    of an owner and then of the replica being promoted; of a worker whose
+    data directory was wiped, while it restores its partitions from peer
+    snapshots (hand-off); of a worker within a second of its start; the
+    broker paused (SIGSTOP) and lost (every mock broker down, SIGUSR1/2);
+  - then every worker is (re)started, the cluster settles, and:
+      * every user of the oracle (tests/oracle.py, fed from the topic) is
+        queried at every worker: events and event types must be exactly
+        the oracle's (404 for users the oracle has none of);
+      * every user-day in the owners' stores (profilectl dump) must equal
+        the oracle's, field by field;
+      * the DLQ, de-duplicated by source position, must hold exactly the
+        records the oracle rejects, each with the oracle's reason.
+
+Prints one table row per round and a total; exits 1 on any mismatch.
+Bounded: stops starting rounds when --budget (minutes) would be exceeded,
+and every wait has its own bound. Release binaries by default (bin/;
+PD_BIN=build/san/bin for the sanitizer build). Full disks are not among
+the faults yet (issue 22, hole 6).
+
+Usage: tests/chaos.py [--rounds N] [--kills K] [--budget MIN] [--seed S] [--events N]
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("PD_BIN", os.path.join(ROOT, "bin"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "bb"))
+from lib import Cluster, TestFailure, http_get, wait_for  # noqa: E402
+import test_ingest as ti  # noqa: E402
+from oracle import diff_profile  # noqa: E402
+
+NPARTS = ti.NPARTS
+DAY = 86400000
+WORKER_ARGS = ["--replicas", "1", "--shutdown_timeout_ms", "8000", "--handoff_min_lag", "200",
+               "--cleanup_grace", "2s"]
+WIDS = ("w1", "w2", "w3")
+
+
+def log(msg):
+    print("  %s %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+
+# ---------------------------------------------------------------- input
+
+def build_input(c, rnd, n, users):
+    """[(producer, [lines])] chunks in send order, and the bad records
+    {line: reason} the DLQ must hold."""
+    start = int(time.time() * 1000) - 3 * DAY
+    r = c.ctl("generate", str(n), "--users", str(users), "--days", "3", "--seed", str(rnd.randrange(1 << 30)),
+              "--start_ts", str(start), "--dup_rate", "0.03", timeout=120)
+    good = [l for l in r.stdout.splitlines() if l.strip()]
+    now = int(time.time() * 1000)
+    bad = {l: reason for l, reason in ti.bad_events(now)}
+    big = json.dumps({"user_id": "u-big", "ts": now, "type": "view", "pad": "x" * 100000}).encode()
+    bad[big] = "too_large"
+    huge = json.dumps({"user_id": "u-huge", "ts": now, "type": "view", "pad": "y" * 1500000}).encode()
+    bad[huge] = "too_large"
+    mis = ti.misrouted_events(now, 20)
+    # late retries: events of the first half again (same id, same payload),
+    # mixed into the second half
+    half = len(good) // 2
+    retries = rnd.sample(good[:half], max(1, len(good) // 20))
+    first = good[:half]
+    second = good[half:] + retries + mis + [l for l in bad if l is not huge]
+    rnd.shuffle(second)
+    lines = first + second
+    producers = ["murmur2", "crc32", "kcat", "kafka-python"]
+    chunks = []
+    i = 0
+    while i < len(lines):
+        k = rnd.randint(len(lines) // 16, len(lines) // 8)
+        chunks.append((rnd.choice(producers), lines[i:i + k]))
+        i += k
+    chunks.insert(rnd.randrange(len(chunks)), ("huge", [huge]))
+    return chunks, bad
+
+
+def user_key(line):
+    """The record key a careless producer would use: the user id when the
+    line has a usable one (no tab: the kcat key delimiter)."""
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        return "nokey"
+    k = ev.get("user_id") if isinstance(ev, dict) else None
+    return k if isinstance(k, str) and k and "\t" not in k and "\n" not in k else "nokey"
+
+
+def produce(c, kind, lines, path):
+    with open(path, "wb") as f:
+        for l in lines:
+            f.write(l.replace(b"\n", b" ") + b"\n")
+    if kind == "murmur2":
+        c.produce_file(path, ["--key_field", "route_key", "--rate", "2000", "--quiet", "true"])
+    elif kind == "crc32":
+        c.produce_file(path, ["-X", "partitioner=consistent_random", "--rate", "2000", "--quiet", "true"])
+    elif kind == "huge":
+        c.produce_file(path, ["-X", "message.max.bytes=4000000", "--quiet", "true"])
+    elif kind == "kcat":
+        keyed = path + ".kv"
+        with open(keyed, "wb") as f:
+            for l in lines:
+                f.write(user_key(l).encode() + b"\t" + l.replace(b"\n", b" ") + b"\n")
+        subprocess.run(["kcat", "-P", "-b", c.bootstrap, "-t", c.topic, "-K", "\t", "-l", keyed],
+                       check=True, timeout=120, capture_output=True)
+    elif kind == "kafka-python":
+        code = ("import sys,json\n"
+                "from kafka import KafkaProducer\n"
+                "p=KafkaProducer(bootstrap_servers=sys.argv[1],acks='all',retries=20,max_request_size=4000000)\n"
+                "for l in open(sys.argv[3],'rb'):\n"
+                "    l=l.rstrip(b'\\n')\n"
+                "    k,_,v=l.partition(b'\\t')\n"
+                "    p.send(sys.argv[2],key=k,value=v)\n"
+                "p.flush(timeout=120); p.close()\n")
+        keyed = path + ".kv"
+        with open(keyed, "wb") as f:
+            for l in lines:
+                f.write(user_key(l).encode() + b"\t" + l.replace(b"\n", b" ") + b"\n")
+        subprocess.run(["/usr/bin/python3", "-c", code, c.bootstrap, c.topic, keyed], check=True, timeout=180,
+                       capture_output=True)
+    else:
+        raise ValueError(kind)
+
+
+# ---------------------------------------------------------------- faults
+
+class Faults(threading.Thread):
+    """The fault loop: one fault at a time, until stopped; counts kills by
+    phase and other faults by kind. Leaves every worker running."""
+
+    def __init__(self, c, rnd, want_kills):
+        super().__init__(daemon=True)
+        self.c = c
+        self.rnd = rnd
+        self.want = want_kills
+        self.stop_ev = threading.Event()
+        self.kills = {}
+        self.faults = {}
+        self.error = None
+
+    def count(self, d, k):
+        d[k] = d.get(k, 0) + 1
+
+    def start_worker(self, wid, wait=True):
+        return self.c.start_worker(wid, WORKER_ARGS, wait_listen=wait)
+
+    def kill(self, wid, phase):
+        w = self.c.workers[wid]
+        if w.alive():
+            w.kill9()
+            self.count(self.kills, phase)
+
+    def pause(self, lo, hi):
+        self.stop_ev.wait(self.rnd.uniform(lo, hi))
+
+    def owner_of_some_partition(self):
+        for wid in self.rnd.sample(WIDS, len(WIDS)):
+            w = self.c.workers[wid]
+            if not w.alive() or not w.url:
+                continue
+            try:
+                st, _, b = http_get(w.url + "/v1/partitions", timeout=2)
+            except OSError:
+                continue
+            if st != 200:
+                continue
+            owners = [o.get("owner") for o in json.loads(b).get("owners", []) if o.get("owner")]
+            if owners:
+                o = self.rnd.choice(owners)
+                return o if o in WIDS else None
+        return None
+
+    def one(self):
+        kinds = ["ingest", "ingest", "promotion", "handoff", "startup", "broker_pause", "broker_lost"]
+        k = self.rnd.choice(kinds)
+        if k == "ingest":
+            wid = self.rnd.choice(WIDS)
+            self.kill(wid, "ingestion")
+            self.pause(0.2, 2.5)
+            self.start_worker(wid)
+        elif k == "promotion":
+            a = self.owner_of_some_partition() or self.rnd.choice(WIDS)
+            self.kill(a, "ingestion")
+            self.pause(2.0, 7.0)  # the group rebalances (~5 s): a replica is being promoted
+            b = self.owner_of_some_partition()
+            if b and b != a:
+                self.kill(b, "promotion")
+                self.pause(0.2, 1.5)
+                self.start_worker(b)
+            self.start_worker(a)
+        elif k == "handoff":
+            wid = self.rnd.choice(WIDS)
+            self.kill(wid, "ingestion")
+            shutil.rmtree(self.c.workers[wid].data, ignore_errors=True)
+            self.start_worker(wid)
+            self.pause(0.3, 6.0)  # restoring its partitions from peer snapshots
+            self.kill(wid, "hand-off/restore")
+            self.pause(0.2, 1.0)
+            self.start_worker(wid)
+        elif k == "startup":
+            wid = self.rnd.choice(WIDS)
+            self.kill(wid, "ingestion")
+            self.start_worker(wid, wait=False)
+            time.sleep(self.rnd.uniform(0.05, 1.0))
+            self.kill(wid, "startup")
+            self.start_worker(wid)
+        elif k == "broker_pause":
+            self.c.broker.p.send_signal(signal.SIGSTOP)
+            self.count(self.faults, "broker paused")
+            self.pause(1.0, 4.0)
+            self.c.broker.p.send_signal(signal.SIGCONT)
+        elif k == "broker_lost":
+            self.c.broker.p.send_signal(signal.SIGUSR1)
+            self.count(self.faults, "broker lost")
+            self.pause(2.0, 8.0)
+            self.c.broker.p.send_signal(signal.SIGUSR2)
+
+    def run(self):
+        try:
+            while not self.stop_ev.is_set() or sum(self.kills.values()) < self.want:
+                self.one()
+                self.pause(0.5, 2.0)
+                if sum(self.kills.values()) >= self.want and self.stop_ev.is_set():
+                    break
+        except Exception as e:  # noqa: BLE001
+            self.error = e
+        finally:
+            self.c.broker.p.send_signal(signal.SIGCONT)
+            self.c.broker.p.send_signal(signal.SIGUSR2)
+
+
+# ---------------------------------------------------------------- checks
+
+def maps_settled(c):
+    seen = []
+    owned = 0
+    for wid in WIDS:
+        w = c.workers[wid]
+        st, _, b = http_get(w.url + "/v1/partitions", timeout=3)
+        if st != 200 or http_get(w.url + "/readyz", timeout=3)[0] != 200:
+            return False
+        j = json.loads(b)
+        if len(j["owners"]) != NPARTS or any(not o.get("owner") for o in j["owners"]):
+            return False
+        seen.append(json.dumps(j["owners"], sort_keys=True))
+        owned += len(j["self"]["owned"])
+    return owned == NPARTS and len(set(seen)) == 1
+
+
+def totals(oracle):
+    """user -> (events, event_types) over all retained days."""
+    out = {}
+    for (u, _day), p in oracle.profiles().items():
+        n, t = out.get(u, (0, {}))
+        t = dict(t)
+        for k, v in p["event_types"].items():
+            t[k] = t.get(k, 0) + v
+        out[u] = (n + p["events"], t)
+    return out
+
+
+def check_round(c):
+    """Returns (users checked, [mismatch descriptions])."""
+    errs = []
+    o = ti.oracle_from_topic(c)
+    want = totals(o)
+    users = sorted(want) + ["u-never-seen"]
+    for wid in WIDS:
+        w = c.workers[wid]
+        for u in users:
+            st, _, b = http_get("%s/v1/profiles/%s?days=10" % (w.url, urllib.parse.quote(u)), timeout=5)
+            if u not in want:
+                if st != 404:
+                    errs.append("%s at %s: %d, want 404" % (u, wid, st))
+                continue
+            if st != 200:
+                errs.append("%s at %s: HTTP %d" % (u, wid, st))
+                continue
+            j = json.loads(b)
+            if (j.get("events"), j.get("event_types")) != want[u]:
+                errs.append("%s at %s: events %s %s, oracle %s" % (u, wid, j.get("events"), j.get("event_types"),
+                                                                   want[u]))
+    dirs = [c.workers[wid].data for wid in WIDS]
+    for wid in WIDS:
+        if c.workers[wid].stop() != 0:
+            errs.append("%s: graceful stop failed" % wid)
+    # stores, user-day by user-day
+    owners = ti.owner_dirs(c, dirs)
+    got = {}
+    for p in range(NPARTS):
+        if p not in owners:
+            errs.append("partition %d: no store has a checkpoint" % p)
+            continue
+        for k, v in c.dump(owners[p], partition=p).items():
+            got[k] = v["profile"]
+    wantd = o.profiles()
+    for k in sorted(set(wantd) | set(got)):
+        if k not in got:
+            errs.append("store: %s missing" % (k,))
+        elif k not in wantd:
+            errs.append("store: %s not in the oracle" % (k,))
+        else:
+            errs += ["store: %s%s" % (k, e) for e in diff_profile(wantd[k], got[k])]
+    # the DLQ, de-duplicated by source position
+    seen = {}
+    for r in ti.read_topic(c, c.topic + ".dlq"):
+        h = r["headers"]
+        pos = (int(h["source_partition"]), int(h["source_offset"]))
+        if pos in seen and seen[pos] != h["reason"]:
+            errs.append("DLQ: %s twice with different reasons" % (pos,))
+        seen[pos] = h["reason"]
+    wdlq = {(p, off): reason for p, off, reason in o.dlq}
+    for pos, reason in wdlq.items():
+        if pos not in seen:
+            errs.append("DLQ: %d/%d (%s) missing" % (pos[0], pos[1], reason))
+        elif seen[pos] != reason:
+            errs.append("DLQ: %d/%d is %s, oracle %s" % (pos[0], pos[1], seen[pos], reason))
+    for pos in set(seen) - set(wdlq):
+        errs.append("DLQ: %d/%d (%s) not bad" % (pos[0], pos[1], seen[pos]))
+    return len(users), errs, o
+
+
+def one_round(i, rnd, args, want_kills):
+    t0 = time.monotonic()
+    c = Cluster(partitions=NPARTS, keep=False)
+    ok = False
+    row = {"round": i, "kills": {}, "faults": {}, "mismatches": 0, "users": 0, "events": 0}
+    try:
+        chunks, bad = build_input(c, rnd, args.events, args.users)
+        row["events"] = sum(len(ls) for _, ls in chunks)
+        for wid in WIDS:
+            c.start_worker(wid, WORKER_ARGS)
+        f = Faults(c, rnd, want_kills)
+        f.start()
+        for k, (kind, lines) in enumerate(chunks):
+            produce(c, kind, lines, os.path.join(c.dir, "chunk%d.jsonl" % k))
+            time.sleep(rnd.uniform(0.2, 1.5))
+        f.stop_ev.set()
+        f.join(timeout=240)
+        if f.is_alive():
+            raise TestFailure("the fault loop did not finish within 240 s")
+        if f.error:
+            raise TestFailure("fault loop: %s" % f.error)
+        row["kills"], row["faults"] = f.kills, f.faults
+        for wid in WIDS:
+            if not c.workers[wid].alive() or not c.workers[wid].url:
+                c.start_worker(wid, WORKER_ARGS)
+        dirs = [c.workers[wid].data for wid in WIDS]
+        wait_for(lambda: c.caught_up(dirs, copies=2), 240, "every partition checkpointed by owner and replica",
+                 interval=1.0)
+        wait_for(lambda: maps_settled(c), 120, "the workers to agree on a complete partition map", interval=1.0)
+        n, errs, o = check_round(c)
+        row["users"] = n
+        row["mismatches"] = len(errs)
+        row["outcomes"] = o.outcomes
+        for e in errs[:10]:
+            log("MISMATCH " + e)
+        ok = not errs
+    except (TestFailure, OSError, subprocess.SubprocessError) as e:
+        log("round %d failed: %s" % (i, e))
+        row["mismatches"] = row["mismatches"] or 1
+        row["error"] = str(e)
+    finally:
+        errs = c.close(ok)
+        if errs:
+            log("close: %s" % "; ".join(errs))
+    row["seconds"] = time.monotonic() - t0
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=12, help="at most this many rounds (default 12)")
+    ap.add_argument("--kills", type=int, default=110, help="stop once this many SIGKILLs were done (default 110)")
+    ap.add_argument("--budget", type=float, default=20.0, help="minutes; no round starts after budget - 2.5")
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--events", type=int, default=6000, help="generated events per round")
+    ap.add_argument("--users", type=int, default=300)
+    args = ap.parse_args()
+    rnd = random.Random(args.seed)
+    print("chaos: seed %d, up to %d rounds, %d kills, %.0f min budget, binaries in %s" % (
+        args.seed, args.rounds, args.kills, args.budget, os.environ["PD_BIN"]), flush=True)
+    t0 = time.monotonic()
+    rows = []
+    kills = 0
+    for i in range(1, args.rounds + 1):
+        left = args.rounds - i + 1
+        if time.monotonic() - t0 > (args.budget - 2.5) * 60 or kills >= args.kills:
+            break
+        want = max(4, (args.kills - kills + left - 1) // left)
+        row = one_round(i, rnd, args, want)
+        rows.append(row)
+        kills += sum(row["kills"].values())
+        print("round %2d: %5.0fs  events %5d  kills %3d %s  faults %s  users %d  mismatches %d" % (
+            i, row["seconds"], row["events"], sum(row["kills"].values()), row["kills"], row["faults"],
+            row["users"], row["mismatches"]), flush=True)
+    tot_k = {}
+    tot_f = {}
+    for r in rows:
+        for k, v in r["kills"].items():
+            tot_k[k] = tot_k.get(k, 0) + v
+        for k, v in r["faults"].items():
+            tot_f[k] = tot_f.get(k, 0) + v
+    mism = sum(r["mismatches"] for r in rows)
+    print()
+    print("| rounds | kills | kills by phase | other faults | users checked x 3 workers | mismatches | time |")
+    print("|---|---|---|---|---|---|---|")
+    print("| %d | %d | %s | %s | %d | %d | %.1f min |" % (
+        len(rows), sum(tot_k.values()), ", ".join("%s %d" % kv for kv in sorted(tot_k.items())),
+        ", ".join("%s %d" % kv for kv in sorted(tot_f.items())), sum(r["users"] for r in rows), mism,
+        (time.monotonic() - t0) / 60))
+    print("command: tests/chaos.py --seed %d --rounds %d --kills %d --budget %g --events %d --users %d" % (
+        args.seed, args.rounds, args.kills, args.budget, args.events, args.users))
+    sys.exit(1 if mism or not rows else 0)
+
+
+if __name__ == "__main__":
+    main()
