@@ -90,6 +90,7 @@ typedef struct pd_config {
     char *api_token_file;     /* read into api_token by pd_config_finalize */
     char *cluster_token_file; /* read into cluster_token by pd_config_finalize */
     char *auto_offset_reset;
+    char *offsets_backwards;     /* refuse | rebuild | continue (ingest.c, offsets.h) */
     int64_t retention_days;
     int64_t categorical_max_values;
     int64_t commit_interval_ms;

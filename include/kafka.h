@@ -15,6 +15,7 @@
 #include "util.h"
 
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 
 /* Sets k = v in c; PD_EINVAL with "kafka.<k>: why" in err (may be NULL). */
 int pd_kafka_conf_set(rd_kafka_conf_t *c, const char *k, const char *v, char *err, size_t errlen);
@@ -32,11 +33,13 @@ rd_kafka_conf_t *pd_kafka_conf_consumer(const pd_config *cfg, const char *group_
                                         const char *const *extra, void *opaque,
                                         void (*error_cb)(rd_kafka_t *, int, const char *, void *), char *err,
                                         size_t errlen);
-/* The number of partitions of topic (retried for about 10 s while the
- * metadata is not there yet). PD_ENOTFOUND when the topic does not exist
- * (about 2 s), unless kafka.allow.auto.create.topics=true lets the broker
- * create it. */
-int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, char *err, size_t errlen);
+/* The number of partitions of topic, asking up to `attempts` times (each
+ * up to 2.2 s while the brokers do not answer; 50 is about 110 s).
+ * PD_ENOTFOUND when the topic does not exist (about 2 s), unless
+ * kafka.allow.auto.create.topics=true lets the broker create it; PD_EAGAIN
+ * when no answer came, or as soon as *stop (may be NULL) is set. */
+int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int attempts, volatile sig_atomic_t *stop,
+                              int32_t *n, char *err, size_t errlen);
 /* The partition numbers of parts ("0,2,3", "none" when empty) in buf
  * (len >= 16); returns buf or a static string. */
 const char *pd_kafka_part_list(const rd_kafka_topic_partition_list_t *parts, char *buf, size_t len);

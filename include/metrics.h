@@ -59,6 +59,14 @@ typedef struct pd_metrics {
     _Atomic uint64_t days_dropped;
     _Atomic uint64_t rebalances;
     _Atomic uint64_t fetch_wakeups;     /* see ingest.c, "fetch wake-ups" */
+    _Atomic uint64_t sidefx_redo_records; /* records re-read by a new owner for their side effects (sidefx.h) */
+    _Atomic uint64_t sidefx_redo_dlq;     /* ... of which dead-lettered */
+    _Atomic uint64_t sidefx_redo_rerouted;/* ... of which re-produced */
+    _Atomic uint64_t sidefx_notes_dropped;/* replica time-rejection notes over the cap */
+    _Atomic uint64_t sidefx_lost;         /* records whose side effects were due but are gone from the topic */
+    _Atomic uint64_t offset_gaps;         /* partitions found behind the topic's first offset */
+    _Atomic uint64_t offset_gap_records;  /* records skipped because the topic no longer has them */
+    _Atomic uint64_t offsets_backwards;   /* partitions found beyond the topic's end (recreated/truncated) */
     _Atomic uint64_t batch_bytes[2];    /* memory held by each in-memory batch (see ingest.c) */
     _Atomic uint64_t dedup_bytes;       /* the de-dup indexes of all partitions (at the last commit) */
     _Atomic uint64_t dedup_entries;

@@ -8,6 +8,8 @@
  *                  "fingerprint"            -> schema fingerprint (hex)
  *                  "format"                 -> store format version
  *                  "dialect"                -> event dialect (PD_EVENT_DIALECT)
+ *                  'x' + partition(u32 BE)  -> side-effect record (sidefx.h): how far
+ *                                              DLQ / re-route side effects are done
  *   "dedup"        partition(u32 BE) + seq(u64 BE) -> packed de-dup entries,
  *                  PD_DEDUP_ENTRY_LEN bytes each: XXH3-128 of the event id
  *                  (high 64 bits BE, low 64 bits BE) + event ts (i64 BE).
@@ -123,12 +125,21 @@ void pd_store_batch_put_dedup(pd_store_batch *b, int32_t partition, uint64_t seq
 void pd_store_batch_delete_dedup(pd_store_batch *b, int32_t partition, uint64_t seq);
 void pd_store_batch_set_checkpoint(pd_store_batch *b, int32_t partition, int64_t next_offset,
                                    int64_t clock_ms);
+/* The side-effect record of a partition (an opaque value, sidefx.c),
+ * written with the checkpoint in the same WriteBatch. Not part of hand-off
+ * snapshots: it is this worker's knowledge of the log, not state. */
+void pd_store_batch_put_sidefx(pd_store_batch *b, int32_t partition, const void *val, size_t vlen);
 /* Writes the batch atomically (one WriteBatch). The batch is cleared on
  * success and left intact on failure. */
 int pd_store_commit(pd_store *st, pd_store_batch *b, char *err, size_t errlen);
 /* Fault injection for tests: while `on`, every pd_store_commit fails with
  * PD_EIO and writes nothing. Safe to call from any thread. */
 void pd_store_fail_commits(pd_store *st, int on);
+
+/* The input topic's partition count last recorded (pd_store_set_partitions
+ * writes it, synchronously, at start): PD_ENOTFOUND when never recorded. */
+int pd_store_get_partitions(pd_store *st, int32_t *n);
+int pd_store_set_partitions(pd_store *st, int32_t n, char *err, size_t errlen);
 
 /* Drops every day family with day < first_kept_day. Returns the number
  * dropped (>= 0) or a negative error. */
@@ -142,6 +153,9 @@ typedef struct {
 } pd_checkpoint;
 
 int pd_store_get_checkpoint(pd_store *st, int32_t partition, pd_checkpoint *out); /* PD_ENOTFOUND */
+/* The side-effect record of a partition into *out (replacing its
+ * contents); PD_ENOTFOUND when there is none, PD_EIO on a read error. */
+int pd_store_get_sidefx(pd_store *st, int32_t partition, pd_buf *out);
 /* All checkpoints, sorted by partition; *out is malloc'd, caller frees. */
 int pd_store_list_checkpoints(pd_store *st, pd_checkpoint **out, int *n);
 /* Visits the de-dup records of `partition` in ascending seq order (latest

@@ -27,14 +27,21 @@ typedef struct {
     _Atomic int ready;            /* restored and consuming */
     _Atomic int replica;          /* this worker keeps a warm replica of it */
     _Atomic int restoring;        /* owned or replicated, state being obtained */
-    _Atomic int incomplete;       /* rebuilt from a topic whose retention had
-                                     already deleted older records */
+    _Atomic int incomplete;       /* PD_INCOMPLETE_* bits: records the state
+                                     should hold were already deleted by the
+                                     topic's retention */
+    _Atomic int offsets_backwards; /* checkpoint beyond the topic's end: not
+                                     consumed (offsets_backwards=refuse) */
     _Atomic int64_t next_offset;  /* next input offset to process (-1 unknown) */
     _Atomic int64_t committed;    /* next offset checkpointed in the store (-1 none) */
     _Atomic int64_t high_watermark; /* from the consumer's stats (-1 unknown) */
     _Atomic int64_t clock_ms;     /* newest event time seen (0 none) */
     _Atomic int64_t generation;   /* assignment generation when acquired */
 } pd_partstate;
+
+/* pd_partstate.incomplete bits */
+#define PD_INCOMPLETE_REBUILD 1 /* rebuilt from a topic that no longer starts at offset 0 */
+#define PD_INCOMPLETE_GAP 2     /* skipped from its checkpoint to the topic's first offset */
 
 /* n partition states, everything unknown (offsets -1). Owned by the caller
  * (free()). */

@@ -44,6 +44,7 @@ const pd_opt pd_config_table[] = {
     {"member_ttl", PD_OPT_DURATION, OFF(member_ttl_ms), "10s", 5000, 3600000, "A member's claims and checkpoint announcements expire when it has published nothing for this long while the membership topic kept delivering (workers heartbeat every 2 s); a record stamped more than this before the receiver's clock is ignored (worker clocks must agree within it)."},
     {"members_max", PD_OPT_INT, OFF(members_max), "256", 1, 256, "Most workers the membership map holds; a record of a further member is rejected (reason full) until one expires."},
     {"auto_offset_reset", PD_OPT_STR, OFF(auto_offset_reset), "earliest", UNB, "Where to start a partition with no checkpoint and no committed offset: earliest or latest."},
+    {"offsets_backwards", PD_OPT_STR, OFF(offsets_backwards), "refuse", UNB, "What to do with a partition whose checkpoint is beyond the end of the topic (the topic was recreated or truncated): refuse (do not consume it, not ready, error in the log, /readyz and metrics, until an operator decides), rebuild (delete its state and rebuild from the topic) or continue (keep its state and go on from the topic's first offset). Set rebuild or continue only for the restart that resolves it."},
     {"retention_days", PD_OPT_INT, OFF(retention_days), "60", 1, 3650, "Days of profiles kept, counted back from the newest event time seen."},
     {"categorical_max_values", PD_OPT_INT, OFF(categorical_max_values), "64", 1, 65536, "Default cap of a categorical dimension (a schema dimension's \"max_values\" overrides it) and the cap of event types: distinct values counted exactly per user-day; beyond it the day keeps this many heavy hitters, counted by a sketch, and answers mark it approximate (docs/data-model.md)."},
     {"commit_interval_ms", PD_OPT_INT, OFF(commit_interval_ms), "100", 1, 60000, "Flush the in-memory batch (state + offsets, one WriteBatch) at least this often."},
@@ -518,6 +519,9 @@ int pd_config_finalize(pd_config *c, char *err, size_t errlen)
         return pd_seterr(err, errlen, PD_EINVAL, "listen: expected host:port, got '%s'", c->listen);
     if (strcmp(c->auto_offset_reset, "earliest") != 0 && strcmp(c->auto_offset_reset, "latest") != 0)
         return pd_seterr(err, errlen, PD_EINVAL, "auto_offset_reset: must be earliest or latest");
+    if (strcmp(c->offsets_backwards, "refuse") != 0 && strcmp(c->offsets_backwards, "rebuild") != 0 &&
+        strcmp(c->offsets_backwards, "continue") != 0)
+        return pd_seterr(err, errlen, PD_EINVAL, "offsets_backwards: must be refuse, rebuild or continue");
     int rc = resolve_token("api_token", &c->api_token, c->api_token_file, "PROFILED_API_TOKEN", err, errlen);
     if (!rc) rc = resolve_token("cluster_token", &c->cluster_token, c->cluster_token_file, "PROFILED_CLUSTER_TOKEN",
                                 err, errlen);

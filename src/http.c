@@ -836,25 +836,41 @@ static void route_readyz(pd_http *h, http_resp *r)
      * is shorter than the profile window, and the replicas kept here. */
     pd_buf extra = {0};
     pd_buf_printf(&extra, ",\"incomplete_rebuild\":[");
-    int ninc = 0, nrep = 0;
+    int ninc = 0, nrep = 0, ngap = 0, nback = 0;
     for (int32_t p = 0; p < w->nparts; p++)
-        if (atomic_load(&w->parts[p].incomplete))
+        if (atomic_load(&w->parts[p].incomplete) & PD_INCOMPLETE_REBUILD)
             pd_buf_printf(&extra, "%s%d", ninc++ ? "," : "", (int)p);
+    /* offsets out of the topic's range (ingest offsets.c) */
+    pd_buf_printf(&extra, "],\"offset_gap\":[");
+    for (int32_t p = 0; p < w->nparts; p++)
+        if (atomic_load(&w->parts[p].incomplete) & PD_INCOMPLETE_GAP)
+            pd_buf_printf(&extra, "%s%d", ngap++ ? "," : "", (int)p);
+    pd_buf_printf(&extra, "],\"offsets_backwards\":[");
+    for (int32_t p = 0; p < w->nparts; p++)
+        if (atomic_load(&w->parts[p].offsets_backwards))
+            pd_buf_printf(&extra, "%s%d", nback++ ? "," : "", (int)p);
     pd_buf_printf(&extra, "],\"replicas\":[");
     for (int32_t p = 0; p < w->nparts; p++)
         if (atomic_load(&w->parts[p].replica))
             pd_buf_printf(&extra, "%s%d", nrep++ ? "," : "", (int)p);
     pd_buf_putc(&extra, ']');
-    if (ninc)
-        pd_buf_printf(&extra, ",\"warning\":\"some partitions were rebuilt from a topic whose retention is "
-                              "shorter than the profile window: older days are incomplete\"");
+    if (ninc || ngap)
+        pd_buf_printf(&extra, ",\"warning\":\"%s\"",
+                      ngap ? "some partitions skipped records the topic's retention deleted before they were "
+                             "read (offset_gap): their profiles are incomplete"
+                           : "some partitions were rebuilt from a topic whose retention is shorter than the "
+                             "profile window: older days are incomplete");
     int64_t gen = atomic_load(&w->generation);
     int kafka_up = atomic_load(&w->kafka_up);
     const char *status, *detail;
     if (atomic_load(&w->store_lost)) {
         status = "failing";
         detail = "the data directory was deleted or replaced under the worker";
-    } else if (gen <= 0) {
+    } else if (nback) {
+        status = "failing";
+        detail = "a partition's checkpoint is beyond the end of the topic (recreated or truncated?): not consumed "
+                 "until an operator decides (offsets_backwards)";
+    } else if (gen <= 0 && kafka_up) { /* (Kafka down from the start: degraded, below) */
         status = "starting";
         detail = "no partition assignment received yet";
     } else if (ready < owned) {

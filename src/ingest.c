@@ -77,20 +77,14 @@
  * Partition state other threads read (pd_partstate, worker.h) is a copy of
  * the ingest thread's private part_priv, written only by part_publish.
  */
-#include "ingest.h"
+#include "ingest_int.h"
 
-#include "batch.h"
-#include "committer.h"
-#include "dedup.h"
-#include "dlq.h"
 #include "erase.h"
 #include "event.h"
-#include "handoff.h"
 #include "kafka.h"
 #include "members.h"
 #include "profile.h"
 #include "rectime.h"
-#include "restore.h"
 
 #include <inttypes.h>
 #include <malloc.h>
@@ -99,95 +93,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRIM_EVERY_US (30 * 1000000LL) /* malloc_trim cadence (see pd_ingest_run) */
-
-enum { ROLE_NONE = 0, ROLE_OWNER = 1, ROLE_REPLICA = 2 };
-
-/* Per-partition private state of the ingest thread. The fields marked
- * "published" are what pd_partstate shows (part_publish). */
-typedef struct {
-    int role;             /* ROLE_*: owner (group assignment) or warm replica (published) */
-    int dirty;            /* offsets advanced since the last commit */
-    int64_t next_offset;  /* next offset to process; -1 = take what comes (published) */
-    int64_t committed;    /* next offset checkpointed in the store; -1 = none (published) */
-    int64_t clock_ms;     /* newest event time seen (0 = none) (published) */
-    int64_t high_watermark; /* of the partition's consumer; -1 = unknown (published) */
-    int64_t generation;   /* assignment generation when acquired (published) */
-    int incomplete;       /* rebuilt from a topic that had lost older records (published) */
-    int scratch;          /* rebuilt from the start of the topic */
-    int64_t catchup_to;   /* not ready (not served) until committed up to here; 0 = ready */
-    int64_t orphan_since_ms; /* neither owned nor replicated, with local state, since */
-    int64_t floor_seen;   /* retention floor day of the clock last checkpointed (built) */
-    pd_restore *job;      /* != NULL while the state is being fetched */
-    pd_dedup dd;          /* loaded on the first record after assignment */
-} part_priv;
-
-/* What a commit in flight checkpoints, per partition (see "committing"). */
-typedef struct {
-    int32_t p;
-    int64_t next_offset;
-} commit_part;
-
-struct pd_ingest {
-    pd_worker *w;
-    const pd_config *cfg;
-    rd_kafka_t *consumer;
-    rd_kafka_queue_t *cq;
-    pd_dlq *dlq;              /* DLQ and misroute producer */
-    rd_kafka_t *rconsumer;    /* replicas: assign-mode consumer (NULL when replicas = 0) */
-    rd_kafka_queue_t *rq;
-    part_priv *pp;            /* w->nparts */
-    int64_t last_replica_us;
-    int64_t last_cleanup_us;
-    int64_t last_trim_us;
-    /* batches (see "committing"): the storage of the two slots, and who
-     * holds each -- the ingest thread through fill and spare, the
-     * committer from pd_committer_submit until pd_committer_collect */
-    pd_batch_slot slots[2];
-    pd_batch_slot *fill;      /* ingest thread: the batch being filled */
-    pd_batch_slot *spare;     /* ingest thread: the other one; NULL while a commit is in flight */
-    pd_committer *cm;
-    int64_t dirty_since_us;   /* first uncommitted record since the last commit (0 = none) */
-    commit_part *cm_parts;    /* what the commit in flight checkpoints */
-    size_t cm_nparts, cm_capparts;
-    uint64_t cm_events;
-    int cm_floor_moved;
-    int64_t cm_t0_us;
-    int64_t last_flush_us;    /* when the last batch was handed to the committer */
-    int64_t last_wm_us;
-    int64_t last_kick_us[3];  /* fetch wake-ups, by ROLE_* (see wake_fetcher) */
-    int64_t kick_gap_us[3];
-    int64_t last_retention_day; /* last floor applied */
-    int64_t last_retention_us;  /* last apply_retention run */
-    int64_t wall_ms;          /* the wall clock, read per consumed batch (see "Future bound") */
-    int64_t (*wall_fn)(void); /* its source: pd_now_ms (tests set another) */
-    int fatal;
-    int closed;               /* pd_ingest_close done */
-};
-
-static int commit_inflight(const pd_ingest *ig) { return ig->spare == NULL; }
-
-/* Publishes partition p's private state to pd_partstate, the copy HTTP,
- * metrics and membership threads read: the one writer of those atomics.
- * Called after every change of a published field, on the hot path too
- * (each record), so the stores are release stores (plain moves on x86),
- * not sequentially consistent ones. */
-static inline void part_publish(pd_ingest *ig, int32_t p)
-{
-    const part_priv *pp = &ig->pp[p];
-    pd_partstate *ps = &ig->w->parts[p];
-    const memory_order mo = memory_order_release;
-    atomic_store_explicit(&ps->next_offset, pp->next_offset, mo);
-    atomic_store_explicit(&ps->clock_ms, pp->clock_ms, mo);
-    atomic_store_explicit(&ps->committed, pp->committed, mo);
-    atomic_store_explicit(&ps->high_watermark, pp->high_watermark, mo);
-    atomic_store_explicit(&ps->generation, pp->generation, mo);
-    atomic_store_explicit(&ps->incomplete, pp->incomplete, mo);
-    atomic_store_explicit(&ps->owned, pp->role == ROLE_OWNER, mo);
-    atomic_store_explicit(&ps->replica, pp->role == ROLE_REPLICA, mo);
-    atomic_store_explicit(&ps->restoring, pp->job != NULL || pp->catchup_to > 0, mo);
-    atomic_store_explicit(&ps->ready, pp->role != ROLE_NONE && !pp->job && !pp->catchup_to, mo);
-}
 
 /* ---- record admission ---- */
 
@@ -226,15 +131,18 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
 {
     pd_worker *w = ig->w;
     pd_metrics *m = w->metrics;
-    if (p < 0 || p >= w->nparts || ig->pp[p].role == ROLE_NONE || ig->pp[p].job) return;
+    if (p < 0 || p >= w->nparts || ig->pp[p].role == ROLE_NONE || ig->pp[p].job || ig->pp[p].backwards) return;
     part_priv *pp = &ig->pp[p];
-    /* Side effects on Kafka (DLQ, re-produce) belong to the owner only; a
-     * replica computes the same state from the same log without them. */
+    /* Side effects on Kafka (DLQ, re-produce) belong to the owner only, and
+     * only for records at or beyond the side-effect frontier fx.done (below
+     * it someone did them, sidefx.h); a replica computes the same state
+     * from the same log without them. */
     const int owner = pp->role == ROLE_OWNER;
+    const int fx = owner && offset >= pp->fx.done;
     if (pp->scratch) {
         pp->scratch = 0;
         if (offset > 0) {
-            pp->incomplete = 1;
+            pp->incomplete |= PD_INCOMPLETE_REBUILD;
             part_publish(ig, p);
             pd_warn("partition %d: rebuilt from offset %" PRId64 ": the topic's retention already deleted "
                     "older records, so profiles miss whatever those held",
@@ -243,7 +151,24 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
     }
     PD_INC(m->records_in);
     if (pp->next_offset >= 0 && offset < pp->next_offset) {
-        PD_INC(m->events_stale_offset);
+        if (!fx || pp->fx.done < 0) { /* (an unknown frontier redoes nothing: see sidefx.h) */
+            PD_INC(m->events_stale_offset);
+            return;
+        }
+        /* Applied already (as a replica): only the side effects are due. */
+        int did = pd_sidefx_redo(&pp->fx, ig->dlq, w->schema, ig->cfg, w->nparts, p, offset, rec_ts, rec_ts_type,
+                                 key, keylen, val, vallen, ig->wall_ms);
+        PD_INC(m->sidefx_redo_records);
+        if (did == PD_SIDEFX_DLQ) PD_INC(m->sidefx_redo_dlq);
+        if (did == PD_SIDEFX_REROUTE) {
+            PD_INC(m->sidefx_redo_rerouted);
+            PD_INC(m->events_misrouted);
+        }
+        pd_sidefx_advance(&pp->fx, offset + 1);
+        if (pp->fx.done >= pp->next_offset)
+            pd_info("partition %d: side effects redone up to offset %" PRId64, (int)p, pp->next_offset);
+        pp->dirty = 1;
+        if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
         return;
     }
     if (!pp->dd.loaded) {
@@ -278,7 +203,7 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
     char err[PD_DLQ_MAX_DETAIL];
     int reason = pd_event_parse(&ev, w->schema, val, vallen, (size_t)ig->cfg->max_event_bytes, err, sizeof err);
     if (reason != PD_EV_OK) {
-        if (owner) pd_dlq_send(ig->dlq, reason, err, p, offset, rec_ts, key, keylen, val, vallen);
+        if (fx) pd_dlq_send(ig->dlq, reason, err, p, offset, rec_ts, key, keylen, val, vallen);
         goto out;
     }
     const int64_t skew = ig->cfg->max_future_skew_ms;
@@ -288,14 +213,21 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
         reason = pd_rectime_check(rec_ts_type, rec_ts, ev.ts_ms, ig->wall_ms, skew, err, sizeof err);
     }
     if (reason != PD_EV_OK) {
-        if (owner) pd_dlq_send(ig->dlq, reason, err, p, offset, rec_ts, key, keylen, val, vallen);
+        if (fx) {
+            pd_dlq_send(ig->dlq, reason, err, p, offset, rec_ts, key, keylen, val, vallen);
+        } else if (!owner && pd_sidefx_add_note(&pp->fx, offset, ig->wall_ms) != PD_OK) {
+            PD_INC(m->sidefx_notes_dropped);
+            pd_error("partition %d offset %" PRId64 ": more than %d records rejected for their time are waiting "
+                     "for the owner here; this one's DLQ record is lost if this replica is promoted",
+                     (int)p, offset, PD_SIDEFX_MAX_NOTES);
+        }
         goto out;
     }
     int32_t want = pd_partition_for(ev.user_id, ev.user_id_len, w->nparts);
     if (want != p) {
         /* The query router would never look here: move it where it belongs.
          * The origin header makes the copy de-duplicable without event_id. */
-        if (owner) {
+        if (fx) {
             PD_INC(m->events_misrouted);
             pd_dlq_reproduce(ig->dlq, want, p, offset, ev.user_id, ev.user_id_len, val, vallen);
         }
@@ -326,6 +258,7 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
     if (ev.n_bad_attrs) PD_ADD(m->attrs_wrong_type, (uint64_t)ev.n_bad_attrs);
     PD_INC(m->events_accepted);
 out:
+    if (owner) pd_sidefx_advance(&pp->fx, offset + 1);
     pd_event_free(&ev);
     part_publish(ig, p);
 }
@@ -466,11 +399,18 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
             pd_info("partition %d: caught up at offset %" PRId64 ", serving it", (int)p, off);
             if (w->members) pd_members_publish(w->members);
         }
-        if (offs) rd_kafka_topic_partition_list_add(offs, ig->cfg->topic, p)->offset = off;
+        /* Owners only (a replica's position says nothing about side
+         * effects), and the side-effect frontier: a new owner takes what is
+         * committed here as done (sidefx.h). */
+        const int64_t fxd = ig->cm_parts[i].fx_done;
+        if (fxd >= 0 && pp->role == ROLE_OWNER) pp->fx_durable = fxd;
+        if (offs && fxd >= 0) rd_kafka_topic_partition_list_add(offs, ig->cfg->topic, p)->offset = fxd;
     }
     if (offs) {
-        /* For lag monitoring only; the store is the source of truth. */
-        rd_kafka_commit(ig->consumer, offs, 1);
+        /* For lag monitoring and the next owner's side-effect frontier;
+         * the store is the source of truth for state. Synchronous when
+         * partitions are being handed over, so the next owner reads it. */
+        if (offs->cnt) rd_kafka_commit(ig->consumer, offs, !ig->commit_sync);
         rd_kafka_topic_partition_list_destroy(offs);
     }
     ig->cm_nparts = 0;
@@ -522,12 +462,14 @@ static int flush_start(pd_ingest *ig, char *err, size_t errlen)
         if (!pp->dirty) continue;
         pd_dedup_stage(&pp->dd, sb, p, (uint64_t)pp->next_offset, ig->cfg->dedup_window_ms);
         pd_store_batch_set_checkpoint(sb, p, pp->next_offset, pp->clock_ms);
+        pd_sidefx_stage(&pp->fx, sb, p); /* the side-effect frontier and notes: same WriteBatch */
         /* floor_seen: the floor of the clock this commit checkpoints */
         if (pp->clock_ms > 0 && floor_day(ig, pp->clock_ms) != pp->floor_seen) {
             pp->floor_seen = floor_day(ig, pp->clock_ms);
             ig->cm_floor_moved = 1;
         }
-        ig->cm_parts[ig->cm_nparts++] = (commit_part){p, pp->next_offset};
+        ig->cm_parts[ig->cm_nparts++] =
+            (commit_part){p, pp->next_offset, pp->role == ROLE_OWNER ? pp->fx.done : -1};
         pp->dirty = 0;
     }
     ig->cm_events = ig->fill->batch.events;
@@ -555,387 +497,19 @@ int pd_ingest_flush(pd_ingest *ig, char *err, size_t errlen)
     return flush_finish(ig, 1, err, errlen);
 }
 
-/* Finishes the commit in flight before partition roles change or
- * checkpoints are read; a failure is logged (the worker is stopping). */
-static void settle(pd_ingest *ig)
+void ig_settle(pd_ingest *ig)
 {
     char err[512];
     if (flush_finish(ig, 1, err, sizeof err) != PD_OK) pd_error("%s", err);
 }
 
-/* Drops the uncommitted part of the filling batch that belongs to the
- * partitions in only_parts (the in-flight commit is settled first). Their
- * de-dup index holds uncommitted entries too, so it goes as well. */
-static void batch_drop_parts(pd_ingest *ig, const char *only_parts)
+/* (The in-flight commit is settled first. The de-dup index of those
+ * partitions holds uncommitted entries too, so it goes as well.) */
+void ig_batch_drop_parts(pd_ingest *ig, const char *only_parts)
 {
     pd_batch_drop_parts(&ig->fill->batch, only_parts);
     for (int32_t p = 0; p < ig->w->nparts; p++)
         if (only_parts[p]) pd_dedup_free(&ig->pp[p].dd);
-}
-
-/* ---- partition lifecycle: own, replicate, restore, release ---- */
-
-static void publish(pd_ingest *ig)
-{
-    if (ig->w->members) pd_members_publish(ig->w->members);
-}
-
-/* Starts consuming p from the beginning of the topic (or the end, with
- * auto_offset_reset=latest): any leftovers without a checkpoint (a partial
- * snapshot import) are deleted first, so nothing is counted twice. */
-static void start_scratch(pd_ingest *ig, int32_t p)
-{
-    char err[256];
-    part_priv *pp = &ig->pp[p];
-    pd_dedup_free(&pp->dd);
-    if (pd_store_delete_partition(ig->w->store, p, err, sizeof err) != PD_OK)
-        pd_error("partition %d: clearing partial state failed: %s", (int)p, err);
-    pp->next_offset = -1;
-    pp->clock_ms = 0;
-    pp->scratch = strcmp(ig->cfg->auto_offset_reset, "earliest") == 0;
-    pd_info("partition %d: no state here or on any live peer: rebuilding from the %s of the topic", (int)p,
-            pp->scratch ? "beginning" : "end");
-}
-
-/* A partition that starts far behind the end of the log (rebuilt from the
- * topic, or an old local checkpoint with no better copy anywhere) is not
- * served until it has caught up to the end seen now: a query must never get
- * a silently empty or badly outdated profile from it. */
-static void set_catchup(pd_ingest *ig, int32_t p)
-{
-    part_priv *pp = &ig->pp[p];
-    pp->catchup_to = 0;
-    rd_kafka_t *rk = ig->consumer ? ig->consumer : ig->rconsumer;
-    if (!rk) return;
-    int64_t lo = 0, hi = 0;
-    if (rd_kafka_query_watermark_offsets(rk, ig->cfg->topic, p, &lo, &hi, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
-    int64_t from = pp->next_offset >= 0 ? pp->next_offset : lo;
-    if (hi - from > ig->cfg->handoff_min_lag || (pp->next_offset < 0 && hi > lo)) {
-        pp->catchup_to = hi;
-        pd_info("partition %d: catching up from offset %" PRId64 " to %" PRId64 " before serving it", (int)p,
-                from, hi);
-    }
-}
-
-static int64_t start_offset(pd_ingest *ig, int32_t p)
-{
-    int64_t o = ig->pp[p].next_offset;
-    if (o >= 0) return o;
-    return strcmp(ig->cfg->auto_offset_reset, "earliest") == 0 ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
-}
-
-/* Decides how partition p gets its state when this worker takes it on in
- * `role` (owner or replica): keep a warm local copy, fetch a snapshot from
- * the best peer, or rebuild from the topic. Returns 1 when a restore job
- * was started (the partition must not be consumed until it completes). */
-static int prepare_partition(pd_ingest *ig, int32_t p, int role)
-{
-    pd_worker *w = ig->w;
-    part_priv *pp = &ig->pp[p];
-    int was = pp->role;
-    pp->role = role;
-    pp->orphan_since_ms = 0;
-    pp->generation = atomic_load(&w->generation);
-    if (pp->job) return 1; /* already fetching (e.g. replica being promoted) */
-    if (was != ROLE_NONE) return 0; /* warm in memory: continue where it is */
-    pd_checkpoint cp;
-    int have = pd_store_get_checkpoint(w->store, p, &cp) == PD_OK;
-    pd_holder hs[8];
-    int n = w->members ? pd_members_holders(w->members, p, hs, 8) : 0;
-    if (n > 0 && (!have || hs[0].next_offset - cp.next_offset > ig->cfg->handoff_min_lag)) {
-        if (pd_restore_start(&pp->job, p, ig->cfg, w->schema, w->metrics, hs, n) != PD_OK) {
-            pd_error("partition %d: cannot start the restore thread", (int)p);
-        } else {
-            pd_info("partition %d: %s, fetching a snapshot from %s (offset %" PRId64 ")", (int)p,
-                    have ? "local copy is behind" : "no local state", hs[0].id, hs[0].next_offset);
-            return 1;
-        }
-    }
-    if (have) {
-        pp->next_offset = cp.next_offset;
-        pp->clock_ms = cp.clock_ms;
-        pp->scratch = 0;
-    } else {
-        start_scratch(ig, p);
-    }
-    set_catchup(ig, p);
-    pp->committed = pp->next_offset;
-    return 0;
-}
-
-static void release_partition(pd_ingest *ig, int32_t p)
-{
-    part_priv *pp = &ig->pp[p];
-    pp->role = ROLE_NONE;
-    pp->dirty = 0;
-    pd_dedup_free(&pp->dd);
-    pp->catchup_to = 0;
-    pp->orphan_since_ms = pd_now_ms();
-    pp->incomplete = 0;
-    if (pp->job) pd_restore_cancel(pp->job);
-    part_publish(ig, p);
-}
-
-int pd_ingest_assign_local(pd_ingest *ig, int32_t p)
-{
-    if (p < 0 || p >= ig->w->nparts) return PD_EINVAL;
-    pd_members *saved = ig->w->members;
-    ig->w->members = NULL; /* replay mode: local state only */
-    prepare_partition(ig, p, ROLE_OWNER);
-    ig->w->members = saved;
-    part_publish(ig, p);
-    return PD_OK;
-}
-
-/* Rebuilds the replica consumer's assignment from the replica partitions
- * that are not restoring. */
-static void replica_reassign(pd_ingest *ig)
-{
-    if (!ig->rconsumer) return;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
-    for (int32_t p = 0; p < ig->w->nparts; p++) {
-        part_priv *pp = &ig->pp[p];
-        if (pp->role != ROLE_REPLICA || pp->job) continue;
-        rd_kafka_topic_partition_list_add(l, ig->cfg->topic, p)->offset = start_offset(ig, p);
-    }
-    rd_kafka_resp_err_t e = rd_kafka_assign(ig->rconsumer, l);
-    if (e) pd_warn("replica assign: %s", rd_kafka_err2str(e));
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
-/* Owner partitions: pause / seek+resume through the group consumer. */
-static void owner_pause(pd_ingest *ig, int32_t p, int pause)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, ig->cfg->topic, p)->offset = start_offset(ig, p);
-    if (pause) {
-        rd_kafka_pause_partitions(ig->consumer, l);
-    } else {
-        rd_kafka_error_t *e = rd_kafka_seek_partitions(ig->consumer, l, 5000);
-        if (e) {
-            pd_warn("partition %d: seek: %s", (int)p, rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        }
-        rd_kafka_resume_partitions(ig->consumer, l);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
-/* Called from the loop: completes finished restore jobs. */
-static void reap_restores(pd_ingest *ig)
-{
-    pd_worker *w = ig->w;
-    char err[512];
-    for (int32_t p = 0; p < w->nparts; p++) {
-        part_priv *pp = &ig->pp[p];
-        pd_restore *j = pp->job;
-        if (!j || !pd_restore_done(j)) continue;
-        pp->job = NULL;
-        int role = pp->role;
-        if (role == ROLE_NONE || pd_restore_cancelled(j)) {
-            pd_restore_free(j);
-            part_publish(ig, p);
-            continue;
-        }
-        int ok = 0;
-        if (j->rc == PD_OK) {
-            /* Nothing of p may be pending in the batch when its range is replaced. */
-            if (pd_ingest_flush(ig, err, sizeof err) != PD_OK) pd_warn("flush before restore: %s", err);
-            pd_checkpoint cp;
-            uint64_t records = 0;
-            int64_t t1 = pd_mono_us();
-            pd_dedup_free(&pp->dd); /* the partition's range is replaced: reload it */
-            if (pd_handoff_apply(w->store, j->path, p, w->schema, pd_config_cluster_token(ig->cfg), &cp, &records, err,
-                                 sizeof err) == PD_OK) {
-                pp->next_offset = cp.next_offset;
-                pp->clock_ms = cp.clock_ms;
-                pp->scratch = 0;
-                pp->catchup_to = 0;
-                ok = 1;
-                double secs = (double)(pd_mono_us() - j->t0_us) / 1e6;
-                /* total = fetch (download + verify) + wait for this loop + apply */
-                pd_info("partition %d: restored from %s: %llu bytes, %llu records, offset %" PRId64
-                        ", %.3fs (fetch %.3fs, apply %.3fs)",
-                        (int)p, j->from, (unsigned long long)j->bytes, (unsigned long long)records, cp.next_offset, secs,
-                        (double)(j->t_fetched_us - j->t0_us) / 1e6, (double)(pd_mono_us() - t1) / 1e6);
-                PD_INC(w->metrics->restores_ok);
-                PD_ADD(w->metrics->restore_bytes, j->bytes);
-            } else {
-                pd_error("partition %d: applying the snapshot failed: %s", (int)p, err);
-            }
-        }
-        if (!ok) {
-            PD_INC(w->metrics->restores_failed);
-            pd_warn("partition %d: no usable snapshot (%s)", (int)p, j->err);
-            start_scratch(ig, p);
-            set_catchup(ig, p);
-            PD_INC(w->metrics->rebuilds);
-        }
-        pd_restore_free(j);
-        pp->committed = pp->next_offset;
-        part_publish(ig, p);
-        if (role == ROLE_OWNER) owner_pause(ig, p, 0);
-        else replica_reassign(ig);
-        publish(ig);
-    }
-}
-
-/* Replica placement: a deterministic function of the membership every
- * worker sees. For partition p with owner O, the replicas are the next
- * `replicas` live workers after O in ascending id order (a ring), O
- * excluded. Recomputed every second; frozen while Kafka is unreachable. */
-static void update_replicas(pd_ingest *ig)
-{
-    pd_worker *w = ig->w;
-    if (!ig->rconsumer || !w->members || !atomic_load(&w->kafka_up)) return;
-    enum { MAXM = 256 };
-    static char ids[MAXM][130];
-    int n = pd_members_alive(w->members, ids, MAXM);
-    int k = (int)PD_MIN(ig->cfg->replicas, n - 1);
-    int changed = 0;
-    for (int32_t p = 0; p < w->nparts; p++) {
-        part_priv *pp = &ig->pp[p];
-        if (pp->role == ROLE_OWNER) continue;
-        pd_owner o;
-        if (pd_members_owner(w->members, p, &o) != PD_OK) continue; /* unknown: keep what we do */
-        int want = 0;
-        if (k > 0) {
-            int lo = 0;
-            while (lo < n && strcmp(ids[lo], o.id) <= 0) lo++; /* first id after the owner */
-            for (int i = 0, picked = 0; i < n && picked < k; i++) {
-                const char *id = ids[(lo + i) % n];
-                if (strcmp(id, o.id) == 0) continue;
-                picked++;
-                if (strcmp(id, ig->cfg->id) == 0) want = 1;
-            }
-        }
-        if (want && pp->role == ROLE_NONE) {
-            settle(ig); /* roles change (no-op once settled) */
-            prepare_partition(ig, p, ROLE_REPLICA);
-            part_publish(ig, p);
-            changed = 1;
-        } else if (!want && pp->role == ROLE_REPLICA) {
-            settle(ig);
-            release_partition(ig, p);
-            changed = 1;
-        }
-    }
-    if (changed) {
-        replica_reassign(ig);
-        publish(ig);
-    }
-}
-
-/* Deletes partitions this worker has neither owned nor replicated for
- * cleanup_grace (their checkpoints would also hold back retention). */
-static void cleanup_orphans(pd_ingest *ig)
-{
-    pd_checkpoint *cps = NULL;
-    int n = 0;
-    if (pd_store_list_checkpoints(ig->w->store, &cps, &n) != PD_OK) return;
-    int64_t now = pd_now_ms();
-    char err[256];
-    for (int i = 0; i < n; i++) {
-        int32_t p = cps[i].partition;
-        if (p < 0 || p >= ig->w->nparts) continue;
-        part_priv *pp = &ig->pp[p];
-        if (pp->role != ROLE_NONE || pp->job) continue;
-        if (!pp->orphan_since_ms) {
-            pp->orphan_since_ms = now;
-            continue;
-        }
-        if (now - pp->orphan_since_ms < ig->cfg->cleanup_grace_ms) continue;
-        if (pd_ingest_flush(ig, err, sizeof err) != PD_OK) return;
-        if (pd_store_delete_partition(ig->w->store, p, err, sizeof err) == PD_OK) {
-            pd_info("partition %d: neither owned nor replicated here for %" PRId64 " s: local state deleted",
-                    (int)p, ig->cfg->cleanup_grace_ms / 1000);
-            pp->orphan_since_ms = 0;
-            pp->next_offset = -1;
-            pp->clock_ms = 0;
-            pp->committed = -1;
-            part_publish(ig, p);
-            PD_INC(ig->w->metrics->partitions_deleted);
-        }
-    }
-    free(cps);
-}
-
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *parts,
-                         void *opaque)
-{
-    pd_ingest *ig = opaque;
-    pd_worker *w = ig->w;
-    settle(ig); /* checkpoints are read and roles change below */
-    int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-    char err[512];
-    PD_INC(w->metrics->rebalances);
-    atomic_fetch_add(&w->generation, 1);
-    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        char *restoring = pd_calloc((size_t)w->nparts, 1);
-        int replicas_changed = 0;
-        for (int i = 0; i < parts->cnt; i++) {
-            int32_t p = parts->elems[i].partition;
-            if (strcmp(parts->elems[i].topic, ig->cfg->topic) != 0 || p < 0 || p >= w->nparts) continue;
-            if (ig->pp[p].role == ROLE_REPLICA) replicas_changed = 1; /* promotion: warm copy */
-            restoring[p] = (char)prepare_partition(ig, p, ROLE_OWNER);
-            parts->elems[i].offset = start_offset(ig, p);
-            part_publish(ig, p);
-        }
-        rd_kafka_error_t *ke = NULL;
-        if (coop) ke = rd_kafka_incremental_assign(rk, parts);
-        else rd_kafka_assign(rk, parts);
-        if (ke) {
-            pd_error("incremental_assign: %s", rd_kafka_error_string(ke));
-            rd_kafka_error_destroy(ke);
-        }
-        for (int32_t p = 0; p < w->nparts; p++)
-            if (restoring[p]) owner_pause(ig, p, 1);
-        free(restoring);
-        if (replicas_changed) replica_reassign(ig);
-        pd_info("assigned %d partition(s) (%s): %s", parts->cnt, coop ? "cooperative" : "eager",
-                pd_kafka_part_list(parts, err, sizeof err));
-    } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        char *which = pd_calloc((size_t)w->nparts, 1);
-        for (int i = 0; i < parts->cnt; i++) {
-            int32_t p = parts->elems[i].partition;
-            if (p >= 0 && p < w->nparts) which[p] = 1;
-        }
-        if (rd_kafka_assignment_lost(rk)) {
-            /* Someone else may already own them: commit nothing for them. */
-            batch_drop_parts(ig, which);
-            for (int32_t p = 0; p < w->nparts; p++) {
-                if (!which[p]) continue;
-                /* in-memory progress is gone: reload from the checkpoint if
-                 * kept (published by release_partition below) */
-                pd_checkpoint cp;
-                if (pd_store_get_checkpoint(w->store, p, &cp) == PD_OK) {
-                    ig->pp[p].next_offset = cp.next_offset;
-                    ig->pp[p].clock_ms = cp.clock_ms;
-                }
-            }
-            pd_warn("lost %d partition(s); their uncommitted batch was discarded", parts->cnt);
-        } else if (pd_ingest_flush(ig, err, sizeof err) != PD_OK) {
-            /* Could not commit: drop their part of the batch; the next
-             * owner replays from the last checkpoint. */
-            pd_error("flush before revocation failed: %s", err);
-            batch_drop_parts(ig, which);
-        }
-        for (int32_t p = 0; p < w->nparts; p++)
-            if (which[p]) release_partition(ig, p);
-        free(which);
-        if (coop) {
-            rd_kafka_error_t *ke = rd_kafka_incremental_unassign(rk, parts);
-            if (ke) rd_kafka_error_destroy(ke);
-        } else {
-            rd_kafka_assign(rk, NULL);
-        }
-        pd_info("revoked %d partition(s): %s", parts->cnt, pd_kafka_part_list(parts, err, sizeof err));
-    } else {
-        pd_error("rebalance error: %s", rd_kafka_err2str(e));
-        rd_kafka_assign(rk, NULL);
-    }
-    publish(ig);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -950,6 +524,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t errlen)
 {
     pd_ingest *ig = pd_calloc(1, sizeof *ig);
+    int offline = 0; /* Kafka unreachable at start: serve the local state (hold_local) */
     ig->w = w;
     ig->cfg = w->cfg;
     ig->last_retention_day = INT64_MIN;
@@ -974,17 +549,39 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
         snprintf(hb, sizeof hb, "%" PRId64, PD_MAX(cfg->session_timeout_ms / 4, 500));
         const char *const group_extra[] = {"partition.assignment.strategy", "cooperative-sticky",
                                            "session.timeout.ms", sess, "heartbeat.interval.ms", hb, NULL};
-        rd_kafka_conf_t *cc = pd_kafka_conf_consumer(cfg, cfg->group, cfg->auto_offset_reset, group_extra, ig,
+        /* auto.offset.reset=error: a position out of the topic's range is
+         * reported, never silently moved (offsets.c); where a partition
+         * without a checkpoint starts (auto_offset_reset) is given as a
+         * logical offset at assignment. */
+        rd_kafka_conf_t *cc = pd_kafka_conf_consumer(cfg, cfg->group, "error", group_extra, ig,
                                                      error_cb, err, errlen);
         if (!cc) { rc = PD_EINVAL; goto fail; }
-        rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
+        rd_kafka_conf_set_rebalance_cb(cc, ig_rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(cc, ig_commit_cb);
         ig->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, e2, sizeof e2);
         if (!ig->consumer) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "consumer: %s", e2);
             goto fail;
         }
-        int32_t n = 0;
-        if ((rc = pd_kafka_topic_partitions(ig->consumer, cfg->topic, &n, err, errlen))) goto fail;
+        /* With the partition count recorded in the store, a worker started
+         * while Kafka is unreachable serves its local state (stale) after
+         * a few seconds instead of waiting: see hold_local() */
+        int32_t n = 0, known = 0;
+        const int have_known = pd_store_get_partitions(w->store, &known) == PD_OK;
+        rc = pd_kafka_topic_partitions(ig->consumer, cfg->topic, have_known ? 3 : 50, &w->stop, &n, err, errlen);
+        if (rc == PD_EAGAIN && have_known && !w->stop) {
+            pd_warn("Kafka unreachable (%s): serving the local state of the %d partitions of %s, stale, until "
+                    "it answers", err, known, cfg->topic);
+            n = known;
+            offline = 1;
+            rc = PD_OK;
+        }
+        if (rc) goto fail;
+        if (!offline && (!have_known || n != known)) {
+            if (have_known)
+                pd_warn("topic %s now has %d partitions (%d recorded here before)", cfg->topic, n, known);
+            if (pd_store_set_partitions(w->store, n, e2, sizeof e2) != PD_OK) pd_warn("%s", e2);
+        }
         if (n > cfg->max_partitions) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "topic '%s' has %d partitions, more than max_partitions %" PRId64,
                            cfg->topic, n, cfg->max_partitions);
@@ -1007,7 +604,7 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
              * committing; its offsets live in the store like the owner's. */
             char gid[400];
             snprintf(gid, sizeof gid, "%s.replica.%s", cfg->group, cfg->id);
-            rd_kafka_conf_t *rc2 = pd_kafka_conf_consumer(cfg, gid, "earliest", NULL, ig, error_cb, err, errlen);
+            rd_kafka_conf_t *rc2 = pd_kafka_conf_consumer(cfg, gid, "error", NULL, ig, error_cb, err, errlen);
             if (!rc2) { rc = PD_EINVAL; goto fail; }
             ig->rconsumer = rd_kafka_new(RD_KAFKA_CONSUMER, rc2, e2, sizeof e2);
             if (!ig->rconsumer) {
@@ -1017,7 +614,7 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
             rd_kafka_poll_set_consumer(ig->rconsumer);
             ig->rq = rd_kafka_queue_get_consumer(ig->rconsumer);
         }
-        atomic_store(&w->kafka_up, 1);
+        atomic_store(&w->kafka_up, !offline);
         pd_info("consuming %s (%d partitions) in group %s", cfg->topic, n, cfg->group);
     }
     pd_assert(w->nparts > 0);
@@ -1026,75 +623,18 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
         ig->pp[p].next_offset = -1;
         ig->pp[p].committed = -1;
         ig->pp[p].high_watermark = -1;
+        ig->pp[p].group_committed = -1;
+        ig->pp[p].fx_durable = -1;
+        ig->pp[p].group_acked = -1;
+        ig->pp[p].fx.done = -1;
     }
+    if (offline) ig_hold_local(ig);
     *out = ig;
     return PD_OK;
 fail:
     ig->w->stop = 0;
     pd_ingest_free(ig);
     return rc ? rc : PD_ERR;
-}
-
-static void update_watermarks(pd_ingest *ig)
-{
-    for (int32_t p = 0; p < ig->w->nparts; p++) {
-        part_priv *pp = &ig->pp[p];
-        if (pp->role == ROLE_NONE) continue;
-        rd_kafka_t *rk = pp->role == ROLE_OWNER ? ig->consumer : ig->rconsumer;
-        int64_t lo, hi;
-        if (rk && rd_kafka_get_watermark_offsets(rk, ig->cfg->topic, p, &lo, &hi) == 0 && hi >= 0) {
-            pp->high_watermark = hi;
-            part_publish(ig, p);
-        }
-    }
-}
-
-/* Fetch wake-ups. A librdkafka consumer stops fetching a partition while
- * its pre-fetch queue holds queued.min.messages or
- * queued.max.messages.kbytes, and librdkafka 2.0 re-checks that only when
- * its broker thread next wakes up: on I/O, on an op, or after up to 1 s
- * (2.1 made this fetch.queue.backoff.ms). So whenever the worker processes
- * more slowly than the broker delivers -- catching up on a backlog, a
- * rebuild -- fetching stalls for most of a second each time the queue has
- * filled and been drained, capping ingestion at about one queue per second
- * (measured: 120-160k ev/s instead of the worker's own rate on the
- * embedded broker). The loop therefore notices when the queue has run dry
- * (a consume call returned nothing) while a partition it reads is known to
- * have records beyond what it processed (the high watermark of the last
- * fetch response), and then sends a ListOffsets request to those
- * partitions' leaders without waiting for the answer: the request is an
- * op for each leader's broker thread, which wakes up, finds the queue
- * below the thresholds and fetches at once. None in steady state (the
- * watermark is then what was processed). Wake-ups that bring nothing
- * (say the records left are transaction markers, which the consumer
- * skips) back off from FETCH_KICK_US to FETCH_KICK_MAX_US; records
- * arriving reset that (kick_reset). */
-#define FETCH_KICK_US 10000
-#define FETCH_KICK_MAX_US 1000000
-
-static void kick_reset(pd_ingest *ig, int role) { ig->kick_gap_us[role] = FETCH_KICK_US; }
-
-static void wake_fetcher(pd_ingest *ig, rd_kafka_t *rk, int role, int64_t now)
-{
-    if (!rk || now - ig->last_kick_us[role] < PD_MAX(ig->kick_gap_us[role], FETCH_KICK_US)) return;
-    ig->last_kick_us[role] = now;
-    rd_kafka_topic_partition_list_t *l = NULL;
-    for (int32_t p = 0; p < ig->w->nparts; p++) {
-        const part_priv *pp = &ig->pp[p];
-        int64_t lo, hi;
-        if (pp->role != role || pp->job || pp->next_offset < 0 ||
-            rd_kafka_get_watermark_offsets(rk, ig->cfg->topic, p, &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-            hi <= pp->next_offset)
-            continue;
-        if (!l) l = rd_kafka_topic_partition_list_new(8);
-        rd_kafka_topic_partition_list_add(l, ig->cfg->topic, p)->offset = RD_KAFKA_OFFSET_END;
-    }
-    if (!l) return;
-    /* Timeout 0: the requests go out, the answers are discarded. */
-    (void)rd_kafka_offsets_for_times(rk, l, 0);
-    rd_kafka_topic_partition_list_destroy(l);
-    ig->kick_gap_us[role] = PD_MIN(PD_MAX(ig->kick_gap_us[role], FETCH_KICK_US) * 2, FETCH_KICK_MAX_US);
-    PD_INC(ig->w->metrics->fetch_wakeups);
 }
 
 static const char *origin_header(const rd_kafka_message_t *m, size_t *len)
@@ -1131,7 +671,15 @@ static void handle_messages(pd_ingest *ig, rd_kafka_message_t **msgs, ssize_t n,
     if (n > 0) ig->wall_ms = ig->wall_fn();
     for (ssize_t i = 0; i < n; i++) {
         rd_kafka_message_t *m = msgs[i];
-        if (m->err) {
+        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->rkt && m->partition >= 0 &&
+            m->partition < w->nparts && ig->pp[m->partition].role == role &&
+            strcmp(rd_kafka_topic_name(m->rkt), ig->cfg->topic) == 0) {
+            /* auto.offset.reset=error: librdkafka stopped the partition
+             * instead of moving it; decide in the loop ("offsets") */
+            pd_warn("partition %d: %s", (int)m->partition, rd_kafka_message_errstr(m));
+            ig->pp[m->partition].oor_at_us = pd_mono_us();
+            ig->oor_pending = 1;
+        } else if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) pd_warn("consume: %s", rd_kafka_message_errstr(m));
         } else if (m->partition >= 0 && m->partition < w->nparts && ig->pp[m->partition].role == role &&
                    rd_kafka_topic_name(m->rkt) && strcmp(rd_kafka_topic_name(m->rkt), ig->cfg->topic) == 0) {
@@ -1188,24 +736,25 @@ int pd_ingest_run(pd_ingest *ig)
         ssize_t n = rd_kafka_consume_batch_queue(ig->cq, PD_MIN(timeout, 20), msgs, NB);
         handle_messages(ig, msgs, n, ROLE_OWNER);
         int drained = n < NB; /* the queue ran dry (or the timeout ended) before NB records */
-        if (n > 0) kick_reset(ig, ROLE_OWNER);
-        else wake_fetcher(ig, ig->consumer, ROLE_OWNER, pd_mono_us());
+        if (n > 0) ig_kick_reset(ig, ROLE_OWNER);
+        else ig_wake_fetcher(ig, ig->consumer, ROLE_OWNER, pd_mono_us());
         if (ig->rq) {
             ssize_t nr = rd_kafka_consume_batch_queue(ig->rq, 0, msgs, NB);
             handle_messages(ig, msgs, nr, ROLE_REPLICA);
             drained &= nr < NB;
-            if (nr > 0) kick_reset(ig, ROLE_REPLICA);
-            else wake_fetcher(ig, ig->rconsumer, ROLE_REPLICA, pd_mono_us());
+            if (nr > 0) ig_kick_reset(ig, ROLE_REPLICA);
+            else ig_wake_fetcher(ig, ig->rconsumer, ROLE_REPLICA, pd_mono_us());
         }
         pd_dlq_poll(ig->dlq);
-        reap_restores(ig);
+        ig_reap_restores(ig);
+        if (ig->oor_pending) ig_resolve_out_of_range(ig);
         now = pd_mono_us();
         if (now - ig->last_replica_us > 1000000) {
-            update_replicas(ig);
+            ig_update_replicas(ig);
             ig->last_replica_us = now;
         }
         if (now - ig->last_cleanup_us > 10000000) {
-            cleanup_orphans(ig);
+            ig_cleanup_orphans(ig);
             ig->last_cleanup_us = now;
         }
         if (now - ig->last_trim_us > TRIM_EVERY_US) {
@@ -1240,7 +789,8 @@ int pd_ingest_run(pd_ingest *ig)
             }
         }
         if (now - ig->last_wm_us > 1000000) {
-            update_watermarks(ig);
+            ig_update_watermarks(ig);
+            ig_recommit(ig);
             ig->last_wm_us = now;
             if (!atomic_load(&w->store_lost) && pd_store_dir_check(w->store, err, sizeof err) != PD_OK) {
                 pd_error("%s: nothing written from now on is durable; not ready (restart the worker)", err);
@@ -1300,7 +850,10 @@ void pd_ingest_free(pd_ingest *ig)
         pd_batch_free(&ig->slots[i].batch);
         if (ig->slots[i].sb) pd_store_batch_free(ig->slots[i].sb);
     }
-    for (int32_t p = 0; ig->pp && p < w->nparts; p++) pd_dedup_free(&ig->pp[p].dd);
+    for (int32_t p = 0; ig->pp && p < w->nparts; p++) {
+        pd_dedup_free(&ig->pp[p].dd);
+        pd_sidefx_free(&ig->pp[p].fx);
+    }
     free(ig->cm_parts);
     free(ig->pp);
     free(ig);

@@ -128,14 +128,15 @@ static int auto_create_allowed(rd_kafka_t *rk)
            strcmp(v, "true") == 0;
 }
 
-int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, char *err, size_t errlen)
+int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int attempts, volatile sig_atomic_t *stop,
+                              int32_t *n, char *err, size_t errlen)
 {
     /* Without auto-creation the topic is looked up in the list of all
      * topics: a metadata request naming it could create it (librdkafka's
      * mock creates any topic a request names, with 4 partitions), and a
      * typo in --topic must be an error, not a new topic. */
     int create = auto_create_allowed(rk), missing = 0;
-    for (int attempt = 0; attempt < 50; attempt++) {
+    for (int attempt = 0; attempt < attempts; attempt++) {
         const struct rd_kafka_metadata *md = NULL;
         const struct rd_kafka_metadata_topic *mt = NULL;
         rd_kafka_topic_t *t = create ? rd_kafka_topic_new(rk, topic, NULL) : NULL;
@@ -156,7 +157,9 @@ int pd_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int32_t *n, cha
                              "kafka.allow.auto.create.topics=true to let the broker create it)",
                              topic);
         if (attempt % 5 == 4) pd_warn("waiting for metadata of topic '%s': %s", topic, why);
-        if (attempt == 49) return pd_seterr(err, errlen, PD_EAGAIN, "topic '%s': %s", topic, why);
+        if (attempt == attempts - 1 || (stop && *stop))
+            return pd_seterr(err, errlen, PD_EAGAIN, "topic '%s': %s%s", topic, why,
+                             stop && *stop ? " (stopping)" : "");
         struct timespec ts = {0, 200 * 1000000L};
         nanosleep(&ts, NULL);
     }

@@ -131,6 +131,14 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->days_dropped, 0);
     atomic_init(&m->rebalances, 0);
     atomic_init(&m->fetch_wakeups, 0);
+    atomic_init(&m->sidefx_redo_records, 0);
+    atomic_init(&m->sidefx_redo_dlq, 0);
+    atomic_init(&m->sidefx_redo_rerouted, 0);
+    atomic_init(&m->sidefx_notes_dropped, 0);
+    atomic_init(&m->sidefx_lost, 0);
+    atomic_init(&m->offset_gaps, 0);
+    atomic_init(&m->offset_gap_records, 0);
+    atomic_init(&m->offsets_backwards, 0);
     atomic_init(&m->batch_bytes[0], 0);
     atomic_init(&m->batch_bytes[1], 0);
     atomic_init(&m->dedup_bytes, 0);
@@ -223,13 +231,16 @@ static void hist_samples(pd_buf *b, const char *name, const char *labels, const 
 
 static void render_worker(pd_buf *b, pd_worker *w)
 {
-    int owned = 0, ready = 0, replica = 0, restoring = 0, incomplete = 0;
+    int owned = 0, ready = 0, replica = 0, restoring = 0, incomplete = 0, gap = 0, backwards = 0;
     for (int32_t p = 0; p < w->nparts; p++) {
         if (atomic_load(&w->parts[p].owned)) owned++;
         if (atomic_load(&w->parts[p].ready) && atomic_load(&w->parts[p].owned)) ready++;
         if (atomic_load(&w->parts[p].replica)) replica++;
         if (atomic_load(&w->parts[p].restoring)) restoring++;
-        if (atomic_load(&w->parts[p].incomplete)) incomplete++;
+        int inc = atomic_load(&w->parts[p].incomplete);
+        if (inc & PD_INCOMPLETE_REBUILD) incomplete++;
+        if (inc & PD_INCOMPLETE_GAP) gap++;
+        if (atomic_load(&w->parts[p].offsets_backwards)) backwards++;
     }
     family(b, "profiled_partitions", "gauge", "Input partitions by state (owned: assigned; ready: restored and consuming).");
     pd_buf_printf(b, "profiled_partitions{state=\"owned\"} %d\n", owned);
@@ -237,6 +248,8 @@ static void render_worker(pd_buf *b, pd_worker *w)
     pd_buf_printf(b, "profiled_partitions{state=\"replica\"} %d\n", replica);
     pd_buf_printf(b, "profiled_partitions{state=\"restoring\"} %d\n", restoring);
     pd_buf_printf(b, "profiled_partitions{state=\"incomplete_rebuild\"} %d\n", incomplete);
+    pd_buf_printf(b, "profiled_partitions{state=\"offset_gap\"} %d\n", gap);
+    pd_buf_printf(b, "profiled_partitions{state=\"offsets_backwards\"} %d\n", backwards);
 
     /* One family at a time (samples of a family must be contiguous). */
     family(b, "profiled_partition_next_offset", "gauge", "Next input offset to process, per owned partition.");
@@ -399,6 +412,33 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
             "(librdkafka < 2.1 pauses a partition for up to 1 s once its pre-fetch queue was full).",
             LD(m->fetch_wakeups));
     counter(b, "profiled_flush_errors_total", "Failed store commits.", LD(m->flush_errors));
+    family(b, "profiled_sidefx_redo_records_total", "counter",
+           "Records a new owner re-read to perform the side effects (DLQ, re-routes) its predecessor had not "
+           "performed, by what they needed (none: already fine).");
+    {
+        uint64_t rd = LD(m->sidefx_redo_dlq), rr = LD(m->sidefx_redo_rerouted), all = LD(m->sidefx_redo_records);
+        pd_buf_printf(b, "profiled_sidefx_redo_records_total{action=\"dlq\"} %llu\n", (unsigned long long)rd);
+        pd_buf_printf(b, "profiled_sidefx_redo_records_total{action=\"reroute\"} %llu\n", (unsigned long long)rr);
+        pd_buf_printf(b, "profiled_sidefx_redo_records_total{action=\"none\"} %llu\n",
+                      (unsigned long long)(all - rd - rr));
+    }
+    counter(b, "profiled_sidefx_notes_dropped_total",
+            "Replica time-rejection notes dropped over the per-partition cap (a promotion may then miss the DLQ "
+            "record of such a record).",
+            LD(m->sidefx_notes_dropped));
+    counter(b, "profiled_sidefx_lost_records_total",
+            "Records whose side effects (DLQ, re-route) were still due but the topic no longer holds them.",
+            LD(m->sidefx_lost));
+    family(b, "profiled_offset_errors_total", "counter",
+           "Partitions whose position was out of the topic's range: gap (the topic's first offset is beyond "
+           "the checkpoint: records lost to retention) or backwards (the checkpoint is beyond the topic's end: "
+           "recreated or truncated).");
+    pd_buf_printf(b, "profiled_offset_errors_total{kind=\"gap\"} %llu\n", (unsigned long long)LD(m->offset_gaps));
+    pd_buf_printf(b, "profiled_offset_errors_total{kind=\"backwards\"} %llu\n",
+                  (unsigned long long)LD(m->offsets_backwards));
+    counter(b, "profiled_offset_gap_records_total",
+            "Records between a checkpoint and the topic's first offset, skipped because Kafka deleted them.",
+            LD(m->offset_gap_records));
     gauge(b, "profiled_batch_bytes",
           "Memory held by the two in-memory batches (aggregation tables, event logs, recycled entries); "
           "it grows with a burst (catch-up) and shrinks back when the batches stay small.",

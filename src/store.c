@@ -23,6 +23,9 @@
  *   "dialect"      event dialect version (PD_EVENT_DIALECT), decimal text;
  *                  absent in stores written before it existed (dialect 1)
  *   'o' + u32 BE   checkpoint: next_offset i64 BE + clock_ms i64 BE
+ *   'x' + u32 BE   side-effect record (format in sidefx.c)
+ *   "partitions"   the input topic's partition count when last seen, decimal
+ *                  text (lets a worker start serving while Kafka is down)
  * A store is only ever opened read-write with the schema whose fingerprint
  * it records and under the event dialect it records: its state is a
  * function of the log under both, so a mismatch is refused at open, with
@@ -192,6 +195,13 @@ void store_ckpt_key(uint8_t *k, int32_t partition)
 {
     pd_assert(partition >= 0);
     k[0] = 'o';
+    pd_put_u32be(k + 1, (uint32_t)partition);
+}
+
+void store_sidefx_key(uint8_t *k, int32_t partition)
+{
+    pd_assert(partition >= 0);
+    k[0] = 'x';
     pd_put_u32be(k + 1, (uint32_t)partition);
 }
 
@@ -599,6 +609,31 @@ static int meta_get(pd_store *st, const char *key, char **val, size_t *len, char
     if (!v) return PD_ENOTFOUND;
     *val = pd_strndup(v, *len);
     rocksdb_free(v);
+    return PD_OK;
+}
+
+int pd_store_get_partitions(pd_store *st, int32_t *n)
+{
+    char *v = NULL, err[128];
+    size_t len = 0;
+    int rc = meta_get(st, "partitions", &v, &len, err, sizeof err);
+    if (rc) return rc;
+    char *e;
+    long x = strtol(v, &e, 10);
+    rc = e == v || *e || x <= 0 || x > INT32_MAX ? PD_ECORRUPT : PD_OK;
+    if (!rc) *n = (int32_t)x;
+    pd_free(v);
+    return rc;
+}
+
+int pd_store_set_partitions(pd_store *st, int32_t n, char *err, size_t errlen)
+{
+    if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
+    char v[16];
+    int len = snprintf(v, sizeof v, "%d", (int)n);
+    char *re = NULL;
+    rocksdb_put_cf(st->db, st->wo, st->cf_meta, "partitions", 10, v, (size_t)len, &re);
+    if (re) return store_rdb_err(re, err, errlen, "write partitions");
     return PD_OK;
 }
 

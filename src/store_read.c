@@ -70,6 +70,27 @@ int pd_store_get_checkpoint(pd_store *st, int32_t partition, pd_checkpoint *out)
     return rc;
 }
 
+int pd_store_get_sidefx(pd_store *st, int32_t partition, pd_buf *out)
+{
+    uint8_t k[PD_CKPT_KEY_LEN];
+    store_sidefx_key(k, partition);
+    char *re = NULL;
+    size_t len = 0;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *v = rocksdb_get_cf(st->db, ro, st->cf_meta, (const char *)k, sizeof k, &len, &re);
+    rocksdb_readoptions_destroy(ro);
+    if (re) {
+        pd_warn("store: read side-effect record %d: %s", partition, re);
+        rocksdb_free(re);
+        return PD_EIO;
+    }
+    if (!v) return PD_ENOTFOUND;
+    out->len = 0;
+    pd_buf_append(out, v, len);
+    rocksdb_free(v);
+    return PD_OK;
+}
+
 int pd_store_list_checkpoints(pd_store *st, pd_checkpoint **out, int *n)
 {
     *out = NULL;

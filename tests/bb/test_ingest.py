@@ -166,12 +166,35 @@ def check_dlq(c, oracle, bad):
     check(reasons == sorted(bad.values()), "DLQ reasons %s != expected %s" % (reasons, sorted(bad.values())))
 
 
+def group_committed(c, group="g"):
+    """{partition: the group's committed offset} (-1 none), read with
+    confluent-kafka without joining the group. The workers commit their
+    side-effect frontier there (docs/architecture.md, "Side effects")."""
+    from confluent_kafka import Consumer, TopicPartition
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = cons.committed([TopicPartition(c.topic, p) for p in range(c.partitions)], timeout=10)
+    finally:
+        cons.close()
+    return {tp.partition: tp.offset for tp in tps}
+
+
+def side_effects_done(c):
+    """True when every partition's side effects (DLQ, re-routes) are done up
+    to its current end: an owner has committed the end to the group."""
+    ends = c.watermarks()
+    done = group_committed(c)
+    return all(done.get(p, -1) >= ends[p] for p in ends)
+
+
 def settle_and_compare(c, workers, bad, timeout=180):
-    """Waits until the workers' stores checkpoint every partition's end,
-    stops them gracefully, then compares every user and the DLQ with the
-    oracle built from the topic."""
+    """Waits until the workers' stores checkpoint every partition's end and
+    an owner has done every partition's side effects up to it, stops them
+    gracefully, then compares every user and the DLQ with the oracle built
+    from the topic."""
     dirs = [w.data for w in workers]
     wait_caught_up(c, dirs, timeout=timeout)
+    wait_for(lambda: side_effects_done(c), timeout, "owners to commit every partition's end", interval=0.5)
     check(all(w.stop() == 0 for w in workers), "graceful stop failed")
     o = oracle_from_topic(c)
     compare_state(c, o, dirs)

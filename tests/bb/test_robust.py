@@ -27,9 +27,9 @@ def test_sigterm_before_first_assignment():
     the group: exit code 0 (librdkafka 2.0.2 may abort destroying such a
     consumer, #4312), the store closed before that destroy (RocksDB logs
     "Shutdown complete" in its LOG), and afterwards the state equals the
-    oracle's. With --replicas 0: with replicas, a stopped worker's partition
-    consumed meanwhile by a replica that is then promoted loses its DLQ
-    records (issue 22 hole 3, not this test's subject)."""
+    oracle's. With replicas (the default): a stopped worker's partitions are
+    consumed meanwhile by a replica that is then promoted, which must
+    dead-letter what it read (issue 22 hole 3, test_sidefx.py)."""
     with cluster(partitions=NPARTS) as c:
         path, bad = build_input(c, 6000, 500, 61)
         lines = open(path, "rb").read().splitlines()
@@ -39,12 +39,11 @@ def test_sigterm_before_first_assignment():
             f.write(b"\n".join(lines[:len(lines) // 2]) + b"\n")
         with open(rest, "wb") as f:
             f.write(b"\n".join(lines[len(lines) // 2:]) + b"\n")
-        norep = ["--replicas", "0"]
-        w1 = c.start_worker("w1", norep)
+        w1 = c.start_worker("w1")
         c.produce_file(half, ["--key_field", "route_key"])
         hits = 0
         for i, delay in enumerate((0.2, 1.0, 2.0, 3.0, 4.0)):
-            x = c.start_worker("x%d" % i, norep, wait_listen=False)
+            x = c.start_worker("x%d" % i, wait_listen=False)
             time.sleep(delay)
             rc = x.stop(timeout=60)
             check(rc == 0, "worker stopped %.1f s after start exited %s:\n%s" % (delay, rc, x.tail()))
@@ -58,7 +57,7 @@ def test_sigterm_before_first_assignment():
             del c.workers["x%d" % i]
         print("  (%d of 5 stops went through the librdkafka #4312 abort)" % hits)
         c.produce_file(rest, ["--key_field", "route_key"])
-        w2 = c.start_worker("x0", norep)     # same data dir as the first stopped one
+        w2 = c.start_worker("x0")     # same data dir as the first stopped one
         settle_and_compare(c, [w1, w2], bad)
 
 
