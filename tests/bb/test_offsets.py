@@ -143,7 +143,8 @@ def test_topic_recreated_refused_then_continued():
     records dropped as stale_offset, ready."""
     with cluster(partitions=NPARTS) as c:
         now = int(time.time() * 1000)
-        old = {p: events(users_of(p, 15), 300, now - 7200000, tag="old%d" % p) for p in range(NPARTS)}
+        # 30 h back: always another day than the new events (2 days x 60 users: compare_state wants > 100 profiles)
+        old = {p: events(users_of(p, 15), 300, now - 30 * 3600000, tag="old%d" % p) for p in range(NPARTS)}
         for p in range(NPARTS):
             produce_to(c.bootstrap, c.topic, old[p], p)
         w = c.start_worker("w1")
