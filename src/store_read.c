@@ -43,22 +43,32 @@ static int iter_finish(rocksdb_iterator_t *it, rocksdb_readoptions_t *ro, int rc
     return rc;
 }
 
+/* Reads one per-partition meta record (key k): *v malloc'd by RocksDB
+ * (rocksdb_free), PD_ENOTFOUND when absent, PD_EIO (logged, naming what)
+ * on a read error. */
+static int meta_get_part(pd_store *st, const uint8_t *k, size_t klen, const char *what, int32_t partition,
+                         char **v, size_t *len)
+{
+    char *re = NULL;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    *v = rocksdb_get_cf(st->db, ro, st->cf_meta, (const char *)k, klen, len, &re);
+    rocksdb_readoptions_destroy(ro);
+    if (re) {
+        pd_warn("store: read %s %d: %s", what, partition, re);
+        rocksdb_free(re);
+        return PD_EIO;
+    }
+    return *v ? PD_OK : PD_ENOTFOUND;
+}
+
 int pd_store_get_checkpoint(pd_store *st, int32_t partition, pd_checkpoint *out)
 {
     uint8_t k[PD_CKPT_KEY_LEN];
     store_ckpt_key(k, partition);
-    char *re = NULL;
+    char *v = NULL;
     size_t len = 0;
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    char *v = rocksdb_get_cf(st->db, ro, st->cf_meta, (const char *)k, sizeof k, &len, &re);
-    rocksdb_readoptions_destroy(ro);
-    if (re) {
-        pd_warn("store: read checkpoint %d: %s", partition, re);
-        rocksdb_free(re);
-        return PD_EIO;
-    }
-    if (!v) return PD_ENOTFOUND;
-    int rc = PD_OK;
+    int rc = meta_get_part(st, k, sizeof k, "checkpoint", partition, &v, &len);
+    if (rc) return rc;
     if (len != PD_CKPT_VAL_LEN) {
         rc = PD_ECORRUPT;
     } else {
@@ -74,17 +84,10 @@ int pd_store_get_sidefx(pd_store *st, int32_t partition, pd_buf *out)
 {
     uint8_t k[PD_CKPT_KEY_LEN];
     store_sidefx_key(k, partition);
-    char *re = NULL;
+    char *v = NULL;
     size_t len = 0;
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    char *v = rocksdb_get_cf(st->db, ro, st->cf_meta, (const char *)k, sizeof k, &len, &re);
-    rocksdb_readoptions_destroy(ro);
-    if (re) {
-        pd_warn("store: read side-effect record %d: %s", partition, re);
-        rocksdb_free(re);
-        return PD_EIO;
-    }
-    if (!v) return PD_ENOTFOUND;
+    int rc = meta_get_part(st, k, sizeof k, "side-effect record", partition, &v, &len);
+    if (rc) return rc;
     out->len = 0;
     pd_buf_append(out, v, len);
     rocksdb_free(v);
