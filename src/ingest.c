@@ -155,9 +155,24 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
             PD_INC(m->events_stale_offset);
             return;
         }
-        /* Applied already (as a replica): only the side effects are due. */
-        int did = pd_sidefx_redo(&pp->fx, ig->dlq, w->schema, ig->cfg, w->nparts, p, offset, rec_ts, rec_ts_type,
+        /* Applied already (as a replica): only the side effects are due.
+         * A control record's only possible one is the DLQ record of a
+         * malformed erasure; it is never parsed as an event. */
+        int did;
+        if (control) {
+            char user[PD_MAX_USER_ID], cerr[PD_DLQ_MAX_DETAIL];
+            size_t ulen = 0;
+            int why = pd_erase_parse(control, controllen, key, keylen, val, vallen, p, w->nparts, user, &ulen,
+                                     cerr, sizeof cerr);
+            did = PD_SIDEFX_NONE;
+            if (why != PD_EV_OK) {
+                pd_dlq_send(ig->dlq, why, cerr, p, offset, rec_ts, key, keylen, val, vallen);
+                did = PD_SIDEFX_DLQ;
+            }
+        } else {
+            did = pd_sidefx_redo(&pp->fx, ig->dlq, w->schema, ig->cfg, w->nparts, p, offset, rec_ts, rec_ts_type,
                                  key, keylen, val, vallen, ig->wall_ms);
+        }
         PD_INC(m->sidefx_redo_records);
         if (did == PD_SIDEFX_DLQ) PD_INC(m->sidefx_redo_dlq);
         if (did == PD_SIDEFX_REROUTE) {
@@ -190,11 +205,12 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
         int why = pd_erase_parse(control, controllen, key, keylen, val, vallen, p, w->nparts, user, &ulen, cerr,
                                  sizeof cerr);
         if (why != PD_EV_OK) {
-            if (owner) pd_dlq_send(ig->dlq, why, cerr, p, offset, rec_ts, key, keylen, val, vallen);
+            if (fx) pd_dlq_send(ig->dlq, why, cerr, p, offset, rec_ts, key, keylen, val, vallen);
         } else {
             pd_batch_erase(&ig->fill->batch, p, user, ulen);
             PD_INC(m->erasures);
         }
+        if (owner) pd_sidefx_advance(&pp->fx, offset + 1);
         part_publish(ig, p);
         return;
     }

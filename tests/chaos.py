@@ -131,9 +131,23 @@ def produce(c, kind, lines, path):
         subprocess.run(["kcat", "-P", "-b", c.bootstrap, "-t", c.topic, "-K", "\t", "-l", keyed],
                        check=True, timeout=120, capture_output=True)
     elif kind == "kafka-python":
-        code = ("import sys,json\n"
+        # The broker may be down (a "broker lost" fault) when the client
+        # starts or while it sends: keep trying to connect for up to a
+        # minute, and retry sends for as long as the flush allows. A record
+        # that still fails is simply not in the topic, and the oracle reads
+        # the topic.
+        code = ("import sys,json,time\n"
                 "from kafka import KafkaProducer\n"
-                "p=KafkaProducer(bootstrap_servers=sys.argv[1],acks='all',retries=20,max_request_size=4000000)\n"
+                "from kafka.errors import NoBrokersAvailable\n"
+                "for i in range(60):\n"
+                "    try:\n"
+                "        p=KafkaProducer(bootstrap_servers=sys.argv[1],acks='all',retries=1000,retry_backoff_ms=200,"
+                "max_request_size=4000000)\n"
+                "        break\n"
+                "    except NoBrokersAvailable:\n"
+                "        time.sleep(1)\n"
+                "else:\n"
+                "    sys.exit('kafka-python: no broker for 60 s')\n"
                 "for l in open(sys.argv[3],'rb'):\n"
                 "    l=l.rstrip(b'\\n')\n"
                 "    k,_,v=l.partition(b'\\t')\n"
@@ -328,7 +342,16 @@ def check_round(c):
             errs.append("store: %s not in the oracle" % (k,))
         else:
             errs += ["store: %s%s" % (k, e) for e in diff_profile(wantd[k], got[k])]
-    # the DLQ, de-duplicated by source position
+    # the DLQ, de-duplicated by source position. The mock broker keeps
+    # about 5 MiB per partition and drops the oldest records beyond that
+    # (redone side effects repeat the 1 MB truncated record): a DLQ
+    # partition whose low watermark moved cannot be checked in full.
+    r = c.ctl("consume", "--brokers", c.bootstrap, "--topic", c.topic + ".dlq", "--watermarks", "true",
+              timeout=60)
+    for wm in map(json.loads, r.stdout.decode().splitlines()):
+        if wm["low"] > 0:
+            errs.append("DLQ partition %d: the mock broker dropped its first %d records (retention), "
+                        "not a profiled fault; the DLQ check is incomplete" % (wm["partition"], wm["low"]))
     seen = {}
     for r in ti.read_topic(c, c.topic + ".dlq"):
         h = r["headers"]
@@ -384,6 +407,9 @@ def one_round(i, rnd, args, want_kills):
             log("MISMATCH " + e)
         ok = not errs
     except (TestFailure, OSError, subprocess.SubprocessError) as e:
+        tail = getattr(e, "stderr", None)
+        if tail:
+            e = "%s; stderr: %s" % (e, tail.decode(errors="replace").strip()[-600:])
         log("round %d failed: %s" % (i, e))
         row["mismatches"] = row["mismatches"] or 1
         row["error"] = str(e)

@@ -18,16 +18,19 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import check, cluster, http_get, main, wait_for  # noqa: E402
-from oracle import Oracle  # noqa: E402
+from oracle import Oracle, partition_for  # noqa: E402
 from test_ingest import NPARTS, build_input, compare_state, read_topic, wait_caught_up  # noqa: E402
 
 
-def kcat_produce(c, lines, partition=None):
+def kcat_produce(c, lines, partition=None, headers=()):
     """Produces "key<TAB>value" lines with kcat (default partitioner:
-    consistent_random, i.e. CRC32 of the key), or to one partition."""
+    consistent_random, i.e. CRC32 of the key), or to one partition, with
+    the given "name=value" headers."""
     args = ["kcat", "-P", "-b", c.bootstrap, "-t", c.topic, "-K", "\t"]
     if partition is not None:
         args += ["-p", str(partition)]
+    for h in headers:
+        args += ["-H", h]
     r = subprocess.run(args, input=b"\n".join(lines) + b"\n", capture_output=True, timeout=60)
     check(r.returncode == 0, "kcat failed: %s" % r.stderr.decode(errors="replace"))
 
@@ -42,6 +45,11 @@ def oracle_with_positions(c):
         origin = r["headers"].get("profiled-origin")
         if origin:
             origins.add(origin)
+        kind = r["headers"].get("profiled-control")
+        if kind is not None:
+            key = r.get("key")
+            o.erase(r["partition"], r["offset"], val, key.encode() if key is not None else None, kind)
+            continue
         if o.feed(r["partition"], r["offset"], val, r["timestamp"], origin) == "misrouted":
             misrouted.add((r["partition"], r["offset"]))
     return o, misrouted, origins
@@ -106,6 +114,13 @@ def test_promoted_replica_redoes_dead_owners_side_effects():
         for p in mine:
             kcat_produce(c, [b"k\t{broken", b"k\t[1]", b"k\t{\"user_id\":\"u\",\"type\":\"view\"}",
                              b"k\t{\"user_id\":\"u\",\"ts\":\"never\",\"type\":\"view\"}"], partition=p)
+        # and control records there: a valid erasure of one of the dead
+        # owner's users (never an event, never in the DLQ, also when redone)
+        # and a malformed one (the DLQ, exactly once, as bad_erasure)
+        victim = next(u for u in ("u-%d" % i for i in range(300)) if partition_for(u.encode(), NPARTS) in mine)
+        vp = partition_for(victim.encode(), NPARTS)
+        kcat_produce(c, [victim.encode() + b"\t" + json.dumps({"user_id": victim}).encode(),
+                         b"k\t{\"user\":1}"], partition=vp, headers=["profiled-control=erase"])
         # promotion: w2 owns every partition, and has checkpointed every end
         # (ends grow while re-produced events arrive)
         wait_for(lambda: len(json.loads(http_get(w2.url + "/v1/partitions")[2])["self"]["owned"]) == NPARTS, 60,
@@ -119,6 +134,7 @@ def test_promoted_replica_redoes_dead_owners_side_effects():
         dead_mis = [x for x in misrouted if x[0] in mine]
         check(len(dead_bad) >= 4 * len(mine), "only %d bad records on w1's partitions" % len(dead_bad))
         check(len(dead_mis) >= 6, "only %d misrouted records on w1's partitions" % len(dead_mis))
+        check(o.outcomes.get("erased", 0) == 1, "the oracle saw %s erasures, want 1" % o.outcomes.get("erased"))
         lost = sorted(x for x in misrouted if "%s/%d/%d" % (c.topic, x[0], x[1]) not in origins)
         check(not lost, "%d misrouted record(s) never re-routed, e.g. %s" % (len(lost), lost[:5]))
         check_dlq_exact(c, o)
