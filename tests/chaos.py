@@ -128,8 +128,17 @@ def produce(c, kind, lines, path):
         with open(keyed, "wb") as f:
             for l in lines:
                 f.write(user_key(l).encode() + b"\t" + l.replace(b"\n", b" ") + b"\n")
-        subprocess.run(["kcat", "-P", "-b", c.bootstrap, "-t", c.topic, "-K", "\t", "-l", keyed],
-                       check=True, timeout=120, capture_output=True)
+        # kcat gives up when every broker is down (a "broker lost" fault):
+        # run it again, for up to a minute. A chunk sent twice is fine: the
+        # oracle reads the topic.
+        for attempt in range(12):
+            r = subprocess.run(["kcat", "-P", "-b", c.bootstrap, "-t", c.topic, "-K", "\t", "-l", keyed],
+                               timeout=120, capture_output=True)
+            if r.returncode == 0 or b"brokers are down" not in r.stderr:
+                break
+            time.sleep(5)
+        if r.returncode:
+            raise subprocess.CalledProcessError(r.returncode, r.args, r.stdout, r.stderr)
     elif kind == "kafka-python":
         # The broker may be down (a "broker lost" fault) when the client
         # starts or while it sends: keep trying to connect for up to a
