@@ -122,4 +122,15 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
                    size_t max_bytes, char *err, size_t errlen);
 void pd_event_free(pd_event *ev);
 
+/* The same strict JSON (the event dialect) for other records, e.g. control
+ * records: buf[0..len) (at most 1 MiB) must be one JSON object; copies its
+ * top-level string member `name` (the first, as for events; escapes
+ * decoded, so it may hold NUL bytes: use *outlen) into out[0..cap) with a
+ * NUL after it. Returns PD_OK, or with a message in err PD_JSON_BAD (not
+ * a JSON object), PD_JSON_MISSING, PD_JSON_TYPE (not a string) or
+ * PD_JSON_LONG (cap - 1 bytes or more). */
+enum { PD_JSON_BAD = 1, PD_JSON_MISSING, PD_JSON_TYPE, PD_JSON_LONG };
+int pd_json_get_str(const char *buf, size_t len, const char *name, char *out, size_t cap, size_t *outlen,
+                    char *err, size_t errlen);
+
 #endif

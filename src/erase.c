@@ -18,7 +18,6 @@
 #include "event.h"
 #include "kafka.h"
 
-#include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -37,46 +36,30 @@ int pd_erase_parse(const char *kind, size_t kindlen, const void *key, size_t key
                  "; known: " PD_CONTROL_ERASE ")", (int)PD_MIN(kindlen, 64), kind ? kind : "");
         return PD_EV_BAD_CONTROL;
     }
-    int rc = PD_EV_BAD_ERASURE;
-    cJSON *root = val && vallen ? cJSON_ParseWithLength(val, vallen) : NULL;
-    const cJSON *u = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "user_id") : NULL;
-    if (!root) {
-        snprintf(err, errlen, "erasure: value is not JSON");
-        goto out;
+    char jerr[160], u[PD_MAX_USER_ID + 1]; /* user[] has no room for the NUL */
+    size_t n = 0;
+    int jr = pd_json_get_str(val, vallen, "user_id", u, sizeof u, &n, jerr, sizeof jerr);
+    if (jr) {
+        snprintf(err, errlen, "erasure: %s", jerr);
+        return PD_EV_BAD_ERASURE;
     }
-    if (!cJSON_IsObject(root)) {
-        snprintf(err, errlen, "erasure: value is not a JSON object");
-        goto out;
-    }
-    if (!u) {
-        snprintf(err, errlen, "erasure: field 'user_id' missing");
-        goto out;
-    }
-    if (!cJSON_IsString(u) || !u->valuestring) {
-        snprintf(err, errlen, "erasure: field 'user_id' is not a string");
-        goto out;
-    }
-    const size_t n = strlen(u->valuestring);
-    if (n == 0 || n > PD_MAX_USER_ID || !pd_utf8_valid(u->valuestring, n)) {
+    if (n == 0 || !pd_utf8_valid(u, n)) {
         snprintf(err, errlen, "erasure: field 'user_id' must be 1..%d bytes of valid UTF-8", PD_MAX_USER_ID);
-        goto out;
+        return PD_EV_BAD_ERASURE;
     }
-    if (key && (keylen != n || memcmp(key, u->valuestring, n) != 0)) {
+    if (key && (keylen != n || memcmp(key, u, n) != 0)) {
         snprintf(err, errlen, "erasure: record key differs from user_id");
-        goto out;
+        return PD_EV_BAD_ERASURE;
     }
-    const int32_t want = pd_partition_for(u->valuestring, n, nparts);
+    const int32_t want = pd_partition_for(u, n, nparts);
     if (want != p) {
         snprintf(err, errlen, "erasure: user_id belongs to partition %d, record is in partition %d", (int)want,
                  (int)p);
-        goto out;
+        return PD_EV_BAD_ERASURE;
     }
-    memcpy(user, u->valuestring, n);
+    memcpy(user, u, n);
     *ulen = n;
-    rc = PD_EV_OK;
-out:
-    cJSON_Delete(root);
-    return rc;
+    return PD_EV_OK;
 }
 
 void pd_erase_value(pd_buf *out, const char *user, size_t ulen, int64_t now_ms)

@@ -1090,17 +1090,12 @@ bad:
     ev->n_bad_attrs++;
 }
 
-int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len,
-                   size_t max_bytes, char *err, size_t errlen)
+/* The common start of every parse: size and UTF-8 checks, the scan, only
+ * whitespace after the value, and a top-level object. Fills *d (tokens in
+ * t's tape, index ix). PD_EV_OK or a reason with err set. */
+static int open_doc(const char *buf, size_t len, size_t max_bytes, ev_tls *t, obj_index *ix, doc *d, char *err,
+                    size_t errlen)
 {
-    ctr_cache cc;
-    int rc;
-
-    pd_assert(ev && s && s->ndims >= 0 && s->ndims <= PD_MAX_DIMS);
-    ev_reset(ev);
-    if (err && errlen) err[0] = '\0';
-    if (max_bytes == 0) max_bytes = PD_EV_DEFAULT_MAX_BYTES;
-
     if (len == 0 || !buf) return pd_seterr(err, errlen, PD_EV_EMPTY, "empty value (0 bytes)");
     if (len > max_bytes)
         return pd_seterr(err, errlen, PD_EV_TOO_LARGE, "value is %zu bytes, expected at most %zu",
@@ -1112,7 +1107,6 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
     if (ascii < len && !pd_utf8_valid(buf + ascii, len - ascii))
         return pd_seterr(err, errlen, PD_EV_INVALID_UTF8, "value is not valid UTF-8");
 
-    ev_tls *t = tls_get();
     scanner sc = {(const unsigned char *)buf, len, 0, t, 0, 0, NULL, 0};
     if (scan_doc(&sc)) {
         char got[48] = "end of input";
@@ -1127,27 +1121,42 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
             snprintf(got + o, sizeof got - o, "\"%s", sc.bad_len > 32 ? "..." : "");
         } else if (sc.p < len)
             snprintf(got, sizeof got, c > 0x20 && c < 0x7f ? "'%c'" : "byte 0x%02x", (unsigned)c);
-        rc = pd_seterr(err, errlen, PD_EV_INVALID_JSON, "invalid JSON at byte %zu of %zu: %s, got %s",
-                       sc.p, len, sc.what, got);
-        goto out;
+        return pd_seterr(err, errlen, PD_EV_INVALID_JSON, "invalid JSON at byte %zu of %zu: %s, got %s",
+                         sc.p, len, sc.what, got);
     }
     /* Only whitespace may follow the top-level value. */
     size_t end = sc.p;
     while (end < len && ws_char[(unsigned char)buf[end]]) end++;
     if (end != len) {
-        rc = pd_seterr(err, errlen, PD_EV_INVALID_JSON,
-                       "invalid JSON: unexpected data after the top-level value at byte %zu of %zu",
-                       end, len);
-        goto out;
+        return pd_seterr(err, errlen, PD_EV_INVALID_JSON,
+                         "invalid JSON: unexpected data after the top-level value at byte %zu of %zu",
+                         end, len);
     }
+    ix->n = 0;
+    *d = (doc){(const unsigned char *)buf, t->tok, t, ix};
+    if (d->tok[0].kind != TK_OBJ)
+        return pd_seterr(err, errlen, PD_EV_NOT_OBJECT, "top-level value: expected object, got %s",
+                         kind_name(d->tok[0].kind));
+    return PD_EV_OK;
+}
+
+
+int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len,
+                   size_t max_bytes, char *err, size_t errlen)
+{
+    ctr_cache cc;
+    int rc;
+
+    pd_assert(ev && s && s->ndims >= 0 && s->ndims <= PD_MAX_DIMS);
+    ev_reset(ev);
+    if (err && errlen) err[0] = '\0';
+    if (max_bytes == 0) max_bytes = PD_EV_DEFAULT_MAX_BYTES;
+
+    ev_tls *t = tls_get();
     obj_index ix;
-    ix.n = 0;
-    doc d = {(const unsigned char *)buf, t->tok, t, &ix};
-    if (d.tok[0].kind != TK_OBJ) {
-        rc = pd_seterr(err, errlen, PD_EV_NOT_OBJECT, "top-level value: expected object, got %s",
-                       kind_name(d.tok[0].kind));
-        goto out;
-    }
+    doc d;
+    rc = open_doc(buf, len, max_bytes, t, &ix, &d, err, errlen);
+    if (rc) goto out;
 
     rc = get_required_str(ev, &d, "user_id", PD_MAX_USER_ID, PD_EV_MISSING_USER_ID,
                           PD_EV_BAD_USER_ID_TYPE, PD_EV_EMPTY_USER_ID, PD_EV_USER_ID_TOO_LONG,
@@ -1179,4 +1188,43 @@ void pd_event_free(pd_event *ev)
     if (!ev) return;
     free(ev->heap_);
     ev_reset(ev);
+}
+
+int pd_json_get_str(const char *buf, size_t len, const char *name, char *out, size_t cap, size_t *outlen,
+                    char *err, size_t errlen)
+{
+    pd_assert(cap > 0);
+    *outlen = 0;
+    if (err && errlen) err[0] = '\0';
+    ev_tls *t = tls_get();
+    obj_index ix;
+    doc d;
+    int rc = open_doc(buf, len, PD_EV_DEFAULT_MAX_BYTES, t, &ix, &d, err, errlen);
+    if (rc) {
+        rc = PD_JSON_BAD;
+        goto out;
+    }
+    long j = obj_get(&d, 0, name);
+    if (j < 0) {
+        rc = pd_seterr(err, errlen, PD_JSON_MISSING, "field '%s' missing", name);
+        goto out;
+    }
+    if (d.tok[j].kind != TK_STR) {
+        rc = pd_seterr(err, errlen, PD_JSON_TYPE, "field '%s': expected string, got %s", name,
+                       kind_name(d.tok[j].kind));
+        goto out;
+    }
+    size_t n;
+    const char *v = str_get(&d, &d.tok[j], &n);
+    if (n >= cap) {
+        rc = pd_seterr(err, errlen, PD_JSON_LONG, "field '%s': %zu bytes, expected at most %zu", name, n, cap - 1);
+        goto out;
+    }
+    memcpy(out, v, n);
+    out[n] = '\0';
+    *outlen = n;
+    rc = PD_OK;
+out:
+    tls_trim(t);
+    return rc;
 }

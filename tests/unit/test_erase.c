@@ -31,6 +31,18 @@ TEST(erase_parse_record)
     CHECK_INT(chk("erase", NULL, "[\"alice\"]", p, user, &ul), PD_EV_BAD_ERASURE);
     CHECK_INT(chk("erase", NULL, "not json", p, user, &ul), PD_EV_BAD_ERASURE);
     CHECK_INT(chk("erase", NULL, "", p, user, &ul), PD_EV_BAD_ERASURE);
+    /* the event dialect (docs/data-model.md "Event JSON"), not a laxer one */
+    CHECK_INT(chk("erase", NULL, "{\"user_id\":\"alice\"} junk", p, user, &ul), PD_EV_BAD_ERASURE);
+    CHECK_INT(chk("erase", NULL, "{\"user_id\":\"alice\",}", p, user, &ul), PD_EV_BAD_ERASURE);
+    CHECK_INT(chk("erase", NULL, "{\"user_id\":\"\\ud800\"}", p, user, &ul), PD_EV_BAD_ERASURE);
+    CHECK_INT(chk("erase", NULL, "{\"user_id\":\"alice\",\"user_id\":\"bob\"}", p, user, &ul), PD_EV_OK);
+    CHECK(ul == 5 && memcmp(user, "alice", 5) == 0); /* the first of duplicate keys, as for events */
+    {   /* an escaped NUL is part of the id: "alice\u0000x" never erases alice */
+        const char id[] = "alice\0x";
+        const int32_t q = pd_partition_for(id, 7, 4);
+        CHECK_INT(chk("erase", NULL, "{\"user_id\":\"alice\\u0000x\"}", q, user, &ul), PD_EV_OK);
+        CHECK(ul == 7 && memcmp(user, id, 7) == 0);
+    }
     CHECK_INT(chk("delete", NULL, "{\"user_id\":\"alice\"}", p, user, &ul), PD_EV_BAD_CONTROL);
     CHECK_INT(chk("", NULL, "{\"user_id\":\"alice\"}", p, user, &ul), PD_EV_BAD_CONTROL);
     CHECK_STR(pd_ev_reason_name(PD_EV_BAD_ERASURE), "bad_erasure");
