@@ -368,10 +368,9 @@ class Oracle:
         if kind != "erase":
             reason = "bad_control"
         else:
-            try:
-                v = json.loads(value)
-            except (ValueError, UnicodeDecodeError):
-                v = None
+            v = None
+            if _utf8_ok(value) and strict_valid(value):  # the event dialect, as for events
+                v = json.loads(value.decode("utf-8"), object_pairs_hook=_first_wins)
             uid = v.get("user_id") if isinstance(v, dict) else None
             ub = uid.encode("utf-8", "surrogatepass") if isinstance(uid, str) else b""
             if not isinstance(uid, str) or not 1 <= len(ub) <= 256 or not _utf8_ok(ub):
