@@ -33,10 +33,13 @@
  * it DLQs exactly what the replica left out of its state, with the same
  * reason and detail. A record without a note is checked with the clock of
  * the redo: the rule is monotone in the clock (rectime.h), so what the
- * replica accepted earlier is accepted again. Notes do not travel with
- * snapshots: for state restored from a peer every time decision of the
- * redo is the redo's own (that peer's may have differed only for records
- * stamped beyond max_future_skew). Notes below the owner's published
+ * replica accepted earlier is accepted again. The record travels with the
+ * state in hand-off snapshots (handoff.h, 'f'): a worker that restores a
+ * partition from a peer gets that peer's frontier and notes with it (and
+ * keeps its own frontier when that is further), so a replica rebuilt from
+ * the topic (frontier 0) and then copied still has its side effects
+ * redone; before PDSNAP06 the copy's frontier was unknown and nothing was
+ * redone (`make chaos` lost 3 DLQ records that way). Notes below the owner's published
  * checkpoint (membership topic) are dropped: those side effects are done.
  * At most PD_SIDEFX_MAX_NOTES are kept per partition; beyond that a note is
  * dropped with an error log and the sidefx_notes_dropped metric (the redo
@@ -68,7 +71,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PD_SIDEFX_MAX_NOTES 4096
 
 typedef struct {
     int64_t offset;   /* record rejected by the replica's time check */

@@ -54,6 +54,13 @@
 #include "schema.h"
 #include "profile.h"
 
+/* Sizes of a side-effect record (the value of meta 'x' + partition; the
+ * format is sidefx.h's): a 13-byte header and up to PD_SIDEFX_MAX_NOTES
+ * notes of 16 bytes. Known here for hand-off snapshots, which carry it. */
+#define PD_SIDEFX_MAX_NOTES 4096
+#define PD_SIDEFX_REC_MIN 13
+#define PD_SIDEFX_REC_MAX (PD_SIDEFX_REC_MIN + 16 * PD_SIDEFX_MAX_NOTES)
+
 typedef struct pd_store pd_store;
 typedef struct pd_store_batch pd_store_batch;
 typedef struct pd_store_snap pd_store_snap;
@@ -239,6 +246,8 @@ int pd_store_day_stats(pd_store *st, pd_day_stats **out, int *n);
 /* ---- partition hand-off (state transfer between workers) ---- */
 
 /* Visits every record of `partition` from ONE consistent snapshot: first
+ * its side-effect record when it has one (kind 'f', empty key, value as
+ * stored: sidefx.h), then
  * each day family's profiles (kind 'd', day set, key = user id without the
  * partition prefix, value = encoded merged profile), then its de-dup
  * records (kind 'x', key = seq u64 BE, value = packed entries as in the

@@ -192,6 +192,7 @@ static int walk(const char *path, int32_t p, const pd_schema *s, int secret_chec
     pd_store_batch *b = NULL;
     size_t batch_bytes = 0;
     uint64_t records = 0;
+    int seen_f = 0; /* at most one side-effect record */
     char e2[256];
     r.f = fopen(path, "rb");
     if (!r.f) return pd_seterr(err, errlen, PD_EIO, "open %s: %s", path, strerror(errno));
@@ -240,7 +241,8 @@ static int walk(const char *path, int32_t p, const pd_schema *s, int secret_chec
         }
         if (kind == 'E') break;
         uint64_t zday = 0, kl, vl;
-        if ((kind != 'd' && kind != 'x') || (kind == 'd' && rd_uvarint(&r, &zday)) || rd_uvarint(&r, &kl) ||
+        if ((kind != 'd' && kind != 'x' && kind != 'f') || (kind == 'f' && seen_f++) ||
+            (kind == 'd' && rd_uvarint(&r, &zday)) || rd_uvarint(&r, &kl) ||
             kl > r.size - r.pos) {
             pd_seterr(err, errlen, rc, "snapshot corrupt at byte %" PRIu64, r.pos);
             goto out;
@@ -263,6 +265,10 @@ static int walk(const char *path, int32_t p, const pd_schema *s, int secret_chec
             pd_seterr(err, errlen, rc, "snapshot: bad de-dup record");
             goto out;
         }
+        if (kind == 'f' && (kl != 0 || vl < PD_SIDEFX_REC_MIN || vl > PD_SIDEFX_REC_MAX)) {
+            pd_seterr(err, errlen, rc, "snapshot: bad side-effect record");
+            goto out;
+        }
         if (kind == 'd' && (kl == 0 || kl > 256)) {
             pd_seterr(err, errlen, rc, "snapshot: bad user id length %" PRIu64, kl);
             goto out;
@@ -275,6 +281,8 @@ static int walk(const char *path, int32_t p, const pd_schema *s, int secret_chec
                 pd_seterr(err, errlen, rc, "snapshot record %" PRIu64 ": %s", records, e2);
                 goto out;
             }
+        } else if (kind == 'f') {
+            pd_store_batch_put_sidefx(b, p, val.p, val.len);
         } else {
             pd_store_batch_put_dedup(b, p, pd_get_u64be((const uint8_t *)key.p), val.p, val.len);
         }

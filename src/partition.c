@@ -54,6 +54,10 @@ static void fx_takeover(pd_ingest *ig, int32_t p, int64_t hi)
     pp->fx.done = pd_sidefx_takeover(pp->fx.done, pp->group_committed, hi);
     if (pp->fx.done != was) pp->fx.dirty = 1;
     if (pp->fx.done >= 0) pd_sidefx_prune(&pp->fx, pp->fx.done);
+    if (pp->fx.done < 0 && pp->next_offset > 0)
+        pd_warn("partition %d: nobody recorded how far the side effects (DLQ records, re-routes) of offsets "
+                "below %" PRId64 " were done (no group commit, no side-effect record with the state): they are "
+                "not redone, and any an earlier owner missed are lost", (int)p, pp->next_offset);
     if (pp->fx.done >= 0 && pp->next_offset > pp->fx.done)
         pd_info("partition %d: performing the side effects (DLQ, re-routes) of offsets %" PRId64 "..%" PRId64
                 " its previous owner had not confirmed (applied here as a replica)",
@@ -284,8 +288,11 @@ void ig_reap_restores(pd_ingest *ig)
                 pp->clock_ms = cp.clock_ms;
                 pp->scratch = 0;
                 pp->catchup_to = 0;
-                /* another store's decisions now: this one's notes do not apply */
-                pd_sidefx_clear_notes(&pp->fx);
+                /* The state's side-effect record came with it (or none, from
+                 * a source that had none): what was known here still holds. */
+                const int64_t known = pp->fx.done;
+                if (pd_sidefx_load(&pp->fx, w->store, p, err, sizeof err) != PD_OK) pd_error("%s", err);
+                if (known > pp->fx.done) pd_sidefx_advance(&pp->fx, known);
                 if (role == ROLE_OWNER) fx_takeover(ig, p, -1);
                 ok = 1;
                 double secs = (double)(pd_mono_us() - j->t0_us) / 1e6;

@@ -565,6 +565,20 @@ int pd_store_export_partition(pd_store *st, int32_t partition, pd_checkpoint *cp
     cp->next_offset = (int64_t)pd_get_u64be((const uint8_t *)v);
     cp->clock_ms = (int64_t)pd_get_u64be((const uint8_t *)v + 8);
     rocksdb_free(v);
+    /* The side-effect record (sidefx.h), from the same snapshot: it belongs
+     * to this state (how far its side effects are known to be done, and the
+     * time decisions it left out of it). */
+    store_sidefx_key(k, partition);
+    ro = rocksdb_readoptions_create();
+    if (sn->snap) rocksdb_readoptions_set_snapshot(ro, sn->snap);
+    v = rocksdb_get_cf(st->db, ro, st->cf_meta, (const char *)k, sizeof k, &vl, &re);
+    rocksdb_readoptions_destroy(ro);
+    if (re) {
+        rc = store_rdb_err(re, err, errlen, "read side-effect record");
+        goto out;
+    }
+    if (v) rc = fn(arg, 'f', 0, "", 0, v, vl);
+    rocksdb_free(v);
     for (int i = 0; i < sn->ndays && !rc; i++)
         rc = export_range(st, sn->snap, sn->days[i]->cf, partition, 'd', sn->days[i]->day, fn, arg, err, errlen);
     if (!rc) rc = export_range(st, sn->snap, st->cf_dedup, partition, 'x', 0, fn, arg, err, errlen);

@@ -96,6 +96,15 @@ TEST(handoff_roundtrip_and_rejects_damage)
     pd_store_batch_put_dedup(bt, 3, 776, dd, sizeof dd);
     pd_store_batch_put_dedup(bt, 4, 5, dd, 24);
     pd_store_batch_set_checkpoint(bt, 3, 777, 123456);
+    /* partition 3's side-effect record (sidefx.h format: version 1, done
+     * 700, one note at 701); it must travel with the state */
+    uint8_t fxrec[13 + 16];
+    fxrec[0] = 1;
+    pd_put_u64be(fxrec + 1, 700);
+    pd_put_u32be(fxrec + 9, 1);
+    pd_put_u64be(fxrec + 13, 701);
+    pd_put_u64be(fxrec + 21, 1234567);
+    pd_store_batch_put_sidefx(bt, 3, fxrec, sizeof fxrec);
     {
         pd_profile pr;
         pd_profile_init(&pr, &s);
@@ -228,7 +237,13 @@ TEST(handoff_roundtrip_and_rejects_damage)
     CHECK_INT(cp.next_offset, 777);
     /* Independent count: 40 users x 3 days of profiles + the one de-dup entry
      * of partition 3 (partition 4's record does not travel). */
-    CHECK_INT(applied, 40 * 3 + 1);
+    CHECK_INT(applied, 40 * 3 + 1 + 1); /* + the side-effect record */
+    {
+        pd_buf fx = {0};
+        CHECK_INT(pd_store_get_sidefx(b, 3, &fx), PD_OK);
+        CHECK(fx.len == sizeof fxrec && memcmp(fx.p, fxrec, sizeof fxrec) == 0);
+        pd_buf_free(&fx);
+    }
     pd_checkpoint got;
     CHECK_INT(pd_store_get_checkpoint(b, 3, &got), PD_OK);
     CHECK_INT(got.next_offset, 777);
