@@ -42,6 +42,7 @@ typedef struct {
     char url[256];
     int64_t next_offset;   /* its checkpoint */
     int owner;             /* 1: owner, 0: replica */
+    int64_t fx_done;       /* owner: its side-effect frontier (sidefx.h), -1 unknown */
     int64_t heartbeat_ms;  /* last record seen from it */
 } pd_holder;
 /* Other live workers that report a checkpoint for p, highest offset first.

@@ -8,7 +8,7 @@
  *   key     the worker id
  *   value   {"id":"w1","url":"http://127.0.0.1:8080","gen":3,
  *            "ts":1795328747333,"partitions":[0,2,5],
- *            "held":[[0,1234,1],[3,99,0]],"alive":true}
+ *            "held":[[0,1234,1,1200],[3,99,0]],"alive":true}
  *   header  "profiled-mac": 64 lower-case hex digits of
  *           HMAC-SHA256(key("members"), u32be(len(topic)) | topic
  *                                       | u32be(len(key)) | key | value)
@@ -22,7 +22,10 @@
  * Field rules: id 1..128 bytes, url < 256 bytes, partitions (optional) at
  * most PD_MEMREC_MAX_CLAIMS entries, of which non-integers and numbers
  * outside [0, PD_MEMREC_MAX_PARTITION] are skipped; held entries are
- * [partition, next_offset, owner 0/1] (malformed ones skipped); gen and ts
+ * [partition, next_offset, owner 0/1] with, from an owner, a fourth
+ * element: its side-effect frontier (sidefx.h; below next_offset while it
+ * redoes side effects), -1 in held_fx when absent (malformed entries
+ * skipped); gen and ts
  * are numbers (0 when absent or out of range); alive defaults to true.
  */
 #ifndef PD_MEMREC_H
@@ -67,6 +70,7 @@ typedef struct {
     int32_t *held_parts;      /* owned; parallel arrays */
     int64_t *held_offs;
     uint8_t *held_owner;
+    int64_t *held_fx;         /* an owner's side-effect frontier, -1 when not given */
 } pd_memrec;
 
 /* The MAC header value of a record, as 64 hex digits + NUL into hex. */

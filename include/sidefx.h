@@ -39,8 +39,11 @@
  * keeps its own frontier when that is further), so a replica rebuilt from
  * the topic (frontier 0) and then copied still has its side effects
  * redone; before PDSNAP06 the copy's frontier was unknown and nothing was
- * redone (`make chaos` lost 3 DLQ records that way). Notes below the owner's published
- * checkpoint (membership topic) are dropped: those side effects are done.
+ * redone (`make chaos` lost 3 DLQ records that way). Notes below the
+ * owner's published side-effect frontier (membership topic: the fourth
+ * element of an owner's "held" entry) are dropped: those side effects are
+ * done. (Not below its checkpoint: an owner still redoing has its
+ * frontier below its checkpoint, and dies sometimes.)
  * At most PD_SIDEFX_MAX_NOTES are kept per partition; beyond that a note is
  * dropped with an error log and the sidefx_notes_dropped metric (the redo
  * then treats that record as accepted by the time check).

@@ -34,6 +34,8 @@ typedef struct {
                                      consumed (offsets_backwards=refuse) */
     _Atomic int64_t next_offset;  /* next input offset to process (-1 unknown) */
     _Atomic int64_t committed;    /* next offset checkpointed in the store (-1 none) */
+    _Atomic int64_t fx_durable;   /* owner: side effects of offsets below are done and
+                                     checkpointed (sidefx.h; -1 none) */
     _Atomic int64_t high_watermark; /* from the consumer's stats (-1 unknown) */
     _Atomic int64_t clock_ms;     /* newest event time seen (0 none) */
     _Atomic int64_t generation;   /* assignment generation when acquired */
@@ -51,6 +53,7 @@ static inline pd_partstate *pd_partstates_new(int32_t n)
     for (int32_t p = 0; p < n; p++) {
         atomic_store(&v[p].next_offset, -1);
         atomic_store(&v[p].committed, -1);
+        atomic_store(&v[p].fx_durable, -1);
         atomic_store(&v[p].high_watermark, -1);
     }
     return v;

@@ -116,6 +116,7 @@ static inline void part_publish(pd_ingest *ig, int32_t p)
     atomic_store_explicit(&ps->next_offset, pp->next_offset, mo);
     atomic_store_explicit(&ps->clock_ms, pp->clock_ms, mo);
     atomic_store_explicit(&ps->committed, pp->committed, mo);
+    atomic_store_explicit(&ps->fx_durable, pp->role == ROLE_OWNER ? pp->fx_durable : -1, mo);
     atomic_store_explicit(&ps->high_watermark, pp->high_watermark, mo);
     atomic_store_explicit(&ps->generation, pp->generation, mo);
     atomic_store_explicit(&ps->incomplete, pp->incomplete, mo);

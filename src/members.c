@@ -79,6 +79,7 @@ typedef struct {
     int32_t *held_parts;      /* owned */
     int64_t *held_offs;       /* parallel: next offset of its checkpoint */
     uint8_t *held_owner;      /* parallel: 1 owner, 0 replica */
+    int64_t *held_fx;         /* parallel: an owner's side-effect frontier (-1 none) */
     int64_t seen_ms;          /* last_rx_ms when its last record was applied */
 } mem_member;
 
@@ -137,6 +138,7 @@ static void mem_member_free(mem_member *mm)
     pd_free(mm->held_parts);
     pd_free(mm->held_offs);
     pd_free(mm->held_owner);
+    pd_free(mm->held_fx);
 }
 
 /* Removes members that are not live and whose last record is older than
@@ -253,18 +255,22 @@ static int mem_admit(pd_members *m, pd_memrec *r, int64_t pos)
     pd_free(mm->held_parts);
     pd_free(mm->held_offs);
     pd_free(mm->held_owner);
+    pd_free(mm->held_fx);
     mm->held_parts = NULL;
     mm->held_offs = NULL;
     mm->held_owner = NULL;
+    mm->held_fx = NULL;
     mm->nheld = 0;
     if (r->alive && r->nheld) { /* take the record's arrays over */
         mm->held_parts = r->held_parts;
         mm->held_offs = r->held_offs;
         mm->held_owner = r->held_owner;
+        mm->held_fx = r->held_fx;
         mm->nheld = r->nheld;
         r->held_parts = NULL;
         r->held_offs = NULL;
         r->held_owner = NULL;
+        r->held_fx = NULL;
         r->nheld = 0;
     }
     return PD_MEMREC_OK;
@@ -333,9 +339,12 @@ static void mem_publish(pd_members *m, int alive)
         /* Every checkpointed copy is a hand-off source, including one this
          * worker just released (the new owner restores from it). */
         int own = atomic_load(&ps->owned);
-        int64_t c = atomic_load(&ps->committed);
+        int64_t c = atomic_load(&ps->committed), fx = atomic_load(&ps->fx_durable);
         if (atomic_load(&ps->restoring) || c < 0) continue;
-        pd_buf_printf(&b, "%s[%d,%lld,%d]", first ? "" : ",", (int)p, (long long)c, own ? 1 : 0);
+        if (own && fx >= 0) /* an owner's side-effect frontier, which a redo keeps below c */
+            pd_buf_printf(&b, "%s[%d,%lld,1,%lld]", first ? "" : ",", (int)p, (long long)c, (long long)fx);
+        else
+            pd_buf_printf(&b, "%s[%d,%lld,%d]", first ? "" : ",", (int)p, (long long)c, own ? 1 : 0);
         first = 0;
     }
     pd_buf_printf(&b, "],\"alive\":%s}", alive ? "true" : "false");
@@ -671,6 +680,7 @@ int pd_members_holders(pd_members *m, int32_t p, pd_holder *out, int max)
             snprintf(hh->url, sizeof hh->url, "%s", mm->url);
             hh->next_offset = mm->held_offs[k];
             hh->owner = mm->held_owner[k];
+            hh->fx_done = mm->held_fx ? mm->held_fx[k] : -1;
             hh->heartbeat_ms = mm->seen_ms;
         }
     }

@@ -87,15 +87,21 @@ static int memrec_parse(const char *val, size_t len, pd_memrec *r)
         r->held_parts = pd_malloc((size_t)nh * sizeof *r->held_parts);
         r->held_offs = pd_malloc((size_t)nh * sizeof *r->held_offs);
         r->held_owner = pd_malloc((size_t)nh);
+        r->held_fx = pd_malloc((size_t)nh * sizeof *r->held_fx);
         const cJSON *t;
         cJSON_ArrayForEach(t, held) {
-            /* [partition, next_offset, owner(0/1)] */
-            if (!cJSON_IsArray(t) || cJSON_GetArraySize(t) != 3) continue;
+            /* [partition, next_offset, owner(0/1)] or, from an owner,
+             * [partition, next_offset, 1, side-effect frontier] */
+            const int na = cJSON_IsArray(t) ? cJSON_GetArraySize(t) : 0;
+            if (na != 3 && na != 4) continue;
             const cJSON *a = cJSON_GetArrayItem(t, 0), *b = cJSON_GetArrayItem(t, 1), *o = cJSON_GetArrayItem(t, 2);
+            const cJSON *f = na == 4 ? cJSON_GetArrayItem(t, 3) : NULL;
             if (!is_partition(a)) continue;
             r->held_parts[r->nheld] = (int32_t)a->valuedouble;
             r->held_offs[r->nheld] = json_i64(b);
             r->held_owner[r->nheld] = cJSON_IsNumber(o) && o->valuedouble == 1;
+            r->held_fx[r->nheld] = f && r->held_owner[r->nheld] && cJSON_IsNumber(f) && f->valuedouble >= 0
+                                       ? json_i64(f) : -1;
             r->nheld++;
         }
     }
@@ -129,5 +135,6 @@ void pd_memrec_free(pd_memrec *r)
     pd_free(r->held_parts);
     pd_free(r->held_offs);
     pd_free(r->held_owner);
+    pd_free(r->held_fx);
     memset(r, 0, sizeof *r);
 }

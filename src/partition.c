@@ -342,8 +342,8 @@ void ig_update_replicas(pd_ingest *ig)
         if (pp->role == ROLE_REPLICA && pp->fx.n) { /* notes the owner has passed are its business */
             pd_holder hs[8];
             int nh = pd_members_holders(w->members, p, hs, 8);
-            for (int i = 0; i < nh; i++)
-                if (hs[i].owner) pd_sidefx_prune(&pp->fx, hs[i].next_offset);
+            for (int i = 0; i < nh; i++) /* (not its checkpoint: a redo keeps the frontier below it) */
+                if (hs[i].owner && hs[i].fx_done >= 0) pd_sidefx_prune(&pp->fx, hs[i].fx_done);
         }
         pd_owner o;
         if (pd_members_owner(w->members, p, &o) != PD_OK) continue; /* unknown: keep what we do */

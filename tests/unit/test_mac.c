@@ -141,7 +141,7 @@ TEST(memrec_verify)
 {
     const char *topic = "ev.members";
     const char *val = "{\"id\":\"w1\",\"url\":\"http://127.0.0.1:9\",\"gen\":3,\"ts\":1795328747333,"
-                      "\"partitions\":[2,0,2,-1,1e300,\"x\",7.5],\"held\":[[0,120,1],[9,5,0],[\"a\",1,1],[3]],"
+                      "\"partitions\":[2,0,2,-1,1e300,\"x\",7.5],\"held\":[[0,120,1],[9,5,0],[\"a\",1,1],[3],[1,80,1,70],[2,90,0,60]],"
                       "\"alive\":true}";
     char mac[65], forged[65];
     t_sign("k", topic, "w1", val, mac);
@@ -161,11 +161,18 @@ TEST(memrec_verify)
     CHECK_INT(r.nparts, 3); /* 2, 0, 2: the rest are not partitions */
     CHECK_INT(r.parts[0], 2);
     CHECK_INT(r.parts[1], 0);
-    CHECK_INT(r.nheld, 2);
+    CHECK_INT(r.nheld, 4);
     CHECK_INT(r.held_parts[1], 9);
     CHECK_INT(r.held_offs[0], 120);
     CHECK_INT(r.held_owner[0], 1);
     CHECK_INT(r.held_owner[1], 0);
+    /* an owner's side-effect frontier (4th element) is kept; none given, or
+     * from a replica, is unknown */
+    CHECK_INT(r.held_fx[0], -1);
+    CHECK_INT(r.held_fx[1], -1);
+    CHECK_INT(r.held_parts[2], 1);
+    CHECK_INT(r.held_fx[2], 70);
+    CHECK_INT(r.held_fx[3], -1);
     pd_memrec_free(&r);
 
     /* no header, not hex, wrong length */
