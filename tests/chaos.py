@@ -19,6 +19,9 @@ Not part of `make test` (it is long by design). Each round:
     data directory was wiped, while it restores its partitions from peer
     snapshots (hand-off); of a worker within a second of its start; the
     broker paused (SIGSTOP) and lost (every mock broker down, SIGUSR1/2);
+    a full disk (w3's data directory is a 400 MB tmpfs watched with
+    disk_min_free_mb 64: a ballast file leaves 8-32 MB free for 2-8 s;
+    only as root, where tmpfs can be mounted);
   - then every worker is (re)started, the cluster settles, and:
       * every user of the oracle (tests/oracle.py, fed from the topic) is
         queried at every worker: events and event types must be exactly
@@ -31,8 +34,7 @@ Not part of `make test` (it is long by design). Each round:
 Prints one table row per round and a total; exits 1 on any mismatch.
 Bounded: stops starting rounds when --budget (minutes) would be exceeded,
 and every wait has its own bound. Release binaries by default (bin/;
-PD_BIN=build/san/bin for the sanitizer build). Full disks are not among
-the faults yet (issue 22, hole 6).
+PD_BIN=build/san/bin for the sanitizer build).
 
 Usage: tests/chaos.py [--rounds N] [--kills K] [--budget MIN] [--seed S] [--events N]
 """
@@ -61,6 +63,32 @@ DAY = 86400000
 WORKER_ARGS = ["--replicas", "1", "--shutdown_timeout_ms", "8000", "--handoff_min_lag", "200",
                "--cleanup_grace", "2s"]
 WIDS = ("w1", "w2", "w3")
+# The full-disk fault: DISK_WID's data directory is a tmpfs of DISK_MB
+# (needs root; skipped otherwise) watched with a floor of DISK_FLOOR_MB.
+DISK_WID, DISK_MB, DISK_FLOOR_MB = "w3", 400, 64
+
+
+def worker_args(wid, disk):
+    return WORKER_ARGS + (["--disk_min_free_mb", str(DISK_FLOOR_MB)] if disk and wid == DISK_WID else [])
+
+
+def mount_disk(c):
+    """Mounts a tmpfs at DISK_WID's data directory; False when that is not
+    possible here (not root, no mount)."""
+    d = os.path.join(c.dir, "data-" + DISK_WID)
+    os.makedirs(d, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % DISK_MB, "tmpfs", d], capture_output=True)
+    return r.returncode == 0
+
+
+def umount_disk(c):
+    d = os.path.join(c.dir, "data-" + DISK_WID)
+    for _ in range(20):
+        if subprocess.run(["umount", d], capture_output=True).returncode == 0 or not os.path.ismount(d):
+            return
+        time.sleep(0.5)
 
 
 def log(msg):
@@ -178,9 +206,10 @@ class Faults(threading.Thread):
     """The fault loop: one fault at a time, until stopped; counts kills by
     phase and other faults by kind. Leaves every worker running."""
 
-    def __init__(self, c, rnd, want_kills):
+    def __init__(self, c, rnd, want_kills, disk=False):
         super().__init__(daemon=True)
         self.c = c
+        self.disk = disk
         self.rnd = rnd
         self.want = want_kills
         self.stop_ev = threading.Event()
@@ -192,7 +221,7 @@ class Faults(threading.Thread):
         d[k] = d.get(k, 0) + 1
 
     def start_worker(self, wid, wait=True):
-        return self.c.start_worker(wid, WORKER_ARGS, wait_listen=wait)
+        return self.c.start_worker(wid, worker_args(wid, self.disk), wait_listen=wait)
 
     def kill(self, wid, phase):
         w = self.c.workers[wid]
@@ -222,6 +251,8 @@ class Faults(threading.Thread):
 
     def one(self):
         kinds = ["ingest", "ingest", "promotion", "handoff", "startup", "broker_pause", "broker_lost"]
+        if self.disk:
+            kinds.append("disk_full")
         k = self.rnd.choice(kinds)
         if k == "ingest":
             wid = self.rnd.choice(WIDS)
@@ -259,6 +290,29 @@ class Faults(threading.Thread):
             self.count(self.faults, "broker paused")
             self.pause(1.0, 4.0)
             self.c.broker.p.send_signal(signal.SIGCONT)
+        elif k == "disk_full":
+            # fill DISK_WID's filesystem to below the floor (the worker stops
+            # consuming, keeps serving), hold it, free it (it resumes)
+            d = self.c.workers[DISK_WID].data
+            st = os.statvfs(d)
+            free = st.f_bavail * st.f_frsize
+            fill = free - self.rnd.randint(8, DISK_FLOOR_MB // 2) * 1024 * 1024
+            ballast = os.path.join(d, "chaos-ballast")
+            if fill > 0:
+                try:
+                    with open(ballast, "wb") as f:
+                        chunk = b"\0" * (1 << 20)
+                        while fill > 0:
+                            f.write(chunk[:min(fill, len(chunk))])
+                            fill -= len(chunk)
+                except OSError:
+                    pass
+                self.count(self.faults, "disk full")
+                self.pause(2.0, 8.0)
+            try:
+                os.unlink(ballast)
+            except OSError:
+                pass
         elif k == "broker_lost":
             self.c.broker.p.send_signal(signal.SIGUSR1)
             self.count(self.faults, "broker lost")
@@ -382,14 +436,15 @@ def check_round(c):
 def one_round(i, rnd, args, want_kills):
     t0 = time.monotonic()
     c = Cluster(partitions=NPARTS, keep=False)
+    disk = mount_disk(c)
     ok = False
     row = {"round": i, "kills": {}, "faults": {}, "mismatches": 0, "users": 0, "events": 0}
     try:
         chunks, bad = build_input(c, rnd, args.events, args.users)
         row["events"] = sum(len(ls) for _, ls in chunks)
         for wid in WIDS:
-            c.start_worker(wid, WORKER_ARGS)
-        f = Faults(c, rnd, want_kills)
+            c.start_worker(wid, worker_args(wid, disk))
+        f = Faults(c, rnd, want_kills, disk)
         f.start()
         for k, (kind, lines) in enumerate(chunks):
             produce(c, kind, lines, os.path.join(c.dir, "chunk%d.jsonl" % k))
@@ -403,7 +458,7 @@ def one_round(i, rnd, args, want_kills):
         row["kills"], row["faults"] = f.kills, f.faults
         for wid in WIDS:
             if not c.workers[wid].alive() or not c.workers[wid].url:
-                c.start_worker(wid, WORKER_ARGS)
+                c.start_worker(wid, worker_args(wid, disk))
         dirs = [c.workers[wid].data for wid in WIDS]
         wait_for(lambda: c.caught_up(dirs, copies=2), 240, "every partition checkpointed by owner and replica",
                  interval=1.0)
@@ -424,6 +479,10 @@ def one_round(i, rnd, args, want_kills):
         row["error"] = str(e)
     finally:
         errs = c.close(ok)
+        if disk:
+            umount_disk(c)
+            if ok:
+                shutil.rmtree(c.dir, ignore_errors=True)
         if errs:
             log("close: %s" % "; ".join(errs))
     row["seconds"] = time.monotonic() - t0
