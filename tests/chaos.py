@@ -243,7 +243,7 @@ class Faults(threading.Thread):
                 continue
             if st != 200:
                 continue
-            owners = [o.get("owner") for o in json.loads(b).get("owners", []) if o.get("owner")]
+            owners = [o["owner"].get("id") for o in json.loads(b).get("owners", []) if o.get("owner")]
             if owners:
                 o = self.rnd.choice(owners)
                 return o if o in WIDS else None
