@@ -232,6 +232,21 @@ class Faults(threading.Thread):
     def pause(self, lo, hi):
         self.stop_ev.wait(self.rnd.uniform(lo, hi))
 
+    def owner_map(self):
+        """{partition: owner id} as some live worker sees it ({} if none answers)."""
+        for wid in self.rnd.sample(WIDS, len(WIDS)):
+            w = self.c.workers[wid]
+            if not w.alive() or not w.url:
+                continue
+            try:
+                st, _, b = http_get(w.url + "/v1/partitions", timeout=2)
+            except OSError:
+                continue
+            if st == 200:
+                return {o["partition"]: o["owner"].get("id") for o in json.loads(b).get("owners", [])
+                        if o.get("owner")}
+        return {}
+
     def owner_of_some_partition(self):
         for wid in self.rnd.sample(WIDS, len(WIDS)):
             w = self.c.workers[wid]
@@ -261,10 +276,19 @@ class Faults(threading.Thread):
             self.start_worker(wid)
         elif k == "promotion":
             a = self.owner_of_some_partition() or self.rnd.choice(WIDS)
+            parts = [p for p, o in self.owner_map().items() if o == a]
             self.kill(a, "ingestion")
-            self.pause(2.0, 7.0)  # the group rebalances (~5 s): a replica is being promoted
-            b = self.owner_of_some_partition()
-            if b and b != a:
+            # the group rebalances (~5 s): a replica of a's partitions is
+            # promoted; kill the new owner of one of them as soon as the
+            # map names it (within 10 s)
+            b = None
+            t_end = time.monotonic() + 10
+            while b is None and time.monotonic() < t_end and not self.stop_ev.is_set():
+                self.pause(0.3, 0.6)
+                m = self.owner_map()
+                news = [m[p] for p in parts if m.get(p) not in (None, a)]
+                b = self.rnd.choice(news) if news else None
+            if b and b != a and b in WIDS:
                 self.kill(b, "promotion")
                 self.pause(0.2, 1.5)
                 self.start_worker(b)
