@@ -103,6 +103,13 @@ def rows(r):
             "local, same users: p99 %.2f" % (q["forwarded_local_same_users"]["p99_us"] / 1e3),
             f["p99_us"] / max(q["forwarded_local_same_users"]["p99_us"], 1), "p99 <= 2.5 ms",
             f["p99_us"] <= 2500)
+    tk = r.get("topk")
+    if tk and tk.get("pairs"):
+        pl = sorted(x["plain"]["worker_us_per_req"] for x in tk["pairs"])
+        t10 = sorted(x["top10"]["worker_us_per_req"] for x in tk["pairs"])
+        add("3b. Worker CPU per query, top=10 vs plain (days=30), us", "%.1f" % t10[len(t10) // 2],
+            "plain %.1f; pairs %s" % (pl[len(pl) // 2], " ".join("%.2f" % x["cpu_ratio"] for x in tk["pairs"])),
+            tk["median_cpu_ratio"], "(documented)", None)
     u, pi = q.get("under_ingest_paced"), q.get("local_paced")
     if u and pi:
         ratio = u["p99_us"] / max(pi["p99_us"], 1)
@@ -165,6 +172,22 @@ def rows(r):
         inc = b["incremental"]
         add("7b. Incremental backup after 1 %% more user-days: s (MB added of %s MB)" % fmt(inc["size_bytes"] / 1e6),
             "%.2f" % inc["secs"], "%s MB added" % fmt(inc["added_bytes"] / 1e6), None, "(documented)", None)
+    e = r.get("erase")
+    if e and e.get("pairs"):
+        med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        add("10. DELETE /v1/profiles p50 / p99 (record acknowledged by Kafka), ms",
+            "%.2f / %.2f" % (med([x["delete_p50_us"] for x in e["pairs"]]) / 1e3,
+                             med([x["delete_p99_us"] for x in e["pairs"]]) / 1e3),
+            "GET same worker %.2f / %.2f; pairs %s" % (
+                med([x["get_p50_us"] for x in e["pairs"]]) / 1e3, med([x["get_p99_us"] for x in e["pairs"]]) / 1e3,
+                " ".join("%.2f" % x["delete_vs_get_p50"] for x in e["pairs"])),
+            e["delete_vs_get_p50_median"], "(documented)", None)
+        a = e.get("applied", {})
+        if a.get("applied_p50_ms") is not None and a.get("visible_p50_ms"):
+            add("10. Erasure applied after DELETE p50 / p99, ms (%d misses)" % a["misses"],
+                "%.0f / %.0f" % (a["applied_p50_ms"], a["applied_p99_ms"]),
+                "event produced -> visible, interleaved: %.0f / %.0f" % (a["visible_p50_ms"], a["visible_p99_ms"]),
+                a["applied_p50_ms"] / a["visible_p50_ms"], "(documented)", None)
     h = r.get("handoff", {})
     for rep in (0, 1):
         x = h.get("replicas%d" % rep)
