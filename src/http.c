@@ -862,6 +862,7 @@ static void route_readyz(pd_http *h, http_resp *r)
                              "profile window: older days are incomplete");
     int64_t gen = atomic_load(&w->generation);
     int kafka_up = atomic_load(&w->kafka_up);
+    const int disk_low = atomic_load(&w->disk_low);
     const char *status, *detail;
     if (atomic_load(&w->store_lost)) {
         status = "failing";
@@ -876,9 +877,10 @@ static void route_readyz(pd_http *h, http_resp *r)
     } else if (ready < owned) {
         status = "restoring";
         detail = "some owned partitions are still being restored";
-    } else if (!kafka_up) {
+    } else if (!kafka_up || disk_low) {
         /* Still serving every owned partition from local state: stay in
-         * the load balancer, but say that ingestion has stopped. */
+         * the load balancer, but say that ingestion has stopped (Kafka
+         * unreachable, or paused for the disk: ingest.c "the disk"). */
         status = "degraded";
         detail = NULL;
     } else {
@@ -887,7 +889,15 @@ static void route_readyz(pd_http *h, http_resp *r)
     }
     pd_buf *b = &r->body;
     pd_buf_printf(b, "{\"status\":\"%s\"", status);
-    if (!kafka_up && gen > 0) pd_buf_printf(b, ",\"degraded\":[\"kafka_down\"]");
+    if ((!kafka_up && gen > 0) || disk_low)
+        pd_buf_printf(b, ",\"degraded\":[%s%s%s]", !kafka_up && gen > 0 ? "\"kafka_down\"" : "",
+                      !kafka_up && gen > 0 && disk_low ? "," : "", disk_low ? "\"disk_low\"" : "");
+    if (disk_low)
+        pd_buf_printf(b, ",\"disk\":{\"free_bytes\":%llu,\"min_free_bytes\":%llu,\"reason\":\"%s\"}",
+                      (unsigned long long)atomic_load(&w->disk_free_bytes),
+                      (unsigned long long)w->cfg->disk_min_free_mb << 20,
+                      (disk_low & PD_DISK_LOW_WRITES) ? "store writes failing (retried until they succeed)"
+                                                      : "free space below disk_min_free_mb: not consuming");
     if (detail) pd_buf_printf(b, ",\"error\":\"not ready\",\"detail\":\"%s\"", detail);
     pd_buf_printf(b, ",\"owned\":%d,\"ready\":%d,\"restoring\":%s,\"kafka_up\":%s,"
                   "\"generation\":%lld%s}",
