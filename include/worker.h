@@ -85,6 +85,8 @@ typedef struct pd_worker {
     _Atomic int64_t generation;   /* bumped on every assignment change */
     _Atomic int kafka_up;         /* 0 when the consumer reports all brokers down */
     _Atomic int store_lost;       /* 1 once the data directory vanished (pd_store_dir_check) */
+    _Atomic int store_corrupt;    /* 1 once a read failed its checksum (quarantine.h) */
+    _Atomic int store_quarantined; /* 1 when this start quarantined a corrupt store */
     _Atomic int disk_low;         /* PD_DISK_LOW_* bits: ingestion paused for the disk (ingest.c) */
     _Atomic uint64_t disk_free_bytes; /* last measured free space of the data directory's filesystem */
     volatile sig_atomic_t stop;   /* set by the signal handler */

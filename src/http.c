@@ -76,6 +76,7 @@
 #include "members.h"
 #include "metrics.h"
 #include "peer.h"
+#include "quarantine.h"
 #include "query.h"
 #include "util.h"
 
@@ -377,6 +378,19 @@ static void range_put(pd_http *h, pd_store_range *rg)
     range_destroy(rg);
 }
 
+/* A read failed its checksum (quarantine.h): counted, logged, the store
+ * marked for quarantine at the next start (once), /readyz failing. */
+static void store_corrupt_found(pd_worker *w, int32_t p, const char *why)
+{
+    PD_INC(w->metrics->store_corruptions);
+    if (atomic_exchange(&w->store_corrupt, 1)) return;
+    char err[512];
+    if (pd_quarantine_mark(w->cfg->data_dir, why, err, sizeof err) != PD_OK)
+        pd_error("marking the store corrupt: %s", err);
+    pd_error("partition %d: the store is corrupt (%s): not ready; what reads fine is still served; restart the "
+             "worker to apply store_corruption=%s", (int)p, why, w->cfg->store_corruption);
+}
+
 static void profile_local(pd_http *h, const pd_query *q, const char *user, size_t ulen, int32_t p,
                           int64_t today, int stale, http_resp *r)
 {
@@ -388,6 +402,7 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
     int rc = pd_store_get_profile_range(w->store, NULL, q->from_day, q->to_day, p, user, ulen, rg,
                                         err, sizeof err);
     if (rc != PD_OK) {
+        if (rc == PD_ECORRUPT) store_corrupt_found(w, p, err);
         resp_internal(r, w->cfg, "partition %d: reading profile: %s", (int)p, err);
         goto out;
     }
@@ -854,6 +869,7 @@ static void route_readyz(pd_http *h, http_resp *r)
         if (atomic_load(&w->parts[p].replica))
             pd_buf_printf(&extra, "%s%d", nrep++ ? "," : "", (int)p);
     pd_buf_putc(&extra, ']');
+    if (atomic_load(&w->store_quarantined)) pd_buf_printf(&extra, ",\"store_quarantined\":true");
     if (ninc || ngap)
         pd_buf_printf(&extra, ",\"warning\":\"%s\"",
                       ngap ? "some partitions skipped records the topic's retention deleted before they were "
@@ -867,6 +883,10 @@ static void route_readyz(pd_http *h, http_resp *r)
     if (atomic_load(&w->store_lost)) {
         status = "failing";
         detail = "the data directory was deleted or replaced under the worker";
+    } else if (atomic_load(&w->store_corrupt)) {
+        status = "failing";
+        detail = "the store is corrupt (a read failed its checksum; see the log): restart the worker to "
+                 "quarantine it and restore its partitions from peers or the topic (store_corruption)";
     } else if (nback) {
         status = "failing";
         detail = "a partition's checkpoint is beyond the end of the topic (recreated or truncated?): not consumed "

@@ -84,6 +84,7 @@
 #include "kafka.h"
 #include "members.h"
 #include "profile.h"
+#include "quarantine.h"
 #include "rectime.h"
 
 #include <inttypes.h>
@@ -356,6 +357,12 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
     if (rc == PD_EAGAIN && commit_inflight(ig)) return PD_EAGAIN; /* still running */
     if (rc) {
         PD_INC(w->metrics->flush_errors);
+        if (rc == PD_ECORRUPT) { /* (a fold read a damaged block) quarantine.h: at the restart */
+            char merr[256];
+            PD_INC(w->metrics->store_corruptions);
+            atomic_store(&w->store_corrupt, 1);
+            if (pd_quarantine_mark(ig->cfg->data_dir, cerr, merr, sizeof merr) != PD_OK) pd_error("%s", merr);
+        }
         ig->fatal = 1; /* see above: restart from the store's checkpoint */
         return pd_seterr(err, errlen, rc, "commit failed (the worker stops; a restart resumes from the "
                          "last checkpoint): %s", cerr);

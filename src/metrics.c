@@ -127,6 +127,8 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->flushes, 0);
     atomic_init(&m->flush_errors, 0);
     atomic_init(&m->disk_pauses, 0);
+    atomic_init(&m->store_corruptions, 0);
+    atomic_init(&m->store_quarantines, 0);
     atomic_init(&m->store_write_failures, 0);
     atomic_init(&m->store_folds, 0);
     atomic_init(&m->store_writes, 0);
@@ -425,6 +427,12 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
             "(librdkafka < 2.1 pauses a partition for up to 1 s once its pre-fetch queue was full).",
             LD(m->fetch_wakeups));
     counter(b, "profiled_flush_errors_total", "Failed store commits.", LD(m->flush_errors));
+    counter(b, "profiled_store_corruptions_total",
+            "Store reads that failed as corrupt (a block checksum); the store is marked for quarantine at the "
+            "next start (store_corruption).", LD(m->store_corruptions));
+    counter(b, "profiled_store_quarantines_total",
+            "Corrupt stores this process moved aside at its start (store_corruption=quarantine).",
+            LD(m->store_quarantines));
     counter(b, "profiled_disk_pauses_total",
             "Times ingestion paused because the data directory's free space fell below disk_min_free_mb.",
             LD(m->disk_pauses));
