@@ -59,9 +59,11 @@ def test_disk_low_pauses_serves_and_resumes():
     """Two workers (replicas 1), w1's data on a 40 MiB tmpfs. Ballast to
     3 MiB free (floor 8 MiB): w1 pauses; a second batch (with duplicates)
     is produced; w1's checkpoints stay where they were, every user answers
-    200 at w1 with a state its profile went through; kill -9 of w1 and a
-    restart on the full disk: it binds, serves, stays paused. Ballast
-    removed: w1 resumes and every user at both workers equals the oracle.
+    200 at w1 with a state its profile went through. Ballast removed: w1
+    resumes and every user at both workers equals the oracle. Full again,
+    a third batch, kill -9 of w1 and a restart on the full disk: it binds,
+    serves (a state the profile went through, or 503), stays paused.
+    Ballast removed: the oracle's answer at both workers again.
     Fails when the floor does not pause (checkpoints move, or RocksDB
     aborts at ENOSPC), when /readyz or the metric hide it, or when
     resuming loses the records fetched before the pause."""
@@ -106,7 +108,20 @@ def test_disk_low_pauses_serves_and_resumes():
                 if st != 200 or not prefix.valid(u, json.loads(b)):
                     errs.append("%s: %d %s" % (u, st, b[:100]))
             check(not errs, "serving below the floor: %d bad answers, e.g. %s" % (len(errs), errs[:3]))
-            # kill -9 and a restart on the full disk: no abort, serves, stays paused
+            # space returns: w1 resumes by itself, from where it stopped reading
+            os.unlink(ballast)
+            wait_for(lambda: not disk_low(w1) and readyz(w1)[1]["status"] == "ready", 60, "w1 to resume",
+                     interval=0.5)
+            wait_for(lambda: all_caught_up(c, [w1, w2], nparts, copies=2), 120, "both copies caught up",
+                     interval=0.5)
+            check_final(c, [w1, w2], prefix, users)
+            # full again, a third batch, then kill -9 and a restart on the
+            # full disk: no abort, serves, stays paused
+            before = c.offsets(w1.data)
+            fill(ballast, mnt, 3 << 20)
+            wait_for(lambda: disk_low(w1), 20, "w1 to report disk_low again", interval=0.3)
+            c.produce_file(gen_file(c, "c.jsonl", 2000, 200, 603))
+            time.sleep(2)
             w1.kill9()
             w1 = c.start_worker("w1", args + ["--data_dir", os.path.join(mnt, "data")])
             w1.data = os.path.join(mnt, "data")
@@ -114,8 +129,11 @@ def test_disk_low_pauses_serves_and_resumes():
             time.sleep(3)
             check(w1.alive(), "w1 died on the full disk:\n" + w1.tail())
             check(c.offsets(w1.data) == before, "restarted w1 committed below the floor")
-            st, _, b = http_get("%s/v1/profiles/%s" % (w1.url, urllib.parse.quote(users[0])))
-            check(st in (200, 503), "a query at the restarted w1: %d %s" % (st, b[:200]))
+            prefix = PrefixOracle(read_log(c), nparts)
+            for u in users:
+                st, _, b = http_get("%s/v1/profiles/%s" % (w1.url, urllib.parse.quote(u)))
+                check(st == 503 or (st == 200 and prefix.valid(u, json.loads(b))),
+                      "%s at the restarted w1: %d %s" % (u, st, b[:200]))
             os.unlink(ballast)
             wait_for(lambda: not disk_low(w1) and readyz(w1)[1]["status"] == "ready", 60, "w1 to resume",
                      interval=0.5)
