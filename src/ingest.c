@@ -532,7 +532,8 @@ void ig_batch_drop_parts(pd_ingest *ig, const char *only_parts)
  * retried, then no flush starts at all (it would wait behind it). The
  * retried write is the same WriteBatch (state, de-dup records and offsets
  * together), so no offset moves without its state and nothing is applied
- * twice. Serving is untouched; /readyz says degraded (disk_low) and
+ * twice. No snapshot is fetched, and one already fetched is applied only
+ * after the pause. Serving is untouched; /readyz says degraded (disk_low) and
  * profiled_disk_low{reason} is 1. Once both clear, every partition
  * resumes from its next offset (records fetched before the pause were
  * dropped by librdkafka and are read again). */
@@ -811,7 +812,7 @@ int pd_ingest_run(pd_ingest *ig)
             else if (!ig->disk_paused) ig_wake_fetcher(ig, ig->rconsumer, ROLE_REPLICA, pd_mono_us());
         }
         pd_dlq_poll(ig->dlq);
-        ig_reap_restores(ig);
+        if (!ig->disk_paused) ig_reap_restores(ig); /* (applying a snapshot writes: "the disk") */
         if (ig->oor_pending) ig_resolve_out_of_range(ig);
         now = pd_mono_us();
         disk_watch(ig, now);
