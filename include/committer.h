@@ -48,7 +48,20 @@ void pd_committer_submit(pd_committer *cm, pd_batch_slot **slot);
  * commit's result (err set on failure). */
 int pd_committer_collect(pd_committer *cm, int wait, pd_batch_slot **slot, uint64_t *writes, char *err,
                          size_t errlen);
-/* Waits for a commit in flight (never abandoned), stops the thread and
+/* Retries (on = 1) a write that fails with an I/O error -- a full disk --
+ * with the same WriteBatch until it succeeds or pd_committer_cancel, with
+ * backoff; off (the default): the failure is the commit's result. */
+void pd_committer_set_retry(pd_committer *cm, int on);
+/* Ends a retrying write now (it fails); later failures are not retried.
+ * Any thread; NULL allowed. */
+void pd_committer_cancel(pd_committer *cm);
+/* 1 while a failed write is being retried (err, when given, gets its
+ * error), else 0. Any thread. */
+int pd_committer_stalled(pd_committer *cm, char *err, size_t errlen);
+/* Failed store writes so far (each retry counts). Any thread. */
+uint64_t pd_committer_write_failures(pd_committer *cm);
+/* Waits for a commit in flight (a retrying write gives up: see
+ * pd_committer_cancel; nothing else is abandoned), stops the thread and
  * frees cm (NULL allowed). A slot not collected stays with its storage's
  * owner. */
 void pd_committer_stop(pd_committer *cm);

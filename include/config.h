@@ -117,6 +117,8 @@ typedef struct pd_config {
     int64_t replicas;
     int64_t block_cache_mb;
     int64_t write_buffer_mb;
+    int64_t disk_min_free_mb;
+    char *store_corruption;
     int64_t day_filter_bits;
     int64_t day_filter_max_mb;
     int64_t session_timeout_ms;

@@ -54,6 +54,10 @@ typedef struct pd_metrics {
     _Atomic uint64_t dlq_produce_errors;
     _Atomic uint64_t flushes;
     _Atomic uint64_t flush_errors;
+    _Atomic uint64_t store_corruptions; /* reads that failed as corrupt (quarantine.h) */
+    _Atomic uint64_t store_quarantines; /* corrupt stores moved aside at this start */
+    _Atomic uint64_t disk_pauses;       /* times ingestion paused for free space (diskguard.h) */
+    _Atomic uint64_t store_write_failures; /* failed store writes, each retry counted (committer.h) */
     _Atomic uint64_t store_folds;
     _Atomic uint64_t store_writes;
     _Atomic uint64_t days_dropped;

@@ -70,6 +70,10 @@ typedef struct {
 typedef struct pd_members pd_members; /* members.c */
 typedef struct pd_backupd pd_backupd; /* backupd.c */
 
+/* pd_worker.disk_low bits */
+#define PD_DISK_LOW_FLOOR 1  /* free space below disk_min_free_mb (diskguard.h) */
+#define PD_DISK_LOW_WRITES 2 /* a store write failed and is being retried (committer.h) */
+
 typedef struct pd_worker {
     pd_config *cfg;
     pd_schema *schema;
@@ -84,6 +88,10 @@ typedef struct pd_worker {
     _Atomic int64_t generation;   /* bumped on every assignment change */
     _Atomic int kafka_up;         /* 0 when the consumer reports all brokers down */
     _Atomic int store_lost;       /* 1 once the data directory vanished (pd_store_dir_check) */
+    _Atomic int store_corrupt;    /* 1 once a read failed its checksum (quarantine.h) */
+    _Atomic int store_quarantined; /* 1 when this start quarantined a corrupt store */
+    _Atomic int disk_low;         /* PD_DISK_LOW_* bits: ingestion paused for the disk (ingest.c) */
+    _Atomic uint64_t disk_free_bytes; /* last measured free space of the data directory's filesystem */
     volatile sig_atomic_t stop;   /* set by the signal handler */
 } pd_worker;
 

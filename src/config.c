@@ -68,6 +68,8 @@ const pd_opt pd_config_table[] = {
     {"replicas", PD_OPT_INT, OFF(replicas), "1", 0, 16, "Warm copies of each partition kept by other workers (placement: the next live workers after the owner in id order; none with a single worker)."},
     {"block_cache_mb", PD_OPT_INT, OFF(block_cache_mb), "128", 1, 1048576, "RocksDB block cache size (MiB)."},
     {"write_buffer_mb", PD_OPT_INT, OFF(write_buffer_mb), "32", 1, 4096, "RocksDB memtable size per column family (MiB)."},
+    {"disk_min_free_mb", PD_OPT_INT, OFF(disk_min_free_mb), "256", 0, 1048576, "Free space the data directory's filesystem must keep (MiB; 0 = not watched). Below it the worker stops consuming and committing (its partitions paused, state served as before; /readyz degraded disk_low, profiled_disk_low 1) and resumes by itself once one and a half times this is free. RocksDB aborts on a full disk: keep this above what a batch, a rebalance's flush and a compaction write (a few write_buffer_mb)."},
+    {"store_corruption", PD_OPT_STR, OFF(store_corruption), "quarantine", UNB, "What a worker does at start with a store RocksDB finds corrupt (or one marked corrupt by a read that failed its checksum while serving): quarantine (rename the data directory to <data_dir>.corrupt-<time>, kept, and start empty: partitions are restored from peers' snapshots or rebuilt from the topic) or refuse (exit with code 3 and the reason)."},
     {"day_filter_bits", PD_OPT_INT, OFF(day_filter_bits), "10", 0, 32, "Bits per stored user-day of the in-memory day filters, which let a range query read only the days a user may have a profile on (about 1 % false positives at 10; 0 = off, every day in the range is read)."},
     {"day_filter_max_mb", PD_OPT_INT, OFF(day_filter_max_mb), "256", 0, 1048576, "Memory limit of all day filters together (MiB; 0 = none). Past it a new day gets no filter (read always) and a full filter stops growing (more false positives); see profiled_day_filter_limited."},
     {"session_timeout_ms", PD_OPT_INT, OFF(session_timeout_ms), "10000", 1000, 3600000, "Kafka consumer session timeout (rebalances wait about this long)."},
@@ -519,6 +521,8 @@ int pd_config_finalize(pd_config *c, char *err, size_t errlen)
         return pd_seterr(err, errlen, PD_EINVAL, "listen: expected host:port, got '%s'", c->listen);
     if (strcmp(c->auto_offset_reset, "earliest") != 0 && strcmp(c->auto_offset_reset, "latest") != 0)
         return pd_seterr(err, errlen, PD_EINVAL, "auto_offset_reset: must be earliest or latest");
+    if (strcmp(c->store_corruption, "quarantine") != 0 && strcmp(c->store_corruption, "refuse") != 0)
+        return pd_seterr(err, errlen, PD_EINVAL, "store_corruption: must be quarantine or refuse");
     if (strcmp(c->offsets_backwards, "refuse") != 0 && strcmp(c->offsets_backwards, "rebuild") != 0 &&
         strcmp(c->offsets_backwards, "continue") != 0)
         return pd_seterr(err, errlen, PD_EINVAL, "offsets_backwards: must be refuse, rebuild or continue");

@@ -76,6 +76,7 @@
 #include "members.h"
 #include "metrics.h"
 #include "peer.h"
+#include "quarantine.h"
 #include "query.h"
 #include "util.h"
 
@@ -377,6 +378,19 @@ static void range_put(pd_http *h, pd_store_range *rg)
     range_destroy(rg);
 }
 
+/* A read failed its checksum (quarantine.h): counted, logged, the store
+ * marked for quarantine at the next start (once), /readyz failing. */
+static void store_corrupt_found(pd_worker *w, int32_t p, const char *why)
+{
+    PD_INC(w->metrics->store_corruptions);
+    if (atomic_exchange(&w->store_corrupt, 1)) return;
+    char err[512];
+    if (pd_quarantine_mark(w->cfg->data_dir, why, err, sizeof err) != PD_OK)
+        pd_error("marking the store corrupt: %s", err);
+    pd_error("partition %d: the store is corrupt (%s): not ready; what reads fine is still served; restart the "
+             "worker to apply store_corruption=%s", (int)p, why, w->cfg->store_corruption);
+}
+
 static void profile_local(pd_http *h, const pd_query *q, const char *user, size_t ulen, int32_t p,
                           int64_t today, int stale, http_resp *r)
 {
@@ -388,6 +402,7 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
     int rc = pd_store_get_profile_range(w->store, NULL, q->from_day, q->to_day, p, user, ulen, rg,
                                         err, sizeof err);
     if (rc != PD_OK) {
+        if (rc == PD_ECORRUPT) store_corrupt_found(w, p, err);
         resp_internal(r, w->cfg, "partition %d: reading profile: %s", (int)p, err);
         goto out;
     }
@@ -854,6 +869,7 @@ static void route_readyz(pd_http *h, http_resp *r)
         if (atomic_load(&w->parts[p].replica))
             pd_buf_printf(&extra, "%s%d", nrep++ ? "," : "", (int)p);
     pd_buf_putc(&extra, ']');
+    if (atomic_load(&w->store_quarantined)) pd_buf_printf(&extra, ",\"store_quarantined\":true");
     if (ninc || ngap)
         pd_buf_printf(&extra, ",\"warning\":\"%s\"",
                       ngap ? "some partitions skipped records the topic's retention deleted before they were "
@@ -862,10 +878,15 @@ static void route_readyz(pd_http *h, http_resp *r)
                              "profile window: older days are incomplete");
     int64_t gen = atomic_load(&w->generation);
     int kafka_up = atomic_load(&w->kafka_up);
+    const int disk_low = atomic_load(&w->disk_low);
     const char *status, *detail;
     if (atomic_load(&w->store_lost)) {
         status = "failing";
         detail = "the data directory was deleted or replaced under the worker";
+    } else if (atomic_load(&w->store_corrupt)) {
+        status = "failing";
+        detail = "the store is corrupt (a read failed its checksum; see the log): restart the worker to "
+                 "quarantine it and restore its partitions from peers or the topic (store_corruption)";
     } else if (nback) {
         status = "failing";
         detail = "a partition's checkpoint is beyond the end of the topic (recreated or truncated?): not consumed "
@@ -876,9 +897,10 @@ static void route_readyz(pd_http *h, http_resp *r)
     } else if (ready < owned) {
         status = "restoring";
         detail = "some owned partitions are still being restored";
-    } else if (!kafka_up) {
+    } else if (!kafka_up || disk_low) {
         /* Still serving every owned partition from local state: stay in
-         * the load balancer, but say that ingestion has stopped. */
+         * the load balancer, but say that ingestion has stopped (Kafka
+         * unreachable, or paused for the disk: ingest.c "the disk"). */
         status = "degraded";
         detail = NULL;
     } else {
@@ -887,7 +909,15 @@ static void route_readyz(pd_http *h, http_resp *r)
     }
     pd_buf *b = &r->body;
     pd_buf_printf(b, "{\"status\":\"%s\"", status);
-    if (!kafka_up && gen > 0) pd_buf_printf(b, ",\"degraded\":[\"kafka_down\"]");
+    if ((!kafka_up && gen > 0) || disk_low)
+        pd_buf_printf(b, ",\"degraded\":[%s%s%s]", !kafka_up && gen > 0 ? "\"kafka_down\"" : "",
+                      !kafka_up && gen > 0 && disk_low ? "," : "", disk_low ? "\"disk_low\"" : "");
+    if (disk_low)
+        pd_buf_printf(b, ",\"disk\":{\"free_bytes\":%llu,\"min_free_bytes\":%llu,\"reason\":\"%s\"}",
+                      (unsigned long long)atomic_load(&w->disk_free_bytes),
+                      (unsigned long long)w->cfg->disk_min_free_mb << 20,
+                      (disk_low & PD_DISK_LOW_WRITES) ? "store writes failing (retried until they succeed)"
+                                                      : "free space below disk_min_free_mb: not consuming");
     if (detail) pd_buf_printf(b, ",\"error\":\"not ready\",\"detail\":\"%s\"", detail);
     pd_buf_printf(b, ",\"owned\":%d,\"ready\":%d,\"restoring\":%s,\"kafka_up\":%s,"
                   "\"generation\":%lld%s}",

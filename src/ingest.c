@@ -84,6 +84,7 @@
 #include "kafka.h"
 #include "members.h"
 #include "profile.h"
+#include "quarantine.h"
 #include "rectime.h"
 
 #include <inttypes.h>
@@ -372,6 +373,12 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
     if (rc == PD_EAGAIN && commit_inflight(ig)) return PD_EAGAIN; /* still running */
     if (rc) {
         PD_INC(w->metrics->flush_errors);
+        if (rc == PD_ECORRUPT) { /* (a fold read a damaged block) quarantine.h: at the restart */
+            char merr[256];
+            PD_INC(w->metrics->store_corruptions);
+            atomic_store(&w->store_corrupt, 1);
+            if (pd_quarantine_mark(ig->cfg->data_dir, cerr, merr, sizeof merr) != PD_OK) pd_error("%s", merr);
+        }
         ig->fatal = 1; /* see above: restart from the store's checkpoint */
         return pd_seterr(err, errlen, rc, "commit failed (the worker stops; a restart resumes from the "
                          "last checkpoint): %s", cerr);
@@ -528,6 +535,63 @@ void ig_batch_drop_parts(pd_ingest *ig, const char *only_parts)
         if (only_parts[p]) pd_dedup_free(&ig->pp[p].dd);
 }
 
+/* ---- the disk (diskguard.h: why the worker must stop writing first) ----
+ *
+ * Five times a second the loop measures the data directory's free space
+ * against disk_min_free_mb and asks whether the committer is retrying a
+ * failed write (committer.h: a disk filled faster than the floor could
+ * catch it). Either pauses consumption: every assigned partition of both
+ * consumers is paused (again at each check, so partitions assigned or
+ * resumed meanwhile are paused too). Nothing new is read, so nothing new
+ * is committed: only the batch already read (at most one poll) goes on
+ * to its commit, inside the floor's headroom -- unless a write is being
+ * retried, then no flush starts at all (it would wait behind it). The
+ * retried write is the same WriteBatch (state, de-dup records and offsets
+ * together), so no offset moves without its state and nothing is applied
+ * twice. No snapshot is fetched, and one already fetched is applied only
+ * after the pause. Serving is untouched; /readyz says degraded (disk_low) and
+ * profiled_disk_low{reason} is 1. Once both clear, every partition
+ * resumes from its next offset (records fetched before the pause were
+ * dropped by librdkafka and are read again). */
+static void disk_watch(pd_ingest *ig, int64_t now)
+{
+    pd_worker *w = ig->w;
+    if (now - ig->last_disk_us < 200000) return;
+    ig->last_disk_us = now;
+    char err[256];
+    uint64_t free_b = 0;
+    if (pd_disk_free(ig->cfg->data_dir, &free_b, err, sizeof err) == PD_OK) {
+        atomic_store(&w->disk_free_bytes, free_b);
+        if (pd_diskguard_update(&ig->dg, free_b)) {
+            if (ig->dg.low)
+                pd_error("data directory: %.1f MiB free, below disk_min_free_mb (%lld MiB): not consuming or "
+                         "committing until %.1f MiB are free; serving continues",
+                         (double)free_b / 1048576.0, (long long)ig->cfg->disk_min_free_mb,
+                         (double)ig->dg.resume_at / 1048576.0);
+            else
+                pd_info("data directory: %.1f MiB free again", (double)free_b / 1048576.0);
+        }
+    }
+    char serr[256] = "";
+    const int stalled = pd_committer_stalled(ig->cm, serr, sizeof serr);
+    atomic_store(&w->metrics->store_write_failures, pd_committer_write_failures(ig->cm));
+    const int bits = (ig->dg.low ? PD_DISK_LOW_FLOOR : 0) | (stalled ? PD_DISK_LOW_WRITES : 0);
+    atomic_store(&w->disk_low, bits);
+    if (bits) {
+        if (!ig->disk_paused) {
+            ig->disk_paused = 1;
+            PD_INC(w->metrics->disk_pauses);
+            pd_warn("ingestion paused for the disk (%s): partitions paused, state still served",
+                    ig->dg.low ? "free space below disk_min_free_mb" : "store writes failing");
+        }
+        ig_pause_consumption(ig, 1);
+    } else if (ig->disk_paused) {
+        ig->disk_paused = 0;
+        pd_info("ingestion resumes: partitions resumed from their next offsets");
+        ig_pause_consumption(ig, 0);
+    }
+}
+
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     (void)rk;
@@ -554,6 +618,8 @@ int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t er
     ig->spare = &ig->slots[1];
     char e2[512];
     int rc = pd_committer_start(&ig->cm, w->store, w->schema, ig->cfg->ingest_nice, err, errlen);
+    if (rc == PD_OK) pd_committer_set_retry(ig->cm, 1); /* a full disk: see "the disk" */
+    pd_diskguard_init(&ig->dg, (uint64_t)ig->cfg->disk_min_free_mb << 20);
     if (rc) goto fail;
     /* Producer for the DLQ and misrouted events (kafka mode). */
     if ((rc = pd_dlq_new(&ig->dlq, w->cfg, w->metrics, &w->stop, kafka, err, errlen))) goto fail;
@@ -753,18 +819,19 @@ int pd_ingest_run(pd_ingest *ig)
         handle_messages(ig, msgs, n, ROLE_OWNER);
         int drained = n < NB; /* the queue ran dry (or the timeout ended) before NB records */
         if (n > 0) ig_kick_reset(ig, ROLE_OWNER);
-        else ig_wake_fetcher(ig, ig->consumer, ROLE_OWNER, pd_mono_us());
+        else if (!ig->disk_paused) ig_wake_fetcher(ig, ig->consumer, ROLE_OWNER, pd_mono_us());
         if (ig->rq) {
             ssize_t nr = rd_kafka_consume_batch_queue(ig->rq, 0, msgs, NB);
             handle_messages(ig, msgs, nr, ROLE_REPLICA);
             drained &= nr < NB;
             if (nr > 0) ig_kick_reset(ig, ROLE_REPLICA);
-            else ig_wake_fetcher(ig, ig->rconsumer, ROLE_REPLICA, pd_mono_us());
+            else if (!ig->disk_paused) ig_wake_fetcher(ig, ig->rconsumer, ROLE_REPLICA, pd_mono_us());
         }
         pd_dlq_poll(ig->dlq);
-        ig_reap_restores(ig);
+        if (!ig->disk_paused) ig_reap_restores(ig); /* (applying a snapshot writes: "the disk") */
         if (ig->oor_pending) ig_resolve_out_of_range(ig);
         now = pd_mono_us();
+        disk_watch(ig, now);
         if (now - ig->last_replica_us > 1000000) {
             ig_update_replicas(ig);
             ig->last_replica_us = now;
@@ -790,6 +857,8 @@ int pd_ingest_run(pd_ingest *ig)
         int due = ig->fill->batch.events >= (uint64_t)ig->cfg->batch_max_events ||
                   (ig->dirty_since_us && (now - ig->dirty_since_us >= ig->cfg->commit_interval_ms * 1000 ||
                                           (drained && now >= early_flush_us(ig))));
+        /* (a write being retried: a flush would wait behind it; see "the disk") */
+        if (due && commit_inflight(ig) && pd_committer_stalled(ig->cm, NULL, 0)) due = 0;
         if (due) {
             if (flush_start(ig, err, sizeof err) != PD_OK) {
                 if (ig->fatal) {
@@ -822,6 +891,9 @@ void pd_ingest_close(pd_ingest *ig)
     if (!ig) return;
     char err[512];
     pd_worker *w = ig->w;
+    /* A store write being retried (a full disk) gives up: the final flush
+     * then fails and a restart resumes from the store's checkpoint. */
+    pd_committer_cancel(ig->cm);
     if (ig->pp && w->stop < 2 && pd_ingest_flush(ig, err, sizeof err) != PD_OK)
         pd_error("final flush failed: %s (uncommitted input will be replayed)", err);
     for (int32_t p = 0; ig->pp && p < w->nparts; p++) {

@@ -19,6 +19,7 @@
 #include "batch.h"
 #include "committer.h"
 #include "dedup.h"
+#include "diskguard.h"
 #include "dlq.h"
 #include "restore.h"
 #include "sidefx.h"
@@ -95,6 +96,9 @@ struct pd_ingest {
     int64_t last_retention_us;  /* last apply_retention run */
     int64_t wall_ms;          /* the wall clock, read per consumed batch (see "Future bound") */
     int64_t (*wall_fn)(void); /* its source: pd_now_ms (tests set another) */
+    pd_diskguard dg;          /* free space of the data directory against disk_min_free_mb */
+    int64_t last_disk_us;     /* last disk_watch */
+    int disk_paused;          /* consumption paused for the disk (floor or failing writes) */
     int fatal;
     int commit_sync;          /* commit offsets to the group synchronously (revocation) */
     int oor_pending;          /* some pp[].oor_at_us is set ("offsets") */
@@ -141,6 +145,7 @@ void ig_set_catchup(pd_ingest *ig, int32_t p);
 int64_t ig_start_offset(pd_ingest *ig, int32_t p);
 void ig_replica_reassign(pd_ingest *ig);
 void ig_owner_pause(pd_ingest *ig, int32_t p, int pause);
+void ig_pause_consumption(pd_ingest *ig, int pause);
 void ig_reap_restores(pd_ingest *ig);
 void ig_update_replicas(pd_ingest *ig);
 void ig_cleanup_orphans(pd_ingest *ig);

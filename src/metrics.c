@@ -126,6 +126,10 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->dlq_produce_errors, 0);
     atomic_init(&m->flushes, 0);
     atomic_init(&m->flush_errors, 0);
+    atomic_init(&m->disk_pauses, 0);
+    atomic_init(&m->store_corruptions, 0);
+    atomic_init(&m->store_quarantines, 0);
+    atomic_init(&m->store_write_failures, 0);
     atomic_init(&m->store_folds, 0);
     atomic_init(&m->store_writes, 0);
     atomic_init(&m->days_dropped, 0);
@@ -285,6 +289,17 @@ static void render_worker(pd_buf *b, pd_worker *w)
     }
     family(b, "profiled_kafka_up", "gauge", "1 when the Kafka consumer reaches a broker, else 0.");
     pd_buf_printf(b, "profiled_kafka_up %d\n", atomic_load(&w->kafka_up) ? 1 : 0);
+    family(b, "profiled_disk_free_bytes", "gauge",
+           "Free space of the data directory's filesystem (for unprivileged users), as last measured.");
+    pd_buf_printf(b, "profiled_disk_free_bytes %llu\n", (unsigned long long)atomic_load(&w->disk_free_bytes));
+    family(b, "profiled_disk_low", "gauge",
+           "1 while ingestion is paused for the disk: free space below disk_min_free_mb (reason=\"floor\") or "
+           "store writes failing and being retried (reason=\"write_failing\"), else 0.");
+    {
+        const int dl = atomic_load(&w->disk_low);
+        pd_buf_printf(b, "profiled_disk_low{reason=\"floor\"} %d\n", (dl & PD_DISK_LOW_FLOOR) ? 1 : 0);
+        pd_buf_printf(b, "profiled_disk_low{reason=\"write_failing\"} %d\n", (dl & PD_DISK_LOW_WRITES) ? 1 : 0);
+    }
 
     if (w->store) {
         pd_day_stats *st = NULL;
@@ -412,6 +427,18 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
             "(librdkafka < 2.1 pauses a partition for up to 1 s once its pre-fetch queue was full).",
             LD(m->fetch_wakeups));
     counter(b, "profiled_flush_errors_total", "Failed store commits.", LD(m->flush_errors));
+    counter(b, "profiled_store_corruptions_total",
+            "Store reads that failed as corrupt (a block checksum); the store is marked for quarantine at the "
+            "next start (store_corruption).", LD(m->store_corruptions));
+    counter(b, "profiled_store_quarantines_total",
+            "Corrupt stores this process moved aside at its start (store_corruption=quarantine).",
+            LD(m->store_quarantines));
+    counter(b, "profiled_disk_pauses_total",
+            "Times ingestion paused because the data directory's free space fell below disk_min_free_mb.",
+            LD(m->disk_pauses));
+    counter(b, "profiled_store_write_failures_total",
+            "Store writes that failed with an I/O error (a full disk); each is retried with the same batch.",
+            LD(m->store_write_failures));
     family(b, "profiled_sidefx_redo_records_total", "counter",
            "Records a new owner re-read to perform the side effects (DLQ, re-routes) its predecessor had not "
            "performed, by what they needed (none: already fine).");

@@ -134,7 +134,10 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
     int have = pd_store_get_checkpoint(w->store, p, &cp) == PD_OK;
     pd_holder hs[8];
     int n = w->members ? pd_members_holders(w->members, p, hs, 8) : 0;
-    if (n > 0 && (!have || hs[0].next_offset - cp.next_offset > ig->cfg->handoff_min_lag)) {
+    /* (Not while paused for the disk: a snapshot would fill it. The
+     * partition catches up from its local copy or the topic instead once
+     * consumption resumes.) */
+    if (n > 0 && !ig->disk_paused && (!have || hs[0].next_offset - cp.next_offset > ig->cfg->handoff_min_lag)) {
         if (pd_restore_start(&pp->job, p, ig->cfg, w->schema, w->metrics, hs, n) != PD_OK) {
             pd_error("partition %d: cannot start the restore thread", (int)p);
         } else {
@@ -256,6 +259,38 @@ void ig_owner_pause(pd_ingest *ig, int32_t p, int pause)
         rd_kafka_resume_partitions(ig->consumer, l);
     }
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Pauses (pause = 1) every partition both consumers have assigned, or
+ * resumes those that nothing else holds back (a restore, a refused or
+ * out-of-range checkpoint), each from its next offset: records fetched
+ * before the pause were dropped by librdkafka. Pausing is idempotent; the
+ * disk watch (ingest.c) repeats it while the disk is low, so partitions
+ * assigned or resumed meanwhile are paused too. */
+void ig_pause_consumption(pd_ingest *ig, int pause)
+{
+    rd_kafka_t *cs[2] = {ig->consumer, ig->rconsumer};
+    if (pause) {
+        for (int i = 0; i < 2; i++) {
+            rd_kafka_topic_partition_list_t *l = NULL;
+            if (!cs[i] || rd_kafka_assignment(cs[i], &l) != RD_KAFKA_RESP_ERR_NO_ERROR || !l) continue;
+            if (l->cnt) rd_kafka_pause_partitions(cs[i], l);
+            rd_kafka_topic_partition_list_destroy(l);
+        }
+        return;
+    }
+    for (int32_t p = 0; ig->consumer && p < ig->w->nparts; p++) {
+        const part_priv *pp = &ig->pp[p];
+        if (pp->role == ROLE_OWNER && !pp->job && !pp->backwards && !pp->oor_at_us) ig_owner_pause(ig, p, 0);
+    }
+    if (ig->rconsumer) {
+        ig_replica_reassign(ig);
+        rd_kafka_topic_partition_list_t *l = NULL;
+        if (rd_kafka_assignment(ig->rconsumer, &l) == RD_KAFKA_RESP_ERR_NO_ERROR && l) {
+            if (l->cnt) rd_kafka_resume_partitions(ig->rconsumer, l);
+            rd_kafka_topic_partition_list_destroy(l);
+        }
+    }
 }
 
 /* Called from the loop: completes finished restore jobs. */

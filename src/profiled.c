@@ -20,6 +20,10 @@
 #include "config.h"
 #include "http.h"
 #include "ingest.h"
+#include "quarantine.h"
+
+#include <limits.h>
+#include <stdatomic.h>
 #include "kafka.h"
 #include "members.h"
 #include "metrics.h"
@@ -96,6 +100,33 @@ static void *watchdog_main(void *arg)
         _exit(1);
     }
     return NULL;
+}
+
+/* The store_corruption policy (quarantine.h): refuse (returns 3) or move
+ * the data directory aside and start empty (returns 0). */
+static int store_corrupt(const pd_config *cfg, pd_worker *w, const char *why)
+{
+    char moved[PATH_MAX], err[PATH_MAX + 256];
+    if (strcmp(cfg->store_corruption, "quarantine") != 0) {
+        pd_error("store %s is corrupt: %s. Not starting (store_corruption=%s): restart with "
+                 "store_corruption=quarantine, or move the directory away, to restore its partitions from peers "
+                 "and the topic (docs/operations.md, \"Store corruption\")", cfg->data_dir, why, cfg->store_corruption);
+        return 3;
+    }
+    if (pd_quarantine_move(cfg->data_dir, moved, sizeof moved, err, sizeof err) != PD_OK) {
+        pd_error("store %s is corrupt (%s) and cannot be quarantined: %s", cfg->data_dir, why, err);
+        return 3;
+    }
+    pd_error("store %s is corrupt: %s. Quarantined as %s (kept for inspection); starting with an empty store: "
+             "every partition is restored from a peer's snapshot or rebuilt from the topic",
+             cfg->data_dir, why, moved);
+    atomic_store(&w->store_quarantined, 1);
+    PD_INC(w->metrics->store_quarantines);
+    if (mkdir_p(cfg->data_dir) != 0) {
+        pd_error("data_dir '%s': %s", cfg->data_dir, strerror(errno));
+        return 3;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -181,7 +212,16 @@ int main(int argc, char **argv)
     pd_store_opts so = {.block_cache_mb = cfg.block_cache_mb, .write_buffer_mb = cfg.write_buffer_mb,
                         .day_filter_bits = cfg.day_filter_bits > 0 ? (int)cfg.day_filter_bits : -1,
                         .day_filter_max_bytes = (uint64_t)cfg.day_filter_max_mb << 20};
-    if (pd_store_open(&store, cfg.data_dir, &schema, &so, err, sizeof err) != PD_OK) {
+    /* A corrupt store: the store_corruption policy (quarantine.h). */
+    char why[512];
+    if (pd_quarantine_marked(cfg.data_dir, why, sizeof why) && (rc = store_corrupt(&cfg, &w, why)) != 0) goto out;
+    int orc = pd_store_open(&store, cfg.data_dir, &schema, &so, err, sizeof err);
+    if (orc == PD_ECORRUPT) {
+        if ((rc = store_corrupt(&cfg, &w, err)) != 0) goto out;
+        orc = pd_store_open(&store, cfg.data_dir, &schema, &so, err, sizeof err);
+    }
+    rc = 1;
+    if (orc != PD_OK) {
         fprintf(stderr, "profiled: store: %s\n", err);
         goto out;
     }

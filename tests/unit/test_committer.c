@@ -8,6 +8,7 @@
  * slot (empty batch) returned. */
 #include "test.h"
 #include "committer.h"
+#include "diskguard.h"
 #include "dlq.h"
 #include "event.h"
 #include "kafka.h"
@@ -18,6 +19,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define DAY0 20425 /* 2025-12-02 */
 
@@ -104,6 +106,98 @@ TEST(committer_hands_over_one_owner_at_a_time)
     pd_batch_free(&slot.batch);
     pd_store_batch_free(slot.sb);
     pd_store_close(st);
+}
+
+/* A full disk (issue 22, hole 6): with retries on, a write failing with
+ * an I/O error is retried with the same WriteBatch until it succeeds --
+ * stalled meanwhile, the slot not returned -- and lands exactly once
+ * (oracle: the event count of a user fed a known number of events); a
+ * cancel ends a retry with the failure. */
+TEST(committer_retries_a_failed_write)
+{
+    char dir[400], err[256];
+    snprintf(dir, sizeof dir, "%s/committer-retry", pd_test_tmpdir());
+    pd_schema sch;
+    pd_schema_default(&sch, 64);
+    pd_store *st = NULL;
+    pd_store_opts so = {0};
+    if (pd_store_open(&st, dir, &sch, &so, err, sizeof err) != PD_OK) {
+        CHECK(!"open store");
+        return;
+    }
+    pd_committer *cm = NULL;
+    CHECK_INT(pd_committer_start(&cm, st, &sch, 0, err, sizeof err), PD_OK);
+    pd_committer_set_retry(cm, 1);
+    pd_batch_slot slot;
+    pd_batch_init(&slot.batch, NULL);
+    slot.sb = pd_store_batch_new(st);
+    slot.owner = PD_SLOT_INGEST;
+    pd_batch_slot *mine = &slot, *back = NULL;
+    uint64_t writes = 0;
+    pd_store_fail_commits(st, 1);
+    fill(mine, &sch, 100, 10);
+    pd_store_batch_set_checkpoint(mine->sb, 0, 100, DAY0 * 86400000LL);
+    pd_committer_submit(cm, &mine);
+    for (int i = 0; i < 500 && !pd_committer_stalled(cm, NULL, 0); i++) usleep(10000);
+    char serr[256] = "";
+    CHECK_INT(pd_committer_stalled(cm, serr, sizeof serr), 1);
+    CHECK(strstr(serr, "injected") != NULL);
+    usleep(300000); /* a few retries */
+    CHECK_INT(pd_committer_collect(cm, 0, &back, &writes, err, sizeof err), PD_EAGAIN);
+    CHECK(back == NULL);
+    CHECK(pd_committer_write_failures(cm) >= 2);
+    pd_store_fail_commits(st, 0);
+    CHECK_INT(pd_committer_collect(cm, 1, &back, &writes, err, sizeof err), PD_OK);
+    CHECK(back == &slot);
+    CHECK_INT(pd_committer_stalled(cm, NULL, 0), 0);
+    pd_checkpoint cp;
+    CHECK_INT(pd_store_get_checkpoint(st, 0, &cp), PD_OK);
+    CHECK_INT(cp.next_offset, 100);
+    pd_profile p;
+    pd_profile_init(&p, &sch);
+    CHECK_INT(pd_store_get_profile(st, NULL, DAY0, 0, "u-7", 3, &p, err, sizeof err), PD_OK);
+    CHECK_INT(p.events, 10); /* once, not once per attempt */
+    pd_profile_free(&p);
+
+    /* cancel: the retry gives up and the failure is the result */
+    mine = back;
+    pd_store_fail_commits(st, 1);
+    fill(mine, &sch, 10, 10);
+    pd_committer_submit(cm, &mine);
+    for (int i = 0; i < 500 && !pd_committer_stalled(cm, NULL, 0); i++) usleep(10000);
+    pd_committer_cancel(cm);
+    CHECK(pd_committer_collect(cm, 1, &back, &writes, err, sizeof err) != PD_OK);
+    CHECK(back == &slot);
+    pd_store_fail_commits(st, 0);
+    pd_committer_stop(cm);
+    pd_batch_free(&slot.batch);
+    pd_store_batch_free(slot.sb);
+    pd_store_close(st);
+}
+
+/* free space against the floor: pause below it, resume at 1.5x, off at 0 */
+TEST(diskguard_hysteresis)
+{
+    pd_diskguard g;
+    pd_diskguard_init(&g, 100);
+    CHECK_INT(pd_diskguard_update(&g, 200), 0);
+    CHECK_INT(g.low, 0);
+    CHECK_INT(pd_diskguard_update(&g, 100), 0); /* at the floor: fine */
+    CHECK_INT(pd_diskguard_update(&g, 99), 1);
+    CHECK_INT(g.low, 1);
+    CHECK_INT(pd_diskguard_update(&g, 120), 0); /* above the floor, below 150: still low */
+    CHECK_INT(g.low, 1);
+    CHECK_INT(pd_diskguard_update(&g, 149), 0);
+    CHECK_INT(pd_diskguard_update(&g, 150), 1);
+    CHECK_INT(g.low, 0);
+    pd_diskguard_init(&g, 0);
+    CHECK_INT(pd_diskguard_update(&g, 0), 0);
+    CHECK_INT(g.low, 0);
+    uint64_t fb = 0;
+    char err[128];
+    CHECK_INT(pd_disk_free(pd_test_tmpdir(), &fb, err, sizeof err), PD_OK);
+    CHECK(fb > 0);
+    CHECK(pd_disk_free("/nonexistent/dir", &fb, err, sizeof err) != PD_OK);
 }
 
 /* The operator's kafka.* settings are applied last, over ours; a bad one
