@@ -46,10 +46,17 @@ typedef struct {
     int nitems;
     pd_score_item *items;        /* owned */
     void *doc;                   /* owned: the cJSON tree string values point into */
+    void *arena;                 /* owned: the tree's memory (pd_score_init), or NULL */
     pd_buf text;                 /* owned: ids and attribute texts not in the tree */
     pd_attr *attr_mem;           /* owned */
     uint64_t *hash_mem;          /* owned */
 } pd_score_req;
+
+/* Installs cJSON allocation hooks that parse rank bodies into a
+ * per-request arena (score.c). Process-wide: call once at start, before
+ * any thread uses cJSON; the hooks change nothing for other cJSON users.
+ * Without it bodies are parsed with cJSON's default allocation. */
+void pd_score_init(void);
 
 /* Parses a rank body (JSON object; see docs/api.md): items (required,
  * 0..max_items candidates, each {"id": string|number, <attributes: the

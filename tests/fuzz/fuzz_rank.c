@@ -34,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static int ready;
     if (!ready) {
         pd_schema_default(&schema, 64);
+        pd_score_init(); /* bodies parsed into the per-request arena, as in the worker */
         pd_profile_init(&prof, &schema);
         for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
             pd_event ev;

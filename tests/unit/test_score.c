@@ -429,6 +429,7 @@ TEST(score_parse_mutations)
 {
     pd_schema s;
     sc_schema(&s);
+    pd_score_init(); /* the arena path (this test runs in its own process) */
     const char *base = "{\"items\":[{\"id\":\"n\",\"item\":{\"color\":\"red\",\"make\":\"bmw\",\"price\":7000}},"
                        "{\"id\":7,\"color\":\"blue\"}],\"days\":7,\"decay\":\"exp:3\",\"dims\":[\"make\"],"
                        "\"dim_weights\":{\"make\":2},\"alpha\":2.5,\"explain\":true}";
