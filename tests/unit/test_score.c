@@ -420,6 +420,26 @@ TEST(score_affinities)
     CHECK(strstr(out.p, "\"values\":[{\"value\":\"bmw\"") != NULL);
     pd_buf_free(&out);
     pd_score_model_free(m);
+    /* lift and p_user disagree: a population of 20 bmw and 1 audi (N_P 21, K 3,
+     * p_P 21/24 and 2/24), alpha 1: p_u bmw 0.775 (lift 0.886), audi 0.2167
+     * (lift 2.6). The default order is by lift: audi; order=p_user: bmw. */
+    pd_profile pop;
+    pd_profile_init(&pop, &s);
+    for (int k = 0; k < 20; k++) add_ev(&pop, &s, NULL, "bmw", NAN);
+    add_ev(&pop, &s, NULL, "audi", NAN);
+    pd_query_day popd = {D_2026_11_22, &pop};
+    static const char *const qs[2] = {"days=5&dims=make&top=1&alpha=1", "days=5&dims=make&top=1&alpha=1&order=p_user"};
+    static const char *const want[2] = {"\"values\":[{\"value\":\"audi\"", "\"values\":[{\"value\":\"bmw\""};
+    for (int k = 0; k < 2; k++) {
+        CHECK_INT(pd_score_parse_affinities(&a, qs[k], &s, TODAY, 30, err, sizeof err), PD_OK);
+        m = pd_score_model_new(&s, &a.q, a.q.dims, a.q.ndims, w.ud, 2, &popd, 1);
+        pd_buf o2 = {0};
+        pd_score_render_affinities(&a, m, &s, "u", 1, 0, &pr, &o2);
+        if (!strstr(o2.p, want[k])) pd_test_fail(__FILE__, __LINE__, "%s: %s", qs[k], o2.p);
+        pd_buf_free(&o2);
+        pd_score_model_free(m);
+    }
+    pd_profile_free(&pop);
     world_free(&w);
 }
 
