@@ -24,16 +24,16 @@ LDFLAGS_SAN := -fsanitize=address,undefined
 # uses it: CORE both binaries, WORKER bin/profiled only, CTL bin/profilectl
 # only (test-unit and the bench programs link all three). bin/profiled must
 # not contain CTL code: tests/bb/test_cli.py checks it with nm.
-CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/sketch.c src/catset.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c src/peer.c src/mac.c src/backup.c src/query.c
-WORKER_SRC := src/diskguard.c src/quarantine.c src/ingest.c src/partition.c src/offsets.c src/sidefx.c src/erase.c src/http_erase.c src/batch.c src/dedup.c src/rectime.c src/committer.c src/dlq.c src/kafka.c src/restore.c src/metrics.c src/http.c src/http_front.c src/members.c src/memrec.c src/backupd.c src/population_stub.c
+CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/sketch.c src/catset.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c src/peer.c src/mac.c src/backup.c src/query.c src/score.c
+WORKER_SRC := src/diskguard.c src/quarantine.c src/ingest.c src/partition.c src/offsets.c src/sidefx.c src/erase.c src/http_erase.c src/http_score.c src/batch.c src/dedup.c src/rectime.c src/committer.c src/dlq.c src/kafka.c src/restore.c src/metrics.c src/http.c src/http_front.c src/members.c src/memrec.c src/backupd.c src/population_stub.c
 CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c src/ctl_backup.c src/ctl_export.c
 PROFILED_MAIN  := src/profiled.c
 PROFILECTL_MAIN := src/profilectl.c
 UNIT_SRC   := tests/unit/main.c tests/unit/test_util.c tests/unit/test_config.c \
               tests/unit/test_event.c tests/unit/test_event_corpus.c tests/unit/event_cjson.c tests/unit/test_profile.c tests/unit/test_bloom.c tests/unit/test_store.c tests/unit/test_handoff.c tests/unit/test_schema.c tests/unit/test_ingest.c tests/unit/test_batch.c tests/unit/test_dedup.c tests/unit/test_committer.c \
               tests/unit/test_http.c tests/unit/test_members.c tests/unit/test_peer.c tests/unit/loopback.c \
-              tests/unit/test_query.c tests/unit/test_front.c tests/unit/test_metrics.c tests/unit/test_gen.c tests/unit/test_mac.c tests/unit/test_erase.c tests/unit/test_sidefx.c
-FUZZ_TARGETS := fuzz_event fuzz_event_diff fuzz_decode
+              tests/unit/test_query.c tests/unit/test_front.c tests/unit/test_metrics.c tests/unit/test_gen.c tests/unit/test_mac.c tests/unit/test_erase.c tests/unit/test_sidefx.c tests/unit/test_score.c
+FUZZ_TARGETS := fuzz_event fuzz_event_diff fuzz_decode fuzz_rank
 
 LIB_SRC := $(CORE_SRC) $(WORKER_SRC) $(CTL_SRC)
 REL_OBJ := $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
@@ -117,6 +117,8 @@ FUZZ_LIB := src/util.c src/schema.c src/event.c src/sketch.c src/catset.c src/pr
 # fuzz_event_diff also links the cJSON-based field extraction (the value
 # oracle on documents the scanner accepts as JSON).
 FUZZ_EXTRA_fuzz_event_diff := tests/unit/event_cjson.c
+# fuzz_rank: the rank body parser and scoring (score.c, with query.c's range rules).
+FUZZ_EXTRA_fuzz_rank := src/query.c src/score.c
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) tests/unit/event_cjson.c $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p build/fuzz

@@ -21,6 +21,16 @@ local function urlenc(s)
   return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
 end
 
+-- BENCH_BODY_FILE: POST /v1/profiles/<random user>/rank with this JSON body
+-- (the rank step) instead of the GET.
+local body = nil
+local bfile = os.getenv("BENCH_BODY_FILE")
+if bfile and bfile ~= "" then
+  local f = assert(io.open(bfile, "rb"))
+  body = f:read("*a")
+  f:close()
+end
+
 local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "")
 if pause and pause > 0 then
   delay = function() return pause end
@@ -29,6 +39,10 @@ end
 request = function()
   if #users > 0 then
     local u = users[math.random(#users)]
+    if body then
+      return wrk.format("POST", "/v1/profiles/" .. urlenc(u) .. "/rank",
+                        {["Content-Type"] = "application/json"}, body)
+    end
     return wrk.format("GET", "/v1/profiles/" .. urlenc(u) .. "?" .. query)
   end
   return wrk.format("GET", fixed)

@@ -114,6 +114,8 @@ typedef struct pd_config {
     int64_t http_keepalive_timeout_ms;
     int64_t http_keepalive_max_requests;
     int64_t forward_timeout_ms;
+    int64_t rank_max_items;       /* candidates per rank request */
+    int64_t rank_max_body_bytes;  /* request bodies at most */
     int64_t replicas;
     int64_t block_cache_mb;
     int64_t write_buffer_mb;

@@ -27,6 +27,9 @@ typedef struct {
     int keepalive_max_requests;  /* answers per connection; the last says close */
     int write_timeout_ms;        /* a client that accepts no byte for this long is dropped */
     size_t max_head_bytes;       /* larger heads go to the workers to be refused */
+    size_t max_body_bytes;       /* request bodies (one Content-Length) up to this are read
+                                    whole before relaying; larger: 413. 0: not read (relayed
+                                    as they come, the connection closed after the answer) */
     struct pd_metrics *metrics;  /* borrowed, may be NULL; outlives the front */
 } pd_front_opts;
 
@@ -51,6 +54,9 @@ typedef struct {
                          unclear framing: the connection closes after it */
     size_t target_off, target_len; /* the request target in the head */
     size_t path_off;  /* absolute-form naming our port: where its path starts (else 0) */
+    int64_t content_length; /* the one Content-Length of a clear framing (digits only, no
+                               Transfer-Encoding), else -1 */
+    size_t expect_off;      /* "Expect: 100-continue": where the header's name starts (else 0) */
 } pd_front_head;
 
 /* Reads what the front needs from a complete head of hlen bytes (see

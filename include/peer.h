@@ -2,7 +2,8 @@
  * peer.h -- the one HTTP/1.1 client between workers: query forwarding
  * (http.c) and snapshot fetch (handoff.c) both go through it.
  *
- * A request is a GET (or another method without a body: rq->method) of
+ * A request is a GET (or another method, with or without a body:
+ * rq->method, rq->body) of
  * <url base><path_query> with the caller's extra header lines. It is bounded by time in two ways, and at least one must be
  * set: deadline_us (absolute, pd_mono_us) bounds the whole exchange --
  * connect, send, head and body; idle_ms bounds every single wait for the
@@ -23,8 +24,9 @@
  * connection that is readable (EOF or junk) or idle for longer than
  * PD_PEER_IDLE_MAX_US (below the peers' keep-alive timeout) is closed
  * instead of used. A request that fails on a pooled connection before any
- * response byte arrived is retried once on a fresh connection (GET is
- * idempotent). Without a pool (NULL) every request has its own connection
+ * response byte arrived is retried once on a fresh connection when the
+ * request is a GET or says it is idempotent (rq->idempotent: a POST that
+ * only reads, like a forwarded rank). Without a pool (NULL) every request has its own connection
  * and says "Connection: close".
  *
  * Errors: PD_OK when a complete response arrived, whatever its status.
@@ -81,9 +83,13 @@ typedef struct {
     int64_t deadline_us;      /* bound of the whole exchange (pd_mono_us); 0: none */
     int idle_ms;              /* bound of each wait for the peer; 0: none */
     uint64_t max_body;        /* streamed body limit (pd_peer_stream); 0: none */
-    const char *method;       /* NULL: GET. Anything else is sent without a body
-                                 (Content-Length: 0) and never retried */
+    const char *method;       /* NULL: GET. Anything else is sent with the body
+                                 below (Content-Length: body_len, 0 without one) */
     int need_length;          /* a streamed 2xx body must come with a Content-Length */
+    const void *body;         /* request body (borrowed), body_len bytes; only with a method */
+    size_t body_len;
+    const char *content_type; /* of the body; NULL: application/json */
+    int idempotent;           /* a non-GET request that may be retried like a GET */
 } pd_peer_req;
 
 /* A response. body is owned by the caller (pd_buf_free in every case,

@@ -47,6 +47,12 @@ typedef struct {
     const pd_profile *prof;  /* borrowed */
 } pd_query_day;
 
+/* The weight of stored day `day` under q's decay, its age counted back
+ * from `today` (pass q->anchor_day): none 1, exp 2^(-age/H), linear
+ * max(0, 1 - age/N); age = max(0, today - day). The one weight rule of
+ * every answer over a range (profiles, scoring). */
+double pd_query_day_weight(const pd_query *q, int64_t today, int64_t day);
+
 /* Renders the response JSON object (without served_by/stale, which the
  * caller appends: the object is left OPEN, i.e. without the final '}').
  * days must be ascending and within [from, to]; today is the reference for

@@ -65,6 +65,8 @@ const pd_opt pd_config_table[] = {
     {"http_keepalive_timeout_ms", PD_OPT_INT, OFF(http_keepalive_timeout_ms), "1000", 10, 3600000, "Idle time allowed between requests on a kept connection (peers pool theirs for 0.7 s: keep it above that)."},
     {"http_keepalive_max_requests", PD_OPT_INT, OFF(http_keepalive_max_requests), "1000", 0, 1000000000, "Requests per connection at most (0 = no limit); the last answer says Connection: close."},
     {"forward_timeout_ms", PD_OPT_INT, OFF(forward_timeout_ms), "1000", 10, 60000, "Timeout for a query forwarded to the partition's owner."},
+    {"rank_max_items", PD_OPT_INT, OFF(rank_max_items), "1000", 1, 100000, "Candidates per POST /v1/profiles/{user_id}/rank at most; more: 400."},
+    {"rank_max_body_bytes", PD_OPT_INT, OFF(rank_max_body_bytes), "1048576", 1024, 67108864, "Largest accepted request body (POST /v1/profiles/{user_id}/rank); larger: 413. The front end reads a body whole before a worker thread sees it, so this also bounds its memory per connection."},
     {"replicas", PD_OPT_INT, OFF(replicas), "1", 0, 16, "Warm copies of each partition kept by other workers (placement: the next live workers after the owner in id order; none with a single worker)."},
     {"block_cache_mb", PD_OPT_INT, OFF(block_cache_mb), "128", 1, 1048576, "RocksDB block cache size (MiB)."},
     {"write_buffer_mb", PD_OPT_INT, OFF(write_buffer_mb), "32", 1, 4096, "RocksDB memtable size per column family (MiB)."},

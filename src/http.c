@@ -6,6 +6,9 @@
  * Content-Length, never chunked encoding, so peers can keep connections):
  *   GET /v1/profiles/{user_id}          profile query (local or forwarded)
  *   DELETE /v1/profiles/{user_id}       erasure (http_erase.c)
+ *   POST /v1/profiles/{user_id}/rank, GET .../affinities  scoring (http_score.c;
+ *                                       the only route with a request body: read
+ *                                       here, Content-Length framed, JSON only)
  *   GET /v1/erasures?partition=&offset= erasure status (http_erase.c)
  *   GET /v1/partitions                  partition -> owner map + own view
  *   GET /healthz, /readyz, /metrics     ops endpoints
@@ -72,6 +75,7 @@
 #include "backupd.h"
 #include "handoff.h"
 #include "http_erase.h"
+#include "http_score.h"
 #include "http_front.h"
 #include "members.h"
 #include "metrics.h"
@@ -109,6 +113,7 @@ struct pd_http {
     _Atomic int64_t last_fwd_log_ms; /* forward failures: one log line per second */
     pd_stash ranges;               /* idle query buffers, pd_store_range * (see range_get) */
     pd_erase_api *erase;           /* owned: the erasure routes */
+    pd_score_api *score;           /* owned: the scoring routes */
 };
 
 /* One response under construction. body is owned; the body proper is
@@ -621,6 +626,95 @@ static void route_erase(pd_http *h, struct mg_connection *c, const struct mg_req
     erase_answer(r, &a);
 }
 
+/* Reads the request body (Content-Length framed, at most
+ * rank_max_body_bytes) into *b; else an error answer in r (the connection
+ * closes: the rest of the stream is unread). */
+static int read_body(pd_http *h, struct mg_connection *c, const struct mg_request_info *ri, pd_buf *b,
+                     http_resp *r)
+{
+    const pd_config *cfg = h->w->cfg;
+    r->close = 1;
+    const char *ct = mg_get_header(c, "Content-Type");
+    size_t ctl = ct ? strcspn(ct, "; \t") : 0;
+    if (!ct || ctl != 16 || strncasecmp(ct, "application/json", 16) != 0) {
+        resp_error(r, 415, "unsupported media type", "the body must be JSON (Content-Type: application/json)");
+        return PD_EINVAL;
+    }
+    if (mg_get_header(c, "Transfer-Encoding") || ri->content_length < 0) {
+        resp_error(r, 411, "length required", "send the body with a Content-Length (chunked bodies are not supported)");
+        return PD_EINVAL;
+    }
+    if (ri->content_length > cfg->rank_max_body_bytes) {
+        resp_error(r, 413, "payload too large", "request body of %lld bytes is over rank_max_body_bytes (%lld)",
+                   (long long)ri->content_length, (long long)cfg->rank_max_body_bytes);
+        return PD_ERANGE;
+    }
+    size_t want = (size_t)ri->content_length;
+    pd_buf_reserve(b, want + 1);
+    while (b->len < want) {
+        int n = mg_read(c, b->p + b->len, want - b->len);
+        if (n <= 0) {
+            resp_error(r, 400, "bad request", "request body shorter than its Content-Length (%zu of %zu bytes)",
+                       b->len, want);
+            return PD_EINVAL;
+        }
+        b->len += (size_t)n;
+    }
+    b->p[b->len] = '\0';
+    r->close = 0;
+    return PD_OK;
+}
+
+/* POST [/internal]/v1/profiles/{seg}/rank and GET .../affinities
+ * (http_score.h). */
+static void route_score(pd_http *h, struct mg_connection *c, const struct mg_request_info *ri, const char *seg,
+                        size_t seglen, int rank, const char *qs, int internal, http_resp *r)
+{
+    const char *method = rank ? "POST" : "GET";
+    if (strcmp(ri->request_method, method) != 0) {
+        resp_error(r, 405, "method not allowed", "%s: only %s is supported", rank ? "rank" : "affinities", method);
+        resp_header(r, "Allow", "%s", method);
+        if (rank) r->close = 1; /* a body may follow, unread */
+        return;
+    }
+    char user[PD_MAX_USER_ID];
+    size_t ulen = 0;
+    if (decode_user(seg, seglen, user, &ulen, r) != PD_OK) {
+        r->close = rank;
+        return;
+    }
+    const char *hh = mg_get_header(c, "X-Profiled-Hops");
+    int hops = 0;
+    if (hh) {
+        char *e;
+        long v = strtol(hh, &e, 10);
+        hops = (e == hh || v < 0) ? 0 : (int)PD_MIN(v, 1000);
+    }
+    const char *so = mg_get_header(c, "X-Profiled-Stale-Ok");
+    pd_score_call call = {.user = user, .ulen = ulen, .internal = internal, .hops = hops,
+                          .stale_ok = internal && so && strcmp(so, "1") == 0, .qs = qs};
+    pd_buf body = {0};
+    pd_score_answer a = {0};
+    if (rank) {
+        if (read_body(h, c, ri, &body, r) != PD_OK) goto out;
+        call.body = body.p;
+        call.blen = body.len;
+        pd_score_api_rank(h->score, &call, &a);
+    } else {
+        pd_score_api_affinities(h->score, &call, &a);
+    }
+    r->status = a.status;
+    r->ctype = "application/json";
+    pd_buf_free(&r->body);
+    r->body = a.body;
+    r->off = 0;
+    memset(&a.body, 0, sizeof a.body);
+    if (a.retry_after[0]) resp_header(r, "Retry-After", "%s", a.retry_after);
+out:
+    pd_buf_free(&a.body);
+    pd_buf_free(&body);
+}
+
 /* GET /v1/profiles/{seg} (internal=0) or /internal/v1/profiles/{seg}. */
 static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, size_t seglen,
                           const char *qs, int internal, http_resp *r)
@@ -1084,6 +1178,16 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
         route_erase(h, c, ri, NULL, 0, qs, *route == PD_ROUTE_INTERNAL, r);
         return;
     }
+    if (*route == PD_ROUTE_PROFILE ||
+        (*route == PD_ROUTE_INTERNAL && strncmp(path, PFX_INTERNAL, sizeof PFX_INTERNAL - 1) == 0)) {
+        /* {user}/rank and {user}/affinities (a user id's own '/' is %2F) */
+        const char *sl = memchr(seg, '/', seglen);
+        if (sl && (strcmp(sl, "/rank") == 0 || strcmp(sl, "/affinities") == 0)) {
+            if (*route == PD_ROUTE_PROFILE) *route = PD_ROUTE_SCORE;
+            route_score(h, c, ri, seg, (size_t)(sl - seg), sl[1] == 'r', qs, *route == PD_ROUTE_INTERNAL, r);
+            return;
+        }
+    }
     if (*route == PD_ROUTE_PROFILE && strcmp(ri->request_method, "DELETE") == 0) {
         *route = PD_ROUTE_ERASE;
         if (memchr(seg, '/', seglen)) {
@@ -1275,6 +1379,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     h->w = w;
     h->pool = pd_peer_pool_new();
     h->erase = pd_erase_api_new(w, h->pool);
+    h->score = pd_score_api_new(w, h->pool);
     pd_stash_init(&h->ranges);
     struct mg_callbacks cbs;
     memset(&cbs, 0, sizeof cbs);
@@ -1314,6 +1419,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
         .keepalive_max_requests = (int)cfg->http_keepalive_max_requests,
         .write_timeout_ms = (int)cfg->http_request_timeout_ms,
         .max_head_bytes = (size_t)PD_MIN(cfg->http_max_request_bytes * 4, 4 << 20), /* civetweb's */
+        .max_body_bytes = (size_t)cfg->rank_max_body_bytes,
         .metrics = w->metrics,
     };
     if (pd_front_start(&h->front, &fo, err, errlen) != PD_OK) goto fail;
@@ -1347,6 +1453,7 @@ fail:
     if (h->ctx) mg_stop(h->ctx);
     mg_exit_library();
     pd_erase_api_free(h->erase);
+    pd_score_api_free(h->score);
     pd_peer_pool_free(h->pool);
     pd_stash_drain(&h->ranges, range_destroy);
     pd_free(h);
@@ -1395,6 +1502,7 @@ void pd_http_stop(pd_http *h)
     if (poking) pthread_join(poker, NULL);
     mg_exit_library();
     pd_erase_api_free(h->erase);
+    pd_score_api_free(h->score);
     pd_peer_pool_free(h->pool);
     pd_stash_drain(&h->ranges, range_destroy);
     pd_free(h);

@@ -50,8 +50,15 @@
  * most `workers` requests are in flight, and requests other than the three
  * ops routes leave two of them free, so a health check never waits behind
  * slow queries. A head larger than max_head_bytes, or with a byte civetweb
- * refuses, goes to civetweb as it is, to be refused there. A request with a
- * body (our routes take none) closes its connection after its answer.
+ * refuses, goes to civetweb as it is, to be refused there. A request body
+ * with one clear Content-Length (no Transfer-Encoding) of at most
+ * max_body_bytes is read whole under the head's deadline (answering
+ * "Expect: 100-continue" with a 100 itself and renaming the header, so the
+ * worker sends none) and relayed with its head on a fresh worker
+ * connection (closed after the answer: a route that does not read the body
+ * cannot desynchronise a pooled one); a larger one gets 413 and close. Any
+ * other body (chunked, unclear framing) goes on as it comes and closes its
+ * connection after the answer (http.c answers 411 where a body is needed).
  * Answers are relayed as they come (OUT_CAP at a time) and framed by their
  * Content-Length; the last answer allowed on a connection
  * (http_keepalive_max_requests) gets "Connection: close".
@@ -108,8 +115,10 @@ typedef struct {
     unsigned char addr[16];  /* client address (IPv4 mapped) */
     unsigned cin : 1, cout : 1, ops : 1, body : 1, last : 1, counted : 1;
     unsigned resp_head : 1, resp_close : 1, up_keep : 1, delim : 1, up_done : 1, retried : 1, resp_any : 1;
+    unsigned up_close : 1, sent100 : 1; /* a request with a body: fresh worker connection; 100 sent */
     char *in;
     size_t in_len, in_cap, req_len, req_sent;
+    size_t in_max;           /* buffer limit of the request being read (head + body); 0: max_head_bytes */
     char *out;               /* OUT_CAP bytes while relaying, else NULL */
     size_t out_len, out_off;
     int64_t resp_left;       /* body bytes of the answer still to come from the worker */
@@ -249,6 +258,8 @@ void pd_front_parse_head(const char *head, size_t hlen, int our_port, pd_front_h
     }
     /* framing: a body, or anything unclear about one */
     int ncl = 0, nte = 0, bad = 0;
+    int64_t cl = 0;
+    h->content_length = -1;
     for (const char *l = eol < end ? eol + 1 : end; l < end;) {
         const char *le = memchr(l, '\n', (size_t)(end - l));
         if (!le) le = end;
@@ -264,14 +275,20 @@ void pd_front_parse_head(const char *head, size_t hlen, int our_port, pd_front_h
                 if (v == ve) bad = 1;
                 for (const char *q = v; q < ve; q++)
                     if (*q < '0' || *q > '9') bad = 1;
-                    else if (*q != '0') h->has_body = 1;
+                    else {
+                        if (*q != '0') h->has_body = 1;
+                        cl = cl < ((int64_t)1 << 50) ? cl * 10 + (*q - '0') : cl;
+                    }
             } else if (ieq(l, (size_t)(ne - l), "Transfer-Encoding")) {
                 nte++;
+            } else if (ieq(l, (size_t)(ne - l), "Expect") && ieq(v, (size_t)(ve - v), "100-continue")) {
+                h->expect_off = (size_t)(l - head);
             }
         }
         l = le + 1;
     }
     if (ncl > 1 || nte || bad) h->has_body = 1;
+    if (ncl == 1 && !nte && !bad) h->content_length = cl;
 }
 
 /* ------------------------------------------------------------------ */
@@ -649,9 +666,10 @@ static int read_client(pd_front *f, fconn *c)
 {
     while (c->cin) {
         if (c->in_len == c->in_cap) {
-            if (c->in_cap >= f->o.max_head_bytes) return 0; /* full: the caller decides */
+            size_t lim = c->in_max > f->o.max_head_bytes ? c->in_max : f->o.max_head_bytes;
+            if (c->in_cap >= lim) return 0; /* full: the caller decides */
             size_t cap = c->in_cap ? c->in_cap * 2 : IN_CAP0;
-            if (cap > f->o.max_head_bytes) cap = f->o.max_head_bytes;
+            if (cap > lim) cap = lim;
             c->in = pd_realloc(c->in, cap);
             c->in_cap = cap;
         }
@@ -686,8 +704,43 @@ static void run_head(pd_front *f, int i)
     int hl = pd_front_head_len(c->in, c->in_len);
     if (hl == 0 && c->in_len < f->o.max_head_bytes) return;
     pd_front_head h;
+    size_t body_len = 0;
     if (hl > 0) {
         pd_front_parse_head(c->in, (size_t)hl, f->port, &h);
+        if (h.has_body && h.content_length > 0 && f->o.max_body_bytes > 0) {
+            /* A body of clear framing is read whole here (under the same
+             * deadline as the head), so the worker gets the complete
+             * request at once; 413 above the limit. */
+            if ((uint64_t)h.content_length > f->o.max_body_bytes) {
+                char d[160];
+                snprintf(d, sizeof d, "request body of %lld bytes is over the limit (%zu bytes)",
+                         (long long)h.content_length, f->o.max_body_bytes);
+                conn_answer(f, i, 413, "Payload Too Large", "payload too large", d);
+                return;
+            }
+            size_t need = (size_t)hl + (size_t)h.content_length;
+            if (c->in_len < need) {
+                c->in_max = need;
+                if (h.expect_off && !c->sent100) {
+                    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                    ssize_t w = send(c->fd, cont, sizeof cont - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+                    (void)w; /* best effort: a client that does not get it sends after its own wait */
+                    c->sent100 = 1;
+                }
+                if (c->in_len < c->in_cap) return; /* more to come */
+                c->cin = 1;
+                if (read_client(f, c) != 0) {
+                    conn_close(f, i);
+                    return;
+                }
+                if (c->in_len < need) return;
+            }
+            /* answered here: the worker must not send a 100 of its own */
+            if (h.expect_off) c->in[h.expect_off] = 'X';
+            body_len = (size_t)h.content_length;
+            h.has_body = 0;
+            c->up_close = 1;
+        }
         if (h.path_off) { /* absolute form naming us: keep the path */
             size_t cut = h.path_off - h.target_off;
             memmove(c->in + h.target_off, c->in + h.path_off, c->in_len - h.path_off);
@@ -700,7 +753,7 @@ static void run_head(pd_front *f, int i)
         c->ops = 0;
         c->body = 1; /* refused by civetweb; what follows cannot be read */
     }
-    c->req_len = c->body ? c->in_len : (size_t)hl;
+    c->req_len = c->body ? c->in_len : (size_t)hl + body_len;
     c->req_sent = 0;
     c->nreq++;
     c->last = c->body || f->stopping || (f->o.keepalive_max_requests > 0 && c->nreq >= f->o.keepalive_max_requests);
@@ -853,7 +906,7 @@ static void run_relay(pd_front *f, int i)
             } else {
                 u->uin = 0;
             }
-            if (c->up_done) up_release(f, c, c->up_keep && !c->body && !c->delim);
+            if (c->up_done) up_release(f, c, c->up_keep && !c->body && !c->delim && !c->up_close);
         }
         /* 3. the answer to the client (not before its head is read) */
         if (c->resp_head && c->out_off < c->out_len && c->cout) {
@@ -891,6 +944,12 @@ static void run_relay(pd_front *f, int i)
     memmove(c->in, c->in + c->req_len, c->in_len - c->req_len);
     c->in_len -= c->req_len;
     c->req_len = c->req_sent = 0;
+    c->up_close = c->sent100 = 0;
+    c->in_max = 0;
+    if (c->in_cap > f->o.max_head_bytes && c->in_len <= f->o.max_head_bytes) { /* after a large body */
+        c->in = pd_realloc(c->in, f->o.max_head_bytes);
+        c->in_cap = f->o.max_head_bytes;
+    }
     c->state = ST_HEAD;
     c->deadline = now_ms() + (c->in_len ? f->o.head_timeout_ms : f->o.keepalive_timeout_ms);
     idle_push(f, i);

@@ -466,9 +466,16 @@ static int request(pd_peer_pool *pool, const pd_peer_url *u, const pd_peer_req *
     int v6 = strchr(u->host, ':') != NULL;
     pd_buf req = {0};
     const int get = !rq->method || strcmp(rq->method, "GET") == 0;
-    pd_buf_printf(&req, "%s %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n%s%sConnection: %s\r\n\r\n",
-                  get ? "GET" : rq->method, u->base, rq->path_query, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port,
-                  rq->headers ? rq->headers : "", get ? "" : "Content-Length: 0\r\n", pool ? "keep-alive" : "close");
+    pd_assert(!rq->body_len || !get);
+    pd_buf_printf(&req, "%s %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n%s", get ? "GET" : rq->method, u->base,
+                  rq->path_query, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port, rq->headers ? rq->headers : "");
+    if (rq->body_len)
+        pd_buf_printf(&req, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                      rq->content_type ? rq->content_type : "application/json", rq->body_len);
+    else if (!get)
+        PD_BUF_LIT(&req, "Content-Length: 0\r\n");
+    pd_buf_printf(&req, "Connection: %s\r\n\r\n", pool ? "keep-alive" : "close");
+    if (rq->body_len) pd_buf_append(&req, rq->body, rq->body_len);
     int rc = PD_EIO;
     for (int attempt = 0; attempt < 2; attempt++) {
         int fd = attempt == 0 && pool ? pool_get(pool, u->host, u->port) : -1;
@@ -489,7 +496,7 @@ static int request(pd_peer_pool *pool, const pd_peer_url *u, const pd_peer_req *
             break;
         }
         close(fd);
-        if (!(rc == PEER_STALE && reused && get)) break;
+        if (!(rc == PEER_STALE && reused && (get || rq->idempotent))) break;
     }
     if (rc == PEER_STALE) rc = PD_EIO;
     pd_buf_free(&req);

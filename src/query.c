@@ -425,6 +425,11 @@ static double qry_weight(const pd_query *q, int64_t today, int64_t day)
     }
 }
 
+double pd_query_day_weight(const pd_query *q, int64_t today, int64_t day)
+{
+    return qry_weight(q, today, day);
+}
+
 /* One merged categorical entry: value bytes are borrowed from a profile. */
 typedef struct {
     const char *v;

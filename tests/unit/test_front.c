@@ -55,6 +55,19 @@ TEST(front_parse_head)
     CHECK(parse("GET / HTTP/1.1\r\nContent-Length:\r\n\r\n", 1).has_body);
     CHECK(parse("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 1).has_body);
     CHECK(parse("GET / HTTP/1.1\nTransfer-Encoding: identity\n\n", 1).has_body);
+    /* the one Content-Length of a clear framing, and Expect: 100-continue */
+    CHECK_INT(parse("POST / HTTP/1.1\r\nContent-Length: 12345\r\n\r\n", 1).content_length, 12345);
+    CHECK_INT(parse("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 1).content_length, 0);
+    CHECK_INT(parse("POST / HTTP/1.1\r\n\r\n", 1).content_length, -1);
+    CHECK_INT(parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 1).content_length, -1);
+    CHECK_INT(parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 1).content_length,
+              -1);
+    CHECK_INT(parse("POST / HTTP/1.1\r\nContent-Length: 5x\r\n\r\n", 1).content_length, -1);
+    const char *ex = "POST /r HTTP/1.1\r\nHost: a\r\nexpect:  100-Continue \r\nContent-Length: 3\r\n\r\n";
+    h = parse(ex, 1);
+    CHECK_INT(h.expect_off, 27);
+    CHECK(strncmp(ex + h.expect_off, "expect:", 7) == 0);
+    CHECK_INT(parse("POST / HTTP/1.1\r\nExpect: something\r\n\r\n", 1).expect_off, 0);
     /* absolute form: the path replaces the target when the port is ours */
     const char *a = "GET http://127.0.0.1:8080/healthz HTTP/1.1\r\n\r\n";
     h = parse(a, 8080);

@@ -1,0 +1,141 @@
+"""Step 3c: ranking (issue 20) next to the plain profile query.
+
+Saturating wrk runs against the end-to-end worker, on the same users, in
+interleaved triples so that a noisy neighbour moves them alike:
+  plain    GET /v1/profiles/<u>?days=30
+  rank100  POST /v1/profiles/<u>/rank, 100 candidates, every dimension, days=30
+  rank1000 the same with 1,000 candidates
+Per run: requests/s, p50/p99 and worker CPU per request (core-seconds /
+requests); items/s = requests/s x candidates. Verdict: the median of the
+pairs' rank100/plain throughput ratio (target >= 0.3, issue 20).
+
+Reference (b), what a client does without the endpoint: one Python
+client fetches the profile (GET ?days=30, keep-alive) and scores the same
+100 candidates from it itself (the model of docs/scoring.md against a
+uniform prior, as the worker does without a population prior), one
+request after the other: requests/s and the client's CPU per request.
+
+The prior: whatever the worker has (the answer's "prior" is recorded); with
+the population stub there is none, so the population half of the model
+costs nothing here. Results: ctx.r["rank"].
+"""
+import http.client
+import json
+import math
+import os
+import random
+import time
+import urllib.parse
+
+from benchlib import http_get, log, run
+
+
+def candidates(ctx, n, seed):
+    """n distinct items from generated events, as rank candidates."""
+    text = run([ctx.bin("profilectl"), "generate", str(n * 3), "--users", "50", "--days", "2", "--seed", str(seed)],
+               timeout=60)
+    out, seen = [], set()
+    for line in text.splitlines():
+        it = json.loads(line).get("item") or {}
+        if it.get("id") and it["id"] not in seen:
+            seen.add(it["id"])
+            out.append({"id": it["id"], "item": {k: v for k, v in it.items() if k != "id"}})
+        if len(out) == n:
+            break
+    return out
+
+
+def client_side(url, users, items, secs):
+    """Reference (b): fetch the profile, score in Python (uniform prior)."""
+    u = urllib.parse.urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    rnd = random.Random(1)
+    n, t0, c0 = 0, time.monotonic(), time.process_time()
+    while time.monotonic() - t0 < secs:
+        user = users[rnd.randrange(len(users))]
+        conn.request("GET", "/v1/profiles/%s?days=30" % urllib.parse.quote(user, safe=""))
+        r = conn.getresponse()
+        body = r.read()
+        if r.status != 200:
+            continue
+        prof = json.loads(body)["dimensions"]
+        scores = []
+        for it in items:
+            s = 0.0
+            for name, d in prof.items():
+                v = it["item"].get(name)
+                if v is None:
+                    continue
+                if d["type"] == "categorical":
+                    Nu, K = d["total"], 1
+                    v = str(v).lower() if isinstance(v, bool) else str(v)
+                    nu = d["counts"].get(v, 0)
+                else:
+                    hist = d["histogram"]
+                    Nu, K = d["count"], len(hist)
+                    k = next((i for i, b in enumerate(hist) if b["le"] == "+Inf" or v <= b["le"]), len(hist) - 1)
+                    nu = hist[k]["count"]
+                pp = 1.0 / K
+                if Nu > 0:
+                    s += math.log((nu + 10 * pp) / (Nu + 10) / pp)
+            scores.append(s)
+        sorted(range(len(items)), key=lambda i: -scores[i])
+        n += 1
+    wall, cpu = time.monotonic() - t0, time.process_time() - c0
+    conn.close()
+    return {"rps": n / wall, "client_cores": cpu / wall, "client_us_per_req": 1e6 * cpu / n if n else None,
+            "requests": n}
+
+
+def run_step(ctx):
+    log("3c/9 rank (100 and 1,000 candidates) vs plain query")
+    w = ctx.ensure_w1()
+    ufile = ctx.users_file()
+    res = {"pairs": [], "secs": 4}
+    bodies = {}
+    for n in (100, 1000):
+        items = candidates(ctx, n, 99)
+        path = os.path.join(ctx.work, "rank%d.json" % n)
+        with open(path, "w") as f:
+            json.dump({"items": items, "days": 30}, f)
+        bodies[n] = (path, items)
+    # one probe: the answer's shape and its prior
+    u = urllib.parse.urlparse(w.url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    conn.request("POST", "/v1/profiles/%s/rank" % urllib.parse.quote(ctx.users[0], safe=""),
+                 body=open(bodies[100][0], "rb").read(), headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    probe = r.read()
+    conn.close()
+    if r.status != 200:
+        res["error"] = "POST rank answered %d: %s" % (r.status, probe[:200].decode(errors="replace"))
+        ctx.r["rank"] = res
+        raise RuntimeError(res["error"])
+    res["prior"] = json.loads(probe).get("prior")
+    res["probe_bytes"] = len(probe)
+    npairs = max(ctx.sizes["pairs"], 3)
+    for i in range(npairs):
+        runs = {}
+        for kind, body in (("plain", None), ("rank100", bodies[100][0]), ("rank1000", bodies[1000][0])):
+            rr = ctx.wrk(w.url, res["secs"], users=ufile, name="wrk-%s-%d" % (kind, i), watch={"worker": w.pid},
+                         query="days=30", body_file=body)
+            runs[kind] = {"rps": rr["rps"], "p50_us": rr.get("p50_us"), "p99_us": rr.get("p99_us"),
+                          "errors": rr["errors"], "statuses": rr.get("statuses"),
+                          "worker_cores": rr["cpu"].get("worker"),
+                          "worker_us_per_req": 1e6 * rr["cpu"].get("worker", 0) / rr["rps"] if rr["rps"] else None}
+        runs["rank100"]["items_per_s"] = runs["rank100"]["rps"] * 100
+        runs["rank1000"]["items_per_s"] = runs["rank1000"]["rps"] * 1000
+        runs["rps_ratio_rank100"] = runs["rank100"]["rps"] / runs["plain"]["rps"]
+        runs["rps_ratio_rank1000"] = runs["rank1000"]["rps"] / runs["plain"]["rps"]
+        res["pairs"].append(runs)
+        log("   %d: plain %.0f req/s (%.0f us/req), rank100 %.0f req/s (%.0f us/req, p99 %.2f ms, x%.2f), "
+            "rank1000 %.0f req/s (%.0f us/req, p99 %.2f ms)" % (
+                i, runs["plain"]["rps"], runs["plain"]["worker_us_per_req"], runs["rank100"]["rps"],
+                runs["rank100"]["worker_us_per_req"], runs["rank100"]["p99_us"] / 1e3, runs["rps_ratio_rank100"],
+                runs["rank1000"]["rps"], runs["rank1000"]["worker_us_per_req"], runs["rank1000"]["p99_us"] / 1e3))
+    ratios = sorted(p["rps_ratio_rank100"] for p in res["pairs"])
+    res["median_rps_ratio_rank100"] = ratios[len(ratios) // 2]
+    res["client_side_100"] = client_side(w.url, ctx.users, bodies[100][1], res["secs"])
+    log("   client-side reference (fetch + Python scoring, 1 client): %.0f req/s, %.0f us client CPU/req" % (
+        res["client_side_100"]["rps"], res["client_side_100"]["client_us_per_req"] or 0))
+    ctx.r["rank"] = res

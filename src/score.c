@@ -1,0 +1,1145 @@
+/*
+ * score.c -- Bayesian affinities and candidate ranking against the
+ * population prior (issue 20): request parsing, the per-request model,
+ * scores and the JSON answers. Pure code: no I/O, no locks, no globals.
+ *
+ * The model (docs/scoring.md states it for users of the API; this is the
+ * implementation's reading of it). For the range's days t with weights w_t
+ * (pd_query_day_weight: the profile query's decay rule) and a scoring
+ * dimension d:
+ *   categorical  n_u(v) = sum_t w_t count_{u,t,d}(v) over the values each
+ *                day kept (catset.h: exact below the cap, sketch estimates
+ *                beyond it); N_u = sum_t w_t total_{u,t,d} (the exact total:
+ *                "__other__" counts in N_u but belongs to no value; a value
+ *                spelled "__other__" is never attributable: n = 0).
+ *   numeric      v maps to its histogram bucket (first upper bound >= v,
+ *                else +Inf); n_u = the bucket's weighted count, N_u =
+ *                sum_t w_t count_{u,t,d}.
+ *   population   n_P, N_P: the same sums over the population's days;
+ *                K_d = the number of values with n_P(v) > 0, plus 1
+ *                (numeric: the number of buckets, +Inf included).
+ *   p_P(v) = (n_P(v) + 1) / (N_P + K_d)
+ *   p_u(v) = (n_u(v) + alpha p_P(v)) / (N_u + alpha)
+ *   c_d    = lambda_d ln(p_u(v) / p_P(v)); score = sum of c_d over the
+ *            scoring dimensions the candidate has a valid value for.
+ * When N_u = 0 (no weighted data of the user in d) p_u = p_P exactly and
+ * c_d = 0 (the formula's value, without the rounding of
+ * alpha p_P / alpha), so a user without data scores exactly 0 everywhere
+ * and the caller's order stands ("cold_start": no events in the range).
+ * With no prior at all (N_P = 0) p_P is uniform over K_d: 1 for a
+ * categorical dimension (K_d = 1), 1 / buckets for a numeric one.
+ *
+ * Per request the user's and the population's days are merged once per
+ * scoring dimension into an open-addressing table keyed by the values'
+ * XXH3-64 (catsets keep each value's hash) -- borrowed value bytes, no
+ * copies -- so a candidate costs one probe per table and dimension
+ * however many days the range has.
+ *
+ * Candidates. Attributes are found as in events (event.c): for each
+ * dimension the schema's paths are tried in order and the first present,
+ * non-null value decides, with the same type rules (categorical: string
+ * of 1..PD_MAX_CAT_VALUE bytes of UTF-8, number as "%lld" when integral
+ * and below 2^53 else "%.17g", true/false; numeric: finite number); when
+ * no path is present the top-level member named like the dimension is
+ * tried ("flat" candidates: {"id":"a","make":"bmw"}). A top-level
+ * attribute container ("item", "filters") that is neither an object nor
+ * null is a 400 naming the item's index, like an event's
+ * bad_attr_container. The body is parsed with cJSON (first member wins on
+ * repeated keys, like the event dialect; numbers of more than 63
+ * characters are cJSON's limit).
+ *
+ * Numbers are printed by pd_fmt_double (util.h) unrounded: a score reads
+ * back as the double computed here.
+ */
+#include "score.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <xxhash.h>
+
+#include "catset.h"
+#include "profile.h"
+
+#define SC_MAX_ID 1024      /* bytes of a string id */
+#define SC_TWO_POW_53 9007199254740992.0
+
+/* ------------------------------------------------------------------ */
+/* the body's allocations                                               */
+/* ------------------------------------------------------------------ */
+
+/* cJSON allocates every node and string of a parsed body separately (a
+ * 100-candidate body: ~4,500 mallocs and as many frees, a quarter of a
+ * worker's CPU per rank request). With pd_score_init's hooks, a body is
+ * parsed into a per-request arena instead: blocks of at least SC_BLOCK
+ * bytes, owned by the request and freed whole by pd_score_req_free (the
+ * tree is never cJSON_Delete'd). The hooks are process-wide (cJSON has no
+ * other kind) but act only on the thread parsing a body (a thread-local
+ * flag): every other use of cJSON mallocs and frees as before. */
+#define SC_BLOCK (64 * 1024)
+
+typedef struct sc_block {
+    struct sc_block *next;
+    size_t used, cap;
+    max_align_t data[];
+} sc_block;
+
+static _Thread_local sc_block *sc_cur; /* the arena being filled; NULL: hooks pass through */
+static int sc_hooked;
+
+static void *sc_malloc(size_t n)
+{
+    if (!sc_cur) return malloc(n);
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    if (sc_cur->used + n > sc_cur->cap) {
+        size_t cap = n > SC_BLOCK ? n : SC_BLOCK;
+        sc_block *b = malloc(sizeof *b + cap);
+        if (!b) return NULL;
+        b->next = sc_cur;
+        b->used = 0;
+        b->cap = cap;
+        sc_cur = b;
+    }
+    void *p = (char *)sc_cur->data + sc_cur->used;
+    sc_cur->used += n;
+    return p;
+}
+
+static void sc_free_hook(void *p)
+{
+    if (!sc_cur) free(p); /* in an arena: freed with it */
+}
+
+void pd_score_init(void)
+{
+    cJSON_Hooks h = {.malloc_fn = sc_malloc, .free_fn = sc_free_hook};
+    cJSON_InitHooks(&h);
+    sc_hooked = 1;
+}
+
+static void arena_free(void *a)
+{
+    for (sc_block *b = a; b;) {
+        sc_block *n = b->next;
+        free(b);
+        b = n;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* request parsing                                                      */
+/* ------------------------------------------------------------------ */
+
+static int is_obj(const cJSON *j) { return j && cJSON_IsObject(j); }
+static int is_null(const cJSON *j) { return !j || cJSON_IsNull(j); }
+
+/* First member named k (cJSON's lookup returns the first). */
+static const cJSON *member(const cJSON *o, const char *k)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+/* A categorical value's text by the event rules, into the request's
+ * arena when it is not a string of the tree. Returns the attribute kind. */
+static pd_attr_kind cat_text(const cJSON *v, pd_buf *text, pd_attr *a, size_t *off)
+{
+    *off = SIZE_MAX;
+    if (cJSON_IsString(v) && v->valuestring) {
+        size_t n = strlen(v->valuestring);
+        if (n == 0 || n > PD_MAX_CAT_VALUE || !pd_utf8_valid(v->valuestring, n)) return PD_ATTR_BAD;
+        a->s = v->valuestring;
+        a->len = (uint32_t)n;
+        return PD_ATTR_STR;
+    }
+    if (cJSON_IsBool(v)) {
+        int t = cJSON_IsTrue(v);
+        a->s = t ? "true" : "false";
+        a->len = t ? 4 : 5;
+        return PD_ATTR_STR;
+    }
+    if (cJSON_IsNumber(v)) {
+        double x = v->valuedouble;
+        char t[40];
+        int n;
+        if (!isfinite(x)) return PD_ATTR_BAD;
+        if (x == floor(x) && fabs(x) < SC_TWO_POW_53) n = (int)pd_fmt_i64(t, (int64_t)x);
+        else n = snprintf(t, sizeof t, "%.17g", x);
+        pd_assert(n > 0 && (size_t)n < sizeof t);
+        *off = text->len;
+        pd_buf_append(text, t, (size_t)n);
+        a->s = NULL;
+        a->len = (uint32_t)n;
+        return PD_ATTR_STR;
+    }
+    return PD_ATTR_BAD;
+}
+
+static void decide(const cJSON *v, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off);
+
+/* Resolves schema dimension dim of candidate it into *a (see the design
+ * comment). *off: arena offset of the text, or SIZE_MAX. */
+static void resolve(const cJSON *it, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off)
+{
+    const cJSON *v = NULL;
+    int bad = 0;
+    *off = SIZE_MAX;
+    memset(a, 0, sizeof *a);
+    for (int p = 0; p < dim->npaths && !v && !bad; p++) {
+        const pd_path *path = &dim->paths[p];
+        const cJSON *cur = it;
+        for (int k = 0; k < path->depth; k++) {
+            if (!is_obj(cur)) {
+                bad = k > 1; /* top-level containers are checked per item */
+                cur = NULL;
+                break;
+            }
+            cur = member(cur, path->seg[k]);
+            if (is_null(cur)) {
+                cur = NULL;
+                break;
+            }
+        }
+        v = cur;
+    }
+    if (bad) {
+        a->kind = PD_ATTR_BAD;
+        return;
+    }
+    if (!v && strcmp(dim->name, "id") != 0) {
+        v = member(it, dim->name);
+        if (is_null(v)) v = NULL;
+    }
+    decide(v, dim, text, a, off);
+}
+
+/* The candidates' attribute lookup, per request: one pass over each
+ * object's members finds every scoring dimension's value (a hash probe per
+ * member) instead of one strcmp scan per dimension and path, which cost
+ * most of a 100-candidate body's parse. Same result as resolve(): the
+ * first member with a key counts (also when it is null), a path's
+ * container must be present and non-null; dimensions with a path deeper
+ * than two go through resolve(). */
+#define SC_MAX_CTR 8
+typedef struct {
+    uint64_t h;           /* XXH3-64 of the member name; 0 with name NULL: empty */
+    const char *name;     /* borrowed from the schema */
+    int ctr;              /* -1: top level, else the container's index */
+    int j, p;             /* scoring dimension; path index, or -1: the flat name */
+} sc_key;
+
+typedef struct {
+    int nctr;
+    const char *ctr[SC_MAX_CTR];   /* containers: first segments of depth-2 paths */
+    sc_key *keys;
+    size_t cap;                    /* power of 2 */
+    int slow[PD_MAX_DIMS];         /* dimension j resolved by resolve() */
+} sc_index;
+
+static uint64_t key_hash(const char *name, size_t n, int ctr)
+{
+    return XXH3_64bits_withSeed(name, n, (uint64_t)(ctr + 2)) | 1;
+}
+
+static void index_add(sc_index *x, const char *name, int ctr, int j, int p)
+{
+    uint64_t h = key_hash(name, strlen(name), ctr);
+    size_t i = (size_t)h & (x->cap - 1);
+    while (x->keys[i].name) i = (i + 1) & (x->cap - 1);
+    x->keys[i] = (sc_key){h, name, ctr, j, p};
+}
+
+static void index_build(sc_index *x, const pd_schema *s, const int *sdims, int nsd)
+{
+    memset(x, 0, sizeof *x);
+    x->cap = 16;
+    while (x->cap < (size_t)nsd * (PD_MAX_PATHS + 1) * 2) x->cap <<= 1;
+    x->keys = pd_calloc(x->cap, sizeof *x->keys);
+    for (int j = 0; j < nsd; j++) {
+        const pd_dim *dim = &s->dims[sdims[j]];
+        for (int p = 0; p < dim->npaths; p++) {
+            const pd_path *path = &dim->paths[p];
+            if (path->depth > 2) x->slow[j] = 1;
+            if (path->depth != 2) continue;
+            int k;
+            for (k = 0; k < x->nctr; k++)
+                if (strcmp(x->ctr[k], path->seg[0]) == 0) break;
+            if (k == x->nctr) {
+                if (x->nctr == SC_MAX_CTR) {
+                    x->slow[j] = 1;
+                    continue;
+                }
+                x->ctr[x->nctr++] = path->seg[0];
+            }
+        }
+        if (x->slow[j]) continue;
+        for (int p = 0; p < dim->npaths; p++) {
+            const pd_path *path = &dim->paths[p];
+            if (path->depth == 1) {
+                index_add(x, path->seg[0], -1, j, p);
+            } else {
+                int k = 0;
+                while (strcmp(x->ctr[k], path->seg[0]) != 0) k++;
+                index_add(x, path->seg[1], k, j, p);
+            }
+        }
+        if (strcmp(dim->name, "id") != 0) index_add(x, dim->name, -1, j, -1);
+    }
+}
+
+/* One member ch of the top level (ctr -1) or of container ctr: the first
+ * member of a key is the value of every (dimension, path) naming it. */
+static void index_visit(const sc_index *x, int ctr, const cJSON *ch, const cJSON **node, const cJSON **flat)
+{
+    if (!ch->string) return;
+    size_t n = strlen(ch->string);
+    uint64_t h = key_hash(ch->string, n, ctr);
+    for (size_t i = (size_t)h & (x->cap - 1); x->keys[i].name; i = (i + 1) & (x->cap - 1)) {
+        const sc_key *e = &x->keys[i];
+        if (e->h != h || e->ctr != ctr || strcmp(e->name, ch->string) != 0) continue;
+        const cJSON **slot = e->p < 0 ? &flat[e->j] : &node[e->j * PD_MAX_PATHS + e->p];
+        if (!*slot) *slot = ch;
+    }
+}
+
+/* The value node of scoring dimension j by the index (NULL: none present). */
+static const cJSON *index_value(const sc_index *x, const pd_dim *dim, int j, const cJSON *const *ctrnode,
+                                const cJSON **node, const cJSON **flat)
+{
+    for (int p = 0; p < dim->npaths; p++) {
+        const pd_path *path = &dim->paths[p];
+        if (path->depth == 2) {
+            int k = 0;
+            while (strcmp(x->ctr[k], path->seg[0]) != 0) k++;
+            if (is_null(ctrnode[k])) continue; /* absent or null container; others were refused */
+        }
+        const cJSON *v = node[j * PD_MAX_PATHS + p];
+        if (!is_null(v)) return v;
+    }
+    return is_null(flat[j]) ? NULL : flat[j];
+}
+
+/* Decides attribute a of dimension dim from its value node v (NULL:
+ * absent), by the event type rules. */
+static void decide(const cJSON *v, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off)
+{
+    *off = SIZE_MAX;
+    memset(a, 0, sizeof *a);
+    if (!v) {
+        a->kind = PD_ATTR_ABSENT;
+        return;
+    }
+    if (dim->type == PD_DIM_NUMERIC) {
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+            a->kind = PD_ATTR_BAD;
+            return;
+        }
+        a->kind = PD_ATTR_NUM;
+        a->num = v->valuedouble;
+        return;
+    }
+    a->kind = cat_text(v, text, a, off);
+}
+
+/* Appends "name=<pct-encoded value>&" of a string field to qs. */
+static int range_field(const cJSON *root, const char *name, pd_buf *qs, char *err, size_t errlen)
+{
+    const cJSON *v = member(root, name);
+    if (!v) return PD_OK;
+    if (!cJSON_IsString(v) || !v->valuestring)
+        return pd_seterr(err, errlen, PD_EINVAL, "field '%s': expected a string", name);
+    pd_buf_puts(qs, name);
+    pd_buf_putc(qs, '=');
+    pd_pct_encode(qs, v->valuestring, strlen(v->valuestring));
+    pd_buf_putc(qs, '&');
+    return PD_OK;
+}
+
+/* A dimension name of the request (bounded, printable) for messages. */
+static void shown(const char *s, char *out, size_t cap)
+{
+    size_t k = 0;
+    for (; s[k] && k + 4 < cap && k < 64; k++) {
+        unsigned char c = (unsigned char)s[k];
+        out[k] = c >= 0x20 && c < 0x7f && c != '\'' ? (char)c : '?';
+    }
+    out[k] = '\0';
+    if (s[k]) snprintf(out + k, cap - k, "...");
+}
+
+static int add_dim(pd_score_req *r, const pd_schema *s, const char *name, size_t n, char *err, size_t errlen)
+{
+    int idx = pd_schema_find(s, name, n);
+    if (idx < 0) {
+        char t[80], tmp[80];
+        snprintf(tmp, sizeof tmp, "%.*s", (int)PD_MIN(n, 70), name);
+        shown(tmp, t, sizeof t);
+        return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': unknown dimension '%s'", t);
+    }
+    for (int j = 0; j < r->nsd; j++)
+        if (r->sdims[j] == idx) return PD_OK;
+    pd_assert(r->nsd < PD_MAX_DIMS);
+    r->sdims[r->nsd++] = idx;
+    return PD_OK;
+}
+
+static int parse_dims(pd_score_req *r, const cJSON *v, const pd_schema *s, char *err, size_t errlen)
+{
+    if (cJSON_IsString(v) && v->valuestring) { /* "make,color" as in the query string */
+        const char *p = v->valuestring;
+        if (!*p) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty list");
+        for (;;) {
+            const char *c = strchr(p, ',');
+            size_t n = c ? (size_t)(c - p) : strlen(p);
+            if (n == 0) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty dimension name");
+            int rc = add_dim(r, s, p, n, err, errlen);
+            if (rc) return rc;
+            if (!c) break;
+            p = c + 1;
+        }
+        return PD_OK;
+    }
+    if (!cJSON_IsArray(v))
+        return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': expected an array of dimension names");
+    if (!v->child) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty list");
+    for (const cJSON *e = v->child; e; e = e->next) {
+        if (!cJSON_IsString(e) || !e->valuestring)
+            return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': expected an array of dimension names");
+        int rc = add_dim(r, s, e->valuestring, strlen(e->valuestring), err, errlen);
+        if (rc) return rc;
+    }
+    return PD_OK;
+}
+
+static const char *const rank_fields[] = {"items", "days", "from", "to", "decay", "at", "dims",
+                                          "dim_weights", "alpha", "explain", "types", "weights"};
+
+int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_schema *s, int64_t today,
+                        int64_t retention_days, int max_items, char *err, size_t errlen)
+{
+    int rc = PD_OK;
+    pd_buf qs = {0};
+    uint32_t *idoff = NULL;
+    size_t *aoff = NULL;
+    sc_index ix = {0};
+    const cJSON **node = NULL, **flat = NULL;
+    memset(r, 0, sizeof *r);
+    cJSON *root;
+    if (sc_hooked) {
+        sc_block *b = pd_malloc(sizeof *b + SC_BLOCK);
+        b->next = NULL;
+        b->used = 0;
+        b->cap = SC_BLOCK;
+        sc_cur = b;
+        root = cJSON_ParseWithLength(body ? body : "", len);
+        r->arena = sc_cur;
+        sc_cur = NULL;
+    } else {
+        root = cJSON_ParseWithLength(body ? body : "", len);
+    }
+    r->doc = root;
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr();
+        long pos = at && body && at >= body && at <= body + len ? (long)(at - body) : -1;
+        rc = pos >= 0 ? pd_seterr(err, errlen, PD_EINVAL, "body is not valid JSON (near byte %ld)", pos)
+                      : pd_seterr(err, errlen, PD_EINVAL, "body is not valid JSON");
+        goto out;
+    }
+    if (!cJSON_IsObject(root)) {
+        rc = pd_seterr(err, errlen, PD_EINVAL, "body: expected a JSON object");
+        goto out;
+    }
+    for (const cJSON *f = root->child; f; f = f->next) {
+        size_t k, nf = sizeof rank_fields / sizeof rank_fields[0];
+        for (k = 0; k < nf; k++)
+            if (f->string && strcmp(f->string, rank_fields[k]) == 0) break;
+        if (k == nf) {
+            char t[80];
+            shown(f->string ? f->string : "", t, sizeof t);
+            rc = pd_seterr(err, errlen, PD_EINVAL, "unknown field '%s'", t);
+            goto out;
+        }
+    }
+    if (member(root, "types") || member(root, "weights")) {
+        rc = pd_seterr(err, errlen, PD_EINVAL,
+                       "fields 'types' and 'weights' are not supported yet (they need per-type tracks)");
+        goto out;
+    }
+
+    /* range, decay, at: the profile query's parser and rules */
+    const cJSON *days = member(root, "days");
+    if (days) {
+        double d = cJSON_IsNumber(days) ? days->valuedouble : -1;
+        if (!(d >= 1 && d <= 3650 && d == floor(d))) {
+            rc = pd_seterr(err, errlen, PD_EINVAL, "field 'days': expected an integer from 1 to 3650");
+            goto out;
+        }
+        pd_buf_printf(&qs, "days=%d&", (int)d);
+    }
+    static const char *const rf[] = {"from", "to", "decay", "at"};
+    for (size_t i = 0; i < 4; i++)
+        if ((rc = range_field(root, rf[i], &qs, err, errlen)) != PD_OK) goto out;
+    if (qs.len) qs.p[--qs.len] = '\0'; /* the last '&' */
+    rc = pd_query_parse_params(&r->q, qs.p ? qs.p : "", s, today, retention_days, err, errlen);
+    if (rc != PD_OK) goto out;
+
+    /* dims, dim_weights, alpha, explain */
+    const cJSON *dims = member(root, "dims");
+    if (dims) {
+        if ((rc = parse_dims(r, dims, s, err, errlen)) != PD_OK) goto out;
+    } else {
+        for (int i = 0; i < s->ndims; i++) r->sdims[r->nsd++] = i;
+    }
+    for (int j = 0; j < r->nsd; j++) r->lambda[j] = 1.0;
+    const cJSON *dw = member(root, "dim_weights");
+    if (dw) {
+        if (!cJSON_IsObject(dw)) {
+            rc = pd_seterr(err, errlen, PD_EINVAL, "field 'dim_weights': expected an object {dimension: weight}");
+            goto out;
+        }
+        for (const cJSON *e = dw->child; e; e = e->next) {
+            char t[80];
+            shown(e->string ? e->string : "", t, sizeof t);
+            int idx = e->string ? pd_schema_find(s, e->string, strlen(e->string)) : -1;
+            if (idx < 0) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "field 'dim_weights': unknown dimension '%s'", t);
+                goto out;
+            }
+            if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble) || fabs(e->valuedouble) > PD_SCORE_MAX_LAMBDA) {
+                rc = pd_seterr(err, errlen, PD_EINVAL,
+                               "field 'dim_weights': weight of '%s' must be a finite number from -%g to %g", t,
+                               PD_SCORE_MAX_LAMBDA, PD_SCORE_MAX_LAMBDA);
+                goto out;
+            }
+            /* the first member wins on repeated keys (the body's dialect) */
+            int first = 1;
+            for (const cJSON *x = dw->child; x != e; x = x->next)
+                if (x->string && strcmp(x->string, e->string) == 0) first = 0;
+            if (!first) continue;
+            for (int j = 0; j < r->nsd; j++)
+                if (r->sdims[j] == idx) r->lambda[j] = e->valuedouble;
+        }
+    }
+    r->alpha = PD_SCORE_ALPHA_DEFAULT;
+    const cJSON *al = member(root, "alpha");
+    if (al) {
+        if (!cJSON_IsNumber(al) || !isfinite(al->valuedouble) || !(al->valuedouble > 0)) {
+            rc = pd_seterr(err, errlen, PD_EINVAL, "field 'alpha': expected a finite number > 0");
+            goto out;
+        }
+        r->alpha = al->valuedouble;
+    }
+    const cJSON *ex = member(root, "explain");
+    if (ex) {
+        if (!cJSON_IsBool(ex)) {
+            rc = pd_seterr(err, errlen, PD_EINVAL, "field 'explain': expected true or false");
+            goto out;
+        }
+        r->explain = cJSON_IsTrue(ex);
+    }
+
+    /* items */
+    const cJSON *items = member(root, "items");
+    if (!items) {
+        rc = pd_seterr(err, errlen, PD_EINVAL, "field 'items' is required (an array of candidates)");
+        goto out;
+    }
+    if (!cJSON_IsArray(items)) {
+        rc = pd_seterr(err, errlen, PD_EINVAL, "field 'items': expected an array of candidates");
+        goto out;
+    }
+    int n = 0;
+    for (const cJSON *e = items->child; e; e = e->next)
+        if (++n > max_items) {
+            rc = pd_seterr(err, errlen, PD_ERANGE, "field 'items': more than rank_max_items (%d) candidates",
+                           max_items);
+            goto out;
+        }
+    r->nitems = n;
+    r->items = n ? pd_malloc((size_t)n * sizeof *r->items) : NULL;
+    size_t na = (size_t)n * (size_t)(r->nsd ? r->nsd : 1);
+    r->attr_mem = pd_malloc(na * sizeof *r->attr_mem);
+    r->hash_mem = pd_malloc(na * sizeof *r->hash_mem);
+    aoff = pd_malloc(na * sizeof *aoff);
+    idoff = n ? pd_malloc((size_t)n * sizeof *idoff) : NULL;
+    index_build(&ix, s, r->sdims, r->nsd);
+    /* every schema container name, once */
+    const char *allctr[PD_MAX_DIMS * PD_MAX_PATHS];
+    int nall = 0;
+    for (int d = 0; d < s->ndims; d++)
+        for (int p = 0; p < s->dims[d].npaths; p++) {
+            const pd_path *path = &s->dims[d].paths[p];
+            int k = 0;
+            if (path->depth < 2) continue;
+            while (k < nall && strcmp(allctr[k], path->seg[0]) != 0) k++;
+            if (k == nall) allctr[nall++] = path->seg[0];
+        }
+    node = pd_malloc(((size_t)r->nsd * PD_MAX_PATHS + 1) * sizeof *node);
+    flat = pd_malloc(((size_t)r->nsd + 1) * sizeof *flat);
+    int i = 0;
+    for (const cJSON *it = items->child; it; it = it->next, i++) {
+        pd_score_item *ci = &r->items[i];
+        ci->attrs = r->attr_mem + (size_t)i * (size_t)r->nsd;
+        ci->hash = r->hash_mem + (size_t)i * (size_t)r->nsd;
+        if (!cJSON_IsObject(it)) {
+            rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: expected an object", i);
+            goto out;
+        }
+        const cJSON *id = member(it, "id");
+        idoff[i] = (uint32_t)r->text.len;
+        if (cJSON_IsString(id) && id->valuestring) {
+            size_t il = strlen(id->valuestring);
+            if (il == 0 || il > SC_MAX_ID || !pd_utf8_valid(id->valuestring, il)) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: 'id' must be 1..%d bytes of UTF-8", i, SC_MAX_ID);
+                goto out;
+            }
+            pd_buf_json_str(&r->text, id->valuestring, il);
+        } else if (cJSON_IsNumber(id) && isfinite(id->valuedouble)) {
+            pd_buf_put_double(&r->text, id->valuedouble, 0);
+        } else {
+            rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: %s", i,
+                           id ? "'id' must be a string or a finite number" : "missing 'id'");
+            goto out;
+        }
+        ci->idlen = (uint32_t)(r->text.len - idoff[i]);
+        /* top-level attribute containers (the first member of each name):
+         * object or null */
+        for (int k = 0; k < nall; k++) {
+            const cJSON *c = member(it, allctr[k]);
+            if (!is_null(c) && !is_obj(c)) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: field '%s': expected an object or null", i,
+                               allctr[k]);
+                goto out;
+            }
+        }
+        memset(node, 0, (size_t)r->nsd * PD_MAX_PATHS * sizeof *node);
+        memset(flat, 0, (size_t)r->nsd * sizeof *flat);
+        const cJSON *ctrnode[SC_MAX_CTR] = {0};
+        for (const cJSON *ch = it->child; ch; ch = ch->next) {
+            index_visit(&ix, -1, ch, node, flat);
+            for (int k = 0; k < ix.nctr; k++)
+                if (!ctrnode[k] && ch->string && strcmp(ch->string, ix.ctr[k]) == 0) ctrnode[k] = ch;
+        }
+        for (int k = 0; k < ix.nctr; k++)
+            if (is_obj(ctrnode[k]))
+                for (const cJSON *ch = ctrnode[k]->child; ch; ch = ch->next) index_visit(&ix, k, ch, node, flat);
+        for (int j = 0; j < r->nsd; j++) {
+            const pd_dim *dim = &s->dims[r->sdims[j]];
+            size_t *o = &aoff[(size_t)i * (size_t)r->nsd + j];
+            if (ix.slow[j]) resolve(it, dim, &r->text, &ci->attrs[j], o);
+            else decide(index_value(&ix, dim, j, ctrnode, node, flat), dim, &r->text, &ci->attrs[j], o);
+        }
+    }
+    /* the arena is complete: point into it */
+    for (i = 0; i < n; i++) {
+        pd_score_item *ci = &r->items[i];
+        ci->id = r->text.p + idoff[i];
+        for (int j = 0; j < r->nsd; j++) {
+            pd_attr *a = &ci->attrs[j];
+            size_t o = aoff[(size_t)i * (size_t)r->nsd + j];
+            if (a->kind == PD_ATTR_STR && o != SIZE_MAX) a->s = r->text.p + o;
+            ci->hash[j] = a->kind == PD_ATTR_STR ? XXH3_64bits(a->s, a->len) : 0;
+        }
+    }
+out:
+    pd_free(ix.keys);
+    pd_free(node);
+    pd_free(flat);
+    pd_free(aoff);
+    pd_free(idoff);
+    pd_buf_free(&qs);
+    if (rc != PD_OK) {
+        pd_score_req_free(r);
+        memset(r, 0, sizeof *r);
+    }
+    return rc;
+}
+
+void pd_score_req_free(pd_score_req *r)
+{
+    if (!r) return;
+    if (r->arena) arena_free(r->arena);
+    else cJSON_Delete(r->doc);
+    pd_free(r->items);
+    pd_free(r->attr_mem);
+    pd_free(r->hash_mem);
+    pd_buf_free(&r->text);
+    memset(r, 0, sizeof *r);
+}
+
+int pd_score_parse_affinities(pd_score_aff *a, const char *qs, const pd_schema *s, int64_t today,
+                              int64_t retention_days, char *err, size_t errlen)
+{
+    memset(a, 0, sizeof *a);
+    a->alpha = PD_SCORE_ALPHA_DEFAULT;
+    pd_buf rest = {0};
+    int rc = PD_OK, seen_alpha = 0, seen_order = 0;
+    for (const char *p = qs ? qs : ""; *p;) {
+        const char *amp = strchr(p, '&');
+        size_t n = amp ? (size_t)(amp - p) : strlen(p);
+        if (n >= 6 && memcmp(p, "alpha=", 6) == 0) {
+            char v[64];
+            size_t vl = 0;
+            double x = NAN;
+            char *end = NULL;
+            if (seen_alpha++) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'alpha' given more than once");
+                goto out;
+            }
+            if (pd_pct_decode(p + 6, n - 6, PD_PCT_FORM | PD_PCT_NO_NUL, v, sizeof v - 1, &vl) == PD_OK && vl) {
+                v[vl] = '\0';
+                x = strtod(v, &end);
+                if (!end || *end) x = NAN;
+            }
+            if (!isfinite(x) || !(x > 0)) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'alpha': expected a finite number > 0");
+                goto out;
+            }
+            a->alpha = x;
+        } else if (n >= 6 && memcmp(p, "order=", 6) == 0) {
+            if (seen_order++) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'order' given more than once");
+                goto out;
+            }
+            if (n - 6 == 4 && memcmp(p + 6, "lift", 4) == 0) a->by_p_user = 0;
+            else if (n - 6 == 6 && memcmp(p + 6, "p_user", 6) == 0) a->by_p_user = 1;
+            else {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'order': expected lift or p_user");
+                goto out;
+            }
+        } else if ((n >= 10 && memcmp(p, "breakdown=", 10) == 0) || (n == 9 && memcmp(p, "breakdown", 9) == 0)) {
+            rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'breakdown' is not supported here");
+            goto out;
+        } else if (n) {
+            if (rest.len) pd_buf_putc(&rest, '&');
+            pd_buf_append(&rest, p, n);
+        }
+        if (!amp) break;
+        p = amp + 1;
+    }
+    rc = pd_query_parse_params(&a->q, rest.p ? rest.p : "", s, today, retention_days, err, errlen);
+    if (rc == PD_OK && a->q.top == 0) a->q.top = PD_SCORE_TOP_DEFAULT;
+out:
+    pd_buf_free(&rest);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* the model                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t h;        /* XXH3-64 of the value; 0 with v == NULL: empty slot */
+    const char *v;     /* borrowed from a day profile */
+    uint32_t len;
+    double c;          /* weighted count */
+} sc_ent;
+
+/* One dimension's weighted sums over one set of days. */
+typedef struct {
+    double N;                          /* weighted total */
+    sc_ent *tab;                       /* categorical: open addressing, cap slots (power of 2) */
+    size_t cap, n;
+    double hist[PD_MAX_BOUNDS + 1];    /* numeric */
+    double K;                          /* population side: K_d */
+} sc_dim;
+
+struct pd_score_model {
+    const pd_schema *s;
+    int nsd;
+    int sdims[PD_MAX_DIMS];
+    int cold;
+    sc_dim u[PD_MAX_DIMS], p[PD_MAX_DIMS];
+    const pd_query *q;
+};
+
+static int is_other(const char *v, uint32_t len)
+{
+    return len == sizeof PD_OTHER - 1 && memcmp(v, PD_OTHER, len) == 0;
+}
+
+static sc_ent *tab_slot(const sc_dim *t, uint64_t h, const char *v, uint32_t len)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        sc_ent *e = &t->tab[i];
+        if (!e->v) return e;
+        if (e->h == h && e->len == len && memcmp(e->v, v, len) == 0) return e;
+    }
+}
+
+static double tab_get(const sc_dim *t, uint64_t h, const char *v, uint32_t len)
+{
+    if (!t->cap) return 0;
+    const sc_ent *e = tab_slot(t, h, v, len);
+    return e->v ? e->c : 0;
+}
+
+/* Merges dimension di of days[0..nd) with weights w into t. */
+static void dim_build(sc_dim *t, const pd_dim *dim, int di, const pd_query_day *days, const double *w, int nd)
+{
+    memset(t, 0, sizeof *t);
+    if (dim->type == PD_DIM_NUMERIC) {
+        for (int d = 0; d < nd; d++) {
+            const pd_numagg *a = &days[d].prof->dims[di].num;
+            if (!(w[d] > 0) || a->count == 0) continue;
+            t->N += w[d] * (double)a->count;
+            if (a->hist)
+                for (int k = 0; k <= dim->nbounds; k++) t->hist[k] += w[d] * (double)a->hist[k];
+        }
+        t->K = dim->nbounds + 1;
+        return;
+    }
+    size_t total = 0;
+    for (int d = 0; d < nd; d++)
+        if (w[d] > 0) total += days[d].prof->dims[di].cat.n;
+    if (total) {
+        size_t cap = 8;
+        while (cap < 2 * total) cap <<= 1;
+        t->cap = cap;
+        t->tab = pd_calloc(cap, sizeof *t->tab);
+    }
+    for (int d = 0; d < nd; d++) {
+        if (!(w[d] > 0)) continue;
+        const pd_catset *c = &days[d].prof->dims[di].cat;
+        t->N += w[d] * (double)pd_catset_total(c);
+        for (uint32_t i = 0; i < c->n; i++) {
+            const char *v = pd_catval_str(&c->vals[i]);
+            uint32_t len = c->vals[i].len;
+            if (is_other(v, len)) continue; /* attributable to no value */
+            sc_ent *e = tab_slot(t, c->vals[i].hash, v, len);
+            if (!e->v) {
+                *e = (sc_ent){c->vals[i].hash, v, len, 0};
+                t->n++;
+            }
+            e->c += w[d] * (double)pd_catset_count(c, i);
+        }
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->tab[i].v && t->tab[i].c > 0) k++;
+    t->K = (double)k + 1;
+}
+
+static void weights(const pd_query *q, const pd_query_day *days, int nd, double *w)
+{
+    for (int d = 0; d < nd; d++) w[d] = pd_query_day_weight(q, q->anchor_day, days[d].day);
+}
+
+pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const int *sdims, int nsd,
+                                   const pd_query_day *udays, int nu, const pd_query_day *pdays, int np)
+{
+    pd_assert(s && q && nsd >= 0 && nsd <= PD_MAX_DIMS && nu >= 0 && np >= 0);
+    pd_score_model *m = pd_calloc(1, sizeof *m);
+    m->s = s;
+    m->q = q;
+    m->nsd = nsd;
+    memcpy(m->sdims, sdims, (size_t)nsd * sizeof *sdims);
+    double ws[64];
+    int nmax = nu > np ? nu : np;
+    double *w = nmax <= 64 ? ws : pd_malloc((size_t)nmax * sizeof *w);
+    uint64_t ev = 0;
+    for (int d = 0; d < nu; d++) ev += udays[d].prof->events;
+    m->cold = ev == 0;
+    weights(q, udays, nu, w);
+    for (int j = 0; j < nsd; j++) dim_build(&m->u[j], &s->dims[sdims[j]], sdims[j], udays, w, nu);
+    for (int d = 0; d < np; d++) pd_assert(pdays[d].prof->schema->ndims == s->ndims);
+    weights(q, pdays, np, w);
+    for (int j = 0; j < nsd; j++) dim_build(&m->p[j], &s->dims[sdims[j]], sdims[j], pdays, w, np);
+    if (w != ws) pd_free(w);
+    return m;
+}
+
+void pd_score_model_free(pd_score_model *m)
+{
+    if (!m) return;
+    for (int j = 0; j < m->nsd; j++) {
+        pd_free(m->u[j].tab);
+        pd_free(m->p[j].tab);
+    }
+    pd_free(m);
+}
+
+int pd_score_model_cold(const pd_score_model *m)
+{
+    return m->cold;
+}
+
+static int bucket_of(const pd_dim *dim, double v)
+{
+    int k = 0;
+    while (k < dim->nbounds && v > dim->bounds[k]) k++;
+    return k;
+}
+
+/* p_P and p_u from the sums (n_u, N_u, n_P, N_P, K). */
+static double probs(double nu, double Nu, double np, double Np, double K, double alpha, double *pu, double *pp)
+{
+    double p_pop = (np + 1.0) / (Np + K);
+    double p_user = Nu > 0 ? (nu + alpha * p_pop) / (Nu + alpha) : p_pop;
+    *pu = p_user;
+    *pp = p_pop;
+    return Nu > 0 ? log(p_user / p_pop) : 0.0;
+}
+
+static double dim_probs(const pd_score_model *m, int j, const pd_attr *a, uint64_t h, double alpha, double *pu,
+                        double *pp)
+{
+    const pd_dim *dim = &m->s->dims[m->sdims[j]];
+    const sc_dim *U = &m->u[j], *P = &m->p[j];
+    double nu, np;
+    if (dim->type == PD_DIM_NUMERIC) {
+        pd_assert(a->kind == PD_ATTR_NUM);
+        int k = bucket_of(dim, a->num);
+        nu = U->hist[k];
+        np = P->hist[k];
+    } else {
+        pd_assert(a->kind == PD_ATTR_STR);
+        nu = tab_get(U, h, a->s, a->len);
+        np = tab_get(P, h, a->s, a->len);
+    }
+    return probs(nu, U->N, np, P->N, P->K, alpha, pu, pp);
+}
+
+double pd_score_dim(const pd_score_model *m, int j, const pd_attr *a, uint64_t h, double alpha, double *p_user,
+                    double *p_pop)
+{
+    double pu, pp;
+    double c = dim_probs(m, j, a, h, alpha, &pu, &pp);
+    if (p_user) *p_user = pu;
+    if (p_pop) *p_pop = pp;
+    return c;
+}
+
+void pd_score_items(const pd_score_req *r, const pd_score_model *m, double *score)
+{
+    pd_assert(r->nsd == m->nsd);
+    for (int i = 0; i < r->nitems; i++) {
+        const pd_score_item *it = &r->items[i];
+        double sum = 0;
+        if (!m->cold)
+            for (int j = 0; j < r->nsd; j++) {
+                const pd_attr *a = &it->attrs[j];
+                if (a->kind != PD_ATTR_STR && a->kind != PD_ATTR_NUM) continue;
+                double pu, pp;
+                sum += r->lambda[j] * dim_probs(m, j, a, it->hash[j], r->alpha, &pu, &pp);
+            }
+        score[i] = sum;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* rendering                                                            */
+/* ------------------------------------------------------------------ */
+
+static void put_num(pd_buf *b, double v)
+{
+    pd_buf_put_double(b, v, 0);
+}
+
+static void put_day(pd_buf *b, int64_t day)
+{
+    char t[16];
+    pd_day_format(day, t);
+    pd_buf_json_str(b, t, strlen(t));
+}
+
+static void put_head(pd_buf *out, const pd_query *q, const char *user, size_t ulen, int32_t partition, int cold,
+                     double alpha, const pd_score_prior *prior)
+{
+    PD_BUF_LIT(out, "{\"user_id\":");
+    pd_buf_json_str(out, user, ulen);
+    PD_BUF_LIT(out, ",\"partition\":");
+    pd_buf_put_i64(out, partition);
+    PD_BUF_LIT(out, ",\"from\":");
+    put_day(out, q->from_day);
+    PD_BUF_LIT(out, ",\"to\":");
+    put_day(out, q->to_day);
+    if (q->has_at) {
+        PD_BUF_LIT(out, ",\"at\":");
+        put_day(out, q->anchor_day);
+        if (q->at_before_retention) PD_BUF_LIT(out, ",\"at_before_retention\":true");
+    }
+    PD_BUF_LIT(out, ",\"cold_start\":");
+    pd_buf_puts(out, cold ? "true" : "false");
+    PD_BUF_LIT(out, ",\"alpha\":");
+    put_num(out, alpha);
+    PD_BUF_LIT(out, ",\"prior\":{\"age_s\":");
+    if (prior->age_s >= 0) put_num(out, prior->age_s);
+    else PD_BUF_LIT(out, "null");
+    PD_BUF_LIT(out, ",\"days\":");
+    pd_buf_put_i64(out, prior->ndays);
+    PD_BUF_LIT(out, ",\"partitions_covered\":");
+    pd_buf_put_i64(out, prior->parts_covered);
+    PD_BUF_LIT(out, ",\"partitions_total\":");
+    pd_buf_put_i64(out, prior->parts_total);
+    pd_buf_putc(out, '}');
+}
+
+typedef struct {
+    double score;
+    int idx;
+} sc_order;
+
+static int order_cmp(const void *x, const void *y)
+{
+    const sc_order *a = x, *b = y;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return a->idx < b->idx ? -1 : (a->idx > b->idx);
+}
+
+static void put_dimlist(pd_buf *out, const pd_schema *s, const int *dims, int n)
+{
+    pd_buf_putc(out, '[');
+    for (int j = 0; j < n; j++) {
+        if (j) pd_buf_putc(out, ',');
+        pd_buf_json_str(out, s->dims[dims[j]].name, strlen(s->dims[dims[j]].name));
+    }
+    pd_buf_putc(out, ']');
+}
+
+void pd_score_render_rank(const pd_score_req *r, const pd_score_model *m, const pd_schema *s, const char *user,
+                          size_t ulen, int32_t partition, const pd_score_prior *prior, pd_buf *out)
+{
+    double *score = pd_malloc((size_t)(r->nitems ? r->nitems : 1) * sizeof *score);
+    sc_order *ord = pd_malloc((size_t)(r->nitems ? r->nitems : 1) * sizeof *ord);
+    pd_score_items(r, m, score);
+    for (int i = 0; i < r->nitems; i++) ord[i] = (sc_order){score[i], i};
+    if (r->nitems > 1) qsort(ord, (size_t)r->nitems, sizeof *ord, order_cmp);
+
+    put_head(out, &r->q, user, ulen, partition, m->cold, r->alpha, prior);
+    PD_BUF_LIT(out, ",\"dims\":");
+    put_dimlist(out, s, r->sdims, r->nsd);
+    PD_BUF_LIT(out, ",\"items\":[");
+    for (int k = 0; k < r->nitems; k++) {
+        const pd_score_item *it = &r->items[ord[k].idx];
+        if (k) pd_buf_putc(out, ',');
+        PD_BUF_LIT(out, "{\"id\":");
+        pd_buf_append(out, it->id, it->idlen);
+        PD_BUF_LIT(out, ",\"score\":");
+        put_num(out, ord[k].score);
+        if (r->explain) {
+            PD_BUF_LIT(out, ",\"contributions\":{");
+            int first = 1;
+            for (int j = 0; j < r->nsd; j++) {
+                const pd_attr *a = &it->attrs[j];
+                if (a->kind != PD_ATTR_STR && a->kind != PD_ATTR_NUM) continue;
+                double pu, pp;
+                double c = m->cold ? 0.0 : r->lambda[j] * dim_probs(m, j, a, it->hash[j], r->alpha, &pu, &pp);
+                if (!first) pd_buf_putc(out, ',');
+                first = 0;
+                const char *name = s->dims[r->sdims[j]].name;
+                pd_buf_json_str(out, name, strlen(name));
+                pd_buf_putc(out, ':');
+                put_num(out, c);
+            }
+            static const struct { pd_attr_kind k; const char *key; } lists[2] = {
+                {PD_ATTR_ABSENT, ",\"missing\":["}, {PD_ATTR_BAD, ",\"invalid\":["}};
+            pd_buf_putc(out, '}');
+            for (int l = 0; l < 2; l++) {
+                pd_buf_puts(out, lists[l].key);
+                first = 1;
+                for (int j = 0; j < r->nsd; j++) {
+                    if (it->attrs[j].kind != lists[l].k) continue;
+                    if (!first) pd_buf_putc(out, ',');
+                    first = 0;
+                    const char *name = s->dims[r->sdims[j]].name;
+                    pd_buf_json_str(out, name, strlen(name));
+                }
+                pd_buf_putc(out, ']');
+            }
+        }
+        pd_buf_putc(out, '}');
+    }
+    pd_buf_putc(out, ']');
+    pd_free(score);
+    pd_free(ord);
+}
+
+/* One affinities entry. */
+typedef struct {
+    const char *v;     /* categorical value, or NULL: numeric bucket k */
+    uint32_t len;
+    int k;
+    double n, pu, pp, lift, key;
+} sc_aff;
+
+static int aff_cmp(const void *x, const void *y)
+{
+    const sc_aff *a = x, *b = y;
+    if (a->key != b->key) return a->key > b->key ? -1 : 1;
+    if (!a->v) return a->k < b->k ? -1 : (a->k > b->k);
+    uint32_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->v, b->v, n);
+    if (c) return c;
+    return a->len < b->len ? -1 : (a->len > b->len);
+}
+
+void pd_score_render_affinities(const pd_score_aff *a, const pd_score_model *m, const pd_schema *s,
+                                const char *user, size_t ulen, int32_t partition, const pd_score_prior *prior,
+                                pd_buf *out)
+{
+    put_head(out, &a->q, user, ulen, partition, m->cold, a->alpha, prior);
+    PD_BUF_LIT(out, ",\"order\":");
+    pd_buf_puts(out, a->by_p_user ? "\"p_user\"" : "\"lift\"");
+    PD_BUF_LIT(out, ",\"top\":");
+    pd_buf_put_i64(out, a->q.top);
+    PD_BUF_LIT(out, ",\"dimensions\":{");
+    for (int j = 0; j < m->nsd; j++) {
+        const pd_dim *dim = &s->dims[m->sdims[j]];
+        const sc_dim *U = &m->u[j], *P = &m->p[j];
+        size_t cap = dim->type == PD_DIM_NUMERIC ? (size_t)dim->nbounds + 1 : U->n;
+        sc_aff *e = pd_malloc((cap ? cap : 1) * sizeof *e);
+        size_t n = 0;
+        if (dim->type == PD_DIM_NUMERIC) {
+            for (int k = 0; k <= dim->nbounds; k++)
+                if (U->hist[k] > 0) e[n++] = (sc_aff){NULL, 0, k, U->hist[k], 0, 0, 0, 0};
+        } else {
+            for (size_t i = 0; i < U->cap; i++)
+                if (U->tab[i].v && U->tab[i].c > 0)
+                    e[n++] = (sc_aff){U->tab[i].v, U->tab[i].len, 0, U->tab[i].c, 0, 0, 0, 0};
+        }
+        for (size_t i = 0; i < n; i++) {
+            double np = dim->type == PD_DIM_NUMERIC ? P->hist[e[i].k]
+                                                    : tab_get(P, XXH3_64bits(e[i].v, e[i].len), e[i].v, e[i].len);
+            probs(e[i].n, U->N, np, P->N, P->K, a->alpha, &e[i].pu, &e[i].pp);
+            e[i].lift = e[i].pu / e[i].pp;
+            e[i].key = a->by_p_user ? e[i].pu : e[i].lift;
+        }
+        if (n > 1) qsort(e, n, sizeof *e, aff_cmp);
+        if (n > (size_t)a->q.top) n = (size_t)a->q.top;
+        if (j) pd_buf_putc(out, ',');
+        pd_buf_json_str(out, dim->name, strlen(dim->name));
+        PD_BUF_LIT(out, ":{\"type\":");
+        pd_buf_puts(out, dim->type == PD_DIM_NUMERIC ? "\"numeric\"" : "\"categorical\"");
+        PD_BUF_LIT(out, ",\"total\":");
+        put_num(out, U->N);
+        PD_BUF_LIT(out, ",\"values\":[");
+        for (size_t i = 0; i < n; i++) {
+            if (i) pd_buf_putc(out, ',');
+            if (e[i].v) {
+                PD_BUF_LIT(out, "{\"value\":");
+                pd_buf_json_str(out, e[i].v, e[i].len);
+            } else {
+                PD_BUF_LIT(out, "{\"le\":");
+                if (e[i].k < dim->nbounds) put_num(out, dim->bounds[e[i].k]);
+                else PD_BUF_LIT(out, "\"+Inf\"");
+            }
+            PD_BUF_LIT(out, ",\"count\":");
+            put_num(out, e[i].n);
+            PD_BUF_LIT(out, ",\"p_user\":");
+            put_num(out, e[i].pu);
+            PD_BUF_LIT(out, ",\"p_population\":");
+            put_num(out, e[i].pp);
+            PD_BUF_LIT(out, ",\"lift\":");
+            put_num(out, e[i].lift);
+            pd_buf_putc(out, '}');
+        }
+        PD_BUF_LIT(out, "]}");
+        pd_free(e);
+    }
+    pd_buf_putc(out, '}');
+}
