@@ -64,6 +64,11 @@ else
 Q := @
 endif
 
+# Code that may run on civetweb's worker threads (Debian builds civetweb
+# with 100 KiB thread stacks) keeps its stack frames small: a 64 KiB frame
+# there jumped the guard page into a neighbour's memory (see backup.c).
+$(call rel,$(CORE_SRC) $(WORKER_SRC)): CFLAGS += -Wframe-larger-than=16384
+
 build/rel/%.o: %.c $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	@[ "$(V)" = 1 ] || echo "  CC      $<"

@@ -75,11 +75,17 @@ static int meta_read(const char *dir, uint64_t *fp, char *dialect, size_t dlen, 
         if (errno == ENOENT) return PD_ENOTFOUND;
         return pd_seterr(err, errlen, PD_EIO, "%s: %s", path, strerror(errno));
     }
-    char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    /* On the heap: this runs on civetweb's worker threads too (POST
+     * /internal/v1/backup), whose stacks are 100 KiB; a 64 KiB frame there
+     * reached past the guard page into a neighbour's memory (ASan's
+     * allocator state: test_backup crashed at random in /metrics). */
+    enum { META_MAX = 65536 };
+    char *buf = pd_malloc(META_MAX);
+    size_t n = fread(buf, 1, META_MAX - 1, f);
     fclose(f);
     buf[n] = 0;
     cJSON *j = cJSON_ParseWithLength(buf, n);
+    pd_free(buf);
     const cJSON *jf = j ? cJSON_GetObjectItemCaseSensitive(j, "fingerprint") : NULL;
     const cJSON *jd = j ? cJSON_GetObjectItemCaseSensitive(j, "dialect") : NULL;
     int rc = PD_OK;
