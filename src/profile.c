@@ -133,6 +133,11 @@ void pd_profile_free(pd_profile *p)
 {
     const pd_schema *s = p->schema;
     pd_catset_free(&p->types);
+    if (p->sub) {
+        for (int t = 0; t < s->ntracked; t++) pd_profile_free(&p->sub[t]);
+        pd_free(p->sub);
+        p->sub = NULL;
+    }
     if (s) {
         for (int i = 0; i < s->ndims; i++) {
             if (s->dims[i].type == PD_DIM_CATEGORICAL) pd_catset_free(&p->dims[i].cat);
@@ -146,6 +151,10 @@ size_t pd_profile_mem_bytes(const pd_profile *p)
 {
     const pd_schema *s = p->schema;
     size_t n = pd_catset_mem_bytes(&p->types);
+    if (p->sub) {
+        n += (size_t)s->ntracked * sizeof *p->sub;
+        for (int t = 0; t < s->ntracked; t++) n += pd_profile_mem_bytes(&p->sub[t]);
+    }
     for (int i = 0; s && i < s->ndims; i++) {
         if (s->dims[i].type == PD_DIM_CATEGORICAL) n += pd_catset_mem_bytes(&p->dims[i].cat);
         else if (p->dims[i].num.hist) n += ((size_t)s->dims[i].nbounds + 1) * sizeof *p->dims[i].num.hist;
@@ -175,6 +184,20 @@ void pd_profile_clear(pd_profile *p)
     }
     p->events = 0;
     p->first_ts = p->last_ts = 0;
+    if (p->sub)
+        for (int t = 0; t < s->ntracked; t++) pd_profile_clear(&p->sub[t]);
+}
+
+/* p->sub, allocated (empty sub-profiles) if it was not. */
+static pd_profile *subs(pd_profile *p)
+{
+    const pd_schema *s = p->schema;
+    pd_assert(s->ntracked > 0);
+    if (!p->sub) {
+        p->sub = pd_malloc((size_t)s->ntracked * sizeof *p->sub);
+        for (int t = 0; t < s->ntracked; t++) pd_profile_init(&p->sub[t], s);
+    }
+    return p->sub;
 }
 
 /* Whether pd_profile_add and pd_profile_encode_event count attribute a of
@@ -186,10 +209,11 @@ static int event_attr_counted(const pd_dim *d, const pd_attr *a)
     return a->kind == PD_ATTR_NUM && isfinite(a->num) ? 2 : 0;
 }
 
-void pd_profile_add(pd_profile *p, const pd_event *ev)
+/* The event's counts without its type: the body of pd_profile_add, and
+ * all of a sub-profile's add. */
+static void add_body(pd_profile *p, const pd_event *ev)
 {
     const pd_schema *s = p->schema;
-    pd_assert(ev->type_len >= 1 && ev->type_len <= PD_MAX_TYPE);
     if (p->events == 0) {
         p->first_ts = p->last_ts = ev->ts_ms;
     } else {
@@ -203,7 +227,6 @@ void pd_profile_add(pd_profile *p, const pd_event *ev)
     for (int i = 0; i < n; i++)
         if (s->dims[i].type == PD_DIM_CATEGORICAL && ev->attrs[i].kind == PD_ATTR_STR)
             __builtin_prefetch(p->dims[i].cat.vals);
-    pd_catset_add(&p->types, s->max_values, ev->type, (uint32_t)ev->type_len, ev->okey);
     for (int i = 0; i < n; i++) {
         const pd_attr *a = &ev->attrs[i];
         const pd_dim *d = &s->dims[i];
@@ -212,6 +235,18 @@ void pd_profile_add(pd_profile *p, const pd_event *ev)
         const int c = event_attr_counted(d, a);
         if (c == 1) pd_catset_add(&p->dims[i].cat, pd_dim_cap(s, i), a->s, a->len, ev->okey);
         else if (c == 2) num_add(&p->dims[i].num, d, a->num);
+    }
+}
+
+void pd_profile_add(pd_profile *p, const pd_event *ev)
+{
+    const pd_schema *s = p->schema;
+    pd_assert(ev->type_len >= 1 && ev->type_len <= PD_MAX_TYPE);
+    pd_catset_add(&p->types, s->max_values, ev->type, (uint32_t)ev->type_len, ev->okey);
+    add_body(p, ev);
+    if (s->ntracked) {
+        int t = pd_schema_tracked(s, ev->type, ev->type_len);
+        if (t >= 0) add_body(&subs(p)[t], ev);
     }
 }
 
@@ -244,6 +279,9 @@ void pd_profile_merge(pd_profile *dst, const pd_profile *src)
         else
             num_merge(&dst->dims[i].num, &src->dims[i].num, &s->dims[i]);
     }
+    if (src->sub)
+        for (int t = 0; t < s->ntracked; t++)
+            if (src->sub[t].events) pd_profile_merge(&subs(dst)[t], &src->sub[t]);
 }
 
 int pd_profile_equal(const pd_profile *a, const pd_profile *b)
@@ -258,6 +296,10 @@ int pd_profile_equal(const pd_profile *a, const pd_profile *b)
         } else if (!num_equal(&a->dims[i].num, &b->dims[i].num, &s->dims[i])) {
             return 0;
         }
+    }
+    for (int t = 0; t < s->ntracked; t++) {
+        const pd_profile *x = pd_profile_sub(a, t), *y = pd_profile_sub(b, t);
+        if (!x != !y || (x && !pd_profile_equal(x, y))) return 0;
     }
     return 1;
 }
@@ -306,30 +348,38 @@ static int dim_present(const pd_profile *p, int i)
     return p->dims[i].num.count > 0;
 }
 
-void pd_profile_encode(const pd_profile *p, pd_buf *out)
+/* Upper bound of body_write's output. */
+static size_t body_bound(const pd_profile *p, int with_types)
 {
     const pd_schema *s = p->schema;
-    uint64_t present_mask[(PD_MAX_DIMS + 63) / 64] = {0};
-    int present = 0;
-    size_t bound = 1 + 5 * PD_UVARINT_MAX + pd_catset_bound(&p->types);
+    size_t bound = 4 * PD_UVARINT_MAX + (with_types ? pd_catset_bound(&p->types) : 0);
     for (int i = 0; i < s->ndims; i++) {
         if (!dim_present(p, i)) continue;
-        present_mask[i / 64] |= UINT64_C(1) << (i % 64);
-        present++;
         bound += PD_UVARINT_MAX;
         if (s->dims[i].type == PD_DIM_CATEGORICAL)
             bound += pd_catset_bound(&p->dims[i].cat);
         else
             bound += 2 * PD_UVARINT_MAX + 4 * (1 + 8) + (size_t)(s->dims[i].nbounds + 1) * 2 * PD_UVARINT_MAX;
     }
-    pd_buf_reserve(out, bound + 1);
-    uint8_t *o = (uint8_t *)out->p + out->len, *const start = o;
-    *o++ = PD_PROFILE_VERSION;
-    *o++ = 0; /* flags */
+    return bound;
+}
+
+/* events | first_ts | last_ts - first_ts | [types catset] | dimensions:
+ * a profile after its version and flags, and a sub-profile (no types). */
+static uint8_t *body_write(uint8_t *o, const pd_profile *p, int with_types)
+{
+    const pd_schema *s = p->schema;
+    uint64_t present_mask[(PD_MAX_DIMS + 63) / 64] = {0};
+    int present = 0;
+    for (int i = 0; i < s->ndims; i++) {
+        if (!dim_present(p, i)) continue;
+        present_mask[i / 64] |= UINT64_C(1) << (i % 64);
+        present++;
+    }
     o = pd_uvarint_write(o, p->events);
     o = pd_uvarint_write(o, pd_zigzag(p->first_ts));
     o = pd_uvarint_write(o, (uint64_t)p->last_ts - (uint64_t)p->first_ts);
-    o = pd_catset_write(o, &p->types);
+    if (with_types) o = pd_catset_write(o, &p->types);
     o = pd_uvarint_write(o, (uint64_t)present);
     for (int i = 0; i < s->ndims; i++) {
         if (!(present_mask[i / 64] >> (i % 64) & 1)) continue;
@@ -359,6 +409,33 @@ void pd_profile_encode(const pd_profile *p, pd_buf *out)
             }
         }
     }
+    return o;
+}
+
+void pd_profile_encode(const pd_profile *p, pd_buf *out)
+{
+    const pd_schema *s = p->schema;
+    int nsub = 0;
+    size_t bound = 2 + body_bound(p, 1);
+    for (int t = 0; t < s->ntracked; t++) {
+        if (!pd_profile_sub(p, t)) continue;
+        nsub++;
+        bound += PD_UVARINT_MAX + body_bound(&p->sub[t], 0);
+    }
+    if (nsub) bound += PD_UVARINT_MAX;
+    pd_buf_reserve(out, bound + 1);
+    uint8_t *o = (uint8_t *)out->p + out->len, *const start = o;
+    *o++ = PD_PROFILE_VERSION;
+    *o++ = nsub ? PD_PF_TRACKED : 0; /* flags */
+    o = body_write(o, p, 1);
+    if (nsub) {
+        o = pd_uvarint_write(o, (uint64_t)nsub);
+        for (int t = 0; t < s->ntracked; t++) {
+            if (!pd_profile_sub(p, t)) continue;
+            o = pd_uvarint_write(o, (uint64_t)t);
+            o = body_write(o, &p->sub[t], 0);
+        }
+    }
     pd_assert((size_t)(o - start) <= bound);
     out->len += (size_t)(o - start);
     out->p[out->len] = '\0';
@@ -376,14 +453,17 @@ void pd_profile_encode_event(const pd_schema *s, const pd_event *ev, pd_buf *out
         present++;
         bound += PD_UVARINT_MAX + (c == 1 ? PD_CATSET1_BOUND(ev->attrs[i].len) : 1 + 1 + 8);
     }
+    const int tracked = s->ntracked ? pd_schema_tracked(s, ev->type, ev->type_len) : -1;
+    if (tracked >= 0) bound = 2 * bound + 2 * PD_UVARINT_MAX; /* the sub-profile repeats the dimensions */
     pd_buf_reserve(out, bound + 1);
     uint8_t *o = (uint8_t *)out->p + out->len, *const start = o;
     *o++ = PD_PROFILE_VERSION;
-    *o++ = 0; /* flags */
+    *o++ = tracked >= 0 ? PD_PF_TRACKED : 0; /* flags */
     *o++ = 1; /* events */
     o = pd_uvarint_write(o, pd_zigzag(ev->ts_ms));
     *o++ = 0; /* last_ts - first_ts */
     o = pd_catset_write1(o, ev->type, (uint32_t)ev->type_len, ev->okey);
+    uint8_t *const dims_at = o;
     o = pd_uvarint_write(o, (uint64_t)present);
     for (int i = 0; i < n && present; i++) {
         const pd_attr *a = &ev->attrs[i];
@@ -396,6 +476,16 @@ void pd_profile_encode_event(const pd_schema *s, const pd_event *ev, pd_buf *out
             *o++ = 1; /* count: a single (num_single holds for one num_add) */
             o = w_cdouble(o, a->num == 0 ? 0 : a->num);
         }
+    }
+    if (tracked >= 0) { /* one sub-profile: the event's body again, without its type */
+        const size_t dlen = (size_t)(o - dims_at);
+        *o++ = 1; /* sub-profiles present */
+        o = pd_uvarint_write(o, (uint64_t)tracked);
+        *o++ = 1; /* events */
+        o = pd_uvarint_write(o, pd_zigzag(ev->ts_ms));
+        *o++ = 0; /* last_ts - first_ts */
+        memmove(o, dims_at, dlen);
+        o += dlen;
     }
     pd_assert((size_t)(o - start) <= bound);
     out->len += (size_t)(o - start);
@@ -477,13 +567,96 @@ static int rd_numagg(pd_rd *r, pd_numagg *a, const pd_dim *d, uint64_t events)
     return PD_OK;
 }
 
+/* The body (body_write) into p, cleared: with_types for a profile, not
+ * for a sub-profile. */
+static int decode_body(pd_rd *r, pd_profile *p, int with_types)
+{
+    const pd_schema *s = p->schema;
+    int rc;
+    uint64_t zz, delta, ndp;
+    int64_t prev = -1;
+    if ((rc = pd_rd_uv(r, &p->events, "truncated events"))) return rc;
+    if ((rc = pd_rd_uv(r, &zz, "truncated first_ts"))) return rc;
+    if ((rc = pd_rd_uv(r, &delta, "truncated last_ts"))) return rc;
+    p->first_ts = pd_unzigzag(zz);
+    {
+        /* last_ts = first_ts + delta must fit in int64. */
+        uint64_t room = p->first_ts >= 0 ? (uint64_t)(INT64_MAX - p->first_ts)
+                                         : (uint64_t)INT64_MAX + (uint64_t)(-(p->first_ts + 1)) + 1;
+        if (delta > room) return pd_rd_fail(r, "last_ts out of range");
+        p->last_ts = (int64_t)((uint64_t)p->first_ts + delta);
+    }
+    if (p->events == 0 && (p->first_ts != 0 || p->last_ts != 0))
+        return pd_rd_fail(r, "timestamps set on an empty profile");
+    if (with_types) {
+        if ((rc = pd_catset_read(r, &p->types, s->max_values, PD_MAX_TYPE))) return rc;
+        if (pd_catset_total(&p->types) != p->events)
+            return pd_rd_fail(r, "event type counts do not sum to events");
+    }
+    if ((rc = pd_rd_uv(r, &ndp, "truncated dimension count"))) return rc;
+    if (ndp > (uint64_t)s->ndims) return pd_rd_fail(r, "more dimensions than the schema");
+    for (uint64_t k = 0; k < ndp; k++) {
+        uint64_t idx;
+        if ((rc = pd_rd_uv(r, &idx, "truncated dimension index"))) return rc;
+        if (idx >= (uint64_t)s->ndims || (int64_t)idx <= prev)
+            return pd_rd_fail(r, "dimension index out of range or not increasing");
+        prev = (int64_t)idx;
+        const pd_dim *d = &s->dims[idx];
+        if (d->type == PD_DIM_CATEGORICAL) {
+            pd_catset *c = &p->dims[idx].cat;
+            if ((rc = pd_catset_read(r, c, pd_dim_cap(s, (int)idx), PD_MAX_CAT_VALUE))) return rc;
+            if (pd_catset_total(c) == 0) return pd_rd_fail(r, "present categorical dimension is empty");
+            if (pd_catset_total(c) > p->events) return pd_rd_fail(r, "categorical total exceeds events");
+        } else if ((rc = rd_numagg(r, &p->dims[idx].num, d, p->events))) {
+            return rc;
+        }
+    }
+    return PD_OK;
+}
+
+/* The sub-profiles section (flags & PD_PF_TRACKED): count, then per
+ * present sub-profile by increasing index: index, body without types.
+ * Each must agree with the all-types profile: within its time range, at
+ * most its events, and exactly its count of the type while the type
+ * counts are exact (so a type counted there has its sub-profile). */
+static int decode_subs(pd_rd *r, pd_profile *p, int present)
+{
+    const pd_schema *s = p->schema;
+    int rc;
+    uint64_t nsub = 0, sum = 0;
+    int64_t prev = -1;
+    if (present) {
+        if ((rc = pd_rd_uv(r, &nsub, "truncated sub-profile count"))) return rc;
+        if (nsub < 1 || nsub > (uint64_t)s->ntracked) return pd_rd_fail(r, "sub-profile count out of range");
+    }
+    for (uint64_t k = 0; k < nsub; k++) {
+        uint64_t t;
+        if ((rc = pd_rd_uv(r, &t, "truncated sub-profile index"))) return rc;
+        if (t >= (uint64_t)s->ntracked || (int64_t)t <= prev)
+            return pd_rd_fail(r, "sub-profile index out of range or not increasing");
+        prev = (int64_t)t;
+        pd_profile *q = &subs(p)[t];
+        if ((rc = decode_body(r, q, 0))) return rc;
+        if (q->events == 0 || q->events > p->events - sum) return pd_rd_fail(r, "sub-profile events out of range");
+        sum += q->events;
+        if (q->first_ts < p->first_ts || q->last_ts > p->last_ts)
+            return pd_rd_fail(r, "sub-profile time range outside the profile's");
+    }
+    if (!pd_catset_overflowed(&p->types))
+        for (int t = 0; t < s->ntracked; t++) {
+            const pd_profile *q = pd_profile_sub(p, t);
+            if (pd_catset_get(&p->types, s->tracked[t], s->tracked_len[t]) != (q ? q->events : 0))
+                return pd_rd_fail(r, "sub-profile events differ from the type's count");
+        }
+    return PD_OK;
+}
+
 int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, size_t errlen)
 {
     const pd_schema *s = p->schema;
     pd_rd r = {.p = data, .n = len, .off = 0, .err = err, .errlen = errlen};
     int rc;
-    uint64_t flags, zz, delta, ndp;
-    int64_t prev = -1;
+    uint64_t flags;
     pd_profile_clear(p);
     if (len < 1) {
         rc = pd_rd_fail(&r, "empty input");
@@ -498,62 +671,12 @@ int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, si
     }
     r.off = 1;
     if ((rc = pd_rd_uv(&r, &flags, "truncated flags"))) goto out;
-    if (flags != 0) {
+    if ((flags & ~(uint64_t)PD_PF_TRACKED) || ((flags & PD_PF_TRACKED) && !s->ntracked)) {
         rc = pd_rd_fail(&r, "unknown flags");
         goto out;
     }
-    if ((rc = pd_rd_uv(&r, &p->events, "truncated events"))) goto out;
-    if ((rc = pd_rd_uv(&r, &zz, "truncated first_ts"))) goto out;
-    if ((rc = pd_rd_uv(&r, &delta, "truncated last_ts"))) goto out;
-    p->first_ts = pd_unzigzag(zz);
-    {
-        /* last_ts = first_ts + delta must fit in int64. */
-        uint64_t room = p->first_ts >= 0 ? (uint64_t)(INT64_MAX - p->first_ts)
-                                         : (uint64_t)INT64_MAX + (uint64_t)(-(p->first_ts + 1)) + 1;
-        if (delta > room) {
-            rc = pd_rd_fail(&r, "last_ts out of range");
-            goto out;
-        }
-        p->last_ts = (int64_t)((uint64_t)p->first_ts + delta);
-    }
-    if (p->events == 0 && (p->first_ts != 0 || p->last_ts != 0)) {
-        rc = pd_rd_fail(&r, "timestamps set on an empty profile");
-        goto out;
-    }
-    if ((rc = pd_catset_read(&r, &p->types, s->max_values, PD_MAX_TYPE))) goto out;
-    if (pd_catset_total(&p->types) != p->events) {
-        rc = pd_rd_fail(&r, "event type counts do not sum to events");
-        goto out;
-    }
-    if ((rc = pd_rd_uv(&r, &ndp, "truncated dimension count"))) goto out;
-    if (ndp > (uint64_t)s->ndims) {
-        rc = pd_rd_fail(&r, "more dimensions than the schema");
-        goto out;
-    }
-    for (uint64_t k = 0; k < ndp; k++) {
-        uint64_t idx;
-        if ((rc = pd_rd_uv(&r, &idx, "truncated dimension index"))) goto out;
-        if (idx >= (uint64_t)s->ndims || (int64_t)idx <= prev) {
-            rc = pd_rd_fail(&r, "dimension index out of range or not increasing");
-            goto out;
-        }
-        prev = (int64_t)idx;
-        const pd_dim *d = &s->dims[idx];
-        if (d->type == PD_DIM_CATEGORICAL) {
-            pd_catset *c = &p->dims[idx].cat;
-            if ((rc = pd_catset_read(&r, c, pd_dim_cap(s, (int)idx), PD_MAX_CAT_VALUE))) goto out;
-            if (pd_catset_total(c) == 0) {
-                rc = pd_rd_fail(&r, "present categorical dimension is empty");
-                goto out;
-            }
-            if (pd_catset_total(c) > p->events) {
-                rc = pd_rd_fail(&r, "categorical total exceeds events");
-                goto out;
-            }
-        } else if ((rc = rd_numagg(&r, &p->dims[idx].num, d, p->events))) {
-            goto out;
-        }
-    }
+    if ((rc = decode_body(&r, p, 1))) goto out;
+    if (s->ntracked && (rc = decode_subs(&r, p, (flags & PD_PF_TRACKED) != 0))) goto out;
     if (r.off != r.n) {
         rc = pd_rd_fail(&r, "trailing bytes");
         goto out;
@@ -627,6 +750,8 @@ static void json_counts(pd_buf *b, const pd_catset *c)
     pd_free(idx);
 }
 
+static void json_dims(const pd_profile *p, pd_buf *out);
+
 void pd_profile_to_json(const pd_profile *p, pd_buf *out)
 {
     const pd_schema *s = p->schema;
@@ -639,6 +764,29 @@ void pd_profile_to_json(const pd_profile *p, pd_buf *out)
     PD_BUF_LIT(out, ",\"event_types\":");
     json_counts(out, &p->types);
     pd_buf_printf(out, ",\"event_types_approximate\":%s", pd_catset_overflowed(&p->types) ? "true" : "false");
+    json_dims(p, out);
+    int nsub = 0;
+    for (int t = 0; t < s->ntracked; t++) {
+        const pd_profile *q = pd_profile_sub(p, t);
+        if (!q) continue;
+        if (nsub++) pd_buf_putc(out, ',');
+        else PD_BUF_LIT(out, ",\"tracked\":{");
+        pd_buf_json_str(out, s->tracked[t], s->tracked_len[t]);
+        pd_buf_printf(out, ":{\"events\":%llu,\"first_seen\":", (unsigned long long)q->events);
+        json_ts(out, q->first_ts);
+        PD_BUF_LIT(out, ",\"last_seen\":");
+        json_ts(out, q->last_ts);
+        json_dims(q, out);
+        pd_buf_putc(out, '}');
+    }
+    if (nsub) pd_buf_putc(out, '}');
+    pd_buf_putc(out, '}');
+}
+
+/* ,"dimensions":{..} */
+static void json_dims(const pd_profile *p, pd_buf *out)
+{
+    const pd_schema *s = p->schema;
     PD_BUF_LIT(out, ",\"dimensions\":{");
     int first = 1;
     for (int i = 0; i < s->ndims; i++) {
@@ -681,5 +829,5 @@ void pd_profile_to_json(const pd_profile *p, pd_buf *out)
             PD_BUF_LIT(out, "]}");
         }
     }
-    PD_BUF_LIT(out, "}}");
+    pd_buf_putc(out, '}');
 }

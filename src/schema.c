@@ -108,6 +108,36 @@ static int valid_name(const char *n)
     return 1;
 }
 
+/* "tracked_types": absent, or an array of distinct type names (see
+ * schema.h). */
+static int load_tracked(pd_schema *s, const cJSON *tt, char *err, size_t errlen)
+{
+    if (!tt) return PD_OK;
+    if (!cJSON_IsArray(tt) || cJSON_GetArraySize(tt) > PD_MAX_TRACKED)
+        return pd_seterr(err, errlen, PD_EINVAL, "schema: \"tracked_types\" must be an array of at most %d event types",
+                         PD_MAX_TRACKED);
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tt) {
+        if (!cJSON_IsString(t))
+            return pd_seterr(err, errlen, PD_EINVAL, "schema: \"tracked_types\": entry %d is not a string", s->ntracked);
+        const char *v = t->valuestring;
+        size_t n = strlen(v);
+        int ok = n >= 1 && n <= PD_MAX_TRACKED_NAME && strcmp(v, "*") != 0;
+        for (size_t i = 0; ok && i < n; i++)
+            if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f || v[i] == ',' || v[i] == ':') ok = 0;
+        if (!ok)
+            return pd_seterr(err, errlen, PD_EINVAL,
+                             "schema: \"tracked_types\": entry %d must be 1-%d bytes without ',', ':' or control "
+                             "characters, and not \"*\"",
+                             s->ntracked, PD_MAX_TRACKED_NAME);
+        if (pd_schema_tracked(s, v, n) >= 0)
+            return pd_seterr(err, errlen, PD_EINVAL, "schema: \"tracked_types\": '%s' listed twice", v);
+        memcpy(s->tracked[s->ntracked], v, n + 1);
+        s->tracked_len[s->ntracked++] = (uint32_t)n;
+    }
+    return PD_OK;
+}
+
 int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max_values,
                         char *err, size_t errlen)
 {
@@ -224,6 +254,7 @@ int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max
         pd_seterr(err, errlen, rc, "schema: no dimensions");
         goto out;
     }
+    if (load_tracked(s, cJSON_GetObjectItemCaseSensitive(root, "tracked_types"), err, errlen)) goto out;
     finish(s);
     rc = PD_OK;
 out:
@@ -289,5 +320,16 @@ void pd_schema_to_json(const pd_schema *s, pd_buf *out)
         }
         pd_buf_putc(out, '}');
     }
-    PD_BUF_LIT(out, "]}");
+    pd_buf_putc(out, ']');
+    /* Written only when set, so the fingerprint of a schema without
+     * tracked types is what it was before they existed. */
+    if (s->ntracked) {
+        PD_BUF_LIT(out, ",\"tracked_types\":[");
+        for (int i = 0; i < s->ntracked; i++) {
+            if (i) pd_buf_putc(out, ',');
+            pd_buf_json_str(out, s->tracked[i], s->tracked_len[i]);
+        }
+        pd_buf_putc(out, ']');
+    }
+    pd_buf_putc(out, '}');
 }
