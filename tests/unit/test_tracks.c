@@ -378,3 +378,136 @@ TEST(tracks_decode_validation)
     pd_profile_free(&q);
     pd_profile_free(&x);
 }
+
+/* ---- the query: types= and weights= ---- */
+
+#include "query.h"
+
+#define TR_TODAY 20700 /* a day number */
+
+static int tr_parse(pd_query *q, const pd_schema *s, const char *qs, char *err, size_t errlen)
+{
+    return pd_query_parse_params(q, qs, s, TR_TODAY, 30, err, errlen);
+}
+
+TEST(tracks_query_params)
+{
+    pd_schema s, plain;
+    tr_schema(&s, 1);
+    tr_schema(&plain, 0);
+    pd_query q;
+    char err[512];
+    CHECK_INT(tr_parse(&q, &s, "types=park", err, sizeof err), PD_OK);
+    CHECK_DBL(q.w_rest, 0, 0);
+    CHECK_DBL(q.w_tracked[0], 1, 0);
+    CHECK_DBL(q.w_tracked[1], 0, 0);
+    CHECK_INT(q.types_mask, 1);
+    CHECK_INT(tr_parse(&q, &s, "weights=view:2,park:3,contact:5,*:2", err, sizeof err), PD_OK);
+    CHECK_DBL(q.w_rest, 2, 0);
+    CHECK_DBL(q.w_tracked[0], 3, 0);
+    CHECK_DBL(q.w_tracked[1], 5, 0);
+    CHECK_INT(tr_parse(&q, &s, "weights=park%3A0.5", err, sizeof err), PD_OK);
+    CHECK_DBL(q.w_rest, 1, 0);
+    CHECK_DBL(q.w_tracked[0], 0.5, 0);
+    CHECK_DBL(q.w_tracked[1], 1, 0);
+    CHECK_INT(tr_parse(&q, &s, "types=contact,park&weights=park:2,*:7", err, sizeof err), PD_OK);
+    CHECK_DBL(q.w_rest, 0, 0);
+    CHECK_DBL(q.w_tracked[0], 2, 0);
+    CHECK_DBL(q.w_tracked[1], 7, 0);
+    /* plain: every weight 1 */
+    CHECK_INT(tr_parse(&q, &s, "days=3", err, sizeof err), PD_OK);
+    CHECK_DBL(q.w_rest, 1, 0);
+    CHECK_DBL(q.w_tracked[1], 1, 0);
+    const struct {
+        const pd_schema *s;
+        const char *qs, *msg;
+    } bad[] = {
+        {&s, "types=view", "'view' is not a tracked event type (tracked: park, contact)"},
+        {&s, "types=", "empty list"},
+        {&s, "types=park,,contact", "empty type name"},
+        {&plain, "types=park", "tracks no event types"},
+        {&s, "weights=view:2", "'view' is not a tracked event type"},
+        {&s, "weights=view:2,*:1", "'view' is not a tracked event type"},
+        {&s, "weights=view:1,search:2", "is not a tracked event type"},
+        {&s, "weights=park:-1", "a weight is a number from 0 to 1e9"},
+        {&s, "weights=park:nan", "a weight is a number"},
+        {&s, "weights=park:inf", "a weight is a number"},
+        {&s, "weights=park:1e10", "a weight is a number"},
+        {&s, "weights=park:", "a weight is a number"},
+        {&s, "weights=park", "expected type:weight"},
+        {&s, "weights=:3", "expected type:weight"},
+        {&s, "weights=park:1,park:2", "'park' given more than once"},
+        {&s, "weights=*:1,*:2", "'*' given more than once"},
+        {&s, "types=park&types=contact", "given more than once"},
+    };
+    for (size_t i = 0; i < PD_ARRAY_LEN(bad); i++) {
+        err[0] = '\0';
+        CHECK_INT(tr_parse(&q, bad[i].s, bad[i].qs, err, sizeof err), PD_EINVAL);
+        if (!strstr(err, bad[i].msg)) printf("    %s: '%s'\n", bad[i].qs, err);
+        CHECK(strstr(err, bad[i].msg) != NULL);
+    }
+    /* an untracked type with the weight of '*' is accepted */
+    CHECK_INT(tr_parse(&q, &s, "weights=view:1,park:3,contact:5", err, sizeof err), PD_OK);
+    CHECK_INT(tr_parse(&q, &s, "weights=search:2,view:2,*:2", err, sizeof err), PD_OK);
+}
+
+static void tr_render(const pd_schema *s, const char *qs, const pd_profile *days, int n, pd_buf *out)
+{
+    pd_query q;
+    char err[256];
+    CHECK_INT(tr_parse(&q, s, qs, err, sizeof err), PD_OK);
+    pd_query_day qd[4];
+    for (int i = 0; i < n; i++) qd[i] = (pd_query_day){TR_TODAY - n + 1 + i, &days[i]};
+    out->len = 0;
+    CHECK_INT(pd_query_render(&q, s, "u", 1, 0, q.anchor_day, qd, n, out), PD_OK);
+    pd_buf_putc(out, '}');
+}
+
+/* Hand-computed answers: 2 views (red, price 10), 1 park (red, price
+ * 30), 2 contacts (blue, price 100) on one day. */
+TEST(tracks_query_render)
+{
+    pd_schema s;
+    tr_schema(&s, 1);
+    pd_profile p;
+    pd_profile_init(&p, &s);
+    tr_ev e[5] = {
+        {0, 0, -1, 1, 10, 1790000000000LL, 1}, {0, 0, -1, 1, 10, 1790000001000LL, 2},
+        {1, 0, -1, 1, 30, 1790000002000LL, 3}, {2, 1, -1, 1, 100, 1790000003000LL, 4},
+        {2, 1, -1, 1, 100, 1790000004000LL, 5},
+    };
+    tr_add(&p, e, 0, 5);
+    pd_buf out = {0};
+    tr_render(&s, "days=1&types=park,contact&dims=color,price", &p, 1, &out);
+    CHECK(strstr(out.p, "\"types\":[\"park\",\"contact\"],\"events\":3,\"event_types\":{\"contact\":2,\"park\":1}") != NULL);
+    CHECK(strstr(out.p, "\"counts\":{\"v0\":1,\"v1\":2}") != NULL);
+    CHECK(strstr(out.p, "\"count\":3,\"mean\":76.666666666666671") != NULL || strstr(out.p, "\"count\":3,\"mean\":76.6666") != NULL);
+    CHECK(strstr(out.p, "\"min\":30,\"max\":100,") != NULL);
+    /* the time range of the park and contact events */
+    CHECK(strstr(out.p, "\"first_seen\":\"2026-09-21T14:13:22.000Z\",\"last_seen\":\"2026-09-21T14:13:24.000Z\"") != NULL);
+    /* weights: view 1 (as '*'), park 3, contact 5: events 2 + 3 + 10 */
+    tr_render(&s, "days=1&weights=view:1,park:3,contact:5&dims=color,price", &p, 1, &out);
+    CHECK(strstr(out.p, "\"events\":15,\"event_types\":{\"contact\":10,\"park\":3,\"view\":2}") != NULL);
+    CHECK(strstr(out.p, "\"total\":15") != NULL);
+    CHECK(strstr(out.p, "\"counts\":{\"v0\":5,\"v1\":10}") != NULL);
+    /* price: count 15, sum 2*10 + 3*30 + 5*200 = 1110, mean 74 */
+    CHECK(strstr(out.p, "\"count\":15,\"mean\":74,") != NULL);
+    CHECK(strstr(out.p, "\"min\":10,\"max\":100,\"histogram\"") != NULL);
+    /* a tracked type weighted 0 beside '*' > 0: min/max are the all-types ones */
+    tr_render(&s, "days=1&weights=contact:0&dims=price", &p, 1, &out);
+    CHECK(strstr(out.p, "\"count\":3,\"mean\":16.666666") != NULL);
+    CHECK(strstr(out.p, "\"min\":10,\"max\":100,\"minmax_approximate\":true") != NULL);
+    /* types= with nothing of that type in range: events 0, no time range */
+    pd_profile v;
+    pd_profile_init(&v, &s);
+    tr_add(&v, e, 0, 2);
+    tr_render(&s, "days=1&types=park", &v, 1, &out);
+    CHECK(strstr(out.p, "\"events\":0,\"event_types\":{},\"event_types_approximate\":false,\"first_seen\":null,\"last_seen\":null,\"dimensions\":{}") != NULL);
+    /* no types/weights: no trace of the tracks in the answer */
+    tr_render(&s, "days=1", &p, 1, &out);
+    CHECK(strstr(out.p, "\"events\":5,\"event_types\":{\"contact\":2,\"park\":1,\"view\":2}") != NULL);
+    CHECK(strstr(out.p, "types\":[") == NULL && strstr(out.p, "weights") == NULL && strstr(out.p, "approximate\":true") == NULL);
+    pd_buf_free(&out);
+    pd_profile_free(&p);
+    pd_profile_free(&v);
+}
