@@ -180,6 +180,19 @@ def test_signals_kill_handoff():
         args = ["--schema", schema, "--cleanup_grace", "2s"]
         w1 = c.start_worker("w1", args)
         w2 = c.start_worker("w2", args)
+
+        def settled(ws):
+            for w in ws:
+                if http_get(w.url + "/readyz")[0] != 200:
+                    return False
+                st, _, b = http_get(w.url + "/v1/partitions")
+                owners = json.loads(b)["owners"] if st == 200 else []
+                if len(owners) != NPARTS or any(not x.get("owner") for x in owners):
+                    return False
+            return True
+        # the workers own the partitions before anything arrives, so the
+        # kill below hits a worker with state
+        wait_for(lambda: settled([w1, w2]), 90, "w1 and w2 ready, every partition owned", interval=0.5)
         out = c.produce_file(paths[0])
         check("failed=0" in out, out)
         # SIGKILL w1 while the second third arrives, then restart it
@@ -193,21 +206,13 @@ def test_signals_kill_handoff():
         w1 = c.start_worker("w1", args)
         # a third worker joins: partitions move to it by snapshot
         w3 = c.start_worker("w3", args)
+        wait_for(lambda: settled([w1, w2, w3]) and json.loads(http_get(w3.url + "/v1/partitions")[2])["self"]["owned"],
+                 90, "w3 owning a partition", interval=0.5)
         out = c.produce_file(paths[2])
         check("failed=0" in out, out)
         ws = [w1, w2, w3]
         wait_caught_up(c, [w.data for w in ws], timeout=180)
-
-        def settled():
-            for w in ws:
-                if http_get(w.url + "/readyz")[0] != 200:
-                    return False
-                st, _, b = http_get(w.url + "/v1/partitions")
-                owners = json.loads(b)["owners"] if st == 200 else []
-                if len(owners) != NPARTS or any(not x.get("owner") for x in owners):
-                    return False
-            return True
-        wait_for(settled, 90, "every worker ready and every partition owned", interval=0.5)
+        wait_for(lambda: settled(ws), 90, "every worker ready and every partition owned", interval=0.5)
         wait_caught_up(c, [w.data for w in ws], timeout=120)
         o = oracle_from_topic(c)
         check(o.outcomes.get("duplicate", 0) >= 50, "too few duplicates: %s" % o.outcomes)
