@@ -25,6 +25,12 @@
  * A sub-profile's catsets have the dimension's cap: they never overflow
  * while the all-types catset does not (their values are a subset).
  *
+ * Recent items: with the schema's "recent", the K most recent events of
+ * the user-day (time, type, item id, chosen attributes) by a total order
+ * on events (pd_recent_cmp), so the K first of the union is the same
+ * however the events were grouped: merge stays associative and
+ * commutative.
+ *
  * Ownership: a pd_profile owns all its memory (value strings, arrays); it
  * borrows its schema, which must outlive it.
  */
@@ -40,6 +46,41 @@
 
 #define PD_PROFILE_VERSION 3   /* the only version read and written (docs/data-model.md) */
 #define PD_PF_TRACKED 0x01     /* flags: the per-type sub-profiles section follows */
+#define PD_PF_RECENT 0x02      /* flags: the recent items section follows */
+
+/* One recent item: an event's time, occurrence key and its entry body,
+ *   type (uvarint length, bytes) | item id (uvarint length, bytes; 0 =
+ *   none) | per schema recent attribute: 0 absent, 1 string (uvarint
+ *   length, bytes), 2 number (cdouble).
+ * Order (pd_recent_cmp): time, newer first; then okey, larger first; then
+ * the body bytes (memcmp, shorter first) -- a total order on events, so
+ * the K first of a multiset do not depend on how it was put together. */
+typedef struct {
+    int64_t ts;
+    uint64_t okey;
+    uint32_t len;
+    uint8_t *rec;   /* owned */
+} pd_recent;
+
+/* <0 when a comes before b (is more recent). */
+int pd_recent_cmp(const pd_recent *a, const pd_recent *b);
+
+/* A recent item's body, parsed (pointers into r->rec, not NUL-terminated). */
+typedef struct {
+    const char *type;
+    uint32_t type_len;
+    const char *item_id;   /* NULL: none */
+    uint32_t item_id_len;
+    struct {
+        int kind;          /* 0 absent, 1 string, 2 number */
+        const char *s;
+        uint32_t len;
+        double num;
+    } attrs[PD_MAX_RECENT_ATTRS];
+} pd_recent_view;
+
+/* Parses r (validated by the decoder or built by add). */
+void pd_recent_view_of(const pd_schema *s, const pd_recent *r, pd_recent_view *v);
 
 typedef struct {
     uint64_t count;
@@ -63,6 +104,11 @@ typedef struct pd_profile {
      * sub-profile with events == 0 is absent). A sub-profile has no
      * event-type counts (its type is t) and no sub-profiles of its own. */
     struct pd_profile *sub;
+    /* Recent items (schema->recent_max > 0): the min(recent_max, events)
+     * first events of the day by pd_recent_cmp, in that order. Not kept in
+     * sub-profiles. */
+    pd_recent *recent;
+    uint32_t nrecent, recent_cap;
 } pd_profile;
 
 void pd_profile_init(pd_profile *p, const pd_schema *s);
@@ -112,7 +158,9 @@ int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, si
  * Dimensions with no data are omitted; "__other__" appears in counts when > 0
  * (only in an overflowed catset, whose "approximate" is true). A profile
  * with sub-profiles adds "tracked":{"park":{"events":..,"first_seen":..,
- * "last_seen":..,"dimensions":{..}},..} (present ones only). */
+ * "last_seen":..,"dimensions":{..}},..} (present ones only), and a profile
+ * with recent items "recent":[{"ts":..,"type":..,"item_id":..|null,
+ * "attributes":{"make":"BMW","price":18990}},..] (most recent first). */
 void pd_profile_to_json(const pd_profile *p, pd_buf *out);
 
 #endif

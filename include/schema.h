@@ -23,6 +23,8 @@
 #define PD_MAX_NAME 64
 #define PD_MAX_TRACKED 8        /* tracked event types (per-type sub-profiles) */
 #define PD_MAX_TRACKED_NAME 64  /* bytes of a tracked type name (= PD_MAX_TYPE) */
+#define PD_MAX_RECENT 100       /* largest "recent" "max" */
+#define PD_MAX_RECENT_ATTRS 8   /* dimensions a recent item carries */
 
 typedef enum { PD_DIM_CATEGORICAL = 1, PD_DIM_NUMERIC = 2 } pd_dim_type;
 
@@ -48,6 +50,13 @@ typedef struct {
     int ntracked;          /* "tracked_types": event types with their own sub-profile per user-day */
     char tracked[PD_MAX_TRACKED][PD_MAX_TRACKED_NAME + 1];
     uint32_t tracked_len[PD_MAX_TRACKED];
+    /* "recent": the K most recent events per user-day (0 = off), with
+     * the item id read at recent_item (depth 0: none) and the values of
+     * dimensions recent_attrs[0..recent_nattrs) (profile.h). */
+    int recent_max;
+    pd_path recent_item;
+    int recent_nattrs;
+    int recent_attrs[PD_MAX_RECENT_ATTRS];
     uint64_t fingerprint;  /* hash of the canonical schema description */
 } pd_schema;
 
@@ -79,7 +88,10 @@ void pd_schema_default(pd_schema *s, uint32_t max_values);
  * "categorical_max_values", else 64. "tracked_types" (optional) lists up to
  * PD_MAX_TRACKED distinct event types, 1..64 bytes each, without ',', ':',
  * control bytes or the name "*" (the query's types=/weights= syntax), that
- * get their own sub-profile per user-day (profile.h). Errors name the
+ * get their own sub-profile per user-day (profile.h). "recent"
+ * (optional): {"max": K (0..PD_MAX_RECENT, default 10; 0 = off),
+ * "item_id": path (default "item.id"), "attributes": [dimension names,
+ * at most PD_MAX_RECENT_ATTRS, default none]}. Errors name the
  * offending dimension and key. */
 int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max_values,
                         char *err, size_t errlen);
