@@ -48,6 +48,26 @@
  * shares still refer to all values. "__other__" is not a value and is not
  * listed.
  *
+ * Types and weights (types=, weights=; per-type tracks, profile.h): every
+ * event counts with the weight of its type -- types=a,b: 1 (or its
+ * weights= entry) for the named tracked types, 0 for every other;
+ * weights=t:w,*:w: a tracked type its own, every other type '*' (default
+ * 1; an untracked type may be named only with the weight of '*'). With
+ * w_rest the weight of untracked types (0 under types=) and w_t of tracked
+ * type t, each sum is w_rest * all-types + sum (w_t - w_rest) * sub(t):
+ * each source gets a coefficient (qry_ctx c_all, c_sub) times the day's
+ * weight. Sums that cancel to below QRY_CANCEL_EPS of their magnitude are
+ * 0; a sum below 0 (only with sketch estimates) is 0 and approximate.
+ * min/max and first/last_seen are over the sources of weight > 0 (the
+ * all-types profile when w_rest > 0; "minmax_approximate" when a tracked
+ * type weighted 0 had values then). Counts print as under decay (6
+ * decimals) with weights=. Without types=/weights= every coefficient is
+ * the plain one and the answer is what it was before tracks existed.
+ *
+ * Recent items (the schema's "recent"): "recent" lists, of the
+ * recent_max first items of the in-range days by pd_recent_cmp (newest
+ * first), those of the types that count, whatever the decay.
+ *
  * Numbers: every number is printed by the one rule of pd_fmt_double
  * (util.h; docs/api.md "Numbers"): integers below 2^53 as integers, else
  * the shortest of %.15g / %.17g that reads back exactly; NaN/Inf as null.
@@ -1029,6 +1049,59 @@ static void put_ts(pd_buf *b, int64_t ms)
     put_str(b, t, strlen(t));
 }
 
+static int recent_ptr_cmp(const void *x, const void *y)
+{
+    return pd_recent_cmp(*(const pd_recent *const *)x, *(const pd_recent *const *)y);
+}
+
+/* "recent":[..]: of the schema's recent_max first items over the range
+ * (every in-range day, whatever its decay weight), those of the types that
+ * count (with types=/weights=: weight > 0; a day keeps only its K first of
+ * all types, so fewer may be listed). */
+static void put_recent(const qry_ctx *c, const pd_query *q, const pd_schema *s, const pd_query_day *days,
+                       int ndays)
+{
+    size_t n = 0, k = 0;
+    for (int d = 0; d < ndays; d++) n += days[d].prof->nrecent;
+    const pd_recent **all = n ? pd_malloc(n * sizeof *all) : NULL;
+    for (int d = 0; d < ndays; d++)
+        for (uint32_t i = 0; i < days[d].prof->nrecent; i++) all[k++] = &days[d].prof->recent[i];
+    if (n > 1) qsort(all, n, sizeof *all, recent_ptr_cmp);
+    PD_BUF_LIT(c->out, ",\"recent\":[");
+    int shown = 0;
+    for (size_t i = 0; i < n && i < (size_t)s->recent_max; i++) { /* the K newest, then the types that count */
+        pd_recent_view v;
+        pd_recent_view_of(s, all[i], &v);
+        if (c->signals) {
+            int t = pd_schema_tracked(s, v.type, v.type_len);
+            if (!((t >= 0 ? q->w_tracked[t] : q->w_rest) > 0)) continue;
+        }
+        if (shown++) pd_buf_putc(c->out, ',');
+        PD_BUF_LIT(c->out, "{\"ts\":");
+        put_ts(c->out, all[i]->ts);
+        PD_BUF_LIT(c->out, ",\"type\":");
+        put_str(c->out, v.type, v.type_len);
+        PD_BUF_LIT(c->out, ",\"item_id\":");
+        if (v.item_id) put_str(c->out, v.item_id, v.item_id_len);
+        else PD_BUF_LIT(c->out, "null");
+        PD_BUF_LIT(c->out, ",\"attributes\":{");
+        int first = 1;
+        for (int j = 0; j < s->recent_nattrs; j++) {
+            if (!v.attrs[j].kind) continue;
+            if (!first) pd_buf_putc(c->out, ',');
+            first = 0;
+            const char *nm = s->dims[s->recent_attrs[j]].name;
+            put_str(c->out, nm, strlen(nm));
+            pd_buf_putc(c->out, ':');
+            if (v.attrs[j].kind == 1) put_str(c->out, v.attrs[j].s, v.attrs[j].len);
+            else put_num(c->out, v.attrs[j].num);
+        }
+        PD_BUF_LIT(c->out, "}}");
+    }
+    pd_buf_putc(c->out, ']');
+    pd_free(all);
+}
+
 int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, size_t ulen,
                     int32_t partition, int64_t today, const pd_query_day *days, int ndays,
                     pd_buf *out)
@@ -1120,6 +1193,7 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
     else PD_BUF_LIT(out, "null");
     pd_buf_putc(out, ',');
     put_dimensions(&c, q, s, days, w, ndays);
+    if (s->recent_max > 0) put_recent(&c, q, s, days, ndays);
 
     if (q->breakdown_day) {
         int firstday = 1;

@@ -316,9 +316,15 @@ def weight(decay, age):
 class Oracle:
     def __init__(self, schema=None, max_values=64, retention_days=60, dedup_window_ms=DAY_MS,
                  max_future_skew_ms=3600000, nparts=None, tz_offset_ms=0, now_ms=None, caps=None,
-                 dedup_max_ids=0, tracked=None):
+                 dedup_max_ids=0, tracked=None, recent=None):
         self.schema = schema or vehicle_schema()
         self.tracked = list(tracked or [])   # the schema's tracked_types
+        # the schema's "recent": {"max": K, "item_id": path, "attributes": [dims]}
+        self.recent = dict(recent) if recent and recent.get("max", 10) > 0 else None
+        if self.recent:
+            self.recent.setdefault("max", 10)
+            self.recent.setdefault("item_id", "item.id")
+            self.recent.setdefault("attributes", [])
         self.max_values = max_values        # the default cap, and the event types'
         self.caps = dict(caps or {})        # dimension -> its own max_values
         self.retention_days = retention_days
@@ -454,6 +460,19 @@ class Oracle:
             p = {"events": 0, "first": ts, "last": ts, "types": {}, "cat": {}, "num": {}, "lv": {}, "by_type": {}}
             self.raw[(uid, day)] = p
         self._add_raw(p, ev, ts)
+        if self.recent:
+            # every event, kept whole: the recent items of any range are
+            # the K newest of its events (time, then occurrence key)
+            st, item = attribute(ev, "item_id", "categorical", [self.recent["item_id"]])
+            attrs = {}
+            for name in self.recent["attributes"]:
+                dim = next(d for d in self.schema if d[0] == name)
+                st2, v = attribute(ev, name, dim[1], dim[3] if len(dim) > 3 else None)
+                if st2 == "ok" and (dim[1] == "categorical" or math.isfinite(v)):
+                    attrs[name] = v
+            p.setdefault("events_list", []).append(
+                {"ts": ts, "okey": okey(ev), "type": ev["type"], "item_id": item if st == "ok" else None,
+                 "attributes": attrs})
         # every type apart as well: the per-type answers (types=, weights=)
         # are sums over these, and a tracked type's is its sub-profile
         t = p["by_type"].get(ev["type"])
@@ -514,12 +533,25 @@ class Oracle:
             out[(uid, day_str(day))] = {"events": p["events"], "first_seen": ts_str(p["first"]),
                                         "last_seen": ts_str(p["last"]), "event_types": types,
                                         "event_types_approximate": tapprox, "dimensions": self._dump_dims(p)}
+            if self.recent:
+                out[(uid, day_str(day))]["recent"] = self.recent_items([p])
             tracked = {t: p["by_type"][t] for t in self.tracked if t in p["by_type"]}
             if tracked:
                 out[(uid, day_str(day))]["tracked"] = {
                     t: {"events": q["events"], "first_seen": ts_str(q["first"]), "last_seen": ts_str(q["last"]),
                         "dimensions": self._dump_dims(q)} for t, q in tracked.items()}
         return out
+
+    def recent_items(self, day_profiles, keep=lambda t: True):
+        """The recent items over the given raw day profiles: of the K newest
+        events (a day keeps no more), those of the types kept, newest first
+        (ties of time: larger occurrence key first; ties of both need
+        events without an id and are not modelled), in the answer's
+        shape."""
+        evs = [e for p in day_profiles for e in p.get("events_list", [])]
+        evs.sort(key=lambda e: (-e["ts"], -e["okey"]))
+        return [{"ts": ts_str(e["ts"]), "type": e["type"], "item_id": e["item_id"],
+                 "attributes": dict(e["attributes"])} for e in evs[:self.recent["max"]] if keep(e["type"])]
 
     def _dump_dims(self, p):
         dims = {}
@@ -687,6 +719,8 @@ class Oracle:
                     "first_seen": ts_str(min(q["first"] for q in seen)) if seen else None,
                     "last_seen": ts_str(max(q["last"] for q in seen)) if seen else None,
                     "dimensions": a["dimensions"], "stale": False})
+        if self.recent:
+            res["recent"] = self.recent_items([self.raw[(user, d)] for d in days], keep=lambda t: wt(t) > 0)
         if breakdown:
             res["days"] = []
             for d in days:
@@ -799,6 +833,8 @@ class Oracle:
                "first_seen": ts_str(min(self.raw[(user, d)]["first"] for d in days)),
                "last_seen": ts_str(max(self.raw[(user, d)]["last"] for d in days)),
                "dimensions": a["dimensions"], "stale": False}
+        if self.recent:
+            res["recent"] = self.recent_items([self.raw[(user, d)] for d in days])
         if breakdown:
             res["days"] = []
             for d in days:

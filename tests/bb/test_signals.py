@@ -1,5 +1,5 @@
-"""test_signals.py -- per-type tracks and weights (issue 19 item 3) across
-workers, a SIGKILL mid-ingest and a hand-off.
+"""test_signals.py -- per-type tracks and weights (issue 19 item 3) and
+recent items (item 4) across workers, a SIGKILL mid-ingest and a hand-off.
 
 A marketplace schema tracks "park" (favourite) and "contact"; users view,
 park, contact, search and share listings over three days, with repeated
@@ -13,8 +13,12 @@ tests/oracle.py's answer_signals, which counts every event with the weight
 of its type straight from the events read back from the topic (not from
 the server's all-minus-tracked formula). Where a day overflowed a cap the
 server says "approximate" and only the exact total is compared. Bad
-types=/weights= get a 400 naming the problem. Finally the stores
-(profilectl dump, with their "tracked" sub-profiles) equal the oracle's.
+types=/weights= get a 400 naming the problem. The schema keeps the 5
+most recent events per user-day (item.id -- a string, or a number for
+some -- make and price): every answer's "recent" is the oracle's 5 newest
+events of the range (of the types that count), by time then occurrence
+key. Finally the stores (profilectl dump, with their "tracked"
+sub-profiles and "recent" items) equal the oracle's.
 """
 import json
 import os
@@ -38,7 +42,8 @@ SCHEMA = {"dimensions": [
     {"name": "color", "type": "categorical"},
     {"name": "price", "type": "numeric", "buckets": [5000, 10000, 20000, 40000]},
     {"name": "year", "type": "numeric", "buckets": [2010, 2015, 2020]},
-], "tracked_types": TRACKED}
+], "tracked_types": TRACKED, "recent": {"max": 5, "item_id": "item.id", "attributes": ["make", "price"]}}
+RECENT = SCHEMA["recent"]
 ORACLE_SCHEMA = [("make", "categorical", None), ("model", "categorical", None), ("color", "categorical", None),
                  ("price", "numeric", [5000, 10000, 20000, 40000]), ("year", "numeric", [2010, 2015, 2020])]
 CAPS = {"model": 4}
@@ -71,7 +76,8 @@ def build_events(seed, now):
         for _ in range(rnd.randrange(2, 60)):
             n += 1
             t = rnd.choice(TYPES)
-            item = {"make": fav if rnd.random() < 0.5 else rnd.choice(MAKES),
+            item = {"id": "ad-%d" % rnd.randrange(400) if rnd.random() < 0.9 else rnd.randrange(400),
+                    "make": fav if rnd.random() < 0.5 else rnd.choice(MAKES),
                     "model": "m%d" % rnd.randrange(12 if u % 3 else 3),
                     "color": rnd.choice(COLORS)}
             if rnd.random() < 0.9:
@@ -86,7 +92,7 @@ def build_events(seed, now):
 
 
 def oracle_from_topic(c):
-    o = Oracle(schema=ORACLE_SCHEMA, caps=CAPS, nparts=NPARTS, tracked=TRACKED)
+    o = Oracle(schema=ORACLE_SCHEMA, caps=CAPS, nparts=NPARTS, tracked=TRACKED, recent=RECENT)
     for r in read_topic(c, c.topic):
         o.feed(r["partition"], r["offset"], (r["value"] or "").encode(), r["timestamp"],
                r["headers"].get("profiled-origin"))

@@ -328,3 +328,34 @@ TEST(recent_schema)
         CHECK(strstr(err, "recent") != NULL);
     }
 }
+
+#include "event.h"
+
+/* The parser reads the schema's item id path like a categorical value. */
+TEST(recent_item_id_parse)
+{
+    pd_schema s;
+    rc_schema(&s, 3);
+    static const struct {
+        const char *js, *want;
+    } cases[] = {
+        {"{\"user_id\":\"u\",\"ts\":1790000000000,\"type\":\"view\",\"item\":{\"id\":\"ad-7\",\"color\":\"red\"}}", "ad-7"},
+        {"{\"user_id\":\"u\",\"ts\":1790000000000,\"type\":\"view\",\"item\":{\"id\":42}}", "42"},
+        {"{\"user_id\":\"u\",\"ts\":1790000000000,\"type\":\"view\",\"item\":{\"id\":true}}", "true"},
+        {"{\"user_id\":\"u\",\"ts\":1790000000000,\"type\":\"view\",\"item\":{\"id\":null}}", NULL},
+        {"{\"user_id\":\"u\",\"ts\":1790000000000,\"type\":\"view\",\"item\":{\"id\":{}}}", NULL},
+        {"{\"user_id\":\"u\",\"ts\":1790000000000,\"type\":\"view\",\"item\":{\"id\":\"\"}}", NULL},
+        {"{\"user_id\":\"u\",\"ts\":1790000000000,\"type\":\"view\"}", NULL},
+    };
+    for (size_t i = 0; i < PD_ARRAY_LEN(cases); i++) {
+        pd_event ev;
+        char err[200];
+        CHECK_INT(pd_event_parse(&ev, &s, cases[i].js, strlen(cases[i].js), 65536, err, sizeof err), PD_OK);
+        if (cases[i].want)
+            CHECK(ev.item_id && ev.item_id_len == strlen(cases[i].want) &&
+                  memcmp(ev.item_id, cases[i].want, ev.item_id_len) == 0);
+        else
+            CHECK(ev.item_id == NULL);
+        pd_event_free(&ev);
+    }
+}
