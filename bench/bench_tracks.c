@@ -7,7 +7,7 @@
  * Generates N vehicle events (gen.h: view 70 %, search 15 %, park 10 %,
  * contact 5 %; U Zipf users over D days), groups them by user-day and, for
  * the built-in schema with 0, 1 ("park") and 2 ("park", "contact") tracked
- * types:
+ * types, and with no tracks but recent items (10, item.id, make, price):
  *   - bytes per user-day: the mean size of the encoded value
  *     (pd_profile_encode of the user-day's profile: what RocksDB stores
  *     before block compression), and its total;
@@ -65,6 +65,16 @@ static void schema_tracked(pd_schema *s, int n)
 {
     static const char *const t[] = {"park", "contact"};
     pd_schema_default(s, 64);
+    if (n < 0) { /* no tracks, recent items: 10, item.id, make and price */
+        s->recent_max = 10;
+        s->recent_item.depth = 2;
+        snprintf(s->recent_item.seg[0], PD_MAX_NAME, "item");
+        snprintf(s->recent_item.seg[1], PD_MAX_NAME, "id");
+        s->recent_nattrs = 2;
+        s->recent_attrs[0] = pd_schema_find(s, "make", 4);
+        s->recent_attrs[1] = pd_schema_find(s, "price", 5);
+        return;
+    }
     for (int i = 0; i < n; i++) {
         snprintf(s->tracked[i], sizeof s->tracked[i], "%s", t[i]);
         s->tracked_len[i] = (uint32_t)strlen(t[i]);
@@ -141,10 +151,11 @@ int main(int argc, char **argv)
     pd_buf data = {0}, line = {0};
     bt_line *ln = pd_malloc((size_t)nev * sizeof *ln);
     size_t n = 0;
-    pd_schema s0, s1, s2;
+    pd_schema s0, s1, s2, s3;
     schema_tracked(&s0, 0);
     schema_tracked(&s1, 1);
     schema_tracked(&s2, 2);
+    schema_tracked(&s3, -1);
     int rc;
     while ((rc = pd_gen_next(g, &line, NULL)) != PD_GEN_END) {
         if (rc != PD_GEN_EVENT) continue;
@@ -159,14 +170,14 @@ int main(int argc, char **argv)
     qsort(ln, n, sizeof *ln, bt_cmp);
 
     /* storage and processing, best of 3 per variant */
-    const pd_schema *sv[3] = {&s0, &s1, &s2};
-    size_t bytes[3] = {0}, groups = 0;
-    double secs[3];
+    const pd_schema *sv[4] = {&s0, &s1, &s2, &s3};
+    size_t bytes[4] = {0}, groups = 0;
+    double secs[4];
     pd_buf vals0 = {0}, vals2 = {0};
     uint32_t *vlen0 = pd_malloc(n * sizeof *vlen0), *vlen2 = pd_malloc(n * sizeof *vlen2);
-    for (int v = 0; v < 3; v++) secs[v] = 1e30;
+    for (int v = 0; v < 4; v++) secs[v] = 1e30;
     for (int rep = 0; rep < 3; rep++)
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < 4; v++) {
             pd_buf *vb = rep == 0 && v == 0 ? &vals0 : rep == 0 && v == 2 ? &vals2 : NULL;
             double t = pass(sv[v], data.p, ln, n, &bytes[v], vb, v == 0 ? vlen0 : vlen2, &groups);
             if (t < secs[v]) secs[v] = t;
@@ -243,9 +254,11 @@ int main(int argc, char **argv)
         for (int k = 0; k < nqv; k++) ratio[k][r] = t[k] / t[0];
     }
     printf("{\"events\":%zu,\"user_days\":%zu,\"users_queried\":%zu,\"storage\":[", n, ngroups, nq);
-    for (int v = 0; v < 3; v++)
-        printf("%s{\"tracked_types\":%d,\"bytes_per_user_day\":%.1f,\"total_bytes\":%zu,\"events_per_sec\":%.0f}",
-               v ? "," : "", v, (double)bytes[v] / (double)ngroups, bytes[v], (double)n / secs[v]);
+    for (int v = 0; v < 4; v++)
+        printf("%s{\"tracked_types\":%d,\"recent_max\":%d,\"bytes_per_user_day\":%.1f,\"total_bytes\":%zu,"
+               "\"events_per_sec\":%.0f}",
+               v ? "," : "", sv[v]->ntracked, sv[v]->recent_max, (double)bytes[v] / (double)ngroups, bytes[v],
+               (double)n / secs[v]);
     printf("],\"queries\":[");
     for (int k = 0; k < nqv; k++) {
         /* median by insertion sort (pairs is small) */

@@ -20,8 +20,12 @@
  * integer-valued data below 2^53, within rounding otherwise.
  *
  * Encoding (version 3, all integers LEB128 uvarints):
- *   u8 version | flags (0; reserved for later sections) | events
- *   | zigzag(first_ts) | last_ts - first_ts | types catset
+ *   u8 version | flags (bit 0 PD_PF_TRACKED, bit 1 PD_PF_RECENT) | body
+ *   [| flags bit 0: the sub-profiles section (decode_subs)]
+ *   [| flags bit 1: the recent items section (recent_write)]
+ *   body = events
+ *   | zigzag(first_ts) | last_ts - first_ts | types catset (not in a
+ *     sub-profile's body)
  *   | ndims_present | per present dimension, by increasing index:
  *       index, then catset (catset.h: mode, values with levels, and the
  *              sketch of an overflowed one)

@@ -2,7 +2,8 @@
 
 bench_tracks (bench/bench_tracks.c) groups generated vehicle events by
 user-day and reports, for the built-in schema with 0, 1 ("park") and 2
-("park", "contact") tracked types, the encoded bytes per user-day and the
+("park", "contact") tracked types, and with recent items (10, no
+tracks), the encoded bytes per user-day and the
 parse + add + encode rate; then the CPU per query of decoding a user's
 days and rendering the answer for the plain query (untracked schema: the
 reference), the plain query with 2 tracks, weights= and types=, in
@@ -22,7 +23,7 @@ def run_step(ctx):
     r = json.loads(out)
     ctx.r["signals"] = r
     for s in r["storage"]:
-        log("   %d tracked: %.1f bytes/user-day, %.0f ev/s" % (s["tracked_types"], s["bytes_per_user_day"],
-                                                              s["events_per_sec"]))
+        log("   %d tracked, recent %d: %.1f bytes/user-day, %.0f ev/s" % (
+            s["tracked_types"], s.get("recent_max", 0), s["bytes_per_user_day"], s["events_per_sec"]))
     for q in r["queries"]:
         log("   %-40s %.1f us/query (x%.3f)" % (q["what"], q["cpu_us_per_query"], q["median_ratio_to_reference"]))

@@ -30,7 +30,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import cluster, PROFILECTL, check, http_get, main, wait_for  # noqa: E402
-from oracle import Oracle, day_of  # noqa: E402
+from oracle import Oracle, day_of, day_str  # noqa: E402
 from test_ingest import NPARTS, compare_state, read_topic, wait_caught_up  # noqa: E402
 from test_query import close  # noqa: E402
 
@@ -235,6 +235,36 @@ def test_signals_kill_handoff():
         print("  %d answers compared, %d snapshot restores" % (n, restores))
         check(all(w.stop() == 0 for w in ws), "graceful stop failed")
         compare_state(c, o, [w.data for w in ws])
+        check_export(c, o, ws, today)
+
+
+def check_export(c, o, ws, today):
+    """profilectl export --weights/--types: the oracle's answers (with
+    "at", without stale), from every store (owners and replicas agree)."""
+    for flags, kw in ((["--weights", "view:1,park:3,contact:5"], {"weights": {"view": 1, "park": 3, "contact": 5}}),
+                      (["--types", "contact"], {"types": ["contact"]})):
+        got = {}
+        for w in ws:
+            r = c.ctl("export", "--data_dir", w.data, "--at", day_str(today), "--days", "3", *flags)
+            for line in r.stdout.decode().splitlines():
+                j = json.loads(line)
+                prev = got.setdefault(j["user_id"], j)
+                check(prev == j, "stores disagree on %s" % j["user_id"])
+        errs = []
+        for u in sorted({u for (u, d) in o.raw}):
+            want = o.answer_signals(u, today - 2, today, today, **kw)
+            if want is None:
+                continue
+            want["at"] = day_str(today)
+            want.pop("stale", None)
+            if u not in got:
+                errs.append("export %s: %s missing" % (flags, u))
+                continue
+            g = got[u]
+            strip_inexact(want, g)
+            close(want, g, "export %s %s" % (flags[1], u), errs)
+        check(not errs, "%d export mismatches:\n  %s" % (len(errs), "\n  ".join(errs[:10])))
+        check(len(got) > 50, "export wrote %d users" % len(got))
 
 
 if __name__ == "__main__":
