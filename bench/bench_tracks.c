@@ -34,6 +34,7 @@
 #include "schema.h"
 #include "util.h"
 
+#include <xxhash.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +215,7 @@ int main(int argc, char **argv)
     pd_query_day qd[64];
     pd_buf out = {0};
     double qsum[4] = {0}, *ratio[4];
+    uint64_t ref_hash = 0; /* XXH3 of every reference answer: equal across builds = byte-identical answers */
     size_t nq = 0, out_bytes[4] = {0};
     for (int k = 0; k < 4; k++) ratio[k] = pd_malloc((size_t)pairs * sizeof *ratio[k]);
     for (int64_t r = 0; r < pairs; r++) {
@@ -243,6 +245,7 @@ int main(int argc, char **argv)
                 if (pd_query_render(&q[k], s, uid, (size_t)ul, 0, q[k].anchor_day, qd, nd, &out) == PD_OK) {
                     out_bytes[k] += out.len;
                     cnt++;
+                    if (k == 0 && r == 0) ref_hash = XXH3_64bits_withSeed(out.p, out.len, ref_hash);
                 }
                 i = j;
             }
@@ -253,7 +256,9 @@ int main(int argc, char **argv)
         }
         for (int k = 0; k < nqv; k++) ratio[k][r] = t[k] / t[0];
     }
-    printf("{\"events\":%zu,\"user_days\":%zu,\"users_queried\":%zu,\"storage\":[", n, ngroups, nq);
+    printf("{\"events\":%zu,\"user_days\":%zu,\"users_queried\":%zu,\"reference_answers_xxh3\":\"%016llx\","
+           "\"storage\":[",
+           n, ngroups, nq, (unsigned long long)ref_hash);
     for (int v = 0; v < 4; v++)
         printf("%s{\"tracked_types\":%d,\"recent_max\":%d,\"bytes_per_user_day\":%.1f,\"total_bytes\":%zu,"
                "\"events_per_sec\":%.0f}",
