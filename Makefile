@@ -32,7 +32,7 @@ PROFILECTL_MAIN := src/profilectl.c
 UNIT_SRC   := tests/unit/main.c tests/unit/test_util.c tests/unit/test_config.c \
               tests/unit/test_event.c tests/unit/test_event_corpus.c tests/unit/event_cjson.c tests/unit/test_profile.c tests/unit/test_bloom.c tests/unit/test_store.c tests/unit/test_handoff.c tests/unit/test_schema.c tests/unit/test_ingest.c tests/unit/test_batch.c tests/unit/test_dedup.c tests/unit/test_committer.c \
               tests/unit/test_http.c tests/unit/test_members.c tests/unit/test_peer.c tests/unit/loopback.c \
-              tests/unit/test_query.c tests/unit/test_front.c tests/unit/test_metrics.c tests/unit/test_gen.c tests/unit/test_mac.c tests/unit/test_erase.c tests/unit/test_sidefx.c tests/unit/test_score.c
+              tests/unit/test_query.c tests/unit/test_front.c tests/unit/test_metrics.c tests/unit/test_gen.c tests/unit/test_mac.c tests/unit/test_erase.c tests/unit/test_sidefx.c tests/unit/test_score.c tests/unit/test_tracks.c tests/unit/test_recent.c
 FUZZ_TARGETS := fuzz_event fuzz_event_diff fuzz_decode fuzz_rank
 
 LIB_SRC := $(CORE_SRC) $(WORKER_SRC) $(CTL_SRC)
@@ -165,7 +165,7 @@ clean:
 
 # bench -- `make bench` (above) runs bench/run.sh; these are its C programs,
 # built with the release flags and linked against the release objects.
-BENCH_BINS := build/bench/bench_process build/bench/bench_consume build/bench/bench_redis
+BENCH_BINS := build/bench/bench_process build/bench/bench_consume build/bench/bench_redis build/bench/bench_tracks
 
 build/bench/%: bench/%.c $(REL_OBJ) $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p build/bench

@@ -104,6 +104,8 @@ typedef struct {
     int nattrs;                  /* == schema->ndims */
     pd_attr attrs[PD_MAX_DIMS];  /* indexed by dimension */
     int n_bad_attrs;             /* attributes skipped for wrong type */
+    const char *item_id;         /* schema "recent" item_id: the value at its path as a categorical */
+    uint32_t item_id_len;        /* value would be (1..256 bytes); NULL/0 when absent or unusable */
     /* private */
     char *heap_;                 /* overflow text block (malloc) or NULL */
     uint32_t text_used_;         /* bytes used in text_ */

@@ -18,6 +18,19 @@
  * pre-aggregate batches. Event types are a catset with the schema's
  * global cap (schema->max_values).
  *
+ * Per-type tracks: for each event type the schema tracks
+ * ("tracked_types"), a sub-profile of the same shape holds the aggregates
+ * of that type's events alone, beside the all-types profile; it is a
+ * function of the multiset of events as well (merge is per sub-profile).
+ * A sub-profile's catsets have the dimension's cap: they never overflow
+ * while the all-types catset does not (their values are a subset).
+ *
+ * Recent items: with the schema's "recent", the K most recent events of
+ * the user-day (time, type, item id, chosen attributes) by a total order
+ * on events (pd_recent_cmp), so the K first of the union is the same
+ * however the events were grouped: merge stays associative and
+ * commutative.
+ *
  * Ownership: a pd_profile owns all its memory (value strings, arrays); it
  * borrows its schema, which must outlive it.
  */
@@ -32,6 +45,42 @@
 #include "util.h"
 
 #define PD_PROFILE_VERSION 3   /* the only version read and written (docs/data-model.md) */
+#define PD_PF_TRACKED 0x01     /* flags: the per-type sub-profiles section follows */
+#define PD_PF_RECENT 0x02      /* flags: the recent items section follows */
+
+/* One recent item: an event's time, occurrence key and its entry body,
+ *   type (uvarint length, bytes) | item id (uvarint length, bytes; 0 =
+ *   none) | per schema recent attribute: 0 absent, 1 string (uvarint
+ *   length, bytes), 2 number (cdouble).
+ * Order (pd_recent_cmp): time, newer first; then okey, larger first; then
+ * the body bytes (memcmp, shorter first) -- a total order on events, so
+ * the K first of a multiset do not depend on how it was put together. */
+typedef struct {
+    int64_t ts;
+    uint64_t okey;
+    uint32_t len;
+    uint8_t *rec;   /* owned */
+} pd_recent;
+
+/* <0 when a comes before b (is more recent). */
+int pd_recent_cmp(const pd_recent *a, const pd_recent *b);
+
+/* A recent item's body, parsed (pointers into r->rec, not NUL-terminated). */
+typedef struct {
+    const char *type;
+    uint32_t type_len;
+    const char *item_id;   /* NULL: none */
+    uint32_t item_id_len;
+    struct {
+        int kind;          /* 0 absent, 1 string, 2 number */
+        const char *s;
+        uint32_t len;
+        double num;
+    } attrs[PD_MAX_RECENT_ATTRS];
+} pd_recent_view;
+
+/* Parses r (validated by the decoder or built by add). */
+void pd_recent_view_of(const pd_schema *s, const pd_recent *r, pd_recent_view *v);
 
 typedef struct {
     uint64_t count;
@@ -44,12 +93,22 @@ typedef union {
     pd_numagg num;
 } pd_dimagg;
 
-typedef struct {
+typedef struct pd_profile {
     const pd_schema *schema; /* borrowed */
     uint64_t events;
     int64_t first_ts, last_ts;  /* epoch ms; 0 when events == 0 */
-    pd_catset types;
+    pd_catset types;            /* empty in a sub-profile */
     pd_dimagg dims[PD_MAX_DIMS]; /* indexed like schema->dims */
+    /* Per-type tracks: NULL, or schema->ntracked sub-profiles (owned), the
+     * t-th aggregating only the events of type schema->tracked[t] (a
+     * sub-profile with events == 0 is absent). A sub-profile has no
+     * event-type counts (its type is t) and no sub-profiles of its own. */
+    struct pd_profile *sub;
+    /* Recent items (schema->recent_max > 0): the min(recent_max, events)
+     * first events of the day by pd_recent_cmp, in that order. Not kept in
+     * sub-profiles. */
+    pd_recent *recent;
+    uint32_t nrecent, recent_cap;
 } pd_profile;
 
 void pd_profile_init(pd_profile *p, const pd_schema *s);
@@ -72,6 +131,12 @@ void pd_profile_merge(pd_profile *dst, const pd_profile *src);
 /* 1 when equal in every count (numeric sums compared exactly). */
 int pd_profile_equal(const pd_profile *a, const pd_profile *b);
 
+/* Sub-profile of tracked type t, or NULL when it has no events. */
+static inline const pd_profile *pd_profile_sub(const pd_profile *p, int t)
+{
+    return p->sub && p->sub[t].events ? &p->sub[t] : NULL;
+}
+
 /* Binary codec (see docs/data-model.md). encode appends to out. decode
  * replaces the content of an initialised profile (reusing its allocated
  * capacity, so decoding into the same profile again and again does not
@@ -91,7 +156,11 @@ int pd_profile_decode(pd_profile *p, const void *data, size_t len, char *err, si
  *                "price":{"type":"numeric","count":N,"sum":..,"sumsq":..,"min":..,
  *                         "max":..,"mean":..,"stddev":..,"histogram":[{"le":5000,"count":1},..,{"le":"+Inf","count":0}]}}}
  * Dimensions with no data are omitted; "__other__" appears in counts when > 0
- * (only in an overflowed catset, whose "approximate" is true). */
+ * (only in an overflowed catset, whose "approximate" is true). A profile
+ * with sub-profiles adds "tracked":{"park":{"events":..,"first_seen":..,
+ * "last_seen":..,"dimensions":{..}},..} (present ones only), and a profile
+ * with recent items "recent":[{"ts":..,"type":..,"item_id":..|null,
+ * "attributes":{"make":"BMW","price":18990}},..] (most recent first). */
 void pd_profile_to_json(const pd_profile *p, pd_buf *out);
 
 #endif

@@ -6,7 +6,8 @@
  * Request parameters (parsed from the URL query string by
  * pd_query_parse_params): from/to (YYYY-MM-DD, inclusive) or days=N, dims
  * (comma list), breakdown=day, decay=exp:H | linear:N, top=K, at=YYYY-MM-DD
- * (the day the range and decay count back from; q->anchor_day).
+ * (the day the range and decay count back from; q->anchor_day),
+ * types=park,contact and weights=view:1,park:3 (per-type tracks).
  */
 #ifndef PD_QUERY_H
 #define PD_QUERY_H
@@ -32,6 +33,11 @@ typedef struct {
                                   Ranges and decay ages count back from it */
     int has_at;                /* at= was given (the answer names it) */
     int at_before_retention;   /* at= older than today - retention_days + 1 */
+    /* Per-type tracks (types=, weights=; query.c "Types and weights"). */
+    int has_types, has_weights;
+    unsigned types_mask;                /* types=: bit t set for tracked type t */
+    double w_rest;                      /* weight of the untracked types' events (0 with types=) */
+    double w_tracked[PD_MAX_TRACKED];   /* weight of each tracked type's events */
 } pd_query;
 
 /* Parses a URL query string (already split from the path, not yet

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "util.h"
 
 #define PD_MAX_DIMS 64
@@ -20,6 +21,10 @@
 #define PD_MAX_PATH_DEPTH 4
 #define PD_MAX_BOUNDS 32
 #define PD_MAX_NAME 64
+#define PD_MAX_TRACKED 8        /* tracked event types (per-type sub-profiles) */
+#define PD_MAX_TRACKED_NAME 64  /* bytes of a tracked type name (= PD_MAX_TYPE) */
+#define PD_MAX_RECENT 100       /* largest "recent" "max" */
+#define PD_MAX_RECENT_ATTRS 8   /* dimensions a recent item carries */
 
 typedef enum { PD_DIM_CATEGORICAL = 1, PD_DIM_NUMERIC = 2 } pd_dim_type;
 
@@ -42,6 +47,16 @@ typedef struct {
     int ndims;
     pd_dim dims[PD_MAX_DIMS];
     uint32_t max_values;   /* default categorical cap per user-day-dimension, and the event types' cap */
+    int ntracked;          /* "tracked_types": event types with their own sub-profile per user-day */
+    char tracked[PD_MAX_TRACKED][PD_MAX_TRACKED_NAME + 1];
+    uint32_t tracked_len[PD_MAX_TRACKED];
+    /* "recent": the K most recent events per user-day (0 = off), with
+     * the item id read at recent_item (depth 0: none) and the values of
+     * dimensions recent_attrs[0..recent_nattrs) (profile.h). */
+    int recent_max;
+    pd_path recent_item;
+    int recent_nattrs;
+    int recent_attrs[PD_MAX_RECENT_ATTRS];
     uint64_t fingerprint;  /* hash of the canonical schema description */
 } pd_schema;
 
@@ -54,6 +69,14 @@ static inline uint32_t pd_dim_cap(const pd_schema *s, int i)
     return s->dims[i].max_values ? s->dims[i].max_values : s->max_values;
 }
 
+/* Index of tracked event type t[0..n) in s->tracked, or -1. */
+static inline int pd_schema_tracked(const pd_schema *s, const char *t, size_t n)
+{
+    for (int i = 0; i < s->ntracked; i++)
+        if (s->tracked_len[i] == n && memcmp(s->tracked[i], t, n) == 0) return i;
+    return -1;
+}
+
 /* The built-in vehicle schema (12 categorical + 8 numeric dimensions). */
 void pd_schema_default(pd_schema *s, uint32_t max_values);
 /* Loads a schema from JSON text:
@@ -62,8 +85,14 @@ void pd_schema_default(pd_schema *s, uint32_t max_values);
  * "paths" defaults to ["item.<name>", "filters.<name>"]; a categorical
  * dimension may set "max_values" (1..PD_MAX_CAP), else it gets the
  * schema's: the max_values argument when non-zero, else the file's
- * "categorical_max_values", else 64. Errors name the offending dimension
- * and key. */
+ * "categorical_max_values", else 64. "tracked_types" (optional) lists up to
+ * PD_MAX_TRACKED distinct event types, 1..64 bytes each, without ',', ':',
+ * control bytes or the name "*" (the query's types=/weights= syntax), that
+ * get their own sub-profile per user-day (profile.h). "recent"
+ * (optional): {"max": K (0..PD_MAX_RECENT, default 10; 0 = off),
+ * "item_id": path (default "item.id"), "attributes": [dimension names,
+ * at most PD_MAX_RECENT_ATTRS, default none]}. Errors name the
+ * offending dimension and key. */
 int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max_values,
                         char *err, size_t errlen);
 int pd_schema_load_file(pd_schema *s, const char *path, uint32_t max_values, char *err, size_t errlen);

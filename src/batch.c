@@ -4,7 +4,7 @@
  * batch.h for the contract and ownership).
  *
  * Event log record layout (8-byte aligned, native byte order, memory only):
- *   ev_rec | type bytes | nattrs x (u8 dim, u8 kind,
+ *   ev_rec | type bytes | item id bytes | nattrs x (u8 dim, u8 kind,
  *                                   then STR: u16 len + bytes, NUM: f64)
  * Offset 0 of the log is never a record, so 0 means "none" in the chains.
  *
@@ -37,6 +37,8 @@ typedef struct {
     uint64_t okey;     /* the event's occurrence key (sketch.h) */
     uint16_t type_len;
     uint16_t nattrs;   /* attributes present (kind STR or NUM) */
+    uint16_t item_len; /* the "recent" item id's bytes (0 with has_item = 0: none) */
+    uint8_t has_item;
 } ev_rec;
 
 /* ---- the table ---- */
@@ -113,7 +115,7 @@ static void evlog_append(pd_batch *b, pd_batch_entry *e, const pd_event *ev)
 {
     pd_buf *L = &b->evlog;
     if (L->len == 0) L->len = 8; /* offset 0 means "none" */
-    size_t need = sizeof(ev_rec) + ev->type_len + 8;
+    size_t need = sizeof(ev_rec) + ev->type_len + ev->item_id_len + 8;
     for (int i = 0; i < ev->nattrs; i++) {
         const pd_attr *a = &ev->attrs[i];
         if (a->kind == PD_ATTR_STR) need += 4 + a->len;
@@ -124,6 +126,8 @@ static void evlog_append(pd_batch *b, pd_batch_entry *e, const pd_event *ev)
     uint8_t *base = (uint8_t *)L->p + off, *o = base + sizeof(ev_rec);
     memcpy(o, ev->type, ev->type_len);
     o += ev->type_len;
+    if (ev->item_id) memcpy(o, ev->item_id, ev->item_id_len);
+    o += ev->item_id ? ev->item_id_len : 0;
     uint16_t n = 0;
     for (int i = 0; i < ev->nattrs; i++) {
         const pd_attr *a = &ev->attrs[i];
@@ -141,7 +145,8 @@ static void evlog_append(pd_batch *b, pd_batch_entry *e, const pd_event *ev)
         }
         n++;
     }
-    ev_rec h = {.next = 0, .ts = ev->ts_ms, .okey = ev->okey, .type_len = (uint16_t)ev->type_len, .nattrs = n};
+    ev_rec h = {.next = 0, .ts = ev->ts_ms, .okey = ev->okey, .type_len = (uint16_t)ev->type_len, .nattrs = n,
+                .item_len = ev->item_id ? (uint16_t)ev->item_id_len : 0, .has_item = ev->item_id != NULL};
     memcpy(base, &h, sizeof h);
     L->len = (off + (size_t)(o - base) + 7) & ~(size_t)7;
     if (e->tail) ((ev_rec *)(void *)(L->p + e->tail))->next = off;
@@ -159,6 +164,9 @@ size_t pd_batch_decode(const pd_batch *b, size_t off, pd_event *ev)
     ev->type = (const char *)o;
     ev->type_len = h->type_len;
     o += h->type_len;
+    ev->item_id = h->has_item ? (const char *)o : NULL;
+    ev->item_id_len = h->item_len;
+    o += h->item_len;
     for (uint16_t k = 0; k < h->nattrs; k++) {
         pd_attr *a = &ev->attrs[o[0]];
         a->kind = o[1];

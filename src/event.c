@@ -108,10 +108,11 @@
 #define NESTING_LIMIT 64                 /* arrays/objects, the top level included */
 #define TAPE_MIN 256                     /* tokens */
 #define TLS_KEEP_BYTES ((size_t)1 << 20) /* larger per-thread buffers are released */
-/* Worst case of the text an event returns: user_id, event_id, type and one
- * categorical value per dimension, each NUL-terminated. */
+/* Worst case of the text an event returns: user_id, event_id, type, one
+ * categorical value per dimension and the "recent" item id, each
+ * NUL-terminated. */
 #define TEXT_MAX (PD_MAX_USER_ID + PD_MAX_EVENT_ID + PD_MAX_TYPE + 3 + \
-                  PD_MAX_DIMS * (PD_MAX_CAT_VALUE + 1))
+                  (PD_MAX_DIMS + 1) * (PD_MAX_CAT_VALUE + 1))
 
 /* ---- the tape ---- */
 
@@ -276,6 +277,8 @@ static void ev_reset(pd_event *ev)
     ev->okey = 0;
     ev->nattrs = 0;
     ev->n_bad_attrs = 0;
+    ev->item_id = NULL;
+    ev->item_id_len = 0;
     ev->heap_ = NULL;
     ev->text_used_ = ev->heap_used_ = 0;
 }
@@ -1000,6 +1003,42 @@ static int check_containers(const doc *d, const pd_schema *s, ctr_cache *cc, cha
     return PD_EV_OK;
 }
 
+/* The schema's "recent" item id: the value at `path`, read as a
+ * categorical attribute is (a string of 1..256 bytes, a number, a
+ * boolean); anything else (absent, null, an object, ...) leaves it absent.
+ * It never makes the event bad. */
+static void resolve_item_id(pd_event *ev, const doc *d, const pd_path *path)
+{
+    long cur = 0;
+    for (int k = 0; k < path->depth; k++) {
+        if (d->tok[cur].kind != TK_OBJ) return;
+        cur = obj_get(d, (size_t)cur, path->seg[k]);
+        if (cur < 0) return;
+    }
+    const ev_tok *k = &d->tok[cur];
+    if (k->kind == TK_STR) {
+        size_t n;
+        const char *s = str_get(d, k, &n);
+        if (n == 0 || n > PD_MAX_CAT_VALUE || (k->esc && !pd_utf8_valid(s, n))) return;
+        ev->item_id = ev_copy(ev, s, n);
+        ev->item_id_len = (uint32_t)n;
+    } else if (k->kind == TK_NUM) {
+        double x = num_get(d, k);
+        char t[32];
+        int n;
+        if (!isfinite(x)) return;
+        if (x == floor(x) && fabs(x) < TWO_POW_53)
+            n = (int)pd_fmt_i64(t, (int64_t)x);
+        else
+            n = snprintf(t, sizeof t, "%.17g", x);
+        ev->item_id = ev_copy(ev, t, (size_t)n);
+        ev->item_id_len = (uint32_t)n;
+    } else if (k->kind == TK_TRUE || k->kind == TK_FALSE) {
+        ev->item_id = k->kind == TK_TRUE ? "true" : "false";
+        ev->item_id_len = k->kind == TK_TRUE ? 4 : 5;
+    }
+}
+
 /* Resolves dimension `di` into ev->attrs[di]. The value token is the
  * first present non-null value along the dimension's paths. */
 static void resolve_attr(pd_event *ev, const doc *d, const ctr_cache *cc, const pd_dim *dim,
@@ -1176,6 +1215,9 @@ int pd_event_parse(pd_event *ev, const pd_schema *s, const char *buf, size_t len
     ev->okey = pd_okey(ev->event_id, ev->event_id_len, ev->ts_ms, ev->type, ev->type_len);
     ev->nattrs = s->ndims;
     for (int di = 0; di < s->ndims; di++) resolve_attr(ev, &d, &cc, &s->dims[di], di);
+    ev->item_id = NULL;
+    ev->item_id_len = 0;
+    if (s->recent_max > 0 && s->recent_item.depth > 0) resolve_item_id(ev, &d, &s->recent_item);
 
 out:
     tls_trim(t);

@@ -48,6 +48,26 @@
  * shares still refer to all values. "__other__" is not a value and is not
  * listed.
  *
+ * Types and weights (types=, weights=; per-type tracks, profile.h): every
+ * event counts with the weight of its type -- types=a,b: 1 (or its
+ * weights= entry) for the named tracked types, 0 for every other;
+ * weights=t:w,*:w: a tracked type its own, every other type '*' (default
+ * 1; an untracked type may be named only with the weight of '*'). With
+ * w_rest the weight of untracked types (0 under types=) and w_t of tracked
+ * type t, each sum is w_rest * all-types + sum (w_t - w_rest) * sub(t):
+ * each source gets a coefficient (qry_ctx c_all, c_sub) times the day's
+ * weight. Sums that cancel to below QRY_CANCEL_EPS of their magnitude are
+ * 0; a sum below 0 (only with sketch estimates) is 0 and approximate.
+ * min/max and first/last_seen are over the sources of weight > 0 (the
+ * all-types profile when w_rest > 0; "minmax_approximate" when a tracked
+ * type weighted 0 had values then). Counts print as under decay (6
+ * decimals) with weights=. Without types=/weights= every coefficient is
+ * the plain one and the answer is what it was before tracks existed.
+ *
+ * Recent items (the schema's "recent"): "recent" lists, of the
+ * recent_max first items of the in-range days by pd_recent_cmp (newest
+ * first), those of the types that count, whatever the decay.
+ *
  * Numbers: every number is printed by the one rule of pd_fmt_double
  * (util.h; docs/api.md "Numbers"): integers below 2^53 as integers, else
  * the shortest of %.15g / %.17g that reads back exactly; NaN/Inf as null.
@@ -121,9 +141,9 @@ static int qry_parse_pos(const char *s, double *out)
     return PD_OK;
 }
 
-enum { P_FROM, P_TO, P_DAYS, P_DIMS, P_BREAKDOWN, P_DECAY, P_TOP, P_AT, P__COUNT };
+enum { P_FROM, P_TO, P_DAYS, P_DIMS, P_BREAKDOWN, P_DECAY, P_TOP, P_AT, P_TYPES, P_WEIGHTS, P__COUNT };
 static const char *const qry_param_names[P__COUNT] = {
-    "from", "to", "days", "dims", "breakdown", "decay", "top", "at",
+    "from", "to", "days", "dims", "breakdown", "decay", "top", "at", "types", "weights",
 };
 
 /* A strict decimal integer in [lo, hi]: digits only, no sign, no leading
@@ -169,6 +189,130 @@ static int qry_parse_dims(pd_query *q, const char *v, const pd_schema *s, char *
     return PD_OK;
 }
 
+/* "park, contact" for error messages. */
+static void qry_tracked_list(const pd_schema *s, char *out, size_t n)
+{
+    size_t k = 0;
+    out[0] = '\0';
+    for (int t = 0; t < s->ntracked && k < n; t++)
+        k += (size_t)snprintf(out + k, n - k, "%s%s", t ? ", " : "", s->tracked[t]);
+}
+
+/* types=park,contact: each a tracked type (duplicates ignored). sel[t]
+ * set for the named ones. */
+static int qry_parse_types(const char *v, const pd_schema *s, int *sel, char *err, size_t errlen)
+{
+    char shown[QRY_MAX_SHOWN + 4], list[PD_MAX_TRACKED * (PD_MAX_TRACKED_NAME + 2) + 1];
+    if (!s->ntracked)
+        return pd_seterr(err, errlen, PD_EINVAL,
+                         "parameter 'types': the schema tracks no event types (schema key \"tracked_types\")");
+    if (!*v) return pd_seterr(err, errlen, PD_EINVAL, "parameter 'types': empty list");
+    for (const char *p = v;;) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        if (n == 0) return pd_seterr(err, errlen, PD_EINVAL, "parameter 'types': empty type name");
+        int t = pd_schema_tracked(s, p, n);
+        if (t < 0) {
+            qry_shown(p, n, shown);
+            qry_tracked_list(s, list, sizeof list);
+            return pd_seterr(err, errlen, PD_EINVAL,
+                             "parameter 'types': '%s' is not a tracked event type (tracked: %s)", shown, list);
+        }
+        sel[t] = 1;
+        if (!c) break;
+        p = c + 1;
+    }
+    return PD_OK;
+}
+
+/* A weight: a plain decimal number >= 0 (digits, at most one '.', an
+ * optional exponent), finite, at most 1e9. */
+static int qry_parse_weight(const char *s, size_t n, double *out)
+{
+    char buf[40];
+    if (n == 0 || n >= sizeof buf) return PD_EINVAL;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    if (!isdigit((unsigned char)buf[0]) && buf[0] != '.') return PD_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)buf[i]) && buf[i] != '.' && buf[i] != 'e' && buf[i] != 'E' &&
+            !((buf[i] == '-' || buf[i] == '+') && i > 0 && (buf[i - 1] == 'e' || buf[i - 1] == 'E')))
+            return PD_EINVAL;
+    char *end = NULL;
+    double v = strtod(buf, &end);
+    if (!end || *end != '\0' || !isfinite(v) || v < 0 || v > 1e9) return PD_EINVAL;
+    *out = v;
+    return PD_OK;
+}
+
+/* weights=view:1,park:3,*:0.5: type:weight pairs; '*' is every type not
+ * named. A tracked type gets its own weight; an untracked type can only
+ * be given the weight of '*' (its events are not counted apart), checked
+ * once the whole list is read. */
+static int qry_parse_weights(pd_query *q, const char *v, const pd_schema *s, int *named,
+                             char *err, size_t errlen)
+{
+    char shown[QRY_MAX_SHOWN + 4], list[PD_MAX_TRACKED * (PD_MAX_TRACKED_NAME + 2) + 1];
+    double star = 1, untracked_w = 0;
+    int have_star = 0, n_untracked = 0;
+    const char *untracked = NULL;
+    size_t untracked_n = 0;
+    if (!*v) return pd_seterr(err, errlen, PD_EINVAL, "parameter 'weights': empty list");
+    for (const char *p = v;;) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        const char *colon = memchr(p, ':', n);
+        if (!colon || colon == p) {
+            qry_shown(p, n, shown);
+            return pd_seterr(err, errlen, PD_EINVAL, "parameter 'weights': expected type:weight, got '%s'", shown);
+        }
+        size_t tn = (size_t)(colon - p);
+        double w;
+        if (qry_parse_weight(colon + 1, n - tn - 1, &w)) {
+            qry_shown(p, n, shown);
+            return pd_seterr(err, errlen, PD_EINVAL,
+                             "parameter 'weights': '%s': a weight is a number from 0 to 1e9", shown);
+        }
+        int t = pd_schema_tracked(s, p, tn);
+        int dup = 0;
+        if (tn == 1 && p[0] == '*') {
+            dup = have_star;
+            have_star = 1;
+            star = w;
+        } else if (t >= 0) {
+            dup = named[t];
+            named[t] = 1;
+            q->w_tracked[t] = w;
+        } else { /* must equal the weight of '*', known at the end */
+            if (!n_untracked++ || w != untracked_w) {
+                untracked_w = n_untracked == 1 ? w : -1; /* -1: two different weights */
+                if (!untracked) {
+                    untracked = p;
+                    untracked_n = tn;
+                }
+            }
+        }
+        if (dup) {
+            qry_shown(p, tn, shown);
+            return pd_seterr(err, errlen, PD_EINVAL, "parameter 'weights': '%s' given more than once", shown);
+        }
+        if (!c) break;
+        p = c + 1;
+    }
+    if (n_untracked && untracked_w != star) {
+        qry_shown(untracked, untracked_n, shown);
+        qry_tracked_list(s, list, sizeof list);
+        return pd_seterr(err, errlen, PD_EINVAL,
+                         "parameter 'weights': '%s' is not a tracked event type (tracked: %s), so it counts with "
+                         "the weight of '*' and cannot have its own; add it to the schema's \"tracked_types\"",
+                         shown, s->ntracked ? list : "none");
+    }
+    q->w_rest = star;
+    for (int t = 0; t < s->ntracked; t++)
+        if (!named[t]) q->w_tracked[t] = star;
+    return PD_OK;
+}
+
 static int qry_parse_decay(pd_query *q, const char *v, char *err, size_t errlen)
 {
     if (strcmp(v, "none") == 0) {
@@ -199,6 +343,7 @@ int pd_query_parse_params(pd_query *q, const char *qs, const pd_schema *s, int64
 {
     int rc = PD_OK;
     int seen[P__COUNT] = {0};
+    int sel[PD_MAX_TRACKED] = {0}, named[PD_MAX_TRACKED] = {0};
     int64_t from = 0, to = 0, days = 0;
     char *name = NULL, *val = NULL;
     char shown[QRY_MAX_SHOWN + 4];
@@ -316,6 +461,16 @@ int pd_query_parse_params(pd_query *q, const char *qs, const pd_schema *s, int64
             q->anchor_day = at;
             break;
         }
+        case P_TYPES:
+            rc = qry_parse_types(val, s, sel, err, errlen);
+            if (rc) goto out;
+            q->has_types = 1;
+            break;
+        case P_WEIGHTS:
+            rc = qry_parse_weights(q, val, s, named, err, errlen);
+            if (rc) goto out;
+            q->has_weights = 1;
+            break;
         default:
             pd_assert(0);
         }
@@ -324,6 +479,17 @@ int pd_query_parse_params(pd_query *q, const char *qs, const pd_schema *s, int64
         p = amp + 1;
     }
 
+    if (!q->has_weights) {
+        q->w_rest = 1;
+        for (int t = 0; t < s->ntracked; t++) q->w_tracked[t] = 1;
+    }
+    if (q->has_types) { /* only the named types count */
+        q->w_rest = 0;
+        for (int t = 0; t < s->ntracked; t++) {
+            if (sel[t]) q->types_mask |= 1u << t;
+            else q->w_tracked[t] = 0;
+        }
+    }
     if (q->has_at) {
         q->at_before_retention = q->anchor_day < today - retention_days + 1;
         today = q->anchor_day; /* everything below counts back from it */
@@ -398,9 +564,21 @@ static void put_num(pd_buf *b, double v)
 }
 
 typedef struct {
-    int weighted; /* decay != none */
+    int weighted; /* decay != none, or weights= given: counts rounded to 6 decimals */
     pd_buf *out;
+    /* Per-type tracks: the coefficient of the all-types profile and of
+     * each sub-profile ("Types and weights" above); signals = 0 for a
+     * query without types=/weights=, which reads the all-types profile
+     * alone (c_all 1, every c_sub 0). */
+    int signals;
+    const pd_schema *s;
+    double c_all, c_sub[PD_MAX_TRACKED];
+    int mm_all, mm_sub[PD_MAX_TRACKED]; /* sources whose min/max count: weight > 0 */
 } qry_ctx;
+
+/* A sum of terms of both signs is 0 when it is below this fraction of the
+ * sum of their magnitudes (floating-point residue of a cancellation). */
+#define QRY_CANCEL_EPS 1e-9
 
 /* A (weighted) count: rounded to 6 decimals when weighted. */
 static void put_count(const qry_ctx *c, double v)
@@ -436,6 +614,7 @@ typedef struct {
     uint32_t len;
     uint64_t key;   /* the first 8 bytes, big-endian, zero-padded */
     double w;
+    double mag;     /* sum of |terms| of w (cancellations: QRY_CANCEL_EPS) */
     size_t txt;     /* put_counts: where it wrote the JSON string of v */
     size_t txtlen;  /* and its length, with the ':' after it */
 } qry_ent;
@@ -478,7 +657,8 @@ typedef struct {
     qry_ent *ents;
     size_t n;
     double other, total;
-    int approx;     /* a day with weight > 0 overflowed its cap */
+    double other_mag, total_mag; /* sums of |terms| */
+    int approx;     /* a day with weight > 0 overflowed its cap (or a sum fell below 0) */
     qry_ent small[QRY_SMALL_ENTS];
 } qry_cat;
 
@@ -487,44 +667,94 @@ static int is_other(const char *v, uint32_t len)
     return len == sizeof PD_OTHER - 1 && memcmp(v, PD_OTHER, len) == 0;
 }
 
-/* Merges the catsets sets[i] weighted by w[i] (days with weight 0 are
- * skipped). dim < 0: event types, else dimension index. */
-static void qry_cat_merge(qry_cat *r, const pd_query_day *days, const double *w, int ndays,
-                          int dim)
+/* Adds catset c's values, other and total, each count times x. */
+static void qry_cat_add(qry_cat *r, const pd_catset *c, double x0)
 {
+    for (uint32_t i = 0; i < c->n; i++) {
+        double x = x0 * (double)pd_catset_count(c, i);
+        if (is_other(pd_catval_str(&c->vals[i]), c->vals[i].len)) { /* a literal "__other__" value */
+            r->other += x;
+            continue;
+        }
+        const char *v = pd_catval_str(&c->vals[i]);
+        r->ents[r->n++] = (qry_ent){v, c->vals[i].len, qry_ent_key(v, c->vals[i].len), x, fabs(x), 0, 0};
+    }
+    r->other += x0 * (double)pd_catset_other(c);
+    r->other_mag += fabs(x0) * (double)pd_catset_other(c);
+    r->total += x0 * (double)pd_catset_total(c);
+    r->total_mag += fabs(x0) * (double)pd_catset_total(c);
+    r->approx |= pd_catset_overflowed(c);
+}
+
+/* A cancelled sum: 0. A negative one (only reachable through sketch
+ * estimates of an overflowed catset) is also 0, and makes the answer
+ * approximate. */
+static double qry_cancel(double v, double mag, int *approx)
+{
+    if (v >= QRY_CANCEL_EPS * mag) return v;
+    if (v < -QRY_CANCEL_EPS * mag) *approx = 1;
+    return 0;
+}
+
+/* Merges the catsets of days[0..ndays) weighted by w[d] (days with
+ * weight 0 are skipped) and, per type track, by the sources' coefficients
+ * (c->c_all, c->c_sub). dim < 0: event types (a sub-profile counts its
+ * events as its type), else dimension index. */
+static void qry_cat_merge(const qry_ctx *cx, qry_cat *r, const pd_query_day *days, const double *w,
+                          int ndays, int dim)
+{
+    const pd_schema *s = cx->s;
     size_t cap = 0;
     r->n = 0;
-    r->other = r->total = 0;
+    r->other = r->total = r->other_mag = r->total_mag = 0;
     r->approx = 0;
     for (int d = 0; d < ndays; d++) {
         if (!(w[d] > 0)) continue;
-        const pd_catset *c = dim < 0 ? &days[d].prof->types : &days[d].prof->dims[dim].cat;
-        cap += c->n;
+        const pd_profile *p = days[d].prof;
+        if (cx->c_all != 0) cap += dim < 0 ? p->types.n : p->dims[dim].cat.n;
+        if (cx->signals)
+            for (int t = 0; t < s->ntracked; t++) {
+                const pd_profile *q = pd_profile_sub(p, t);
+                if (cx->c_sub[t] != 0 && q) cap += dim < 0 ? 1 : q->dims[dim].cat.n;
+            }
     }
     r->ents = cap <= QRY_SMALL_ENTS ? r->small : pd_malloc(cap * sizeof *r->ents);
     for (int d = 0; d < ndays; d++) {
         if (!(w[d] > 0)) continue;
-        const pd_catset *c = dim < 0 ? &days[d].prof->types : &days[d].prof->dims[dim].cat;
-        for (uint32_t i = 0; i < c->n; i++) {
-            double x = w[d] * (double)pd_catset_count(c, i);
-            if (is_other(pd_catval_str(&c->vals[i]), c->vals[i].len)) { /* a literal "__other__" value */
-                r->other += x;
-                continue;
+        const pd_profile *p = days[d].prof;
+        if (cx->c_all != 0) qry_cat_add(r, dim < 0 ? &p->types : &p->dims[dim].cat, w[d] * cx->c_all);
+        if (!cx->signals) continue;
+        for (int t = 0; t < s->ntracked; t++) {
+            const pd_profile *q = pd_profile_sub(p, t);
+            if (cx->c_sub[t] == 0 || !q) continue;
+            double x0 = w[d] * cx->c_sub[t];
+            if (dim >= 0) {
+                qry_cat_add(r, &q->dims[dim].cat, x0);
+            } else {
+                double x = x0 * (double)q->events;
+                const char *v = s->tracked[t];
+                r->ents[r->n++] = (qry_ent){v, s->tracked_len[t], qry_ent_key(v, s->tracked_len[t]), x, fabs(x), 0, 0};
+                r->total += x;
+                r->total_mag += fabs(x);
             }
-            const char *v = pd_catval_str(&c->vals[i]);
-            r->ents[r->n++] = (qry_ent){v, c->vals[i].len, qry_ent_key(v, c->vals[i].len), x, 0, 0};
         }
-        r->other += w[d] * (double)pd_catset_other(c);
-        r->total += w[d] * (double)pd_catset_total(c);
-        r->approx |= pd_catset_overflowed(c);
     }
     if (r->n > 1) qsort(r->ents, r->n, sizeof *r->ents, qry_ent_qsort_cmp);
     size_t k = 0;
     for (size_t i = 0; i < r->n; i++) {
-        if (k && qry_ent_cmp(&r->ents[k - 1], &r->ents[i]) == 0) r->ents[k - 1].w += r->ents[i].w;
-        else r->ents[k++] = r->ents[i];
+        if (k && qry_ent_cmp(&r->ents[k - 1], &r->ents[i]) == 0) {
+            r->ents[k - 1].w += r->ents[i].w;
+            r->ents[k - 1].mag += r->ents[i].mag;
+        } else {
+            r->ents[k++] = r->ents[i];
+        }
     }
     r->n = k;
+    if (cx->signals) {
+        for (size_t i = 0; i < r->n; i++) r->ents[i].w = qry_cancel(r->ents[i].w, r->ents[i].mag, &r->approx);
+        r->other = qry_cancel(r->other, r->other_mag, &r->approx);
+        r->total = qry_cancel(r->total, r->total_mag, &r->approx);
+    }
 }
 
 static void qry_cat_free(qry_cat *r)
@@ -641,27 +871,57 @@ static void put_top(const qry_ctx *c, const qry_cat *r, int k)
 typedef struct {
     double count, sum, sumsq, min, max;
     int have_minmax;
+    int approx;      /* min/max include events of a type weighted 0 */
+    double count_mag, hist_mag[PD_MAX_BOUNDS + 1];
     double hist[PD_MAX_BOUNDS + 1]; /* [0..nbounds] */
 } qry_num;
 
-static void qry_num_merge(qry_num *r, const pd_dim *dim, const pd_query_day *days,
-                          const double *w, int ndays, int di)
+static void qry_num_add(qry_num *r, const pd_dim *dim, const pd_numagg *a, double x, int minmax)
 {
-    pd_assert(dim->nbounds >= 0 && dim->nbounds <= PD_MAX_BOUNDS);
-    r->count = r->sum = r->sumsq = r->min = r->max = 0;
-    r->have_minmax = 0;
-    memset(r->hist, 0, (size_t)(dim->nbounds + 1) * sizeof r->hist[0]); /* only these are read */
-    for (int d = 0; d < ndays; d++) {
-        const pd_numagg *a = &days[d].prof->dims[di].num;
-        if (!(w[d] > 0) || a->count == 0) continue;
-        r->count += w[d] * (double)a->count;
-        r->sum += w[d] * a->sum;
-        r->sumsq += w[d] * a->sumsq;
+    if (a->count == 0) return;
+    r->count += x * (double)a->count;
+    r->count_mag += fabs(x) * (double)a->count;
+    r->sum += x * a->sum;
+    r->sumsq += x * a->sumsq;
+    if (minmax) {
         if (!r->have_minmax || a->min < r->min) r->min = a->min;
         if (!r->have_minmax || a->max > r->max) r->max = a->max;
         r->have_minmax = 1;
-        if (a->hist)
-            for (int k = 0; k <= dim->nbounds; k++) r->hist[k] += w[d] * (double)a->hist[k];
+    }
+    if (a->hist)
+        for (int k = 0; k <= dim->nbounds; k++) {
+            r->hist[k] += x * (double)a->hist[k];
+            r->hist_mag[k] += fabs(x) * (double)a->hist[k];
+        }
+}
+
+static void qry_num_merge(const qry_ctx *cx, qry_num *r, const pd_dim *dim, const pd_query_day *days,
+                          const double *w, int ndays, int di)
+{
+    const pd_schema *s = cx->s;
+    pd_assert(dim->nbounds >= 0 && dim->nbounds <= PD_MAX_BOUNDS);
+    r->count = r->sum = r->sumsq = r->min = r->max = r->count_mag = 0;
+    r->have_minmax = r->approx = 0;
+    memset(r->hist, 0, (size_t)(dim->nbounds + 1) * sizeof r->hist[0]); /* only these are read */
+    memset(r->hist_mag, 0, (size_t)(dim->nbounds + 1) * sizeof r->hist_mag[0]);
+    for (int d = 0; d < ndays; d++) {
+        if (!(w[d] > 0)) continue;
+        const pd_profile *p = days[d].prof;
+        if (cx->c_all != 0) qry_num_add(r, dim, &p->dims[di].num, w[d] * cx->c_all, cx->mm_all);
+        if (!cx->signals) continue;
+        for (int t = 0; t < s->ntracked; t++) {
+            const pd_profile *q = pd_profile_sub(p, t);
+            if (!q || q->dims[di].num.count == 0) continue;
+            if (cx->c_sub[t] != 0) qry_num_add(r, dim, &q->dims[di].num, w[d] * cx->c_sub[t], cx->mm_sub[t]);
+            /* the all-types min/max counted a type weighted 0 */
+            if (cx->mm_all && !cx->mm_sub[t]) r->approx = 1;
+        }
+    }
+    if (cx->signals) {
+        int neg = 0;
+        r->count = qry_cancel(r->count, r->count_mag, &neg);
+        for (int k = 0; k <= dim->nbounds; k++) r->hist[k] = qry_cancel(r->hist[k], r->hist_mag[k], &neg);
+        if (r->count == 0) r->sum = r->sumsq = 0, r->have_minmax = r->approx = 0;
     }
 }
 
@@ -686,6 +946,7 @@ static void put_numeric(const qry_ctx *c, const pd_dim *dim, const qry_num *r)
     PD_BUF_LIT(b, ",\"max\":");
     if (r->have_minmax) put_num(b, r->max);
     else PD_BUF_LIT(b, "null");
+    if (r->approx) PD_BUF_LIT(b, ",\"minmax_approximate\":true");
     PD_BUF_LIT(b, ",\"histogram\":[");
     for (int k = 0; k <= dim->nbounds; k++) {
         if (k) pd_buf_putc(b, ',');
@@ -702,14 +963,30 @@ static void put_numeric(const qry_ctx *c, const pd_dim *dim, const qry_num *r)
 /* "events":N,"event_types":{..} over days[0..ndays) with weights w. */
 static void put_events(const qry_ctx *c, const pd_query_day *days, const double *w, int ndays)
 {
-    double ev = 0;
-    for (int d = 0; d < ndays; d++)
-        if (w[d] > 0) ev += w[d] * (double)days[d].prof->events;
+    double ev = 0, mag = 0;
+    for (int d = 0; d < ndays; d++) {
+        if (!(w[d] > 0)) continue;
+        const pd_profile *p = days[d].prof;
+        if (c->c_all != 0) {
+            ev += w[d] * c->c_all * (double)p->events;
+            mag += w[d] * fabs(c->c_all) * (double)p->events;
+        }
+        for (int t = 0; c->signals && t < c->s->ntracked; t++) {
+            const pd_profile *q = pd_profile_sub(p, t);
+            if (!q || c->c_sub[t] == 0) continue;
+            ev += w[d] * c->c_sub[t] * (double)q->events;
+            mag += w[d] * fabs(c->c_sub[t]) * (double)q->events;
+        }
+    }
+    if (c->signals) {
+        int neg = 0;
+        ev = qry_cancel(ev, mag, &neg);
+    }
     PD_BUF_LIT(c->out, "\"events\":");
     put_count(c, ev);
     PD_BUF_LIT(c->out, ",\"event_types\":");
     qry_cat t;
-    qry_cat_merge(&t, days, w, ndays, -1);
+    qry_cat_merge(c, &t, days, w, ndays, -1);
     put_counts(c, &t);
     pd_buf_printf(c->out, ",\"event_types_approximate\":%s", t.approx ? "true" : "false");
     qry_cat_free(&t);
@@ -729,7 +1006,7 @@ static void put_dimensions(const qry_ctx *c, const pd_query *q, const pd_schema 
         const pd_dim *dim = &s->dims[di];
         if (dim->type == PD_DIM_CATEGORICAL) {
             qry_cat r;
-            qry_cat_merge(&r, days, w, ndays, di);
+            qry_cat_merge(c, &r, days, w, ndays, di);
             if (q->ndims > 0 || r.total > 0) {
                 if (!first) pd_buf_putc(c->out, ',');
                 first = 0;
@@ -750,7 +1027,7 @@ static void put_dimensions(const qry_ctx *c, const pd_query *q, const pd_schema 
             qry_cat_free(&r);
         } else {
             qry_num r;
-            qry_num_merge(&r, dim, days, w, ndays, di);
+            qry_num_merge(c, &r, dim, days, w, ndays, di);
             if (q->ndims > 0 || r.count > 0) {
                 if (!first) pd_buf_putc(c->out, ',');
                 first = 0;
@@ -777,6 +1054,59 @@ static void put_ts(pd_buf *b, int64_t ms)
     put_str(b, t, strlen(t));
 }
 
+static int recent_ptr_cmp(const void *x, const void *y)
+{
+    return pd_recent_cmp(*(const pd_recent *const *)x, *(const pd_recent *const *)y);
+}
+
+/* "recent":[..]: of the schema's recent_max first items over the range
+ * (every in-range day, whatever its decay weight), those of the types that
+ * count (with types=/weights=: weight > 0; a day keeps only its K first of
+ * all types, so fewer may be listed). */
+static void put_recent(const qry_ctx *c, const pd_query *q, const pd_schema *s, const pd_query_day *days,
+                       int ndays)
+{
+    size_t n = 0, k = 0;
+    for (int d = 0; d < ndays; d++) n += days[d].prof->nrecent;
+    const pd_recent **all = n ? pd_malloc(n * sizeof *all) : NULL;
+    for (int d = 0; d < ndays; d++)
+        for (uint32_t i = 0; i < days[d].prof->nrecent; i++) all[k++] = &days[d].prof->recent[i];
+    if (n > 1) qsort(all, n, sizeof *all, recent_ptr_cmp);
+    PD_BUF_LIT(c->out, ",\"recent\":[");
+    int shown = 0;
+    for (size_t i = 0; i < n && i < (size_t)s->recent_max; i++) { /* the K newest, then the types that count */
+        pd_recent_view v;
+        pd_recent_view_of(s, all[i], &v);
+        if (c->signals) {
+            int t = pd_schema_tracked(s, v.type, v.type_len);
+            if (!((t >= 0 ? q->w_tracked[t] : q->w_rest) > 0)) continue;
+        }
+        if (shown++) pd_buf_putc(c->out, ',');
+        PD_BUF_LIT(c->out, "{\"ts\":");
+        put_ts(c->out, all[i]->ts);
+        PD_BUF_LIT(c->out, ",\"type\":");
+        put_str(c->out, v.type, v.type_len);
+        PD_BUF_LIT(c->out, ",\"item_id\":");
+        if (v.item_id) put_str(c->out, v.item_id, v.item_id_len);
+        else PD_BUF_LIT(c->out, "null");
+        PD_BUF_LIT(c->out, ",\"attributes\":{");
+        int first = 1;
+        for (int j = 0; j < s->recent_nattrs; j++) {
+            if (!v.attrs[j].kind) continue;
+            if (!first) pd_buf_putc(c->out, ',');
+            first = 0;
+            const char *nm = s->dims[s->recent_attrs[j]].name;
+            put_str(c->out, nm, strlen(nm));
+            pd_buf_putc(c->out, ':');
+            if (v.attrs[j].kind == 1) put_str(c->out, v.attrs[j].s, v.attrs[j].len);
+            else put_num(c->out, v.attrs[j].num);
+        }
+        PD_BUF_LIT(c->out, "}}");
+    }
+    pd_buf_putc(c->out, ']');
+    pd_free(all);
+}
+
 int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, size_t ulen,
                     int32_t partition, int64_t today, const pd_query_day *days, int ndays,
                     pd_buf *out)
@@ -801,7 +1131,28 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
     double w_s[64];
     double *w = ndays <= 64 ? w_s : pd_malloc((size_t)ndays * sizeof *w);
     for (int d = 0; d < ndays; d++) w[d] = qry_weight(q, today, days[d].day);
-    qry_ctx c = {.weighted = q->decay != PD_DECAY_NONE, .out = out};
+    qry_ctx c = {.weighted = q->decay != PD_DECAY_NONE || q->has_weights, .out = out, .s = s,
+                 .signals = q->has_types || q->has_weights, .c_all = 1, .mm_all = 1};
+    if (c.signals) {
+        /* weighted = w_rest * (all - sum of tracked) + sum w_t * tracked(t) */
+        c.c_all = q->w_rest;
+        c.mm_all = q->w_rest > 0;
+        have_ts = 0;
+        for (int t = 0; t < s->ntracked; t++) {
+            c.c_sub[t] = q->w_tracked[t] - q->w_rest;
+            c.mm_sub[t] = q->w_tracked[t] > 0;
+        }
+        for (int d = 0; d < ndays; d++) { /* the time range of the events that count */
+            const pd_profile *p = days[d].prof;
+            for (int t = -1; t < s->ntracked; t++) {
+                const pd_profile *x = t < 0 ? (c.mm_all && p->events ? p : NULL) : (c.mm_sub[t] ? pd_profile_sub(p, t) : NULL);
+                if (!x) continue;
+                if (!have_ts || x->first_ts < first_ts) first_ts = x->first_ts;
+                if (!have_ts || x->last_ts > last_ts) last_ts = x->last_ts;
+                have_ts = 1;
+            }
+        }
+    }
 
     PD_BUF_LIT(out, "{\"user_id\":");
     put_str(out, user_id, ulen);
@@ -816,14 +1167,38 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
         put_day(out, q->anchor_day);
         if (q->at_before_retention) PD_BUF_LIT(out, ",\"at_before_retention\":true");
     }
+    if (q->has_types) {
+        int n = 0;
+        PD_BUF_LIT(out, ",\"types\":[");
+        for (int t = 0; t < s->ntracked; t++) {
+            if (!(q->types_mask >> t & 1)) continue;
+            if (n++) pd_buf_putc(out, ',');
+            put_str(out, s->tracked[t], s->tracked_len[t]);
+        }
+        pd_buf_putc(out, ']');
+    }
+    if (q->has_weights) {
+        PD_BUF_LIT(out, ",\"weights\":{\"*\":");
+        put_num(out, q->has_types ? 0 : q->w_rest);
+        for (int t = 0; t < s->ntracked; t++) {
+            pd_buf_putc(out, ',');
+            put_str(out, s->tracked[t], s->tracked_len[t]);
+            pd_buf_putc(out, ':');
+            put_num(out, q->w_tracked[t]);
+        }
+        pd_buf_putc(out, '}');
+    }
     pd_buf_putc(out, ',');
     put_events(&c, days, w, ndays);
     PD_BUF_LIT(out, ",\"first_seen\":");
-    put_ts(out, first_ts);
+    if (have_ts) put_ts(out, first_ts);
+    else PD_BUF_LIT(out, "null");
     PD_BUF_LIT(out, ",\"last_seen\":");
-    put_ts(out, last_ts);
+    if (have_ts) put_ts(out, last_ts);
+    else PD_BUF_LIT(out, "null");
     pd_buf_putc(out, ',');
     put_dimensions(&c, q, s, days, w, ndays);
+    if (s->recent_max > 0) put_recent(&c, q, s, days, ndays);
 
     if (q->breakdown_day) {
         int firstday = 1;

@@ -108,6 +108,88 @@ static int valid_name(const char *n)
     return 1;
 }
 
+/* "tracked_types": absent, or an array of distinct type names (see
+ * schema.h). */
+static int load_tracked(pd_schema *s, const cJSON *tt, char *err, size_t errlen)
+{
+    if (!tt) return PD_OK;
+    if (!cJSON_IsArray(tt) || cJSON_GetArraySize(tt) > PD_MAX_TRACKED)
+        return pd_seterr(err, errlen, PD_EINVAL, "schema: \"tracked_types\" must be an array of at most %d event types",
+                         PD_MAX_TRACKED);
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tt) {
+        if (!cJSON_IsString(t))
+            return pd_seterr(err, errlen, PD_EINVAL, "schema: \"tracked_types\": entry %d is not a string", s->ntracked);
+        const char *v = t->valuestring;
+        size_t n = strlen(v);
+        int ok = n >= 1 && n <= PD_MAX_TRACKED_NAME && strcmp(v, "*") != 0;
+        for (size_t i = 0; ok && i < n; i++)
+            if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f || v[i] == ',' || v[i] == ':') ok = 0;
+        if (!ok)
+            return pd_seterr(err, errlen, PD_EINVAL,
+                             "schema: \"tracked_types\": entry %d must be 1-%d bytes without ',', ':' or control "
+                             "characters, and not \"*\"",
+                             s->ntracked, PD_MAX_TRACKED_NAME);
+        if (pd_schema_tracked(s, v, n) >= 0)
+            return pd_seterr(err, errlen, PD_EINVAL, "schema: \"tracked_types\": '%s' listed twice", v);
+        memcpy(s->tracked[s->ntracked], v, n + 1);
+        s->tracked_len[s->ntracked++] = (uint32_t)n;
+    }
+    return PD_OK;
+}
+
+/* "recent": absent, or {"max", "item_id", "attributes"} (see schema.h). */
+static int load_recent(pd_schema *s, const cJSON *r, char *err, size_t errlen)
+{
+    char perr[160];
+    if (!r) return PD_OK;
+    if (!cJSON_IsObject(r)) return pd_seterr(err, errlen, PD_EINVAL, "schema: \"recent\" must be an object");
+    const cJSON *k;
+    cJSON_ArrayForEach(k, r) {
+        if (strcmp(k->string, "max") && strcmp(k->string, "item_id") && strcmp(k->string, "attributes"))
+            return pd_seterr(err, errlen, PD_EINVAL, "schema: \"recent\": unknown key '%.40s' (max, item_id, attributes)",
+                             k->string);
+    }
+    const cJSON *mx = cJSON_GetObjectItemCaseSensitive(r, "max");
+    s->recent_max = 10;
+    if (mx) {
+        if (!cJSON_IsNumber(mx) || mx->valuedouble < 0 || mx->valuedouble > PD_MAX_RECENT ||
+            mx->valuedouble != floor(mx->valuedouble))
+            return pd_seterr(err, errlen, PD_EINVAL, "schema: \"recent\": \"max\" must be an integer from 0 to %d",
+                             PD_MAX_RECENT);
+        s->recent_max = (int)mx->valuedouble;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "item_id");
+    if (id && !cJSON_IsString(id))
+        return pd_seterr(err, errlen, PD_EINVAL, "schema: \"recent\": \"item_id\" must be a path string");
+    if (parse_path(&s->recent_item, id ? id->valuestring : "item.id", perr, sizeof perr))
+        return pd_seterr(err, errlen, PD_EINVAL, "schema: \"recent\": \"item_id\": %s", perr);
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(r, "attributes");
+    if (at) {
+        if (!cJSON_IsArray(at) || cJSON_GetArraySize(at) > PD_MAX_RECENT_ATTRS)
+            return pd_seterr(err, errlen, PD_EINVAL,
+                             "schema: \"recent\": \"attributes\" must be an array of at most %d dimension names",
+                             PD_MAX_RECENT_ATTRS);
+        const cJSON *a;
+        cJSON_ArrayForEach(a, at) {
+            int di = cJSON_IsString(a) ? pd_schema_find(s, a->valuestring, strlen(a->valuestring)) : -1;
+            if (di < 0)
+                return pd_seterr(err, errlen, PD_EINVAL, "schema: \"recent\": \"attributes\": '%.64s' is not a dimension",
+                                 cJSON_IsString(a) ? a->valuestring : "(not a string)");
+            for (int i = 0; i < s->recent_nattrs; i++)
+                if (s->recent_attrs[i] == di)
+                    return pd_seterr(err, errlen, PD_EINVAL, "schema: \"recent\": \"attributes\": '%s' listed twice",
+                                     a->valuestring);
+            s->recent_attrs[s->recent_nattrs++] = di;
+        }
+    }
+    if (s->recent_max == 0) { /* off: as if absent (same fingerprint) */
+        memset(&s->recent_item, 0, sizeof s->recent_item);
+        s->recent_nattrs = 0;
+    }
+    return PD_OK;
+}
+
 int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max_values,
                         char *err, size_t errlen)
 {
@@ -224,6 +306,8 @@ int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max
         pd_seterr(err, errlen, rc, "schema: no dimensions");
         goto out;
     }
+    if (load_tracked(s, cJSON_GetObjectItemCaseSensitive(root, "tracked_types"), err, errlen)) goto out;
+    if (load_recent(s, cJSON_GetObjectItemCaseSensitive(root, "recent"), err, errlen)) goto out;
     finish(s);
     rc = PD_OK;
 out:
@@ -289,5 +373,32 @@ void pd_schema_to_json(const pd_schema *s, pd_buf *out)
         }
         pd_buf_putc(out, '}');
     }
-    PD_BUF_LIT(out, "]}");
+    pd_buf_putc(out, ']');
+    /* Written only when set, so the fingerprint of a schema without
+     * tracked types is what it was before they existed. */
+    if (s->ntracked) {
+        PD_BUF_LIT(out, ",\"tracked_types\":[");
+        for (int i = 0; i < s->ntracked; i++) {
+            if (i) pd_buf_putc(out, ',');
+            pd_buf_json_str(out, s->tracked[i], s->tracked_len[i]);
+        }
+        pd_buf_putc(out, ']');
+    }
+    if (s->recent_max > 0) { /* likewise only when on */
+        char path[PD_MAX_PATH_DEPTH * PD_MAX_NAME + 8] = "";
+        for (int k = 0; k < s->recent_item.depth; k++) {
+            if (k) strcat(path, ".");
+            strcat(path, s->recent_item.seg[k]);
+        }
+        pd_buf_printf(out, ",\"recent\":{\"max\":%d,\"item_id\":", s->recent_max);
+        pd_buf_json_str(out, path, strlen(path));
+        PD_BUF_LIT(out, ",\"attributes\":[");
+        for (int i = 0; i < s->recent_nattrs; i++) {
+            if (i) pd_buf_putc(out, ',');
+            const char *n = s->dims[s->recent_attrs[i]].name;
+            pd_buf_json_str(out, n, strlen(n));
+        }
+        PD_BUF_LIT(out, "]}");
+    }
+    pd_buf_putc(out, '}');
 }

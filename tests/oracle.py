@@ -316,8 +316,15 @@ def weight(decay, age):
 class Oracle:
     def __init__(self, schema=None, max_values=64, retention_days=60, dedup_window_ms=DAY_MS,
                  max_future_skew_ms=3600000, nparts=None, tz_offset_ms=0, now_ms=None, caps=None,
-                 dedup_max_ids=0):
+                 dedup_max_ids=0, tracked=None, recent=None):
         self.schema = schema or vehicle_schema()
+        self.tracked = list(tracked or [])   # the schema's tracked_types
+        # the schema's "recent": {"max": K, "item_id": path, "attributes": [dims]}
+        self.recent = dict(recent) if recent and recent.get("max", 10) > 0 else None
+        if self.recent:
+            self.recent.setdefault("max", 10)
+            self.recent.setdefault("item_id", "item.id")
+            self.recent.setdefault("attributes", [])
         self.max_values = max_values        # the default cap, and the event types'
         self.caps = dict(caps or {})        # dimension -> its own max_values
         self.retention_days = retention_days
@@ -449,8 +456,31 @@ class Oracle:
     def _add(self, uid, day, ev, ts):
         p = self.raw.get((uid, day))
         if p is None:
-            p = {"events": 0, "first": ts, "last": ts, "types": {}, "cat": {}, "num": {}, "lv": {}}
+            p = {"events": 0, "first": ts, "last": ts, "types": {}, "cat": {}, "num": {}, "lv": {}, "by_type": {}}
             self.raw[(uid, day)] = p
+        self._add_raw(p, ev, ts)
+        if self.recent:
+            # every event, kept whole: the recent items of any range are
+            # the K newest of its events (time, then occurrence key)
+            st, item = attribute(ev, "item_id", "categorical", [self.recent["item_id"]])
+            attrs = {}
+            for name in self.recent["attributes"]:
+                dim = next(d for d in self.schema if d[0] == name)
+                st2, v = attribute(ev, name, dim[1], dim[3] if len(dim) > 3 else None)
+                if st2 == "ok" and (dim[1] == "categorical" or math.isfinite(v)):
+                    attrs[name] = v
+            p.setdefault("events_list", []).append(
+                {"ts": ts, "okey": okey(ev), "type": ev["type"], "item_id": item if st == "ok" else None,
+                 "attributes": attrs})
+        # every type apart as well: the per-type answers (types=, weights=)
+        # are sums over these, and a tracked type's is its sub-profile
+        t = p["by_type"].get(ev["type"])
+        if t is None:
+            t = p["by_type"][ev["type"]] = {"events": 0, "first": ts, "last": ts, "types": {}, "cat": {}, "num": {},
+                                            "lv": {}}
+        self._add_raw(t, ev, ts)
+
+    def _add_raw(self, p, ev, ts):
         key = okey(ev)
         p["events"] += 1
         p["first"] = min(p["first"], ts)
@@ -499,24 +529,45 @@ class Oracle:
             types, tother, tapprox = self.day_catset(p, None)
             if tother:
                 types["__other__"] = tother
-            dims = {}
-            for name, kind, bounds, *_ in self.schema:
-                if kind == "categorical" and name in p["cat"]:
-                    kept, other, approx = self.day_catset(p, name)
-                    if other:
-                        kept["__other__"] = other
-                    dims[name] = {"type": "categorical", "total": sum(p["cat"][name].values()),
-                                  "approximate": approx, "counts": kept}
-                elif kind == "numeric" and name in p["num"]:
-                    n = p["num"][name]
-                    hist = [{"le": b, "count": c} for b, c in zip(bounds, n["hist"])]
-                    hist.append({"le": "+Inf", "count": n["hist"][-1]})
-                    dims[name] = {"type": "numeric", "count": n["count"], "sum": n["sum"], "sumsq": n["sumsq"],
-                                  "min": n["min"], "max": n["max"], "histogram": hist}
             out[(uid, day_str(day))] = {"events": p["events"], "first_seen": ts_str(p["first"]),
                                         "last_seen": ts_str(p["last"]), "event_types": types,
-                                        "event_types_approximate": tapprox, "dimensions": dims}
+                                        "event_types_approximate": tapprox, "dimensions": self._dump_dims(p)}
+            if self.recent:
+                out[(uid, day_str(day))]["recent"] = self.recent_items([p])
+            tracked = {t: p["by_type"][t] for t in self.tracked if t in p["by_type"]}
+            if tracked:
+                out[(uid, day_str(day))]["tracked"] = {
+                    t: {"events": q["events"], "first_seen": ts_str(q["first"]), "last_seen": ts_str(q["last"]),
+                        "dimensions": self._dump_dims(q)} for t, q in tracked.items()}
         return out
+
+    def recent_items(self, day_profiles, keep=lambda t: True):
+        """The recent items over the given raw day profiles: of the K newest
+        events (a day keeps no more), those of the types kept, newest first
+        (ties of time: larger occurrence key first; ties of both need
+        events without an id and are not modelled), in the answer's
+        shape."""
+        evs = [e for p in day_profiles for e in p.get("events_list", [])]
+        evs.sort(key=lambda e: (-e["ts"], -e["okey"]))
+        return [{"ts": ts_str(e["ts"]), "type": e["type"], "item_id": e["item_id"],
+                 "attributes": dict(e["attributes"])} for e in evs[:self.recent["max"]] if keep(e["type"])]
+
+    def _dump_dims(self, p):
+        dims = {}
+        for name, kind, bounds, *_ in self.schema:
+            if kind == "categorical" and name in p["cat"]:
+                kept, other, approx = self.day_catset(p, name)
+                if other:
+                    kept["__other__"] = other
+                dims[name] = {"type": "categorical", "total": sum(p["cat"][name].values()),
+                              "approximate": approx, "counts": kept}
+            elif kind == "numeric" and name in p["num"]:
+                n = p["num"][name]
+                hist = [{"le": b, "count": c} for b, c in zip(bounds, n["hist"])]
+                hist.append({"le": "+Inf", "count": n["hist"][-1]})
+                dims[name] = {"type": "numeric", "count": n["count"], "sum": n["sum"], "sumsq": n["sumsq"],
+                              "min": n["min"], "max": n["max"], "histogram": hist}
+        return dims
 
     def day_catset(self, p, name):
         """(kept counts, other, approximate) of raw day profile p's dimension
@@ -524,6 +575,159 @@ class Oracle:
         if name is None:
             return capped(p["types"], p["lv"].get(None, {}), self.max_values)
         return capped(p["cat"].get(name, {}), p["lv"].get(name, {}), self.cap(name))
+
+    def type_weight(self, t, types=None, weights=None):
+        """The weight of events of type t (docs/api.md, "Types and
+        weights"): with types=, 0 unless t is named; a named or tracked
+        type its weights= entry, else the weight of '*', else 1."""
+        if types is not None and t not in types:
+            return 0.0
+        w = weights or {}
+        return float(w.get(t, w.get("*", 1.0)))
+
+    def answer_signals(self, user, frm, to, today, types=None, weights=None, dims=None, decay=None,
+                       breakdown=False, top=None):
+        """The expected answer with types= (a list of tracked types) and/or
+        weights= ({type or '*': w}), computed straight from the definition:
+        every event counts with the weight of its type, so each sum is
+        sum over days d of w(d) * sum over types t of wt(t) * (t's own
+        counts on d). A categorical dimension is approximate when a day of
+        weight > 0 overflowed a cap in a catset the server reads: the
+        all-types one when '*' weighs > 0 (or is subtracted from: a tracked
+        type weighted apart), a tracked type's when its weight differs from
+        '*'. Its counts are then not comparable: the caller compares total
+        and the flag only ("counts_exact": False marks it here). min/max
+        and first/last_seen are over the types of weight > 0, except that
+        with '*' > 0 they are the all-types ones, min/max then flagged
+        "minmax_approximate" when a tracked type of weight 0 had values."""
+        floor = self.drop_floor()
+        days = sorted(d for (u, d) in self.raw if u == user and frm <= d <= to and
+                      (floor is None or d >= floor) and self.raw[(u, d)]["events"] > 0)
+        if not days:
+            return None
+        wt = lambda t: self.type_weight(t, types, weights)  # noqa: E731
+        w_rest = 0.0 if types is not None else float((weights or {}).get("*", 1.0))
+        # which catsets the server reads: all-types if w_rest != 0 (or a
+        # tracked type has a coefficient: it is all minus the sub-profiles)
+        coef = {t: wt(t) - w_rest for t in self.tracked}
+        names = dims or [d[0] for d in self.schema]
+
+        def types_of(d):
+            return self.raw[(user, d)]["by_type"]
+
+        def overflowed(p, name):
+            return len(p["cat"].get(name, {}) if name else p["types"]) > (self.cap(name) if name else self.max_values)
+
+        def agg(day_list):
+            ev = 0.0
+            tcounts = {}
+            for d in day_list:
+                wd = weight(decay, today - d)
+                if not wd > 0:
+                    continue
+                for t, q in types_of(d).items():
+                    ev += wd * wt(t) * q["events"]
+                    if wt(t) > 0:
+                        tcounts[t] = tcounts.get(t, 0) + wd * wt(t) * q["events"]
+            tapprox = any(weight(decay, today - d) > 0 and w_rest != 0 and overflowed(self.raw[(user, d)], None)
+                          for d in day_list)
+            out = {"events": ev, "event_types": tcounts, "event_types_approximate": tapprox}
+            dims_out = {}
+            for n, kind, bounds, *_ in self.schema:
+                if n not in names:
+                    continue
+                if kind == "categorical":
+                    counts, total, approx = {}, 0.0, False
+                    for d in day_list:
+                        wd = weight(decay, today - d)
+                        if not wd > 0:
+                            continue
+                        p = self.raw[(user, d)]
+                        if w_rest != 0 and overflowed(p, n):
+                            approx = True
+                        for t, q in types_of(d).items():
+                            if t in coef and coef[t] != 0 and overflowed(q, n):
+                                approx = True
+                            for v, c in q["cat"].get(n, {}).items():
+                                if wt(t) > 0:
+                                    counts[v] = counts.get(v, 0) + wd * wt(t) * c
+                                total += wd * wt(t) * c
+                    if total == 0 and not dims:
+                        continue
+                    o = {"type": "categorical", "total": total, "approximate": approx}
+                    if approx:
+                        o["counts_exact"] = False
+                    elif top:
+                        def key(k):
+                            return (-math.floor(counts[k] * 1e6 + 0.5), k.encode("utf-8"))
+                        o["top"] = [{"value": k, "count": counts[k], "share": counts[k] / total if total else 0}
+                                    for k in sorted(counts, key=key)[:top]]
+                    else:
+                        o["counts"] = counts
+                        o["shares"] = {k: v / total for k, v in counts.items()} if total else {}
+                    dims_out[n] = o
+                else:
+                    x = {"count": 0.0, "sum": 0.0, "sumsq": 0.0, "min": None, "max": None,
+                         "hist": [0.0] * (len(bounds) + 1)}
+                    mm_approx = False
+                    for d in day_list:
+                        wd = weight(decay, today - d)
+                        if not wd > 0:
+                            continue
+                        for t, q in types_of(d).items():
+                            src = q["num"].get(n)
+                            if src is None:
+                                continue
+                            x["count"] += wd * wt(t) * src["count"]
+                            x["sum"] += wd * wt(t) * src["sum"]
+                            x["sumsq"] += wd * wt(t) * src["sumsq"]
+                            for i, cnt in enumerate(src["hist"]):
+                                x["hist"][i] += wd * wt(t) * cnt
+                            if wt(t) > 0 or w_rest > 0:
+                                x["min"] = src["min"] if x["min"] is None else min(x["min"], src["min"])
+                                x["max"] = src["max"] if x["max"] is None else max(x["max"], src["max"])
+                            if wt(t) == 0 and w_rest > 0:
+                                mm_approx = True
+                    if x["count"] == 0 and not dims:
+                        continue
+                    if x["count"] == 0:
+                        o = {"type": "numeric", "count": 0, "mean": None, "stddev": None, "min": None, "max": None}
+                    else:
+                        mean = x["sum"] / x["count"]
+                        var = max(0.0, x["sumsq"] / x["count"] - mean * mean)
+                        o = {"type": "numeric", "count": x["count"], "mean": mean, "stddev": math.sqrt(var),
+                             "min": x["min"], "max": x["max"]}
+                        if mm_approx:
+                            o["minmax_approximate"] = True
+                    o["histogram"] = [{"le": b, "count": c} for b, c in zip(bounds, x["hist"])] + \
+                        [{"le": "+Inf", "count": x["hist"][-1]}]
+                    dims_out[n] = o
+            out["dimensions"] = dims_out
+            return out
+
+        a = agg(days)
+        seen = [q for d in days for t, q in types_of(d).items() if wt(t) > 0 or w_rest > 0]
+        res = {"user_id": user, "from": day_str(frm), "to": day_str(to)}
+        if types is not None:
+            res["types"] = [t for t in self.tracked if t in types]
+        if weights is not None:
+            res["weights"] = {"*": w_rest}
+            res["weights"].update({t: wt(t) for t in self.tracked})
+        res.update({"events": a["events"], "event_types": a["event_types"],
+                    "event_types_approximate": a["event_types_approximate"],
+                    "first_seen": ts_str(min(q["first"] for q in seen)) if seen else None,
+                    "last_seen": ts_str(max(q["last"] for q in seen)) if seen else None,
+                    "dimensions": a["dimensions"], "stale": False})
+        if self.recent:
+            res["recent"] = self.recent_items([self.raw[(user, d)] for d in days], keep=lambda t: wt(t) > 0)
+        if breakdown:
+            res["days"] = []
+            for d in days:
+                b = agg([d])
+                res["days"].append({"day": day_str(d), "events": b["events"], "event_types": b["event_types"],
+                                    "event_types_approximate": b["event_types_approximate"],
+                                    "dimensions": b["dimensions"]})
+        return res
 
     def answer(self, user, frm, to, today, dims=None, decay=None, breakdown=False, top=None):
         """The expected GET /v1/profiles/{user} body (without partition,
@@ -628,6 +832,8 @@ class Oracle:
                "first_seen": ts_str(min(self.raw[(user, d)]["first"] for d in days)),
                "last_seen": ts_str(max(self.raw[(user, d)]["last"] for d in days)),
                "dimensions": a["dimensions"], "stale": False}
+        if self.recent:
+            res["recent"] = self.recent_items([self.raw[(user, d)] for d in days])
         if breakdown:
             res["days"] = []
             for d in days:

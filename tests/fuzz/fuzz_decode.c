@@ -9,6 +9,11 @@
  * rendering must not crash. Any mismatch aborts. (Only version 3 is
  * accepted; an overflowed catset doubles too: its sketch counters, and so
  * its estimates and __other__, double, its kept set stays.)
+ * The same bytes are then decoded against a schema with tracked types
+ * and recent items (FUZZ_SIGNALS_SCHEMA; seeds tracked_recent_*.bin): the
+ * same canonical round trip, and a self-merge doubles every sub-profile's
+ * events and lists each recent item twice (the first K of the doubled
+ * multiset).
  */
 #include "profile.h"
 
@@ -16,6 +21,63 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FUZZ_SIGNALS_SCHEMA                                                                            \
+    "{\"dimensions\":[{\"name\":\"make\",\"type\":\"categorical\"},"                                         \
+    "{\"name\":\"model\",\"type\":\"categorical\",\"max_values\":4},"                                         \
+    "{\"name\":\"price\",\"type\":\"numeric\",\"buckets\":[5000,10000,20000]}],"                               \
+    "\"tracked_types\":[\"park\",\"contact\"],"                                                                 \
+    "\"recent\":{\"max\":3,\"item_id\":\"item.id\",\"attributes\":[\"make\",\"price\"]}}"
+
+/* The schema with tracked types and recent items. */
+static void signals_case(const uint8_t *data, size_t size)
+{
+    static pd_schema s;
+    static int ready;
+    if (!ready) {
+        char e[256];
+        pd_assert(pd_schema_load_json(&s, FUZZ_SIGNALS_SCHEMA, strlen(FUZZ_SIGNALS_SCHEMA), 0, e, sizeof e) == PD_OK);
+        ready = 1;
+    }
+    pd_profile p, q;
+    char err[256] = "";
+    pd_profile_init(&p, &s);
+    pd_profile_init(&q, &s);
+    if (pd_profile_decode(&p, data, size, err, sizeof err) != PD_OK) {
+        pd_assert(err[0] != '\0' && p.events == 0 && p.nrecent == 0);
+        goto out;
+    }
+    pd_buf enc = {0};
+    pd_profile_encode(&p, &enc);
+    pd_assert(enc.len == size && memcmp(enc.p, data, size) == 0);
+    pd_assert(pd_profile_decode(&q, enc.p, enc.len, err, sizeof err) == PD_OK && pd_profile_equal(&p, &q));
+    pd_buf_free(&enc);
+    if (p.events < (UINT64_C(1) << 62)) {
+        pd_profile_merge(&q, &q);
+        pd_assert(q.events == 2 * p.events);
+        for (int t = 0; t < s.ntracked; t++) {
+            const pd_profile *a = pd_profile_sub(&p, t), *b = pd_profile_sub(&q, t);
+            pd_assert(!a == !b && (!a || b->events == 2 * a->events));
+        }
+        uint32_t want = 2 * p.nrecent < (uint32_t)s.recent_max ? 2 * p.nrecent : (uint32_t)s.recent_max;
+        pd_assert(q.nrecent == want);
+        for (uint32_t i = 0; i < q.nrecent; i++) pd_assert(pd_recent_cmp(&q.recent[i], &p.recent[i / 2]) == 0);
+        pd_buf e2 = {0};
+        pd_profile_encode(&q, &e2);
+        pd_profile r;
+        pd_profile_init(&r, &s);
+        pd_assert(pd_profile_decode(&r, e2.p, e2.len, err, sizeof err) == PD_OK && pd_profile_equal(&r, &q));
+        pd_profile_free(&r);
+        pd_buf_free(&e2);
+    }
+    pd_buf js = {0};
+    pd_profile_to_json(&p, &js);
+    pd_assert(js.len > 0 && js.p[0] == '{' && js.p[js.len - 1] == '}');
+    pd_buf_free(&js);
+out:
+    pd_profile_free(&p);
+    pd_profile_free(&q);
+}
 
 static void check_catset_doubled(const pd_catset *twice, const pd_catset *once)
 {
@@ -89,5 +151,6 @@ out:
     pd_profile_free(&p);
     pd_profile_free(&q);
     pd_profile_free(&empty);
+    signals_case(data, size);
     return 0;
 }

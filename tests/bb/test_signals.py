@@ -1,0 +1,273 @@
+"""test_signals.py -- per-type tracks and weights (issue 19 item 3) and
+recent items (item 4) across workers, a SIGKILL mid-ingest and a hand-off.
+
+A marketplace schema tracks "park" (favourite) and "contact"; users view,
+park, contact, search and share listings over three days, with repeated
+deliveries (de-dup) and a small cap on "model" so that some user-days
+overflow it. Two workers ingest the first third; w1 is SIGKILLed while the
+second third arrives and restarted; a third worker joins (partitions move
+to it by snapshot) and the last third arrives. Then every user is queried
+at every worker with types=, weights= (with decay, a day breakdown, top=K,
+dims=) and the plain query, and each answer is compared with
+tests/oracle.py's answer_signals, which counts every event with the weight
+of its type straight from the events read back from the topic (not from
+the server's all-minus-tracked formula). Where a day overflowed a cap the
+server says "approximate" and only the exact total is compared. Bad
+types=/weights= get a 400 naming the problem. The schema keeps the 5
+most recent events per user-day (item.id -- a string, or a number for
+some -- make and price): every answer's "recent" is the oracle's 5 newest
+events of the range (of the types that count), by time then occurrence
+key. Finally the stores (profilectl dump, with their "tracked"
+sub-profiles and "recent" items) equal the oracle's.
+"""
+import json
+import os
+import random
+import sys
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import cluster, PROFILECTL, check, http_get, main, wait_for  # noqa: E402
+from oracle import Oracle, day_of, day_str, partition_for  # noqa: E402
+from test_ingest import NPARTS, compare_state, owner_dirs, read_topic, wait_caught_up  # noqa: E402
+from test_query import close  # noqa: E402
+
+DAY = 86400000
+TRACKED = ["park", "contact"]
+SCHEMA = {"dimensions": [
+    {"name": "make", "type": "categorical"},
+    {"name": "model", "type": "categorical", "max_values": 4},
+    {"name": "color", "type": "categorical"},
+    {"name": "price", "type": "numeric", "buckets": [5000, 10000, 20000, 40000]},
+    {"name": "year", "type": "numeric", "buckets": [2010, 2015, 2020]},
+], "tracked_types": TRACKED, "recent": {"max": 5, "item_id": "item.id", "attributes": ["make", "price"]}}
+RECENT = SCHEMA["recent"]
+ORACLE_SCHEMA = [("make", "categorical", None), ("model", "categorical", None), ("color", "categorical", None),
+                 ("price", "numeric", [5000, 10000, 20000, 40000]), ("year", "numeric", [2010, 2015, 2020])]
+CAPS = {"model": 4}
+MAKES = ["BMW", "Audi", "VW", "Opel", "Fiat", "Kia", "Seat", "Skoda"]
+COLORS = ["red", "blue", "black", "white", "grey"]
+TYPES = ["view"] * 6 + ["park"] * 2 + ["contact", "search", "share"]
+
+# (query string, answer_signals keyword arguments; None: the plain answer)
+VARIANTS = [
+    ("days=3", None),
+    ("days=3&types=park,contact", {"types": ["park", "contact"]}),
+    ("days=3&weights=view:1,park:3,contact:5", {"weights": {"view": 1, "park": 3, "contact": 5}}),
+    ("days=3&types=contact&weights=contact:2&decay=exp:1&breakdown=day&dims=make,price",
+     {"types": ["contact"], "weights": {"contact": 2}, "decay": ("exp", 1.0), "breakdown": True,
+      "dims": ["make", "price"]}),
+    ("days=3&weights=*:2,park:0&top=3&dims=make,model,price,year",
+     {"weights": {"*": 2, "park": 0}, "top": 3, "dims": ["make", "model", "price", "year"]}),
+    ("days=3&weights=park:0.5,contact:4,*:0.25&decay=linear:3",
+     {"weights": {"park": 0.5, "contact": 4, "*": 0.25}, "decay": ("linear", 3.0)}),
+]
+
+
+def build_events(seed, now):
+    rnd = random.Random(seed)
+    events = []
+    n = 0
+    for u in range(120):
+        user = "buyer-%d" % u
+        fav = rnd.choice(MAKES)
+        for _ in range(rnd.randrange(2, 60)):
+            n += 1
+            t = rnd.choice(TYPES)
+            item = {"id": "ad-%d" % rnd.randrange(400) if rnd.random() < 0.9 else rnd.randrange(400),
+                    "make": fav if rnd.random() < 0.5 else rnd.choice(MAKES),
+                    "model": "m%d" % rnd.randrange(12 if u % 3 else 3),
+                    "color": rnd.choice(COLORS)}
+            if rnd.random() < 0.9:
+                item["price"] = rnd.randrange(2000, 60000)
+            if rnd.random() < 0.8:
+                item["year"] = rnd.randrange(2005, 2025)
+            events.append({"event_id": "s-%d" % n, "user_id": user, "ts": now - rnd.randrange(10 * 60000, 2 * DAY),
+                           "type": t, "item": item})
+    events += [dict(e) for e in rnd.sample(events, 100)]   # repeated deliveries
+    rnd.shuffle(events)
+    return events
+
+
+def oracle_from_topic(c):
+    o = Oracle(schema=ORACLE_SCHEMA, caps=CAPS, nparts=NPARTS, tracked=TRACKED, recent=RECENT)
+    for r in read_topic(c, c.topic):
+        o.feed(r["partition"], r["offset"], (r["value"] or "").encode(), r["timestamp"],
+               r["headers"].get("profiled-origin"))
+    return o
+
+
+def strip_inexact(want, got):
+    """Where the oracle marks a dimension's counts not comparable (a day
+    overflowed a cap), drop counts/shares/top from both sides."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        if want.pop("counts_exact", True) is False:
+            for k in ("counts", "shares", "top"):
+                got.pop(k, None)
+        for k, v in want.items():
+            if k in got:
+                strip_inexact(v, got[k])
+    elif isinstance(want, list) and isinstance(got, list):
+        for a, b in zip(want, got):
+            strip_inexact(a, b)
+
+
+def compare_all(ws, o, today):
+    users = sorted({u for (u, d) in o.raw})
+    errs = []
+    compared = approx = 0
+    for u in users:
+        for qs, kw in VARIANTS:
+            bodies = set()
+            for w in ws:
+                want = (o.answer(u, today - 2, today, today) if kw is None
+                        else o.answer_signals(u, today - 2, today, today, **kw))
+                st, _, body = http_get("%s/v1/profiles/%s?%s" % (w.url, urllib.parse.quote(u, safe=""), qs))
+                if want is None:
+                    if st != 404:
+                        errs.append("%s?%s at %s: expected 404, got %d" % (u, qs, w.name, st))
+                    continue
+                if st != 200:
+                    errs.append("%s?%s at %s: %d %s" % (u, qs, w.name, st, body[:200]))
+                    continue
+                j = json.loads(body)
+                j.pop("served_by", None)
+                j.pop("partition", None)
+                bodies.add(json.dumps(j, sort_keys=True))
+                approx += '"approximate": true' in json.dumps(j)
+                strip_inexact(want, j)
+                e = []
+                close(want, j, "%s?%s@%s" % (u, qs, w.name), e)
+                errs += e[:3]
+                compared += 1
+            if len(bodies) > 1:
+                errs.append("%s?%s: workers disagree" % (u, qs))
+        if len(errs) > 20:
+            break
+    check(not errs, "%d mismatches with the oracle:\n  %s" % (len(errs), "\n  ".join(errs[:15])))
+    check(approx > 0, "no answer was approximate: the model cap never overflowed")
+    return compared
+
+
+def check_bad_requests(w):
+    cases = [
+        ("types=view", "'view' is not a tracked event type (tracked: park, contact)"),
+        ("types=park,nope", "'nope' is not a tracked event type"),
+        ("weights=search:2", "'search' is not a tracked event type"),
+        ("weights=park:-1", "a weight is a number from 0 to 1e9"),
+        ("weights=park:nan", "a weight is a number"),
+        ("weights=park", "expected type:weight"),
+        ("weights=park:1,park:2", "given more than once"),
+        ("types=", "empty list"),
+    ]
+    for qs, msg in cases:
+        st, _, body = http_get("%s/v1/profiles/buyer-1?%s" % (w.url, qs))
+        check(st == 400, "%s: %d, expected 400" % (qs, st))
+        detail = json.loads(body).get("detail", "")
+        check(msg in detail, "%s: detail %r does not say %r" % (qs, detail, msg))
+
+
+def test_signals_kill_handoff():
+    with cluster(partitions=NPARTS) as c:
+        schema = os.path.join(c.dir, "market.json")
+        with open(schema, "w") as f:
+            json.dump(SCHEMA, f)
+        now = int(time.time() * 1000)
+        events = build_events(11, now)
+        paths = []
+        for i in range(3):
+            p = os.path.join(c.dir, "market%d.jsonl" % i)
+            with open(p, "w") as f:
+                for e in events[i::3]:
+                    f.write(json.dumps(e) + "\n")
+            paths.append(p)
+        args = ["--schema", schema, "--cleanup_grace", "2s"]
+        w1 = c.start_worker("w1", args)
+        w2 = c.start_worker("w2", args)
+
+        def settled(ws):
+            for w in ws:
+                if http_get(w.url + "/readyz")[0] != 200:
+                    return False
+                st, _, b = http_get(w.url + "/v1/partitions")
+                owners = json.loads(b)["owners"] if st == 200 else []
+                if len(owners) != NPARTS or any(not x.get("owner") for x in owners):
+                    return False
+            return True
+        # the workers own the partitions before anything arrives, so the
+        # kill below hits a worker with state
+        wait_for(lambda: settled([w1, w2]), 90, "w1 and w2 ready, every partition owned", interval=0.5)
+        out = c.produce_file(paths[0])
+        check("failed=0" in out, out)
+        # SIGKILL w1 while the second third arrives, then restart it
+        prod = c._start("producer", [PROFILECTL, "produce", "--brokers", c.bootstrap, "--topic", c.topic,
+                                     "--file", paths[1], "--rate", "2000", "--quiet"])
+        time.sleep(1.0)
+        check(w1.alive(), "w1 died:\n" + w1.tail())
+        w1.kill9()
+        wait_for(lambda: not prod.alive(), 60, "producer to finish")
+        check(prod.p.returncode == 0, "producer failed")
+        w1 = c.start_worker("w1", args)
+        # a third worker joins: partitions move to it by snapshot
+        w3 = c.start_worker("w3", args)
+        wait_for(lambda: settled([w1, w2, w3]) and json.loads(http_get(w3.url + "/v1/partitions")[2])["self"]["owned"],
+                 90, "w3 owning a partition", interval=0.5)
+        out = c.produce_file(paths[2])
+        check("failed=0" in out, out)
+        ws = [w1, w2, w3]
+        wait_caught_up(c, [w.data for w in ws], timeout=180)
+        wait_for(lambda: settled(ws), 90, "every worker ready and every partition owned", interval=0.5)
+        wait_caught_up(c, [w.data for w in ws], timeout=120)
+        o = oracle_from_topic(c)
+        check(o.outcomes.get("duplicate", 0) >= 50, "too few duplicates: %s" % o.outcomes)
+        today = day_of(now)
+        n = compare_all(ws, o, today)
+        check_bad_requests(w2)
+        restores = 0
+        for w in ws:
+            _, _, m = http_get(w.url + "/metrics")
+            for line in m.decode().splitlines():
+                if line.startswith("profiled_restores_total "):
+                    restores += int(float(line.split()[1]))
+        check(restores > 0, "no partition was handed off by snapshot")
+        print("  %d answers compared, %d snapshot restores" % (n, restores))
+        check(all(w.stop() == 0 for w in ws), "graceful stop failed")
+        compare_state(c, o, [w.data for w in ws])
+        check_export(c, o, ws, today)
+
+
+def check_export(c, o, ws, today):
+    """profilectl export --weights/--types: the oracle's answers (with
+    "at", without stale), each user from the store that owns its
+    partition (the others may keep a copy from before the hand-off)."""
+    owners = owner_dirs(c, [w.data for w in ws])
+    for flags, kw in ((["--weights", "view:1,park:3,contact:5"], {"weights": {"view": 1, "park": 3, "contact": 5}}),
+                      (["--types", "contact"], {"types": ["contact"]})):
+        got = {}
+        for d in sorted(set(owners.values())):
+            r = c.ctl("export", "--data_dir", d, "--at", day_str(today), "--days", "3", *flags)
+            for line in r.stdout.decode().splitlines():
+                j = json.loads(line)
+                if owners.get(partition_for(j["user_id"].encode(), NPARTS)) == d:
+                    got[j["user_id"]] = j
+        errs = []
+        for u in sorted({u for (u, d) in o.raw}):
+            want = o.answer_signals(u, today - 2, today, today, **kw)
+            if want is None:
+                continue
+            want["at"] = day_str(today)
+            want.pop("stale", None)
+            if u not in got:
+                errs.append("export %s: %s missing" % (flags, u))
+                continue
+            g = got[u]
+            strip_inexact(want, g)
+            close(want, g, "export %s %s" % (flags[1], u), errs)
+        check(not errs, "%d export mismatches:\n  %s" % (len(errs), "\n  ".join(errs[:10])))
+        check(len(got) > 50, "export wrote %d users" % len(got))
+
+
+if __name__ == "__main__":
+    main([test_signals_kill_handoff])
