@@ -80,7 +80,7 @@ typedef struct {
 static const pd_opt import_tbl[] = {
     {"input", PD_OPT_STR, IOFF(input), "", 1, 0, "Archive files: a glob (quote it), e.g. 'archive/*.jsonl.gz'; gzip or plain JSON lines, read in name order (required)."},
     {"data_dir", PD_OPT_STR, IOFF(data_dir), "", 1, 0, "Data directory of the new store: absent or empty (or a half-written import, which is started over) (required)."},
-    {"partitions", PD_OPT_INT, IOFF(partitions), "0", 1, 100000, "The input topic's partition count (required): a line's partition is murmur2(user_id) % N, as Kafka's default partitioner."},
+    {"partitions", PD_OPT_INT, IOFF(partitions), "0", 0, 100000, "The input topic's partition count (required): a line's partition is murmur2(user_id) % N, as Kafka's default partitioner."},
     {"until", PD_OPT_STR, IOFF(until), "", 1, 0, "RFC 3339 time or epoch ms (required): events with a later ts are not imported; workers continue from the topic there."},
     {"config", PD_OPT_STR, IOFF(config), "", 1, 0, "The workers' config file: schema, timezone, retention_days, dedup_window, dedup_max_ids, max_event_bytes, max_future_skew, categorical_max_values."},
     {"rejects", PD_OPT_STR, IOFF(rejects), "", 1, 0, "File the bad lines go to, as JSON lines with reasons (default: DATA_DIR.rejects.jsonl)."},
