@@ -10,7 +10,8 @@ started on it continues from the topic at the offsets matching --until.
   offsets_for_times lookup with "end", so the worker is started on the
   store while the topic is still empty (its start resolves to offset 0)
   and the suffix is produced afterwards: the test covers everything after
-  the resolution, not the ListOffsets lookup itself.
+  the resolution, not the ListOffsets lookup itself. Half of the suffix
+  is produced before a kill -9 of the worker, half while it is down.
 - The import is killed with SIGKILL mid-way: a worker refuses the
   half-written store, and the same import run again gives the same store
   as an uninterrupted one (dumps equal).
@@ -73,11 +74,11 @@ def write_archive(c, evs, until, bad):
     return adir, lines
 
 
-def produce_suffix(c, evs, start):
-    path = os.path.join(c.dir, "topic.jsonl")
+def produce_suffix(c, evs, start, end, name):
+    path = os.path.join(c.dir, name)
     with open(path, "wb") as f:
         for e in evs:
-            if e["ts"] >= start:
+            if start <= e["ts"] < end:
                 d = dict(e)
                 d["rts"] = e["ts"] - HOUR // 2  # the record timestamp
                 f.write(json.dumps(d).encode() + b"\n")
@@ -176,9 +177,14 @@ def test_import_then_continue():
         # the events -- an overlap of 4 h with the archive.
         w = c.start_worker("w1")
         wait_for(lambda: "continuing from offset 0" in w.tail(40), 60, "the worker to resolve its start")
-        produce_suffix(c, evs, until - 4 * HOUR)
-        wait_for(lambda: any(v > 0 for v in c.offsets(w.data).values()), 60, "the worker to commit")
+        # half of it, a kill -9 after the first commits, the other half while
+        # the worker is down: the restart must continue from its checkpoint
+        # (not resolve UNTIL again) and reload the de-dup index it rewrote
+        mid = until + 12 * HOUR
+        produce_suffix(c, evs, until - 4 * HOUR, mid, "topic-1.jsonl")
+        wait_for(lambda: all(v > 0 for v in c.offsets(w.data).values()), 60, "the worker to commit")
         w.kill9()
+        produce_suffix(c, evs, mid, now + HOUR, "topic-2.jsonl")
         w = c.start_worker("w1")
         ti.wait_caught_up(c, [w.data])
         check(w.stop() == 0, "graceful stop")
