@@ -84,7 +84,7 @@ static const pd_opt import_tbl[] = {
     {"until", PD_OPT_STR, IOFF(until), "", 1, 0, "RFC 3339 time or epoch ms (required): events with a later ts are not imported; workers continue from the topic there."},
     {"config", PD_OPT_STR, IOFF(config), "", 1, 0, "The workers' config file: schema, timezone, retention_days, dedup_window, dedup_max_ids, max_event_bytes, max_future_skew, categorical_max_values."},
     {"rejects", PD_OPT_STR, IOFF(rejects), "", 1, 0, "File the bad lines go to, as JSON lines with reasons (default: DATA_DIR.rejects.jsonl)."},
-    {"batch_events", PD_OPT_INT, IOFF(batch_events), "200000", 1000, 100000000, "Events per commit."},
+    {"batch_events", PD_OPT_INT, IOFF(batch_events), "200000", 1, 100000000, "Events per commit."},
     {"progress_every", PD_OPT_DURATION, IOFF(progress_every_ms), "10s", 0, 86400000, "Progress line on stderr this often (0 = none)."},
 };
 #define IMPORT_TBL_LEN PD_ARRAY_LEN(import_tbl)

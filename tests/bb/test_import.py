@@ -26,6 +26,7 @@ started on it continues from the topic at the offsets matching --until.
 import gzip
 import json
 import os
+import random
 import sys
 import time
 
@@ -57,6 +58,7 @@ def write_archive(c, evs, until, bad):
     """Three files (two gzip, one plain) with every event up to UNTIL + 2 h
     and the bad lines spread over them."""
     arch = [e for e in evs if e["ts"] <= until + 2 * HOUR]
+    random.Random(7).shuffle(arch)  # an archive is not in time order
     lines = [json.dumps(e).encode() for e in arch]
     for i, b in enumerate(bad):
         lines.insert((i * 97) % len(lines), b)
@@ -74,16 +76,17 @@ def write_archive(c, evs, until, bad):
     return adir, lines
 
 
-def produce_suffix(c, evs, start, end, name):
+def produce_suffix(c, evs, start, end, name, extra=(), first=None):
     path = os.path.join(c.dir, name)
     with open(path, "wb") as f:
-        for e in evs:
-            if start <= e["ts"] < end:
+        for e in [e for e in evs if start <= e["ts"] < end][:first]:
+            if True:
                 d = dict(e)
                 d["rts"] = e["ts"] - HOUR // 2  # the record timestamp
                 f.write(json.dumps(d).encode() + b"\n")
-    out = c.produce_file(path, ["--timestamp_field", "rts"])
+    out = c.produce_file(path, ["--timestamp_field", "rts"] + list(extra))
     check("failed=0" in out, "produce: %s" % out)
+    return [e for e in evs if start <= e["ts"] < end][:first]
 
 
 def import_(c, adir, data, until, extra=(), check_rc=True):
@@ -153,7 +156,7 @@ def test_import_then_continue():
         # kill -9 during an import: a worker refuses the store, the re-run equals the reference
         data = os.path.join(c.dir, "data-w1")
         p = Proc("import", [PROFILECTL, "import", "--input", os.path.join(adir, "*.jsonl.gz"), "--data-dir",
-                            data, "--partitions", str(NPARTS), "--until", str(until), "--batch-events", "1000",
+                            data, "--partitions", str(NPARTS), "--until", str(until), "--batch-events", "100",
                             "--progress-every", "1ms", "--rejects", data + ".rej"], c.dir)
         # killed while it reads the second of three files (commits made, not finished)
         wait_for(lambda: "file 2/3" in p.tail(5) or not p.alive(), 60, "the import to reach its second file",
@@ -164,7 +167,7 @@ def test_import_then_continue():
         w = c.start_worker("w1", wait_listen=False)
         wait_for(lambda: not w.alive(), 30, "the worker to refuse a half-written import")
         check(w.p.returncode != 0 and "half-written import" in w.tail(), "refusal: %s" % w.tail())
-        r = import_(c, adir, data, until, ["--batch-events", "1000"])
+        r = import_(c, adir, data, until)  # one commit: de-dup records at seq 1
         check(b"starting over" in r.stderr, "re-run: %r" % r.stderr[-300:])
         check(dump_all(c, data) == dump_all(c, ref), "the re-run store differs from an uninterrupted import")
         r = import_(c, adir, data, until, check_rc=False)
@@ -177,11 +180,15 @@ def test_import_then_continue():
         # the events -- an overlap of 4 h with the archive.
         w = c.start_worker("w1")
         wait_for(lambda: "continuing from offset 0" in w.tail(40), 60, "the worker to resolve its start")
-        # half of it, a kill -9 after the first commits, the other half while
-        # the worker is down: the restart must continue from its checkpoint
-        # (not resolve UNTIL again) and reload the de-dup index it rewrote
-        mid = until + 12 * HOUR
-        produce_suffix(c, evs, until - 4 * HOUR, mid, "topic-1.jsonl")
+        # half of it, a kill -9 after the first commits, the other half while the worker
+        # is down: the restart must continue from its checkpoint (not
+        # resolve UNTIL again) and reload the de-dup index it rewrote
+        mid = until - 2 * HOUR  # the overlap goes on after the restart
+        # the first records slowly: the worker commits at offset 1 -- where
+        # the import's de-dup records are (seq 1), which it must rewrite
+        # (pd_dedup_adopt), not overwrite
+        first = produce_suffix(c, evs, until - 4 * HOUR, mid, "topic-0.jsonl", ["--rate", "4"], first=8)
+        produce_suffix(c, [e for e in evs if e not in first], until - 4 * HOUR, mid, "topic-1.jsonl")
         wait_for(lambda: all(v > 0 for v in c.offsets(w.data).values()), 60, "the worker to commit")
         w.kill9()
         produce_suffix(c, evs, mid, now + HOUR, "topic-2.jsonl")
