@@ -36,7 +36,7 @@ class Steps(unittest.TestCase):
 
     def test_all_and_default(self):
         full = ["processing", "e2e", "local", "topk", "ingest", "freshness", "forwarded", "freshness_fetch10", "redis",
-                "recovery", "backup", "handoff", "memory"]
+                "recovery", "backup", "import", "handoff", "memory"]
         self.assertEqual(measure.parse_steps(""), full)
         self.assertEqual(measure.parse_steps("all"), full)
         self.assertEqual(measure.parse_steps("e2e,all,e2e"), full)
