@@ -184,14 +184,17 @@ def test_import_then_continue():
         # is down: the restart must continue from its checkpoint (not
         # resolve UNTIL again) and reload the de-dup index it rewrote
         mid = until - 2 * HOUR  # the overlap goes on after the restart
-        # the first records slowly: the worker commits at offset 1 -- where
-        # the import's de-dup records are (seq 1), which it must rewrite
+        # first, slowly, a few events that are not in the archive (accepted):
+        # the worker commits each partition's first one at offset 1 -- the
+        # key of the import's de-dup records (seq 1), which it must rewrite
         # (pd_dedup_adopt), not overwrite
-        first = produce_suffix(c, evs, until - 4 * HOUR, mid, "topic-0.jsonl", ["--rate", "4"], first=8)
-        produce_suffix(c, [e for e in evs if e not in first], until - 4 * HOUR, mid, "topic-1.jsonl")
+        early = [e for e in evs if e["ts"] > until + 4 * HOUR and "event_id" in e][:8]
+        produce_suffix(c, early, 0, now + HOUR, "topic-0.jsonl", ["--rate", "4"])
+        rest = [e for e in evs if e not in early]
+        produce_suffix(c, rest, until - 4 * HOUR, mid, "topic-1.jsonl")
         wait_for(lambda: all(v > 0 for v in c.offsets(w.data).values()), 60, "the worker to commit")
         w.kill9()
-        produce_suffix(c, evs, mid, now + HOUR, "topic-2.jsonl")
+        produce_suffix(c, rest, mid, now + HOUR, "topic-2.jsonl")
         w = c.start_worker("w1")
         ti.wait_caught_up(c, [w.data])
         check(w.stop() == 0, "graceful stop")
