@@ -30,6 +30,8 @@ Steps, in the order they run (bench/steps/, one module per measured job):
   recovery           7: SIGKILL, restart, time to ready
   backup             7b: full backup and restore vs cp -a (interleaved),
                      an incremental backup (issue 21)
+  import             7c: profilectl import (plain, gzip) vs a worker replaying
+                     the same events from the topic (issue 21)
   handoff            8: a second worker joins a filled one
   memory             9: RSS under sustained ingestion against the budget
   erase              10: DELETE /v1/profiles vs GET (interleaved pairs);
@@ -83,14 +85,14 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # oracle.py
 from benchlib import ROOT, Ctx, log  # noqa: E402
-from steps import backup, e2e, erase, handoff, memory, processing, queries, rank, recovery, redis, signals  # noqa: E402
+from steps import archive, backup, e2e, erase, handoff, memory, processing, queries, rank, recovery, redis, signals  # noqa: E402
 
 SCHEMA = 1
 STEP_FAILED = 3  # exit status: results written, some step failed (2: bad options, 1: crashed)
 STEPS = [("processing", processing.run_step), ("e2e", e2e.run_step), ("local", queries.local),
          ("topk", queries.topk), ("rank", rank.run_step), ("signals", signals.run_step), ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
          ("freshness_fetch10", queries.freshness_fetch10), ("redis", redis.run_step),
-         ("recovery", recovery.run_step), ("backup", backup.run_step), ("handoff", handoff.run_step), ("memory", memory.run_step),
+         ("recovery", recovery.run_step), ("backup", backup.run_step), ("import", archive.run_step), ("handoff", handoff.run_step), ("memory", memory.run_step),
          ("erase", erase.run_step)]
 ALIASES = {"process": ["processing"], "queries": ["local", "ingest", "freshness"], "all": [n for n, _ in STEPS]}
 

@@ -172,6 +172,15 @@ def rows(r):
         inc = b["incremental"]
         add("7b. Incremental backup after 1 %% more user-days: s (MB added of %s MB)" % fmt(inc["size_bytes"] / 1e6),
             "%.2f" % inc["secs"], "%s MB added" % fmt(inc["added_bytes"] / 1e6), None, "(documented)", None)
+    im = r.get("import")
+    if im:
+        add("7c. Import of %s archived events: events/s, plain file vs a worker's replay from the topic" %
+            fmt(im["events"]), fmt(im["plain_eps"]),
+            "replay %s ev/s; rounds %s" % (fmt(im["replay_eps"]), " ".join(
+                "%.2f" % x["plain_vs_replay"] for x in im["rounds"])), im["plain_vs_replay_median"], ">= 0.8", im["plain_vs_replay_median"] >= 0.8)
+        add("7c. Import of the same events gzipped: events/s vs the replay", fmt(im["gzip_eps"]),
+            "rounds %s" % " ".join("%.2f" % x["gzip_vs_replay"] for x in im["rounds"]),
+            im["gzip_vs_replay_median"], ">= 0.8", im["gzip_vs_replay_median"] >= 0.8)
     e = r.get("erase")
     if e and e.get("pairs"):
         med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731

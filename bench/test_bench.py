@@ -36,7 +36,7 @@ class Steps(unittest.TestCase):
 
     def test_all_and_default(self):
         full = ["processing", "e2e", "local", "topk", "rank", "signals", "ingest", "freshness", "forwarded", "freshness_fetch10", "redis",
-                "recovery", "backup", "handoff", "memory", "erase"]
+                "recovery", "backup", "import", "handoff", "memory", "erase"]
         self.assertEqual(measure.parse_steps(""), full)
         self.assertEqual(measure.parse_steps("all"), full)
         self.assertEqual(measure.parse_steps("e2e,all,e2e"), full)

@@ -2,7 +2,7 @@
 # Installs the Debian packages profiled needs to build and test, if missing.
 # Idempotent; non-interactive. Prints the exact command when not root.
 set -e
-PKGS="gcc make pkg-config librdkafka-dev librocksdb-dev libcivetweb-dev libcjson-dev libxxhash-dev libssl-dev clang libclang-rt-14-dev python3 python3-xxhash curl kcat python3-kafka python3-confluent-kafka"
+PKGS="gcc make pkg-config librdkafka-dev librocksdb-dev libcivetweb-dev libcjson-dev libxxhash-dev libssl-dev zlib1g-dev clang libclang-rt-14-dev python3 python3-xxhash curl kcat python3-kafka python3-confluent-kafka"
 [ -n "$EXTRA_PKGS" ] && PKGS="$PKGS $EXTRA_PKGS"
 missing=""
 for p in $PKGS; do

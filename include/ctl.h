@@ -28,5 +28,7 @@ int ctl_restore_main(int argc, char **argv);
 int ctl_backups_main(int argc, char **argv);
 /* `profilectl export --at DAY`: point-in-time profiles as JSON lines (ctl_export.c). */
 int ctl_export_main(int argc, char **argv);
+/* `profilectl import`: a new store from archived events (ctl_import.c). */
+int ctl_import_main(int argc, char **argv);
 
 #endif

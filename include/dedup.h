@@ -87,6 +87,7 @@ typedef struct {
     int64_t cap_h_stored; /* H as of the last staged flush */
     uint64_t evicted;     /* ids forgotten by the bound before the window passed
                              them, since the load (the owner may reset it) */
+    int adopt;            /* pd_dedup_adopt: the next stage rewrites every stored record */
 } pd_dedup;
 
 /* Replaces d's contents with partition p's records in st and recomputes
@@ -109,6 +110,17 @@ int64_t pd_dedup_lookup(const pd_dedup *d, const char *id, size_t idlen);
  * the pending record (key seq), and moves the in-memory bookkeeping past
  * them. Does nothing to an index that is not loaded. */
 void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, int64_t window);
+/* An imported partition (store.h "Imported stores"): the import's de-dup
+ * records are keyed by its own flush count, not by offsets of the topic,
+ * so they may collide with the records the worker writes from the start
+ * offset on. Right after pd_dedup_load of such a partition this moves
+ * every entry the index still holds (delivery time at or above the
+ * horizon; the others can never match again) into the pending record, in
+ * ascending delivery time (the acceptance order); the next pd_dedup_stage
+ * deletes every stored record of the partition and writes that record at
+ * its seq, all in the flush's WriteBatch. Decisions do not change: the
+ * index in memory is untouched. */
+void pd_dedup_adopt(pd_dedup *d, int64_t window);
 /* The window in effect now: min(window, C - H) (window while not bounded). */
 int64_t pd_dedup_effective_window(const pd_dedup *d, int64_t window);
 /* Heap bytes the index holds. */

@@ -10,6 +10,9 @@
  *                  "dialect"                -> event dialect (PD_EVENT_DIALECT)
  *                  'x' + partition(u32 BE)  -> side-effect record (sidefx.h): how far
  *                                              DLQ / re-route side effects are done
+ *                  't' + partition(u32 BE)  -> start time T (i64 BE ms) of an imported
+ *                                              partition (below)
+ *                  "import"                 -> "running" / "done" (below)
  *   "dedup"        partition(u32 BE) + seq(u64 BE) -> packed de-dup entries,
  *                  PD_DEDUP_ENTRY_LEN bytes each: XXH3-128 of the event id
  *                  (high 64 bits BE, low 64 bits BE) + event ts (i64 BE).
@@ -143,6 +146,29 @@ int pd_store_commit(pd_store *st, pd_store_batch *b, char *err, size_t errlen);
  * PD_EIO and writes nothing. Safe to call from any thread. */
 void pd_store_fail_commits(pd_store *st, int on);
 
+/* Imported stores (`profilectl import`, ctl_import.c). The import marks
+ * the store "running" (synchronously) before its first commit and "done"
+ * with its last, which also writes every imported partition's checkpoint
+ * (next offset 0: nothing of the topic applied, clock = the archive's) and
+ * its start time T ('t' record). A worker refuses a store whose import is
+ * "running" (half written: import again). A worker taking on a partition
+ * that has a start time resolves it to the topic's first offset whose
+ * record timestamp is >= T - max_future_skew (partition.c) and continues
+ * there; its first commit of the partition deletes the start time, in the
+ * checkpoint's WriteBatch. Until then the partition is not exported to
+ * peers (pd_store_export_partition: PD_ENOTFOUND). The de-dup records an
+ * import wrote are rewritten by that first commit (pd_dedup_adopt). */
+/* The import state ("running" / "done") into out; PD_ENOTFOUND when the
+ * store was not made by an import. */
+int pd_store_get_import(pd_store *st, char *out, size_t outlen);
+/* Writes the import state (synchronously). Writer thread. */
+int pd_store_set_import(pd_store *st, const char *state, char *err, size_t errlen);
+/* The start time T of an imported partition; PD_ENOTFOUND when it has
+ * none (never imported, or resolved already). Any thread. */
+int pd_store_get_start_time(pd_store *st, int32_t partition, int64_t *t_ms);
+void pd_store_batch_set_start_time(pd_store_batch *b, int32_t partition, int64_t t_ms);
+void pd_store_batch_clear_start_time(pd_store_batch *b, int32_t partition);
+
 /* The input topic's partition count last recorded (pd_store_set_partitions
  * writes it, synchronously, at start): PD_ENOTFOUND when never recorded. */
 int pd_store_get_partitions(pd_store *st, int32_t *n);
@@ -267,7 +293,7 @@ int pd_store_batch_put_profile_raw(pd_store_batch *b, int64_t day, int32_t parti
                                    const char *user, size_t ulen, const char *val, size_t vlen,
                                    char *err, size_t errlen);
 /* Writer thread: deletes every record of `partition` -- its range in every
- * day family and in the de-dup family, and its checkpoint -- in one
+ * day family and in the de-dup family, its checkpoint and start time -- in one
  * WriteBatch (DeleteRange). */
 int pd_store_delete_partition(pd_store *st, int32_t partition, char *err, size_t errlen);
 

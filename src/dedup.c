@@ -263,6 +263,11 @@ void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, in
         d->cap_h_stored = d->cap_h;
     }
     pd_assert(!d->pend.len || seq > 0);
+    if (d->adopt) { /* every stored record goes: the pending one holds what is live */
+        for (size_t i = d->head; i < d->nrecs; i++) pd_store_batch_delete_dedup(sb, p, d->recs[i].seq);
+        d->head = d->nrecs = 0;
+        d->adopt = 0;
+    }
     dd_gc_plan(d, sb, p, horizon, 1);
     if (d->pend.len) pd_store_batch_put_dedup(sb, p, seq, d->pend.p, d->pend.len);
     dd_gc_plan(d, sb, p, horizon, 0);
@@ -270,6 +275,33 @@ void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, in
     d->pend.len = 0;
     d->pend_gc = PD_DEDUP_NONE;
     d->flushes++;
+}
+
+static int dd_slot_ts_cmp(const void *a, const void *b)
+{
+    const pd_dedup_slot *x = a, *y = b;
+    return (x->ts > y->ts) - (x->ts < y->ts);
+}
+
+void pd_dedup_adopt(pd_dedup *d, int64_t window)
+{
+    pd_assert(d->loaded && !d->pend.len);
+    const int64_t horizon = dd_horizon(d, window);
+    pd_dedup_slot *live = pd_malloc((d->n ? d->n : 1) * sizeof *live);
+    size_t n = 0;
+    for (size_t i = 0; i < d->cap; i++)
+        if (d->slots[i].ts != PD_DEDUP_NONE && d->slots[i].ts >= horizon && n < d->n) live[n++] = d->slots[i];
+    qsort(live, n, sizeof *live, dd_slot_ts_cmp);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t e[PD_DEDUP_ENTRY_LEN];
+        pd_put_u64be(e, live[i].hi);
+        pd_put_u64be(e + 8, live[i].lo);
+        pd_put_u64be(e + 16, (uint64_t)live[i].ts);
+        pd_buf_append(&d->pend, e, sizeof e);
+        d->pend_gc = PD_MAX(d->pend_gc, live[i].ts);
+    }
+    free(live);
+    d->adopt = 1;
 }
 
 int64_t pd_dedup_effective_window(const pd_dedup *d, int64_t window)

@@ -79,6 +79,7 @@
  */
 #include "ingest_int.h"
 
+#include "admit.h"
 #include "erase.h"
 #include "event.h"
 #include "kafka.h"
@@ -99,7 +100,8 @@
 
 static int64_t floor_day(pd_ingest *ig, int64_t clock_ms)
 {
-    return pd_tz_day(&ig->w->tz, clock_ms) - ig->cfg->retention_days + 1;
+    const pd_admit_rules r = {&ig->w->tz, ig->cfg->retention_days, ig->cfg->dedup_window_ms};
+    return pd_admit_floor_day(&r, clock_ms);
 }
 
 void pd_ingest_set_wall_clock(pd_ingest *ig, int64_t (*now_ms)(void))
@@ -196,6 +198,9 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
             ig->fatal = 1;
             return;
         }
+        /* an imported partition: its first commit rewrites the import's
+         * de-dup records (dedup.h pd_dedup_adopt) */
+        if (pp->import_start) pd_dedup_adopt(&pp->dd, ig->cfg->dedup_window_ms);
     }
     pp->next_offset = offset + 1;
     pp->dirty = 1;
@@ -250,23 +255,15 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
         }
         goto out;
     }
-    if (ev.ts_ms > pp->clock_ms) pp->clock_ms = ev.ts_ms;
-    int64_t day = pd_tz_day(&w->tz, ev.ts_ms);
-    if (day < floor_day(ig, pp->clock_ms)) {
+    const pd_admit_rules rules = {&w->tz, ig->cfg->retention_days, ig->cfg->dedup_window_ms};
+    int64_t day;
+    int adm = pd_admit(&rules, &pp->clock_ms, &pp->dd, &ev, pd_rectime_delivery(rec_ts_type, rec_ts, ev.ts_ms),
+                       origin, originlen, &day);
+    if (adm == PD_ADMIT_TOO_OLD) {
         PD_INC(m->events_too_old);
         goto out;
     }
-    const char *did = ev.event_id;
-    size_t didlen = ev.event_id_len;
-    char obuf[PD_MAX_EVENT_ID];
-    if (!did && origin && originlen) {
-        /* A re-produced misrouted event without event_id: its origin
-         * (topic/partition/offset) identifies it uniquely. */
-        didlen = (size_t)snprintf(obuf, sizeof obuf, "\x01origin:%.*s", (int)PD_MIN(originlen, 200), origin);
-        did = obuf;
-    }
-    if (did && pd_dedup_check(&pp->dd, did, didlen, pd_rectime_delivery(rec_ts_type, rec_ts, ev.ts_ms),
-                              ig->cfg->dedup_window_ms)) {
+    if (adm == PD_ADMIT_DUPLICATE) {
         PD_INC(m->events_duplicate);
         goto out;
     }
@@ -485,6 +482,12 @@ static int flush_start(pd_ingest *ig, char *err, size_t errlen)
         if (!pp->dirty) continue;
         pd_dedup_stage(&pp->dd, sb, p, (uint64_t)pp->next_offset, ig->cfg->dedup_window_ms);
         pd_store_batch_set_checkpoint(sb, p, pp->next_offset, pp->clock_ms);
+        if (pp->import_start && pp->dd.loaded && !pp->dd.adopt) {
+            /* imported: the start offset is in the checkpoint from now on,
+             * and the import's de-dup records were rewritten above */
+            pd_store_batch_clear_start_time(sb, p);
+            pp->import_start = 0;
+        }
         pd_sidefx_stage(&pp->fx, sb, p); /* the side-effect frontier and notes: same WriteBatch */
         /* floor_seen: the floor of the clock this commit checkpoints */
         if (pp->clock_ms > 0 && floor_day(ig, pp->clock_ms) != pp->floor_seen) {

@@ -100,6 +100,51 @@ int64_t ig_start_offset(pd_ingest *ig, int32_t p)
     return strcmp(ig->cfg->auto_offset_reset, "earliest") == 0 ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
 }
 
+/* An imported partition (store.h "Imported stores"): its start time T
+ * becomes the topic's first offset whose record timestamp is at least
+ * T - max_future_skew (rd_kafka_offsets_for_times), or the topic's end
+ * when no record is that recent. Every event after T a worker accepts is
+ * in such a record (rectime.h: ts <= the record's time + skew), so none
+ * is missed; the events at or before T in those records were imported,
+ * and the de-dup index (the import's ids) drops them again. Returns 0
+ * when p has no start time, 1 with *off set, -1 when Kafka did not
+ * answer (the worker stops: consuming from anywhere else would lose or
+ * double-count events; a restart resolves again). */
+static int import_resolve(pd_ingest *ig, int32_t p, int64_t *off)
+{
+    int64_t t;
+    if (pd_store_get_start_time(ig->w->store, p, &t) != PD_OK) return 0;
+    rd_kafka_t *rk = ig->consumer ? ig->consumer : ig->rconsumer;
+    const int64_t at = t - ig->cfg->max_future_skew_ms;
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__STATE;
+    for (int attempt = 0; rk && attempt < 3; attempt++) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, ig->cfg->topic, p)->offset = at;
+        e = rd_kafka_offsets_for_times(rk, l, 5000);
+        if (!e) e = l->elems[0].err;
+        int64_t o = l->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(l);
+        if (e) continue;
+        if (o < 0) { /* no record that recent: the end of the topic */
+            int64_t lo = 0, hi = 0;
+            e = rd_kafka_query_watermark_offsets(rk, ig->cfg->topic, p, &lo, &hi, 5000);
+            if (e) continue;
+            o = hi;
+        }
+        *off = o;
+        char ts[40];
+        pd_ts_format(t, ts);
+        pd_info("partition %d: imported up to %s; continuing from offset %" PRId64
+                " (first record stamped at or after %" PRId64 " ms, the import time less max_future_skew)",
+                (int)p, ts, o, at);
+        return 1;
+    }
+    pd_error("partition %d: imported; cannot resolve its start time to an offset (%s): stopping, nothing "
+             "consumed (a restart tries again)", (int)p, rk ? rd_kafka_err2str(e) : "no consumer");
+    ig->fatal = 1;
+    return -1;
+}
+
 /* Decides how partition p gets its state when this worker takes it on in
  * `role` (owner or replica): keep a warm local copy, fetch a snapshot from
  * the best peer, or rebuild from the topic. Returns 1 when a restore job
@@ -117,6 +162,11 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
         /* held through a Kafka outage: possibly far behind, so not served
          * as ready before catching up (and its side-effect frontier) */
         pp->held = 0;
+        int64_t ioff;
+        if (import_resolve(ig, p, &ioff) > 0) {
+            pp->next_offset = ioff;
+            pp->import_start = 1;
+        }
         ig_set_catchup(ig, p);
         return 0;
     }
@@ -132,6 +182,17 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
     if (pd_sidefx_load(&pp->fx, w->store, p, ferr, sizeof ferr) != PD_OK) pd_error("%s", ferr);
     pd_checkpoint cp;
     int have = pd_store_get_checkpoint(w->store, p, &cp) == PD_OK;
+    int64_t ioff;
+    int imp = have ? import_resolve(ig, p, &ioff) : 0;
+    if (imp) { /* imported: its own state, never a peer's (the import replaces it) */
+        pp->next_offset = imp > 0 ? ioff : -1;
+        pp->clock_ms = cp.clock_ms;
+        pp->scratch = 0;
+        pp->import_start = imp > 0;
+        if (imp > 0) ig_set_catchup(ig, p);
+        pp->committed = pp->next_offset;
+        return 0;
+    }
     pd_holder hs[8];
     int n = w->members ? pd_members_holders(w->members, p, hs, 8) : 0;
     /* (Not while paused for the disk: a snapshot would fill it. The
@@ -174,6 +235,7 @@ static void release_partition(pd_ingest *ig, int32_t p)
     pp->catchup_to = 0;
     pp->orphan_since_ms = pd_now_ms();
     pp->incomplete = 0;
+    pp->import_start = 0; /* (resolved again when it comes back, if still uncommitted) */
     if (pp->job) pd_restore_cancel(pp->job);
     part_publish(ig, p);
 }

@@ -22,6 +22,7 @@ static const ctl_cmd cmds[] = {
     {"days", ctl_days_main, "list day column families with sizes and key counts"},
     {"offsets", ctl_offsets_main, "list checkpointed input offsets per partition"},
     {"export", ctl_export_main, "print profiles as of the end of a past day (--at), as JSON lines, for training data"},
+    {"import", ctl_import_main, "build a new store from archived events (JSON lines, gzip or plain) up to --until"},
     {"backup", ctl_backup_main, "take a consistent, incremental backup of a store (or ask a running worker to)"},
     {"restore", ctl_restore_main, "restore a backup into a new data directory"},
     {"backups", ctl_backups_main, "list the backups in a backup directory"},

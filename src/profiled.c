@@ -227,6 +227,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "profiled: store: %s\n", err);
         goto out;
     }
+    {
+        char imp[32];
+        if (pd_store_get_import(store, imp, sizeof imp) == PD_OK && strcmp(imp, "done") != 0) {
+            fprintf(stderr, "profiled: store: '%s' is a half-written import (profilectl import did not finish): "
+                    "run the import again (it starts over) before starting a worker on it\n", cfg.data_dir);
+            goto out;
+        }
+    }
     w.store = store;
     if (pd_ingest_new(&ig, &w, 1, err, sizeof err) != PD_OK) {
         fprintf(stderr, "profiled: %s\n", err);

@@ -26,6 +26,9 @@
  *   'x' + u32 BE   side-effect record (format in sidefx.c)
  *   "partitions"   the input topic's partition count when last seen, decimal
  *                  text (lets a worker start serving while Kafka is down)
+ *   't' + u32 BE   start time of an imported partition: i64 BE ms (store.h)
+ *   "import"       "running" while `profilectl import` builds the store,
+ *                  "done" after its last commit (store.h)
  * A store is only ever opened read-write with the schema whose fingerprint
  * it records and under the event dialect it records: its state is a
  * function of the log under both, so a mismatch is refused at open, with
@@ -195,6 +198,13 @@ void store_ckpt_key(uint8_t *k, int32_t partition)
 {
     pd_assert(partition >= 0);
     k[0] = 'o';
+    pd_put_u32be(k + 1, (uint32_t)partition);
+}
+
+void store_start_key(uint8_t *k, int32_t partition)
+{
+    pd_assert(partition >= 0);
+    k[0] = 't';
     pd_put_u32be(k + 1, (uint32_t)partition);
 }
 
@@ -634,6 +644,29 @@ int pd_store_set_partitions(pd_store *st, int32_t n, char *err, size_t errlen)
     char *re = NULL;
     rocksdb_put_cf(st->db, st->wo, st->cf_meta, "partitions", 10, v, (size_t)len, &re);
     if (re) return store_rdb_err(re, err, errlen, "write partitions");
+    return PD_OK;
+}
+
+int pd_store_get_import(pd_store *st, char *out, size_t outlen)
+{
+    char *v = NULL, err[128];
+    size_t len = 0;
+    int rc = meta_get(st, "import", &v, &len, err, sizeof err);
+    if (rc) return rc;
+    snprintf(out, outlen, "%.*s", (int)len, v);
+    pd_free(v);
+    return PD_OK;
+}
+
+int pd_store_set_import(pd_store *st, const char *state, char *err, size_t errlen)
+{
+    if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
+    char *re = NULL;
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(wo, 1);
+    rocksdb_put_cf(st->db, wo, st->cf_meta, "import", 6, state, strlen(state), &re);
+    rocksdb_writeoptions_destroy(wo);
+    if (re) return store_rdb_err(re, err, errlen, "write import state");
     return PD_OK;
 }
 

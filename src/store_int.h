@@ -113,6 +113,7 @@ void store_data_key(pd_buf *k, int32_t partition, const char *s, size_t n);
 
 void store_ckpt_key(uint8_t *k, int32_t partition);
 void store_sidefx_key(uint8_t *k, int32_t partition); /* PD_CKPT_KEY_LEN bytes */
+void store_start_key(uint8_t *k, int32_t partition);  /* PD_CKPT_KEY_LEN bytes */
 
 /* Index of the first entry with day >= `day` (lock held). */
 int store_days_lower_bound(pd_dayent *const *days, int n, int64_t day);

@@ -80,6 +80,20 @@ int pd_store_get_checkpoint(pd_store *st, int32_t partition, pd_checkpoint *out)
     return rc;
 }
 
+int pd_store_get_start_time(pd_store *st, int32_t partition, int64_t *t_ms)
+{
+    uint8_t k[PD_CKPT_KEY_LEN];
+    store_start_key(k, partition);
+    char *v = NULL;
+    size_t len = 0;
+    int rc = meta_get_part(st, k, sizeof k, "start time", partition, &v, &len);
+    if (rc) return rc;
+    if (len != 8) rc = PD_ECORRUPT;
+    else *t_ms = (int64_t)pd_get_u64be((const uint8_t *)v);
+    rocksdb_free(v);
+    return rc;
+}
+
 int pd_store_get_sidefx(pd_store *st, int32_t partition, pd_buf *out)
 {
     uint8_t k[PD_CKPT_KEY_LEN];
@@ -565,6 +579,27 @@ int pd_store_export_partition(pd_store *st, int32_t partition, pd_checkpoint *cp
     cp->next_offset = (int64_t)pd_get_u64be((const uint8_t *)v);
     cp->clock_ms = (int64_t)pd_get_u64be((const uint8_t *)v + 8);
     rocksdb_free(v);
+    /* An imported partition whose start offset is not resolved yet has no
+     * position in the topic to hand over (store.h "Imported stores"). */
+    {
+        uint8_t tk[PD_CKPT_KEY_LEN];
+        store_start_key(tk, partition);
+        rocksdb_readoptions_t *tro = rocksdb_readoptions_create();
+        if (sn->snap) rocksdb_readoptions_set_snapshot(tro, sn->snap);
+        size_t tl = 0;
+        char *tv = rocksdb_get_cf(st->db, tro, st->cf_meta, (const char *)tk, sizeof tk, &tl, &re);
+        rocksdb_readoptions_destroy(tro);
+        if (re) {
+            rc = store_rdb_err(re, err, errlen, "read start time");
+            goto out;
+        }
+        if (tv) {
+            rocksdb_free(tv);
+            rc = pd_seterr(err, errlen, PD_ENOTFOUND,
+                           "partition %d is imported and has not resolved its start offset yet", partition);
+            goto out;
+        }
+    }
     /* The side-effect record (sidefx.h), from the same snapshot: it belongs
      * to this state (how far its side effects are known to be done, and the
      * time decisions it left out of it). */

@@ -395,6 +395,21 @@ void pd_store_batch_put_sidefx(pd_store_batch *b, int32_t partition, const void 
     rocksdb_writebatch_put_cf(b->wb, b->st->cf_meta, (const char *)k, sizeof k, vlen ? val : "", vlen);
 }
 
+void pd_store_batch_set_start_time(pd_store_batch *b, int32_t partition, int64_t t_ms)
+{
+    uint8_t k[PD_CKPT_KEY_LEN], v[8];
+    store_start_key(k, partition);
+    pd_put_u64be(v, (uint64_t)t_ms);
+    rocksdb_writebatch_put_cf(b->wb, b->st->cf_meta, (const char *)k, sizeof k, (const char *)v, sizeof v);
+}
+
+void pd_store_batch_clear_start_time(pd_store_batch *b, int32_t partition)
+{
+    uint8_t k[PD_CKPT_KEY_LEN];
+    store_start_key(k, partition);
+    rocksdb_writebatch_delete_cf(b->wb, b->st->cf_meta, (const char *)k, sizeof k);
+}
+
 int pd_store_commit(pd_store *st, pd_store_batch *b, char *err, size_t errlen)
 {
     pd_assert(b->st == st);
@@ -476,11 +491,12 @@ int pd_store_delete_partition(pd_store *st, int32_t partition, char *err, size_t
 {
     if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
     if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
-    uint8_t lo[4], hi[4], ck[PD_CKPT_KEY_LEN], xk[PD_CKPT_KEY_LEN];
+    uint8_t lo[4], hi[4], ck[PD_CKPT_KEY_LEN], xk[PD_CKPT_KEY_LEN], tk[PD_CKPT_KEY_LEN];
     pd_put_u32be(lo, (uint32_t)partition);
     pd_put_u32be(hi, (uint32_t)partition + 1);
     store_ckpt_key(ck, partition);
     store_sidefx_key(xk, partition);
+    store_start_key(tk, partition);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     pd_dayent **v;
     int n;
@@ -490,6 +506,7 @@ int pd_store_delete_partition(pd_store *st, int32_t partition, char *err, size_t
     rocksdb_writebatch_delete_range_cf(wb, st->cf_dedup, (const char *)lo, 4, (const char *)hi, 4);
     rocksdb_writebatch_delete_cf(wb, st->cf_meta, (const char *)ck, sizeof ck);
     rocksdb_writebatch_delete_cf(wb, st->cf_meta, (const char *)xk, sizeof xk);
+    rocksdb_writebatch_delete_cf(wb, st->cf_meta, (const char *)tk, sizeof tk);
     char *re = NULL;
     rocksdb_write(st->db, st->wo, wb, &re);
     rocksdb_writebatch_destroy(wb);

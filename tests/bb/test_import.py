@@ -1,0 +1,210 @@
+"""test_import.py -- rebuilding from an archive (issue 21 item 3):
+`profilectl import` builds a store from archived events, and a worker
+started on it continues from the topic at the offsets matching --until.
+
+- The events (generated, three days) are split: the archive holds those up
+  to a while after UNTIL (gzip and plain files, with bad lines), the topic
+  holds a suffix that starts hours before UNTIL (an overlap imported AND
+  replayed). Events without event_id after UNTIL are in the topic only.
+  The embedded broker (librdkafka's mock cluster) answers every
+  offsets_for_times lookup with "end", so the worker is started on the
+  store while the topic is still empty (its start resolves to offset 0)
+  and the suffix is produced afterwards: the test covers everything after
+  the resolution, not the ListOffsets lookup itself. Half of the suffix
+  is produced before a kill -9 of the worker, half while it is down.
+- The import is killed with SIGKILL mid-way: a worker refuses the
+  half-written store, and the same import run again gives the same store
+  as an uninterrupted one (dumps equal).
+- A worker on the imported store is SIGKILLed after it started consuming
+  and started again. Every profile equals the oracle fed the union: the
+  archive's lines with ts <= UNTIL (records without a timestamp: their
+  delivery time is their ts), then every record of the topic, duplicates
+  counted once by the oracle's de-dup rule.
+- Bad lines land in the rejects file with the parser's reason, counted by
+  reason in the summary; refusals of non-empty directories.
+"""
+import gzip
+import json
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib import PROFILECTL, Proc, check, cluster, main, run, wait_for  # noqa: E402
+from oracle import Oracle, diff_profile, partition_for  # noqa: E402
+import test_ingest as ti  # noqa: E402
+
+NPARTS = 4
+HOUR = 3600000
+SKEW = HOUR  # the workers' max_future_skew (default)
+
+
+def make_events(c, n, users, seed):
+    now = int(time.time() * 1000)
+    lines = ti.generate(c, os.path.join(c.dir, "gen-%d.jsonl" % seed), n, users, seed, days=3)
+    evs = [json.loads(l) for l in lines]
+    evs.sort(key=lambda e: e["ts"])
+    until = now - 36 * HOUR
+    # some events without event_id, in the topic alone (after the archive's
+    # end): counted twice if a restarted worker replayed what it had committed
+    for i, e in enumerate(evs):
+        if i % 50 == 7 and e["ts"] > until + 2 * HOUR:
+            e.pop("event_id", None)
+    return now, until, evs
+
+
+def write_archive(c, evs, until, bad):
+    """Three files (two gzip, one plain) with every event up to UNTIL + 2 h
+    and the bad lines spread over them."""
+    arch = [e for e in evs if e["ts"] <= until + 2 * HOUR]
+    random.Random(7).shuffle(arch)  # an archive is not in time order
+    lines = [json.dumps(e).encode() for e in arch]
+    for i, b in enumerate(bad):
+        lines.insert((i * 97) % len(lines), b)
+    adir = os.path.join(c.dir, "archive")
+    os.makedirs(adir, exist_ok=True)
+    k = len(lines) // 3
+    chunks = [lines[:k], lines[k:2 * k], lines[2 * k:]]
+    for i, ch in enumerate(chunks):
+        data = b"\n".join(ch) + b"\n"
+        if i < 2:
+            with gzip.open(os.path.join(adir, "part-%d.jsonl.gz" % i), "wb") as f:
+                f.write(data)
+        else:
+            open(os.path.join(adir, "part-%d.jsonl.gz" % i), "wb").write(data)  # plain, whatever the name
+    return adir, lines
+
+
+def produce_suffix(c, evs, start, end, name, extra=(), first=None):
+    path = os.path.join(c.dir, name)
+    with open(path, "wb") as f:
+        for e in [e for e in evs if start <= e["ts"] < end][:first]:
+            if True:
+                d = dict(e)
+                d["rts"] = e["ts"] - HOUR // 2  # the record timestamp
+                f.write(json.dumps(d).encode() + b"\n")
+    out = c.produce_file(path, ["--timestamp_field", "rts"] + list(extra))
+    check("failed=0" in out, "produce: %s" % out)
+    return [e for e in evs if start <= e["ts"] < end][:first]
+
+
+def import_(c, adir, data, until, extra=(), check_rc=True):
+    return run([PROFILECTL, "import", "--input", os.path.join(adir, "*.jsonl.gz"), "--data-dir", data,
+                "--partitions", str(NPARTS), "--until", str(until), "--rejects", data + ".rej"] + list(extra),
+               timeout=300, check_rc=check_rc)
+
+
+def dump_all(c, data):
+    return {k: v["profile"] for k, v in c.dump(data).items()}
+
+
+def oracle_union(c, archive_lines, until):
+    o = Oracle(nparts=NPARTS)
+    for i, l in enumerate(archive_lines):
+        try:
+            e = json.loads(l)
+            ts = e["ts"]
+            uid = e["user_id"]
+        except Exception:  # noqa: BLE001
+            continue  # bad lines: rejected, never state
+        if not isinstance(ts, int) or not isinstance(uid, str) or not uid or ts > until:
+            continue
+        o.feed(partition_for(uid.encode(), NPARTS), i, l, -1)
+    # the worker started at the topic's end when it resolved UNTIL: offset 0
+    for r in ti.read_topic(c, c.topic):
+        o.feed(r["partition"], r["offset"], r["value"].encode(), r["timestamp"])
+    return o
+
+
+def compare(want, got):
+    errs = []
+    for k in sorted(set(want) | set(got)):
+        if k not in got:
+            errs.append("%s: missing from the store" % (k,))
+        elif k not in want:
+            errs.append("%s: in the store but not in the oracle" % (k,))
+        else:
+            errs += ["%s%s" % (k, e) for e in diff_profile(want[k], got[k])]
+    check(not errs, "%d profile differences, e.g.:\n  %s" % (len(errs), "\n  ".join(errs[:10])))
+    check(len(want) > 100, "too few profiles (%d)" % len(want))
+
+
+def test_import_then_continue():
+    with cluster(partitions=NPARTS) as c:
+        now, until, evs = make_events(c, 12000, 800, 41)
+        bad = [l for l, _ in ti.bad_events(now)]
+        adir, lines = write_archive(c, evs, until, bad)
+        # the reference: one uninterrupted import
+        ref = os.path.join(c.dir, "ref")
+        r = import_(c, adir, ref, until)
+        s = json.loads(r.stdout)
+        want_reasons = {}
+        for l, why in ti.bad_events(now):
+            if why != "future_ts":  # after UNTIL: not imported, counted so
+                want_reasons[why] = want_reasons.get(why, 0) + 1
+        check(s["rejected_by_reason"] == want_reasons, "reasons %s != %s" % (s["rejected_by_reason"], want_reasons))
+        check(s["after_until"] > 100 and s["imported"] > 1000, "summary %s" % s)
+        rej = [json.loads(x) for x in open(ref + ".rej", "rb").read().splitlines()]
+        check(len(rej) == sum(want_reasons.values()), "%d lines in the rejects file" % len(rej))
+        for x in rej:
+            check(x["file"].endswith(".jsonl.gz") and x["line"] > 0 and x["detail"] and ("raw" in x or "raw_hex" in x),
+                  "reject line %s" % x)
+        got_bad = sorted(x.get("raw", "").encode() if "raw" in x else bytes.fromhex(x["raw_hex"]) for x in rej)
+        check(got_bad == sorted(l for l, why in ti.bad_events(now) if why != "future_ts"),
+              "the rejects file holds the bad lines")
+        # kill -9 during an import: a worker refuses the store, the re-run equals the reference
+        data = os.path.join(c.dir, "data-w1")
+        p = Proc("import", [PROFILECTL, "import", "--input", os.path.join(adir, "*.jsonl.gz"), "--data-dir",
+                            data, "--partitions", str(NPARTS), "--until", str(until), "--batch-events", "100",
+                            "--progress-every", "1ms", "--rejects", data + ".rej"], c.dir)
+        # killed while it reads the second of three files (commits made, not finished)
+        wait_for(lambda: "file 2/3" in p.tail(5) or not p.alive(), 60, "the import to reach its second file",
+                 interval=0.01)
+        killed = p.alive()
+        p.kill9()
+        check(killed, "the import always finished before the kill")
+        w = c.start_worker("w1", wait_listen=False)
+        wait_for(lambda: not w.alive(), 30, "the worker to refuse a half-written import")
+        check(w.p.returncode != 0 and "half-written import" in w.tail(), "refusal: %s" % w.tail())
+        r = import_(c, adir, data, until)  # one commit: de-dup records at seq 1
+        check(b"starting over" in r.stderr, "re-run: %r" % r.stderr[-300:])
+        check(dump_all(c, data) == dump_all(c, ref), "the re-run store differs from an uninterrupted import")
+        r = import_(c, adir, data, until, check_rc=False)
+        check(r.returncode == 1 and b"finished import" in r.stderr, "import into a finished import: %r" % r.stderr)
+        # The worker resolves UNTIL while the topic is empty (the embedded
+        # broker, librdkafka's mock cluster, answers every timestamp lookup
+        # with "end": the test cannot check the resolution against a real
+        # ListOffsets, only what follows it): it starts at offset 0, and the
+        # topic then gets a suffix from UNTIL - 4 h on, stamped 30 min before
+        # the events -- an overlap of 4 h with the archive.
+        w = c.start_worker("w1")
+        wait_for(lambda: "continuing from offset 0" in w.tail(40), 60, "the worker to resolve its start")
+        # half of it, a kill -9 after the first commits, the other half while the worker
+        # is down: the restart must continue from its checkpoint (not
+        # resolve UNTIL again) and reload the de-dup index it rewrote
+        mid = until - 2 * HOUR  # the overlap goes on after the restart
+        # first, slowly, a few events that are not in the archive (accepted):
+        # the worker commits each partition's first one at offset 1 -- the
+        # key of the import's de-dup records (seq 1), which it must rewrite
+        # (pd_dedup_adopt), not overwrite
+        early = [e for e in evs if e["ts"] > until + 4 * HOUR and "event_id" in e][:8]
+        produce_suffix(c, early, 0, now + HOUR, "topic-0.jsonl", ["--rate", "4"])
+        rest = [e for e in evs if e not in early]
+        produce_suffix(c, rest, until - 4 * HOUR, mid, "topic-1.jsonl")
+        wait_for(lambda: all(v > 0 for v in c.offsets(w.data).values()), 60, "the worker to commit")
+        w.kill9()
+        produce_suffix(c, rest, mid, now + HOUR, "topic-2.jsonl")
+        w = c.start_worker("w1")
+        ti.wait_caught_up(c, [w.data])
+        check(w.stop() == 0, "graceful stop")
+        o = oracle_union(c, lines, until)
+        check(o.outcomes.get("duplicate", 0) > 50, "too little overlap: %s" % o.outcomes)
+        compare(o.profiles(), dump_all(c, w.data))
+        # a worker's store is refused
+        r = import_(c, adir, w.data, until, check_rc=False)
+        check(r.returncode == 1 and b"already holds" in r.stderr, "import into a worker's store: %r" % r.stderr)
+
+
+if __name__ == "__main__":
+    main([test_import_then_continue])
