@@ -4,9 +4,10 @@
  * A snapshot is a byte stream produced from one RocksDB snapshot of the
  * source worker's store (pd_store_export_partition):
  *
- *   header   "PDSNAP05" | partition u32 BE | schema fingerprint u64 BE
+ *   header   "PDSNAP06" | partition u32 BE | schema fingerprint u64 BE
  *            | event dialect u32 BE (PD_EVENT_DIALECT: the rules the state was built by)
  *   records  'd' | uvarint zigzag(day) | uvarint klen | user id | uvarint vlen | profile
+ *                (klen 0: the partition's population profile of the day, store.h)
  *            'x' | uvarint 8 | seq u64 BE | uvarint vlen | packed de-dup entries
  *                (vlen a multiple of PD_DEDUP_ENTRY_LEN, see store.h)
  *   trailer  'E' | next_offset i64 BE | clock_ms i64 BE | records u64 BE
@@ -33,8 +34,9 @@
 #include <stdint.h>
 #include "store.h"
 
-#define PD_SNAPSHOT_MAGIC "PDSNAP05" /* 01: one 'x' record per event id; 02: no dialect; 03: XXH3, no MAC;
-                                        04: profile values of encoding 2 with a MAC, or of encoding 3 without */
+#define PD_SNAPSHOT_MAGIC "PDSNAP06" /* 01: one 'x' record per event id; 02: no dialect; 03: XXH3, no MAC;
+                                        04: profile values of encoding 2 with a MAC, or of encoding 3 without;
+                                        05: no population records (store format 3) */
 
 /* Why a fetched stream was refused: the label of
  * profiled_snapshots_rejected_total{reason}. */

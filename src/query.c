@@ -791,18 +791,22 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
         if (!have_ts || p->last_ts > last_ts) last_ts = p->last_ts;
         have_ts = 1;
     }
-    if (raw == 0) return PD_ENOTFOUND;
+    if (raw == 0 && user_id) return PD_ENOTFOUND;
 
     double w_s[64];
     double *w = ndays <= 64 ? w_s : pd_malloc((size_t)ndays * sizeof *w);
     for (int d = 0; d < ndays; d++) w[d] = qry_weight(q, today, days[d].day);
     qry_ctx c = {.weighted = q->decay != PD_DECAY_NONE, .out = out};
 
-    PD_BUF_LIT(out, "{\"user_id\":");
-    put_str(out, user_id, ulen);
-    PD_BUF_LIT(out, ",\"partition\":");
-    pd_buf_put_i64(out, partition);
-    PD_BUF_LIT(out, ",\"from\":");
+    if (user_id) {
+        PD_BUF_LIT(out, "{\"user_id\":");
+        put_str(out, user_id, ulen);
+        PD_BUF_LIT(out, ",\"partition\":");
+        pd_buf_put_i64(out, partition);
+        PD_BUF_LIT(out, ",\"from\":");
+    } else {
+        PD_BUF_LIT(out, "{\"from\":"); /* the population (population.h) */
+    }
     put_day(out, q->from_day);
     PD_BUF_LIT(out, ",\"to\":");
     put_day(out, q->to_day);
@@ -814,9 +818,11 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
     pd_buf_putc(out, ',');
     put_events(&c, days, w, ndays);
     PD_BUF_LIT(out, ",\"first_seen\":");
-    put_ts(out, first_ts);
+    if (have_ts) put_ts(out, first_ts);
+    else PD_BUF_LIT(out, "null");
     PD_BUF_LIT(out, ",\"last_seen\":");
-    put_ts(out, last_ts);
+    if (have_ts) put_ts(out, last_ts);
+    else PD_BUF_LIT(out, "null");
     pd_buf_putc(out, ',');
     put_dimensions(&c, q, s, days, w, ndays);
 
