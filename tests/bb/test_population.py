@@ -214,7 +214,8 @@ def test_population_every_worker_against_the_oracle():
 
         def split():
             st, _, body = http_get(w1.url + "/v1/partitions")
-            owners = {x.get("owner") for x in json.loads(body)["owners"]}
+            owners = {(x["owner"].get("id") if isinstance(x.get("owner"), dict) else x.get("owner"))
+                      for x in json.loads(body)["owners"]}
             return owners == {"w1", "w2"}
         wait_for(split, 90, "partitions spread over w1 and w2", interval=0.5)
         o = settle(c, [w1, w2], ofn, "after the partition move")
