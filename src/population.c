@@ -23,7 +23,11 @@
  *     same for its local partitions (binary, below).
  * Per partition the candidate with the highest offset wins (ties: local,
  * then the first answer); a copy whose offset did not change is kept as
- * it is (the state at an offset is a function of the log: same bytes).
+ * it is (the state at an offset is a function of the log: same bytes),
+ * and a held copy is never replaced by an older one (a copy still
+ * catching up after a rebuild; its age then grows until a source reaches
+ * the held offset -- after the topic itself was recreated with lower
+ * offsets, restart the workers to drop the held copies).
  * A partition without any candidate this time keeps its previous copy and
  * its older confirmation time. Each partition thus contributes exactly
  * one copy: no double counting when ownership moves between or during
@@ -474,7 +478,10 @@ static void refresh(pd_population *pp)
     for (int32_t p = 0; p < np; p++) {
         pop_cand *k = &cands[p];
         pop_copy *c = &pp->copies[p];
-        if (k->found) {
+        if (k->found && c->have && k->offset < c->offset) {
+            /* only an older state of it was found (a copy still catching
+             * up, say): keep the newer one, unconfirmed */
+        } else if (k->found) {
             if (!k->same) {
                 copy_clear(c);
                 *c = k->c;
@@ -492,6 +499,8 @@ static void refresh(pd_population *pp)
         }
     }
     pd_free(cands);
+    if (covered != pp->covered || np != pp->total)
+        pd_info("population: the prior covers %d of %d partitions", (int)covered, (int)np);
     pop_prior *pr = changed ? build_prior(pp) : NULL;
     pthread_mutex_lock(&pp->lock);
     pop_prior *old = NULL;

@@ -263,5 +263,37 @@ def test_population_every_worker_against_the_oracle():
         settle(c, [w1], ofn, "w1 alone after w2 died")
 
 
+def test_population_last_prior_kept_while_a_peer_is_down():
+    """Without replicas a dead peer's partitions have no other source: the
+    survivor keeps their last copies (coverage complete, answers equal to
+    the oracle, the age grows, failures counted) until it owns them."""
+    with cluster(partitions=NPARTS) as c:
+        start = int(time.time() * 1000) - 3 * DAY
+        r = c.ctl("generate", "3000", "--users", "200", "--days", "3", "--seed", "7",
+                  "--start_ts", str(start), "--dup_rate", "0.05")
+        path = os.path.join(c.dir, "in.jsonl")
+        open(path, "wb").write(r.stdout)
+        extra = EXTRA + ["--replicas", "0", "--session_timeout_ms", "20000"]
+        w1 = c.start_worker("w1", extra)
+        w2 = c.start_worker("w2", extra)
+        w1.name, w2.name = "w1", "w2"
+        check("failed=0" in c.produce_file(path), "produce")
+        wait_for(lambda: all_ready([w1, w2]), 120, "both ready, all owned", interval=0.5)
+        o = settle(c, [w1, w2], lambda: oracle_from_topic(c), "two workers, no replicas")
+        f0 = metric(w1, "profiled_population_refresh_failures_total") or 0
+        w2.kill9()
+        time.sleep(2.5)  # several refreshes (500 ms) without w2, well inside the session timeout
+        errs = population_errors([w1], o)
+        check(not errs, "w1 with w2 down: %d differences, e.g.:\n  %s" % (len(errs), "\n  ".join(errs[:10])))
+        st, _, body = http_get(w1.url + "/v1/population?days=1")
+        pr = json.loads(body)["prior"]
+        check(pr["complete"] and pr["partitions_covered"] == NPARTS and pr["age_s"] >= 2.0,
+              "prior while w2 is down: %r" % pr)
+        check((metric(w1, "profiled_population_refresh_failures_total") or 0) > f0,
+              "refresh failures not counted while w2 is down")
+        check(metric(w1, "profiled_population_partitions_covered") == NPARTS, "coverage metric")
+        check((metric(w1, "profiled_population_prior_age_seconds") or 0) >= 2.0, "age metric")
+
+
 if __name__ == "__main__":
-    main([test_population_every_worker_against_the_oracle])
+    main([test_population_every_worker_against_the_oracle, test_population_last_prior_kept_while_a_peer_is_down])
