@@ -16,6 +16,9 @@ Steps, in the order they run (bench/steps/, one module per measured job):
                      pairs in the full run, paced)
   topk               3b: worker CPU per request of top=10 vs the plain
                      query, interleaved pairs (issue 19)
+  population         3c: GET /v1/population vs the profile query, and the
+                     ingest cost of population profiles (replay pipeline
+                     with/without), interleaved pairs (issue 20)
   ingest             3: the same queries under ingestion
   freshness          4: produce -> visible in a query
   forwarded          3: queries through a second worker
@@ -74,12 +77,12 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # oracle.py
 from benchlib import ROOT, Ctx, log  # noqa: E402
-from steps import backup, e2e, handoff, memory, processing, queries, recovery, redis  # noqa: E402
+from steps import backup, e2e, handoff, memory, population, processing, queries, recovery, redis  # noqa: E402
 
 SCHEMA = 1
 STEP_FAILED = 3  # exit status: results written, some step failed (2: bad options, 1: crashed)
 STEPS = [("processing", processing.run_step), ("e2e", e2e.run_step), ("local", queries.local),
-         ("topk", queries.topk), ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
+         ("topk", queries.topk), ("population", population.run_step), ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
          ("freshness_fetch10", queries.freshness_fetch10), ("redis", redis.run_step),
          ("recovery", recovery.run_step), ("backup", backup.run_step), ("handoff", handoff.run_step), ("memory", memory.run_step)]
 ALIASES = {"process": ["processing"], "queries": ["local", "ingest", "freshness"], "all": [n for n, _ in STEPS]}
