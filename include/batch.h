@@ -81,7 +81,7 @@ typedef struct {
     uint32_t win_commits;
     _Atomic uint64_t *gauge; /* metrics: this batch's bytes (NULL: none) */
     int population;          /* 1 (default): keep population entries; 0 only for benchmarks */
-    pd_batch_entry *pop_last;/* the population entry of the last add (NULL: none) */
+    pd_batch_entry *pop_cache[64]; /* population entries by (partition, day) hash (NULL: none) */
     pd_profile pop_scratch;  /* build scratch of population entries (pop_scratch_init) */
     int pop_scratch_init;
 } pd_batch;

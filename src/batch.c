@@ -269,9 +269,10 @@ void pd_batch_add(pd_batch *b, int32_t p, int64_t day, const pd_event *ev)
     pd_assert(ev->user_id_len > 0); /* the empty id is the population's */
     pd_batch_entry *pe = NULL;
     if (b->population) {
-        /* most events of a batch share their partition-day with the previous one */
-        pe = b->pop_last;
-        if (!pe || pe->partition != p || pe->day != day) pe = b->pop_last = entry_of(b, p, day, "", 0);
+        /* a batch has few partition-days: a small cache saves the table lookup */
+        pd_batch_entry **slot = &b->pop_cache[((uint32_t)p * 7u + (uint32_t)day) & 63u];
+        pe = *slot;
+        if (!pe || pe->partition != p || pe->day != day) pe = *slot = entry_of(b, p, day, "", 0);
     }
     pd_batch_entry *e = entry_of(b, p, day, ev->user_id, ev->user_id_len);
     evlog_append(b, e, pe, ev);
@@ -466,7 +467,7 @@ void pd_batch_clear(pd_batch *b)
         b->n = 0;
     }
     b->events = 0;
-    b->pop_last = NULL;
+    memset(b->pop_cache, 0, sizeof b->pop_cache);
     b->evlog.len = 0;
     b->ndays = 0;
     b->erasures.len = 0;
@@ -478,7 +479,7 @@ void pd_batch_clear(pd_batch *b)
 void pd_batch_drop_parts(pd_batch *b, const char *only_parts)
 {
     tab_rehash(b, b->cap, only_parts);
-    b->pop_last = NULL; /* may have been recycled */
+    memset(b->pop_cache, 0, sizeof b->pop_cache); /* may have been recycled */
     size_t w = 0, n = 0;
     for (size_t off = 0; off < b->erasures.len;) {
         int32_t p;
