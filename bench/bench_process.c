@@ -4,6 +4,7 @@
  * Modes (each prints ONE JSON object on stdout; progress/errors on stderr):
  *
  *   process --file F --dir D --partitions P [--batch B] [--size-dir D2]
+ *           [--population 0] (no population profiles: what maintaining them costs)
  *     Loads the JSONL file F into memory, then measures
  *       (a) bare cJSON: cJSON_ParseWithLength + cJSON_Delete of every line;
  *       (a') pd_event_parse + pd_event_free of every line (built-in schema),
@@ -202,6 +203,8 @@ typedef struct {
     uint64_t flushes;
 } pipe_result;
 
+static int g_population = 1; /* --population 0: no population profiles (their cost) */
+
 static int run_pipeline(const bench_lines *L, bench_worker *b, int64_t batch, pipe_result *res)
 {
     char err[512];
@@ -211,6 +214,7 @@ static int run_pipeline(const bench_lines *L, bench_worker *b, int64_t batch, pi
         fprintf(stderr, "bench_process: ingest: %s\n", err);
         return rc;
     }
+    pd_ingest_set_population(ig, g_population);
     for (int32_t p = 0; p < b->w.nparts; p++) pd_ingest_assign_local(ig, p);
     int64_t *offs = pd_calloc((size_t)b->w.nparts, sizeof *offs);
     memset(res, 0, sizeof *res);
@@ -503,6 +507,7 @@ int main(int argc, char **argv)
     uint64_t ok = 0;
     /* --pipeline-only 1 (for profiling): skip the cJSON, parse and size passes. */
     int only = atoi(arg(argc, argv, "--pipeline-only", "0"));
+    g_population = atoi(arg(argc, argv, "--population", "1"));
     double tc = 1e-9;
     if (!only) {
         /* Warm-up pass (page cache, allocator), then the timed one. */

@@ -16,10 +16,13 @@ Steps, in the order they run (bench/steps/, one module per measured job):
                      pairs in the full run, paced)
   topk               3b: worker CPU per request of top=10 vs the plain
                      query, interleaved pairs (issue 19)
-  rank               3c: POST rank of 100 and 1,000 candidates vs the plain
+  population         3c: GET /v1/population vs the profile query, and the
+                     ingest cost of population profiles (replay pipeline
+                     with/without), interleaved pairs (issue 20)
+  rank               3d: POST rank of 100 and 1,000 candidates vs the plain
                      query (req/s, p50/p99, worker CPU/req, items/s),
                      interleaved; a client-side scoring reference (issue 20)
-  signals            3d: per-type tracks: bytes per user-day with 0/1/2
+  signals            3e: per-type tracks: bytes per user-day with 0/1/2
                      tracked types, CPU of weights=/types= vs the plain
                      query (in process, bench_tracks; issue 19)
   ingest             3: the same queries under ingestion
@@ -85,12 +88,12 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # oracle.py
 from benchlib import ROOT, Ctx, log  # noqa: E402
-from steps import archive, backup, e2e, erase, handoff, memory, processing, queries, rank, recovery, redis, signals  # noqa: E402
+from steps import archive, backup, e2e, erase, handoff, memory, population, processing, queries, rank, recovery, redis, signals  # noqa: E402
 
 SCHEMA = 1
 STEP_FAILED = 3  # exit status: results written, some step failed (2: bad options, 1: crashed)
 STEPS = [("processing", processing.run_step), ("e2e", e2e.run_step), ("local", queries.local),
-         ("topk", queries.topk), ("rank", rank.run_step), ("signals", signals.run_step), ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
+         ("topk", queries.topk), ("population", population.run_step), ("rank", rank.run_step), ("signals", signals.run_step), ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
          ("freshness_fetch10", queries.freshness_fetch10), ("redis", redis.run_step),
          ("recovery", recovery.run_step), ("backup", backup.run_step), ("import", archive.run_step), ("handoff", handoff.run_step), ("memory", memory.run_step),
          ("erase", erase.run_step)]

@@ -35,8 +35,8 @@ class Steps(unittest.TestCase):
                          ["processing", "local", "ingest", "freshness", "memory"])
 
     def test_all_and_default(self):
-        full = ["processing", "e2e", "local", "topk", "rank", "signals", "ingest", "freshness", "forwarded", "freshness_fetch10", "redis",
-                "recovery", "backup", "import", "handoff", "memory", "erase"]
+        full = ["processing", "e2e", "local", "topk", "population", "rank", "signals", "ingest", "freshness", "forwarded",
+                "freshness_fetch10", "redis", "recovery", "backup", "import", "handoff", "memory", "erase"]
         self.assertEqual(measure.parse_steps(""), full)
         self.assertEqual(measure.parse_steps("all"), full)
         self.assertEqual(measure.parse_steps("e2e,all,e2e"), full)

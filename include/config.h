@@ -93,6 +93,8 @@ typedef struct pd_config {
     char *offsets_backwards;     /* refuse | rebuild | continue (ingest.c, offsets.h) */
     int64_t retention_days;
     int64_t categorical_max_values;
+    int64_t population_max_values;
+    int64_t population_refresh_ms;
     int64_t commit_interval_ms;
     int64_t commit_min_interval_ms;
     int64_t batch_max_events;

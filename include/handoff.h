@@ -4,9 +4,10 @@
  * A snapshot is a byte stream produced from one RocksDB snapshot of the
  * source worker's store (pd_store_export_partition):
  *
- *   header   "PDSNAP06" | partition u32 BE | schema fingerprint u64 BE
+ *   header   "PDSNAP07" | partition u32 BE | schema fingerprint u64 BE
  *            | event dialect u32 BE (PD_EVENT_DIALECT: the rules the state was built by)
  *   records  'd' | uvarint zigzag(day) | uvarint klen | user id | uvarint vlen | profile
+ *                (klen 0: the partition's population profile of the day, store.h)
  *            'x' | uvarint 8 | seq u64 BE | uvarint vlen | packed de-dup entries
  *                (vlen a multiple of PD_DEDUP_ENTRY_LEN, see store.h)
  *            'f' | uvarint 0 | uvarint vlen | the source's side-effect record
@@ -36,9 +37,10 @@
 #include <stdint.h>
 #include "store.h"
 
-#define PD_SNAPSHOT_MAGIC "PDSNAP06" /* 01: one 'x' record per event id; 02: no dialect; 03: XXH3, no MAC;
+#define PD_SNAPSHOT_MAGIC "PDSNAP07" /* 01: one 'x' record per event id; 02: no dialect; 03: XXH3, no MAC;
                                         04: profile values of encoding 2 with a MAC, or of encoding 3 without;
-                                        05: no side-effect record */
+                                        05: no population records (store format 3);
+                                        06: no side-effect record */
 
 /* Why a fetched stream was refused: the label of
  * profiled_snapshots_rejected_total{reason}. */

@@ -26,6 +26,10 @@ typedef struct pd_ingest pd_ingest;
  * With kafka == 0 no Kafka client is created (replay mode: feed records
  * with pd_ingest_record and partitions with pd_ingest_assign_local). */
 int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t errlen);
+/* Benchmarks only (bench_process --population 0): on == 0 stops writing
+ * population profiles (batch.h), to measure what maintaining them costs.
+ * The stored population is then incomplete; never in a worker. */
+void pd_ingest_set_population(pd_ingest *ig, int on);
 /* Runs the consume loop until w->stop is set. Returns PD_OK or an error
  * that made the worker unable to continue (store failure). */
 int pd_ingest_run(pd_ingest *ig);

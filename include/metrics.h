@@ -31,7 +31,8 @@ void pd_hist_observe(pd_hist *h, double v);
 
 typedef enum {
     PD_ROUTE_PROFILE = 0, PD_ROUTE_PARTITIONS, PD_ROUTE_HEALTHZ, PD_ROUTE_READYZ,
-    PD_ROUTE_METRICS, PD_ROUTE_INTERNAL, PD_ROUTE_ERASE, PD_ROUTE_SCORE, PD_ROUTE_OTHER, PD_ROUTE__COUNT
+    PD_ROUTE_METRICS, PD_ROUTE_INTERNAL, PD_ROUTE_ERASE, PD_ROUTE_SCORE, PD_ROUTE_POPULATION, PD_ROUTE_OTHER,
+    PD_ROUTE__COUNT
 } pd_route;
 const char *pd_route_name(int r);
 
@@ -85,6 +86,11 @@ typedef struct pd_metrics {
     _Atomic uint64_t snapshots_rejected[PD_SNAP_REJ__COUNT]; /* by reason (handoff.h) */
     _Atomic uint64_t member_records_rejected[PD_MEMREC__COUNT]; /* by verdict (memrec.h); [0] unused */
     _Atomic uint64_t rebuilds;          /* partitions rebuilt by replaying the topic */
+    /* the population prior (population.c) */
+    _Atomic int64_t pop_oldest_ms;      /* confirmation time of its oldest partition copy (0: no prior) */
+    _Atomic uint64_t pop_covered, pop_total; /* partitions in it / of the topic */
+    _Atomic uint64_t pop_refreshes;     /* refreshes done */
+    _Atomic uint64_t pop_refresh_failures; /* peers (or local reads) that failed a refresh */
     _Atomic uint64_t partitions_deleted;/* local state of released partitions deleted */
     pd_hist batch_events;               /* events per flush */
     pd_hist flush_seconds;              /* flush latency */

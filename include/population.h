@@ -10,9 +10,21 @@
  * it as pd_query_day entries, exactly like a user's stored days, so the
  * same range/decay code applies.
  *
+ * Where it comes from (population.c; docs/architecture.md "Population
+ * prior"): every owner writes its partitions' population profiles per day
+ * in the same WriteBatch as the user deltas (store.h, batch.h). A
+ * background thread per worker rebuilds the cluster-wide prior every
+ * population_refresh: its own partitions (owned and ready, or warm
+ * replicas) from its store, every other partition from ONE request per
+ * live peer (GET /internal/v1/population, cluster token). Each partition
+ * is taken from exactly one source per refresh -- the one whose copy is
+ * furthest along the partition's log (highest checkpoint) -- and a
+ * partition no source reported this time keeps its last copy (older: the
+ * age grows). So no partition is ever counted twice, whatever moves.
+ *
  * Threads: any HTTP thread may call pd_population_acquire concurrently; the
  * view it fills is immutable and is the caller's until
- * pd_population_release.
+ * pd_population_release. pd_population_start/stop: main thread.
  */
 #ifndef PD_POPULATION_H
 #define PD_POPULATION_H
@@ -20,6 +32,8 @@
 #include <stdint.h>
 #include "query.h"
 #include "worker.h"
+
+typedef struct pd_population pd_population;
 
 typedef struct {
     pd_query_day *days;     /* ndays entries, increasing day, only days with data */
@@ -34,8 +48,32 @@ typedef struct {
 /* Fills *out with the cluster-wide population of days [from_day, to_day]
  * (inclusive). Never blocks on peers: it answers from the last prior it
  * has (parts_covered < parts_total when some partitions are missing, and
- * ndays == 0 with age_s < 0 when it has none yet). 0 or PD_ENOMEM. */
+ * ndays == 0 with age_s < 0 when it has none yet). Returns 0 (PD_OK);
+ * allocation failures abort (util.h), so there is no PD_ENOMEM. */
 int pd_population_acquire(pd_worker *w, int64_t from_day, int64_t to_day, pd_population_view *out);
 void pd_population_release(pd_population_view *v);
+
+/* Starts the refresh thread of w (w->store, w->members may be NULL: local
+ * partitions only); sets w->population. 0 or an error. */
+int pd_population_start(pd_worker *w, char *err, size_t errlen);
+/* Stops the thread and frees; w->population = NULL. Before the store and
+ * the members map go. NULL population: no-op. */
+void pd_population_stop(pd_worker *w);
+/* Runs one refresh now, in the calling thread (tests; the thread does the
+ * same every population_refresh). */
+void pd_population_refresh_now(pd_worker *w);
+
+/* The HTTP routes, without civetweb (http.c sends the answer):
+ *   GET /v1/population?<query>     the prior's distribution (JSON), from
+ *                                  the cache (never asks a peer)
+ *   GET /internal/v1/population    this worker's local partitions' encoded
+ *                                  population days (binary, population.c)
+ * The body is the caller's (pd_buf_free). */
+typedef struct {
+    int status;
+    const char *ctype;      /* static string */
+    pd_buf body;
+} pd_population_answer;
+void pd_population_http(pd_worker *w, const char *qs, int internal, pd_population_answer *out);
 
 #endif

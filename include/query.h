@@ -63,7 +63,10 @@ double pd_query_day_weight(const pd_query *q, int64_t today, int64_t day);
  * caller appends: the object is left OPEN, i.e. without the final '}').
  * days must be ascending and within [from, to]; today is the reference for
  * decay ages (age = today - day): pass q->anchor_day. Returns PD_ENOTFOUND (nothing appended)
- * when the user has no events in range. */
+ * when the user has no events in range. user_id NULL renders the
+ * population (population.h): no user_id/partition members, and no events
+ * in range is an answer (events 0, first_seen/last_seen null), not
+ * PD_ENOTFOUND. */
 int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, size_t ulen,
                     int32_t partition, int64_t today, const pd_query_day *days, int ndays,
                     pd_buf *out);

@@ -38,7 +38,7 @@
  * partition from a peer gets that peer's frontier and notes with it (and
  * keeps its own frontier when that is further), so a replica rebuilt from
  * the topic (frontier 0) and then copied still has its side effects
- * redone; before PDSNAP06 the copy's frontier was unknown and nothing was
+ * redone; before PDSNAP06 (PDSNAP07 adds population records) the copy's frontier was unknown and nothing was
  * redone (`make chaos` lost 3 DLQ records that way). Notes below the
  * owner's published side-effect frontier (membership topic: the fourth
  * element of an owner's "held" entry) are dropped: those side effects are

@@ -23,6 +23,15 @@
  *                  an accepted record) holds one entry, "PDDDCAPH", 0,
  *                  the cap horizon H (dedup.h).
  *   "dYYYY-MM-DD"  one per day: partition(u32 BE) + user_id -> encoded profile
+ *                  partition(u32 BE) alone (an empty user id, which no
+ *                  event and no erasure can carry: user ids are 1-256
+ *                  bytes) -> the partition's POPULATION profile of the
+ *                  day: every accepted event of every user, under the
+ *                  population schema (pd_store_population_schema: every
+ *                  categorical cap = population_max_values). The merge
+ *                  operator picks the schema by key length. User-listing
+ *                  paths (pd_store_scan) skip these keys; hand-off exports
+ *                  carry them (an empty key); erasures never touch them.
  *
  * The partition comes first in every data key, so one partition's state is a
  * contiguous key range in each family (hand-off, deletion). Day families
@@ -81,7 +90,13 @@ typedef struct {
                                days whose filter does not fit are read always */
     int sync;               /* fsync the WAL on every commit (default 0: WAL
                                written, OS-buffered; survives process crash) */
+    uint32_t population_max_values; /* categorical cap of the population profiles:
+                               recorded at creation; another value than the
+                               recorded one is refused (read-write); 0 = the
+                               recorded one (new store: the default) */
 } pd_store_opts;
+
+#define PD_POPULATION_MAX_VALUES_DEFAULT 10000
 
 /* Opens (creating if needed, unless read_only) the store at dir. The schema
  * (borrowed, must outlive the store) must match the one recorded in the
@@ -95,6 +110,10 @@ void pd_store_close(pd_store *st);
 /* The schema the store was opened with (or loaded from it): valid until
  * pd_store_close. */
 const pd_schema *pd_store_schema(const pd_store *st);
+/* The population schema (see the day families above): the store's schema
+ * with every categorical cap and the event types' cap =
+ * population_max_values. Valid until pd_store_close. */
+const pd_schema *pd_store_population_schema(const pd_store *st);
 /* PD_OK while the data directory the store was opened on is still there
  * (same inode, CURRENT present); PD_EIO (err says what) once it was
  * deleted or replaced under the running process, whose writes then go to
@@ -108,7 +127,9 @@ pd_store_batch *pd_store_batch_new(pd_store *st);
 void pd_store_batch_free(pd_store_batch *b);
 void pd_store_batch_clear(pd_store_batch *b);
 /* Adds delta to the profile of (day, partition, user). Creates the day
- * family on demand. Usually a RocksDB merge operand; a key that collected
+ * family on demand. ulen == 0 is the partition's population profile of
+ * the day (delta of the population schema; merge_event: the event's
+ * profile under it). Usually a RocksDB merge operand; a key that collected
  * several operands recently is written as its fully merged value instead
  * (see "Operand folding" in store.c) -- same result, bounded reads. */
 int pd_store_batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const char *user,
@@ -125,6 +146,8 @@ int pd_store_batch_merge_event(pd_store_batch *b, int64_t day, int32_t partition
  * starts from nothing. Writer thread. */
 int pd_store_batch_erase_user(pd_store_batch *b, int32_t partition, const char *user, size_t ulen,
                               char *err, size_t errlen);
+/* The population schema of the batch's store (pd_store_population_schema). */
+const pd_schema *pd_store_batch_population_schema(const pd_store_batch *b);
 /* Merges this batch wrote as folded values so far (for metrics). */
 uint64_t pd_store_batch_folds(const pd_store_batch *b);
 /* De-dup records: val (vlen a multiple of PD_DEDUP_ENTRY_LEN, copied) becomes
@@ -206,7 +229,9 @@ int pd_store_list_days(pd_store *st, int64_t **days, int *n);
 pd_store_snap *pd_store_snap_acquire(pd_store *st);
 void pd_store_snap_release(pd_store *st, pd_store_snap *snap);
 /* Reads one profile into an initialised, empty `out` (snap may be NULL for
- * latest). PD_ENOTFOUND when the user has nothing that day. */
+ * latest). PD_ENOTFOUND when the user has nothing that day. ulen == 0:
+ * the partition's population profile (out initialised with
+ * pd_store_population_schema). */
 int pd_store_get_profile(pd_store *st, pd_store_snap *snap, int64_t day, int32_t partition,
                          const char *user, size_t ulen, pd_profile *out, char *err, size_t errlen);
 
@@ -236,8 +261,8 @@ int pd_store_get_profile_range(pd_store *st, pd_store_snap *snap, int64_t from_d
                                int32_t partition, const char *user, size_t ulen, pd_store_range *r,
                                char *err, size_t errlen);
 
-/* Scans profiles: day (INT64_MIN = every day), partition (-1 = all), user
- * (NULL = all). Calls fn for each; a non-zero return from fn stops the scan
+/* Scans USER profiles (population keys are skipped): day (INT64_MIN =
+ * every day), partition (-1 = all), user (NULL = all). Calls fn for each; a non-zero return from fn stops the scan
  * and is returned. `prof` is valid only during the call. */
 typedef int (*pd_store_visit_fn)(void *arg, int64_t day, int32_t partition, const char *user,
                                  size_t ulen, const pd_profile *prof);
@@ -275,7 +300,8 @@ int pd_store_day_stats(pd_store *st, pd_day_stats **out, int *n);
  * its side-effect record when it has one (kind 'f', empty key, value as
  * stored: sidefx.h), then
  * each day family's profiles (kind 'd', day set, key = user id without the
- * partition prefix, value = encoded merged profile), then its de-dup
+ * partition prefix; empty for the population profile, value = encoded
+ * merged profile), then its de-dup
  * records (kind 'x', key = seq u64 BE, value = packed entries as in the
  * "dedup" family). *cp receives the
  * checkpoint read from the same snapshot. PD_ENOTFOUND (fn never called)
@@ -287,8 +313,9 @@ typedef int (*pd_store_export_fn)(void *arg, char kind, int64_t day, const char 
 int pd_store_export_partition(pd_store *st, int32_t partition, pd_checkpoint *cp,
                               pd_store_export_fn fn, void *arg, char *err, size_t errlen);
 /* Writer thread, snapshot import: puts an already merged profile value
- * (replacing whatever is there) for (day, partition, user). The value is
- * validated by decoding it first (PD_ECORRUPT). */
+ * (replacing whatever is there) for (day, partition, user; ulen 0: the
+ * population profile). The value is validated by decoding it first
+ * (PD_ECORRUPT), under the population schema for ulen 0. */
 int pd_store_batch_put_profile_raw(pd_store_batch *b, int64_t day, int32_t partition,
                                    const char *user, size_t ulen, const char *val, size_t vlen,
                                    char *err, size_t errlen);

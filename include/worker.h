@@ -69,6 +69,7 @@ typedef struct {
 
 typedef struct pd_members pd_members; /* members.c */
 typedef struct pd_backupd pd_backupd; /* backupd.c */
+struct pd_population;                  /* population.c */
 
 /* pd_worker.disk_low bits */
 #define PD_DISK_LOW_FLOOR 1  /* free space below disk_min_free_mb (diskguard.h) */
@@ -84,6 +85,7 @@ typedef struct pd_worker {
     pd_partstate *parts;          /* nparts entries */
     pd_members *members;          /* partition -> owner map (may be NULL in tests) */
     pd_backupd *backups;          /* NULL: backup_dir not set (or tests) */
+    struct pd_population *population; /* the prior's cache (NULL: none yet, or tests) */
     char advertise[256];          /* this worker's URL */
     _Atomic int64_t generation;   /* bumped on every assignment change */
     _Atomic int kafka_up;         /* 0 when the consumer reports all brokers down */

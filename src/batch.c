@@ -7,6 +7,11 @@
  *   ev_rec | type bytes | item id bytes | nattrs x (u8 dim, u8 kind,
  *                                   then STR: u16 len + bytes, NUM: f64)
  * Offset 0 of the log is never a record, so 0 means "none" in the chains.
+ * Every record is on two chains: its user entry's (next) and its
+ * population entry's (pnext). A population entry is the entry of
+ * (day, partition, empty user id): all the events of that partition-day,
+ * whatever erasures later do to the user chains (the population is not
+ * personal data, and it must not depend on where batches end).
  *
  * The table is open addressing with linear probing at <= 75 % load, keyed
  * by XXH3-64 of the entry key; a slot points at the key its entry holds,
@@ -33,6 +38,7 @@
 
 typedef struct {
     size_t next;       /* offset of the entry's next record; 0 = none */
+    size_t pnext;      /* the next record of its population entry; 0 = none */
     int64_t ts;
     uint64_t okey;     /* the event's occurrence key (sketch.h) */
     uint16_t type_len;
@@ -111,7 +117,7 @@ static void entry_put(pd_batch *b, pd_batch_entry *e)
 /* ---- the event log ---- */
 
 /* Appends ev's record to the log and chains it to e. */
-static void evlog_append(pd_batch *b, pd_batch_entry *e, const pd_event *ev)
+static void evlog_append(pd_batch *b, pd_batch_entry *e, pd_batch_entry *pe, const pd_event *ev)
 {
     pd_buf *L = &b->evlog;
     if (L->len == 0) L->len = 8; /* offset 0 means "none" */
@@ -145,13 +151,18 @@ static void evlog_append(pd_batch *b, pd_batch_entry *e, const pd_event *ev)
         }
         n++;
     }
-    ev_rec h = {.next = 0, .ts = ev->ts_ms, .okey = ev->okey, .type_len = (uint16_t)ev->type_len, .nattrs = n,
-                .item_len = ev->item_id ? (uint16_t)ev->item_id_len : 0, .has_item = ev->item_id != NULL};
+    ev_rec h = {.next = 0, .pnext = 0, .ts = ev->ts_ms, .okey = ev->okey, .type_len = (uint16_t)ev->type_len,
+                .nattrs = n, .item_len = ev->item_id ? (uint16_t)ev->item_id_len : 0, .has_item = ev->item_id != NULL};
     memcpy(base, &h, sizeof h);
     L->len = (off + (size_t)(o - base) + 7) & ~(size_t)7;
     if (e->tail) ((ev_rec *)(void *)(L->p + e->tail))->next = off;
     else e->head = off;
     e->tail = off;
+    if (pe) {
+        if (pe->tail) ((ev_rec *)(void *)(L->p + pe->tail))->pnext = off;
+        else pe->head = off;
+        pe->tail = off;
+    }
 }
 
 size_t pd_batch_decode(const pd_batch *b, size_t off, pd_event *ev)
@@ -187,8 +198,11 @@ size_t pd_batch_decode(const pd_batch *b, size_t off, pd_event *ev)
 void pd_batch_entry_build(const pd_batch *b, const pd_batch_entry *e, pd_profile *p, pd_event *ev)
 {
     pd_profile_clear(p);
+    const int pop = e->ulen == 0;
     for (size_t off = e->head; off;) {
+        const size_t pn = ((const ev_rec *)(const void *)(b->evlog.p + off))->pnext;
         off = pd_batch_decode(b, off, ev);
+        if (pop) off = pn;
         pd_profile_add(p, ev);
     }
 }
@@ -209,7 +223,7 @@ static void days_note(pd_batch *b, int64_t day)
 
 void pd_batch_erase(pd_batch *b, int32_t p, const char *user, size_t ulen)
 {
-    pd_assert(p >= 0 && ulen <= PD_MAX_USER_ID);
+    pd_assert(p >= 0 && ulen > 0 && ulen <= PD_MAX_USER_ID);
     char kbuf[PD_BATCH_KEY_MAX];
     pd_put_u32be((uint8_t *)kbuf + 8, (uint32_t)p);
     memcpy(kbuf + 12, user, ulen);
@@ -229,13 +243,14 @@ void pd_batch_erase(pd_batch *b, int32_t p, const char *user, size_t ulen)
     b->nerasures++;
 }
 
-void pd_batch_add(pd_batch *b, int32_t p, int64_t day, const pd_event *ev)
+/* The entry of (day, p, user), created when new. */
+static pd_batch_entry *entry_of(pd_batch *b, int32_t p, int64_t day, const char *user, size_t ulen)
 {
     char kbuf[PD_BATCH_KEY_MAX];
     pd_put_u64be((uint8_t *)kbuf, (uint64_t)day); /* day >= 2000-01-01: positive */
     pd_put_u32be((uint8_t *)kbuf + 8, (uint32_t)p);
-    memcpy(kbuf + 12, ev->user_id, ev->user_id_len);
-    uint32_t kl = (uint32_t)(12 + ev->user_id_len);
+    memcpy(kbuf + 12, user, ulen);
+    uint32_t kl = (uint32_t)(12 + ulen);
     uint64_t kh = XXH3_64bits(kbuf, kl);
     if ((b->n + 1) * 4 > b->cap * 3) tab_rehash(b, b->cap * 2, NULL);
     tslot *s = tab_find(b->slots, b->cap, kh, kbuf, kl);
@@ -247,14 +262,28 @@ void pd_batch_add(pd_batch *b, int32_t p, int64_t day, const pd_event *ev)
         e->partition = p;
         e->day = day;
         e->user = e->key + 12;
-        e->ulen = (uint32_t)ev->user_id_len;
+        e->ulen = (uint32_t)ulen;
         s->hash = kh;
         s->key = e->key;
         s->klen = kl;
         s->e = e;
         b->n++;
     }
-    evlog_append(b, e, ev);
+    return e;
+}
+
+void pd_batch_add(pd_batch *b, int32_t p, int64_t day, const pd_event *ev)
+{
+    pd_assert(ev->user_id_len > 0); /* the empty id is the population's */
+    pd_batch_entry *pe = NULL;
+    if (b->population) {
+        /* a batch has few partition-days: a small cache saves the table lookup */
+        pd_batch_entry **slot = &b->pop_cache[((uint32_t)p * 7u + (uint32_t)day) & 63u];
+        pe = *slot;
+        if (!pe || pe->partition != p || pe->day != day) pe = *slot = entry_of(b, p, day, "", 0);
+    }
+    pd_batch_entry *e = entry_of(b, p, day, ev->user_id, ev->user_id_len);
+    evlog_append(b, e, pe, ev);
     b->events++;
 }
 
@@ -339,7 +368,16 @@ int pd_batch_build(pd_batch *b, pd_store_batch *sb, pd_profile *scratch, uint64_
         int rc;
         if (!e->head) continue; /* every event of it came before an erasure */
         ++*writes;
-        if (e->head == e->tail) { /* one event: encoded straight from its record */
+        if (e->ulen == 0) { /* the partition-day's population */
+            if (!b->pop_scratch_init) {
+                const pd_schema *ps = pd_store_batch_population_schema(sb);
+                pd_assert(ps && ps->ndims == scratch->schema->ndims);
+                pd_profile_init(&b->pop_scratch, ps);
+                b->pop_scratch_init = 1;
+            }
+            pd_batch_entry_build(b, e, &b->pop_scratch, &sev);
+            rc = pd_store_batch_merge(sb, e->day, e->partition, "", 0, &b->pop_scratch, err, errlen);
+        } else if (e->head == e->tail) { /* one event: encoded straight from its record */
             pd_batch_decode(b, e->head, &sev);
             rc = pd_store_batch_merge_event(sb, e->day, e->partition, e->user, e->ulen, &sev, err, errlen);
         } else {
@@ -358,6 +396,7 @@ void pd_batch_init(pd_batch *b, _Atomic uint64_t *gauge)
     memset(b, 0, sizeof *b);
     tab_init(b, BATCH_INIT_SLOTS);
     b->gauge = gauge;
+    b->population = 1;
     pd_batch_publish(b);
 }
 
@@ -372,6 +411,7 @@ void pd_batch_free(pd_batch *b)
     free(b->sorted);
     free(b->days);
     pd_buf_free(&b->erasures);
+    if (b->pop_scratch_init) pd_profile_free(&b->pop_scratch);
     memset(b, 0, sizeof *b);
 }
 
@@ -435,6 +475,7 @@ void pd_batch_clear(pd_batch *b)
         b->n = 0;
     }
     b->events = 0;
+    memset(b->pop_cache, 0, sizeof b->pop_cache);
     b->evlog.len = 0;
     b->ndays = 0;
     b->erasures.len = 0;
@@ -446,6 +487,7 @@ void pd_batch_clear(pd_batch *b)
 void pd_batch_drop_parts(pd_batch *b, const char *only_parts)
 {
     tab_rehash(b, b->cap, only_parts);
+    memset(b->pop_cache, 0, sizeof b->pop_cache); /* may have been recycled */
     size_t w = 0, n = 0;
     for (size_t off = 0; off < b->erasures.len;) {
         int32_t p;

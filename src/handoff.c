@@ -269,7 +269,7 @@ static int walk(const char *path, int32_t p, const pd_schema *s, int secret_chec
             pd_seterr(err, errlen, rc, "snapshot: bad side-effect record");
             goto out;
         }
-        if (kind == 'd' && (kl == 0 || kl > 256)) {
+        if (kind == 'd' && kl > 256) { /* kl 0: the population profile */
             pd_seterr(err, errlen, rc, "snapshot: bad user id length %" PRIu64, kl);
             goto out;
         }

@@ -11,6 +11,8 @@
  *                                       here, Content-Length framed, JSON only)
  *   GET /v1/erasures?partition=&offset= erasure status (http_erase.c)
  *   GET /v1/partitions                  partition -> owner map + own view
+ *   GET /v1/population                  the population prior (population.c)
+ *   GET /internal/v1/population         this worker's partitions' population days
  *   GET /healthz, /readyz, /metrics     ops endpoints
  *   GET /internal/v1/profiles/{user_id} the forwarded form: local state only
  * Errors are {"error":"...","detail":"..."} with application/json. Errors
@@ -81,6 +83,7 @@
 #include "metrics.h"
 #include "peer.h"
 #include "quarantine.h"
+#include "population.h"
 #include "query.h"
 #include "util.h"
 
@@ -98,6 +101,8 @@ static const char PFX_SNAPSHOT[] = "/internal/v1/snapshot/";
 static const char PATH_BACKUP[] = "/internal/v1/backup";
 static const char PATH_ERASURES[] = "/v1/erasures";
 static const char PATH_ERASURES_INT[] = "/internal/v1/erasures";
+static const char PATH_POPULATION[] = "/v1/population";
+static const char PATH_POPULATION_INT[] = "/internal/v1/population";
 
 /* ------------------------------------------------------------------ */
 /* types                                                                */
@@ -715,6 +720,18 @@ out:
     pd_buf_free(&body);
 }
 
+/* GET /v1/population and /internal/v1/population (population.h). */
+static void route_population(pd_http *h, const char *qs, int internal, http_resp *r)
+{
+    pd_population_answer a;
+    pd_population_http(h->w, qs, internal, &a);
+    r->status = a.status;
+    r->ctype = a.ctype;
+    pd_buf_free(&r->body); /* take the answer's body over, no copy */
+    r->body = a.body;
+    r->off = 0;
+}
+
 /* GET /v1/profiles/{seg} (internal=0) or /internal/v1/profiles/{seg}. */
 static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, size_t seglen,
                           const char *qs, int internal, http_resp *r)
@@ -1057,6 +1074,8 @@ static int classify(const char *path, const char **seg, size_t *seglen)
     if (strcmp(path, PATH_ERASURES) == 0) return PD_ROUTE_ERASE;
     if (strcmp(path, PATH_ERASURES_INT) == 0) return PD_ROUTE_INTERNAL;
     if (strcmp(path, "/v1/partitions") == 0) return PD_ROUTE_PARTITIONS;
+    if (strcmp(path, PATH_POPULATION) == 0) return PD_ROUTE_POPULATION;
+    if (strcmp(path, PATH_POPULATION_INT) == 0) return PD_ROUTE_INTERNAL;
     if (strcmp(path, "/healthz") == 0) return PD_ROUTE_HEALTHZ;
     if (strcmp(path, "/readyz") == 0) return PD_ROUTE_READYZ;
     if (strcmp(path, "/metrics") == 0) return PD_ROUTE_METRICS;
@@ -1204,6 +1223,10 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
     }
     if (strncmp(path, PFX_SNAPSHOT, sizeof PFX_SNAPSHOT - 1) == 0) {
         route_snapshot(h, c, seg, r);
+        return;
+    }
+    if (*route == PD_ROUTE_POPULATION || strcmp(path, PATH_POPULATION_INT) == 0) {
+        route_population(h, qs, *route == PD_ROUTE_INTERNAL, r);
         return;
     }
     switch (*route) {

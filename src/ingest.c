@@ -604,6 +604,11 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     pd_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
 }
 
+void pd_ingest_set_population(pd_ingest *ig, int on)
+{
+    for (int i = 0; i < 2; i++) ig->slots[i].batch.population = on ? 1 : 0;
+}
+
 int pd_ingest_new(pd_ingest **out, pd_worker *w, int kafka, char *err, size_t errlen)
 {
     pd_ingest *ig = pd_calloc(1, sizeof *ig);

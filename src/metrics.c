@@ -74,7 +74,7 @@ void pd_hist_observe(pd_hist *h, double v)
 /* ---- routes and status slots ---- */
 
 static const char *const route_names[PD_ROUTE__COUNT] = {
-    "profile", "partitions", "healthz", "readyz", "metrics", "internal", "erase", "score", "other",
+    "profile", "partitions", "healthz", "readyz", "metrics", "internal", "erase", "score", "population", "other",
 };
 
 const char *pd_route_name(int r)
@@ -151,6 +151,11 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->backups_ok, 0);
     atomic_init(&m->backups_failed, 0);
     atomic_init(&m->backup_last_success_ms, 0);
+    atomic_init(&m->pop_oldest_ms, 0);
+    atomic_init(&m->pop_covered, 0);
+    atomic_init(&m->pop_total, 0);
+    atomic_init(&m->pop_refreshes, 0);
+    atomic_init(&m->pop_refresh_failures, 0);
     atomic_init(&m->backup_last_duration_us, 0);
     atomic_init(&m->backup_last_size, 0);
     atomic_init(&m->backup_last_added, 0);
@@ -496,6 +501,23 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
         put_float(b, (double)LD(m->backup_last_duration_us) / 1e6);
         pd_buf_putc(b, '\n');
     }
+    {
+        int64_t po = atomic_load_explicit(&m->pop_oldest_ms, memory_order_relaxed);
+        family(b, "profiled_population_prior_age_seconds", "gauge",
+               "Age of the population prior: time since its oldest partition copy was last confirmed "
+               "(-1: no prior yet).");
+        pd_buf_puts(b, "profiled_population_prior_age_seconds ");
+        put_float(b, po ? (double)(pd_now_ms() - po) / 1e3 : -1.0);
+        pd_buf_putc(b, '\n');
+    }
+    gauge(b, "profiled_population_partitions_covered", "Partitions whose population is in the prior.",
+          LD(m->pop_covered));
+    gauge(b, "profiled_population_partitions_total", "Partitions of the input topic (as the prior last saw them).",
+          LD(m->pop_total));
+    counter(b, "profiled_population_refreshes_total", "Refreshes of the population prior.", LD(m->pop_refreshes));
+    counter(b, "profiled_population_refresh_failures_total",
+            "Failures while refreshing the population prior: a peer that did not answer or answered badly, or a local read error (those partitions keep their last copy).",
+            LD(m->pop_refresh_failures));
     gauge(b, "profiled_backup_last_size_bytes",
           "Size of the last successful backup (its files, shared ones included).", LD(m->backup_last_size));
     gauge(b, "profiled_backup_last_added_bytes",

@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 #include "kafka.h"
 #include "members.h"
+#include "population.h"
 #include "metrics.h"
 #include "schema.h"
 #include "score.h"
@@ -213,7 +214,8 @@ int main(int argc, char **argv)
     }
     pd_store_opts so = {.block_cache_mb = cfg.block_cache_mb, .write_buffer_mb = cfg.write_buffer_mb,
                         .day_filter_bits = cfg.day_filter_bits > 0 ? (int)cfg.day_filter_bits : -1,
-                        .day_filter_max_bytes = (uint64_t)cfg.day_filter_max_mb << 20};
+                        .day_filter_max_bytes = (uint64_t)cfg.day_filter_max_mb << 20,
+                        .population_max_values = (uint32_t)cfg.population_max_values};
     /* A corrupt store: the store_corruption policy (quarantine.h). */
     char why[512];
     if (pd_quarantine_marked(cfg.data_dir, why, sizeof why) && (rc = store_corrupt(&cfg, &w, why)) != 0) goto out;
@@ -253,6 +255,10 @@ int main(int argc, char **argv)
         goto out;
     }
     w.members = members;
+    if (pd_population_start(&w, err, sizeof err) != PD_OK) {
+        fprintf(stderr, "profiled: %s\n", err);
+        goto out;
+    }
     pd_info("worker %s ready: %s, data %s, topic %s (%d partitions)", cfg.id, w.advertise, cfg.data_dir,
             cfg.topic, w.nparts);
     /* Machine-readable line for scripts: the URL this worker serves on. */
@@ -274,6 +280,7 @@ out:;
     int have_wd = pthread_create(&wdt, NULL, watchdog_main, &wd) == 0;
     pd_info("shutting down");
     pd_http_stop(http);       /* 1. no new queries */
+    pd_population_stop(&w);   /* its thread reads the store and the members map */
     pd_ingest_close(ig);      /* 2+3. flush, leave the group */
     rd_kafka_t *group_consumer, *replica_consumer;
     pd_ingest_take_consumers(ig, &group_consumer, &replica_consumer);

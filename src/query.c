@@ -1126,7 +1126,7 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
         if (!have_ts || p->last_ts > last_ts) last_ts = p->last_ts;
         have_ts = 1;
     }
-    if (raw == 0) return PD_ENOTFOUND;
+    if (raw == 0 && user_id) return PD_ENOTFOUND;
 
     double w_s[64];
     double *w = ndays <= 64 ? w_s : pd_malloc((size_t)ndays * sizeof *w);
@@ -1154,11 +1154,15 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
         }
     }
 
-    PD_BUF_LIT(out, "{\"user_id\":");
-    put_str(out, user_id, ulen);
-    PD_BUF_LIT(out, ",\"partition\":");
-    pd_buf_put_i64(out, partition);
-    PD_BUF_LIT(out, ",\"from\":");
+    if (user_id) {
+        PD_BUF_LIT(out, "{\"user_id\":");
+        put_str(out, user_id, ulen);
+        PD_BUF_LIT(out, ",\"partition\":");
+        pd_buf_put_i64(out, partition);
+        PD_BUF_LIT(out, ",\"from\":");
+    } else {
+        PD_BUF_LIT(out, "{\"from\":"); /* the population (population.h) */
+    }
     put_day(out, q->from_day);
     PD_BUF_LIT(out, ",\"to\":");
     put_day(out, q->to_day);

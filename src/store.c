@@ -29,6 +29,14 @@
  *   't' + u32 BE   start time of an imported partition: i64 BE ms (store.h)
  *   "import"       "running" while `profilectl import` builds the store,
  *                  "done" after its last commit (store.h)
+ *   "population_max_values"  the categorical cap of the population
+ *                  profiles (format 4), decimal text: written at creation;
+ *                  a worker configured with another cap is refused (the
+ *                  stored population is a function of the log under it)
+ * Format 3 stores lack the population profiles (the key of a partition
+ * with an empty user id in each day family, store.h): refused with the
+ * rebuild instruction, since the population of past events cannot be
+ * recomputed from the users' capped profiles.
  * A store is only ever opened read-write with the schema whose fingerprint
  * it records and under the event dialect it records: its state is a
  * function of the log under both, so a mismatch is refused at open, with
@@ -701,6 +709,44 @@ static int check_dialect(pd_store *st, char *err, size_t errlen)
                      st->dir);
 }
 
+void store_pop_schema_set(pd_store *st, uint32_t cap)
+{
+    pd_assert(st->schema && cap >= 1 && cap <= PD_MAX_CAP);
+    st->pop_schema = *st->schema;
+    st->pop_schema.max_values = cap;
+    for (int i = 0; i < st->pop_schema.ndims; i++)
+        if (st->pop_schema.dims[i].type == PD_DIM_CATEGORICAL) st->pop_schema.dims[i].max_values = cap;
+    st->pop_cap = cap;
+    atomic_store(&st->pop_ready, 1);
+}
+
+/* The "population_max_values" record against the configured cap
+ * (st->pop_cap, 0 = take the recorded one). */
+static int check_pop_cap(pd_store *st, char *err, size_t errlen)
+{
+    char *v = NULL;
+    size_t len = 0;
+    int rc = meta_get(st, "population_max_values", &v, &len, err, errlen);
+    if (rc == PD_ENOTFOUND)
+        return pd_seterr(err, errlen, PD_ECORRUPT, "store %s lacks its population_max_values record",
+                         st->dir);
+    if (rc) return rc;
+    char *e;
+    unsigned long x = strtoul(v, &e, 10);
+    int bad = e == v || *e || x < 1 || x > PD_MAX_CAP;
+    pd_free(v);
+    if (bad) return pd_seterr(err, errlen, PD_ECORRUPT, "store %s: bad population_max_values record", st->dir);
+    if (st->pop_cap_want && st->pop_cap_want != x && !st->read_only)
+        return pd_seterr(err, errlen, PD_EINVAL,
+                         "store %s keeps population profiles capped at %lu values per dimension and "
+                         "day; population_max_values is %u. Its population is a function of the log "
+                         "under the recorded cap: set population_max_values=%lu, or rebuild the store "
+                         "(stop this worker, delete the data directory %s, start it again)",
+                         st->dir, x, st->pop_cap_want, x, st->dir);
+    if (!atomic_load(&st->pop_ready) || st->pop_cap != x) store_pop_schema_set(st, (uint32_t)x);
+    return PD_OK;
+}
+
 static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errlen)
 {
     char *format = NULL, *fp = NULL, *json = NULL;
@@ -724,6 +770,9 @@ static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errl
                                   strlen(STORE_DIALECT));
         rocksdb_writebatch_put_cf(wb, st->cf_meta, "format", 6, PD_STORE_FORMAT,
                                   strlen(PD_STORE_FORMAT));
+        char pc[16];
+        int pcl = snprintf(pc, sizeof pc, "%u", st->pop_cap);
+        rocksdb_writebatch_put_cf(wb, st->cf_meta, "population_max_values", 21, pc, (size_t)pcl);
         rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
         rocksdb_writeoptions_set_sync(wo, 1);
         char *re = NULL;
@@ -739,6 +788,7 @@ static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errl
     if ((rc = check_dialect(st, err, errlen)) != PD_OK) goto out;
     if (flen != strlen(PD_STORE_FORMAT) || memcmp(format, PD_STORE_FORMAT, flen) != 0) {
         int old = (flen == 1 && (format[0] == '1' || format[0] == '2'));
+        int v3 = (flen == 1 && format[0] == '3');
         rc = pd_seterr(err, errlen, PD_EINVAL,
                        "store %s has format version '%.20s'; this build reads version %s%s", st->dir,
                        format, PD_STORE_FORMAT,
@@ -746,6 +796,11 @@ static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errl
                              "sketches, which older values lack). Rebuild it: stop this worker, delete "
                              "the data directory, and start the worker again (it copies its partitions "
                              "from a live peer of this build or replays the input topic)"
+                       : v3 ? " (format 4 adds the population profiles of every partition and day, "
+                              "which cannot be recomputed from stored user profiles). Rebuild it: stop "
+                              "this worker, delete the data directory, and start the worker again (it "
+                              "copies its partitions from a live peer of this build or replays the input "
+                              "topic)"
                            : "");
         goto out;
     }
@@ -776,7 +831,7 @@ static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errl
                        st->dir, fp, want, json, jlen > 300 ? "..." : "");
         goto out;
     }
-    rc = PD_OK;
+    rc = check_pop_cap(st, err, errlen);
 out:
     pd_free(format);
     pd_free(fp);
@@ -835,6 +890,11 @@ static void *filler_main(void *arg)
 
 const pd_schema *pd_store_schema(const pd_store *st) { return st->schema; }
 
+const pd_schema *pd_store_population_schema(const pd_store *st)
+{
+    return atomic_load(&st->pop_ready) ? &st->pop_schema : NULL;
+}
+
 int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_store_opts *o,
                   char *err, size_t errlen)
 {
@@ -847,10 +907,20 @@ int pd_store_open(pd_store **out, const char *dir, const pd_schema *s, const pd_
     st->dir = pd_strdup(dir);
     pthread_mutex_init(&st->lock, NULL);
     pd_stash_init(&st->merges);
+    pd_stash_init(&st->pop_merges);
+    /* the population schema before any merge can run; an existing store's
+     * recorded cap is checked (and adopted) after open (check_pop_cap) */
     if (!ro) st->filter_bits = !o || o->day_filter_bits == 0 ? 10 : o->day_filter_bits < 0 ? 0 : o->day_filter_bits;
     atomic_init(&st->filter_budget.used, 0);
     st->filter_budget.limit = o ? (size_t)o->day_filter_max_bytes : 0;
     int rc = PD_OK;
+    st->pop_cap_want = o ? o->population_max_values : 0;
+    if (st->pop_cap_want > PD_MAX_CAP) {
+        rc = pd_seterr(err, errlen, PD_EINVAL, "population_max_values %u > %d", st->pop_cap_want, PD_MAX_CAP);
+        goto out;
+    }
+    st->pop_cap = st->pop_cap_want ? st->pop_cap_want : PD_POPULATION_MAX_VALUES_DEFAULT;
+    if (s) store_pop_schema_set(st, st->pop_cap);
     if (ro) {
         if (o->secondary_dir) {
             st->secdir = pd_strdup(o->secondary_dir);
@@ -926,6 +996,7 @@ void pd_store_close(pd_store *st)
     if (st->db) rocksdb_close(st->db);
     /* no merge runs any more; the contexts use the schema, freed below */
     pd_stash_drain(&st->merges, store_merge_ctx_free);
+    pd_stash_drain(&st->pop_merges, store_merge_ctx_free);
     if (st->wo) rocksdb_writeoptions_destroy(st->wo);
     free_options(st);
     if (st->secdir_owned) nftw(st->secdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);

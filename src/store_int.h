@@ -25,7 +25,7 @@
 #include "store.h"
 #include "util.h"
 
-#define PD_STORE_FORMAT "3"
+#define PD_STORE_FORMAT "4"
 #define STORE_XSTR(x) #x
 #define STORE_STR(x) STORE_XSTR(x)
 #define STORE_DIALECT STORE_STR(PD_EVENT_DIALECT) /* the "dialect" meta record */
@@ -49,6 +49,13 @@ typedef struct {
 struct pd_store {
     rocksdb_t *db;
     const pd_schema *schema;     /* borrowed, or == own_schema */
+    /* population profiles (keys of 4 bytes: a partition, no user id): the
+     * schema with every categorical cap = pop_cap (store.c,
+     * store_pop_schema_set); pop_ready once it is set */
+    pd_schema pop_schema;
+    uint32_t pop_cap;
+    uint32_t pop_cap_want;       /* pd_store_opts.population_max_values (0: the recorded one) */
+    _Atomic int pop_ready;
     pd_schema *own_schema;       /* read_only with NULL schema: loaded from the store */
     int read_only;
     _Atomic int fail_commits;    /* pd_store_fail_commits (tests) */
@@ -75,6 +82,7 @@ struct pd_store {
     int ndays, capdays;
     pd_dayent *wlast;            /* the writer's: its last day_for_write (NULL = none) */
     pd_stash merges;             /* idle merge scratch, merge_ctx * (merge_ctx_get) */
+    pd_stash pop_merges;         /* the same for population keys (pop_schema) */
     /* day filters (see the design comment) */
     int filter_bits;             /* bits per key, 0 = no filters */
     pd_bloom_budget filter_budget; /* shared by all day filters (limit 0 = none) */
@@ -93,6 +101,8 @@ struct pd_store_batch {
     uint64_t *seen;              /* hashes of the keys merged in this batch (0 = free) */
     size_t seen_cap, seen_n;
     pd_profile fold;             /* scratch for folds */
+    pd_profile popfold;          /* the same for population keys (pop_schema; set up on first use) */
+    int popfold_init;
     uint64_t folds;              /* merges written as folded Puts */
     rocksdb_readoptions_t *ro;
 };
@@ -153,6 +163,9 @@ void store_filter_add(pd_dayent *e, const char *key, size_t klen);
 
 /* Frees a pooled merge context (pd_stash_drain callback at close). */
 void store_merge_ctx_free(void *x);
+/* The population schema: st->schema with every categorical cap (and the
+ * event types' cap) = cap; sets pop_cap and pop_ready (store.c). */
+void store_pop_schema_set(pd_store *st, uint32_t cap);
 
 /* The "pd_profile_merge_v1" operator of the day families; its state is st
  * (borrowed: the options that take the operator must not outlive st). */

@@ -459,7 +459,7 @@ static int scan_day(pd_store *st, pd_dayent *e, int32_t partition, const char *u
     for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl = 0, vl = 0;
         const char *k = rocksdb_iter_key(it, &kl);
-        if (kl < 4) continue; /* not a profile key */
+        if (kl <= 4) continue; /* not a user profile key (4: the population's, store.h) */
         if (partition >= 0 && memcmp(k, pfx, 4) != 0) break;
         if (user && (kl - 4 != ulen || memcmp(k + 4, user, ulen) != 0)) {
             if (partition >= 0) break; /* seeked to the exact key: it is absent */

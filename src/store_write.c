@@ -68,13 +68,13 @@ typedef struct merge_ctx {
     pd_profile acc, tmp;
 } merge_ctx;
 
-static merge_ctx *merge_ctx_get(pd_store *st)
+static merge_ctx *merge_ctx_get(pd_store *st, int pop)
 {
-    merge_ctx *c = pd_stash_take(&st->merges);
+    merge_ctx *c = pd_stash_take(pop ? &st->pop_merges : &st->merges);
     if (!c) {
         c = pd_malloc(sizeof *c);
-        pd_profile_init(&c->acc, st->schema);
-        pd_profile_init(&c->tmp, st->schema);
+        pd_profile_init(&c->acc, pop ? &st->pop_schema : st->schema);
+        pd_profile_init(&c->tmp, pop ? &st->pop_schema : st->schema);
     }
     return c;
 }
@@ -88,11 +88,11 @@ void store_merge_ctx_free(void *x)
 }
 
 /* Returns c to the pool (emptied, capacity kept) or frees it. */
-static void merge_ctx_put(pd_store *st, merge_ctx *c)
+static void merge_ctx_put(pd_store *st, merge_ctx *c, int pop)
 {
-    if (pd_profile_mem_bytes(&c->acc) + pd_profile_mem_bytes(&c->tmp) <= MERGE_KEEP_BYTES) {
+    if (pd_profile_mem_bytes(&c->acc) + pd_profile_mem_bytes(&c->tmp) <= MERGE_KEEP_BYTES * (pop ? 16 : 1)) {
         pd_profile_clear(&c->acc);
-        if (pd_stash_give(&st->merges, c)) return;
+        if (pd_stash_give(pop ? &st->pop_merges : &st->merges, c)) return;
     }
     store_merge_ctx_free(c);
 }
@@ -127,11 +127,13 @@ static char *merge_full(void *state, const char *key, size_t klen, const char *e
                         size_t elen, const char *const *ops, const size_t *lens, int n,
                         unsigned char *success, size_t *newlen)
 {
-    (void)key; (void)klen;
+    (void)key;
     pd_store *st = state;
     *success = 0;
     *newlen = 0;
     if (!st->schema) return NULL;
+    const int pop = klen == 4; /* a partition's population profile (store.h) */
+    if (pop && !atomic_load_explicit(&st->pop_ready, memory_order_acquire)) return NULL;
     if (!existing && n == 1) {
         /* A lone operand is already the merged value (merge of one
          * profile is the identity): hand back a copy without the decode /
@@ -143,7 +145,7 @@ static char *merge_full(void *state, const char *key, size_t klen, const char *e
         *success = 1;
         return copy;
     }
-    merge_ctx *c = merge_ctx_get(st);
+    merge_ctx *c = merge_ctx_get(st, pop);
     char *out = NULL;
     if (existing) {
         const char *e1[1] = { existing };
@@ -154,7 +156,7 @@ static char *merge_full(void *state, const char *key, size_t klen, const char *e
     out = merge_result(&c->acc, newlen);
     *success = 1;
 out:
-    merge_ctx_put(st, c);
+    merge_ctx_put(st, c, pop);
     return out;
 }
 
@@ -209,6 +211,7 @@ void pd_store_batch_free(pd_store_batch *b)
     pd_buf_free(&b->val);
     pd_free(b->seen);
     pd_profile_free(&b->fold);
+    if (b->popfold_init) pd_profile_free(&b->popfold);
     if (b->ro) rocksdb_readoptions_destroy(b->ro);
     pd_free(b);
 }
@@ -246,6 +249,11 @@ static int seen_add(pd_store_batch *b, uint64_t h)
 
 uint64_t pd_store_batch_folds(const pd_store_batch *b) { return b->folds; }
 
+const pd_schema *pd_store_batch_population_schema(const pd_store_batch *b)
+{
+    return pd_store_population_schema(b->st);
+}
+
 void pd_store_batch_clear(pd_store_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
@@ -259,9 +267,14 @@ void pd_store_batch_clear(pd_store_batch *b)
 /* b->val = the stored value of b->key plus the delta (delta, or else the
  * one event ev). */
 static int fold_value(pd_store_batch *b, rocksdb_column_family_handle_t *cf, const pd_profile *delta,
-                      const pd_event *ev)
+                      const pd_event *ev, int pop)
 {
     pd_store *st = b->st;
+    if (pop && !b->popfold_init) {
+        pd_profile_init(&b->popfold, &st->pop_schema);
+        b->popfold_init = 1;
+    }
+    pd_profile *fold = pop ? &b->popfold : &b->fold;
     if (!b->ro) b->ro = rocksdb_readoptions_create();
     char *re = NULL;
     size_t vl = 0;
@@ -273,16 +286,16 @@ static int fold_value(pd_store_batch *b, rocksdb_column_family_handle_t *cf, con
     int rc = PD_OK;
     if (v) {
         char derr[64];
-        rc = pd_profile_decode(&b->fold, v, vl, derr, sizeof derr);
+        rc = pd_profile_decode(fold, v, vl, derr, sizeof derr);
         rocksdb_free(v);
     } else {
-        pd_profile_clear(&b->fold);
+        pd_profile_clear(fold);
     }
     if (rc != PD_OK) return -1;
-    if (delta) pd_profile_merge(&b->fold, delta);
-    else pd_profile_add(&b->fold, ev); /* merging with the event's singleton profile */
+    if (delta) pd_profile_merge(fold, delta);
+    else pd_profile_add(fold, ev); /* merging with the event's singleton profile */
     b->val.len = 0;
-    pd_profile_encode(&b->fold, &b->val);
+    pd_profile_encode(fold, &b->val);
     return 0;
 }
 
@@ -293,6 +306,8 @@ static int batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const 
     pd_store *st = b->st;
     if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
     if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
+    const int pop = ulen == 0; /* the partition's population profile */
+    pd_assert(!pop || !delta || delta->schema == &st->pop_schema);
     pd_dayent *de;
     int rc = store_day_for_write(st, day, &de, err, errlen);
     if (rc) return rc;
@@ -303,7 +318,7 @@ static int batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const 
     if (!st->fold_cnt) st->fold_cnt = pd_calloc(FOLD_SLOTS, 1);
     uint8_t *cnt = &st->fold_cnt[h & (FOLD_SLOTS - 1)];
     const int again = seen_add(b, h);
-    if (++*cnt >= FOLD_EVERY && !again && fold_value(b, cf, delta, ev) == 0) {
+    if (++*cnt >= FOLD_EVERY && !again && fold_value(b, cf, delta, ev, pop) == 0) {
         *cnt = 0;
         b->folds++;
         rocksdb_writebatch_put_cf(b->wb, cf, b->key.p, b->key.len, b->val.p, b->val.len);
@@ -311,7 +326,7 @@ static int batch_merge(pd_store_batch *b, int64_t day, int32_t partition, const 
         if (*cnt >= FOLD_EVERY) *cnt = FOLD_EVERY - 1;
         b->val.len = 0;
         if (delta) pd_profile_encode(delta, &b->val);
-        else pd_profile_encode_event(st->schema, ev, &b->val);
+        else pd_profile_encode_event(pop ? &st->pop_schema : st->schema, ev, &b->val);
         rocksdb_writebatch_merge_cf(b->wb, cf, b->key.p, b->key.len, b->val.p, b->val.len);
     }
     st->fold_bytes += b->key.len + b->val.len;
@@ -340,6 +355,8 @@ int pd_store_batch_erase_user(pd_store_batch *b, int32_t partition, const char *
     pd_store *st = b->st;
     if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
     if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
+    /* the population profile is not personal data and is never erased */
+    if (ulen == 0) return pd_seterr(err, errlen, PD_EINVAL, "erasure of an empty user id");
     store_data_key(&b->key, partition, user, ulen);
     pd_dayent **v;
     int n;
@@ -475,7 +492,7 @@ int pd_store_batch_put_profile_raw(pd_store_batch *b, int64_t day, int32_t parti
     if (st->read_only) return pd_seterr(err, errlen, PD_EINVAL, "store is read-only");
     if (partition < 0) return pd_seterr(err, errlen, PD_EINVAL, "negative partition %d", partition);
     pd_profile chk;
-    pd_profile_init(&chk, st->schema);
+    pd_profile_init(&chk, ulen == 0 ? &st->pop_schema : st->schema);
     int rc = pd_profile_decode(&chk, val, vlen, err, errlen);
     pd_profile_free(&chk);
     if (rc) return rc;

@@ -340,6 +340,7 @@ class Oracle:
         self.accepts = {}      # partition -> delivery times of every acceptance, in order
         self.caph = {}         # partition -> cap horizon: ids accepted before it are forgotten
         self.raw = {}          # (user, day) -> accumulated raw profile
+        self.pop_raw = {}      # (partition, day) -> raw profile of ALL its accepted events (never erased)
         self.outcomes = {}     # outcome -> count
         self.dlq = []          # (partition, offset, reason)
 
@@ -447,17 +448,19 @@ class Oracle:
                     out = acc[-1 - self.max_ids]
                     self.caph[partition] = max(self.caph.get(partition, out + 1), out + 1)
         self._add(uid, day, ev, ts)
+        self._add(partition, day, ev, ts, into=self.pop_raw)
         self._count("accepted")
         return "accepted"
 
     def cap(self, name):
         return self.caps.get(name, self.max_values)
 
-    def _add(self, uid, day, ev, ts):
-        p = self.raw.get((uid, day))
+    def _add(self, uid, day, ev, ts, into=None):
+        raw = self.raw if into is None else into
+        p = raw.get((uid, day))
         if p is None:
             p = {"events": 0, "first": ts, "last": ts, "types": {}, "cat": {}, "num": {}, "lv": {}, "by_type": {}}
-            self.raw[(uid, day)] = p
+            raw[(uid, day)] = p
         self._add_raw(p, ev, ts)
         if self.recent:
             # every event, kept whole: the recent items of any range are
@@ -842,6 +845,72 @@ class Oracle:
                                     "event_types_approximate": b["event_types_approximate"],
                                     "dimensions": b["dimensions"]})
         return res
+
+
+def population(o, frm, to, today, pop_cap=10000, **kw):
+    """The expected GET /v1/population body (without prior, served_by) for
+    the day range [frm, to]: per day, the sum over every partition of all
+    its accepted events -- the users' events, erased users' too (the
+    population is not personal data) -- rendered like a profile answer
+    (Oracle.answer) with every categorical cap = pop_cap. Stored per
+    partition and day under the cap; this oracle models only the exact
+    case (no partition-day with more distinct values than pop_cap in any
+    dimension: asserted), where the capped sum is the plain sum."""
+    floor = o.drop_floor()
+    merged = {}
+    for (part, day), r in o.pop_raw.items():
+        if not frm <= day <= to or (floor is not None and day < floor):
+            continue
+        for name, c in list(r["cat"].items()) + [(None, r["types"])]:
+            assert len(c) <= pop_cap, "oracle: partition %d day %d dimension %s over the population cap" % (
+                part, day, name)
+        m = merged.get(day)
+        if m is None:
+            m = merged[day] = {"events": 0, "first": r["first"], "last": r["last"], "types": {}, "cat": {},
+                               "num": {}, "lv": {}}
+        m["events"] += r["events"]
+        m["first"] = min(m["first"], r["first"])
+        m["last"] = max(m["last"], r["last"])
+        for k, v in r["types"].items():
+            m["types"][k] = m["types"].get(k, 0) + v
+        for name, c in r["cat"].items():
+            d = m["cat"].setdefault(name, {})
+            for k, v in c.items():
+                d[k] = d.get(k, 0) + v
+        for name, n in r["num"].items():
+            x = m["num"].get(name)
+            if x is None:
+                m["num"][name] = {"count": n["count"], "sum": n["sum"], "sumsq": n["sumsq"], "min": n["min"],
+                                  "max": n["max"], "hist": list(n["hist"])}
+            else:
+                x["count"] += n["count"]
+                x["sum"] += n["sum"]
+                x["sumsq"] += n["sumsq"]
+                x["min"] = min(x["min"], n["min"])
+                x["max"] = max(x["max"], n["max"])
+                x["hist"] = [a + b for a, b in zip(x["hist"], n["hist"])]
+    # answer() over one pseudo-user holding the merged days, caps = pop_cap
+    saved = (o.raw, o.max_values, o.caps)
+    try:
+        o.raw = {("", d): m for d, m in merged.items()}
+        o.max_values, o.caps = pop_cap, {}
+        a = o.answer("", frm, to, today, **kw)
+    finally:
+        o.raw, o.max_values, o.caps = saved
+    if a is None:
+        a = {"from": day_str(frm), "to": day_str(to), "events": 0, "event_types": {},
+             "event_types_approximate": False, "first_seen": None, "last_seen": None, "dimensions": {}}
+        names = kw.get("dims")
+        for n, kind, bounds, *_ in o.schema:
+            if names and n in names:
+                a["dimensions"][n] = ({"type": "categorical", "total": 0, "approximate": False, "counts": {},
+                                       "shares": {}} if kind == "categorical" else
+                                      {"type": "numeric", "count": 0, "mean": None, "stddev": None, "min": None,
+                                       "max": None, "histogram": [{"le": b, "count": 0} for b in bounds] +
+                                       [{"le": "+Inf", "count": 0}]})
+    a.pop("user_id", None)
+    a.pop("stale", None)
+    return a
 
 
 def _close(a, b):

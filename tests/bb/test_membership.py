@@ -216,7 +216,7 @@ def check_answers(errs):
 def forged_stream(real, secret):
     """A stream with the real header and checkpoint but no records (every
     user of the partition would vanish), sealed under `secret`."""
-    check(len(real) >= SNAP_HDR + SNAP_TRAILER and real[:8] == b"PDSNAP06", "not a PDSNAP06 stream: %r" % real[:8])
+    check(len(real) >= SNAP_HDR + SNAP_TRAILER and real[:8] == b"PDSNAP07", "not a PDSNAP07 stream: %r" % real[:8])
     t = real[-SNAP_TRAILER:]
     body = real[:SNAP_HDR] + b"E" + t[1:17] + (0).to_bytes(8, "big")
     return seal_snapshot(secret, body)

@@ -149,6 +149,7 @@ TEST(batch_build_matches_profile_model)
     static model m;
     pd_batch b;
     pd_batch_init(&b, NULL);
+    b.population = 0; /* user entries only here: population_any_grouping_same_bytes has the rest */
     pd_profile built;
     pd_profile_init(&built, &s);
     pd_event sev;
@@ -237,6 +238,7 @@ TEST(batch_build_commits_the_model)
     static model m;
     pd_batch b;
     pd_batch_init(&b, NULL);
+    b.population = 0; /* user entries only here: population_any_grouping_same_bytes has the rest */
     pd_profile scratch, got;
     pd_profile_init(&scratch, &s);
     pd_profile_init(&got, &s);
@@ -307,6 +309,7 @@ TEST(batch_erase_commits_the_model)
     static model m;
     pd_batch b;
     pd_batch_init(&b, NULL);
+    b.population = 0; /* user entries only here: population_any_grouping_same_bytes has the rest */
     pd_profile scratch, got;
     pd_profile_init(&scratch, &s);
     pd_profile_init(&got, &s);
@@ -354,4 +357,210 @@ TEST(batch_erase_commits_the_model)
     pd_profile_free(&got);
     pd_batch_free(&b);
     pd_store_close(st);
+}
+
+/* ---- population (population.h, batch.h) ---- */
+
+#define POP_EVENTS 4000
+#define POP_PARTS 3
+#define POP_CAP 4 /* below the 5 makes and 7 colours: the capped path is taken */
+
+typedef struct {
+    char js[512];
+    int len;
+    int32_t p;
+    int erase_before; /* an erasure of a random user precedes this event */
+    int32_t ep;
+    char euser[32];
+} pop_ev;
+
+/* Feeds events idx[0..n) of evs into b, erasures included. */
+static void pop_feed(pd_batch *b, const pd_schema *s, const pd_tz *tz, const pop_ev *evs, const int *idx, int n)
+{
+    char err[128];
+    for (int i = 0; i < n; i++) {
+        const pop_ev *x = &evs[idx[i]];
+        if (x->erase_before) pd_batch_erase(b, x->ep, x->euser, strlen(x->euser));
+        pd_event ev;
+        if (pd_event_parse(&ev, s, x->js, (size_t)x->len, 4096, err, sizeof err) != PD_EV_OK) {
+            CHECK(!"event parses");
+            pd_event_free(&ev);
+            continue;
+        }
+        pd_batch_add(b, x->p, pd_tz_day(tz, ev.ts_ms), &ev);
+        pd_event_free(&ev);
+    }
+}
+
+static int count_user_visit(void *arg, int64_t day, int32_t p, const char *u, size_t ul, const pd_profile *pr)
+{
+    (void)day; (void)p; (void)u; (void)pr;
+    int *c = arg;
+    c[0]++;
+    if (ul == 0) c[1]++;
+    return 0;
+}
+
+static int count_export(void *arg, char kind, int64_t day, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    (void)day; (void)key; (void)val; (void)vlen;
+    int *c = arg;
+    if (kind == 'd' && klen == 0) c[0]++;
+    return 0;
+}
+
+/* The population profile of every (partition, day) is a function of the
+ * multiset of its accepted events alone: one batch in log order, many
+ * batches of random sizes (operand chains, folds), shuffled order, and
+ * erasures anywhere give byte-identical stored values, equal to
+ * pd_profile_add of the events under the population schema (cap
+ * population_max_values, here 4 so the heavy-hitter path is used); pure
+ * merges of random groups in random order give the same bytes. Scans of
+ * users never see the population key; hand-off exports carry it. */
+TEST(population_any_grouping_same_bytes)
+{
+    char err[256];
+    pd_schema s;
+    pd_schema_default(&s, 64);
+    pd_tz tz;
+    CHECK_INT(pd_tz_parse(&tz, "UTC", err, sizeof err), PD_OK);
+    static pop_ev evs[POP_EVENTS];
+    uint32_t r = 4242;
+    for (int i = 0; i < POP_EVENTS; i++) {
+        evs[i].len = random_event(evs[i].js, sizeof evs[i].js, &r, 80, 3);
+        evs[i].p = (int32_t)(rnd_next(&r) % POP_PARTS);
+        evs[i].erase_before = rnd_next(&r) % 97 == 0;
+        evs[i].ep = (int32_t)(rnd_next(&r) % POP_PARTS);
+        snprintf(evs[i].euser, sizeof evs[i].euser, "u-%u", (unsigned)(rnd_next(&r) % 80));
+    }
+    int *idx = pd_malloc(POP_EVENTS * sizeof *idx);
+    pd_store *st[3] = {0};
+    char dirs[3][400];
+    pd_buf ref[POP_PARTS][3], got = {0};
+    memset(ref, 0, sizeof ref);
+    const pd_schema *ps = NULL;
+    for (int v = 0; v < 3; v++) {
+        snprintf(dirs[v], sizeof dirs[v], "%s/pop-%d", pd_test_tmpdir(), v);
+        pd_store_opts so = {.population_max_values = POP_CAP};
+        if (pd_store_open(&st[v], dirs[v], &s, &so, err, sizeof err) != PD_OK) {
+            CHECK(!"open store");
+            return;
+        }
+        ps = pd_store_population_schema(st[v]);
+        CHECK(ps && ps->max_values == POP_CAP);
+        for (int i = 0; i < POP_EVENTS; i++) idx[i] = i;
+        if (v == 2)
+            for (int i = POP_EVENTS - 1; i > 0; i--) {
+                int j = (int)(rnd_next(&r) % (uint32_t)(i + 1)), t = idx[i];
+                idx[i] = idx[j];
+                idx[j] = t;
+            }
+        pd_batch b;
+        pd_batch_init(&b, NULL);
+        pd_profile scratch;
+        pd_profile_init(&scratch, &s);
+        pd_store_batch *sb = pd_store_batch_new(st[v]);
+        for (int at = 0; at < POP_EVENTS;) {
+            int n = v == 0 ? POP_EVENTS : 1 + (int)(rnd_next(&r) % 150);
+            if (at + n > POP_EVENTS) n = POP_EVENTS - at;
+            pop_feed(&b, &s, &tz, evs, idx + at, n);
+            uint64_t writes = 0;
+            CHECK_INT(pd_batch_build(&b, sb, &scratch, &writes, err, sizeof err), PD_OK);
+            CHECK_INT(pd_store_commit(st[v], sb, err, sizeof err), PD_OK);
+            pd_batch_clear(&b);
+            at += n;
+        }
+        pd_store_batch_free(sb);
+        pd_profile_free(&scratch);
+        pd_batch_free(&b);
+    }
+    /* the model: pd_profile_add of each partition-day's events, in log order */
+    pd_profile pmod[POP_PARTS][3];
+    for (int p = 0; p < POP_PARTS; p++)
+        for (int d = 0; d < 3; d++) pd_profile_init(&pmod[p][d], ps);
+    const int64_t day0 = pd_tz_day(&tz, T0);
+    for (int i = 0; i < POP_EVENTS; i++) {
+        pd_event ev;
+        if (pd_event_parse(&ev, &s, evs[i].js, (size_t)evs[i].len, 4096, err, sizeof err) == PD_EV_OK) {
+            int64_t d = pd_tz_day(&tz, ev.ts_ms) - day0;
+            if (d >= 0 && d < 3) pd_profile_add(&pmod[evs[i].p][d], &ev);
+        }
+        pd_event_free(&ev);
+    }
+    int overflowed = 0;
+    for (int p = 0; p < POP_PARTS; p++)
+        for (int d = 0; d < 3; d++) {
+            pd_profile_encode(&pmod[p][d], &ref[p][d]);
+            for (int k = 0; k < ps->ndims; k++)
+                if (ps->dims[k].type == PD_DIM_CATEGORICAL) overflowed += pmod[p][d].dims[k].cat.sk != NULL;
+        }
+    CHECK(overflowed > 0);
+    pd_profile g;
+    pd_profile_init(&g, ps);
+    int bad = 0;
+    for (int v = 0; v < 3; v++)
+        for (int p = 0; p < POP_PARTS; p++)
+            for (int d = 0; d < 3; d++) {
+                pd_profile_reset(&g);
+                int rc = pd_store_get_profile(st[v], NULL, day0 + d, p, "", 0, &g, err, sizeof err);
+                got.len = 0;
+                if (rc == PD_OK) pd_profile_encode(&g, &got);
+                if ((rc != PD_OK || got.len != ref[p][d].len || memcmp(got.p, ref[p][d].p, got.len) != 0) &&
+                    bad++ < 5)
+                    CHECK(!"stored population == pd_profile_add of the partition-day's events (bytes)");
+            }
+    CHECK_INT(bad, 0);
+    /* pure merges: 7 random groups, merged in a random order */
+    for (int p = 0; p < POP_PARTS; p++) {
+        pd_profile grp[7], acc;
+        for (int k = 0; k < 7; k++) pd_profile_init(&grp[k], ps);
+        pd_profile_init(&acc, ps);
+        for (int i = 0; i < POP_EVENTS; i++) {
+            pd_event ev;
+            if (evs[i].p == p &&
+                pd_event_parse(&ev, &s, evs[i].js, (size_t)evs[i].len, 4096, err, sizeof err) == PD_EV_OK &&
+                pd_tz_day(&tz, ev.ts_ms) == day0)
+                pd_profile_add(&grp[rnd_next(&r) % 7], &ev);
+            pd_event_free(&ev);
+        }
+        int order[7] = {3, 6, 0, 5, 1, 4, 2};
+        for (int k = 0; k < 7; k++) pd_profile_merge(&acc, &grp[order[k]]);
+        got.len = 0;
+        pd_profile_encode(&acc, &got);
+        CHECK(got.len == ref[p][0].len && memcmp(got.p, ref[p][0].p, got.len) == 0);
+        for (int k = 0; k < 7; k++) pd_profile_free(&grp[k]);
+        pd_profile_free(&acc);
+    }
+    /* user scans skip it; exports carry it */
+    int c[2] = {0, 0};
+    CHECK_INT(pd_store_scan(st[1], INT64_MIN, -1, NULL, 0, count_user_visit, c, err, sizeof err), PD_OK);
+    CHECK(c[0] > 0);
+    CHECK_INT(c[1], 0);
+    for (int p = 0; p < POP_PARTS; p++) {
+        pd_store_batch *sb = pd_store_batch_new(st[1]);
+        pd_store_batch_set_checkpoint(sb, p, 1, 0);
+        CHECK_INT(pd_store_commit(st[1], sb, err, sizeof err), PD_OK);
+        pd_store_batch_free(sb);
+        pd_checkpoint cp;
+        int e[1] = {0};
+        CHECK_INT(pd_store_export_partition(st[1], p, &cp, count_export, e, err, sizeof err), PD_OK);
+        CHECK_INT(e[0], 3);
+    }
+    /* the cap is recorded: another one is refused, 0 takes the recorded one */
+    pd_store_close(st[0]);
+    st[0] = NULL;
+    pd_store_opts so5 = {.population_max_values = POP_CAP + 1}, so0 = {0};
+    CHECK_INT(pd_store_open(&st[0], dirs[0], &s, &so5, err, sizeof err), PD_EINVAL);
+    CHECK(strstr(err, "population_max_values") != NULL);
+    CHECK_INT(pd_store_open(&st[0], dirs[0], &s, &so0, err, sizeof err), PD_OK);
+    CHECK(st[0] && pd_store_population_schema(st[0])->max_values == POP_CAP);
+    for (int p = 0; p < POP_PARTS; p++)
+        for (int d = 0; d < 3; d++) {
+            pd_profile_free(&pmod[p][d]);
+            pd_buf_free(&ref[p][d]);
+        }
+    pd_profile_free(&g);
+    pd_buf_free(&got);
+    for (int v = 0; v < 3; v++) pd_store_close(st[v]);
+    pd_free(idx);
 }
