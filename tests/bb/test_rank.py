@@ -287,12 +287,34 @@ def test_oracle_math():
     print("  oracle math ok")
 
 
+WORKER_ARGS = ["--replicas", "1", "--population_refresh", "500ms"]
+
+
+def wait_prior(ws, since):
+    """Every worker's prior covers every partition and was built entirely
+    after `since` (monotonic time when the stores had caught up), so it
+    holds everything ingested: the oracle's population applies."""
+    def ok():
+        for w in ws:
+            st, body = http_get(w.url + "/v1/population?days=1")[0::2]
+            if st != 200:
+                return False
+            pr = json.loads(body).get("prior") or {}
+            if pr.get("age_s") is None or pr.get("partitions_covered") != pr.get("partitions_total"):
+                return False
+            if pr["age_s"] >= time.monotonic() - since:
+                return False
+        return True
+    wait_for(ok, 60, "a complete, fresh population prior at every worker", interval=0.3)
+
+
 def setup(c, extra):
     path, events = gen(c, "a.jsonl", 3000, 120, 11)
-    ws = [c.start_worker("w%d" % i, ["--replicas", "1"] + extra) for i in (1, 2)]
+    ws = [c.start_worker("w%d" % i, WORKER_ARGS + extra) for i in (1, 2)]
     out = c.produce_file(path)
     check("failed=0" in out, out)
     wait_for(lambda: c.caught_up([w.data for w in ws], copies=2), 120, "owner + replica copies", interval=0.5)
+    wait_prior(ws, time.monotonic())
     return ws, events
 
 
@@ -307,9 +329,11 @@ def test_rank_every_worker():
         items = candidates(events)
         errs, _ = sweep(o, ws, sample, items, t, "settled")
         check(not errs, "%d problems:\n  %s" % (len(errs), "\n  ".join(errs[:10])))
-        # the answer reports the prior (the stub's: none)
+        # the answer reports the prior: complete (the scores above were
+        # checked against the oracle's population)
         st, ans, _ = post(ws[0].url, rank_path(sample[0]), {"items": items[:2]})
         print("  prior as answered: %r" % ans.get("prior"))
+        check(ans.get("prior", {}).get("days", 0) > 0, "no population prior in the answer: %r" % ans.get("prior"))
 
         # SIGKILL of a worker mid-ingest, restart: answers equal the oracle over everything
         path2, events2 = gen(c, "b.jsonl", 3000, 120, 12, days=2)
@@ -325,9 +349,10 @@ def test_rank_every_worker():
         finally:
             if prod.poll() is None:
                 prod.kill()
-        ws[0] = c.start_worker("w1", ["--replicas", "1"])
+        ws[0] = c.start_worker("w1", WORKER_ARGS)
         wait_for(lambda: c.caught_up([w.data for w in ws], copies=2), 180, "catch-up after the restart", interval=0.5)
         wait_for(lambda: all(http_get(w.url + "/readyz")[0] == 200 for w in ws), 60, "workers ready", interval=0.5)
+        wait_prior(ws, time.monotonic())
         o = oracle_from_topic(c)
         users = sorted({u for (u, d) in o.raw})
         sample = rnd.sample(users, 10) + ["nobody-at-all"]
