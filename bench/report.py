@@ -110,6 +110,20 @@ def rows(r):
         add("3b. Worker CPU per query, top=10 vs plain (days=30), us", "%.1f" % t10[len(t10) // 2],
             "plain %.1f; pairs %s" % (pl[len(pl) // 2], " ".join("%.2f" % x["cpu_ratio"] for x in tk["pairs"])),
             tk["median_cpu_ratio"], "(documented)", None)
+    sg = r.get("signals")
+    if sg and sg.get("storage"):
+        base = next((s for s in sg["storage"] if s["tracked_types"] == 0 and not s.get("recent_max")), None)
+        for s in sg["storage"]:
+            if base is None or s is base:
+                continue
+            what = ("%d tracked type(s)" % s["tracked_types"]) if s["tracked_types"] else (
+                "recent items (%d)" % s.get("recent_max", 0))
+            add("3e. Encoded bytes per user-day with %s" % what, "%.1f" % s["bytes_per_user_day"],
+                "no tracks: %.1f" % base["bytes_per_user_day"], s["bytes_per_user_day"] / base["bytes_per_user_day"],
+                "(documented)", None)
+        for x in sg.get("queries", []):
+            add("3e. Query decode + render CPU, %s, us" % x["what"], "%.1f" % x["cpu_us_per_query"],
+                "plain query, untracked schema", x["median_ratio_to_reference"], "(documented)", None)
     u, pi = q.get("under_ingest_paced"), q.get("local_paced")
     if u and pi:
         ratio = u["p99_us"] / max(pi["p99_us"], 1)
