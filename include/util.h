@@ -127,6 +127,9 @@ void pd_buf_put_double(pd_buf *b, double v, unsigned flags); /* pd_fmt_double */
 void pd_buf_free(pd_buf *b);
 /* Append s as a JSON string literal (quotes + escapes). */
 void pd_buf_json_str(pd_buf *b, const char *s, size_t n);
+/* Appends the one JSON error shape of every API answer:
+ * {"error":"<error>","detail":"<detail>"} (docs/api.md, "Errors"). */
+void pd_buf_json_error(pd_buf *b, const char *error, const char *detail);
 
 /* Decimal text of u / v (what %llu / %lld print) into out, which must
  * hold PD_INT_TEXT_MAX bytes; NUL-terminated, returns the length. */

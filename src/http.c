@@ -209,11 +209,7 @@ static void resp_error(http_resp *r, int status, const char *error, const char *
     r->status = status;
     r->ctype = "application/json";
     resp_body_reset(r);
-    PD_BUF_LIT(&r->body, "{\"error\":");
-    pd_buf_json_str(&r->body, error, strlen(error));
-    PD_BUF_LIT(&r->body, ",\"detail\":");
-    pd_buf_json_str(&r->body, detail, strlen(detail));
-    pd_buf_putc(&r->body, '}');
+    pd_buf_json_error(&r->body, error, detail);
 }
 
 /* A 500 whose cause stays in the log: the client gets a generic detail
@@ -1303,11 +1299,7 @@ static int on_http_error(struct mg_connection *c, int status, const char *msg)
         snprintf(detail, sizeof detail, "internal error"); /* civetweb's text may name paths */
     else
         snprintf(detail, sizeof detail, "%s", msg ? msg : "");
-    PD_BUF_LIT(&b, "{\"error\":");
-    pd_buf_json_str(&b, e, strlen(e));
-    PD_BUF_LIT(&b, ",\"detail\":");
-    pd_buf_json_str(&b, detail, strlen(detail));
-    pd_buf_putc(&b, '}');
+    pd_buf_json_error(&b, e, detail);
     /* answered: on_conn_close must not answer this request again */
     mg_set_user_connection_data(c, h);
     mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"

@@ -67,11 +67,7 @@ static void answer_error(pd_score_answer *o, int status, const char *error, cons
     va_end(ap);
     o->status = status;
     o->body.len = 0;
-    PD_BUF_LIT(&o->body, "{\"error\":");
-    pd_buf_json_str(&o->body, error, strlen(error));
-    PD_BUF_LIT(&o->body, ",\"detail\":");
-    pd_buf_json_str(&o->body, detail, strlen(detail));
-    pd_buf_putc(&o->body, '}');
+    pd_buf_json_error(&o->body, error, detail);
     snprintf(o->retry_after, sizeof o->retry_after, "%s", status == 503 ? "1" : "");
 }
 

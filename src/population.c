@@ -651,11 +651,7 @@ static void answer_error(pd_population_answer *a, int status, const char *error,
     a->status = status;
     a->ctype = "application/json";
     a->body.len = 0;
-    PD_BUF_LIT(&a->body, "{\"error\":");
-    pd_buf_json_str(&a->body, error, strlen(error));
-    PD_BUF_LIT(&a->body, ",\"detail\":");
-    pd_buf_json_str(&a->body, detail, strlen(detail));
-    pd_buf_putc(&a->body, '}');
+    pd_buf_json_error(&a->body, error, detail);
 }
 
 /* The prior fields of an answer: ,"prior":{...} */

@@ -79,7 +79,11 @@
  * bytes, owned by the request and freed whole by pd_score_req_free (the
  * tree is never cJSON_Delete'd). The hooks are process-wide (cJSON has no
  * other kind) but act only on the thread parsing a body (a thread-local
- * flag): every other use of cJSON mallocs and frees as before. */
+ * flag): every other use of cJSON mallocs and frees as before.
+ * Kept by the measured-or-gone rule: `make bench` step rank, 100
+ * candidates (docs/BENCHMARKS.md, "Issue 20"), worker CPU per request
+ * 1,271-1,546 us before the arena, 749-805 us with it (three interleaved
+ * triples); throughput 0.06-0.08x -> 0.12x of the plain query. */
 #define SC_BLOCK (64 * 1024)
 
 typedef struct sc_block {

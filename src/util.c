@@ -282,6 +282,15 @@ void pd_buf_printf(pd_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void pd_buf_json_error(pd_buf *b, const char *error, const char *detail)
+{
+    PD_BUF_LIT(b, "{\"error\":");
+    pd_buf_json_str(b, error, strlen(error));
+    PD_BUF_LIT(b, ",\"detail\":");
+    pd_buf_json_str(b, detail, strlen(detail));
+    pd_buf_putc(b, '}');
+}
+
 void pd_buf_free(pd_buf *b)
 {
     free(b->p);
