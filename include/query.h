@@ -71,4 +71,10 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
                     int32_t partition, int64_t today, const pd_query_day *days, int ndays,
                     pd_buf *out);
 
+/* The range of an answer, after its "from": key: the from day, then
+ * ,"to":day and, with at=, ,"at":day[,"at_before_retention":true]. One
+ * writer for every answer that echoes a range (profile, population, rank,
+ * affinities). */
+void pd_query_put_range(pd_buf *out, const pd_query *q);
+
 #endif

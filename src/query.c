@@ -1047,6 +1047,18 @@ static void put_day(pd_buf *b, int64_t day)
     put_str(b, t, strlen(t));
 }
 
+void pd_query_put_range(pd_buf *out, const pd_query *q)
+{
+    put_day(out, q->from_day);
+    PD_BUF_LIT(out, ",\"to\":");
+    put_day(out, q->to_day);
+    if (q->has_at) {
+        PD_BUF_LIT(out, ",\"at\":");
+        put_day(out, q->anchor_day);
+        if (q->at_before_retention) PD_BUF_LIT(out, ",\"at_before_retention\":true");
+    }
+}
+
 static void put_ts(pd_buf *b, int64_t ms)
 {
     char t[32];
@@ -1163,14 +1175,7 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
     } else {
         PD_BUF_LIT(out, "{\"from\":"); /* the population (population.h) */
     }
-    put_day(out, q->from_day);
-    PD_BUF_LIT(out, ",\"to\":");
-    put_day(out, q->to_day);
-    if (q->has_at) {
-        PD_BUF_LIT(out, ",\"at\":");
-        put_day(out, q->anchor_day);
-        if (q->at_before_retention) PD_BUF_LIT(out, ",\"at_before_retention\":true");
-    }
+    pd_query_put_range(out, q);
     if (q->has_types) {
         int n = 0;
         PD_BUF_LIT(out, ",\"types\":[");

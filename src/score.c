@@ -944,13 +944,6 @@ static void put_num(pd_buf *b, double v)
     pd_buf_put_double(b, v, 0);
 }
 
-static void put_day(pd_buf *b, int64_t day)
-{
-    char t[16];
-    pd_day_format(day, t);
-    pd_buf_json_str(b, t, strlen(t));
-}
-
 static void put_head(pd_buf *out, const pd_query *q, const char *user, size_t ulen, int32_t partition, int cold,
                      double alpha, const pd_score_prior *prior)
 {
@@ -959,14 +952,7 @@ static void put_head(pd_buf *out, const pd_query *q, const char *user, size_t ul
     PD_BUF_LIT(out, ",\"partition\":");
     pd_buf_put_i64(out, partition);
     PD_BUF_LIT(out, ",\"from\":");
-    put_day(out, q->from_day);
-    PD_BUF_LIT(out, ",\"to\":");
-    put_day(out, q->to_day);
-    if (q->has_at) {
-        PD_BUF_LIT(out, ",\"at\":");
-        put_day(out, q->anchor_day);
-        if (q->at_before_retention) PD_BUF_LIT(out, ",\"at_before_retention\":true");
-    }
+    pd_query_put_range(out, q);
     PD_BUF_LIT(out, ",\"cold_start\":");
     pd_buf_puts(out, cold ? "true" : "false");
     PD_BUF_LIT(out, ",\"alpha\":");
