@@ -320,7 +320,13 @@ def test_commit_when_drained():
 
         w = c.start_worker("w2", common + ["--commit_min_interval_ms", "4000"])
         wait_for(lambda: http_get(w.url + "/readyz")[0] == 200, 60, "w2 ready")
-        time.sleep(4.5)  # longer than commit_min_interval_ms since any commit of the start
+        # every partition assigned and ready (an assignment commits), then
+        # longer than commit_min_interval_ms since any commit of the start
+        # (under load the group's assignment came after /readyz, inside the
+        # window checked below: a flake of CI with two modules at once)
+        wait_for(lambda: len(json.loads(http_get(w.url + "/v1/partitions")[2])["self"]["ready"]) == NPARTS, 60,
+                 "w2 owns and serves every partition")
+        time.sleep(4.5)
         t0 = produce_one(c, "drain-b", "BMW")
         while time.monotonic() - t0 < 2.5:
             check(visible(w, "drain-b") is None, "commit_min_interval_ms = commit_interval_ms: committed early")
