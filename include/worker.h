@@ -94,7 +94,7 @@ typedef struct pd_worker {
     _Atomic int store_quarantined; /* 1 when this start quarantined a corrupt store */
     _Atomic int disk_low;         /* PD_DISK_LOW_* bits: ingestion paused for the disk (ingest.c) */
     _Atomic uint64_t disk_free_bytes; /* last measured free space of the data directory's filesystem */
-    volatile sig_atomic_t stop;   /* set by the signal handler */
+    volatile sig_atomic_t stop;   /* 1: a signal asked to stop; 2: restarting (quarantine.h) */
 } pd_worker;
 
 #endif

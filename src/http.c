@@ -384,19 +384,6 @@ static void range_put(pd_http *h, pd_store_range *rg)
     range_destroy(rg);
 }
 
-/* A read failed its checksum (quarantine.h): counted, logged, the store
- * marked for quarantine at the next start (once), /readyz failing. */
-static void store_corrupt_found(pd_worker *w, int32_t p, const char *why)
-{
-    PD_INC(w->metrics->store_corruptions);
-    if (atomic_exchange(&w->store_corrupt, 1)) return;
-    char err[512];
-    if (pd_quarantine_mark(w->cfg->data_dir, why, err, sizeof err) != PD_OK)
-        pd_error("marking the store corrupt: %s", err);
-    pd_error("partition %d: the store is corrupt (%s): not ready; what reads fine is still served; restart the "
-             "worker to apply store_corruption=%s", (int)p, why, w->cfg->store_corruption);
-}
-
 static void profile_local(pd_http *h, const pd_query *q, const char *user, size_t ulen, int32_t p,
                           int64_t today, int stale, http_resp *r)
 {
@@ -408,7 +395,7 @@ static void profile_local(pd_http *h, const pd_query *q, const char *user, size_
     int rc = pd_store_get_profile_range(w->store, NULL, q->from_day, q->to_day, p, user, ulen, rg,
                                         err, sizeof err);
     if (rc != PD_OK) {
-        if (rc == PD_ECORRUPT) store_corrupt_found(w, p, err);
+        if (rc == PD_ECORRUPT) pd_quarantine_found(w, p, err);
         resp_internal(r, w->cfg, "partition %d: reading profile: %s", (int)p, err);
         goto out;
     }
@@ -829,6 +816,7 @@ static void route_snapshot(pd_http *h, struct mg_connection *c, const char *seg,
     }
     if (rc || fflush(f) != 0) {
         fclose(f);
+        if (rc == PD_ECORRUPT) pd_quarantine_found(w, (int32_t)p, err);
         resp_internal(r, w->cfg, "snapshot of partition %ld failed: %s", p, rc ? err : "write");
         return;
     }
@@ -992,8 +980,11 @@ static void route_readyz(pd_http *h, http_resp *r)
         detail = "the data directory was deleted or replaced under the worker";
     } else if (atomic_load(&w->store_corrupt)) {
         status = "failing";
-        detail = "the store is corrupt (a read failed its checksum; see the log): restart the worker to "
-                 "quarantine it and restore its partitions from peers or the topic (store_corruption)";
+        detail = strcmp(w->cfg->store_corruption, "quarantine") == 0
+                     ? "the store is corrupt (a read failed its checksum; see the log): the worker restarts to "
+                       "quarantine it and restore its partitions from peers or the topic (store_corruption)"
+                     : "the store is corrupt (a read failed its checksum; see the log): the next start refuses "
+                       "it (store_corruption=refuse)";
     } else if (nback) {
         status = "failing";
         detail = "a partition's checkpoint is beyond the end of the topic (recreated or truncated?): not consumed "

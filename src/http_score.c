@@ -32,6 +32,7 @@
 #include "members.h"
 #include "metrics.h"
 #include "population.h"
+#include "quarantine.h"
 #include "query.h"
 #include "score.h"
 
@@ -102,6 +103,7 @@ static void answer_local(pd_score_api *a, const sc_request *r, const pd_score_ca
     int rc = pd_store_get_profile_range(w->store, NULL, q->from_day, q->to_day, p, c->user, c->ulen, &rg, err,
                                         sizeof err);
     if (rc != PD_OK) {
+        if (rc == PD_ECORRUPT) pd_quarantine_found(w, p, err);
         pd_error("http: partition %d: reading profile for scoring: %s", (int)p, err);
         answer_error(out, 500, "internal error", "logged on %s", w->cfg->id);
         goto out;

@@ -370,12 +370,7 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
     if (rc == PD_EAGAIN && commit_inflight(ig)) return PD_EAGAIN; /* still running */
     if (rc) {
         PD_INC(w->metrics->flush_errors);
-        if (rc == PD_ECORRUPT) { /* (a fold read a damaged block) quarantine.h: at the restart */
-            char merr[256];
-            PD_INC(w->metrics->store_corruptions);
-            atomic_store(&w->store_corrupt, 1);
-            if (pd_quarantine_mark(ig->cfg->data_dir, cerr, merr, sizeof merr) != PD_OK) pd_error("%s", merr);
-        }
+        if (rc == PD_ECORRUPT) pd_quarantine_found(w, -1, cerr); /* (a fold read a damaged block) */
         ig->fatal = 1; /* see above: restart from the store's checkpoint */
         return pd_seterr(err, errlen, rc, "commit failed (the worker stops; a restart resumes from the "
                          "last checkpoint): %s", cerr);
@@ -812,6 +807,12 @@ int pd_ingest_run(pd_ingest *ig)
     char err[512];
     int backoff_ms = 0;
     while (!w->stop && !ig->fatal) {
+        if (pd_quarantine_restart_due(w)) {
+            /* quarantine.h: no final flush into a store that is thrown
+             * away; main() restarts the worker after the shutdown */
+            w->stop = 2;
+            break;
+        }
         int64_t now = pd_mono_us();
         int timeout = ig->rq ? 10 : 100;
         if (ig->dirty_since_us) {

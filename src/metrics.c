@@ -433,8 +433,8 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
             LD(m->fetch_wakeups));
     counter(b, "profiled_flush_errors_total", "Failed store commits.", LD(m->flush_errors));
     counter(b, "profiled_store_corruptions_total",
-            "Store reads that failed as corrupt (a block checksum); the store is marked for quarantine at the "
-            "next start (store_corruption).", LD(m->store_corruptions));
+            "Store reads that failed as corrupt (a block checksum); the store is marked and, with "
+            "store_corruption=quarantine, the worker restarts to quarantine it.", LD(m->store_corruptions));
     counter(b, "profiled_store_quarantines_total",
             "Corrupt stores this process moved aside at its start (store_corruption=quarantine).",
             LD(m->store_quarantines));

@@ -66,6 +66,7 @@
 #include "members.h"
 #include "metrics.h"
 #include "peer.h"
+#include "quarantine.h"
 #include "store.h"
 #include "util.h"
 
@@ -217,7 +218,10 @@ static int encode_local(pd_worker *w, const pd_schema *ps, pd_buf *out, char *er
     pop_copy c = {0};
     for (int32_t p = 0; rc == PD_OK && p < w->nparts; p++) {
         if (offs[p] < 0) continue;
-        if ((rc = read_local(st, snap, days, nd, p, ps, &c, err, errlen)) != PD_OK) break;
+        if ((rc = read_local(st, snap, days, nd, p, ps, &c, err, errlen)) != PD_OK) {
+            if (rc == PD_ECORRUPT) pd_quarantine_found(w, p, err);
+            break;
+        }
         put_u32(out, (uint32_t)p);
         pd_buf_putc(out, (char)own[p]);
         put_u64(out, (uint64_t)offs[p]);
@@ -460,6 +464,7 @@ static void refresh(pd_population *pp)
             }
             pop_copy c = {0};
             if ((rc = read_local(w->store, snap, days, nd, p, pp->ps, &c, err, sizeof err)) != PD_OK) {
+                if (rc == PD_ECORRUPT) pd_quarantine_found(w, p, err);
                 pd_warn("population: partition %d: %s", (int)p, err);
                 fails++;
                 break;

@@ -12,6 +12,8 @@
  *   4. publish "alive": false and stop the membership thread,
  *   5. close the store,
  *   6. destroy the consumers (librdkafka 2.0.2 can abort there: kafka.h).
+ * A store found corrupt while running (quarantine.h) takes the same path
+ * without the final flush and then executes the program again.
  * A second signal exits immediately (the store is crash-safe: the next start
  * resumes from the last checkpoint). A watchdog bounds the whole shutdown by
  * shutdown_timeout_ms.
@@ -142,7 +144,7 @@ int main(int argc, char **argv)
     pd_http *http = NULL;
     pd_members *members = NULL;
     char err[1024];
-    int help = 0, rc = 1;
+    int help = 0, rc = 1, restart = 0;
 
     /* Allocator policy (glibc), set before any thread starts. Buffers that
      * grow to megabytes (WriteBatches, batch logs, query scratch) are mmapped
@@ -272,6 +274,12 @@ int main(int argc, char **argv)
     if (cfg.ingest_nice > 0 && pd_thread_nice((int)cfg.ingest_nice) != PD_OK)
         pd_warn("ingest_nice %lld: setpriority: %s", (long long)cfg.ingest_nice, strerror(errno));
     rc = pd_ingest_run(ig) == PD_OK ? 0 : 1;
+    /* A corrupt store (quarantine.h) restarts the worker, unless a signal
+     * asked it to stop (stop == 1); a signal from here on exits at once. */
+    if (w.stop != 1 && pd_quarantine_restart_due(&w)) {
+        w.stop = 2;
+        restart = 1;
+    }
 
 out:;
     watchdog wd = {.timeout_ms = cfg.shutdown_timeout_ms, .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -304,5 +312,9 @@ out:;
     }
     free(w.parts);
     pd_config_free(&cfg);
+    if (restart) { /* quarantine.h: the store is quarantined at the next start */
+        if (pd_quarantine_reexec(argv, err, sizeof err) != PD_OK) pd_error("%s", err);
+        return 3;
+    }
     return rc;
 }

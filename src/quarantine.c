@@ -7,6 +7,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -64,4 +65,43 @@ int pd_quarantine_move(const char *dir, char *moved_to, size_t movedlen, char *e
     if (rename(dir, moved_to) != 0)
         return pd_seterr(err, errlen, PD_EIO, "cannot move %s to %s: %s", dir, moved_to, strerror(errno));
     return PD_OK;
+}
+
+void pd_quarantine_found(pd_worker *w, int32_t p, const char *why)
+{
+    PD_INC(w->metrics->store_corruptions);
+    if (atomic_exchange(&w->store_corrupt, 1)) return;
+    char err[512];
+    if (pd_quarantine_mark(w->cfg->data_dir, why, err, sizeof err) != PD_OK)
+        pd_error("marking the store corrupt: %s", err);
+    const int quarantine = strcmp(w->cfg->store_corruption, "quarantine") == 0;
+    char where[32] = "";
+    if (p >= 0) snprintf(where, sizeof where, "partition %d: ", (int)p);
+    pd_error("%sthe store is corrupt (%s): not ready; %s", where, why,
+             quarantine ? "restarting to quarantine it and restore its partitions (store_corruption=quarantine)"
+                        : "what reads fine is still served; the next start refuses it (store_corruption=refuse)");
+}
+
+int pd_quarantine_restart_due(pd_worker *w)
+{
+    return atomic_load(&w->store_corrupt) && strcmp(w->cfg->store_corruption, "quarantine") == 0;
+}
+
+int pd_quarantine_reexec(char **argv, char *err, size_t errlen)
+{
+    const char *v = getenv(PD_QUARANTINE_RESTARTS_ENV);
+    long n = v ? strtol(v, NULL, 10) : 0;
+    if (n < 0) n = 0;
+    if (n >= PD_QUARANTINE_MAX_RESTARTS)
+        return pd_seterr(err, errlen, PD_ERR, "the store was found corrupt again after %ld restarts of this "
+                         "process: not restarting (check the disk)", n);
+    char buf[24];
+    snprintf(buf, sizeof buf, "%ld", n + 1);
+    if (setenv(PD_QUARANTINE_RESTARTS_ENV, buf, 1) != 0)
+        return pd_seterr(err, errlen, PD_ERR, "setenv: %s", strerror(errno));
+    pd_info("restarting (%ld of at most %d) to quarantine the corrupt store", n + 1, PD_QUARANTINE_MAX_RESTARTS);
+    fflush(stdout);
+    fflush(stderr);
+    execv("/proc/self/exe", argv);
+    return pd_seterr(err, errlen, PD_ERR, "execv: %s", strerror(errno));
 }
