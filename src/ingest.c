@@ -407,6 +407,11 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
         const int64_t off = ig->cm_parts[i].next_offset;
         part_priv *pp = &ig->pp[p];
         pp->committed = off;
+        /* Owners only (a replica's position says nothing about side
+         * effects), and the side-effect frontier: a new owner takes what is
+         * committed here as done (sidefx.h). Published with the rest. */
+        const int64_t fxd = ig->cm_parts[i].fx_done;
+        if (fxd >= 0 && pp->role == ROLE_OWNER) pp->fx_durable = fxd;
         const int caught_up = pp->catchup_to && off >= pp->catchup_to;
         if (caught_up) pp->catchup_to = 0;
         part_publish(ig, p);
@@ -414,11 +419,6 @@ static int flush_finish(pd_ingest *ig, int wait, char *err, size_t errlen)
             pd_info("partition %d: caught up at offset %" PRId64 ", serving it", (int)p, off);
             if (w->members) pd_members_publish(w->members);
         }
-        /* Owners only (a replica's position says nothing about side
-         * effects), and the side-effect frontier: a new owner takes what is
-         * committed here as done (sidefx.h). */
-        const int64_t fxd = ig->cm_parts[i].fx_done;
-        if (fxd >= 0 && pp->role == ROLE_OWNER) pp->fx_durable = fxd;
         if (offs && fxd >= 0) rd_kafka_topic_partition_list_add(offs, ig->cfg->topic, p)->offset = fxd;
     }
     if (offs) {

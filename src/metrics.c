@@ -275,6 +275,16 @@ static void render_worker(pd_buf *b, pd_worker *w)
         if (atomic_load(&ps->owned) && v >= 0)
             pd_buf_printf(b, "profiled_partition_committed_offset{partition=\"%d\"} %lld\n", (int)p, (long long)v);
     }
+    family(b, "profiled_sidefx_frontier", "gauge",
+           "Owner's side-effect frontier, per owned partition: the DLQ records and re-routes of every record below "
+           "it are in Kafka and checkpointed (sidefx.h); below the committed offset while a promoted replica "
+           "redoes its dead owner's side effects.");
+    for (int32_t p = 0; p < w->nparts; p++) {
+        const pd_partstate *ps = &w->parts[p];
+        int64_t v = atomic_load(&ps->fx_durable);
+        if (atomic_load(&ps->owned) && v >= 0)
+            pd_buf_printf(b, "profiled_sidefx_frontier{partition=\"%d\"} %lld\n", (int)p, (long long)v);
+    }
     family(b, "profiled_consumer_lag", "gauge", "High watermark minus next offset, per owned partition (records).");
     for (int32_t p = 0; p < w->nparts; p++) {
         const pd_partstate *ps = &w->parts[p];
