@@ -394,7 +394,7 @@ class Ctx:
 
     # -- wrk
     def wrk(self, url, secs, users=None, path="/healthz", name="wrk", delay_ms=0, watch=None, query="",
-            body_file=None):
+            body_file=None, suffix=""):
         """One wrk run; watch = {name: pid} whose CPU (cores used, on
         average) is recorded next to wrk's own in res["cpu"]."""
         before = http_statuses(url)
@@ -406,7 +406,8 @@ class Ctx:
         c0, t0 = children_cpu(), time.monotonic()
         out = os.path.join(self.work, name + ".json")
         env = dict(os.environ, BENCH_OUT=out, BENCH_PATH=path, BENCH_USERS=users or "", BENCH_QUERY=query,
-                   BENCH_DELAY_MS=str(delay_ms) if delay_ms else "", BENCH_BODY_FILE=body_file or "")
+                   BENCH_DELAY_MS=str(delay_ms) if delay_ms else "", BENCH_BODY_FILE=body_file or "",
+                   BENCH_SUFFIX=suffix)
         run(["wrk", "-t1", "-c%d" % self.sizes["conns"], "-d%ds" % secs, "--timeout", "5s", "-s",
              os.path.join(ROOT, "bench", "wrk_profiles.lua"), url], timeout=secs + 60, env=env)
         wall = time.monotonic() - t0

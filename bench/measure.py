@@ -19,6 +19,9 @@ Steps, in the order they run (bench/steps/, one module per measured job):
   population         3c: GET /v1/population vs the profile query, and the
                      ingest cost of population profiles (replay pipeline
                      with/without), interleaved pairs (issue 20)
+  reads              3f: GET at= (a past day) and /affinities vs the plain
+                     query, worker CPU per request, interleaved (issues
+                     19, 20)
   rank               3d: POST rank of 100 and 1,000 candidates vs the plain
                      query (req/s, p50/p99, worker CPU/req, items/s),
                      interleaved; a client-side scoring reference (issue 20)
@@ -93,7 +96,7 @@ from steps import archive, backup, e2e, erase, handoff, memory, population, proc
 SCHEMA = 1
 STEP_FAILED = 3  # exit status: results written, some step failed (2: bad options, 1: crashed)
 STEPS = [("processing", processing.run_step), ("e2e", e2e.run_step), ("local", queries.local),
-         ("topk", queries.topk), ("population", population.run_step), ("rank", rank.run_step), ("signals", signals.run_step), ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
+         ("topk", queries.topk), ("reads", queries.reads), ("population", population.run_step), ("rank", rank.run_step), ("signals", signals.run_step), ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
          ("freshness_fetch10", queries.freshness_fetch10), ("redis", redis.run_step),
          ("recovery", recovery.run_step), ("backup", backup.run_step), ("import", archive.run_step), ("handoff", handoff.run_step), ("memory", memory.run_step),
          ("erase", erase.run_step)]

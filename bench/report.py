@@ -110,6 +110,17 @@ def rows(r):
         add("3b. Worker CPU per query, top=10 vs plain (days=30), us", "%.1f" % t10[len(t10) // 2],
             "plain %.1f; pairs %s" % (pl[len(pl) // 2], " ".join("%.2f" % x["cpu_ratio"] for x in tk["pairs"])),
             tk["median_cpu_ratio"], "(documented)", None)
+    rd = r.get("reads")
+    if rd and rd.get("pairs"):
+        pl = sorted(x["plain"]["worker_us_per_req"] for x in rd["pairs"])
+        for k in ("at", "affinities"):
+            v = sorted(x[k]["worker_us_per_req"] for x in rd["pairs"] if x.get(k, {}).get("worker_us_per_req"))
+            if not v or k not in rd.get("median_cpu_ratio", {}):
+                continue
+            add("3f. Worker CPU per query, %s vs plain (days=30), us" % k, "%.1f" % v[len(v) // 2],
+                "plain %.1f; rounds %s" % (pl[len(pl) // 2], " ".join("%.2f" % x["cpu_ratios"][k]
+                                                                    for x in rd["pairs"] if k in x["cpu_ratios"])),
+                rd["median_cpu_ratio"][k], "(documented)", None)
     sg = r.get("signals")
     if sg and sg.get("storage"):
         base = next((s for s in sg["storage"] if s["tracked_types"] == 0 and not s.get("recent_max")), None)

@@ -2,13 +2,16 @@
 -- query string BENCH_QUERY when set; or a fixed path), and a JSON summary
 -- with latency percentiles on done().
 -- Environment: BENCH_USERS = file with one user id per line (absent = fixed
--- path BENCH_PATH), BENCH_OUT = where done() writes its JSON summary,
+-- path BENCH_PATH), BENCH_SUFFIX = a sub-resource of the profile
+-- ("/affinities"), BENCH_OUT = where done() writes its JSON summary,
 -- BENCH_DELAY_MS = when set, each connection waits this long after a
 -- response before its next request (a paced load instead of a saturating
 -- one; wrk's latency figures exclude the wait).
 local users = {}
 local fixed = os.getenv("BENCH_PATH") or "/healthz"
 local query = os.getenv("BENCH_QUERY") or ""
+-- BENCH_SUFFIX: appended to /v1/profiles/<user> (e.g. "/affinities")
+local suffix = os.getenv("BENCH_SUFFIX") or ""
 if query == "" then query = "days=30" end
 local ufile = os.getenv("BENCH_USERS")
 if ufile and ufile ~= "" then
@@ -43,7 +46,7 @@ request = function()
       return wrk.format("POST", "/v1/profiles/" .. urlenc(u) .. "/rank",
                         {["Content-Type"] = "application/json"}, body)
     end
-    return wrk.format("GET", "/v1/profiles/" .. urlenc(u) .. "?" .. query)
+    return wrk.format("GET", "/v1/profiles/" .. urlenc(u) .. suffix .. "?" .. query)
   end
   return wrk.format("GET", fixed)
 end

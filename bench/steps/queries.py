@@ -60,32 +60,63 @@ def local(ctx):
     log("   paced %.0f req/s p99 %.2f ms" % (q["local_paced"]["rps"], q["local_paced"]["p99_us"] / 1e3))
 
 
-def topk(ctx):
-    """Query cost of top=10 against the plain query (issue 19): worker CPU
-    per request (core-seconds / requests) of saturating wrk runs on the
-    same users, in interleaved (plain, top=10) pairs so that a noisy
-    neighbour moves both alike; the median of the pair ratios is the
-    verdict. Results: ctx.r["topk"]."""
-    log("3b/9 top=10 vs plain query")
+def interleaved(ctx, tag, kinds, npairs=None, secs=4):
+    """Worker CPU per request of saturating wrk runs on the same users, in
+    interleaved rounds (one run of each kind per round, so that a noisy
+    neighbour moves them alike). kinds = [(name, query, suffix)]; the first
+    is the reference. Returns {"pairs": [{name: run, "cpu_ratios": {name:
+    ratio to the reference}}], "median_cpu_ratio": {name: median}}."""
     w = ctx.ensure_w1()
     ufile = ctx.users_file()
-    npairs = max(ctx.sizes["pairs"], 3)
-    secs = 4
-    res = {"pairs": [], "secs": secs, "plain_query": "days=30", "top_query": "days=30&top=10"}
-    for i in range(npairs):
+    res = {"pairs": [], "secs": secs, "kinds": [{"name": n, "query": q, "suffix": sf} for n, q, sf in kinds]}
+    ref = kinds[0][0]
+    for i in range(npairs or max(ctx.sizes["pairs"], 3)):
         runs = {}
-        for kind, qs in (("plain", "days=30"), ("top10", "days=30&top=10")):
-            r = ctx.wrk(w.url, secs, users=ufile, name="wrk-%s-%d" % (kind, i), watch={"worker": w.pid}, query=qs)
+        for kind, qs, sf in kinds:
+            r = ctx.wrk(w.url, secs, users=ufile, name="wrk-%s-%s-%d" % (tag, kind, i), watch={"worker": w.pid},
+                        query=qs, suffix=sf)
             runs[kind] = {"rps": r["rps"], "worker_cores": r["cpu"].get("worker"), "p50_us": r.get("p50_us"),
-                          "p99_us": r.get("p99_us"), "errors": r["errors"],
+                          "p99_us": r.get("p99_us"), "errors": r["errors"], "statuses": r.get("statuses"),
                           "worker_us_per_req": 1e6 * r["cpu"].get("worker", 0) / r["rps"] if r["rps"] else None}
-        runs["cpu_ratio"] = runs["top10"]["worker_us_per_req"] / runs["plain"]["worker_us_per_req"]
+        base = runs[ref]["worker_us_per_req"]
+        runs["cpu_ratios"] = {k: runs[k]["worker_us_per_req"] / base for k, _, _ in kinds[1:]
+                              if base and runs[k]["worker_us_per_req"]}
         res["pairs"].append(runs)
-        log("   pair %d: plain %.1f us/req, top=10 %.1f us/req (x%.3f)" % (
-            i, runs["plain"]["worker_us_per_req"], runs["top10"]["worker_us_per_req"], runs["cpu_ratio"]))
-    ratios = sorted(p["cpu_ratio"] for p in res["pairs"])
-    res["median_cpu_ratio"] = ratios[len(ratios) // 2]
+        log("   round %d: %s" % (i, ", ".join("%s %.1f us/req" % (k, runs[k]["worker_us_per_req"] or 0)
+                                             for k, _, _ in kinds)))
+    res["median_cpu_ratio"] = {}
+    for k, _, _ in kinds[1:]:
+        r = sorted(p["cpu_ratios"][k] for p in res["pairs"] if k in p["cpu_ratios"])
+        if r:
+            res["median_cpu_ratio"][k] = r[len(r) // 2]
+    return res
+
+
+def topk(ctx):
+    """Query cost of top=10 against the plain query (issue 19): worker CPU
+    per request (core-seconds / requests), interleaved pairs; the median of
+    the pair ratios is the verdict. Results: ctx.r["topk"]."""
+    log("3b/9 top=10 vs plain query")
+    res = interleaved(ctx, "topk", [("plain", "days=30", ""), ("top10", "days=30&top=10", "")])
+    res["plain_query"], res["top_query"] = "days=30", "days=30&top=10"
+    for p in res["pairs"]:
+        p["cpu_ratio"] = p["cpu_ratios"].get("top10")
+    res["median_cpu_ratio"] = res["median_cpu_ratio"].get("top10")
     ctx.r["topk"] = res
+
+
+def reads(ctx):
+    """The other per-user reads of wave 2 next to the plain query, worker
+    CPU per request in interleaved rounds: the profile as of a past day
+    (at=, issue 19) and the affinities (issue 20: the user's distributions
+    against the population prior, every dimension, top 5).
+    Results: ctx.r["reads"]."""
+    log("3f/9 at= and affinities vs the plain query")
+    import datetime
+    past = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=3)).strftime("%Y-%m-%d")
+    ctx.r["reads"] = interleaved(ctx, "reads", [
+        ("plain", "days=30", ""), ("at", "days=30&at=" + past, ""),
+        ("affinities", "days=30&top=5", "/affinities")])
 
 
 def ingest(ctx):
