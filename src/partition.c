@@ -117,22 +117,34 @@ int64_t ig_start_offset(pd_ingest *ig, int32_t p)
  * (rectime.h: ts <= the record's time + skew), and every record before
  * that offset is stamped earlier, so none is missed; the events at or
  * before T in the records from there on were imported, and the de-dup
- * index (the import's ids) drops them again. Returns 0 when p has no
- * start time, 1 with *off set, -1 when Kafka did not answer (the worker
- * stops: consuming from anywhere else would lose or double-count events;
- * a restart resolves again). */
+ * index (the import's ids) drops them again. The offset is resolved once:
+ * the next commit checkpoints it and replaces T by PD_START_RESOLVED
+ * (ingest.c), so a restart, a move or an idle partition continues from
+ * the checkpoint (resolving again would skip records appended since,
+ * stamped before the target). Returns 0 when p has no start time; 2 with
+ * *off set, freshly resolved; 1 with *off the checkpoint, resolved
+ * before; -1 when Kafka did not answer (the worker stops: consuming from
+ * anywhere else would lose or double-count events; a restart resolves
+ * again). */
 static int import_resolve(pd_ingest *ig, int32_t p, int64_t *off)
 {
     int64_t t;
     if (pd_store_get_start_time(ig->w->store, p, &t) != PD_OK) return 0;
+    pd_checkpoint cp;
+    if (t == PD_START_RESOLVED && pd_store_get_checkpoint(ig->w->store, p, &cp) == PD_OK) {
+        *off = cp.next_offset;
+        pd_info("partition %d: imported; its start was resolved to offset %" PRId64 " before: continuing there",
+                (int)p, cp.next_offset);
+        return 1;
+    }
     const int64_t at = t - ig->cfg->max_future_skew_ms;
     pd_tsoff_result r;
     char err[256];
     const int64_t t0 = pd_mono_us();
-    if (pd_tsoff_resolve(ig->cfg, ig->cfg->topic, p, at, ig->cfg->import_scan_timeout_ms, &ig->w->stop, &r, err,
-                         sizeof err) != PD_OK) {
+    if (t == PD_START_RESOLVED || pd_tsoff_resolve(ig->cfg, ig->cfg->topic, p, at, ig->cfg->import_scan_timeout_ms,
+                                                   &ig->w->stop, &r, err, sizeof err) != PD_OK) {
         pd_error("partition %d: imported; cannot resolve its start time to an offset (%s): stopping, nothing "
-                 "consumed (a restart tries again)", (int)p, err);
+                 "consumed (a restart tries again)", (int)p, t == PD_START_RESOLVED ? "no checkpoint" : err);
         ig->fatal = 1;
         return -1;
     }
@@ -145,27 +157,20 @@ static int import_resolve(pd_ingest *ig, int32_t p, int64_t *off)
             "%" PRId64 " record(s) read in %.3f s, offsets %" PRId64 "..%" PRId64 ")",
             (int)p, ts, r.offset, at, r.scanned ? "by scan: " : "Kafka's answer, verified", r.scanned ? r.why : "",
             r.records, (double)(pd_mono_us() - t0) / 1e6, r.lo, r.hi);
-    return 1;
+    return 2;
 }
 
-/* A resolved imported partition is checkpointed at its start offset with
- * the next commit, records or not (the import's de-dup records rewritten,
- * the start time dropped, one WriteBatch): a restart, a move or an idle
- * partition never resolves the start time again (records appended since,
- * stamped before it, would be skipped). */
-static void import_commit_start(pd_ingest *ig, int32_t p)
+/* p was imported and its start resolved to off (import_resolve's answer
+ * imp > 0): consume from there. A fresh resolution is checkpointed by the
+ * next commit, records or not; side effects (DLQ, re-routes) of the
+ * records below it are not this store's (the import had none). */
+static void import_start(pd_ingest *ig, int32_t p, int imp, int64_t off)
 {
     part_priv *pp = &ig->pp[p];
-    if (!pp->dd.loaded) {
-        char lerr[256];
-        if (pd_dedup_load(&pp->dd, ig->w->store, p, ig->cfg->dedup_window_ms, (uint64_t)ig->cfg->dedup_max_ids,
-                          lerr, sizeof lerr) != PD_OK) {
-            pd_error("partition %d: loading the de-dup index failed: %s", (int)p, lerr);
-            ig->fatal = 1;
-            return;
-        }
-        pd_dedup_adopt(&pp->dd, ig->cfg->dedup_window_ms);
-    }
+    pp->next_offset = off;
+    pp->import_start = imp;
+    if (imp != 2) return;
+    pd_sidefx_advance(&pp->fx, off);
     pp->dirty = 1;
     if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
 }
@@ -188,11 +193,8 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
          * as ready before catching up (and its side-effect frontier) */
         pp->held = 0;
         int64_t ioff;
-        if (import_resolve(ig, p, &ioff) > 0) {
-            pp->next_offset = ioff;
-            pp->import_start = 1;
-            import_commit_start(ig, p);
-        }
+        const int imp = import_resolve(ig, p, &ioff);
+        if (imp > 0) import_start(ig, p, imp, ioff);
         ig_set_catchup(ig, p);
         return 0;
     }
@@ -211,12 +213,12 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
     int64_t ioff;
     int imp = have ? import_resolve(ig, p, &ioff) : 0;
     if (imp) { /* imported: its own state, never a peer's (the import replaces it) */
-        pp->next_offset = imp > 0 ? ioff : -1;
+        pp->next_offset = -1;
         pp->clock_ms = cp.clock_ms;
         pp->scratch = 0;
-        pp->import_start = imp > 0;
+        pp->import_start = 0;
         if (imp > 0) {
-            import_commit_start(ig, p);
+            import_start(ig, p, imp, ioff);
             ig_set_catchup(ig, p);
         }
         pp->committed = pp->next_offset;

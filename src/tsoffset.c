@@ -4,11 +4,12 @@
  * or two records around it, and the linear scan from the low watermark
  * when the answer is absent or refuted.
  *
- * One group-less consumer per resolution (no group.id: assign only, never
- * a group join or commit; the worker's client settings and kafka.*
- * passthrough, so it reaches the same cluster the same way), with
+ * One group-less consumer per resolution (no group.id: librdkafka's
+ * simple consumer of one partition, rd_kafka_consume_start; never a group
+ * join or commit; the worker's client settings and kafka.* passthrough,
+ * so it reaches the same cluster the same way), with
  * auto.offset.reset=error: a position the topic no longer holds is an
- * error, never a silent jump. Its watermarks and lookup are asked up to
+ * error, never a silent jump; the end of the partition is an EOF event. Its watermarks and lookup are asked up to
  * three times (5 s each); the check's fetch waits up to 10 s; the scan up
  * to its budget. A timestamp is all that is read from a record.
  */
@@ -63,8 +64,9 @@ const char *pd_tsoff_check(int64_t lo, int64_t hi, int64_t o, const int64_t *off
 
 static rd_kafka_t *tsoff_consumer(const pd_config *cfg, char *err, size_t errlen)
 {
-    /* no group: assign only (group.id "" creates no consumer group) */
-    static const char *const extra[] = {"enable.auto.offset.store", "false", NULL};
+    /* no group (group.id ""): the simple consumer of one partition; the
+     * end of the partition is reported (an EOF event with its offset) */
+    static const char *const extra[] = {"enable.partition.eof", "true", NULL};
     rd_kafka_conf_t *c = pd_kafka_conf_consumer(cfg, "", "error", extra, NULL, NULL, err, errlen);
     if (!c) return NULL;
     char e2[256];
@@ -74,53 +76,92 @@ static rd_kafka_t *tsoff_consumer(const pd_config *cfg, char *err, size_t errlen
         pd_seterr(err, errlen, PD_ERR, "consumer: %s", e2);
         return NULL;
     }
-    rd_kafka_poll_set_consumer(rk);
     return rk;
 }
 
-static int tsoff_assign(rd_kafka_t *rk, const char *topic, int32_t p, int64_t from, char *err, size_t errlen)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, p)->offset = from;
-    rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e) return pd_seterr(err, errlen, PD_EAGAIN, "assign at offset %" PRId64 ": %s", from, rd_kafka_err2str(e));
-    return PD_OK;
-}
-
-/* The consumer's position in p (-1 unknown). */
-static int64_t tsoff_position(rd_kafka_t *rk, const char *topic, int32_t p)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, p);
-    int64_t pos = -1;
-    if (!rd_kafka_position(rk, l) && !l->elems[0].err) pos = l->elems[0].offset;
-    rd_kafka_topic_partition_list_destroy(l);
-    return pos;
-}
-
-/* Reads up to `want` records from `from` on (offsets and timestamps into
- * offs/ts) within wait_ms; *n of them read. PD_EAGAIN on a consumer error. */
-static int tsoff_read(rd_kafka_t *rk, const char *topic, int32_t p, int64_t from, int want, int64_t wait_ms,
-                      int64_t *offs, int64_t *ts, int *n, char *err, size_t errlen)
+/* Reads from `from` on, up to `want` records (offsets and timestamps
+ * into offs/ts, when not NULL) or the end of the partition, within
+ * wait_ms, calling `on` (may be NULL) for each record: it returns 1 to
+ * stop. *n records read; *end set when the end (offset >= hi) was seen.
+ * PD_EAGAIN on a consumer error or when *stop is set; PD_ERANGE when
+ * wait_ms passed before the reads were done. */
+typedef int (*tsoff_on)(void *ctx, int64_t offset, int64_t ts);
+static int tsoff_read(rd_kafka_t *rk, const char *topic, int32_t p, int64_t from, int64_t hi, int64_t want,
+                      int64_t wait_ms, volatile sig_atomic_t *stop, tsoff_on on, void *ctx, int64_t *offs,
+                      int64_t *ts, int64_t *n, int *end, char *err, size_t errlen)
 {
     *n = 0;
-    int rc = tsoff_assign(rk, topic, p, from, err, errlen);
-    const int64_t deadline = pd_mono_us() + wait_ms * 1000;
-    while (!rc && *n < want && pd_mono_us() < deadline) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (!m) continue;
-        if (m->err)
-            rc = pd_seterr(err, errlen, PD_EAGAIN, "fetch at offset %" PRId64 ": %s", from,
-                           rd_kafka_message_errstr(m));
-        else if (m->partition == p && m->offset >= from) {
-            offs[*n] = m->offset;
-            ts[*n] = rd_kafka_message_timestamp(m, NULL);
-            (*n)++;
-        }
-        rd_kafka_message_destroy(m);
+    *end = 0;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt) return pd_seterr(err, errlen, PD_EAGAIN, "topic handle: %s", rd_kafka_err2str(rd_kafka_last_error()));
+    if (rd_kafka_consume_start(rkt, p, from) != 0) {
+        rd_kafka_topic_destroy(rkt);
+        return pd_seterr(err, errlen, PD_EAGAIN, "fetch from offset %" PRId64 ": %s", from,
+                         rd_kafka_err2str(rd_kafka_last_error()));
     }
+    enum { NB = 1000 };
+    rd_kafka_message_t *msgs[NB];
+    const int64_t deadline = pd_mono_us() + wait_ms * 1000;
+    int rc = PD_OK, done = from >= hi;
+    int64_t at = from;
+    while (!rc && !done) {
+        if (stop && *stop) {
+            rc = pd_seterr(err, errlen, PD_EAGAIN, "interrupted (stopping) at offset %" PRId64, at);
+            break;
+        }
+        if (pd_mono_us() > deadline) {
+            rc = pd_seterr(err, errlen, PD_ERANGE, "no end after %" PRId64 " ms, at offset %" PRId64, wait_ms, at);
+            break;
+        }
+        ssize_t k = rd_kafka_consume_batch(rkt, p, 100, msgs, (size_t)PD_MIN(NB, want - *n));
+        for (ssize_t i = 0; i < k; i++) {
+            rd_kafka_message_t *m = msgs[i];
+            if (rc || done) {
+                /* (the rest of the batch) */
+            } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                if (m->offset >= hi) done = *end = 1;
+            } else if (m->err) {
+                rc = pd_seterr(err, errlen, PD_EAGAIN, "fetch at offset %" PRId64 ": %s", at,
+                               rd_kafka_message_errstr(m));
+            } else if (m->offset >= at) {
+                const int64_t t = rd_kafka_message_timestamp(m, NULL);
+                if (offs) offs[*n] = m->offset;
+                if (ts) ts[*n] = t;
+                (*n)++;
+                at = m->offset + 1;
+                if (m->offset >= hi - 1) done = *end = 1;
+                if (*n >= want || (on && on(ctx, m->offset, t))) done = 1;
+            }
+            rd_kafka_message_destroy(m);
+        }
+    }
+    rd_kafka_consume_stop(rkt, p);
+    rd_kafka_topic_destroy(rkt);
     return rc;
+}
+
+/* The scan's state: the first record stamped at or after target. */
+typedef struct {
+    int32_t p;
+    int64_t target, hi, found, records, t0_us, last_log_us;
+} tsoff_scan_st;
+
+static int scan_on(void *ctx, int64_t offset, int64_t ts)
+{
+    tsoff_scan_st *s = ctx;
+    s->records++;
+    if (pd_tsoff_at_or_after(ts, s->target)) {
+        s->found = offset;
+        return 1;
+    }
+    const int64_t now = pd_mono_us();
+    if (now - s->last_log_us > TSOFF_PROGRESS_US) {
+        s->last_log_us = now;
+        pd_info("partition %d: scanning record timestamps: offset %" PRId64 " of %" PRId64 " (%" PRId64
+                " records read, %.0f s)",
+                (int)s->p, offset, s->hi, s->records, (double)(now - s->t0_us) / 1e6);
+    }
+    return 0;
 }
 
 /* The scan: the first record from lo on stamped at or after target (hi
@@ -128,62 +169,20 @@ static int tsoff_read(rd_kafka_t *rk, const char *topic, int32_t p, int64_t from
 static int tsoff_scan(rd_kafka_t *rk, const char *topic, int32_t p, int64_t target, int64_t lo, int64_t hi,
                       int64_t budget_ms, volatile sig_atomic_t *stop, pd_tsoff_result *out, char *err, size_t errlen)
 {
-    if (lo >= hi) {
-        out->offset = hi;
-        return PD_OK;
-    }
-    int rc = tsoff_assign(rk, topic, p, lo, err, errlen);
+    tsoff_scan_st s = {p, target, hi, -1, 0, pd_mono_us(), pd_mono_us()};
+    int64_t n = 0;
+    int end = 0;
+    int rc = tsoff_read(rk, topic, p, lo, hi, INT64_MAX, budget_ms, stop, scan_on, &s, NULL, NULL, &n, &end, err,
+                        errlen);
+    out->records += s.records;
+    if (rc == PD_ERANGE)
+        return pd_seterr(err, errlen, PD_EAGAIN,
+                         "the scan ran out of time (import_scan_timeout = %" PRId64 " ms) after %" PRId64
+                         " records of offsets %" PRId64 "..%" PRId64,
+                         budget_ms, s.records, lo, hi);
     if (rc) return rc;
-    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
-    const int64_t t0 = pd_mono_us(), deadline = t0 + budget_ms * 1000;
-    int64_t last_log = t0, at = lo, found = -1;
-    enum { NB = 1000 };
-    rd_kafka_message_t *msgs[NB];
-    while (!rc && found < 0) {
-        const int64_t now = pd_mono_us();
-        if (stop && *stop) {
-            rc = pd_seterr(err, errlen, PD_EAGAIN, "scan interrupted (stopping) at offset %" PRId64, at);
-            break;
-        }
-        if (now > deadline) {
-            rc = pd_seterr(err, errlen, PD_EAGAIN,
-                           "scan ran out of time (import_scan_timeout = %" PRId64 " ms) at offset %" PRId64
-                           " of %" PRId64 " after %" PRId64 " records",
-                           budget_ms, at, hi, out->records);
-            break;
-        }
-        if (now - last_log > TSOFF_PROGRESS_US) {
-            last_log = now;
-            pd_info("partition %d: scanning record timestamps: offset %" PRId64 " of %" PRId64 " (%" PRId64
-                    " records read, %.0f s)",
-                    (int)p, at, hi, out->records, (double)(now - t0) / 1e6);
-        }
-        ssize_t k = rd_kafka_consume_batch_queue(q, 100, msgs, NB);
-        if (k <= 0) { /* nothing visible left below hi (e.g. transaction markers at the end) */
-            int64_t pos = tsoff_position(rk, topic, p);
-            if (pos >= hi) found = hi;
-            continue;
-        }
-        for (ssize_t i = 0; i < k; i++) {
-            rd_kafka_message_t *m = msgs[i];
-            if (!rc && found < 0) {
-                if (m->err) {
-                    rc = pd_seterr(err, errlen, PD_EAGAIN, "scan at offset %" PRId64 ": %s", at,
-                                   rd_kafka_message_errstr(m));
-                } else if (m->partition == p && m->offset >= at) {
-                    out->records++;
-                    at = m->offset + 1;
-                    if (m->offset >= hi) found = hi; /* appended after the scan began */
-                    else if (pd_tsoff_at_or_after(rd_kafka_message_timestamp(m, NULL), target)) found = m->offset;
-                    else if (at >= hi) found = hi;
-                }
-            }
-            rd_kafka_message_destroy(m);
-        }
-    }
-    rd_kafka_queue_destroy(q);
-    if (!rc) out->offset = found;
-    return rc;
+    out->offset = s.found >= 0 && s.found < hi ? s.found : hi;
+    return PD_OK;
 }
 
 int pd_tsoff_resolve(const pd_config *cfg, const char *topic, int32_t p, int64_t target, int64_t scan_timeout_ms,
@@ -220,14 +219,16 @@ int pd_tsoff_resolve(const pd_config *cfg, const char *topic, int32_t p, int64_t
         why = whybuf;
     } else {
         /* 2. its check: the records at o-1 and o */
-        int64_t from = 0, offs[2] = {0}, ts[2] = {0};
-        int need = 0, n = 0;
+        int64_t from = 0, offs[2] = {0}, ts[2] = {0}, n = 0;
+        int need = 0, end = 0;
         if (pd_tsoff_plan(lo, hi, o, &from, &need) == PD_OK && need > 0) {
-            rc = tsoff_read(rk, topic, p, from, need, TSOFF_CHECK_MS, offs, ts, &n, err, errlen);
+            rc = tsoff_read(rk, topic, p, from, hi, need, TSOFF_CHECK_MS, stop, NULL, NULL, offs, ts, &n, &end, err,
+                            errlen);
+            if (rc == PD_ERANGE) rc = PD_OK; /* fewer records than asked for: the check says so */
             if (rc) goto done;
             out->records += n;
         }
-        why = pd_tsoff_check(lo, hi, o, offs, ts, n, target);
+        why = pd_tsoff_check(lo, hi, o, offs, ts, (int)n, target);
         if (!why) {
             out->offset = o < 0 ? hi : o;
             goto done;
@@ -242,7 +243,6 @@ int pd_tsoff_resolve(const pd_config *cfg, const char *topic, int32_t p, int64_t
             (int)p, target, out->why, lo, hi);
     rc = tsoff_scan(rk, topic, p, target, lo, hi, scan_timeout_ms, stop, out, err, errlen);
 done:
-    rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return rc;
 }
