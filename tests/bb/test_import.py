@@ -7,11 +7,17 @@ started on it continues from the topic at the offsets matching --until.
   holds a suffix that starts hours before UNTIL (an overlap imported AND
   replayed). Events without event_id after UNTIL are in the topic only.
   The embedded broker (librdkafka's mock cluster) answers every
-  offsets_for_times lookup with "end", so the worker is started on the
-  store while the topic is still empty (its start resolves to offset 0)
-  and the suffix is produced afterwards: the test covers everything after
-  the resolution, not the ListOffsets lookup itself. Half of the suffix
-  is produced before a kill -9 of the worker, half while it is down.
+  offsets_for_times lookup with "end"; in test_import_then_continue the
+  worker is started on the store while the topic is still empty (its
+  start resolves to offset 0, an answer the check confirms) and the
+  suffix is produced afterwards. Half of the suffix is produced before a
+  kill -9 of the worker, half while it is down.
+- test_resolve_on_a_filled_topic: the topic holds records, stamped out of
+  order, before the worker starts: the check refutes the mock's "end",
+  the scan of record timestamps must find each partition's first record
+  stamped >= UNTIL - max_future_skew (computed here from the topic), and
+  an idle imported partition keeps its resolved offset across a kill -9
+  (see its docstring).
 - The import is killed with SIGKILL mid-way: a worker refuses the
   half-written store, and the same import run again gives the same store
   as an uninterrupted one (dumps equal).
