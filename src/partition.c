@@ -141,10 +141,13 @@ static int import_resolve(pd_ingest *ig, int32_t p, int64_t *off)
     pd_tsoff_result r;
     char err[256];
     const int64_t t0 = pd_mono_us();
-    if (t == PD_START_RESOLVED || pd_tsoff_resolve(ig->cfg, ig->cfg->topic, p, at, ig->cfg->import_scan_timeout_ms,
-                                                   &ig->w->stop, &r, err, sizeof err) != PD_OK) {
+    const int kafka = ig->consumer || ig->rconsumer; /* (none in replay mode) */
+    if (t == PD_START_RESOLVED || !kafka ||
+        pd_tsoff_resolve(ig->cfg, ig->cfg->topic, p, at, ig->cfg->import_scan_timeout_ms,
+                         &ig->w->stop, &r, err, sizeof err) != PD_OK) {
         pd_error("partition %d: imported; cannot resolve its start time to an offset (%s): stopping, nothing "
-                 "consumed (a restart tries again)", (int)p, t == PD_START_RESOLVED ? "no checkpoint" : err);
+                 "consumed (a restart tries again)",
+                 (int)p, t == PD_START_RESOLVED ? "no checkpoint" : !kafka ? "no Kafka client" : err);
         ig->fatal = 1;
         return -1;
     }

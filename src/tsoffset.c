@@ -51,7 +51,8 @@ const char *pd_tsoff_check(int64_t lo, int64_t hi, int64_t o, const int64_t *off
         if (n < 1) return "the record before the answer could not be read";
         if (offs[0] != o - 1) return "no record at the offset before the answer (compacted, or a transaction marker)";
         if (ts[0] < 0) return "the record before the answer has no timestamp";
-        if (pd_tsoff_at_or_after(ts[0], target)) return "the record before the answer is stamped at or after the target";
+        if (pd_tsoff_at_or_after(ts[0], target))
+            return "the record before the answer is stamped at or after the target";
         i = 1;
     }
     if (o < hi) {
