@@ -25,14 +25,14 @@ LDFLAGS_SAN := -fsanitize=address,undefined
 # only (test-unit and the bench programs link all three). bin/profiled must
 # not contain CTL code: tests/bb/test_cli.py checks it with nm.
 CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/sketch.c src/catset.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c src/peer.c src/mac.c src/backup.c src/query.c src/score.c src/batch.c src/dedup.c src/rectime.c src/admit.c
-WORKER_SRC := src/diskguard.c src/quarantine.c src/ingest.c src/partition.c src/offsets.c src/sidefx.c src/erase.c src/http_erase.c src/http_score.c src/committer.c src/dlq.c src/kafka.c src/restore.c src/metrics.c src/http.c src/http_front.c src/members.c src/memrec.c src/backupd.c src/population.c
+WORKER_SRC := src/diskguard.c src/quarantine.c src/ingest.c src/partition.c src/offsets.c src/sidefx.c src/erase.c src/http_erase.c src/http_score.c src/committer.c src/dlq.c src/kafka.c src/tsoffset.c src/restore.c src/metrics.c src/http.c src/http_front.c src/members.c src/memrec.c src/backupd.c src/population.c
 CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c src/ctl_backup.c src/ctl_export.c src/ctl_import.c
 PROFILED_MAIN  := src/profiled.c
 PROFILECTL_MAIN := src/profilectl.c
 UNIT_SRC   := tests/unit/main.c tests/unit/test_util.c tests/unit/test_config.c \
               tests/unit/test_event.c tests/unit/test_event_corpus.c tests/unit/event_cjson.c tests/unit/test_profile.c tests/unit/test_bloom.c tests/unit/test_store.c tests/unit/test_handoff.c tests/unit/test_schema.c tests/unit/test_ingest.c tests/unit/test_batch.c tests/unit/test_dedup.c tests/unit/test_committer.c \
               tests/unit/test_http.c tests/unit/test_members.c tests/unit/test_peer.c tests/unit/loopback.c \
-              tests/unit/test_query.c tests/unit/test_front.c tests/unit/test_metrics.c tests/unit/test_gen.c tests/unit/test_mac.c tests/unit/test_erase.c tests/unit/test_sidefx.c tests/unit/test_score.c tests/unit/test_tracks.c tests/unit/test_recent.c
+              tests/unit/test_query.c tests/unit/test_front.c tests/unit/test_metrics.c tests/unit/test_gen.c tests/unit/test_mac.c tests/unit/test_erase.c tests/unit/test_sidefx.c tests/unit/test_score.c tests/unit/test_tracks.c tests/unit/test_recent.c tests/unit/test_tsoffset.c
 FUZZ_TARGETS := fuzz_event fuzz_event_diff fuzz_decode fuzz_rank
 
 LIB_SRC := $(CORE_SRC) $(WORKER_SRC) $(CTL_SRC)

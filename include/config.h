@@ -104,6 +104,7 @@ typedef struct pd_config {
     int64_t backup_interval_ms;
     int64_t backup_keep;
     int64_t max_future_skew_ms;
+    int64_t import_scan_timeout_ms;
     int64_t max_event_bytes;
     int64_t http_threads;
     int64_t ingest_nice;

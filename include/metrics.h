@@ -50,6 +50,7 @@ typedef struct pd_metrics {
     _Atomic uint64_t events_stale_offset; /* below the checkpoint: skipped */
     _Atomic uint64_t erasures;          /* erasure records applied (erase.h) */
     _Atomic uint64_t erase_requests[3]; /* DELETE /v1/profiles: 0 accepted, 1 failed, 2 timed out */
+    _Atomic uint64_t import_resolutions[2]; /* imported start times resolved: 0 Kafka's answer, 1 by scan */
     _Atomic uint64_t events_dlq[PD_EV__COUNT]; /* by reason */
     _Atomic uint64_t attrs_wrong_type;  /* attributes skipped */
     _Atomic uint64_t dlq_produce_errors;

@@ -176,11 +176,15 @@ void pd_store_fail_commits(pd_store *st, int on);
  * its start time T ('t' record). A worker refuses a store whose import is
  * "running" (half written: import again). A worker taking on a partition
  * that has a start time resolves it to the topic's first offset whose
- * record timestamp is >= T - max_future_skew (partition.c) and continues
- * there; its first commit of the partition deletes the start time, in the
- * checkpoint's WriteBatch. Until then the partition is not exported to
- * peers (pd_store_export_partition: PD_ENOTFOUND). The de-dup records an
- * import wrote are rewritten by that first commit (pd_dedup_adopt). */
+ * record timestamp is >= T - max_future_skew (partition.c, tsoffset.h)
+ * and continues there; its next commit checkpoints that offset and
+ * replaces T by PD_START_RESOLVED (resolved: continue from the
+ * checkpoint, never resolve again), and its first commit with records
+ * applied deletes the start time, in the checkpoint's WriteBatch. Until
+ * then the partition is not exported to peers
+ * (pd_store_export_partition: PD_ENOTFOUND). The de-dup records an import
+ * wrote are rewritten by that first commit (pd_dedup_adopt). */
+#define PD_START_RESOLVED INT64_MIN
 /* The import state ("running" / "done") into out; PD_ENOTFOUND when the
  * store was not made by an import. */
 int pd_store_get_import(pd_store *st, char *out, size_t outlen);

@@ -16,7 +16,8 @@
  * checkpoint at offset 0 with the archive's clock, and the start time
  * T = --until. A worker that takes on such a partition resolves T to the
  * topic's first offset stamped at or after T - max_future_skew
- * (partition.c, offsets_for_times) and continues there; the events of the
+ * (partition.c, tsoffset.c: offsets_for_times, checked, or a scan of
+ * record timestamps) and continues there; the events of the
  * overlap (ts <= T, also in the archive) are dropped by the de-dup rule,
  * since their ids are in the index: an overlap event counts once when it
  * has an event_id and reached the topic within dedup_window of its ts.

@@ -482,6 +482,11 @@ static int flush_start(pd_ingest *ig, char *err, size_t errlen)
              * and the import's de-dup records were rewritten above */
             pd_store_batch_clear_start_time(sb, p);
             pp->import_start = 0;
+        } else if (pp->import_start == 2) {
+            /* resolved, no record applied yet: the checkpoint holds the
+             * start offset from now on (store.h PD_START_RESOLVED) */
+            pd_store_batch_set_start_time(sb, p, PD_START_RESOLVED);
+            pp->import_start = 1;
         }
         pd_sidefx_stage(&pp->fx, sb, p); /* the side-effect frontier and notes: same WriteBatch */
         /* floor_seen: the floor of the clock this commit checkpoints */

@@ -42,8 +42,9 @@ typedef struct {
     int64_t generation;   /* assignment generation when acquired (published) */
     int incomplete;       /* rebuilt from a topic that had lost older records (published) */
     int scratch;          /* rebuilt from the start of the topic */
-    int import_start;     /* imported (store.h): started at its resolved start time; the
-                             first commit clears the start time and rewrites de-dup */
+    int import_start;     /* imported (store.h): started at its resolved start time (2: not
+                             checkpointed yet); the first commit with records applied clears
+                             the start time and rewrites de-dup */
     int64_t catchup_to;   /* not ready (not served) until committed up to here; 0 = ready */
     int64_t orphan_since_ms; /* neither owned nor replicated, with local state, since */
     int64_t floor_seen;   /* retention floor day of the clock last checkpointed (built) */

@@ -119,6 +119,7 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->events_misrouted, 0);
     atomic_init(&m->erasures, 0);
     for (int i = 0; i < 3; i++) atomic_init(&m->erase_requests[i], 0);
+    for (int i = 0; i < 2; i++) atomic_init(&m->import_resolutions[i], 0);
     atomic_init(&m->events_too_old, 0);
     atomic_init(&m->events_stale_offset, 0);
     for (int i = 0; i < PD_EV__COUNT; i++) atomic_init(&m->events_dlq[i], 0);
@@ -432,6 +433,13 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
     for (int i = 0; i < 3; i++)
         pd_buf_printf(b, "profiled_erase_requests_total{outcome=\"%s\"} %llu\n", eo[i],
                       (unsigned long long)LD(m->erase_requests[i]));
+    family(b, "profiled_import_resolutions_total", "counter",
+           "Start times of imported partitions resolved to offsets: by Kafka's verified answer (lookup) or by the "
+           "fallback scan of record timestamps (scan).");
+    static const char *const ho[] = {"lookup", "scan"};
+    for (int i = 0; i < 2; i++)
+        pd_buf_printf(b, "profiled_import_resolutions_total{how=\"%s\"} %llu\n", ho[i],
+                      (unsigned long long)LD(m->import_resolutions[i]));
     counter(b, "profiled_dlq_produce_errors_total", "Failures producing to the dead-letter queue.",
             LD(m->dlq_produce_errors));
     counter(b, "profiled_attrs_wrong_type_total", "Event attributes skipped for a wrong type.",

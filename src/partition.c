@@ -12,6 +12,7 @@
 #include "handoff.h"
 #include "kafka.h"
 #include "members.h"
+#include "tsoffset.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -109,47 +110,72 @@ int64_t ig_start_offset(pd_ingest *ig, int32_t p)
 
 /* An imported partition (store.h "Imported stores"): its start time T
  * becomes the topic's first offset whose record timestamp is at least
- * T - max_future_skew (rd_kafka_offsets_for_times), or the topic's end
- * when no record is that recent. Every event after T a worker accepts is
- * in such a record (rectime.h: ts <= the record's time + skew), so none
- * is missed; the events at or before T in those records were imported,
- * and the de-dup index (the import's ids) drops them again. Returns 0
- * when p has no start time, 1 with *off set, -1 when Kafka did not
- * answer (the worker stops: consuming from anywhere else would lose or
- * double-count events; a restart resolves again). */
+ * T - max_future_skew, the end of the topic when no record is that recent
+ * (tsoffset.h: Kafka's offsets_for_times answer, checked with the records
+ * around it; a scan of record timestamps when the answer is absent or
+ * refuted). Every event after T a worker accepts is in such a record
+ * (rectime.h: ts <= the record's time + skew), and every record before
+ * that offset is stamped earlier, so none is missed; the events at or
+ * before T in the records from there on were imported, and the de-dup
+ * index (the import's ids) drops them again. The offset is resolved once:
+ * the next commit checkpoints it and replaces T by PD_START_RESOLVED
+ * (ingest.c), so a restart, a move or an idle partition continues from
+ * the checkpoint (resolving again would skip records appended since,
+ * stamped before the target). Returns 0 when p has no start time; 2 with
+ * *off set, freshly resolved; 1 with *off the checkpoint, resolved
+ * before; -1 when Kafka did not answer (the worker stops: consuming from
+ * anywhere else would lose or double-count events; a restart resolves
+ * again). */
 static int import_resolve(pd_ingest *ig, int32_t p, int64_t *off)
 {
     int64_t t;
     if (pd_store_get_start_time(ig->w->store, p, &t) != PD_OK) return 0;
-    rd_kafka_t *rk = ig->consumer ? ig->consumer : ig->rconsumer;
-    const int64_t at = t - ig->cfg->max_future_skew_ms;
-    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__STATE;
-    for (int attempt = 0; rk && attempt < 3; attempt++) {
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, ig->cfg->topic, p)->offset = at;
-        e = rd_kafka_offsets_for_times(rk, l, 5000);
-        if (!e) e = l->elems[0].err;
-        int64_t o = l->elems[0].offset;
-        rd_kafka_topic_partition_list_destroy(l);
-        if (e) continue;
-        if (o < 0) { /* no record that recent: the end of the topic */
-            int64_t lo = 0, hi = 0;
-            e = rd_kafka_query_watermark_offsets(rk, ig->cfg->topic, p, &lo, &hi, 5000);
-            if (e) continue;
-            o = hi;
-        }
-        *off = o;
-        char ts[40];
-        pd_ts_format(t, ts);
-        pd_info("partition %d: imported up to %s; continuing from offset %" PRId64
-                " (first record stamped at or after %" PRId64 " ms, the import time less max_future_skew)",
-                (int)p, ts, o, at);
+    pd_checkpoint cp;
+    if (t == PD_START_RESOLVED && pd_store_get_checkpoint(ig->w->store, p, &cp) == PD_OK) {
+        *off = cp.next_offset;
+        pd_info("partition %d: imported; its start was resolved to offset %" PRId64 " before: continuing there",
+                (int)p, cp.next_offset);
         return 1;
     }
-    pd_error("partition %d: imported; cannot resolve its start time to an offset (%s): stopping, nothing "
-             "consumed (a restart tries again)", (int)p, rk ? rd_kafka_err2str(e) : "no consumer");
-    ig->fatal = 1;
-    return -1;
+    const int64_t at = t - ig->cfg->max_future_skew_ms;
+    pd_tsoff_result r;
+    char err[256];
+    const int64_t t0 = pd_mono_us();
+    const int kafka = ig->consumer || ig->rconsumer; /* (none in replay mode) */
+    if (t == PD_START_RESOLVED || !kafka ||
+        pd_tsoff_resolve(ig->cfg, ig->cfg->topic, p, at, ig->cfg->import_scan_timeout_ms,
+                         &ig->w->stop, &r, err, sizeof err) != PD_OK) {
+        pd_error("partition %d: imported; cannot resolve its start time to an offset (%s): stopping, nothing "
+                 "consumed (a restart tries again)",
+                 (int)p, t == PD_START_RESOLVED ? "no checkpoint" : !kafka ? "no Kafka client" : err);
+        ig->fatal = 1;
+        return -1;
+    }
+    *off = r.offset;
+    PD_INC(ig->w->metrics->import_resolutions[r.scanned]);
+    char ts[40];
+    pd_ts_format(t, ts);
+    pd_info("partition %d: imported up to %s; continuing from offset %" PRId64
+            " (first record stamped at or after %" PRId64 " ms, the import time less max_future_skew; %s%s, "
+            "%" PRId64 " record(s) read in %.3f s, offsets %" PRId64 "..%" PRId64 ")",
+            (int)p, ts, r.offset, at, r.scanned ? "by scan: " : "Kafka's answer, verified", r.scanned ? r.why : "",
+            r.records, (double)(pd_mono_us() - t0) / 1e6, r.lo, r.hi);
+    return 2;
+}
+
+/* p was imported and its start resolved to off (import_resolve's answer
+ * imp > 0): consume from there. A fresh resolution is checkpointed by the
+ * next commit, records or not; side effects (DLQ, re-routes) of the
+ * records below it are not this store's (the import had none). */
+static void import_start(pd_ingest *ig, int32_t p, int imp, int64_t off)
+{
+    part_priv *pp = &ig->pp[p];
+    pp->next_offset = off;
+    pp->import_start = imp;
+    if (imp != 2) return;
+    pd_sidefx_advance(&pp->fx, off);
+    pp->dirty = 1;
+    if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
 }
 
 /* Decides how partition p gets its state when this worker takes it on in
@@ -170,10 +196,8 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
          * as ready before catching up (and its side-effect frontier) */
         pp->held = 0;
         int64_t ioff;
-        if (import_resolve(ig, p, &ioff) > 0) {
-            pp->next_offset = ioff;
-            pp->import_start = 1;
-        }
+        const int imp = import_resolve(ig, p, &ioff);
+        if (imp > 0) import_start(ig, p, imp, ioff);
         ig_set_catchup(ig, p);
         return 0;
     }
@@ -192,11 +216,14 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
     int64_t ioff;
     int imp = have ? import_resolve(ig, p, &ioff) : 0;
     if (imp) { /* imported: its own state, never a peer's (the import replaces it) */
-        pp->next_offset = imp > 0 ? ioff : -1;
+        pp->next_offset = -1;
         pp->clock_ms = cp.clock_ms;
         pp->scratch = 0;
-        pp->import_start = imp > 0;
-        if (imp > 0) ig_set_catchup(ig, p);
+        pp->import_start = 0;
+        if (imp > 0) {
+            import_start(ig, p, imp, ioff);
+            ig_set_catchup(ig, p);
+        }
         pp->committed = pp->next_offset;
         return 0;
     }

@@ -579,8 +579,10 @@ int pd_store_export_partition(pd_store *st, int32_t partition, pd_checkpoint *cp
     cp->next_offset = (int64_t)pd_get_u64be((const uint8_t *)v);
     cp->clock_ms = (int64_t)pd_get_u64be((const uint8_t *)v + 8);
     rocksdb_free(v);
-    /* An imported partition whose start offset is not resolved yet has no
-     * position in the topic to hand over (store.h "Imported stores"). */
+    /* An imported partition that has applied no record of the topic yet
+     * (start time, or PD_START_RESOLVED, still there) has no position to
+     * hand over, or de-dup records keyed by the import's seqs, which a
+     * receiver would not rewrite (store.h "Imported stores"). */
     {
         uint8_t tk[PD_CKPT_KEY_LEN];
         store_start_key(tk, partition);
@@ -596,7 +598,7 @@ int pd_store_export_partition(pd_store *st, int32_t partition, pd_checkpoint *cp
         if (tv) {
             rocksdb_free(tv);
             rc = pd_seterr(err, errlen, PD_ENOTFOUND,
-                           "partition %d is imported and has not resolved its start offset yet", partition);
+                           "partition %d is imported and has applied no record of the topic yet", partition);
             goto out;
         }
     }

@@ -7,11 +7,17 @@ started on it continues from the topic at the offsets matching --until.
   holds a suffix that starts hours before UNTIL (an overlap imported AND
   replayed). Events without event_id after UNTIL are in the topic only.
   The embedded broker (librdkafka's mock cluster) answers every
-  offsets_for_times lookup with "end", so the worker is started on the
-  store while the topic is still empty (its start resolves to offset 0)
-  and the suffix is produced afterwards: the test covers everything after
-  the resolution, not the ListOffsets lookup itself. Half of the suffix
-  is produced before a kill -9 of the worker, half while it is down.
+  offsets_for_times lookup with "end"; in test_import_then_continue the
+  worker is started on the store while the topic is still empty (its
+  start resolves to offset 0, an answer the check confirms) and the
+  suffix is produced afterwards. Half of the suffix is produced before a
+  kill -9 of the worker, half while it is down.
+- test_resolve_on_a_filled_topic: the topic holds records, stamped out of
+  order, before the worker starts: the check refutes the mock's "end",
+  the scan of record timestamps must find each partition's first record
+  stamped >= UNTIL - max_future_skew (computed here from the topic), and
+  an idle imported partition keeps its resolved offset across a kill -9
+  (see its docstring).
 - The import is killed with SIGKILL mid-way: a worker refuses the
   half-written store, and the same import run again gives the same store
   as an uninterrupted one (dumps equal).
@@ -27,11 +33,12 @@ import gzip
 import json
 import os
 import random
+import re
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import PROFILECTL, Proc, check, cluster, main, run, wait_for  # noqa: E402
+from lib import PROFILECTL, Proc, check, cluster, http_get, main, run, wait_for  # noqa: E402
 from oracle import Oracle, diff_profile, partition_for  # noqa: E402
 import test_ingest as ti  # noqa: E402
 
@@ -206,5 +213,118 @@ def test_import_then_continue():
         check(r.returncode == 1 and b"already holds" in r.stderr, "import into a worker's store: %r" % r.stderr)
 
 
+def log_since(w, pos):
+    with open(w.log_path, "rb") as f:
+        f.seek(pos)
+        return f.read().decode(errors="replace")
+
+
+def metric(url, name):
+    _, _, body = http_get(url + "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def write_topic_file(c, name, recs):
+    """recs: (event, record timestamp) in produce order."""
+    path = os.path.join(c.dir, name)
+    with open(path, "wb") as f:
+        for e, rts in recs:
+            d = dict(e)
+            d["rts"] = rts
+            f.write(json.dumps(d).encode() + b"\n")
+    out = c.produce_file(path, ["--timestamp_field", "rts"])
+    check("failed=0" in out, "produce: %s" % out)
+
+
+def test_resolve_on_a_filled_topic():
+    """The topic holds records BEFORE the worker starts (the embedded
+    broker answers "none" to offsets_for_times, i.e. the end): the check
+    refutes that answer (the last record is recent) and the scan must find,
+    per partition, the first record stamped >= UNTIL - max_future_skew
+    among non-monotonic stamps. Partitions 0-2, in offset order:
+      A. events UNTIL-6h .. target, stamped 0-55 min before their ts (all
+         before the target; in the archive: duplicates),
+      B. one boundary record per partition, stamped target + 1 min, holding
+         an event UNTIL + 30 s (not imported: after UNTIL) -- the first
+         record a correct scan keeps; skipping it loses its event,
+      C. events from the target on, stamped 0-55 min before their ts (some
+         before the target again). Half before the start, half while the
+         worker is down after a kill -9.
+    Partition 3 is empty when the worker starts (Kafka's answer verifies
+    trivially), and gets, while the worker is down, a record stamped
+    before the target holding an event not in the archive: an idle
+    imported partition is checkpointed at its resolved offset at once, so
+    the restart consumes it (resolving again would skip it).
+    Expected: each partition's start offset equals the one computed here
+    from the topic's stamps, and the profiles equal the oracle fed the
+    archive (ts <= UNTIL) and every topic record."""
+    with cluster(partitions=NPARTS) as c:
+        now, until, evs = make_events(c, 6000, 500, 43)
+        target = until - SKEW
+        adir, lines = write_archive(c, evs, until, [])
+        data = os.path.join(c.dir, "data-w1")
+        import_(c, adir, data, until)
+        rnd = random.Random(5)
+        part = {id(e): partition_for(e["user_id"].encode(), NPARTS) for e in evs}
+        live = [e for e in evs if part[id(e)] != 3 and "event_id" in e]
+
+        def jittered(es):
+            return [(e, e["ts"] - rnd.randrange(0, 55 * 60000)) for e in es]
+
+        a = jittered([e for e in live if until - 6 * HOUR <= e["ts"] < target])
+        boundary = []
+        for p in range(3):
+            e = dict(next(e for e in live if part[id(e)] == p))
+            e["ts"] = until + 30000 + p
+            e["event_id"] = "boundary-%d" % p
+            boundary.append((e, target + 60000))
+        rest = [e for e in live if e["ts"] >= target]
+        c1 = jittered(rest[:len(rest) // 2])
+        c2 = jittered(rest[len(rest) // 2:])
+        write_topic_file(c, "topic-a.jsonl", a + boundary + c1)
+        # what a correct resolution gives, from the topic's own stamps
+        recs = ti.read_topic(c, c.topic)
+        want_start = {}
+        for p in range(NPARTS):
+            stamps = [r["timestamp"] for r in recs if r["partition"] == p]
+            check([r["offset"] for r in recs if r["partition"] == p] == list(range(len(stamps))), "offsets")
+            check(p == 3 or any(x < y for x, y in zip(stamps[1:], stamps)), "partition %d: monotonic stamps" % p)
+            want_start[p] = next((i for i, t in enumerate(stamps) if t >= target), len(stamps))
+            check(p == 3 or 0 < want_start[p] < len(stamps) and stamps[-1] >= target,
+                  "partition %d: the boundary is not inside the topic" % p)
+        w = c.start_worker("w1")
+        pat = re.compile(r"partition (\d+): imported up to \S+; continuing from offset (\d+) \(.*?; (by scan|Kafka's)")
+        got = {}
+
+        def resolved():
+            for m in pat.finditer(log_since(w, 0)):
+                got[int(m.group(1))] = (int(m.group(2)), m.group(3))
+            return len(got) == NPARTS
+
+        wait_for(resolved, 120, "the worker to resolve every partition's start")
+        check({p: o for p, (o, _) in got.items()} == want_start, "start offsets %s != %s" % (got, want_start))
+        check(all(got[p][1] == "by scan" for p in range(3)) and got[3][1] == "Kafka's", "how: %s" % got)
+        check(metric(w.url, 'profiled_import_resolutions_total{how="scan"}') == 3 and
+              metric(w.url, 'profiled_import_resolutions_total{how="lookup"}') == 1, "the resolution metric")
+        wait_for(lambda: all(c.offsets(w.data).get(p, 0) > want_start[p] for p in range(3)), 60,
+                 "the worker to commit")
+        w.kill9()
+        late = dict(next(e for e in evs if part[id(e)] == 3))
+        late["ts"] = until - 2 * HOUR
+        late["event_id"] = "late-3"
+        write_topic_file(c, "topic-c.jsonl", c2 + [(late, late["ts"] - 600000)])
+        pos = os.path.getsize(w.log_path)
+        w = c.start_worker("w1")
+        ti.wait_caught_up(c, [w.data])
+        check(w.stop() == 0, "graceful stop")
+        check("imported up to" not in log_since(w, pos), "the restart resolved a start time again")
+        o = oracle_union(c, lines, until)
+        check(o.outcomes.get("duplicate", 0) > 50, "too little overlap: %s" % o.outcomes)
+        compare(o.profiles(), dump_all(c, w.data))
+
+
 if __name__ == "__main__":
-    main([test_import_then_continue])
+    main([test_import_then_continue, test_resolve_on_a_filled_topic])
