@@ -8,8 +8,9 @@
  * user's days and acquires the population (population.h) and hands both
  * in, borrowed.
  *
- * Ownership: a pd_score_req owns its parsed body (cJSON tree, items,
- * attribute texts) until pd_score_req_free; a pd_score_model borrows the
+ * Ownership: a pd_score_req owns what it kept of its body (items, ids
+ * and attribute texts, copied: the body itself is not kept) until
+ * pd_score_req_free; a pd_score_model borrows the
  * day profiles it was built from (their value bytes) and must be freed
  * (pd_score_model_free) before they are.
  */
@@ -45,25 +46,20 @@ typedef struct {
     int explain;
     int nitems;
     pd_score_item *items;        /* owned */
-    void *doc;                   /* owned: the cJSON tree string values point into */
-    void *arena;                 /* owned: the tree's memory (pd_score_init), or NULL */
-    pd_buf text;                 /* owned: ids and attribute texts not in the tree */
+    pd_buf text;                 /* owned: the ids' JSON texts and the attributes' values */
     pd_attr *attr_mem;           /* owned */
     uint64_t *hash_mem;          /* owned */
 } pd_score_req;
 
-/* Installs cJSON allocation hooks that parse rank bodies into a
- * per-request arena (score.c). Process-wide: call once at start, before
- * any thread uses cJSON; the hooks change nothing for other cJSON users.
- * Without it bodies are parsed with cJSON's default allocation. */
-void pd_score_init(void);
-
-/* Parses a rank body (JSON object; see docs/api.md): items (required,
- * 0..max_items candidates, each {"id": string|number, <attributes: the
- * schema's paths ("item": {...}) or flat "<dimension>": value>}), days /
- * from / to / decay / at (the profile query's rules, today = the worker's
- * day), dims, dim_weights, alpha, explain. types/weights are refused (not
- * supported yet: no per-type tracks). Unknown fields are refused.
+/* Parses a rank body (a JSON object in the event dialect, event.h; see
+ * docs/api.md): items (required, 0..max_items candidates, each
+ * {"id": string|number, <attributes: the schema's paths ("item": {...})
+ * or flat "<dimension>": value>}), days / from / to / decay / at / types /
+ * weights (the profile query's rules, today = the worker's day; types an
+ * array of names, weights an object {type: weight}), dims, dim_weights,
+ * alpha, explain. Unknown fields are refused. The body is borrowed during
+ * the call only. Runs on the calling thread's JSON tape (event.h): no
+ * allocation per JSON value.
  * PD_EINVAL with a message fit for the JSON "detail" (naming the field or
  * the item's index); PD_ERANGE when there are more than max_items items.
  * *r is zeroed on failure (nothing to free) and owned by the caller on

@@ -44,9 +44,18 @@
  * tried ("flat" candidates: {"id":"a","make":"bmw"}). A top-level
  * attribute container ("item", "filters") that is neither an object nor
  * null is a 400 naming the item's index, like an event's
- * bad_attr_container. The body is parsed with cJSON (first member wins on
- * repeated keys, like the event dialect; numbers of more than 63
- * characters are cJSON's limit).
+ * bad_attr_container.
+ *
+ * The body's JSON is the event dialect (event.h, docs/data-model.md
+ * "Event JSON"): one scanner, event.c's, reads both (pd_json_doc), so a
+ * body is refused exactly when an event would be invalid_json or
+ * invalid_utf8 (strict RFC 8259, UTF-8 without BOM, at most 64 nested
+ * arrays/objects); the first member of a repeated key counts everywhere;
+ * \u0000 is a NUL byte kept inside the string (an id echoes it, a value
+ * with it is another value than without); a number beyond the double
+ * range reads as +-inf, which every field refuses and makes an attribute
+ * invalid. The scanner's tape is per thread and reused: parsing allocates
+ * the request's few arrays and its one text buffer, nothing per value.
  *
  * Numbers are printed by pd_fmt_double (util.h) unrounded: a score reads
  * back as the double computed here.
@@ -59,7 +68,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
 #include <xxhash.h>
 
 #include "catset.h"
@@ -69,104 +77,51 @@
 #define SC_TWO_POW_53 9007199254740992.0
 
 /* ------------------------------------------------------------------ */
-/* the body's allocations                                               */
-/* ------------------------------------------------------------------ */
-
-/* cJSON allocates every node and string of a parsed body separately (a
- * 100-candidate body: ~4,500 mallocs and as many frees, a quarter of a
- * worker's CPU per rank request). With pd_score_init's hooks, a body is
- * parsed into a per-request arena instead: blocks of at least SC_BLOCK
- * bytes, owned by the request and freed whole by pd_score_req_free (the
- * tree is never cJSON_Delete'd). The hooks are process-wide (cJSON has no
- * other kind) but act only on the thread parsing a body (a thread-local
- * flag): every other use of cJSON mallocs and frees as before.
- * Kept by the measured-or-gone rule: `make bench` step rank, 100
- * candidates (docs/BENCHMARKS.md, "Issue 20"), worker CPU per request
- * 1,271-1,546 us before the arena, 749-805 us with it (three interleaved
- * triples); throughput 0.06-0.08x -> 0.12x of the plain query. */
-#define SC_BLOCK (64 * 1024)
-
-typedef struct sc_block {
-    struct sc_block *next;
-    size_t used, cap;
-    max_align_t data[];
-} sc_block;
-
-static _Thread_local sc_block *sc_cur; /* the arena being filled; NULL: hooks pass through */
-static int sc_hooked;
-
-static void *sc_malloc(size_t n)
-{
-    if (!sc_cur) return malloc(n);
-    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    if (sc_cur->used + n > sc_cur->cap) {
-        size_t cap = n > SC_BLOCK ? n : SC_BLOCK;
-        sc_block *b = malloc(sizeof *b + cap);
-        if (!b) return NULL;
-        b->next = sc_cur;
-        b->used = 0;
-        b->cap = cap;
-        sc_cur = b;
-    }
-    void *p = (char *)sc_cur->data + sc_cur->used;
-    sc_cur->used += n;
-    return p;
-}
-
-static void sc_free_hook(void *p)
-{
-    if (!sc_cur) free(p); /* in an arena: freed with it */
-}
-
-void pd_score_init(void)
-{
-    cJSON_Hooks h = {.malloc_fn = sc_malloc, .free_fn = sc_free_hook};
-    cJSON_InitHooks(&h);
-    sc_hooked = 1;
-}
-
-static void arena_free(void *a)
-{
-    for (sc_block *b = a; b;) {
-        sc_block *n = b->next;
-        free(b);
-        b = n;
-    }
-}
-
-/* ------------------------------------------------------------------ */
 /* request parsing                                                      */
 /* ------------------------------------------------------------------ */
 
-static int is_obj(const cJSON *j) { return j && cJSON_IsObject(j); }
-static int is_null(const cJSON *j) { return !j || cJSON_IsNull(j); }
+/* The body is read with event.c's scanner (pd_json_doc: the event
+ * dialect, validated whole, one token per value in the thread's reusable
+ * tape; nothing allocated per value). Token indexes are longs here, -1
+ * meaning absent. Every string kept from the body (ids, categorical
+ * values) is copied into the request's one text buffer r->text: a pointer
+ * from pd_json_str lives only until the next one. */
 
-/* First member named k (cJSON's lookup returns the first). */
-static const cJSON *member(const cJSON *o, const char *k)
+static int is_obj(const pd_json_doc *d, long v) { return v >= 0 && pd_json_kind(d, (uint32_t)v) == PD_JTOK_OBJ; }
+static int is_null(const pd_json_doc *d, long v) { return v < 0 || pd_json_kind(d, (uint32_t)v) == PD_JTOK_NULL; }
+static int kind_of(const pd_json_doc *d, long v) { return v < 0 ? -1 : pd_json_kind(d, (uint32_t)v); }
+
+/* The value of the first member named k of object o (-1: none). */
+static long member(const pd_json_doc *d, long o, const char *k)
 {
-    return cJSON_GetObjectItemCaseSensitive(o, k);
+    return pd_json_get(d, (uint32_t)o, k);
 }
 
-/* A categorical value's text by the event rules, into the request's
- * arena when it is not a string of the tree. Returns the attribute kind. */
-static pd_attr_kind cat_text(const cJSON *v, pd_buf *text, pd_attr *a, size_t *off)
+/* A categorical value's text by the event rules, appended to text at
+ * *off (SIZE_MAX: a static text). Returns the attribute kind. */
+static pd_attr_kind cat_text(const pd_json_doc *d, long v, pd_buf *text, pd_attr *a, size_t *off)
 {
     *off = SIZE_MAX;
-    if (cJSON_IsString(v) && v->valuestring) {
-        size_t n = strlen(v->valuestring);
-        if (n == 0 || n > PD_MAX_CAT_VALUE || !pd_utf8_valid(v->valuestring, n)) return PD_ATTR_BAD;
-        a->s = v->valuestring;
+    switch (kind_of(d, v)) {
+    case PD_JTOK_STR: {
+        size_t n;
+        const char *s = pd_json_str(d, (uint32_t)v, &n); /* UTF-8 (event.h) */
+        if (n == 0 || n > PD_MAX_CAT_VALUE) return PD_ATTR_BAD;
+        *off = text->len;
+        pd_buf_append(text, s, n);
+        a->s = NULL;
         a->len = (uint32_t)n;
         return PD_ATTR_STR;
     }
-    if (cJSON_IsBool(v)) {
-        int t = cJSON_IsTrue(v);
+    case PD_JTOK_TRUE:
+    case PD_JTOK_FALSE: {
+        int t = kind_of(d, v) == PD_JTOK_TRUE;
         a->s = t ? "true" : "false";
         a->len = t ? 4 : 5;
         return PD_ATTR_STR;
     }
-    if (cJSON_IsNumber(v)) {
-        double x = v->valuedouble;
+    case PD_JTOK_NUM: {
+        double x = pd_json_num(d, (uint32_t)v);
         char t[40];
         int n;
         if (!isfinite(x)) return PD_ATTR_BAD;
@@ -179,31 +134,33 @@ static pd_attr_kind cat_text(const cJSON *v, pd_buf *text, pd_attr *a, size_t *o
         a->len = (uint32_t)n;
         return PD_ATTR_STR;
     }
-    return PD_ATTR_BAD;
+    default:
+        return PD_ATTR_BAD;
+    }
 }
 
-static void decide(const cJSON *v, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off);
+static void decide(const pd_json_doc *d, long v, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off);
 
 /* Resolves schema dimension dim of candidate it into *a (see the design
- * comment). *off: arena offset of the text, or SIZE_MAX. */
-static void resolve(const cJSON *it, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off)
+ * comment). *off: offset of the text in r->text, or SIZE_MAX. */
+static void resolve(const pd_json_doc *d, long it, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off)
 {
-    const cJSON *v = NULL;
+    long v = -1;
     int bad = 0;
     *off = SIZE_MAX;
     memset(a, 0, sizeof *a);
-    for (int p = 0; p < dim->npaths && !v && !bad; p++) {
+    for (int p = 0; p < dim->npaths && v < 0 && !bad; p++) {
         const pd_path *path = &dim->paths[p];
-        const cJSON *cur = it;
+        long cur = it;
         for (int k = 0; k < path->depth; k++) {
-            if (!is_obj(cur)) {
+            if (!is_obj(d, cur)) {
                 bad = k > 1; /* top-level containers are checked per item */
-                cur = NULL;
+                cur = -1;
                 break;
             }
-            cur = member(cur, path->seg[k]);
-            if (is_null(cur)) {
-                cur = NULL;
+            cur = member(d, cur, path->seg[k]);
+            if (is_null(d, cur)) {
+                cur = -1;
                 break;
             }
         }
@@ -213,26 +170,28 @@ static void resolve(const cJSON *it, const pd_dim *dim, pd_buf *text, pd_attr *a
         a->kind = PD_ATTR_BAD;
         return;
     }
-    if (!v && strcmp(dim->name, "id") != 0) {
-        v = member(it, dim->name);
-        if (is_null(v)) v = NULL;
+    if (v < 0 && strcmp(dim->name, "id") != 0) {
+        v = member(d, it, dim->name);
+        if (is_null(d, v)) v = -1;
     }
-    decide(v, dim, text, a, off);
+    decide(d, v, dim, text, a, off);
 }
 
 /* The candidates' attribute lookup, per request: one pass over each
- * object's members finds every scoring dimension's value (a hash probe per
- * member) instead of one strcmp scan per dimension and path, which cost
- * most of a 100-candidate body's parse. Same result as resolve(): the
- * first member with a key counts (also when it is null), a path's
- * container must be present and non-null; dimensions with a path deeper
- * than two go through resolve(). */
+ * object's members finds every scoring dimension's value and the
+ * attribute containers (a hash probe per member) instead of one lookup
+ * per dimension and path. Same result as resolve(): the first member with
+ * a key counts (also when it is null), a path's container must be present
+ * and non-null; dimensions with a path deeper than two go through
+ * resolve(). */
 #define SC_MAX_CTR 8
+#define SC_KEY_CTR (-2)   /* sc_key.p of a container name: j is its index */
 typedef struct {
     uint64_t h;           /* XXH3-64 of the member name; 0 with name NULL: empty */
     const char *name;     /* borrowed from the schema */
+    uint32_t len;
     int ctr;              /* -1: top level, else the container's index */
-    int j, p;             /* scoring dimension; path index, or -1: the flat name */
+    int j, p;             /* scoring dimension; path index, -1: the flat name, SC_KEY_CTR */
 } sc_key;
 
 typedef struct {
@@ -250,17 +209,18 @@ static uint64_t key_hash(const char *name, size_t n, int ctr)
 
 static void index_add(sc_index *x, const char *name, int ctr, int j, int p)
 {
-    uint64_t h = key_hash(name, strlen(name), ctr);
+    size_t n = strlen(name);
+    uint64_t h = key_hash(name, n, ctr);
     size_t i = (size_t)h & (x->cap - 1);
     while (x->keys[i].name) i = (i + 1) & (x->cap - 1);
-    x->keys[i] = (sc_key){h, name, ctr, j, p};
+    x->keys[i] = (sc_key){h, name, (uint32_t)n, ctr, j, p};
 }
 
 static void index_build(sc_index *x, const pd_schema *s, const int *sdims, int nsd)
 {
     memset(x, 0, sizeof *x);
     x->cap = 16;
-    while (x->cap < (size_t)nsd * (PD_MAX_PATHS + 1) * 2) x->cap <<= 1;
+    while (x->cap < ((size_t)nsd * (PD_MAX_PATHS + 1) + SC_MAX_CTR) * 2) x->cap <<= 1;
     x->keys = pd_calloc(x->cap, sizeof *x->keys);
     for (int j = 0; j < nsd; j++) {
         const pd_dim *dim = &s->dims[sdims[j]];
@@ -292,95 +252,187 @@ static void index_build(sc_index *x, const pd_schema *s, const int *sdims, int n
         }
         if (strcmp(dim->name, "id") != 0) index_add(x, dim->name, -1, j, -1);
     }
+    for (int k = 0; k < x->nctr; k++) index_add(x, x->ctr[k], -1, k, SC_KEY_CTR);
 }
 
-/* One member ch of the top level (ctr -1) or of container ctr: the first
- * member of a key is the value of every (dimension, path) naming it. */
-static void index_visit(const sc_index *x, int ctr, const cJSON *ch, const cJSON **node, const cJSON **flat)
+/* One member (key token kt) of the top level (ctr -1) or of container
+ * ctr: the first member of a name is the value of every (dimension, path)
+ * naming it, and of the container of that name. */
+static void index_visit(const sc_index *x, int ctr, const pd_json_doc *d, uint32_t kt, long *node, long *flat,
+                        long *ctrnode)
 {
-    if (!ch->string) return;
-    size_t n = strlen(ch->string);
-    uint64_t h = key_hash(ch->string, n, ctr);
+    size_t n;
+    const char *name = pd_json_str(d, kt, &n);
+    uint64_t h = key_hash(name, n, ctr);
     for (size_t i = (size_t)h & (x->cap - 1); x->keys[i].name; i = (i + 1) & (x->cap - 1)) {
         const sc_key *e = &x->keys[i];
-        if (e->h != h || e->ctr != ctr || strcmp(e->name, ch->string) != 0) continue;
-        const cJSON **slot = e->p < 0 ? &flat[e->j] : &node[e->j * PD_MAX_PATHS + e->p];
-        if (!*slot) *slot = ch;
+        if (e->h != h || e->ctr != ctr || e->len != n || memcmp(e->name, name, n) != 0) continue;
+        long *slot = e->p == SC_KEY_CTR ? &ctrnode[e->j] : e->p < 0 ? &flat[e->j] : &node[e->j * PD_MAX_PATHS + e->p];
+        if (*slot < 0) *slot = (long)kt + 1;
     }
 }
 
-/* The value node of scoring dimension j by the index (NULL: none present). */
-static const cJSON *index_value(const sc_index *x, const pd_dim *dim, int j, const cJSON *const *ctrnode,
-                                const cJSON **node, const cJSON **flat)
+/* The value token of scoring dimension j by the index (-1: none present). */
+static long index_value(const sc_index *x, const pd_json_doc *d, const pd_dim *dim, int j, const long *ctrnode,
+                        const long *node, const long *flat)
 {
     for (int p = 0; p < dim->npaths; p++) {
         const pd_path *path = &dim->paths[p];
         if (path->depth == 2) {
             int k = 0;
             while (strcmp(x->ctr[k], path->seg[0]) != 0) k++;
-            if (is_null(ctrnode[k])) continue; /* absent or null container; others were refused */
+            if (is_null(d, ctrnode[k])) continue; /* absent or null container; others were refused */
         }
-        const cJSON *v = node[j * PD_MAX_PATHS + p];
-        if (!is_null(v)) return v;
+        long v = node[j * PD_MAX_PATHS + p];
+        if (!is_null(d, v)) return v;
     }
-    return is_null(flat[j]) ? NULL : flat[j];
+    return is_null(d, flat[j]) ? -1 : flat[j];
 }
 
-/* Decides attribute a of dimension dim from its value node v (NULL:
+/* Decides attribute a of dimension dim from its value token v (-1:
  * absent), by the event type rules. */
-static void decide(const cJSON *v, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off)
+static void decide(const pd_json_doc *d, long v, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off)
 {
     *off = SIZE_MAX;
     memset(a, 0, sizeof *a);
-    if (!v) {
+    if (v < 0) {
         a->kind = PD_ATTR_ABSENT;
         return;
     }
     if (dim->type == PD_DIM_NUMERIC) {
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+        double x = kind_of(d, v) == PD_JTOK_NUM ? pd_json_num(d, (uint32_t)v) : NAN;
+        if (!isfinite(x)) {
             a->kind = PD_ATTR_BAD;
             return;
         }
         a->kind = PD_ATTR_NUM;
-        a->num = v->valuedouble;
+        a->num = x;
         return;
     }
-    a->kind = cat_text(v, text, a, off);
+    a->kind = cat_text(d, v, text, a, off);
 }
 
-/* Appends "name=<pct-encoded value>&" of a string field to qs. */
-static int range_field(const cJSON *root, const char *name, pd_buf *qs, char *err, size_t errlen)
-{
-    const cJSON *v = member(root, name);
-    if (!v) return PD_OK;
-    if (!cJSON_IsString(v) || !v->valuestring)
-        return pd_seterr(err, errlen, PD_EINVAL, "field '%s': expected a string", name);
-    pd_buf_puts(qs, name);
-    pd_buf_putc(qs, '=');
-    pd_pct_encode(qs, v->valuestring, strlen(v->valuestring));
-    pd_buf_putc(qs, '&');
-    return PD_OK;
-}
-
-/* A dimension name of the request (bounded, printable) for messages. */
-static void shown(const char *s, char *out, size_t cap)
+/* A name from the request (bounded, printable: other bytes as '?') for
+ * messages. */
+static void shown(const char *s, size_t n, char *out, size_t cap)
 {
     size_t k = 0;
-    for (; s[k] && k + 4 < cap && k < 64; k++) {
+    for (; k < n && k + 4 < cap && k < 64; k++) {
         unsigned char c = (unsigned char)s[k];
         out[k] = c >= 0x20 && c < 0x7f && c != '\'' ? (char)c : '?';
     }
     out[k] = '\0';
-    if (s[k]) snprintf(out + k, cap - k, "...");
+    if (k < n) snprintf(out + k, cap - k, "...");
+}
+
+/* Appends "name=<pct-encoded value>&" of a string field to qs. */
+static int range_field(const pd_json_doc *d, const char *name, pd_buf *qs, char *err, size_t errlen)
+{
+    long v = member(d, 0, name);
+    if (v < 0) return PD_OK;
+    if (kind_of(d, v) != PD_JTOK_STR)
+        return pd_seterr(err, errlen, PD_EINVAL, "field '%s': expected a string", name);
+    size_t n;
+    const char *s = pd_json_str(d, (uint32_t)v, &n);
+    pd_buf_puts(qs, name);
+    pd_buf_putc(qs, '=');
+    pd_pct_encode(qs, s, n);
+    pd_buf_putc(qs, '&');
+    return PD_OK;
+}
+
+/* types: ["park","contact"] (or "park,contact") -> "types=park,contact&"
+ * for the profile query's parser, which checks the names. */
+static int types_field(const pd_json_doc *d, pd_buf *qs, char *err, size_t errlen)
+{
+    long v = member(d, 0, "types");
+    if (v < 0) return PD_OK;
+    PD_BUF_LIT(qs, "types=");
+    if (kind_of(d, v) == PD_JTOK_STR) {
+        size_t n;
+        const char *s = pd_json_str(d, (uint32_t)v, &n);
+        pd_pct_encode(qs, s, n);
+    } else if (kind_of(d, v) == PD_JTOK_ARR) {
+        int first = 1;
+        for (uint32_t e = (uint32_t)v + 1; e < pd_json_end(d, (uint32_t)v); e = pd_json_end(d, e)) {
+            size_t n;
+            const char *s = pd_json_kind(d, e) == PD_JTOK_STR ? pd_json_str(d, e, &n) : NULL;
+            if (!s || memchr(s, ',', n))
+                return pd_seterr(err, errlen, PD_EINVAL, "field 'types': expected an array of event type names");
+            if (!first) pd_buf_putc(qs, ',');
+            first = 0;
+            pd_pct_encode(qs, s, n);
+        }
+    } else {
+        return pd_seterr(err, errlen, PD_EINVAL, "field 'types': expected an array of event type names");
+    }
+    pd_buf_putc(qs, '&');
+    return PD_OK;
+}
+
+/* weights: {"view":1,"park":3,"*":0.5} (or "view:1,park:3,*:0.5") ->
+ * "weights=view:1,park:3,*:0.5&" for the profile query's parser (the
+ * first member of a repeated type counts, as everywhere in the body). */
+static int weights_field(const pd_json_doc *d, pd_buf *qs, char *err, size_t errlen)
+{
+    long v = member(d, 0, "weights");
+    if (v < 0) return PD_OK;
+    PD_BUF_LIT(qs, "weights=");
+    if (kind_of(d, v) == PD_JTOK_STR) {
+        size_t n;
+        const char *s = pd_json_str(d, (uint32_t)v, &n);
+        pd_pct_encode(qs, s, n);
+    } else if (kind_of(d, v) == PD_JTOK_OBJ) {
+        int first = 1, rc = PD_OK;
+        pd_buf seen = {0};
+        uint32_t end = pd_json_end(d, (uint32_t)v);
+        for (uint32_t k = (uint32_t)v + 1; k < end && rc == PD_OK; k = pd_json_end(d, k)) {
+            char t[80];
+            size_t n;
+            const char *s = pd_json_str(d, k, &n);
+            shown(s, n, t, sizeof t);
+            if (n == 0 || memchr(s, ',', n) || memchr(s, ':', n)) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "field 'weights': '%s' is not an event type name", t);
+                break;
+            }
+            double w = pd_json_kind(d, k + 1) == PD_JTOK_NUM ? pd_json_num(d, k + 1) : NAN;
+            if (!isfinite(w) || w < 0 || w > 1e9) {
+                rc = pd_seterr(err, errlen, PD_EINVAL,
+                               "field 'weights': weight of '%s' must be a number from 0 to 1e9", t);
+                break;
+            }
+            s = pd_json_str(d, k, &n); /* pd_json_num may have reused the scratch */
+            int dup = 0; /* the first member of a name counts: seen holds (length, bytes) of the earlier ones */
+            for (size_t o = 0; o < seen.len && !dup;) {
+                uint32_t xn;
+                memcpy(&xn, seen.p + o, sizeof xn);
+                dup = xn == n && memcmp(seen.p + o + sizeof xn, s, n) == 0;
+                o += sizeof xn + xn;
+            }
+            if (dup) continue;
+            uint32_t n32 = (uint32_t)n;
+            pd_buf_append(&seen, (const char *)&n32, sizeof n32);
+            pd_buf_append(&seen, s, n);
+            if (!first) pd_buf_putc(qs, ',');
+            first = 0;
+            pd_pct_encode(qs, s, n);
+            pd_buf_printf(qs, ":%.17g", w);
+        }
+        pd_buf_free(&seen);
+        if (rc != PD_OK) return rc;
+    } else {
+        return pd_seterr(err, errlen, PD_EINVAL, "field 'weights': expected an object {event type: weight}");
+    }
+    pd_buf_putc(qs, '&');
+    return PD_OK;
 }
 
 static int add_dim(pd_score_req *r, const pd_schema *s, const char *name, size_t n, char *err, size_t errlen)
 {
     int idx = pd_schema_find(s, name, n);
     if (idx < 0) {
-        char t[80], tmp[80];
-        snprintf(tmp, sizeof tmp, "%.*s", (int)PD_MIN(n, 70), name);
-        shown(tmp, t, sizeof t);
+        char t[80];
+        shown(name, n, t, sizeof t);
         return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': unknown dimension '%s'", t);
     }
     for (int j = 0; j < r->nsd; j++)
@@ -390,14 +442,15 @@ static int add_dim(pd_score_req *r, const pd_schema *s, const char *name, size_t
     return PD_OK;
 }
 
-static int parse_dims(pd_score_req *r, const cJSON *v, const pd_schema *s, char *err, size_t errlen)
+static int parse_dims(pd_score_req *r, const pd_json_doc *d, long v, const pd_schema *s, char *err, size_t errlen)
 {
-    if (cJSON_IsString(v) && v->valuestring) { /* "make,color" as in the query string */
-        const char *p = v->valuestring;
-        if (!*p) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty list");
+    if (kind_of(d, v) == PD_JTOK_STR) { /* "make,color" as in the query string */
+        size_t len;
+        const char *p = pd_json_str(d, (uint32_t)v, &len), *end = p + len;
+        if (!len) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty list");
         for (;;) {
-            const char *c = strchr(p, ',');
-            size_t n = c ? (size_t)(c - p) : strlen(p);
+            const char *c = memchr(p, ',', (size_t)(end - p));
+            size_t n = c ? (size_t)(c - p) : (size_t)(end - p);
             if (n == 0) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty dimension name");
             int rc = add_dim(r, s, p, n, err, errlen);
             if (rc) return rc;
@@ -406,13 +459,16 @@ static int parse_dims(pd_score_req *r, const cJSON *v, const pd_schema *s, char 
         }
         return PD_OK;
     }
-    if (!cJSON_IsArray(v))
+    if (kind_of(d, v) != PD_JTOK_ARR)
         return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': expected an array of dimension names");
-    if (!v->child) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty list");
-    for (const cJSON *e = v->child; e; e = e->next) {
-        if (!cJSON_IsString(e) || !e->valuestring)
+    uint32_t end = pd_json_end(d, (uint32_t)v);
+    if ((uint32_t)v + 1 == end) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty list");
+    for (uint32_t e = (uint32_t)v + 1; e < end; e = pd_json_end(d, e)) {
+        if (pd_json_kind(d, e) != PD_JTOK_STR)
             return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': expected an array of dimension names");
-        int rc = add_dim(r, s, e->valuestring, strlen(e->valuestring), err, errlen);
+        size_t n;
+        const char *name = pd_json_str(d, e, &n);
+        int rc = add_dim(r, s, name, n, err, errlen);
         if (rc) return rc;
     }
     return PD_OK;
@@ -421,142 +477,134 @@ static int parse_dims(pd_score_req *r, const cJSON *v, const pd_schema *s, char 
 static const char *const rank_fields[] = {"items", "days", "from", "to", "decay", "at", "dims",
                                           "dim_weights", "alpha", "explain", "types", "weights"};
 
-int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_schema *s, int64_t today,
-                        int64_t retention_days, int max_items, char *err, size_t errlen)
+/* The request's fields but items: range, decay, at, types, weights (the
+ * profile query's parser and rules), dims, dim_weights, alpha, explain. */
+static int parse_params(pd_score_req *r, const pd_json_doc *d, const pd_schema *s, int64_t today,
+                        int64_t retention_days, char *err, size_t errlen)
 {
-    int rc = PD_OK;
     pd_buf qs = {0};
-    uint32_t *idoff = NULL;
-    size_t *aoff = NULL;
-    sc_index ix = {0};
-    const cJSON **node = NULL, **flat = NULL;
-    memset(r, 0, sizeof *r);
-    cJSON *root;
-    if (sc_hooked) {
-        sc_block *b = pd_malloc(sizeof *b + SC_BLOCK);
-        b->next = NULL;
-        b->used = 0;
-        b->cap = SC_BLOCK;
-        sc_cur = b;
-        root = cJSON_ParseWithLength(body ? body : "", len);
-        r->arena = sc_cur;
-        sc_cur = NULL;
-    } else {
-        root = cJSON_ParseWithLength(body ? body : "", len);
-    }
-    r->doc = root;
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        long pos = at && body && at >= body && at <= body + len ? (long)(at - body) : -1;
-        rc = pos >= 0 ? pd_seterr(err, errlen, PD_EINVAL, "body is not valid JSON (near byte %ld)", pos)
-                      : pd_seterr(err, errlen, PD_EINVAL, "body is not valid JSON");
-        goto out;
-    }
-    if (!cJSON_IsObject(root)) {
-        rc = pd_seterr(err, errlen, PD_EINVAL, "body: expected a JSON object");
-        goto out;
-    }
-    for (const cJSON *f = root->child; f; f = f->next) {
-        size_t k, nf = sizeof rank_fields / sizeof rank_fields[0];
-        for (k = 0; k < nf; k++)
-            if (f->string && strcmp(f->string, rank_fields[k]) == 0) break;
-        if (k == nf) {
+    int rc = PD_OK;
+    uint32_t rend = pd_json_end(d, 0);
+    for (uint32_t k = 1; k < rend; k = pd_json_end(d, k)) {
+        size_t n, f, nf = sizeof rank_fields / sizeof rank_fields[0];
+        const char *key = pd_json_str(d, k, &n);
+        for (f = 0; f < nf; f++)
+            if (strlen(rank_fields[f]) == n && memcmp(rank_fields[f], key, n) == 0) break;
+        if (f == nf) {
             char t[80];
-            shown(f->string ? f->string : "", t, sizeof t);
+            shown(key, n, t, sizeof t);
             rc = pd_seterr(err, errlen, PD_EINVAL, "unknown field '%s'", t);
             goto out;
         }
     }
-    if (member(root, "types") || member(root, "weights")) {
-        rc = pd_seterr(err, errlen, PD_EINVAL,
-                       "fields 'types' and 'weights' are not supported yet (they need per-type tracks)");
-        goto out;
-    }
-
-    /* range, decay, at: the profile query's parser and rules */
-    const cJSON *days = member(root, "days");
-    if (days) {
-        double d = cJSON_IsNumber(days) ? days->valuedouble : -1;
-        if (!(d >= 1 && d <= 3650 && d == floor(d))) {
+    long days = member(d, 0, "days");
+    if (days >= 0) {
+        double x = kind_of(d, days) == PD_JTOK_NUM ? pd_json_num(d, (uint32_t)days) : -1;
+        if (!(x >= 1 && x <= 3650 && x == floor(x))) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "field 'days': expected an integer from 1 to 3650");
             goto out;
         }
-        pd_buf_printf(&qs, "days=%d&", (int)d);
+        pd_buf_printf(&qs, "days=%d&", (int)x);
     }
     static const char *const rf[] = {"from", "to", "decay", "at"};
     for (size_t i = 0; i < 4; i++)
-        if ((rc = range_field(root, rf[i], &qs, err, errlen)) != PD_OK) goto out;
+        if ((rc = range_field(d, rf[i], &qs, err, errlen)) != PD_OK) goto out;
+    if ((rc = types_field(d, &qs, err, errlen)) != PD_OK) goto out;
+    if ((rc = weights_field(d, &qs, err, errlen)) != PD_OK) goto out;
     if (qs.len) qs.p[--qs.len] = '\0'; /* the last '&' */
     rc = pd_query_parse_params(&r->q, qs.p ? qs.p : "", s, today, retention_days, err, errlen);
     if (rc != PD_OK) goto out;
 
-    /* dims, dim_weights, alpha, explain */
-    const cJSON *dims = member(root, "dims");
-    if (dims) {
-        if ((rc = parse_dims(r, dims, s, err, errlen)) != PD_OK) goto out;
+    long dims = member(d, 0, "dims");
+    if (dims >= 0) {
+        if ((rc = parse_dims(r, d, dims, s, err, errlen)) != PD_OK) goto out;
     } else {
         for (int i = 0; i < s->ndims; i++) r->sdims[r->nsd++] = i;
     }
     for (int j = 0; j < r->nsd; j++) r->lambda[j] = 1.0;
-    const cJSON *dw = member(root, "dim_weights");
-    if (dw) {
-        if (!cJSON_IsObject(dw)) {
+    long dw = member(d, 0, "dim_weights");
+    if (dw >= 0) {
+        if (!is_obj(d, dw)) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "field 'dim_weights': expected an object {dimension: weight}");
             goto out;
         }
-        for (const cJSON *e = dw->child; e; e = e->next) {
+        int set[PD_MAX_DIMS] = {0};
+        uint32_t end = pd_json_end(d, (uint32_t)dw);
+        for (uint32_t k = (uint32_t)dw + 1; k < end; k = pd_json_end(d, k)) {
             char t[80];
-            shown(e->string ? e->string : "", t, sizeof t);
-            int idx = e->string ? pd_schema_find(s, e->string, strlen(e->string)) : -1;
+            size_t n;
+            const char *name = pd_json_str(d, k, &n);
+            shown(name, n, t, sizeof t);
+            int idx = pd_schema_find(s, name, n);
             if (idx < 0) {
                 rc = pd_seterr(err, errlen, PD_EINVAL, "field 'dim_weights': unknown dimension '%s'", t);
                 goto out;
             }
-            if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble) || fabs(e->valuedouble) > PD_SCORE_MAX_LAMBDA) {
+            double x = pd_json_kind(d, k + 1) == PD_JTOK_NUM ? pd_json_num(d, k + 1) : NAN;
+            if (!isfinite(x) || fabs(x) > PD_SCORE_MAX_LAMBDA) {
                 rc = pd_seterr(err, errlen, PD_EINVAL,
                                "field 'dim_weights': weight of '%s' must be a finite number from -%g to %g", t,
                                PD_SCORE_MAX_LAMBDA, PD_SCORE_MAX_LAMBDA);
                 goto out;
             }
-            /* the first member wins on repeated keys (the body's dialect) */
-            int first = 1;
-            for (const cJSON *x = dw->child; x != e; x = x->next)
-                if (x->string && strcmp(x->string, e->string) == 0) first = 0;
-            if (!first) continue;
+            if (set[idx]++) continue; /* the first member wins on repeated keys (the body's dialect) */
             for (int j = 0; j < r->nsd; j++)
-                if (r->sdims[j] == idx) r->lambda[j] = e->valuedouble;
+                if (r->sdims[j] == idx) r->lambda[j] = x;
         }
     }
     r->alpha = PD_SCORE_ALPHA_DEFAULT;
-    const cJSON *al = member(root, "alpha");
-    if (al) {
-        if (!cJSON_IsNumber(al) || !isfinite(al->valuedouble) || !(al->valuedouble > 0)) {
+    long al = member(d, 0, "alpha");
+    if (al >= 0) {
+        double x = kind_of(d, al) == PD_JTOK_NUM ? pd_json_num(d, (uint32_t)al) : NAN;
+        if (!isfinite(x) || !(x > 0)) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "field 'alpha': expected a finite number > 0");
             goto out;
         }
-        r->alpha = al->valuedouble;
+        r->alpha = x;
     }
-    const cJSON *ex = member(root, "explain");
-    if (ex) {
-        if (!cJSON_IsBool(ex)) {
+    long ex = member(d, 0, "explain");
+    if (ex >= 0) {
+        if (kind_of(d, ex) != PD_JTOK_TRUE && kind_of(d, ex) != PD_JTOK_FALSE) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "field 'explain': expected true or false");
             goto out;
         }
-        r->explain = cJSON_IsTrue(ex);
+        r->explain = kind_of(d, ex) == PD_JTOK_TRUE;
     }
+out:
+    pd_buf_free(&qs);
+    return rc;
+}
+
+int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_schema *s, int64_t today,
+                        int64_t retention_days, int max_items, char *err, size_t errlen)
+{
+    int rc = PD_OK;
+    uint32_t *idoff = NULL;
+    size_t *aoff = NULL;
+    sc_index ix = {0};
+    long *node = NULL, *flat = NULL;
+    pd_json_doc doc, *d = &doc;
+    memset(r, 0, sizeof *r);
+    char jerr[256];
+    int jrc = pd_json_open(d, body, len, len ? len : 1, jerr, sizeof jerr);
+    if (jrc == PD_JSON_TYPE) return pd_seterr(err, errlen, PD_EINVAL, "body: expected a JSON object");
+    if (jrc != PD_OK) return pd_seterr(err, errlen, PD_EINVAL, "body is not valid JSON: %s", jerr);
+
+    if ((rc = parse_params(r, d, s, today, retention_days, err, errlen)) != PD_OK) goto out;
 
     /* items */
-    const cJSON *items = member(root, "items");
-    if (!items) {
+    long items = member(d, 0, "items");
+    if (items < 0) {
         rc = pd_seterr(err, errlen, PD_EINVAL, "field 'items' is required (an array of candidates)");
         goto out;
     }
-    if (!cJSON_IsArray(items)) {
+    if (kind_of(d, items) != PD_JTOK_ARR) {
         rc = pd_seterr(err, errlen, PD_EINVAL, "field 'items': expected an array of candidates");
         goto out;
     }
+    uint32_t iend = pd_json_end(d, (uint32_t)items);
     int n = 0;
-    for (const cJSON *e = items->child; e; e = e->next)
+    for (uint32_t e = (uint32_t)items + 1; e < iend; e = pd_json_end(d, e))
         if (++n > max_items) {
             rc = pd_seterr(err, errlen, PD_ERANGE, "field 'items': more than rank_max_items (%d) candidates",
                            max_items);
@@ -569,13 +617,14 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
     r->hash_mem = pd_malloc(na * sizeof *r->hash_mem);
     aoff = pd_malloc(na * sizeof *aoff);
     idoff = n ? pd_malloc((size_t)n * sizeof *idoff) : NULL;
+    pd_buf_reserve(&r->text, (size_t)n * 16 * (size_t)(r->nsd + 1));
     index_build(&ix, s, r->sdims, r->nsd);
     /* every schema container name, once */
     const char *allctr[PD_MAX_DIMS * PD_MAX_PATHS];
     int nall = 0;
-    for (int d = 0; d < s->ndims; d++)
-        for (int p = 0; p < s->dims[d].npaths; p++) {
-            const pd_path *path = &s->dims[d].paths[p];
+    for (int di = 0; di < s->ndims; di++)
+        for (int p = 0; p < s->dims[di].npaths; p++) {
+            const pd_path *path = &s->dims[di].paths[p];
             int k = 0;
             if (path->depth < 2) continue;
             while (k < nall && strcmp(allctr[k], path->seg[0]) != 0) k++;
@@ -584,60 +633,62 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
     node = pd_malloc(((size_t)r->nsd * PD_MAX_PATHS + 1) * sizeof *node);
     flat = pd_malloc(((size_t)r->nsd + 1) * sizeof *flat);
     int i = 0;
-    for (const cJSON *it = items->child; it; it = it->next, i++) {
+    for (uint32_t it = (uint32_t)items + 1; it < iend; it = pd_json_end(d, it), i++) {
         pd_score_item *ci = &r->items[i];
         ci->attrs = r->attr_mem + (size_t)i * (size_t)r->nsd;
         ci->hash = r->hash_mem + (size_t)i * (size_t)r->nsd;
-        if (!cJSON_IsObject(it)) {
+        if (pd_json_kind(d, it) != PD_JTOK_OBJ) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: expected an object", i);
             goto out;
         }
-        const cJSON *id = member(it, "id");
+        long id = member(d, it, "id");
         idoff[i] = (uint32_t)r->text.len;
-        if (cJSON_IsString(id) && id->valuestring) {
-            size_t il = strlen(id->valuestring);
-            if (il == 0 || il > SC_MAX_ID || !pd_utf8_valid(id->valuestring, il)) {
+        if (kind_of(d, id) == PD_JTOK_STR) {
+            size_t il;
+            const char *ids = pd_json_str(d, (uint32_t)id, &il);
+            if (il == 0 || il > SC_MAX_ID) {
                 rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: 'id' must be 1..%d bytes of UTF-8", i, SC_MAX_ID);
                 goto out;
             }
-            pd_buf_json_str(&r->text, id->valuestring, il);
-        } else if (cJSON_IsNumber(id) && isfinite(id->valuedouble)) {
-            pd_buf_put_double(&r->text, id->valuedouble, 0);
+            pd_buf_json_str(&r->text, ids, il);
+        } else if (kind_of(d, id) == PD_JTOK_NUM && isfinite(pd_json_num(d, (uint32_t)id))) {
+            pd_buf_put_double(&r->text, pd_json_num(d, (uint32_t)id), 0);
         } else {
             rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: %s", i,
-                           id ? "'id' must be a string or a finite number" : "missing 'id'");
+                           id >= 0 ? "'id' must be a string or a finite number" : "missing 'id'");
             goto out;
         }
         ci->idlen = (uint32_t)(r->text.len - idoff[i]);
         /* top-level attribute containers (the first member of each name):
          * object or null */
         for (int k = 0; k < nall; k++) {
-            const cJSON *c = member(it, allctr[k]);
-            if (!is_null(c) && !is_obj(c)) {
+            long c = member(d, it, allctr[k]);
+            if (!is_null(d, c) && !is_obj(d, c)) {
                 rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: field '%s': expected an object or null", i,
                                allctr[k]);
                 goto out;
             }
         }
-        memset(node, 0, (size_t)r->nsd * PD_MAX_PATHS * sizeof *node);
-        memset(flat, 0, (size_t)r->nsd * sizeof *flat);
-        const cJSON *ctrnode[SC_MAX_CTR] = {0};
-        for (const cJSON *ch = it->child; ch; ch = ch->next) {
-            index_visit(&ix, -1, ch, node, flat);
-            for (int k = 0; k < ix.nctr; k++)
-                if (!ctrnode[k] && ch->string && strcmp(ch->string, ix.ctr[k]) == 0) ctrnode[k] = ch;
-        }
-        for (int k = 0; k < ix.nctr; k++)
-            if (is_obj(ctrnode[k]))
-                for (const cJSON *ch = ctrnode[k]->child; ch; ch = ch->next) index_visit(&ix, k, ch, node, flat);
+        memset(node, 0xff, (size_t)r->nsd * PD_MAX_PATHS * sizeof *node); /* -1 */
+        memset(flat, 0xff, (size_t)r->nsd * sizeof *flat);
+        long ctrnode[SC_MAX_CTR];
+        memset(ctrnode, 0xff, sizeof ctrnode);
+        uint32_t oend = pd_json_end(d, it);
+        for (uint32_t k = it + 1; k < oend; k = pd_json_end(d, k)) index_visit(&ix, -1, d, k, node, flat, ctrnode);
+        for (int c = 0; c < ix.nctr; c++)
+            if (is_obj(d, ctrnode[c])) {
+                uint32_t cend = pd_json_end(d, (uint32_t)ctrnode[c]);
+                for (uint32_t k = (uint32_t)ctrnode[c] + 1; k < cend; k = pd_json_end(d, k))
+                    index_visit(&ix, c, d, k, node, flat, ctrnode);
+            }
         for (int j = 0; j < r->nsd; j++) {
             const pd_dim *dim = &s->dims[r->sdims[j]];
             size_t *o = &aoff[(size_t)i * (size_t)r->nsd + j];
-            if (ix.slow[j]) resolve(it, dim, &r->text, &ci->attrs[j], o);
-            else decide(index_value(&ix, dim, j, ctrnode, node, flat), dim, &r->text, &ci->attrs[j], o);
+            if (ix.slow[j]) resolve(d, it, dim, &r->text, &ci->attrs[j], o);
+            else decide(d, index_value(&ix, d, dim, j, ctrnode, node, flat), dim, &r->text, &ci->attrs[j], o);
         }
     }
-    /* the arena is complete: point into it */
+    /* the text is complete: point into it */
     for (i = 0; i < n; i++) {
         pd_score_item *ci = &r->items[i];
         ci->id = r->text.p + idoff[i];
@@ -649,12 +700,12 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
         }
     }
 out:
+    pd_json_close(d);
     pd_free(ix.keys);
     pd_free(node);
     pd_free(flat);
     pd_free(aoff);
     pd_free(idoff);
-    pd_buf_free(&qs);
     if (rc != PD_OK) {
         pd_score_req_free(r);
         memset(r, 0, sizeof *r);
@@ -665,8 +716,6 @@ out:
 void pd_score_req_free(pd_score_req *r)
 {
     if (!r) return;
-    if (r->arena) arena_free(r->arena);
-    else cJSON_Delete(r->doc);
     pd_free(r->items);
     pd_free(r->attr_mem);
     pd_free(r->hash_mem);
