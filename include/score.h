@@ -91,14 +91,19 @@ typedef struct pd_score_model pd_score_model;
 
 /* Builds the weighted sums of the scoring dimensions sdims[0..nsd) over
  * the user's days and the population's days (both ascending, within the
- * query's range; weights by q's decay counted back from q->anchor_day).
+ * query's range; weights by q's decay counted back from q->anchor_day,
+ * and with types=/weights= by the event types' weights, on both sides:
+ * pd_query_type_coefs).
  * The population's profiles must follow a schema with the same dimensions
  * as s (caps may differ). Never fails (allocation aborts). */
 pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const int *sdims, int nsd,
                                    const pd_query_day *udays, int nu, const pd_query_day *pdays, int np);
 void pd_score_model_free(pd_score_model *m);
-/* 1 when the user has no events in the range (every score is 0). */
+/* 1 when the user has no events that count in the range (with types= /
+ * weights=: of a type weighted > 0): every score is 0. */
 int pd_score_model_cold(const pd_score_model *m);
+/* 1 when the user has any event in the range, whatever its type. */
+int pd_score_model_has_events(const pd_score_model *m);
 
 /* The model's probabilities for scoring dimension j (index into sdims)
  * and attribute a under prior strength alpha (h: XXH3-64 of a string value): p_user and p_population

@@ -126,7 +126,7 @@ static void answer_local(pd_score_api *a, const sc_request *r, const pd_score_ca
         nsd = w->schema->ndims;
     }
     m = pd_score_model_new(w->schema, q, sdims, nsd, qd, rg.n, pv.days + np0, np - np0);
-    if (stale && pd_score_model_cold(m)) {
+    if (stale && !pd_score_model_has_events(m)) {
         /* A replica cannot tell "no such user" from "not replicated yet":
          * never a silent cold start from a copy. */
         answer_error(out, 503, "partition unavailable",

@@ -196,7 +196,10 @@ typedef struct {
 
 typedef struct {
     int nctr;
-    const char *ctr[SC_MAX_CTR];   /* containers: first segments of depth-2 paths */
+    const char *ctr[SC_MAX_CTR];   /* containers: first segments of the schema's paths of depth >= 2 */
+    int nextra;                    /* containers beyond SC_MAX_CTR: checked by member() */
+    const char *extra[PD_MAX_DIMS * PD_MAX_PATHS];
+    int8_t pctr[PD_MAX_DIMS][PD_MAX_PATHS]; /* scoring dimension j's path p of depth 2: its container */
     sc_key *keys;
     size_t cap;                    /* power of 2 */
     int slow[PD_MAX_DIMS];         /* dimension j resolved by resolve() */
@@ -216,9 +219,28 @@ static void index_add(sc_index *x, const char *name, int ctr, int j, int p)
     x->keys[i] = (sc_key){h, name, (uint32_t)n, ctr, j, p};
 }
 
+static int ctr_index(const sc_index *x, const char *name)
+{
+    for (int k = 0; k < x->nctr; k++)
+        if (strcmp(x->ctr[k], name) == 0) return k;
+    return -1;
+}
+
 static void index_build(sc_index *x, const pd_schema *s, const int *sdims, int nsd)
 {
     memset(x, 0, sizeof *x);
+    /* every schema container name, once: an item's containers are checked
+     * whether or not a scoring dimension reads them, as in events */
+    for (int d = 0; d < s->ndims; d++)
+        for (int p = 0; p < s->dims[d].npaths; p++) {
+            const char *c = s->dims[d].paths[p].seg[0];
+            if (s->dims[d].paths[p].depth < 2 || ctr_index(x, c) >= 0) continue;
+            int e = 0;
+            while (e < x->nextra && strcmp(x->extra[e], c) != 0) e++;
+            if (e < x->nextra) continue;
+            if (x->nctr < SC_MAX_CTR) x->ctr[x->nctr++] = c;
+            else x->extra[x->nextra++] = c;
+        }
     x->cap = 16;
     while (x->cap < ((size_t)nsd * (PD_MAX_PATHS + 1) + SC_MAX_CTR) * 2) x->cap <<= 1;
     x->keys = pd_calloc(x->cap, sizeof *x->keys);
@@ -226,29 +248,14 @@ static void index_build(sc_index *x, const pd_schema *s, const int *sdims, int n
         const pd_dim *dim = &s->dims[sdims[j]];
         for (int p = 0; p < dim->npaths; p++) {
             const pd_path *path = &dim->paths[p];
-            if (path->depth > 2) x->slow[j] = 1;
-            if (path->depth != 2) continue;
-            int k;
-            for (k = 0; k < x->nctr; k++)
-                if (strcmp(x->ctr[k], path->seg[0]) == 0) break;
-            if (k == x->nctr) {
-                if (x->nctr == SC_MAX_CTR) {
-                    x->slow[j] = 1;
-                    continue;
-                }
-                x->ctr[x->nctr++] = path->seg[0];
-            }
+            x->pctr[j][p] = (int8_t)(path->depth == 2 ? ctr_index(x, path->seg[0]) : -1);
+            if (path->depth > 2 || (path->depth == 2 && x->pctr[j][p] < 0)) x->slow[j] = 1;
         }
         if (x->slow[j]) continue;
         for (int p = 0; p < dim->npaths; p++) {
             const pd_path *path = &dim->paths[p];
-            if (path->depth == 1) {
-                index_add(x, path->seg[0], -1, j, p);
-            } else {
-                int k = 0;
-                while (strcmp(x->ctr[k], path->seg[0]) != 0) k++;
-                index_add(x, path->seg[1], k, j, p);
-            }
+            if (path->depth == 1) index_add(x, path->seg[0], -1, j, p);
+            else index_add(x, path->seg[1], x->pctr[j][p], j, p);
         }
         if (strcmp(dim->name, "id") != 0) index_add(x, dim->name, -1, j, -1);
     }
@@ -277,12 +284,8 @@ static long index_value(const sc_index *x, const pd_json_doc *d, const pd_dim *d
                         const long *node, const long *flat)
 {
     for (int p = 0; p < dim->npaths; p++) {
-        const pd_path *path = &dim->paths[p];
-        if (path->depth == 2) {
-            int k = 0;
-            while (strcmp(x->ctr[k], path->seg[0]) != 0) k++;
-            if (is_null(d, ctrnode[k])) continue; /* absent or null container; others were refused */
-        }
+        if (dim->paths[p].depth == 2 && is_null(d, ctrnode[x->pctr[j][p]]))
+            continue; /* absent or null container; others were refused */
         long v = node[j * PD_MAX_PATHS + p];
         if (!is_null(d, v)) return v;
     }
@@ -619,17 +622,6 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
     idoff = n ? pd_malloc((size_t)n * sizeof *idoff) : NULL;
     pd_buf_reserve(&r->text, (size_t)n * 16 * (size_t)(r->nsd + 1));
     index_build(&ix, s, r->sdims, r->nsd);
-    /* every schema container name, once */
-    const char *allctr[PD_MAX_DIMS * PD_MAX_PATHS];
-    int nall = 0;
-    for (int di = 0; di < s->ndims; di++)
-        for (int p = 0; p < s->dims[di].npaths; p++) {
-            const pd_path *path = &s->dims[di].paths[p];
-            int k = 0;
-            if (path->depth < 2) continue;
-            while (k < nall && strcmp(allctr[k], path->seg[0]) != 0) k++;
-            if (k == nall) allctr[nall++] = path->seg[0];
-        }
     node = pd_malloc(((size_t)r->nsd * PD_MAX_PATHS + 1) * sizeof *node);
     flat = pd_malloc(((size_t)r->nsd + 1) * sizeof *flat);
     int i = 0;
@@ -659,22 +651,22 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
             goto out;
         }
         ci->idlen = (uint32_t)(r->text.len - idoff[i]);
-        /* top-level attribute containers (the first member of each name):
-         * object or null */
-        for (int k = 0; k < nall; k++) {
-            long c = member(d, it, allctr[k]);
-            if (!is_null(d, c) && !is_obj(d, c)) {
-                rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: field '%s': expected an object or null", i,
-                               allctr[k]);
-                goto out;
-            }
-        }
         memset(node, 0xff, (size_t)r->nsd * PD_MAX_PATHS * sizeof *node); /* -1 */
         memset(flat, 0xff, (size_t)r->nsd * sizeof *flat);
         long ctrnode[SC_MAX_CTR];
         memset(ctrnode, 0xff, sizeof ctrnode);
         uint32_t oend = pd_json_end(d, it);
         for (uint32_t k = it + 1; k < oend; k = pd_json_end(d, k)) index_visit(&ix, -1, d, k, node, flat, ctrnode);
+        /* top-level attribute containers (the first member of each name):
+         * object or null, in the schema's order */
+        for (int k = 0; k < ix.nctr + ix.nextra; k++) {
+            const char *cn = k < ix.nctr ? ix.ctr[k] : ix.extra[k - ix.nctr];
+            long c = k < ix.nctr ? ctrnode[k] : member(d, it, cn);
+            if (!is_null(d, c) && !is_obj(d, c)) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: field '%s': expected an object or null", i, cn);
+                goto out;
+            }
+        }
         for (int c = 0; c < ix.nctr; c++)
             if (is_obj(d, ctrnode[c])) {
                 uint32_t cend = pd_json_end(d, (uint32_t)ctrnode[c]);
@@ -789,6 +781,9 @@ typedef struct {
     const char *v;     /* borrowed from a day profile */
     uint32_t len;
     double c;          /* weighted count */
+    double mag;        /* sum of its terms' magnitudes (cancellation, pd_query_cancel) */
+    double day;        /* while merging a day: the day's count over its sources */
+    int in_day;        /* day is in use (the entry is on the day's list) */
 } sc_ent;
 
 /* One dimension's weighted sums over one set of days. */
@@ -804,7 +799,8 @@ struct pd_score_model {
     const pd_schema *s;
     int nsd;
     int sdims[PD_MAX_DIMS];
-    int cold;
+    int cold;          /* no events that count (their types weighted) in the range */
+    int has_events;    /* any event of the user in the range, whatever its type */
     sc_dim u[PD_MAX_DIMS], p[PD_MAX_DIMS];
     const pd_query *q;
 };
@@ -831,50 +827,136 @@ static double tab_get(const sc_dim *t, uint64_t h, const char *v, uint32_t len)
     return e->v ? e->c : 0;
 }
 
-/* Merges dimension di of days[0..nd) with weights w into t. */
-static void dim_build(sc_dim *t, const pd_dim *dim, int di, const pd_query_day *days, const double *w, int nd)
+/* The sources of a day (its all-types profile and, with types=/weights=,
+ * its tracked types' sub-profiles) with their coefficients: the profile
+ * query's rule (pd_query_type_coefs). Returns how many (at most
+ * 1 + PD_MAX_TRACKED); sources with coefficient 0 are left out. */
+typedef struct {
+    int signals;
+    double c_all, c_sub[PD_MAX_TRACKED];
+} sc_coefs;
+
+static int day_sources(const sc_coefs *k, const pd_schema *s, const pd_profile *p, const pd_profile **src,
+                       double *coef)
 {
+    int n = 0;
+    if (k->c_all != 0) {
+        src[n] = p;
+        coef[n++] = k->c_all;
+    }
+    if (k->signals)
+        for (int t = 0; t < s->ntracked; t++) {
+            const pd_profile *q = pd_profile_sub(p, t);
+            if (!q || k->c_sub[t] == 0) continue;
+            src[n] = q;
+            coef[n++] = k->c_sub[t];
+        }
+    return n;
+}
+
+/* Merges dimension di of days[0..nd) with weights w (and the type
+ * coefficients k) into t. A day's sources are summed first (their
+ * coefficients times the counts: exact for the integral and binary
+ * fractional weights one uses) and the day's weight applied to that sum,
+ * as the model reads (sum over days of w_t times the day's count), so two
+ * values with equal counts per day get bit-identical sums whatever the
+ * types that made them. Under types=/weights= a sum mixes terms of both
+ * signs (all-types minus tracked types): each cancels like the profile
+ * query's (pd_query_cancel). */
+static void dim_build(sc_dim *t, const pd_dim *dim, int di, const pd_query_day *days, const double *w, int nd,
+                      const sc_coefs *k, const pd_schema *s)
+{
+    const pd_profile *src[1 + PD_MAX_TRACKED];
+    double coef[1 + PD_MAX_TRACKED], Nmag = 0, hmag[PD_MAX_BOUNDS + 1] = {0};
+    int approx = 0;
     memset(t, 0, sizeof *t);
     if (dim->type == PD_DIM_NUMERIC) {
         for (int d = 0; d < nd; d++) {
-            const pd_numagg *a = &days[d].prof->dims[di].num;
-            if (!(w[d] > 0) || a->count == 0) continue;
-            t->N += w[d] * (double)a->count;
-            if (a->hist)
-                for (int k = 0; k <= dim->nbounds; k++) t->hist[k] += w[d] * (double)a->hist[k];
+            if (!(w[d] > 0)) continue;
+            int ns = day_sources(k, s, days[d].prof, src, coef);
+            double dn = 0, dh[PD_MAX_BOUNDS + 1] = {0};
+            for (int x = 0; x < ns; x++) {
+                const pd_numagg *a = &src[x]->dims[di].num;
+                if (a->count == 0) continue;
+                dn += coef[x] * (double)a->count;
+                Nmag += w[d] * fabs(coef[x]) * (double)a->count;
+                if (a->hist)
+                    for (int b = 0; b <= dim->nbounds; b++) {
+                        dh[b] += coef[x] * (double)a->hist[b];
+                        hmag[b] += w[d] * fabs(coef[x]) * (double)a->hist[b];
+                    }
+            }
+            t->N += w[d] * dn;
+            for (int b = 0; b <= dim->nbounds; b++) t->hist[b] += w[d] * dh[b];
+        }
+        if (k->signals) {
+            t->N = pd_query_cancel(t->N, Nmag, &approx);
+            for (int b = 0; b <= dim->nbounds; b++) t->hist[b] = pd_query_cancel(t->hist[b], hmag[b], &approx);
         }
         t->K = dim->nbounds + 1;
         return;
     }
-    size_t total = 0;
-    for (int d = 0; d < nd; d++)
-        if (w[d] > 0) total += days[d].prof->dims[di].cat.n;
+    size_t total = 0, maxday = 0;
+    for (int d = 0; d < nd; d++) {
+        if (!(w[d] > 0)) continue;
+        int ns = day_sources(k, s, days[d].prof, src, coef);
+        size_t dt = 0;
+        for (int x = 0; x < ns; x++) dt += src[x]->dims[di].cat.n;
+        total += dt;
+        if (dt > maxday) maxday = dt;
+    }
+    sc_ent **touched = NULL;
     if (total) {
         size_t cap = 8;
         while (cap < 2 * total) cap <<= 1;
         t->cap = cap;
         t->tab = pd_calloc(cap, sizeof *t->tab);
+        touched = pd_malloc(maxday * sizeof *touched);
     }
     for (int d = 0; d < nd; d++) {
         if (!(w[d] > 0)) continue;
-        const pd_catset *c = &days[d].prof->dims[di].cat;
-        t->N += w[d] * (double)pd_catset_total(c);
-        for (uint32_t i = 0; i < c->n; i++) {
-            const char *v = pd_catval_str(&c->vals[i]);
-            uint32_t len = c->vals[i].len;
-            if (is_other(v, len)) continue; /* attributable to no value */
-            sc_ent *e = tab_slot(t, c->vals[i].hash, v, len);
-            if (!e->v) {
-                *e = (sc_ent){c->vals[i].hash, v, len, 0};
-                t->n++;
+        int ns = day_sources(k, s, days[d].prof, src, coef);
+        size_t nt = 0;
+        double dN = 0;
+        for (int x = 0; x < ns; x++) {
+            const pd_catset *c = &src[x]->dims[di].cat;
+            dN += coef[x] * (double)pd_catset_total(c);
+            Nmag += w[d] * fabs(coef[x]) * (double)pd_catset_total(c);
+            for (uint32_t i = 0; i < c->n; i++) {
+                const char *v = pd_catval_str(&c->vals[i]);
+                uint32_t len = c->vals[i].len;
+                if (is_other(v, len)) continue; /* attributable to no value */
+                sc_ent *e = tab_slot(t, c->vals[i].hash, v, len);
+                if (!e->v) {
+                    *e = (sc_ent){c->vals[i].hash, v, len, 0, 0, 0, 0};
+                    t->n++;
+                }
+                if (!e->in_day) {
+                    e->in_day = 1;
+                    touched[nt++] = e;
+                }
+                double cnt = (double)pd_catset_count(c, i);
+                e->day += coef[x] * cnt;
+                e->mag += w[d] * fabs(coef[x]) * cnt;
             }
-            e->c += w[d] * (double)pd_catset_count(c, i);
+        }
+        t->N += w[d] * dN;
+        for (size_t i = 0; i < nt; i++) {
+            touched[i]->c += w[d] * touched[i]->day;
+            touched[i]->day = 0;
+            touched[i]->in_day = 0;
         }
     }
-    size_t k = 0;
+    pd_free(touched);
+    if (k->signals) {
+        t->N = pd_query_cancel(t->N, Nmag, &approx);
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->tab[i].v) t->tab[i].c = pd_query_cancel(t->tab[i].c, t->tab[i].mag, &approx);
+    }
+    size_t n = 0;
     for (size_t i = 0; i < t->cap; i++)
-        if (t->tab[i].v && t->tab[i].c > 0) k++;
-    t->K = (double)k + 1;
+        if (t->tab[i].v && t->tab[i].c > 0) n++;
+    t->K = (double)n + 1;
 }
 
 static void weights(const pd_query *q, const pd_query_day *days, int nd, double *w)
@@ -891,17 +973,34 @@ pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const 
     m->q = q;
     m->nsd = nsd;
     memcpy(m->sdims, sdims, (size_t)nsd * sizeof *sdims);
+    sc_coefs k;
+    k.signals = pd_query_type_coefs(q, s, &k.c_all, k.c_sub);
     double ws[64];
     int nmax = nu > np ? nu : np;
     double *w = nmax <= 64 ? ws : pd_malloc((size_t)nmax * sizeof *w);
+    /* cold: no events that count in the range (their types weighted, the
+     * days not: a day that decay weighs 0 still holds events) */
     uint64_t ev = 0;
-    for (int d = 0; d < nu; d++) ev += udays[d].prof->events;
-    m->cold = ev == 0;
+    double wev = 0, wmag = 0;
+    for (int d = 0; d < nu; d++) {
+        const pd_profile *src[1 + PD_MAX_TRACKED];
+        double coef[1 + PD_MAX_TRACKED];
+        ev += udays[d].prof->events;
+        int ns = day_sources(&k, s, udays[d].prof, src, coef);
+        for (int x = 0; x < ns; x++) {
+            wev += coef[x] * (double)src[x]->events;
+            wmag += fabs(coef[x]) * (double)src[x]->events;
+        }
+    }
+    int approx = 0;
+    m->has_events = ev > 0;
+    m->cold = !(pd_query_cancel(wev, wmag, &approx) > 0);
     weights(q, udays, nu, w);
-    for (int j = 0; j < nsd; j++) dim_build(&m->u[j], &s->dims[sdims[j]], sdims[j], udays, w, nu);
-    for (int d = 0; d < np; d++) pd_assert(pdays[d].prof->schema->ndims == s->ndims);
+    for (int j = 0; j < nsd; j++) dim_build(&m->u[j], &s->dims[sdims[j]], sdims[j], udays, w, nu, &k, s);
+    for (int d = 0; d < np; d++)
+        pd_assert(pdays[d].prof->schema->ndims == s->ndims && pdays[d].prof->schema->ntracked == s->ntracked);
     weights(q, pdays, np, w);
-    for (int j = 0; j < nsd; j++) dim_build(&m->p[j], &s->dims[sdims[j]], sdims[j], pdays, w, np);
+    for (int j = 0; j < nsd; j++) dim_build(&m->p[j], &s->dims[sdims[j]], sdims[j], pdays, w, np, &k, s);
     if (w != ws) pd_free(w);
     return m;
 }
@@ -919,6 +1018,11 @@ void pd_score_model_free(pd_score_model *m)
 int pd_score_model_cold(const pd_score_model *m)
 {
     return m->cold;
+}
+
+int pd_score_model_has_events(const pd_score_model *m)
+{
+    return m->has_events;
 }
 
 static int bucket_of(const pd_dim *dim, double v)

@@ -518,3 +518,108 @@ TEST(score_parse_mutations)
     CHECK_INT(ok, 1); /* only the whole body */
     free(b);
 }
+
+/* types / weights: every event counts with its type's weight, on the
+ * user's side and the population's (docs/scoring.md, "Types and
+ * weights"); expected sums written out from the events put in. */
+static void add_typed(pd_profile *p, const pd_schema *s, const char *type, const char *make, double price)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "{\"user_id\":\"u\",\"ts\":1790000000000,\"type\":\"%s\",\"item\":{\"make\":\"%s\",\"price\":%g}}",
+             type, make, price);
+    pd_event ev;
+    char err[256];
+    CHECK_INT(pd_event_parse(&ev, s, buf, strlen(buf), 0, err, sizeof err), 0);
+    pd_profile_add(p, &ev);
+    pd_event_free(&ev);
+}
+
+TEST(score_types_weights)
+{
+    static const char js[] = "{\"dimensions\":[{\"name\":\"make\",\"type\":\"categorical\"},"
+                             "{\"name\":\"price\",\"type\":\"numeric\",\"buckets\":[5000]}],"
+                             "\"tracked_types\":[\"park\",\"contact\"]}";
+    pd_schema s;
+    char err[512] = "";
+    CHECK_INT(pd_schema_load_json(&s, js, sizeof js - 1, 64, err, sizeof err), PD_OK);
+    pd_profile u, p;
+    pd_profile_init(&u, &s);
+    pd_profile_init(&p, &s);
+    /* user: view bmw 3000 x3, park audi 7000 x2, contact bmw 7000, search vw 3000 */
+    for (int k = 0; k < 3; k++) add_typed(&u, &s, "view", "bmw", 3000);
+    for (int k = 0; k < 2; k++) add_typed(&u, &s, "park", "audi", 7000);
+    add_typed(&u, &s, "contact", "bmw", 7000);
+    add_typed(&u, &s, "search", "vw", 3000);
+    /* population: the user's events plus park vw 3000 x4, view audi 3000 x5 */
+    for (int k = 0; k < 3; k++) add_typed(&p, &s, "view", "bmw", 3000);
+    for (int k = 0; k < 2; k++) add_typed(&p, &s, "park", "audi", 7000);
+    add_typed(&p, &s, "contact", "bmw", 7000);
+    add_typed(&p, &s, "search", "vw", 3000);
+    for (int k = 0; k < 4; k++) add_typed(&p, &s, "park", "vw", 3000);
+    for (int k = 0; k < 5; k++) add_typed(&p, &s, "view", "audi", 3000);
+    pd_query_day ud = {TODAY, &u}, popd = {TODAY, &p};
+    const char *items = "\"items\":[{\"id\":\"b\",\"make\":\"bmw\",\"price\":7000},{\"id\":\"a\",\"make\":\"audi\"},"
+                        "{\"id\":\"v\",\"make\":\"vw\",\"price\":1}]";
+    /* (body, weight of view, park, contact, search) */
+    static const struct {
+        const char *f;
+        double view, park, contact, search;
+    } V[] = {
+        {"\"types\":[\"park\",\"contact\"]", 0, 1, 1, 0},
+        {"\"weights\":{\"park\":3,\"contact\":0,\"*\":0.5}", 0.5, 3, 0, 0.5},
+        {"\"types\":\"contact\",\"weights\":{\"contact\":2}", 0, 0, 2, 0},
+        {"\"weights\":{\"*\":2,\"view\":2,\"park\":0}", 2, 0, 2, 2},
+    };
+    for (size_t v = 0; v < sizeof V / sizeof V[0]; v++) {
+        char body[512];
+        snprintf(body, sizeof body, "{%s,%s,\"days\":1,\"alpha\":3}", V[v].f, items);
+        pd_score_req r;
+        int rc = parse_body(&r, &s, body, 10, err, sizeof err);
+        CHECK_INT(rc, PD_OK);
+        if (rc) {
+            pd_test_fail(__FILE__, __LINE__, "%s: %s", body, err);
+            continue;
+        }
+        pd_score_model *m = pd_score_model_new(&s, &r.q, r.sdims, r.nsd, &ud, 1, &popd, 1);
+        double vw_ = V[v].view, pk = V[v].park, ct = V[v].contact, se = V[v].search;
+        /* user sums */
+        double u_bmw = 3 * vw_ + ct, u_audi = 2 * pk, u_vw = se, Nu = u_bmw + u_audi + u_vw;
+        double u_b0 = 3 * vw_ + se, u_b1 = 2 * pk + ct; /* price <= 5000, +Inf */
+        /* population sums */
+        double p_bmw = 3 * vw_ + ct, p_audi = 2 * pk + 5 * vw_, p_vw = se + 4 * pk, Np = p_bmw + p_audi + p_vw;
+        double p_b0 = 3 * vw_ + se + 4 * pk + 5 * vw_, p_b1 = 2 * pk + ct;
+        double K = (p_bmw > 0) + (p_audi > 0) + (p_vw > 0) + 1;
+        double want[3] = {
+            want_c(u_bmw, Nu, p_bmw, Np, K, 3) + want_c(u_b1, Nu, p_b1, Np, 2, 3),
+            want_c(u_audi, Nu, p_audi, Np, K, 3),
+            want_c(u_vw, Nu, p_vw, Np, K, 3) + want_c(u_b0, Nu, p_b0, Np, 2, 3),
+        };
+        double score[3];
+        pd_score_items(&r, m, score);
+        for (int i = 0; i < 3; i++)
+            if (fabs(score[i] - want[i]) > 1e-12 * (1 + fabs(want[i])))
+                pd_test_fail(__FILE__, __LINE__, "%s: item %d score %.17g, expected %.17g", V[v].f, i, score[i],
+                             want[i]);
+        CHECK_INT(pd_score_model_cold(m), 0);
+        pd_score_model_free(m);
+        pd_score_req_free(&r);
+    }
+    /* only types the user has no events of: cold (every score 0), but it has events */
+    pd_score_req r;
+    char body[512];
+    snprintf(body, sizeof body, "{\"types\":[\"park\"],\"weights\":{\"park\":0},%s}", items);
+    CHECK_INT(parse_body(&r, &s, body, 10, err, sizeof err), PD_OK);
+    pd_score_model *m = pd_score_model_new(&s, &r.q, r.sdims, r.nsd, &ud, 1, &popd, 1);
+    CHECK_INT(pd_score_model_cold(m), 1);
+    CHECK_INT(pd_score_model_has_events(m), 1);
+    double score[3];
+    pd_score_items(&r, m, score);
+    CHECK(score[0] == 0 && score[1] == 0 && score[2] == 0);
+    pd_score_model_free(m);
+    pd_score_req_free(&r);
+    /* the profile query's messages for bad types/weights */
+    expect_400(&s, "{\"items\":[],\"types\":[\"view\"]}", PD_EINVAL, "'view' is not a tracked event type");
+    expect_400(&s, "{\"items\":[],\"weights\":{\"search\":2}}", PD_EINVAL, "'search' is not a tracked event type");
+    pd_profile_free(&u);
+    pd_profile_free(&p);
+}
