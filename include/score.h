@@ -87,6 +87,12 @@ typedef struct {
     int ndays;                  /* population days with data in the range */
 } pd_score_prior;
 
+/* "prior":{"age_s","days","partitions_covered","partitions_total",
+ * "complete"}: the one shape of the prior in every answer (rank,
+ * affinities, GET /v1/population). age_s rounded to milliseconds, null
+ * without a prior; complete when every partition is covered. */
+void pd_score_put_prior(pd_buf *out, const pd_score_prior *prior);
+
 typedef struct pd_score_model pd_score_model;
 
 /* Builds the weighted sums of the scoring dimensions sdims[0..nsd) over

@@ -1110,8 +1110,14 @@ static void put_head(pd_buf *out, const pd_query *q, const char *user, size_t ul
     pd_buf_puts(out, cold ? "true" : "false");
     PD_BUF_LIT(out, ",\"alpha\":");
     put_num(out, alpha);
-    PD_BUF_LIT(out, ",\"prior\":{\"age_s\":");
-    if (prior->age_s >= 0) put_num(out, prior->age_s);
+    PD_BUF_LIT(out, ",");
+    pd_score_put_prior(out, prior);
+}
+
+void pd_score_put_prior(pd_buf *out, const pd_score_prior *prior)
+{
+    PD_BUF_LIT(out, "\"prior\":{\"age_s\":");
+    if (prior->age_s >= 0) put_num(out, (double)(int64_t)(prior->age_s * 1000.0 + 0.5) / 1000.0);
     else PD_BUF_LIT(out, "null");
     PD_BUF_LIT(out, ",\"days\":");
     pd_buf_put_i64(out, prior->ndays);
@@ -1119,7 +1125,9 @@ static void put_head(pd_buf *out, const pd_query *q, const char *user, size_t ul
     pd_buf_put_i64(out, prior->parts_covered);
     PD_BUF_LIT(out, ",\"partitions_total\":");
     pd_buf_put_i64(out, prior->parts_total);
-    pd_buf_putc(out, '}');
+    PD_BUF_LIT(out, ",\"complete\":");
+    if (prior->parts_total > 0 && prior->parts_covered == prior->parts_total) PD_BUF_LIT(out, "true}");
+    else PD_BUF_LIT(out, "false}");
 }
 
 typedef struct {

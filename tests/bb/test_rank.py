@@ -480,6 +480,15 @@ def test_rank_bad_requests():
         expect(400, {"items": items, "weights": {"search": 2}}, needle="'search' is not a tracked event type")
         st, _, b = http_get(w.url + "/v1/profiles/u-1/affinities?types=nope")
         check(st == 400 and b"'nope' is not a tracked event type" in b, "affinities types: %d %s" % (st, b[:200]))
+        # the event dialect (one scanner): what an event may not be, a body may not be either
+        expect(400, raw=b'{"items":[{"id":"\xff"}]}', needle="not valid UTF-8")
+        expect(400, raw=b'{"items":[{"id":"a"},]}', needle="invalid JSON at byte 21 of 23: expected a value")
+        expect(400, raw=b'{"items":[' + b'[' * 64 + b']' * 64 + b']}', needle="nesting deeper than 64")
+        expect(400, raw=b'{"items":[],"alpha":1e400}', needle="'alpha'")
+        st, ans, b = post(w.url, rank_path(u), None, raw=b'{"items":[{"id":"a\\u0000b","id":"x","make":"BMW"}],'
+                                                         b'"items":[]}')
+        check(st == 200 and [x["id"] for x in ans["items"]] == ["a\x00b"], "NUL in an id, first key wins: %d %s" %
+              (st, b[:200]))
         expect(400, {"items": [{"id": "a"}, {"id": "b", "item": 7}]}, needle="items[1]")
         expect(400, {"items": [{"id": "a"}, {"make": "BMW"}]}, needle="items[1]: missing 'id'")
         expect(400, {"items": [{"id": str(i)} for i in range(51)]}, needle="rank_max_items (50)")

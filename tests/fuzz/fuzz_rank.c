@@ -23,12 +23,14 @@
 #include <cjson/cJSON.h>
 
 #include "profile.h"
+#include "schema.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const events[] = {
     "{\"user_id\":\"u\",\"ts\":1790000000000,\"type\":\"view\",\"item\":{\"make\":\"BMW\",\"price\":7000,\"doors\":5}}",
-    "{\"user_id\":\"u\",\"ts\":1790000000001,\"type\":\"view\",\"item\":{\"make\":\"Audi\",\"color\":\"red\",\"year\":2019}}",
+    "{\"user_id\":\"u\",\"ts\":1790000000001,\"type\":\"park\",\"item\":{\"make\":\"Audi\",\"color\":\"red\",\"year\":2019}}",
+    "{\"user_id\":\"u\",\"ts\":1790000000002,\"type\":\"contact\",\"item\":{\"make\":\"BMW\",\"price\":12000}}",
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -38,7 +40,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static int64_t today;
     static int ready;
     if (!ready) {
-        pd_schema_default(&schema, 64);
+        /* the default schema's dimensions plus per-type tracks (types /
+         * weights bodies score against sub-profiles) */
+        static const char js[] =
+            "{\"dimensions\":[{\"name\":\"make\",\"type\":\"categorical\"},{\"name\":\"model\",\"type\":\"categorical\"},"
+            "{\"name\":\"color\",\"type\":\"categorical\",\"paths\":[\"item.color\",\"filters.color\",\"a.b.color\"]},"
+            "{\"name\":\"doors\",\"type\":\"categorical\"},"
+            "{\"name\":\"price\",\"type\":\"numeric\",\"buckets\":[5000,10000,20000]},"
+            "{\"name\":\"year\",\"type\":\"numeric\",\"buckets\":[2010,2020]}],"
+            "\"tracked_types\":[\"park\",\"contact\"]}";
+        char serr[256];
+        pd_assert(pd_schema_load_json(&schema, js, sizeof js - 1, 64, serr, sizeof serr) == PD_OK);
         pd_profile_init(&prof, &schema);
         for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
             pd_event ev;

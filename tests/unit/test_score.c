@@ -366,7 +366,7 @@ TEST(score_cold_and_empty_prior)
     pd_score_render_rank(&r, m, &s, "u", 1, 0, &pr, &out);
     CHECK(strstr(out.p, "\"cold_start\":true") != NULL);
     CHECK(strstr(out.p, "\"items\":[{\"id\":\"x\",\"score\":0},{\"id\":\"y\",\"score\":0},{\"id\":\"z\",\"score\":0}]") != NULL);
-    CHECK(strstr(out.p, "\"prior\":{\"age_s\":12.5,\"days\":2,\"partitions_covered\":4,\"partitions_total\":4}") != NULL);
+    CHECK(strstr(out.p, "\"prior\":{\"age_s\":12.5,\"days\":2,\"partitions_covered\":4,\"partitions_total\":4,\"complete\":true}") != NULL);
     pd_buf_free(&out);
     pd_score_model_free(m);
 
