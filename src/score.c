@@ -784,6 +784,8 @@ typedef struct {
     double mag;        /* sum of its terms' magnitudes (cancellation, pd_query_cancel) */
     double day;        /* while merging a day: the day's count over its sources */
     int in_day;        /* day is in use (the entry is on the day's list) */
+    int memo_ok;       /* memo holds the value's contribution (pd_score_items) */
+    double memo;
 } sc_ent;
 
 /* One dimension's weighted sums over one set of days. */
@@ -793,6 +795,10 @@ typedef struct {
     size_t cap, n;
     double hist[PD_MAX_BOUNDS + 1];    /* numeric */
     double K;                          /* population side: K_d */
+    /* pd_score_items' memo of contributions (population side): per
+     * bucket, and of a value in neither table */
+    double hmemo[PD_MAX_BOUNDS + 1], memo_none;
+    uint8_t hmemo_ok[PD_MAX_BOUNDS + 1], memo_none_ok;
 } sc_dim;
 
 struct pd_score_model {
@@ -803,6 +809,8 @@ struct pd_score_model {
     int has_events;    /* any event of the user in the range, whatever its type */
     sc_dim u[PD_MAX_DIMS], p[PD_MAX_DIMS];
     const pd_query *q;
+    double memo_alpha;  /* the alpha of the memoised contributions; NaN: none yet */
+    int memo_off;       /* a second alpha came: no memo */
 };
 
 static int is_other(const char *v, uint32_t len)
@@ -928,7 +936,7 @@ static void dim_build(sc_dim *t, const pd_dim *dim, int di, const pd_query_day *
                 if (is_other(v, len)) continue; /* attributable to no value */
                 sc_ent *e = tab_slot(t, c->vals[i].hash, v, len);
                 if (!e->v) {
-                    *e = (sc_ent){c->vals[i].hash, v, len, 0, 0, 0, 0};
+                    *e = (sc_ent){c->vals[i].hash, v, len, 0, 0, 0, 0, 0, 0};
                     t->n++;
                 }
                 if (!e->in_day) {
@@ -972,6 +980,7 @@ pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const 
     m->s = s;
     m->q = q;
     m->nsd = nsd;
+    m->memo_alpha = NAN;
     memcpy(m->sdims, sdims, (size_t)nsd * sizeof *sdims);
     sc_coefs k;
     k.signals = pd_query_type_coefs(q, s, &k.c_all, k.c_sub);
@@ -1071,9 +1080,43 @@ double pd_score_dim(const pd_score_model *m, int j, const pd_attr *a, uint64_t h
     return c;
 }
 
-void pd_score_items(const pd_score_req *r, const pd_score_model *m, double *score)
+/* dim_probs' contribution, memoised in the model: candidates repeat
+ * values (makes, colours, price buckets), and one (dimension, value) has
+ * one contribution per alpha. The memo lives on the value's entry in the
+ * population's table, else in the user's, else per dimension (a value in
+ * neither), per bucket for numeric dimensions. */
+static double dim_contrib(pd_score_model *m, int j, const pd_attr *a, uint64_t h, double alpha)
 {
+    const pd_dim *dim = &m->s->dims[m->sdims[j]];
+    sc_dim *U = &m->u[j], *P = &m->p[j];
+    double pu, pp;
+    if (dim->type == PD_DIM_NUMERIC) {
+        int k = bucket_of(dim, a->num);
+        if (!P->hmemo_ok[k]) {
+            P->hmemo[k] = probs(U->hist[k], U->N, P->hist[k], P->N, P->K, alpha, &pu, &pp);
+            P->hmemo_ok[k] = 1;
+        }
+        return P->hmemo[k];
+    }
+    sc_ent *eu = U->cap ? tab_slot(U, h, a->s, a->len) : NULL, *ep = P->cap ? tab_slot(P, h, a->s, a->len) : NULL;
+    if (eu && !eu->v) eu = NULL;
+    if (ep && !ep->v) ep = NULL;
+    int *ok = ep ? &ep->memo_ok : eu ? &eu->memo_ok : NULL;
+    double *memo = ep ? &ep->memo : eu ? &eu->memo : &P->memo_none;
+    uint8_t none_ok = P->memo_none_ok;
+    if (ok ? *ok : none_ok) return *memo;
+    *memo = probs(eu ? eu->c : 0, U->N, ep ? ep->c : 0, P->N, P->K, alpha, &pu, &pp);
+    if (ok) *ok = 1;
+    else P->memo_none_ok = 1;
+    return *memo;
+}
+
+void pd_score_items(const pd_score_req *r, const pd_score_model *cm, double *score)
+{
+    pd_score_model *m = (pd_score_model *)cm; /* the memo (score.h: one thread per model) */
     pd_assert(r->nsd == m->nsd);
+    if (isnan(m->memo_alpha)) m->memo_alpha = r->alpha;
+    else if (m->memo_alpha != r->alpha) m->memo_off = 1;
     for (int i = 0; i < r->nitems; i++) {
         const pd_score_item *it = &r->items[i];
         double sum = 0;
@@ -1082,7 +1125,8 @@ void pd_score_items(const pd_score_req *r, const pd_score_model *m, double *scor
                 const pd_attr *a = &it->attrs[j];
                 if (a->kind != PD_ATTR_STR && a->kind != PD_ATTR_NUM) continue;
                 double pu, pp;
-                sum += r->lambda[j] * dim_probs(m, j, a, it->hash[j], r->alpha, &pu, &pp);
+                sum += r->lambda[j] * (m->memo_off ? dim_probs(m, j, a, it->hash[j], r->alpha, &pu, &pp)
+                                                   : dim_contrib(m, j, a, it->hash[j], r->alpha));
             }
         score[i] = sum;
     }
