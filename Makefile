@@ -25,7 +25,7 @@ LDFLAGS_SAN := -fsanitize=address,undefined
 # only (test-unit and the bench programs link all three). bin/profiled must
 # not contain CTL code: tests/bb/test_cli.py checks it with nm.
 CORE_SRC   := src/util.c src/config.c src/schema.c src/event.c src/sketch.c src/catset.c src/profile.c src/bloom.c src/store.c src/store_write.c src/store_read.c src/handoff.c src/peer.c src/mac.c src/backup.c src/query.c src/score.c src/batch.c src/dedup.c src/rectime.c src/admit.c
-WORKER_SRC := src/diskguard.c src/quarantine.c src/ingest.c src/partition.c src/offsets.c src/sidefx.c src/erase.c src/http_erase.c src/http_score.c src/committer.c src/dlq.c src/kafka.c src/tsoffset.c src/restore.c src/metrics.c src/http.c src/http_front.c src/members.c src/memrec.c src/backupd.c src/population.c
+WORKER_SRC := src/forward.c src/diskguard.c src/quarantine.c src/ingest.c src/partition.c src/offsets.c src/sidefx.c src/erase.c src/http_erase.c src/http_score.c src/committer.c src/dlq.c src/kafka.c src/tsoffset.c src/restore.c src/metrics.c src/http.c src/http_front.c src/members.c src/memrec.c src/backupd.c src/population.c
 CTL_SRC    := src/ctl_broker.c src/ctl_produce.c src/gen.c src/ctl_dump.c src/ctl_consume.c src/ctl_backup.c src/ctl_export.c src/ctl_import.c
 PROFILED_MAIN  := src/profiled.c
 PROFILECTL_MAIN := src/profilectl.c

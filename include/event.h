@@ -135,4 +135,45 @@ enum { PD_JSON_BAD = 1, PD_JSON_MISSING, PD_JSON_TYPE, PD_JSON_LONG };
 int pd_json_get_str(const char *buf, size_t len, const char *name, char *out, size_t cap, size_t *outlen,
                     char *err, size_t errlen);
 
+/* The same scanner for documents read field by field (the rank body,
+ * score.c): one JSON object in the event dialect -- the rules above, the
+ * same messages -- validated whole by pd_json_open, then read by token
+ * index. Token 0 is the top-level object. Children follow their
+ * container in document order:
+ *   object o: for (k = o + 1; k < pd_json_end(d, o); k = pd_json_end(d, k))
+ *             k is a key (PD_JTOK_STR), k + 1 its value;
+ *   array a:  for (e = a + 1; e < pd_json_end(d, a); e = pd_json_end(d, e)).
+ * Nothing is allocated per value: the tokens live in the calling thread's
+ * reusable tape (the one pd_event_parse uses).
+ * Ownership and lifetime: the document borrows buf and the thread's tape;
+ * it is valid on the thread that opened it until pd_json_close or the
+ * thread's next pd_json_open / pd_event_parse / pd_json_get_str. Strings
+ * from pd_json_str point into buf (no escapes) or into the thread's
+ * scratch, valid until the next pd_json_str / pd_json_num. */
+enum { PD_JTOK_NULL, PD_JTOK_FALSE, PD_JTOK_TRUE, PD_JTOK_NUM, PD_JTOK_STR, PD_JTOK_ARR, PD_JTOK_OBJ };
+typedef struct {
+    const char *buf_;   /* private: the input (borrowed) */
+    void *tls_;         /* private: the thread's tape */
+} pd_json_doc;
+
+/* Scans buf[0..len) (at most max_bytes, 0 = 1 MiB). PD_OK, or with the
+ * event parser's message in err ("empty value (0 bytes)", "value is not
+ * valid UTF-8", "invalid JSON at byte N of M: ..."): PD_JSON_BAD (not
+ * JSON of the dialect, or too large) or PD_JSON_TYPE (valid, but the top
+ * level is not an object). On failure there is nothing to close. */
+int pd_json_open(pd_json_doc *d, const char *buf, size_t len, size_t max_bytes, char *err, size_t errlen);
+void pd_json_close(pd_json_doc *d);
+int pd_json_kind(const pd_json_doc *d, uint32_t v);         /* PD_JTOK_* */
+const char *pd_json_kind_name(int kind);                     /* "string", "object", ... */
+/* The token after v and its descendants; for an object key, the next key
+ * (or the object's end). */
+uint32_t pd_json_end(const pd_json_doc *d, uint32_t v);
+/* The value token of the first member `name` of object obj, or -1. */
+long pd_json_get(const pd_json_doc *d, uint32_t obj, const char *name);
+/* A string token's (or a key's) decoded bytes: *n bytes of UTF-8 (the
+ * input is validated, escapes decode to scalar values), may hold NULs. */
+const char *pd_json_str(const pd_json_doc *d, uint32_t v, size_t *n);
+/* A number token's value (strtod's; beyond the double range: +-inf). */
+double pd_json_num(const pd_json_doc *d, uint32_t v);
+
 #endif

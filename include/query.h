@@ -59,6 +59,20 @@ typedef struct {
  * every answer over a range (profiles, scoring). */
 double pd_query_day_weight(const pd_query *q, int64_t today, int64_t day);
 
+/* The per-type weighting of q ("Types and weights" in query.c): every
+ * weighted sum over a day is c_all * (its all-types profile) + sum over
+ * tracked types t of c_sub[t] * (its sub-profile t, pd_profile_sub).
+ * Returns 1 with types=/weights=, else 0 (c_all 1, every c_sub 0: the
+ * all-types profile alone). c_sub has s->ntracked entries. The one rule
+ * of every answer that weights types (profiles, population, scoring). */
+int pd_query_type_coefs(const pd_query *q, const pd_schema *s, double *c_all, double *c_sub);
+
+/* A sum of terms of both signs (v, with mag the sum of the terms'
+ * magnitudes) as answers use it: 0 when it cancels to below 1e-9 of mag
+ * (floating-point residue); 0 as well when negative (only reachable
+ * through sketch estimates), then *approx is set. */
+double pd_query_cancel(double v, double mag, int *approx);
+
 /* Renders the response JSON object (without served_by/stale, which the
  * caller appends: the object is left OPEN, i.e. without the final '}').
  * days must be ascending and within [from, to]; today is the reference for

@@ -8,8 +8,9 @@
  * user's days and acquires the population (population.h) and hands both
  * in, borrowed.
  *
- * Ownership: a pd_score_req owns its parsed body (cJSON tree, items,
- * attribute texts) until pd_score_req_free; a pd_score_model borrows the
+ * Ownership: a pd_score_req owns what it kept of its body (items, ids
+ * and attribute texts, copied: the body itself is not kept) until
+ * pd_score_req_free; a pd_score_model borrows the
  * day profiles it was built from (their value bytes) and must be freed
  * (pd_score_model_free) before they are.
  */
@@ -45,25 +46,20 @@ typedef struct {
     int explain;
     int nitems;
     pd_score_item *items;        /* owned */
-    void *doc;                   /* owned: the cJSON tree string values point into */
-    void *arena;                 /* owned: the tree's memory (pd_score_init), or NULL */
-    pd_buf text;                 /* owned: ids and attribute texts not in the tree */
+    pd_buf text;                 /* owned: the ids' JSON texts and the attributes' values */
     pd_attr *attr_mem;           /* owned */
     uint64_t *hash_mem;          /* owned */
 } pd_score_req;
 
-/* Installs cJSON allocation hooks that parse rank bodies into a
- * per-request arena (score.c). Process-wide: call once at start, before
- * any thread uses cJSON; the hooks change nothing for other cJSON users.
- * Without it bodies are parsed with cJSON's default allocation. */
-void pd_score_init(void);
-
-/* Parses a rank body (JSON object; see docs/api.md): items (required,
- * 0..max_items candidates, each {"id": string|number, <attributes: the
- * schema's paths ("item": {...}) or flat "<dimension>": value>}), days /
- * from / to / decay / at (the profile query's rules, today = the worker's
- * day), dims, dim_weights, alpha, explain. types/weights are refused (not
- * supported yet: no per-type tracks). Unknown fields are refused.
+/* Parses a rank body (a JSON object in the event dialect, event.h; see
+ * docs/api.md): items (required, 0..max_items candidates, each
+ * {"id": string|number, <attributes: the schema's paths ("item": {...})
+ * or flat "<dimension>": value>}), days / from / to / decay / at / types /
+ * weights (the profile query's rules, today = the worker's day; types an
+ * array of names, weights an object {type: weight}), dims, dim_weights,
+ * alpha, explain. Unknown fields are refused. The body is borrowed during
+ * the call only. Runs on the calling thread's JSON tape (event.h): no
+ * allocation per JSON value.
  * PD_EINVAL with a message fit for the JSON "detail" (naming the field or
  * the item's index); PD_ERANGE when there are more than max_items items.
  * *r is zeroed on failure (nothing to free) and owned by the caller on
@@ -91,18 +87,29 @@ typedef struct {
     int ndays;                  /* population days with data in the range */
 } pd_score_prior;
 
+/* "prior":{"age_s","days","partitions_covered","partitions_total",
+ * "complete"}: the one shape of the prior in every answer (rank,
+ * affinities, GET /v1/population). age_s rounded to milliseconds, null
+ * without a prior; complete when every partition is covered. */
+void pd_score_put_prior(pd_buf *out, const pd_score_prior *prior);
+
 typedef struct pd_score_model pd_score_model;
 
 /* Builds the weighted sums of the scoring dimensions sdims[0..nsd) over
  * the user's days and the population's days (both ascending, within the
- * query's range; weights by q's decay counted back from q->anchor_day).
+ * query's range; weights by q's decay counted back from q->anchor_day,
+ * and with types=/weights= by the event types' weights, on both sides:
+ * pd_query_type_coefs).
  * The population's profiles must follow a schema with the same dimensions
  * as s (caps may differ). Never fails (allocation aborts). */
 pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const int *sdims, int nsd,
                                    const pd_query_day *udays, int nu, const pd_query_day *pdays, int np);
 void pd_score_model_free(pd_score_model *m);
-/* 1 when the user has no events in the range (every score is 0). */
+/* 1 when the user has no events that count in the range (with types= /
+ * weights=: of a type weighted > 0): every score is 0. */
 int pd_score_model_cold(const pd_score_model *m);
+/* 1 when the user has any event in the range, whatever its type. */
+int pd_score_model_has_events(const pd_score_model *m);
 
 /* The model's probabilities for scoring dimension j (index into sdims)
  * and attribute a under prior strength alpha (h: XXH3-64 of a string value): p_user and p_population
@@ -113,7 +120,9 @@ double pd_score_dim(const pd_score_model *m, int j, const pd_attr *a, uint64_t h
                     double *p_pop);
 
 /* Scores every item into score[i] (sum over scoring dimensions of
- * lambda_j * contribution; missing or wrong-typed attributes add 0). */
+ * lambda_j * contribution; missing or wrong-typed attributes add 0).
+ * Memoises each (dimension, value)'s contribution in m: a model is used
+ * by one thread at a time (it is built per request). */
 void pd_score_items(const pd_score_req *r, const pd_score_model *m, double *score);
 
 /* The rank answer, as an OPEN JSON object (the caller appends

@@ -116,7 +116,14 @@
 
 /* ---- the tape ---- */
 
-enum { TK_NULL, TK_FALSE, TK_TRUE, TK_NUM, TK_STR, TK_ARR, TK_OBJ };
+/* the public kinds of pd_json_doc (event.h) */
+#define TK_NULL PD_JTOK_NULL
+#define TK_FALSE PD_JTOK_FALSE
+#define TK_TRUE PD_JTOK_TRUE
+#define TK_NUM PD_JTOK_NUM
+#define TK_STR PD_JTOK_STR
+#define TK_ARR PD_JTOK_ARR
+#define TK_OBJ PD_JTOK_OBJ
 
 typedef struct {
     uint32_t off;  /* TK_STR: first byte after the opening quote; TK_NUM: first byte */
@@ -728,6 +735,7 @@ typedef struct {
 static const uint32_t *ix_get(const doc *d, size_t obj)
 {
     obj_index *ix = d->ix;
+    if (!ix) return NULL; /* pd_json_doc: no member indexes */
     for (int i = 0; i < ix->n; i++)
         if (ix->obj[i] == obj) return ix->usable[i] ? ix->slot[i] : NULL;
     if (ix->n == IX_OBJS) return NULL;
@@ -1269,4 +1277,71 @@ int pd_json_get_str(const char *buf, size_t len, const char *name, char *out, si
 out:
     tls_trim(t);
     return rc;
+}
+
+/* ---- the dialect for other documents (pd_json_doc, event.h) ---- */
+
+static doc jdoc(const pd_json_doc *d)
+{
+    return (doc){(const unsigned char *)d->buf_, ((ev_tls *)d->tls_)->tok, d->tls_, NULL};
+}
+
+int pd_json_open(pd_json_doc *d, const char *buf, size_t len, size_t max_bytes, char *err, size_t errlen)
+{
+    memset(d, 0, sizeof *d);
+    if (err && errlen) err[0] = '\0';
+    if (max_bytes == 0) max_bytes = PD_EV_DEFAULT_MAX_BYTES;
+    ev_tls *t = tls_get();
+    obj_index ix;
+    doc x;
+    int rc = open_doc(buf, len, max_bytes, t, &ix, &x, err, errlen);
+    if (rc) {
+        tls_trim(t);
+        return rc == PD_EV_NOT_OBJECT ? PD_JSON_TYPE : PD_JSON_BAD;
+    }
+    d->buf_ = buf;
+    d->tls_ = t;
+    return PD_OK;
+}
+
+void pd_json_close(pd_json_doc *d)
+{
+    if (d->tls_) tls_trim(d->tls_);
+    memset(d, 0, sizeof *d);
+}
+
+int pd_json_kind(const pd_json_doc *d, uint32_t v)
+{
+    return ((const ev_tls *)d->tls_)->tok[v].kind;
+}
+
+const char *pd_json_kind_name(int kind)
+{
+    return kind_name(kind);
+}
+
+uint32_t pd_json_end(const pd_json_doc *d, uint32_t v)
+{
+    return ((const ev_tls *)d->tls_)->tok[v].next;
+}
+
+long pd_json_get(const pd_json_doc *d, uint32_t obj, const char *name)
+{
+    doc x = jdoc(d);
+    pd_assert(x.tok[obj].kind == TK_OBJ);
+    return obj_get(&x, obj, name);
+}
+
+const char *pd_json_str(const pd_json_doc *d, uint32_t v, size_t *n)
+{
+    doc x = jdoc(d);
+    pd_assert(x.tok[v].kind == TK_STR);
+    return str_get(&x, &x.tok[v], n);
+}
+
+double pd_json_num(const pd_json_doc *d, uint32_t v)
+{
+    doc x = jdoc(d);
+    pd_assert(x.tok[v].kind == TK_NUM);
+    return num_get(&x, &x.tok[v]);
 }

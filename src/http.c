@@ -1,6 +1,7 @@
 /*
- * http.c -- the REST API on civetweb, and the forwarding client that sends
- * a query for a partition this worker does not own to the partition's owner.
+ * http.c -- the REST API on civetweb. A query for a partition this worker
+ * does not own goes to the partition's owner through forward.c (one
+ * routing for every per-user route: profile, rank, affinities).
  *
  * Routes (all answers JSON except /metrics; every answer carries a
  * Content-Length, never chunked encoding, so peers can keep connections):
@@ -40,8 +41,8 @@
  * any token the internal route is open, which config.c allows only on a
  * loopback address or with insecure_cluster.
  *
- * Forwarding: the public route computes the partition (Kafka murmur2). Not
- * owned here -> GET <owner.url>/internal/v1/profiles/<user>?<query> with
+ * Forwarding (forward.h): the public route computes the partition (Kafka
+ * murmur2). Not owned here -> GET <owner.url>/internal/v1/profiles/<user>?<query> with
  * X-Profiled-Hops: hops+1; the status, body and Retry-After of the owner are
  * relayed verbatim. The internal route never forwards, and a public request
  * that arrives with hops >= 2 is refused (508), so a stale owner map cannot
@@ -75,6 +76,7 @@
 #include <civetweb.h>
 
 #include "backupd.h"
+#include "forward.h"
 #include "handoff.h"
 #include "http_erase.h"
 #include "http_score.h"
@@ -92,7 +94,6 @@
 #define HTTP_KEEPALIVE_MS "60000"  /* civetweb: the front's pooled connections (it closes them at 20 s) */
 #define HTTP_KEEPALIVE_DIRECT_MS "1000" /* civetweb serving clients itself (http_front = false): above
                                            peer.c's PD_PEER_IDLE_MAX_US */
-#define HTTP_MAX_HOPS 2            /* public request with hops >= this -> 508 */
 #define RESP_MAX_HDRS 4
 
 static const char PFX_PROFILE[] = "/v1/profiles/";
@@ -115,7 +116,7 @@ struct pd_http {
     int port;                      /* the front's */
     int mg_port;                   /* civetweb's, on 127.0.0.1 */
     pd_peer_pool *pool;            /* owned: idle connections to peers */
-    _Atomic int64_t last_fwd_log_ms; /* forward failures: one log line per second */
+    pd_fwd fwd;                    /* the per-user routing (forward.h) on pool */
     pd_stash ranges;               /* idle query buffers, pd_store_range * (see range_get) */
     pd_erase_api *erase;           /* owned: the erasure routes */
     pd_score_api *score;           /* owned: the scoring routes */
@@ -442,118 +443,55 @@ out:
     range_put(h, rg);
 }
 
-/* Forwards the query to url (internal route) with the hop count, the
- * cluster token and, with stale_ok, a request that a replica answer from
- * its warm copy. Returns PD_OK when a response was relayed into r, else an
- * error with err set (r untouched). */
-static int forward_to(pd_http *h, const char *url, const char *user, size_t ulen, const char *qs, int hops,
-                      int stale_ok, http_resp *r, char *err, size_t errlen)
+/* The profile query's answers for the router (forward.h): out is an
+ * http_resp. */
+typedef struct {
+    pd_http *h;
+    const pd_query *q;
+    const char *user;
+    size_t ulen;
+    int64_t today;
+} profile_ctx;
+
+static void fwd_local(void *ctx, int32_t p, int stale, void *out)
 {
-    pd_worker *w = h->w;
-    pd_buf pq = {0}, hdrs = {0};
-    pd_peer_resp fr = {0};
-    pd_peer_url u;
-    int rc = pd_peer_url_parse(url, &u);
-    if (rc != PD_OK) {
-        pd_seterr(err, errlen, rc, "unsupported peer URL");
-        goto out;
-    }
-    pd_buf_append(&pq, PFX_INTERNAL, sizeof PFX_INTERNAL - 1);
-    pd_pct_encode(&pq, user, ulen);
-    if (qs && *qs) pd_buf_printf(&pq, "?%s", qs);
-    pd_buf_printf(&hdrs, "X-Profiled-Hops: %d\r\nAccept: application/json\r\n", hops + 1);
-    const char *tok = pd_config_cluster_token(w->cfg);
-    if (tok) pd_buf_printf(&hdrs, "Authorization: Bearer %s\r\n", tok);
-    if (stale_ok) PD_BUF_LIT(&hdrs, "X-Profiled-Stale-Ok: 1\r\n");
-    pd_peer_req rq = {.path_query = pq.p, .headers = hdrs.p,
-                      .deadline_us = pd_mono_us() + w->cfg->forward_timeout_ms * 1000};
-    rc = pd_peer_get(h->pool, &u, &rq, &fr, err, errlen);
-    if (rc == PD_OK && fr.status == 503 && stale_ok)
-        rc = pd_seterr(err, errlen, PD_EAGAIN, "replica at %s has no usable copy", url);
-    if (rc == PD_OK) {
-        if (w->metrics) PD_INC(w->metrics->forwarded);
-        r->status = fr.status;
-        r->ctype = "application/json";
-        pd_buf_free(&r->body); /* take the peer's body over, no copy */
-        r->body = fr.body;
-        r->off = 0;
-        memset(&fr.body, 0, sizeof fr.body);
-        if (fr.retry_after[0]) resp_header(r, "Retry-After", "%s", fr.retry_after);
-    }
-out:
-    if (rc != PD_OK && w->metrics) PD_INC(w->metrics->forward_errors);
-    pd_buf_free(&fr.body);
-    pd_buf_free(&pq);
-    pd_buf_free(&hdrs);
-    return rc;
+    profile_ctx *x = ctx;
+    profile_local(x->h, x->q, x->user, x->ulen, p, x->today, stale, out);
 }
 
-/* Serving through failures: any worker with a warm copy of p (replica or a
- * previous owner) answers with "stale":true. Tried when the owner is
- * unknown, unreachable or still restoring. Returns PD_OK when answered. */
-static int try_replicas(pd_http *h, int32_t p, const pd_query *q, const char *user, size_t ulen, const char *qs,
-                        int hops, int64_t today, http_resp *r)
+static void fwd_error(void *ctx, void *out, int status, const char *error, const char *detail, int retry)
 {
-    pd_worker *w = h->w;
-    /* Whatever an earlier attempt put into r (say, the owner's 503) goes. */
+    http_resp *r = out;
+    resp_error(r, status, error, "%s", detail);
+    if (retry) resp_header(r, "Retry-After", "1");
+}
+
+static void fwd_relay(void *ctx, void *out, pd_peer_resp *fr)
+{
+    http_resp *r = out;
+    r->status = fr->status;
+    r->ctype = "application/json";
+    pd_buf_free(&r->body); /* take the peer's body over, no copy */
+    r->body = fr->body;
+    r->off = 0;
+    memset(&fr->body, 0, sizeof fr->body);
+    if (fr->retry_after[0]) resp_header(r, "Retry-After", "%s", fr->retry_after);
+}
+
+static void fwd_reset(void *ctx, void *out)
+{
+    http_resp *r = out;
     resp_body_reset(r);
     r->nh = 0;
     r->status = 500;
-    pd_partstate *ps = &w->parts[p];
-    if (atomic_load(&ps->replica) && !atomic_load(&ps->restoring) && atomic_load(&ps->committed) >= 0) {
-        profile_local(h, q, user, ulen, p, today, 1, r);
-        return PD_OK;
-    }
-    if (!w->members) return PD_ENOTFOUND;
-    pd_holder hs[8];
-    int n = pd_members_holders(w->members, p, hs, 8);
-    char err[256];
-    for (int i = 0; i < n; i++) {
-        if (strcmp(hs[i].url, w->advertise) == 0) continue;
-        if (forward_to(h, hs[i].url, user, ulen, qs, hops, 1, r, err, sizeof err) == PD_OK) return PD_OK;
-    }
-    return PD_ENOTFOUND;
 }
 
-static void profile_forward(pd_http *h, int32_t p, const pd_query *q, const char *user, size_t ulen,
-                            const char *qs, int hops, int64_t today, http_resp *r)
+static int fwd_status(void *ctx, const void *out)
 {
-    pd_worker *w = h->w;
-    pd_owner o;
-    if (!w->members || pd_members_owner(w->members, p, &o) != PD_OK) {
-        if (try_replicas(h, p, q, user, ulen, qs, hops, today, r) == PD_OK) return;
-        if (w->metrics) PD_INC(w->metrics->forward_errors);
-        resp_error(r, 503, "partition unavailable", "partition %d: owner unknown", (int)p);
-        resp_header(r, "Retry-After", "1");
-        return;
-    }
-    if (strcmp(o.url, w->advertise) == 0) {
-        /* The map names us but we do not own it: rebalance in flight. */
-        if (try_replicas(h, p, q, user, ulen, qs, hops, today, r) == PD_OK) return;
-        resp_error(r, 503, "partition unavailable",
-                   "partition %d: owner map names this worker (%s) but it is not assigned here",
-                   (int)p, o.id);
-        resp_header(r, "Retry-After", "1");
-        return;
-    }
-    char err[256] = "";
-    if (forward_to(h, o.url, user, ulen, qs, hops, 0, r, err, sizeof err) == PD_OK) {
-        /* The owner may itself be restoring (503): then a replica answers. */
-        if (r->status != 503 || try_replicas(h, p, q, user, ulen, qs, hops, today, r) == PD_OK) return;
-        resp_error(r, 503, "partition restoring", "partition %d: owner %s is restoring it and no replica answered",
-                   (int)p, o.id);
-        resp_header(r, "Retry-After", "1");
-        return;
-    }
-    int64_t now = pd_now_ms(), last = atomic_load(&h->last_fwd_log_ms);
-    if (now - last >= 1000 && atomic_compare_exchange_strong(&h->last_fwd_log_ms, &last, now))
-        pd_warn("http: forward of partition %d to %s (%s) failed: %s", (int)p, o.id, o.url, err);
-    if (try_replicas(h, p, q, user, ulen, qs, hops, today, r) == PD_OK) return;
-    /* the owner's URL and the cause go to the log (above, at most once a
-     * second), not to public clients */
-    resp_error(r, 503, "partition unavailable", "partition %d: owner %s unreachable", (int)p, o.id);
-    resp_header(r, "Retry-After", "1");
+    return ((const http_resp *)out)->status;
 }
+
+static const pd_fwd_ops profile_ops = {fwd_local, fwd_error, fwd_relay, fwd_reset, fwd_status};
 
 /* The user id of a path segment into user[PD_MAX_USER_ID]; else a 400 in r. */
 static int decode_user(const char *seg, size_t seglen, char *user, size_t *ulen, http_resp *r)
@@ -730,10 +668,6 @@ static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, 
         long v = strtol(hh, &e, 10);
         hops = (e == hh || v < 0) ? 0 : (int)PD_MIN(v, 1000);
     }
-    if (!internal && hops >= HTTP_MAX_HOPS) {
-        resp_error(r, 508, "forwarding loop", "request already forwarded %d times", hops);
-        return;
-    }
     int64_t today = pd_tz_day(&w->tz, pd_now_ms());
     pd_query q;
     char err[512] = "";
@@ -743,39 +677,12 @@ static void route_profile(pd_http *h, struct mg_connection *c, const char *seg, 
         return;
     }
     today = q.anchor_day; /* at=: the query's own today (decay ages) */
-    if (w->nparts <= 0 || !w->parts) {
-        resp_error(r, 503, "partition unavailable", "input topic partition count not known yet");
-        resp_header(r, "Retry-After", "1");
-        return;
-    }
-    int32_t p = pd_partition_for(user, ulen, w->nparts);
-    pd_partstate *ps = &w->parts[p];
-    if (atomic_load(&ps->owned) && atomic_load(&ps->ready)) {
-        profile_local(h, &q, user, ulen, p, today, 0, r);
-        return;
-    }
-    if (internal) {
-        /* A peer asks. Owners answer above; a replica answers only when the
-         * peer accepts a stale copy; nobody forwards again. */
-        const char *so = mg_get_header(c, "X-Profiled-Stale-Ok");
-        if (so && strcmp(so, "1") == 0 && atomic_load(&ps->replica) && !atomic_load(&ps->restoring) &&
-            atomic_load(&ps->committed) >= 0) {
-            profile_local(h, &q, user, ulen, p, today, 1, r);
-            return;
-        }
-        resp_error(r, 503, "partition unavailable", "partition %d is not %s on %s", (int)p,
-                   atomic_load(&ps->owned) ? "ready" : "owned", w->cfg->id);
-        resp_header(r, "Retry-After", "1");
-        return;
-    }
-    if (atomic_load(&ps->owned)) {
-        /* Restoring here: a copy elsewhere may answer (stale), else 503. */
-        if (try_replicas(h, p, &q, user, ulen, qs, hops, today, r) == PD_OK) return;
-        resp_error(r, 503, "partition restoring", "partition %d is being restored on %s", (int)p, w->cfg->id);
-        resp_header(r, "Retry-After", "1");
-        return;
-    }
-    profile_forward(h, p, &q, user, ulen, qs, hops, today, r);
+    const char *so = mg_get_header(c, "X-Profiled-Stale-Ok");
+    profile_ctx x = {h, &q, user, ulen, today};
+    pd_fwd_req rq = {.ops = &profile_ops, .ctx = &x, .user = user, .ulen = ulen, .suffix = "", .qs = qs,
+                     .internal = internal, .hops = hops, .stale_ok = internal && so && strcmp(so, "1") == 0,
+                     .what = "profile query"};
+    pd_fwd_route(&h->fwd, &rq, r);
 }
 
 /* GET /internal/v1/snapshot/{p}: the partition's state as a snapshot
@@ -1384,6 +1291,7 @@ int pd_http_start(pd_http **out, pd_worker *w, char *err, size_t errlen)
     pd_http *h = pd_calloc(1, sizeof *h);
     h->w = w;
     h->pool = pd_peer_pool_new();
+    pd_fwd_init(&h->fwd, w, h->pool);
     h->erase = pd_erase_api_new(w, h->pool);
     h->score = pd_score_api_new(w, h->pool);
     pd_stash_init(&h->ranges);

@@ -14,9 +14,8 @@
  * owner's status, body and Retry-After. When the owner is unknown,
  * unreachable or restoring, a worker holding a warm copy answers with
  * "stale": true (this one, or a holder asked with X-Profiled-Stale-Ok).
- * This is the routing of the profile query (http.c, profile_forward and
- * try_replicas) for requests that carry a body; it lives here because
- * http.c's copy is tied to the profile answer.
+ * This is the profile query's routing: one mechanism, forward.c, with
+ * this module's answers (answer_local, the error shape) as its callbacks.
  *
  * The prior is the answering worker's: an owner and a replica may score
  * against priors of different ages (each answer names its own).
@@ -29,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "forward.h"
 #include "members.h"
 #include "metrics.h"
 #include "population.h"
@@ -36,19 +36,16 @@
 #include "query.h"
 #include "score.h"
 
-#define SCORE_MAX_HOPS 2
-
 struct pd_score_api {
     pd_worker *w;
-    pd_peer_pool *pool;
-    _Atomic int64_t last_log_ms; /* forward failures: one log line per second */
+    pd_fwd fwd;          /* the routing of per-user requests, on the HTTP server's peer pool */
 };
 
 pd_score_api *pd_score_api_new(pd_worker *w, pd_peer_pool *pool)
 {
     pd_score_api *a = pd_calloc(1, sizeof *a);
     a->w = w;
-    a->pool = pool;
+    pd_fwd_init(&a->fwd, w, pool);
     return a;
 }
 
@@ -128,7 +125,7 @@ static void answer_local(pd_score_api *a, const sc_request *r, const pd_score_ca
         nsd = w->schema->ndims;
     }
     m = pd_score_model_new(w->schema, q, sdims, nsd, qd, rg.n, pv.days + np0, np - np0);
-    if (stale && pd_score_model_cold(m)) {
+    if (stale && !pd_score_model_has_events(m)) {
         /* A replica cannot tell "no such user" from "not replicated yet":
          * never a silent cold start from a copy. */
         answer_error(out, 503, "partition unavailable",
@@ -163,136 +160,65 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
-/* forwarding                                                           */
+/* routing (forward.h)                                                  */
 /* ------------------------------------------------------------------ */
 
-/* Sends the request to url's internal route. PD_OK when a response was
- * relayed into out, else an error with err set (out untouched). */
-static int forward_to(pd_score_api *a, const char *url, const sc_request *r, const pd_score_call *c, int stale_ok,
-                      pd_score_answer *out, char *err, size_t errlen)
+typedef struct {
+    pd_score_api *a;
+    const sc_request *r;
+    const pd_score_call *c;
+} sc_ctx;
+
+static void fwd_local(void *ctx, int32_t p, int stale, void *out)
 {
-    pd_worker *w = a->w;
-    pd_buf pq = {0}, hdrs = {0};
-    pd_peer_resp fr = {0};
-    pd_peer_url u;
-    int rc = pd_peer_url_parse(url, &u);
-    if (rc != PD_OK) {
-        pd_seterr(err, errlen, rc, "unsupported peer URL");
-        goto out;
-    }
-    PD_BUF_LIT(&pq, "/internal/v1/profiles/");
-    pd_pct_encode(&pq, c->user, c->ulen);
-    if (r->rank) {
-        PD_BUF_LIT(&pq, "/rank");
-    } else {
-        PD_BUF_LIT(&pq, "/affinities");
-        if (c->qs && *c->qs) pd_buf_printf(&pq, "?%s", c->qs);
-    }
-    pd_buf_printf(&hdrs, "X-Profiled-Hops: %d\r\nAccept: application/json\r\n", c->hops + 1);
-    const char *tok = pd_config_cluster_token(w->cfg);
-    if (tok) pd_buf_printf(&hdrs, "Authorization: Bearer %s\r\n", tok);
-    if (stale_ok) PD_BUF_LIT(&hdrs, "X-Profiled-Stale-Ok: 1\r\n");
-    pd_peer_req rq = {.path_query = pq.p, .headers = hdrs.p,
-                      .deadline_us = pd_mono_us() + w->cfg->forward_timeout_ms * 1000};
-    if (r->rank) {
-        rq.method = "POST";
-        rq.body = c->body;
-        rq.body_len = c->blen;
-        rq.idempotent = 1; /* ranking only reads */
-    }
-    rc = pd_peer_get(a->pool, &u, &rq, &fr, err, errlen);
-    if (rc == PD_OK && fr.status == 503 && stale_ok)
-        rc = pd_seterr(err, errlen, PD_EAGAIN, "replica at %s has no usable copy", url);
-    if (rc == PD_OK) {
-        if (w->metrics) PD_INC(w->metrics->forwarded);
-        out->status = fr.status;
-        pd_buf_free(&out->body);
-        out->body = fr.body;
-        memset(&fr.body, 0, sizeof fr.body);
-        snprintf(out->retry_after, sizeof out->retry_after, "%s", fr.retry_after);
-    }
-out:
-    if (rc != PD_OK && w->metrics) PD_INC(w->metrics->forward_errors);
-    pd_buf_free(&fr.body);
-    pd_buf_free(&pq);
-    pd_buf_free(&hdrs);
-    return rc;
+    sc_ctx *x = ctx;
+    answer_local(x->a, x->r, x->c, p, stale, out);
 }
 
-/* A warm copy answers (this worker's, else another holder's): PD_OK when
- * answered. */
-static int try_replicas(pd_score_api *a, const sc_request *r, const pd_score_call *c, int32_t p,
-                        pd_score_answer *out)
+static void fwd_error(void *ctx, void *out, int status, const char *error, const char *detail, int retry)
 {
-    pd_worker *w = a->w;
-    pd_partstate *ps = &w->parts[p];
-    if (atomic_load(&ps->replica) && !atomic_load(&ps->restoring) && atomic_load(&ps->committed) >= 0) {
-        answer_local(a, r, c, p, 1, out);
-        return PD_OK;
-    }
-    if (!w->members) return PD_ENOTFOUND;
-    pd_holder hs[8];
-    int n = pd_members_holders(w->members, p, hs, 8);
-    char err[256];
-    for (int i = 0; i < n; i++) {
-        if (strcmp(hs[i].url, w->advertise) == 0) continue;
-        if (forward_to(a, hs[i].url, r, c, 1, out, err, sizeof err) == PD_OK) return PD_OK;
-    }
-    return PD_ENOTFOUND;
+    pd_score_answer *o = out;
+    o->status = status;
+    o->body.len = 0;
+    pd_buf_json_error(&o->body, error, detail);
+    snprintf(o->retry_after, sizeof o->retry_after, "%s", retry ? "1" : "");
 }
+
+static void fwd_relay(void *ctx, void *out, pd_peer_resp *fr)
+{
+    pd_score_answer *o = out;
+    o->status = fr->status;
+    pd_buf_free(&o->body);
+    o->body = fr->body;
+    memset(&fr->body, 0, sizeof fr->body);
+    snprintf(o->retry_after, sizeof o->retry_after, "%s", fr->retry_after);
+}
+
+static void fwd_reset(void *ctx, void *out)
+{
+    pd_score_answer *o = out;
+    o->status = 500;
+    o->body.len = 0;
+    o->retry_after[0] = '\0';
+}
+
+static int fwd_status(void *ctx, const void *out)
+{
+    return ((const pd_score_answer *)out)->status;
+}
+
+static const pd_fwd_ops score_ops = {fwd_local, fwd_error, fwd_relay, fwd_reset, fwd_status};
 
 static void route(pd_score_api *a, const sc_request *r, const pd_score_call *c, pd_score_answer *out)
 {
-    pd_worker *w = a->w;
-    if (!c->internal && c->hops >= SCORE_MAX_HOPS) {
-        answer_error(out, 508, "forwarding loop", "request already forwarded %d times", c->hops);
-        return;
-    }
-    if (w->nparts <= 0 || !w->parts) {
-        answer_error(out, 503, "partition unavailable", "input topic partition count not known yet");
-        return;
-    }
-    int32_t p = pd_partition_for(c->user, c->ulen, w->nparts);
-    pd_partstate *ps = &w->parts[p];
-    if (atomic_load(&ps->owned) && atomic_load(&ps->ready)) {
-        answer_local(a, r, c, p, 0, out);
-        return;
-    }
-    if (c->internal) {
-        if (c->stale_ok && atomic_load(&ps->replica) && !atomic_load(&ps->restoring) &&
-            atomic_load(&ps->committed) >= 0) {
-            answer_local(a, r, c, p, 1, out);
-            return;
-        }
-        answer_error(out, 503, "partition unavailable", "partition %d is not %s on %s", (int)p,
-                     atomic_load(&ps->owned) ? "ready" : "owned", w->cfg->id);
-        return;
-    }
-    if (atomic_load(&ps->owned)) {
-        if (try_replicas(a, r, c, p, out) == PD_OK) return;
-        answer_error(out, 503, "partition restoring", "partition %d is being restored on %s", (int)p, w->cfg->id);
-        return;
-    }
-    pd_owner o;
-    if (!w->members || pd_members_owner(w->members, p, &o) != PD_OK || strcmp(o.url, w->advertise) == 0) {
-        if (try_replicas(a, r, c, p, out) == PD_OK) return;
-        answer_error(out, 503, "partition unavailable", "partition %d: owner unknown", (int)p);
-        return;
-    }
-    char err[256] = "";
-    if (forward_to(a, o.url, r, c, 0, out, err, sizeof err) == PD_OK) {
-        /* the owner may itself be restoring (503): then a replica answers */
-        if (out->status != 503 || try_replicas(a, r, c, p, out) == PD_OK) return;
-        answer_error(out, 503, "partition restoring",
-                     "partition %d: owner %s is restoring it and no replica answered", (int)p, o.id);
-        return;
-    }
-    int64_t now = pd_now_ms(), last = atomic_load(&a->last_log_ms);
-    if (now - last >= 1000 && atomic_compare_exchange_strong(&a->last_log_ms, &last, now))
-        pd_warn("http: forward of a scoring request of partition %d to %s (%s) failed: %s", (int)p, o.id, o.url,
-                err);
-    if (try_replicas(a, r, c, p, out) == PD_OK) return;
-    answer_error(out, 503, "partition unavailable", "partition %d: owner %s unreachable", (int)p, o.id);
+    sc_ctx x = {a, r, c};
+    pd_fwd_req rq = {.ops = &score_ops, .ctx = &x, .user = c->user, .ulen = c->ulen,
+                     .suffix = r->rank ? "/rank" : "/affinities", .qs = r->rank ? NULL : c->qs,
+                     .method = r->rank ? "POST" : NULL, .body = r->rank ? c->body : NULL,
+                     .blen = r->rank ? c->blen : 0, .idempotent = r->rank, /* ranking only reads */
+                     .internal = c->internal, .hops = c->hops, .stale_ok = c->stale_ok,
+                     .what = "scoring request"};
+    pd_fwd_route(&a->fwd, &rq, out);
 }
 
 /* ------------------------------------------------------------------ */

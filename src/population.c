@@ -67,6 +67,7 @@
 #include "metrics.h"
 #include "peer.h"
 #include "quarantine.h"
+#include "score.h"
 #include "store.h"
 #include "util.h"
 
@@ -659,19 +660,14 @@ static void answer_error(pd_population_answer *a, int status, const char *error,
     pd_buf_json_error(&a->body, error, detail);
 }
 
-/* The prior fields of an answer: ,"prior":{...} */
+/* The prior fields of an answer: ,"prior":{...} (score.h's shape, as in
+ * rank and affinities answers). */
 static void put_prior(pd_buf *b, const pd_population_view *v)
 {
-    PD_BUF_LIT(b, ",\"prior\":{\"age_s\":");
-    if (v->age_s < 0) PD_BUF_LIT(b, "null");
-    else pd_buf_put_double(b, (double)(int64_t)(v->age_s * 1000.0 + 0.5) / 1000.0, 0);
-    PD_BUF_LIT(b, ",\"partitions_covered\":");
-    pd_buf_put_i64(b, v->parts_covered);
-    PD_BUF_LIT(b, ",\"partitions_total\":");
-    pd_buf_put_i64(b, v->parts_total);
-    PD_BUF_LIT(b, ",\"complete\":");
-    if (v->parts_total > 0 && v->parts_covered == v->parts_total) PD_BUF_LIT(b, "true}");
-    else PD_BUF_LIT(b, "false}");
+    pd_score_prior pr = {.age_s = v->age_s, .parts_covered = v->parts_covered, .parts_total = v->parts_total,
+                         .ndays = v->ndays};
+    pd_buf_putc(b, ',');
+    pd_score_put_prior(b, &pr);
 }
 
 void pd_population_http(pd_worker *w, const char *qs, int internal, pd_population_answer *a)

@@ -156,7 +156,6 @@ int main(int argc, char **argv)
      * threads. */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_ARENA_MAX, 4);
-    pd_score_init(); /* cJSON's hooks, before any thread uses cJSON */
     memset(&w, 0, sizeof w);
     pd_config_init(&cfg);
     for (int i = 1; i < argc; i++) {

@@ -696,6 +696,20 @@ static double qry_cancel(double v, double mag, int *approx)
     return 0;
 }
 
+double pd_query_cancel(double v, double mag, int *approx)
+{
+    return qry_cancel(v, mag, approx);
+}
+
+int pd_query_type_coefs(const pd_query *q, const pd_schema *s, double *c_all, double *c_sub)
+{
+    int signals = q->has_types || q->has_weights;
+    /* weighted = w_rest * (all - sum of tracked) + sum w_t * tracked(t) */
+    *c_all = signals ? q->w_rest : 1;
+    for (int t = 0; t < s->ntracked; t++) c_sub[t] = signals ? q->w_tracked[t] - q->w_rest : 0;
+    return signals;
+}
+
 /* Merges the catsets of days[0..ndays) weighted by w[d] (days with
  * weight 0 are skipped) and, per type track, by the sources' coefficients
  * (c->c_all, c->c_sub). dim < 0: event types (a sub-profile counts its
@@ -1145,15 +1159,10 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
     for (int d = 0; d < ndays; d++) w[d] = qry_weight(q, today, days[d].day);
     qry_ctx c = {.weighted = q->decay != PD_DECAY_NONE || q->has_weights, .out = out, .s = s,
                  .signals = q->has_types || q->has_weights, .c_all = 1, .mm_all = 1};
-    if (c.signals) {
-        /* weighted = w_rest * (all - sum of tracked) + sum w_t * tracked(t) */
-        c.c_all = q->w_rest;
+    if (pd_query_type_coefs(q, s, &c.c_all, c.c_sub)) {
         c.mm_all = q->w_rest > 0;
         have_ts = 0;
-        for (int t = 0; t < s->ntracked; t++) {
-            c.c_sub[t] = q->w_tracked[t] - q->w_rest;
-            c.mm_sub[t] = q->w_tracked[t] > 0;
-        }
+        for (int t = 0; t < s->ntracked; t++) c.mm_sub[t] = q->w_tracked[t] > 0;
         for (int d = 0; d < ndays; d++) { /* the time range of the events that count */
             const pd_profile *p = days[d].prof;
             for (int t = -1; t < s->ntracked; t++) {

@@ -33,7 +33,11 @@
  * scoring dimension into an open-addressing table keyed by the values'
  * XXH3-64 (catsets keep each value's hash) -- borrowed value bytes, no
  * copies -- so a candidate costs one probe per table and dimension
- * however many days the range has.
+ * however many days the range has. pd_score_items memoises each (dimension,
+ * value)'s contribution on the value's entry (candidates repeat makes,
+ * colours, buckets): kept by the measured-or-gone rule, in-process on a
+ * 100-candidate body, 20 dimensions, render (score + sort + print)
+ * 161-318 us before, 95-113 us with it (docs/BENCHMARKS.md, "Issue 20").
  *
  * Candidates. Attributes are found as in events (event.c): for each
  * dimension the schema's paths are tried in order and the first present,
@@ -44,9 +48,18 @@
  * tried ("flat" candidates: {"id":"a","make":"bmw"}). A top-level
  * attribute container ("item", "filters") that is neither an object nor
  * null is a 400 naming the item's index, like an event's
- * bad_attr_container. The body is parsed with cJSON (first member wins on
- * repeated keys, like the event dialect; numbers of more than 63
- * characters are cJSON's limit).
+ * bad_attr_container.
+ *
+ * The body's JSON is the event dialect (event.h, docs/data-model.md
+ * "Event JSON"): one scanner, event.c's, reads both (pd_json_doc), so a
+ * body is refused exactly when an event would be invalid_json or
+ * invalid_utf8 (strict RFC 8259, UTF-8 without BOM, at most 64 nested
+ * arrays/objects); the first member of a repeated key counts everywhere;
+ * \u0000 is a NUL byte kept inside the string (an id echoes it, a value
+ * with it is another value than without); a number beyond the double
+ * range reads as +-inf, which every field refuses and makes an attribute
+ * invalid. The scanner's tape is per thread and reused: parsing allocates
+ * the request's few arrays and its one text buffer, nothing per value.
  *
  * Numbers are printed by pd_fmt_double (util.h) unrounded: a score reads
  * back as the double computed here.
@@ -59,7 +72,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
 #include <xxhash.h>
 
 #include "catset.h"
@@ -69,104 +81,51 @@
 #define SC_TWO_POW_53 9007199254740992.0
 
 /* ------------------------------------------------------------------ */
-/* the body's allocations                                               */
-/* ------------------------------------------------------------------ */
-
-/* cJSON allocates every node and string of a parsed body separately (a
- * 100-candidate body: ~4,500 mallocs and as many frees, a quarter of a
- * worker's CPU per rank request). With pd_score_init's hooks, a body is
- * parsed into a per-request arena instead: blocks of at least SC_BLOCK
- * bytes, owned by the request and freed whole by pd_score_req_free (the
- * tree is never cJSON_Delete'd). The hooks are process-wide (cJSON has no
- * other kind) but act only on the thread parsing a body (a thread-local
- * flag): every other use of cJSON mallocs and frees as before.
- * Kept by the measured-or-gone rule: `make bench` step rank, 100
- * candidates (docs/BENCHMARKS.md, "Issue 20"), worker CPU per request
- * 1,271-1,546 us before the arena, 749-805 us with it (three interleaved
- * triples); throughput 0.06-0.08x -> 0.12x of the plain query. */
-#define SC_BLOCK (64 * 1024)
-
-typedef struct sc_block {
-    struct sc_block *next;
-    size_t used, cap;
-    max_align_t data[];
-} sc_block;
-
-static _Thread_local sc_block *sc_cur; /* the arena being filled; NULL: hooks pass through */
-static int sc_hooked;
-
-static void *sc_malloc(size_t n)
-{
-    if (!sc_cur) return malloc(n);
-    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    if (sc_cur->used + n > sc_cur->cap) {
-        size_t cap = n > SC_BLOCK ? n : SC_BLOCK;
-        sc_block *b = malloc(sizeof *b + cap);
-        if (!b) return NULL;
-        b->next = sc_cur;
-        b->used = 0;
-        b->cap = cap;
-        sc_cur = b;
-    }
-    void *p = (char *)sc_cur->data + sc_cur->used;
-    sc_cur->used += n;
-    return p;
-}
-
-static void sc_free_hook(void *p)
-{
-    if (!sc_cur) free(p); /* in an arena: freed with it */
-}
-
-void pd_score_init(void)
-{
-    cJSON_Hooks h = {.malloc_fn = sc_malloc, .free_fn = sc_free_hook};
-    cJSON_InitHooks(&h);
-    sc_hooked = 1;
-}
-
-static void arena_free(void *a)
-{
-    for (sc_block *b = a; b;) {
-        sc_block *n = b->next;
-        free(b);
-        b = n;
-    }
-}
-
-/* ------------------------------------------------------------------ */
 /* request parsing                                                      */
 /* ------------------------------------------------------------------ */
 
-static int is_obj(const cJSON *j) { return j && cJSON_IsObject(j); }
-static int is_null(const cJSON *j) { return !j || cJSON_IsNull(j); }
+/* The body is read with event.c's scanner (pd_json_doc: the event
+ * dialect, validated whole, one token per value in the thread's reusable
+ * tape; nothing allocated per value). Token indexes are longs here, -1
+ * meaning absent. Every string kept from the body (ids, categorical
+ * values) is copied into the request's one text buffer r->text: a pointer
+ * from pd_json_str lives only until the next one. */
 
-/* First member named k (cJSON's lookup returns the first). */
-static const cJSON *member(const cJSON *o, const char *k)
+static int is_obj(const pd_json_doc *d, long v) { return v >= 0 && pd_json_kind(d, (uint32_t)v) == PD_JTOK_OBJ; }
+static int is_null(const pd_json_doc *d, long v) { return v < 0 || pd_json_kind(d, (uint32_t)v) == PD_JTOK_NULL; }
+static int kind_of(const pd_json_doc *d, long v) { return v < 0 ? -1 : pd_json_kind(d, (uint32_t)v); }
+
+/* The value of the first member named k of object o (-1: none). */
+static long member(const pd_json_doc *d, long o, const char *k)
 {
-    return cJSON_GetObjectItemCaseSensitive(o, k);
+    return pd_json_get(d, (uint32_t)o, k);
 }
 
-/* A categorical value's text by the event rules, into the request's
- * arena when it is not a string of the tree. Returns the attribute kind. */
-static pd_attr_kind cat_text(const cJSON *v, pd_buf *text, pd_attr *a, size_t *off)
+/* A categorical value's text by the event rules, appended to text at
+ * *off (SIZE_MAX: a static text). Returns the attribute kind. */
+static pd_attr_kind cat_text(const pd_json_doc *d, long v, pd_buf *text, pd_attr *a, size_t *off)
 {
     *off = SIZE_MAX;
-    if (cJSON_IsString(v) && v->valuestring) {
-        size_t n = strlen(v->valuestring);
-        if (n == 0 || n > PD_MAX_CAT_VALUE || !pd_utf8_valid(v->valuestring, n)) return PD_ATTR_BAD;
-        a->s = v->valuestring;
+    switch (kind_of(d, v)) {
+    case PD_JTOK_STR: {
+        size_t n;
+        const char *s = pd_json_str(d, (uint32_t)v, &n); /* UTF-8 (event.h) */
+        if (n == 0 || n > PD_MAX_CAT_VALUE) return PD_ATTR_BAD;
+        *off = text->len;
+        pd_buf_append(text, s, n);
+        a->s = NULL;
         a->len = (uint32_t)n;
         return PD_ATTR_STR;
     }
-    if (cJSON_IsBool(v)) {
-        int t = cJSON_IsTrue(v);
+    case PD_JTOK_TRUE:
+    case PD_JTOK_FALSE: {
+        int t = kind_of(d, v) == PD_JTOK_TRUE;
         a->s = t ? "true" : "false";
         a->len = t ? 4 : 5;
         return PD_ATTR_STR;
     }
-    if (cJSON_IsNumber(v)) {
-        double x = v->valuedouble;
+    case PD_JTOK_NUM: {
+        double x = pd_json_num(d, (uint32_t)v);
         char t[40];
         int n;
         if (!isfinite(x)) return PD_ATTR_BAD;
@@ -179,31 +138,33 @@ static pd_attr_kind cat_text(const cJSON *v, pd_buf *text, pd_attr *a, size_t *o
         a->len = (uint32_t)n;
         return PD_ATTR_STR;
     }
-    return PD_ATTR_BAD;
+    default:
+        return PD_ATTR_BAD;
+    }
 }
 
-static void decide(const cJSON *v, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off);
+static void decide(const pd_json_doc *d, long v, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off);
 
 /* Resolves schema dimension dim of candidate it into *a (see the design
- * comment). *off: arena offset of the text, or SIZE_MAX. */
-static void resolve(const cJSON *it, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off)
+ * comment). *off: offset of the text in r->text, or SIZE_MAX. */
+static void resolve(const pd_json_doc *d, long it, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off)
 {
-    const cJSON *v = NULL;
+    long v = -1;
     int bad = 0;
     *off = SIZE_MAX;
     memset(a, 0, sizeof *a);
-    for (int p = 0; p < dim->npaths && !v && !bad; p++) {
+    for (int p = 0; p < dim->npaths && v < 0 && !bad; p++) {
         const pd_path *path = &dim->paths[p];
-        const cJSON *cur = it;
+        long cur = it;
         for (int k = 0; k < path->depth; k++) {
-            if (!is_obj(cur)) {
+            if (!is_obj(d, cur)) {
                 bad = k > 1; /* top-level containers are checked per item */
-                cur = NULL;
+                cur = -1;
                 break;
             }
-            cur = member(cur, path->seg[k]);
-            if (is_null(cur)) {
-                cur = NULL;
+            cur = member(d, cur, path->seg[k]);
+            if (is_null(d, cur)) {
+                cur = -1;
                 break;
             }
         }
@@ -213,31 +174,36 @@ static void resolve(const cJSON *it, const pd_dim *dim, pd_buf *text, pd_attr *a
         a->kind = PD_ATTR_BAD;
         return;
     }
-    if (!v && strcmp(dim->name, "id") != 0) {
-        v = member(it, dim->name);
-        if (is_null(v)) v = NULL;
+    if (v < 0 && strcmp(dim->name, "id") != 0) {
+        v = member(d, it, dim->name);
+        if (is_null(d, v)) v = -1;
     }
-    decide(v, dim, text, a, off);
+    decide(d, v, dim, text, a, off);
 }
 
 /* The candidates' attribute lookup, per request: one pass over each
- * object's members finds every scoring dimension's value (a hash probe per
- * member) instead of one strcmp scan per dimension and path, which cost
- * most of a 100-candidate body's parse. Same result as resolve(): the
- * first member with a key counts (also when it is null), a path's
- * container must be present and non-null; dimensions with a path deeper
- * than two go through resolve(). */
+ * object's members finds every scoring dimension's value and the
+ * attribute containers (a hash probe per member) instead of one lookup
+ * per dimension and path. Same result as resolve(): the first member with
+ * a key counts (also when it is null), a path's container must be present
+ * and non-null; dimensions with a path deeper than two go through
+ * resolve(). */
 #define SC_MAX_CTR 8
+#define SC_KEY_CTR (-2)   /* sc_key.p of a container name: j is its index */
 typedef struct {
     uint64_t h;           /* XXH3-64 of the member name; 0 with name NULL: empty */
     const char *name;     /* borrowed from the schema */
+    uint32_t len;
     int ctr;              /* -1: top level, else the container's index */
-    int j, p;             /* scoring dimension; path index, or -1: the flat name */
+    int j, p;             /* scoring dimension; path index, -1: the flat name, SC_KEY_CTR */
 } sc_key;
 
 typedef struct {
     int nctr;
-    const char *ctr[SC_MAX_CTR];   /* containers: first segments of depth-2 paths */
+    const char *ctr[SC_MAX_CTR];   /* containers: first segments of the schema's paths of depth >= 2 */
+    int nextra;                    /* containers beyond SC_MAX_CTR: checked by member() */
+    const char *extra[PD_MAX_DIMS * PD_MAX_PATHS];
+    int8_t pctr[PD_MAX_DIMS][PD_MAX_PATHS]; /* scoring dimension j's path p of depth 2: its container */
     sc_key *keys;
     size_t cap;                    /* power of 2 */
     int slow[PD_MAX_DIMS];         /* dimension j resolved by resolve() */
@@ -250,137 +216,230 @@ static uint64_t key_hash(const char *name, size_t n, int ctr)
 
 static void index_add(sc_index *x, const char *name, int ctr, int j, int p)
 {
-    uint64_t h = key_hash(name, strlen(name), ctr);
+    size_t n = strlen(name);
+    uint64_t h = key_hash(name, n, ctr);
     size_t i = (size_t)h & (x->cap - 1);
     while (x->keys[i].name) i = (i + 1) & (x->cap - 1);
-    x->keys[i] = (sc_key){h, name, ctr, j, p};
+    x->keys[i] = (sc_key){h, name, (uint32_t)n, ctr, j, p};
+}
+
+static int ctr_index(const sc_index *x, const char *name)
+{
+    for (int k = 0; k < x->nctr; k++)
+        if (strcmp(x->ctr[k], name) == 0) return k;
+    return -1;
 }
 
 static void index_build(sc_index *x, const pd_schema *s, const int *sdims, int nsd)
 {
     memset(x, 0, sizeof *x);
+    /* every schema container name, once: an item's containers are checked
+     * whether or not a scoring dimension reads them, as in events */
+    for (int d = 0; d < s->ndims; d++)
+        for (int p = 0; p < s->dims[d].npaths; p++) {
+            const char *c = s->dims[d].paths[p].seg[0];
+            if (s->dims[d].paths[p].depth < 2 || ctr_index(x, c) >= 0) continue;
+            int e = 0;
+            while (e < x->nextra && strcmp(x->extra[e], c) != 0) e++;
+            if (e < x->nextra) continue;
+            if (x->nctr < SC_MAX_CTR) x->ctr[x->nctr++] = c;
+            else x->extra[x->nextra++] = c;
+        }
     x->cap = 16;
-    while (x->cap < (size_t)nsd * (PD_MAX_PATHS + 1) * 2) x->cap <<= 1;
+    while (x->cap < ((size_t)nsd * (PD_MAX_PATHS + 1) + SC_MAX_CTR) * 2) x->cap <<= 1;
     x->keys = pd_calloc(x->cap, sizeof *x->keys);
     for (int j = 0; j < nsd; j++) {
         const pd_dim *dim = &s->dims[sdims[j]];
         for (int p = 0; p < dim->npaths; p++) {
             const pd_path *path = &dim->paths[p];
-            if (path->depth > 2) x->slow[j] = 1;
-            if (path->depth != 2) continue;
-            int k;
-            for (k = 0; k < x->nctr; k++)
-                if (strcmp(x->ctr[k], path->seg[0]) == 0) break;
-            if (k == x->nctr) {
-                if (x->nctr == SC_MAX_CTR) {
-                    x->slow[j] = 1;
-                    continue;
-                }
-                x->ctr[x->nctr++] = path->seg[0];
-            }
+            x->pctr[j][p] = (int8_t)(path->depth == 2 ? ctr_index(x, path->seg[0]) : -1);
+            if (path->depth > 2 || (path->depth == 2 && x->pctr[j][p] < 0)) x->slow[j] = 1;
         }
         if (x->slow[j]) continue;
         for (int p = 0; p < dim->npaths; p++) {
             const pd_path *path = &dim->paths[p];
-            if (path->depth == 1) {
-                index_add(x, path->seg[0], -1, j, p);
-            } else {
-                int k = 0;
-                while (strcmp(x->ctr[k], path->seg[0]) != 0) k++;
-                index_add(x, path->seg[1], k, j, p);
-            }
+            if (path->depth == 1) index_add(x, path->seg[0], -1, j, p);
+            else index_add(x, path->seg[1], x->pctr[j][p], j, p);
         }
         if (strcmp(dim->name, "id") != 0) index_add(x, dim->name, -1, j, -1);
     }
+    for (int k = 0; k < x->nctr; k++) index_add(x, x->ctr[k], -1, k, SC_KEY_CTR);
 }
 
-/* One member ch of the top level (ctr -1) or of container ctr: the first
- * member of a key is the value of every (dimension, path) naming it. */
-static void index_visit(const sc_index *x, int ctr, const cJSON *ch, const cJSON **node, const cJSON **flat)
+/* One member (key token kt) of the top level (ctr -1) or of container
+ * ctr: the first member of a name is the value of every (dimension, path)
+ * naming it, and of the container of that name. */
+static void index_visit(const sc_index *x, int ctr, const pd_json_doc *d, uint32_t kt, long *node, long *flat,
+                        long *ctrnode)
 {
-    if (!ch->string) return;
-    size_t n = strlen(ch->string);
-    uint64_t h = key_hash(ch->string, n, ctr);
+    size_t n;
+    const char *name = pd_json_str(d, kt, &n);
+    uint64_t h = key_hash(name, n, ctr);
     for (size_t i = (size_t)h & (x->cap - 1); x->keys[i].name; i = (i + 1) & (x->cap - 1)) {
         const sc_key *e = &x->keys[i];
-        if (e->h != h || e->ctr != ctr || strcmp(e->name, ch->string) != 0) continue;
-        const cJSON **slot = e->p < 0 ? &flat[e->j] : &node[e->j * PD_MAX_PATHS + e->p];
-        if (!*slot) *slot = ch;
+        if (e->h != h || e->ctr != ctr || e->len != n || memcmp(e->name, name, n) != 0) continue;
+        long *slot = e->p == SC_KEY_CTR ? &ctrnode[e->j] : e->p < 0 ? &flat[e->j] : &node[e->j * PD_MAX_PATHS + e->p];
+        if (*slot < 0) *slot = (long)kt + 1;
     }
 }
 
-/* The value node of scoring dimension j by the index (NULL: none present). */
-static const cJSON *index_value(const sc_index *x, const pd_dim *dim, int j, const cJSON *const *ctrnode,
-                                const cJSON **node, const cJSON **flat)
+/* The value token of scoring dimension j by the index (-1: none present). */
+static long index_value(const sc_index *x, const pd_json_doc *d, const pd_dim *dim, int j, const long *ctrnode,
+                        const long *node, const long *flat)
 {
     for (int p = 0; p < dim->npaths; p++) {
-        const pd_path *path = &dim->paths[p];
-        if (path->depth == 2) {
-            int k = 0;
-            while (strcmp(x->ctr[k], path->seg[0]) != 0) k++;
-            if (is_null(ctrnode[k])) continue; /* absent or null container; others were refused */
-        }
-        const cJSON *v = node[j * PD_MAX_PATHS + p];
-        if (!is_null(v)) return v;
+        if (dim->paths[p].depth == 2 && is_null(d, ctrnode[x->pctr[j][p]]))
+            continue; /* absent or null container; others were refused */
+        long v = node[j * PD_MAX_PATHS + p];
+        if (!is_null(d, v)) return v;
     }
-    return is_null(flat[j]) ? NULL : flat[j];
+    return is_null(d, flat[j]) ? -1 : flat[j];
 }
 
-/* Decides attribute a of dimension dim from its value node v (NULL:
+/* Decides attribute a of dimension dim from its value token v (-1:
  * absent), by the event type rules. */
-static void decide(const cJSON *v, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off)
+static void decide(const pd_json_doc *d, long v, const pd_dim *dim, pd_buf *text, pd_attr *a, size_t *off)
 {
     *off = SIZE_MAX;
     memset(a, 0, sizeof *a);
-    if (!v) {
+    if (v < 0) {
         a->kind = PD_ATTR_ABSENT;
         return;
     }
     if (dim->type == PD_DIM_NUMERIC) {
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+        double x = kind_of(d, v) == PD_JTOK_NUM ? pd_json_num(d, (uint32_t)v) : NAN;
+        if (!isfinite(x)) {
             a->kind = PD_ATTR_BAD;
             return;
         }
         a->kind = PD_ATTR_NUM;
-        a->num = v->valuedouble;
+        a->num = x;
         return;
     }
-    a->kind = cat_text(v, text, a, off);
+    a->kind = cat_text(d, v, text, a, off);
 }
 
-/* Appends "name=<pct-encoded value>&" of a string field to qs. */
-static int range_field(const cJSON *root, const char *name, pd_buf *qs, char *err, size_t errlen)
-{
-    const cJSON *v = member(root, name);
-    if (!v) return PD_OK;
-    if (!cJSON_IsString(v) || !v->valuestring)
-        return pd_seterr(err, errlen, PD_EINVAL, "field '%s': expected a string", name);
-    pd_buf_puts(qs, name);
-    pd_buf_putc(qs, '=');
-    pd_pct_encode(qs, v->valuestring, strlen(v->valuestring));
-    pd_buf_putc(qs, '&');
-    return PD_OK;
-}
-
-/* A dimension name of the request (bounded, printable) for messages. */
-static void shown(const char *s, char *out, size_t cap)
+/* A name from the request (bounded, printable: other bytes as '?') for
+ * messages. */
+static void shown(const char *s, size_t n, char *out, size_t cap)
 {
     size_t k = 0;
-    for (; s[k] && k + 4 < cap && k < 64; k++) {
+    for (; k < n && k + 4 < cap && k < 64; k++) {
         unsigned char c = (unsigned char)s[k];
         out[k] = c >= 0x20 && c < 0x7f && c != '\'' ? (char)c : '?';
     }
     out[k] = '\0';
-    if (s[k]) snprintf(out + k, cap - k, "...");
+    if (k < n) snprintf(out + k, cap - k, "...");
+}
+
+/* Appends "name=<pct-encoded value>&" of a string field to qs. */
+static int range_field(const pd_json_doc *d, const char *name, pd_buf *qs, char *err, size_t errlen)
+{
+    long v = member(d, 0, name);
+    if (v < 0) return PD_OK;
+    if (kind_of(d, v) != PD_JTOK_STR)
+        return pd_seterr(err, errlen, PD_EINVAL, "field '%s': expected a string", name);
+    size_t n;
+    const char *s = pd_json_str(d, (uint32_t)v, &n);
+    pd_buf_puts(qs, name);
+    pd_buf_putc(qs, '=');
+    pd_pct_encode(qs, s, n);
+    pd_buf_putc(qs, '&');
+    return PD_OK;
+}
+
+/* types: ["park","contact"] (or "park,contact") -> "types=park,contact&"
+ * for the profile query's parser, which checks the names. */
+static int types_field(const pd_json_doc *d, pd_buf *qs, char *err, size_t errlen)
+{
+    long v = member(d, 0, "types");
+    if (v < 0) return PD_OK;
+    PD_BUF_LIT(qs, "types=");
+    if (kind_of(d, v) == PD_JTOK_STR) {
+        size_t n;
+        const char *s = pd_json_str(d, (uint32_t)v, &n);
+        pd_pct_encode(qs, s, n);
+    } else if (kind_of(d, v) == PD_JTOK_ARR) {
+        int first = 1;
+        for (uint32_t e = (uint32_t)v + 1; e < pd_json_end(d, (uint32_t)v); e = pd_json_end(d, e)) {
+            size_t n;
+            const char *s = pd_json_kind(d, e) == PD_JTOK_STR ? pd_json_str(d, e, &n) : NULL;
+            if (!s || memchr(s, ',', n))
+                return pd_seterr(err, errlen, PD_EINVAL, "field 'types': expected an array of event type names");
+            if (!first) pd_buf_putc(qs, ',');
+            first = 0;
+            pd_pct_encode(qs, s, n);
+        }
+    } else {
+        return pd_seterr(err, errlen, PD_EINVAL, "field 'types': expected an array of event type names");
+    }
+    pd_buf_putc(qs, '&');
+    return PD_OK;
+}
+
+/* weights: {"view":1,"park":3,"*":0.5} (or "view:1,park:3,*:0.5") ->
+ * "weights=view:1,park:3,*:0.5&" for the profile query's parser (the
+ * first member of a repeated type counts, as everywhere in the body). */
+static int weights_field(const pd_json_doc *d, pd_buf *qs, char *err, size_t errlen)
+{
+    long v = member(d, 0, "weights");
+    if (v < 0) return PD_OK;
+    PD_BUF_LIT(qs, "weights=");
+    if (kind_of(d, v) == PD_JTOK_STR) {
+        size_t n;
+        const char *s = pd_json_str(d, (uint32_t)v, &n);
+        pd_pct_encode(qs, s, n);
+    } else if (kind_of(d, v) == PD_JTOK_OBJ) {
+        int first = 1, rc = PD_OK;
+        pd_buf seen = {0};
+        uint32_t end = pd_json_end(d, (uint32_t)v);
+        for (uint32_t k = (uint32_t)v + 1; k < end && rc == PD_OK; k = pd_json_end(d, k)) {
+            char t[80];
+            size_t n;
+            const char *s = pd_json_str(d, k, &n);
+            shown(s, n, t, sizeof t);
+            if (n == 0 || memchr(s, ',', n) || memchr(s, ':', n)) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "field 'weights': '%s' is not an event type name", t);
+                break;
+            }
+            double w = pd_json_kind(d, k + 1) == PD_JTOK_NUM ? pd_json_num(d, k + 1) : NAN;
+            if (!isfinite(w) || w < 0 || w > 1e9) {
+                rc = pd_seterr(err, errlen, PD_EINVAL,
+                               "field 'weights': weight of '%s' must be a number from 0 to 1e9", t);
+                break;
+            }
+            s = pd_json_str(d, k, &n); /* pd_json_num may have reused the scratch */
+            int dup = 0; /* the first member of a name counts: seen holds (length, bytes) of the earlier ones */
+            for (size_t o = 0; o < seen.len && !dup;) {
+                uint32_t xn;
+                memcpy(&xn, seen.p + o, sizeof xn);
+                dup = xn == n && memcmp(seen.p + o + sizeof xn, s, n) == 0;
+                o += sizeof xn + xn;
+            }
+            if (dup) continue;
+            uint32_t n32 = (uint32_t)n;
+            pd_buf_append(&seen, (const char *)&n32, sizeof n32);
+            pd_buf_append(&seen, s, n);
+            if (!first) pd_buf_putc(qs, ',');
+            first = 0;
+            pd_pct_encode(qs, s, n);
+            pd_buf_printf(qs, ":%.17g", w);
+        }
+        pd_buf_free(&seen);
+        if (rc != PD_OK) return rc;
+    } else {
+        return pd_seterr(err, errlen, PD_EINVAL, "field 'weights': expected an object {event type: weight}");
+    }
+    pd_buf_putc(qs, '&');
+    return PD_OK;
 }
 
 static int add_dim(pd_score_req *r, const pd_schema *s, const char *name, size_t n, char *err, size_t errlen)
 {
     int idx = pd_schema_find(s, name, n);
     if (idx < 0) {
-        char t[80], tmp[80];
-        snprintf(tmp, sizeof tmp, "%.*s", (int)PD_MIN(n, 70), name);
-        shown(tmp, t, sizeof t);
+        char t[80];
+        shown(name, n, t, sizeof t);
         return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': unknown dimension '%s'", t);
     }
     for (int j = 0; j < r->nsd; j++)
@@ -390,14 +449,15 @@ static int add_dim(pd_score_req *r, const pd_schema *s, const char *name, size_t
     return PD_OK;
 }
 
-static int parse_dims(pd_score_req *r, const cJSON *v, const pd_schema *s, char *err, size_t errlen)
+static int parse_dims(pd_score_req *r, const pd_json_doc *d, long v, const pd_schema *s, char *err, size_t errlen)
 {
-    if (cJSON_IsString(v) && v->valuestring) { /* "make,color" as in the query string */
-        const char *p = v->valuestring;
-        if (!*p) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty list");
+    if (kind_of(d, v) == PD_JTOK_STR) { /* "make,color" as in the query string */
+        size_t len;
+        const char *p = pd_json_str(d, (uint32_t)v, &len), *end = p + len;
+        if (!len) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty list");
         for (;;) {
-            const char *c = strchr(p, ',');
-            size_t n = c ? (size_t)(c - p) : strlen(p);
+            const char *c = memchr(p, ',', (size_t)(end - p));
+            size_t n = c ? (size_t)(c - p) : (size_t)(end - p);
             if (n == 0) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty dimension name");
             int rc = add_dim(r, s, p, n, err, errlen);
             if (rc) return rc;
@@ -406,13 +466,16 @@ static int parse_dims(pd_score_req *r, const cJSON *v, const pd_schema *s, char 
         }
         return PD_OK;
     }
-    if (!cJSON_IsArray(v))
+    if (kind_of(d, v) != PD_JTOK_ARR)
         return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': expected an array of dimension names");
-    if (!v->child) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty list");
-    for (const cJSON *e = v->child; e; e = e->next) {
-        if (!cJSON_IsString(e) || !e->valuestring)
+    uint32_t end = pd_json_end(d, (uint32_t)v);
+    if ((uint32_t)v + 1 == end) return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': empty list");
+    for (uint32_t e = (uint32_t)v + 1; e < end; e = pd_json_end(d, e)) {
+        if (pd_json_kind(d, e) != PD_JTOK_STR)
             return pd_seterr(err, errlen, PD_EINVAL, "field 'dims': expected an array of dimension names");
-        int rc = add_dim(r, s, e->valuestring, strlen(e->valuestring), err, errlen);
+        size_t n;
+        const char *name = pd_json_str(d, e, &n);
+        int rc = add_dim(r, s, name, n, err, errlen);
         if (rc) return rc;
     }
     return PD_OK;
@@ -421,142 +484,134 @@ static int parse_dims(pd_score_req *r, const cJSON *v, const pd_schema *s, char 
 static const char *const rank_fields[] = {"items", "days", "from", "to", "decay", "at", "dims",
                                           "dim_weights", "alpha", "explain", "types", "weights"};
 
-int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_schema *s, int64_t today,
-                        int64_t retention_days, int max_items, char *err, size_t errlen)
+/* The request's fields but items: range, decay, at, types, weights (the
+ * profile query's parser and rules), dims, dim_weights, alpha, explain. */
+static int parse_params(pd_score_req *r, const pd_json_doc *d, const pd_schema *s, int64_t today,
+                        int64_t retention_days, char *err, size_t errlen)
 {
-    int rc = PD_OK;
     pd_buf qs = {0};
-    uint32_t *idoff = NULL;
-    size_t *aoff = NULL;
-    sc_index ix = {0};
-    const cJSON **node = NULL, **flat = NULL;
-    memset(r, 0, sizeof *r);
-    cJSON *root;
-    if (sc_hooked) {
-        sc_block *b = pd_malloc(sizeof *b + SC_BLOCK);
-        b->next = NULL;
-        b->used = 0;
-        b->cap = SC_BLOCK;
-        sc_cur = b;
-        root = cJSON_ParseWithLength(body ? body : "", len);
-        r->arena = sc_cur;
-        sc_cur = NULL;
-    } else {
-        root = cJSON_ParseWithLength(body ? body : "", len);
-    }
-    r->doc = root;
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        long pos = at && body && at >= body && at <= body + len ? (long)(at - body) : -1;
-        rc = pos >= 0 ? pd_seterr(err, errlen, PD_EINVAL, "body is not valid JSON (near byte %ld)", pos)
-                      : pd_seterr(err, errlen, PD_EINVAL, "body is not valid JSON");
-        goto out;
-    }
-    if (!cJSON_IsObject(root)) {
-        rc = pd_seterr(err, errlen, PD_EINVAL, "body: expected a JSON object");
-        goto out;
-    }
-    for (const cJSON *f = root->child; f; f = f->next) {
-        size_t k, nf = sizeof rank_fields / sizeof rank_fields[0];
-        for (k = 0; k < nf; k++)
-            if (f->string && strcmp(f->string, rank_fields[k]) == 0) break;
-        if (k == nf) {
+    int rc = PD_OK;
+    uint32_t rend = pd_json_end(d, 0);
+    for (uint32_t k = 1; k < rend; k = pd_json_end(d, k)) {
+        size_t n, f, nf = sizeof rank_fields / sizeof rank_fields[0];
+        const char *key = pd_json_str(d, k, &n);
+        for (f = 0; f < nf; f++)
+            if (strlen(rank_fields[f]) == n && memcmp(rank_fields[f], key, n) == 0) break;
+        if (f == nf) {
             char t[80];
-            shown(f->string ? f->string : "", t, sizeof t);
+            shown(key, n, t, sizeof t);
             rc = pd_seterr(err, errlen, PD_EINVAL, "unknown field '%s'", t);
             goto out;
         }
     }
-    if (member(root, "types") || member(root, "weights")) {
-        rc = pd_seterr(err, errlen, PD_EINVAL,
-                       "fields 'types' and 'weights' are not supported yet (they need per-type tracks)");
-        goto out;
-    }
-
-    /* range, decay, at: the profile query's parser and rules */
-    const cJSON *days = member(root, "days");
-    if (days) {
-        double d = cJSON_IsNumber(days) ? days->valuedouble : -1;
-        if (!(d >= 1 && d <= 3650 && d == floor(d))) {
+    long days = member(d, 0, "days");
+    if (days >= 0) {
+        double x = kind_of(d, days) == PD_JTOK_NUM ? pd_json_num(d, (uint32_t)days) : -1;
+        if (!(x >= 1 && x <= 3650 && x == floor(x))) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "field 'days': expected an integer from 1 to 3650");
             goto out;
         }
-        pd_buf_printf(&qs, "days=%d&", (int)d);
+        pd_buf_printf(&qs, "days=%d&", (int)x);
     }
     static const char *const rf[] = {"from", "to", "decay", "at"};
     for (size_t i = 0; i < 4; i++)
-        if ((rc = range_field(root, rf[i], &qs, err, errlen)) != PD_OK) goto out;
+        if ((rc = range_field(d, rf[i], &qs, err, errlen)) != PD_OK) goto out;
+    if ((rc = types_field(d, &qs, err, errlen)) != PD_OK) goto out;
+    if ((rc = weights_field(d, &qs, err, errlen)) != PD_OK) goto out;
     if (qs.len) qs.p[--qs.len] = '\0'; /* the last '&' */
     rc = pd_query_parse_params(&r->q, qs.p ? qs.p : "", s, today, retention_days, err, errlen);
     if (rc != PD_OK) goto out;
 
-    /* dims, dim_weights, alpha, explain */
-    const cJSON *dims = member(root, "dims");
-    if (dims) {
-        if ((rc = parse_dims(r, dims, s, err, errlen)) != PD_OK) goto out;
+    long dims = member(d, 0, "dims");
+    if (dims >= 0) {
+        if ((rc = parse_dims(r, d, dims, s, err, errlen)) != PD_OK) goto out;
     } else {
         for (int i = 0; i < s->ndims; i++) r->sdims[r->nsd++] = i;
     }
     for (int j = 0; j < r->nsd; j++) r->lambda[j] = 1.0;
-    const cJSON *dw = member(root, "dim_weights");
-    if (dw) {
-        if (!cJSON_IsObject(dw)) {
+    long dw = member(d, 0, "dim_weights");
+    if (dw >= 0) {
+        if (!is_obj(d, dw)) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "field 'dim_weights': expected an object {dimension: weight}");
             goto out;
         }
-        for (const cJSON *e = dw->child; e; e = e->next) {
+        int set[PD_MAX_DIMS] = {0};
+        uint32_t end = pd_json_end(d, (uint32_t)dw);
+        for (uint32_t k = (uint32_t)dw + 1; k < end; k = pd_json_end(d, k)) {
             char t[80];
-            shown(e->string ? e->string : "", t, sizeof t);
-            int idx = e->string ? pd_schema_find(s, e->string, strlen(e->string)) : -1;
+            size_t n;
+            const char *name = pd_json_str(d, k, &n);
+            shown(name, n, t, sizeof t);
+            int idx = pd_schema_find(s, name, n);
             if (idx < 0) {
                 rc = pd_seterr(err, errlen, PD_EINVAL, "field 'dim_weights': unknown dimension '%s'", t);
                 goto out;
             }
-            if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble) || fabs(e->valuedouble) > PD_SCORE_MAX_LAMBDA) {
+            double x = pd_json_kind(d, k + 1) == PD_JTOK_NUM ? pd_json_num(d, k + 1) : NAN;
+            if (!isfinite(x) || fabs(x) > PD_SCORE_MAX_LAMBDA) {
                 rc = pd_seterr(err, errlen, PD_EINVAL,
                                "field 'dim_weights': weight of '%s' must be a finite number from -%g to %g", t,
                                PD_SCORE_MAX_LAMBDA, PD_SCORE_MAX_LAMBDA);
                 goto out;
             }
-            /* the first member wins on repeated keys (the body's dialect) */
-            int first = 1;
-            for (const cJSON *x = dw->child; x != e; x = x->next)
-                if (x->string && strcmp(x->string, e->string) == 0) first = 0;
-            if (!first) continue;
+            if (set[idx]++) continue; /* the first member wins on repeated keys (the body's dialect) */
             for (int j = 0; j < r->nsd; j++)
-                if (r->sdims[j] == idx) r->lambda[j] = e->valuedouble;
+                if (r->sdims[j] == idx) r->lambda[j] = x;
         }
     }
     r->alpha = PD_SCORE_ALPHA_DEFAULT;
-    const cJSON *al = member(root, "alpha");
-    if (al) {
-        if (!cJSON_IsNumber(al) || !isfinite(al->valuedouble) || !(al->valuedouble > 0)) {
+    long al = member(d, 0, "alpha");
+    if (al >= 0) {
+        double x = kind_of(d, al) == PD_JTOK_NUM ? pd_json_num(d, (uint32_t)al) : NAN;
+        if (!isfinite(x) || !(x > 0)) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "field 'alpha': expected a finite number > 0");
             goto out;
         }
-        r->alpha = al->valuedouble;
+        r->alpha = x;
     }
-    const cJSON *ex = member(root, "explain");
-    if (ex) {
-        if (!cJSON_IsBool(ex)) {
+    long ex = member(d, 0, "explain");
+    if (ex >= 0) {
+        if (kind_of(d, ex) != PD_JTOK_TRUE && kind_of(d, ex) != PD_JTOK_FALSE) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "field 'explain': expected true or false");
             goto out;
         }
-        r->explain = cJSON_IsTrue(ex);
+        r->explain = kind_of(d, ex) == PD_JTOK_TRUE;
     }
+out:
+    pd_buf_free(&qs);
+    return rc;
+}
+
+int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_schema *s, int64_t today,
+                        int64_t retention_days, int max_items, char *err, size_t errlen)
+{
+    int rc = PD_OK;
+    uint32_t *idoff = NULL;
+    size_t *aoff = NULL;
+    sc_index ix = {0};
+    long *node = NULL, *flat = NULL;
+    pd_json_doc doc, *d = &doc;
+    memset(r, 0, sizeof *r);
+    char jerr[256];
+    int jrc = pd_json_open(d, body, len, len ? len : 1, jerr, sizeof jerr);
+    if (jrc == PD_JSON_TYPE) return pd_seterr(err, errlen, PD_EINVAL, "body: expected a JSON object");
+    if (jrc != PD_OK) return pd_seterr(err, errlen, PD_EINVAL, "body is not valid JSON: %s", jerr);
+
+    if ((rc = parse_params(r, d, s, today, retention_days, err, errlen)) != PD_OK) goto out;
 
     /* items */
-    const cJSON *items = member(root, "items");
-    if (!items) {
+    long items = member(d, 0, "items");
+    if (items < 0) {
         rc = pd_seterr(err, errlen, PD_EINVAL, "field 'items' is required (an array of candidates)");
         goto out;
     }
-    if (!cJSON_IsArray(items)) {
+    if (kind_of(d, items) != PD_JTOK_ARR) {
         rc = pd_seterr(err, errlen, PD_EINVAL, "field 'items': expected an array of candidates");
         goto out;
     }
+    uint32_t iend = pd_json_end(d, (uint32_t)items);
     int n = 0;
-    for (const cJSON *e = items->child; e; e = e->next)
+    for (uint32_t e = (uint32_t)items + 1; e < iend; e = pd_json_end(d, e))
         if (++n > max_items) {
             rc = pd_seterr(err, errlen, PD_ERANGE, "field 'items': more than rank_max_items (%d) candidates",
                            max_items);
@@ -569,75 +624,67 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
     r->hash_mem = pd_malloc(na * sizeof *r->hash_mem);
     aoff = pd_malloc(na * sizeof *aoff);
     idoff = n ? pd_malloc((size_t)n * sizeof *idoff) : NULL;
+    pd_buf_reserve(&r->text, (size_t)n * 16 * (size_t)(r->nsd + 1));
     index_build(&ix, s, r->sdims, r->nsd);
-    /* every schema container name, once */
-    const char *allctr[PD_MAX_DIMS * PD_MAX_PATHS];
-    int nall = 0;
-    for (int d = 0; d < s->ndims; d++)
-        for (int p = 0; p < s->dims[d].npaths; p++) {
-            const pd_path *path = &s->dims[d].paths[p];
-            int k = 0;
-            if (path->depth < 2) continue;
-            while (k < nall && strcmp(allctr[k], path->seg[0]) != 0) k++;
-            if (k == nall) allctr[nall++] = path->seg[0];
-        }
     node = pd_malloc(((size_t)r->nsd * PD_MAX_PATHS + 1) * sizeof *node);
     flat = pd_malloc(((size_t)r->nsd + 1) * sizeof *flat);
     int i = 0;
-    for (const cJSON *it = items->child; it; it = it->next, i++) {
+    for (uint32_t it = (uint32_t)items + 1; it < iend; it = pd_json_end(d, it), i++) {
         pd_score_item *ci = &r->items[i];
         ci->attrs = r->attr_mem + (size_t)i * (size_t)r->nsd;
         ci->hash = r->hash_mem + (size_t)i * (size_t)r->nsd;
-        if (!cJSON_IsObject(it)) {
+        if (pd_json_kind(d, it) != PD_JTOK_OBJ) {
             rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: expected an object", i);
             goto out;
         }
-        const cJSON *id = member(it, "id");
+        long id = member(d, it, "id");
         idoff[i] = (uint32_t)r->text.len;
-        if (cJSON_IsString(id) && id->valuestring) {
-            size_t il = strlen(id->valuestring);
-            if (il == 0 || il > SC_MAX_ID || !pd_utf8_valid(id->valuestring, il)) {
+        if (kind_of(d, id) == PD_JTOK_STR) {
+            size_t il;
+            const char *ids = pd_json_str(d, (uint32_t)id, &il);
+            if (il == 0 || il > SC_MAX_ID) {
                 rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: 'id' must be 1..%d bytes of UTF-8", i, SC_MAX_ID);
                 goto out;
             }
-            pd_buf_json_str(&r->text, id->valuestring, il);
-        } else if (cJSON_IsNumber(id) && isfinite(id->valuedouble)) {
-            pd_buf_put_double(&r->text, id->valuedouble, 0);
+            pd_buf_json_str(&r->text, ids, il);
+        } else if (kind_of(d, id) == PD_JTOK_NUM && isfinite(pd_json_num(d, (uint32_t)id))) {
+            pd_buf_put_double(&r->text, pd_json_num(d, (uint32_t)id), 0);
         } else {
             rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: %s", i,
-                           id ? "'id' must be a string or a finite number" : "missing 'id'");
+                           id >= 0 ? "'id' must be a string or a finite number" : "missing 'id'");
             goto out;
         }
         ci->idlen = (uint32_t)(r->text.len - idoff[i]);
+        memset(node, 0xff, (size_t)r->nsd * PD_MAX_PATHS * sizeof *node); /* -1 */
+        memset(flat, 0xff, (size_t)r->nsd * sizeof *flat);
+        long ctrnode[SC_MAX_CTR];
+        memset(ctrnode, 0xff, sizeof ctrnode);
+        uint32_t oend = pd_json_end(d, it);
+        for (uint32_t k = it + 1; k < oend; k = pd_json_end(d, k)) index_visit(&ix, -1, d, k, node, flat, ctrnode);
         /* top-level attribute containers (the first member of each name):
-         * object or null */
-        for (int k = 0; k < nall; k++) {
-            const cJSON *c = member(it, allctr[k]);
-            if (!is_null(c) && !is_obj(c)) {
-                rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: field '%s': expected an object or null", i,
-                               allctr[k]);
+         * object or null, in the schema's order */
+        for (int k = 0; k < ix.nctr + ix.nextra; k++) {
+            const char *cn = k < ix.nctr ? ix.ctr[k] : ix.extra[k - ix.nctr];
+            long c = k < ix.nctr ? ctrnode[k] : member(d, it, cn);
+            if (!is_null(d, c) && !is_obj(d, c)) {
+                rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: field '%s': expected an object or null", i, cn);
                 goto out;
             }
         }
-        memset(node, 0, (size_t)r->nsd * PD_MAX_PATHS * sizeof *node);
-        memset(flat, 0, (size_t)r->nsd * sizeof *flat);
-        const cJSON *ctrnode[SC_MAX_CTR] = {0};
-        for (const cJSON *ch = it->child; ch; ch = ch->next) {
-            index_visit(&ix, -1, ch, node, flat);
-            for (int k = 0; k < ix.nctr; k++)
-                if (!ctrnode[k] && ch->string && strcmp(ch->string, ix.ctr[k]) == 0) ctrnode[k] = ch;
-        }
-        for (int k = 0; k < ix.nctr; k++)
-            if (is_obj(ctrnode[k]))
-                for (const cJSON *ch = ctrnode[k]->child; ch; ch = ch->next) index_visit(&ix, k, ch, node, flat);
+        for (int c = 0; c < ix.nctr; c++)
+            if (is_obj(d, ctrnode[c])) {
+                uint32_t cend = pd_json_end(d, (uint32_t)ctrnode[c]);
+                for (uint32_t k = (uint32_t)ctrnode[c] + 1; k < cend; k = pd_json_end(d, k))
+                    index_visit(&ix, c, d, k, node, flat, ctrnode);
+            }
         for (int j = 0; j < r->nsd; j++) {
             const pd_dim *dim = &s->dims[r->sdims[j]];
             size_t *o = &aoff[(size_t)i * (size_t)r->nsd + j];
-            if (ix.slow[j]) resolve(it, dim, &r->text, &ci->attrs[j], o);
-            else decide(index_value(&ix, dim, j, ctrnode, node, flat), dim, &r->text, &ci->attrs[j], o);
+            if (ix.slow[j]) resolve(d, it, dim, &r->text, &ci->attrs[j], o);
+            else decide(d, index_value(&ix, d, dim, j, ctrnode, node, flat), dim, &r->text, &ci->attrs[j], o);
         }
     }
-    /* the arena is complete: point into it */
+    /* the text is complete: point into it */
     for (i = 0; i < n; i++) {
         pd_score_item *ci = &r->items[i];
         ci->id = r->text.p + idoff[i];
@@ -649,12 +696,12 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
         }
     }
 out:
+    pd_json_close(d);
     pd_free(ix.keys);
     pd_free(node);
     pd_free(flat);
     pd_free(aoff);
     pd_free(idoff);
-    pd_buf_free(&qs);
     if (rc != PD_OK) {
         pd_score_req_free(r);
         memset(r, 0, sizeof *r);
@@ -665,8 +712,6 @@ out:
 void pd_score_req_free(pd_score_req *r)
 {
     if (!r) return;
-    if (r->arena) arena_free(r->arena);
-    else cJSON_Delete(r->doc);
     pd_free(r->items);
     pd_free(r->attr_mem);
     pd_free(r->hash_mem);
@@ -740,6 +785,11 @@ typedef struct {
     const char *v;     /* borrowed from a day profile */
     uint32_t len;
     double c;          /* weighted count */
+    double mag;        /* sum of its terms' magnitudes (cancellation, pd_query_cancel) */
+    double day;        /* while merging a day: the day's count over its sources */
+    int in_day;        /* day is in use (the entry is on the day's list) */
+    int memo_ok;       /* memo holds the value's contribution (pd_score_items) */
+    double memo;
 } sc_ent;
 
 /* One dimension's weighted sums over one set of days. */
@@ -749,15 +799,22 @@ typedef struct {
     size_t cap, n;
     double hist[PD_MAX_BOUNDS + 1];    /* numeric */
     double K;                          /* population side: K_d */
+    /* pd_score_items' memo of contributions (population side): per
+     * bucket, and of a value in neither table */
+    double hmemo[PD_MAX_BOUNDS + 1], memo_none;
+    uint8_t hmemo_ok[PD_MAX_BOUNDS + 1], memo_none_ok;
 } sc_dim;
 
 struct pd_score_model {
     const pd_schema *s;
     int nsd;
     int sdims[PD_MAX_DIMS];
-    int cold;
+    int cold;          /* no events that count (their types weighted) in the range */
+    int has_events;    /* any event of the user in the range, whatever its type */
     sc_dim u[PD_MAX_DIMS], p[PD_MAX_DIMS];
     const pd_query *q;
+    double memo_alpha;  /* the alpha of the memoised contributions; NaN: none yet */
+    int memo_off;       /* a second alpha came: no memo */
 };
 
 static int is_other(const char *v, uint32_t len)
@@ -782,50 +839,150 @@ static double tab_get(const sc_dim *t, uint64_t h, const char *v, uint32_t len)
     return e->v ? e->c : 0;
 }
 
-/* Merges dimension di of days[0..nd) with weights w into t. */
-static void dim_build(sc_dim *t, const pd_dim *dim, int di, const pd_query_day *days, const double *w, int nd)
+/* The sources of a day (its all-types profile and, with types=/weights=,
+ * its tracked types' sub-profiles) with their coefficients: the profile
+ * query's rule (pd_query_type_coefs). Returns how many (at most
+ * 1 + PD_MAX_TRACKED); sources with coefficient 0 are left out. */
+typedef struct {
+    int signals;
+    double c_all, c_sub[PD_MAX_TRACKED];
+} sc_coefs;
+
+static int day_sources(const sc_coefs *k, const pd_schema *s, const pd_profile *p, const pd_profile **src,
+                       double *coef)
 {
+    int n = 0;
+    if (k->c_all != 0) {
+        src[n] = p;
+        coef[n++] = k->c_all;
+    }
+    if (k->signals)
+        for (int t = 0; t < s->ntracked; t++) {
+            const pd_profile *q = pd_profile_sub(p, t);
+            if (!q || k->c_sub[t] == 0) continue;
+            src[n] = q;
+            coef[n++] = k->c_sub[t];
+        }
+    return n;
+}
+
+/* Makes room for n entries in t at a load factor of at most 1/2
+ * (rehashing; entry pointers into t do not survive a growth). */
+static void tab_reserve(sc_dim *t, size_t n)
+{
+    size_t cap = t->cap ? t->cap : 8;
+    while (cap < 2 * n) cap <<= 1;
+    if (cap == t->cap) return;
+    sc_dim old = *t;
+    t->tab = pd_calloc(cap, sizeof *t->tab);
+    t->cap = cap;
+    for (size_t i = 0; i < old.cap; i++)
+        if (old.tab[i].v) *tab_slot(t, old.tab[i].h, old.tab[i].v, old.tab[i].len) = old.tab[i];
+    pd_free(old.tab);
+}
+
+/* Merges dimension di of days[0..nd) with weights w (and the type
+ * coefficients k) into t. A day's sources are summed first (their
+ * coefficients times the counts: exact for the integral and binary
+ * fractional weights one uses) and the day's weight applied to that sum,
+ * as the model reads (sum over days of w_t times the day's count), so two
+ * values with equal counts per day get bit-identical sums whatever the
+ * types that made them. Under types=/weights= a sum mixes terms of both
+ * signs (all-types minus tracked types): each cancels like the profile
+ * query's (pd_query_cancel). */
+static void dim_build(sc_dim *t, const pd_dim *dim, int di, const pd_query_day *days, const double *w, int nd,
+                      const sc_coefs *k, const pd_schema *s)
+{
+    const pd_profile *src[1 + PD_MAX_TRACKED];
+    double coef[1 + PD_MAX_TRACKED], Nmag = 0, hmag[PD_MAX_BOUNDS + 1] = {0};
+    int approx = 0;
     memset(t, 0, sizeof *t);
     if (dim->type == PD_DIM_NUMERIC) {
         for (int d = 0; d < nd; d++) {
-            const pd_numagg *a = &days[d].prof->dims[di].num;
-            if (!(w[d] > 0) || a->count == 0) continue;
-            t->N += w[d] * (double)a->count;
-            if (a->hist)
-                for (int k = 0; k <= dim->nbounds; k++) t->hist[k] += w[d] * (double)a->hist[k];
+            if (!(w[d] > 0)) continue;
+            int ns = day_sources(k, s, days[d].prof, src, coef);
+            double dn = 0, dh[PD_MAX_BOUNDS + 1] = {0};
+            for (int x = 0; x < ns; x++) {
+                const pd_numagg *a = &src[x]->dims[di].num;
+                if (a->count == 0) continue;
+                dn += coef[x] * (double)a->count;
+                Nmag += w[d] * fabs(coef[x]) * (double)a->count;
+                if (a->hist)
+                    for (int b = 0; b <= dim->nbounds; b++) {
+                        dh[b] += coef[x] * (double)a->hist[b];
+                        hmag[b] += w[d] * fabs(coef[x]) * (double)a->hist[b];
+                    }
+            }
+            t->N += w[d] * dn;
+            for (int b = 0; b <= dim->nbounds; b++) t->hist[b] += w[d] * dh[b];
+        }
+        if (k->signals) {
+            t->N = pd_query_cancel(t->N, Nmag, &approx);
+            for (int b = 0; b <= dim->nbounds; b++) t->hist[b] = pd_query_cancel(t->hist[b], hmag[b], &approx);
         }
         t->K = dim->nbounds + 1;
         return;
     }
-    size_t total = 0;
-    for (int d = 0; d < nd; d++)
-        if (w[d] > 0) total += days[d].prof->dims[di].cat.n;
-    if (total) {
-        size_t cap = 8;
-        while (cap < 2 * total) cap <<= 1;
-        t->cap = cap;
-        t->tab = pd_calloc(cap, sizeof *t->tab);
-    }
+    size_t maxday = 0;
     for (int d = 0; d < nd; d++) {
         if (!(w[d] > 0)) continue;
-        const pd_catset *c = &days[d].prof->dims[di].cat;
-        t->N += w[d] * (double)pd_catset_total(c);
-        for (uint32_t i = 0; i < c->n; i++) {
-            const char *v = pd_catval_str(&c->vals[i]);
-            uint32_t len = c->vals[i].len;
-            if (is_other(v, len)) continue; /* attributable to no value */
-            sc_ent *e = tab_slot(t, c->vals[i].hash, v, len);
-            if (!e->v) {
-                *e = (sc_ent){c->vals[i].hash, v, len, 0};
-                t->n++;
+        int ns = day_sources(k, s, days[d].prof, src, coef);
+        size_t dt = 0;
+        for (int x = 0; x < ns; x++) dt += src[x]->dims[di].cat.n;
+        if (dt > maxday) maxday = dt;
+    }
+    sc_ent **touched = maxday ? pd_malloc(maxday * sizeof *touched) : NULL;
+    for (int d = 0; d < nd; d++) {
+        if (!(w[d] > 0)) continue;
+        int ns = day_sources(k, s, days[d].prof, src, coef);
+        size_t nt = 0, dt = 0;
+        double dN = 0;
+        /* room for every value of the day before it starts (touched holds
+         * entry pointers during the day): the table grows with the
+         * distinct values, not with the sum over days, since days mostly
+         * repeat values (a table sized by that sum cost a zeroed 0.5 MiB
+         * per dimension and request on 30 population days) */
+        for (int x = 0; x < ns; x++) dt += src[x]->dims[di].cat.n;
+        if (dt) tab_reserve(t, t->n + dt);
+        for (int x = 0; x < ns; x++) {
+            const pd_catset *c = &src[x]->dims[di].cat;
+            dN += coef[x] * (double)pd_catset_total(c);
+            Nmag += w[d] * fabs(coef[x]) * (double)pd_catset_total(c);
+            for (uint32_t i = 0; i < c->n; i++) {
+                const char *v = pd_catval_str(&c->vals[i]);
+                uint32_t len = c->vals[i].len;
+                if (is_other(v, len)) continue; /* attributable to no value */
+                sc_ent *e = tab_slot(t, c->vals[i].hash, v, len);
+                if (!e->v) {
+                    *e = (sc_ent){c->vals[i].hash, v, len, 0, 0, 0, 0, 0, 0};
+                    t->n++;
+                }
+                if (!e->in_day) {
+                    e->in_day = 1;
+                    touched[nt++] = e;
+                }
+                double cnt = (double)pd_catset_count(c, i);
+                e->day += coef[x] * cnt;
+                e->mag += w[d] * fabs(coef[x]) * cnt;
             }
-            e->c += w[d] * (double)pd_catset_count(c, i);
+        }
+        t->N += w[d] * dN;
+        for (size_t i = 0; i < nt; i++) {
+            touched[i]->c += w[d] * touched[i]->day;
+            touched[i]->day = 0;
+            touched[i]->in_day = 0;
         }
     }
-    size_t k = 0;
+    pd_free(touched);
+    if (k->signals) {
+        t->N = pd_query_cancel(t->N, Nmag, &approx);
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->tab[i].v) t->tab[i].c = pd_query_cancel(t->tab[i].c, t->tab[i].mag, &approx);
+    }
+    size_t n = 0;
     for (size_t i = 0; i < t->cap; i++)
-        if (t->tab[i].v && t->tab[i].c > 0) k++;
-    t->K = (double)k + 1;
+        if (t->tab[i].v && t->tab[i].c > 0) n++;
+    t->K = (double)n + 1;
 }
 
 static void weights(const pd_query *q, const pd_query_day *days, int nd, double *w)
@@ -841,18 +998,36 @@ pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const 
     m->s = s;
     m->q = q;
     m->nsd = nsd;
+    m->memo_alpha = NAN;
     memcpy(m->sdims, sdims, (size_t)nsd * sizeof *sdims);
+    sc_coefs k;
+    k.signals = pd_query_type_coefs(q, s, &k.c_all, k.c_sub);
     double ws[64];
     int nmax = nu > np ? nu : np;
     double *w = nmax <= 64 ? ws : pd_malloc((size_t)nmax * sizeof *w);
+    /* cold: no events that count in the range (their types weighted, the
+     * days not: a day that decay weighs 0 still holds events) */
     uint64_t ev = 0;
-    for (int d = 0; d < nu; d++) ev += udays[d].prof->events;
-    m->cold = ev == 0;
+    double wev = 0, wmag = 0;
+    for (int d = 0; d < nu; d++) {
+        const pd_profile *src[1 + PD_MAX_TRACKED];
+        double coef[1 + PD_MAX_TRACKED];
+        ev += udays[d].prof->events;
+        int ns = day_sources(&k, s, udays[d].prof, src, coef);
+        for (int x = 0; x < ns; x++) {
+            wev += coef[x] * (double)src[x]->events;
+            wmag += fabs(coef[x]) * (double)src[x]->events;
+        }
+    }
+    int approx = 0;
+    m->has_events = ev > 0;
+    m->cold = !(pd_query_cancel(wev, wmag, &approx) > 0);
     weights(q, udays, nu, w);
-    for (int j = 0; j < nsd; j++) dim_build(&m->u[j], &s->dims[sdims[j]], sdims[j], udays, w, nu);
-    for (int d = 0; d < np; d++) pd_assert(pdays[d].prof->schema->ndims == s->ndims);
+    for (int j = 0; j < nsd; j++) dim_build(&m->u[j], &s->dims[sdims[j]], sdims[j], udays, w, nu, &k, s);
+    for (int d = 0; d < np; d++)
+        pd_assert(pdays[d].prof->schema->ndims == s->ndims && pdays[d].prof->schema->ntracked == s->ntracked);
     weights(q, pdays, np, w);
-    for (int j = 0; j < nsd; j++) dim_build(&m->p[j], &s->dims[sdims[j]], sdims[j], pdays, w, np);
+    for (int j = 0; j < nsd; j++) dim_build(&m->p[j], &s->dims[sdims[j]], sdims[j], pdays, w, np, &k, s);
     if (w != ws) pd_free(w);
     return m;
 }
@@ -870,6 +1045,11 @@ void pd_score_model_free(pd_score_model *m)
 int pd_score_model_cold(const pd_score_model *m)
 {
     return m->cold;
+}
+
+int pd_score_model_has_events(const pd_score_model *m)
+{
+    return m->has_events;
 }
 
 static int bucket_of(const pd_dim *dim, double v)
@@ -918,9 +1098,43 @@ double pd_score_dim(const pd_score_model *m, int j, const pd_attr *a, uint64_t h
     return c;
 }
 
-void pd_score_items(const pd_score_req *r, const pd_score_model *m, double *score)
+/* dim_probs' contribution, memoised in the model: candidates repeat
+ * values (makes, colours, price buckets), and one (dimension, value) has
+ * one contribution per alpha. The memo lives on the value's entry in the
+ * population's table, else in the user's, else per dimension (a value in
+ * neither), per bucket for numeric dimensions. */
+static double dim_contrib(pd_score_model *m, int j, const pd_attr *a, uint64_t h, double alpha)
 {
+    const pd_dim *dim = &m->s->dims[m->sdims[j]];
+    sc_dim *U = &m->u[j], *P = &m->p[j];
+    double pu, pp;
+    if (dim->type == PD_DIM_NUMERIC) {
+        int k = bucket_of(dim, a->num);
+        if (!P->hmemo_ok[k]) {
+            P->hmemo[k] = probs(U->hist[k], U->N, P->hist[k], P->N, P->K, alpha, &pu, &pp);
+            P->hmemo_ok[k] = 1;
+        }
+        return P->hmemo[k];
+    }
+    sc_ent *eu = U->cap ? tab_slot(U, h, a->s, a->len) : NULL, *ep = P->cap ? tab_slot(P, h, a->s, a->len) : NULL;
+    if (eu && !eu->v) eu = NULL;
+    if (ep && !ep->v) ep = NULL;
+    int *ok = ep ? &ep->memo_ok : eu ? &eu->memo_ok : NULL;
+    double *memo = ep ? &ep->memo : eu ? &eu->memo : &P->memo_none;
+    uint8_t none_ok = P->memo_none_ok;
+    if (ok ? *ok : none_ok) return *memo;
+    *memo = probs(eu ? eu->c : 0, U->N, ep ? ep->c : 0, P->N, P->K, alpha, &pu, &pp);
+    if (ok) *ok = 1;
+    else P->memo_none_ok = 1;
+    return *memo;
+}
+
+void pd_score_items(const pd_score_req *r, const pd_score_model *cm, double *score)
+{
+    pd_score_model *m = (pd_score_model *)cm; /* the memo (score.h: one thread per model) */
     pd_assert(r->nsd == m->nsd);
+    if (isnan(m->memo_alpha)) m->memo_alpha = r->alpha;
+    else if (m->memo_alpha != r->alpha) m->memo_off = 1;
     for (int i = 0; i < r->nitems; i++) {
         const pd_score_item *it = &r->items[i];
         double sum = 0;
@@ -929,7 +1143,8 @@ void pd_score_items(const pd_score_req *r, const pd_score_model *m, double *scor
                 const pd_attr *a = &it->attrs[j];
                 if (a->kind != PD_ATTR_STR && a->kind != PD_ATTR_NUM) continue;
                 double pu, pp;
-                sum += r->lambda[j] * dim_probs(m, j, a, it->hash[j], r->alpha, &pu, &pp);
+                sum += r->lambda[j] * (m->memo_off ? dim_probs(m, j, a, it->hash[j], r->alpha, &pu, &pp)
+                                                   : dim_contrib(m, j, a, it->hash[j], r->alpha));
             }
         score[i] = sum;
     }
@@ -957,8 +1172,14 @@ static void put_head(pd_buf *out, const pd_query *q, const char *user, size_t ul
     pd_buf_puts(out, cold ? "true" : "false");
     PD_BUF_LIT(out, ",\"alpha\":");
     put_num(out, alpha);
-    PD_BUF_LIT(out, ",\"prior\":{\"age_s\":");
-    if (prior->age_s >= 0) put_num(out, prior->age_s);
+    PD_BUF_LIT(out, ",");
+    pd_score_put_prior(out, prior);
+}
+
+void pd_score_put_prior(pd_buf *out, const pd_score_prior *prior)
+{
+    PD_BUF_LIT(out, "\"prior\":{\"age_s\":");
+    if (prior->age_s >= 0) put_num(out, (double)(int64_t)(prior->age_s * 1000.0 + 0.5) / 1000.0);
     else PD_BUF_LIT(out, "null");
     PD_BUF_LIT(out, ",\"days\":");
     pd_buf_put_i64(out, prior->ndays);
@@ -966,7 +1187,9 @@ static void put_head(pd_buf *out, const pd_query *q, const char *user, size_t ul
     pd_buf_put_i64(out, prior->parts_covered);
     PD_BUF_LIT(out, ",\"partitions_total\":");
     pd_buf_put_i64(out, prior->parts_total);
-    pd_buf_putc(out, '}');
+    PD_BUF_LIT(out, ",\"complete\":");
+    if (prior->parts_total > 0 && prior->parts_covered == prior->parts_total) PD_BUF_LIT(out, "true}");
+    else PD_BUF_LIT(out, "false}");
 }
 
 typedef struct {

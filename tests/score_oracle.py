@@ -36,13 +36,42 @@ def _dims(schema):
     return {d[0]: (d[1], d[2], d[3] if len(d) > 3 else None) for d in schema}
 
 
-def user_days(o, user, frm, to):
+def typed_day(o, p, types, weights):
+    """A raw day profile with every event counted with the weight of its
+    type (types=/weights=, oracle.type_weight), summed straight from the
+    day's per-type profiles ("by_type": one per type, every type), as
+    {"events", "cat": {dim: (counts, total)}, "num": {dim: (count, hist)}}.
+    Uncapped: the tests that use it stay below every cap."""
+    # a dimension whose all-types catset overflowed its cap that day: the
+    # server reads sketch estimates there (all types minus the tracked
+    # ones), so its sums are approximate -- "overflow" names them
+    out = {"events": 0.0, "cat": {}, "num": {},
+           "overflow": {n for n, c in p["cat"].items() if len(c) > o.cap(n)}}
+    for t, q in p["by_type"].items():
+        w = o.type_weight(t, types, weights)
+        out["events"] += w * q["events"]
+        for name, counts in q["cat"].items():
+            kept, total = out["cat"].get(name, ({}, 0.0))
+            for v, c in counts.items():
+                kept[v] = kept.get(v, 0.0) + w * c
+            out["cat"][name] = (kept, total + w * sum(counts.values()))
+        for name, n in q["num"].items():
+            cnt, hist = out["num"].get(name, (0.0, [0.0] * len(n["hist"])))
+            out["num"][name] = (cnt + w * n["count"], [a + w * b for a, b in zip(hist, n["hist"])])
+    return out
+
+
+def user_days(o, user, frm, to, types=None, weights=None):
     """[(day, {"events", "cat": {dim: (kept counts, total)}, "num": {dim: (count, hist)}})]
-    of the user's days in [frm, to] still kept by the stores."""
+    of the user's days in [frm, to] still kept by the stores; with types
+    (a list) or weights ({type or '*': w}) every event weighted by its type."""
     floor = o.drop_floor()
     out = []
     for (u, d), p in sorted(o.raw.items(), key=lambda kv: kv[0][1]):
         if u != user or not frm <= d <= to or (floor is not None and d < floor) or p["events"] == 0:
+            continue
+        if types is not None or weights is not None:
+            out.append((d, typed_day(o, p, types, weights)))
             continue
         cat = {}
         for name, kind, *_ in o.schema:
@@ -58,15 +87,28 @@ def empty_population():
     return []
 
 
-def population_from(o, frm, to):
+def population_from(o, frm, to, types=None, weights=None):
     """The population's days in [frm, to]: every user's raw day profiles
-    summed per day, exact."""
+    summed per day, exact; with types/weights every event weighted by its
+    type, as on the user's side (the population keeps per-type tracks)."""
     floor = o.drop_floor()
     days = {}
     for (u, d), p in o.raw.items():
         if not frm <= d <= to or (floor is not None and d < floor) or p["events"] == 0:
             continue
         P = days.setdefault(d, {"events": 0, "cat": {}, "num": {}})
+        if types is not None or weights is not None:
+            q = typed_day(o, p, types, weights)
+            P["events"] += q["events"]
+            for name, (counts, tot) in q["cat"].items():
+                kept, total = P["cat"].get(name, ({}, 0.0))
+                for v, c in counts.items():
+                    kept[v] = kept.get(v, 0.0) + c
+                P["cat"][name] = (kept, total + tot)
+            for name, (cnt, hist) in q["num"].items():
+                c0, h0 = P["num"].get(name, (0.0, [0.0] * len(hist)))
+                P["num"][name] = (c0 + cnt, [a + b for a, b in zip(h0, hist)])
+            continue
         P["events"] += p["events"]
         for name, counts in p["cat"].items():
             kept, total = P["cat"].setdefault(name, ({}, 0))
@@ -166,6 +208,8 @@ class Model:
         self.dims = dims
         self.alpha = alpha
         self.cold = sum(p["events"] for _, p in udays) == 0
+        # with types/weights: dimensions with approximate user sums (typed_day)
+        self.approx = set().union(*[p.get("overflow", set()) for _, p in udays]) & set(dims)
         self.u, self.p = {}, {}
         for name in dims:
             kind, bounds, _ = self.schema[name]

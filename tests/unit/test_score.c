@@ -64,7 +64,7 @@ static void expect_400(const pd_schema *s, const char *body, int rc_want, const 
     int rc = parse_body(&r, s, body, 3, err, sizeof err);
     CHECK_INT(rc, rc_want);
     if (!strstr(err, needle)) pd_test_fail(__FILE__, __LINE__, "body %s: message '%s' lacks '%s'", body, err, needle);
-    CHECK(r.doc == NULL && r.items == NULL);
+    CHECK(r.items == NULL && r.text.p == NULL);
 }
 
 TEST(score_parse_errors)
@@ -76,8 +76,28 @@ TEST(score_parse_errors)
     expect_400(&s, "{}", PD_EINVAL, "'items' is required");
     expect_400(&s, "{\"items\":{}}", PD_EINVAL, "expected an array");
     expect_400(&s, "{\"items\":[],\"bogus\":1}", PD_EINVAL, "unknown field 'bogus'");
-    expect_400(&s, "{\"items\":[],\"types\":[\"view\"]}", PD_EINVAL, "not supported yet");
-    expect_400(&s, "{\"items\":[],\"weights\":{}}", PD_EINVAL, "not supported yet");
+    /* the schema tracks no types: the profile query's messages */
+    expect_400(&s, "{\"items\":[],\"types\":[\"view\"]}", PD_EINVAL, "tracks no event types");
+    expect_400(&s, "{\"items\":[],\"types\":[\"a,b\"]}", PD_EINVAL, "'types': expected an array");
+    expect_400(&s, "{\"items\":[],\"weights\":{}}", PD_EINVAL, "'weights': empty list");
+    expect_400(&s, "{\"items\":[],\"weights\":{\"view\":-1}}", PD_EINVAL, "weight of 'view'");
+    expect_400(&s, "{\"items\":[],\"weights\":{\"a:b\":1}}", PD_EINVAL, "'a:b' is not an event type");
+    expect_400(&s, "{\"items\":[],\"weights\":[1]}", PD_EINVAL, "'weights': expected an object");
+    /* the event dialect (event.h): what events refuse, bodies refuse, with the scanner's message */
+    expect_400(&s, "{\"items\":[],}", PD_EINVAL, "not valid JSON: invalid JSON at byte 12");
+    expect_400(&s, "{\"items\":[01]}", PD_EINVAL, "invalid number");
+    expect_400(&s, "{\"items\":[\"\\ud800\"]}", PD_EINVAL, "surrogate");
+    expect_400(&s, "{\"items\":[\"\x01\"]}", PD_EINVAL, "raw control character");
+    expect_400(&s, "{\"items\":[\"\xc3\x28\"]}", PD_EINVAL, "not valid UTF-8");
+    expect_400(&s, "\xef\xbb\xbf{\"items\":[]}", PD_EINVAL, "byte order mark");
+    expect_400(&s, "{\"items\":[]} x", PD_EINVAL, "after the top-level value");
+    expect_400(&s, "{\"items\":[],\"alpha\":NaN}", PD_EINVAL, "not valid JSON");
+    expect_400(&s, "{\"items\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+                   "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", PD_EINVAL, "nesting deeper than 64");
+    expect_400(&s, "{\"ite\\u006ds\":[1],\"items\":[]}", PD_EINVAL, "items[0]: expected an object"); /* escaped key */
+    expect_400(&s, "{\"items\":[],\"items\\u0000\":[]}", PD_EINVAL, "unknown field 'items?'");
+    expect_400(&s, "{\"items\":[],\"dims\":[\"make\\u0000\"]}", PD_EINVAL, "unknown dimension 'make?'");
+    expect_400(&s, "{\"items\":[],\"alpha\":1e999}", PD_EINVAL, "'alpha'");
     expect_400(&s, "{\"items\":[{\"id\":1},{\"id\":2},{\"id\":3},{\"id\":4}]}", PD_ERANGE, "rank_max_items (3)");
     expect_400(&s, "{\"items\":[],\"alpha\":0}", PD_EINVAL, "'alpha'");
     expect_400(&s, "{\"items\":[],\"alpha\":-1}", PD_EINVAL, "'alpha'");
@@ -165,6 +185,30 @@ TEST(score_parse_ok)
     CHECK_DBL(r.lambda[2], 1, 0);
     CHECK_INT(r.q.from_day, TODAY - 29);
     CHECK_INT(r.nitems, 0);
+    pd_score_req_free(&r);
+
+    /* the event dialect: \u0000 stays inside a string (id echoed with it,
+     * a value with it is another value), the first of repeated keys
+     * counts, escaped keys match by their decoded bytes, a number beyond
+     * the double range is an invalid attribute, long numbers read exactly */
+    body = "{\"items\":[{\"id\":\"a\\u0000b\",\"id\":\"x\",\"item\":{\"make\":\"bm\\u0000w\",\"make\":\"vw\","
+           "\"price\":1e999,\"co\\u006cor\":\"r\\u00e9d\"}},"
+           "{\"id\":12345678901234567890,\"make\":\"bmw\",\"price\":1.00000000000000000000000000000000000000000000000000000000000000001}],"
+           "\"dims\":[\"make\",\"price\",\"color\"]}";
+    rc = parse_body(&r, &s, body, 10, err, sizeof err);
+    CHECK_INT(rc, PD_OK);
+    if (rc) {
+        pd_test_fail(__FILE__, __LINE__, "%s", err);
+        return;
+    }
+    CHECK(r.items[0].idlen == 10 && memcmp(r.items[0].id, "\"a\\u0000b\"", 10) == 0);
+    CHECK(r.items[0].attrs[0].kind == PD_ATTR_STR && r.items[0].attrs[0].len == 4 &&
+          memcmp(r.items[0].attrs[0].s, "bm\0w", 4) == 0);
+    CHECK_INT(r.items[0].attrs[1].kind, PD_ATTR_BAD);
+    CHECK(r.items[0].attrs[2].kind == PD_ATTR_STR && r.items[0].attrs[2].len == 4 &&
+          memcmp(r.items[0].attrs[2].s, "r\xc3\xa9" "d", 4) == 0);
+    CHECK(r.items[1].idlen == 22 && memcmp(r.items[1].id, "1.2345678901234567e+19", 22) == 0); /* past 2^53: the double, shortest round trip */
+    CHECK(r.items[1].attrs[1].kind == PD_ATTR_NUM && r.items[1].attrs[1].num == 1.0);
     pd_score_req_free(&r);
 }
 
@@ -322,7 +366,7 @@ TEST(score_cold_and_empty_prior)
     pd_score_render_rank(&r, m, &s, "u", 1, 0, &pr, &out);
     CHECK(strstr(out.p, "\"cold_start\":true") != NULL);
     CHECK(strstr(out.p, "\"items\":[{\"id\":\"x\",\"score\":0},{\"id\":\"y\",\"score\":0},{\"id\":\"z\",\"score\":0}]") != NULL);
-    CHECK(strstr(out.p, "\"prior\":{\"age_s\":12.5,\"days\":2,\"partitions_covered\":4,\"partitions_total\":4}") != NULL);
+    CHECK(strstr(out.p, "\"prior\":{\"age_s\":12.5,\"days\":2,\"partitions_covered\":4,\"partitions_total\":4,\"complete\":true}") != NULL);
     pd_buf_free(&out);
     pd_score_model_free(m);
 
@@ -449,7 +493,6 @@ TEST(score_parse_mutations)
 {
     pd_schema s;
     sc_schema(&s);
-    pd_score_init(); /* the arena path (this test runs in its own process) */
     const char *base = "{\"items\":[{\"id\":\"n\",\"item\":{\"color\":\"red\",\"make\":\"bmw\",\"price\":7000}},"
                        "{\"id\":7,\"color\":\"blue\"}],\"days\":7,\"decay\":\"exp:3\",\"dims\":[\"make\"],"
                        "\"dim_weights\":{\"make\":2},\"alpha\":2.5,\"explain\":true}";
@@ -474,4 +517,147 @@ TEST(score_parse_mutations)
     }
     CHECK_INT(ok, 1); /* only the whole body */
     free(b);
+}
+
+/* types / weights: every event counts with its type's weight, on the
+ * user's side and the population's (docs/scoring.md, "Types and
+ * weights"); expected sums written out from the events put in. */
+static void add_typed(pd_profile *p, const pd_schema *s, const char *type, const char *make, double price)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "{\"user_id\":\"u\",\"ts\":1790000000000,\"type\":\"%s\",\"item\":{\"make\":\"%s\",\"price\":%g}}",
+             type, make, price);
+    pd_event ev;
+    char err[256];
+    CHECK_INT(pd_event_parse(&ev, s, buf, strlen(buf), 0, err, sizeof err), 0);
+    pd_profile_add(p, &ev);
+    pd_event_free(&ev);
+}
+
+TEST(score_types_weights)
+{
+    static const char js[] = "{\"dimensions\":[{\"name\":\"make\",\"type\":\"categorical\"},"
+                             "{\"name\":\"price\",\"type\":\"numeric\",\"buckets\":[5000]}],"
+                             "\"tracked_types\":[\"park\",\"contact\"]}";
+    pd_schema s;
+    char err[512] = "";
+    CHECK_INT(pd_schema_load_json(&s, js, sizeof js - 1, 64, err, sizeof err), PD_OK);
+    pd_profile u, p;
+    pd_profile_init(&u, &s);
+    pd_profile_init(&p, &s);
+    /* user: view bmw 3000 x3, park audi 7000 x2, contact bmw 7000, search vw 3000 */
+    for (int k = 0; k < 3; k++) add_typed(&u, &s, "view", "bmw", 3000);
+    for (int k = 0; k < 2; k++) add_typed(&u, &s, "park", "audi", 7000);
+    add_typed(&u, &s, "contact", "bmw", 7000);
+    add_typed(&u, &s, "search", "vw", 3000);
+    /* population: the user's events plus park vw 3000 x4, view audi 3000 x5 */
+    for (int k = 0; k < 3; k++) add_typed(&p, &s, "view", "bmw", 3000);
+    for (int k = 0; k < 2; k++) add_typed(&p, &s, "park", "audi", 7000);
+    add_typed(&p, &s, "contact", "bmw", 7000);
+    add_typed(&p, &s, "search", "vw", 3000);
+    for (int k = 0; k < 4; k++) add_typed(&p, &s, "park", "vw", 3000);
+    for (int k = 0; k < 5; k++) add_typed(&p, &s, "view", "audi", 3000);
+    pd_query_day ud = {TODAY, &u}, popd = {TODAY, &p};
+    const char *items = "\"items\":[{\"id\":\"b\",\"make\":\"bmw\",\"price\":7000},{\"id\":\"a\",\"make\":\"audi\"},"
+                        "{\"id\":\"v\",\"make\":\"vw\",\"price\":1}]";
+    /* (body, weight of view, park, contact, search) */
+    static const struct {
+        const char *f;
+        double view, park, contact, search;
+    } V[] = {
+        {"\"types\":[\"park\",\"contact\"]", 0, 1, 1, 0},
+        {"\"weights\":{\"park\":3,\"contact\":0,\"*\":0.5}", 0.5, 3, 0, 0.5},
+        {"\"types\":\"contact\",\"weights\":{\"contact\":2}", 0, 0, 2, 0},
+        {"\"weights\":{\"*\":2,\"view\":2,\"park\":0}", 2, 0, 2, 2},
+    };
+    for (size_t v = 0; v < sizeof V / sizeof V[0]; v++) {
+        char body[512];
+        snprintf(body, sizeof body, "{%s,%s,\"days\":1,\"alpha\":3}", V[v].f, items);
+        pd_score_req r;
+        int rc = parse_body(&r, &s, body, 10, err, sizeof err);
+        CHECK_INT(rc, PD_OK);
+        if (rc) {
+            pd_test_fail(__FILE__, __LINE__, "%s: %s", body, err);
+            continue;
+        }
+        pd_score_model *m = pd_score_model_new(&s, &r.q, r.sdims, r.nsd, &ud, 1, &popd, 1);
+        double vw_ = V[v].view, pk = V[v].park, ct = V[v].contact, se = V[v].search;
+        /* user sums */
+        double u_bmw = 3 * vw_ + ct, u_audi = 2 * pk, u_vw = se, Nu = u_bmw + u_audi + u_vw;
+        double u_b0 = 3 * vw_ + se, u_b1 = 2 * pk + ct; /* price <= 5000, +Inf */
+        /* population sums */
+        double p_bmw = 3 * vw_ + ct, p_audi = 2 * pk + 5 * vw_, p_vw = se + 4 * pk, Np = p_bmw + p_audi + p_vw;
+        double p_b0 = 3 * vw_ + se + 4 * pk + 5 * vw_, p_b1 = 2 * pk + ct;
+        double K = (p_bmw > 0) + (p_audi > 0) + (p_vw > 0) + 1;
+        double want[3] = {
+            want_c(u_bmw, Nu, p_bmw, Np, K, 3) + want_c(u_b1, Nu, p_b1, Np, 2, 3),
+            want_c(u_audi, Nu, p_audi, Np, K, 3),
+            want_c(u_vw, Nu, p_vw, Np, K, 3) + want_c(u_b0, Nu, p_b0, Np, 2, 3),
+        };
+        double score[3];
+        pd_score_items(&r, m, score);
+        for (int i = 0; i < 3; i++)
+            if (fabs(score[i] - want[i]) > 1e-12 * (1 + fabs(want[i])))
+                pd_test_fail(__FILE__, __LINE__, "%s: item %d score %.17g, expected %.17g", V[v].f, i, score[i],
+                             want[i]);
+        CHECK_INT(pd_score_model_cold(m), 0);
+        pd_score_model_free(m);
+        pd_score_req_free(&r);
+    }
+    /* only types the user has no events of: cold (every score 0), but it has events */
+    pd_score_req r;
+    char body[512];
+    snprintf(body, sizeof body, "{\"types\":[\"park\"],\"weights\":{\"park\":0},%s}", items);
+    CHECK_INT(parse_body(&r, &s, body, 10, err, sizeof err), PD_OK);
+    pd_score_model *m = pd_score_model_new(&s, &r.q, r.sdims, r.nsd, &ud, 1, &popd, 1);
+    CHECK_INT(pd_score_model_cold(m), 1);
+    CHECK_INT(pd_score_model_has_events(m), 1);
+    double score[3];
+    pd_score_items(&r, m, score);
+    CHECK(score[0] == 0 && score[1] == 0 && score[2] == 0);
+    pd_score_model_free(m);
+    pd_score_req_free(&r);
+    /* the profile query's messages for bad types/weights */
+    expect_400(&s, "{\"items\":[],\"types\":[\"view\"]}", PD_EINVAL, "'view' is not a tracked event type");
+    expect_400(&s, "{\"items\":[],\"weights\":{\"search\":2}}", PD_EINVAL, "'search' is not a tracked event type");
+    pd_profile_free(&u);
+    pd_profile_free(&p);
+}
+
+/* pd_score_items memoises contributions per (dimension, value): every
+ * item's score equals the sum of its unmemoised contributions
+ * (pd_score_dim), for values in both tables, in one, in none, repeated. */
+TEST(score_memo_matches_direct)
+{
+    pd_schema s;
+    sc_schema(&s);
+    world w;
+    world_build(&w, &s);
+    static const char *const colors[] = {"red", "blue", "green", "pink", "red", "teal", "blue"};
+    static const char *const makes[] = {"bmw", "audi", "vw", "kia", "bmw", "vw", "seat"};
+    static const double prices[] = {3000, 7000, 12000, 5000, 3000, 1e9, 7000};
+    pd_buf b = {0};
+    PD_BUF_LIT(&b, "{\"days\":3,\"alpha\":2,\"dim_weights\":{\"make\":1.5},\"items\":[");
+    for (int i = 0; i < 40; i++)
+        pd_buf_printf(&b, "%s{\"id\":%d,\"item\":{\"color\":\"%s\",\"make\":\"%s\",\"price\":%.17g}}", i ? "," : "", i,
+                      colors[i % 7], makes[(i * 3) % 7], prices[(i * 5) % 7]);
+    PD_BUF_LIT(&b, "]}");
+    pd_score_req r;
+    char err[512] = "";
+    CHECK_INT(pd_score_parse_rank(&r, b.p, b.len, &s, TODAY, 30, 100, err, sizeof err), PD_OK);
+    for (int side = 0; side < 2; side++) { /* with a prior, and without one */
+        pd_score_model *m = pd_score_model_new(&s, &r.q, r.sdims, r.nsd, w.ud, 2, w.pd, side ? 0 : 2);
+        double score[40];
+        pd_score_items(&r, m, score);
+        for (int i = 0; i < r.nitems; i++) {
+            double want = 0;
+            for (int j = 0; j < r.nsd; j++)
+                want += r.lambda[j] * pd_score_dim(m, j, &r.items[i].attrs[j], r.items[i].hash[j], r.alpha, NULL, NULL);
+            if (score[i] != want) pd_test_fail(__FILE__, __LINE__, "item %d: %.17g, unmemoised %.17g", i, score[i], want);
+        }
+        pd_score_model_free(m);
+    }
+    pd_score_req_free(&r);
+    pd_buf_free(&b);
+    world_free(&w);
 }
