@@ -12,9 +12,7 @@ snapshot) -- every user is queried at every worker (default answer,
 top=4 of artists, top=10 with decay and a day breakdown) and compared
 with tests/oracle.py's answer computed from the events read back from the
 topic; each fan's top=4 artists are exactly its four favourites; then the
-stores (profilectl dump) equal the oracle's day profiles. The schema turns
-recent items off ("recent": {"max": 0}; they are on by default): no
-answer, day or dump has any.
+stores (profilectl dump) equal the oracle's day profiles.
 """
 import json
 import os
@@ -37,7 +35,7 @@ SCHEMA = {"dimensions": [
     {"name": "track", "type": "categorical", "paths": ["track.title"], "max_values": 16},
     {"name": "genre", "type": "categorical", "paths": ["track.genre"]},
     {"name": "duration", "type": "numeric", "paths": ["track.duration"], "buckets": [60, 120, 180, 240, 300, 600]},
-], "recent": {"max": 0}}
+]}
 ORACLE_SCHEMA = [("artist", "categorical", None, ["track.artist"]), ("album", "categorical", None, ["track.album"]),
                  ("track", "categorical", None, ["track.title"]), ("genre", "categorical", None, ["track.genre"]),
                  ("duration", "numeric", [60, 120, 180, 240, 300, 600], ["track.duration"])]
@@ -82,7 +80,7 @@ def build_events(seed, now):
 
 
 def oracle_from_topic(c):
-    o = Oracle(schema=ORACLE_SCHEMA, caps=CAPS, nparts=NPARTS, recent=SCHEMA["recent"])
+    o = Oracle(schema=ORACLE_SCHEMA, caps=CAPS, nparts=NPARTS)
     for r in read_topic(c, c.topic):
         o.feed(r["partition"], r["offset"], (r["value"] or "").encode(), r["timestamp"],
                r["headers"].get("profiled-origin"))
