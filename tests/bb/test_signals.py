@@ -17,7 +17,8 @@ types=/weights= get a 400 naming the problem. The schema keeps the 5
 most recent events per user-day (item.id -- a string, or a number for
 some -- make and price): every answer's "recent" is the oracle's 5 newest
 events of the range (of the types that count), by time then occurrence
-key. Finally the stores (profilectl dump, with their "tracked"
+key, then (one user's events without an id at one time) the item's
+encoded bytes. Finally the stores (profilectl dump, with their "tracked"
 sub-profiles and "recent" items) equal the oracle's.
 
 test_recent_off_and_the_default: the same schema with "recent": {"max":
@@ -91,6 +92,15 @@ def build_events(seed, now):
             events.append({"event_id": "s-%d" % n, "user_id": user, "ts": now - rnd.randrange(10 * 60000, 2 * DAY),
                            "type": t, "item": item})
     events += [dict(e) for e in rnd.sample(events, 100)]   # repeated deliveries
+    # events without an id at one time and type have one occurrence key:
+    # their recent items are ordered by their encoded bytes (item id
+    # length, then bytes; no id first), whatever the arrival order
+    tie = now - 3600000
+    for k, item in enumerate(["ad-%d" % i for i in (7, 12, 3, 100, 45)] + [31, None, "b"]):
+        e = {"user_id": "buyer-tie", "ts": tie, "type": "view", "item": {"make": MAKES[k % 3]}}
+        if item is not None:
+            e["item"]["id"] = item
+        events.append(e)
     rnd.shuffle(events)
     return events
 
