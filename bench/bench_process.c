@@ -5,6 +5,8 @@
  *
  *   process --file F --dir D --partitions P [--batch B] [--size-dir D2]
  *           [--population 0] (no population profiles: what maintaining them costs)
+ *           [--recent-max K] (the built-in schema's recent items: 0 off, else
+ *           K; default: the schema's default, 10)
  *     Loads the JSONL file F into memory, then measures
  *       (a) bare cJSON: cJSON_ParseWithLength + cJSON_Delete of every line;
  *       (a') pd_event_parse + pd_event_free of every line (built-in schema),
@@ -46,6 +48,7 @@
 #include "worker.h"
 
 #include <cjson/cJSON.h>
+#include <xxhash.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +125,8 @@ static void partition_lines(bench_lines *L, int32_t nparts)
 
 /* ---- the worker context, as profiled.c builds it ---- */
 
+static int g_recent_max = -1; /* --recent-max K: recent items 0 (off) or K; -1 the default */
+
 typedef struct {
     pd_config cfg;
     pd_schema schema;
@@ -142,6 +147,14 @@ static int worker_open(bench_worker *b, const char *dir, int32_t nparts, int64_t
     if (pd_config_finalize(&b->cfg, err, sizeof err) != PD_OK) goto fail;
     if (pd_tz_parse(&b->w.tz, b->cfg.timezone, err, sizeof err) != PD_OK) goto fail;
     pd_schema_default(&b->schema, (uint32_t)b->cfg.categorical_max_values);
+    if (g_recent_max >= 0) { /* as "recent": {"max": K} would load (schema.h) */
+        b->schema.recent_max = g_recent_max;
+        if (!g_recent_max) memset(&b->schema.recent_item, 0, sizeof b->schema.recent_item);
+        pd_buf sj = {0};
+        pd_schema_to_json(&b->schema, &sj);
+        b->schema.fingerprint = XXH3_64bits(sj.p, sj.len);
+        pd_buf_free(&sj);
+    }
     pd_metrics_init(&b->metrics);
     pd_store_opts so = {.block_cache_mb = b->cfg.block_cache_mb, .write_buffer_mb = b->cfg.write_buffer_mb};
     if (pd_store_open(&b->store, dir, &b->schema, &so, err, sizeof err) != PD_OK) goto fail;
@@ -508,6 +521,11 @@ int main(int argc, char **argv)
     /* --pipeline-only 1 (for profiling): skip the cJSON, parse and size passes. */
     int only = atoi(arg(argc, argv, "--pipeline-only", "0"));
     g_population = atoi(arg(argc, argv, "--population", "1"));
+    g_recent_max = atoi(arg(argc, argv, "--recent-max", "-1"));
+    if (g_recent_max > PD_MAX_RECENT) {
+        fprintf(stderr, "bench_process: --recent-max is 0..%d\n", PD_MAX_RECENT);
+        return 2;
+    }
     double tc = 1e-9;
     if (!only) {
         /* Warm-up pass (page cache, allocator), then the timed one. */
@@ -535,14 +553,14 @@ int main(int argc, char **argv)
            "\"flushes\":%" PRIu64 ",\"accepted\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"dlq\":%" PRIu64
            ",\"writes\":%" PRIu64 ",\"avg_key\":%.1f,\"avg_value\":%.1f"
            ",\"user_days\":%" PRIu64 ",\"compact_key_bytes\":%" PRIu64 ",\"compact_value_bytes\":%" PRIu64
-           ",\"parse_ok\":%" PRIu64 ",\"parse_secs\":%.4f,\"parse_eps\":%.0f}\n",
+           ",\"parse_ok\":%" PRIu64 ",\"parse_secs\":%.4f,\"parse_eps\":%.0f,\"recent_max\":%d}\n",
            L.n, L.len, ok, tc, (double)L.n / tc, pr.secs, (double)L.n / pr.secs, pr.record_secs,
            pr.flush_secs, pr.flushes, (uint64_t)atomic_load(&b.metrics.events_accepted),
            (uint64_t)atomic_load(&b.metrics.events_duplicate),
            (uint64_t)(L.n - atomic_load(&b.metrics.events_accepted) - atomic_load(&b.metrics.events_duplicate)),
            sz.writes, sz.writes ? (double)sz.key_bytes / (double)sz.writes : 0.0,
            sz.writes ? (double)sz.val_bytes / (double)sz.writes : 0.0, cc.n, cc.key_bytes, cc.val_bytes,
-           pok, tp, (double)L.n / tp);
+           pok, tp, (double)L.n / tp, b.schema.recent_max);
     rc = 0;
 close:
     worker_close(&b);

@@ -6,18 +6,22 @@
  *
  * Generates N vehicle events (gen.h: view 70 %, search 15 %, park 10 %,
  * contact 5 %; U Zipf users over D days), groups them by user-day and, for
- * the built-in schema with 0, 1 ("park") and 2 ("park", "contact") tracked
- * types, and with no tracks but recent items (10, item.id, make, price):
+ * the built-in schema with recent items off ({"max":0}, the reference)
+ * and 0, 1 ("park") and 2 ("park", "contact") tracked types, and with no
+ * tracks but recent items -- the default (10, item.id, no attributes)
+ * and 10 with the attributes make and price:
  *   - bytes per user-day: the mean size of the encoded value
  *     (pd_profile_encode of the user-day's profile: what RocksDB stores
  *     before block compression), and its total;
  *   - processing: events per second of pd_event_parse + pd_profile_add
  *     over the grouped events, plus pd_profile_encode per user-day (CPU
- *     time of this process, the best of 3 runs);
+ *     time of this process, the best of 5 interleaved runs, and the
+ *     median of the runs' rate ratios to the reference);
  * and, over the users' stored days (encoded with 2 tracked types), the CPU
  * per query of what the worker does for GET /v1/profiles after reading
  * the values: decode every day + pd_query_render, for the plain query on
- * the untracked schema (the reference), the plain query with 2 tracks,
+ * the untracked schema without recent items (the reference), the plain
+ * query with the default recent items, the plain query with 2 tracks,
  * weights=view:1,park:3,contact:5 and types=park,contact, in interleaved
  * rounds (each round runs every query over all users once, in rotating
  * order); the verdict is the median of the per-round ratios to the
@@ -62,19 +66,19 @@ static int bt_cmp(const void *a, const void *b)
     return x->off < y->off ? -1 : (x->off > y->off ? 1 : 0);
 }
 
-static void schema_tracked(pd_schema *s, int n)
+/* The built-in schema with n tracked types and recent items: 0 off, 1 the
+ * default (10, item.id, no attributes), 2 also make and price. */
+static void schema_tracked(pd_schema *s, int n, int recent)
 {
     static const char *const t[] = {"park", "contact"};
     pd_schema_default(s, 64);
-    if (n < 0) { /* no tracks, recent items: 10, item.id, make and price */
-        s->recent_max = 10;
-        s->recent_item.depth = 2;
-        snprintf(s->recent_item.seg[0], PD_MAX_NAME, "item");
-        snprintf(s->recent_item.seg[1], PD_MAX_NAME, "id");
+    if (recent == 0) {
+        s->recent_max = 0;
+        memset(&s->recent_item, 0, sizeof s->recent_item);
+    } else if (recent == 2) {
         s->recent_nattrs = 2;
         s->recent_attrs[0] = pd_schema_find(s, "make", 4);
         s->recent_attrs[1] = pd_schema_find(s, "price", 5);
-        return;
     }
     for (int i = 0; i < n; i++) {
         snprintf(s->tracked[i], sizeof s->tracked[i], "%s", t[i]);
@@ -152,11 +156,13 @@ int main(int argc, char **argv)
     pd_buf data = {0}, line = {0};
     bt_line *ln = pd_malloc((size_t)nev * sizeof *ln);
     size_t n = 0;
-    pd_schema s0, s1, s2, s3;
-    schema_tracked(&s0, 0);
-    schema_tracked(&s1, 1);
-    schema_tracked(&s2, 2);
-    schema_tracked(&s3, -1);
+    enum { NV = 5, REPS = 5 };
+    pd_schema s0, s1, s2, s3, s4;
+    schema_tracked(&s0, 0, 0);
+    schema_tracked(&s1, 1, 0);
+    schema_tracked(&s2, 2, 0);
+    schema_tracked(&s3, 0, 1);
+    schema_tracked(&s4, 0, 2);
     int rc;
     while ((rc = pd_gen_next(g, &line, NULL)) != PD_GEN_END) {
         if (rc != PD_GEN_EVENT) continue;
@@ -170,19 +176,26 @@ int main(int argc, char **argv)
     pd_gen_free(g);
     qsort(ln, n, sizeof *ln, bt_cmp);
 
-    /* storage and processing, best of 3 per variant */
-    const pd_schema *sv[4] = {&s0, &s1, &s2, &s3};
-    size_t bytes[4] = {0}, groups = 0;
-    double secs[4];
-    pd_buf vals0 = {0}, vals2 = {0};
-    uint32_t *vlen0 = pd_malloc(n * sizeof *vlen0), *vlen2 = pd_malloc(n * sizeof *vlen2);
-    for (int v = 0; v < 4; v++) secs[v] = 1e30;
-    for (int rep = 0; rep < 3; rep++)
-        for (int v = 0; v < 4; v++) {
-            pd_buf *vb = rep == 0 && v == 0 ? &vals0 : rep == 0 && v == 2 ? &vals2 : NULL;
-            double t = pass(sv[v], data.p, ln, n, &bytes[v], vb, v == 0 ? vlen0 : vlen2, &groups);
-            if (t < secs[v]) secs[v] = t;
+    /* storage and processing: REPS rounds, each runs every variant once
+     * (rotating order); best time per variant, and per round the rate
+     * ratio to the reference (variant 0) */
+    const pd_schema *sv[NV] = {&s0, &s1, &s2, &s3, &s4};
+    size_t bytes[NV] = {0}, groups = 0;
+    double secs[NV], rr[NV][REPS];
+    pd_buf vals0 = {0}, vals2 = {0}, vals3 = {0};
+    uint32_t *vlen0 = pd_malloc(n * sizeof *vlen0), *vlen2 = pd_malloc(n * sizeof *vlen2),
+             *vlen3 = pd_malloc(n * sizeof *vlen3);
+    for (int v = 0; v < NV; v++) secs[v] = 1e30;
+    for (int rep = 0; rep < REPS; rep++) {
+        double t[NV];
+        for (int vv = 0; vv < NV; vv++) {
+            int v = (vv + rep) % NV;
+            pd_buf *vb = rep == 0 && v == 0 ? &vals0 : rep == 0 && v == 2 ? &vals2 : rep == 0 && v == 3 ? &vals3 : NULL;
+            t[v] = pass(sv[v], data.p, ln, n, &bytes[v], vb, v == 0 ? vlen0 : v == 2 ? vlen2 : vlen3, &groups);
+            if (t[v] < secs[v]) secs[v] = t[v];
         }
+        for (int v = 0; v < NV; v++) rr[v][rep] = t[0] / t[v];
+    }
 
     /* queries: per user, its days (ascending: ln is sorted by user, day) */
     size_t ngroups = groups;
@@ -196,35 +209,37 @@ int main(int argc, char **argv)
         i = j;
     }
     const int64_t today = start / 86400000 + days - 1;
-    bt_query qv[4] = {
-        {&s0, "days=30", "plain, no tracked types (reference)"},
+    enum { NQ = 5 };
+    bt_query qv[NQ] = {
+        {&s0, "days=30", "plain, no tracked types, recent off (reference)"},
+        {&s3, "days=30", "plain, default recent items (10)"},
         {&s2, "days=30", "plain, 2 tracked types"},
         {&s2, "days=30&weights=view:1,park:3,contact:5", "weights=view:1,park:3,contact:5"},
         {&s2, "days=30&types=park,contact", "types=park,contact"},
     };
-    pd_query q[4];
-    int nqv = 4; /* a build without types=/weights= (the comparison of builds): the reference only */
-    for (int k = 0; k < 4; k++)
+    pd_query q[NQ];
+    int nqv = NQ; /* a build without types=/weights= (the comparison of builds): the first two only */
+    for (int k = 0; k < NQ; k++)
         if (pd_query_parse_params(&q[k], qv[k].qs, qv[k].s, today, 60, err, sizeof err)) {
             fprintf(stderr, "bench_tracks: %s: %s (measuring the reference query only)\n", qv[k].qs, err);
-            if (k == 0) return 2;
-            nqv = 1;
+            if (k < 2) return 2;
+            nqv = 2;
             break;
         }
     pd_profile *prof = pd_malloc(64 * sizeof *prof);
     pd_query_day qd[64];
     pd_buf out = {0};
-    double qsum[4] = {0}, *ratio[4];
+    double qsum[NQ] = {0}, *ratio[NQ];
     uint64_t ref_hash = 0; /* XXH3 of every reference answer: equal across builds = byte-identical answers */
-    size_t nq = 0, out_bytes[4] = {0};
-    for (int k = 0; k < 4; k++) ratio[k] = pd_malloc((size_t)pairs * sizeof *ratio[k]);
+    size_t nq = 0, out_bytes[NQ] = {0};
+    for (int k = 0; k < NQ; k++) ratio[k] = pd_malloc((size_t)pairs * sizeof *ratio[k]);
     for (int64_t r = 0; r < pairs; r++) {
-        double t[4];
+        double t[NQ];
         for (int kk = 0; kk < nqv; kk++) {
             int k = (int)((kk + r) % nqv);
             const pd_schema *s = qv[k].s;
-            const char *vp = s == &s0 ? vals0.p : vals2.p;
-            const uint32_t *vl = s == &s0 ? vlen0 : vlen2;
+            const char *vp = s == &s0 ? vals0.p : s == &s3 ? vals3.p : vals2.p;
+            const uint32_t *vl = s == &s0 ? vlen0 : s == &s3 ? vlen3 : vlen2;
             for (int d = 0; d < 64; d++) pd_profile_init(&prof[d], s);
             size_t off = 0, cnt = 0;
             out_bytes[k] = 0;
@@ -259,11 +274,18 @@ int main(int argc, char **argv)
     printf("{\"events\":%zu,\"user_days\":%zu,\"users_queried\":%zu,\"reference_answers_xxh3\":\"%016llx\","
            "\"storage\":[",
            n, ngroups, nq, (unsigned long long)ref_hash);
-    for (int v = 0; v < 4; v++)
-        printf("%s{\"tracked_types\":%d,\"recent_max\":%d,\"bytes_per_user_day\":%.1f,\"total_bytes\":%zu,"
-               "\"events_per_sec\":%.0f}",
-               v ? "," : "", sv[v]->ntracked, sv[v]->recent_max, (double)bytes[v] / (double)ngroups, bytes[v],
-               (double)n / secs[v]);
+    for (int v = 0; v < NV; v++) {
+        for (int a = 1; a < REPS; a++) /* median by insertion sort */
+            for (int b = a; b > 0 && rr[v][b - 1] > rr[v][b]; b--) {
+                double x = rr[v][b];
+                rr[v][b] = rr[v][b - 1];
+                rr[v][b - 1] = x;
+            }
+        printf("%s{\"tracked_types\":%d,\"recent_max\":%d,\"recent_attributes\":%d,\"bytes_per_user_day\":%.1f,"
+               "\"total_bytes\":%zu,\"events_per_sec\":%.0f,\"median_rate_ratio_to_reference\":%.3f}",
+               v ? "," : "", sv[v]->ntracked, sv[v]->recent_max, sv[v]->recent_nattrs,
+               (double)bytes[v] / (double)ngroups, bytes[v], (double)n / secs[v], rr[v][REPS / 2]);
+    }
     printf("],\"queries\":[");
     for (int k = 0; k < nqv; k++) {
         /* median by insertion sort (pairs is small) */
@@ -279,16 +301,18 @@ int main(int argc, char **argv)
                (double)out_bytes[k] / (double)(nq ? nq : 1));
     }
     printf("]}\n");
-    for (int k = 0; k < 4; k++) pd_free(ratio[k]);
+    for (int k = 0; k < NQ; k++) pd_free(ratio[k]);
     pd_free(prof);
     pd_free(gday);
     pd_free(guser);
     pd_free(vlen0);
     pd_free(vlen2);
+    pd_free(vlen3);
     pd_free(ln);
     pd_buf_free(&out);
     pd_buf_free(&vals0);
     pd_buf_free(&vals2);
+    pd_buf_free(&vals3);
     pd_buf_free(&data);
     pd_buf_free(&line);
     return 0;

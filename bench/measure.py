@@ -25,9 +25,13 @@ Steps, in the order they run (bench/steps/, one module per measured job):
   rank               3d: POST rank of 100 and 1,000 candidates vs the plain
                      query (req/s, p50/p99, worker CPU/req, items/s),
                      interleaved; a client-side scoring reference (issue 20)
-  signals            3e: per-type tracks: bytes per user-day with 0/1/2
-                     tracked types, CPU of weights=/types= vs the plain
-                     query (in process, bench_tracks; issue 19)
+  signals            3e: per-type tracks and recent items: bytes per
+                     user-day with 0/1/2 tracked types and with recent
+                     items (default 10) vs off, CPU of weights=/types= and
+                     of recent items vs the plain query (in process,
+                     bench_tracks); the replay pipeline with the default
+                     recent items vs off, interleaved pairs (bench_process;
+                     issue 19)
   ingest             3: the same queries under ingestion
   freshness          4: produce -> visible in a query
   forwarded          3: queries through a second worker

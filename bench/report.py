@@ -128,13 +128,26 @@ def rows(r):
             if base is None or s is base:
                 continue
             what = ("%d tracked type(s)" % s["tracked_types"]) if s["tracked_types"] else (
-                "recent items (%d)" % s.get("recent_max", 0))
+                "recent items (%d, %d attributes)" % (s.get("recent_max", 0), s.get("recent_attributes", 0)))
             add("3e. Encoded bytes per user-day with %s" % what, "%.1f" % s["bytes_per_user_day"],
-                "no tracks: %.1f" % base["bytes_per_user_day"], s["bytes_per_user_day"] / base["bytes_per_user_day"],
-                "(documented)", None)
+                "no tracks, recent off: %.1f" % base["bytes_per_user_day"],
+                s["bytes_per_user_day"] / base["bytes_per_user_day"], "(documented)", None)
+            if "median_rate_ratio_to_reference" in s:
+                add("3e. Parse + add + encode rate with %s, ev/s" % what, "%.0f" % s["events_per_sec"],
+                    "no tracks, recent off: %.0f" % base["events_per_sec"], s["median_rate_ratio_to_reference"],
+                    "(documented)", None)
+        e2e = sg.get("recent_e2e")
+        if e2e:
+            add("3e. Replay pipeline with the default recent items (10) vs off, ev/s (median of %d pairs)" % e2e["pairs"],
+                "/".join("%.0f" % x for x in e2e["eps_default"]), "off: " + "/".join("%.0f" % x for x in e2e["eps_off"]),
+                e2e["median_rate_ratio_default_to_off"], "(documented)", None)
+            d, o = e2e["size_default"], e2e["size_off"]
+            add("3e. On-disk bytes per compacted user-day, default recent items vs off",
+                "%.0f" % d["dir_bytes_per_user_day"], "off: %.0f" % o["dir_bytes_per_user_day"],
+                d["dir_bytes_per_user_day"] / o["dir_bytes_per_user_day"], "(documented)", None)
         for x in sg.get("queries", []):
             add("3e. Query decode + render CPU, %s, us" % x["what"], "%.1f" % x["cpu_us_per_query"],
-                "plain query, untracked schema", x["median_ratio_to_reference"], "(documented)", None)
+                "plain query, untracked schema, recent off", x["median_ratio_to_reference"], "(documented)", None)
     u, pi = q.get("under_ingest_paced"), q.get("local_paced")
     if u and pi:
         ratio = u["p99_us"] / max(pi["p99_us"], 1)

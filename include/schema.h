@@ -25,6 +25,7 @@
 #define PD_MAX_TRACKED_NAME 64  /* bytes of a tracked type name (= PD_MAX_TYPE) */
 #define PD_MAX_RECENT 100       /* largest "recent" "max" */
 #define PD_MAX_RECENT_ATTRS 8   /* dimensions a recent item carries */
+#define PD_RECENT_DEFAULT 10    /* "recent" "max" when the schema does not say */
 
 typedef enum { PD_DIM_CATEGORICAL = 1, PD_DIM_NUMERIC = 2 } pd_dim_type;
 
@@ -51,8 +52,13 @@ typedef struct {
     char tracked[PD_MAX_TRACKED][PD_MAX_TRACKED_NAME + 1];
     uint32_t tracked_len[PD_MAX_TRACKED];
     /* "recent": the K most recent events per user-day (0 = off), with
-     * the item id read at recent_item (depth 0: none) and the values of
-     * dimensions recent_attrs[0..recent_nattrs) (profile.h). */
+     * the item id read at recent_item (depth 0 only when off) and the
+     * values of dimensions recent_attrs[0..recent_nattrs) (profile.h).
+     * On by default: PD_RECENT_DEFAULT items, id at "item.id", no
+     * attributes -- the attributes are in the profile's dimensions
+     * already, a consumer of the recent list (search re-ranking) needs
+     * the item ids, and each attribute costs bytes in every item of every
+     * user-day, so a schema opts in to the ones it wants. */
     int recent_max;
     pd_path recent_item;
     int recent_nattrs;
@@ -89,16 +95,19 @@ void pd_schema_default(pd_schema *s, uint32_t max_values);
  * PD_MAX_TRACKED distinct event types, 1..64 bytes each, without ',', ':',
  * control bytes or the name "*" (the query's types=/weights= syntax), that
  * get their own sub-profile per user-day (profile.h). "recent"
- * (optional): {"max": K (0..PD_MAX_RECENT, default 10; 0 = off),
- * "item_id": path (default "item.id"), "attributes": [dimension names,
- * at most PD_MAX_RECENT_ATTRS, default none]}. Errors name the
- * offending dimension and key. */
+ * (optional): {"max": K (0..PD_MAX_RECENT, default PD_RECENT_DEFAULT;
+ * 0 = off), "item_id": path (default "item.id"), "attributes":
+ * [dimension names, at most PD_MAX_RECENT_ATTRS, default none]}; a
+ * schema without the key gets all the defaults (so does the built-in
+ * one), {"max": 0} turns recent items off. Errors name the offending
+ * dimension and key. */
 int pd_schema_load_json(pd_schema *s, const char *json, size_t len, uint32_t max_values,
                         char *err, size_t errlen);
 int pd_schema_load_file(pd_schema *s, const char *path, uint32_t max_values, char *err, size_t errlen);
 /* Index of dimension `name` (length n) or -1. */
 int pd_schema_find(const pd_schema *s, const char *name, size_t n);
-/* Writes the schema as JSON text (canonical form, loadable again). */
+/* Writes the schema as JSON text (canonical form, loadable again: every
+ * default written out, "recent" always, {"max":0} when off). */
 void pd_schema_to_json(const pd_schema *s, pd_buf *out);
 
 #endif

@@ -28,7 +28,8 @@
  *                  bytes) -> the partition's POPULATION profile of the
  *                  day: every accepted event of every user, under the
  *                  population schema (pd_store_population_schema: every
- *                  categorical cap = population_max_values). The merge
+ *                  categorical cap = population_max_values, no recent
+ *                  items: the population is not one user's). The merge
  *                  operator picks the schema by key length. User-listing
  *                  paths (pd_store_scan) skip these keys; hand-off exports
  *                  carry them (an empty key); erasures never touch them.
@@ -112,7 +113,8 @@ void pd_store_close(pd_store *st);
 const pd_schema *pd_store_schema(const pd_store *st);
 /* The population schema (see the day families above): the store's schema
  * with every categorical cap and the event types' cap =
- * population_max_values. Valid until pd_store_close. */
+ * population_max_values, and recent items off. Valid until
+ * pd_store_close. */
 const pd_schema *pd_store_population_schema(const pd_store *st);
 /* PD_OK while the data directory the store was opened on is still there
  * (same inode, CURRENT present); PD_EIO (err says what) once it was

@@ -32,7 +32,7 @@ const pd_opt pd_config_table[] = {
     {"id", PD_OPT_STR, OFF(id), "", UNB, "Worker id, unique in the group (default: hostname-pid)."},
     {"listen", PD_OPT_STR, OFF(listen), "127.0.0.1:8080", UNB, "HTTP listen address host:port (port 0 = ephemeral)."},
     {"advertise", PD_OPT_STR, OFF(advertise), "", UNB, "URL peers use to reach this worker (default: http://<listen>)."},
-    {"schema", PD_OPT_STR, OFF(schema), "", UNB, "Profile schema JSON file (default: built-in vehicle schema, 20 dimensions)."},
+    {"schema", PD_OPT_STR, OFF(schema), "", UNB, "Profile schema JSON file (default: built-in vehicle schema, 20 dimensions; recent items on, 10 per user-day: docs/data-model.md)."},
     {"dlq_topic", PD_OPT_STR, OFF(dlq_topic), "", UNB, "Dead-letter topic for bad events (default: <topic>.dlq)."},
     {"members_topic", PD_OPT_STR, OFF(members_topic), "", UNB, "Internal membership topic (default: <topic>.members)."},
     {"timezone", PD_OPT_STR, OFF(timezone), "UTC", UNB, "Time zone that decides an event's day: UTC, +HH:MM/-HH:MM, or an IANA name."},

@@ -64,9 +64,10 @@
  * decimals) with weights=. Without types=/weights= every coefficient is
  * the plain one and the answer is what it was before tracks existed.
  *
- * Recent items (the schema's "recent"): "recent" lists, of the
- * recent_max first items of the in-range days by pd_recent_cmp (newest
- * first), those of the types that count, whatever the decay.
+ * Recent items (the schema's "recent", on by default): "recent" lists, of
+ * the recent_max first items of the in-range days by pd_recent_cmp (newest
+ * first), those of the types that count, whatever the decay; with
+ * breakdown=day each day lists its own the same way.
  *
  * Numbers: every number is printed by the one rule of pd_fmt_double
  * (util.h; docs/api.md "Numbers"): integers below 2^53 as integers, else
@@ -1231,6 +1232,7 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
             put_events(&c, &days[d], &w[d], 1);
             pd_buf_putc(out, ',');
             put_dimensions(&c, q, s, &days[d], &w[d], 1);
+            if (s->recent_max > 0) put_recent(&c, q, s, &days[d], 1); /* the day's own */
             pd_buf_putc(out, '}');
         }
         pd_buf_putc(out, ']');

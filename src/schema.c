@@ -51,6 +51,19 @@ static void default_paths(pd_dim *d)
     snprintf(d->paths[1].seg[1], PD_MAX_NAME, "%s", d->name);
 }
 
+/* The default "recent" (a schema without the key, and the built-in one):
+ * the PD_RECENT_DEFAULT most recent events with their item id at "item.id"
+ * and no attributes (see schema.h for why none). */
+static void default_recent(pd_schema *s)
+{
+    s->recent_max = PD_RECENT_DEFAULT;
+    s->recent_nattrs = 0;
+    memset(&s->recent_item, 0, sizeof s->recent_item);
+    s->recent_item.depth = 2;
+    snprintf(s->recent_item.seg[0], PD_MAX_NAME, "item");
+    snprintf(s->recent_item.seg[1], PD_MAX_NAME, "id");
+}
+
 static void finish(pd_schema *s)
 {
     pd_buf b = {0};
@@ -93,6 +106,7 @@ void pd_schema_default(pd_schema *s, uint32_t max_values)
     add_dim(s, "engine_cc", PD_DIM_NUMERIC, cc, (int)PD_ARRAY_LEN(cc));
     add_dim(s, "co2_g_km", PD_DIM_NUMERIC, co2, (int)PD_ARRAY_LEN(co2));
     add_dim(s, "owners", PD_DIM_NUMERIC, owners, (int)PD_ARRAY_LEN(owners));
+    default_recent(s);
     finish(s);
 }
 
@@ -138,11 +152,15 @@ static int load_tracked(pd_schema *s, const cJSON *tt, char *err, size_t errlen)
     return PD_OK;
 }
 
-/* "recent": absent, or {"max", "item_id", "attributes"} (see schema.h). */
+/* "recent": absent (the default), or {"max", "item_id", "attributes"}
+ * (see schema.h). */
 static int load_recent(pd_schema *s, const cJSON *r, char *err, size_t errlen)
 {
     char perr[160];
-    if (!r) return PD_OK;
+    if (!r) {
+        default_recent(s);
+        return PD_OK;
+    }
     if (!cJSON_IsObject(r)) return pd_seterr(err, errlen, PD_EINVAL, "schema: \"recent\" must be an object");
     const cJSON *k;
     cJSON_ArrayForEach(k, r) {
@@ -151,7 +169,7 @@ static int load_recent(pd_schema *s, const cJSON *r, char *err, size_t errlen)
                              k->string);
     }
     const cJSON *mx = cJSON_GetObjectItemCaseSensitive(r, "max");
-    s->recent_max = 10;
+    s->recent_max = PD_RECENT_DEFAULT;
     if (mx) {
         if (!cJSON_IsNumber(mx) || mx->valuedouble < 0 || mx->valuedouble > PD_MAX_RECENT ||
             mx->valuedouble != floor(mx->valuedouble))
@@ -183,7 +201,7 @@ static int load_recent(pd_schema *s, const cJSON *r, char *err, size_t errlen)
             s->recent_attrs[s->recent_nattrs++] = di;
         }
     }
-    if (s->recent_max == 0) { /* off: as if absent (same fingerprint) */
+    if (s->recent_max == 0) { /* off: nothing else is kept (one canonical form) */
         memset(&s->recent_item, 0, sizeof s->recent_item);
         s->recent_nattrs = 0;
     }
@@ -384,7 +402,11 @@ void pd_schema_to_json(const pd_schema *s, pd_buf *out)
         }
         pd_buf_putc(out, ']');
     }
-    if (s->recent_max > 0) { /* likewise only when on */
+    /* Always written (off as {"max":0}): a schema without the key means
+     * the default, so the canonical form must say what it holds. */
+    if (s->recent_max == 0) {
+        PD_BUF_LIT(out, ",\"recent\":{\"max\":0}");
+    } else {
         char path[PD_MAX_PATH_DEPTH * PD_MAX_NAME + 8] = "";
         for (int k = 0; k < s->recent_item.depth; k++) {
             if (k) strcat(path, ".");

@@ -9,7 +9,7 @@
  * Layout on disk: one RocksDB database with the families "default",
  * "meta", "dedup" and one "dYYYY-MM-DD" family per day. The meta family
  * holds the records
- *   "format"       store format version, decimal text ("3"). Version 1
+ *   "format"       store format version, decimal text ("5"). Version 1
  *                  kept one de-dup key per event (partition + event id ->
  *                  ts i64 BE); such stores predate the dialect record and
  *                  are refused for it. Version 2 held profile values of
@@ -36,7 +36,12 @@
  * Format 3 stores lack the population profiles (the key of a partition
  * with an empty user id in each day family, store.h): refused with the
  * rebuild instruction, since the population of past events cannot be
- * recomputed from the users' capped profiles.
+ * recomputed from the users' capped profiles. Format 4 stores were written
+ * when recent items were off unless the schema had "recent" (now a schema
+ * without the key keeps 10 per user-day) and their population profiles
+ * kept recent items under such a schema (now they never do): refused with
+ * the rebuild instruction (the recent items of past events are not in
+ * them; no deployment of format 4 exists).
  * A store is only ever opened read-write with the schema whose fingerprint
  * it records and under the event dialect it records: its state is a
  * function of the log under both, so a mismatch is refused at open, with
@@ -716,6 +721,11 @@ void store_pop_schema_set(pd_store *st, uint32_t cap)
     st->pop_schema.max_values = cap;
     for (int i = 0; i < st->pop_schema.ndims; i++)
         if (st->pop_schema.dims[i].type == PD_DIM_CATEGORICAL) st->pop_schema.dims[i].max_values = cap;
+    /* no recent items: the K newest events of a whole partition-day serve
+     * nobody, and would cost every event a list insertion (format 5) */
+    st->pop_schema.recent_max = 0;
+    st->pop_schema.recent_nattrs = 0;
+    memset(&st->pop_schema.recent_item, 0, sizeof st->pop_schema.recent_item);
     st->pop_cap = cap;
     atomic_store(&st->pop_ready, 1);
 }
@@ -789,6 +799,7 @@ static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errl
     if (flen != strlen(PD_STORE_FORMAT) || memcmp(format, PD_STORE_FORMAT, flen) != 0) {
         int old = (flen == 1 && (format[0] == '1' || format[0] == '2'));
         int v3 = (flen == 1 && format[0] == '3');
+        int v4 = (flen == 1 && format[0] == '4');
         rc = pd_seterr(err, errlen, PD_EINVAL,
                        "store %s has format version '%.20s'; this build reads version %s%s", st->dir,
                        format, PD_STORE_FORMAT,
@@ -801,6 +812,11 @@ static int check_schema(pd_store *st, const pd_schema *s, char *err, size_t errl
                               "this worker, delete the data directory, and start the worker again (it "
                               "copies its partitions from a live peer of this build or replays the input "
                               "topic)"
+                       : v4 ? " (format 5 keeps recent items by default: a schema without \"recent\" "
+                              "keeps the 10 most recent events per user and day, which format 4 values "
+                              "lack, and population profiles keep none). Rebuild it: stop this worker, "
+                              "delete the data directory, and start the worker again (it copies its "
+                              "partitions from a live peer of this build or replays the input topic)"
                            : "");
         goto out;
     }

@@ -25,7 +25,7 @@
 #include "store.h"
 #include "util.h"
 
-#define PD_STORE_FORMAT "4"
+#define PD_STORE_FORMAT "5"
 #define STORE_XSTR(x) #x
 #define STORE_STR(x) STORE_XSTR(x)
 #define STORE_DIALECT STORE_STR(PD_EVENT_DIALECT) /* the "dialect" meta record */

@@ -12,6 +12,7 @@ serve.
 """
 import json
 import math
+import struct
 import time
 
 import xxhash
@@ -243,6 +244,30 @@ SKETCH_ROWS = 4
 SKETCH_SEED = 0x70726F66696C6564   # "profiled"
 
 
+def _uv(n):
+    """LEB128 varint of n >= 0."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _cdouble(v):
+    """A number as a recent item's body writes it (docs/data-model.md):
+    integral and |v| < 2^53: varint(zigzag(v) * 2); else 1 and the f64
+    little-endian."""
+    if v == 0:
+        v = 0.0   # a recent item's number: -0 is written as 0
+    if v == math.trunc(v) and abs(v) < 2 ** 53:
+        i = int(v)
+        zz = i << 1 if i >= 0 else ((-i) << 1) - 1
+        return _uv(zz << 1)
+    return b"\x01" + struct.pack("<d", v)
+
+
 def okey(ev):
     """Occurrence key of a validated event: XXH3-64 of "i" + event_id, or
     of "t" + ts (8 bytes big-endian) + type."""
@@ -319,12 +344,15 @@ class Oracle:
                  dedup_max_ids=0, tracked=None, recent=None):
         self.schema = schema or vehicle_schema()
         self.tracked = list(tracked or [])   # the schema's tracked_types
-        # the schema's "recent": {"max": K, "item_id": path, "attributes": [dims]}
-        self.recent = dict(recent) if recent and recent.get("max", 10) > 0 else None
-        if self.recent:
-            self.recent.setdefault("max", 10)
-            self.recent.setdefault("item_id", "item.id")
-            self.recent.setdefault("attributes", [])
+        # the schema's "recent": {"max": K, "item_id": path, "attributes": [dims]};
+        # None (no key in the schema) is every default: on, 10, item.id, no
+        # attributes; {"max": 0} is off
+        self.recent = dict(recent or {})
+        self.recent.setdefault("max", 10)
+        self.recent.setdefault("item_id", "item.id")
+        self.recent.setdefault("attributes", [])
+        if self.recent["max"] == 0:
+            self.recent = None
         self.max_values = max_values        # the default cap, and the event types'
         self.caps = dict(caps or {})        # dimension -> its own max_values
         self.retention_days = retention_days
@@ -462,19 +490,30 @@ class Oracle:
             p = {"events": 0, "first": ts, "last": ts, "types": {}, "cat": {}, "num": {}, "lv": {}, "by_type": {}}
             raw[(uid, day)] = p
         self._add_raw(p, ev, ts)
-        if self.recent:
+        if self.recent and into is None:
             # every event, kept whole: the recent items of any range are
-            # the K newest of its events (time, then occurrence key)
+            # the K newest of its events (time, then occurrence key, then
+            # the item's encoded bytes). The population keeps none.
             st, item = attribute(ev, "item_id", "categorical", [self.recent["item_id"]])
             attrs = {}
+            body = _uv(len(ev["type"].encode("utf-8"))) + ev["type"].encode("utf-8")
+            ib = item.encode("utf-8") if st == "ok" else b""
+            body += _uv(len(ib)) + ib
             for name in self.recent["attributes"]:
                 dim = next(d for d in self.schema if d[0] == name)
                 st2, v = attribute(ev, name, dim[1], dim[3] if len(dim) > 3 else None)
                 if st2 == "ok" and (dim[1] == "categorical" or math.isfinite(v)):
                     attrs[name] = v
+                    if dim[1] == "categorical":
+                        vb = v.encode("utf-8")
+                        body += b"\x01" + _uv(len(vb)) + vb
+                    else:
+                        body += b"\x02" + _cdouble(v)
+                else:
+                    body += b"\x00"
             p.setdefault("events_list", []).append(
-                {"ts": ts, "okey": okey(ev), "type": ev["type"], "item_id": item if st == "ok" else None,
-                 "attributes": attrs})
+                {"ts": ts, "okey": okey(ev), "body": body, "type": ev["type"],
+                 "item_id": item if st == "ok" else None, "attributes": attrs})
         # every type apart as well: the per-type answers (types=, weights=)
         # are sums over these, and a tracked type's is its sub-profile
         t = p["by_type"].get(ev["type"])
@@ -547,11 +586,11 @@ class Oracle:
     def recent_items(self, day_profiles, keep=lambda t: True):
         """The recent items over the given raw day profiles: of the K newest
         events (a day keeps no more), those of the types kept, newest first
-        (ties of time: larger occurrence key first; ties of both need
-        events without an id and are not modelled), in the answer's
-        shape."""
+        (ties of time: larger occurrence key first; ties of both -- events
+        without an id, same time and type -- by the item's encoded bytes,
+        docs/data-model.md, lexicographically), in the answer's shape."""
         evs = [e for p in day_profiles for e in p.get("events_list", [])]
-        evs.sort(key=lambda e: (-e["ts"], -e["okey"]))
+        evs.sort(key=lambda e: (-e["ts"], -e["okey"], e["body"]))
         return [{"ts": ts_str(e["ts"]), "type": e["type"], "item_id": e["item_id"],
                  "attributes": dict(e["attributes"])} for e in evs[:self.recent["max"]] if keep(e["type"])]
 
@@ -730,6 +769,8 @@ class Oracle:
                 res["days"].append({"day": day_str(d), "events": b["events"], "event_types": b["event_types"],
                                     "event_types_approximate": b["event_types_approximate"],
                                     "dimensions": b["dimensions"]})
+                if self.recent:  # the day's own K newest, of the types that count
+                    res["days"][-1]["recent"] = self.recent_items([self.raw[(user, d)]], keep=lambda t: wt(t) > 0)
         return res
 
     def answer(self, user, frm, to, today, dims=None, decay=None, breakdown=False, top=None):
@@ -844,6 +885,8 @@ class Oracle:
                 res["days"].append({"day": day_str(d), "events": b["events"], "event_types": b["event_types"],
                                     "event_types_approximate": b["event_types_approximate"],
                                     "dimensions": b["dimensions"]})
+                if self.recent:  # the day's own K newest
+                    res["days"][-1]["recent"] = self.recent_items([self.raw[(user, d)]])
         return res
 
 
@@ -910,6 +953,10 @@ def population(o, frm, to, today, pop_cap=10000, **kw):
                                        [{"le": "+Inf", "count": 0}]})
     a.pop("user_id", None)
     a.pop("stale", None)
+    # the population schema keeps no recent items (docs/data-model.md)
+    a.pop("recent", None)
+    for d in a.get("days", []):
+        d.pop("recent", None)
     return a
 
 

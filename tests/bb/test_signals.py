@@ -17,8 +17,13 @@ types=/weights= get a 400 naming the problem. The schema keeps the 5
 most recent events per user-day (item.id -- a string, or a number for
 some -- make and price): every answer's "recent" is the oracle's 5 newest
 events of the range (of the types that count), by time then occurrence
-key. Finally the stores (profilectl dump, with their "tracked"
+key, then (one user's events without an id at one time) the item's
+encoded bytes. Finally the stores (profilectl dump, with their "tracked"
 sub-profiles and "recent" items) equal the oracle's.
+
+test_recent_off_and_the_default: the same schema with "recent": {"max":
+0} keeps none (answers and dump against the oracle with recent off), and
+its store is refused under the schema without the key (the default, on).
 """
 import json
 import os
@@ -87,12 +92,21 @@ def build_events(seed, now):
             events.append({"event_id": "s-%d" % n, "user_id": user, "ts": now - rnd.randrange(10 * 60000, 2 * DAY),
                            "type": t, "item": item})
     events += [dict(e) for e in rnd.sample(events, 100)]   # repeated deliveries
+    # events without an id at one time and type have one occurrence key:
+    # their recent items are ordered by their encoded bytes (item id
+    # length, then bytes; no id first), whatever the arrival order
+    tie = now - 3600000
+    for k, item in enumerate(["ad-%d" % i for i in (7, 12, 3, 100, 45)] + [31, None, "b"]):
+        e = {"user_id": "buyer-tie", "ts": tie, "type": "view", "item": {"make": MAKES[k % 3]}}
+        if item is not None:
+            e["item"]["id"] = item
+        events.append(e)
     rnd.shuffle(events)
     return events
 
 
-def oracle_from_topic(c):
-    o = Oracle(schema=ORACLE_SCHEMA, caps=CAPS, nparts=NPARTS, tracked=TRACKED, recent=RECENT)
+def oracle_from_topic(c, recent=RECENT):
+    o = Oracle(schema=ORACLE_SCHEMA, caps=CAPS, nparts=NPARTS, tracked=TRACKED, recent=recent)
     for r in read_topic(c, c.topic):
         o.feed(r["partition"], r["offset"], (r["value"] or "").encode(), r["timestamp"],
                r["headers"].get("profiled-origin"))
@@ -269,5 +283,46 @@ def check_export(c, o, ws, today):
         check(len(got) > 50, "export wrote %d users" % len(got))
 
 
+def test_recent_off_and_the_default():
+    """"recent": {"max": 0} turns recent items off: one worker's answers
+    (plain, types=/weights=, a day breakdown) and its store (dump) equal
+    the oracle's with recent off -- no "recent" anywhere. Then the same
+    store under the schema without the "recent" key (the default: 10 per
+    user-day) is refused at start as another schema: the two differ in
+    their fingerprints, so a store never mixes days with and without
+    recent items."""
+    with cluster(partitions=NPARTS) as c:
+        off = dict(SCHEMA, recent={"max": 0})
+        default = {k: v for k, v in SCHEMA.items() if k != "recent"}
+        paths = {}
+        for name, sch in (("off", off), ("default", default)):
+            paths[name] = os.path.join(c.dir, "market-%s.json" % name)
+            with open(paths[name], "w") as f:
+                json.dump(sch, f)
+        now = int(time.time() * 1000)
+        inp = os.path.join(c.dir, "market.jsonl")
+        with open(inp, "w") as f:
+            for e in build_events(5, now):
+                f.write(json.dumps(e) + "\n")
+        w = c.start_worker("w1", ["--schema", paths["off"]])
+        out = c.produce_file(inp)
+        check("failed=0" in out, out)
+        wait_caught_up(c, [w.data], timeout=120)
+        wait_for(lambda: http_get(w.url + "/readyz")[0] == 200, 60, "w1 ready", interval=0.5)
+        o = oracle_from_topic(c, recent=off["recent"])
+        check(o.recent is None, "the oracle keeps recent items under max 0")
+        n = compare_all([w], o, day_of(now))
+        print("  %d answers compared (recent off)" % n)
+        check(w.stop() == 0, "graceful stop failed")
+        compare_state(c, o, [w.data])
+        # the default schema is another schema for this store
+        w = c.start_worker("w1", ["--schema", paths["default"]], wait_listen=False)
+        wait_for(lambda: not w.alive(), 60, "w1 to exit under the default schema")
+        w.stop()
+        log = w.tail(80)
+        check(w.p.returncode != 0, "w1 started on a recent-off store under the default schema")
+        check("schema mismatch" in log, "refusal does not name the schema mismatch:\n" + log)
+
+
 if __name__ == "__main__":
-    main([test_signals_kill_handoff])
+    main([test_signals_kill_handoff, test_recent_off_and_the_default])

@@ -309,10 +309,37 @@ TEST(recent_schema)
     CHECK_INT(t.recent_item.depth, 2);
     const char *offj = "{\"dimensions\":[{\"name\":\"c\",\"type\":\"categorical\"}],\"recent\":{\"max\":0}}";
     const char *none = "{\"dimensions\":[{\"name\":\"c\",\"type\":\"categorical\"}]}";
-    pd_schema u;
+    pd_schema u, v;
+    uint64_t fp_empty = t.fingerprint; /* "recent":{} = every default */
     CHECK_INT(pd_schema_load_json(&t, offj, strlen(offj), 0, err, sizeof err), PD_OK);
+    CHECK_INT(t.recent_max, 0);
     CHECK_INT(pd_schema_load_json(&u, none, strlen(none), 0, err, sizeof err), PD_OK);
-    CHECK(t.fingerprint == u.fingerprint);
+    /* no key: on, the defaults (10, item.id, no attributes) */
+    CHECK_INT(u.recent_max, PD_RECENT_DEFAULT);
+    CHECK_INT(u.recent_max, 10);
+    CHECK_INT(u.recent_item.depth, 2);
+    CHECK_STR(u.recent_item.seg[0], "item");
+    CHECK_STR(u.recent_item.seg[1], "id");
+    CHECK_INT(u.recent_nattrs, 0);
+    CHECK(u.fingerprint == fp_empty);
+    CHECK(t.fingerprint != u.fingerprint);
+    /* the canonical form says which: off written out, both reload alike */
+    pd_schema *both[] = {&t, &u};
+    for (int i = 0; i < 2; i++) {
+        j.len = 0;
+        pd_schema_to_json(both[i], &j);
+        CHECK(strstr(j.p, i ? "\"recent\":{\"max\":10,\"item_id\":\"item.id\",\"attributes\":[]}"
+                             : "\"recent\":{\"max\":0}") != NULL);
+        CHECK_INT(pd_schema_load_json(&v, j.p, j.len, 0, err, sizeof err), PD_OK);
+        CHECK(v.fingerprint == both[i]->fingerprint);
+        CHECK_INT(v.recent_max, both[i]->recent_max);
+    }
+    pd_buf_free(&j);
+    pd_schema_default(&v, 64); /* the built-in schema: the same default */
+    CHECK_INT(v.recent_max, 10);
+    CHECK_INT(v.recent_item.depth, 2);
+    CHECK_STR(v.recent_item.seg[1], "id");
+    CHECK_INT(v.recent_nattrs, 0);
     static const char *const bad[] = {
         "{\"dimensions\":[{\"name\":\"c\",\"type\":\"categorical\"}],\"recent\":5}",
         "{\"dimensions\":[{\"name\":\"c\",\"type\":\"categorical\"}],\"recent\":{\"max\":101}}",

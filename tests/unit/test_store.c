@@ -994,10 +994,10 @@ TEST(store_dialect_recorded_and_checked)
     CHECK_INT(raw_meta(dir, "dialect", NULL, got, sizeof got), 0); /* read and delete */
     CHECK_STR(got, "3");
     static const struct { const char *format, *dialect, *names; } old[] = {
-        {"4", NULL, "dialect 1 (no dialect record"},
-        {"4", "1", "dialect 1;"},
-        {"4", "2", "dialect 2;"}, /* event-time de-dup, no future bound */
-        {"4", "4", "dialect 4;"},
+        {"5", NULL, "dialect 1 (no dialect record"},
+        {"5", "1", "dialect 1;"},
+        {"5", "2", "dialect 2;"}, /* event-time de-dup, no future bound */
+        {"5", "4", "dialect 4;"},
     };
     for (size_t i = 0; i < PD_ARRAY_LEN(old); i++) {
         CHECK_INT(raw_meta(dir, "format", old[i].format, NULL, 0), 0);
@@ -1015,8 +1015,8 @@ TEST(store_dialect_recorded_and_checked)
         pd_store_close(st);
     }
     /* nothing was rewritten by the refused opens */
-    CHECK_INT(raw_meta(dir, "format", "4", got, sizeof got), 0);
-    CHECK_STR(got, "4");
+    CHECK_INT(raw_meta(dir, "format", "5", got, sizeof got), 0);
+    CHECK_STR(got, "5");
     CHECK_INT(raw_meta(dir, "dialect", "3", got, sizeof got), 0);
     CHECK_STR(got, "4");
     st = open_store(dir, &s, 0);
@@ -1027,9 +1027,9 @@ out:
 }
 
 /* Stores of format 1 and 2 hold profile values of encodings 1-2, which
- * cannot become version 3 state, and format 3 stores lack the population
- * profiles: refused read-write and read-only, with the rebuild
- * instruction. */
+ * cannot become version 3 state, format 3 stores lack the population
+ * profiles, format 4 stores lack the default recent items: refused
+ * read-write and read-only, with the rebuild instruction. */
 TEST(store_old_format_refused)
 {
     pd_schema s;
@@ -1039,7 +1039,7 @@ TEST(store_old_format_refused)
     pd_store *st = open_store(dir, &s, 0);
     if (!st) goto out;
     pd_store_close(st);
-    static const char *const formats[] = {"3", "2", "1"};
+    static const char *const formats[] = {"4", "3", "2", "1"};
     for (size_t i = 0; i < PD_ARRAY_LEN(formats); i++) {
         CHECK_INT(raw_meta(dir, "format", formats[i], NULL, 0), 0);
         for (int k = 0; k < 2; k++) {
@@ -1053,7 +1053,7 @@ TEST(store_old_format_refused)
                 pd_test_fail(__FILE__, __LINE__, "format %s: message \"%s\"", formats[i], err);
         }
     }
-    CHECK_INT(raw_meta(dir, "format", "4", NULL, 0), 0);
+    CHECK_INT(raw_meta(dir, "format", "5", NULL, 0), 0);
     st = open_store(dir, &s, 0);
     CHECK(st != NULL);
     pd_store_close(st);

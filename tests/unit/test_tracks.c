@@ -29,17 +29,19 @@ static uint64_t tr_rng(uint64_t *s)
 static uint32_t tr_below(uint64_t *s, uint32_t n) { return (uint32_t)(tr_rng(s) % n); }
 
 /* color (categorical, 10 values), price (numeric {0,10,100}), model
- * (categorical, 30 values, cap 8 so it overflows); tracked: park, contact. */
+ * (categorical, 30 values, cap 8 so it overflows); tracked: park, contact.
+ * Recent items off, so the flags byte is the tracks' alone (test_recent.c
+ * has tracks and recent items together). */
 static void tr_schema(pd_schema *s, int tracked)
 {
     const char *js = tracked
         ? "{\"dimensions\":[{\"name\":\"color\",\"type\":\"categorical\"},"
           "{\"name\":\"price\",\"type\":\"numeric\",\"buckets\":[0,10,100]},"
           "{\"name\":\"model\",\"type\":\"categorical\",\"max_values\":8}],"
-          "\"tracked_types\":[\"park\",\"contact\"]}"
+          "\"tracked_types\":[\"park\",\"contact\"],\"recent\":{\"max\":0}}"
         : "{\"dimensions\":[{\"name\":\"color\",\"type\":\"categorical\"},"
           "{\"name\":\"price\",\"type\":\"numeric\",\"buckets\":[0,10,100]},"
-          "{\"name\":\"model\",\"type\":\"categorical\",\"max_values\":8}]}";
+          "{\"name\":\"model\",\"type\":\"categorical\",\"max_values\":8}],\"recent\":{\"max\":0}}";
     char err[256];
     int rc = pd_schema_load_json(s, js, strlen(js), 0, err, sizeof err);
     if (rc) printf("    schema: %s\n", err);
