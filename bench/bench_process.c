@@ -18,6 +18,10 @@
  *           loop spends in the flush call, waiting for the previous commit
  *           and building the next WriteBatch; pd_ingest_flush at the end)
  *           (the worker's batch_max_events / commit cadence).
+ *           pipeline_cpu_secs: the CPU time of every thread of the process
+ *           over the same span (ingest, committer, RocksDB's background
+ *           threads): what the pipeline costs, less disturbed than its rate
+ *           by other load on a shared machine.
  *     Then, untimed, it replays the same batching with pd_event_parse +
  *     pd_profile_add to measure the average store key (partition + user)
  *     and encoded profile delta sizes and the number of merge writes, which
@@ -50,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 typedef struct {
     char *data;      /* whole file */
@@ -61,6 +66,15 @@ typedef struct {
 } bench_lines;
 
 static double now_s(void) { return (double)pd_mono_us() / 1e6; }
+
+/* CPU seconds (user + system) of every thread of the process so far. */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec / 1e6;
+}
 
 static int load_lines(bench_lines *L, const char *path)
 {
@@ -200,6 +214,7 @@ static double run_parse(const bench_lines *L, const pd_schema *s, uint64_t *ok)
 
 typedef struct {
     double secs, record_secs, flush_secs;
+    double cpu_secs; /* every thread's CPU (ingest, committer, RocksDB's) over the same span */
     uint64_t flushes;
 } pipe_result;
 
@@ -218,7 +233,7 @@ static int run_pipeline(const bench_lines *L, bench_worker *b, int64_t batch, pi
     for (int32_t p = 0; p < b->w.nparts; p++) pd_ingest_assign_local(ig, p);
     int64_t *offs = pd_calloc((size_t)b->w.nparts, sizeof *offs);
     memset(res, 0, sizeof *res);
-    double t0 = now_s(), tf = 0;
+    double t0 = now_s(), tf = 0, c0 = cpu_s();
     int64_t since = 0;
     for (size_t i = 0; i < L->n; i++) {
         int32_t p = L->part[i] < 0 ? 0 : L->part[i];
@@ -236,6 +251,7 @@ static int run_pipeline(const bench_lines *L, bench_worker *b, int64_t batch, pi
     tf += now_s() - f0;
     res->flushes++;
     res->secs = now_s() - t0;
+    res->cpu_secs = cpu_s() - c0;
     res->flush_secs = tf;
     res->record_secs = res->secs - tf;
 out:
@@ -532,12 +548,13 @@ int main(int argc, char **argv)
     printf("{\"mode\":\"process\",\"lines\":%zu,\"bytes\":%zu,\"cjson_ok\":%" PRIu64
            ",\"cjson_secs\":%.4f,\"cjson_eps\":%.0f,"
            "\"pipeline_secs\":%.4f,\"pipeline_eps\":%.0f,\"record_secs\":%.4f,\"flush_secs\":%.4f,"
+           "\"pipeline_cpu_secs\":%.4f,"
            "\"flushes\":%" PRIu64 ",\"accepted\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"dlq\":%" PRIu64
            ",\"writes\":%" PRIu64 ",\"avg_key\":%.1f,\"avg_value\":%.1f"
            ",\"user_days\":%" PRIu64 ",\"compact_key_bytes\":%" PRIu64 ",\"compact_value_bytes\":%" PRIu64
            ",\"parse_ok\":%" PRIu64 ",\"parse_secs\":%.4f,\"parse_eps\":%.0f}\n",
            L.n, L.len, ok, tc, (double)L.n / tc, pr.secs, (double)L.n / pr.secs, pr.record_secs,
-           pr.flush_secs, pr.flushes, (uint64_t)atomic_load(&b.metrics.events_accepted),
+           pr.flush_secs, pr.cpu_secs, pr.flushes, (uint64_t)atomic_load(&b.metrics.events_accepted),
            (uint64_t)atomic_load(&b.metrics.events_duplicate),
            (uint64_t)(L.n - atomic_load(&b.metrics.events_accepted) - atomic_load(&b.metrics.events_duplicate)),
            sz.writes, sz.writes ? (double)sz.key_bytes / (double)sz.writes : 0.0,
