@@ -21,7 +21,7 @@
  * merge under the empty user id, whose delta is the pd_profile of all
  * those events under the population schema of the store
  * (pd_store_population_schema): built from the user entries' deltas as
- * they are written (merged when exact, re-added otherwise; batch.c) plus
+ * they are written (merged, their overflowed catsets re-added; batch.c) plus
  * the events an erasure took off a user's chain, which it moves to the
  * partition-day's population entry. So the population counts every
  * accepted event exactly once wherever batches end; unit test

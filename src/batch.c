@@ -19,11 +19,12 @@
  * as they are written, in one scratch profile of the population schema:
  * a one-event entry adds its event (the record decoded for the user's
  * write anyway); a longer entry merges the delta just built for the user
- * when it is exact -- no catset overflowed under the user schema's caps,
- * so it holds every occurrence with its count and level, and merging it is
- * merging the profile of its events (profile.h: a function of the multiset
- * of events) -- and adds its events again otherwise; the erased records
- * are added last. Merging costs one catset put per distinct value of the
+ * (pd_profile_merge_exact): every catset of it that did not overflow under
+ * the user schema's caps holds every occurrence with its count and level,
+ * so merging it is merging the profile of its events (profile.h: a
+ * function of the multiset of events), and the occurrences of the catsets
+ * that overflowed (a busy user's models, say) are added again from the
+ * events; the erased records are added last. Merging costs one catset put per distinct value of the
  * user-day (no hashing: the delta carries the hashes and levels) where
  * adding cost two hashes and a binary search per event and value; the
  * ingest thread chains each event once. Numeric sums are then added per
@@ -374,21 +375,6 @@ size_t pd_batch_sort(pd_batch *b)
 
 const pd_batch_entry *pd_batch_sorted_at(const pd_batch *b, size_t i) { return b->sorted[i].e; }
 
-/* 1 when no catset of p (event types, dimensions, per-type tracks) has
- * overflowed: p then holds every occurrence of its events exactly. */
-static int profile_exact(const pd_profile *p)
-{
-    const pd_schema *s = p->schema;
-    if (pd_catset_overflowed(&p->types)) return 0;
-    for (int i = 0; i < s->ndims; i++)
-        if (s->dims[i].type == PD_DIM_CATEGORICAL && pd_catset_overflowed(&p->dims[i].cat)) return 0;
-    for (int t = 0; t < s->ntracked; t++) {
-        const pd_profile *q = pd_profile_sub(p, t);
-        if (q && !profile_exact(q)) return 0;
-    }
-    return 1;
-}
-
 int pd_batch_build(pd_batch *b, pd_store_batch *sb, pd_profile *scratch, uint64_t *writes, char *err,
                    size_t errlen)
 {
@@ -434,10 +420,11 @@ int pd_batch_build(pd_batch *b, pd_store_batch *sb, pd_profile *scratch, uint64_
                 ++*writes;
                 pd_batch_entry_build(b, e, scratch, &sev);
                 rc = pd_store_batch_merge(sb, e->day, e->partition, e->user, e->ulen, scratch, err, errlen);
-                if (pop) {
-                    if (profile_exact(scratch)) pd_profile_merge(pop, scratch);
-                    else entry_add(b, e, pop, &sev);
-                }
+                if (pop && pd_profile_merge_exact(pop, scratch)) /* a user cap overflowed */
+                    for (size_t off = e->head; off;) {
+                        off = pd_batch_decode(b, off, &sev);
+                        pd_profile_add_overflowed(pop, scratch, &sev);
+                    }
             }
         }
         if (rc) return rc;
