@@ -24,9 +24,12 @@
  * so merging it is merging the profile of its events (profile.h: a
  * function of the multiset of events), and the occurrences of the catsets
  * that overflowed (a busy user's models, say) are added again from the
- * events; the erased records are added last. Merging costs one catset put per distinct value of the
- * user-day (no hashing: the delta carries the hashes and levels) where
- * adding cost two hashes and a binary search per event and value; the
+ * events; the erased records are added last. Merging walks the distinct
+ * values of the user-day (the delta carries their hashes and levels)
+ * where adding every event again cost two hashes and a binary search per
+ * event and value (docs/BENCHMARKS.md, issue 20, has the figures; putting
+ * a small delta's values into the population's catsets in place instead
+ * of pd_catset_merge's walk was measured and dropped: no gain); the
  * ingest thread chains each event once. Numeric sums are then added per
  * user first: the same doubles for integer data below 2^53 (profile.h),
  * rounded in another order otherwise, as any grouping of operands is.

@@ -199,19 +199,18 @@ static void remove_at(pd_catset *c, uint32_t pos)
     c->n--;
 }
 
-/* `count` occurrences of v (hash h) whose largest level is lvl: one
- * occurrence (pd_catset_add) or the merge of a one-value exact catset
- * (merge_small). Only the bookkeeping differs from count single adds: the
- * state is a function of the multiset of occurrences (see the proof). */
-static void put(pd_catset *c, uint32_t max, const char *v, uint32_t len, uint64_t h, uint64_t count, uint8_t lvl)
+void pd_catset_add(pd_catset *c, uint32_t max, const char *v, uint32_t len, uint64_t okey)
 {
-    c->total += count;
-    if (c->sk) sk_add(c, v, len, count);
+    pd_assert(max >= 1);
+    const uint64_t h = XXH3_64bits(v, len);
+    const uint8_t lvl = pd_occ_level(okey, v, len);
+    c->total++;
+    if (c->sk) sk_add(c, v, len, 1);
     int found;
     uint32_t pos = catset_find(c, h, v, len, &found);
     if (found) {
         pd_catval *x = &c->vals[pos];
-        if (!c->sk) x->count += count;
+        if (!c->sk) x->count++;
         if (lvl > x->level) {
             x->level = lvl;
             if (c->sk && pos == c->worst) c->worst = find_worst(c);
@@ -219,12 +218,12 @@ static void put(pd_catset *c, uint32_t max, const char *v, uint32_t len, uint64_
         return;
     }
     if (!c->sk && c->n < max) {
-        insert_at(c, pos, v, len, h, count, lvl, max);
+        insert_at(c, pos, v, len, h, 1, lvl, max);
         return;
     }
     if (!c->sk) { /* the (max+1)-th distinct value: overflow */
         sk_start(c, max);
-        sk_add(c, v, len, count);
+        sk_add(c, v, len, 1);
         c->worst = find_worst(c);
     }
     /* Overflowed and v is not kept: v replaces the worst kept value iff it
@@ -236,17 +235,7 @@ static void put(pd_catset *c, uint32_t max, const char *v, uint32_t len, uint64_
     c->worst = find_worst(c);
 }
 
-void pd_catset_add(pd_catset *c, uint32_t max, const char *v, uint32_t len, uint64_t okey)
-{
-    pd_assert(max >= 1);
-    put(c, max, v, len, XXH3_64bits(v, len), 1, pd_occ_level(okey, v, len));
-}
-
 /* ---- merging ---- */
-
-/* pd_catset_merge puts an exact source of at most this many values (or of
- * at most an eighth of the destination's) value by value. */
-#define MERGE_SMALL 16
 
 typedef struct {
     const pd_catval *v;
@@ -293,17 +282,6 @@ void pd_catset_merge(pd_catset *d, const pd_catset *s, uint32_t max)
 {
     pd_assert(d != s && max >= 1);
     if (s->total == 0) return;
-    if (!s->sk && (s->n <= MERGE_SMALL || (uint64_t)s->n * 8 <= d->n)) {
-        /* A few exact values into many (a user-day's delta into its
-         * partition-day's population, batch.c): each put in place -- a
-         * binary search, no hashing -- instead of rewriting d's whole
-         * array. Same state: merging s is merging its one-value parts. */
-        for (uint32_t i = 0; i < s->n; i++) {
-            const pd_catval *x = &s->vals[i];
-            put(d, max, pd_catval_str(x), x->len, x->hash, x->count, x->level);
-        }
-        return;
-    }
     d->total += s->total;
     const int over = d->sk || s->sk;
     if (over) { /* the sketch of the union: sketches add */
