@@ -17,12 +17,15 @@
  * events, in the order they were added, on an empty profile (the pure
  * model, profile.c); unit test batch_build_matches_profile_model.
  *
- * Population (population.h): every event is also chained to the entry of
- * its (partition, day, empty user id), whose delta is the pd_profile of
- * all those events under the population schema of the store
- * (pd_store_population_schema), written as one more merge. Erasures do
- * not touch those chains, so the population counts every accepted event
- * exactly once wherever batches end.
+ * Population (population.h): per (partition, day) of the batch, one more
+ * merge under the empty user id, whose delta is the pd_profile of all
+ * those events under the population schema of the store
+ * (pd_store_population_schema): built from the user entries' deltas as
+ * they are written (merged, their overflowed catsets re-added; batch.c) plus
+ * the events an erasure took off a user's chain, which it moves to the
+ * partition-day's population entry. So the population counts every
+ * accepted event exactly once wherever batches end; unit test
+ * population_delta_matches_per_event_model.
  *
  * Erasures (erase.h): pd_batch_erase empties the chains of a user's entries
  * (every day of the batch) -- the events before the erasure record are
@@ -81,7 +84,6 @@ typedef struct {
     uint32_t win_commits;
     _Atomic uint64_t *gauge; /* metrics: this batch's bytes (NULL: none) */
     int population;          /* 1 (default): keep population entries; 0 only for benchmarks */
-    pd_batch_entry *pop_cache[64]; /* population entries by (partition, day) hash (NULL: none) */
     pd_profile pop_scratch;  /* build scratch of population entries (pop_scratch_init) */
     int pop_scratch_init;
 } pd_batch;

@@ -128,6 +128,17 @@ size_t pd_profile_mem_bytes(const pd_profile *p);
 void pd_profile_add(pd_profile *p, const pd_event *ev);
 /* dst += src (same schema). src is unchanged. */
 void pd_profile_merge(pd_profile *dst, const pd_profile *src);
+/* dst += the profile of a set of events, from src = the profile of those
+ * events under a schema that differs from dst's in its caps alone (the
+ * user schema into the population's, batch.c): everything of src except
+ * its overflowed catsets, which no longer hold every occurrence, is
+ * merged, and the number of those left out is returned; when it is not 0
+ * the caller passes every event of the set to pd_profile_add_overflowed,
+ * which adds their occurrences in exactly those catsets. Together: the
+ * same as pd_profile_add of every event into dst (every part of a profile
+ * is a function of the multiset of its events). dst != src. */
+int pd_profile_merge_exact(pd_profile *dst, const pd_profile *src);
+void pd_profile_add_overflowed(pd_profile *dst, const pd_profile *src, const pd_event *ev);
 /* 1 when equal in every count (numeric sums compared exactly). */
 int pd_profile_equal(const pd_profile *a, const pd_profile *b);
 

@@ -7,11 +7,32 @@
  *   ev_rec | type bytes | item id bytes | nattrs x (u8 dim, u8 kind,
  *                                   then STR: u16 len + bytes, NUM: f64)
  * Offset 0 of the log is never a record, so 0 means "none" in the chains.
- * Every record is on two chains: its user entry's (next) and its
- * population entry's (pnext). A population entry is the entry of
- * (day, partition, empty user id): all the events of that partition-day,
- * whatever erasures later do to the user chains (the population is not
- * personal data, and it must not depend on where batches end).
+ * Every record is on its user entry's chain (next) until an erasure of
+ * the user empties that chain; the erasure moves the records to the chain
+ * (pnext) of the partition-day's population entry, the entry of (day,
+ * partition, empty user id), which exists only for them. So the events of
+ * a partition-day are its user chains plus that chain, whatever erasures
+ * did (the population is not personal data, and it must not depend on
+ * where batches end).
+ *
+ * The population delta of a partition-day is built from its user entries
+ * as they are written, in one scratch profile of the population schema:
+ * a one-event entry adds its event (the record decoded for the user's
+ * write anyway); a longer entry merges the delta just built for the user
+ * (pd_profile_merge_exact): every catset of it that did not overflow under
+ * the user schema's caps holds every occurrence with its count and level,
+ * so merging it is merging the profile of its events (profile.h: a
+ * function of the multiset of events), and the occurrences of the catsets
+ * that overflowed (a busy user's models, say) are added again from the
+ * events; the erased records are added last. Merging walks the distinct
+ * values of the user-day (the delta carries their hashes and levels)
+ * where adding every event again cost two hashes and a binary search per
+ * event and value (docs/BENCHMARKS.md, issue 20, has the figures; putting
+ * a small delta's values into the population's catsets in place instead
+ * of pd_catset_merge's walk was measured and dropped: no gain); the
+ * ingest thread chains each event once. Numeric sums are then added per
+ * user first: the same doubles for integer data below 2^53 (profile.h),
+ * rounded in another order otherwise, as any grouping of operands is.
  *
  * The table is open addressing with linear probing at <= 75 % load, keyed
  * by XXH3-64 of the entry key; a slot points at the key its entry holds,
@@ -38,7 +59,7 @@
 
 typedef struct {
     size_t next;       /* offset of the entry's next record; 0 = none */
-    size_t pnext;      /* the next record of its population entry; 0 = none */
+    size_t pnext;      /* erased: the next record of its population entry; 0 = none */
     int64_t ts;
     uint64_t okey;     /* the event's occurrence key (sketch.h) */
     uint16_t type_len;
@@ -117,7 +138,7 @@ static void entry_put(pd_batch *b, pd_batch_entry *e)
 /* ---- the event log ---- */
 
 /* Appends ev's record to the log and chains it to e. */
-static void evlog_append(pd_batch *b, pd_batch_entry *e, pd_batch_entry *pe, const pd_event *ev)
+static void evlog_append(pd_batch *b, pd_batch_entry *e, const pd_event *ev)
 {
     pd_buf *L = &b->evlog;
     if (L->len == 0) L->len = 8; /* offset 0 means "none" */
@@ -158,11 +179,6 @@ static void evlog_append(pd_batch *b, pd_batch_entry *e, pd_batch_entry *pe, con
     if (e->tail) ((ev_rec *)(void *)(L->p + e->tail))->next = off;
     else e->head = off;
     e->tail = off;
-    if (pe) {
-        if (pe->tail) ((ev_rec *)(void *)(L->p + pe->tail))->pnext = off;
-        else pe->head = off;
-        pe->tail = off;
-    }
 }
 
 size_t pd_batch_decode(const pd_batch *b, size_t off, pd_event *ev)
@@ -195,9 +211,10 @@ size_t pd_batch_decode(const pd_batch *b, size_t off, pd_event *ev)
     return h->next;
 }
 
-void pd_batch_entry_build(const pd_batch *b, const pd_batch_entry *e, pd_profile *p, pd_event *ev)
+/* Adds the events of e's chain to p (a population entry: its erased
+ * records, on the pnext chain). */
+static void entry_add(const pd_batch *b, const pd_batch_entry *e, pd_profile *p, pd_event *ev)
 {
-    pd_profile_clear(p);
     const int pop = e->ulen == 0;
     for (size_t off = e->head; off;) {
         const size_t pn = ((const ev_rec *)(const void *)(b->evlog.p + off))->pnext;
@@ -205,6 +222,12 @@ void pd_batch_entry_build(const pd_batch *b, const pd_batch_entry *e, pd_profile
         if (pop) off = pn;
         pd_profile_add(p, ev);
     }
+}
+
+void pd_batch_entry_build(const pd_batch *b, const pd_batch_entry *e, pd_profile *p, pd_event *ev)
+{
+    pd_profile_clear(p);
+    entry_add(b, e, p, ev);
 }
 
 /* ---- adding ---- */
@@ -221,6 +244,21 @@ static void days_note(pd_batch *b, int64_t day)
     b->days[b->ndays++] = day;
 }
 
+static pd_batch_entry *entry_of(pd_batch *b, int32_t p, int64_t day, const char *user, size_t ulen);
+
+/* Appends the records of e's chain to the pnext chain of its
+ * partition-day's population entry (created when new). */
+static void erased_to_population(pd_batch *b, pd_batch_entry *e)
+{
+    pd_batch_entry *pe = entry_of(b, e->partition, e->day, "", 0);
+    char *L = b->evlog.p;
+    for (size_t off = e->head; off; off = ((ev_rec *)(void *)(L + off))->next) {
+        if (pe->tail) ((ev_rec *)(void *)(L + pe->tail))->pnext = off;
+        else pe->head = off;
+        pe->tail = off;
+    }
+}
+
 void pd_batch_erase(pd_batch *b, int32_t p, const char *user, size_t ulen)
 {
     pd_assert(p >= 0 && ulen > 0 && ulen <= PD_MAX_USER_ID);
@@ -231,7 +269,10 @@ void pd_batch_erase(pd_batch *b, int32_t p, const char *user, size_t ulen)
     for (size_t i = 0; i < b->ndays; i++) {
         pd_put_u64be((uint8_t *)kbuf, (uint64_t)b->days[i]);
         tslot *s = tab_find(b->slots, b->cap, XXH3_64bits(kbuf, kl), kbuf, kl);
-        if (s->key) s->e->head = s->e->tail = 0; /* forget the events before the erasure */
+        if (!s->key || !s->e->head) continue;
+        pd_batch_entry *e = s->e; /* erased_to_population may move the slots */
+        if (b->population) erased_to_population(b, e);
+        e->head = e->tail = 0; /* forget the events before the erasure */
     }
     uint8_t h[6];
     const int32_t pp = p;
@@ -275,15 +316,8 @@ static pd_batch_entry *entry_of(pd_batch *b, int32_t p, int64_t day, const char 
 void pd_batch_add(pd_batch *b, int32_t p, int64_t day, const pd_event *ev)
 {
     pd_assert(ev->user_id_len > 0); /* the empty id is the population's */
-    pd_batch_entry *pe = NULL;
-    if (b->population) {
-        /* a batch has few partition-days: a small cache saves the table lookup */
-        pd_batch_entry **slot = &b->pop_cache[((uint32_t)p * 7u + (uint32_t)day) & 63u];
-        pe = *slot;
-        if (!pe || pe->partition != p || pe->day != day) pe = *slot = entry_of(b, p, day, "", 0);
-    }
     pd_batch_entry *e = entry_of(b, p, day, ev->user_id, ev->user_id_len);
-    evlog_append(b, e, pe, ev);
+    evlog_append(b, e, ev);
     b->events++;
 }
 
@@ -363,28 +397,48 @@ int pd_batch_build(pd_batch *b, pd_store_batch *sb, pd_profile *scratch, uint64_
     pd_event sev;
     memset(&sev, 0, sizeof sev);
     sev.nattrs = scratch->schema->ndims;
+    pd_profile *pop = NULL; /* the population of the partition-day being written */
+    if (b->population && ns) {
+        if (!b->pop_scratch_init) {
+            const pd_schema *ps = pd_store_batch_population_schema(sb);
+            pd_assert(ps && ps->ndims == scratch->schema->ndims);
+            pd_profile_init(&b->pop_scratch, ps);
+            b->pop_scratch_init = 1;
+        }
+        pop = &b->pop_scratch;
+        pd_profile_clear(pop);
+    }
     for (size_t i = 0; i < ns; i++) {
         const pd_batch_entry *e = b->sorted[i].e;
-        int rc;
-        if (!e->head) continue; /* every event of it came before an erasure */
-        ++*writes;
-        if (e->ulen == 0) { /* the partition-day's population */
-            if (!b->pop_scratch_init) {
-                const pd_schema *ps = pd_store_batch_population_schema(sb);
-                pd_assert(ps && ps->ndims == scratch->schema->ndims);
-                pd_profile_init(&b->pop_scratch, ps);
-                b->pop_scratch_init = 1;
+        int rc = PD_OK;
+        if (e->head) {
+            if (e->ulen == 0) { /* erased events: the population only */
+                if (pop) entry_add(b, e, pop, &sev);
+            } else if (e->head == e->tail) { /* one event: encoded straight from its record */
+                ++*writes;
+                pd_batch_decode(b, e->head, &sev);
+                rc = pd_store_batch_merge_event(sb, e->day, e->partition, e->user, e->ulen, &sev, err, errlen);
+                if (pop) pd_profile_add(pop, &sev);
+            } else {
+                ++*writes;
+                pd_batch_entry_build(b, e, scratch, &sev);
+                rc = pd_store_batch_merge(sb, e->day, e->partition, e->user, e->ulen, scratch, err, errlen);
+                if (pop && pd_profile_merge_exact(pop, scratch)) /* a user cap overflowed */
+                    for (size_t off = e->head; off;) {
+                        off = pd_batch_decode(b, off, &sev);
+                        pd_profile_add_overflowed(pop, scratch, &sev);
+                    }
             }
-            pd_batch_entry_build(b, e, &b->pop_scratch, &sev);
-            rc = pd_store_batch_merge(sb, e->day, e->partition, "", 0, &b->pop_scratch, err, errlen);
-        } else if (e->head == e->tail) { /* one event: encoded straight from its record */
-            pd_batch_decode(b, e->head, &sev);
-            rc = pd_store_batch_merge_event(sb, e->day, e->partition, e->user, e->ulen, &sev, err, errlen);
-        } else {
-            pd_batch_entry_build(b, e, scratch, &sev);
-            rc = pd_store_batch_merge(sb, e->day, e->partition, e->user, e->ulen, scratch, err, errlen);
         }
         if (rc) return rc;
+        /* the last entry of its partition-day (sorted: day, partition): its population */
+        const pd_batch_entry *nx = i + 1 < ns ? b->sorted[i + 1].e : NULL;
+        if (pop && pop->events && (!nx || nx->day != e->day || nx->partition != e->partition)) {
+            ++*writes;
+            rc = pd_store_batch_merge(sb, e->day, e->partition, "", 0, pop, err, errlen);
+            if (rc) return rc;
+            pd_profile_clear(pop);
+        }
     }
     return PD_OK;
 }
@@ -475,7 +529,6 @@ void pd_batch_clear(pd_batch *b)
         b->n = 0;
     }
     b->events = 0;
-    memset(b->pop_cache, 0, sizeof b->pop_cache);
     b->evlog.len = 0;
     b->ndays = 0;
     b->erasures.len = 0;
@@ -487,7 +540,6 @@ void pd_batch_clear(pd_batch *b)
 void pd_batch_drop_parts(pd_batch *b, const char *only_parts)
 {
     tab_rehash(b, b->cap, only_parts);
-    memset(b->pop_cache, 0, sizeof b->pop_cache); /* may have been recycled */
     size_t w = 0, n = 0;
     for (size_t off = 0; off < b->erasures.len;) {
         int32_t p;

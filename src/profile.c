@@ -363,6 +363,38 @@ void pd_profile_add(pd_profile *p, const pd_event *ev)
     }
 }
 
+/* dst += src (distinct), leaving out src's overflowed catsets when
+ * exact_only; returns how many were left out. */
+static int merge(pd_profile *dst, const pd_profile *src, int exact_only)
+{
+    const pd_schema *s = dst->schema;
+    if (src->events == 0) return 0;
+    if (dst->events == 0) {
+        dst->first_ts = src->first_ts;
+        dst->last_ts = src->last_ts;
+    } else {
+        if (src->first_ts < dst->first_ts) dst->first_ts = src->first_ts;
+        if (src->last_ts > dst->last_ts) dst->last_ts = src->last_ts;
+    }
+    dst->events += src->events;
+    int left = 0;
+    if (exact_only && pd_catset_overflowed(&src->types)) left++;
+    else pd_catset_merge(&dst->types, &src->types, s->max_values);
+    for (int i = 0; i < s->ndims; i++) {
+        if (s->dims[i].type != PD_DIM_CATEGORICAL)
+            num_merge(&dst->dims[i].num, &src->dims[i].num, &s->dims[i]);
+        else if (exact_only && pd_catset_overflowed(&src->dims[i].cat))
+            left++;
+        else
+            pd_catset_merge(&dst->dims[i].cat, &src->dims[i].cat, pd_dim_cap(s, i));
+    }
+    if (src->sub)
+        for (int t = 0; t < s->ntracked; t++)
+            if (src->sub[t].events) left += merge(&subs(dst)[t], &src->sub[t], exact_only);
+    if (s->recent_max > 0) recent_merge(dst, src);
+    return left;
+}
+
 void pd_profile_merge(pd_profile *dst, const pd_profile *src)
 {
     const pd_schema *s = dst->schema;
@@ -376,26 +408,40 @@ void pd_profile_merge(pd_profile *dst, const pd_profile *src)
         pd_profile_free(&tmp);
         return;
     }
-    if (src->events == 0) return;
-    if (dst->events == 0) {
-        dst->first_ts = src->first_ts;
-        dst->last_ts = src->last_ts;
-    } else {
-        if (src->first_ts < dst->first_ts) dst->first_ts = src->first_ts;
-        if (src->last_ts > dst->last_ts) dst->last_ts = src->last_ts;
+    merge(dst, src, 0);
+}
+
+int pd_profile_merge_exact(pd_profile *dst, const pd_profile *src)
+{
+    const pd_schema *s = dst->schema;
+    pd_assert(dst != src && s && src->schema && s->fingerprint == src->schema->fingerprint &&
+              s->ndims == src->schema->ndims && s->ntracked == src->schema->ntracked &&
+              s->recent_max == src->schema->recent_max);
+    return merge(dst, src, 1);
+}
+
+/* The occurrences of ev in the categorical dimensions whose catset
+ * overflowed in src, added to dst's. */
+static void add_overflowed_dims(pd_profile *dst, const pd_profile *src, const pd_event *ev)
+{
+    const pd_schema *s = dst->schema;
+    const int n = ev->nattrs < s->ndims ? ev->nattrs : s->ndims;
+    for (int i = 0; i < n; i++)
+        if (s->dims[i].type == PD_DIM_CATEGORICAL && pd_catset_overflowed(&src->dims[i].cat) &&
+            event_attr_counted(&s->dims[i], &ev->attrs[i]) == 1)
+            pd_catset_add(&dst->dims[i].cat, pd_dim_cap(s, i), ev->attrs[i].s, ev->attrs[i].len, ev->okey);
+}
+
+void pd_profile_add_overflowed(pd_profile *dst, const pd_profile *src, const pd_event *ev)
+{
+    const pd_schema *s = dst->schema;
+    if (pd_catset_overflowed(&src->types))
+        pd_catset_add(&dst->types, s->max_values, ev->type, (uint32_t)ev->type_len, ev->okey);
+    add_overflowed_dims(dst, src, ev);
+    if (s->ntracked && src->sub) {
+        int t = pd_schema_tracked(s, ev->type, ev->type_len);
+        if (t >= 0 && src->sub[t].events) add_overflowed_dims(&subs(dst)[t], &src->sub[t], ev);
     }
-    dst->events += src->events;
-    pd_catset_merge(&dst->types, &src->types, s->max_values);
-    for (int i = 0; i < s->ndims; i++) {
-        if (s->dims[i].type == PD_DIM_CATEGORICAL)
-            pd_catset_merge(&dst->dims[i].cat, &src->dims[i].cat, pd_dim_cap(s, i));
-        else
-            num_merge(&dst->dims[i].num, &src->dims[i].num, &s->dims[i]);
-    }
-    if (src->sub)
-        for (int t = 0; t < s->ntracked; t++)
-            if (src->sub[t].events) pd_profile_merge(&subs(dst)[t], &src->sub[t]);
-    if (s->recent_max > 0) recent_merge(dst, src);
 }
 
 int pd_profile_equal(const pd_profile *a, const pd_profile *b)

@@ -7,7 +7,8 @@
 - Ingest cost of maintaining the population profiles: the replay pipeline
   of bench_process (step 1's event file) with and without them
   (--population 0), in interleaved pairs, events/s of each and the median
-  ratio.
+  ratio, and the committer thread's CPU of each (the cost itself, which
+  the rate shows only when the machine has no spare core).
 Results: ctx.r["population"].
 """
 import json
@@ -61,12 +62,18 @@ def run_step(ctx):
                        str(PARTS), "--batch", "20000", "--pipeline-only", "1", "--population", flag], timeout=900)
             p = json.loads(out)
             pair[kind] = {"pipeline_eps": p["pipeline_eps"], "flush_secs": p["flush_secs"],
-                          "record_secs": p["record_secs"]}
+                          "record_secs": p["record_secs"], "pipeline_cpu_secs": p.get("pipeline_cpu_secs"),
+                          "committer_cpu_secs": p.get("committer_cpu_secs")}
             shutil.rmtree(d, ignore_errors=True)
         pair["eps_ratio"] = pair["with"]["pipeline_eps"] / pair["without"]["pipeline_eps"]
+        if pair["with"]["committer_cpu_secs"] and pair["without"]["committer_cpu_secs"]:
+            pair["committer_cpu_ratio"] = pair["with"]["committer_cpu_secs"] / pair["without"]["committer_cpu_secs"]
         res["ingest"]["pairs"].append(pair)
-        log("   ingest pair %d: with population %.0f ev/s, without %.0f ev/s (x%.3f)" % (
-            i, pair["with"]["pipeline_eps"], pair["without"]["pipeline_eps"], pair["eps_ratio"]))
+        log("   ingest pair %d: with population %.0f ev/s, without %.0f ev/s (x%.3f), committer CPU x%.3f" % (
+            i, pair["with"]["pipeline_eps"], pair["without"]["pipeline_eps"], pair["eps_ratio"],
+            pair.get("committer_cpu_ratio") or 0))
     r = sorted(p["eps_ratio"] for p in res["ingest"]["pairs"])
     res["ingest"]["median_eps_ratio"] = r[len(r) // 2]
+    c = sorted(p["committer_cpu_ratio"] for p in res["ingest"]["pairs"] if p.get("committer_cpu_ratio"))
+    res["ingest"]["median_committer_cpu_ratio"] = c[len(c) // 2] if c else None
     ctx.r["population"] = res

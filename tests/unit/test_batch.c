@@ -564,3 +564,193 @@ TEST(population_any_grouping_same_bytes)
     for (int v = 0; v < 3; v++) pd_store_close(st[v]);
     pd_free(idx);
 }
+
+/* ---- the population delta against the per-event model ---- */
+
+#define PD_EVENTS 3000
+#define PD_USERS 60
+
+/* A random event of user u (JSON in buf). Users below 6 are "wide": users
+ * 0..2 draw from 9 makes and 6 types, users 3..5 from 6 types but 2 makes,
+ * so their days overflow the user caps (make max_values 3, event types 4;
+ * 3..5 only the types) and their deltas are not exact; users 6..11 keep to
+ * three makes (at the cap, still exact); the others are light.
+ * Numbers are integers or halves: sums are exact in any grouping. */
+static int pdm_event(char *buf, size_t cap, uint32_t *r, int u, int days, int seq)
+{
+    static const char *types[] = {"view", "park", "contact", "search", "share", "call"};
+    int64_t ts = T0 + (int64_t)(rnd_next(r) % (uint32_t)days) * DAY_MS + (int64_t)(rnd_next(r) % 3600000u);
+    const int wide = u < 6, at_cap = u >= 6 && u < 12;
+    const char *type = types[rnd_next(r) % (wide ? 6u : 3u)];
+    int n = snprintf(buf, cap, "{\"event_id\":\"e%d\",\"user_id\":\"pu-%d\",\"ts\":%" PRId64
+                     ",\"type\":\"%s\",\"item\":{\"id\":\"it-%u\"", seq, u, ts, type, rnd_next(r) % 50);
+    if (rnd_next(r) % 5) {
+        unsigned mk = u < 3 ? rnd_next(r) % 9
+                      : wide ? rnd_next(r) % 2
+                      : at_cap ? (unsigned)u % 4 + rnd_next(r) % 3 : rnd_next(r) % 9;
+        n += snprintf(buf + n, cap - (size_t)n, ",\"make\":\"m%u\"", mk);
+    }
+    if (rnd_next(r) % 3) n += snprintf(buf + n, cap - (size_t)n, ",\"color\":\"c%u\"", rnd_next(r) % 12);
+    if (rnd_next(r) % 2)
+        n += snprintf(buf + n, cap - (size_t)n, ",\"price\":%u.%u", rnd_next(r) % 30000, rnd_next(r) % 2 ? 5u : 0u);
+    if (rnd_next(r) % 3) n += snprintf(buf + n, cap - (size_t)n, ",\"km\":%d", (int)(rnd_next(r) % 400) - 100);
+    n += snprintf(buf + n, cap - (size_t)n, "}}");
+    return n;
+}
+
+/* Counts the user-day deltas of one batch that are over a user cap (not
+ * exact; over the types' cap alone) and at the make cap (exact, 3
+ * makes): the paths the test must
+ * take. evs[0..n) are one batch; s the user schema. */
+static void pdm_shapes(const pop_ev *evs, int n, const pd_schema *s, const pd_tz *tz, int *over, int *types_only,
+                       int *at)
+{
+    static model m;
+    char err[128];
+    for (int i = 0; i < n; i++) {
+        pd_event ev;
+        if (evs[i].erase_before) /* an erased user's later events make a fresh delta */
+            for (int k = 0; k < m.n; k++)
+                if (m.k[k].p == evs[i].ep && m.k[k].ulen == strlen(evs[i].euser) &&
+                    memcmp(m.k[k].user, evs[i].euser, m.k[k].ulen) == 0)
+                    pd_profile_clear(&m.k[k].prof);
+        if (pd_event_parse(&ev, s, evs[i].js, (size_t)evs[i].len, 4096, err, sizeof err) == PD_EV_OK) {
+            mkey *k = model_get(&m, s, evs[i].p, pd_tz_day(tz, ev.ts_ms), ev.user_id, ev.user_id_len);
+            if (k) pd_profile_add(&k->prof, &ev);
+        }
+        pd_event_free(&ev);
+    }
+    for (int k = 0; k < m.n; k++) {
+        const pd_profile *q = &m.k[k].prof;
+        if (pd_catset_overflowed(&q->types) && !pd_catset_overflowed(&q->dims[0].cat)) ++*types_only;
+        if (pd_catset_overflowed(&q->types) || pd_catset_overflowed(&q->dims[0].cat)) ++*over;
+        else if (q->dims[0].cat.n == 3 && q->events > 1) ++*at;
+    }
+    model_free(&m);
+}
+
+/* The population delta pd_batch_build writes per (partition, day) -- built
+ * from the user entries' deltas (merged when exact, events re-added when a
+ * user cap overflowed) plus the events erasures took off user chains --
+ * must be byte-identical to the old per-event path: pd_profile_add of every
+ * accepted event of the partition-day, in log order, under the population
+ * schema. Random events with per-type tracks (and their sub-profiles),
+ * recent items, numeric dimensions, users over and at their caps,
+ * erasures anywhere; one batch (the stored value is the delta itself) and
+ * batches of random sizes (the merged operands); population caps above
+ * every user cap and below them (the population overflows too). */
+TEST(population_delta_matches_per_event_model)
+{
+    static const char *sj =
+        "{\"dimensions\":[{\"name\":\"make\",\"type\":\"categorical\",\"max_values\":3},"
+        "{\"name\":\"color\",\"type\":\"categorical\"},"
+        "{\"name\":\"price\",\"type\":\"numeric\",\"buckets\":[1000,5000,20000]},"
+        "{\"name\":\"km\",\"type\":\"numeric\",\"buckets\":[0,10,100]}],"
+        "\"tracked_types\":[\"park\",\"contact\"],"
+        "\"recent\":{\"max\":3,\"attributes\":[\"make\",\"price\"]}}";
+    char err[256];
+    pd_schema s;
+    if (pd_schema_load_json(&s, sj, strlen(sj), 4, err, sizeof err) != PD_OK) {
+        printf("    schema: %s\n", err);
+        CHECK(!"schema loads");
+        return;
+    }
+    pd_tz tz;
+    CHECK_INT(pd_tz_parse(&tz, "UTC", err, sizeof err), PD_OK);
+    static pop_ev evs[PD_EVENTS];
+    uint32_t r = 2718;
+    int u = 0, left = 0;
+    for (int i = 0; i < PD_EVENTS; i++) {
+        /* sessions: a user's events come in runs, so most deltas hold several */
+        if (left-- <= 0) {
+            u = (int)(rnd_next(&r) % PD_USERS);
+            left = (int)(rnd_next(&r) % (u < 12 ? 40u : 6u));
+        }
+        evs[i].len = pdm_event(evs[i].js, sizeof evs[i].js, &r, u, 2, i);
+        evs[i].p = (int32_t)(u % 2);
+        evs[i].erase_before = rnd_next(&r) % 61 == 0;
+        const int eu = (int)(rnd_next(&r) % PD_USERS);
+        evs[i].ep = (int32_t)(eu % 2);
+        snprintf(evs[i].euser, sizeof evs[i].euser, "pu-%d", eu);
+    }
+    int over = 0, types_only = 0, at = 0;
+    pdm_shapes(evs, PD_EVENTS, &s, &tz, &over, &types_only, &at);
+    CHECK(over >= 6);
+    CHECK(types_only >= 3);
+    CHECK(at >= 3);
+    int *idx = pd_malloc(PD_EVENTS * sizeof *idx);
+    for (int i = 0; i < PD_EVENTS; i++) idx[i] = i;
+    const int64_t day0 = pd_tz_day(&tz, T0);
+    static const uint32_t pcaps[] = {10000, 4};
+    int bad = 0, subs = 0, overflowed = 0;
+    for (size_t ci = 0; ci < PD_ARRAY_LEN(pcaps); ci++) {
+        for (int v = 0; v < 2; v++) {
+            char dir[400];
+            snprintf(dir, sizeof dir, "%s/popdelta-%zu-%d", pd_test_tmpdir(), ci, v);
+            pd_store *st = NULL;
+            pd_store_opts so = {.population_max_values = pcaps[ci]};
+            if (pd_store_open(&st, dir, &s, &so, err, sizeof err) != PD_OK) {
+                CHECK(!"open store");
+                break;
+            }
+            const pd_schema *ps = pd_store_population_schema(st);
+            pd_batch b;
+            pd_batch_init(&b, NULL);
+            pd_profile scratch;
+            pd_profile_init(&scratch, &s);
+            pd_store_batch *sb = pd_store_batch_new(st);
+            for (int at_ = 0; at_ < PD_EVENTS;) {
+                int n = v == 0 ? PD_EVENTS : 1 + (int)(rnd_next(&r) % 400);
+                if (at_ + n > PD_EVENTS) n = PD_EVENTS - at_;
+                pop_feed(&b, &s, &tz, evs, idx + at_, n);
+                uint64_t writes = 0;
+                CHECK_INT(pd_batch_build(&b, sb, &scratch, &writes, err, sizeof err), PD_OK);
+                CHECK_INT(pd_store_commit(st, sb, err, sizeof err), PD_OK);
+                pd_batch_clear(&b);
+                at_ += n;
+            }
+            /* the old path: every event of the partition-day added, in log order */
+            pd_profile model_p, got;
+            pd_profile_init(&got, ps);
+            pd_buf want = {0}, have = {0};
+            for (int p = 0; p < 2; p++)
+                for (int d = 0; d < 2; d++) {
+                    pd_profile_init(&model_p, ps);
+                    for (int i = 0; i < PD_EVENTS; i++) {
+                        pd_event ev;
+                        if (evs[i].p == p &&
+                            pd_event_parse(&ev, &s, evs[i].js, (size_t)evs[i].len, 4096, err, sizeof err) ==
+                                PD_EV_OK &&
+                            pd_tz_day(&tz, ev.ts_ms) == day0 + d)
+                            pd_profile_add(&model_p, &ev);
+                        pd_event_free(&ev);
+                    }
+                    subs += pd_profile_sub(&model_p, 0) != NULL && pd_profile_sub(&model_p, 1) != NULL &&
+                            model_p.nrecent == 3;
+                    overflowed += pd_catset_overflowed(&model_p.dims[1].cat);
+                    want.len = have.len = 0;
+                    pd_profile_encode(&model_p, &want);
+                    pd_profile_reset(&got);
+                    int rc = pd_store_get_profile(st, NULL, day0 + d, p, "", 0, &got, err, sizeof err);
+                    if (rc == PD_OK) pd_profile_encode(&got, &have);
+                    if ((rc != PD_OK || !buf_eq(&want, &have)) && bad++ < 4) {
+                        printf("    cap %u, %s, partition %d, day %d: %d\n", (unsigned)pcaps[ci],
+                               v ? "batches" : "one batch", p, d, rc);
+                        CHECK(!"population delta == per-event adds (bytes)");
+                    }
+                    pd_profile_free(&model_p);
+                }
+            pd_buf_free(&want);
+            pd_buf_free(&have);
+            pd_profile_free(&got);
+            pd_store_batch_free(sb);
+            pd_profile_free(&scratch);
+            pd_batch_free(&b);
+            pd_store_close(st);
+        }
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(subs, 2 * 2 * 4);   /* tracked sub-profiles and recent items in every partition-day */
+    CHECK(overflowed >= 2 * 4);   /* the population's colour overflows at cap 4 */
+    pd_free(idx);
+}
