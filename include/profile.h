@@ -129,8 +129,9 @@ void pd_profile_add(pd_profile *p, const pd_event *ev);
 /* dst += src (same schema). src is unchanged. */
 void pd_profile_merge(pd_profile *dst, const pd_profile *src);
 /* dst += the profile of a set of events, from src = the profile of those
- * events under a schema that differs from dst's in its caps alone (the
- * user schema into the population's, batch.c): everything of src except
+ * events under a schema that differs from dst's in its caps alone, or
+ * also in keeping no recent items (the user schema into the population's,
+ * batch.c; src's recent items are then left out): everything of src except
  * its overflowed catsets, which no longer hold every occurrence, is
  * merged, and the number of those left out is returned; when it is not 0
  * the caller passes every event of the set to pd_profile_add_overflowed,

@@ -416,7 +416,8 @@ int pd_profile_merge_exact(pd_profile *dst, const pd_profile *src)
     const pd_schema *s = dst->schema;
     pd_assert(dst != src && s && src->schema && s->fingerprint == src->schema->fingerprint &&
               s->ndims == src->schema->ndims && s->ntracked == src->schema->ntracked &&
-              s->recent_max == src->schema->recent_max);
+              (s->recent_max == src->schema->recent_max || s->recent_max == 0));
+    /* (a population profile keeps no recent items: src's are left out) */
     return merge(dst, src, 1);
 }
 
