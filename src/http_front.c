@@ -54,9 +54,15 @@
  * with one clear Content-Length (no Transfer-Encoding) of at most
  * max_body_bytes is read whole under the head's deadline (answering
  * "Expect: 100-continue" with a 100 itself and renaming the header, so the
- * worker sends none) and relayed with its head on a fresh worker
- * connection (closed after the answer: a route that does not read the body
- * cannot desynchronise a pooled one); a larger one gets 413 and close. Any
+ * worker sends none) and relayed with its head over a pooled worker
+ * connection like any request: civetweb discards whatever body a handler
+ * left unread before it reads the next request (its handler returns the
+ * status, > 0), so a route that ignores the body cannot desynchronise the
+ * connection (tests/bb/test_http_hardening.py hides a request in such
+ * bodies). A fresh connection per body had cost a rank request about a
+ * quarter of its worker CPU: 414-566 against 573-695 us per 100-candidate
+ * rank in interleaved runs of the rank bench step (docs/BENCHMARKS.md,
+ * issue 20). A larger body gets 413 and close. Any
  * other body (chunked, unclear framing) goes on as it comes and closes its
  * connection after the answer (http.c answers 411 where a body is needed).
  * Answers are relayed as they come (OUT_CAP at a time) and framed by their
@@ -115,7 +121,7 @@ typedef struct {
     unsigned char addr[16];  /* client address (IPv4 mapped) */
     unsigned cin : 1, cout : 1, ops : 1, body : 1, last : 1, counted : 1;
     unsigned resp_head : 1, resp_close : 1, up_keep : 1, delim : 1, up_done : 1, retried : 1, resp_any : 1;
-    unsigned up_close : 1, sent100 : 1; /* a request with a body: fresh worker connection; 100 sent */
+    unsigned sent100 : 1; /* 100 Continue sent */
     char *in;
     size_t in_len, in_cap, req_len, req_sent;
     size_t in_max;           /* buffer limit of the request being read (head + body); 0: max_head_bytes */
@@ -739,7 +745,6 @@ static void run_head(pd_front *f, int i)
             if (h.expect_off) c->in[h.expect_off] = 'X';
             body_len = (size_t)h.content_length;
             h.has_body = 0;
-            c->up_close = 1;
         }
         if (h.path_off) { /* absolute form naming us: keep the path */
             size_t cut = h.path_off - h.target_off;
@@ -906,7 +911,7 @@ static void run_relay(pd_front *f, int i)
             } else {
                 u->uin = 0;
             }
-            if (c->up_done) up_release(f, c, c->up_keep && !c->body && !c->delim && !c->up_close);
+            if (c->up_done) up_release(f, c, c->up_keep && !c->body && !c->delim);
         }
         /* 3. the answer to the client (not before its head is read) */
         if (c->resp_head && c->out_off < c->out_len && c->cout) {
@@ -944,7 +949,7 @@ static void run_relay(pd_front *f, int i)
     memmove(c->in, c->in + c->req_len, c->in_len - c->req_len);
     c->in_len -= c->req_len;
     c->req_len = c->req_sent = 0;
-    c->up_close = c->sent100 = 0;
+    c->sent100 = 0;
     c->in_max = 0;
     if (c->in_cap > f->o.max_head_bytes && c->in_len <= f->o.max_head_bytes) { /* after a large body */
         c->in = pd_realloc(c->in, f->o.max_head_bytes);

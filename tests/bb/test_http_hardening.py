@@ -157,6 +157,39 @@ def test_raw_requests():
         check(not fails, "%d raw request(s) answered wrongly:\n  %s" % (len(fails), "\n  ".join(fails)))
 
 
+def test_unread_bodies_never_desynchronise():
+    """Requests with a body travel over the front end's pooled worker
+    connections. Bodies a route never reads (405 on a profile, 405 on
+    /healthz, a rank body refused as invalid JSON after reading it) each
+    hide a complete request; right after each, on other client
+    connections, a profile query must get its own answer, never the hidden
+    request's. Fails when a worker connection keeps bytes of a body after
+    its answer (a desynchronised pool answers the next client with the
+    hidden /healthz)."""
+    with cluster(partitions=2) as c:
+        w = c.start_worker("w1")
+        port = int(w.url.rsplit(":", 1)[1])
+        wait_for(lambda: http_get(w.url + "/healthz")[0] == 200, 60, "healthz")
+        wait_for(lambda: http_get(w.url + "/readyz")[0] == 200, 60, "w1 ready")
+        hidden = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+        wrong = []
+        for i in range(60):
+            target = (b"/v1/profiles/u-%d" % i, b"/healthz", b"/v1/profiles/u-%d/rank" % i)[i % 3]
+            body = hidden * (1 + i % 4)
+            st, _, _, b, rest, _ = raw(port, b"POST " + target + b" HTTP/1.1\r\nHost: t\r\n"
+                                       b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                                       + body, timeout=5)
+            if st not in (400, 405) or rest:
+                wrong.append("POST %s: %d, then %r" % (target.decode(), st, rest[:60]))
+            for _ in range(3):
+                st, _, body = http_get(w.url + "/v1/profiles/nobody-%d" % i)
+                if st != 404 or b'"status":"ok"' in body:
+                    wrong.append("after POST %s: GET answered %d %r" % (target.decode(), st, body[:80]))
+        check(not wrong, "%d wrong answers, e.g. %s" % (len(wrong), wrong[:4]))
+        check(http_get(w.url + "/healthz")[0] == 200, "worker still answers")
+        check(w.stop() == 0, "exit code")
+
+
 def metric(url, name):
     _, _, m = http_get(url + "/metrics")
     for line in m.decode().splitlines():
@@ -225,4 +258,4 @@ def test_no_secret_no_cluster():
 
 
 if __name__ == "__main__":
-    main([test_raw_requests, test_api_token_only_hands_off_by_snapshot, test_no_secret_no_cluster])
+    main([test_raw_requests, test_unread_bodies_never_desynchronise, test_api_token_only_hands_off_by_snapshot, test_no_secret_no_cluster])
