@@ -332,7 +332,8 @@ static void shown(const char *s, size_t n, char *out, size_t cap)
     if (k < n) snprintf(out + k, cap - k, "...");
 }
 
-/* Appends "name=<pct-encoded value>&" of a string field to qs. */
+/* Appends "name=<pct-encoded value>&" of a string field to qs (range
+ * fields, and types/weights given as strings). */
 static int range_field(const pd_json_doc *d, const char *name, pd_buf *qs, char *err, size_t errlen)
 {
     long v = member(d, 0, name);
@@ -354,12 +355,9 @@ static int types_field(const pd_json_doc *d, pd_buf *qs, char *err, size_t errle
 {
     long v = member(d, 0, "types");
     if (v < 0) return PD_OK;
+    if (kind_of(d, v) == PD_JTOK_STR) return range_field(d, "types", qs, err, errlen);
     PD_BUF_LIT(qs, "types=");
-    if (kind_of(d, v) == PD_JTOK_STR) {
-        size_t n;
-        const char *s = pd_json_str(d, (uint32_t)v, &n);
-        pd_pct_encode(qs, s, n);
-    } else if (kind_of(d, v) == PD_JTOK_ARR) {
+    if (kind_of(d, v) == PD_JTOK_ARR) {
         int first = 1;
         for (uint32_t e = (uint32_t)v + 1; e < pd_json_end(d, (uint32_t)v); e = pd_json_end(d, e)) {
             size_t n;
@@ -384,12 +382,9 @@ static int weights_field(const pd_json_doc *d, pd_buf *qs, char *err, size_t err
 {
     long v = member(d, 0, "weights");
     if (v < 0) return PD_OK;
+    if (kind_of(d, v) == PD_JTOK_STR) return range_field(d, "weights", qs, err, errlen);
     PD_BUF_LIT(qs, "weights=");
-    if (kind_of(d, v) == PD_JTOK_STR) {
-        size_t n;
-        const char *s = pd_json_str(d, (uint32_t)v, &n);
-        pd_pct_encode(qs, s, n);
-    } else if (kind_of(d, v) == PD_JTOK_OBJ) {
+    if (kind_of(d, v) == PD_JTOK_OBJ) {
         int first = 1, rc = PD_OK;
         pd_buf seen = {0};
         uint32_t end = pd_json_end(d, (uint32_t)v);
