@@ -121,6 +121,15 @@ void pd_dedup_stage(pd_dedup *d, pd_store_batch *sb, int32_t p, uint64_t seq, in
  * its seq, all in the flush's WriteBatch. Decisions do not change: the
  * index in memory is untouched. */
 void pd_dedup_adopt(pd_dedup *d, int64_t window);
+/* 1 when a record of the loaded index is keyed beyond next_offset (the
+ * partition's checkpoint; a negative one counts as 0): records a worker
+ * writes are keyed by the offset the flush checkpoints, never beyond it,
+ * so such records came from an import (its flush count), here or in a
+ * peer's snapshot of an imported partition that had applied no record of
+ * the topic yet. The next flushes could write at their keys and replace
+ * them: such an index is adopted (pd_dedup_adopt) before anything is
+ * staged. */
+int pd_dedup_foreign(const pd_dedup *d, int64_t next_offset);
 /* The window in effect now: min(window, C - H) (window while not bounded). */
 int64_t pd_dedup_effective_window(const pd_dedup *d, int64_t window);
 /* Heap bytes the index holds. */

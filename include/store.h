@@ -179,13 +179,16 @@ void pd_store_fail_commits(pd_store *st, int on);
  * "running" (half written: import again). A worker taking on a partition
  * that has a start time resolves it to the topic's first offset whose
  * record timestamp is >= T - max_future_skew (partition.c, tsoffset.h)
- * and continues there; its next commit checkpoints that offset and
+ * and continues there; a commit made at once checkpoints that offset and
  * replaces T by PD_START_RESOLVED (resolved: continue from the
  * checkpoint, never resolve again), and its first commit with records
- * applied deletes the start time, in the checkpoint's WriteBatch. Until
- * then the partition is not exported to peers
- * (pd_store_export_partition: PD_ENOTFOUND). The de-dup records an import
- * wrote are rewritten by that first commit (pd_dedup_adopt). */
+ * applied deletes the start time, in the checkpoint's WriteBatch. While T
+ * is unresolved the partition is not exported to peers
+ * (pd_store_export_partition: PD_ENOTFOUND); once resolved it is, like
+ * any partition, without its start-time record: a receiver continues
+ * from the checkpoint. The de-dup records an import wrote (keyed by its
+ * flush count) are rewritten by the first commit with records, here or at
+ * a receiver of the snapshot (pd_dedup_adopt, pd_dedup_foreign). */
 #define PD_START_RESOLVED INT64_MIN
 /* The import state ("running" / "done") into out; PD_ENOTFOUND when the
  * store was not made by an import. */

@@ -304,6 +304,12 @@ void pd_dedup_adopt(pd_dedup *d, int64_t window)
     d->adopt = 1;
 }
 
+int pd_dedup_foreign(const pd_dedup *d, int64_t next_offset)
+{
+    /* the stored records are in ascending seq: the last is the largest */
+    return d->loaded && d->nrecs > d->head && d->recs[d->nrecs - 1].seq > (uint64_t)PD_MAX(next_offset, 0);
+}
+
 int64_t pd_dedup_effective_window(const pd_dedup *d, int64_t window)
 {
     if (!d->loaded || d->cap_h == PD_DEDUP_NONE || d->clock == PD_DEDUP_NONE) return window;

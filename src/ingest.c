@@ -198,9 +198,12 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
             ig->fatal = 1;
             return;
         }
-        /* an imported partition: its first commit rewrites the import's
-         * de-dup records (dedup.h pd_dedup_adopt) */
-        if (pp->import_start) pd_dedup_adopt(&pp->dd, ig->cfg->dedup_window_ms);
+        /* an imported partition (here, or a peer's snapshot of one that
+         * had applied no record of the topic): its first commit rewrites
+         * the import's de-dup records, keyed by the import's flush count
+         * (dedup.h pd_dedup_adopt, pd_dedup_foreign) */
+        if (pp->import_start || pd_dedup_foreign(&pp->dd, pp->next_offset))
+            pd_dedup_adopt(&pp->dd, ig->cfg->dedup_window_ms);
     }
     pp->next_offset = offset + 1;
     pp->dirty = 1;

@@ -118,10 +118,10 @@ int64_t ig_start_offset(pd_ingest *ig, int32_t p)
  * that offset is stamped earlier, so none is missed; the events at or
  * before T in the records from there on were imported, and the de-dup
  * index (the import's ids) drops them again. The offset is resolved once:
- * the next commit checkpoints it and replaces T by PD_START_RESOLVED
- * (ingest.c), so a restart, a move or an idle partition continues from
- * the checkpoint (resolving again would skip records appended since,
- * stamped before the target). Returns 0 when p has no start time; 2 with
+ * a commit made at once (import_start) checkpoints it and replaces T by
+ * PD_START_RESOLVED (ingest.c), so a restart, a move or an idle partition
+ * continues from the checkpoint (resolving again would skip records
+ * appended since, stamped before the target). Returns 0 when p has no start time; 2 with
  * *off set, freshly resolved; 1 with *off the checkpoint, resolved
  * before; -1 when Kafka did not answer (the worker stops: consuming from
  * anywhere else would lose or double-count events; a restart resolves
@@ -164,9 +164,15 @@ static int import_resolve(pd_ingest *ig, int32_t p, int64_t *off)
 }
 
 /* p was imported and its start resolved to off (import_resolve's answer
- * imp > 0): consume from there. A fresh resolution is checkpointed by the
- * next commit, records or not; side effects (DLQ, re-routes) of the
- * records below it are not this store's (the import had none). */
+ * imp > 0): consume from there. A fresh resolution is checkpointed at
+ * once, records or not, by a commit made here (the roles are settled: the
+ * callers run after ig_settle): only then is the partition published with
+ * a checkpoint, so a peer that sees this worker as its holder (a replica
+ * being placed, the next owner after a move) gets a snapshot of the
+ * archive's state at that offset -- never the refusal of an unresolved
+ * store, after which it would rebuild from the topic alone (store.h
+ * "Imported stores"). Side effects (DLQ, re-routes) of the records below
+ * it are not this store's (the import had none). */
 static void import_start(pd_ingest *ig, int32_t p, int imp, int64_t off)
 {
     part_priv *pp = &ig->pp[p];
@@ -176,6 +182,10 @@ static void import_start(pd_ingest *ig, int32_t p, int imp, int64_t off)
     pd_sidefx_advance(&pp->fx, off);
     pp->dirty = 1;
     if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
+    char err[512];
+    if (pd_ingest_flush(ig, err, sizeof err) != PD_OK)
+        pd_error("partition %d: checkpointing its resolved start offset failed: %s (the next commit tries again; "
+                 "until then no peer gets a snapshot of it)", (int)p, err);
 }
 
 /* Decides how partition p gets its state when this worker takes it on in
@@ -215,7 +225,7 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
     int have = pd_store_get_checkpoint(w->store, p, &cp) == PD_OK;
     int64_t ioff;
     int imp = have ? import_resolve(ig, p, &ioff) : 0;
-    if (imp) { /* imported: its own state, never a peer's (the import replaces it) */
+    if (imp) { /* imported here: its own state, never a peer's (the import replaces it) */
         pp->next_offset = -1;
         pp->clock_ms = cp.clock_ms;
         pp->scratch = 0;
@@ -224,7 +234,8 @@ static int prepare_partition(pd_ingest *ig, int32_t p, int role)
             import_start(ig, p, imp, ioff);
             ig_set_catchup(ig, p);
         }
-        pp->committed = pp->next_offset;
+        /* (no hand-off source before its resolved offset is checkpointed) */
+        pp->committed = pp->dirty && pp->import_start == 2 ? -1 : pp->next_offset;
         return 0;
     }
     pd_holder hs[8];

@@ -579,10 +579,14 @@ int pd_store_export_partition(pd_store *st, int32_t partition, pd_checkpoint *cp
     cp->next_offset = (int64_t)pd_get_u64be((const uint8_t *)v);
     cp->clock_ms = (int64_t)pd_get_u64be((const uint8_t *)v + 8);
     rocksdb_free(v);
-    /* An imported partition that has applied no record of the topic yet
-     * (start time, or PD_START_RESOLVED, still there) has no position to
-     * hand over, or de-dup records keyed by the import's seqs, which a
-     * receiver would not rewrite (store.h "Imported stores"). */
+    /* An imported partition whose start time is not resolved yet has no
+     * position to hand over (store.h "Imported stores"). Once resolved
+     * (PD_START_RESOLVED) its checkpoint is that position: it goes like
+     * any other partition, without the start-time record (a receiver
+     * continues from the checkpoint, never resolves again); de-dup records
+     * still keyed by the import's flush count go as they are, and the
+     * receiver rewrites them before its first flush (dedup.h
+     * pd_dedup_foreign). */
     {
         uint8_t tk[PD_CKPT_KEY_LEN];
         store_start_key(tk, partition);
@@ -595,10 +599,11 @@ int pd_store_export_partition(pd_store *st, int32_t partition, pd_checkpoint *cp
             rc = store_rdb_err(re, err, errlen, "read start time");
             goto out;
         }
-        if (tv) {
-            rocksdb_free(tv);
+        const int unresolved = tv && !(tl == 8 && (int64_t)pd_get_u64be((const uint8_t *)tv) == PD_START_RESOLVED);
+        rocksdb_free(tv);
+        if (unresolved) {
             rc = pd_seterr(err, errlen, PD_ENOTFOUND,
-                           "partition %d is imported and has applied no record of the topic yet", partition);
+                           "partition %d is imported and its start time is not resolved yet", partition);
             goto out;
         }
     }

@@ -36,6 +36,7 @@ import random
 import re
 import sys
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib import PROFILECTL, Proc, check, cluster, http_get, main, run, wait_for  # noqa: E402
@@ -326,5 +327,143 @@ def test_resolve_on_a_filled_topic():
         compare(o.profiles(), dump_all(c, w.data))
 
 
+def readyz(w):
+    st, _, body = http_get(w.url + "/readyz")
+    try:
+        return st, json.loads(body)
+    except ValueError:
+        return st, {}
+
+
+def settled(ws):
+    """Every partition owned by one of ws and replicated by another, every
+    worker ready (no restore or catch-up in progress, no rebuild from the
+    topic alone)."""
+    rs = [readyz(w) for w in ws]
+    return (all(st == 200 and j.get("status") == "ready" and not j.get("incomplete_rebuild") for st, j in rs) and
+            sum(j.get("owned", 0) for _, j in rs) == NPARTS and
+            sum(len(j.get("replicas", [])) for _, j in rs) == NPARTS)
+
+
+def every_worker_equals(c, ws, o, what):
+    """Every user at every worker (GET with a day breakdown: served by the
+    owner, forwarded or not) equals the oracle, and every copy of a
+    partition checkpointed at the topic's end (owner and replica: dump)
+    too."""
+    want = {}
+    for (u, day), prof in o.profiles().items():
+        want.setdefault(u, {})[day] = (prof["events"], prof["event_types"])
+    errs = []
+    for w in ws:
+        for u in sorted(want):
+            st, _, body = http_get("%s/v1/profiles/%s?breakdown=day" % (w.url, urllib.parse.quote(u)), timeout=15)
+            if st != 200:
+                errs.append("%s at %s: status %d" % (u, w.name, st))
+                continue
+            j = json.loads(body)
+            got = {d["day"]: (d["events"], d["event_types"]) for d in j.get("days", [])}
+            if got != want[u]:
+                errs.append("%s at %s (served by %s): %s != oracle %s" % (u, w.name, j.get("served_by"), got,
+                                                                         want[u]))
+    check(not errs, "%s: %d answers differ from the oracle, e.g.:\n  %s" % (what, len(errs), "\n  ".join(errs[:8])))
+    ends = c.watermarks()
+    wantp = o.profiles()
+    copies = {p: 0 for p in range(NPARTS)}
+    for w in ws:
+        for p, off in c.offsets(w.data).items():
+            if off != ends.get(p):
+                continue  # (a copy left behind: not held any more)
+            copies[p] += 1
+            got = {k: v["profile"] for k, v in c.dump(w.data, partition=p).items()}
+            mine = {k: v for k, v in wantp.items() if partition_for(k[0].encode(), NPARTS) == p}
+            errs = []
+            for k in sorted(set(mine) | set(got)):
+                if k not in got:
+                    errs.append("%s: missing" % (k,))
+                elif k not in mine:
+                    errs.append("%s: not in the oracle" % (k,))
+                else:
+                    errs += ["%s%s" % (k, e) for e in diff_profile(mine[k], got[k])]
+            check(not errs, "%s: partition %d in %s's store differs from the oracle (%d), e.g.:\n  %s" %
+                  (what, p, w.name, len(errs), "\n  ".join(errs[:8])))
+    check(all(n >= 2 for n in copies.values()), "%s: copies at the end offset %s" % (what, copies))
+    print("  %s: %d users at %d workers and every copy equal the oracle (%d duplicates dropped)" %
+          (what, len(want), len(ws), o.outcomes.get("duplicate", 0)))
+
+
+def test_moves_and_promotion():
+    """An archive imported into ONE worker's data directory (w1); w2 and w3
+    have none. w1 starts alone on the empty topic: every partition resolves
+    to offset 0 and stays idle (no record of the topic applied). With
+    replicas = 1:
+      (a) w2 and w3 join: partitions move to them (snapshots of idle
+          imported partitions) and get replicas on them: every user at every
+          worker equals the archive's oracle -- a worker rebuilding from the
+          topic alone would have no user of its partitions;
+      then a few events not in the archive arrive slowly (each commit of a
+      receiver applies one record: its first de-dup record is keyed 1, the
+      key of the import's only one, which it must rewrite, not replace),
+      then the first hour of the overlap (events at or before UNTIL that
+      the archive has: counted once);
+      (b) w2 (owner of partitions it got by snapshot) is SIGKILLed with
+          events flowing (produced while it is down and after its
+          partitions were taken over); its replicas are promoted;
+      then w2 is started again (its copies reload their de-dup index from
+      its store, or from a peer's snapshot) and the rest of the overlap and
+      events after UNTIL arrive.
+    After each step every user at every live worker, and every copy at the
+    topic's end, equals the oracle fed the archive (ts <= UNTIL) and the
+    topic's records (duplicates counted once)."""
+    with cluster(partitions=NPARTS) as c:
+        now, until, evs = make_events(c, 12000, 500, 47)
+        adir, lines = write_archive(c, evs, until, [])
+        import_(c, adir, os.path.join(c.dir, "data-w1"), until)  # one commit: de-dup records at seq 1
+        opts = ["--replicas", "1"]
+        w1 = c.start_worker("w1", opts)
+        wait_for(lambda: len(set(re.findall(r"partition (\d+): imported up to \S+; continuing from offset 0",
+                                            log_since(w1, 0)))) == NPARTS, 60, "w1 to resolve every partition")
+        ws = {"w1": w1}
+        for wid in ("w2", "w3"):
+            ws[wid] = c.start_worker(wid, opts)
+            wait_for(lambda: settled(list(ws.values())), 120, "partitions to settle after %s joined" % wid,
+                     interval=0.5)
+        for wid in ("w2", "w3"):
+            check("restored from" in log_since(ws[wid], 0), "%s fetched no snapshot" % wid)
+            check("rebuilding from" not in log_since(ws[wid], 0), "%s rebuilt from the topic" % wid)
+        o = oracle_union(c, lines, until)  # the topic is empty: the archive alone
+        every_worker_equals(c, list(ws.values()), o, "(a) after the moves")
+        part = {id(e): partition_for(e["user_id"].encode(), NPARTS) for e in evs}
+        early = []
+        for p in range(NPARTS):
+            early += [e for e in evs if part[id(e)] == p and e["ts"] > until + 4 * HOUR and "event_id" in e][:3]
+        produce_suffix(c, early, 0, now + HOUR, "topic-0.jsonl", ["--rate", "4"])
+        rest = [e for e in evs if e not in early]
+        produce_suffix(c, rest, until - 4 * HOUR, until - 3 * HOUR, "topic-1.jsonl")
+        wait_for(lambda: c.caught_up([w.data for w in ws.values()], 2), 120, "both copies to catch up",
+                 interval=0.5)
+        every_worker_equals(c, list(ws.values()), oracle_union(c, lines, until), "after the first hour of overlap")
+        # (b) the owner of partitions it got by snapshot dies; events go on
+        _, j = readyz(ws["w2"])
+        check(j.get("owned", 0) > 0, "w2 owns nothing: %s" % j)
+        ws["w2"].kill9()
+        w2 = ws.pop("w2")
+        produce_suffix(c, rest, until - 3 * HOUR, until - 2 * HOUR, "topic-2.jsonl")
+        wait_for(lambda: settled(list(ws.values())), 120, "w2's partitions to be promoted", interval=0.5)
+        produce_suffix(c, rest, until - 2 * HOUR, until - HOUR, "topic-3.jsonl")
+        wait_for(lambda: c.caught_up([w.data for w in ws.values()], 2), 120, "both copies to catch up",
+                 interval=0.5)
+        every_worker_equals(c, list(ws.values()), oracle_union(c, lines, until), "(b) after the promotion")
+        # w2 comes back: partitions move again, its copies reload their de-dup index
+        ws["w2"] = c.start_worker("w2", opts)
+        wait_for(lambda: settled(list(ws.values())), 120, "partitions to settle after w2's restart", interval=0.5)
+        produce_suffix(c, rest, until - HOUR, now + HOUR, "topic-4.jsonl")
+        wait_for(lambda: c.caught_up([w.data for w in ws.values()], 2), 120, "both copies to catch up",
+                 interval=0.5)
+        o = oracle_union(c, lines, until)
+        check(o.outcomes.get("duplicate", 0) > 100, "too little overlap: %s" % o.outcomes)
+        every_worker_equals(c, list(ws.values()), o, "after w2's restart")
+        check(w2.p.returncode is not None, "w2 killed")
+
+
 if __name__ == "__main__":
-    main([test_import_then_continue, test_resolve_on_a_filled_topic])
+    main([test_import_then_continue, test_resolve_on_a_filled_topic, test_moves_and_promotion])
