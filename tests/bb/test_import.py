@@ -107,7 +107,8 @@ def dump_all(c, data):
     return {k: v["profile"] for k, v in c.dump(data).items()}
 
 
-def oracle_union(c, archive_lines, until):
+def oracle_union(c, archive_lines, until, starts=None):
+    """starts: {partition: the offset its start resolved to} (default 0)."""
     o = Oracle(nparts=NPARTS)
     for i, l in enumerate(archive_lines):
         try:
@@ -121,7 +122,8 @@ def oracle_union(c, archive_lines, until):
         o.feed(partition_for(uid.encode(), NPARTS), i, l, -1)
     # the worker started at the topic's end when it resolved UNTIL: offset 0
     for r in ti.read_topic(c, c.topic):
-        o.feed(r["partition"], r["offset"], r["value"].encode(), r["timestamp"])
+        if r["offset"] >= (starts or {}).get(r["partition"], 0):
+            o.feed(r["partition"], r["offset"], r["value"].encode(), r["timestamp"])
     return o
 
 
@@ -393,9 +395,11 @@ def every_worker_equals(c, ws, o, what):
 
 def test_moves_and_promotion():
     """An archive imported into ONE worker's data directory (w1); w2 and w3
-    have none. w1 starts alone on the empty topic: every partition resolves
-    to offset 0 and stays idle (no record of the topic applied). With
-    replicas = 1:
+    have none. w1 starts alone: partition 0 holds six records stamped
+    before the target (archived events, three without event_id: a copy
+    that consumed them would count those twice), the others are empty;
+    every partition resolves (0 to offset 6, the others to 0) and stays
+    idle (no record of the topic applied). With replicas = 1:
       (a) w2 and w3 join: partitions move to them (snapshots of idle
           imported partitions) and get replicas on them: every user at every
           worker equals the archive's oracle -- a worker rebuilding from the
@@ -416,12 +420,22 @@ def test_moves_and_promotion():
     topic's records (duplicates counted once)."""
     with cluster(partitions=NPARTS) as c:
         now, until, evs = make_events(c, 12000, 500, 47)
+        part = {id(e): partition_for(e["user_id"].encode(), NPARTS) for e in evs}
+        # partition 0: records stamped before the target (archived events,
+        # half without event_id) before w1 starts: it starts after them
+        pre = [e for e in evs if part[id(e)] == 0 and until - 8 * HOUR <= e["ts"] < until - 6 * HOUR][:6]
+        for e in pre[::2]:
+            e.pop("event_id", None)
         adir, lines = write_archive(c, evs, until, [])
         import_(c, adir, os.path.join(c.dir, "data-w1"), until)  # one commit: de-dup records at seq 1
+        write_topic_file(c, "topic-pre.jsonl", [(e, e["ts"] - HOUR // 2) for e in pre])
+        starts = {0: len(pre)}
         opts = ["--replicas", "1"]
         w1 = c.start_worker("w1", opts)
-        wait_for(lambda: len(set(re.findall(r"partition (\d+): imported up to \S+; continuing from offset 0",
-                                            log_since(w1, 0)))) == NPARTS, 60, "w1 to resolve every partition")
+        pat = re.compile(r"partition (\d+): imported up to \S+; continuing from offset (\d+)")
+        wait_for(lambda: len(pat.findall(log_since(w1, 0))) == NPARTS, 60, "w1 to resolve every partition")
+        got = {int(p): int(off) for p, off in pat.findall(log_since(w1, 0))}
+        check(got == {p: starts.get(p, 0) for p in range(NPARTS)}, "start offsets %s" % got)
         ws = {"w1": w1}
         for wid in ("w2", "w3"):
             ws[wid] = c.start_worker(wid, opts)
@@ -430,9 +444,8 @@ def test_moves_and_promotion():
         for wid in ("w2", "w3"):
             check("restored from" in log_since(ws[wid], 0), "%s fetched no snapshot" % wid)
             check("rebuilding from" not in log_since(ws[wid], 0), "%s rebuilt from the topic" % wid)
-        o = oracle_union(c, lines, until)  # the topic is empty: the archive alone
+        o = oracle_union(c, lines, until, starts)  # the archive alone: nothing after the starts yet
         every_worker_equals(c, list(ws.values()), o, "(a) after the moves")
-        part = {id(e): partition_for(e["user_id"].encode(), NPARTS) for e in evs}
         early = []
         for p in range(NPARTS):
             early += [e for e in evs if part[id(e)] == p and e["ts"] > until + 4 * HOUR and "event_id" in e][:3]
@@ -441,7 +454,8 @@ def test_moves_and_promotion():
         produce_suffix(c, rest, until - 4 * HOUR, until - 3 * HOUR, "topic-1.jsonl")
         wait_for(lambda: c.caught_up([w.data for w in ws.values()], 2), 120, "both copies to catch up",
                  interval=0.5)
-        every_worker_equals(c, list(ws.values()), oracle_union(c, lines, until), "after the first hour of overlap")
+        every_worker_equals(c, list(ws.values()), oracle_union(c, lines, until, starts),
+                            "after the first hour of overlap")
         # (b) the owner of partitions it got by snapshot dies; events go on
         _, j = readyz(ws["w2"])
         check(j.get("owned", 0) > 0, "w2 owns nothing: %s" % j)
@@ -452,14 +466,14 @@ def test_moves_and_promotion():
         produce_suffix(c, rest, until - 2 * HOUR, until - HOUR, "topic-3.jsonl")
         wait_for(lambda: c.caught_up([w.data for w in ws.values()], 2), 120, "both copies to catch up",
                  interval=0.5)
-        every_worker_equals(c, list(ws.values()), oracle_union(c, lines, until), "(b) after the promotion")
+        every_worker_equals(c, list(ws.values()), oracle_union(c, lines, until, starts), "(b) after the promotion")
         # w2 comes back: partitions move again, its copies reload their de-dup index
         ws["w2"] = c.start_worker("w2", opts)
         wait_for(lambda: settled(list(ws.values())), 120, "partitions to settle after w2's restart", interval=0.5)
         produce_suffix(c, rest, until - HOUR, now + HOUR, "topic-4.jsonl")
         wait_for(lambda: c.caught_up([w.data for w in ws.values()], 2), 120, "both copies to catch up",
                  interval=0.5)
-        o = oracle_union(c, lines, until)
+        o = oracle_union(c, lines, until, starts)
         check(o.outcomes.get("duplicate", 0) > 100, "too little overlap: %s" % o.outcomes)
         every_worker_equals(c, list(ws.values()), o, "after w2's restart")
         check(w2.p.returncode is not None, "w2 killed")
