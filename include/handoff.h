@@ -9,7 +9,10 @@
  *   records  'd' | uvarint zigzag(day) | uvarint klen | user id | uvarint vlen | profile
  *                (klen 0: the partition's population profile of the day, store.h)
  *            'x' | uvarint 8 | seq u64 BE | uvarint vlen | packed de-dup entries
- *                (vlen a multiple of PD_DEDUP_ENTRY_LEN, see store.h)
+ *                (vlen a multiple of PD_DEDUP_ENTRY_LEN, see store.h; seq as stored:
+ *                an imported partition that has applied no record yet keeps the
+ *                import's keys, beyond the checkpoint, which the receiver's first
+ *                commit rewrites: dedup.h pd_dedup_foreign)
  *            'f' | uvarint 0 | uvarint vlen | the source's side-effect record
  *                (sidefx.h; at most one, first): how far the side effects of
  *                this state are known to be done, and its time decisions

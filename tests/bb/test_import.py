@@ -28,6 +28,12 @@ started on it continues from the topic at the offsets matching --until.
   counted once by the oracle's de-dup rule.
 - Bad lines land in the rejects file with the parser's reason, counted by
   reason in the summary; refusals of non-empty directories.
+- test_moves_and_promotion: the archive is imported into ONE of three
+  workers (replicas = 1); its idle imported partitions move to the others
+  by snapshot as they join, an owner of partitions it got that way is
+  SIGKILLed with events flowing (its replicas are promoted) and started
+  again: after each step every user at every worker, and every copy of a
+  partition, equals the oracle (see its docstring).
 """
 import gzip
 import json

@@ -311,3 +311,52 @@ TEST(dedup_bound_is_deterministic_across_reloads)
     dut_close(&a);
     dut_close(&b);
 }
+
+/* An import's de-dup records are keyed by its own flush count (store.h
+ * "Imported stores"): a worker continuing from offset 0 -- the importer,
+ * or a receiver of a snapshot of the imported partition -- sees records
+ * keyed beyond its checkpoint (pd_dedup_foreign) and adopts them, so its
+ * first flush (seq 1) rewrites them instead of replacing the one keyed 1:
+ * after a reload every imported id still counts as seen. */
+TEST(dedup_foreign_records_are_adopted_not_replaced)
+{
+    char err[256];
+    dut u;
+    if (!dut_open(&u, "dedupF")) return;
+    const int64_t base = 1763800000000LL;
+    char s[32];
+    for (int id = 0; id < 10; id++) { /* the import: two flushes, keyed 1 and 2 */
+        id_of(s, sizeof s, id);
+        CHECK_INT(pd_dedup_check(&u.d, s, strlen(s), base + id * 1000, WIN), 0);
+        if (id == 4 || id == 9) {
+            u.seq = id == 4 ? 1 : 2;
+            u.clock = base + id * 1000;
+            flush(&u);
+        }
+    }
+    /* the worker: checkpoint 0 (the import's), records keyed 1 and 2 */
+    pd_dedup_free(&u.d);
+    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, WIN, 0, err, sizeof err), PD_OK);
+    CHECK(pd_dedup_foreign(&u.d, 0));
+    CHECK(pd_dedup_foreign(&u.d, -1));
+    CHECK(pd_dedup_foreign(&u.d, 1));
+    CHECK(!pd_dedup_foreign(&u.d, 2));
+    CHECK(!pd_dedup_foreign(&u.d, 7));
+    pd_dedup_adopt(&u.d, WIN);
+    id_of(s, sizeof s, 100);
+    CHECK_INT(pd_dedup_check(&u.d, s, strlen(s), base + 20000, WIN), 0);
+    u.seq = 1; /* the worker's first flush: one record applied */
+    u.clock = base + 20000;
+    flush(&u);
+    CHECK_INT(stored_records(&u), 1);
+    pd_dedup_free(&u.d);
+    CHECK_INT(pd_dedup_load(&u.d, u.st, 0, WIN, 0, err, sizeof err), PD_OK);
+    CHECK(!pd_dedup_foreign(&u.d, 1));
+    for (int id = 0; id < 10; id++) {
+        id_of(s, sizeof s, id);
+        CHECK(pd_dedup_lookup(&u.d, s, strlen(s)) != PD_DEDUP_NONE);
+    }
+    id_of(s, sizeof s, 100);
+    CHECK_INT(pd_dedup_lookup(&u.d, s, strlen(s)), base + 20000);
+    dut_close(&u);
+}
