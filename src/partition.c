@@ -2,7 +2,9 @@
  * partition.c -- the ingest thread's partition lifecycle (ingest_int.h):
  * how a partition's state is obtained when this worker takes it on as
  * owner or replica (warm copy, snapshot from a peer, rebuild from the
- * topic), released, restored and cleaned up; replica placement; the
+ * topic; an imported partition here: its own import, its start resolved
+ * and checkpointed at once, a snapshot source like any other from then
+ * on), released, restored and cleaned up; replica placement; the
  * rebalance callback; and where a new owner's side effects start
  * (sidefx.h: the furthest of the store's frontier and the group's
  * committed offset, read when the partitions are assigned).

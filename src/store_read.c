@@ -585,7 +585,7 @@ int pd_store_export_partition(pd_store *st, int32_t partition, pd_checkpoint *cp
      * any other partition, without the start-time record (a receiver
      * continues from the checkpoint, never resolves again); de-dup records
      * still keyed by the import's flush count go as they are, and the
-     * receiver rewrites them before its first flush (dedup.h
+     * receiver's first commit with records rewrites them (dedup.h
      * pd_dedup_foreign). */
     {
         uint8_t tk[PD_CKPT_KEY_LEN];
