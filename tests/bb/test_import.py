@@ -28,6 +28,9 @@ started on it continues from the topic at the offsets matching --until.
   counted once by the oracle's de-dup rule.
 - Bad lines land in the rejects file with the parser's reason, counted by
   reason in the summary; refusals of non-empty directories.
+- test_resolution_checkpointed_before_it_is_offered: an importing worker
+  joins a running one; the partitions it is given are offered to their
+  replica at once, before any periodic commit (see its docstring).
 - test_moves_and_promotion: the archive is imported into ONE of three
   workers (replicas = 1); its idle imported partitions move to the others
   by snapshot as they join, an owner of partitions it got that way is
@@ -485,5 +488,52 @@ def test_moves_and_promotion():
         check(w2.p.returncode is not None, "w2 killed")
 
 
+def test_resolution_checkpointed_before_it_is_offered():
+    """A fresh resolution is checkpointed at once, not by the next periodic
+    commit: w2 (no import) runs first on the empty topic and owns every
+    partition (nothing to hold); w1, with the import and no commit due for
+    a minute (commit_interval_ms = commit_min_interval_ms = 60 s), joins.
+    The partitions it is given resolve as it takes them on, and w2, placed
+    as their replica, fetches them from w1 at once. w1 is SIGKILLed: w2,
+    promoted, must answer every user of those partitions as the oracle
+    (archive + topic) -- had the resolution waited for the periodic
+    commit, w1 would have refused the snapshot (start not resolved) and w2
+    rebuilt them from the topic alone. (w2's own partitions have no
+    archive: it took them on before any worker held the import, see
+    docs/operations.md "Blue/green procedure".)"""
+    with cluster(partitions=NPARTS) as c:
+        now, until, evs = make_events(c, 4000, 300, 53)
+        adir, lines = write_archive(c, evs, until, [])
+        import_(c, adir, os.path.join(c.dir, "data-w1"), until)
+        opts = ["--replicas", "1"]
+        w2 = c.start_worker("w2", opts)
+        wait_for(lambda: readyz(w2)[1].get("owned") == NPARTS, 60, "w2 to own every partition")
+        w1 = c.start_worker("w1", opts + ["--commit_interval_ms", "60000", "--commit_min_interval_ms", "60000"])
+        wait_for(lambda: settled([w1, w2]), 60, "w1's partitions to get their replica on w2", interval=0.2)
+        _, _, body = http_get(w1.url + "/v1/partitions")
+        mine = set(json.loads(body)["self"]["owned"])
+        check(mine and len(mine) < NPARTS, "w1 owns %s" % mine)
+        w1.kill9()
+        wait_for(lambda: readyz(w2)[1].get("owned") == NPARTS and readyz(w2)[1].get("status") == "ready", 60,
+                 "w2 to take w1's partitions over")
+        o = oracle_union(c, lines, until)  # the topic is empty
+        want = {}
+        for (u, day), prof in o.profiles().items():
+            if partition_for(u.encode(), NPARTS) in mine:
+                want.setdefault(u, {})[day] = (prof["events"], prof["event_types"])
+        errs = []
+        for u in sorted(want):
+            st, _, body = http_get("%s/v1/profiles/%s?breakdown=day" % (w2.url, urllib.parse.quote(u)), timeout=15)
+            got = {d["day"]: (d["events"], d["event_types"]) for d in json.loads(body).get("days", [])} \
+                if st == 200 else st
+            if got != want[u]:
+                errs.append("%s: %s != oracle %s" % (u, got, want[u]))
+        check(len(want) > 50, "too few users on w1's partitions (%d)" % len(want))
+        check(not errs, "%d of %d users of partitions %s differ at w2, e.g.:\n  %s" %
+              (len(errs), len(want), sorted(mine), "\n  ".join(errs[:8])))
+        print("  %d users of partitions %s equal the oracle at w2 after w1's death" % (len(want), sorted(mine)))
+
+
 if __name__ == "__main__":
-    main([test_import_then_continue, test_resolve_on_a_filled_topic, test_moves_and_promotion])
+    main([test_import_then_continue, test_resolve_on_a_filled_topic, test_moves_and_promotion,
+          test_resolution_checkpointed_before_it_is_offered])
