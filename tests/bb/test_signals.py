@@ -270,7 +270,7 @@ def check_export(c, o, ws, today):
     partition (the others may keep a copy from before the hand-off)."""
     owners = owner_dirs(c, [w.data for w in ws])
     for flags, kw in ((["--weights", "view:1,park:3,contact:5"], {"weights": {"view": 1, "park": 3, "contact": 5}}),
-                      (["--types", "contact"], {"types": ["contact"]})):
+                      (["--types", "contact", "--recent", "1"], {"types": ["contact"], "recent": 1})):
         got = {}
         for d in sorted(set(owners.values())):
             r = c.ctl("export", "--data_dir", d, "--at", day_str(today), "--days", "3", *flags)
