@@ -327,7 +327,7 @@ class Ctx:
     # -- processes
     def start_broker(self):
         self.broker = self.procs.start("broker", [self.bin("profilectl"), "broker", "--partitions", str(PARTS),
-                                                  "--brokers", "1", "--topics", "events,recov,hoff1,hoff0,mem,imp"])
+                                                  "--brokers", "1", "--topics", "events,recov,hoff1,hoff0,mem,imp,trk"])
         self.bootstrap = readline(self.broker, 30).strip()
 
     def ensure_broker(self):

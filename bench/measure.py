@@ -100,7 +100,7 @@ from steps import archive, backup, e2e, erase, handoff, memory, population, proc
 SCHEMA = 1
 STEP_FAILED = 3  # exit status: results written, some step failed (2: bad options, 1: crashed)
 STEPS = [("processing", processing.run_step), ("e2e", e2e.run_step), ("local", queries.local),
-         ("topk", queries.topk), ("reads", queries.reads), ("population", population.run_step), ("rank", rank.run_step), ("signals", signals.run_step), ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
+         ("topk", queries.topk), ("reads", queries.reads), ("tracked", queries.tracked), ("population", population.run_step), ("rank", rank.run_step), ("signals", signals.run_step), ("ingest", queries.ingest), ("freshness", queries.freshness), ("forwarded", queries.forwarded),
          ("freshness_fetch10", queries.freshness_fetch10), ("redis", redis.run_step),
          ("recovery", recovery.run_step), ("backup", backup.run_step), ("import", archive.run_step), ("handoff", handoff.run_step), ("memory", memory.run_step),
          ("erase", erase.run_step)]

@@ -121,6 +121,18 @@ def rows(r):
                 "plain %.1f; rounds %s" % (pl[len(pl) // 2], " ".join("%.2f" % x["cpu_ratios"][k]
                                                                     for x in rd["pairs"] if k in x["cpu_ratios"])),
                 rd["median_cpu_ratio"][k], "(documented)", None)
+    tr = r.get("tracked")
+    if tr and tr.get("pairs"):
+        pl = sorted(x["untracked"]["worker_us_per_req"] for x in tr["pairs"])
+        for k in ("plain", "weights", "types"):
+            v = sorted(x[k]["worker_us_per_req"] for x in tr["pairs"] if x.get(k, {}).get("worker_us_per_req"))
+            if not v or k not in tr.get("median_cpu_ratio", {}):
+                continue
+            add("3g. Worker CPU per query, 2 tracked types, %s vs untracked plain (days=30), us" % k,
+                "%.1f" % v[len(v) // 2],
+                "untracked %.1f; rounds %s" % (pl[len(pl) // 2], " ".join("%.2f" % x["cpu_ratios"][k]
+                                                                        for x in tr["pairs"] if k in x["cpu_ratios"])),
+                tr["median_cpu_ratio"][k], "(documented)", None)
     sg = r.get("signals")
     if sg and sg.get("storage"):
         base = next((s for s in sg["storage"] if s["tracked_types"] == 0 and not s.get("recent_max")), None)

@@ -35,7 +35,7 @@ class Steps(unittest.TestCase):
                          ["processing", "local", "ingest", "freshness", "memory"])
 
     def test_all_and_default(self):
-        full = ["processing", "e2e", "local", "topk", "reads", "population", "rank", "signals", "ingest", "freshness", "forwarded",
+        full = ["processing", "e2e", "local", "topk", "reads", "tracked", "population", "rank", "signals", "ingest", "freshness", "forwarded",
                 "freshness_fetch10", "redis", "recovery", "backup", "import", "handoff", "memory", "erase"]
         self.assertEqual(measure.parse_steps(""), full)
         self.assertEqual(measure.parse_steps("all"), full)

@@ -29,6 +29,8 @@ typedef struct {
     pd_decay_kind decay;
     double decay_param;        /* H (half-life days) or N (days) */
     int top;                   /* top=K: 1..PD_QUERY_MAX_TOP values per dimension; 0 = all */
+    int recent;                /* recent=N: list at most N recent items (0: no "recent" key);
+                                  -1 (not given) = as many as the schema keeps */
     int64_t anchor_day;        /* "today" of the query: at=, else the caller's today.
                                   Ranges and decay ages count back from it */
     int has_at;                /* at= was given (the answer names it) */

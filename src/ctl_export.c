@@ -34,6 +34,7 @@ typedef struct {
     char *top;
     char *types;
     char *weights;
+    char *recent;
     int64_t retention_days;
 } ex_opts;
 
@@ -48,6 +49,7 @@ static const pd_opt export_tbl[] = {
     {"top", PD_OPT_STR, XOFF(top), "", 1, 0, "Values per categorical dimension (as the query's top=)."},
     {"types", PD_OPT_STR, XOFF(types), "", 1, 0, "Comma list of tracked event types to count alone (as the query's types=)."},
     {"weights", PD_OPT_STR, XOFF(weights), "", 1, 0, "type:weight list, '*' for the rest (as the query's weights=)."},
+    {"recent", PD_OPT_STR, XOFF(recent), "", 1, 0, "At most N recent items per user, 0 for none (as the query's recent=)."},
     {"retention_days", PD_OPT_INT, XOFF(retention_days), "60", 1, 3650, "The workers' retention_days (the default range, and the at_before_retention flag)."},
 };
 #define EXPORT_TBL_LEN PD_ARRAY_LEN(export_tbl)
@@ -133,7 +135,7 @@ int ctl_export_main(int argc, char **argv)
     }
     if (help) {
         printf("usage: profilectl export --data-dir D --at YYYY-MM-DD [--users FILE] [--days N] [--dims ...] "
-               "[--decay ...] [--top K] [--types ...] [--weights ...]\nPrints each user's profile as of the end of --at, one JSON object per "
+               "[--decay ...] [--top K] [--types ...] [--weights ...] [--recent N]\nPrints each user's profile as of the end of --at, one JSON object per "
                "line (the API's answer for ?at=...).\n\n");
         pd_opts_usage(export_tbl, EXPORT_TBL_LEN, stdout);
         ex = 0;
@@ -151,6 +153,7 @@ int ctl_export_main(int argc, char **argv)
     qs_add(&qs, "top", o.top);
     qs_add(&qs, "types", o.types);
     qs_add(&qs, "weights", o.weights);
+    qs_add(&qs, "recent", o.recent);
     pd_store_opts so = {.read_only = 1, .block_cache_mb = 64, .write_buffer_mb = 4, .day_filter_bits = -1};
     if (pd_store_open(&st, o.data_dir, NULL, &so, err, sizeof err) != PD_OK) {
         fprintf(stderr, "profilectl export: --data-dir %s: %s\n", o.data_dir, err);

@@ -696,6 +696,10 @@ void pd_population_http(pd_worker *w, const char *qs, int internal, pd_populatio
         answer_error(a, 400, "bad request", err);
         return;
     }
+    if (q.recent >= 0) {
+        answer_error(a, 400, "bad request", "parameter 'recent': the population keeps no recent items");
+        return;
+    }
     pd_population_view v;
     pd_population_acquire(w, q.from_day, q.to_day, &v);
     /* the same rendering as a profile (no events in range: an empty one) */

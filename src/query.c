@@ -15,6 +15,10 @@
  *   decay      "exp:H" (half-life H days) | "linear:N" | "none".
  *   top=K      1..10000: each categorical dimension lists only its K
  *              largest values (see "Top-K" below).
+ *   recent=N   0..the schema's recent max: "recent" (and each day's with
+ *              breakdown=day) lists at most N items, the first N of what
+ *              it lists without the parameter; 0 leaves the key out.
+ *              Refused when the schema keeps no recent items.
  *   at         YYYY-MM-DD, not after today: the query's "today" (point in
  *              time). Every "today" above and in the decay ages is this
  *              day; the answer names it ("at") and says when it is older
@@ -142,9 +146,9 @@ static int qry_parse_pos(const char *s, double *out)
     return PD_OK;
 }
 
-enum { P_FROM, P_TO, P_DAYS, P_DIMS, P_BREAKDOWN, P_DECAY, P_TOP, P_AT, P_TYPES, P_WEIGHTS, P__COUNT };
+enum { P_FROM, P_TO, P_DAYS, P_DIMS, P_BREAKDOWN, P_DECAY, P_TOP, P_AT, P_TYPES, P_WEIGHTS, P_RECENT, P__COUNT };
 static const char *const qry_param_names[P__COUNT] = {
-    "from", "to", "days", "dims", "breakdown", "decay", "top", "at", "types", "weights",
+    "from", "to", "days", "dims", "breakdown", "decay", "top", "at", "types", "weights", "recent",
 };
 
 /* A strict decimal integer in [lo, hi]: digits only, no sign, no leading
@@ -351,6 +355,7 @@ int pd_query_parse_params(pd_query *q, const char *qs, const pd_schema *s, int64
 
     pd_assert(q && s);
     memset(q, 0, sizeof *q);
+    q->recent = -1;
     if (retention_days < 1) retention_days = 1;
 
     const char *p = qs ? qs : "";
@@ -443,6 +448,24 @@ int pd_query_parse_params(pd_query *q, const char *qs, const pd_schema *s, int64
                 goto out;
             }
             q->top = (int)kv;
+            break;
+        }
+        case P_RECENT: {
+            int64_t kv;
+            if (s->recent_max == 0) {
+                rc = pd_seterr(err, errlen, PD_EINVAL,
+                               "parameter 'recent': this schema keeps no recent items (its \"recent\" max is 0)");
+                goto out;
+            }
+            if (qry_parse_int(val, dv, 0, s->recent_max, &kv)) {
+                qry_shown(val, dv, shown);
+                rc = pd_seterr(err, errlen, PD_EINVAL,
+                               "parameter 'recent': expected an integer from 0 to %d (the schema's recent max), "
+                               "got '%s'",
+                               s->recent_max, shown);
+                goto out;
+            }
+            q->recent = (int)kv;
             break;
         }
         case P_AT: {
@@ -1100,8 +1123,9 @@ static void put_recent(const qry_ctx *c, const pd_query *q, const pd_schema *s, 
         for (uint32_t i = 0; i < days[d].prof->nrecent; i++) all[k++] = &days[d].prof->recent[i];
     if (n > 1) qsort(all, n, sizeof *all, recent_ptr_cmp);
     PD_BUF_LIT(c->out, ",\"recent\":[");
+    const int limit = q->recent >= 0 ? q->recent : s->recent_max; /* recent=N */
     int shown = 0;
-    for (size_t i = 0; i < n && i < (size_t)s->recent_max; i++) { /* the K newest, then the types that count */
+    for (size_t i = 0; i < n && i < (size_t)s->recent_max && shown < limit; i++) { /* the K newest, then the types that count */
         pd_recent_view v;
         pd_recent_view_of(s, all[i], &v);
         if (c->signals) {
@@ -1217,7 +1241,7 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
     else PD_BUF_LIT(out, "null");
     pd_buf_putc(out, ',');
     put_dimensions(&c, q, s, days, w, ndays);
-    if (s->recent_max > 0) put_recent(&c, q, s, days, ndays);
+    if (s->recent_max > 0 && q->recent != 0) put_recent(&c, q, s, days, ndays);
 
     if (q->breakdown_day) {
         int firstday = 1;
@@ -1232,7 +1256,7 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
             put_events(&c, &days[d], &w[d], 1);
             pd_buf_putc(out, ',');
             put_dimensions(&c, q, s, &days[d], &w[d], 1);
-            if (s->recent_max > 0) put_recent(&c, q, s, &days[d], 1); /* the day's own */
+            if (s->recent_max > 0 && q->recent != 0) put_recent(&c, q, s, &days[d], 1); /* the day's own */
             pd_buf_putc(out, '}');
         }
         pd_buf_putc(out, ']');

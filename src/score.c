@@ -765,6 +765,8 @@ int pd_score_parse_affinities(pd_score_aff *a, const char *qs, const pd_schema *
         p = amp + 1;
     }
     rc = pd_query_parse_params(&a->q, rest.p ? rest.p : "", s, today, retention_days, err, errlen);
+    if (rc == PD_OK && a->q.recent >= 0)
+        rc = pd_seterr(err, errlen, PD_EINVAL, "parameter 'recent' is not supported here");
     if (rc == PD_OK && a->q.top == 0) a->q.top = PD_SCORE_TOP_DEFAULT;
 out:
     pd_buf_free(&rest);

@@ -628,7 +628,7 @@ class Oracle:
         return float(w.get(t, w.get("*", 1.0)))
 
     def answer_signals(self, user, frm, to, today, types=None, weights=None, dims=None, decay=None,
-                       breakdown=False, top=None):
+                       breakdown=False, top=None, recent=None):
         """The expected answer with types= (a list of tracked types) and/or
         weights= ({type or '*': w}), computed straight from the definition:
         every event counts with the weight of its type, so each sum is
@@ -760,8 +760,10 @@ class Oracle:
                     "first_seen": ts_str(min(q["first"] for q in seen)) if seen else None,
                     "last_seen": ts_str(max(q["last"] for q in seen)) if seen else None,
                     "dimensions": a["dimensions"], "stale": False})
-        if self.recent:
-            res["recent"] = self.recent_items([self.raw[(user, d)] for d in days], keep=lambda t: wt(t) > 0)
+        # recent=N: the first N of the list; 0: no list at all
+        listed = self.recent and recent != 0
+        if listed:
+            res["recent"] = self.recent_items([self.raw[(user, d)] for d in days], keep=lambda t: wt(t) > 0)[:recent]
         if breakdown:
             res["days"] = []
             for d in days:
@@ -769,8 +771,9 @@ class Oracle:
                 res["days"].append({"day": day_str(d), "events": b["events"], "event_types": b["event_types"],
                                     "event_types_approximate": b["event_types_approximate"],
                                     "dimensions": b["dimensions"]})
-                if self.recent:  # the day's own K newest, of the types that count
-                    res["days"][-1]["recent"] = self.recent_items([self.raw[(user, d)]], keep=lambda t: wt(t) > 0)
+                if listed:  # the day's own K newest, of the types that count
+                    res["days"][-1]["recent"] = self.recent_items([self.raw[(user, d)]],
+                                                                  keep=lambda t: wt(t) > 0)[:recent]
         return res
 
     def answer(self, user, frm, to, today, dims=None, decay=None, breakdown=False, top=None):

@@ -60,19 +60,22 @@ def local(ctx):
     log("   paced %.0f req/s p99 %.2f ms" % (q["local_paced"]["rps"], q["local_paced"]["p99_us"] / 1e3))
 
 
-def interleaved(ctx, tag, kinds, npairs=None, secs=4):
+def interleaved(ctx, tag, kinds, npairs=None, secs=4, workers=None):
     """Worker CPU per request of saturating wrk runs on the same users, in
     interleaved rounds (one run of each kind per round, so that a noisy
     neighbour moves them alike). kinds = [(name, query, suffix)]; the first
-    is the reference. Returns {"pairs": [{name: run, "cpu_ratios": {name:
-    ratio to the reference}}], "median_cpu_ratio": {name: median}}."""
-    w = ctx.ensure_w1()
+    is the reference. workers = {name: worker} for kinds measured on
+    another worker than the end-to-end step's. Returns {"pairs": [{name:
+    run, "cpu_ratios": {name: ratio to the reference}}],
+    "median_cpu_ratio": {name: median}}."""
+    w1 = ctx.ensure_w1()
     ufile = ctx.users_file()
     res = {"pairs": [], "secs": secs, "kinds": [{"name": n, "query": q, "suffix": sf} for n, q, sf in kinds]}
     ref = kinds[0][0]
     for i in range(npairs or max(ctx.sizes["pairs"], 3)):
         runs = {}
         for kind, qs, sf in kinds:
+            w = (workers or {}).get(kind, w1)
             r = ctx.wrk(w.url, secs, users=ufile, name="wrk-%s-%s-%d" % (tag, kind, i), watch={"worker": w.pid},
                         query=qs, suffix=sf)
             runs[kind] = {"rps": r["rps"], "worker_cores": r["cpu"].get("worker"), "p50_us": r.get("p50_us"),
@@ -117,6 +120,55 @@ def reads(ctx):
     ctx.r["reads"] = interleaved(ctx, "reads", [
         ("plain", "days=30", ""), ("at", "days=30&at=" + past, ""),
         ("affinities", "days=30&top=5", "/affinities")])
+
+
+# The built-in schema (schema.c pd_schema_default) with "park" and
+# "contact" tracked: the store the tracked step's second worker keeps.
+TRACKED_SCHEMA = {"dimensions": [{"name": n, "type": "categorical"} for n in (
+    "make", "model", "color", "fuel", "gearbox", "body", "condition", "seller_type", "region", "emission_class",
+    "damaged", "doors")] + [{"name": n, "type": "numeric", "buckets": b} for n, b in (
+        ("price", [5000, 10000, 15000, 20000, 30000, 50000, 75000, 100000]),
+        ("mileage", [10000, 25000, 50000, 100000, 150000, 200000]),
+        ("year", [2000, 2005, 2010, 2015, 2018, 2020, 2022, 2024]),
+        ("power_kw", [50, 75, 100, 150, 200, 300]), ("seats", [2, 4, 5, 7]),
+        ("engine_cc", [1000, 1400, 1600, 2000, 3000, 4000]), ("co2_g_km", [0, 50, 100, 130, 160, 200, 250]),
+        ("owners", [1, 2, 3, 5]))],
+    "tracked_types": ["park", "contact"]}
+
+
+def tracked(ctx):
+    """Per-type tracks at worker level (issue 19 item 3): a second worker,
+    in its own consumer group on the end-to-end step's events, keeps the
+    built-in schema with park and contact tracked; worker CPU per request
+    of its plain query, weights= and types= against the plain query of
+    the end-to-end worker (untracked), interleaved rounds over the same
+    users. Results: ctx.r["tracked"] ("caught_up": the second worker had
+    committed as far as the first before the rounds)."""
+    log("3g/9 weights= and types= on a store with tracked types")
+    w1 = ctx.ensure_w1()
+    path = os.path.join(ctx.work, "tracked-schema.json")
+    with open(path, "w") as f:
+        json.dump(TRACKED_SCHEMA, f)
+    # (its own membership and dead-letter topics: a peer with another
+    # schema is no snapshot source or population peer of it)
+    wt = ctx.start_worker("wt", os.path.join(ctx.work, "wt"), group="bench-tracked",
+                          extra=["--schema", path, "--members_topic", "trk.members", "--dlq_topic", "trk.dlq"])
+    try:
+        end = metric_sum(w1.url, "profiled_partition_committed_offset") or 0
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and (metric_sum(wt.url, "profiled_partition_committed_offset") or 0) < end:
+            time.sleep(0.2)
+        caught_up = (metric_sum(wt.url, "profiled_partition_committed_offset") or 0) >= end
+        kinds = [("untracked", "days=30", ""), ("plain", "days=30", ""),
+                 ("weights", "days=30&weights=view:1,park:3,contact:5", ""), ("types", "days=30&types=park,contact", "")]
+        res = interleaved(ctx, "tracked", kinds, workers={"plain": wt, "weights": wt, "types": wt})
+        res["caught_up"] = caught_up
+        ctx.r["tracked"] = res
+        m = res["median_cpu_ratio"]
+        log("   vs untracked plain: tracked plain x%.2f, weights= x%.2f, types= x%.2f" % (
+            m.get("plain", 0), m.get("weights", 0), m.get("types", 0)))
+    finally:
+        ctx.procs.stop(wt)
 
 
 def ingest(ctx):

@@ -68,6 +68,8 @@ VARIANTS = [
      {"weights": {"*": 2, "park": 0}, "top": 3, "dims": ["make", "model", "price", "year"]}),
     ("days=3&weights=park:0.5,contact:4,*:0.25&decay=linear:3",
      {"weights": {"park": 0.5, "contact": 4, "*": 0.25}, "decay": ("linear", 3.0)}),
+    ("days=3&recent=2&breakdown=day&dims=make", {"recent": 2, "breakdown": True, "dims": ["make"]}),
+    ("days=3&recent=0&types=park", {"recent": 0, "types": ["park"]}),
 ]
 
 
@@ -139,6 +141,10 @@ def compare_all(ws, o, today):
                 want = (o.answer(u, today - 2, today, today) if kw is None
                         else o.answer_signals(u, today - 2, today, today, **kw))
                 st, _, body = http_get("%s/v1/profiles/%s?%s" % (w.url, urllib.parse.quote(u, safe=""), qs))
+                if o.recent is None and "recent" in (kw or {}):  # a schema without recent items refuses recent=
+                    if st != 400 or b"keeps no recent items" not in body:
+                        errs.append("%s?%s at %s: expected 400, got %d %s" % (u, qs, w.name, st, body[:100]))
+                    continue
                 if want is None:
                     if st != 404:
                         errs.append("%s?%s at %s: expected 404, got %d" % (u, qs, w.name, st))
@@ -175,9 +181,15 @@ def check_bad_requests(w):
         ("weights=park", "expected type:weight"),
         ("weights=park:1,park:2", "given more than once"),
         ("types=", "empty list"),
+        ("recent=6", "parameter 'recent': expected an integer from 0 to 5 (the schema's recent max), got '6'"),
+        ("recent=x", "parameter 'recent': expected an integer from 0 to 5"),
+    ]
+    cases = [("/v1/profiles/buyer-1?" + qs, msg) for qs, msg in cases] + [
+        ("/v1/population?recent=1", "parameter 'recent': the population keeps no recent items"),
+        ("/v1/profiles/buyer-1/affinities?recent=1", "parameter 'recent' is not supported here"),
     ]
     for qs, msg in cases:
-        st, _, body = http_get("%s/v1/profiles/buyer-1?%s" % (w.url, qs))
+        st, _, body = http_get(w.url + qs)
         check(st == 400, "%s: %d, expected 400" % (qs, st))
         detail = json.loads(body).get("detail", "")
         check(msg in detail, "%s: detail %r does not say %r" % (qs, detail, msg))
@@ -258,7 +270,7 @@ def check_export(c, o, ws, today):
     partition (the others may keep a copy from before the hand-off)."""
     owners = owner_dirs(c, [w.data for w in ws])
     for flags, kw in ((["--weights", "view:1,park:3,contact:5"], {"weights": {"view": 1, "park": 3, "contact": 5}}),
-                      (["--types", "contact"], {"types": ["contact"]})):
+                      (["--types", "contact", "--recent", "1"], {"types": ["contact"], "recent": 1})):
         got = {}
         for d in sorted(set(owners.values())):
             r = c.ctl("export", "--data_dir", d, "--at", day_str(today), "--days", "3", *flags)

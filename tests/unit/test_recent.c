@@ -10,6 +10,7 @@
  */
 #include "test.h"
 #include "profile.h"
+#include "query.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -386,4 +387,61 @@ TEST(recent_item_id_parse)
             CHECK(ev.item_id == NULL);
         pd_event_free(&ev);
     }
+}
+
+/* The items of the answer's top-level "recent" list (0: no key). */
+static int rc_listed(const char *json, const char **start)
+{
+    const char *r = strstr(json, ",\"recent\":[");
+    if (!r) return 0;
+    *start = r;
+    const char *end = strchr(r + 11, ']'); /* (no item id or value here holds one) */
+    int n = 0;
+    for (const char *x = r; (x = strstr(x, "{\"ts\":")) && x < end; x++) n++;
+    return n;
+}
+
+TEST(recent_query_limit)
+{
+    pd_schema s, off;
+    rc_schema(&s, 4);
+    rc_schema(&off, 0);
+    rc_ev evs[30];
+    uint64_t r = 11;
+    for (int i = 0; i < 30; i++) rc_random(&evs[i], &r, 0);
+    pd_profile p;
+    pd_profile_init(&p, &s);
+    rc_add(&p, evs, 0, 30);
+    const int64_t today = 20000;
+    pd_query_day day = {today, &p};
+    char err[256];
+    const char *qs[] = {"days=3", "days=3&recent=2", "days=3&recent=4", "days=3&recent=0"};
+    pd_buf out[4] = {{0}};
+    for (int k = 0; k < 4; k++) {
+        pd_query q;
+        CHECK_INT(pd_query_parse_params(&q, qs[k], &s, today, 60, err, sizeof err), PD_OK);
+        CHECK_INT(pd_query_render(&q, &s, "u", 1, 0, today, &day, 1, &out[k]), PD_OK);
+    }
+    const char *a = NULL, *b = NULL, *c = NULL, *z = NULL;
+    CHECK_INT(rc_listed(out[0].p, &a), 4);       /* the schema's max */
+    CHECK_INT(rc_listed(out[1].p, &b), 2);       /* recent=2: the first two of those */
+    CHECK_INT(rc_listed(out[2].p, &c), 4);
+    CHECK_INT(rc_listed(out[3].p, &z), 0);       /* recent=0: no key */
+    CHECK(z == NULL && strstr(out[3].p, "\"recent\"") == NULL);
+    if (a && b) {
+        const char *cut = strstr(b, "}}]");
+        CHECK(cut && strncmp(a, b, (size_t)(cut - b) + 2) == 0);
+    }
+    CHECK(a && c && strcmp(a, c) == 0);
+    for (int k = 0; k < 4; k++) pd_buf_free(&out[k]);
+    pd_query q;
+    CHECK_INT(pd_query_parse_params(&q, "recent=5", &s, today, 60, err, sizeof err), PD_EINVAL);
+    CHECK(strstr(err, "parameter 'recent': expected an integer from 0 to 4 (the schema's recent max), got '5'"));
+    CHECK_INT(pd_query_parse_params(&q, "recent=-1", &s, today, 60, err, sizeof err), PD_EINVAL);
+    CHECK_INT(pd_query_parse_params(&q, "recent=01", &s, today, 60, err, sizeof err), PD_EINVAL);
+    CHECK_INT(pd_query_parse_params(&q, "recent=", &s, today, 60, err, sizeof err), PD_EINVAL);
+    CHECK_INT(pd_query_parse_params(&q, "recent=1&recent=1", &s, today, 60, err, sizeof err), PD_EINVAL);
+    CHECK_INT(pd_query_parse_params(&q, "recent=0", &off, today, 60, err, sizeof err), PD_EINVAL);
+    CHECK(strstr(err, "keeps no recent items"));
+    pd_profile_free(&p);
 }
