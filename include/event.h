@@ -176,4 +176,14 @@ const char *pd_json_str(const pd_json_doc *d, uint32_t v, size_t *n);
 /* A number token's value (strtod's; beyond the double range: +-inf). */
 double pd_json_num(const pd_json_doc *d, uint32_t v);
 
+/* A set of member names found together: pd_json_members walks an object's
+ * members once and sets out[i] to the value token of the first member
+ * named names[i] (decoded keys compare, as in pd_json_get), or -1. Names
+ * must be distinct and shorter than PD_MAX_NAME bytes; the set borrows
+ * them. Immutable once built: any thread, any document. */
+typedef struct pd_json_names pd_json_names;
+pd_json_names *pd_json_names_new(const char *const *names, const size_t *lens, int n);
+void pd_json_names_free(pd_json_names *nm);
+void pd_json_members(const pd_json_doc *d, uint32_t obj, const pd_json_names *nm, long *out);
+
 #endif

@@ -1345,3 +1345,91 @@ double pd_json_num(const pd_json_doc *d, uint32_t v)
     pd_assert(x.tok[v].kind == TK_NUM);
     return num_get(&x, &x.tok[v]);
 }
+
+/* ---- member sets (pd_json_members, event.h) ---- */
+
+/* An open-addressing table from key_hash to the set's names (unique), so
+ * that one walk over an object's members finds them all: a member costs
+ * one probe with the hash its key got while scanning, and its bytes are
+ * compared only on a hash match. It replaced score.c's per-member XXH3 and
+ * memcmp chain (per-candidate lookups of a rank body). */
+typedef struct {
+    const char *name;   /* borrowed; NULL: empty slot */
+    uint32_t len;
+    uint16_t hash;
+    int idx;
+} nm_slot;
+
+struct pd_json_names {
+    int n;
+    size_t mask;
+    size_t maxlen;
+    nm_slot *slot;
+};
+
+pd_json_names *pd_json_names_new(const char *const *names, const size_t *lens, int n)
+{
+    pd_json_names *nm = pd_calloc(1, sizeof *nm);
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n) cap <<= 1;
+    nm->n = n;
+    nm->mask = cap - 1;
+    nm->slot = pd_calloc(cap, sizeof *nm->slot);
+    for (int i = 0; i < n; i++) {
+        size_t len = lens[i];
+        pd_assert(len < PD_MAX_NAME);
+        uint16_t h = key_hash((const unsigned char *)names[i], len);
+        size_t x = h & nm->mask;
+        for (; nm->slot[x].name; x = (x + 1) & nm->mask)
+            pd_assert(!(nm->slot[x].len == len && memcmp(nm->slot[x].name, names[i], len) == 0)); /* unique */
+        nm->slot[x] = (nm_slot){names[i], (uint32_t)len, h, i};
+        if (len > nm->maxlen) nm->maxlen = len;
+    }
+    return nm;
+}
+
+void pd_json_names_free(pd_json_names *nm)
+{
+    if (!nm) return;
+    pd_free(nm->slot);
+    pd_free(nm);
+}
+
+static inline int bytes_eq(const unsigned char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != (unsigned char)b[i]) return 0;
+    return 1;
+}
+
+void pd_json_members(const pd_json_doc *d, uint32_t obj, const pd_json_names *nm, long *out)
+{
+    const ev_tok *tok = ((const ev_tls *)d->tls_)->tok;
+    const unsigned char *b = (const unsigned char *)d->buf_;
+    pd_assert(tok[obj].kind == TK_OBJ);
+    for (int i = 0; i < nm->n; i++) out[i] = -1;
+    int left = nm->n;
+    char tmp[PD_MAX_NAME + 8];
+    for (uint32_t k = obj + 1, end = tok[obj].next; k < end && left > 0; k = tok[k].next) {
+        const ev_tok *kt = &tok[k];
+        const unsigned char *key = b + kt->off;
+        size_t len = kt->len;
+        if (kt->esc) { /* decode (names are short: a longer key matches none) */
+            len = str_decode(b, kt->off, (size_t)kt->off + kt->len, tmp, nm->maxlen + 1);
+            if (len > nm->maxlen) continue;
+            key = (const unsigned char *)tmp;
+        } else if (len > nm->maxlen) {
+            continue;
+        }
+        uint16_t h = kt->esc ? key_hash(key, len) : kt->hash;
+        for (size_t x = h & nm->mask; nm->slot[x].name; x = (x + 1) & nm->mask) {
+            const nm_slot *e = &nm->slot[x];
+            if (e->hash != h || e->len != len || !bytes_eq(key, e->name, len)) continue;
+            if (out[e->idx] < 0) {
+                out[e->idx] = (long)k + 1;
+                left--;
+            }
+            break; /* names are unique */
+        }
+    }
+}

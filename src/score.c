@@ -182,21 +182,29 @@ static void resolve(const pd_json_doc *d, long it, const pd_dim *dim, pd_buf *te
 }
 
 /* The candidates' attribute lookup, per request: one pass over each
- * object's members finds every scoring dimension's value and the
- * attribute containers (a hash probe per member) instead of one lookup
- * per dimension and path. Same result as resolve(): the first member with
- * a key counts (also when it is null), a path's container must be present
- * and non-null; dimensions with a path deeper than two go through
- * resolve(). */
+ * object's members (pd_json_members: a probe per member with the hash its
+ * key got while scanning) finds every scoring dimension's value, the id
+ * and the attribute containers, instead of one lookup per dimension and
+ * path. Same result as resolve(): the first member with a key counts
+ * (also when it is null), a path's container must be present and
+ * non-null; dimensions with a path deeper than two go through resolve().
+ * In-process on the bench's 100-candidate body (20 dimensions): the walk
+ * with XXH3 per member and a memcmp chain cost ~40 us of ~150 us parsing
+ * (perf: index_visit 13 % of parse + model + render); see
+ * docs/BENCHMARKS.md "Issue 20" for the figures with this. */
 #define SC_MAX_CTR 8
-#define SC_KEY_CTR (-2)   /* sc_key.p of a container name: j is its index */
+#define SC_LEVEL_MAX (PD_MAX_DIMS * (PD_MAX_PATHS + 1) + SC_MAX_CTR + 1)
+
+/* The distinct member names looked up in one object level (the
+ * candidate's top level, or one container), and the last object's
+ * values. */
 typedef struct {
-    uint64_t h;           /* XXH3-64 of the member name; 0 with name NULL: empty */
-    const char *name;     /* borrowed from the schema */
-    uint32_t len;
-    int ctr;              /* -1: top level, else the container's index */
-    int j, p;             /* scoring dimension; path index, -1: the flat name, SC_KEY_CTR */
-} sc_key;
+    int n;
+    const char **name;
+    size_t *len;
+    long *val;
+    pd_json_names *set;
+} sc_level;
 
 typedef struct {
     int nctr;
@@ -204,23 +212,48 @@ typedef struct {
     int nextra;                    /* containers beyond SC_MAX_CTR: checked by member() */
     const char *extra[PD_MAX_DIMS * PD_MAX_PATHS];
     int8_t pctr[PD_MAX_DIMS][PD_MAX_PATHS]; /* scoring dimension j's path p of depth 2: its container */
-    sc_key *keys;
-    size_t cap;                    /* power of 2 */
     int slow[PD_MAX_DIMS];         /* dimension j resolved by resolve() */
+    sc_level top, in[SC_MAX_CTR];
+    int16_t at[PD_MAX_DIMS][PD_MAX_PATHS]; /* path p's name in its level (top: depth 1, else in[pctr]) */
+    int16_t flat[PD_MAX_DIMS];     /* the flat name's index in top; -1: none (the dimension "id") */
+    int16_t ctrat[SC_MAX_CTR];     /* container k's index in top */
+    int16_t idat;                  /* "id" in top */
 } sc_index;
 
-static uint64_t key_hash(const char *name, size_t n, int ctr)
+static void level_init(sc_level *l)
 {
-    return XXH3_64bits_withSeed(name, n, (uint64_t)(ctr + 2)) | 1;
+    l->n = 0;
+    l->name = pd_malloc(SC_LEVEL_MAX * sizeof *l->name);
+    l->len = pd_malloc(SC_LEVEL_MAX * sizeof *l->len);
+    l->val = NULL;
+    l->set = NULL;
 }
 
-static void index_add(sc_index *x, const char *name, int ctr, int j, int p)
+static int16_t level_add(sc_level *l, const char *name)
 {
     size_t n = strlen(name);
-    uint64_t h = key_hash(name, n, ctr);
-    size_t i = (size_t)h & (x->cap - 1);
-    while (x->keys[i].name) i = (i + 1) & (x->cap - 1);
-    x->keys[i] = (sc_key){h, name, (uint32_t)n, ctr, j, p};
+    for (int i = 0; i < l->n; i++)
+        if (l->len[i] == n && memcmp(l->name[i], name, n) == 0) return (int16_t)i;
+    pd_assert(l->n < SC_LEVEL_MAX);
+    l->name[l->n] = name;
+    l->len[l->n] = n;
+    return (int16_t)l->n++;
+}
+
+static void level_done(sc_level *l)
+{
+    l->set = pd_json_names_new(l->name, l->len, l->n);
+    l->val = pd_malloc((size_t)(l->n ? l->n : 1) * sizeof *l->val);
+    for (int i = 0; i < l->n; i++) l->val[i] = -1;
+}
+
+static void level_free(sc_level *l)
+{
+    pd_free(l->name);
+    pd_free(l->len);
+    pd_free(l->val);
+    pd_json_names_free(l->set);
+    memset(l, 0, sizeof *l);
 }
 
 static int ctr_index(const sc_index *x, const char *name)
@@ -245,9 +278,10 @@ static void index_build(sc_index *x, const pd_schema *s, const int *sdims, int n
             if (x->nctr < SC_MAX_CTR) x->ctr[x->nctr++] = c;
             else x->extra[x->nextra++] = c;
         }
-    x->cap = 16;
-    while (x->cap < ((size_t)nsd * (PD_MAX_PATHS + 1) + SC_MAX_CTR) * 2) x->cap <<= 1;
-    x->keys = pd_calloc(x->cap, sizeof *x->keys);
+    level_init(&x->top);
+    for (int k = 0; k < x->nctr; k++) level_init(&x->in[k]);
+    x->idat = level_add(&x->top, "id");
+    for (int k = 0; k < x->nctr; k++) x->ctrat[k] = level_add(&x->top, x->ctr[k]);
     for (int j = 0; j < nsd; j++) {
         const pd_dim *dim = &s->dims[sdims[j]];
         for (int p = 0; p < dim->npaths; p++) {
@@ -255,45 +289,41 @@ static void index_build(sc_index *x, const pd_schema *s, const int *sdims, int n
             x->pctr[j][p] = (int8_t)(path->depth == 2 ? ctr_index(x, path->seg[0]) : -1);
             if (path->depth > 2 || (path->depth == 2 && x->pctr[j][p] < 0)) x->slow[j] = 1;
         }
+        x->flat[j] = -1;
         if (x->slow[j]) continue;
         for (int p = 0; p < dim->npaths; p++) {
             const pd_path *path = &dim->paths[p];
-            if (path->depth == 1) index_add(x, path->seg[0], -1, j, p);
-            else index_add(x, path->seg[1], x->pctr[j][p], j, p);
+            x->at[j][p] = path->depth == 1 ? level_add(&x->top, path->seg[0])
+                                           : level_add(&x->in[x->pctr[j][p]], path->seg[1]);
         }
-        if (strcmp(dim->name, "id") != 0) index_add(x, dim->name, -1, j, -1);
+        if (strcmp(dim->name, "id") != 0) x->flat[j] = level_add(&x->top, dim->name);
     }
-    for (int k = 0; k < x->nctr; k++) index_add(x, x->ctr[k], -1, k, SC_KEY_CTR);
+    level_done(&x->top);
+    for (int k = 0; k < x->nctr; k++) level_done(&x->in[k]);
 }
 
-/* One member (key token kt) of the top level (ctr -1) or of container
- * ctr: the first member of a name is the value of every (dimension, path)
- * naming it, and of the container of that name. */
-static void index_visit(const sc_index *x, int ctr, const pd_json_doc *d, uint32_t kt, long *node, long *flat,
-                        long *ctrnode)
+static void index_free(sc_index *x)
 {
-    size_t n;
-    const char *name = pd_json_str(d, kt, &n);
-    uint64_t h = key_hash(name, n, ctr);
-    for (size_t i = (size_t)h & (x->cap - 1); x->keys[i].name; i = (i + 1) & (x->cap - 1)) {
-        const sc_key *e = &x->keys[i];
-        if (e->h != h || e->ctr != ctr || e->len != n || memcmp(e->name, name, n) != 0) continue;
-        long *slot = e->p == SC_KEY_CTR ? &ctrnode[e->j] : e->p < 0 ? &flat[e->j] : &node[e->j * PD_MAX_PATHS + e->p];
-        if (*slot < 0) *slot = (long)kt + 1;
-    }
+    level_free(&x->top);
+    for (int k = 0; k < x->nctr; k++) level_free(&x->in[k]);
 }
 
 /* The value token of scoring dimension j by the index (-1: none present). */
-static long index_value(const sc_index *x, const pd_json_doc *d, const pd_dim *dim, int j, const long *ctrnode,
-                        const long *node, const long *flat)
+static long index_value(const sc_index *x, const pd_json_doc *d, const pd_dim *dim, int j, const long *ctrnode)
 {
     for (int p = 0; p < dim->npaths; p++) {
-        if (dim->paths[p].depth == 2 && is_null(d, ctrnode[x->pctr[j][p]]))
-            continue; /* absent or null container; others were refused */
-        long v = node[j * PD_MAX_PATHS + p];
+        long v;
+        if (dim->paths[p].depth == 2) {
+            int c = x->pctr[j][p];
+            if (is_null(d, ctrnode[c])) continue; /* absent or null container; others were refused */
+            v = x->in[c].val[x->at[j][p]];
+        } else {
+            v = x->top.val[x->at[j][p]];
+        }
         if (!is_null(d, v)) return v;
     }
-    return is_null(d, flat[j]) ? -1 : flat[j];
+    long v = x->flat[j] < 0 ? -1 : x->top.val[x->flat[j]];
+    return is_null(d, v) ? -1 : v;
 }
 
 /* Decides attribute a of dimension dim from its value token v (-1:
@@ -583,8 +613,8 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
     int rc = PD_OK;
     uint32_t *idoff = NULL;
     size_t *aoff = NULL;
-    sc_index ix = {0};
-    long *node = NULL, *flat = NULL;
+    sc_index ix;
+    int have_ix = 0;
     pd_json_doc doc, *d = &doc;
     memset(r, 0, sizeof *r);
     char jerr[256];
@@ -621,8 +651,7 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
     idoff = n ? pd_malloc((size_t)n * sizeof *idoff) : NULL;
     pd_buf_reserve(&r->text, (size_t)n * 16 * (size_t)(r->nsd + 1));
     index_build(&ix, s, r->sdims, r->nsd);
-    node = pd_malloc(((size_t)r->nsd * PD_MAX_PATHS + 1) * sizeof *node);
-    flat = pd_malloc(((size_t)r->nsd + 1) * sizeof *flat);
+    have_ix = 1;
     int i = 0;
     for (uint32_t it = (uint32_t)items + 1; it < iend; it = pd_json_end(d, it), i++) {
         pd_score_item *ci = &r->items[i];
@@ -632,7 +661,8 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
             rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: expected an object", i);
             goto out;
         }
-        long id = member(d, it, "id");
+        pd_json_members(d, it, ix.top.set, ix.top.val);
+        long id = ix.top.val[ix.idat];
         idoff[i] = (uint32_t)r->text.len;
         if (kind_of(d, id) == PD_JTOK_STR) {
             size_t il;
@@ -650,12 +680,8 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
             goto out;
         }
         ci->idlen = (uint32_t)(r->text.len - idoff[i]);
-        memset(node, 0xff, (size_t)r->nsd * PD_MAX_PATHS * sizeof *node); /* -1 */
-        memset(flat, 0xff, (size_t)r->nsd * sizeof *flat);
         long ctrnode[SC_MAX_CTR];
-        memset(ctrnode, 0xff, sizeof ctrnode);
-        uint32_t oend = pd_json_end(d, it);
-        for (uint32_t k = it + 1; k < oend; k = pd_json_end(d, k)) index_visit(&ix, -1, d, k, node, flat, ctrnode);
+        for (int k = 0; k < ix.nctr; k++) ctrnode[k] = ix.top.val[ix.ctrat[k]];
         /* top-level attribute containers (the first member of each name):
          * object or null, in the schema's order */
         for (int k = 0; k < ix.nctr + ix.nextra; k++) {
@@ -667,16 +693,12 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
             }
         }
         for (int c = 0; c < ix.nctr; c++)
-            if (is_obj(d, ctrnode[c])) {
-                uint32_t cend = pd_json_end(d, (uint32_t)ctrnode[c]);
-                for (uint32_t k = (uint32_t)ctrnode[c] + 1; k < cend; k = pd_json_end(d, k))
-                    index_visit(&ix, c, d, k, node, flat, ctrnode);
-            }
+            if (ix.in[c].n && is_obj(d, ctrnode[c])) pd_json_members(d, (uint32_t)ctrnode[c], ix.in[c].set, ix.in[c].val);
         for (int j = 0; j < r->nsd; j++) {
             const pd_dim *dim = &s->dims[r->sdims[j]];
             size_t *o = &aoff[(size_t)i * (size_t)r->nsd + j];
             if (ix.slow[j]) resolve(d, it, dim, &r->text, &ci->attrs[j], o);
-            else decide(d, index_value(&ix, d, dim, j, ctrnode, node, flat), dim, &r->text, &ci->attrs[j], o);
+            else decide(d, index_value(&ix, d, dim, j, ctrnode), dim, &r->text, &ci->attrs[j], o);
         }
     }
     /* the text is complete: point into it */
@@ -692,9 +714,7 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
     }
 out:
     pd_json_close(d);
-    pd_free(ix.keys);
-    pd_free(node);
-    pd_free(flat);
+    if (have_ix) index_free(&ix);
     pd_free(aoff);
     pd_free(idoff);
     if (rc != PD_OK) {
