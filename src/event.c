@@ -98,6 +98,9 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "sketch.h"
 #include "util.h"
@@ -125,16 +128,17 @@
 #define TK_ARR PD_JTOK_ARR
 #define TK_OBJ PD_JTOK_OBJ
 
-typedef struct {
-    uint32_t off;  /* TK_STR: first byte after the opening quote; TK_NUM: first byte */
-    uint32_t len;  /* TK_STR: raw bytes before the closing quote; TK_NUM: run length */
-    uint32_t next; /* a value: index of the first token after it and its descendants;
-                      an object key: index of the object's next key, or the object's
-                      end (so member lookup walks keys only) */
-    uint8_t kind;
-    uint8_t esc;   /* TK_STR: holds a backslash escape, decode before use */
-    uint16_t hash; /* object key without esc: key_hash of its bytes */
-} ev_tok;
+/* A token (pd_json_tok_ in event.h, where pd_json_doc's inline accessors
+ * read it):
+ *   off   TK_STR: first byte after the opening quote; TK_NUM: first byte
+ *   len   TK_STR: raw bytes before the closing quote; TK_NUM: run length
+ *   next  a value: index of the first token after it and its descendants;
+ *         an object key: index of the object's next key, or the object's
+ *         end (so member lookup walks keys only)
+ *   kind  TK_*
+ *   esc   TK_STR: holds a backslash escape, decode before use
+ *   hash  object key without esc: key_hash of its bytes */
+typedef pd_json_tok_ ev_tok;
 
 /* Per-thread reusable memory (see the design comment). */
 typedef struct {
@@ -505,26 +509,56 @@ static inline uint64_t swar_stop(uint64_t w)
 
 #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define SWAR_FIRST(m) ((size_t)__builtin_ctzll(m) >> 3)
+#define SWAR_EXACT 1 /* SWAR_FIRST is the first stop byte */
 #else
 #define SWAR_FIRST(m) ((size_t)0) /* the byte loop finds it */
 #endif
 
-/* Scans the string whose opening quote is at sc->p; a key when `key`. */
+/* Scans the string whose opening quote is at sc->p; a key when `key`.
+ * With SSE2 (every x86-64) 16 bytes are tested per step and the first
+ * stop byte is exact, as it is for the SWAR step on little-endian
+ * machines; the byte loop then only sees the input's last bytes. Strings
+ * are most of a rank body's tokens (~3,300 in the bench's 40 KB body);
+ * this step and the direct jump to the stop byte: see docs/BENCHMARKS.md
+ * "Issue 20" (the scanner) for the in-process figures. */
 static int scan_string(scanner *sc, int key)
 {
     const unsigned char *b = sc->b;
     size_t n = sc->n, s = sc->p + 1, q = s;
     int bs = 0;
     for (;;) {
+#ifdef __SSE2__
+        {
+            const __m128i quote = _mm_set1_epi8('"'), bsl = _mm_set1_epi8('\\'), c1f = _mm_set1_epi8(0x1f),
+                          zero = _mm_setzero_si128();
+            for (; q + 16 <= n; q += 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + q));
+                __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bsl)),
+                                         _mm_cmpeq_epi8(_mm_subs_epu8(v, c1f), zero)); /* <= 0x1f */
+                unsigned mask = (unsigned)_mm_movemask_epi8(m);
+                if (mask) {
+                    q += (size_t)__builtin_ctz(mask);
+                    goto stop;
+                }
+            }
+        }
+#endif
         for (; q + 8 <= n; q += 8) {
             uint64_t w, m;
             memcpy(&w, b + q, 8);
             if ((m = swar_stop(w)) != 0) {
                 q += SWAR_FIRST(m);
+#ifdef SWAR_EXACT
+                goto stop;
+#else
                 break;
+#endif
             }
         }
         while (q < n && !str_stop[b[q]]) q++;
+#if defined(__SSE2__) || defined(SWAR_EXACT)
+    stop:
+#endif
         if (q >= n) {
             sc->p = s - 1;
             sc->what = "unterminated string";
@@ -1301,6 +1335,7 @@ int pd_json_open(pd_json_doc *d, const char *buf, size_t len, size_t max_bytes, 
     }
     d->buf_ = buf;
     d->tls_ = t;
+    d->tok_ = t->tok; /* stable until the thread's next scan */
     return PD_OK;
 }
 
@@ -1310,19 +1345,9 @@ void pd_json_close(pd_json_doc *d)
     memset(d, 0, sizeof *d);
 }
 
-int pd_json_kind(const pd_json_doc *d, uint32_t v)
-{
-    return ((const ev_tls *)d->tls_)->tok[v].kind;
-}
-
 const char *pd_json_kind_name(int kind)
 {
     return kind_name(kind);
-}
-
-uint32_t pd_json_end(const pd_json_doc *d, uint32_t v)
-{
-    return ((const ev_tls *)d->tls_)->tok[v].next;
 }
 
 long pd_json_get(const pd_json_doc *d, uint32_t obj, const char *name)
@@ -1332,7 +1357,7 @@ long pd_json_get(const pd_json_doc *d, uint32_t obj, const char *name)
     return obj_get(&x, obj, name);
 }
 
-const char *pd_json_str(const pd_json_doc *d, uint32_t v, size_t *n)
+const char *pd_json_str_esc_(const pd_json_doc *d, uint32_t v, size_t *n)
 {
     doc x = jdoc(d);
     pd_assert(x.tok[v].kind == TK_STR);
@@ -1404,7 +1429,7 @@ static inline int bytes_eq(const unsigned char *a, const char *b, size_t n)
 
 void pd_json_members(const pd_json_doc *d, uint32_t obj, const pd_json_names *nm, long *out)
 {
-    const ev_tok *tok = ((const ev_tls *)d->tls_)->tok;
+    const ev_tok *tok = d->tok_;
     const unsigned char *b = (const unsigned char *)d->buf_;
     pd_assert(tok[obj].kind == TK_OBJ);
     for (int i = 0; i < nm->n; i++) out[i] = -1;
