@@ -29,15 +29,23 @@
  * With no prior at all (N_P = 0) p_P is uniform over K_d: 1 for a
  * categorical dimension (K_d = 1), 1 / buckets for a numeric one.
  *
- * Per request the user's and the population's days are merged once per
- * scoring dimension into an open-addressing table keyed by the values'
- * XXH3-64 (catsets keep each value's hash) -- borrowed value bytes, no
- * copies -- so a candidate costs one probe per table and dimension
- * however many days the range has. pd_score_items memoises each (dimension,
- * value)'s contribution on the value's entry (candidates repeat makes,
- * colours, buckets): kept by the measured-or-gone rule, in-process on a
- * 100-candidate body, 20 dimensions, render (score + sort + print)
- * 161-318 us before, 95-113 us with it (docs/BENCHMARKS.md, "Issue 20").
+ * The user's days are merged per request, once per scoring dimension, into
+ * an open-addressing table keyed by the values' XXH3-64 (catsets keep each
+ * value's hash) -- borrowed value bytes, no copies -- so a candidate costs
+ * one probe per table and dimension however many days the range has. The
+ * population's days are merged the same way into a pd_score_pop (every
+ * schema dimension), which is immutable and depends only on
+ * pd_score_pop_key's bytes (days, day weights, type coefficients), so the
+ * caller caches one per prior and key (http_score.c): in-process with a
+ * 30-day population of 6,000 events a day, the model cost 187 us per
+ * request merging it and 49 us with the merged sums shared (the user's
+ * half only; docs/BENCHMARKS.md, "Issue 20"). pd_score_items memoises each
+ * (dimension, value)'s contribution per model (candidates repeat makes,
+ * colours, buckets) -- on the user's entry, or in a small map from the
+ * value's slot in the shared population table: kept by the
+ * measured-or-gone rule, in-process on a 100-candidate body, 20
+ * dimensions, render (score + sort + print) 161-318 us before, 95-113 us
+ * with it (docs/BENCHMARKS.md, "Issue 20").
  *
  * Candidates. Attributes are found as in events (event.c): for each
  * dimension the schema's paths are tried in order and the first present,
@@ -803,7 +811,7 @@ typedef struct {
     double mag;        /* sum of its terms' magnitudes (cancellation, pd_query_cancel) */
     double day;        /* while merging a day: the day's count over its sources */
     int in_day;        /* day is in use (the entry is on the day's list) */
-    int memo_ok;       /* memo holds the value's contribution (pd_score_items) */
+    int memo_ok;       /* user side: memo holds the value's contribution (pd_score_items) */
     double memo;
 } sc_ent;
 
@@ -814,11 +822,24 @@ typedef struct {
     size_t cap, n;
     double hist[PD_MAX_BOUNDS + 1];    /* numeric */
     double K;                          /* population side: K_d */
-    /* pd_score_items' memo of contributions (population side): per
-     * bucket, and of a value in neither table */
-    double hmemo[PD_MAX_BOUNDS + 1], memo_none;
-    uint8_t hmemo_ok[PD_MAX_BOUNDS + 1], memo_none_ok;
 } sc_dim;
+
+/* The population's side: every schema dimension's sums over the
+ * population's days, immutable once built (shared by the requests of a
+ * cache entry, see score.h). */
+struct pd_score_pop {
+    int ndims;
+    sc_dim d[PD_MAX_DIMS];             /* indexed like the schema's dimensions */
+};
+
+/* pd_score_items' memo of the contributions of values in the population's
+ * table: open addressing from the value's slot there (+1; 0 = empty) to
+ * its contribution -- the table itself is shared and read-only. */
+typedef struct {
+    uint32_t *key;
+    double *val;
+    size_t cap, n;     /* cap: power of 2, or 0 */
+} sc_memo;
 
 struct pd_score_model {
     const pd_schema *s;
@@ -826,11 +847,52 @@ struct pd_score_model {
     int sdims[PD_MAX_DIMS];
     int cold;          /* no events that count (their types weighted) in the range */
     int has_events;    /* any event of the user in the range, whatever its type */
-    sc_dim u[PD_MAX_DIMS], p[PD_MAX_DIMS];
+    sc_dim u[PD_MAX_DIMS];
+    const sc_dim *p[PD_MAX_DIMS];      /* population side of scoring dimension j (in pop) */
+    const pd_score_pop *pop;
+    pd_score_pop *own_pop;             /* pop, when built for this model alone */
     const pd_query *q;
     double memo_alpha;  /* the alpha of the memoised contributions; NaN: none yet */
     int memo_off;       /* a second alpha came: no memo */
+    /* the memo of contributions: values in the population's table (pm),
+     * per bucket (numeric), of a value in neither table (none); values
+     * only in the user's table keep theirs on the user's entry */
+    sc_memo pm[PD_MAX_DIMS];
+    double hmemo[PD_MAX_DIMS][PD_MAX_BOUNDS + 1], memo_none[PD_MAX_DIMS];
+    uint8_t hmemo_ok[PD_MAX_DIMS][PD_MAX_BOUNDS + 1], memo_none_ok[PD_MAX_DIMS];
 };
+
+/* The memo slot of population slot `slot` in mm (added, unset, when
+ * absent: *fresh = 1). */
+static double *memo_slot(sc_memo *mm, uint32_t slot, int *fresh)
+{
+    if (2 * (mm->n + 1) > mm->cap) {
+        sc_memo old = *mm;
+        mm->cap = old.cap ? old.cap * 2 : 64;
+        mm->key = pd_calloc(mm->cap, sizeof *mm->key);
+        mm->val = pd_malloc(mm->cap * sizeof *mm->val);
+        mm->n = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.key[i]) {
+                int f;
+                *memo_slot(mm, old.key[i] - 1, &f) = old.val[i];
+            }
+        pd_free(old.key);
+        pd_free(old.val);
+    }
+    uint32_t key = slot + 1;
+    size_t mask = mm->cap - 1;
+    size_t i = ((size_t)key * 0x9E3779B97F4A7C15ull) >> 20 & mask;
+    for (; mm->key[i]; i = (i + 1) & mask)
+        if (mm->key[i] == key) {
+            *fresh = 0;
+            return &mm->val[i];
+        }
+    mm->key[i] = key;
+    mm->n++;
+    *fresh = 1;
+    return &mm->val[i];
+}
 
 static int is_other(const char *v, uint32_t len)
 {
@@ -1005,21 +1067,67 @@ static void weights(const pd_query *q, const pd_query_day *days, int nd, double 
     for (int d = 0; d < nd; d++) w[d] = pd_query_day_weight(q, q->anchor_day, days[d].day);
 }
 
-pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const int *sdims, int nsd,
-                                   const pd_query_day *udays, int nu, const pd_query_day *pdays, int np)
+pd_score_pop *pd_score_pop_new(const pd_schema *s, const pd_query *q, const pd_query_day *pdays, int np)
 {
-    pd_assert(s && q && nsd >= 0 && nsd <= PD_MAX_DIMS && nu >= 0 && np >= 0);
+    pd_assert(s && q && np >= 0);
+    for (int d = 0; d < np; d++)
+        pd_assert(pdays[d].prof->schema->ndims == s->ndims && pdays[d].prof->schema->ntracked == s->ntracked);
+    pd_score_pop *p = pd_malloc(sizeof *p);
+    p->ndims = s->ndims;
+    sc_coefs k;
+    k.signals = pd_query_type_coefs(q, s, &k.c_all, k.c_sub);
+    double ws[64];
+    double *w = np <= 64 ? ws : pd_malloc((size_t)np * sizeof *w);
+    weights(q, pdays, np, w);
+    for (int i = 0; i < s->ndims; i++) dim_build(&p->d[i], &s->dims[i], i, pdays, w, np, &k, s);
+    if (w != ws) pd_free(w);
+    return p;
+}
+
+void pd_score_pop_free(pd_score_pop *p)
+{
+    if (!p) return;
+    for (int i = 0; i < p->ndims; i++) pd_free(p->d[i].tab);
+    pd_free(p);
+}
+
+void pd_score_pop_free_any(void *p)
+{
+    pd_score_pop_free(p);
+}
+
+void pd_score_pop_key(const pd_schema *s, const pd_query *q, const pd_query_day *pdays, int np, pd_buf *key)
+{
+    sc_coefs k;
+    memset(&k, 0, sizeof k);
+    k.signals = pd_query_type_coefs(q, s, &k.c_all, k.c_sub);
+    pd_buf_append(key, (const char *)&np, sizeof np);
+    for (int d = 0; d < np; d++) {
+        double w = pd_query_day_weight(q, q->anchor_day, pdays[d].day);
+        pd_buf_append(key, (const char *)&pdays[d].day, sizeof pdays[d].day);
+        pd_buf_append(key, (const char *)&w, sizeof w);
+    }
+    pd_buf_append(key, (const char *)&k.signals, sizeof k.signals);
+    pd_buf_append(key, (const char *)&k.c_all, sizeof k.c_all);
+    pd_buf_append(key, (const char *)k.c_sub, (size_t)s->ntracked * sizeof k.c_sub[0]);
+}
+
+pd_score_model *pd_score_model_new_pop(const pd_schema *s, const pd_query *q, const int *sdims, int nsd,
+                                       const pd_query_day *udays, int nu, const pd_score_pop *pop)
+{
+    pd_assert(s && q && pop && nsd >= 0 && nsd <= PD_MAX_DIMS && nu >= 0 && pop->ndims == s->ndims);
     pd_score_model *m = pd_calloc(1, sizeof *m);
     m->s = s;
     m->q = q;
     m->nsd = nsd;
     m->memo_alpha = NAN;
+    m->pop = pop;
     memcpy(m->sdims, sdims, (size_t)nsd * sizeof *sdims);
+    for (int j = 0; j < nsd; j++) m->p[j] = &pop->d[sdims[j]];
     sc_coefs k;
     k.signals = pd_query_type_coefs(q, s, &k.c_all, k.c_sub);
     double ws[64];
-    int nmax = nu > np ? nu : np;
-    double *w = nmax <= 64 ? ws : pd_malloc((size_t)nmax * sizeof *w);
+    double *w = nu <= 64 ? ws : pd_malloc((size_t)nu * sizeof *w);
     /* cold: no events that count in the range (their types weighted, the
      * days not: a day that decay weighs 0 still holds events) */
     uint64_t ev = 0;
@@ -1039,11 +1147,16 @@ pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const 
     m->cold = !(pd_query_cancel(wev, wmag, &approx) > 0);
     weights(q, udays, nu, w);
     for (int j = 0; j < nsd; j++) dim_build(&m->u[j], &s->dims[sdims[j]], sdims[j], udays, w, nu, &k, s);
-    for (int d = 0; d < np; d++)
-        pd_assert(pdays[d].prof->schema->ndims == s->ndims && pdays[d].prof->schema->ntracked == s->ntracked);
-    weights(q, pdays, np, w);
-    for (int j = 0; j < nsd; j++) dim_build(&m->p[j], &s->dims[sdims[j]], sdims[j], pdays, w, np, &k, s);
     if (w != ws) pd_free(w);
+    return m;
+}
+
+pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const int *sdims, int nsd,
+                                   const pd_query_day *udays, int nu, const pd_query_day *pdays, int np)
+{
+    pd_score_pop *pop = pd_score_pop_new(s, q, pdays, np);
+    pd_score_model *m = pd_score_model_new_pop(s, q, sdims, nsd, udays, nu, pop);
+    m->own_pop = pop;
     return m;
 }
 
@@ -1052,8 +1165,10 @@ void pd_score_model_free(pd_score_model *m)
     if (!m) return;
     for (int j = 0; j < m->nsd; j++) {
         pd_free(m->u[j].tab);
-        pd_free(m->p[j].tab);
+        pd_free(m->pm[j].key);
+        pd_free(m->pm[j].val);
     }
+    pd_score_pop_free(m->own_pop);
     pd_free(m);
 }
 
@@ -1088,7 +1203,7 @@ static double dim_probs(const pd_score_model *m, int j, const pd_attr *a, uint64
                         double *pp)
 {
     const pd_dim *dim = &m->s->dims[m->sdims[j]];
-    const sc_dim *U = &m->u[j], *P = &m->p[j];
+    const sc_dim *U = &m->u[j], *P = m->p[j];
     double nu, np;
     if (dim->type == PD_DIM_NUMERIC) {
         pd_assert(a->kind == PD_ATTR_NUM);
@@ -1121,26 +1236,35 @@ double pd_score_dim(const pd_score_model *m, int j, const pd_attr *a, uint64_t h
 static double dim_contrib(pd_score_model *m, int j, const pd_attr *a, uint64_t h, double alpha)
 {
     const pd_dim *dim = &m->s->dims[m->sdims[j]];
-    sc_dim *U = &m->u[j], *P = &m->p[j];
+    sc_dim *U = &m->u[j];
+    const sc_dim *P = m->p[j];
     double pu, pp;
     if (dim->type == PD_DIM_NUMERIC) {
         int k = bucket_of(dim, a->num);
-        if (!P->hmemo_ok[k]) {
-            P->hmemo[k] = probs(U->hist[k], U->N, P->hist[k], P->N, P->K, alpha, &pu, &pp);
-            P->hmemo_ok[k] = 1;
+        if (!m->hmemo_ok[j][k]) {
+            m->hmemo[j][k] = probs(U->hist[k], U->N, P->hist[k], P->N, P->K, alpha, &pu, &pp);
+            m->hmemo_ok[j][k] = 1;
         }
-        return P->hmemo[k];
+        return m->hmemo[j][k];
     }
-    sc_ent *eu = U->cap ? tab_slot(U, h, a->s, a->len) : NULL, *ep = P->cap ? tab_slot(P, h, a->s, a->len) : NULL;
+    sc_ent *eu = U->cap ? tab_slot(U, h, a->s, a->len) : NULL;
+    const sc_ent *ep = P->cap ? tab_slot(P, h, a->s, a->len) : NULL;
     if (eu && !eu->v) eu = NULL;
     if (ep && !ep->v) ep = NULL;
-    int *ok = ep ? &ep->memo_ok : eu ? &eu->memo_ok : NULL;
-    double *memo = ep ? &ep->memo : eu ? &eu->memo : &P->memo_none;
-    uint8_t none_ok = P->memo_none_ok;
-    if (ok ? *ok : none_ok) return *memo;
-    *memo = probs(eu ? eu->c : 0, U->N, ep ? ep->c : 0, P->N, P->K, alpha, &pu, &pp);
-    if (ok) *ok = 1;
-    else P->memo_none_ok = 1;
+    double *memo;
+    int fresh;
+    if (ep) {
+        memo = memo_slot(&m->pm[j], (uint32_t)(ep - P->tab), &fresh);
+    } else if (eu) {
+        memo = &eu->memo;
+        fresh = !eu->memo_ok;
+        eu->memo_ok = 1;
+    } else {
+        memo = &m->memo_none[j];
+        fresh = !m->memo_none_ok[j];
+        m->memo_none_ok[j] = 1;
+    }
+    if (fresh) *memo = probs(eu ? eu->c : 0, U->N, ep ? ep->c : 0, P->N, P->K, alpha, &pu, &pp);
     return *memo;
 }
 
@@ -1174,8 +1298,8 @@ static void put_num(pd_buf *b, double v)
     pd_buf_put_double(b, v, 0);
 }
 
-static void put_head(pd_buf *out, const pd_query *q, const char *user, size_t ulen, int32_t partition, int cold,
-                     double alpha, const pd_score_prior *prior)
+static void put_head(pd_buf *out, const pd_query *q, const pd_schema *s, const char *user, size_t ulen,
+                     int32_t partition, int cold, double alpha, const pd_score_prior *prior)
 {
     PD_BUF_LIT(out, "{\"user_id\":");
     pd_buf_json_str(out, user, ulen);
@@ -1183,6 +1307,7 @@ static void put_head(pd_buf *out, const pd_query *q, const char *user, size_t ul
     pd_buf_put_i64(out, partition);
     PD_BUF_LIT(out, ",\"from\":");
     pd_query_put_range(out, q);
+    pd_query_put_types(out, q, s); /* the weighting used, as the profile query echoes it */
     PD_BUF_LIT(out, ",\"cold_start\":");
     pd_buf_puts(out, cold ? "true" : "false");
     PD_BUF_LIT(out, ",\"alpha\":");
@@ -1238,7 +1363,7 @@ void pd_score_render_rank(const pd_score_req *r, const pd_score_model *m, const 
     for (int i = 0; i < r->nitems; i++) ord[i] = (sc_order){score[i], i};
     if (r->nitems > 1) qsort(ord, (size_t)r->nitems, sizeof *ord, order_cmp);
 
-    put_head(out, &r->q, user, ulen, partition, m->cold, r->alpha, prior);
+    put_head(out, &r->q, s, user, ulen, partition, m->cold, r->alpha, prior);
     PD_BUF_LIT(out, ",\"dims\":");
     put_dimlist(out, s, r->sdims, r->nsd);
     PD_BUF_LIT(out, ",\"items\":[");
@@ -1310,7 +1435,7 @@ void pd_score_render_affinities(const pd_score_aff *a, const pd_score_model *m, 
                                 const char *user, size_t ulen, int32_t partition, const pd_score_prior *prior,
                                 pd_buf *out)
 {
-    put_head(out, &a->q, user, ulen, partition, m->cold, a->alpha, prior);
+    put_head(out, &a->q, s, user, ulen, partition, m->cold, a->alpha, prior);
     PD_BUF_LIT(out, ",\"order\":");
     pd_buf_puts(out, a->by_p_user ? "\"p_user\"" : "\"lift\"");
     PD_BUF_LIT(out, ",\"top\":");
@@ -1318,7 +1443,7 @@ void pd_score_render_affinities(const pd_score_aff *a, const pd_score_model *m, 
     PD_BUF_LIT(out, ",\"dimensions\":{");
     for (int j = 0; j < m->nsd; j++) {
         const pd_dim *dim = &s->dims[m->sdims[j]];
-        const sc_dim *U = &m->u[j], *P = &m->p[j];
+        const sc_dim *U = &m->u[j], *P = m->p[j];
         size_t cap = dim->type == PD_DIM_NUMERIC ? (size_t)dim->nbounds + 1 : U->n;
         sc_aff *e = pd_malloc((cap ? cap : 1) * sizeof *e);
         size_t n = 0;
