@@ -141,9 +141,9 @@ double pd_score_dim(const pd_score_model *m, int j, const pd_attr *a, uint64_t h
                     double *p_pop);
 
 /* Scores every item into score[i] (sum over scoring dimensions of
- * lambda_j * contribution; missing or wrong-typed attributes add 0).
- * Memoises each (dimension, value)'s contribution in m: a model is used
- * by one thread at a time (it is built per request). */
+ * lambda_j * contribution; missing or wrong-typed attributes add 0),
+ * each distinct (dimension, value) of the items computed once. m is only
+ * read: any number of threads may score against one model. */
 void pd_score_items(const pd_score_req *r, const pd_score_model *m, double *score);
 
 /* The rank answer, as an OPEN JSON object (the caller appends

@@ -39,13 +39,15 @@
  * caller caches one per prior and key (http_score.c): in-process with a
  * 30-day population of 6,000 events a day, the model cost 187 us per
  * request merging it and 49 us with the merged sums shared (the user's
- * half only; docs/BENCHMARKS.md, "Issue 20"). pd_score_items memoises each
- * (dimension, value)'s contribution per model (candidates repeat makes,
- * colours, buckets) -- on the user's entry, or in a small map from the
- * value's slot in the shared population table: kept by the
- * measured-or-gone rule, in-process on a 100-candidate body, 20
- * dimensions, render (score + sort + print) 161-318 us before, 95-113 us
- * with it (docs/BENCHMARKS.md, "Issue 20").
+ * half only; docs/BENCHMARKS.md, "Issue 20"). A model is immutable once
+ * built. pd_score_items computes each distinct (dimension, value) of the
+ * candidates once (candidates repeat makes, colours, buckets), found in a
+ * small table of the request's own values before any probe into the
+ * user's or the population's tables: in-process on the bench's
+ * 100-candidate body against that 30-day population, render (score + sort
+ * + print) 43-46 us with a memo kept on the tables' entries (probed for
+ * every candidate and dimension), 25-26 us with this (docs/BENCHMARKS.md,
+ * "Issue 20").
  *
  * Candidates. Attributes are found as in events (event.c): for each
  * dimension the schema's paths are tried in order and the first present,
@@ -811,8 +813,6 @@ typedef struct {
     double mag;        /* sum of its terms' magnitudes (cancellation, pd_query_cancel) */
     double day;        /* while merging a day: the day's count over its sources */
     int in_day;        /* day is in use (the entry is on the day's list) */
-    int memo_ok;       /* user side: memo holds the value's contribution (pd_score_items) */
-    double memo;
 } sc_ent;
 
 /* One dimension's weighted sums over one set of days. */
@@ -832,15 +832,6 @@ struct pd_score_pop {
     sc_dim d[PD_MAX_DIMS];             /* indexed like the schema's dimensions */
 };
 
-/* pd_score_items' memo of the contributions of values in the population's
- * table: open addressing from the value's slot there (+1; 0 = empty) to
- * its contribution -- the table itself is shared and read-only. */
-typedef struct {
-    uint32_t *key;
-    double *val;
-    size_t cap, n;     /* cap: power of 2, or 0 */
-} sc_memo;
-
 struct pd_score_model {
     const pd_schema *s;
     int nsd;
@@ -852,47 +843,7 @@ struct pd_score_model {
     const pd_score_pop *pop;
     pd_score_pop *own_pop;             /* pop, when built for this model alone */
     const pd_query *q;
-    double memo_alpha;  /* the alpha of the memoised contributions; NaN: none yet */
-    int memo_off;       /* a second alpha came: no memo */
-    /* the memo of contributions: values in the population's table (pm),
-     * per bucket (numeric), of a value in neither table (none); values
-     * only in the user's table keep theirs on the user's entry */
-    sc_memo pm[PD_MAX_DIMS];
-    double hmemo[PD_MAX_DIMS][PD_MAX_BOUNDS + 1], memo_none[PD_MAX_DIMS];
-    uint8_t hmemo_ok[PD_MAX_DIMS][PD_MAX_BOUNDS + 1], memo_none_ok[PD_MAX_DIMS];
 };
-
-/* The memo slot of population slot `slot` in mm (added, unset, when
- * absent: *fresh = 1). */
-static double *memo_slot(sc_memo *mm, uint32_t slot, int *fresh)
-{
-    if (2 * (mm->n + 1) > mm->cap) {
-        sc_memo old = *mm;
-        mm->cap = old.cap ? old.cap * 2 : 64;
-        mm->key = pd_calloc(mm->cap, sizeof *mm->key);
-        mm->val = pd_malloc(mm->cap * sizeof *mm->val);
-        mm->n = 0;
-        for (size_t i = 0; i < old.cap; i++)
-            if (old.key[i]) {
-                int f;
-                *memo_slot(mm, old.key[i] - 1, &f) = old.val[i];
-            }
-        pd_free(old.key);
-        pd_free(old.val);
-    }
-    uint32_t key = slot + 1;
-    size_t mask = mm->cap - 1;
-    size_t i = ((size_t)key * 0x9E3779B97F4A7C15ull) >> 20 & mask;
-    for (; mm->key[i]; i = (i + 1) & mask)
-        if (mm->key[i] == key) {
-            *fresh = 0;
-            return &mm->val[i];
-        }
-    mm->key[i] = key;
-    mm->n++;
-    *fresh = 1;
-    return &mm->val[i];
-}
 
 static int is_other(const char *v, uint32_t len)
 {
@@ -1031,7 +982,7 @@ static void dim_build(sc_dim *t, const pd_dim *dim, int di, const pd_query_day *
                 if (is_other(v, len)) continue; /* attributable to no value */
                 sc_ent *e = tab_slot(t, c->vals[i].hash, v, len);
                 if (!e->v) {
-                    *e = (sc_ent){c->vals[i].hash, v, len, 0, 0, 0, 0, 0, 0};
+                    *e = (sc_ent){c->vals[i].hash, v, len, 0, 0, 0, 0};
                     t->n++;
                 }
                 if (!e->in_day) {
@@ -1120,7 +1071,6 @@ pd_score_model *pd_score_model_new_pop(const pd_schema *s, const pd_query *q, co
     m->s = s;
     m->q = q;
     m->nsd = nsd;
-    m->memo_alpha = NAN;
     m->pop = pop;
     memcpy(m->sdims, sdims, (size_t)nsd * sizeof *sdims);
     for (int j = 0; j < nsd; j++) m->p[j] = &pop->d[sdims[j]];
@@ -1165,8 +1115,6 @@ void pd_score_model_free(pd_score_model *m)
     if (!m) return;
     for (int j = 0; j < m->nsd; j++) {
         pd_free(m->u[j].tab);
-        pd_free(m->pm[j].key);
-        pd_free(m->pm[j].val);
     }
     pd_score_pop_free(m->own_pop);
     pd_free(m);
@@ -1228,65 +1176,66 @@ double pd_score_dim(const pd_score_model *m, int j, const pd_attr *a, uint64_t h
     return c;
 }
 
-/* dim_probs' contribution, memoised in the model: candidates repeat
- * values (makes, colours, price buckets), and one (dimension, value) has
- * one contribution per alpha. The memo lives on the value's entry in the
- * population's table, else in the user's, else per dimension (a value in
- * neither), per bucket for numeric dimensions. */
-static double dim_contrib(pd_score_model *m, int j, const pd_attr *a, uint64_t h, double alpha)
-{
-    const pd_dim *dim = &m->s->dims[m->sdims[j]];
-    sc_dim *U = &m->u[j];
-    const sc_dim *P = m->p[j];
-    double pu, pp;
-    if (dim->type == PD_DIM_NUMERIC) {
-        int k = bucket_of(dim, a->num);
-        if (!m->hmemo_ok[j][k]) {
-            m->hmemo[j][k] = probs(U->hist[k], U->N, P->hist[k], P->N, P->K, alpha, &pu, &pp);
-            m->hmemo_ok[j][k] = 1;
-        }
-        return m->hmemo[j][k];
-    }
-    sc_ent *eu = U->cap ? tab_slot(U, h, a->s, a->len) : NULL;
-    const sc_ent *ep = P->cap ? tab_slot(P, h, a->s, a->len) : NULL;
-    if (eu && !eu->v) eu = NULL;
-    if (ep && !ep->v) ep = NULL;
-    double *memo;
-    int fresh;
-    if (ep) {
-        memo = memo_slot(&m->pm[j], (uint32_t)(ep - P->tab), &fresh);
-    } else if (eu) {
-        memo = &eu->memo;
-        fresh = !eu->memo_ok;
-        eu->memo_ok = 1;
-    } else {
-        memo = &m->memo_none[j];
-        fresh = !m->memo_none_ok[j];
-        m->memo_none_ok[j] = 1;
-    }
-    if (fresh) *memo = probs(eu ? eu->c : 0, U->N, ep ? ep->c : 0, P->N, P->K, alpha, &pu, &pp);
-    return *memo;
-}
+/* pd_score_items' table of the distinct values of one scoring dimension
+ * among the candidates: open addressing by the value's XXH3-64 (the item
+ * that has it first: its bytes compare), its contribution. */
+typedef struct {
+    uint64_t h;
+    uint32_t gen;      /* the dimension it belongs to (j + 1); else empty */
+    int item;
+    double c;
+} sc_seen;
 
-void pd_score_items(const pd_score_req *r, const pd_score_model *cm, double *score)
+void pd_score_items(const pd_score_req *r, const pd_score_model *m, double *score)
 {
-    pd_score_model *m = (pd_score_model *)cm; /* the memo (score.h: one thread per model) */
     pd_assert(r->nsd == m->nsd);
-    if (isnan(m->memo_alpha)) m->memo_alpha = r->alpha;
-    else if (m->memo_alpha != r->alpha) m->memo_off = 1;
-    for (int i = 0; i < r->nitems; i++) {
-        const pd_score_item *it = &r->items[i];
-        double sum = 0;
-        if (!m->cold)
-            for (int j = 0; j < r->nsd; j++) {
-                const pd_attr *a = &it->attrs[j];
-                if (a->kind != PD_ATTR_STR && a->kind != PD_ATTR_NUM) continue;
-                double pu, pp;
-                sum += r->lambda[j] * (m->memo_off ? dim_probs(m, j, a, it->hash[j], r->alpha, &pu, &pp)
-                                                   : dim_contrib(m, j, a, it->hash[j], r->alpha));
+    for (int i = 0; i < r->nitems; i++) score[i] = 0;
+    if (m->cold || r->nitems == 0) return;
+    size_t cap = 16;
+    while (cap < 2 * (size_t)r->nitems) cap <<= 1;
+    sc_seen *seen = pd_calloc(cap, sizeof *seen);
+    /* dimension by dimension, each distinct value (a bucket for numeric
+     * dimensions) computed once: candidates repeat makes, colours and
+     * buckets. score[i] still sums its contributions in dimension order,
+     * so the result is dim_probs' term by term. */
+    for (int j = 0; j < r->nsd; j++) {
+        const pd_dim *dim = &m->s->dims[m->sdims[j]];
+        double lambda = r->lambda[j];
+        if (dim->type == PD_DIM_NUMERIC) {
+            double bc[PD_MAX_BOUNDS + 1];
+            uint8_t bok[PD_MAX_BOUNDS + 1] = {0};
+            const sc_dim *U = &m->u[j], *P = m->p[j];
+            for (int i = 0; i < r->nitems; i++) {
+                const pd_attr *a = &r->items[i].attrs[j];
+                if (a->kind != PD_ATTR_NUM) continue;
+                int k = bucket_of(dim, a->num);
+                if (!bok[k]) {
+                    double pu, pp;
+                    bc[k] = probs(U->hist[k], U->N, P->hist[k], P->N, P->K, r->alpha, &pu, &pp);
+                    bok[k] = 1;
+                }
+                score[i] += lambda * bc[k];
             }
-        score[i] = sum;
+            continue;
+        }
+        uint32_t gen = (uint32_t)j + 1;
+        for (int i = 0; i < r->nitems; i++) {
+            const pd_attr *a = &r->items[i].attrs[j];
+            if (a->kind != PD_ATTR_STR) continue;
+            uint64_t h = r->items[i].hash[j];
+            size_t x = (size_t)h & (cap - 1);
+            for (; seen[x].gen == gen; x = (x + 1) & (cap - 1)) {
+                const pd_attr *b = &r->items[seen[x].item].attrs[j];
+                if (seen[x].h == h && b->len == a->len && memcmp(b->s, a->s, a->len) == 0) break;
+            }
+            if (seen[x].gen != gen) {
+                double pu, pp;
+                seen[x] = (sc_seen){h, gen, i, dim_probs(m, j, a, h, r->alpha, &pu, &pp)};
+            }
+            score[i] += lambda * seen[x].c;
+        }
     }
+    pd_free(seen);
 }
 
 /* ------------------------------------------------------------------ */

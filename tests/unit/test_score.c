@@ -624,7 +624,7 @@ TEST(score_types_weights)
     pd_profile_free(&p);
 }
 
-/* pd_score_items memoises contributions per (dimension, value): every
+/* pd_score_items computes each distinct (dimension, value) once: every
  * item's score equals the sum of its unmemoised contributions
  * (pd_score_dim), for values in both tables, in one, in none, repeated. */
 TEST(score_memo_matches_direct)
