@@ -658,6 +658,48 @@ TEST(score_memo_matches_direct)
         pd_score_model_free(m);
     }
     pd_score_req_free(&r);
+    /* many distinct values of one length (1,000 items, 500 colours "c000"..
+     * plus the prior's): values whose hashes meet in the table of distinct
+     * values must still be told apart by their bytes */
+    b.len = 0;
+    PD_BUF_LIT(&b, "{\"days\":3,\"dims\":[\"color\"],\"items\":[");
+    for (int i = 0; i < 1000; i++)
+        pd_buf_printf(&b, "%s{\"id\":%d,\"color\":\"%s\"}", i ? "," : "", i,
+                      i % 10 == 0 ? colors[i / 10 % 7] : (char[8]){'c', (char)('0' + i % 500 / 100),
+                                                           (char)('0' + i % 100 / 10), (char)('0' + i % 10), 0});
+    PD_BUF_LIT(&b, "]}");
+    CHECK_INT(pd_score_parse_rank(&r, b.p, b.len, &s, TODAY, 30, 1000, err, sizeof err), PD_OK);
+    {
+        /* a user with every colour, each a different number of times, so
+         * that every value has its own contribution */
+        pd_schema big;
+        static const char js[] = "{\"dimensions\":[{\"name\":\"color\",\"type\":\"categorical\"},"
+                                 "{\"name\":\"make\",\"type\":\"categorical\"},"
+                                 "{\"name\":\"price\",\"type\":\"numeric\",\"buckets\":[5000,10000]}]}";
+        CHECK_INT(pd_schema_load_json(&big, js, sizeof js - 1, 10000, err, sizeof err), PD_OK);
+        pd_profile up;
+        pd_profile_init(&up, &big);
+        for (int v = 0; v < 500; v++) {
+            char c[8] = {'c', (char)('0' + v / 100), (char)('0' + v / 10 % 10), (char)('0' + v % 10), 0};
+            for (int k = 0; k <= v % 13; k++) add_ev(&up, &big, c, NULL, NAN);
+        }
+        pd_query_day ud1 = {TODAY, &up};
+        pd_score_model *m = pd_score_model_new(&big, &r.q, r.sdims, r.nsd, &ud1, 1, w.pd, 2);
+        double *score = pd_malloc(1000 * sizeof *score);
+        pd_score_items(&r, m, score);
+        int bad = 0;
+        for (int i = 0; i < r.nitems && bad < 5; i++) {
+            double want = pd_score_dim(m, 0, &r.items[i].attrs[0], r.items[i].hash[0], r.alpha, NULL, NULL);
+            if (score[i] != want) {
+                pd_test_fail(__FILE__, __LINE__, "item %d: %.17g, direct %.17g", i, score[i], want);
+                bad++;
+            }
+        }
+        pd_free(score);
+        pd_score_model_free(m);
+        pd_profile_free(&up);
+    }
+    pd_score_req_free(&r);
     pd_buf_free(&b);
     world_free(&w);
 }
