@@ -269,6 +269,11 @@ static const char *kind_name(int k)
 static size_t ascii_prefix(const char *s, size_t n)
 {
     size_t i = 0;
+    for (; i + 32 <= n; i += 32) { /* 32 bytes per test: a rank body is mostly ASCII */
+        uint64_t w[4];
+        memcpy(w, s + i, 32);
+        if ((w[0] | w[1] | w[2] | w[3]) & UINT64_C(0x8080808080808080)) break;
+    }
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, s + i, 8);
@@ -490,9 +495,10 @@ static inline size_t tok_push(scanner *sc, int kind, size_t off, size_t len)
     return i;
 }
 
-static void skip_ws(scanner *sc)
+static inline void skip_ws(scanner *sc)
 {
-    while (sc->p < sc->n && ws_char[sc->b[sc->p]]) sc->p++;
+    /* a byte above ' ' (the common case: none or one space) ends it at once */
+    while (sc->p < sc->n && sc->b[sc->p] <= ' ' && ws_char[sc->b[sc->p]]) sc->p++;
 }
 
 /* Non-zero when the 8 bytes of w hold a quote, a backslash or a control
