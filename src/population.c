@@ -73,7 +73,7 @@
 
 #define POP_MAGIC "PDPOP001"
 #define POP_MAX_PEERS 256
-#define POP_DERIVED_MAX 16   /* derived values per prior (distinct keys) */
+#define POP_DERIVED_MAX 8    /* derived values per prior (distinct keys): memory, see population.h */
 
 /* One partition's population days. */
 typedef struct {
