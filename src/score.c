@@ -200,8 +200,9 @@ static void resolve(const pd_json_doc *d, long it, const pd_dim *dim, pd_buf *te
  * non-null; dimensions with a path deeper than two go through resolve().
  * In-process on the bench's 100-candidate body (20 dimensions): the walk
  * with XXH3 per member and a memcmp chain cost ~40 us of ~150 us parsing
- * (perf: index_visit 13 % of parse + model + render); see
- * docs/BENCHMARKS.md "Issue 20" for the figures with this. */
+ * (perf: index_visit 13 % of parse + model + render); with this the
+ * parse went from 149-154 to 116-124 us (docs/BENCHMARKS.md "Issue 20",
+ * "The rank request's own CPU"). */
 #define SC_MAX_CTR 8
 #define SC_LEVEL_MAX (PD_MAX_DIMS * (PD_MAX_PATHS + 1) + SC_MAX_CTR + 1)
 

@@ -205,9 +205,12 @@ size_t pd_fmt_i64(char *out, int64_t v)
  * fmt_double_exact_matches_printf compares it byte for byte with the
  * printf rule over ~2 million doubles. Measured: rank answers print one
  * unrounded score per candidate and nearly all fail the 15-digit round
- * trip (two snprintf and a strtod each): in-process on the bench's
- * 100-candidate body, render 94-99 us -> see docs/BENCHMARKS.md "Issue 20"
- * (exact printing) for the figures, in-process and end to end. */
+ * trip (two snprintf and a strtod each, ~1.2 us; this path ~0.12 us).
+ * In-process on the bench's 100-candidate body, render 86-97 -> 24-27 us;
+ * end to end (bench step rank, interleaved N D N D N D against the same
+ * build with the printf rule only) rank100 worker CPU 315-358 -> 254-280
+ * us per request, medians 329 -> 266 (docs/BENCHMARKS.md "Issue 20", "The
+ * exact printer alone"). */
 typedef unsigned __int128 pd_u128;
 
 static const uint64_t pow5_64[28] = {
