@@ -151,9 +151,18 @@ int pd_json_get_str(const char *buf, size_t len, const char *name, char *out, si
  * from pd_json_str point into buf (no escapes) or into the thread's
  * scratch, valid until the next pd_json_str / pd_json_num. */
 enum { PD_JTOK_NULL, PD_JTOK_FALSE, PD_JTOK_TRUE, PD_JTOK_NUM, PD_JTOK_STR, PD_JTOK_ARR, PD_JTOK_OBJ };
+/* Private: one token of the tape (event.c describes the fields); public
+ * only so that the accessors below inline -- rank bodies read ~10 tokens
+ * per candidate and dimension. */
 typedef struct {
-    const char *buf_;   /* private: the input (borrowed) */
-    void *tls_;         /* private: the thread's tape */
+    uint32_t off, len, next;
+    uint8_t kind, esc;
+    uint16_t hash;
+} pd_json_tok_;
+typedef struct {
+    const char *buf_;         /* private: the input (borrowed) */
+    void *tls_;               /* private: the thread's tape */
+    const pd_json_tok_ *tok_; /* private: its tokens */
 } pd_json_doc;
 
 /* Scans buf[0..len) (at most max_bytes, 0 = 1 MiB). PD_OK, or with the
@@ -163,17 +172,40 @@ typedef struct {
  * level is not an object). On failure there is nothing to close. */
 int pd_json_open(pd_json_doc *d, const char *buf, size_t len, size_t max_bytes, char *err, size_t errlen);
 void pd_json_close(pd_json_doc *d);
-int pd_json_kind(const pd_json_doc *d, uint32_t v);         /* PD_JTOK_* */
+static inline int pd_json_kind(const pd_json_doc *d, uint32_t v) /* PD_JTOK_* */
+{
+    return d->tok_[v].kind;
+}
 const char *pd_json_kind_name(int kind);                     /* "string", "object", ... */
 /* The token after v and its descendants; for an object key, the next key
  * (or the object's end). */
-uint32_t pd_json_end(const pd_json_doc *d, uint32_t v);
+static inline uint32_t pd_json_end(const pd_json_doc *d, uint32_t v)
+{
+    return d->tok_[v].next;
+}
 /* The value token of the first member `name` of object obj, or -1. */
 long pd_json_get(const pd_json_doc *d, uint32_t obj, const char *name);
 /* A string token's (or a key's) decoded bytes: *n bytes of UTF-8 (the
  * input is validated, escapes decode to scalar values), may hold NULs. */
-const char *pd_json_str(const pd_json_doc *d, uint32_t v, size_t *n);
+const char *pd_json_str_esc_(const pd_json_doc *d, uint32_t v, size_t *n); /* private */
+static inline const char *pd_json_str(const pd_json_doc *d, uint32_t v, size_t *n)
+{
+    const pd_json_tok_ *k = &d->tok_[v];
+    if (k->kind != PD_JTOK_STR || k->esc) return pd_json_str_esc_(d, v, n);
+    *n = k->len;
+    return d->buf_ + k->off;
+}
 /* A number token's value (strtod's; beyond the double range: +-inf). */
 double pd_json_num(const pd_json_doc *d, uint32_t v);
+
+/* A set of member names found together: pd_json_members walks an object's
+ * members once and sets out[i] to the value token of the first member
+ * named names[i] (decoded keys compare, as in pd_json_get), or -1. Names
+ * must be distinct and shorter than PD_MAX_NAME bytes; the set borrows
+ * them. Immutable once built: any thread, any document. */
+typedef struct pd_json_names pd_json_names;
+pd_json_names *pd_json_names_new(const char *const *names, const size_t *lens, int n);
+void pd_json_names_free(pd_json_names *nm);
+void pd_json_members(const pd_json_doc *d, uint32_t obj, const pd_json_names *nm, long *out);
 
 #endif

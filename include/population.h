@@ -53,6 +53,29 @@ typedef struct {
 int pd_population_acquire(pd_worker *w, int64_t from_day, int64_t to_day, pd_population_view *out);
 void pd_population_release(pd_population_view *v);
 
+/* Values derived from a view's prior, cached with the prior itself
+ * (scoring keeps the population's merged sums per range, day weights and
+ * types/weights there: score.h pd_score_pop, so a request does not merge
+ * the population's days again). They live exactly as long as the prior
+ * -- until a refresh replaced it and its last view is released -- so
+ * they may borrow its day profiles, and a new prior starts empty: one
+ * merge per refresh and key. At most 8 keys per prior (more keys are
+ * merged per request as before): a scoring value holds a table entry
+ * (~56 bytes, load <= 1/2) per distinct value of each dimension in the
+ * range -- the size of the tables every rank request used to build for
+ * itself -- so the cache costs at most 8 such sets per worker.
+ * pd_population_derived_get: the value under key (klen bytes), or NULL
+ * (none yet, or no prior). pd_population_derived_put offers val, built by
+ * the caller from this view's days, and returns the value to use: val,
+ * now owned by the prior; or the value another request put under the
+ * same key first (val is then freed with free_fn); or val itself with
+ * *caller_frees = 1 when there is no prior or no room (the caller frees
+ * it after use). Values must be immutable once put: any thread reads
+ * them. Thread-safe (a lock per prior). */
+void *pd_population_derived_get(const pd_population_view *v, const void *key, size_t klen);
+void *pd_population_derived_put(const pd_population_view *v, const void *key, size_t klen, void *val,
+                                void (*free_fn)(void *), int *caller_frees);
+
 /* Starts the refresh thread of w (w->store, w->members may be NULL: local
  * partitions only); sets w->population. 0 or an error. */
 int pd_population_start(pd_worker *w, char *err, size_t errlen);

@@ -93,4 +93,10 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
  * affinities). */
 void pd_query_put_range(pd_buf *out, const pd_query *q);
 
+/* With types=: ,"types":[the tracked types that count]; with weights=:
+ * ,"weights":{"*":w, <every tracked type>:w} (the effective weights);
+ * nothing without them. The one echo of the per-type weighting of every
+ * answer that applies it (profile, population, rank, affinities). */
+void pd_query_put_types(pd_buf *out, const pd_query *q, const pd_schema *s);
+
 #endif

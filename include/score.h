@@ -104,6 +104,27 @@ typedef struct pd_score_model pd_score_model;
  * as s (caps may differ). Never fails (allocation aborts). */
 pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const int *sdims, int nsd,
                                    const pd_query_day *udays, int nu, const pd_query_day *pdays, int np);
+
+/* The population's half of a model on its own: the weighted sums of every
+ * schema dimension over the population's days pdays[0..np) (ascending,
+ * within q's range; q's decay and types/weights, as above). Immutable once
+ * built, so any number of models on any threads may share it; it borrows
+ * the day profiles (their value bytes). What it depends on -- the days,
+ * each day's weight, the type coefficients -- is pd_score_pop_key's bytes
+ * (appended to key): two queries with equal keys over the same prior get
+ * bit-identical sums, which lets the caller cache one per prior and key
+ * (http_score.c, population.h) instead of merging the population's days
+ * on every request. pd_score_pop_free_any: the same as pd_score_pop_free
+ * for a void * (a cache's free function). */
+typedef struct pd_score_pop pd_score_pop;
+pd_score_pop *pd_score_pop_new(const pd_schema *s, const pd_query *q, const pd_query_day *pdays, int np);
+void pd_score_pop_free(pd_score_pop *p);
+void pd_score_pop_free_any(void *p);
+void pd_score_pop_key(const pd_schema *s, const pd_query *q, const pd_query_day *pdays, int np, pd_buf *key);
+/* pd_score_model_new with the population's half given (borrowed: it must
+ * outlive the model). */
+pd_score_model *pd_score_model_new_pop(const pd_schema *s, const pd_query *q, const int *sdims, int nsd,
+                                       const pd_query_day *udays, int nu, const pd_score_pop *pop);
 void pd_score_model_free(pd_score_model *m);
 /* 1 when the user has no events that count in the range (with types= /
  * weights=: of a type weighted > 0): every score is 0. */
@@ -120,14 +141,15 @@ double pd_score_dim(const pd_score_model *m, int j, const pd_attr *a, uint64_t h
                     double *p_pop);
 
 /* Scores every item into score[i] (sum over scoring dimensions of
- * lambda_j * contribution; missing or wrong-typed attributes add 0).
- * Memoises each (dimension, value)'s contribution in m: a model is used
- * by one thread at a time (it is built per request). */
+ * lambda_j * contribution; missing or wrong-typed attributes add 0),
+ * each distinct (dimension, value) of the items computed once. m is only
+ * read: any number of threads may score against one model. */
 void pd_score_items(const pd_score_req *r, const pd_score_model *m, double *score);
 
 /* The rank answer, as an OPEN JSON object (the caller appends
  * served_by/stale and the final '}'): user_id, partition, from, to, [at],
- * cold_start, alpha, dims, prior, items sorted by score (descending, ties
+ * [types], [weights] (with types/weights: pd_query_put_types), cold_start,
+ * alpha, dims, prior, items sorted by score (descending, ties
  * in input order), each {"id","score"[,"contributions","missing",
  * "invalid"]}. */
 void pd_score_render_rank(const pd_score_req *r, const pd_score_model *m, const pd_schema *s, const char *user,

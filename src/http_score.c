@@ -18,7 +18,13 @@
  * this module's answers (answer_local, the error shape) as its callbacks.
  *
  * The prior is the answering worker's: an owner and a replica may score
- * against priors of different ages (each answer names its own).
+ * against priors of different ages (each answer names its own). The
+ * population's half of the model (score.h pd_score_pop: its days merged
+ * with the request's range, decay and types/weights) is cached with the
+ * prior (pd_population_derived_*), keyed by pd_score_pop_key: the first
+ * request of a key after each refresh merges, the others share it.
+ * Concurrent first requests may each merge; the first to offer its copy
+ * wins and the others drop theirs.
  */
 #include "http_score.h"
 
@@ -96,6 +102,8 @@ static void answer_local(pd_score_api *a, const sc_request *r, const pd_score_ca
     int have_pv = 0;
     pd_query_day qd_s[64], *qd = qd_s;
     pd_score_model *m = NULL;
+    pd_score_pop *pop = NULL;
+    int free_pop = 0;
     char err[256];
     int rc = pd_store_get_profile_range(w->store, NULL, q->from_day, q->to_day, p, c->user, c->ulen, &rg, err,
                                         sizeof err);
@@ -124,7 +132,17 @@ static void answer_local(pd_score_api *a, const sc_request *r, const pd_score_ca
         sdims = all;
         nsd = w->schema->ndims;
     }
-    m = pd_score_model_new(w->schema, q, sdims, nsd, qd, rg.n, pv.days + np0, np - np0);
+    /* the population's half: merged once per prior and key (days, their
+     * weights, types/weights), then shared (population.h) */
+    pd_buf key = {0};
+    pd_score_pop_key(w->schema, q, pv.days + np0, np - np0, &key);
+    pop = pd_population_derived_get(&pv, key.p, key.len);
+    if (!pop) {
+        pop = pd_score_pop_new(w->schema, q, pv.days + np0, np - np0);
+        pop = pd_population_derived_put(&pv, key.p, key.len, pop, pd_score_pop_free_any, &free_pop);
+    }
+    pd_buf_free(&key);
+    m = pd_score_model_new_pop(w->schema, q, sdims, nsd, qd, rg.n, pop);
     if (stale && !pd_score_model_has_events(m)) {
         /* A replica cannot tell "no such user" from "not replicated yet":
          * never a silent cold start from a copy. */
@@ -154,6 +172,7 @@ static void answer_local(pd_score_api *a, const sc_request *r, const pd_score_ca
     out->retry_after[0] = '\0';
 out:
     pd_score_model_free(m);
+    if (free_pop) pd_score_pop_free(pop);
     if (have_pv) pd_population_release(&pv);
     if (qd != qd_s) pd_free(qd);
     pd_store_range_free(&rg);

@@ -73,6 +73,7 @@
 
 #define POP_MAGIC "PDPOP001"
 #define POP_MAX_PEERS 256
+#define POP_DERIVED_MAX 8    /* derived values per prior (distinct keys): memory, see population.h */
 
 /* One partition's population days. */
 typedef struct {
@@ -84,12 +85,24 @@ typedef struct {
     pd_profile *profs;      /* population schema */
 } pop_copy;
 
-/* The published prior: immutable once published. */
+/* A value derived from a prior (pd_population_derived_*): owned by it. */
+typedef struct {
+    char *key;
+    size_t klen;
+    void *val;
+    void (*free_fn)(void *);
+} pop_derived;
+
+/* The published prior: immutable once published (its cache of derived
+ * values aside, which has its own lock). */
 typedef struct {
     _Atomic int refs;
     int n;
     int64_t *days;
     pd_profile *profs;
+    pthread_mutex_t dlock;  /* guards nderived, derived */
+    int nderived;
+    pop_derived derived[POP_DERIVED_MAX];
 } pop_prior;
 
 struct pd_population {
@@ -123,6 +136,11 @@ static void copy_clear(pop_copy *c)
 static void prior_unref(pop_prior *p)
 {
     if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
+    for (int i = 0; i < p->nderived; i++) { /* before the profiles they borrow */
+        p->derived[i].free_fn(p->derived[i].val);
+        pd_free(p->derived[i].key);
+    }
+    pthread_mutex_destroy(&p->dlock);
     for (int i = 0; i < p->n; i++) pd_profile_free(&p->profs[i]);
     pd_free(p->profs);
     pd_free(p->days);
@@ -400,6 +418,7 @@ static pop_prior *build_prior(pd_population *pp)
 {
     pop_prior *pr = pd_calloc(1, sizeof *pr);
     atomic_init(&pr->refs, 1);
+    pthread_mutex_init(&pr->dlock, NULL);
     int cap = 0;
     for (int32_t p = 0; p < pp->ncopies; p++) {
         const pop_copy *c = &pp->copies[p];
@@ -640,6 +659,51 @@ int pd_population_acquire(pd_worker *w, int64_t from_day, int64_t to_day, pd_pop
             }
     }
     return PD_OK;
+}
+
+/* The derived value under key in the view's prior, or NULL; the caller
+ * holds dlock. */
+static pop_derived *derived_find(pop_prior *pr, const void *key, size_t klen)
+{
+    for (int i = 0; i < pr->nderived; i++)
+        if (pr->derived[i].klen == klen && memcmp(pr->derived[i].key, key, klen) == 0) return &pr->derived[i];
+    return NULL;
+}
+
+void *pd_population_derived_get(const pd_population_view *v, const void *key, size_t klen)
+{
+    pop_prior *pr = v->hold;
+    if (!pr) return NULL;
+    pthread_mutex_lock(&pr->dlock);
+    pop_derived *d = derived_find(pr, key, klen);
+    void *val = d ? d->val : NULL;
+    pthread_mutex_unlock(&pr->dlock);
+    return val;
+}
+
+void *pd_population_derived_put(const pd_population_view *v, const void *key, size_t klen, void *val,
+                                void (*free_fn)(void *), int *caller_frees)
+{
+    pop_prior *pr = v->hold;
+    *caller_frees = 1;
+    if (!pr) return val;
+    pthread_mutex_lock(&pr->dlock);
+    pop_derived *d = derived_find(pr, key, klen);
+    if (d) { /* another request built it first: one copy per key */
+        void *kept = d->val;
+        pthread_mutex_unlock(&pr->dlock);
+        free_fn(val);
+        *caller_frees = 0;
+        return kept;
+    }
+    if (pr->nderived < POP_DERIVED_MAX) {
+        char *k = pd_malloc(klen ? klen : 1);
+        memcpy(k, key, klen);
+        pr->derived[pr->nderived++] = (pop_derived){k, klen, val, free_fn};
+        *caller_frees = 0;
+    }
+    pthread_mutex_unlock(&pr->dlock);
+    return val;
 }
 
 void pd_population_release(pd_population_view *v)

@@ -1097,6 +1097,31 @@ void pd_query_put_range(pd_buf *out, const pd_query *q)
     }
 }
 
+void pd_query_put_types(pd_buf *out, const pd_query *q, const pd_schema *s)
+{
+    if (q->has_types) {
+        int n = 0;
+        PD_BUF_LIT(out, ",\"types\":[");
+        for (int t = 0; t < s->ntracked; t++) {
+            if (!(q->types_mask >> t & 1)) continue;
+            if (n++) pd_buf_putc(out, ',');
+            put_str(out, s->tracked[t], s->tracked_len[t]);
+        }
+        pd_buf_putc(out, ']');
+    }
+    if (q->has_weights) {
+        PD_BUF_LIT(out, ",\"weights\":{\"*\":");
+        put_num(out, q->has_types ? 0 : q->w_rest);
+        for (int t = 0; t < s->ntracked; t++) {
+            pd_buf_putc(out, ',');
+            put_str(out, s->tracked[t], s->tracked_len[t]);
+            pd_buf_putc(out, ':');
+            put_num(out, q->w_tracked[t]);
+        }
+        pd_buf_putc(out, '}');
+    }
+}
+
 static void put_ts(pd_buf *b, int64_t ms)
 {
     char t[32];
@@ -1210,27 +1235,7 @@ int pd_query_render(const pd_query *q, const pd_schema *s, const char *user_id, 
         PD_BUF_LIT(out, "{\"from\":"); /* the population (population.h) */
     }
     pd_query_put_range(out, q);
-    if (q->has_types) {
-        int n = 0;
-        PD_BUF_LIT(out, ",\"types\":[");
-        for (int t = 0; t < s->ntracked; t++) {
-            if (!(q->types_mask >> t & 1)) continue;
-            if (n++) pd_buf_putc(out, ',');
-            put_str(out, s->tracked[t], s->tracked_len[t]);
-        }
-        pd_buf_putc(out, ']');
-    }
-    if (q->has_weights) {
-        PD_BUF_LIT(out, ",\"weights\":{\"*\":");
-        put_num(out, q->has_types ? 0 : q->w_rest);
-        for (int t = 0; t < s->ntracked; t++) {
-            pd_buf_putc(out, ',');
-            put_str(out, s->tracked[t], s->tracked_len[t]);
-            pd_buf_putc(out, ':');
-            put_num(out, q->w_tracked[t]);
-        }
-        pd_buf_putc(out, '}');
-    }
+    pd_query_put_types(out, q, s);
     pd_buf_putc(out, ',');
     put_events(&c, days, w, ndays);
     PD_BUF_LIT(out, ",\"first_seen\":");

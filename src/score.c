@@ -29,15 +29,25 @@
  * With no prior at all (N_P = 0) p_P is uniform over K_d: 1 for a
  * categorical dimension (K_d = 1), 1 / buckets for a numeric one.
  *
- * Per request the user's and the population's days are merged once per
- * scoring dimension into an open-addressing table keyed by the values'
- * XXH3-64 (catsets keep each value's hash) -- borrowed value bytes, no
- * copies -- so a candidate costs one probe per table and dimension
- * however many days the range has. pd_score_items memoises each (dimension,
- * value)'s contribution on the value's entry (candidates repeat makes,
- * colours, buckets): kept by the measured-or-gone rule, in-process on a
- * 100-candidate body, 20 dimensions, render (score + sort + print)
- * 161-318 us before, 95-113 us with it (docs/BENCHMARKS.md, "Issue 20").
+ * The user's days are merged per request, once per scoring dimension, into
+ * an open-addressing table keyed by the values' XXH3-64 (catsets keep each
+ * value's hash) -- borrowed value bytes, no copies -- so a candidate costs
+ * one probe per table and dimension however many days the range has. The
+ * population's days are merged the same way into a pd_score_pop (every
+ * schema dimension), which is immutable and depends only on
+ * pd_score_pop_key's bytes (days, day weights, type coefficients), so the
+ * caller caches one per prior and key (http_score.c): in-process with a
+ * 30-day population of 6,000 events a day, the model cost 187 us per
+ * request merging it and 49 us with the merged sums shared (the user's
+ * half only; docs/BENCHMARKS.md, "Issue 20"). A model is immutable once
+ * built. pd_score_items computes each distinct (dimension, value) of the
+ * candidates once (candidates repeat makes, colours, buckets), found in a
+ * small table of the request's own values before any probe into the
+ * user's or the population's tables: in-process on the bench's
+ * 100-candidate body against that 30-day population, render (score + sort
+ * + print) 43-46 us with a memo kept on the tables' entries (probed for
+ * every candidate and dimension), 25-26 us with this (docs/BENCHMARKS.md,
+ * "Issue 20").
  *
  * Candidates. Attributes are found as in events (event.c): for each
  * dimension the schema's paths are tried in order and the first present,
@@ -182,21 +192,30 @@ static void resolve(const pd_json_doc *d, long it, const pd_dim *dim, pd_buf *te
 }
 
 /* The candidates' attribute lookup, per request: one pass over each
- * object's members finds every scoring dimension's value and the
- * attribute containers (a hash probe per member) instead of one lookup
- * per dimension and path. Same result as resolve(): the first member with
- * a key counts (also when it is null), a path's container must be present
- * and non-null; dimensions with a path deeper than two go through
- * resolve(). */
+ * object's members (pd_json_members: a probe per member with the hash its
+ * key got while scanning) finds every scoring dimension's value, the id
+ * and the attribute containers, instead of one lookup per dimension and
+ * path. Same result as resolve(): the first member with a key counts
+ * (also when it is null), a path's container must be present and
+ * non-null; dimensions with a path deeper than two go through resolve().
+ * In-process on the bench's 100-candidate body (20 dimensions): the walk
+ * with XXH3 per member and a memcmp chain cost ~40 us of ~150 us parsing
+ * (perf: index_visit 13 % of parse + model + render); with this the
+ * parse went from 149-154 to 116-124 us (docs/BENCHMARKS.md "Issue 20",
+ * "The rank request's own CPU"). */
 #define SC_MAX_CTR 8
-#define SC_KEY_CTR (-2)   /* sc_key.p of a container name: j is its index */
+#define SC_LEVEL_MAX (PD_MAX_DIMS * (PD_MAX_PATHS + 1) + SC_MAX_CTR + 1)
+
+/* The distinct member names looked up in one object level (the
+ * candidate's top level, or one container), and the last object's
+ * values. */
 typedef struct {
-    uint64_t h;           /* XXH3-64 of the member name; 0 with name NULL: empty */
-    const char *name;     /* borrowed from the schema */
-    uint32_t len;
-    int ctr;              /* -1: top level, else the container's index */
-    int j, p;             /* scoring dimension; path index, -1: the flat name, SC_KEY_CTR */
-} sc_key;
+    int n;
+    const char **name;
+    size_t *len;
+    long *val;
+    pd_json_names *set;
+} sc_level;
 
 typedef struct {
     int nctr;
@@ -204,23 +223,48 @@ typedef struct {
     int nextra;                    /* containers beyond SC_MAX_CTR: checked by member() */
     const char *extra[PD_MAX_DIMS * PD_MAX_PATHS];
     int8_t pctr[PD_MAX_DIMS][PD_MAX_PATHS]; /* scoring dimension j's path p of depth 2: its container */
-    sc_key *keys;
-    size_t cap;                    /* power of 2 */
     int slow[PD_MAX_DIMS];         /* dimension j resolved by resolve() */
+    sc_level top, in[SC_MAX_CTR];
+    int16_t at[PD_MAX_DIMS][PD_MAX_PATHS]; /* path p's name in its level (top: depth 1, else in[pctr]) */
+    int16_t flat[PD_MAX_DIMS];     /* the flat name's index in top; -1: none (the dimension "id") */
+    int16_t ctrat[SC_MAX_CTR];     /* container k's index in top */
+    int16_t idat;                  /* "id" in top */
 } sc_index;
 
-static uint64_t key_hash(const char *name, size_t n, int ctr)
+static void level_init(sc_level *l)
 {
-    return XXH3_64bits_withSeed(name, n, (uint64_t)(ctr + 2)) | 1;
+    l->n = 0;
+    l->name = pd_malloc(SC_LEVEL_MAX * sizeof *l->name);
+    l->len = pd_malloc(SC_LEVEL_MAX * sizeof *l->len);
+    l->val = NULL;
+    l->set = NULL;
 }
 
-static void index_add(sc_index *x, const char *name, int ctr, int j, int p)
+static int16_t level_add(sc_level *l, const char *name)
 {
     size_t n = strlen(name);
-    uint64_t h = key_hash(name, n, ctr);
-    size_t i = (size_t)h & (x->cap - 1);
-    while (x->keys[i].name) i = (i + 1) & (x->cap - 1);
-    x->keys[i] = (sc_key){h, name, (uint32_t)n, ctr, j, p};
+    for (int i = 0; i < l->n; i++)
+        if (l->len[i] == n && memcmp(l->name[i], name, n) == 0) return (int16_t)i;
+    pd_assert(l->n < SC_LEVEL_MAX);
+    l->name[l->n] = name;
+    l->len[l->n] = n;
+    return (int16_t)l->n++;
+}
+
+static void level_done(sc_level *l)
+{
+    l->set = pd_json_names_new(l->name, l->len, l->n);
+    l->val = pd_malloc((size_t)(l->n ? l->n : 1) * sizeof *l->val);
+    for (int i = 0; i < l->n; i++) l->val[i] = -1;
+}
+
+static void level_free(sc_level *l)
+{
+    pd_free(l->name);
+    pd_free(l->len);
+    pd_free(l->val);
+    pd_json_names_free(l->set);
+    memset(l, 0, sizeof *l);
 }
 
 static int ctr_index(const sc_index *x, const char *name)
@@ -245,9 +289,10 @@ static void index_build(sc_index *x, const pd_schema *s, const int *sdims, int n
             if (x->nctr < SC_MAX_CTR) x->ctr[x->nctr++] = c;
             else x->extra[x->nextra++] = c;
         }
-    x->cap = 16;
-    while (x->cap < ((size_t)nsd * (PD_MAX_PATHS + 1) + SC_MAX_CTR) * 2) x->cap <<= 1;
-    x->keys = pd_calloc(x->cap, sizeof *x->keys);
+    level_init(&x->top);
+    for (int k = 0; k < x->nctr; k++) level_init(&x->in[k]);
+    x->idat = level_add(&x->top, "id");
+    for (int k = 0; k < x->nctr; k++) x->ctrat[k] = level_add(&x->top, x->ctr[k]);
     for (int j = 0; j < nsd; j++) {
         const pd_dim *dim = &s->dims[sdims[j]];
         for (int p = 0; p < dim->npaths; p++) {
@@ -255,45 +300,41 @@ static void index_build(sc_index *x, const pd_schema *s, const int *sdims, int n
             x->pctr[j][p] = (int8_t)(path->depth == 2 ? ctr_index(x, path->seg[0]) : -1);
             if (path->depth > 2 || (path->depth == 2 && x->pctr[j][p] < 0)) x->slow[j] = 1;
         }
+        x->flat[j] = -1;
         if (x->slow[j]) continue;
         for (int p = 0; p < dim->npaths; p++) {
             const pd_path *path = &dim->paths[p];
-            if (path->depth == 1) index_add(x, path->seg[0], -1, j, p);
-            else index_add(x, path->seg[1], x->pctr[j][p], j, p);
+            x->at[j][p] = path->depth == 1 ? level_add(&x->top, path->seg[0])
+                                           : level_add(&x->in[x->pctr[j][p]], path->seg[1]);
         }
-        if (strcmp(dim->name, "id") != 0) index_add(x, dim->name, -1, j, -1);
+        if (strcmp(dim->name, "id") != 0) x->flat[j] = level_add(&x->top, dim->name);
     }
-    for (int k = 0; k < x->nctr; k++) index_add(x, x->ctr[k], -1, k, SC_KEY_CTR);
+    level_done(&x->top);
+    for (int k = 0; k < x->nctr; k++) level_done(&x->in[k]);
 }
 
-/* One member (key token kt) of the top level (ctr -1) or of container
- * ctr: the first member of a name is the value of every (dimension, path)
- * naming it, and of the container of that name. */
-static void index_visit(const sc_index *x, int ctr, const pd_json_doc *d, uint32_t kt, long *node, long *flat,
-                        long *ctrnode)
+static void index_free(sc_index *x)
 {
-    size_t n;
-    const char *name = pd_json_str(d, kt, &n);
-    uint64_t h = key_hash(name, n, ctr);
-    for (size_t i = (size_t)h & (x->cap - 1); x->keys[i].name; i = (i + 1) & (x->cap - 1)) {
-        const sc_key *e = &x->keys[i];
-        if (e->h != h || e->ctr != ctr || e->len != n || memcmp(e->name, name, n) != 0) continue;
-        long *slot = e->p == SC_KEY_CTR ? &ctrnode[e->j] : e->p < 0 ? &flat[e->j] : &node[e->j * PD_MAX_PATHS + e->p];
-        if (*slot < 0) *slot = (long)kt + 1;
-    }
+    level_free(&x->top);
+    for (int k = 0; k < x->nctr; k++) level_free(&x->in[k]);
 }
 
 /* The value token of scoring dimension j by the index (-1: none present). */
-static long index_value(const sc_index *x, const pd_json_doc *d, const pd_dim *dim, int j, const long *ctrnode,
-                        const long *node, const long *flat)
+static long index_value(const sc_index *x, const pd_json_doc *d, const pd_dim *dim, int j, const long *ctrnode)
 {
     for (int p = 0; p < dim->npaths; p++) {
-        if (dim->paths[p].depth == 2 && is_null(d, ctrnode[x->pctr[j][p]]))
-            continue; /* absent or null container; others were refused */
-        long v = node[j * PD_MAX_PATHS + p];
+        long v;
+        if (dim->paths[p].depth == 2) {
+            int c = x->pctr[j][p];
+            if (is_null(d, ctrnode[c])) continue; /* absent or null container; others were refused */
+            v = x->in[c].val[x->at[j][p]];
+        } else {
+            v = x->top.val[x->at[j][p]];
+        }
         if (!is_null(d, v)) return v;
     }
-    return is_null(d, flat[j]) ? -1 : flat[j];
+    long v = x->flat[j] < 0 ? -1 : x->top.val[x->flat[j]];
+    return is_null(d, v) ? -1 : v;
 }
 
 /* Decides attribute a of dimension dim from its value token v (-1:
@@ -583,8 +624,8 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
     int rc = PD_OK;
     uint32_t *idoff = NULL;
     size_t *aoff = NULL;
-    sc_index ix = {0};
-    long *node = NULL, *flat = NULL;
+    sc_index ix;
+    int have_ix = 0;
     pd_json_doc doc, *d = &doc;
     memset(r, 0, sizeof *r);
     char jerr[256];
@@ -621,8 +662,7 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
     idoff = n ? pd_malloc((size_t)n * sizeof *idoff) : NULL;
     pd_buf_reserve(&r->text, (size_t)n * 16 * (size_t)(r->nsd + 1));
     index_build(&ix, s, r->sdims, r->nsd);
-    node = pd_malloc(((size_t)r->nsd * PD_MAX_PATHS + 1) * sizeof *node);
-    flat = pd_malloc(((size_t)r->nsd + 1) * sizeof *flat);
+    have_ix = 1;
     int i = 0;
     for (uint32_t it = (uint32_t)items + 1; it < iend; it = pd_json_end(d, it), i++) {
         pd_score_item *ci = &r->items[i];
@@ -632,7 +672,8 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
             rc = pd_seterr(err, errlen, PD_EINVAL, "items[%d]: expected an object", i);
             goto out;
         }
-        long id = member(d, it, "id");
+        pd_json_members(d, it, ix.top.set, ix.top.val);
+        long id = ix.top.val[ix.idat];
         idoff[i] = (uint32_t)r->text.len;
         if (kind_of(d, id) == PD_JTOK_STR) {
             size_t il;
@@ -650,12 +691,8 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
             goto out;
         }
         ci->idlen = (uint32_t)(r->text.len - idoff[i]);
-        memset(node, 0xff, (size_t)r->nsd * PD_MAX_PATHS * sizeof *node); /* -1 */
-        memset(flat, 0xff, (size_t)r->nsd * sizeof *flat);
         long ctrnode[SC_MAX_CTR];
-        memset(ctrnode, 0xff, sizeof ctrnode);
-        uint32_t oend = pd_json_end(d, it);
-        for (uint32_t k = it + 1; k < oend; k = pd_json_end(d, k)) index_visit(&ix, -1, d, k, node, flat, ctrnode);
+        for (int k = 0; k < ix.nctr; k++) ctrnode[k] = ix.top.val[ix.ctrat[k]];
         /* top-level attribute containers (the first member of each name):
          * object or null, in the schema's order */
         for (int k = 0; k < ix.nctr + ix.nextra; k++) {
@@ -667,16 +704,12 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
             }
         }
         for (int c = 0; c < ix.nctr; c++)
-            if (is_obj(d, ctrnode[c])) {
-                uint32_t cend = pd_json_end(d, (uint32_t)ctrnode[c]);
-                for (uint32_t k = (uint32_t)ctrnode[c] + 1; k < cend; k = pd_json_end(d, k))
-                    index_visit(&ix, c, d, k, node, flat, ctrnode);
-            }
+            if (ix.in[c].n && is_obj(d, ctrnode[c])) pd_json_members(d, (uint32_t)ctrnode[c], ix.in[c].set, ix.in[c].val);
         for (int j = 0; j < r->nsd; j++) {
             const pd_dim *dim = &s->dims[r->sdims[j]];
             size_t *o = &aoff[(size_t)i * (size_t)r->nsd + j];
             if (ix.slow[j]) resolve(d, it, dim, &r->text, &ci->attrs[j], o);
-            else decide(d, index_value(&ix, d, dim, j, ctrnode, node, flat), dim, &r->text, &ci->attrs[j], o);
+            else decide(d, index_value(&ix, d, dim, j, ctrnode), dim, &r->text, &ci->attrs[j], o);
         }
     }
     /* the text is complete: point into it */
@@ -692,9 +725,7 @@ int pd_score_parse_rank(pd_score_req *r, const char *body, size_t len, const pd_
     }
 out:
     pd_json_close(d);
-    pd_free(ix.keys);
-    pd_free(node);
-    pd_free(flat);
+    if (have_ix) index_free(&ix);
     pd_free(aoff);
     pd_free(idoff);
     if (rc != PD_OK) {
@@ -785,8 +816,6 @@ typedef struct {
     double mag;        /* sum of its terms' magnitudes (cancellation, pd_query_cancel) */
     double day;        /* while merging a day: the day's count over its sources */
     int in_day;        /* day is in use (the entry is on the day's list) */
-    int memo_ok;       /* memo holds the value's contribution (pd_score_items) */
-    double memo;
 } sc_ent;
 
 /* One dimension's weighted sums over one set of days. */
@@ -796,11 +825,15 @@ typedef struct {
     size_t cap, n;
     double hist[PD_MAX_BOUNDS + 1];    /* numeric */
     double K;                          /* population side: K_d */
-    /* pd_score_items' memo of contributions (population side): per
-     * bucket, and of a value in neither table */
-    double hmemo[PD_MAX_BOUNDS + 1], memo_none;
-    uint8_t hmemo_ok[PD_MAX_BOUNDS + 1], memo_none_ok;
 } sc_dim;
+
+/* The population's side: every schema dimension's sums over the
+ * population's days, immutable once built (shared by the requests of a
+ * cache entry, see score.h). */
+struct pd_score_pop {
+    int ndims;
+    sc_dim d[PD_MAX_DIMS];             /* indexed like the schema's dimensions */
+};
 
 struct pd_score_model {
     const pd_schema *s;
@@ -808,10 +841,11 @@ struct pd_score_model {
     int sdims[PD_MAX_DIMS];
     int cold;          /* no events that count (their types weighted) in the range */
     int has_events;    /* any event of the user in the range, whatever its type */
-    sc_dim u[PD_MAX_DIMS], p[PD_MAX_DIMS];
+    sc_dim u[PD_MAX_DIMS];
+    const sc_dim *p[PD_MAX_DIMS];      /* population side of scoring dimension j (in pop) */
+    const pd_score_pop *pop;
+    pd_score_pop *own_pop;             /* pop, when built for this model alone */
     const pd_query *q;
-    double memo_alpha;  /* the alpha of the memoised contributions; NaN: none yet */
-    int memo_off;       /* a second alpha came: no memo */
 };
 
 static int is_other(const char *v, uint32_t len)
@@ -951,7 +985,7 @@ static void dim_build(sc_dim *t, const pd_dim *dim, int di, const pd_query_day *
                 if (is_other(v, len)) continue; /* attributable to no value */
                 sc_ent *e = tab_slot(t, c->vals[i].hash, v, len);
                 if (!e->v) {
-                    *e = (sc_ent){c->vals[i].hash, v, len, 0, 0, 0, 0, 0, 0};
+                    *e = (sc_ent){c->vals[i].hash, v, len, 0, 0, 0, 0};
                     t->n++;
                 }
                 if (!e->in_day) {
@@ -987,21 +1021,66 @@ static void weights(const pd_query *q, const pd_query_day *days, int nd, double 
     for (int d = 0; d < nd; d++) w[d] = pd_query_day_weight(q, q->anchor_day, days[d].day);
 }
 
-pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const int *sdims, int nsd,
-                                   const pd_query_day *udays, int nu, const pd_query_day *pdays, int np)
+pd_score_pop *pd_score_pop_new(const pd_schema *s, const pd_query *q, const pd_query_day *pdays, int np)
 {
-    pd_assert(s && q && nsd >= 0 && nsd <= PD_MAX_DIMS && nu >= 0 && np >= 0);
+    pd_assert(s && q && np >= 0);
+    for (int d = 0; d < np; d++)
+        pd_assert(pdays[d].prof->schema->ndims == s->ndims && pdays[d].prof->schema->ntracked == s->ntracked);
+    pd_score_pop *p = pd_malloc(sizeof *p);
+    p->ndims = s->ndims;
+    sc_coefs k;
+    k.signals = pd_query_type_coefs(q, s, &k.c_all, k.c_sub);
+    double ws[64];
+    double *w = np <= 64 ? ws : pd_malloc((size_t)np * sizeof *w);
+    weights(q, pdays, np, w);
+    for (int i = 0; i < s->ndims; i++) dim_build(&p->d[i], &s->dims[i], i, pdays, w, np, &k, s);
+    if (w != ws) pd_free(w);
+    return p;
+}
+
+void pd_score_pop_free(pd_score_pop *p)
+{
+    if (!p) return;
+    for (int i = 0; i < p->ndims; i++) pd_free(p->d[i].tab);
+    pd_free(p);
+}
+
+void pd_score_pop_free_any(void *p)
+{
+    pd_score_pop_free(p);
+}
+
+void pd_score_pop_key(const pd_schema *s, const pd_query *q, const pd_query_day *pdays, int np, pd_buf *key)
+{
+    sc_coefs k;
+    memset(&k, 0, sizeof k);
+    k.signals = pd_query_type_coefs(q, s, &k.c_all, k.c_sub);
+    pd_buf_append(key, (const char *)&np, sizeof np);
+    for (int d = 0; d < np; d++) {
+        double w = pd_query_day_weight(q, q->anchor_day, pdays[d].day);
+        pd_buf_append(key, (const char *)&pdays[d].day, sizeof pdays[d].day);
+        pd_buf_append(key, (const char *)&w, sizeof w);
+    }
+    pd_buf_append(key, (const char *)&k.signals, sizeof k.signals);
+    pd_buf_append(key, (const char *)&k.c_all, sizeof k.c_all);
+    pd_buf_append(key, (const char *)k.c_sub, (size_t)s->ntracked * sizeof k.c_sub[0]);
+}
+
+pd_score_model *pd_score_model_new_pop(const pd_schema *s, const pd_query *q, const int *sdims, int nsd,
+                                       const pd_query_day *udays, int nu, const pd_score_pop *pop)
+{
+    pd_assert(s && q && pop && nsd >= 0 && nsd <= PD_MAX_DIMS && nu >= 0 && pop->ndims == s->ndims);
     pd_score_model *m = pd_calloc(1, sizeof *m);
     m->s = s;
     m->q = q;
     m->nsd = nsd;
-    m->memo_alpha = NAN;
+    m->pop = pop;
     memcpy(m->sdims, sdims, (size_t)nsd * sizeof *sdims);
+    for (int j = 0; j < nsd; j++) m->p[j] = &pop->d[sdims[j]];
     sc_coefs k;
     k.signals = pd_query_type_coefs(q, s, &k.c_all, k.c_sub);
     double ws[64];
-    int nmax = nu > np ? nu : np;
-    double *w = nmax <= 64 ? ws : pd_malloc((size_t)nmax * sizeof *w);
+    double *w = nu <= 64 ? ws : pd_malloc((size_t)nu * sizeof *w);
     /* cold: no events that count in the range (their types weighted, the
      * days not: a day that decay weighs 0 still holds events) */
     uint64_t ev = 0;
@@ -1021,11 +1100,16 @@ pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const 
     m->cold = !(pd_query_cancel(wev, wmag, &approx) > 0);
     weights(q, udays, nu, w);
     for (int j = 0; j < nsd; j++) dim_build(&m->u[j], &s->dims[sdims[j]], sdims[j], udays, w, nu, &k, s);
-    for (int d = 0; d < np; d++)
-        pd_assert(pdays[d].prof->schema->ndims == s->ndims && pdays[d].prof->schema->ntracked == s->ntracked);
-    weights(q, pdays, np, w);
-    for (int j = 0; j < nsd; j++) dim_build(&m->p[j], &s->dims[sdims[j]], sdims[j], pdays, w, np, &k, s);
     if (w != ws) pd_free(w);
+    return m;
+}
+
+pd_score_model *pd_score_model_new(const pd_schema *s, const pd_query *q, const int *sdims, int nsd,
+                                   const pd_query_day *udays, int nu, const pd_query_day *pdays, int np)
+{
+    pd_score_pop *pop = pd_score_pop_new(s, q, pdays, np);
+    pd_score_model *m = pd_score_model_new_pop(s, q, sdims, nsd, udays, nu, pop);
+    m->own_pop = pop;
     return m;
 }
 
@@ -1034,8 +1118,8 @@ void pd_score_model_free(pd_score_model *m)
     if (!m) return;
     for (int j = 0; j < m->nsd; j++) {
         pd_free(m->u[j].tab);
-        pd_free(m->p[j].tab);
     }
+    pd_score_pop_free(m->own_pop);
     pd_free(m);
 }
 
@@ -1070,7 +1154,7 @@ static double dim_probs(const pd_score_model *m, int j, const pd_attr *a, uint64
                         double *pp)
 {
     const pd_dim *dim = &m->s->dims[m->sdims[j]];
-    const sc_dim *U = &m->u[j], *P = &m->p[j];
+    const sc_dim *U = &m->u[j], *P = m->p[j];
     double nu, np;
     if (dim->type == PD_DIM_NUMERIC) {
         pd_assert(a->kind == PD_ATTR_NUM);
@@ -1095,56 +1179,66 @@ double pd_score_dim(const pd_score_model *m, int j, const pd_attr *a, uint64_t h
     return c;
 }
 
-/* dim_probs' contribution, memoised in the model: candidates repeat
- * values (makes, colours, price buckets), and one (dimension, value) has
- * one contribution per alpha. The memo lives on the value's entry in the
- * population's table, else in the user's, else per dimension (a value in
- * neither), per bucket for numeric dimensions. */
-static double dim_contrib(pd_score_model *m, int j, const pd_attr *a, uint64_t h, double alpha)
-{
-    const pd_dim *dim = &m->s->dims[m->sdims[j]];
-    sc_dim *U = &m->u[j], *P = &m->p[j];
-    double pu, pp;
-    if (dim->type == PD_DIM_NUMERIC) {
-        int k = bucket_of(dim, a->num);
-        if (!P->hmemo_ok[k]) {
-            P->hmemo[k] = probs(U->hist[k], U->N, P->hist[k], P->N, P->K, alpha, &pu, &pp);
-            P->hmemo_ok[k] = 1;
-        }
-        return P->hmemo[k];
-    }
-    sc_ent *eu = U->cap ? tab_slot(U, h, a->s, a->len) : NULL, *ep = P->cap ? tab_slot(P, h, a->s, a->len) : NULL;
-    if (eu && !eu->v) eu = NULL;
-    if (ep && !ep->v) ep = NULL;
-    int *ok = ep ? &ep->memo_ok : eu ? &eu->memo_ok : NULL;
-    double *memo = ep ? &ep->memo : eu ? &eu->memo : &P->memo_none;
-    uint8_t none_ok = P->memo_none_ok;
-    if (ok ? *ok : none_ok) return *memo;
-    *memo = probs(eu ? eu->c : 0, U->N, ep ? ep->c : 0, P->N, P->K, alpha, &pu, &pp);
-    if (ok) *ok = 1;
-    else P->memo_none_ok = 1;
-    return *memo;
-}
+/* pd_score_items' table of the distinct values of one scoring dimension
+ * among the candidates: open addressing by the value's XXH3-64 (the item
+ * that has it first: its bytes compare), its contribution. */
+typedef struct {
+    uint64_t h;
+    uint32_t gen;      /* the dimension it belongs to (j + 1); else empty */
+    int item;
+    double c;
+} sc_seen;
 
-void pd_score_items(const pd_score_req *r, const pd_score_model *cm, double *score)
+void pd_score_items(const pd_score_req *r, const pd_score_model *m, double *score)
 {
-    pd_score_model *m = (pd_score_model *)cm; /* the memo (score.h: one thread per model) */
     pd_assert(r->nsd == m->nsd);
-    if (isnan(m->memo_alpha)) m->memo_alpha = r->alpha;
-    else if (m->memo_alpha != r->alpha) m->memo_off = 1;
-    for (int i = 0; i < r->nitems; i++) {
-        const pd_score_item *it = &r->items[i];
-        double sum = 0;
-        if (!m->cold)
-            for (int j = 0; j < r->nsd; j++) {
-                const pd_attr *a = &it->attrs[j];
-                if (a->kind != PD_ATTR_STR && a->kind != PD_ATTR_NUM) continue;
-                double pu, pp;
-                sum += r->lambda[j] * (m->memo_off ? dim_probs(m, j, a, it->hash[j], r->alpha, &pu, &pp)
-                                                   : dim_contrib(m, j, a, it->hash[j], r->alpha));
+    for (int i = 0; i < r->nitems; i++) score[i] = 0;
+    if (m->cold || r->nitems == 0) return;
+    size_t cap = 16;
+    while (cap < 2 * (size_t)r->nitems) cap <<= 1;
+    sc_seen *seen = pd_calloc(cap, sizeof *seen);
+    /* dimension by dimension, each distinct value (a bucket for numeric
+     * dimensions) computed once: candidates repeat makes, colours and
+     * buckets. score[i] still sums its contributions in dimension order,
+     * so the result is dim_probs' term by term. */
+    for (int j = 0; j < r->nsd; j++) {
+        const pd_dim *dim = &m->s->dims[m->sdims[j]];
+        double lambda = r->lambda[j];
+        if (dim->type == PD_DIM_NUMERIC) {
+            double bc[PD_MAX_BOUNDS + 1];
+            uint8_t bok[PD_MAX_BOUNDS + 1] = {0};
+            const sc_dim *U = &m->u[j], *P = m->p[j];
+            for (int i = 0; i < r->nitems; i++) {
+                const pd_attr *a = &r->items[i].attrs[j];
+                if (a->kind != PD_ATTR_NUM) continue;
+                int k = bucket_of(dim, a->num);
+                if (!bok[k]) {
+                    double pu, pp;
+                    bc[k] = probs(U->hist[k], U->N, P->hist[k], P->N, P->K, r->alpha, &pu, &pp);
+                    bok[k] = 1;
+                }
+                score[i] += lambda * bc[k];
             }
-        score[i] = sum;
+            continue;
+        }
+        uint32_t gen = (uint32_t)j + 1;
+        for (int i = 0; i < r->nitems; i++) {
+            const pd_attr *a = &r->items[i].attrs[j];
+            if (a->kind != PD_ATTR_STR) continue;
+            uint64_t h = r->items[i].hash[j];
+            size_t x = (size_t)h & (cap - 1);
+            for (; seen[x].gen == gen; x = (x + 1) & (cap - 1)) {
+                const pd_attr *b = &r->items[seen[x].item].attrs[j];
+                if (seen[x].h == h && b->len == a->len && memcmp(b->s, a->s, a->len) == 0) break;
+            }
+            if (seen[x].gen != gen) {
+                double pu, pp;
+                seen[x] = (sc_seen){h, gen, i, dim_probs(m, j, a, h, r->alpha, &pu, &pp)};
+            }
+            score[i] += lambda * seen[x].c;
+        }
     }
+    pd_free(seen);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1156,8 +1250,8 @@ static void put_num(pd_buf *b, double v)
     pd_buf_put_double(b, v, 0);
 }
 
-static void put_head(pd_buf *out, const pd_query *q, const char *user, size_t ulen, int32_t partition, int cold,
-                     double alpha, const pd_score_prior *prior)
+static void put_head(pd_buf *out, const pd_query *q, const pd_schema *s, const char *user, size_t ulen,
+                     int32_t partition, int cold, double alpha, const pd_score_prior *prior)
 {
     PD_BUF_LIT(out, "{\"user_id\":");
     pd_buf_json_str(out, user, ulen);
@@ -1165,6 +1259,7 @@ static void put_head(pd_buf *out, const pd_query *q, const char *user, size_t ul
     pd_buf_put_i64(out, partition);
     PD_BUF_LIT(out, ",\"from\":");
     pd_query_put_range(out, q);
+    pd_query_put_types(out, q, s); /* the weighting used, as the profile query echoes it */
     PD_BUF_LIT(out, ",\"cold_start\":");
     pd_buf_puts(out, cold ? "true" : "false");
     PD_BUF_LIT(out, ",\"alpha\":");
@@ -1220,7 +1315,7 @@ void pd_score_render_rank(const pd_score_req *r, const pd_score_model *m, const 
     for (int i = 0; i < r->nitems; i++) ord[i] = (sc_order){score[i], i};
     if (r->nitems > 1) qsort(ord, (size_t)r->nitems, sizeof *ord, order_cmp);
 
-    put_head(out, &r->q, user, ulen, partition, m->cold, r->alpha, prior);
+    put_head(out, &r->q, s, user, ulen, partition, m->cold, r->alpha, prior);
     PD_BUF_LIT(out, ",\"dims\":");
     put_dimlist(out, s, r->sdims, r->nsd);
     PD_BUF_LIT(out, ",\"items\":[");
@@ -1292,7 +1387,7 @@ void pd_score_render_affinities(const pd_score_aff *a, const pd_score_model *m, 
                                 const char *user, size_t ulen, int32_t partition, const pd_score_prior *prior,
                                 pd_buf *out)
 {
-    put_head(out, &a->q, user, ulen, partition, m->cold, a->alpha, prior);
+    put_head(out, &a->q, s, user, ulen, partition, m->cold, a->alpha, prior);
     PD_BUF_LIT(out, ",\"order\":");
     pd_buf_puts(out, a->by_p_user ? "\"p_user\"" : "\"lift\"");
     PD_BUF_LIT(out, ",\"top\":");
@@ -1300,7 +1395,7 @@ void pd_score_render_affinities(const pd_score_aff *a, const pd_score_model *m, 
     PD_BUF_LIT(out, ",\"dimensions\":{");
     for (int j = 0; j < m->nsd; j++) {
         const pd_dim *dim = &s->dims[m->sdims[j]];
-        const sc_dim *U = &m->u[j], *P = &m->p[j];
+        const sc_dim *U = &m->u[j], *P = m->p[j];
         size_t cap = dim->type == PD_DIM_NUMERIC ? (size_t)dim->nbounds + 1 : U->n;
         sc_aff *e = pd_malloc((cap ? cap : 1) * sizeof *e);
         size_t n = 0;

@@ -152,6 +152,20 @@ def variants(t):
 TYPED = [0, 0]  # rank answers with types/weights: [compared exactly, skipped (approximate)]
 
 
+def echo_errs(o, ans, ty, wt, where):
+    """The answer's echo of the weighting it applied: "types" and
+    "weights" as the profile query gives them (the oracle's type_weight
+    rule, docs/api.md "Types and weights"), absent without them."""
+    want = {}
+    if ty is not None:
+        want["types"] = [x for x in TRACKED if x in ty]
+    if wt is not None:
+        want["weights"] = {"*": 0.0 if ty is not None else float(wt.get("*", 1.0))}
+        want["weights"].update({x: o.type_weight(x, ty, wt) for x in TRACKED})
+    return ["%s: %s echoed %r, expected %r" % (where, k, ans.get(k), want.get(k))
+            for k in ("types", "weights") if ans.get(k) != want.get(k)]
+
+
 def check_rank(o, user, ans, body, kw, items, t, where):
     """Problems of one rank answer against the oracle."""
     errs = []
@@ -160,6 +174,7 @@ def check_rank(o, user, ans, body, kw, items, t, where):
     if ans.get("from") != so_day(frm) or ans.get("to") != so_day(to):
         errs.append("%s: range %s..%s, expected %s..%s" % (where, ans.get("from"), ans.get("to"), so_day(frm), so_day(to)))
     ty, wt = kw.get("types"), kw.get("weights")
+    errs += echo_errs(o, ans, ty, wt, where)
     pop = pick_population(ans, o, frm, to, ty, wt)
     m = so.Model(vehicle_schema(), so.user_days(o, user, frm, to, ty, wt), pop, t, kw.get("decay"), dims,
                  kw.get("alpha", 10.0))
@@ -208,7 +223,7 @@ def so_day(d):
 
 
 def check_affinities(o, user, ans, t, where, dims, top, alpha=10.0, decay=None, by="lift", types=None, weights=None):
-    errs = []
+    errs = echo_errs(o, ans, types, weights, where)
     frm, to = t - 59, t
     pop = pick_population(ans, o, frm, to, types, weights)
     m = so.Model(vehicle_schema(), so.user_days(o, user, frm, to, types, weights), pop, t, decay, dims, alpha)

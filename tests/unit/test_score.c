@@ -624,7 +624,7 @@ TEST(score_types_weights)
     pd_profile_free(&p);
 }
 
-/* pd_score_items memoises contributions per (dimension, value): every
+/* pd_score_items computes each distinct (dimension, value) once: every
  * item's score equals the sum of its unmemoised contributions
  * (pd_score_dim), for values in both tables, in one, in none, repeated. */
 TEST(score_memo_matches_direct)
@@ -658,6 +658,162 @@ TEST(score_memo_matches_direct)
         pd_score_model_free(m);
     }
     pd_score_req_free(&r);
+    /* many distinct values of one length (1,000 items, 500 colours "c000"..
+     * plus the prior's): values whose hashes meet in the table of distinct
+     * values must still be told apart by their bytes */
+    b.len = 0;
+    PD_BUF_LIT(&b, "{\"days\":3,\"dims\":[\"color\"],\"items\":[");
+    for (int i = 0; i < 1000; i++)
+        pd_buf_printf(&b, "%s{\"id\":%d,\"color\":\"%s\"}", i ? "," : "", i,
+                      i % 10 == 0 ? colors[i / 10 % 7] : (char[8]){'c', (char)('0' + i % 500 / 100),
+                                                           (char)('0' + i % 100 / 10), (char)('0' + i % 10), 0});
+    PD_BUF_LIT(&b, "]}");
+    CHECK_INT(pd_score_parse_rank(&r, b.p, b.len, &s, TODAY, 30, 1000, err, sizeof err), PD_OK);
+    {
+        /* a user with every colour, each a different number of times, so
+         * that every value has its own contribution */
+        pd_schema big;
+        static const char js[] = "{\"dimensions\":[{\"name\":\"color\",\"type\":\"categorical\"},"
+                                 "{\"name\":\"make\",\"type\":\"categorical\"},"
+                                 "{\"name\":\"price\",\"type\":\"numeric\",\"buckets\":[5000,10000]}]}";
+        CHECK_INT(pd_schema_load_json(&big, js, sizeof js - 1, 10000, err, sizeof err), PD_OK);
+        pd_profile up;
+        pd_profile_init(&up, &big);
+        for (int v = 0; v < 500; v++) {
+            char c[8] = {'c', (char)('0' + v / 100), (char)('0' + v / 10 % 10), (char)('0' + v % 10), 0};
+            for (int k = 0; k <= v % 13; k++) add_ev(&up, &big, c, NULL, NAN);
+        }
+        pd_query_day ud1 = {TODAY, &up};
+        pd_score_model *m = pd_score_model_new(&big, &r.q, r.sdims, r.nsd, &ud1, 1, w.pd, 2);
+        double *score = pd_malloc(1000 * sizeof *score);
+        pd_score_items(&r, m, score);
+        int bad = 0;
+        for (int i = 0; i < r.nitems && bad < 5; i++) {
+            double want = pd_score_dim(m, 0, &r.items[i].attrs[0], r.items[i].hash[0], r.alpha, NULL, NULL);
+            if (score[i] != want) {
+                pd_test_fail(__FILE__, __LINE__, "item %d: %.17g, direct %.17g", i, score[i], want);
+                bad++;
+            }
+        }
+        pd_free(score);
+        pd_score_model_free(m);
+        pd_profile_free(&up);
+    }
+    pd_score_req_free(&r);
     pd_buf_free(&b);
     world_free(&w);
+}
+
+/* The population's half built once and shared (pd_score_pop: what
+ * http_score.c caches per prior and key): models of different users and
+ * alphas over one pop score bit-identically to models that merged the
+ * population themselves, in any order (the memo is per model, the pop
+ * read-only); and pd_score_pop_key tells apart everything the sums depend
+ * on -- range, decay, types, weights -- and nothing else (alpha, dims,
+ * items, dim_weights are the model's). */
+static void key_of(const pd_schema *s, const char *body, const pd_query_day *pd, int np, pd_buf *key)
+{
+    pd_score_req r;
+    char err[512] = "";
+    int rc = pd_score_parse_rank(&r, body, strlen(body), s, TODAY, 30, 10, err, sizeof err);
+    CHECK_INT(rc, PD_OK);
+    if (rc) return;
+    key->len = 0;
+    int k0 = 0, k1 = np;
+    while (k0 < k1 && pd[k0].day < r.q.from_day) k0++;
+    while (k1 > k0 && pd[k1 - 1].day > r.q.to_day) k1--;
+    pd_score_pop_key(s, &r.q, pd + k0, k1 - k0, key);
+    pd_score_req_free(&r);
+}
+
+TEST(score_shared_population)
+{
+    pd_schema s;
+    sc_schema(&s);
+    world w;
+    world_build(&w, &s);
+    const char *body = "{\"days\":3,\"decay\":\"exp:2\",\"items\":["
+                       "{\"id\":\"a\",\"item\":{\"color\":\"red\",\"make\":\"bmw\",\"price\":5000}},"
+                       "{\"id\":\"b\",\"item\":{\"color\":\"green\",\"make\":\"vw\",\"price\":10000.5}},"
+                       "{\"id\":\"c\",\"item\":{\"color\":\"blue\",\"make\":\"audi\",\"price\":7000}},"
+                       "{\"id\":\"d\",\"item\":{\"color\":\"pink\",\"make\":\"bmw\",\"price\":3000}}]}";
+    pd_score_req r;
+    char err[512] = "";
+    CHECK_INT(pd_score_parse_rank(&r, body, strlen(body), &s, TODAY, 30, 10, err, sizeof err), PD_OK);
+    pd_score_pop *pop = pd_score_pop_new(&s, &r.q, w.pd, 2);
+    static const double alphas[] = {10, 2, 0.5, 10};
+    for (int round = 0; round < 4; round++)
+        for (int user = 0; user < 2; user++) { /* the world's user, and one with day 22 only */
+            r.alpha = alphas[round];
+            const pd_query_day *ud = user ? &w.ud[1] : w.ud;
+            int nu = user ? 1 : 2;
+            pd_score_model *shared = pd_score_model_new_pop(&s, &r.q, r.sdims, r.nsd, ud, nu, pop);
+            pd_score_model *own = pd_score_model_new(&s, &r.q, r.sdims, r.nsd, ud, nu, w.pd, 2);
+            double a[4], b[4];
+            pd_score_items(&r, shared, a);
+            pd_score_items(&r, own, b);
+            for (int i = 0; i < 4; i++)
+                if (a[i] != b[i])
+                    pd_test_fail(__FILE__, __LINE__, "round %d user %d item %d: shared %.17g, own %.17g", round,
+                                 user, i, a[i], b[i]);
+            pd_score_model_free(shared);
+            pd_score_model_free(own);
+        }
+    pd_score_pop_free(pop);
+    pd_score_req_free(&r);
+
+    /* keys: same sums <=> same key */
+    static const char *const same[] = {
+        "{\"days\":3,\"decay\":\"exp:2\",\"items\":[]}",
+        "{\"days\":3,\"decay\":\"exp:2\",\"alpha\":3,\"dims\":[\"make\"],\"items\":[{\"id\":1,\"make\":\"x\"}]}",
+        "{\"decay\":\"exp:2\",\"days\":3,\"dim_weights\":{\"make\":2},\"explain\":true,\"items\":[]}",
+    };
+    static const char *const differ[] = {
+        "{\"days\":3,\"items\":[]}",                            /* no decay */
+        "{\"days\":3,\"decay\":\"exp:3\",\"items\":[]}",          /* another half-life */
+        "{\"days\":3,\"decay\":\"linear:5\",\"items\":[]}",       /* another decay */
+        "{\"days\":1,\"decay\":\"exp:2\",\"items\":[]}",          /* fewer days */
+    };
+    pd_buf k0 = {0}, k = {0};
+    key_of(&s, same[0], w.pd, 2, &k0);
+    for (size_t i = 1; i < PD_ARRAY_LEN(same); i++) {
+        key_of(&s, same[i], w.pd, 2, &k);
+        CHECK(k.len == k0.len && memcmp(k.p, k0.p, k.len) == 0);
+    }
+    for (size_t i = 0; i < PD_ARRAY_LEN(differ); i++) {
+        key_of(&s, differ[i], w.pd, 2, &k);
+        if (k.len == k0.len && memcmp(k.p, k0.p, k.len) == 0)
+            pd_test_fail(__FILE__, __LINE__, "same key as %s for %s", same[0], differ[i]);
+    }
+    world_free(&w);
+
+    /* types and weights: a schema with tracked types */
+    static const char js[] = "{\"dimensions\":[{\"name\":\"make\",\"type\":\"categorical\"}],"
+                             "\"tracked_types\":[\"park\",\"contact\"]}";
+    pd_schema ts;
+    CHECK_INT(pd_schema_load_json(&ts, js, sizeof js - 1, 64, err, sizeof err), PD_OK);
+    pd_profile p;
+    pd_profile_init(&p, &ts);
+    pd_query_day pd1 = {TODAY, &p};
+    static const char *const typed[] = {
+        "{\"days\":3,\"items\":[]}",
+        "{\"days\":3,\"types\":[\"park\"],\"items\":[]}",
+        "{\"days\":3,\"types\":[\"contact\"],\"items\":[]}",
+        "{\"days\":3,\"types\":[\"park\",\"contact\"],\"items\":[]}",
+        "{\"days\":3,\"weights\":{\"park\":3},\"items\":[]}",
+        "{\"days\":3,\"weights\":{\"park\":2},\"items\":[]}",
+        "{\"days\":3,\"weights\":{\"*\":0.5},\"items\":[]}",
+        "{\"days\":3,\"types\":[\"park\"],\"weights\":{\"park\":2},\"items\":[]}",
+    };
+    pd_buf keys[PD_ARRAY_LEN(typed)];
+    memset(keys, 0, sizeof keys);
+    for (size_t i = 0; i < PD_ARRAY_LEN(typed); i++) key_of(&ts, typed[i], &pd1, 1, &keys[i]);
+    for (size_t i = 0; i < PD_ARRAY_LEN(typed); i++)
+        for (size_t j = i + 1; j < PD_ARRAY_LEN(typed); j++)
+            if (keys[i].len == keys[j].len && memcmp(keys[i].p, keys[j].p, keys[i].len) == 0)
+                pd_test_fail(__FILE__, __LINE__, "same key for %s and %s", typed[i], typed[j]);
+    for (size_t i = 0; i < PD_ARRAY_LEN(typed); i++) pd_buf_free(&keys[i]);
+    pd_profile_free(&p);
+    pd_buf_free(&k0);
+    pd_buf_free(&k);
 }

@@ -290,6 +290,71 @@ TEST(fmt_double_rule)
 }
 
 
+/* pd_fmt_double's printf-free path against the rule computed by libc
+ * (the oracle: snprintf "%.15g", strtod, "%.17g"), byte for byte, over
+ * doubles where the path applies and around its edges: random bit
+ * patterns in 1e-18..1e16, log-uniform magnitudes, ratios and log ratios
+ * (scores), dyadic fractions (exact decimal ties at 15 and 17 digits),
+ * neighbours of powers of ten and of 9.5, 99.5, ... (carries). */
+static int fmt_vs_printf(double v)
+{
+    char got[PD_NUM_TEXT_MAX], want[64];
+    size_t n = pd_fmt_double(got, v, 0);
+    if (v == 0) v = 0;
+    if (v == trunc(v) && fabs(v) < 9007199254740992.0) {
+        snprintf(want, sizeof want, "%lld", (long long)v);
+    } else {
+        snprintf(want, sizeof want, "%.15g", v);
+        if (strtod(want, NULL) != v) snprintf(want, sizeof want, "%.17g", v);
+    }
+    if (strcmp(got, want) != 0 || n != strlen(want)) {
+        pd_test_fail(__FILE__, __LINE__, "%a: got \"%s\", printf rule \"%s\"", v, got, want);
+        return 1;
+    }
+    return 0;
+}
+
+TEST(fmt_double_exact_matches_printf)
+{
+    int bad = 0;
+    uint64_t rng = 0x9E3779B97F4A7C15ULL;
+#define NEXT() (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17)
+    for (int i = 0; i < 300000 && bad < 20; i++) {
+        NEXT();
+        /* every bit pattern with a biased exponent for 2^-60..2^54 */
+        uint64_t b = (rng & ((UINT64_C(1) << 52) - 1)) | ((uint64_t)(1023 - 60 + (int)((rng >> 52) % 115)) << 52);
+        double v;
+        memcpy(&v, &b, sizeof v);
+        bad += fmt_vs_printf(v) + fmt_vs_printf(-v);
+        /* log-uniform magnitudes and score-like values */
+        double u = (double)(rng >> 11) / 9007199254740992.0;
+        bad += fmt_vs_printf(pow(10.0, -18 + 34 * u));
+        bad += fmt_vs_printf(log(((double)(rng % 1000) + 1) / ((double)(rng >> 50) + 1)));
+        bad += fmt_vs_printf((double)(rng % 1000003) / (double)((rng >> 32) % 9973 + 1));
+        /* dyadic fractions: odd / 2^j (decimal expansions that end in 5) */
+        uint64_t odd = (rng >> 20) | 1;
+        int j = (int)(rng % 60) + 1;
+        bad += fmt_vs_printf(ldexp((double)(odd & ((UINT64_C(1) << 53) - 1)), -j));
+        bad += fmt_vs_printf(ldexp((double)(odd % 100000000000000000ULL % (UINT64_C(1) << 53)), -(j % 20) - 1));
+    }
+    /* edges: powers of ten, carries (x.999.. -> 10^k), the path's range */
+    for (int e = -20; e <= 17 && bad < 20; e++) {
+        double p = pow(10.0, e);
+        double c[] = {p, nextafter(p, 0), nextafter(p, 1e300), 9.5 * p, 0.95 * p, 9.9999999999999995 * p,
+                      nextafter(9.5 * p, 0), nextafter(9.5 * p, 1e300)};
+        for (size_t i = 0; i < PD_ARRAY_LEN(c); i++) {
+            double v = c[i];
+            for (int s = 0; s < 40; s++) {
+                bad += fmt_vs_printf(v) + fmt_vs_printf(-v);
+                v = nextafter(v, 1e300);
+            }
+        }
+    }
+#undef NEXT
+    CHECK_INT(bad, 0);
+}
+
+
 /* pd_fmt_scaled against the rule itself: pd_fmt_double of the double
  * nearest to units / 10^d, for every share (0..10000 / 10^4, both signs)
  * and random units of every magnitude with 0..9 decimals, including the
