@@ -215,6 +215,14 @@ def test_owner_down_served_stale_within_1s():
         c.produce_file(path)
         # Every partition held (checkpointed at the end) by its owner and a replica.
         wait_for(lambda: all_caught_up(c, ws, nparts, copies=2), 120, "owner + replica copies", interval=0.5)
+
+        def owned_by(w):
+            st, _, b = http_get(w.url + "/v1/partitions")
+            return set(json.loads(b)["self"]["owned"]) if st == 200 else set()
+        # (the copies can be complete while the group is still settling:
+        # the last worker to join may own nothing yet)
+        wait_for(lambda: all(owned_by(w) for w in ws), 60, "every worker owning a partition", interval=0.5)
+        wait_for(lambda: all_caught_up(c, ws, nparts, copies=2), 120, "owner + replica copies", interval=0.5)
         prefix = PrefixOracle(read_log(c), nparts)
         users = sorted(prefix.states)
         victim = ws[1]
