@@ -6,7 +6,7 @@
  *
  * A record (produced to partition 0 of the membership topic):
  *   key     the worker id
- *   value   {"id":"w1","url":"http://127.0.0.1:8080","gen":3,
+ *   value   {"id":"w1","group":"profiled","url":"http://127.0.0.1:8080","gen":3,
  *            "ts":1795328747333,"partitions":[0,2,5],
  *            "held":[[0,1234,1,1200],[3,99,0]],"alive":true}
  *   header  "profiled-mac": 64 lower-case hex digits of
@@ -19,7 +19,11 @@
  * member. Records from versions without the header are rejected
  * ("unsigned"): there is no rolling upgrade from them.
  *
- * Field rules: id 1..128 bytes, url < 256 bytes, partitions (optional) at
+ * "group" is the worker's consumer group: a worker admits only records of
+ * its own group (members.c), so two clusters that share a membership topic
+ * and secret -- blue and green of operations.md, both on the default
+ * <topic>.members -- never route to, restore from or count each other.
+ * Field rules: id 1..128 bytes, group < 256 bytes (absent: ""), url < 256 bytes, partitions (optional) at
  * most PD_MEMREC_MAX_CLAIMS entries, of which non-integers and numbers
  * outside [0, PD_MEMREC_MAX_PARTITION] are skipped; held entries are
  * [partition, next_offset, owner 0/1] with, from an owner, a fourth
@@ -52,6 +56,7 @@ typedef enum {
     PD_MEMREC_EXPIRED,      /* ts older than member_ttl (history, or a replay of it) */
     PD_MEMREC_STALE,        /* ts not newer than the member's last record (a replay) */
     PD_MEMREC_FULL,         /* a new member while members_max are known */
+    PD_MEMREC_OTHER_GROUP,  /* a worker of another consumer group (sharing the topic) */
     PD_MEMREC__COUNT
 } pd_memrec_verdict;
 
@@ -60,6 +65,7 @@ const char *pd_memrec_reason(int verdict);
 
 typedef struct {
     char id[130];
+    char group[256];
     char url[256];
     int64_t gen;
     int64_t ts;               /* producer's wall clock, epoch ms */

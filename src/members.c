@@ -243,6 +243,7 @@ static int mem_admit(pd_members *m, pd_memrec *r, int64_t pos)
 {
     int64_t now = pd_now_ms();
     if (r->ts < now - m->ttl_ms) return PD_MEMREC_EXPIRED;
+    if (strcmp(r->group, m->w->cfg->group) != 0) return PD_MEMREC_OTHER_GROUP;
     mem_member *mm = mem_find(m, r->id, 0);
     if (mm && r->ts <= mm->ts) return PD_MEMREC_STALE;
     if (!mm) {
@@ -302,7 +303,10 @@ static void mem_consume(pd_members *m, const rd_kafka_message_t *msg)
     mem_key_text(msg->key, msg->key_len, kt, sizeof kt);
     pd_warn("members: record at offset %lld (key '%s') rejected: %s%s", (long long)msg->offset, kt,
             pd_memrec_reason(v),
-            v == PD_MEMREC_BAD_MAC ? " (forged, altered, or signed with another cluster secret)" : "");
+            v == PD_MEMREC_BAD_MAC ? " (forged, altered, or signed with another cluster secret)"
+            : v == PD_MEMREC_OTHER_GROUP ? " (a worker of another consumer group shares this membership topic: "
+                                           "give each group its own members_topic)"
+                                         : "");
 }
 
 /* ------------------------------------------------------------------ */
@@ -322,6 +326,8 @@ static void mem_publish(pd_members *m, int alive)
     m->last_pub_ts = ts;
     PD_BUF_LIT(&b, "{\"id\":");
     pd_buf_json_str(&b, w->cfg->id, strlen(w->cfg->id));
+    PD_BUF_LIT(&b, ",\"group\":");
+    pd_buf_json_str(&b, w->cfg->group, strlen(w->cfg->group));
     PD_BUF_LIT(&b, ",\"url\":");
     pd_buf_json_str(&b, w->advertise, strnlen(w->advertise, sizeof w->advertise));
     pd_buf_printf(&b, ",\"gen\":%lld,\"ts\":%lld,\"partitions\":[",

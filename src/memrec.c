@@ -13,7 +13,7 @@
 const char *pd_memrec_reason(int v)
 {
     static const char *const names[PD_MEMREC__COUNT] = {
-        "ok", "unsigned", "bad_mac", "key_mismatch", "malformed", "expired", "stale", "full",
+        "ok", "unsigned", "bad_mac", "key_mismatch", "malformed", "expired", "stale", "full", "other_group",
     };
     return v >= 0 && v < PD_MEMREC__COUNT ? names[v] : "?";
 }
@@ -66,13 +66,16 @@ static int memrec_parse(const char *val, size_t len, pd_memrec *r)
     const cJSON *ps = cJSON_GetObjectItemCaseSensitive(root, "partitions");
     const cJSON *alive = cJSON_GetObjectItemCaseSensitive(root, "alive");
     const cJSON *held = cJSON_GetObjectItemCaseSensitive(root, "held");
+    const cJSON *group = cJSON_GetObjectItemCaseSensitive(root, "group");
     if (!cJSON_IsString(id) || !*id->valuestring || strlen(id->valuestring) > 128) goto out;
+    if (group && (!cJSON_IsString(group) || strlen(group->valuestring) >= sizeof r->group)) goto out;
     if (!cJSON_IsString(url) || strlen(url->valuestring) >= sizeof r->url) goto out;
     if (ps && !cJSON_IsArray(ps)) goto out;
     int n = ps ? cJSON_GetArraySize(ps) : 0;
     if (n > PD_MEMREC_MAX_CLAIMS) goto out;
     snprintf(r->id, sizeof r->id, "%s", id->valuestring);
     snprintf(r->url, sizeof r->url, "%s", url->valuestring);
+    snprintf(r->group, sizeof r->group, "%s", group ? group->valuestring : "");
     r->gen = json_i64(cJSON_GetObjectItemCaseSensitive(root, "gen"));
     r->ts = json_i64(cJSON_GetObjectItemCaseSensitive(root, "ts"));
     r->alive = alive ? cJSON_IsTrue(alive) : 1;

@@ -315,6 +315,50 @@ def test_forged_membership_records():
             forger.close()
 
 
+def test_another_group_on_the_same_topics():
+    """Two clusters on the same events and membership topic with the same
+    secret, in different consumer groups (blue/green with the default
+    members_topic): each worker admits only its own group's records, so
+    each owns and answers every partition itself, routes nothing to the
+    other, and counts the other's records as "other_group"."""
+    with cluster(partitions=NPARTS) as c:
+        common = ["--replicas", "0"]
+        blue = c.start_worker("blue", common + ["--group", "blue"])
+        green = c.start_worker("green", common + ["--group", "green"])
+        ws = [blue, green]
+        load(c)
+        wait_for(lambda: c.caught_up([blue.data]) and c.caught_up([green.data]), 120, "both groups to ingest",
+                 interval=0.5)
+
+        def alone(w):
+            st, _, body = http_get(w.url + "/v1/partitions")
+            if st != 200:
+                return False
+            owners = json.loads(body)["owners"]
+            return len(owners) == NPARTS and all((o.get("owner") or {}).get("id") == w.name for o in owners)
+        wait_for(lambda: all(http_get(w.url + "/readyz")[0] == 200 for w in ws), 60, "both ready")
+        # both publish their records every second or so, and read each
+        # other's at once: were the other group's admitted, its claims would
+        # show in the map within this wait
+        time.sleep(3.0)
+        for w in ws:
+            check(alone(w), "%s's partition map names another worker: %s" % (w.name, http_get(w.url + "/v1/partitions")[2][:400]))
+        n, errs = compare_all(oracle(c), ws)
+        for w in ws:
+            for u in sorted({u for (u, d) in oracle(c).raw})[:20]:
+                st, _, body = http_get("%s/v1/profiles/%s" % (w.url, urllib.parse.quote(u, safe="")))
+                if st == 200 and json.loads(body).get("served_by") != w.name:
+                    errs.append("%s at %s: served by %s" % (u, w.name, json.loads(body).get("served_by")))
+        check_answers(errs)
+        for w in ws:
+            check(rejected(w.url, "other_group") > 0, "%s counted no other_group record" % w.name)
+        log = open(blue.log_path, "rb").read().decode(errors="replace")
+        check("another consumer group" in log, "the other group's records were not logged")
+        print("  %d users equal the oracle in both groups; other_group records: blue %d, green %d"
+              % (n, rejected(blue.url, "other_group"), rejected(green.url, "other_group")))
+        check(blue.stop() == 0 and green.stop() == 0, "exit codes")
+
+
 def test_forged_snapshot_on_the_path():
     with cluster(partitions=NPARTS) as c:
         backend = {}
@@ -373,4 +417,4 @@ def test_forged_snapshot_on_the_path():
 
 
 if __name__ == "__main__":
-    main([test_forged_membership_records, test_forged_snapshot_on_the_path])
+    main([test_forged_membership_records, test_another_group_on_the_same_topics, test_forged_snapshot_on_the_path])

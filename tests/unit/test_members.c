@@ -138,15 +138,19 @@ TEST(members_kafka_mock)
         char fresh[256], older[256], expired[256], w10[256];
         long long now = (long long)pd_now_ms();
         snprintf(fresh, sizeof fresh,
-                 "{\"id\":\"w9\",\"url\":\"http://w9\",\"gen\":7,\"ts\":%lld,\"partitions\":[3],\"alive\":true}", now);
+                 "{\"id\":\"w9\",\"group\":\"profiled\",\"url\":\"http://w9\",\"gen\":7,\"ts\":%lld,\"partitions\":[3],\"alive\":true}", now);
         snprintf(older, sizeof older,
-                 "{\"id\":\"w9\",\"url\":\"http://w9\",\"gen\":8,\"ts\":%lld,\"partitions\":[0],\"alive\":true}", now - 1);
+                 "{\"id\":\"w9\",\"group\":\"profiled\",\"url\":\"http://w9\",\"gen\":8,\"ts\":%lld,\"partitions\":[0],\"alive\":true}", now - 1);
         snprintf(expired, sizeof expired,
-                 "{\"id\":\"w7\",\"url\":\"http://w7\",\"gen\":1,\"ts\":%lld,\"partitions\":[2],\"alive\":true}",
+                 "{\"id\":\"w7\",\"group\":\"profiled\",\"url\":\"http://w7\",\"gen\":1,\"ts\":%lld,\"partitions\":[2],\"alive\":true}",
                  now - 60000);
+        char green[256];
+        snprintf(green, sizeof green, /* a worker of another group on the same topic, with the secret */
+                 "{\"id\":\"g1\",\"group\":\"green\",\"url\":\"http://g1\",\"gen\":9,\"ts\":%lld,"
+                 "\"partitions\":[0,1,2,3],\"held\":[[0,99,1]],\"alive\":true}", now);
         snprintf(w10, sizeof w10,
-                 "{\"id\":\"w10\",\"url\":\"http://w10\",\"gen\":1,\"ts\":%lld,\"partitions\":[2],\"alive\":true}", now);
-        const char *w8 = "{\"id\":\"w8\",\"url\":\"http://w8\",\"gen\":1,\"ts\":1,\"partitions\":[0,1,2,3],\"alive\":true}";
+                 "{\"id\":\"w10\",\"group\":\"profiled\",\"url\":\"http://w10\",\"gen\":1,\"ts\":%lld,\"partitions\":[2],\"alive\":true}", now);
+        const char *w8 = "{\"id\":\"w8\",\"group\":\"profiled\",\"url\":\"http://w8\",\"gen\":1,\"ts\":1,\"partitions\":[0,1,2,3],\"alive\":true}";
         static const char *const K = "k";
         const struct {
             const char *key, *val, *secret; /* secret NULL: no MAC header */
@@ -159,6 +163,7 @@ TEST(members_kafka_mock)
             {"w9", "garbage", K, PD_MEMREC_MALFORMED},
             {"w1", fresh, K, PD_MEMREC_KEY_MISMATCH},      /* w1 speaking for w9 */
             {"w7", expired, K, PD_MEMREC_EXPIRED},
+            {"g1", green, K, PD_MEMREC_OTHER_GROUP},       /* blue/green sharing <topic>.members */
             {"w9", fresh, K, PD_MEMREC_OK},                /* the newest claim of 3 */
             {"w9", fresh, K, PD_MEMREC_STALE},             /* the same record again: a replay */
             {"w9", older, K, PD_MEMREC_STALE},             /* not newer than what w9 said */
@@ -211,10 +216,10 @@ TEST(members_kafka_mock)
         char back[256], leave[256];
         now = (long long)pd_now_ms();
         snprintf(back, sizeof back,
-                 "{\"id\":\"w9\",\"url\":\"http://w9\",\"gen\":10,\"ts\":%lld,\"partitions\":[3],\"alive\":true}",
+                 "{\"id\":\"w9\",\"group\":\"profiled\",\"url\":\"http://w9\",\"gen\":10,\"ts\":%lld,\"partitions\":[3],\"alive\":true}",
                  now);
         snprintf(leave, sizeof leave,
-                 "{\"id\":\"w9\",\"url\":\"http://w9\",\"ts\":%lld,\"partitions\":[3],\"alive\":false}", now + 1);
+                 "{\"id\":\"w9\",\"group\":\"profiled\",\"url\":\"http://w9\",\"ts\":%lld,\"partitions\":[3],\"alive\":false}", now + 1);
         const char *const tail[] = {back, leave};
         for (int i = 0; i < 2; i++) {
             char mac[65];
