@@ -51,6 +51,17 @@ static double cpu_now(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* Ascending, by insertion sort (the medians' arrays are a few rounds). */
+static void sort_small(double *x, size_t n)
+{
+    for (size_t a = 1; a < n; a++)
+        for (size_t b = a; b > 0 && x[b - 1] > x[b]; b--) {
+            double t = x[b];
+            x[b] = x[b - 1];
+            x[b - 1] = t;
+        }
+}
+
 typedef struct {
     size_t off;
     uint32_t len;
@@ -275,12 +286,7 @@ int main(int argc, char **argv)
            "\"storage\":[",
            n, ngroups, nq, (unsigned long long)ref_hash);
     for (int v = 0; v < NV; v++) {
-        for (int a = 1; a < REPS; a++) /* median by insertion sort */
-            for (int b = a; b > 0 && rr[v][b - 1] > rr[v][b]; b--) {
-                double x = rr[v][b];
-                rr[v][b] = rr[v][b - 1];
-                rr[v][b - 1] = x;
-            }
+        sort_small(rr[v], REPS);
         printf("%s{\"tracked_types\":%d,\"recent_max\":%d,\"recent_attributes\":%d,\"bytes_per_user_day\":%.1f,"
                "\"total_bytes\":%zu,\"events_per_sec\":%.0f,\"median_rate_ratio_to_reference\":%.3f}",
                v ? "," : "", sv[v]->ntracked, sv[v]->recent_max, sv[v]->recent_nattrs,
@@ -288,13 +294,7 @@ int main(int argc, char **argv)
     }
     printf("],\"queries\":[");
     for (int k = 0; k < nqv; k++) {
-        /* median by insertion sort (pairs is small) */
-        for (int64_t a = 1; a < pairs; a++)
-            for (int64_t b = a; b > 0 && ratio[k][b - 1] > ratio[k][b]; b--) {
-                double x = ratio[k][b];
-                ratio[k][b] = ratio[k][b - 1];
-                ratio[k][b - 1] = x;
-            }
+        sort_small(ratio[k], (size_t)pairs);
         printf("%s{\"query\":\"%s\",\"what\":\"%s\",\"cpu_us_per_query\":%.2f,\"median_ratio_to_reference\":%.3f,"
                "\"answer_bytes_per_query\":%.0f}",
                k ? "," : "", qv[k].qs, qv[k].name, 1e6 * qsum[k] / (double)pairs, ratio[k][pairs / 2],
