@@ -171,6 +171,12 @@ def compare_all(ws, o, today):
     return compared
 
 
+def metric_total(w, name):
+    _, _, m = http_get(w.url + "/metrics")
+    return sum(float(line.split()[1]) for line in m.decode().splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
 def check_bad_requests(w):
     cases = [
         ("types=view", "'view' is not a tracked event type (tracked: park, contact)"),
@@ -235,6 +241,15 @@ def test_signals_kill_handoff():
         w1.kill9()
         wait_for(lambda: not prod.alive(), 60, "producer to finish")
         check(prod.p.returncode == 0, "producer failed")
+        # w2 takes w1's partitions over by promoting its warm replicas (no
+        # snapshot, no rebuild); its answers, every variant, are the oracle's
+        wait_for(lambda: http_get(w2.url + "/readyz")[0] == 200 and set(
+            json.loads(http_get(w2.url + "/v1/partitions")[2])["self"]["owned"]) == set(range(NPARTS)),
+            90, "w2 owning every partition (its replicas promoted)", interval=0.5)
+        wait_caught_up(c, [w2.data], timeout=120)
+        check(metric_total(w2, "profiled_restores_total") + metric_total(w2, "profiled_rebuilds_total") == 0,
+              "w2 restored or rebuilt a partition instead of promoting its replica")
+        print("  %d answers compared at w2 after the promotion" % compare_all([w2], oracle_from_topic(c), day_of(now)))
         w1 = c.start_worker("w1", args)
         # a third worker joins: partitions move to it by snapshot
         w3 = c.start_worker("w3", args)
