@@ -72,6 +72,18 @@ static void fx_takeover(pd_ingest *ig, int32_t p, int64_t hi)
         pd_info("partition %d: performing the side effects (DLQ, re-routes) of offsets %" PRId64 "..%" PRId64
                 " its previous owner had not confirmed (applied here as a replica)",
                 (int)p, pp->fx.done, pp->next_offset - 1);
+    /* The group may lag what this store knows is done: this worker's last
+     * commit to the group failed (fenced after a session timeout) and the
+     * partition came back with nothing left to read, or a new group reads
+     * an existing store. Only a store commit of p commits the frontier to
+     * the group (flush_finish; ig_recommit retries it), so one is made due
+     * here: without it the group's offset stayed behind until the next
+     * record -- lag reported that is not there, and a later owner redoing
+     * side effects already done (test_sidefx, the new group). */
+    if (pp->fx.done >= 0 && pp->next_offset >= 0 && pp->fx.done != pp->group_committed) {
+        pp->dirty = 1;
+        if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
+    }
 }
 
 /* A partition that starts far behind the end of the log (rebuilt from the

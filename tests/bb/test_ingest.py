@@ -194,7 +194,10 @@ def settle_and_compare(c, workers, bad, timeout=180):
     from the topic."""
     dirs = [w.data for w in workers]
     wait_caught_up(c, dirs, timeout=timeout)
-    wait_for(lambda: side_effects_done(c), timeout, "owners to commit every partition's end", interval=0.5)
+    try:
+        wait_for(lambda: side_effects_done(c), timeout, "owners to commit every partition's end", interval=0.5)
+    except TestFailure as e:  # say which partitions lag, for the logs kept
+        raise TestFailure("%s: group committed %s, ends %s" % (e, group_committed(c), c.watermarks())) from None
     check(all(w.stop() == 0 for w in workers), "graceful stop failed")
     o = oracle_from_topic(c)
     compare_state(c, o, dirs)

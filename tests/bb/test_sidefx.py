@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import check, cluster, http_get, main, wait_for  # noqa: E402
 from oracle import Oracle, partition_for  # noqa: E402
-from test_ingest import NPARTS, build_input, compare_state, read_topic, wait_caught_up  # noqa: E402
+from test_ingest import NPARTS, build_input, compare_state, group_committed, read_topic, wait_caught_up  # noqa: E402
 
 
 def kcat_produce(c, lines, partition=None, headers=()):
@@ -196,5 +196,45 @@ def test_restarted_replica_keeps_its_frontier():
         check_redone(c, w2, mine)
 
 
+def test_frontier_reaches_the_group_without_new_records():
+    """A worker takes over partitions whose store knows more side effects
+    done than the group's committed offset says, and no record follows:
+    the frontier must still reach the group (lag monitoring; a later owner
+    would redo side effects already done). Made deterministic with a new
+    group on an existing store (blue/green reusing a data directory; in
+    the wild: an owner whose last group commit failed, fenced after a
+    session timeout, getting its idle partitions back -- CI saw
+    test_robust's settle wait 180 s for it). The DLQ must not change: the
+    new group's owner redoes nothing. Fails when the takeover leaves the
+    partitions clean (group offsets stay absent)."""
+    with cluster(partitions=NPARTS) as c:
+        path, bad = build_input(c, 2000, 100, 29)
+        w1 = c.start_worker("w1", ["--replicas", "0"])
+        c.produce_file(path, ["--key_field", "route_key"])
+        wait_caught_up(c, [w1.data], timeout=120)
+        ends = c.watermarks()
+        wait_for(lambda: all(group_committed(c).get(p, -1) >= ends[p] for p in ends), 60,
+                 "group g to commit every end", interval=0.5)
+        dlq_before = len(read_topic(c, c.topic + ".dlq"))
+        check(w1.stop() == 0, "w1 did not stop cleanly")
+        w1 = c.start_worker("w1", ["--replicas", "0", "--group", "g2"])
+        last = {}
+
+        def committed():
+            last.update(group_committed(c, "g2"))
+            return all(last.get(p, -1) >= ends[p] for p in ends)
+        wait_for(committed, 60, "group g2 to get every partition's frontier (no record after the start)",
+                 interval=0.5)
+        check(all(last[p] == ends[p] for p in ends), "g2 committed %s, the ends are %s" % (last, ends))
+        check(w1.stop() == 0, "w1 did not stop cleanly")
+        dlq_after = len(read_topic(c, c.topic + ".dlq"))
+        check(dlq_after == dlq_before, "the DLQ grew from %d to %d records: side effects redone"
+              % (dlq_before, dlq_after))
+        o, _, _ = oracle_with_positions(c)
+        check_dlq_exact(c, o)
+        compare_state(c, o, [w1.data])
+
+
 if __name__ == "__main__":
-    main([test_promoted_replica_redoes_dead_owners_side_effects, test_restarted_replica_keeps_its_frontier])
+    main([test_promoted_replica_redoes_dead_owners_side_effects, test_restarted_replica_keeps_its_frontier,
+          test_frontier_reaches_the_group_without_new_records])
