@@ -19,6 +19,8 @@ int ctl_dump_main(int argc, char **argv);
 int ctl_days_main(int argc, char **argv);
 /* `profilectl offsets`: committed checkpoint of each partition (ctl_dump.c). */
 int ctl_offsets_main(int argc, char **argv);
+/* `profilectl schema`: a store's, a file's or the built-in schema in canonical JSON (ctl_dump.c). */
+int ctl_schema_main(int argc, char **argv);
 /* `profilectl consume`: a topic's records with headers as JSON lines (ctl_consume.c). */
 int ctl_consume_main(int argc, char **argv);
 

@@ -109,5 +109,8 @@ int pd_schema_find(const pd_schema *s, const char *name, size_t n);
 /* Writes the schema as JSON text (canonical form, loadable again: every
  * default written out, "recent" always, {"max":0} when off). */
 void pd_schema_to_json(const pd_schema *s, pd_buf *out);
+/* Appends {"fingerprint":"<16 hex digits>","schema":<pd_schema_to_json>}:
+ * GET /v1/schema's answer and `profilectl schema --format json`. */
+void pd_schema_describe(const pd_schema *s, pd_buf *out);
 
 #endif

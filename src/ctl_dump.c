@@ -1,12 +1,17 @@
 /*
- * ctl_dump.c -- `profilectl dump | days | offsets`: read-only inspection of
- * a worker's store.
+ * ctl_dump.c -- `profilectl dump | days | offsets | schema`: read-only
+ * inspection of a worker's store.
  *
  *   dump     profiles, filtered by --day, --partition, --user; JSON lines
  *            {"day":..,"partition":..,"user_id":..,"profile":{..}} or text
  *   days     the day column families: profiles (user-days, counted by a
  *            scan), RocksDB's key estimate and bytes
  *   offsets  the committed checkpoint (next offset, clock) of each partition
+ *   schema   the schema in canonical JSON (schema.h pd_schema_to_json: what
+ *            the fingerprint hashes, a valid --schema file): the store's
+ *            with --data-dir, else --schema FILE or the built-in one;
+ *            --format json wraps it as {"fingerprint":..,"schema":..}, as
+ *            GET /v1/schema answers
  *
  * The store is opened as a RocksDB secondary instance (pd_store_opts
  * read_only) in a throw-away scratch directory, so these commands work
@@ -82,6 +87,16 @@ static const pd_opt offsets_tbl[] = {
     {"format", PD_OPT_STR, DOFF(format), "text", 1, 0, "Output format: text (table) or json (one object per line)."},
 };
 
+static const pd_opt schema_tbl[] = {
+    {"data_dir", PD_OPT_STR, DOFF(data_dir), "", 1, 0,
+     "Data directory of a store: print the schema recorded in it (else --schema, else the built-in one)."},
+    {"schema", PD_OPT_STR, DOFF(schema), "", 1, 0,
+     "Without --data-dir: a schema JSON file to check and print canonical, or 'builtin' (the default)."},
+    OPT_MAX_VALUES,
+    {"format", PD_OPT_STR, DOFF(format), "schema", 1, 0,
+     "Output: schema (the canonical JSON alone, usable as --schema) or json ({\"fingerprint\",\"schema\"})."},
+};
+
 typedef struct {
     const char *name;
     const char *summary;
@@ -95,6 +110,9 @@ static const dump_cmd cmd_dump = {
 static const dump_cmd cmd_days = {
     "days", "Lists the day column families: profiles (user-days, counted), RocksDB's estimated keys (merge operands included) and bytes.", days_tbl,
     PD_ARRAY_LEN(days_tbl)};
+static const dump_cmd cmd_schema = {
+    "schema", "Prints a schema in canonical JSON: the one recorded in a store, a file's, or the built-in one.",
+    schema_tbl, PD_ARRAY_LEN(schema_tbl)};
 static const dump_cmd cmd_offsets = {
     "offsets", "Lists the committed checkpoint of each partition.", offsets_tbl,
     PD_ARRAY_LEN(offsets_tbl)};
@@ -102,9 +120,9 @@ static const dump_cmd cmd_offsets = {
 static void usage(const dump_cmd *c, FILE *out)
 {
     fprintf(out,
-            "usage: profilectl %s --data-dir DIR [options]\n%s\n"
+            "usage: profilectl %s %s[options]\n%s\n"
             "Opens the store read-only (a RocksDB secondary instance); safe while a worker runs.\n\n",
-            c->name, c->summary);
+            c->name, c == &cmd_schema ? "" : "--data-dir DIR ", c->summary);
     pd_opts_usage(c->tbl, c->n, out);
     fprintf(out, "  %-34s %s\n", "--help", "Show this help.");
     fprintf(out, "Flags take '-' or '_' alike (--data-dir == --data_dir) and --name=value.\n");
@@ -133,6 +151,15 @@ static int parse_args(const dump_cmd *c, dump_opts *o, int argc, char **argv, in
     pd_argv_extra ex = {.allow = dump_allow, .allow_ctx = c};
     int rc = pd_opts_parse_argv(c->tbl, c->n, o, argc, argv, &ex, help, err, errlen);
     if (rc || *help) return rc;
+    if (c == &cmd_schema) {
+        if (strcmp(o->format, "json") != 0 && strcmp(o->format, "schema") != 0)
+            return pd_seterr(err, errlen, PD_EINVAL, "--format: '%s' is not schema or json", o->format);
+        if (*o->data_dir && *o->schema)
+            return pd_seterr(err, errlen, PD_EINVAL, "--data-dir and --schema: give one (a store records its schema)");
+        if (o->max_values && *o->data_dir)
+            return pd_seterr(err, errlen, PD_EINVAL, "--max-values with --data-dir: the store's schema has its own cap");
+        return PD_OK;
+    }
     if (!o->data_dir || !*o->data_dir)
         return pd_seterr(err, errlen, PD_EINVAL, "--data-dir is required");
     if (o->format && strcmp(o->format, "json") != 0 && strcmp(o->format, "text") != 0)
@@ -146,22 +173,29 @@ static int parse_args(const dump_cmd *c, dump_opts *o, int argc, char **argv, in
 /* Opens the store read-only with the chosen schema. *schema is malloc'd
  * (NULL when the store's own schema is used); free after closing. Returns
  * an exit code (0 ok, 1 runtime error). */
+/* Loads --schema ("builtin" or "": the built-in one, else a file) into a
+ * malloc'd *schema. Returns an exit code (0 ok, 1 said on stderr). */
+static int load_schema(const dump_cmd *c, const dump_opts *o, pd_schema **schema)
+{
+    char err[1024];
+    pd_schema *s = pd_calloc(1, sizeof *s);
+    if (!*o->schema || strcmp(o->schema, "builtin") == 0) {
+        pd_schema_default(s, (uint32_t)o->max_values);
+    } else if (pd_schema_load_file(s, o->schema, (uint32_t)o->max_values, err, sizeof err)) {
+        fprintf(stderr, "profilectl %s: --schema: %s\n", c->name, err);
+        pd_free(s);
+        return 1;
+    }
+    *schema = s;
+    return 0;
+}
+
 static int open_ro(const dump_cmd *c, const dump_opts *o, pd_store **st, pd_schema **schema)
 {
     char err[1024];
     *st = NULL;
     *schema = NULL;
-    if (*o->schema) {
-        pd_schema *s = pd_calloc(1, sizeof *s);
-        if (strcmp(o->schema, "builtin") == 0) {
-            pd_schema_default(s, (uint32_t)o->max_values);
-        } else if (pd_schema_load_file(s, o->schema, (uint32_t)o->max_values, err, sizeof err)) {
-            fprintf(stderr, "profilectl %s: --schema: %s\n", c->name, err);
-            pd_free(s);
-            return 1;
-        }
-        *schema = s;
-    }
+    if (*o->schema && load_schema(c, o, schema) != 0) return 1;
     pd_store_opts so = {0};
     so.read_only = 1;
     so.block_cache_mb = 16;
@@ -184,9 +218,11 @@ static int flush_out(pd_buf *b)
     return rc;
 }
 
-static int finish_out(const dump_cmd *c)
+/* Writes what is left in b (NULL: nothing) and flushes stdout; returns the
+ * exit code (1 after a write error, said on stderr). */
+static int finish_out(const dump_cmd *c, pd_buf *b)
 {
-    if (fflush(stdout) != 0 || ferror(stdout)) {
+    if ((b && flush_out(b) != 0) || fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "profilectl %s: error writing output\n", c->name);
         return 1;
     }
@@ -369,7 +405,7 @@ int ctl_dump_main(int argc, char **argv)
         ex = 1;
         goto out;
     }
-    ex = finish_out(c);
+    ex = finish_out(c, NULL);
 out:
     pd_buf_free(&d.out);
     pd_store_close(st);
@@ -421,12 +457,7 @@ int ctl_days_main(int argc, char **argv)
             pd_buf_printf(&b, "%-10s %12" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", d, profiles, ds[i].keys,
                           ds[i].bytes);
     }
-    if (flush_out(&b) != 0) {
-        fprintf(stderr, "profilectl days: error writing output\n");
-        ex = 1;
-        goto out;
-    }
-    ex = finish_out(c);
+    ex = finish_out(c, &b);
 out:
     pd_buf_free(&b);
     pd_free(ds);
@@ -471,15 +502,39 @@ int ctl_offsets_main(int argc, char **argv)
             pd_buf_printf(&b, "%-9d %14" PRId64 "  %s\n", cp[i].partition, cp[i].next_offset, ts);
         }
     }
-    if (flush_out(&b) != 0) {
-        fprintf(stderr, "profilectl offsets: error writing output\n");
-        ex = 1;
-        goto out;
-    }
-    ex = finish_out(c);
+    ex = finish_out(c, &b);
 out:
     pd_buf_free(&b);
     pd_free(cp);
+    pd_store_close(st);
+    pd_free(schema);
+    pd_opts_free(c->tbl, c->n, &o);
+    return ex;
+}
+
+int ctl_schema_main(int argc, char **argv)
+{
+    const dump_cmd *c = &cmd_schema;
+    dump_opts o;
+    int help, ex = run(c, argc, argv, &o, &help);
+    pd_store *st = NULL;
+    pd_schema *schema = NULL;
+    pd_buf b = {0};
+    if (ex >= 0) goto out;
+    const pd_schema *s;
+    if (*o.data_dir) {
+        if ((ex = open_ro(c, &o, &st, &schema)) != 0) goto out;
+        s = pd_store_schema(st);
+    } else {
+        if ((ex = load_schema(c, &o, &schema)) != 0) goto out;
+        s = schema;
+    }
+    if (strcmp(o.format, "json") == 0) pd_schema_describe(s, &b);
+    else pd_schema_to_json(s, &b);
+    pd_buf_putc(&b, '\n');
+    ex = finish_out(c, &b);
+out:
+    pd_buf_free(&b);
     pd_store_close(st);
     pd_free(schema);
     pd_opts_free(c->tbl, c->n, &o);

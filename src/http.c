@@ -13,6 +13,7 @@
  *   GET /v1/erasures?partition=&offset= erasure status (http_erase.c)
  *   GET /v1/partitions                  partition -> owner map + own view
  *   GET /v1/population                  the population prior (population.c)
+ *   GET /v1/schema                      the schema events are read into (schema.h)
  *   GET /internal/v1/population         this worker's partitions' population days
  *   GET /healthz, /readyz, /metrics     ops endpoints
  *   GET /internal/v1/profiles/{user_id} the forwarded form: local state only
@@ -969,6 +970,7 @@ static int classify(const char *path, const char **seg, size_t *seglen)
     if (strcmp(path, PATH_ERASURES_INT) == 0) return PD_ROUTE_INTERNAL;
     if (strcmp(path, "/v1/partitions") == 0) return PD_ROUTE_PARTITIONS;
     if (strcmp(path, PATH_POPULATION) == 0) return PD_ROUTE_POPULATION;
+    if (strcmp(path, "/v1/schema") == 0) return PD_ROUTE_SCHEMA;
     if (strcmp(path, PATH_POPULATION_INT) == 0) return PD_ROUTE_INTERNAL;
     if (strcmp(path, "/healthz") == 0) return PD_ROUTE_HEALTHZ;
     if (strcmp(path, "/readyz") == 0) return PD_ROUTE_READYZ;
@@ -1133,6 +1135,11 @@ static void dispatch(pd_http *h, struct mg_connection *c, const struct mg_reques
         route_profile(h, c, seg, seglen, qs, *route == PD_ROUTE_INTERNAL, r);
         return;
     case PD_ROUTE_PARTITIONS: route_partitions(h, r); return;
+    case PD_ROUTE_SCHEMA: /* what this worker reads events into (schema.h) */
+        pd_schema_describe(h->w->schema, &r->body);
+        r->status = 200;
+        r->ctype = "application/json";
+        return;
     case PD_ROUTE_HEALTHZ:
         r->status = 200;
         r->ctype = "application/json";

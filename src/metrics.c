@@ -74,7 +74,7 @@ void pd_hist_observe(pd_hist *h, double v)
 /* ---- routes and status slots ---- */
 
 static const char *const route_names[PD_ROUTE__COUNT] = {
-    "profile", "partitions", "healthz", "readyz", "metrics", "internal", "erase", "score", "population", "other",
+    "profile", "partitions", "healthz", "readyz", "metrics", "internal", "erase", "score", "population", "schema", "other",
 };
 
 const char *pd_route_name(int r)

@@ -21,6 +21,7 @@ static const ctl_cmd cmds[] = {
     {"dump", ctl_dump_main, "print stored profiles of a worker's data directory (read-only)"},
     {"days", ctl_days_main, "list day column families with sizes and key counts"},
     {"offsets", ctl_offsets_main, "list checkpointed input offsets per partition"},
+    {"schema", ctl_schema_main, "print a schema (a store's, a file's or the built-in one) in canonical JSON"},
     {"export", ctl_export_main, "print profiles as of the end of a past day (--at), as JSON lines, for training data"},
     {"import", ctl_import_main, "build a new store from archived events (JSON lines, gzip or plain) up to --until"},
     {"backup", ctl_backup_main, "take a consistent, incremental backup of a store (or ask a running worker to)"},

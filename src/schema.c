@@ -10,6 +10,7 @@
  */
 #include "schema.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +362,13 @@ int pd_schema_find(const pd_schema *s, const char *name, size_t n)
     for (int i = 0; i < s->ndims; i++)
         if (strlen(s->dims[i].name) == n && memcmp(s->dims[i].name, name, n) == 0) return i;
     return -1;
+}
+
+void pd_schema_describe(const pd_schema *s, pd_buf *out)
+{
+    pd_buf_printf(out, "{\"fingerprint\":\"%016" PRIx64 "\",\"schema\":", s->fingerprint);
+    pd_schema_to_json(s, out);
+    pd_buf_putc(out, '}');
 }
 
 void pd_schema_to_json(const pd_schema *s, pd_buf *out)

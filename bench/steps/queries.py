@@ -124,16 +124,6 @@ def reads(ctx):
 
 # The built-in schema (schema.c pd_schema_default) with "park" and
 # "contact" tracked: the store the tracked step's second worker keeps.
-TRACKED_SCHEMA = {"dimensions": [{"name": n, "type": "categorical"} for n in (
-    "make", "model", "color", "fuel", "gearbox", "body", "condition", "seller_type", "region", "emission_class",
-    "damaged", "doors")] + [{"name": n, "type": "numeric", "buckets": b} for n, b in (
-        ("price", [5000, 10000, 15000, 20000, 30000, 50000, 75000, 100000]),
-        ("mileage", [10000, 25000, 50000, 100000, 150000, 200000]),
-        ("year", [2000, 2005, 2010, 2015, 2018, 2020, 2022, 2024]),
-        ("power_kw", [50, 75, 100, 150, 200, 300]), ("seats", [2, 4, 5, 7]),
-        ("engine_cc", [1000, 1400, 1600, 2000, 3000, 4000]), ("co2_g_km", [0, 50, 100, 130, 160, 200, 250]),
-        ("owners", [1, 2, 3, 5]))],
-    "tracked_types": ["park", "contact"]}
 
 
 def tracked(ctx):
@@ -146,9 +136,12 @@ def tracked(ctx):
     committed as far as the first before the rounds)."""
     log("3g/9 weights= and types= on a store with tracked types")
     w1 = ctx.ensure_w1()
+    # the built-in schema as the build under test has it, plus tracked types
+    schema = json.loads(subprocess.run([ctx.bin("profilectl"), "schema"], stdout=subprocess.PIPE, check=True).stdout)
+    schema["tracked_types"] = ["park", "contact"]
     path = os.path.join(ctx.work, "tracked-schema.json")
     with open(path, "w") as f:
-        json.dump(TRACKED_SCHEMA, f)
+        json.dump(schema, f)
     # (its own membership and dead-letter topics: a peer with another
     # schema is no snapshot source or population peer of it)
     wt = ctx.start_worker("wt", os.path.join(ctx.work, "wt"), group="bench-tracked",

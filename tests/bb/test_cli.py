@@ -44,11 +44,17 @@ def test_profilectl_usage():
     check(run([PROFILECTL, "--help"]).returncode == 0, "--help")
     r = run([PROFILECTL, "frobnicate"], check_rc=False)
     check(r.returncode == 2 and b"frobnicate" in r.stderr, "unknown command")
-    for cmd in ("broker", "produce", "generate", "consume", "dump", "days", "offsets"):
+    for cmd in ("broker", "produce", "generate", "consume", "dump", "days", "offsets", "schema"):
         r = run([PROFILECTL, cmd, "--help"], check_rc=False)
         check(r.returncode == 0 and len(r.stdout) > 50, "%s --help: rc %d" % (cmd, r.returncode))
     r = run([PROFILECTL, "dump", "--data-dir", "/nonexistent/pd"], check_rc=False)
     check(r.returncode == 1 and r.stderr, "dump of a missing store: rc %d" % r.returncode)
+    r = run([PROFILECTL, "schema", "--format", "yaml"], check_rc=False)
+    check(r.returncode == 2 and b"--format" in r.stderr, "schema --format yaml: rc %d %r" % (r.returncode, r.stderr))
+    r = run([PROFILECTL, "schema", "--schema", "/nonexistent/s.json"], check_rc=False)
+    check(r.returncode == 1 and b"/nonexistent/s.json" in r.stderr, "schema of a missing file: %r" % r.stderr)
+    r = run([PROFILECTL, "schema", "--schema", "builtin", "--data-dir", "/tmp"], check_rc=False)
+    check(r.returncode == 2 and b"--data-dir and --schema" in r.stderr, "schema with both: %r" % r.stderr)
     r = run([PROFILECTL, "produce", "--topic", "t"], check_rc=False)
     check(r.returncode == 2 and b"brokers" in r.stderr, "produce without --brokers: %r" % r.stderr)
 

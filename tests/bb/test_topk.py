@@ -134,6 +134,42 @@ def compare_all(ws, o, today):
     return compared
 
 
+def expected_schema():
+    """The canonical form of SCHEMA as docs/data-model.md defines it,
+    written out here from the file's keys and the documented defaults
+    (categorical cap 64, recent items on: 10, item.id, no attributes)."""
+    dims = []
+    for d in SCHEMA["dimensions"]:
+        e = {"name": d["name"], "type": d["type"], "paths": d.get("paths", ["item." + d["name"], "filters." + d["name"]])}
+        if d["type"] == "categorical":
+            e["max_values"] = d.get("max_values", 64)
+        else:
+            e["buckets"] = [float(b) for b in d["buckets"]]
+        dims.append(e)
+    return {"categorical_max_values": 64, "dimensions": dims,
+            "recent": {"max": 10, "item_id": "item.id", "attributes": []}}
+
+
+def check_schema(c, w, schema_path):
+    """GET /v1/schema is SCHEMA with its defaults filled in; its
+    fingerprint is the one `profilectl schema` gives for the file and for
+    the worker's store, and the canonical text loads back to itself."""
+    st, _, body = http_get(w.url + "/v1/schema")
+    check(st == 200, "GET /v1/schema: %d %r" % (st, body[:200]))
+    got = json.loads(body)
+    check(got["schema"] == expected_schema(), "GET /v1/schema:\n%s\nexpected\n%s" % (got["schema"], expected_schema()))
+    fp = got["fingerprint"]
+    check(len(fp) == 16 and int(fp, 16) >= 0, "fingerprint %r" % fp)
+    for args in (["--schema", schema_path], ["--data-dir", w.data]):
+        d = json.loads(c.ctl("schema", "--format", "json", *args).stdout)
+        check(d == got, "profilectl schema %s differs from GET /v1/schema: %s" % (args[0], d))
+    canon = os.path.join(c.dir, "canonical.json")
+    with open(canon, "wb") as f:
+        f.write(c.ctl("schema", "--schema", schema_path).stdout)
+    d = json.loads(c.ctl("schema", "--format", "json", "--schema", canon).stdout)
+    check(d == got, "the canonical schema does not load back to itself: %s" % d)
+
+
 def test_music_topk_kill_handoff():
     with cluster(partitions=NPARTS) as c:
         schema = os.path.join(c.dir, "music.json")
@@ -152,6 +188,7 @@ def test_music_topk_kill_handoff():
         args = ["--schema", schema, "--cleanup_grace", "2s"]
         w1 = c.start_worker("w1", args)
         w2 = c.start_worker("w2", args)
+        check_schema(c, w2, schema)
         out = c.produce_file(paths[0])
         check("failed=0" in out, out)
         # SIGKILL w1 while the second third arrives, then restart it

@@ -43,7 +43,7 @@ TEST(metrics_hist_edges)
 TEST(metrics_routes_and_status)
 {
     static const char *const names[] = {"profile", "partitions", "healthz", "readyz",
-                                        "metrics", "internal", "erase", "score", "population", "other"};
+                                        "metrics", "internal", "erase", "score", "population", "schema", "other"};
     for (int r = 0; r < PD_ROUTE__COUNT; r++) CHECK_STR(pd_route_name(r), names[r]);
     CHECK_STR(pd_route_name(-1), "other");
     CHECK_STR(pd_route_name(PD_ROUTE__COUNT), "other");
