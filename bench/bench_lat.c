@@ -397,7 +397,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_lat: --rate x --secs = %.0f requests, want 1 to %lld\n", due_d, MAX_DUE);
         return 2;
     }
-    long long due = (long long)due_d;
+    long long due = (long long)(due_d + 1e-6); /* 300 x 0.3 is 90, not 89 */
     if (conns > due) conns = (int)due;
 
     pd_peer_url url;
