@@ -39,7 +39,7 @@ import subprocess
 import time
 import urllib.parse
 
-from benchlib import http_get, log, run
+from benchlib import ROOT, http_get, log, run
 
 
 def candidates(ctx, n, seed):
@@ -175,12 +175,21 @@ def parse_lat(out):
     return r
 
 
+def lat_tool(ctx):
+    """bench_lat from the tools directory, else this tree's build (a client
+    only: an older tree measured with --bin-dir may not have it)."""
+    for path in (ctx.tool("bench_lat"), os.path.join(ROOT, "build", "bench", "bench_lat")):
+        if os.access(path, os.X_OK):
+            return path
+    raise RuntimeError("bench_lat not built: make bench-bins")
+
+
 def light_load_c(ctx, url, users, body_path, rate, secs, name):
     """The light-load run with bench_lat (see the top): one keep-alive
     connection, open loop, the requests of lat_requests."""
     lst = lat_requests(os.path.join(ctx.work, name + ".txt"), users, body_path, int(rate * secs), 2)
     port = urllib.parse.urlparse(url).port
-    p = subprocess.run([ctx.tool("bench_lat"), "--port", str(port), "--rate", str(rate), "--secs", str(secs),
+    p = subprocess.run([lat_tool(ctx), "--port", str(port), "--rate", str(rate), "--secs", str(secs),
                         "--timeout-ms", "5000", lst], capture_output=True, timeout=secs + 60)
     if p.returncode not in (0, 1):  # 1: some request not answered 200, reported in the line
         raise RuntimeError("bench_lat exited %d: %s" % (p.returncode, p.stderr.decode(errors="replace")[-1000:]))
