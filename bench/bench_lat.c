@@ -320,8 +320,9 @@ static int cmp_i64(const void *a, const void *b)
 /* Nearest rank: the ceil(q n)-th smallest of the n sorted values. */
 static double pct_us(const int64_t *v, long long n, double q)
 {
-    long long rank = (long long)(q * (double)n);
-    if ((double)rank < q * (double)n) rank++;
+    double qn = q * (double)n - 1e-9; /* 0.99 x 1000 may come out a hair over 990 */
+    long long rank = (long long)qn;
+    if ((double)rank < qn) rank++;
     if (rank < 1) rank = 1;
     if (rank > n) rank = n;
     return (double)v[rank - 1] / 1e3;
