@@ -17,8 +17,8 @@ each round: bench_lat (bench/bench_lat.c: C, open loop, one keep-alive
 connection, latency from the due time and from the send; res["light_c"])
 and, for continuity with the figures of docs/BENCHMARKS.md measured
 before it, the Python http.client loop below (res["light"]), whose own
-latency and pauses are in its figures. Each 10 s run sends the same
-users in the same order (a seeded shuffle) to both clients.
+latency and pauses are in its figures. Both draw the users of a 10 s run
+from the same seeded Random, so they send the same users in the same order.
 
 Reference (b), what a client does without the endpoint: one Python
 client fetches the profile (GET ?days=30, keep-alive) and scores the same
