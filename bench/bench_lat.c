@@ -35,7 +35,9 @@
  * retry on a fresh connection when a kept one turns out stale (POSTs are
  * marked idempotent: rank only reads). A connection the server closes
  * (http_keepalive_max_requests) is reopened by the next request, its
- * connect counted in that request's latency.
+ * connect counted in that request's latency; so is one idle for longer
+ * than PD_PEER_IDLE_MAX_US (0.7 s), which the pool does not reuse: below
+ * ~1.5 req/s per connection every request pays a connect.
  *
  * Bounds: each request's exchange at most T ms (default 5,000); no
  * request is sent after t0 + S + T/1000 s (counted "unsent"), so the run
