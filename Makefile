@@ -165,7 +165,7 @@ clean:
 
 # bench -- `make bench` (above) runs bench/run.sh; these are its C programs,
 # built with the release flags and linked against the release objects.
-BENCH_BINS := build/bench/bench_process build/bench/bench_consume build/bench/bench_redis build/bench/bench_tracks build/bench/bench_rank
+BENCH_BINS := build/bench/bench_process build/bench/bench_consume build/bench/bench_redis build/bench/bench_tracks build/bench/bench_rank build/bench/bench_lat
 
 build/bench/%: bench/%.c $(REL_OBJ) $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p build/bench

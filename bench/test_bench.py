@@ -9,9 +9,17 @@
   output   report.py writes bench-results.md and plots into its output
            directory only (never BENCHMARKS.md), and sends QUICK or partial
            results to build/bench/report/ unless told otherwise
+  lat      steps.rank.parse_lat on hand-made bench_lat lines; the request
+           list draws the Python loop's users; and build/bench/bench_lat
+           (when built: `make bench-bins`) against a small in-process
+           HTTP/1.1 server here: its counts, the bodies it sends, the order
+           of its percentiles (no timing is asserted)
 """
+import http.server
+import threading
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +31,7 @@ sys.path[:0] = [HERE, os.path.join(ROOT, "tests")]
 import measure  # noqa: E402
 import report  # noqa: E402
 from steps import memory  # noqa: E402
+from steps import rank  # noqa: E402
 
 
 def wrk_run(rps, p50_ms, p99_ms, p999_ms):
@@ -151,6 +160,139 @@ class Output(unittest.TestCase):
             p = self.run_report("--results", self.results(d, schema=2), "--out-dir", os.path.join(d, "o"))
             self.assertEqual(p.returncode, 1)
             self.assertFalse(os.path.exists(os.path.join(d, "o")))
+
+
+LAT_LINE = ('{"rate":100,"secs":10,"conns":1,"due":1000,"sent":1000,"ok":998,"non200":1,"errors":1,'
+            '"unsent":0,"wall_s":10.001,"late":3,"lag_max_us":1500.5,'
+            '"sched":{"p50_us":400.5,"p90_us":600.0,"p99_us":1900.0,"p999_us":2500.0,"max_us":3000.0},'
+            '"send":{"p50_us":390.0,"p90_us":580.0,"p99_us":1200.0,"p999_us":2400.0,"max_us":2900.0},'
+            '"first_error":"GET /v1/profiles/u answered 503"}')
+
+
+class LatServer(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    seen = []  # (method, path, body) of every request
+
+    def log_message(self, *a):
+        pass
+
+    def answer(self, body):
+        LatServer.seen.append((self.command, self.path, body))
+        code = 404 if self.path.startswith("/missing") else 200
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_GET(self):
+        self.answer(b"")
+
+    def do_POST(self):
+        self.answer(self.rfile.read(int(self.headers["Content-Length"])))
+
+
+class Lat(unittest.TestCase):
+    BIN = os.environ.get("BENCH_LAT_BIN") or os.path.join(ROOT, "build", "bench", "bench_lat")
+
+    def test_parse_line(self):
+        r = rank.parse_lat("noise\n" + LAT_LINE + "\n")
+        self.assertEqual((r["requests"], r["errors"], r["sent"], r["late"]), (998, 2, 1000, 3))
+        self.assertEqual((r["p50_us"], r["p99_us"], r["p999_us"], r["max_us"]), (400.5, 1900.0, 2500.0, 3000.0))
+        self.assertEqual((r["send_p50_us"], r["send_p99_us"]), (390.0, 1200.0))
+        self.assertEqual(r["first_error"], "GET /v1/profiles/u answered 503")
+
+    def test_parse_nothing_ok(self):
+        j = json.loads(LAT_LINE)
+        j.update(ok=0, errors=999, unsent=1, non200=0)
+        j["sched"] = j["send"] = {k: None for k in j["sched"]}
+        r = rank.parse_lat(json.dumps(j))
+        self.assertEqual((r["requests"], r["errors"], r["p99_us"], r["send_max_us"]), (0, 1000, None, None))
+        with self.assertRaises(ValueError):
+            rank.parse_lat("bench_lat: warm-up failed\n")
+
+    def test_request_list_draws_the_python_loops_users(self):
+        users = ["u%d" % i for i in range(50)] + ["a b/c"]
+        with tempfile.TemporaryDirectory() as d:
+            rank.lat_requests(os.path.join(d, "p"), users, None, 200, 2)
+            rank.lat_requests(os.path.join(d, "r"), users, "/x/rank100.json", 200, 2)
+            with open(os.path.join(d, "p")) as f:
+                plain = f.read().splitlines()
+            with open(os.path.join(d, "r")) as f:
+                ranked = f.read().splitlines()
+        import random
+        rnd = random.Random(2)  # light_load's draw
+        want = [users[rnd.randrange(len(users))] for _ in range(200)]
+        enc = {u: u.replace(" ", "%20").replace("/", "%2F") for u in users}
+        self.assertEqual(plain, ["GET /v1/profiles/%s?days=30" % enc[u] for u in want])
+        self.assertEqual(ranked, ["POST /v1/profiles/%s/rank /x/rank100.json" % enc[u] for u in want])
+
+    def run_lat(self, lines, *args):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LatServer)
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        LatServer.seen = []
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                body = os.path.join(d, "body.json")
+                with open(body, "wb") as f:
+                    f.write(b'{"items":[' + b",".join(b'{"id":"%d"}' % i for i in range(3000)) + b"]}")
+                lst = os.path.join(d, "list.txt")
+                with open(lst, "w") as f:
+                    f.write("\n".join(l.replace("BODY", body) for l in lines) + "\n")
+                p = subprocess.run([self.BIN, "--port", str(srv.server_address[1]), "--timeout-ms", "10000"] +
+                                   list(args) + [lst], capture_output=True, text=True, timeout=60)
+                with open(body, "rb") as f:
+                    return p, f.read()
+        finally:
+            srv.shutdown()
+            srv.server_close()
+
+    @unittest.skipUnless(os.access(BIN, os.X_OK), "build/bench/bench_lat not built (make bench-bins)")
+    def test_client_counts_and_bodies(self):
+        p, body = self.run_lat(["# a comment", "GET /ok/1?days=30", "", "POST /ok/2/rank BODY", "GET /missing"],
+                               "--rate", "300", "--secs", "0.3", "--conns", "2")
+        self.assertEqual(p.returncode, 1, p.stderr)  # the 404s
+        r = rank.parse_lat(p.stdout)
+        self.assertEqual((r["sent"], r["requests"], r["errors"]), (90, 60, 30))
+        self.assertIn("GET /missing answered 404", r["first_error"])
+        # the warm-up (the first line, once per connection) and the 90 in order per connection
+        self.assertEqual(len(LatServer.seen), 92)
+        self.assertEqual(sorted(set(LatServer.seen)), [("GET", "/missing", b""), ("GET", "/ok/1?days=30", b""),
+                                                        ("POST", "/ok/2/rank", body)])
+        self.assertEqual(sum(1 for s in LatServer.seen if s[0] == "POST"), 30)
+        for pre in ("", "send_"):
+            v = [r[pre + k] for k in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us")]
+            self.assertEqual(v, sorted(v))
+            self.assertGreater(v[0], 0)
+        for k in ("p50_us", "max_us"):  # from the due time >= from the send
+            self.assertGreaterEqual(r[k], r["send_" + k])
+
+    @unittest.skipUnless(os.access(BIN, os.X_OK), "build/bench/bench_lat not built (make bench-bins)")
+    def test_client_refuses_and_reports(self):
+        p, _ = self.run_lat(["GET /ok"], "--rate", "100", "--secs", "0.1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(rank.parse_lat(p.stdout)["requests"], 10)
+        self.assertNotIn("first_error", rank.parse_lat(p.stdout))
+        for bad in (["GET ok"], ["GET /ok /some/body"], ["# nothing"]):
+            p, _ = self.run_lat(bad, "--rate", "100", "--secs", "0.1")
+            self.assertEqual((p.returncode, p.stdout), (2, ""), bad)
+        p, _ = self.run_lat(["GET /ok"], "--rate", "0", "--secs", "1")
+        self.assertEqual(p.returncode, 2)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))  # a port nobody listens on (bound, not listening)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                lst = os.path.join(d, "list.txt")
+                with open(lst, "w") as f:
+                    f.write("GET /ok\n")
+                q = subprocess.run([self.BIN, "--port", str(s.getsockname()[1]), "--rate", "10", "--secs", "1", lst],
+                                   capture_output=True, text=True, timeout=30)
+            self.assertEqual((q.returncode, q.stdout), (3, ""))  # the warm-up could not connect: nothing measured
+            self.assertIn("warm-up GET", q.stderr)
+        finally:
+            s.close()
 
 
 if __name__ == "__main__":

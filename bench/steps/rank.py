@@ -9,10 +9,16 @@ Per run: requests/s, p50/p99 and worker CPU per request (core-seconds /
 requests); items/s = requests/s x candidates. Verdict: the median of the
 pairs' rank100/plain throughput ratio (target >= 0.3, issue 20).
 
-Light load: one client sends plain and rank100 requests at a fixed
-100 req/s for 10 s each, interleaved twice; p50/p90/p99/max latency as
-the client sees it (issue 20's "p99 <= 2 ms locally" is about this, not
-about the saturating runs, whose p99 is mostly queueing).
+Light load: plain and rank100 requests at a fixed 100 req/s for 10 s
+each, interleaved twice; p50/p90/p99/max latency as the client sees it
+(issue 20's "p99 <= 2 ms locally" is about this, not about the saturating
+runs, whose p99 is mostly queueing). Two clients, one after the other in
+each round: bench_lat (bench/bench_lat.c: C, open loop, one keep-alive
+connection, latency from the due time and from the send; res["light_c"])
+and, for continuity with the figures of docs/BENCHMARKS.md measured
+before it, the Python http.client loop below (res["light"]), whose own
+latency and pauses are in its figures. Both draw the users of a 10 s run
+from the same seeded Random, so they send the same users in the same order.
 
 Reference (b), what a client does without the endpoint: one Python
 client fetches the profile (GET ?days=30, keep-alive) and scores the same
@@ -29,10 +35,11 @@ import json
 import math
 import os
 import random
+import subprocess
 import time
 import urllib.parse
 
-from benchlib import http_get, log, run
+from benchlib import ROOT, http_get, log, run
 
 
 def candidates(ctx, n, seed):
@@ -134,6 +141,61 @@ def light_load(url, users, body, rate, secs):
             "p90_us": pct(0.9), "p99_us": pct(0.99), "max_us": 1e6 * lat[-1] if lat else None}
 
 
+def lat_requests(path, users, body_path, n, seed):
+    """bench_lat's request list: n lines, users drawn by a seeded
+    Random (the same sequence light_load draws with the same seed);
+    plain GET ?days=30 (body_path None) or the rank POST with the body."""
+    rnd = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n):
+            u = urllib.parse.quote(users[rnd.randrange(len(users))], safe="")
+            if body_path is None:
+                f.write("GET /v1/profiles/%s?days=30\n" % u)
+            else:
+                f.write("POST /v1/profiles/%s/rank %s\n" % (u, body_path))
+    return path
+
+
+def parse_lat(out):
+    """bench_lat's JSON line -> the light-load record: counts, and the
+    percentiles from the due time (p50_us ..., the figures quoted) and
+    from the actual send (send_p50_us ...). Raises ValueError when the
+    output holds no such line."""
+    lines = [l for l in out.splitlines() if l.startswith("{")]
+    if len(lines) != 1:
+        raise ValueError("bench_lat printed %d JSON lines, want 1: %r" % (len(lines), out[-300:]))
+    j = json.loads(lines[0])
+    r = {"client": "bench_lat", "requests": j["ok"], "errors": j["non200"] + j["errors"] + j["unsent"],
+         "rate": j["rate"], "secs": j["secs"], "sent": j["sent"], "late": j["late"], "lag_max_us": j["lag_max_us"]}
+    for k in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us"):
+        r[k] = j["sched"][k]
+        r["send_" + k] = j["send"][k]
+    if j.get("first_error"):
+        r["first_error"] = j["first_error"]
+    return r
+
+
+def lat_tool(ctx):
+    """bench_lat from the tools directory, else this tree's build (a client
+    only: an older tree measured with --bin-dir may not have it)."""
+    for path in (ctx.tool("bench_lat"), os.path.join(ROOT, "build", "bench", "bench_lat")):
+        if os.access(path, os.X_OK):
+            return path
+    raise RuntimeError("bench_lat not built: make bench-bins")
+
+
+def light_load_c(ctx, url, users, body_path, rate, secs, name):
+    """The light-load run with bench_lat (see the top): one keep-alive
+    connection, open loop, the requests of lat_requests."""
+    lst = lat_requests(os.path.join(ctx.work, name + ".txt"), users, body_path, int(rate * secs), 2)
+    port = urllib.parse.urlparse(url).port
+    p = subprocess.run([lat_tool(ctx), "--port", str(port), "--rate", str(rate), "--secs", str(secs),
+                        "--timeout-ms", "5000", lst], capture_output=True, timeout=secs + 60)
+    if p.returncode not in (0, 1):  # 1: some request not answered 200, reported in the line
+        raise RuntimeError("bench_lat exited %d: %s" % (p.returncode, p.stderr.decode(errors="replace")[-1000:]))
+    return parse_lat(p.stdout.decode())
+
+
 def run_step(ctx):
     log("3c/9 rank (100 and 1,000 candidates) vs plain query")
     w = ctx.ensure_w1()
@@ -180,15 +242,31 @@ def run_step(ctx):
                 i, runs["plain"]["rps"], runs["plain"]["worker_us_per_req"], runs["rank100"]["rps"],
                 runs["rank100"]["worker_us_per_req"], runs["rank100"]["p99_us"] / 1e3, runs["rps_ratio_rank100"],
                 runs["rank1000"]["rps"], runs["rank1000"]["worker_us_per_req"], runs["rank1000"]["p99_us"] / 1e3))
-    # light load: ~100 req/s from one client, plain and rank100 interleaved
-    res["light"] = []
+    # light load: 100 req/s on one connection, plain and rank100 interleaved,
+    # bench_lat (C, open loop) then the Python loop, in each round
+    res["light"], res["light_c"] = [], []
     body100 = open(bodies[100][0], "rb").read()
+
+    def ms(v):
+        return "%.2f ms" % (v / 1e3) if v is not None else "-"
     for i in range(2):
+        for kind, body in (("plain", None), ("rank100", body100)):
+            lc = light_load_c(ctx, w.url, ctx.users, None if body is None else bodies[100][0], 100, 10,
+                              "lat-%s-%d" % (kind, i))
+            lc["kind"] = kind
+            res["light_c"].append(lc)
+            log("   light load %s (100 req/s, bench_lat): p50 %s, p90 %s, p99 %s, p99.9 %s, max %s (%d ok, %d "
+                "errors, %d late; from the send: p50 %s, p99 %s)" % (
+                    kind, ms(lc["p50_us"]), ms(lc["p90_us"]), ms(lc["p99_us"]), ms(lc["p999_us"]),
+                    ms(lc["max_us"]), lc["requests"], lc["errors"], lc["late"], ms(lc["send_p50_us"]),
+                    ms(lc["send_p99_us"])))
+            if lc.get("first_error"):
+                log("     bench_lat: %s" % lc["first_error"])
         for kind, body in (("plain", None), ("rank100", body100)):
             lr = light_load(w.url, ctx.users, body, 100, 10)
             lr["kind"] = kind
             res["light"].append(lr)
-            log("   light load %s (100 req/s, 1 client): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms (%d req)" % (
+            log("   light load %s (100 req/s, Python): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms (%d req)" % (
                 kind, lr["p50_us"] / 1e3, lr["p90_us"] / 1e3, lr["p99_us"] / 1e3, lr["max_us"] / 1e3,
                 lr["requests"]))
     ratios = sorted(p["rps_ratio_rank100"] for p in res["pairs"])
