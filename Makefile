@@ -90,7 +90,7 @@ bin/profilectl: $(call rel,$(PROFILECTL_SRC)) Makefile
 	$(Q)$(CC) -o $@ $(filter %.o,$^) $(LDFLAGS) $(CTL_LIBS)
 
 # Sanitizer builds used by the test suite.
-san: build/san/bin/profiled build/san/bin/profilectl build/san/bin/test-unit
+san: build/san/bin/profiled build/san/bin/profilectl build/san/bin/test-unit build/san/bench/bench_lat
 
 build/san/bin/profiled: $(call san,$(PROFILED_SRC)) Makefile
 	@mkdir -p $(dir $@)
@@ -166,6 +166,12 @@ clean:
 # bench -- `make bench` (above) runs bench/run.sh; these are its C programs,
 # built with the release flags and linked against the release objects.
 BENCH_BINS := build/bench/bench_process build/bench/bench_consume build/bench/bench_redis build/bench/bench_tracks build/bench/bench_rank build/bench/bench_lat
+
+# bench_lat (the latency client) also under the sanitizers: bench/test_bench.py
+# runs it against a small server during `make test` (tests/run.py).
+build/san/bench/bench_lat: bench/bench_lat.c $(SAN_OBJ) $(HDRS) | $(DEPS_STAMP)
+	@mkdir -p build/san/bench
+	$(CC) $(CFLAGS_SAN) $(PKG_CFLAGS) $(CFLAGS) -o $@ $< $(SAN_OBJ) $(LDFLAGS_SAN) $(PKG_LIBS)
 
 build/bench/%: bench/%.c $(REL_OBJ) $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p build/bench

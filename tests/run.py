@@ -83,6 +83,8 @@ def main():
     # The bench harness's own tests (no broker, under a second): the report
     # and the verdicts `make bench` prints are code too.
     if not filt or any(x in "bench" for x in filt):
+        # (bench_lat's tests run the sanitizer build `make san` made)
+        os.environ.setdefault("BENCH_LAT_BIN", os.path.join(ROOT, "build", "san", "bench", "bench_lat"))
         p, f = run("bench/test_bench.py", [py, os.path.join(ROOT, "bench", "test_bench.py")])
         total_p += p
         total_f += f
