@@ -95,6 +95,7 @@ typedef struct pd_config {
     int64_t categorical_max_values;
     int64_t population_max_values;
     int64_t population_refresh_ms;
+    int64_t population_cache_keys;
     int64_t commit_interval_ms;
     int64_t commit_min_interval_ms;
     int64_t batch_max_events;

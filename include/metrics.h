@@ -92,6 +92,7 @@ typedef struct pd_metrics {
     _Atomic uint64_t pop_covered, pop_total; /* partitions in it / of the topic */
     _Atomic uint64_t pop_refreshes;     /* refreshes done */
     _Atomic uint64_t pop_refresh_failures; /* peers (or local reads) that failed a refresh */
+    _Atomic uint64_t pop_cache[3];      /* scoring's population sums: hit, stored, full (population.h) */
     _Atomic uint64_t partitions_deleted;/* local state of released partitions deleted */
     pd_hist batch_events;               /* events per flush */
     pd_hist flush_seconds;              /* flush latency */

@@ -59,11 +59,12 @@ void pd_population_release(pd_population_view *v);
  * the population's days again). They live exactly as long as the prior
  * -- until a refresh replaced it and its last view is released -- so
  * they may borrow its day profiles, and a new prior starts empty: one
- * merge per refresh and key. At most 8 keys per prior (more keys are
- * merged per request as before): a scoring value holds a table entry
- * (~56 bytes, load <= 1/2) per distinct value of each dimension in the
- * range -- the size of the tables every rank request used to build for
- * itself -- so the cache costs at most 8 such sets per worker.
+ * merge per refresh and key. At most population_cache_keys keys per
+ * prior (default 8; more keys are merged per request as before): a
+ * scoring value holds a table entry (~56 bytes, load <= 1/2) per distinct
+ * value of each dimension in the range -- the size of the tables every
+ * rank request used to build for itself -- so the cache costs at most
+ * that many such sets per worker.
  * pd_population_derived_get: the value under key (klen bytes), or NULL
  * (none yet, or no prior). pd_population_derived_put offers val, built by
  * the caller from this view's days, and returns the value to use: val,

@@ -137,9 +137,12 @@ static void answer_local(pd_score_api *a, const sc_request *r, const pd_score_ca
     pd_buf key = {0};
     pd_score_pop_key(w->schema, q, pv.days + np0, np - np0, &key);
     pop = pd_population_derived_get(&pv, key.p, key.len);
-    if (!pop) {
+    if (pop) {
+        if (w->metrics) PD_INC(w->metrics->pop_cache[0]);
+    } else {
         pop = pd_score_pop_new(w->schema, q, pv.days + np0, np - np0);
         pop = pd_population_derived_put(&pv, key.p, key.len, pop, pd_score_pop_free_any, &free_pop);
+        if (w->metrics) PD_INC(w->metrics->pop_cache[free_pop ? 2 : 1]);
     }
     pd_buf_free(&key);
     m = pd_score_model_new_pop(w->schema, q, sdims, nsd, qd, rg.n, pop);

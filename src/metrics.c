@@ -157,6 +157,7 @@ void pd_metrics_init(pd_metrics *m)
     atomic_init(&m->pop_total, 0);
     atomic_init(&m->pop_refreshes, 0);
     atomic_init(&m->pop_refresh_failures, 0);
+    for (int i = 0; i < 3; i++) atomic_init(&m->pop_cache[i], 0);
     atomic_init(&m->backup_last_duration_us, 0);
     atomic_init(&m->backup_last_size, 0);
     atomic_init(&m->backup_last_added, 0);
@@ -536,6 +537,15 @@ void pd_metrics_render(const pd_metrics *cm, struct pd_worker *w, pd_buf *b)
     counter(b, "profiled_population_refresh_failures_total",
             "Failures while refreshing the population prior: a peer that did not answer or answered badly, or a local read error (those partitions keep their last copy).",
             LD(m->pop_refresh_failures));
+    family(b, "profiled_population_cache_total", "counter",
+           "Scoring requests by where their population sums came from: hit (cached with the prior), stored "
+           "(merged, then cached), full (merged for the request alone: population_cache_keys keys cached already).");
+    {
+        static const char *const res[3] = {"hit", "stored", "full"};
+        for (int i = 0; i < 3; i++)
+            pd_buf_printf(b, "profiled_population_cache_total{result=\"%s\"} %llu\n", res[i],
+                          (unsigned long long)LD(m->pop_cache[i]));
+    }
     gauge(b, "profiled_backup_last_size_bytes",
           "Size of the last successful backup (its files, shared ones included).", LD(m->backup_last_size));
     gauge(b, "profiled_backup_last_added_bytes",

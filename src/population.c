@@ -73,7 +73,6 @@
 
 #define POP_MAGIC "PDPOP001"
 #define POP_MAX_PEERS 256
-#define POP_DERIVED_MAX 8    /* derived values per prior (distinct keys): memory, see population.h */
 
 /* One partition's population days. */
 typedef struct {
@@ -101,8 +100,8 @@ typedef struct {
     int64_t *days;
     pd_profile *profs;
     pthread_mutex_t dlock;  /* guards nderived, derived */
-    int nderived;
-    pop_derived derived[POP_DERIVED_MAX];
+    int nderived, maxderived; /* maxderived: population_cache_keys when built */
+    pop_derived *derived;
 } pop_prior;
 
 struct pd_population {
@@ -140,6 +139,7 @@ static void prior_unref(pop_prior *p)
         p->derived[i].free_fn(p->derived[i].val);
         pd_free(p->derived[i].key);
     }
+    pd_free(p->derived);
     pthread_mutex_destroy(&p->dlock);
     for (int i = 0; i < p->n; i++) pd_profile_free(&p->profs[i]);
     pd_free(p->profs);
@@ -419,6 +419,7 @@ static pop_prior *build_prior(pd_population *pp)
     pop_prior *pr = pd_calloc(1, sizeof *pr);
     atomic_init(&pr->refs, 1);
     pthread_mutex_init(&pr->dlock, NULL);
+    pr->maxderived = (int)pp->w->cfg->population_cache_keys;
     int cap = 0;
     for (int32_t p = 0; p < pp->ncopies; p++) {
         const pop_copy *c = &pp->copies[p];
@@ -696,7 +697,8 @@ void *pd_population_derived_put(const pd_population_view *v, const void *key, si
         *caller_frees = 0;
         return kept;
     }
-    if (pr->nderived < POP_DERIVED_MAX) {
+    if (pr->nderived < pr->maxderived) {
+        if (!pr->derived) pr->derived = pd_calloc((size_t)pr->maxderived, sizeof *pr->derived);
         char *k = pd_malloc(klen ? klen : 1);
         memcpy(k, key, klen);
         pr->derived[pr->nderived++] = (pop_derived){k, klen, val, free_fn};

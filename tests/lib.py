@@ -62,6 +62,21 @@ def http_get(url, timeout=5.0, headers=None):
         return e.code, dict(e.headers), e.read()
 
 
+def metric(target, name, labels=""):
+    """One sample of a worker's /metrics (target: the worker or its URL):
+    `name` may carry its labels, or pass them as `labels` (with or without
+    braces). 0 when the sample is absent (a counter not yet counted)."""
+    url = getattr(target, "url", target)
+    if labels and not labels.startswith("{"):
+        labels = "{%s}" % labels
+    want = name + labels + " "
+    _, _, body = http_get(url + "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(want):
+            return float(line.split()[-1])
+    return 0
+
+
 def run(args, timeout=120, input=None, check_rc=True, env=None):
     e = dict(os.environ)
     e.update(SAN_ENV)

@@ -23,16 +23,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import PROFILECTL, check, cluster, http_get, main, run, wait_for  # noqa: E402
+from lib import PROFILECTL, check, cluster, http_get, main, run, wait_for, metric  # noqa: E402
 import test_ingest as ti  # noqa: E402
 
-
-def metric(url, name):
-    _, _, body = http_get(url + "/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.split()[-1])
-    return None
 
 
 def ctl(c, *args, check_rc=True):

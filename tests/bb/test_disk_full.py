@@ -16,7 +16,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import check, cluster, http_get, main, wait_for  # noqa: E402
+from lib import check, cluster, http_get, main, wait_for, metric  # noqa: E402
 from test_handoff import PrefixOracle, all_caught_up, check_final, gen_file, read_log  # noqa: E402
 
 FLOOR_MB = 8
@@ -41,13 +41,6 @@ def readyz(w):
     st, _, b = http_get(w.url + "/readyz")
     return st, json.loads(b)
 
-
-def metric(w, name):
-    _, _, b = http_get(w.url + "/metrics")
-    for line in b.decode().splitlines():
-        if line.split(" ")[0] == name:
-            return float(line.split()[-1])
-    return None
 
 
 def disk_low(w):

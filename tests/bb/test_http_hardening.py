@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import PROFILED, TestFailure, cluster, check, http_get, main, run, wait_for  # noqa: E402
+from lib import PROFILED, TestFailure, cluster, check, http_get, main, run, wait_for, metric  # noqa: E402
 
 
 def raw(port, data, timeout=5.0):
@@ -189,13 +189,6 @@ def test_unread_bodies_never_desynchronise():
         check(http_get(w.url + "/healthz")[0] == 200, "worker still answers")
         check(w.stop() == 0, "exit code")
 
-
-def metric(url, name):
-    _, _, m = http_get(url + "/metrics")
-    for line in m.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 def test_api_token_only_hands_off_by_snapshot():

@@ -48,7 +48,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import PROFILECTL, Proc, check, cluster, http_get, main, run, wait_for  # noqa: E402
+from lib import PROFILECTL, Proc, check, cluster, http_get, main, run, wait_for, metric  # noqa: E402
 from oracle import Oracle, diff_profile, partition_for  # noqa: E402
 import test_ingest as ti  # noqa: E402
 
@@ -230,13 +230,6 @@ def log_since(w, pos):
         f.seek(pos)
         return f.read().decode(errors="replace")
 
-
-def metric(url, name):
-    _, _, body = http_get(url + "/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return None
 
 
 def write_topic_file(c, name, recs):

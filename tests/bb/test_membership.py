@@ -34,7 +34,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import TestFailure, cluster, check, http_get, main, wait_for  # noqa: E402
+from lib import TestFailure, cluster, check, http_get, main, wait_for, metric  # noqa: E402
 from oracle import Oracle  # noqa: E402
 from test_query import close, today  # noqa: E402
 
@@ -80,14 +80,6 @@ def kcat_records(c, topic):
         out.append((parts[0], hdrs, parts[2]))
     return out
 
-
-def metric(url, name, labels=""):
-    _, _, m = http_get(url + "/metrics")
-    want = name + ("{%s}" % labels if labels else "")
-    for line in m.decode().splitlines():
-        if line.startswith(want + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 def rejected(url, reason):

@@ -15,13 +15,12 @@ trims a partition's log beyond 5 MiB, which moves its low watermark."""
 import base64
 import json
 import os
-import re
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import PROFILECTL, check, cluster, http_get, main, wait_for  # noqa: E402
+from lib import PROFILECTL, check, cluster, http_get, main, wait_for, metric  # noqa: E402
 from oracle import Oracle, partition_for  # noqa: E402
 from test_ingest import NPARTS, compare_state, read_topic, wait_caught_up  # noqa: E402
 
@@ -74,11 +73,6 @@ def readyz(w):
     status, _, body = http_get(w.url + "/readyz")
     return status, json.loads(body)
 
-
-def metric(w, name, labels=""):
-    _, _, body = http_get(w.url + "/metrics")
-    m = re.search(r"^%s%s (\d+)" % (re.escape(name), re.escape(labels)), body.decode(), re.M)
-    return int(m.group(1)) if m else -1
 
 
 def test_retention_gap_flagged():

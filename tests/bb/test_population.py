@@ -32,7 +32,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import cluster, check, http_get, main, wait_for  # noqa: E402
+from lib import cluster, check, http_get, main, wait_for, metric  # noqa: E402
 from oracle import Oracle, day_str, population  # noqa: E402
 
 NPARTS = 6
@@ -154,13 +154,6 @@ def all_ready(ws):
             return False
     return all(http_get(w.url + "/readyz")[0] == 200 for w in ws)
 
-
-def metric(w, name):
-    st, _, body = http_get(w.url + "/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def http_req(method, url, headers=None, timeout=15.0):

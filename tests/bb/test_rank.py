@@ -33,7 +33,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import cluster, check, http_get, main, wait_for  # noqa: E402
+from lib import cluster, check, http_get, main, wait_for, metric  # noqa: E402
 from oracle import Oracle, partition_for, vehicle_schema  # noqa: E402
 import score_oracle as so  # noqa: E402
 import datetime  # noqa: E402
@@ -361,9 +361,10 @@ def wait_prior(ws, since):
     wait_for(ok, 60, "a complete, fresh population prior at every worker", interval=0.3)
 
 
-def setup(c, extra):
+def setup(c, extra, extra2=()):
     path, events = gen(c, "a.jsonl", 3000, 120, 11)
-    ws = [c.start_worker("w%d" % i, WORKER_ARGS + schema_args(c) + extra) for i in (1, 2)]
+    ws = [c.start_worker("w%d" % i, WORKER_ARGS + schema_args(c) + extra + (list(extra2) if i == 2 else []))
+          for i in (1, 2)]
     out = c.produce_file(path)
     check("failed=0" in out, out)
     wait_for(lambda: c.caught_up([w.data for w in ws], copies=2), 120, "owner + replica copies", interval=0.5)
@@ -373,7 +374,9 @@ def setup(c, extra):
 
 def test_rank_every_worker():
     with cluster(partitions=NPARTS) as c:
-        ws, events = setup(c, [])
+        # w2 caches one population key per prior: most of its answers merge
+        # the population for the request alone, and must equal the oracle too
+        ws, events = setup(c, [], ["--population_cache_keys", "1"])
         t = today()
         o = oracle_from_topic(c)
         users = sorted({u for (u, d) in o.raw})
@@ -382,6 +385,11 @@ def test_rank_every_worker():
         items = candidates(events)
         errs, _ = sweep(o, ws, sample, items, t, "settled")
         check(not errs, "%d problems:\n  %s" % (len(errs), "\n  ".join(errs[:10])))
+        cache = [{r: metric(w.url, "profiled_population_cache_total", '{result="%s"}' % r)
+                  for r in ("hit", "stored", "full")} for w in ws]
+        print("  population sums: w1 %r, w2 (one key cached) %r" % tuple(cache))
+        check(cache[0]["hit"] > 0 and cache[0]["full"] == 0, "w1's population cache: %r" % cache[0])
+        check(cache[1]["full"] > 0 and cache[1]["hit"] > 0, "w2 did not score both ways: %r" % cache[1])
         # the answer reports the prior: complete (the scores above were
         # checked against the oracle's population)
         st, ans, _ = post(ws[0].url, rank_path(sample[0]), {"items": items[:2]})

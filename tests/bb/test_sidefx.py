@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import check, cluster, http_get, main, wait_for  # noqa: E402
+from lib import check, cluster, http_get, main, wait_for, metric  # noqa: E402
 from oracle import Oracle, partition_for  # noqa: E402
 from test_ingest import NPARTS, build_input, compare_state, group_committed, read_topic, wait_caught_up  # noqa: E402
 
@@ -71,11 +70,6 @@ def check_dlq_exact(c, o):
     wrong = [(k, seen[k], want[k]) for k in want if seen[k] != want[k]]
     check(not wrong, "DLQ reasons differ from the oracle's: %s" % wrong[:5])
 
-
-def metric(url, name, labels=""):
-    _, _, body = http_get(url + "/metrics")
-    m = re.search(r"^%s%s (\d+)" % (re.escape(name), re.escape(labels)), body.decode(), re.M)
-    return int(m.group(1)) if m else 0
 
 
 def produce_faults(c, mine, users=80):
