@@ -606,3 +606,57 @@ TEST(event_default_schema)
     CHECK_INT(ev.n_bad_attrs, 0);
     pd_event_free(&ev);
 }
+
+/* pd_json_members against names of every length 1..40: in an object whose
+ * keys differ from the name in exactly one byte (each position in turn),
+ * or are one byte shorter or longer, only the exact key matches -- and the
+ * first of two exact keys; a key spelled with a \u escape matches by its
+ * decoded bytes. The expected member is known by construction (its value
+ * is its position), not by asking the scanner. */
+TEST(json_members_every_name_length)
+{
+    for (size_t len = 1; len <= 40; len++) {
+        char name[64];
+        for (size_t i = 0; i < len; i++) name[i] = (char)('a' + (i * 7 + len) % 26);
+        name[len] = '\0';
+        pd_buf b = {0};
+        int at = 0, want = -1;
+        pd_buf_putc(&b, '{');
+        for (size_t p = 0; p <= len + 2; p++) {
+            char k[64];
+            size_t kl = len;
+            memcpy(k, name, len);
+            if (p < len) k[p] = k[p] == 'z' ? 'a' : (char)(k[p] + 1); /* one byte off */
+            else if (p == len) kl = len - 1;                           /* a prefix */
+            else if (p == len + 1) k[kl++] = 'x';                      /* one more byte */
+            else want = at;                                            /* the name itself */
+            if (at) pd_buf_putc(&b, ',');
+            pd_buf_printf(&b, "\"%.*s\":%d", (int)kl, k, at++);
+        }
+        pd_buf_printf(&b, ",\"%s\":%d}", name, at++); /* a second exact key: not it */
+        const char *names[2] = {"zz-not-there", name};
+        size_t lens[2] = {12, len};
+        pd_json_names *nm = pd_json_names_new(names, lens, 2);
+        pd_json_doc d;
+        char err[256];
+        long out[2];
+        CHECK_INT(pd_json_open(&d, b.p, b.len, 0, err, sizeof err), PD_OK);
+        pd_json_members(&d, 0, nm, out);
+        CHECK_INT(out[0], -1);
+        CHECK(out[1] >= 0);
+        if (out[1] >= 0) CHECK_INT((long)pd_json_num(&d, (uint32_t)out[1]), want);
+        pd_json_close(&d);
+
+        /* the name with its first byte as \u00XX: found by its decoded bytes */
+        b.len = 0;
+        pd_buf_printf(&b, "{\"%.*s\":0,\"\\u%04x%s\":1,\"%s\":2}", (int)len, "0123456789012345678901234567890123456789",
+                      (unsigned)(unsigned char)name[0], name + 1, name);
+        CHECK_INT(pd_json_open(&d, b.p, b.len, 0, err, sizeof err), PD_OK);
+        pd_json_members(&d, 0, nm, out);
+        CHECK(out[1] >= 0);
+        if (out[1] >= 0) CHECK_INT((long)pd_json_num(&d, (uint32_t)out[1]), 1);
+        pd_json_close(&d);
+        pd_json_names_free(nm);
+        pd_buf_free(&b);
+    }
+}
