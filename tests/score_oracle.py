@@ -5,14 +5,14 @@ prior, written from the formulas, not from src/score.c.
 Input: an Oracle (tests/oracle.py) fed with the same records the workers
 consumed -- its raw day profiles are the user's days -- and a POPULATION,
 given explicitly so that a test decides which prior applies:
-  - empty_population(): no prior (the stub of include/population.h, and
-    any worker before its first prior: "prior": {"age_s": null});
+  - empty_population(): no prior (a worker before its first prior:
+    "prior": {"age_s": null});
   - population_from(oracle): the sum over every user of the oracle's raw
     day profiles, exact (the population's cap, 10,000 values per
     dimension and day, is far above what tests generate).
-TODO(integration of w4-pop): tests pick the population from the answer's
-"prior" (partitions_covered == partitions_total -> population_from); see
-tests/bb/test_rank.py pick_population.
+Tests pick the population from the answer's "prior" (tests/bb/test_rank.py
+pick_population) and wait for a complete one (partitions_covered ==
+partitions_total) before comparing.
 
 The model, for a user u, days t of the range with weights w_t (the decay,
 oracle.weight) and a scoring dimension d:

@@ -17,11 +17,10 @@
   the front end and over rank_max_items), 415, 411, 405, 404, and
   "Expect: 100-continue" answered by the front end.
 
-The prior: with the population stub (include/population.h) the answers
-say "prior": {"age_s": null, ...} and the oracle's population is empty.
-pick_population switches to the real population (the sum over all users)
-when an answer says its prior covers every partition -- the integration
-point with the population side (w4-pop).
+The prior: an answer computed without one says "prior": {"age_s": null,
+...} and the oracle's population is then empty; once it covers every
+partition (the tests wait for that: wait_prior) the oracle's population
+is the sum over all users (pick_population).
 """
 import http.client
 import json
@@ -118,10 +117,10 @@ def candidates(events, n=60, seed=5):
 
 
 def pick_population(answer, o, frm, to, types=None, weights=None):
-    """The prior the answer was computed with: none (the stub, or no prior
-    yet), or the cluster-wide population once it covers every partition.
-    TODO(w4-pop): a partial prior (partitions_covered < total) has no
-    oracle here; tests should wait until it is complete."""
+    """The prior the answer was computed with: none (no prior yet), or the
+    cluster-wide population once it covers every partition. A partial
+    prior (partitions_covered < total) has no oracle here: the tests wait
+    until it is complete (wait_prior), and one is a failure."""
     pr = answer.get("prior") or {}
     if pr.get("age_s") is None or pr.get("days", 0) == 0:
         return so.empty_population()
