@@ -700,6 +700,9 @@ def one_round(i, rnd, args, want_kills):
         row["outcomes"] = o.outcomes
         for e in errs[:10]:
             log("MISMATCH " + e)
+        if errs:  # all of them, next to the logs (kept)
+            with open(os.path.join(c.dir, "mismatches.txt"), "w") as f:
+                f.write("".join(e + "\n" for e in errs))
         ok = not errs
     except (TestFailure, OSError, subprocess.SubprocessError) as e:
         tail = getattr(e, "stderr", None)
