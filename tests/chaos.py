@@ -334,6 +334,8 @@ class Erasures:
                 self.record(u)
             if self.rnd.random() < later_share:
                 self.later_events(u)
+            else:
+                self.count("no events after")
 
 
 # ---------------------------------------------------------------- faults
@@ -666,7 +668,7 @@ def one_round(i, rnd, args, want_kills):
         for wid in WIDS:
             c.start_worker(wid, worker_args(c, wid, disk))
         events = []  # the good events sent so far (parsed): erasure victims, rank candidates
-        er = Erasures(c, rnd)
+        er = Erasures(c, random.Random(rnd.randrange(1 << 30)))  # its own: the fault loop draws from rnd too
         f = Faults(c, rnd, want_kills, disk)
         f.start()
         for k, (kind, lines) in enumerate(chunks):
