@@ -30,9 +30,10 @@ Not part of `make test` (it is long by design). Each round:
     already sent are erased, each either by DELETE at a random live worker
     (retried, bounded, on a refused connection or a 5xx while workers die;
     a 4xx is a mismatch) or by an erasure record from kcat (-H
-    profiled-control=erase, to the user's partition); half of them get
+    profiled-control=erase, to the user's partition); every other one gets
     1-3 fresh events right after (kcat), and their events may go on in
-    later chunks; 4 more at the end with nothing after them;
+    later chunks; 4 more at the end with nothing after them (once the
+    stores hold the input: no re-routed copy of theirs comes after);
   - then every worker is (re)started, the cluster settles, and:
       * every user of the oracle (tests/oracle.py, fed from the topic,
         erasure records included) and every erased user is queried at
@@ -262,7 +263,7 @@ class Erasures:
     live worker -- retried, bounded, while workers die (connection refused,
     5xx such as 503 + Retry-After) -- or an erasure record produced by
     kcat (-H profiled-control=erase, keyed by the user, to the user's
-    partition); some followed by fresh events of the user (kcat, same
+    partition); every other one followed by fresh events of the user (kcat, same
     partition, after the erasure's acknowledgement). The oracle reads the
     topic, so an erasure given up on is no mismatch; a 4xx answer is."""
 
@@ -273,6 +274,7 @@ class Erasures:
         self.counts = {}
         self.errors = []
         self.seq = 0
+        self.nth = 0
 
     def count(self, k):
         self.counts[k] = self.counts.get(k, 0) + 1
@@ -322,17 +324,20 @@ class Erasures:
                   "item": {"id": "ae-%d" % self.seq, "make": self.rnd.choice(["Audi", "BMW", "Fiat"]),
                            "color": self.rnd.choice(["red", "black"]), "price": self.rnd.randint(3000, 90000)}}
             lines.append(u.encode() + b"\t" + json.dumps(ev).encode())
-        if self.kcat(lines, partition_for(u.encode(), NPARTS)):
-            self.count("followed by events")
+        self.count("followed by events" if self.kcat(lines, partition_for(u.encode(), NPARTS))
+                   else "events after: kcat given up")
 
-    def erase(self, users, later_share=0.5):
+    def erase(self, users, later=True):
+        """Erases each user; with `later`, every other one gets fresh events
+        right after."""
         for u in users:
             self.users.add(u)
             if self.rnd.random() < 0.5:
                 self.delete(u)
             else:
                 self.record(u)
-            if self.rnd.random() < later_share:
+            self.nth += later
+            if later and self.nth % 2:
                 self.later_events(u)
             else:
                 self.count("no events after")
@@ -679,8 +684,12 @@ def one_round(i, rnd, args, want_kills):
             if rnd.random() < 0.4:
                 er.erase(rnd.sample(sorted({e["user_id"] for e in events}), rnd.randint(1, 2)))
             time.sleep(rnd.uniform(0.2, 1.5))
-        # and a few at the end, without later events: gone for good
-        er.erase(rnd.sample(sorted({e["user_id"] for e in events} - er.users), 4), later_share=0)
+        # and a few at the end, without later events: gone for good. Once
+        # the input is in the stores (the faults go on), so that no re-routed
+        # copy of a misrouted event of theirs follows the erasure.
+        wait_for(lambda: c.caught_up([c.workers[wid].data for wid in WIDS]), 240,
+                 "the input in the stores before the last erasures", interval=1.0)
+        er.erase(rnd.sample(sorted({e["user_id"] for e in events} - er.users), 4), later=False)
         f.stop_ev.set()
         f.join(timeout=240)
         if f.is_alive():
