@@ -506,13 +506,19 @@ class Faults(threading.Thread):
 
 # ---------------------------------------------------------------- checks
 
+UNSETTLED = {}  # wid -> the last /readyz answer that was not 200 (for the timeout's message)
+
+
 def maps_settled(c):
     seen = []
     owned = 0
+    UNSETTLED.clear()
     for wid in WIDS:
         w = c.workers[wid]
         st, _, b = http_get(w.url + "/v1/partitions", timeout=3)
-        if st != 200 or http_get(w.url + "/readyz", timeout=3)[0] != 200:
+        rst, _, rb = http_get(w.url + "/readyz", timeout=3)
+        if st != 200 or rst != 200:
+            UNSETTLED[wid] = "partitions %d, readyz %d %s" % (st, rst, rb[:300].decode(errors="replace"))
             return False
         j = json.loads(b)
         if len(j["owners"]) != NPARTS or any(not o.get("owner") for o in j["owners"]):
@@ -703,7 +709,10 @@ def one_round(i, rnd, args, want_kills):
         dirs = [c.workers[wid].data for wid in WIDS]
         wait_for(lambda: c.caught_up(dirs, copies=2), 240, "every partition checkpointed by owner and replica",
                  interval=1.0)
-        wait_for(lambda: maps_settled(c), 120, "the workers to agree on a complete partition map", interval=1.0)
+        try:
+            wait_for(lambda: maps_settled(c), 120, "the workers to agree on a complete partition map", interval=1.0)
+        except TestFailure as e:
+            raise TestFailure("%s; %s" % (e, UNSETTLED or "every worker ready: the maps differ or miss owners"))
         n, errs, o, row["checks"] = check_round(c, er.users, events, rnd)
         errs = er.errors + errs
         row["users"] = n
