@@ -521,6 +521,7 @@ def maps_settled(c):
             UNSETTLED[wid] = "partitions %d, readyz %d %s" % (st, rst, rb[:300].decode(errors="replace"))
             return False
         j = json.loads(b)
+        UNSETTLED[wid] = "owns %s, map %s" % (j["self"]["owned"], json.dumps(j["owners"], sort_keys=True)[:600])
         if len(j["owners"]) != NPARTS or any(not o.get("owner") for o in j["owners"]):
             return False
         seen.append(json.dumps(j["owners"], sort_keys=True))
@@ -712,7 +713,7 @@ def one_round(i, rnd, args, want_kills):
         try:
             wait_for(lambda: maps_settled(c), 120, "the workers to agree on a complete partition map", interval=1.0)
         except TestFailure as e:
-            raise TestFailure("%s; %s" % (e, UNSETTLED or "every worker ready: the maps differ or miss owners"))
+            raise TestFailure("%s; last seen: %s" % (e, UNSETTLED))
         n, errs, o, row["checks"] = check_round(c, er.users, events, rnd)
         errs = er.errors + errs
         row["users"] = n
