@@ -145,7 +145,8 @@ docs: bin/profiled
 	bin/profiled --print-config-markdown > docs/configuration.md
 
 # `make chaos`: 100+ random SIGKILLs and broker faults against a 3-worker
-# cluster, every user at every worker against the oracle (not in `make test`;
+# cluster with erasures going on; every user at every worker, the stores, the
+# DLQ, the population prior and rankings against the oracles (not in `make test`;
 # bounded to 20 minutes; docs/RELIABILITY.md). CHAOS_ARGS passes options.
 chaos: all
 	@$(PYTHON) tests/chaos.py $(CHAOS_ARGS)

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """chaos.py -- `make chaos`: random faults against a 3-worker cluster, then
-every user at every worker and the DLQ against the independent oracle.
+every user at every worker, every store, the DLQ, the population prior and
+rankings against the independent oracles.
 
 Not part of `make test` (it is long by design). Each round:
 
-  - an embedded broker (4 partitions) and 3 workers with one replica each;
+  - an embedded broker (4 partitions) and 3 workers with one replica each,
+    the vehicle schema with tracked types park and contact (test_rank's),
+    population_refresh 500 ms;
   - producers nobody here wrote next to ours, in random order and chunks:
     `profilectl produce` (murmur2), `profilectl produce -X
     partitioner=consistent_random` (CRC32: most records land on another
@@ -23,16 +26,38 @@ Not part of `make test` (it is long by design). Each round:
     disk_min_free_mb 64: a ballast file leaves 8-32 MB free for 2-8 s;
     only as root, where tmpfs can be mounted; PD_CHAOS_DISK=0 turns it off);
     PD_CHAOS_FAULTS=promotion,disk_full,... limits the loop to those kinds;
+  - meanwhile erasures (issue 21): after about 2 chunks in 5, 1-2 users
+    already sent are erased, each either by DELETE at a random live worker
+    (retried, bounded, on a refused connection or a 5xx while workers die;
+    a 4xx is a mismatch) or by an erasure record from kcat (-H
+    profiled-control=erase, to the user's partition); every other one gets
+    1-3 fresh events right after (kcat), and their events may go on in
+    later chunks; 4 more at the end with nothing after them (once the
+    stores hold the input: no re-routed copy of theirs comes after);
   - then every worker is (re)started, the cluster settles, and:
-      * every user of the oracle (tests/oracle.py, fed from the topic) is
-        queried at every worker: events and event types must be exactly
-        the oracle's (404 for users the oracle has none of);
+      * every user of the oracle (tests/oracle.py, fed from the topic,
+        erasure records included) and every erased user is queried at
+        every worker: events and event types must be exactly the oracle's
+        (404 for users the oracle has none of: erased users without later
+        events, and one never seen);
+      * GET /v1/population at every worker, test_population's 7 variants
+        (range, dims, breakdown, decay, top, at), equal to the oracle's
+        population() once every worker's prior is complete and was built
+        after the stores caught up;
+      * POST /v1/profiles/{u}/rank and GET .../affinities (test_rank's
+        sweep: 5 bodies, 2 queries; scores within 1e-9 relative of
+        tests/score_oracle.py, ranks exact) at every worker for 8 users, 2
+        erased for good (cold), 2 erased with later events, and one never
+        seen;
       * every user-day in the owners' stores (profilectl dump) must equal
-        the oracle's, field by field;
+        the oracle's, field by field (tracks included); erased users
+        without later events have no key in any copy of their partition
+        that reached the end (owner and replica);
       * the DLQ, de-duplicated by source position, must hold exactly the
         records the oracle rejects, each with the oracle's reason.
 
-Prints one table row per round and a total; exits 1 on any mismatch.
+Prints one table row per round (erasures by kind, checks by count) and a
+total; exits 1 on any mismatch.
 Bounded: stops starting rounds when --budget (minutes) would be exceeded,
 and every wait has its own bound. Release binaries by default (bin/;
 PD_BIN=build/san/bin for the sanitizer build).
@@ -49,7 +74,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("PD_BIN", os.path.join(ROOT, "bin"))
@@ -57,20 +84,26 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "bb"))
 from lib import Cluster, TestFailure, http_get, wait_for  # noqa: E402
 import test_ingest as ti  # noqa: E402
-from oracle import diff_profile  # noqa: E402
+import test_population as tp  # noqa: E402
+import test_rank as tr  # noqa: E402
+from test_sidefx import kcat_produce  # noqa: E402
+from oracle import diff_profile, partition_for  # noqa: E402
 
 NPARTS = ti.NPARTS
 DAY = 86400000
 WORKER_ARGS = ["--replicas", "1", "--shutdown_timeout_ms", "8000", "--handoff_min_lag", "200",
-               "--cleanup_grace", "2s"]
+               "--cleanup_grace", "2s", "--population_refresh", "500ms"]
 WIDS = ("w1", "w2", "w3")
 # The full-disk fault: DISK_WID's data directory is a tmpfs of DISK_MB
 # (needs root; skipped otherwise) watched with a floor of DISK_FLOOR_MB.
 DISK_WID, DISK_MB, DISK_FLOOR_MB = "w3", 400, 64
 
 
-def worker_args(wid, disk):
-    return WORKER_ARGS + (["--disk_min_free_mb", str(DISK_FLOOR_MB)] if disk and wid == DISK_WID else [])
+def worker_args(c, wid, disk):
+    """The vehicle schema with test_rank's tracked types (rank bodies with
+    types/weights score against them; the stores keep their tracks)."""
+    return WORKER_ARGS + tr.schema_args(c) + (["--disk_min_free_mb", str(DISK_FLOOR_MB)]
+                                              if disk and wid == DISK_WID else [])
 
 
 def mount_disk(c):
@@ -129,6 +162,19 @@ def build_input(c, rnd, n, users):
         i += k
     chunks.insert(rnd.randrange(len(chunks)), ("huge", [huge]))
     return chunks, bad
+
+
+def parsed_events(lines):
+    """The lines that are events of a generated user ("u-<n>"), parsed."""
+    out = []
+    for l in lines:
+        try:
+            ev = json.loads(l)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and isinstance(ev.get("user_id"), str) and ev["user_id"][2:].isdigit():
+            out.append(ev)
+    return out
 
 
 def user_key(line):
@@ -201,6 +247,102 @@ def produce(c, kind, lines, path):
         raise ValueError(kind)
 
 
+# ---------------------------------------------------------------- erasures
+
+def http_delete(url, timeout=15.0):
+    req = urllib.request.Request(url, method="DELETE")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+class Erasures:
+    """Erases users while the faults go on (issue 21): DELETE at a random
+    live worker -- retried, bounded, while workers die (connection refused,
+    5xx such as 503 + Retry-After) -- or an erasure record produced by
+    kcat (-H profiled-control=erase, keyed by the user, to the user's
+    partition); every other one followed by fresh events of the user (kcat, same
+    partition, after the erasure's acknowledgement). The oracle reads the
+    topic, so an erasure given up on is no mismatch; a 4xx answer is."""
+
+    def __init__(self, c, rnd):
+        self.c = c
+        self.rnd = rnd
+        self.users = set()   # every user an erasure was attempted for
+        self.counts = {}
+        self.errors = []
+        self.seq = 0
+        self.nth = 0
+
+    def count(self, k):
+        self.counts[k] = self.counts.get(k, 0) + 1
+
+    def kcat(self, lines, partition, headers=()):
+        """kcat_produce, again for up to a minute while the broker is lost."""
+        for _ in range(12):
+            try:
+                kcat_produce(self.c, lines, partition=partition, headers=headers)
+                return True
+            except (TestFailure, subprocess.SubprocessError):
+                time.sleep(5)
+        return False
+
+    def delete(self, u):
+        for _ in range(40):
+            live = [w for w in self.c.workers.values() if w.alive() and w.url]
+            st = None
+            if live:
+                w = self.rnd.choice(live)
+                try:
+                    st = http_delete("%s/v1/profiles/%s" % (w.url, urllib.parse.quote(u, safe="")))
+                except OSError:  # killed meanwhile: refused, reset, timed out
+                    st = None
+            if st == 202:
+                self.count("DELETE")
+                return
+            if st is not None and st < 500:
+                self.errors.append("DELETE %s at %s: %d, want 202 or a retryable error" % (u, w.name, st))
+                return
+            self.count("DELETE retried")
+            time.sleep(0.5)
+        self.count("DELETE given up")
+
+    def record(self, u):
+        line = u.encode() + b"\t" + json.dumps({"user_id": u}).encode()
+        self.count("kcat" if self.kcat([line], partition_for(u.encode(), NPARTS), ["profiled-control=erase"])
+                   else "kcat given up")
+
+    def later_events(self, u):
+        now = int(time.time() * 1000)
+        lines = []
+        for i in range(self.rnd.randint(1, 3)):
+            self.seq += 1
+            ev = {"user_id": u, "ts": now - 1000 * i, "type": self.rnd.choice(["view", "park", "contact"]),
+                  "event_id": "after-erase-%d" % self.seq,
+                  "item": {"id": "ae-%d" % self.seq, "make": self.rnd.choice(["Audi", "BMW", "Fiat"]),
+                           "color": self.rnd.choice(["red", "black"]), "price": self.rnd.randint(3000, 90000)}}
+            lines.append(u.encode() + b"\t" + json.dumps(ev).encode())
+        self.count("followed by events" if self.kcat(lines, partition_for(u.encode(), NPARTS))
+                   else "events after: kcat given up")
+
+    def erase(self, users, later=True):
+        """Erases each user; with `later`, every other one gets fresh events
+        right after."""
+        for u in users:
+            self.users.add(u)
+            if self.rnd.random() < 0.5:
+                self.delete(u)
+            else:
+                self.record(u)
+            self.nth += later
+            if later and self.nth % 2:
+                self.later_events(u)
+            else:
+                self.count("no events after")
+
+
 # ---------------------------------------------------------------- faults
 
 class Faults(threading.Thread):
@@ -222,7 +364,7 @@ class Faults(threading.Thread):
         d[k] = d.get(k, 0) + 1
 
     def start_worker(self, wid, wait=True):
-        return self.c.start_worker(wid, worker_args(wid, self.disk), wait_listen=wait)
+        return self.c.start_worker(wid, worker_args(self.c, wid, self.disk), wait_listen=wait)
 
     def kill(self, wid, phase):
         w = self.c.workers[wid]
@@ -364,15 +506,22 @@ class Faults(threading.Thread):
 
 # ---------------------------------------------------------------- checks
 
+UNSETTLED = {}  # wid -> the last /readyz answer that was not 200 (for the timeout's message)
+
+
 def maps_settled(c):
     seen = []
     owned = 0
+    UNSETTLED.clear()
     for wid in WIDS:
         w = c.workers[wid]
         st, _, b = http_get(w.url + "/v1/partitions", timeout=3)
-        if st != 200 or http_get(w.url + "/readyz", timeout=3)[0] != 200:
+        rst, _, rb = http_get(w.url + "/readyz", timeout=3)
+        if st != 200 or rst != 200:
+            UNSETTLED[wid] = "partitions %d, readyz %d %s" % (st, rst, rb[:300].decode(errors="replace"))
             return False
         j = json.loads(b)
+        UNSETTLED[wid] = "owns %s, map %s" % (j["self"]["owned"], json.dumps(j["owners"], sort_keys=True)[:600])
         if len(j["owners"]) != NPARTS or any(not o.get("owner") for o in j["owners"]):
             return False
         seen.append(json.dumps(j["owners"], sort_keys=True))
@@ -392,12 +541,53 @@ def totals(oracle):
     return out
 
 
-def check_round(c):
-    """Returns (users checked, [mismatch descriptions])."""
+def check_population(c, o):
+    """Every worker's GET /v1/population (test_population's variants)
+    against the oracle, once every worker's prior is complete and was built
+    after the stores caught up. Returns (answers compared, [mismatches])."""
+    ws = [c.workers[wid] for wid in WIDS]
+    tr.wait_prior(ws, time.monotonic())
+    last = []
+    tries = [0]
+
+    def equal():
+        tries[0] += 1
+        last[:] = tp.population_errors(ws, o, nparts=NPARTS)
+        return not last
+    try:
+        wait_for(equal, 60, "every worker's population equal to the oracle", interval=0.5)
+    except TestFailure:
+        return len(tp.variants(tp.today())) * len(ws), ["population: " + e for e in last]
+    if tries[0] > 1:
+        log("population equal to the oracle at the %d-th comparison" % tries[0])
+    return len(tp.variants(tp.today())) * len(ws), []
+
+
+def check_rank(c, o, want, erased, events, rnd):
+    """test_rank's sweep (every rank variant and the affinities, scores to
+    1e-9 relative, order exact) at every worker for a sample of users:
+    some with events, erased ones (gone: cold; with later events) and a
+    user never seen. Returns (users ranked, [mismatches])."""
+    ws = [c.workers[wid] for wid in WIDS]
+    gone = sorted(u for u in erased if u not in want)
+    back = sorted(u for u in erased if u in want)
+    live = sorted(set(want) - erased)
+    sample = (rnd.sample(live, min(8, len(live))) + rnd.sample(gone, min(2, len(gone))) +
+              rnd.sample(back, min(2, len(back))) + ["nobody-at-all"])
+    items = tr.candidates(events, seed=rnd.randrange(1 << 20))
+    errs, _ = tr.sweep(o, ws, sample, items, tr.today(), "rank")
+    return len(sample), ["rank: " + e for e in errs]
+
+
+def check_round(c, erased, events, rnd):
+    """Returns (users checked, [mismatch descriptions], oracle, {check: count})."""
     errs = []
-    o = ti.oracle_from_topic(c)
+    counts = {}
+    o = ti.oracle_from_topic(c, tracked=tr.TRACKED)
     want = totals(o)
-    users = sorted(want) + ["u-never-seen"]
+    users = sorted(set(want) | erased) + ["u-never-seen"]
+    counts["erased: gone"] = len([u for u in erased if u not in want])
+    counts["erased: later events"] = len([u for u in erased if u in want])
     for wid in WIDS:
         w = c.workers[wid]
         for u in users:
@@ -413,6 +603,10 @@ def check_round(c):
             if (j.get("events"), j.get("event_types")) != want[u]:
                 errs.append("%s at %s: events %s %s, oracle %s" % (u, wid, j.get("events"), j.get("event_types"),
                                                                    want[u]))
+    counts["population answers"], e = check_population(c, o)
+    errs += e
+    counts["users ranked"], e = check_rank(c, o, want, erased, events, rnd)
+    errs += e
     dirs = [c.workers[wid].data for wid in WIDS]
     for wid in WIDS:
         if c.workers[wid].stop() != 0:
@@ -434,6 +628,17 @@ def check_round(c):
             errs.append("store: %s not in the oracle" % (k,))
         else:
             errs += ["store: %s%s" % (k, e) for e in diff_profile(wantd[k], got[k])]
+    # erased users without later events: no key in any copy of their
+    # partition that reached the end (owner and replica; a left-over copy
+    # below the end is deleted after cleanup_grace)
+    gone = set(u for u in erased if u not in want)
+    ends = c.watermarks()
+    for wid, d in zip(WIDS, dirs):
+        for p, off in sorted(c.offsets(d).items()):
+            if off < ends.get(p, 0):
+                continue
+            left = sorted(gone & set(u for u, _ in c.dump(d, partition=p)))
+            errs += ["store %s partition %d: erased user %s still has keys" % (wid, p, u) for u in left]
     # the DLQ, de-duplicated by source position. The mock broker keeps
     # about 5 MiB per partition and drops the oldest records beyond that
     # (redone side effects repeat the 1 MB truncated record): a DLQ
@@ -459,7 +664,7 @@ def check_round(c):
             errs.append("DLQ: %d/%d is %s, oracle %s" % (pos[0], pos[1], seen[pos], reason))
     for pos in set(seen) - set(wdlq):
         errs.append("DLQ: %d/%d (%s) not bad" % (pos[0], pos[1], seen[pos]))
-    return len(users), errs, o
+    return len(users), errs, o, counts
 
 
 def one_round(i, rnd, args, want_kills):
@@ -467,37 +672,58 @@ def one_round(i, rnd, args, want_kills):
     c = Cluster(partitions=NPARTS, keep=False)
     disk = mount_disk(c)
     ok = False
-    row = {"round": i, "kills": {}, "faults": {}, "mismatches": 0, "users": 0, "events": 0}
+    row = {"round": i, "kills": {}, "faults": {}, "mismatches": 0, "users": 0, "events": 0, "erasures": {},
+           "checks": {}}
     try:
         chunks, bad = build_input(c, rnd, args.events, args.users)
         row["events"] = sum(len(ls) for _, ls in chunks)
         for wid in WIDS:
-            c.start_worker(wid, worker_args(wid, disk))
+            c.start_worker(wid, worker_args(c, wid, disk))
+        events = []  # the good events sent so far (parsed): erasure victims, rank candidates
+        er = Erasures(c, random.Random(rnd.randrange(1 << 30)))  # its own: the fault loop draws from rnd too
         f = Faults(c, rnd, want_kills, disk)
         f.start()
         for k, (kind, lines) in enumerate(chunks):
             produce(c, kind, lines, os.path.join(c.dir, "chunk%d.jsonl" % k))
+            events += parsed_events(lines)
+            # now and then erase users already sent (their events may go on
+            # in later chunks), some followed by events of their own
+            if rnd.random() < 0.4:
+                er.erase(rnd.sample(sorted({e["user_id"] for e in events}), rnd.randint(1, 2)))
             time.sleep(rnd.uniform(0.2, 1.5))
+        # and a few at the end, without later events: gone for good. Once
+        # the input is in the stores (the faults go on), so that no re-routed
+        # copy of a misrouted event of theirs follows the erasure.
+        wait_for(lambda: c.caught_up([c.workers[wid].data for wid in WIDS]), 240,
+                 "the input in the stores before the last erasures", interval=1.0)
+        er.erase(rnd.sample(sorted({e["user_id"] for e in events} - er.users), 4), later=False)
         f.stop_ev.set()
         f.join(timeout=240)
         if f.is_alive():
             raise TestFailure("the fault loop did not finish within 240 s")
         if f.error:
             raise TestFailure("fault loop: %s" % f.error)
-        row["kills"], row["faults"] = f.kills, f.faults
+        row["kills"], row["faults"], row["erasures"] = f.kills, f.faults, er.counts
         for wid in WIDS:
             if not c.workers[wid].alive() or not c.workers[wid].url:
-                c.start_worker(wid, worker_args(wid, disk))
+                c.start_worker(wid, worker_args(c, wid, disk))
         dirs = [c.workers[wid].data for wid in WIDS]
         wait_for(lambda: c.caught_up(dirs, copies=2), 240, "every partition checkpointed by owner and replica",
                  interval=1.0)
-        wait_for(lambda: maps_settled(c), 120, "the workers to agree on a complete partition map", interval=1.0)
-        n, errs, o = check_round(c)
+        try:
+            wait_for(lambda: maps_settled(c), 120, "the workers to agree on a complete partition map", interval=1.0)
+        except TestFailure as e:
+            raise TestFailure("%s; last seen: %s" % (e, UNSETTLED))
+        n, errs, o, row["checks"] = check_round(c, er.users, events, rnd)
+        errs = er.errors + errs
         row["users"] = n
         row["mismatches"] = len(errs)
         row["outcomes"] = o.outcomes
         for e in errs[:10]:
             log("MISMATCH " + e)
+        if errs:  # all of them, next to the logs (kept)
+            with open(os.path.join(c.dir, "mismatches.txt"), "w") as f:
+                f.write("".join(e + "\n" for e in errs))
         ok = not errs
     except (TestFailure, OSError, subprocess.SubprocessError) as e:
         tail = getattr(e, "stderr", None)
@@ -541,24 +767,25 @@ def main():
         row = one_round(i, rnd, args, want)
         rows.append(row)
         kills += sum(row["kills"].values())
-        print("round %2d: %5.0fs  events %5d  kills %3d %s  faults %s  users %d  mismatches %d" % (
-            i, row["seconds"], row["events"], sum(row["kills"].values()), row["kills"], row["faults"],
-            row["users"], row["mismatches"]), flush=True)
-    tot_k = {}
-    tot_f = {}
+        print("round %2d: %5.0fs  events %5d  kills %3d %s  faults %s  erasures %s  users %d  checks %s  "
+              "mismatches %d" % (i, row["seconds"], row["events"], sum(row["kills"].values()), row["kills"],
+                                 row["faults"], row["erasures"], row["users"], row["checks"], row["mismatches"]),
+              flush=True)
+    tot_k, tot_f, tot_e, tot_c = {}, {}, {}, {}
     for r in rows:
-        for k, v in r["kills"].items():
-            tot_k[k] = tot_k.get(k, 0) + v
-        for k, v in r["faults"].items():
-            tot_f[k] = tot_f.get(k, 0) + v
+        for tot, d in ((tot_k, r["kills"]), (tot_f, r["faults"]), (tot_e, r["erasures"]), (tot_c, r["checks"])):
+            for k, v in d.items():
+                tot[k] = tot.get(k, 0) + v
     mism = sum(r["mismatches"] for r in rows)
     print()
-    print("| rounds | kills | kills by phase | other faults | users checked x 3 workers | mismatches | time |")
-    print("|---|---|---|---|---|---|---|")
-    print("| %d | %d | %s | %s | %d | %d | %.1f min |" % (
+    print("| rounds | kills | kills by phase | other faults | erasures | users checked x 3 workers | "
+          "further checks | mismatches | time |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("| %d | %d | %s | %s | %s | %d | %s | %d | %.1f min |" % (
         len(rows), sum(tot_k.values()), ", ".join("%s %d" % kv for kv in sorted(tot_k.items())),
-        ", ".join("%s %d" % kv for kv in sorted(tot_f.items())), sum(r["users"] for r in rows), mism,
-        (time.monotonic() - t0) / 60))
+        ", ".join("%s %d" % kv for kv in sorted(tot_f.items())),
+        ", ".join("%s %d" % kv for kv in sorted(tot_e.items())), sum(r["users"] for r in rows),
+        ", ".join("%s %d" % kv for kv in sorted(tot_c.items())), mism, (time.monotonic() - t0) / 60))
     print("command: tests/chaos.py --seed %d --rounds %d --kills %d --budget %g --events %d --users %d" % (
         args.seed, args.rounds, args.kills, args.budget, args.events, args.users))
     sys.exit(1 if mism or not rows else 0)

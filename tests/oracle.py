@@ -893,6 +893,27 @@ class Oracle:
         return res
 
 
+def feed_topic(o, recs):
+    """Feeds `o` a topic's records as `profilectl consume` prints them
+    (partition, offset, timestamp, key, value or value_base64, headers), in
+    (partition, offset) order: control records (header profiled-control)
+    as erasures, the others as events with their profiled-origin. Returns
+    [(record, value bytes, outcome)] in that order."""
+    import base64
+    out = []
+    for r in sorted(recs, key=lambda r: (r["partition"], r["offset"])):
+        val = base64.b64decode(r["value_base64"]) if "value_base64" in r else (r.get("value") or "").encode("utf-8")
+        h = r.get("headers") or {}
+        kind = h.get("profiled-control")
+        if kind is not None:
+            key = r.get("key")
+            res = o.erase(r["partition"], r["offset"], val, key.encode("utf-8") if key is not None else None, kind)
+        else:
+            res = o.feed(r["partition"], r["offset"], val, r["timestamp"], h.get("profiled-origin"))
+        out.append((r, val, res))
+    return out
+
+
 def population(o, frm, to, today, pop_cap=10000, **kw):
     """The expected GET /v1/population body (without prior, served_by) for
     the day range [frm, to]: per day, the sum over every partition of all

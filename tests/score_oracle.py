@@ -88,12 +88,14 @@ def empty_population():
 
 
 def population_from(o, frm, to, types=None, weights=None):
-    """The population's days in [frm, to]: every user's raw day profiles
-    summed per day, exact; with types/weights every event weighted by its
-    type, as on the user's side (the population keeps per-type tracks)."""
+    """The population's days in [frm, to]: every partition's raw day
+    profiles (all its accepted events, erased users' included: the
+    population is never erased, docs/operations.md) summed per day, exact;
+    with types/weights every event weighted by its type, as on the user's
+    side (the population keeps per-type tracks)."""
     floor = o.drop_floor()
     days = {}
-    for (u, d), p in o.raw.items():
+    for (_part, d), p in o.pop_raw.items():
         if not frm <= d <= to or (floor is not None and d < floor) or p["events"] == 0:
             continue
         P = days.setdefault(d, {"events": 0, "cat": {}, "num": {}})

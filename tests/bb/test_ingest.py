@@ -5,7 +5,6 @@ every stored profile with the oracle (tests/oracle.py) fed with the records
 read back from the topic (so re-produced misrouted events are included, in
 log order), and checks the dead-letter topic.
 """
-import base64
 import json
 import os
 import random
@@ -14,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib import cluster, PROFILECTL, check, http_get, main, wait_for, TestFailure  # noqa: E402
-from oracle import Oracle, diff_profile, partition_for  # noqa: E402
+from oracle import Oracle, diff_profile, feed_topic, partition_for  # noqa: E402
 
 NPARTS = 4
 DAY = 86400000
@@ -104,14 +103,11 @@ def read_topic(c, topic):
     return recs
 
 
-def oracle_from_topic(c):
-    o = Oracle(nparts=NPARTS)
-    for r in read_topic(c, c.topic):
-        if "value_base64" in r:
-            val = base64.b64decode(r["value_base64"])
-        else:
-            val = (r["value"] or "").encode("utf-8")
-        o.feed(r["partition"], r["offset"], val, r["timestamp"], r["headers"].get("profiled-origin"))
+def oracle_from_topic(c, **kw):
+    """The oracle (Oracle(nparts=NPARTS, **kw)) fed with the topic's
+    records in offset order: events, and erasure control records."""
+    o = Oracle(nparts=NPARTS, **kw)
+    feed_topic(o, read_topic(c, c.topic))
     return o
 
 

@@ -19,7 +19,6 @@ settled and the prior has refreshed, in each of these states:
 Plus: bad parameters give 400 JSON, the prior fields are present, and the
 internal route needs the cluster token.
 """
-import base64
 import datetime
 import json
 import os
@@ -33,7 +32,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib import cluster, check, http_get, main, wait_for, metric  # noqa: E402
-from oracle import Oracle, day_str, population  # noqa: E402
+from oracle import Oracle, day_str, feed_topic, population  # noqa: E402
 
 NPARTS = 6
 DAY = 86400000
@@ -71,21 +70,12 @@ def close(a, b, path, errs):
         errs.append("%s: expected %r, got %r" % (path, a, b))
 
 
-def oracle_from_topic(c):
+def oracle_from_topic(c, nparts=NPARTS):
     """The oracle fed with the topic's records in offset order (events and
     erasure control records)."""
     _, text = c.end_offsets()
-    recs = [json.loads(l) for l in text.splitlines() if l.strip()]
-    recs.sort(key=lambda r: (r["partition"], r["offset"]))
-    o = Oracle(nparts=NPARTS)
-    for r in recs:
-        val = base64.b64decode(r["value_base64"]) if "value_base64" in r else (r["value"] or "").encode()
-        kind = r.get("headers", {}).get("profiled-control")
-        if kind is not None:
-            key = r.get("key")
-            o.erase(r["partition"], r["offset"], val, key.encode() if key is not None else None, kind)
-            continue
-        o.feed(r["partition"], r["offset"], val, r["timestamp"], r.get("headers", {}).get("profiled-origin"))
+    o = Oracle(nparts=nparts)
+    feed_topic(o, [json.loads(l) for l in text.splitlines() if l.strip()])
     return o
 
 
@@ -102,8 +92,9 @@ def variants(t):
     ]
 
 
-def population_errors(ws, o, want_complete=True):
-    """Differences between every worker's answers and the oracle ([] when equal)."""
+def population_errors(ws, o, want_complete=True, nparts=NPARTS):
+    """Differences between every worker's answers and the oracle ([] when
+    equal); a complete prior covers `nparts` partitions."""
     t = today()
     errs = []
     for qs, kw in variants(t):
@@ -118,7 +109,7 @@ def population_errors(ws, o, want_complete=True):
                 continue
             got = json.loads(body)
             pr = got.get("prior", {})
-            if want_complete and (not pr.get("complete") or pr.get("partitions_covered") != NPARTS):
+            if want_complete and (not pr.get("complete") or pr.get("partitions_covered") != nparts):
                 errs.append("%s %s: prior not complete: %r" % (w.name, qs, pr))
             e = []
             close(want, got, "%s?%s" % (w.name, qs), e)

@@ -6,7 +6,6 @@ partitioner, malformed records from kcat with explicit partitions.
 Oracle: tests/oracle.py fed from the topic itself; every misrouted record
 must have a re-produced copy (profiled-origin header) in the topic, and the
 DLQ must hold exactly the bad records (de-duplicated by source position)."""
-import base64
 import json
 import os
 import random
@@ -18,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import check, cluster, http_get, main, wait_for, metric  # noqa: E402
-from oracle import Oracle, partition_for  # noqa: E402
+from oracle import Oracle, feed_topic, partition_for  # noqa: E402
 from test_ingest import NPARTS, build_input, compare_state, group_committed, read_topic, wait_caught_up  # noqa: E402
 
 
@@ -40,17 +39,10 @@ def oracle_with_positions(c):
     found misrouted and the origins of the re-produced copies."""
     o = Oracle(nparts=NPARTS)
     misrouted, origins = set(), set()
-    for r in read_topic(c, c.topic):
-        val = base64.b64decode(r["value_base64"]) if "value_base64" in r else (r["value"] or "").encode("utf-8")
-        origin = r["headers"].get("profiled-origin")
-        if origin:
-            origins.add(origin)
-        kind = r["headers"].get("profiled-control")
-        if kind is not None:
-            key = r.get("key")
-            o.erase(r["partition"], r["offset"], val, key.encode() if key is not None else None, kind)
-            continue
-        if o.feed(r["partition"], r["offset"], val, r["timestamp"], origin) == "misrouted":
+    for r, _, res in feed_topic(o, read_topic(c, c.topic)):
+        if r["headers"].get("profiled-origin"):
+            origins.add(r["headers"]["profiled-origin"])
+        if res == "misrouted":
             misrouted.add((r["partition"], r["offset"]))
     return o, misrouted, origins
 
