@@ -191,6 +191,25 @@ def test_music_topk_kill_handoff():
         check_schema(c, w2, schema)
         out = c.produce_file(paths[0])
         check("failed=0" in out, out)
+
+        def owning(group):
+            """Each worker of the group ready and owning partitions, all of
+            them between them (the group has settled)."""
+            owned = []
+            for w in group:
+                if http_get(w.url + "/readyz")[0] != 200:
+                    return False
+                st, _, b = http_get(w.url + "/v1/partitions")
+                mine = json.loads(b)["self"]["owned"] if st == 200 else []
+                if not mine:
+                    return False
+                owned += mine
+            return sorted(owned) == list(range(NPARTS))
+        # w1 owns partitions when it is killed, and the group has settled
+        # without w3 before it joins: otherwise a first rebalance that
+        # includes w3 moves nothing (CI saw that: "no partition was handed
+        # off by snapshot")
+        wait_for(lambda: owning([w1, w2]), 90, "w1 and w2 to own every partition", interval=0.5)
         # SIGKILL w1 while the second third arrives, then restart it
         prod = c._start("producer", [PROFILECTL, "produce", "--brokers", c.bootstrap, "--topic", c.topic,
                                      "--file", paths[1], "--rate", "4000", "--quiet"])
@@ -200,6 +219,7 @@ def test_music_topk_kill_handoff():
         wait_for(lambda: not prod.alive(), 60, "producer to finish")
         check(prod.p.returncode == 0, "producer failed")
         w1 = c.start_worker("w1", args)
+        wait_for(lambda: owning([w1, w2]), 90, "w1 (restarted) and w2 to own every partition", interval=0.5)
         # a third worker joins: it has no copy, so partitions move to it by snapshot
         w3 = c.start_worker("w3", args)
         out = c.produce_file(paths[2])
