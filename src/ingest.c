@@ -185,8 +185,7 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
         pd_sidefx_advance(&pp->fx, offset + 1);
         if (pp->fx.done >= pp->next_offset)
             pd_info("partition %d: side effects redone up to offset %" PRId64, (int)p, pp->next_offset);
-        pp->dirty = 1;
-        if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
+        ig_mark_dirty(ig, p);
         return;
     }
     if (!pp->dd.loaded) {
@@ -206,8 +205,7 @@ static void record(pd_ingest *ig, int32_t p, int64_t offset, int64_t rec_ts, int
             pd_dedup_adopt(&pp->dd, ig->cfg->dedup_window_ms);
     }
     pp->next_offset = offset + 1;
-    pp->dirty = 1;
-    if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
+    ig_mark_dirty(ig, p);
     if (control) {
         char user[PD_MAX_USER_ID], cerr[PD_DLQ_MAX_DETAIL];
         size_t ulen = 0;

@@ -110,6 +110,15 @@ struct pd_ingest {
 
 static inline int commit_inflight(const pd_ingest *ig) { return ig->spare == NULL; }
 
+/* Partition p has something for the next commit (records, a checkpoint or
+ * a side-effect frontier to write): the commit is due commit_interval_ms
+ * after the first such change (dirty_since_us). Ingest thread only. */
+static inline void ig_mark_dirty(pd_ingest *ig, int32_t p)
+{
+    ig->pp[p].dirty = 1;
+    if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
+}
+
 /* Publishes partition p's private state to pd_partstate, the copy HTTP,
  * metrics and membership threads read: the one writer of those atomics.
  * Called after every change of a published field, on the hot path too

@@ -208,8 +208,7 @@ static void resolve_one(pd_ingest *ig, int32_t p)
             pp->next_offset = lo;
             pp->fx.done = lo;
             pp->fx.dirty = 1;
-            pp->dirty = 1;
-            if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
+            ig_mark_dirty(ig, p);
         }
     } else if (v == PD_OFFS_GAP) {
         if (pp->next_offset >= 0 && pp->next_offset < lo) {
@@ -220,8 +219,7 @@ static void resolve_one(pd_ingest *ig, int32_t p)
                      " records (flagged incomplete)", (int)p, pp->next_offset, lo - 1, lo, lo - pp->next_offset);
             pp->incomplete |= PD_INCOMPLETE_GAP;
             pp->next_offset = lo;
-            pp->dirty = 1;
-            if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
+            ig_mark_dirty(ig, p);
         }
         if (pp->fx.done >= 0 && pp->fx.done < lo) {
             /* records applied here whose side effects were still due */

@@ -81,8 +81,7 @@ static void fx_takeover(pd_ingest *ig, int32_t p, int64_t hi)
      * record -- lag reported that is not there, and a later owner redoing
      * side effects already done (test_sidefx, the new group). */
     if (pp->fx.done >= 0 && pp->next_offset >= 0 && pp->fx.done != pp->group_committed) {
-        pp->dirty = 1;
-        if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
+        ig_mark_dirty(ig, p);
     }
 }
 
@@ -194,8 +193,7 @@ static void import_start(pd_ingest *ig, int32_t p, int imp, int64_t off)
     pp->import_start = imp;
     if (imp != 2) return;
     pd_sidefx_advance(&pp->fx, off);
-    pp->dirty = 1;
-    if (!ig->dirty_since_us) ig->dirty_since_us = pd_mono_us();
+    ig_mark_dirty(ig, p);
     char err[512];
     if (pd_ingest_flush(ig, err, sizeof err) != PD_OK)
         pd_error("partition %d: checkpointing its resolved start offset failed: %s (the next commit tries again; "
