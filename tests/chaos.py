@@ -87,7 +87,7 @@ import test_ingest as ti  # noqa: E402
 import test_population as tp  # noqa: E402
 import test_rank as tr  # noqa: E402
 from test_sidefx import kcat_produce  # noqa: E402
-from oracle import diff_profile, partition_for  # noqa: E402
+from oracle import diff_profiles, partition_for  # noqa: E402
 
 NPARTS = ti.NPARTS
 DAY = 86400000
@@ -621,13 +621,7 @@ def check_round(c, erased, events, rnd):
         for k, v in c.dump(owners[p], partition=p).items():
             got[k] = v["profile"]
     wantd = o.profiles()
-    for k in sorted(set(wantd) | set(got)):
-        if k not in got:
-            errs.append("store: %s missing" % (k,))
-        elif k not in wantd:
-            errs.append("store: %s not in the oracle" % (k,))
-        else:
-            errs += ["store: %s%s" % (k, e) for e in diff_profile(wantd[k], got[k])]
+    errs += ["store: " + e for e in diff_profiles(wantd, got)]
     # erased users without later events: no key in any copy of their
     # partition that reached the end (owner and replica; a left-over copy
     # below the end is deleted after cleanup_grace)

@@ -990,6 +990,21 @@ def _close(a, b):
     return a == b
 
 
+def diff_profiles(want, got):
+    """Differences between the oracle's {(user, day): profile} and a
+    store's (list of str): keys missing from the store, keys the oracle
+    does not have, then each common profile's diff_profile."""
+    errs = []
+    for k in sorted(set(want) | set(got)):
+        if k not in got:
+            errs.append("%s: missing from the store" % (k,))
+        elif k not in want:
+            errs.append("%s: in the store but not in the oracle: %s" % (k, json.dumps(got[k])[:200]))
+        else:
+            errs += ["%s%s" % (k, e) for e in diff_profile(want[k], got[k])]
+    return errs
+
+
 def diff_profile(want, got, path=""):
     """Differences between an oracle profile and a stored one (list of str).
     Keys the oracle does not model (mean, stddev) are ignored."""

@@ -49,7 +49,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib import PROFILECTL, Proc, check, cluster, http_get, main, run, wait_for, metric  # noqa: E402
-from oracle import Oracle, diff_profile, partition_for  # noqa: E402
+from oracle import Oracle, diff_profiles, partition_for  # noqa: E402
 import test_ingest as ti  # noqa: E402
 
 NPARTS = 4
@@ -137,14 +137,7 @@ def oracle_union(c, archive_lines, until, starts=None):
 
 
 def compare(want, got):
-    errs = []
-    for k in sorted(set(want) | set(got)):
-        if k not in got:
-            errs.append("%s: missing from the store" % (k,))
-        elif k not in want:
-            errs.append("%s: in the store but not in the oracle" % (k,))
-        else:
-            errs += ["%s%s" % (k, e) for e in diff_profile(want[k], got[k])]
+    errs = diff_profiles(want, got)
     check(not errs, "%d profile differences, e.g.:\n  %s" % (len(errs), "\n  ".join(errs[:10])))
     check(len(want) > 100, "too few profiles (%d)" % len(want))
 
@@ -380,14 +373,7 @@ def every_worker_equals(c, ws, o, what):
             copies[p] += 1
             got = {k: v["profile"] for k, v in c.dump(w.data, partition=p).items()}
             mine = {k: v for k, v in wantp.items() if partition_for(k[0].encode(), NPARTS) == p}
-            errs = []
-            for k in sorted(set(mine) | set(got)):
-                if k not in got:
-                    errs.append("%s: missing" % (k,))
-                elif k not in mine:
-                    errs.append("%s: not in the oracle" % (k,))
-                else:
-                    errs += ["%s%s" % (k, e) for e in diff_profile(mine[k], got[k])]
+            errs = diff_profiles(mine, got)
             check(not errs, "%s: partition %d in %s's store differs from the oracle (%d), e.g.:\n  %s" %
                   (what, p, w.name, len(errs), "\n  ".join(errs[:8])))
     check(all(n >= 2 for n in copies.values()), "%s: copies at the end offset %s" % (what, copies))

@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib import cluster, PROFILECTL, check, http_get, main, wait_for, TestFailure  # noqa: E402
-from oracle import Oracle, diff_profile, feed_topic, partition_for  # noqa: E402
+from oracle import Oracle, diff_profiles, feed_topic, partition_for  # noqa: E402
 
 NPARTS = 4
 DAY = 86400000
@@ -136,14 +136,7 @@ def compare_state(c, oracle, data_dirs):
         check(p in owners, "no store has a checkpoint for partition %d" % p)
         for k, v in c.dump(owners[p], partition=p).items():
             got[k] = v["profile"]
-    errs = []
-    for k in sorted(set(want) | set(got)):
-        if k not in got:
-            errs.append("%s: missing from the store" % (k,))
-        elif k not in want:
-            errs.append("%s: in the store but not in the oracle: %s" % (k, json.dumps(got[k])[:200]))
-        else:
-            errs += ["%s%s" % (k, e) for e in diff_profile(want[k], got[k])]
+    errs = diff_profiles(want, got)
     check(not errs, "%d profile differences, e.g.:\n  %s" % (len(errs), "\n  ".join(errs[:10])))
     check(len(want) > 100, "oracle has too few profiles (%d): input generation broken?" % len(want))
 
